@@ -1,0 +1,119 @@
+"""ManifestArray and ManifestGroup: the in-memory model of a virtual hierarchy."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from helpers import array_metadata
+from zarr.core.metadata.v3 import ArrayV3Metadata
+
+from zarr_manifest_store import ChunkManifest, ManifestArray, ManifestGroup
+
+
+def manifest(grid: tuple[int, ...]) -> ChunkManifest:
+    paths = np.full(grid, "f.nc")
+    return ChunkManifest.from_arrays(
+        paths=paths, offsets=np.zeros(grid, int), lengths=np.ones(grid, int)
+    )
+
+
+def test_array_from_dict_and_from_metadata_object():
+    meta = array_metadata(
+        (10, 6), (4, 3), "int16", dimension_names=["y", "x"], attributes={"units": "m"}
+    )
+    a = ManifestArray(metadata=meta, manifest=manifest((3, 2)))
+    assert a.shape == (10, 6)
+    assert a.ndim == 2
+    assert a.dtype == np.dtype("int16")
+    assert a.chunks == (4, 3)
+    assert a.dimension_names == ("y", "x")
+    assert a.attributes == {"units": "m"}
+    assert a.nbytes == 120
+    assert isinstance(a.metadata, ArrayV3Metadata)
+    b = ManifestArray(metadata=a.metadata, manifest=a.manifest)
+    assert b.equals(a)
+
+
+def test_array_rejects_a_manifest_of_another_grid():
+    with pytest.raises(
+        ValueError, match=r"manifest's chunk grid \(2, 2\) does not match .* \(3, 2\)"
+    ):
+        ManifestArray(metadata=array_metadata((10, 6), (4, 3)), manifest=manifest((2, 2)))
+
+
+def test_array_rejects_invalid_metadata_with_a_value_error():
+    with pytest.raises(ValueError, match="invalid Zarr v3 array metadata"):
+        ManifestArray(
+            metadata={**array_metadata((4,), (2,)), "data_type": "nonsense"},
+            manifest=manifest((2,)),
+        )
+
+
+def test_np_asarray_tells_the_user_to_open_it_through_the_store():
+    a = ManifestArray(metadata=array_metadata((4,), (2,)), manifest=manifest((2,)))
+    with pytest.raises(TypeError, match=r"ManifestStore.*zarr.open_group\(store, mode='r'\)"):
+        np.asarray(a)
+
+
+def test_rectilinear_chunk_grid():
+    meta = array_metadata((5,), (2,))
+    meta["chunk_grid"] = {
+        "name": "rectilinear",
+        "configuration": {"kind": "inline", "chunk_shapes": [[2, 3]]},
+    }
+    a = ManifestArray(metadata=meta, manifest=manifest((2,)))
+    assert a.chunks == ((2, 3),)
+
+
+def test_scalar_array():
+    a = ManifestArray(metadata=array_metadata((), ()), manifest=manifest(()))
+    assert a.shape == ()
+    assert a.chunks == ()
+
+
+def test_array_pickles():
+    a = ManifestArray(
+        metadata=array_metadata((4,), (2,), fill_value="NaN"), manifest=manifest((2,))
+    )
+    assert pickle.loads(pickle.dumps(a)).equals(a)
+
+
+def test_group_is_an_immutable_nested_mapping():
+    a = ManifestArray(metadata=array_metadata((4,), (2,)), manifest=manifest((2,)))
+    inner = ManifestGroup(arrays={"u": a})
+    g = ManifestGroup(
+        arrays={"t": a}, groups={"sub": inner, "empty": ManifestGroup()}, attributes={"k": 1}
+    )
+    assert list(g) == ["t", "sub", "empty"]
+    assert len(g) == 3
+    assert g["sub/u"] is a
+    assert g["empty"] == ManifestGroup()
+    assert [p for p, _ in g.walk()] == ["t", "sub", "sub/u", "empty"]
+    with pytest.raises(KeyError):
+        g["missing"]
+    with pytest.raises(KeyError, match="is an array"):
+        g["t/x"]
+    with pytest.raises(TypeError):
+        g.attributes["k"] = 2  # type: ignore[index]
+    with pytest.raises(TypeError):
+        g.arrays["new"] = a  # type: ignore[index]
+    assert g.replace(attributes={"k": 2}).attributes == {"k": 2}
+    assert pickle.loads(pickle.dumps(g)) == g
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "zarr.json", "..", "__private"])
+def test_group_rejects_bad_member_names(name):
+    with pytest.raises(ValueError, match="invalid member name"):
+        ManifestGroup(groups={name: ManifestGroup()})
+
+
+def test_group_rejects_clashing_names_and_unserialisable_attributes():
+    a = ManifestArray(metadata=array_metadata((4,), (2,)), manifest=manifest((2,)))
+    with pytest.raises(ValueError, match="both as arrays and as groups"):
+        ManifestGroup(arrays={"x": a}, groups={"x": ManifestGroup()})
+    with pytest.raises(ValueError, match="JSON-serialisable"):
+        ManifestGroup(attributes={"bad": object()})
+    with pytest.raises(TypeError, match="must be a ManifestArray"):
+        ManifestGroup(arrays={"x": ManifestGroup()})  # type: ignore[dict-item]

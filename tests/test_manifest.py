@@ -1,0 +1,213 @@
+"""ChunkManifest: columnar storage, constructors, validation, memory accounting."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+
+import numpy as np
+import pytest
+
+from zarr_manifest_store import ChunkManifest, ChunkRef
+from zarr_manifest_store.manifest import INLINE, MAX_END, MISSING
+
+
+def small_manifest() -> ChunkManifest:
+    return ChunkManifest.from_arrays(
+        paths=np.array([["a.nc", "b.nc"], ["a.nc", ""]]),
+        offsets=np.array([[0, 100], [200, 0]]),
+        lengths=np.array([[10, 20], [30, 0]]),
+    )
+
+
+def test_from_arrays_is_columnar_with_a_deduplicated_path_table():
+    m = small_manifest()
+    assert m.shape == (2, 2)
+    assert m.paths == ("a.nc", "b.nc")
+    assert m.path_index.dtype == np.uint32
+    assert m.path_index.tolist() == [[0, 1], [0, MISSING]]
+    assert m.offsets.dtype == np.uint64
+    assert m.lengths.dtype == np.uint64
+    assert m.nchunks == 3
+    assert m.get((1, 0)) == ChunkRef("a.nc", 200, 30)
+    assert m.get((1, 1)) is None
+    assert m.nbytes_referenced == 60
+
+
+def test_from_dict_round_trips_through_to_dict():
+    entries = {
+        "0.0": {"path": "s3://b/x.nc", "offset": 8, "length": 4},
+        "1.2": {"path": "s3://b/y.nc", "offset": 0, "length": 16},
+        "0.1": {"data": b"\x00\x01"},
+    }
+    m = ChunkManifest.from_dict(entries)
+    assert m.shape == (2, 3)
+    assert m.path_index[0, 1] == INLINE
+    assert m.get((0, 1)) == b"\x00\x01"
+    assert m.to_dict() == {k: entries[k] for k in ("0.0", "0.1", "1.2")}
+    assert ChunkManifest.from_dict(m.to_dict(), shape=m.shape).equals(m)
+
+
+def test_from_dict_with_explicit_shape_and_scalar_grid():
+    m = ChunkManifest.from_dict({"0.1": {"path": "a", "offset": 0, "length": 1}}, shape=(3, 4))
+    assert m.shape == (3, 4)
+    assert m.nchunks == 1
+    scalar = ChunkManifest.from_dict({"0": {"path": "a", "offset": 5, "length": 1}}, shape=())
+    assert scalar.shape == ()
+    assert scalar.get(()) == ChunkRef("a", 5, 1)
+    assert scalar.to_dict() == {"0": {"path": "a", "offset": 5, "length": 1}}
+
+
+def test_inline_chunks_from_arrays():
+    m = ChunkManifest.from_arrays(
+        paths=np.array(["", "a.nc"]),
+        offsets=np.array([0, 4]),
+        lengths=np.array([0, 4]),
+        inline={(0,): b"abcd"},
+    )
+    assert m.get((0,)) == b"abcd"
+    assert m.inline == {(0,): b"abcd"}
+    assert m.nchunks == 2
+    with pytest.raises(ValueError, match=r"chunk '1' is both inline and a reference"):
+        ChunkManifest.from_arrays(
+            paths=np.array(["", "a.nc"]), offsets=[0, 4], lengths=[0, 4], inline={(1,): b"x"}
+        )
+
+
+@pytest.mark.parametrize(
+    ("offsets", "lengths", "message"),
+    [
+        ([[0, -5]], [[1, 1]], r"chunk '0\.1': offset is negative \(-5\)"),
+        ([[0, 1]], [[1, -1]], r"chunk '0\.1': length is negative"),
+        ([[0.5, 1.0]], [[1, 1]], r"chunk '0\.0': offset must be an integer"),
+        ([[0, 1]], [[1, "x"]], r"length must be an integer"),
+        (
+            [[0, 1, 2]],
+            [[1, 1]],
+            r"offsets have shape \(1, 3\), but the chunk grid has shape \(1, 2\)",
+        ),
+        (
+            [[0, MAX_END]],
+            [[1, 1]],
+            r"chunk '0\.1': offset 9223372036854775807 \+ length 1 overflows",
+        ),
+        ([[0, 2**64 - 1]], [[1, 1]], r"chunk '0\.1': offset exceeds 9223372036854775807"),
+        (
+            np.array([[0, 2**64 - 1]], dtype=np.uint64),
+            [[1, 1]],
+            r"chunk '0\.1': offset .* overflows",
+        ),
+        (
+            np.array([[0, 1]], dtype=np.uint64),
+            np.array([[1, -2]]),
+            r"chunk '0\.1': length is negative",
+        ),
+    ],
+)
+def test_from_arrays_validation_names_chunk_and_field(offsets, lengths, message):
+    with pytest.raises(ValueError, match=message):
+        ChunkManifest.from_arrays(paths=np.array([["a", "a"]]), offsets=offsets, lengths=lengths)
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ({"0": {"path": "a", "offset": -1, "length": 1}}, r"chunk '0': offset -1 is out of range"),
+        (
+            {"0": {"path": "a", "offset": "12", "length": 1}},
+            r"chunk '0': offset must be an integer, got '12'",
+        ),
+        (
+            {"0": {"path": "a", "offset": True, "length": 1}},
+            r"chunk '0': offset must be an integer",
+        ),
+        ({"0": {"path": "a", "offset": 1.0, "length": 1}}, r"chunk '0': offset must be an integer"),
+        (
+            {"0": {"path": 7, "offset": 1, "length": 1}},
+            r"chunk '0': path must be a non-empty string",
+        ),
+        ({"0": {"path": "a", "offset": 1}}, r"chunk '0': entry needs exactly the fields"),
+        ({"0": {"path": "a", "offset": MAX_END, "length": 2}}, r"chunk '0': offset .* overflows"),
+        (
+            {"x.1": {"path": "a", "offset": 0, "length": 1}},
+            r"chunk key 'x\.1' is not a chunk grid index",
+        ),
+        ({"-1": {"path": "a", "offset": 0, "length": 1}}, r"chunk key '-1'"),
+        ({"0": {"path": "a", "offset": 0, "length": 1}, "0.0": {"data": b""}}, r"chunk key '0\.0'"),
+        ({"0": ["a", 0, 1]}, r"chunk '0': entry must be a mapping"),
+    ],
+)
+def test_from_dict_validation_names_chunk_and_field(entries, message):
+    with pytest.raises(ValueError, match=message):
+        ChunkManifest.from_dict(entries)
+
+
+def test_from_dict_rejects_keys_outside_the_given_grid():
+    with pytest.raises(ValueError, match=r"chunk '2\.0' lies outside the chunk grid \(2, 2\)"):
+        ChunkManifest.from_dict({"2.0": {"path": "a", "offset": 0, "length": 1}}, shape=(2, 2))
+
+
+def test_columnar_constructor_checks_index_against_table():
+    with pytest.raises(ValueError, match=r"chunk '1': path_index 3 is outside the path table of 1"):
+        ChunkManifest(paths=["a"], path_index=[0, 3], offsets=[0, 0], lengths=[1, 1])
+    with pytest.raises(ValueError, match=r"inline data and the INLINE path_index must go together"):
+        ChunkManifest(paths=["a"], path_index=[0, INLINE], offsets=[0, 0], lengths=[1, 0])
+
+
+def test_manifest_is_immutable():
+    m = small_manifest()
+    with pytest.raises(ValueError, match="read-only"):
+        m.offsets[0, 0] = 5
+    with pytest.raises(TypeError):
+        m.inline[(0, 0)] = b"x"  # type: ignore[index]
+
+
+def test_lengths_are_narrowed_but_exposed_as_uint64():
+    m = ChunkManifest.from_arrays(paths=np.array(["a"]), offsets=[0], lengths=[2**40])
+    assert m.lengths.dtype == np.uint64
+    assert m.get((0,)) == ChunkRef("a", 0, 2**40)
+    small = small_manifest()
+    assert small._lengths.dtype == np.uint32
+
+
+def test_nbytes_counts_the_path_table_and_inline_bytes():
+    m = small_manifest()
+    arrays = m.path_index.nbytes + m.offsets.nbytes + m._lengths.nbytes
+    table = sys.getsizeof(m.paths) + sum(sys.getsizeof(p) for p in m.paths)
+    assert m.nbytes >= arrays + table
+    big_table = m.rename_paths(lambda p: p * 1000)
+    assert big_table.nbytes - m.nbytes >= 2 * 999 * 4
+    with_inline = ChunkManifest.from_dict({"0": {"data": b"x" * 10_000}})
+    assert with_inline.nbytes > 10_000
+
+
+def test_rename_paths_with_mapping_and_function():
+    m = small_manifest()
+    renamed = m.rename_paths({"a.nc": "s3://bucket/a.nc"})
+    assert renamed.paths == ("s3://bucket/a.nc", "b.nc")
+    assert renamed.get((1, 0)) == ChunkRef("s3://bucket/a.nc", 200, 30)
+    assert m.rename_paths(str.upper).paths == ("A.NC", "B.NC")
+
+
+def test_equality_ignores_path_table_order():
+    m = small_manifest()
+    same = ChunkManifest(
+        paths=["b.nc", "a.nc"],
+        path_index=np.array([[1, 0], [1, MISSING]]),
+        offsets=m.offsets,
+        lengths=m.lengths,
+    )
+    assert same.equals(m)
+    assert same == m
+    assert not m.equals(m.rename_paths({"b.nc": "c.nc"}))
+    assert not m.equals("not a manifest")
+
+
+def test_pickle_round_trip():
+    m = ChunkManifest.from_dict({"0": {"path": "a", "offset": 1, "length": 2}, "1": {"data": b"z"}})
+    assert pickle.loads(pickle.dumps(m)).equals(m)
+
+
+def test_items_lists_present_chunks_in_c_order():
+    m = small_manifest()
+    assert [c for c, _ in m.items()] == [(0, 0), (0, 1), (1, 0)]

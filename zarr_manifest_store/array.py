@@ -1,0 +1,210 @@
+"""ManifestArray: Zarr v3 array metadata plus the ChunkManifest of its chunks.
+
+A ManifestArray holds no data, only where the data lives. It is numpy-like
+(``shape``, ``dtype``, ``ndim``) so that it can sit inside an ``xarray.Variable``
+and be combined with ``np.concatenate`` / ``np.stack`` (see ``concat.py``); reading
+values goes through :class:`~zarr_manifest_store.ManifestStore`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.core.metadata.v3 import ArrayV3Metadata
+
+from zarr_manifest_store.manifest import ChunkManifest
+
+__all__ = ["ManifestArray", "chunk_sizes", "parse_array_metadata"]
+
+
+class ManifestArray:
+    """A lazy array: Zarr v3 metadata and a manifest of chunk references.
+
+    ``metadata`` is zarr's ``ArrayV3Metadata`` or a ``zarr.json`` dict; the
+    manifest's shape must equal the chunk grid's.
+
+    >>> import numpy as np
+    >>> from zarr_manifest_store import ChunkManifest
+    >>> m = ChunkManifest.from_dict({"0": {"path": "/data/a.nc", "offset": 0, "length": 16}})
+    >>> a = ManifestArray(
+    ...     metadata={
+    ...         "zarr_format": 3, "node_type": "array", "shape": [4], "data_type": "float32",
+    ...         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [4]}},
+    ...         "chunk_key_encoding": {"name": "default"}, "fill_value": 0.0,
+    ...         "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+    ...     },
+    ...     manifest=m,
+    ... )
+    >>> a.shape, a.dtype, a.chunks
+    ((4,), dtype('float32'), (4,))
+    """
+
+    __slots__ = ("_manifest", "_metadata")
+
+    def __init__(
+        self, *, metadata: ArrayV3Metadata | Mapping[str, Any], manifest: ChunkManifest
+    ) -> None:
+        self._metadata = parse_array_metadata(metadata)
+        if not isinstance(manifest, ChunkManifest):
+            raise TypeError(f"manifest must be a ChunkManifest, got {type(manifest).__name__}")
+        grid = tuple(len(sizes) for sizes in chunk_sizes(self._metadata))
+        if manifest.shape != grid:
+            raise ValueError(
+                f"the manifest's chunk grid {manifest.shape} does not match the array's chunk grid "
+                f"{grid} (shape {self._metadata.shape}, chunks {_chunks(self._metadata)})"
+            )
+        self._manifest = manifest
+
+    @property
+    def metadata(self) -> ArrayV3Metadata:
+        """The Zarr v3 array metadata."""
+        return self._metadata
+
+    @property
+    def manifest(self) -> ChunkManifest:
+        """Where each chunk's bytes live."""
+        return self._manifest
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._metadata.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self._metadata.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._metadata.dtype.to_native_dtype()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the array holds once read (like numpy), not the manifest's memory."""
+        return self.size * self.dtype.itemsize
+
+    @property
+    def chunks(self) -> tuple[int, ...] | tuple[tuple[int, ...], ...]:
+        """The chunk shape; for a rectilinear grid, the chunk sizes along each dimension."""
+        return _chunks(self._metadata)
+
+    @property
+    def fill_value(self) -> Any:
+        return self._metadata.fill_value
+
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        return self._metadata.attributes
+
+    @property
+    def dimension_names(self) -> tuple[str | None, ...] | None:
+        return self._metadata.dimension_names
+
+    def with_manifest(self, manifest: ChunkManifest) -> ManifestArray:
+        """The same array over another manifest of the same grid."""
+        return ManifestArray(metadata=self._metadata, manifest=manifest)
+
+    def with_metadata(self, **changes: Any) -> ManifestArray:
+        """A copy whose ``zarr.json`` fields are replaced by ``changes`` (e.g. ``attributes=...``)."""
+        return ManifestArray(
+            metadata={**self._metadata.to_dict(), **changes}, manifest=self._manifest
+        )
+
+    def equals(self, other: object) -> bool:
+        """Same metadata and the same chunk references."""
+        return (
+            isinstance(other, ManifestArray)
+            and self._metadata == other._metadata
+            and self._manifest.equals(other._manifest)
+        )
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise TypeError(
+            "a ManifestArray holds chunk references, not values; to read it, serve it through "
+            "zarr_manifest_store.ManifestStore and open that with zarr.open_group(store, mode='r') "
+            "or xarray.open_zarr(store)"
+        )
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d ManifestArray")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"ManifestArray<shape={self.shape}, dtype={self.dtype}, chunks={self.chunks}, "
+            f"references={self._manifest.nchunks}>"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (self._metadata.to_dict(), self._manifest)
+
+
+def _rebuild(metadata: dict[str, Any], manifest: ChunkManifest) -> ManifestArray:
+    return ManifestArray(metadata=metadata, manifest=manifest)
+
+
+def parse_array_metadata(metadata: ArrayV3Metadata | Mapping[str, Any]) -> ArrayV3Metadata:
+    """zarr's ``ArrayV3Metadata`` from itself or a ``zarr.json`` dict; ValueError if zarr rejects it."""
+    if isinstance(metadata, ArrayV3Metadata):
+        return metadata
+    if not isinstance(metadata, Mapping):
+        raise TypeError(
+            f"metadata must be ArrayV3Metadata or a zarr.json dict, got {type(metadata).__name__}"
+        )
+    data = {"zarr_format": 3, "node_type": "array", **metadata}
+    try:
+        with zarr.config.set({"array.rectilinear_chunks": True}):
+            return ArrayV3Metadata.from_dict(data)
+    except (TypeError, KeyError, ValueError, NotImplementedError) as e:
+        raise ValueError(f"invalid Zarr v3 array metadata: {e}") from e
+
+
+def chunk_sizes(metadata: ArrayV3Metadata) -> tuple[tuple[int, ...], ...]:
+    """The sizes of the chunks along each dimension, for regular and rectilinear grids.
+
+    Edge chunks of a regular grid are reported at their full (nominal) size, as
+    Zarr stores them; the sizes along a dimension therefore sum to at least its length.
+    """
+    name, config = _grid(metadata)
+    if name == "regular":
+        return tuple(
+            (c,) * (math.ceil(n / c) if c else 0)
+            for n, c in zip(metadata.shape, config["chunk_shape"], strict=True)
+        )
+    return tuple(
+        _expand_rectilinear(spec, n)
+        for spec, n in zip(config["chunk_shapes"], metadata.shape, strict=True)
+    )
+
+
+def _grid(metadata: ArrayV3Metadata) -> tuple[str, dict[str, Any]]:
+    """The chunk grid's name and configuration, as written in ``zarr.json``."""
+    grid = metadata.chunk_grid.to_dict()
+    return grid["name"], grid["configuration"]  # type: ignore[index, return-value]
+
+
+def _expand_rectilinear(spec: int | list[Any], extent: int) -> tuple[int, ...]:
+    """One rectilinear dimension: an int is a regular step; a list holds sizes or [size, count] runs."""
+    if isinstance(spec, int):
+        return (spec,) * math.ceil(extent / spec) if spec else ()
+    sizes: list[int] = []
+    for item in spec:
+        if isinstance(item, list):
+            size, count = item
+            sizes.extend([size] * count)
+        else:
+            sizes.append(item)
+    return tuple(sizes)
+
+
+def _chunks(metadata: ArrayV3Metadata) -> tuple[int, ...] | tuple[tuple[int, ...], ...]:
+    name, config = _grid(metadata)
+    return tuple(config["chunk_shape"]) if name == "regular" else chunk_sizes(metadata)

@@ -1,0 +1,335 @@
+"""ManifestStore: a read-only zarr-python v3 Store that serves a manifest hierarchy.
+
+Metadata keys (``zarr.json``) are answered from documents built once from the
+hierarchy, the root one carrying consolidated metadata so that opening costs
+one read. Chunk keys are decoded with the array's own chunk key encoding and
+answered by reading the chunk's byte range from its source file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from functools import cached_property
+from typing import Any, Self
+
+from zarr.abc.store import (
+    ByteRequest,
+    OffsetByteRequest,
+    RangeByteRequest,
+    Store,
+    SuffixByteRequest,
+)
+from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
+from zarr.core.group import ConsolidatedMetadata, GroupMetadata
+
+from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.group import ManifestGroup, Node
+from zarr_manifest_store.manifest import ChunkCoords, ChunkRef
+from zarr_manifest_store.sources import Sources
+
+__all__ = ["ManifestStore"]
+
+METADATA_KEY = "zarr.json"
+
+
+class ManifestStore(Store):
+    """A read-only Zarr v3 store whose chunks are byte ranges of the original files.
+
+    ``root`` is a :class:`ManifestGroup` (or a single :class:`ManifestArray`,
+    served as the root array). ``storage_options`` configure fsspec for remote
+    sources: one dict, or a mapping from URL prefix to options.
+
+    >>> import zarr
+    >>> from zarr_manifest_store import ManifestGroup, ManifestStore
+    >>> store = ManifestStore(ManifestGroup(attributes={"title": "empty"}))
+    >>> zarr.open_group(store, mode="r").attrs["title"]
+    'empty'
+    """
+
+    supports_writes = False
+    supports_deletes = False
+    supports_listing = True
+
+    def __init__(
+        self,
+        root: ManifestGroup | ManifestArray,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        read_only: bool = True,
+    ) -> None:
+        if not read_only:
+            raise ValueError("ManifestStore is read-only: it cannot be opened with read_only=False")
+        if not isinstance(root, ManifestGroup | ManifestArray):
+            raise TypeError(
+                f"root must be a ManifestGroup or ManifestArray, got {type(root).__name__}"
+            )
+        super().__init__(read_only=True)
+        self._root = root
+        self._sources = Sources(storage_options)
+        nodes: list[tuple[str, Node]] = [("", root)]
+        if isinstance(root, ManifestGroup):
+            nodes.extend(root.walk())
+        self._nodes: dict[str, Node] = dict(nodes)
+        self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
+
+    @property
+    def root(self) -> ManifestGroup | ManifestArray:
+        """The hierarchy this store serves."""
+        return self._root
+
+    @property
+    def sources(self) -> Sources:
+        """The reader of source byte ranges."""
+        return self._sources
+
+    # ------------------------------------------------------------------ identity
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ManifestStore)
+            and self._sources.storage_options == other._sources.storage_options
+            and self._root.equals(other._root)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        arrays = len(self._arrays)
+        return f"<ManifestStore: {arrays} array(s), {len(self._nodes) - arrays} group(s)>"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"root": self._root, "storage_options": self._sources.storage_options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["root"], storage_options=state["storage_options"])  # type: ignore[misc]
+
+    def with_read_only(self, read_only: bool = False) -> Self:
+        """A fresh store over the same hierarchy; only ``read_only=True`` is possible."""
+        return type(self)(
+            self._root, storage_options=self._sources.storage_options, read_only=read_only
+        )
+
+    def close(self) -> None:
+        self._sources.close()
+        super().close()
+
+    # ------------------------------------------------------------------ reading
+
+    async def get(
+        self,
+        key: str,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        prototype = prototype or default_buffer_prototype()
+        value = self._lookup(key)
+        if value is None:
+            return None
+        if isinstance(value, ChunkRef):
+            start, stop = _window(byte_range, value.length)
+            data = await self._read(key, value, start, stop)
+        else:
+            start, stop = _window(byte_range, len(value))
+            data = value[start:stop]
+        return prototype.buffer.from_bytes(data)
+
+    def get_sync(
+        self,
+        key: str,
+        *,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        """Synchronous ``get``, for zarr's synchronous codec pipeline."""
+        prototype = prototype or default_buffer_prototype()
+        value = self._lookup(key)
+        if value is None:
+            return None
+        if isinstance(value, ChunkRef):
+            start, stop = _window(byte_range, value.length)
+            data = self._read_sync(key, value, start, stop)
+        else:
+            start, stop = _window(byte_range, len(value))
+            data = value[start:stop]
+        return prototype.buffer.from_bytes(data)
+
+    async def get_partial_values(
+        self,
+        prototype: BufferPrototype,
+        key_ranges: Iterable[tuple[str, ByteRequest | None]],
+    ) -> list[Buffer | None]:
+        return list(await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges)))
+
+    async def exists(self, key: str) -> bool:
+        return self._lookup(key) is not None
+
+    async def getsize(self, key: str) -> int:
+        value = self._lookup(key)
+        if value is None:
+            raise FileNotFoundError(key)
+        return value.length if isinstance(value, ChunkRef) else len(value)
+
+    # ------------------------------------------------------------------ listing
+
+    async def list(self) -> AsyncIterator[str]:
+        for key in self._keys():
+            yield key
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        for key in self._keys(prefix):
+            yield key
+
+    async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        prefix = prefix.rstrip("/")
+        base = f"{prefix}/" if prefix else ""
+        seen: set[str] = set()
+        for key in self._keys(base):
+            child = key[len(base) :].partition("/")[0]
+            if child not in seen:
+                seen.add(child)
+                yield child
+
+    # ------------------------------------------------------------------ writing (refused)
+
+    async def set(self, key: str, value: Buffer) -> None:
+        self._check_writable()
+
+    def set_sync(self, key: str, value: Buffer) -> None:
+        self._check_writable()
+
+    async def delete(self, key: str) -> None:
+        self._check_writable()
+
+    def delete_sync(self, key: str) -> None:
+        self._check_writable()
+
+    # ------------------------------------------------------------------ internals
+
+    @cached_property
+    def _documents(self) -> dict[str, bytes]:
+        """The ``zarr.json`` document of every node, by key, built once."""
+        metadata = {path: _node_metadata(node) for path, node in self._nodes.items()}
+        docs: dict[str, bytes] = {}
+        for path, node in self._nodes.items():
+            meta = metadata[path]
+            if isinstance(node, ManifestGroup):
+                below = f"{path}/" if path else ""
+                members = {
+                    p[len(below) :]: m
+                    for p, m in metadata.items()
+                    if p.startswith(below) and p != path
+                }
+                meta = GroupMetadata(
+                    attributes=dict(node.attributes),
+                    consolidated_metadata=ConsolidatedMetadata(metadata=members),
+                )
+            buffer = meta.to_buffer_dict(default_buffer_prototype())[METADATA_KEY]
+            docs[_join(path, METADATA_KEY)] = buffer.to_bytes()
+        return docs
+
+    def _lookup(self, key: str) -> ChunkRef | bytes | None:
+        """What ``key`` holds: a document, a chunk reference, inline chunk bytes, or None."""
+        doc = self._documents.get(key)
+        if doc is not None:
+            return doc
+        located = self._locate_chunk(key)
+        if located is None:
+            return None
+        array, coords = located
+        return array.manifest.get(coords)
+
+    def _locate_chunk(self, key: str) -> tuple[ManifestArray, ChunkCoords] | None:
+        """The array and chunk coordinates a chunk key names, decoded with the array's encoding."""
+        for path, chunk_part in _splits(key):
+            array = self._arrays.get(path)
+            if array is not None:
+                return _decode_chunk_key(array, chunk_part)
+        return None
+
+    def _keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key under ``prefix``: documents, then present chunks array by array."""
+        yield from (k for k in self._documents if k.startswith(prefix))
+        for path, array in self._arrays.items():
+            base = f"{path}/" if path else ""
+            if not (base.startswith(prefix) or prefix.startswith(base)):
+                continue
+            encoding = array.metadata.chunk_key_encoding
+            for coords, _ in array.manifest.items():
+                key = base + encoding.encode_chunk_key(coords)
+                if key.startswith(prefix):
+                    yield key
+
+    async def _read(self, key: str, ref: ChunkRef, start: int, stop: int) -> bytes:
+        try:
+            return await self._sources.read(ref.path, ref.offset + start, stop - start)
+        except OSError as e:
+            raise _with_chunk_context(e, key) from e
+
+    def _read_sync(self, key: str, ref: ChunkRef, start: int, stop: int) -> bytes:
+        try:
+            return self._sources.read_sync(ref.path, ref.offset + start, stop - start)
+        except OSError as e:
+            raise _with_chunk_context(e, key) from e
+
+
+def _node_metadata(node: Node) -> Any:
+    if isinstance(node, ManifestArray):
+        return node.metadata
+    return GroupMetadata(attributes=dict(node.attributes))
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}/{name}" if path else name
+
+
+def _splits(key: str) -> Iterator[tuple[str, str]]:
+    """Every split of ``key`` into (node path, rest) at a '/' — the root first."""
+    yield "", key
+    i = key.find("/")
+    while i != -1:
+        yield key[:i], key[i + 1 :]
+        i = key.find("/", i + 1)
+
+
+def _decode_chunk_key(
+    array: ManifestArray, chunk_key: str
+) -> tuple[ManifestArray, ChunkCoords] | None:
+    encoding = array.metadata.chunk_key_encoding
+    try:
+        coords = encoding.decode_chunk_key(chunk_key)
+    except (ValueError, NotImplementedError):
+        return None
+    grid = array.manifest.shape
+    if (
+        len(coords) != len(grid)
+        or any(not 0 <= c < n for c, n in zip(coords, grid, strict=True))
+        or encoding.encode_chunk_key(coords) != chunk_key
+    ):
+        return None
+    return array, coords
+
+
+def _window(byte_range: ByteRequest | None, size: int) -> tuple[int, int]:
+    """The ``[start, stop)`` slice of a value of ``size`` bytes that ``byte_range`` asks for."""
+    if byte_range is None:
+        return 0, size
+    if isinstance(byte_range, RangeByteRequest):
+        if byte_range.start < 0 or byte_range.end < byte_range.start:
+            raise ValueError(f"invalid byte range {byte_range}: need 0 <= start <= end")
+        return min(byte_range.start, size), min(byte_range.end, size)
+    if isinstance(byte_range, OffsetByteRequest):
+        if byte_range.offset < 0:
+            raise ValueError(f"invalid byte range {byte_range}: the offset is negative")
+        return min(byte_range.offset, size), size
+    if isinstance(byte_range, SuffixByteRequest):
+        if byte_range.suffix < 0:
+            raise ValueError(f"invalid byte range {byte_range}: the suffix is negative")
+        return max(0, size - byte_range.suffix), size
+    raise TypeError(f"Unexpected byte_range, got {byte_range!r}")
+
+
+def _with_chunk_context(error: OSError, key: str) -> OSError:
+    """The same kind of error, its message naming the chunk key too."""
+    message = f"{error.strerror or error} (reading chunk {key!r})"
+    return type(error)(error.errno, message) if error.errno is not None else type(error)(message)
