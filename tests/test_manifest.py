@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from zarr_manifest_store import ChunkManifest, ChunkRef
-from zarr_manifest_store.manifest import INLINE, MAX_END, MISSING
+from zarr_manifest_store.manifest import INLINE, MAX_END, MISSING, Fingerprint
 
 
 def small_manifest() -> ChunkManifest:
@@ -211,3 +211,17 @@ def test_pickle_round_trip():
 def test_items_lists_present_chunks_in_c_order():
     m = small_manifest()
     assert [c for c, _ in m.items()] == [(0, 0), (0, 1), (1, 0)]
+
+
+def test_fingerprints_follow_the_path_table():
+    fp = Fingerprint(size=10, mtime_ns=123)
+    m = ChunkManifest.from_dict(
+        {"0": {"path": "a", "offset": 0, "length": 1}}, fingerprints={"a": fp}
+    )
+    assert m.fingerprints == {"a": fp}
+    assert m.rename_paths({"a": "b"}).fingerprints == {"b": fp}
+    assert pickle.loads(pickle.dumps(m)).fingerprints == {"a": fp}
+    with pytest.raises(ValueError, match="fingerprint given for 'z', which no chunk references"):
+        ChunkManifest.from_dict(
+            {"0": {"path": "a", "offset": 0, "length": 1}}, fingerprints={"z": fp}
+        )

@@ -9,6 +9,9 @@ so on. ``zarr.json`` keys are the store's own documents.
 Tests that write through the store (``store.set``, ``_set_many``, ``clear``,
 ``delete``) or assume a writable store are overridden to assert the read-only
 behaviour instead; tests of listing are re-done with the ``set`` helper.
+``ManifestStore.open(url)`` opens a stored document synchronously (the public
+interface), so the fixtures and tests that use zarr's asynchronous
+``Store.open(**kwargs)`` construct the store and ``await store._open()``.
 """
 
 from __future__ import annotations
@@ -98,6 +101,13 @@ def nest(arrays: dict[str, ManifestArray]) -> ManifestGroup:
     return ManifestGroup(arrays=direct, groups={name: nest(sub) for name, sub in children.items()})
 
 
+async def opened(**kwargs: Any) -> ManifestStore:
+    """A store made from constructor keywords and opened, as zarr's ``Store.open`` would."""
+    store = ManifestStore(**kwargs)
+    await store._open()
+    return store
+
+
 class TestManifestStore(StoreTests[ManifestStore, CPUBuffer]):
     store_cls = ManifestStore
     buffer_cls = CPUBuffer
@@ -109,6 +119,10 @@ class TestManifestStore(StoreTests[ManifestStore, CPUBuffer]):
     @pytest.fixture(autouse=True)
     def _backing_dir(self, tmp_path: Path) -> None:
         self.backing_dir = tmp_path
+
+    @pytest.fixture
+    async def store(self, open_kwargs: dict[str, Any]) -> ManifestStore:
+        return await opened(**open_kwargs)
 
     async def set(self, store: ManifestStore, key: str, value: Buffer) -> None:
         values = store.__dict__.setdefault("_test_values", {})
@@ -146,15 +160,29 @@ class TestManifestStore(StoreTests[ManifestStore, CPUBuffer]):
     @pytest.mark.parametrize("read_only", [True, False])
     async def test_store_open_read_only(self, open_kwargs: dict[str, Any], read_only: bool) -> None:
         if read_only:
-            store = await self.store_cls.open(**{**open_kwargs, "read_only": True})
+            store = await opened(**{**open_kwargs, "read_only": True})
             assert store._is_open
             assert store.read_only
         else:
             with pytest.raises(ValueError, match="read-only"):
-                await self.store_cls.open(**{**open_kwargs, "read_only": False})
+                await opened(**{**open_kwargs, "read_only": False})
+
+    async def test_store_context_manager(self, open_kwargs: dict[str, Any]) -> None:
+        with await opened(**open_kwargs) as store:
+            assert store._is_open
+            with pytest.raises(ValueError, match="store is already open"):
+                await store._open()
+        assert not store._is_open
+
+    async def test_read_only_store_raises(self, open_kwargs: dict[str, Any]) -> None:
+        store = await opened(**{**open_kwargs, "read_only": True})
+        with pytest.raises(ValueError, match=READ_ONLY):
+            await store.set("foo", self.buffer_cls.from_bytes(b"bar"))
+        with pytest.raises(ValueError, match=READ_ONLY):
+            await store.delete("foo")
 
     async def test_with_read_only_store(self, open_kwargs: dict[str, Any]) -> None:
-        store = await self.store_cls.open(**open_kwargs)
+        store = await opened(**open_kwargs)
         reader = store.with_read_only(read_only=True)
         assert reader.read_only
         assert not reader._is_open

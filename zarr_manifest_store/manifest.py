@@ -33,6 +33,19 @@ MAX_END = 2**63 - 1
 ChunkCoords = tuple[int, ...]
 
 
+class Fingerprint(NamedTuple):
+    """What a source file looked like when it was scanned, so that later changes are detected.
+
+    Local files record ``size`` and ``mtime_ns``; remote objects ``size`` and
+    their ``etag`` (or, without one, ``mtime_ns`` from Last-Modified). A field
+    left ``None`` is not checked.
+    """
+
+    size: int | None = None
+    mtime_ns: int | None = None
+    etag: str | None = None
+
+
 class ChunkRef(NamedTuple):
     """A chunk's bytes: ``length`` bytes of ``path`` starting at ``offset``."""
 
@@ -73,7 +86,7 @@ class ChunkManifest:
     ChunkRef(path='/data/a.nc', offset=100, length=40)
     """
 
-    __slots__ = ("_index", "_inline", "_lengths", "_offsets", "_paths")
+    __slots__ = ("_fingerprints", "_index", "_inline", "_lengths", "_offsets", "_paths")
 
     def __init__(
         self,
@@ -83,8 +96,10 @@ class ChunkManifest:
         offsets: npt.ArrayLike,
         lengths: npt.ArrayLike,
         inline: Mapping[ChunkCoords, bytes] | None = None,
+        fingerprints: Mapping[str, Fingerprint] | None = None,
     ) -> None:
         self._paths = _path_table(paths)
+        self._fingerprints = _fingerprint_table(fingerprints or {}, self._paths)
         self._index = _unsigned(path_index, np.uint32, "path_index")
         shape = self._index.shape
         self._offsets = _unsigned(offsets, np.uint64, "offset", shape)
@@ -102,11 +117,13 @@ class ChunkManifest:
         offsets: npt.ArrayLike,
         lengths: npt.ArrayLike,
         inline: Mapping[ChunkCoords, bytes] | None = None,
+        fingerprints: Mapping[str, Fingerprint] | None = None,
     ) -> ChunkManifest:
         """Build from grid-shaped arrays; a path of ``""`` marks a missing chunk.
 
         ``inline`` maps chunk coordinates to the chunk's bytes; those chunks
-        must have the path ``""``.
+        must have the path ``""``. ``fingerprints`` maps source paths to
+        what they looked like when scanned.
         """
         path_grid = np.asarray(paths)
         if path_grid.dtype.kind not in "UTO" or (
@@ -138,11 +155,16 @@ class ChunkManifest:
             offsets=np.where(absent, 0, offsets_grid),
             lengths=np.where(absent, 0, lengths_grid),
             inline=inline,
+            fingerprints=fingerprints,
         )
 
     @classmethod
     def from_dict(
-        cls, entries: Mapping[str, Mapping[str, Any]], *, shape: Sequence[int] | None = None
+        cls,
+        entries: Mapping[str, Mapping[str, Any]],
+        *,
+        shape: Sequence[int] | None = None,
+        fingerprints: Mapping[str, Fingerprint] | None = None,
     ) -> ChunkManifest:
         """Build from ``{"0.0": {"path": ..., "offset": ..., "length": ...}}``.
 
@@ -174,7 +196,12 @@ class ChunkManifest:
             offsets[coords] = entry["offset"]
             lengths[coords] = entry["length"]
         return cls(
-            paths=list(table), path_index=index, offsets=offsets, lengths=lengths, inline=inline
+            paths=list(table),
+            path_index=index,
+            offsets=offsets,
+            lengths=lengths,
+            inline=inline,
+            fingerprints=fingerprints,
         )
 
     # ------------------------------------------------------------------ accessors
@@ -212,6 +239,11 @@ class ChunkManifest:
     def inline(self) -> Mapping[ChunkCoords, bytes]:
         """The inline chunks' bytes, by chunk coordinates."""
         return MappingProxyType(self._inline)
+
+    @property
+    def fingerprints(self) -> Mapping[str, Fingerprint]:
+        """What each source looked like when scanned, by path (sources may have none)."""
+        return MappingProxyType(self._fingerprints)
 
     @property
     def nchunks(self) -> int:
@@ -257,16 +289,16 @@ class ChunkManifest:
 
     def rename_paths(self, rename: Mapping[str, str] | Callable[[str], str]) -> ChunkManifest:
         """A copy whose path table is mapped through ``rename`` (a dict or a function)."""
-        if isinstance(rename, Mapping):
-            paths = [rename.get(p, p) for p in self._paths]
-        else:
-            paths = [rename(p) for p in self._paths]
+        new = {
+            p: rename.get(p, p) if isinstance(rename, Mapping) else rename(p) for p in self._paths
+        }
         return ChunkManifest(
-            paths=paths,
+            paths=[new[p] for p in self._paths],
             path_index=self._index,
             offsets=self._offsets,
             lengths=self._lengths,
             inline=self._inline,
+            fingerprints={new[p]: f for p, f in self._fingerprints.items()},
         )
 
     def equals(self, other: object) -> bool:
@@ -294,7 +326,8 @@ class ChunkManifest:
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _rebuild, (self._paths, self._index, self._offsets, self._lengths, self._inline)
+        parts = (self._paths, self._index, self._offsets, self._lengths, self._inline)
+        return _rebuild, (*parts, self._fingerprints)
 
     # ------------------------------------------------------------------ internals
 
@@ -336,9 +369,14 @@ class ChunkManifest:
             arr.flags.writeable = False
 
 
-def _rebuild(paths, index, offsets, lengths, inline) -> ChunkManifest:  # type: ignore[no-untyped-def]
+def _rebuild(paths, index, offsets, lengths, inline, fingerprints) -> ChunkManifest:  # type: ignore[no-untyped-def]
     return ChunkManifest(
-        paths=paths, path_index=index, offsets=offsets, lengths=lengths, inline=inline
+        paths=paths,
+        path_index=index,
+        offsets=offsets,
+        lengths=lengths,
+        inline=inline,
+        fingerprints=fingerprints,
     )
 
 
@@ -349,6 +387,18 @@ def _path_table(paths: Sequence[str]) -> tuple[str, ...]:
             raise ValueError(f"path table entry {i} must be a non-empty string, got {p!r}")
     if len(table) > MAX_PATHS:
         raise ValueError(f"a manifest holds at most {MAX_PATHS} distinct paths, got {len(table)}")
+    return table
+
+
+def _fingerprint_table(
+    fingerprints: Mapping[str, Fingerprint], paths: tuple[str, ...]
+) -> dict[str, Fingerprint]:
+    table: dict[str, Fingerprint] = {}
+    known = set(paths)
+    for path, fp in fingerprints.items():
+        if path not in known:
+            raise ValueError(f"fingerprint given for {path!r}, which no chunk references")
+        table[path] = fp if isinstance(fp, Fingerprint) else Fingerprint(*fp)
     return table
 
 

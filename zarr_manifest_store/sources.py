@@ -4,7 +4,9 @@ Local files are read with ``os.pread`` on cached descriptors (thread-safe, no
 seek state); every other URL goes through an fsspec file system, created once
 per protocol and options and reused. Errors name the source file: a missing
 file is ``FileNotFoundError``, a file shorter than the range asked for is
-``OSError`` — never zero bytes that would decode as fill values.
+``OSError`` — never zero bytes that would decode as fill values. With an
+allow-list, every path is checked against it before its first read
+(``PermissionError``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import fsspec
+
+from zarr_manifest_store.manifest import Fingerprint
 
 __all__ = ["Sources", "is_local", "local_path", "protocol_of"]
 
@@ -60,10 +65,19 @@ class Sources:
     ``storage_options`` are passed to fsspec when a remote file system is
     created: either one dict for every protocol, or a mapping from URL prefix
     (``"s3://bucket-a/"``) to options, the longest matching prefix winning.
+    ``allow`` lists the prefixes (directories or URL prefixes) that may be
+    read; ``None`` allows everything.
     """
 
-    def __init__(self, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        allow: Sequence[str] | None = None,
+    ) -> None:
         self._storage_options = dict(storage_options or {})
+        self._allow = None if allow is None else tuple(str(a) for a in allow)
+        self._allowed: set[str] = set()
         self._lock = threading.Lock()
         self._descriptors: OrderedDict[str, _Descriptor] = OrderedDict()
         self._filesystems: dict[tuple[str, str], fsspec.AbstractFileSystem] = {}
@@ -72,12 +86,52 @@ class Sources:
     def storage_options(self) -> dict[str, Any]:
         return self._storage_options
 
+    @property
+    def allow(self) -> tuple[str, ...] | None:
+        return self._allow
+
+    def check_allowed(self, path: str) -> None:
+        """Raise ``PermissionError`` unless ``path`` lies under an allowed prefix."""
+        if self._allow is None or path in self._allowed:
+            return
+        if not any(_under(path, prefix) for prefix in self._allow):
+            raise PermissionError(
+                f"source {path!r} is outside the allowed prefixes {list(self._allow)}; "
+                f"to read it, add its folder or bucket prefix to allow=[...]"
+            )
+        self._allowed.add(path)
+
+    def fingerprint(self, path: str) -> Fingerprint:
+        """What ``path`` looks like now: size and mtime (local) or size and ETag (remote)."""
+        self.check_allowed(path)
+        if is_local(path):
+            try:
+                st = os.stat(local_path(path))
+            except FileNotFoundError as e:
+                raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
+            return Fingerprint(size=st.st_size, mtime_ns=st.st_mtime_ns)
+        try:
+            info = self._filesystem(path).info(path)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
+        etag = info.get("ETag") or info.get("etag")
+        modified = next(
+            (info[k] for k in ("LastModified", "last_modified", "mtime", "created") if info.get(k)),
+            None,
+        )
+        return Fingerprint(
+            size=info.get("size"),
+            mtime_ns=None if etag else _as_ns(modified),
+            etag=str(etag).strip('"') if etag else None,
+        )
+
     async def read(self, path: str, offset: int, length: int) -> bytes:
         """``length`` bytes of ``path`` from ``offset``, off the event loop."""
         return await asyncio.to_thread(self.read_sync, path, offset, length)
 
     def read_sync(self, path: str, offset: int, length: int) -> bytes:
         """``length`` bytes of ``path`` from ``offset``; raises if the file is missing or short."""
+        self.check_allowed(path)
         if length == 0:
             return b""
         if is_local(path):
@@ -188,7 +242,35 @@ class Sources:
         return dict(prefixed[best]) if best else {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"storage_options": self._storage_options}
+        return {"storage_options": self._storage_options, "allow": self._allow}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["storage_options"])  # type: ignore[misc]
+        self.__init__(state["storage_options"], allow=state["allow"])  # type: ignore[misc]
+
+
+def _under(path: str, prefix: str) -> bool:
+    """Whether ``path`` lies at or below ``prefix``, after resolving what could disguise it.
+
+    Local paths are compared after ``realpath`` (so ``..`` and symlinks cannot
+    escape); URLs after percent-decoding, with any ``..`` segment refused.
+    """
+    if is_local(path) != is_local(prefix):
+        return False
+    if is_local(path):
+        real = os.path.realpath(local_path(path))
+        base = os.path.realpath(local_path(prefix))
+        return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+    decoded = unquote(path)
+    if ".." in decoded.split("/"):
+        return False
+    base = unquote(prefix)
+    return decoded == base.rstrip("/") or decoded.startswith(base.rstrip("/") + "/")
+
+
+def _as_ns(value: Any) -> int | None:
+    """Nanoseconds since the epoch from a datetime, a number of seconds, or None."""
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1e9)
+    if isinstance(value, int | float):
+        return int(value * 1e9)
+    return None

@@ -9,7 +9,8 @@ answered by reading the chunk's byte range from its source file.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+import os
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any, Self
 
@@ -38,7 +39,9 @@ class ManifestStore(Store):
 
     ``root`` is a :class:`ManifestGroup` (or a single :class:`ManifestArray`,
     served as the root array). ``storage_options`` configure fsspec for remote
-    sources: one dict, or a mapping from URL prefix to options.
+    sources: one dict, or a mapping from URL prefix to options. ``allow``
+    lists the path / URL prefixes that may be read (``None``: any).
+    :meth:`open` opens a stored chunk-manifest document instead.
 
     >>> import zarr
     >>> from zarr_manifest_store import ManifestGroup, ManifestStore
@@ -56,6 +59,7 @@ class ManifestStore(Store):
         root: ManifestGroup | ManifestArray,
         *,
         storage_options: Mapping[str, Any] | None = None,
+        allow: Sequence[str] | None = None,
         read_only: bool = True,
     ) -> None:
         if not read_only:
@@ -66,12 +70,31 @@ class ManifestStore(Store):
             )
         super().__init__(read_only=True)
         self._root = root
-        self._sources = Sources(storage_options)
+        self._sources = Sources(storage_options, allow=allow)
         nodes: list[tuple[str, Node]] = [("", root)]
         if isinstance(root, ManifestGroup):
             nodes.extend(root.walk())
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
+
+    @classmethod
+    def open(  # type: ignore[override]
+        cls,
+        url: str | os.PathLike[str],
+        *,
+        allow: Sequence[str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> ManifestStore:
+        """Open a stored chunk-manifest document (a folder or any fsspec URL).
+
+        Unlike zarr's asynchronous ``Store.open``, this reads the document
+        synchronously and returns the store. The document's own folder may
+        always be read; ``allow`` adds the prefixes its absolute paths may use.
+        """
+        from zarr_manifest_store.document import open_document
+
+        return open_document(url, allow=allow, storage_options=storage_options, **options)
 
     @property
     def root(self) -> ManifestGroup | ManifestArray:
@@ -89,6 +112,7 @@ class ManifestStore(Store):
         return (
             isinstance(other, ManifestStore)
             and self._sources.storage_options == other._sources.storage_options
+            and self._sources.allow == other._sources.allow
             and self._root.equals(other._root)
         )
 
@@ -99,16 +123,19 @@ class ManifestStore(Store):
         return f"<ManifestStore: {arrays} array(s), {len(self._nodes) - arrays} group(s)>"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"root": self._root, "storage_options": self._sources.storage_options}
+        return {"root": self._root, **self._options()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["root"], storage_options=state["storage_options"])  # type: ignore[misc]
+        root = state.pop("root")
+        self.__init__(root, **state)  # type: ignore[misc]
 
     def with_read_only(self, read_only: bool = False) -> Self:
         """A fresh store over the same hierarchy; only ``read_only=True`` is possible."""
-        return type(self)(
-            self._root, storage_options=self._sources.storage_options, read_only=read_only
-        )
+        return type(self)(self._root, **self._options(), read_only=read_only)
+
+    def _options(self) -> dict[str, Any]:
+        """The constructor options that, with the root, recreate this store."""
+        return {"storage_options": self._sources.storage_options, "allow": self._sources.allow}
 
     def close(self) -> None:
         self._sources.close()

@@ -1,0 +1,73 @@
+"""Sources: byte ranges of local and fsspec files, the allow-list, fingerprints."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from zarr_manifest_store.manifest import Fingerprint
+from zarr_manifest_store.sources import Sources
+
+
+@pytest.fixture
+def tree(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.bin").write_bytes(b"0123456789")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key.bin").write_bytes(b"SECRET")
+    os.symlink(secret / "key.bin", data / "link.bin")
+    return tmp_path
+
+
+def test_reads_local_ranges_and_file_urls(tree):
+    sources = Sources()
+    path = tree / "data" / "a.bin"
+    assert sources.read_sync(str(path), 2, 3) == b"234"
+    assert sources.read_sync(path.as_uri(), 5, 5) == b"56789"
+    with pytest.raises(OSError, match=r"too short: bytes 8\.\.12"):
+        sources.read_sync(str(path), 8, 4)
+    with pytest.raises(FileNotFoundError, match=r"nope\.bin"):
+        sources.read_sync(str(tree / "nope.bin"), 0, 1)
+    sources.close()
+
+
+def test_allow_list_refuses_paths_outside_and_disguised_escapes(tree):
+    sources = Sources(allow=[str(tree / "data")])
+    assert sources.read_sync(str(tree / "data" / "a.bin"), 0, 1) == b"0"
+    for path in (
+        tree / "secret" / "key.bin",
+        tree / "data" / ".." / "secret" / "key.bin",
+        tree / "data" / "link.bin",  # a symlink pointing out of the allowed folder
+        tree / "data-other" / "x.bin",
+    ):
+        with pytest.raises(PermissionError, match=r"outside the allowed prefixes.*allow=\["):
+            sources.read_sync(str(path), 0, 1)
+
+
+def test_allow_list_for_urls():
+    sources = Sources(allow=["s3://bucket/archive/"])
+    sources.check_allowed("s3://bucket/archive/2020/f.nc")
+    for url in (
+        "s3://bucket/other/f.nc",
+        "s3://bucket/archive/../other/f.nc",
+        "s3://bucket/archive/%2e%2e/other/f.nc",
+        "s3://bucket/archive-2/f.nc",
+        "/bucket/archive/f.nc",
+    ):
+        with pytest.raises(PermissionError):
+            sources.check_allowed(url)
+
+
+def test_fingerprint_of_local_and_memory_files(tree):
+    import fsspec
+
+    path = tree / "data" / "a.bin"
+    st = path.stat()
+    assert Sources().fingerprint(str(path)) == Fingerprint(size=10, mtime_ns=st.st_mtime_ns)
+    fsspec.filesystem("memory").pipe("/zms-fp/x.bin", b"abc")
+    fp = Sources().fingerprint("memory://zms-fp/x.bin")
+    assert fp.size == 3
+    assert fp.mtime_ns is not None

@@ -1,0 +1,1 @@
+"""Scanners: build a ManifestGroup from archival files without copying their data."""
