@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+
+# Network traffic goes only to 127.0.0.1: no real credentials, no instance-metadata probing.
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}.items():
+    os.environ[_name] = _value
 
 
 @pytest.fixture
@@ -19,3 +30,39 @@ def gzip_shuffle_file(tmp_path: Path) -> tuple[Path, np.ndarray]:
             "t2m", data=data, chunks=(4, 5), compression="gzip", shuffle=True, fillvalue=-9999.0
         )
     return path, data
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    """A range-capable HTTP server over a fresh folder (``server.root``), on 127.0.0.1."""
+    from servers import RangeHTTPServer
+
+    root = tmp_path / "http-root"
+    root.mkdir()
+    server = RangeHTTPServer(root).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 in server mode on 127.0.0.1, shared by the session's tests."""
+    from servers import S3Server
+
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server):
+    """An s3fs file system on the moto server with a fresh bucket: (fs, bucket, server)."""
+    import uuid
+
+    import s3fs
+
+    bucket = f"zms-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    fs = s3fs.S3FileSystem(**s3_server.storage_options)
+    s3_server.requests.clear()
+    return fs, bucket, s3_server
