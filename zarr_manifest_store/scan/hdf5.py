@@ -552,6 +552,12 @@ class _DataKind:
             raise _Refused(f"holds variable-length sequences ({dtype}), which have no Zarr codec")
         attributes: dict[str, Any] = {}
         exact = tid.equal(h5t.py_create(dtype))
+        if cls_ == h5t.STRING:
+            # Null-terminated strings read as stored unless a byte follows a null inside one
+            # element, which cannot happen in netCDF's one-byte chars.
+            exact = tid.get_strpad() == h5t.STR_NULLPAD or (
+                tid.get_strpad() == h5t.STR_NULLTERM and dtype.itemsize == 1
+            )
         if cls_ == h5t.ENUM and dtype.kind != "b":
             mapping = h5py.check_enum_dtype(dtype) or {}
             attributes = _enum_attributes(mapping)
