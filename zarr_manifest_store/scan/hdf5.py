@@ -480,22 +480,30 @@ def _chunk_callback(
 ) -> Callable[[Any], None]:
     """A ``chunk_iter`` callback that files each chunk at its C-order index in the grid.
 
-    The callback runs once per chunk, so its Python cost is the scan's cost:
-    it is compiled for the dataset's rank with the chunk shape and grid strides
-    as constants, which runs about 1.2x a bare ``chunk_iter`` loop where a
-    generic loop over the dimensions runs about 1.6x.
+    The callback runs once per chunk, so its Python cost is the scan's cost. It
+    is compiled for the dataset with the index arithmetic reduced to constants:
+    a chunk offset ``o`` along an axis of chunk size ``c`` and grid stride ``s``
+    adds ``o // c * s``, which is ``o * (s // c)`` when ``c`` divides ``s``, and
+    nothing on an axis of a single chunk. That runs at about 1.2x a bare
+    ``chunk_iter`` loop, where a generic loop over the axes runs at 1.6x.
     """
     strides = [math.prod(grid[d + 1 :]) for d in range(len(grid))]
-    terms = " + ".join(
-        f"o[{d}] // {c} * {s}" for d, (c, s) in enumerate(zip(chunks, strides, strict=True))
-    )
+    terms = []
+    for d, (c, s, n) in enumerate(zip(chunks, strides, grid, strict=True)):
+        if n == 1:
+            continue
+        if s % c == 0:
+            terms.append(f"o[{d}]" if s == c else f"o[{d}] * {s // c}")
+        else:
+            terms.append(f"o[{d}] // {c} * {s}")
+    # info is (chunk offset, filter mask, byte offset, size); indexing beats unpacking here
     source = (
-        "def on_chunk(info):\n"
-        "    o, mask, offset, size = info\n"
-        f"    k = {terms}\n"
-        "    offsets[k] = offset\n"
-        "    lengths[k] = size\n"
-        "    if mask:\n"
+        "def on_chunk(info, offsets=offsets, lengths=lengths, skipped=skipped):\n"
+        "    o = info[0]\n"
+        f"    k = {' + '.join(terms) or '0'}\n"
+        "    offsets[k] = info[2]\n"
+        "    lengths[k] = info[3]\n"
+        "    if info[1]:\n"
         "        skipped(k)\n"
     )
     namespace: dict[str, Any] = {"offsets": offsets, "lengths": lengths, "skipped": skipped}
