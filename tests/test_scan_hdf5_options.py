@@ -247,3 +247,18 @@ def test_remote_external_storage_is_refused(http_server, tmp_path):
         )
     assert "external" not in g
     assert os.path.exists(local)
+
+
+def test_virtual_stack_references_the_source_files_chunks(tmp_path):
+    path = build("virtual", tmp_path)
+    with pytest.raises(
+        zms.UnsupportedDatasetError, match="'part' is a virtual dataset mapping part"
+    ):
+        zms.scan_hdf5(path)
+    stack = zms.scan_hdf5(path, drop_variables=["part"])["stack"]
+    sources = {str(tmp_path / f"virtual.src{i}.h5") for i in range(2)}
+    assert set(stack.manifest.paths) == sources
+    assert set(stack.manifest.fingerprints) == sources
+    assert stack.chunks == (1, 5)
+    assert stack.manifest.get((2, 0)) is None  # mapped by no source: the virtual fill value
+    assert stack.manifest.get((1, 1)).path == str(tmp_path / "virtual.src1.h5")

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 import zarr
-from h5py import h5d, h5t
+from h5py import h5d, h5s, h5t
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.dtype import ZDType, get_data_type_from_native_dtype
 from zarr.core.metadata.v3 import ArrayV3Metadata
@@ -221,13 +221,14 @@ class _Scanner:
             "attributes": attributes,
             "dimension_names": dims.names_of(ds),
         }
+        return self.described(ds, kind, base)
+
+    def described(self, ds: h5py.Dataset, kind: _DataKind, base: dict[str, Any]) -> ManifestArray:
+        """The dataset's chunks, by its storage layout, under the array metadata ``base``."""
         dcpl = ds.id.get_create_plist()
         layout = dcpl.get_layout()
         if layout == h5d.VIRTUAL:
-            raise _Refused(
-                f"is a virtual dataset mapping {dcpl.get_virtual_count()} source selection(s); "
-                "scan its source files instead"
-            )
+            return self.virtual(ds, dcpl, base)
         if kind.materialise:
             return self.materialised(ds, base, kind, kind.materialise)
         if layout == h5d.COMPACT:
@@ -306,6 +307,125 @@ class _Scanner:
             if name not in self._external_fingerprints:
                 self._external_fingerprints[name] = self.sources.fingerprint(name)
         return self.row_blocks(ds, base, rows, blocks)
+
+    def virtual(
+        self, ds: h5py.Dataset, dcpl: h5py.h5p.PropDCID, base: dict[str, Any]
+    ) -> ManifestArray:
+        """A virtual dataset whose sources tile its chunk grid: their chunks, placed.
+
+        Each mapping must select a whole source dataset into one box of the
+        virtual dataset that starts on a chunk boundary; all sources must share
+        chunk shape, data type and codecs (as a stack of same-shaped files does).
+        Anything else is refused rather than approximated.
+        """
+        if not is_local(self.path):
+            raise _Refused("is a virtual dataset of a remote file; scan its source files instead")
+        pieces = [self._virtual_piece(ds, dcpl, i) for i in range(dcpl.get_virtual_count())]
+        if not pieces:
+            raise _Refused("is a virtual dataset without source mappings")
+        first = pieces[0][1]
+        chunk_shape = first.chunks
+        for _, src in pieces:
+            same = (src.chunks, src.metadata.codecs, src.metadata.data_type)
+            if same != (chunk_shape, first.metadata.codecs, first.metadata.data_type):
+                raise _Refused(
+                    "is a virtual dataset whose sources differ in chunk shape, data type or "
+                    "codecs, which one Zarr array cannot describe"
+                )
+        grid = tuple(-(-n // c) for n, c in zip(ds.shape, chunk_shape, strict=True))
+        paths = sorted({p for _, src in pieces for p in src.manifest.paths})
+        index = np.full(grid, MISSING, dtype=np.uint32)
+        offsets = np.zeros(grid, dtype=np.uint64)
+        lengths = np.zeros(grid, dtype=np.uint64)
+        inline: dict[ChunkCoords, bytes] = {}
+        fill = base["fill_value"]
+        for start, src in pieces:
+            m = src.manifest
+            cell = tuple(s // c for s, c in zip(start, chunk_shape, strict=True))
+            region = tuple(slice(c, c + n) for c, n in zip(cell, m.shape, strict=True))
+            if (index[region] != MISSING).any():
+                raise _Refused("is a virtual dataset whose source mappings overlap")
+            src_index = m.path_index
+            if (src_index == MISSING).any() and src.metadata.to_dict()["fill_value"] != fill:
+                raise _Refused(
+                    "is a virtual dataset with unwritten source chunks whose fill value differs "
+                    "from its own"
+                )
+            remap = np.array([paths.index(p) for p in m.paths] + [0], dtype=np.uint32)
+            present = src_index < INLINE
+            index[region] = np.where(
+                present, remap[np.where(present, src_index, len(m.paths))], src_index
+            )
+            offsets[region] = m.offsets
+            lengths[region] = m.lengths
+            for coords, data in m.inline.items():
+                inline[tuple(a + b for a, b in zip(cell, coords, strict=True))] = data
+            self._external_fingerprints.update(m.fingerprints)
+        metadata = parse_array_metadata(
+            {
+                **base,
+                "chunk_grid": _regular(chunk_shape),
+                "codecs": [c.to_dict() for c in first.metadata.codecs],
+            }
+        )
+        manifest = self.manifest(paths, index, offsets, lengths, inline)
+        return ManifestArray(metadata=metadata, manifest=manifest)
+
+    def _virtual_piece(
+        self, ds: h5py.Dataset, dcpl: h5py.h5p.PropDCID, i: int
+    ) -> tuple[tuple[int, ...], ManifestArray]:
+        """Mapping ``i`` of a virtual dataset: where it starts, and its source scanned."""
+        start, box = _box(dcpl.get_virtual_vspace(i), "selection", ds.shape)
+        file_name = os.fsdecode(dcpl.get_virtual_filename(i))
+        dataset_name = os.fsdecode(dcpl.get_virtual_dsetname(i))
+        if "%" in file_name or "%" in dataset_name:
+            raise _Refused("is a virtual dataset with printf-style source names")
+        source = self.path if file_name == "." else _virtual_source_path(ds, file_name)
+        with h5py.File(source, "r") as f:
+            src = f.get(dataset_name)
+            if not isinstance(src, h5py.Dataset):
+                raise _Refused(
+                    f"is a virtual dataset whose source {source}:{dataset_name} is missing"
+                )
+            src_start, src_box = _box(
+                dcpl.get_virtual_srcspace(i), f"selection of {source}:{dataset_name}", src.shape
+            )
+            if any(src_start) or src_box != src.shape:
+                raise _Refused(
+                    f"is a virtual dataset mapping part of {source}:{dataset_name}; only whole "
+                    "source datasets can be placed exactly"
+                )
+            lead = len(box) - len(src_box)  # a stack puts sources of rank n in a box of rank n+1
+            if lead < 0 or any(n != 1 for n in box[:lead]) or box[lead:] != src_box:
+                raise _Refused(f"is a virtual dataset that reshapes {source}:{dataset_name}")
+            scanner = _Scanner(
+                path=source,
+                fingerprint=self.sources.fingerprint(source),
+                sources=self.sources,
+                refusals=self.refusals,
+                dropped=set(),
+                contiguous_chunk_bytes=None,
+                max_inline_bytes=self.max_inline_bytes,
+            )
+            kind = _DataKind.of(src)
+            base = {
+                "shape": list(src.shape),
+                "data_type": kind.zdtype.to_json(zarr_format=3),
+                "chunk_key_encoding": CHUNK_KEY_ENCODING,
+                "fill_value": kind.fill_value_json(src),
+            }
+            try:
+                piece = _with_leading_axes(scanner.described(src, kind, base), lead)
+            except _Refused as e:
+                raise _Refused(
+                    f"is a virtual dataset whose source {source}:{dataset_name} {e}"
+                ) from None
+        for s, n, c, total in zip(start, box, piece.chunks, ds.shape, strict=True):
+            if s % c or (n % c and s + n != total):
+                raise _Refused(
+                    "is a virtual dataset whose source boxes do not fall on its chunk boundaries"
+                )
+        return start, piece
 
     def row_blocks(
         self,
@@ -840,6 +960,57 @@ class _ExternalSegment:
             origin = os.path.dirname(os.path.abspath(ds.file.filename))
             name = os.path.join(prefix.replace("${ORIGIN}", origin), name)
         return cls(os.path.abspath(name), int(offset), int(size))
+
+
+def _box(
+    space: h5py.h5s.SpaceID, what: str, shape: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The start and shape of a selection of a ``shape`` space that is one solid box."""
+    if space.get_select_type() == h5s.SEL_ALL:
+        return (0,) * len(shape), tuple(shape)
+    try:
+        low, high = space.get_select_bounds()
+    except Exception:  # an empty or unlimited selection has no bounds
+        raise _Refused(f"is a virtual dataset whose {what} is empty or unlimited") from None
+    shape = tuple(int(h) - int(lo) + 1 for lo, h in zip(low, high, strict=True))
+    if math.prod(shape) != space.get_select_npoints():
+        raise _Refused(f"is a virtual dataset whose {what} is not one solid box")
+    return tuple(int(v) for v in low), shape
+
+
+def _virtual_source_path(ds: h5py.Dataset, name: str) -> str:
+    """Where HDF5 finds a virtual dataset's source file: the prefix, beside the file, or cwd."""
+    if os.path.isabs(name):
+        return name
+    origin = os.path.dirname(os.path.abspath(ds.file.filename))
+    prefix = os.fsdecode(ds.id.get_access_plist().get_virtual_prefix() or b"")
+    prefix = (prefix or os.environ.get("HDF5_VDS_PREFIX", "")).replace("${ORIGIN}", origin)
+    candidates = [os.path.join(prefix, name)] if prefix else []
+    candidates += [os.path.join(origin, name), os.path.abspath(name)]
+    for candidate in candidates:
+        if os.path.exists(candidate):
+            return os.path.abspath(candidate)
+    raise _Refused(f"is a virtual dataset whose source file {name!r} cannot be found")
+
+
+def _with_leading_axes(array: ManifestArray, lead: int) -> ManifestArray:
+    """``array`` with ``lead`` axes of length one put in front (chunks of one along them)."""
+    if not lead:
+        return array
+    meta = array.metadata.to_dict()
+    meta["shape"] = [1] * lead + list(meta["shape"])
+    meta["chunk_grid"] = _regular((1,) * lead + tuple(array.chunks))
+    m = array.manifest
+    grid = (1,) * lead + m.shape
+    manifest = ChunkManifest(
+        paths=m.paths,
+        path_index=m.path_index.reshape(grid),
+        offsets=m.offsets.reshape(grid),
+        lengths=m.lengths.reshape(grid),
+        inline={(0,) * lead + k: v for k, v in m.inline.items()},
+        fingerprints=m.fingerprints,
+    )
+    return ManifestArray(metadata=meta, manifest=manifest)
 
 
 def _locate(segments: list[_ExternalSegment], position: int) -> tuple[str, int]:
