@@ -273,7 +273,11 @@ class _Scanner:
         offset = ds.id.get_offset()
         nbytes = ds.size * ds.dtype.itemsize
         rows = self.rows_per_chunk(ds, room_after=self._room_after(offset, nbytes))
-        starts = [offset + r * _row_bytes(ds) for r in range(0, _rows(ds), rows)] if offset else []
+        starts = (
+            [offset + r * _row_bytes(ds) for r in range(0, _rows(ds), rows)]
+            if offset is not None
+            else []
+        )
         return self.row_blocks(ds, base, rows, [(self.path, s) for s in starts])
 
     def external(
