@@ -9,6 +9,7 @@ from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.errors import ManifestError, SourceChangedError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.manifest import ChunkManifest, ChunkRef
+from zarr_manifest_store.scan.hdf5 import scan_hdf5
 from zarr_manifest_store.store import ManifestStore
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "ManifestStore",
     "SourceChangedError",
     "UnsupportedDatasetError",
+    "scan_hdf5",
 ]
