@@ -39,8 +39,8 @@ class ManifestArray:
     ...     },
     ...     manifest=m,
     ... )
-    >>> a.shape, a.dtype, a.chunks
-    ((4,), dtype('float32'), (4,))
+    >>> a.shape, str(a.dtype), a.chunk_sizes
+    ((4,), 'float32', ((4,),))
     """
 
     __slots__ = ("_manifest", "_metadata")
@@ -91,9 +91,13 @@ class ManifestArray:
         return self.size * self.dtype.itemsize
 
     @property
-    def chunks(self) -> tuple[int, ...] | tuple[tuple[int, ...], ...]:
-        """The chunk shape; for a rectilinear grid, the chunk sizes along each dimension."""
-        return _chunks(self._metadata)
+    def chunk_sizes(self) -> tuple[tuple[int, ...], ...]:
+        """The stored size of every chunk along each dimension (the last may overhang the end).
+
+        Deliberately not named ``chunks``: xarray takes any array with ``chunks``
+        for a dask-like chunked array and tries to compute it through a chunk manager.
+        """
+        return chunk_sizes(self._metadata)
 
     @property
     def fill_value(self) -> Any:
@@ -139,7 +143,7 @@ class ManifestArray:
 
     def __repr__(self) -> str:
         return (
-            f"ManifestArray<shape={self.shape}, dtype={self.dtype}, chunks={self.chunks}, "
+            f"ManifestArray<shape={self.shape}, dtype={self.dtype}, chunks={_chunks(self._metadata)}, "
             f"references={self._manifest.nchunks}>"
         )
 
