@@ -360,6 +360,13 @@ def test_check_cf_attributes_is_reusable_on_decoded_attributes():
         [{"scale_factor": np.float32(0.5)}, {"scale_factor": np.array([0.5])}], ["a.nc", "b.nc"]
     )
     check_cf_attributes([{"units": "a"}, {"units": "b"}], ["a.nc", "b.nc"], names=["scale_factor"])
+    with pytest.raises(
+        ValueError, match=r"'missing_value' is \[1, 2\] in a.nc but \[1, 3\] in b.nc"
+    ):
+        check_cf_attributes(
+            [{"missing_value": np.array([1, 2])}, {"missing_value": np.array([1, 3])}],
+            ["a.nc", "b.nc"],
+        )
     with pytest.raises(ValueError, match=r"cannot combine variable 't2m': attribute 'units'"):
         check_cf_attributes([{"units": "K"}, {"units": "C"}], ["a.nc", "b.nc"], variable="t2m")
 

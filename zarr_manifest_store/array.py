@@ -43,7 +43,7 @@ class ManifestArray:
     ((4,), 'float32', ((4,),))
     """
 
-    __slots__ = ("_manifest", "_metadata")
+    __slots__ = ("_chunk_sizes", "_manifest", "_metadata")
 
     def __init__(
         self, *, metadata: ArrayV3Metadata | Mapping[str, Any], manifest: ChunkManifest
@@ -51,7 +51,8 @@ class ManifestArray:
         self._metadata = parse_array_metadata(metadata)
         if not isinstance(manifest, ChunkManifest):
             raise TypeError(f"manifest must be a ChunkManifest, got {type(manifest).__name__}")
-        grid = tuple(len(sizes) for sizes in chunk_sizes(self._metadata))
+        self._chunk_sizes = chunk_sizes(self._metadata)
+        grid = tuple(len(sizes) for sizes in self._chunk_sizes)
         if manifest.shape != grid:
             raise ValueError(
                 f"the manifest's chunk grid {manifest.shape} does not match the array's chunk grid "
@@ -97,7 +98,7 @@ class ManifestArray:
         Deliberately not named ``chunks``: xarray takes any array with ``chunks``
         for a dask-like chunked array and tries to compute it through a chunk manager.
         """
-        return chunk_sizes(self._metadata)
+        return self._chunk_sizes
 
     @property
     def fill_value(self) -> Any:

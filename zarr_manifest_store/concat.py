@@ -32,7 +32,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.storage import MemoryStore
 
-from zarr_manifest_store.array import ManifestArray, chunk_sizes
+from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.errors import SourceChangedError, UnsupportedDatasetError
 from zarr_manifest_store.manifest import INLINE, ChunkManifest, ChunkRef, Fingerprint
 from zarr_manifest_store.scan.common import json_attribute
@@ -137,12 +137,13 @@ def concat(
     if len(arrays) == 1:
         return first
     with _EdgeReader(edge_chunks, storage_options) as reader:
-        parts = [_exact_last_chunk(a, axis, reader) for a in arrays[:-1]] + [arrays[-1]]
-    edges = list(chunk_sizes(first.metadata))
-    edges[axis] = tuple(e for p in parts for e in chunk_sizes(p.metadata)[axis])
+        parts = [_exact_last_chunk(a, axis, reader) for a in arrays[:-1]]
+    parts.append((arrays[-1].chunk_sizes[axis], arrays[-1].manifest))
+    edges = list(first.chunk_sizes)
+    edges[axis] = tuple(e for axis_edges, _ in parts for e in axis_edges)
     shape = list(first.shape)
     shape[axis] = sum(a.shape[axis] for a in arrays)
-    manifest = concat_manifests([p.manifest for p in parts], axis)
+    manifest = concat_manifests([m for _, m in parts], axis)
     return _derive(first, shape, edges, manifest, _common_names(arrays))
 
 
@@ -196,9 +197,11 @@ def broadcast_to(
                     f"axis {i} has length {n}"
                 )
             if n != want:
-                array = _exact_last_chunk(array, i, reader)
+                edges = list(array.chunk_sizes)
+                edges[i], manifest = _exact_last_chunk(array, i, reader)
+                array = _derive(array, array.shape, edges, manifest, array.dimension_names)
     expanded = getitem(array, (None,) * lead + (Ellipsis,)) if lead else array
-    edges = list(chunk_sizes(expanded.metadata))
+    edges = list(expanded.chunk_sizes)
     positions = []
     for i, (n, want) in enumerate(zip(expanded.shape, target, strict=True)):
         if n == want:
@@ -221,7 +224,7 @@ def getitem(array: ManifestArray, key: Any) -> ManifestArray:
     >>> a[0:48].shape, a[:, 0].ndim  # doctest: +SKIP
     """
     items = _expand_key(key, array.ndim)
-    edges = chunk_sizes(array.metadata)
+    edges = array.chunk_sizes
     positions: list[np.ndarray] = []
     new_edges: list[tuple[int, ...]] = []
     shape: list[int] = []
@@ -282,7 +285,7 @@ def transpose(array: ManifestArray, axes: Sequence[int] | None = None) -> Manife
         order = [order[k] for k in inner]
     if order != list(range(array.ndim)):
         codecs.insert(0, {"name": "transpose", "configuration": {"order": order}})
-    edges = chunk_sizes(array.metadata)
+    edges = array.chunk_sizes
     names = array.dimension_names
     manifest = _regridded(
         array.manifest,
@@ -313,19 +316,27 @@ def concat_manifests(manifests: Sequence[ChunkManifest], axis: int = 0) -> Chunk
                 f"manifest {i} has chunk grid {m.shape}, which does not line up with "
                 f"{manifests[0].shape} along axes other than {axis}"
             )
+    # One lookup from every input's path table, stacked, to the merged table (first use first).
     paths: dict[str, int] = {}
-    index = []
+    lut = np.array(
+        [paths.setdefault(p, len(paths)) for m in manifests for p in m.paths], dtype=np.uint32
+    )
+    table_starts = np.cumsum([0] + [len(m.paths) for m in manifests[:-1]])
+    lengths_along = [m.shape[axis] for m in manifests]
+    starts = np.repeat(table_starts, lengths_along).reshape(
+        [-1 if k == axis else 1 for k in range(ndim)]
+    )
+    stacked = np.concatenate([m.path_index for m in manifests], axis=axis)
+    present = stacked < INLINE
+    index = stacked.copy()
+    index[present] = lut[(stacked + np.broadcast_to(starts, stacked.shape))[present]]
     inline: dict[tuple[int, ...], bytes] = {}
-    start = 0
-    for m in manifests:
-        lut = np.array([paths.setdefault(p, len(paths)) for p in m.paths], dtype=np.uint32)
-        index.append(_remap(m.path_index, lut))
+    for m, start in zip(manifests, np.cumsum([0, *lengths_along[:-1]]), strict=True):
         for coords, data in m.inline.items():
-            inline[_shifted(coords, axis, start)] = data
-        start += m.shape[axis]
+            inline[_shifted(coords, axis, int(start))] = data
     return ChunkManifest(
         paths=list(paths),
-        path_index=np.concatenate(index, axis=axis),
+        path_index=index,
         offsets=np.concatenate([m.offsets for m in manifests], axis=axis),
         lengths=np.concatenate([m.lengths for m in manifests], axis=axis),
         inline=inline,
@@ -356,6 +367,10 @@ def check_cf_attributes(
     """
     if len(attributes) != len(sources):
         raise ValueError(f"{len(attributes)} attribute mappings but {len(sources)} sources")
+    names = tuple(names)
+    raw = [{k: json_attribute(attrs[k]) for k in names if k in attrs} for attrs in attributes]
+    if all(r == raw[0] for r in raw[1:]):
+        return
     what = f"variable {variable!r}" if variable else "the inputs"
     for name in names:
         values = [_attribute(attrs, name) for attrs in attributes]
@@ -478,39 +493,54 @@ def _label(i: int, a: ManifestArray) -> str:
 def _check_combinable(arrays: Sequence[ManifestArray], axis: int | None, *, stacking: bool) -> None:
     """Raise ``ValueError`` naming the first input that differs from input 0, and how."""
     first = arrays[0]
-    ref = _encoding(first.metadata)
-    ref_edges = chunk_sizes(first.metadata)
+    edges = first.chunk_sizes
     for i, a in enumerate(arrays[1:], start=1):
-        pair = f"{_label(0, first)} and {_label(i, a)}"
-        if a.ndim != first.ndim:
-            raise ValueError(
-                f"cannot combine {pair}: they have {first.ndim} and {a.ndim} dimension(s)"
-            )
-        for field, mine in _encoding(a.metadata).items():
-            if mine != ref[field]:
-                raise ValueError(
-                    f"cannot combine {pair}: their {field} differ ({ref[field]} vs {mine}); "
-                    "chunks of one array are all decoded alike"
-                )
-        edges = chunk_sizes(a.metadata)
-        for k in range(first.ndim):
-            if k == axis:
-                continue
-            if a.shape[k] != first.shape[k]:
-                need = "the same shape" if stacking else f"equal lengths except along axis {axis}"
-                raise ValueError(
-                    f"cannot combine {pair}: shapes {first.shape} and {a.shape} differ on axis "
-                    f"{k}; they need {need}"
-                )
-            if edges[k] != ref_edges[k]:
-                raise ValueError(
-                    f"cannot combine {pair}: their chunks differ on axis {k} "
-                    f"({_show_edges(ref_edges[k])} vs {_show_edges(edges[k])}); "
-                    "rechunk one of them or combine along that axis"
-                )
+        problem = _difference(first, a, edges, axis, stacking)
+        if problem:
+            raise ValueError(f"cannot combine {_label(0, first)} and {_label(i, a)}: {problem}")
     check_cf_attributes(
         [a.attributes for a in arrays],
         [describe_sources(a.manifest) for a in arrays],
+    )
+
+
+def _difference(
+    first: ManifestArray, other: ManifestArray, edges: Edges, axis: int | None, stacking: bool
+) -> str | None:
+    """How ``other`` differs from ``first`` in a way that forbids combining them, if it does."""
+    if other.ndim != first.ndim:
+        return f"they have {first.ndim} and {other.ndim} dimension(s)"
+    if not _same_encoding(first.metadata, other.metadata):
+        ref, mine = _encoding(first.metadata), _encoding(other.metadata)
+        for field, value in mine.items():
+            if value != ref[field]:
+                return (
+                    f"their {field} differ ({ref[field]} vs {value}); chunks of one array are "
+                    "all decoded alike"
+                )
+    other_edges = other.chunk_sizes
+    for k in range(first.ndim):
+        if k == axis:
+            continue
+        if other.shape[k] != first.shape[k]:
+            need = "the same shape" if stacking else f"equal lengths except along axis {axis}"
+            return f"shapes {first.shape} and {other.shape} differ on axis {k}; they need {need}"
+        if other_edges[k] != edges[k]:
+            return (
+                f"their chunks differ on axis {k} ({_show_edges(edges[k])} vs "
+                f"{_show_edges(other_edges[k])}); rechunk one of them or combine along that axis"
+            )
+    return None
+
+
+def _same_encoding(a: ArrayV3Metadata, b: ArrayV3Metadata) -> bool:
+    """A quick check that chunks of ``a`` and ``b`` decode alike (False may still be alike)."""
+    fa, fb = a.fill_value, b.fill_value
+    return (
+        a.data_type == b.data_type
+        and a.codecs == b.codecs
+        and a.storage_transformers == b.storage_transformers
+        and bool(fa == fb or (fa != fa and fb != fb))  # NaN fill values
     )
 
 
@@ -860,8 +890,10 @@ def _check_unchanged(path: str, recorded: Fingerprint, now: Fingerprint) -> None
             )
 
 
-def _exact_last_chunk(array: ManifestArray, axis: int, reader: _EdgeReader) -> ManifestArray:
-    """``array`` with its last chunk along ``axis`` described at its true size.
+def _exact_last_chunk(
+    array: ManifestArray, axis: int, reader: _EdgeReader
+) -> tuple[tuple[int, ...], ChunkManifest]:
+    """Chunk sizes along ``axis`` and a manifest in which the last chunk has its true size.
 
     The last chunk of a length that is not a multiple of the chunk size is
     stored at full size. To put other chunks after it, its references must
@@ -870,18 +902,16 @@ def _exact_last_chunk(array: ManifestArray, axis: int, reader: _EdgeReader) -> M
     cropped and re-encoded inline (inline chunks always; references only when
     ``reader`` may read), or refused.
     """
-    edges = chunk_sizes(array.metadata)
+    edges = array.chunk_sizes
+    manifest = array.manifest
     if not edges[axis]:
-        return array
+        return edges[axis], manifest
     stored = edges[axis][-1]
     true = array.shape[axis] - sum(edges[axis][:-1])
     if stored == true:
-        return array
-    manifest = array.manifest
+        return edges[axis], manifest
     slab = tuple(len(e) - 1 if k == axis else slice(None) for k, e in enumerate(edges))
     index = manifest.path_index[slab]
-    new_edges = list(edges)
-    new_edges[axis] = (*edges[axis][:-1], true)
     lengths = manifest.lengths.copy()
     path_index = manifest.path_index.copy()
     offsets = manifest.offsets
@@ -921,7 +951,7 @@ def _exact_last_chunk(array: ManifestArray, axis: int, reader: _EdgeReader) -> M
         inline,
         manifest.fingerprints,
     )
-    return _derive(array, array.shape, new_edges, moved, array.dimension_names)
+    return (*edges[axis][:-1], true), moved
 
 
 def _full_coords(cell: np.ndarray, axis: int, at: int) -> tuple[int, ...]:
