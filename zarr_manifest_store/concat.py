@@ -1,10 +1,11 @@
 """Virtual concatenation: combine ManifestArrays by combining their manifests, never their data.
 
 NumPy functions reach this module through ``ManifestArray.__array_function__``
-(NEP 18): ``np.concatenate``, ``np.stack``, ``np.expand_dims`` and
-``np.broadcast_to`` return ManifestArrays whose manifests are the inputs' laid
-side by side (path tables merged, fingerprints and inline chunks kept), and
-``a[0:48]`` selects whole chunks. Nothing is read from the source files.
+(NEP 18): ``np.concatenate``, ``np.stack``, ``np.expand_dims``,
+``np.broadcast_to`` and ``np.transpose`` return ManifestArrays whose manifests
+are the inputs' rearranged and laid side by side (path tables merged,
+fingerprints and inline chunks kept), and ``a[0:48]`` selects whole chunks.
+Nothing is read from the source files.
 
 Lengths that are not a multiple of the chunk size give a ``rectilinear`` chunk
 grid. The last chunk of such an input is stored at full size but holds fewer
@@ -22,7 +23,7 @@ import math
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import accumulate, product
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import zarr
@@ -85,12 +86,9 @@ _ENCODE_ONLY = {
 _ABSENT = object()
 
 
-def _implements(
-    *functions: Callable[..., Any],
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _implements(function: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(handler: Callable[..., Any]) -> Callable[..., Any]:
-        for function in functions:
-            HANDLED_FUNCTIONS[function] = handler
+        HANDLED_FUNCTIONS[function] = handler
         return handler
 
     return register
@@ -598,16 +596,13 @@ def _common_names(arrays: Sequence[ManifestArray]) -> tuple[str | None, ...] | N
 # ---------------------------------------------------------------------- indexing
 
 
-class _AxisSelection:
+class _AxisSelection(NamedTuple):
     """Which chunks one indexing item keeps along one axis, and the resulting chunk sizes."""
 
-    __slots__ = ("edges", "keep", "length", "positions")
-
-    def __init__(self, positions: np.ndarray, edges: tuple[int, ...], length: int, keep: bool):
-        self.positions = positions
-        self.edges = edges
-        self.length = length
-        self.keep = keep
+    positions: np.ndarray
+    edges: tuple[int, ...]
+    length: int
+    keep: bool
 
 
 def _expand_key(key: Any, ndim: int) -> list[Any]:
@@ -625,7 +620,7 @@ def _expand_key(key: Any, ndim: int) -> list[Any]:
             raise IndexError(f"a boolean scalar is not a valid index for a ManifestArray: {key!r}")
     at = next((i for i, item in enumerate(items) if item is Ellipsis), len(items))
     items[at : at + 1] = [slice(None)] * (ndim - used)
-    arrays = sum(isinstance(item, np.ndarray | list) for item in items)
+    arrays = sum(isinstance(item, np.ndarray | list | tuple) for item in items)
     if arrays > 1:
         raise IndexError(
             "a ManifestArray takes at most one array index at a time (NumPy would pair them "
