@@ -6,6 +6,7 @@ virtually, store the result as a chunk-manifest document, and read it through
 """
 
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.concat import concat
 from zarr_manifest_store.errors import ManifestError, SourceChangedError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.manifest import ChunkManifest, ChunkRef
@@ -21,5 +22,6 @@ __all__ = [
     "ManifestStore",
     "SourceChangedError",
     "UnsupportedDatasetError",
+    "concat",
     "scan_hdf5",
 ]

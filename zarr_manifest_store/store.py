@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any, Self
 
+import zarr
 from zarr.abc.store import (
     ByteRequest,
     OffsetByteRequest,
@@ -251,7 +252,10 @@ class ManifestStore(Store):
                     attributes=dict(node.attributes),
                     consolidated_metadata=ConsolidatedMetadata(metadata=members),
                 )
-            buffer = meta.to_buffer_dict(default_buffer_prototype())[METADATA_KEY]
+            # Serving a rectilinear grid is not storing one: whatever the caller's config,
+            # zarr's flag then only gates the reader that parses these documents.
+            with zarr.config.set({"array.rectilinear_chunks": True}):
+                buffer = meta.to_buffer_dict(default_buffer_prototype())[METADATA_KEY]
             docs[_join(path, METADATA_KEY)] = buffer.to_bytes()
         return docs
 
