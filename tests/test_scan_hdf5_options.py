@@ -61,15 +61,15 @@ def test_contiguous_data_is_split_along_the_first_axis(tmp_path):
     path = build("contiguous", tmp_path)
     g = zms.scan_hdf5(path, contiguous_chunk_bytes=1000)
     # 80-byte rows: 12 rows per chunk; the padded last chunk reads bytes that follow the data
-    assert g["padded"].chunks == (12, 10)
+    assert g["padded"].metadata.chunks == (12, 10)
     assert g["padded"].manifest.nchunks == 9
     # nothing follows this one in the file, so its 96 rows split evenly (48 divides 96)
-    assert g["at_end"].chunks == (48, 4)
+    assert g["at_end"].metadata.chunks == (48, 4)
     assert g["small"].manifest.nchunks == 1
     assert g["unwritten"].manifest.nchunks == 0
     np.testing.assert_array_equal(read(g, "unwritten"), np.full((6, 5), -1.5, "f4"))
     whole = zms.scan_hdf5(path, contiguous_chunk_bytes=None)
-    assert whole["padded"].chunks == (101, 10)
+    assert whole["padded"].metadata.chunks == (101, 10)
     with h5py.File(path) as f:
         np.testing.assert_array_equal(read(whole, "padded"), f["padded"][...])
 
@@ -259,6 +259,6 @@ def test_virtual_stack_references_the_source_files_chunks(tmp_path):
     sources = {str(tmp_path / f"virtual.src{i}.h5") for i in range(2)}
     assert set(stack.manifest.paths) == sources
     assert set(stack.manifest.fingerprints) == sources
-    assert stack.chunks == (1, 5)
+    assert stack.metadata.chunks == (1, 5)
     assert stack.manifest.get((2, 0)) is None  # mapped by no source: the virtual fill value
     assert stack.manifest.get((1, 1)).path == str(tmp_path / "virtual.src1.h5")

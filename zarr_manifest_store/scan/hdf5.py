@@ -328,9 +328,9 @@ class _Scanner:
         if not pieces:
             raise _Refused("is a virtual dataset without source mappings")
         first = pieces[0][1]
-        chunk_shape = first.chunks
+        chunk_shape = first.metadata.chunks
         for _, src in pieces:
-            same = (src.chunks, src.metadata.codecs, src.metadata.data_type)
+            same = (src.metadata.chunks, src.metadata.codecs, src.metadata.data_type)
             if same != (chunk_shape, first.metadata.codecs, first.metadata.data_type):
                 raise _Refused(
                     "is a virtual dataset whose sources differ in chunk shape, data type or "
@@ -424,7 +424,7 @@ class _Scanner:
                 raise _Refused(
                     f"is a virtual dataset whose source {source}:{dataset_name} {e}"
                 ) from None
-        for s, n, c, total in zip(start, box, piece.chunks, ds.shape, strict=True):
+        for s, n, c, total in zip(start, box, piece.metadata.chunks, ds.shape, strict=True):
             if s % c or (n % c and s + n != total):
                 raise _Refused(
                     "is a virtual dataset whose source boxes do not fall on its chunk boundaries"
@@ -1003,7 +1003,7 @@ def _with_leading_axes(array: ManifestArray, lead: int) -> ManifestArray:
         return array
     meta = array.metadata.to_dict()
     meta["shape"] = [1] * lead + list(meta["shape"])
-    meta["chunk_grid"] = _regular((1,) * lead + tuple(array.chunks))
+    meta["chunk_grid"] = _regular((1,) * lead + tuple(array.metadata.chunks))
     m = array.manifest
     grid = (1,) * lead + m.shape
     manifest = ChunkManifest(
