@@ -492,15 +492,18 @@ def test_slicing_inside_chunks_is_refused(tmp_path, rng, key, match):
 # ---------------------------------------------------------------------- serving and xarray
 
 
-def test_rectilinear_arrays_are_served_and_read_with_zarrs_flag(tmp_path, rng):
+def test_rectilinear_arrays_are_served_and_read_without_setting_zarrs_flag(tmp_path, rng):
     a, ea = h5_array(tmp_path / "a.h5", rng.random((3, 2), dtype="f4"), (2, 2), dims=["t", "x"])
     c = np.concatenate([a, a])
+    with zarr.config.set({"array.rectilinear_chunks": False}):
+        store = zms.ManifestStore(zms.ManifestGroup(arrays={"v": c}))  # turns zarr's flag on
+        assert zarr.config.get("array.rectilinear_chunks")
     store = zms.ManifestStore(zms.ManifestGroup(arrays={"v": c}))
-    with pytest.raises(ValueError, match=r"array\.rectilinear_chunks"):
-        zarr.open_group(store, mode="r")  # the store serves it; zarr's reader needs the flag
-    with zarr.config.set(RECTILINEAR):
-        ds = xr.open_zarr(store, consolidated=False)
-        np.testing.assert_array_equal(ds["v"].values, np.concatenate([ea, ea]))
+    np.testing.assert_array_equal(
+        zarr.open_group(store, mode="r")["v"][:], np.concatenate([ea, ea])
+    )
+    ds = xr.open_zarr(store, consolidated=False)
+    np.testing.assert_array_equal(ds["v"].values, np.concatenate([ea, ea]))
 
 
 def test_xarray_combines_variables_wrapping_manifest_arrays(tmp_path, rng):

@@ -77,6 +77,10 @@ class ManifestStore(Store):
             nodes.extend(root.walk())
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
+        if any(_is_rectilinear(a) for a in self._arrays.values()):
+            # zarr-python parses the registered rectilinear grid only behind this flag; a
+            # store that serves one turns it on, so that zarr and xarray can open it.
+            zarr.config.set({"array.rectilinear_chunks": True})
 
     @classmethod
     def open(  # type: ignore[override]
@@ -252,10 +256,7 @@ class ManifestStore(Store):
                     attributes=dict(node.attributes),
                     consolidated_metadata=ConsolidatedMetadata(metadata=members),
                 )
-            # Serving a rectilinear grid is not storing one: whatever the caller's config,
-            # zarr's flag then only gates the reader that parses these documents.
-            with zarr.config.set({"array.rectilinear_chunks": True}):
-                buffer = meta.to_buffer_dict(default_buffer_prototype())[METADATA_KEY]
+            buffer = meta.to_buffer_dict(default_buffer_prototype())[METADATA_KEY]
             docs[_join(path, METADATA_KEY)] = buffer.to_bytes()
         return docs
 
@@ -302,6 +303,10 @@ class ManifestStore(Store):
             return self._sources.read_sync(ref.path, ref.offset + start, stop - start)
         except OSError as e:
             raise _with_chunk_context(e, key) from e
+
+
+def _is_rectilinear(array: ManifestArray) -> bool:
+    return array.metadata.chunk_grid.to_dict()["name"] == "rectilinear"  # type: ignore[index]
 
 
 def _node_metadata(node: Node) -> Any:
