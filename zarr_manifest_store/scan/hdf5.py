@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import array
 import contextlib
+import functools
+import json
 import logging
 import math
 import os
@@ -195,7 +197,7 @@ class _Scanner:
                     rel, f"is an external link to {link.filename}:{link.path}; scan that file"
                 )
                 continue
-            obj = h5group.get(name)
+            obj = dims.members.get(name) or h5group.get(name)
             if obj is None:
                 self.refusals.add(rel, "is a link to an object that does not exist")
             elif isinstance(obj, h5py.Group):
@@ -250,7 +252,7 @@ class _Scanner:
         """A chunked dataset: one reference per stored chunk, read with ``chunk_iter``."""
         chunks = ds.chunks
         grid = tuple(-(-n // c) for n, c in zip(ds.shape, chunks, strict=True))
-        metadata = parse_array_metadata(
+        metadata = _array_metadata(
             {**base, "chunk_grid": _regular(chunks), "codecs": base["codecs"]}
         )
         offsets, lengths, skipped = _chunk_columns(ds.id, chunks, grid)
@@ -365,7 +367,7 @@ class _Scanner:
             for coords, data in m.inline.items():
                 inline[tuple(a + b for a, b in zip(cell, coords, strict=True))] = data
             self._external_fingerprints.update(m.fingerprints)
-        metadata = parse_array_metadata(
+        metadata = _array_metadata(
             {
                 **base,
                 "chunk_grid": _regular(chunk_shape),
@@ -443,7 +445,7 @@ class _Scanner:
         chunk_shape = (rows, *shape[1:]) if shape else ()
         chunk_shape = tuple(max(n, 1) for n in chunk_shape)
         grid = tuple(-(-n // c) for n, c in zip(shape, chunk_shape, strict=True))
-        metadata = parse_array_metadata({**base, "chunk_grid": _regular(chunk_shape)})
+        metadata = _array_metadata({**base, "chunk_grid": _regular(chunk_shape)})
         chunk_bytes = math.prod(chunk_shape) * ds.dtype.itemsize
         paths = sorted({p for p, _ in blocks})
         if not blocks:
@@ -495,7 +497,7 @@ class _Scanner:
                 f"{self.max_inline_bytes}); raise max_inline_bytes to materialise it"
             )
         chunk_shape = tuple(max(n, 1) for n in ds.shape)
-        metadata = parse_array_metadata(
+        metadata = _array_metadata(
             {**base, "chunk_grid": _regular(chunk_shape), "codecs": [kind.materialised_codec]}
         )
         cell = (0,) * ds.ndim
@@ -631,8 +633,14 @@ def _chunk_callback(
         "        skipped(k)\n"
     )
     namespace: dict[str, Any] = {"offsets": offsets, "lengths": lengths, "skipped": skipped}
-    exec(compile(source, "<chunk_iter callback>", "exec"), namespace)
+    exec(_compiled(source), namespace)
     return namespace["on_chunk"]
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> Any:
+    """Compiled callback source: the files of a collection share chunk grids, so it repeats."""
+    return compile(source, "<chunk_iter callback>", "exec")
 
 
 # ---------------------------------------------------------------------- data types
@@ -678,7 +686,7 @@ class _DataKind:
         if cls_ == h5t.ARRAY or dtype.subdtype is not None:
             raise _Refused(f"has an HDF5 array data type ({dtype}), which has no Zarr data type")
         if cls_ == h5t.STRING and tid.is_variable_str():
-            zdtype = get_data_type_from_native_dtype(np.dtypes.StringDType())
+            zdtype = _zarr_dtype(np.dtypes.StringDType())
             return cls(dtype, zdtype, None, "it holds variable-length strings")
         if cls_ == h5t.VLEN or dtype.kind == "O":
             raise _Refused(f"holds variable-length sequences ({dtype}), which have no Zarr codec")
@@ -699,7 +707,7 @@ class _DataKind:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                zdtype = get_data_type_from_native_dtype(native)
+                zdtype = _zarr_dtype(native)
         except (ValueError, TypeError) as e:
             raise _Refused(f"has data type {dtype}, which has no Zarr data type ({e})") from None
         endian = _endian(dtype)
@@ -818,11 +826,14 @@ class _Dimensions:
         self.group = h5group
         self.parent = parent
         self.scales: dict[str, h5py.Dataset] = {}
+        self.members: dict[str, h5py.Dataset] = {}
+        """The group's datasets by name, opened once for the scanner too."""
         unlabeled: dict[int, int] = {}
         for name in h5group:
             obj = h5group.get(name)
             if not isinstance(obj, h5py.Dataset):
                 continue
+            self.members[name] = obj
             if obj.attrs.get("CLASS") == b"DIMENSION_SCALE":
                 self.scales[name] = obj
             elif obj.ndim and _scale_status(obj) == "unlabeled":
@@ -873,8 +884,9 @@ class _Dimensions:
         if not ds.ndim:
             return []
         attrs = ds.attrs
-        if "_Netcdf4Coordinates" in attrs and attrs.get("CLASS") == b"DIMENSION_SCALE":
-            by_id = self._dimension_ids()
+        own = ds.name.split("/")[-1]
+        if "_Netcdf4Coordinates" in attrs and own in self.scales:
+            by_id = self.dimension_ids
             ids = [int(i) for i in np.asarray(attrs["_Netcdf4Coordinates"]).ravel()]
             if all(i in by_id for i in ids):
                 return [by_id[i] for i in ids]
@@ -888,7 +900,6 @@ class _Dimensions:
             # Several scales on one axis: the last one names it, as netCDF-C does.
             file = ds.file
             return [file[refs[-1]].name.split("/")[-1] for refs in attrs["DIMENSION_LIST"]]
-        own = ds.name.split("/")[-1]
         if own in set(self.all_names()):
             return [own]
         names = []
@@ -901,7 +912,9 @@ class _Dimensions:
             seen[size] = seen.get(size, 0) + 1
         return names
 
-    def _dimension_ids(self) -> dict[int, str]:
+    @functools.cached_property
+    def dimension_ids(self) -> dict[int, str]:
+        """Dimension names by netCDF-4 dimension id (``_Netcdf4Dimid``), read once per group."""
         ids: dict[int, str] = {}
         node: _Dimensions | None = self
         seen: set[str] = set()
@@ -1037,6 +1050,31 @@ def _row_bytes(ds: h5py.Dataset) -> int:
 def _divisors(n: int) -> list[int]:
     small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
     return sorted({*small, *(n // d for d in small)})
+
+
+def _array_metadata(doc: dict[str, Any]) -> ArrayV3Metadata:
+    """``parse_array_metadata``, memoised on the document.
+
+    The files of a collection repeat the same arrays, and zarr's parsing costs
+    more than the rest of describing a small dataset. The parsed metadata is
+    immutable, so arrays of different files may share it.
+    """
+    try:
+        key = json.dumps(doc, allow_nan=True)
+    except (TypeError, ValueError):
+        return parse_array_metadata(doc)
+    return _parsed_metadata(key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_metadata(key: str) -> ArrayV3Metadata:
+    return parse_array_metadata(json.loads(key))
+
+
+@functools.lru_cache(maxsize=256)
+def _zarr_dtype(native: np.dtype) -> ZDType[Any, Any]:
+    """zarr's data type for a NumPy dtype, memoised (zarr tries every registered type in turn)."""
+    return get_data_type_from_native_dtype(native)
 
 
 def _regular(chunk_shape: tuple[int, ...]) -> dict[str, Any]:
