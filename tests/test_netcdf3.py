@@ -164,6 +164,24 @@ def test_default_fill_values_and_fill_value_attribute(tmp_path):
     assert np.isnan(got["filled"].values[1])
 
 
+def test_char_variable_fill_value_is_kept_but_not_masked(tmp_path):
+    """xarray's Zarr v3 backend cannot decode a bytes _FillValue: it stays the Zarr fill_value only."""
+    path = tmp_path / "char-fill.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF3_CLASSIC") as nc:
+        nc.createDimension("n", 2)
+        nc.createDimension("s", 3)
+        name = nc.createVariable("name", "S1", ("n", "s"), fill_value=b"x")
+        name[:] = netCDF4.stringtochar(np.array(["ab", "x"], dtype="S3"))
+    g = scan_netcdf3(path)
+    assert g["name"].fill_value == b"x"
+    assert "_FillValue" not in g["name"].attributes
+    got = open_virtual(g)
+    np.testing.assert_array_equal(got["name"].values, [b"ab", b"x"])
+    raw = xr.open_dataset(path, engine="scipy", mask_and_scale=False).load()
+    assert raw["name"].attrs.pop("_FillValue") == b"x"
+    xr.testing.assert_identical(got, raw)
+
+
 def test_large_non_record_variables_split_along_leading_axis(tmp_path, monkeypatch):
     monkeypatch.setattr(netcdf3, "SPLIT_BYTES", 1000)
     path = tmp_path / "large.nc"

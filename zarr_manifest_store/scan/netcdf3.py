@@ -248,11 +248,17 @@ def _leading_rows(var: Variable, size: int) -> int:
 
 
 def _attributes(attrs: dict[str, np.ndarray | bytes], dtype: np.dtype | None) -> dict[str, Any]:
-    """Attributes as JSON, as xarray's scipy backend shows them; ``_FillValue`` as its zarr backend reads it."""
+    """Attributes as JSON, as xarray's scipy backend shows them; ``_FillValue`` as its zarr backend reads it.
+
+    A ``char`` variable's ``_FillValue`` stays only in the Zarr ``fill_value``:
+    xarray's Zarr v3 backend cannot decode a ``_FillValue`` attribute of a
+    bytes type (it raises), so such variables are not CF-masked.
+    """
     out: dict[str, Any] = {}
     for name, value in attrs.items():
         if name == "_FillValue" and dtype is not None:
-            out[name] = fill_value_attribute(_scalar(value, dtype), dtype.newbyteorder("="))
+            if dtype.kind != "S":
+                out[name] = fill_value_attribute(_scalar(value, dtype), dtype.newbyteorder("="))
         else:
             out[name] = json_attribute(value)
     return out
