@@ -329,14 +329,20 @@ def _write_parquet(
     """fsspec's LazyReferenceMapper layout: ``.zmetadata`` plus ``<array>/refs.<n>.parq`` files.
 
     Paths are a plain (not categorical) string column, null where a chunk is
-    missing or inline, so that fsspec's reader sees None, never NaN.
+    missing or inline, so that fsspec's reader sees None, never NaN. The
+    files carry pandas' schema metadata: without it fastparquet (fsspec's
+    reader) reads the int64 offsets back as floats.
     """
     import fsspec
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     if record_size < 1:
         raise ValueError(f"record_size must be positive, got {record_size}")
+    schema = pa.schema(
+        [("path", pa.string()), ("offset", pa.int64()), ("size", pa.int64()), ("raw", pa.binary())]
+    )
     fs, root = fsspec.core.url_to_fs(url, **storage_options)
     if fs.exists(root):
         fs.rm(root, recursive=True)
@@ -345,15 +351,8 @@ def _write_parquet(
         columns = _parquet_columns(array, fill_chunk)
         fs.makedirs(f"{root}/{path}", exist_ok=True)
         for record, start in enumerate(range(0, len(columns["offset"]), record_size)):
-            part = {k: v[start : start + record_size] for k, v in columns.items()}
-            table = pa.table(
-                {
-                    "path": pa.array(part["path"], pa.string()),
-                    "offset": pa.array(part["offset"], pa.int64()),
-                    "size": pa.array(part["size"], pa.int64()),
-                    "raw": pa.array(part["raw"], pa.binary()),
-                }
-            )
+            part = pd.DataFrame({k: v[start : start + record_size] for k, v in columns.items()})
+            table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
             buffer = io.BytesIO()
             pq.write_table(table, buffer, compression="zstd", write_statistics=False)
             fs.pipe_file(f"{root}/{path}/refs.{record}.parq", buffer.getvalue())
