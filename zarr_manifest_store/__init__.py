@@ -8,7 +8,11 @@ virtually, store the result as a chunk-manifest document, and read it through
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.errors import ManifestError, SourceChangedError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.kerchunk import to_kerchunk
 from zarr_manifest_store.manifest import ChunkManifest, ChunkRef
+from zarr_manifest_store.scan import scan
+from zarr_manifest_store.scan.kerchunk import scan_kerchunk
+from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
 from zarr_manifest_store.store import ManifestStore
 
 __all__ = [
@@ -20,4 +24,8 @@ __all__ = [
     "ManifestStore",
     "SourceChangedError",
     "UnsupportedDatasetError",
+    "scan",
+    "scan_kerchunk",
+    "scan_netcdf3",
+    "to_kerchunk",
 ]
