@@ -69,7 +69,13 @@ def test_kerchunk_json_parquet_and_dicts_go_to_scan_kerchunk(monkeypatch):
     assert zms.scan("combined.parq").equals(expected)
     refs = (KERCHUNK / "combined.json").read_text()
     assert zms.scan(__import__("json").loads(refs)).equals(expected)
-    assert zms.scan("day1.json", drop_variables="sp").arrays.keys() == {"lat", "lon", "t2m", "time"}
+    assert zms.scan("day1.json", drop_variables="sp").arrays.keys() == {
+        "lat",
+        "lon",
+        "t2m",
+        "time",
+        "zone",
+    }
 
 
 @pytest.mark.parametrize("userblock", [0, 512, 8192])

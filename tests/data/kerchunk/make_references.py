@@ -7,7 +7,7 @@ references that kerchunk makes from them:
 
 - ``day1.json`` / ``day2.json``: ``SingleHdf5ToZarr`` (small arrays inlined);
 - ``combined.json``: ``MultiZarrToZarr`` along ``time`` (its combined
-  coordinate, over 100 values, is inlined zstd-compressed);
+  coordinate, over 100 values, is inlined zstd-compressed), strings left out;
 - ``combined.parq/``: the same combination in fsspec's parquet layout, by
   kerchunk's ``refs_to_dataframe`` (4 references per file).
 
@@ -22,8 +22,9 @@ import os
 from pathlib import Path
 
 import h5netcdf
+import h5py
 import numpy as np
-from kerchunk.combine import MultiZarrToZarr
+from kerchunk.combine import MultiZarrToZarr, drop
 from kerchunk.df import refs_to_dataframe
 from kerchunk.hdf import SingleHdf5ToZarr
 
@@ -31,7 +32,10 @@ HERE = Path(__file__).parent
 
 
 def write_day(name: str, first_day: int) -> None:
-    """60 time steps of (2, 8): t2m float32 (zlib + shuffle, its last chunk never written), sp packed int16."""
+    """60 time steps of (2, 8): t2m float32 (zlib + shuffle, its last chunk never written), sp packed int16.
+
+    Plus a variable-length string variable, which kerchunk embeds as an inline vlen-utf8 chunk.
+    """
     rng = np.random.default_rng(first_day)
     t2m = rng.normal(280, 5, (60, 2, 8)).astype("f4")
     t2m[0, 1, 2] = -9999.0
@@ -47,6 +51,10 @@ def write_day(name: str, first_day: int) -> None:
         lat[:] = [10.0, 20.0]
         lon = f.create_variable("lon", ("lon",), "f8")
         lon[:] = np.arange(0.0, 360.0, 45.0)
+        zone = f.create_variable(
+            "zone", ("lat",), h5py.string_dtype()
+        )  # kerchunk embeds vlen strings
+        zone[:] = np.array(["tropics", "subtropics"], dtype=object)
         var = f.create_variable(
             "t2m",
             ("time", "lat", "lon"),
@@ -73,7 +81,11 @@ def main() -> None:
         Path(name.replace(".nc", ".json")).write_text(json.dumps(refs, indent=1))
         singles.append(refs)
     combined = MultiZarrToZarr(
-        singles, concat_dims=["time"], identical_dims=["lat", "lon"], inline_threshold=60
+        singles,
+        concat_dims=["time"],
+        identical_dims=["lat", "lon"],
+        inline_threshold=60,
+        preprocess=drop("zone/"),  # else it stacks the time-less strings along time
     ).translate()
     Path("combined.json").write_text(json.dumps(combined, indent=1))
     refs_to_dataframe(combined, "combined.parq", record_size=4)
