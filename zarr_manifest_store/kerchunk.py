@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import math
 import os
@@ -22,6 +23,7 @@ import struct
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
+import msgspec
 import numcodecs
 import numpy as np
 import zarr
@@ -101,8 +103,8 @@ def to_kerchunk(
         return document
     import fsspec
 
-    with fsspec.open(os.fspath(url), "w", **dict(storage_options or {})) as f:
-        json.dump(document, f, separators=(",", ":"))
+    with fsspec.open(os.fspath(url), "wb", **dict(storage_options or {})) as f:
+        f.write(msgspec.json.encode(document))  # only strings, lists and integers: no NaN to lose
     return None
 
 
@@ -118,6 +120,10 @@ def v3_to_v2(
     ``_FillValue``; where that differs from the value Zarr v3 fills missing
     chunks with, missing chunks must be written inline as encoded fill chunks
     (the third item, else None).
+
+    >>> zarray, zattrs, _ = v3_to_v2("t2m", zms.scan("data/f1.nc")["t2m"])  # doctest: +SKIP
+    >>> zarray["compressor"], zattrs["_ARRAY_DIMENSIONS"]  # doctest: +SKIP
+    ({'id': 'zlib', 'level': 4}, ['time', 'lat', 'lon'])
     """
     meta = array.metadata
     grid = meta.chunk_grid.to_dict()
@@ -290,20 +296,22 @@ def _chunk_refs(path: str, item: tuple[ManifestArray, bytes | None]) -> Iterator
     """``(key, reference)`` for each chunk of an array, in C order of the chunk grid (JSON layout)."""
     array, fill_chunk = item
     m = array.manifest
-    inline = m.inline
-    present = m.path_index != MISSING if fill_chunk is None else np.ones(m.shape, dtype=bool)
-    for row in np.argwhere(present):
-        coords = tuple(int(c) for c in row)
+    index = m.path_index.ravel().tolist()
+    offsets, lengths = m.offsets.ravel().tolist(), m.lengths.ravel().tolist()
+    fill = None if fill_chunk is None else _base64(fill_chunk)
+    cells = itertools.product(*map(range, m.shape))
+    for row, coords, offset, length in zip(index, cells, offsets, lengths, strict=True):
+        if row == MISSING and fill is None:
+            continue
         key = f"{path}/{'.'.join(map(str, coords)) or '0'}"
-        index = int(m.path_index[coords])
-        if index == MISSING:
-            yield key, _base64(fill_chunk)  # type: ignore[arg-type]
-        elif index == INLINE:
-            yield key, _base64(inline[coords])
-        elif (length := int(m.lengths[coords])) == 0:
+        if row == MISSING:
+            yield key, fill
+        elif row == INLINE:
+            yield key, _base64(m.inline[coords])
+        elif length == 0:
             yield key, _base64(b"")
         else:
-            yield key, [m.paths[index], int(m.offsets[coords]), length]
+            yield key, [m.paths[row], offset, length]
 
 
 def _base64(data: bytes) -> str:

@@ -28,13 +28,14 @@ from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.errors import ManifestError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.kerchunk import v2_to_v3
-from zarr_manifest_store.manifest import ChunkManifest, parse_chunk_key
+from zarr_manifest_store.manifest import ChunkManifest
 from zarr_manifest_store.scan.common import source_path
 from zarr_manifest_store.sources import Sources
 
 __all__ = ["scan_kerchunk"]
 
 _METADATA = (".zgroup", ".zarray", ".zattrs")
+_METADATA_LEAVES = frozenset({*_METADATA, "zarr.json", ".zmetadata"})
 _SIMPLE_TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
 
 
@@ -220,52 +221,74 @@ class _JSONReferences(_Loaded):
         self._refs = refs
 
     def chunks(self, arrays: set[str], metadata: Mapping[str, Any]) -> dict[str, _Chunks]:
-        zarrays = {a: metadata[f"{a}/.zarray"] for a in arrays}
-        grids = {a: _grid(z["shape"], z["chunks"]) for a, z in zarrays.items()}
-        out = {a: _Chunks(math.prod(g)) for a, g in grids.items()}
+        keys: dict[str, list[tuple[str, Any]]] = {a: [] for a in arrays}
         for key, value in self._refs.items():
-            if _is_metadata(key):
+            array, _, leaf = key.rpartition("/")
+            if leaf in _METADATA_LEAVES:
                 continue
-            array = key.rpartition("/")[0]
-            while array and array not in arrays:
+            while array and array not in keys:
                 array = array.rpartition("/")[0]
-            if not array:
-                continue  # not a chunk of an array we read
-            part = key[len(array) + 1 :]
-            if zarrays[array].get("dimension_separator", ".") == "/":
-                part = part.replace("/", ".")
-            grid = grids[array]
-            try:
-                coords = parse_chunk_key(part, len(grid))
-            except ValueError as e:
-                raise ManifestError(f"reference {key!r}: {e}") from e
-            if any(c >= n for c, n in zip(coords, grid, strict=True)):
-                raise ManifestError(f"reference {key!r} lies outside the chunk grid {grid}")
-            _set(out[array], int(np.ravel_multi_index(coords, grid)) if grid else 0, key, value)
-        return out
+            if array:  # else: not a chunk of an array we read
+                keys[array].append((key, value))
+        return {a: _json_chunks(a, metadata[f"{a}/.zarray"], items) for a, items in keys.items()}
 
 
-def _set(chunks: _Chunks, i: int, key: str, value: Any) -> None:
-    """Record one JSON reference value: inline data, ``[url]`` or ``[url, offset, length]``."""
-    if isinstance(value, str | bytes | dict):
-        chunks.inline[i] = _inline_bytes(key, value)
-        return
-    if isinstance(value, list | tuple) and len(value) in (1, 3):
-        chunks.urls[i] = value[0]
-        if len(value) == 1:
-            chunks.whole[i] = True
-            return
-        offset, length = value[1], value[2]
-        if not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (offset, length)
-        ):
+def _json_chunks(array: str, zarray: Mapping[str, Any], items: list[tuple[str, Any]]) -> _Chunks:
+    """One array's references from ``(key, value)`` pairs: inline data, ``[url]`` or ``[url, offset, length]``."""
+    grid = _grid(zarray["shape"], zarray["chunks"])
+    chunks = _Chunks(math.prod(grid))
+    if not items:
+        return chunks
+    sep = zarray.get("dimension_separator") or "."
+    pattern = re.compile(
+        rf"\d+(?:{re.escape(sep)}\d+){{{len(grid) - 1}}}" if grid else "0", re.ASCII
+    )
+    start = len(array) + 1
+    parts = [key[start:] for key, _ in items]
+    for (key, _), part in zip(items, parts, strict=True):
+        if not pattern.fullmatch(part):
             raise ManifestError(
-                f"reference {key!r}: offset and length must be non-negative integers, got {value!r}"
+                f"reference {key!r} is not a chunk key of {array!r}, whose chunk grid is {grid}"
             )
-        chunks.offsets[i], chunks.lengths[i] = offset, length
-        return
+    flat = np.zeros(len(items), dtype=np.int64)
+    if grid:
+        coords = np.array(sep.join(parts).split(sep), dtype=np.int64).reshape(len(items), -1)
+        outside = (coords >= np.array(grid)).any(axis=1)
+        if outside.any():
+            key = items[int(np.argmax(outside))][0]
+            raise ManifestError(f"reference {key!r} lies outside the chunk grid {grid}")
+        flat = np.ravel_multi_index(tuple(coords.T), grid)
+    ranged: list[int] = []
+    for j, (key, value) in enumerate(items):
+        if isinstance(value, list | tuple) and len(value) == 3:
+            ranged.append(j)
+        elif isinstance(value, str | bytes | dict):
+            chunks.inline[int(flat[j])] = _inline_bytes(key, value)
+        elif isinstance(value, list | tuple) and len(value) == 1:
+            chunks.urls[flat[j]] = value[0]
+            chunks.whole[flat[j]] = True
+        else:
+            raise ManifestError(
+                f"reference {key!r}: expected inline data, [url] or [url, offset, length], "
+                f"got {value!r}"
+            )
+    if ranged:
+        urls, offsets, lengths = zip(*(items[j][1] for j in ranged), strict=True)
+        rows = flat[ranged]
+        chunks.urls[rows] = urls
+        chunks.offsets[rows] = _byte_positions(array, offsets, "offset")
+        chunks.lengths[rows] = _byte_positions(array, lengths, "length")
+    return chunks
+
+
+def _byte_positions(array: str, values: tuple[Any, ...], field: str) -> np.ndarray:
+    """Offsets or lengths as int64; a ManifestError names the first one that is not a non-negative integer."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu" and (arr.size == 0 or arr.min() >= 0):
+        return arr.astype(np.int64)
+    bad = next(v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 0)
     raise ManifestError(
-        f"reference {key!r}: expected inline data, [url] or [url, offset, length], got {value!r}"
+        f"array {array!r}: a reference's {field} must be a non-negative integer, got {bad!r}"
     )
 
 
@@ -444,8 +467,7 @@ def _jinja() -> Any:
 
 
 def _is_metadata(key: str) -> bool:
-    leaf = key.rpartition("/")[2]
-    return leaf in _METADATA or leaf in ("zarr.json", ".zmetadata")
+    return key.rpartition("/")[2] in _METADATA_LEAVES
 
 
 def _document(key: str, value: Any) -> Any:

@@ -28,7 +28,7 @@ from zarr.core.dtype import get_data_type_from_native_dtype
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.manifest import ChunkManifest
+from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
 from zarr_manifest_store.scan.common import fill_value_attribute, json_attribute, source_path
 from zarr_manifest_store.sources import Sources
 
@@ -148,13 +148,9 @@ def scan_netcdf3(
         raise ValueError(f"on_unsupported must be 'raise' or 'skip', got {on_unsupported!r}")
     dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
     path = source_path(url)
-    sources = Sources(storage_options)
-    fingerprint = sources.fingerprint(path)
-    if fingerprint.size is None:
-        raise OSError(f"cannot scan {path!r}: its size is unknown to the file system")
-    header = _read_header(path, fingerprint.size, sources.read_sync)
+    header, fingerprint = _read_header(path, storage_options)
     arrays = {
-        v.name: _array(v, header, path, fingerprint, fingerprint.size)
+        v.name: _array(v, header, path, fingerprint)
         for v in header.variables
         if v.name not in dropped
     }
@@ -169,21 +165,17 @@ def read_netcdf3_header(
     >>> read_netcdf3_header("data/f1.nc").format  # doctest: +SKIP
     '64-bit offset'
     """
-    path = source_path(url)
-    sources = Sources(storage_options)
-    size = sources.fingerprint(path).size
-    if size is None:
-        raise OSError(f"cannot read {path!r}: its size is unknown to the file system")
-    return _read_header(path, size, sources.read_sync)
+    return _read_header(source_path(url), storage_options)[0]
 
 
 # ---------------------------------------------------------------------- arrays
 
 
 def _array(
-    var: Variable, header: NetCDF3Header, path: str, fingerprint: Any, size: int
+    var: Variable, header: NetCDF3Header, path: str, fingerprint: Fingerprint
 ) -> ManifestArray:
     """The ManifestArray of one variable: its Zarr metadata and the byte ranges of its chunks."""
+    size: int = fingerprint.size  # type: ignore[assignment]  # _read_header checked it
     dims = var.dimensions
     if var.is_record:
         shape = (header.numrecs, *(d.length for d in dims[1:]))
@@ -282,8 +274,18 @@ def _pad4(n: int) -> int:
 # ---------------------------------------------------------------------- header parsing
 
 
-def _read_header(path: str, size: int, read: Callable[[str, int, int], bytes]) -> NetCDF3Header:
-    return _HeaderParser(path, size, read).parse()
+def _read_header(
+    path: str, storage_options: dict[str, Any] | None
+) -> tuple[NetCDF3Header, Fingerprint]:
+    """The file's header, and its fingerprint (whose size bounds the header reads)."""
+    sources = Sources(storage_options)
+    try:
+        fingerprint = sources.fingerprint(path)
+        if fingerprint.size is None:
+            raise OSError(f"cannot read {path!r}: its size is unknown to the file system")
+        return _HeaderParser(path, fingerprint.size, sources.read_sync).parse(), fingerprint
+    finally:
+        sources.close()
 
 
 class _HeaderParser:
