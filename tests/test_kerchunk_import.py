@@ -223,6 +223,13 @@ def test_unknown_codecs_are_refused_or_skipped():
     assert "sp" in g
 
 
+def test_unusable_array_metadata_is_refused_by_name():
+    refs = refs_of("day1.json")
+    refs["refs"]["t2m/.zarray"] = json.dumps({"shape": [120, 2, 8], "chunks": [0, 2, 8]})
+    with pytest.raises(zms.UnsupportedDatasetError, match=r"'t2m': unusable \.zarray"):
+        scan_kerchunk(refs)
+
+
 def test_pickled_objects_are_refused():
     refs = refs_of("day1.json")
     zarray = json.loads(refs["refs"]["lat/.zarray"])

@@ -87,18 +87,19 @@ def scan_kerchunk(
     dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
     base = f"{prefix}/" if prefix else ""
     wanted = {a for a in arrays if a.startswith(base) and a.removeprefix(base) not in dropped}
-    built: dict[str, ManifestArray] = {}
+    converted: dict[str, dict[str, Any]] = {}
     refused: dict[str, str] = {}
-    chunks = loaded.chunks(wanted, metadata)
     for path in sorted(wanted):
-        zarray = metadata[f"{path}/.zarray"]
         try:
-            meta = v2_to_v3(path, zarray, metadata.get(f"{path}/.zattrs", {}))
+            zattrs = metadata.get(f"{path}/.zattrs", {})
+            converted[path] = v2_to_v3(path, metadata[f"{path}/.zarray"], zattrs)
         except UnsupportedDatasetError as e:
             refused[path] = str(e)
-            continue
-        manifest = chunks[path].manifest(path, meta, targets)
-        built[path] = ManifestArray(metadata=meta, manifest=manifest)
+    chunks = loaded.chunks(set(converted), metadata)
+    built = {
+        path: ManifestArray(metadata=meta, manifest=chunks[path].manifest(path, meta, targets))
+        for path, meta in converted.items()
+    }
     if refused:
         listing = "; ".join(refused.values())
         if on_unsupported == "raise":
