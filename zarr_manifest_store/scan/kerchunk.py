@@ -19,7 +19,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import numpy as np
@@ -80,22 +80,27 @@ def scan_kerchunk(
         raise UnsupportedDatasetError(
             f"{name} describe a single array at the root; scan_kerchunk reads groups of named arrays"
         )
-    arrays = {k.removesuffix("/.zarray") for k in metadata if k.endswith("/.zarray")}
     prefix = (group or "").strip("/")
     if prefix and not any(k.startswith(f"{prefix}/") for k in metadata):
         raise KeyError(f"{name} have no group {group!r}")
     dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
     base = f"{prefix}/" if prefix else ""
-    wanted = {a for a in arrays if a.startswith(base) and a.removeprefix(base) not in dropped}
+    wanted = [  # in the references' order, as xarray lists variables
+        path
+        for key in metadata
+        if key.endswith("/.zarray")
+        and (path := key.removesuffix("/.zarray")).startswith(base)
+        and path.removeprefix(base) not in dropped
+    ]
     converted: dict[str, dict[str, Any]] = {}
     refused: dict[str, str] = {}
-    for path in sorted(wanted):
+    for path in wanted:
         try:
             zattrs = metadata.get(f"{path}/.zattrs", {})
             converted[path] = v2_to_v3(path, metadata[f"{path}/.zarray"], zattrs)
         except UnsupportedDatasetError as e:
             refused[path] = str(e)
-    chunks = loaded.chunks(set(converted), metadata)
+    chunks = loaded.chunks(converted)
     built = {
         path: ManifestArray(metadata=meta, manifest=chunks[path].manifest(path, meta, targets))
         for path, meta in converted.items()
@@ -206,22 +211,22 @@ def _grid(shape: Iterable[int], chunks: Iterable[int]) -> tuple[int, ...]:
 # ---------------------------------------------------------------------- loading
 
 
-class _Loaded:
-    """Metadata documents by key, and a way to get the chunk references of arrays."""
+class _References(Protocol):
+    """A loaded reference set: its metadata documents by key, and its arrays' chunk references."""
 
-    def __init__(self, metadata: dict[str, Any]) -> None:
-        self.metadata = metadata
+    metadata: dict[str, Any]
 
-    def chunks(self, arrays: set[str], metadata: Mapping[str, Any]) -> dict[str, _Chunks]:
-        raise NotImplementedError
+    def chunks(self, arrays: Iterable[str]) -> dict[str, _Chunks]: ...
 
 
-class _JSONReferences(_Loaded):
+class _JSONReferences:
+    """References held in one mapping (JSON versions 0 and 1, or a dict)."""
+
     def __init__(self, refs: Mapping[str, Any]) -> None:
-        super().__init__({k: _document(k, v) for k, v in refs.items() if _is_metadata(k)})
+        self.metadata = {k: _document(k, v) for k, v in refs.items() if _is_metadata(k)}
         self._refs = refs
 
-    def chunks(self, arrays: set[str], metadata: Mapping[str, Any]) -> dict[str, _Chunks]:
+    def chunks(self, arrays: Iterable[str]) -> dict[str, _Chunks]:
         keys: dict[str, list[tuple[str, Any]]] = {a: [] for a in arrays}
         for key, value in self._refs.items():
             array, _, leaf = key.rpartition("/")
@@ -231,7 +236,9 @@ class _JSONReferences(_Loaded):
                 array = array.rpartition("/")[0]
             if array:  # else: not a chunk of an array we read
                 keys[array].append((key, value))
-        return {a: _json_chunks(a, metadata[f"{a}/.zarray"], items) for a, items in keys.items()}
+        return {
+            a: _json_chunks(a, self.metadata[f"{a}/.zarray"], items) for a, items in keys.items()
+        }
 
 
 def _json_chunks(array: str, zarray: Mapping[str, Any], items: list[tuple[str, Any]]) -> _Chunks:
@@ -306,7 +313,7 @@ def _inline_bytes(key: str, value: str | bytes | dict[str, Any]) -> bytes:
     return value.encode()
 
 
-class _ParquetReferences(_Loaded):
+class _ParquetReferences:
     """fsspec's LazyReferenceMapper layout: ``.zmetadata`` plus ``<array>/refs.<n>.parq`` files."""
 
     def __init__(self, fs: Any, root: str) -> None:
@@ -315,15 +322,15 @@ class _ParquetReferences(_Loaded):
             metadata, self._record_size = document["metadata"], int(document["record_size"])
         except (KeyError, TypeError, ValueError) as e:
             raise ManifestError(f"{root}/.zmetadata is not a parquet reference index: {e}") from e
-        super().__init__({k: _document(k, v) for k, v in metadata.items()})
+        self.metadata = {k: _document(k, v) for k, v in metadata.items()}
         self._fs, self._root = fs, root
 
-    def chunks(self, arrays: set[str], metadata: Mapping[str, Any]) -> dict[str, _Chunks]:
+    def chunks(self, arrays: Iterable[str]) -> dict[str, _Chunks]:
         import pyarrow.parquet as pq
 
         out: dict[str, _Chunks] = {}
         for array in arrays:
-            zarray = metadata[f"{array}/.zarray"]
+            zarray = self.metadata[f"{array}/.zarray"]
             n = math.prod(_grid(zarray["shape"], zarray["chunks"]))
             chunks = out[array] = _Chunks(n)
             files = [
@@ -368,7 +375,7 @@ def _set_columns(chunks: _Chunks, start: int, table: Any, file: str) -> None:
             chunks.urls[start + i] = None
 
 
-def _load(refs: str | os.PathLike[str] | Mapping[str, Any], options: dict[str, Any]) -> _Loaded:
+def _load(refs: str | os.PathLike[str] | Mapping[str, Any], options: dict[str, Any]) -> _References:
     """The references, from a dict, a JSON file (compressed or not) or a parquet folder."""
     if isinstance(refs, Mapping):
         return _JSONReferences(_flatten(refs, "references"))
