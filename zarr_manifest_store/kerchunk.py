@@ -74,6 +74,10 @@ def to_kerchunk(
     ``UnsupportedDatasetError`` naming the array for what Zarr v2 cannot
     express (rectilinear chunk grids, sharding, non-reversing transposes).
 
+    fsspec reads the parquet layout with fastparquet. With nested groups, pass
+    fsspec a ``remote_protocol``: without one, its protocol inference looks
+    for a ``.zarray`` in every folder, groups included, and fails.
+
     >>> refs = to_kerchunk(zms.scan("data/f1.nc"))  # doctest: +SKIP
     >>> to_kerchunk(group, "refs.parq")  # doctest: +SKIP
     >>> xr.open_dataset("reference://", engine="zarr", backend_kwargs={"consolidated": False,
