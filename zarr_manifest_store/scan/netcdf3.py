@@ -235,8 +235,14 @@ def _leading_rows(var: Variable, size: int) -> int:
     rows = max(1, SPLIT_BYTES // row)
     if var.begin + -(-n // rows) * rows * row <= size:  # type: ignore[operator]
         return rows
-    divisor = next(d for d in range(rows, 0, -1) if n % d == 0)  # type: ignore[operator]
+    divisor = _largest_divisor(n, rows)  # type: ignore[arg-type]
     return divisor if divisor * 4 >= rows else n  # type: ignore[return-value]
+
+
+def _largest_divisor(n: int, limit: int) -> int:
+    """The largest divisor of ``n`` that is at most ``limit``."""
+    pairs = ((i, n // i) for i in range(1, math.isqrt(n) + 1) if n % i == 0)
+    return max(d for pair in pairs for d in pair if d <= limit)
 
 
 def _attributes(attrs: dict[str, np.ndarray | bytes], dtype: np.dtype | None) -> dict[str, Any]:
