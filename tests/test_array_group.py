@@ -27,7 +27,7 @@ def test_array_from_dict_and_from_metadata_object():
     assert a.shape == (10, 6)
     assert a.ndim == 2
     assert a.dtype == np.dtype("int16")
-    assert a.chunks == (4, 3)
+    assert a.chunk_sizes == ((4, 4, 4), (3, 3))
     assert a.dimension_names == ("y", "x")
     assert a.attributes == {"units": "m"}
     assert a.nbytes == 120
@@ -64,13 +64,13 @@ def test_rectilinear_chunk_grid():
         "configuration": {"kind": "inline", "chunk_shapes": [[2, 3]]},
     }
     a = ManifestArray(metadata=meta, manifest=manifest((2,)))
-    assert a.chunks == ((2, 3),)
+    assert a.chunk_sizes == ((2, 3),)
 
 
 def test_scalar_array():
     a = ManifestArray(metadata=array_metadata((), ()), manifest=manifest(()))
     assert a.shape == ()
-    assert a.chunks == ()
+    assert a.chunk_sizes == ()
 
 
 def test_array_pickles():

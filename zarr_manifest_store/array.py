@@ -9,7 +9,7 @@ values goes through :class:`~zarr_manifest_store.ManifestStore`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -39,11 +39,11 @@ class ManifestArray:
     ...     },
     ...     manifest=m,
     ... )
-    >>> a.shape, a.dtype, a.chunks
-    ((4,), dtype('float32'), (4,))
+    >>> a.shape, str(a.dtype), a.chunk_sizes
+    ((4,), 'float32', ((4,),))
     """
 
-    __slots__ = ("_manifest", "_metadata")
+    __slots__ = ("_chunk_sizes", "_manifest", "_metadata")
 
     def __init__(
         self, *, metadata: ArrayV3Metadata | Mapping[str, Any], manifest: ChunkManifest
@@ -51,7 +51,8 @@ class ManifestArray:
         self._metadata = parse_array_metadata(metadata)
         if not isinstance(manifest, ChunkManifest):
             raise TypeError(f"manifest must be a ChunkManifest, got {type(manifest).__name__}")
-        grid = tuple(len(sizes) for sizes in chunk_sizes(self._metadata))
+        self._chunk_sizes = chunk_sizes(self._metadata)
+        grid = tuple(len(sizes) for sizes in self._chunk_sizes)
         if manifest.shape != grid:
             raise ValueError(
                 f"the manifest's chunk grid {manifest.shape} does not match the array's chunk grid "
@@ -91,9 +92,13 @@ class ManifestArray:
         return self.size * self.dtype.itemsize
 
     @property
-    def chunks(self) -> tuple[int, ...] | tuple[tuple[int, ...], ...]:
-        """The chunk shape; for a rectilinear grid, the chunk sizes along each dimension."""
-        return _chunks(self._metadata)
+    def chunk_sizes(self) -> tuple[tuple[int, ...], ...]:
+        """The stored size of every chunk along each dimension (the last may overhang the end).
+
+        Deliberately not named ``chunks``: xarray takes any array with ``chunks``
+        for a dask-like chunked array and tries to compute it through a chunk manager.
+        """
+        return self._chunk_sizes
 
     @property
     def fill_value(self) -> Any:
@@ -132,6 +137,67 @@ class ManifestArray:
             "or xarray.open_zarr(store)"
         )
 
+    # ------------------------------------------------------------------ NumPy duck array (NEP 18)
+
+    def __array_function__(
+        self, func: Any, types: Collection[type], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Run NumPy functions that only rearrange chunks (``np.concatenate``, ``np.stack``, …)."""
+        from zarr_manifest_store.concat import HANDLED_FUNCTIONS
+
+        if not all(issubclass(t, ManifestArray | np.ndarray) for t in types):
+            return NotImplemented
+        handler = HANDLED_FUNCTIONS.get(func)
+        if handler is None:
+            raise TypeError(_values_needed(f"numpy.{func.__name__}"))
+        return handler(*args, **kwargs)
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        raise TypeError(_values_needed(f"numpy.{ufunc.__name__}"))
+
+    def __getitem__(self, key: Any) -> ManifestArray:
+        """Select whole chunks (``a[0:48]``, ``a[:, 3]`` where chunks along axis 1 have size 1)."""
+        from zarr_manifest_store.concat import getitem
+
+        return getitem(self, key)
+
+    def transpose(self, *axes: Any) -> ManifestArray:
+        """The array with its axes permuted (like ``ndarray.transpose``), by a ``transpose`` codec."""
+        from zarr_manifest_store.concat import transpose
+
+        if len(axes) == 1 and (axes[0] is None or not isinstance(axes[0], int | np.integer)):
+            axes = axes[0]
+        return transpose(self, axes or None)
+
+    @property
+    def T(self) -> ManifestArray:
+        return self.transpose()
+
+    def astype(self, dtype: Any, *, copy: bool = True, **kwargs: Any) -> ManifestArray:
+        """This array if ``dtype`` is its own; converting values would need reading them."""
+        if np.dtype(dtype) == self.dtype:
+            return self
+        raise TypeError(
+            f"cannot convert a ManifestArray from {self.dtype} to {np.dtype(dtype)}: its chunks "
+            f"are stored as {self.dtype} and are not read; combine only arrays of one dtype"
+        )
+
+    def __eq__(self, other: object) -> Any:
+        raise TypeError(
+            _values_needed("comparing values (==)")
+            + "; to compare chunk references, use ManifestArray.equals"
+        )
+
+    def __ne__(self, other: object) -> Any:
+        return self.__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _repr_inline_(self, max_width: int) -> str:
+        """xarray's one-line summary of a variable's data."""
+        text = f"ManifestArray<{self._manifest.nchunks} chunk(s) in {len(self._manifest.paths)} file(s)>"
+        return text[:max_width]
+
     def __len__(self) -> int:
         if not self.shape:
             raise TypeError("len() of a 0-d ManifestArray")
@@ -139,12 +205,20 @@ class ManifestArray:
 
     def __repr__(self) -> str:
         return (
-            f"ManifestArray<shape={self.shape}, dtype={self.dtype}, chunks={self.chunks}, "
+            f"ManifestArray<shape={self.shape}, dtype={self.dtype}, chunks={_chunks(self._metadata)}, "
             f"references={self._manifest.nchunks}>"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _rebuild, (self._metadata.to_dict(), self._manifest)
+
+
+def _values_needed(operation: str) -> str:
+    return (
+        f"{operation} needs the values of a ManifestArray, which holds chunk references only; "
+        "read it through zarr_manifest_store.ManifestStore (zarr.open_group(store, mode='r') or "
+        "xarray.open_zarr(store)) first"
+    )
 
 
 def _rebuild(metadata: dict[str, Any], manifest: ChunkManifest) -> ManifestArray:

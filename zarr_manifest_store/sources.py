@@ -125,6 +125,11 @@ class Sources:
             etag=str(etag).strip('"') if etag else None,
         )
 
+    def filesystem(self, path: str) -> fsspec.AbstractFileSystem:
+        """The fsspec file system that reads the remote ``path``, created once and reused."""
+        self.check_allowed(path)
+        return self._filesystem(path)
+
     async def read(self, path: str, offset: int, length: int) -> bytes:
         """``length`` bytes of ``path`` from ``offset``, off the event loop."""
         return await asyncio.to_thread(self.read_sync, path, offset, length)

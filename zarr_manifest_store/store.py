@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any, Self
 
+import zarr
 from zarr.abc.store import (
     ByteRequest,
     OffsetByteRequest,
@@ -76,6 +77,10 @@ class ManifestStore(Store):
             nodes.extend(root.walk())
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
+        if any(_is_rectilinear(a) for a in self._arrays.values()):
+            # zarr-python parses the registered rectilinear grid only behind this flag; a
+            # store that serves one turns it on, so that zarr and xarray can open it.
+            zarr.config.set({"array.rectilinear_chunks": True})
 
     @classmethod
     def open(  # type: ignore[override]
@@ -298,6 +303,10 @@ class ManifestStore(Store):
             return self._sources.read_sync(ref.path, ref.offset + start, stop - start)
         except OSError as e:
             raise _with_chunk_context(e, key) from e
+
+
+def _is_rectilinear(array: ManifestArray) -> bool:
+    return array.metadata.chunk_grid.to_dict()["name"] == "rectilinear"  # type: ignore[index]
 
 
 def _node_metadata(node: Node) -> Any:

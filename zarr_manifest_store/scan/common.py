@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import os
 import struct
-from typing import Any
+import warnings
+from typing import Any, Literal
 
 import numpy as np
 
+from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.sources import is_local
 
-__all__ = ["fill_value_attribute", "json_attribute", "source_path"]
+__all__ = ["Refusals", "fill_value_attribute", "json_attribute", "source_path"]
 
 
 def source_path(url: str | os.PathLike[str]) -> str:
@@ -38,8 +40,8 @@ def fill_value_attribute(value: Any, dtype: np.dtype) -> Any:
         return bool(value)
     if kind == "S":
         return base64.standard_b64encode(bytes(value)).decode()
-    if kind == "U":
-        return str(value)
+    if kind in "UOT":  # fixed- and variable-length text
+        return _text(value) if isinstance(value, bytes | np.bytes_) else str(value)
     raise ValueError(f"no _FillValue encoding for dtype {dtype}")
 
 
@@ -71,3 +73,52 @@ def _text(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+class Refusals:
+    """The datasets a scan could not describe exactly, reported together when it ends.
+
+    With ``on_unsupported="raise"``, :meth:`finish` raises one
+    :class:`~zarr_manifest_store.UnsupportedDatasetError` listing every dataset
+    and its reason; with ``"skip"`` it warns once per dataset left out.
+
+    >>> r = Refusals("/data/f.h5", "skip")
+    >>> r.add("refs", "holds object references")
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     r.finish()
+    >>> str(caught[0].message)
+    "/data/f.h5: left out dataset 'refs': holds object references"
+    """
+
+    def __init__(self, source: str, on_unsupported: Literal["raise", "skip"]) -> None:
+        if on_unsupported not in ("raise", "skip"):
+            raise ValueError(f"on_unsupported must be 'raise' or 'skip', got {on_unsupported!r}")
+        self.source = source
+        self.on_unsupported = on_unsupported
+        self.reasons: dict[str, str] = {}
+
+    def add(self, name: str, reason: str) -> None:
+        """Record that dataset ``name`` (its path in the file) is refused, and why."""
+        self.reasons[name] = reason
+
+    def finish(self) -> None:
+        """Raise or warn about every refused dataset (nothing if there is none)."""
+        if not self.reasons:
+            return
+        if self.on_unsupported == "skip":
+            for name, reason in self.reasons.items():
+                warnings.warn(
+                    f"{self.source}: left out dataset {name!r}: {reason}",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            return
+        listing = "\n".join(f"  {name!r} {reason}" for name, reason in self.reasons.items())
+        raise UnsupportedDatasetError(
+            f"{self.source}: {len(self.reasons)} dataset(s) cannot be described exactly:\n"
+            f"{listing}\n"
+            "Pass on_unsupported='skip' to leave them out (with a warning each), or "
+            f"drop_variables={sorted(self.reasons)!r}."
+        )

@@ -1,0 +1,145 @@
+"""HDF5 filter pipelines as Zarr v3 codec lists.
+
+HDF5 applies a dataset's filters in pipeline order when writing and in reverse
+when reading; Zarr does the same with the bytes-to-bytes codecs that follow the
+``bytes`` codec. So a pipeline maps one filter to one codec, in order, when a
+codec exists whose decoding is exactly the filter's: deflate is zlib framing
+(not gzip), fletcher32 appends HDF5's checksum, blosc and zstd chunks are
+plain blosc / zstd frames. Filters without such a codec (szip, lzf, lz4's and
+bitshuffle's own framings, scale-offset, n-bit, ...) raise
+:class:`UnmappableFilter`, and the scanner then materialises or refuses the
+dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import h5py
+
+__all__ = [
+    "FILTER_NAMES",
+    "Filter",
+    "UnmappableFilter",
+    "filter_codecs",
+    "pipeline",
+]
+
+Codec = dict[str, Any]
+
+FILTER_NAMES = {
+    1: "deflate",
+    2: "shuffle",
+    3: "fletcher32",
+    4: "szip",
+    5: "nbit",
+    6: "scaleoffset",
+    307: "bzip2",
+    32000: "lzf",
+    32001: "blosc",
+    32004: "lz4",
+    32008: "bitshuffle",
+    32015: "zstd",
+    32026: "blosc2",
+}
+"""Names of the registered HDF5 filter ids this module knows about."""
+
+_BLOSC_COMPRESSORS = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
+_BLOSC_SHUFFLES = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}
+
+
+class UnmappableFilter(ValueError):
+    """An HDF5 filter that no Zarr codec decodes exactly; the message says which and why."""
+
+
+class Filter(NamedTuple):
+    """One stage of a dataset's filter pipeline, as HDF5 reports it."""
+
+    id: int
+    flags: int
+    cd_values: tuple[int, ...]
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return FILTER_NAMES.get(self.id) or self.label or f"filter {self.id}"
+
+
+def pipeline(dcpl: h5py.h5p.PropDCID) -> list[Filter]:
+    """The filter pipeline of a dataset creation property list, in write order."""
+    stages = []
+    for i in range(dcpl.get_nfilters()):
+        code, flags, values, name = dcpl.get_filter(i)
+        label = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
+        stages.append(Filter(int(code), int(flags), tuple(int(v) for v in values), label))
+    return stages
+
+
+def filter_codecs(filters: Sequence[Filter]) -> list[Codec]:
+    """The Zarr v3 bytes-to-bytes codecs equivalent to ``filters``, in the same order.
+
+    >>> filter_codecs([Filter(2, 0, (4,)), Filter(1, 0, (6,))])
+    [{'name': 'numcodecs.shuffle', 'configuration': {'elementsize': 4}}, {'name': 'numcodecs.zlib', 'configuration': {'level': 6}}]
+    """
+    codecs = []
+    for f in filters:
+        build = _BUILDERS.get(f.id)
+        if build is None:
+            raise UnmappableFilter(f"HDF5 filter {f.name!r} (id {f.id}) has no Zarr codec")
+        codecs.append(build(f.cd_values))
+    return codecs
+
+
+def _deflate(cd: tuple[int, ...]) -> Codec:
+    return {"name": "numcodecs.zlib", "configuration": {"level": cd[0] if cd else 6}}
+
+
+def _shuffle(cd: tuple[int, ...]) -> Codec:
+    if not cd:
+        raise UnmappableFilter("HDF5 filter 'shuffle' has no element size in its parameters")
+    return {"name": "numcodecs.shuffle", "configuration": {"elementsize": cd[0]}}
+
+
+def _fletcher32(cd: tuple[int, ...]) -> Codec:
+    return {"name": "numcodecs.fletcher32", "configuration": {}}
+
+
+def _bzip2(cd: tuple[int, ...]) -> Codec:
+    return {"name": "numcodecs.bz2", "configuration": {"level": cd[0] if cd else 9}}
+
+
+def _zstd(cd: tuple[int, ...]) -> Codec:
+    return {"name": "zstd", "configuration": {"level": cd[0] if cd else 0, "checksum": False}}
+
+
+def _blosc(cd: tuple[int, ...]) -> Codec:
+    # cd_values: filter revision, blosc version, type size, chunk bytes, level, shuffle, compressor
+    if len(cd) < 4:
+        raise UnmappableFilter(f"HDF5 filter 'blosc' has incomplete parameters {list(cd)}")
+    typesize = cd[2]
+    level = cd[4] if len(cd) > 4 else 5
+    shuffle = _BLOSC_SHUFFLES.get(cd[5] if len(cd) > 5 else 1)
+    cname = _BLOSC_COMPRESSORS.get(cd[6] if len(cd) > 6 else 0)
+    if shuffle is None or cname is None:
+        raise UnmappableFilter(f"HDF5 filter 'blosc' has unknown parameters {list(cd)}")
+    return {
+        "name": "blosc",
+        "configuration": {
+            "cname": cname,
+            "clevel": level,
+            "shuffle": shuffle,
+            "typesize": max(typesize, 1),
+            "blocksize": 0,
+        },
+    }
+
+
+_BUILDERS: dict[int, Callable[[tuple[int, ...]], Codec]] = {
+    1: _deflate,
+    2: _shuffle,
+    3: _fletcher32,
+    307: _bzip2,
+    32001: _blosc,
+    32015: _zstd,
+}
