@@ -46,7 +46,9 @@ def manifest_group(root: Path) -> zms.ManifestGroup:
     arrays = {}
     for name, array in group.arrays():
         meta = array.metadata
-        grid = tuple(math.ceil(s / c) for s, c in zip(array.shape, array.chunks, strict=True))
+        grid = tuple(
+            math.ceil(s / c) for s, c in zip(array.shape, array.chunks, strict=True)
+        )  # zarr's
         paths = np.full(grid, "", dtype=object)
         lengths = np.zeros(grid, dtype=np.uint64)
         for coords in itertools.product(*map(range, grid)):

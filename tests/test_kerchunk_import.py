@@ -215,9 +215,9 @@ def unsupported_refs(codec: dict) -> dict:
 
 def test_unknown_codecs_are_refused_or_skipped():
     refs = unsupported_refs({"id": "no-such-codec"})
-    with pytest.raises(zms.UnsupportedDatasetError, match=r"'t2m'.*no-such-codec.*on_unsupported"):
+    with pytest.raises(zms.UnsupportedDatasetError, match="'t2m' An implementation for codec 'no-"):
         scan_kerchunk(refs)
-    with pytest.warns(UserWarning, match="left out 1 array"):
+    with pytest.warns(UserWarning, match="left out dataset 't2m': An implementation for codec"):
         g = scan_kerchunk(refs, on_unsupported="skip")
     assert "t2m" not in g
     assert "sp" in g
@@ -226,7 +226,7 @@ def test_unknown_codecs_are_refused_or_skipped():
 def test_unusable_array_metadata_is_refused_by_name():
     refs = refs_of("day1.json")
     refs["refs"]["t2m/.zarray"] = json.dumps({"shape": [120, 2, 8], "chunks": [0, 2, 8]})
-    with pytest.raises(zms.UnsupportedDatasetError, match=r"'t2m': unusable \.zarray"):
+    with pytest.raises(zms.UnsupportedDatasetError, match=r"'t2m' unusable \.zarray"):
         scan_kerchunk(refs)
 
 

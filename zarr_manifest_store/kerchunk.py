@@ -32,6 +32,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.dtype import get_data_type_from_native_dtype
 from zarr.core.metadata.v2 import ArrayV2Metadata
 from zarr.core.metadata.v3 import ArrayV3Metadata
+from zarr.errors import UnknownCodecError
 from zarr.registry import get_codec_class
 
 from zarr_manifest_store.array import ManifestArray
@@ -415,6 +416,8 @@ def v2_to_v3(name: str, zarray: Mapping[str, Any], zattrs: Mapping[str, Any]) ->
     """
     try:
         v2 = ArrayV2Metadata.from_dict({**zarray, "zarr_format": 2, "attributes": {}})
+    except UnknownCodecError as e:
+        raise UnsupportedDatasetError(f"array {name!r}: {e}") from e
     except (ValueError, TypeError, KeyError) as e:
         raise UnsupportedDatasetError(
             f"array {name!r}: unusable .zarray {dict(zarray)}: {e}"

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import re
-import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -29,7 +28,7 @@ from zarr_manifest_store.errors import ManifestError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.kerchunk import v2_to_v3
 from zarr_manifest_store.manifest import ChunkManifest
-from zarr_manifest_store.scan.common import source_path
+from zarr_manifest_store.scan.common import Refusals, source_path
 from zarr_manifest_store.sources import Sources
 
 __all__ = ["scan_kerchunk"]
@@ -59,16 +58,15 @@ def scan_kerchunk(
     whole-file references; ``remote_protocol`` is prefixed to urls that have
     none (as fsspec's option of that name). Arrays that Zarr v3 cannot express
     (unknown codecs) raise ``UnsupportedDatasetError``, or with
-    ``on_unsupported="skip"`` are left out with one warning.
+    ``on_unsupported="skip"`` are left out with a warning each.
 
     >>> g = scan_kerchunk("refs.json")  # doctest: +SKIP
     >>> g = scan_kerchunk("refs.parq", storage_options={"anon": True})  # doctest: +SKIP
     >>> xr.open_zarr(ManifestStore(g))  # doctest: +SKIP
     """
-    if on_unsupported not in ("raise", "skip"):
-        raise ValueError(f"on_unsupported must be 'raise' or 'skip', got {on_unsupported!r}")
-    options = dict(storage_options or {})
     name = "references" if isinstance(refs, Mapping) else repr(os.fspath(refs))
+    refusals = Refusals(name, on_unsupported)  # type: ignore[arg-type]  # it checks the value
+    options = dict(storage_options or {})
     loaded = _load(refs, options)
     targets = _Targets(remote_protocol, options)
     metadata = loaded.metadata
@@ -93,26 +91,18 @@ def scan_kerchunk(
         and path.removeprefix(base) not in dropped
     ]
     converted: dict[str, dict[str, Any]] = {}
-    refused: dict[str, str] = {}
     for path in wanted:
         try:
             zattrs = metadata.get(f"{path}/.zattrs", {})
             converted[path] = v2_to_v3(path, metadata[f"{path}/.zarray"], zattrs)
         except UnsupportedDatasetError as e:
-            refused[path] = str(e)
+            refusals.add(path, str(e).removeprefix(f"array {path!r}: "))
     chunks = loaded.chunks(converted)
     built = {
         path: ManifestArray(metadata=meta, manifest=chunks[path].manifest(path, meta, targets))
         for path, meta in converted.items()
     }
-    if refused:
-        listing = "; ".join(refused.values())
-        if on_unsupported == "raise":
-            raise UnsupportedDatasetError(
-                f"{name}: {len(refused)} array(s) cannot be read exactly: {listing}. "
-                f"Pass on_unsupported='skip' to leave them out"
-            )
-        warnings.warn(f"{name}: left out {len(refused)} array(s): {listing}", stacklevel=2)
+    refusals.finish()
     return _tree(prefix, metadata, built)
 
 
