@@ -221,28 +221,34 @@ def _array(
 
 
 def _leading_rows(var: Variable, size: int) -> int:
-    """Rows of the leading axis per chunk: all of them, or about ``SPLIT_BYTES`` worth.
+    """Rows of a non-record variable's leading axis per chunk: all, or about ``SPLIT_BYTES`` worth."""
+    if not var.dimensions:
+        return 1
+    n: int = var.dimensions[0].length  # type: ignore[assignment]
+    room_after = size - var.begin - var.slab_bytes
+    return rows_per_chunk(n, var.slab_bytes // n, target=SPLIT_BYTES, room_after=room_after)
+
+
+def rows_per_chunk(n: int, row_bytes: int, *, target: int, room_after: int) -> int:
+    """Rows per chunk to split ``n`` contiguous rows of ``row_bytes`` into chunks of about ``target`` bytes.
 
     Zarr reads an edge chunk at its full nominal size, so the last chunk may
-    run past the variable into whatever follows it (its extra rows are
-    discarded); where that would run past the end of the file, the rows per
-    chunk must divide the axis, or the variable stays one chunk.
+    run past the data into what follows it (its extra rows are discarded) when
+    that padding stays within ``room_after`` bytes; else the count divides
+    ``n``, or, when only a much smaller divisor would, the data stays one chunk.
+    The same rule as ``scan_hdf5`` uses for uncompressed contiguous datasets.
+
+    >>> rows_per_chunk(98, 24, target=1000, room_after=0)  # 41 rows fit; 14 divides 98
+    14
     """
-    if not var.dimensions or var.slab_bytes <= SPLIT_BYTES:
-        return var.dimensions[0].length if var.dimensions else 1  # type: ignore[return-value]
-    n = var.dimensions[0].length
-    row = var.slab_bytes // n  # type: ignore[operator]
-    rows = max(1, SPLIT_BYTES // row)
-    if var.begin + -(-n // rows) * rows * row <= size:  # type: ignore[operator]
-        return rows
-    divisor = _largest_divisor(n, rows)  # type: ignore[arg-type]
-    return divisor if divisor * 4 >= rows else n  # type: ignore[return-value]
-
-
-def _largest_divisor(n: int, limit: int) -> int:
-    """The largest divisor of ``n`` that is at most ``limit``."""
+    limit = max(1, min(n, target // max(row_bytes, 1)))
+    if limit == n or (-n % limit) * row_bytes <= room_after:
+        return limit
     pairs = ((i, n // i) for i in range(1, math.isqrt(n) + 1) if n % i == 0)
-    return max(d for pair in pairs for d in pair if d <= limit)
+    best = max(d for pair in pairs for d in pair if d <= limit)
+    return (
+        best if best * 8 >= limit else n
+    )  # many more chunks than asked for cost more than they save
 
 
 def _attributes(attrs: dict[str, np.ndarray | bytes], dtype: np.dtype | None) -> dict[str, Any]:
