@@ -12,8 +12,12 @@ from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.concat import concat
 from zarr_manifest_store.errors import ManifestError, SourceChangedError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.kerchunk import to_kerchunk
 from zarr_manifest_store.manifest import ChunkManifest, ChunkRef
+from zarr_manifest_store.scan import scan
 from zarr_manifest_store.scan.hdf5 import scan_hdf5
+from zarr_manifest_store.scan.kerchunk import scan_kerchunk
+from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
 from zarr_manifest_store.store import ManifestStore
 
 __all__ = [
@@ -28,7 +32,11 @@ __all__ = [
     "concat",
     "open_virtual_dataset",
     "open_virtual_mfdataset",
+    "scan",
     "scan_hdf5",
+    "scan_kerchunk",
+    "scan_netcdf3",
+    "to_kerchunk",
 ]
 
 _XARRAY_NAMES = ("open_virtual_dataset", "open_virtual_mfdataset")

@@ -1,0 +1,509 @@
+"""The kerchunk reference format: export a manifest hierarchy, and Zarr v2 <-> v3 array metadata.
+
+Kerchunk references (fsspec's ``ReferenceFileSystem`` format) describe a
+Zarr **v2** hierarchy: ``.zgroup``, ``.zarray`` and ``.zattrs`` documents
+(dimension names in ``_ARRAY_DIMENSIONS``) plus, for every chunk, either its
+bytes or ``[url, offset, length]``. :func:`to_kerchunk` writes spec version 1
+JSON or the parquet layout of fsspec's ``LazyReferenceMapper``.
+:func:`v2_to_v3` / :func:`v3_to_v2` convert array metadata between the two
+Zarr formats, codecs included; what one side cannot express is refused with
+an error naming the array. The reader of references is
+:func:`zarr_manifest_store.scan_kerchunk`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+import json
+import math
+import os
+import struct
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+import msgspec
+import numcodecs
+import numpy as np
+import zarr
+from zarr.codecs import BytesCodec, TransposeCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.dtype import get_data_type_from_native_dtype
+from zarr.core.metadata.v2 import ArrayV2Metadata
+from zarr.core.metadata.v3 import ArrayV3Metadata
+from zarr.errors import UnknownCodecError
+from zarr.registry import get_codec_class
+
+from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.errors import UnsupportedDatasetError
+from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.manifest import INLINE, MISSING
+from zarr_manifest_store.scan.common import fill_value_attribute
+from zarr_manifest_store.store import ManifestStore
+
+__all__ = ["to_kerchunk", "v2_to_v3", "v3_to_v2"]
+
+RECORD_SIZE = 100_000
+"""References per parquet file (fsspec's ``record_size``)."""
+
+MAX_FILL_CHUNK = 2**20
+"""The largest encoded fill chunk written inline for a missing chunk that Zarr v2 would fill otherwise."""
+
+# Codecs zarr-python implements natively in v3, by numcodecs id (the rest are "numcodecs.<id>").
+_CORE_CODECS = ("gzip", "zstd", "blosc")
+_BLOSC_SHUFFLE = ("noshuffle", "shuffle", "bitshuffle")
+_VLEN = {"vlen-utf8", "vlen-bytes"}
+
+
+def to_kerchunk(
+    source: ManifestGroup | ManifestStore,
+    url: str | os.PathLike[str] | None = None,
+    *,
+    format: Literal["json", "parquet"] | None = None,
+    record_size: int = RECORD_SIZE,
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Export a hierarchy as kerchunk references (spec version 1, Zarr v2 metadata).
+
+    With no ``url``, returns the references as a dict (JSON layout). With a
+    ``url``, writes JSON, or with ``format="parquet"`` (the default for a url
+    ending in ``.parq`` / ``.parquet``) fsspec's ``LazyReferenceMapper`` layout:
+    a folder with ``.zmetadata`` and ``<array>/refs.<n>.parq`` files of
+    ``record_size`` references. Inline chunks are written as ``base64:``
+    strings (JSON) or in the ``raw`` column (parquet). Raises
+    ``UnsupportedDatasetError`` naming the array for what Zarr v2 cannot
+    express (rectilinear chunk grids, sharding, non-reversing transposes).
+
+    fsspec reads the parquet layout with fastparquet. With nested groups, pass
+    fsspec a ``remote_protocol``: without one, its protocol inference looks
+    for a ``.zarray`` in every folder, groups included, and fails.
+
+    >>> refs = to_kerchunk(zms.scan("data/f1.nc"))  # doctest: +SKIP
+    >>> to_kerchunk(group, "refs.parq")  # doctest: +SKIP
+    >>> xr.open_dataset("reference://", engine="zarr", backend_kwargs={"consolidated": False,
+    ...     "zarr_format": 2, "storage_options": {"fo": "refs.parq", "remote_protocol": "file"}})  # doctest: +SKIP
+    """
+    group = source.root if isinstance(source, ManifestStore) else source
+    if not isinstance(group, ManifestGroup):
+        raise TypeError(
+            f"to_kerchunk exports a ManifestGroup or a ManifestStore serving one, "
+            f"got {type(group).__name__}"
+        )
+    fmt = format or _format_of(url)
+    if fmt not in ("json", "parquet"):
+        raise ValueError(f"format must be 'json' or 'parquet', got {format!r}")
+    if fmt == "parquet" and url is None:
+        raise ValueError("the parquet layout is a folder of files: give a url to write it to")
+    metadata, arrays = _v2_hierarchy(group)
+    if fmt == "parquet":
+        _write_parquet(os.fspath(url), metadata, arrays, record_size, dict(storage_options or {}))  # type: ignore[arg-type]
+        return None
+    refs: dict[str, Any] = {key: json.dumps(doc) for key, doc in metadata.items()}
+    for path, array in arrays.items():
+        for key, ref in _chunk_refs(path, array):
+            refs[key] = ref
+    document = {"version": 1, "refs": refs}
+    if url is None:
+        return document
+    import fsspec
+
+    with fsspec.open(os.fspath(url), "wb", **dict(storage_options or {})) as f:
+        f.write(msgspec.json.encode(document))  # only strings, lists and integers: no NaN to lose
+    return None
+
+
+# ---------------------------------------------------------------------- Zarr v3 -> v2
+
+
+def v3_to_v2(
+    name: str, array: ManifestArray
+) -> tuple[dict[str, Any], dict[str, Any], bytes | None]:
+    """``.zarray`` and ``.zattrs`` documents for an array, and the bytes of an encoded fill chunk.
+
+    Zarr v2 readers (and xarray on them) take the v2 ``fill_value`` as the CF
+    ``_FillValue``; where that differs from the value Zarr v3 fills missing
+    chunks with, missing chunks must be written inline as encoded fill chunks
+    (the third item, else None).
+
+    >>> zarray, zattrs, _ = v3_to_v2("t2m", zms.scan("data/f1.nc")["t2m"])  # doctest: +SKIP
+    >>> zarray["compressor"], zattrs["_ARRAY_DIMENSIONS"]  # doctest: +SKIP
+    ({'id': 'zlib', 'level': 4}, ['time', 'lat', 'lon'])
+    """
+    meta = array.metadata
+    grid = meta.chunk_grid.to_dict()
+    if grid["name"] != "regular":  # type: ignore[index]
+        raise UnsupportedDatasetError(
+            f"array {name!r} has a {grid['name']} chunk grid (chunks of several sizes, e.g. "  # type: ignore[index]
+            f"from concatenating ragged files), which Zarr v2 / kerchunk references cannot "
+            f"express; export it as a chunk-manifest document instead, or concatenate files whose "
+            f"lengths are multiples of the chunk size"
+        )
+    filters, endian, compressor, order = _v2_codecs(name, meta)
+    native = meta.dtype.to_native_dtype()
+    if endian is not None and native.itemsize > 1 and native.kind not in "SUVO":
+        native = native.newbyteorder(">" if endian == "big" else "<")
+    dtype = get_data_type_from_native_dtype(native)
+    attributes = dict(meta.attributes)
+    cf_fill = _decode_fill_attribute(name, attributes.pop("_FillValue", None), native)
+    fill = cf_fill
+    if fill is None and native.kind in "fc" and np.isnan(meta.fill_value):
+        fill = meta.fill_value  # NaN masks nothing that is not already NaN
+    v2 = ArrayV2Metadata(
+        shape=meta.shape,
+        dtype=dtype,
+        chunks=tuple(grid["configuration"]["chunk_shape"]),  # type: ignore[index]
+        fill_value=fill,
+        order=order,
+        compressor=compressor,
+        filters=filters or None,
+        dimension_separator=".",
+    )
+    zarray = {k: v for k, v in v2.to_dict().items() if k != "attributes"}
+    names = meta.dimension_names
+    if names is not None and all(isinstance(n, str) for n in names):
+        attributes["_ARRAY_DIMENSIONS"] = list(names)
+    fill_chunk = None
+    if array.manifest.nchunks < math.prod(array.manifest.shape) and not _same_fill(
+        meta.fill_value, fill if fill is not None else dtype.default_scalar()
+    ):
+        fill_chunk = _encoded_fill_chunk(name, meta)
+    return zarray, attributes, fill_chunk
+
+
+def _v2_codecs(
+    name: str, meta: ArrayV3Metadata
+) -> tuple[list[dict[str, Any]], str | None, dict[str, Any] | None, Literal["C", "F"]]:
+    """(filters, endian, compressor, order) of Zarr v2 equivalent to the v3 codec chain."""
+    order: Literal["C", "F"] = "C"
+    filters: list[dict[str, Any]] = []
+    after: list[dict[str, Any]] = []
+    endian = None
+    for codec in meta.codecs:
+        spec = codec.to_dict()
+        codec_name = spec["name"]
+        config = dict(spec.get("configuration") or {})  # type: ignore[call-overload]
+        if isinstance(codec, TransposeCodec):
+            if list(codec.order) != list(range(len(meta.shape)))[::-1] or filters:
+                raise UnsupportedDatasetError(
+                    f"array {name!r}: the transpose codec with order {list(codec.order)} has no "
+                    f"Zarr v2 equivalent (only the reversed order, v2's order='F', has)"
+                )
+            order = "F" if len(meta.shape) > 1 else "C"
+        elif isinstance(codec, BytesCodec):
+            endian = codec.endian
+        elif codec_name in _VLEN:
+            filters.append({"id": codec_name})
+        elif codec_name == "sharding_indexed":
+            raise UnsupportedDatasetError(
+                f"array {name!r} is sharded, which Zarr v2 / kerchunk references cannot express"
+            )
+        else:
+            v2 = _v2_codec(name, codec_name, config)
+            kind = get_codec_class(codec_name).__mro__
+            is_bytes = any(c.__name__ == "BytesBytesCodec" for c in kind)
+            (after if is_bytes else filters).append(v2)
+    compressor = after.pop() if after else None
+    return filters + after, endian, compressor, order
+
+
+def _v2_codec(name: str, codec_name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The numcodecs config of one v3 codec; refused if numcodecs has no such codec."""
+    if codec_name.startswith("numcodecs."):
+        v2 = {"id": codec_name.removeprefix("numcodecs."), **config}
+    elif codec_name == "blosc":
+        shuffle = _BLOSC_SHUFFLE.index(config["shuffle"])
+        v2 = {"id": "blosc", **{k: config[k] for k in ("cname", "clevel", "blocksize")}}
+        v2["shuffle"] = shuffle
+    elif codec_name == "crc32c":
+        v2 = {"id": "crc32c", "location": "end"}
+    elif codec_name in ("gzip", "zstd"):
+        v2 = {"id": codec_name, **config}
+    else:
+        v2 = {"id": codec_name}
+    try:
+        numcodecs.get_codec(dict(v2))
+    except (ValueError, TypeError, KeyError) as e:
+        raise UnsupportedDatasetError(
+            f"array {name!r}: the codec {codec_name!r} has no Zarr v2 (numcodecs) equivalent: {e}"
+        ) from e
+    return v2
+
+
+def _decode_fill_attribute(name: str, value: Any, dtype: np.dtype) -> Any:
+    """The CF ``_FillValue`` from its Zarr v3 attribute (the inverse of ``fill_value_attribute``)."""
+    if value is None:
+        return None
+    try:
+        if dtype.kind == "f" and isinstance(value, str):
+            return struct.unpack("<d", base64.standard_b64decode(value))[0]
+        if dtype.kind == "c" and isinstance(value, list):
+            real, imag = (struct.unpack("<d", base64.standard_b64decode(v))[0] for v in value)
+            return complex(real, imag)
+        if dtype.kind == "S" and isinstance(value, str):
+            return base64.standard_b64decode(value)
+        return np.asarray(value).astype(dtype).item()
+    except (ValueError, TypeError, struct.error) as e:
+        raise UnsupportedDatasetError(
+            f"array {name!r}: its _FillValue attribute {value!r} does not decode as a {dtype} "
+            f"value ({e})"
+        ) from e
+
+
+def _same_fill(a: Any, b: Any) -> bool:
+    if isinstance(a, float | np.floating) and isinstance(b, float | np.floating):
+        return bool(a == b or (np.isnan(a) and np.isnan(b)))
+    if isinstance(a, complex | np.complexfloating):
+        return bool(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True))
+    return bool(np.asarray(a == b).all())
+
+
+def _encoded_fill_chunk(name: str, meta: ArrayV3Metadata) -> bytes:
+    """One chunk of the v3 fill value, encoded with the array's codecs (for missing chunks)."""
+    chunk_shape = meta.chunk_grid.to_dict()["configuration"]["chunk_shape"]  # type: ignore[index]
+    single = meta.to_dict() | {"shape": list(chunk_shape), "attributes": {}}
+    document = ArrayV3Metadata.from_dict(single).to_buffer_dict(default_buffer_prototype())
+    store = zarr.storage.MemoryStore(store_dict=dict(document))
+    array = zarr.open_array(store, mode="r+", config={"write_empty_chunks": True})
+    array[...] = meta.fill_value
+    key = meta.chunk_key_encoding.encode_chunk_key((0,) * len(chunk_shape))
+    data = store._store_dict[key].to_bytes()
+    if len(data) > MAX_FILL_CHUNK:
+        raise UnsupportedDatasetError(
+            f"array {name!r} has missing chunks that Zarr v3 fills with {meta.fill_value!r}, but "
+            f"its _FillValue differs, and Zarr v2 has one value for both; writing each missing "
+            f"chunk inline would take {len(data)} bytes. Set the _FillValue attribute to the "
+            f"array's fill value (or drop it) before exporting"
+        )
+    return data
+
+
+def _v2_hierarchy(group: ManifestGroup) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Every metadata document by reference key, and the arrays (with their v2 details) by path."""
+    metadata: dict[str, dict[str, Any]] = {".zgroup": {"zarr_format": 2}}
+    if group.attributes:
+        metadata[".zattrs"] = dict(group.attributes)
+    arrays: dict[str, tuple[ManifestArray, bytes | None]] = {}
+    for path, node in group.walk():
+        if isinstance(node, ManifestGroup):
+            metadata[f"{path}/.zgroup"] = {"zarr_format": 2}
+            if node.attributes:
+                metadata[f"{path}/.zattrs"] = dict(node.attributes)
+            continue
+        zarray, zattrs, fill_chunk = v3_to_v2(path, node)
+        metadata[f"{path}/.zarray"] = zarray
+        metadata[f"{path}/.zattrs"] = zattrs
+        arrays[path] = (node, fill_chunk)
+    return metadata, arrays
+
+
+def _chunk_refs(path: str, item: tuple[ManifestArray, bytes | None]) -> Iterator[tuple[str, Any]]:
+    """``(key, reference)`` for each chunk of an array, in C order of the chunk grid (JSON layout)."""
+    array, fill_chunk = item
+    m = array.manifest
+    index = m.path_index.ravel().tolist()
+    offsets, lengths = m.offsets.ravel().tolist(), m.lengths.ravel().tolist()
+    fill = None if fill_chunk is None else _base64(fill_chunk)
+    cells = itertools.product(*map(range, m.shape))
+    for row, coords, offset, length in zip(index, cells, offsets, lengths, strict=True):
+        if row == MISSING and fill is None:
+            continue
+        key = f"{path}/{'.'.join(map(str, coords)) or '0'}"
+        if row == MISSING:
+            yield key, fill
+        elif row == INLINE:
+            yield key, _base64(m.inline[coords])
+        elif length == 0:
+            yield key, _base64(b"")
+        else:
+            yield key, [m.paths[row], offset, length]
+
+
+def _base64(data: bytes) -> str:
+    return "base64:" + base64.b64encode(data).decode()
+
+
+def _format_of(url: str | os.PathLike[str] | None) -> str:
+    if url is not None and os.fspath(url).rstrip("/").endswith((".parq", ".parquet")):
+        return "parquet"
+    return "json"
+
+
+# ---------------------------------------------------------------------- parquet
+
+
+def _write_parquet(
+    url: str,
+    metadata: dict[str, dict[str, Any]],
+    arrays: dict[str, Any],
+    record_size: int,
+    storage_options: dict[str, Any],
+) -> None:
+    """fsspec's LazyReferenceMapper layout: ``.zmetadata`` plus ``<array>/refs.<n>.parq`` files.
+
+    Paths are a plain (not categorical) string column, null where a chunk is
+    missing or inline, so that fsspec's reader sees None, never NaN. The
+    files carry pandas' schema metadata: without it fastparquet (fsspec's
+    reader) reads the int64 offsets back as floats.
+    """
+    import fsspec
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if record_size < 1:
+        raise ValueError(f"record_size must be positive, got {record_size}")
+    schema = pa.schema(
+        [("path", pa.string()), ("offset", pa.int64()), ("size", pa.int64()), ("raw", pa.binary())]
+    )
+    fs, root = fsspec.core.url_to_fs(url, **storage_options)
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+    fs.makedirs(root, exist_ok=True)
+    for path, (array, fill_chunk) in arrays.items():
+        columns = _parquet_columns(array, fill_chunk)
+        fs.makedirs(f"{root}/{path}", exist_ok=True)
+        for record, start in enumerate(range(0, len(columns["offset"]), record_size)):
+            part = pd.DataFrame({k: v[start : start + record_size] for k, v in columns.items()})
+            table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
+            buffer = io.BytesIO()
+            pq.write_table(table, buffer, compression="zstd", write_statistics=False)
+            fs.pipe_file(f"{root}/{path}/refs.{record}.parq", buffer.getvalue())
+    zmetadata = {"metadata": metadata, "record_size": record_size}
+    fs.pipe_file(f"{root}/.zmetadata", json.dumps(zmetadata).encode())
+
+
+def _parquet_columns(array: ManifestArray, fill_chunk: bytes | None) -> dict[str, Any]:
+    """The path / offset / size / raw columns of an array's chunks, flattened in C order."""
+    m = array.manifest
+    index = m.path_index.ravel()
+    table = np.array([*m.paths, None, None], dtype=object)
+    rows = index.astype(np.int64)
+    rows[index == INLINE] = len(m.paths)
+    rows[index == MISSING] = len(m.paths) + 1
+    paths = table[rows]
+    offsets = m.offsets.ravel().astype(np.int64)
+    sizes = m.lengths.ravel().astype(np.int64)
+    raw = np.full(index.shape, None, dtype=object)
+    for coords, data in m.inline.items():
+        raw[np.ravel_multi_index(coords, m.shape) if coords else 0] = data
+    empty = (index < INLINE) & (sizes == 0)  # fsspec reads [url, 0, 0] as the whole file
+    raw[empty] = b""
+    if fill_chunk is not None:
+        raw[index == MISSING] = fill_chunk
+    paths[raw != None] = None  # noqa: E711 - elementwise comparison with None
+    return {"path": paths, "offset": offsets, "size": sizes, "raw": raw}
+
+
+# ---------------------------------------------------------------------- Zarr v2 -> v3
+
+
+def v2_to_v3(name: str, zarray: Mapping[str, Any], zattrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``zarr.json`` dict for a Zarr v2 array (``.zarray`` and ``.zattrs`` documents).
+
+    Filters and compressor become v3 codecs (zarr's own ``gzip``, ``zstd`` and
+    ``blosc``, else ``numcodecs.<id>``); ``order="F"`` a reversing transpose;
+    ``_ARRAY_DIMENSIONS`` the ``dimension_names``. The v2 ``fill_value``,
+    which xarray reads as the CF ``_FillValue``, is kept as that attribute
+    too, so the array decodes as it does from the v2 references. Raises
+    ``UnsupportedDatasetError`` naming the array for what v3 cannot express.
+
+    >>> v2_to_v3("t", {"zarr_format": 2, "shape": [4], "chunks": [2], "dtype": "<f4",
+    ...     "fill_value": None, "order": "C", "filters": None, "compressor": {"id": "zlib"}},
+    ...     {"_ARRAY_DIMENSIONS": ["x"]})["codecs"]  # doctest: +NORMALIZE_WHITESPACE
+    [{'name': 'bytes', 'configuration': {'endian': 'little'}},
+     {'name': 'numcodecs.zlib', 'configuration': {'level': 1}}]
+    """
+    try:
+        v2 = ArrayV2Metadata.from_dict({**zarray, "zarr_format": 2, "attributes": {}})
+    except UnknownCodecError as e:
+        raise UnsupportedDatasetError(f"array {name!r}: {e}") from e
+    except (ValueError, TypeError, KeyError) as e:
+        raise UnsupportedDatasetError(
+            f"array {name!r}: unusable .zarray {dict(zarray)}: {e}"
+        ) from e
+    codecs: list[dict[str, Any]] = []
+    if v2.order == "F" and len(v2.shape) > 1:
+        codecs.append(
+            {"name": "transpose", "configuration": {"order": list(range(len(v2.shape)))[::-1]}}
+        )
+    filters = [f.get_config() for f in v2.filters or ()]
+    serializer: dict[str, Any] = {
+        "name": "bytes",
+        "configuration": {"endian": getattr(v2.dtype, "endianness", None) or "little"},
+    }
+    if filters and filters[0]["id"] in _VLEN:
+        serializer = {"name": filters.pop(0)["id"]}
+    after: list[dict[str, Any]] = []
+    for config in [*filters, *([v2.compressor.get_config()] if v2.compressor else [])]:
+        codec, is_bytes = _v3_codec(name, config, v2.dtype.to_native_dtype())
+        if not is_bytes and after:
+            raise UnsupportedDatasetError(
+                f"array {name!r}: the array filter {config['id']!r} follows a bytes filter, "
+                f"an order Zarr v3 codecs cannot express"
+            )
+        (after if is_bytes else codecs).append(codec)
+    attributes = dict(zattrs)
+    dims = attributes.pop("_ARRAY_DIMENSIONS", None)
+    fill = v2.fill_value if v2.fill_value is not None else attributes.pop("_FillValue", None)
+    native = v2.dtype.to_native_dtype()
+    if fill is not None and native.kind in "biufc":  # the kinds xarray's v3 backend decodes
+        attributes["_FillValue"] = _encode_fill_attribute(name, fill, native)
+    fill_value = v2.fill_value if v2.fill_value is not None else v2.dtype.default_scalar()
+    metadata: dict[str, Any] = {
+        "shape": list(v2.shape),
+        "data_type": v2.dtype.to_json(zarr_format=3),
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(v2.chunks)}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": v2.dtype.to_json_scalar(fill_value, zarr_format=3),
+        "codecs": [*codecs, serializer, *after],
+        "attributes": attributes,
+    }
+    if dims is not None:
+        if not isinstance(dims, list) or len(dims) != len(v2.shape):
+            raise UnsupportedDatasetError(
+                f"array {name!r}: _ARRAY_DIMENSIONS {dims!r} does not name its "
+                f"{len(v2.shape)} dimension(s)"
+            )
+        metadata["dimension_names"] = [str(d) for d in dims]
+    return metadata
+
+
+def _v3_codec(name: str, config: dict[str, Any], dtype: np.dtype) -> tuple[dict[str, Any], bool]:
+    """The v3 codec for a numcodecs config, and whether it is a bytes-to-bytes codec."""
+    config = dict(config)
+    codec_id = config.pop("id")
+    if codec_id in _CORE_CODECS:
+        if codec_id == "blosc":
+            shuffle = config.get("shuffle", 1)
+            if shuffle == -1:  # AUTOSHUFFLE
+                shuffle = 2 if dtype.itemsize == 1 else 1
+            config = {
+                "typesize": dtype.itemsize,
+                "cname": config["cname"],
+                "clevel": config["clevel"],
+                "shuffle": _BLOSC_SHUFFLE[shuffle],
+                "blocksize": config.get("blocksize", 0),
+            }
+        return {"name": codec_id, "configuration": config}, True
+    v3_name = f"numcodecs.{codec_id}"
+    try:
+        kind = get_codec_class(v3_name).__mro__
+    except Exception as e:  # zarr raises its own UnknownCodecError
+        raise UnsupportedDatasetError(
+            f"array {name!r}: the codec {codec_id!r} has no Zarr v3 equivalent"
+        ) from e
+    is_bytes = any(c.__name__ == "BytesBytesCodec" for c in kind)
+    return {"name": v3_name, "configuration": config}, is_bytes
+
+
+def _encode_fill_attribute(name: str, value: Any, dtype: np.dtype) -> Any:
+    """The CF ``_FillValue`` attribute as xarray's Zarr v3 backend reads it, from a v2 value."""
+    try:
+        if dtype.kind in "fc" and isinstance(value, str):
+            value = complex(value) if dtype.kind == "c" else float(value)
+        return fill_value_attribute(value, dtype)
+    except (ValueError, TypeError) as e:
+        raise UnsupportedDatasetError(
+            f"array {name!r}: fill value {value!r} cannot be kept as a _FillValue attribute: {e}"
+        ) from e

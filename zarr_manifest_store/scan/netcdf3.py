@@ -1,0 +1,454 @@
+"""netCDF3 scanner: classic, 64-bit-offset and CDF5 files described from their own header.
+
+A netCDF3 file is a header followed by uncompressed, big-endian, C-ordered
+data, so every variable maps to byte ranges exactly:
+
+- a non-record variable is one contiguous block at its ``begin`` offset; a
+  large one is split along its leading axis into several chunks of whole rows,
+  so that readers can parallelise and slice;
+- a record variable has one slab per record, at ``begin + i * record_size``,
+  where the record size is the sum of every record variable's (padded) slab;
+  each slab becomes one chunk.
+
+The header is parsed here (the format is specified in the netCDF User Guide,
+"File Format Specifications"), reading only its bytes, so remote files cost a
+request or two.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import numpy as np
+from zarr.core.dtype import get_data_type_from_native_dtype
+
+from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
+from zarr_manifest_store.scan.common import fill_value_attribute, json_attribute, source_path
+from zarr_manifest_store.sources import Sources
+
+__all__ = ["NetCDF3Header", "read_netcdf3_header", "scan_netcdf3"]
+
+SPLIT_BYTES = 8 * 2**20
+"""Non-record variables larger than this are split along their leading axis into chunks about this size."""
+
+FORMATS = {1: "classic", 2: "64-bit offset", 5: "64-bit data (CDF5)"}
+"""The netCDF3 formats, by the version byte after ``CDF``."""
+
+_HEADER_BLOCK = 64 * 2**10
+_ABSENT, _NC_DIMENSION, _NC_VARIABLE, _NC_ATTRIBUTE = 0, 10, 11, 12
+_STREAMING = -1
+
+# nc_type -> (numpy dtype as stored, netCDF default fill value); types 7-11 exist only in CDF5.
+_TYPES: dict[int, tuple[np.dtype, Any]] = {
+    1: (np.dtype("i1"), -127),
+    2: (np.dtype("S1"), b"\x00"),
+    3: (np.dtype(">i2"), -32767),
+    4: (np.dtype(">i4"), -2147483647),
+    5: (np.dtype(">f4"), 9.9692099683868690e36),
+    6: (np.dtype(">f8"), 9.9692099683868690e36),
+    7: (np.dtype("u1"), 255),
+    8: (np.dtype(">u2"), 65535),
+    9: (np.dtype(">u4"), 4294967295),
+    10: (np.dtype(">i8"), -9223372036854775806),
+    11: (np.dtype(">u8"), 18446744073709551614),
+}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A netCDF3 dimension; the record (unlimited) dimension has ``length`` None."""
+
+    name: str
+    length: int | None
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A netCDF3 variable as its header entry describes it."""
+
+    name: str
+    dimensions: tuple[Dimension, ...]
+    attributes: dict[str, np.ndarray | bytes]
+    dtype: np.dtype
+    default_fill: Any
+    begin: int
+
+    @property
+    def is_record(self) -> bool:
+        return bool(self.dimensions) and self.dimensions[0].length is None
+
+    @property
+    def slab_bytes(self) -> int:
+        """Bytes of the variable's non-record part: all of it, or one record's slab."""
+        inner = self.dimensions[1:] if self.is_record else self.dimensions
+        return math.prod(d.length for d in inner) * self.dtype.itemsize  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class NetCDF3Header:
+    """The parsed header of a netCDF3 file: format, record count, dimensions, attributes, variables.
+
+    >>> header = read_netcdf3_header("data/f1.nc")  # doctest: +SKIP
+    >>> header.format, header.numrecs, [v.name for v in header.variables]  # doctest: +SKIP
+    ('classic', 24, ['time', 'lat', 'lon', 't2m'])
+    """
+
+    version: int
+    numrecs: int
+    dimensions: tuple[Dimension, ...]
+    attributes: dict[str, np.ndarray | bytes]
+    variables: tuple[Variable, ...]
+
+    @property
+    def format(self) -> str:
+        return FORMATS[self.version]
+
+    @property
+    def record_bytes(self) -> int:
+        """The stride between records: the record variables' slabs, each padded to 4 bytes.
+
+        A file with a single record variable is not padded (netCDF's special case).
+        """
+        slabs = [v.slab_bytes for v in self.variables if v.is_record]
+        if len(slabs) == 1:
+            return slabs[0]
+        return sum(_pad4(s) for s in slabs)
+
+
+def scan_netcdf3(
+    url: str | os.PathLike[str],
+    *,
+    group: str | None = None,
+    drop_variables: str | Iterable[str] | None = None,
+    on_unsupported: str = "raise",
+    storage_options: dict[str, Any] | None = None,
+) -> ManifestGroup:
+    """Describe a netCDF3 file (classic, 64-bit offset or CDF5) as a ManifestGroup, reading only its header.
+
+    Every variable becomes a big-endian Zarr array whose chunks are byte
+    ranges of the file; ``_FillValue`` (or netCDF's default fill value for the
+    type) becomes the Zarr ``fill_value``, and the attributes are carried so
+    that ``xr.open_zarr(ManifestStore(g))`` equals ``xr.open_dataset(url, engine="scipy")``.
+    ``group`` must be None (netCDF3 has no groups); every netCDF3 variable can
+    be described exactly, so ``on_unsupported`` is only validated, for a
+    signature shared with the other scanners.
+
+    >>> g = scan_netcdf3("data/f1.nc")  # doctest: +SKIP
+    >>> xr.open_zarr(ManifestStore(g)).t2m  # doctest: +SKIP
+    """
+    if group not in (None, "", "/"):
+        raise ValueError(f"{os.fspath(url)!r} is a netCDF3 file, which has no groups: got {group=}")
+    if on_unsupported not in ("raise", "skip"):
+        raise ValueError(f"on_unsupported must be 'raise' or 'skip', got {on_unsupported!r}")
+    dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
+    path = source_path(url)
+    header, fingerprint = _read_header(path, storage_options)
+    arrays = {
+        v.name: _array(v, header, path, fingerprint)
+        for v in header.variables
+        if v.name not in dropped
+    }
+    return ManifestGroup(arrays=arrays, attributes=_attributes(header.attributes, None))
+
+
+def read_netcdf3_header(
+    url: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+) -> NetCDF3Header:
+    """Parse the header of a netCDF3 file; a ValueError names the file and what is malformed.
+
+    >>> read_netcdf3_header("data/f1.nc").format  # doctest: +SKIP
+    '64-bit offset'
+    """
+    return _read_header(source_path(url), storage_options)[0]
+
+
+# ---------------------------------------------------------------------- arrays
+
+
+def _array(
+    var: Variable, header: NetCDF3Header, path: str, fingerprint: Fingerprint
+) -> ManifestArray:
+    """The ManifestArray of one variable: its Zarr metadata and the byte ranges of its chunks."""
+    size: int = fingerprint.size  # type: ignore[assignment]  # _read_header checked it
+    dims = var.dimensions
+    if var.is_record:
+        shape = (header.numrecs, *(d.length for d in dims[1:]))
+        chunks = (1, *shape[1:])
+        stride, count = header.record_bytes, header.numrecs
+        length = var.slab_bytes
+        end = var.begin + (count - 1) * stride + length if count else var.begin
+    else:
+        shape = tuple(d.length for d in dims)  # type: ignore[misc]
+        rows = _leading_rows(var, size)
+        chunks = (rows, *shape[1:]) if shape else ()
+        count = -(-shape[0] // rows) if shape else 1
+        stride = length = rows * var.slab_bytes // shape[0] if shape else var.slab_bytes
+        end = var.begin + var.slab_bytes
+    if end > size:
+        raise ValueError(
+            f"netCDF3 file {path!r} is truncated: variable {var.name!r} ends at byte {end}, "
+            f"but the file has {size} bytes"
+        )
+    grid = (count, *(1 for _ in shape[1:])) if shape else ()
+    offsets = (var.begin + stride * np.arange(count, dtype=np.uint64)).reshape(grid)
+    manifest = ChunkManifest(
+        paths=[path],
+        path_index=np.zeros(grid, dtype=np.uint32),
+        offsets=offsets,
+        lengths=np.full(grid, length, dtype=np.uint64),
+        fingerprints={path: fingerprint},
+    )
+    fill = var.attributes.get("_FillValue")
+    fill_value = var.default_fill if fill is None else _scalar(fill, var.dtype)
+    zdtype = get_data_type_from_native_dtype(var.dtype)
+    metadata = {
+        "shape": list(shape),
+        "data_type": zdtype.to_json(zarr_format=3),
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": zdtype.to_json_scalar(fill_value, zarr_format=3),
+        "codecs": [{"name": "bytes", "configuration": {"endian": "big"}}],
+        "attributes": _attributes(var.attributes, var.dtype),
+        "dimension_names": [d.name for d in dims],
+    }
+    return ManifestArray(metadata=metadata, manifest=manifest)
+
+
+def _leading_rows(var: Variable, size: int) -> int:
+    """Rows of a non-record variable's leading axis per chunk: all, or about ``SPLIT_BYTES`` worth."""
+    if not var.dimensions:
+        return 1
+    n: int = var.dimensions[0].length  # type: ignore[assignment]
+    room_after = size - var.begin - var.slab_bytes
+    return rows_per_chunk(n, var.slab_bytes // n, target=SPLIT_BYTES, room_after=room_after)
+
+
+def rows_per_chunk(n: int, row_bytes: int, *, target: int, room_after: int) -> int:
+    """Rows per chunk to split ``n`` contiguous rows of ``row_bytes`` into chunks of about ``target`` bytes.
+
+    Zarr reads an edge chunk at its full nominal size, so the last chunk may
+    run past the data into what follows it (its extra rows are discarded) when
+    that padding stays within ``room_after`` bytes; else the count divides
+    ``n``, or, when only a much smaller divisor would, the data stays one chunk.
+    The same rule as ``scan_hdf5`` uses for uncompressed contiguous datasets.
+
+    >>> rows_per_chunk(98, 24, target=1000, room_after=0)  # 41 rows fit; 14 divides 98
+    14
+    """
+    limit = max(1, min(n, target // max(row_bytes, 1)))
+    if limit == n or (-n % limit) * row_bytes <= room_after:
+        return limit
+    pairs = ((i, n // i) for i in range(1, math.isqrt(n) + 1) if n % i == 0)
+    best = max(d for pair in pairs for d in pair if d <= limit)
+    return (
+        best if best * 8 >= limit else n
+    )  # many more chunks than asked for cost more than they save
+
+
+def _attributes(attrs: dict[str, np.ndarray | bytes], dtype: np.dtype | None) -> dict[str, Any]:
+    """Attributes as JSON, as xarray's scipy backend shows them; ``_FillValue`` as its zarr backend reads it.
+
+    A ``char`` variable's ``_FillValue`` stays only in the Zarr ``fill_value``:
+    xarray's Zarr v3 backend cannot decode a ``_FillValue`` attribute of a
+    bytes type (it raises), so such variables are not CF-masked.
+    """
+    out: dict[str, Any] = {}
+    for name, value in attrs.items():
+        if name == "_FillValue" and dtype is not None:
+            if dtype.kind != "S":
+                out[name] = fill_value_attribute(_scalar(value, dtype), dtype.newbyteorder("="))
+        else:
+            out[name] = json_attribute(value)
+    return out
+
+
+def _scalar(value: np.ndarray | bytes, dtype: np.dtype) -> Any:
+    """An attribute's first value, as a value of ``dtype`` (a ``_FillValue`` may be of another type)."""
+    if dtype.kind == "S":
+        raw = value if isinstance(value, bytes) else np.asarray(value).tobytes()
+        return raw[:1] or b"\x00"
+    first = np.asarray(value).ravel()
+    if first.size == 0 or first.dtype.kind == "S":
+        raise ValueError(f"_FillValue {value!r} is not a number for a variable of type {dtype}")
+    return first[0].astype(dtype.newbyteorder("=")).item()
+
+
+def _pad4(n: int) -> int:
+    return n + (-n % 4)
+
+
+# ---------------------------------------------------------------------- header parsing
+
+
+def _read_header(
+    path: str, storage_options: dict[str, Any] | None
+) -> tuple[NetCDF3Header, Fingerprint]:
+    """The file's header, and its fingerprint (whose size bounds the header reads)."""
+    sources = Sources(storage_options)
+    try:
+        fingerprint = sources.fingerprint(path)
+        if fingerprint.size is None:
+            raise OSError(f"cannot read {path!r}: its size is unknown to the file system")
+        return _HeaderParser(path, fingerprint.size, sources.read_sync).parse(), fingerprint
+    finally:
+        sources.close()
+
+
+class _HeaderParser:
+    """Reads a netCDF3 header from the front of a file, fetching more bytes only when needed."""
+
+    def __init__(self, path: str, size: int, read: Callable[[str, int, int], bytes]) -> None:
+        self._path, self._size, self._read = path, size, read
+        self._buf = b""
+        self._pos = 0
+        self._version = 0
+
+    def parse(self) -> NetCDF3Header:
+        magic = self._take(4, "the format signature")
+        if magic[:3] != b"CDF" or magic[3] not in FORMATS:
+            self._fail(
+                f"the file starts with {magic!r}, not a netCDF3 signature "
+                f"(b'CDF\\x01', b'CDF\\x02' or b'CDF\\x05')",
+                at=0,
+            )
+        self._version = magic[3]
+        numrecs = self._int(self._wide, "the record count", allow_streaming=True)
+        dimensions = tuple(
+            Dimension(name, length or None)
+            for name, length in self._list(_NC_DIMENSION, "dimension", self._dimension)
+        )
+        attributes = dict(self._list(_NC_ATTRIBUTE, "global attribute", self._attribute))
+        variables = tuple(self._list(_NC_VARIABLE, "variable", lambda: self._variable(dimensions)))
+        header = NetCDF3Header(self._version, numrecs, dimensions, attributes, variables)
+        if numrecs == _STREAMING:
+            header = self._with_streamed_numrecs(header)
+        return header
+
+    # -- items
+
+    def _dimension(self) -> tuple[str, int]:
+        name = self._name("dimension name")
+        return name, self._int(self._wide, f"the length of dimension {name!r}")
+
+    def _attribute(self) -> tuple[str, np.ndarray | bytes]:
+        name = self._name("attribute name")
+        nc_type = self._int(4, f"the type of attribute {name!r}")
+        dtype = self._dtype(nc_type, f"attribute {name!r}")[0]
+        count = self._int(self._wide, f"the length of attribute {name!r}")
+        nbytes = count * dtype.itemsize
+        raw = self._take(nbytes, f"the values of attribute {name!r}")
+        self._take(-nbytes % 4, f"the padding of attribute {name!r}")
+        if dtype.kind == "S":
+            return name, raw.rstrip(b"\x00")
+        values = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
+        return name, values
+
+    def _variable(self, dimensions: tuple[Dimension, ...]) -> Variable:
+        name = self._name("variable name")
+        ndims = self._int(self._wide, f"the dimension count of variable {name!r}")
+        dims = []
+        for axis in range(ndims):
+            at = self._pos
+            dimid = self._int(self._wide, f"a dimension id of variable {name!r}")
+            if dimid >= len(dimensions):
+                self._fail(
+                    f"variable {name!r} uses dimension id {dimid}, but the file defines "
+                    f"{len(dimensions)} dimension(s)",
+                    at=at,
+                )
+            if dimensions[dimid].length is None and axis > 0:
+                self._fail(
+                    f"variable {name!r} has the record dimension {dimensions[dimid].name!r} "
+                    f"at position {axis}; it may only come first",
+                    at=at,
+                )
+            dims.append(dimensions[dimid])
+        attributes = dict(
+            self._list(_NC_ATTRIBUTE, f"attribute of variable {name!r}", self._attribute)
+        )
+        dtype, fill = self._dtype(self._int(4, f"the type of variable {name!r}"), repr(name))
+        self._int(
+            self._wide, f"the size of variable {name!r}"
+        )  # vsize: recomputed, it may overflow
+        begin = self._int(8 if self._version > 1 else 4, f"the data offset of variable {name!r}")
+        return Variable(name, tuple(dims), attributes, dtype, fill, begin)
+
+    def _with_streamed_numrecs(self, header: NetCDF3Header) -> NetCDF3Header:
+        """A header written while streaming has no record count: the file size gives it."""
+        begins = [v.begin for v in header.variables if v.is_record]
+        stride = header.record_bytes
+        numrecs = (self._size - min(begins)) // stride if begins and stride else 0
+        return NetCDF3Header(
+            header.version, numrecs, header.dimensions, header.attributes, header.variables
+        )
+
+    # -- primitives
+
+    @property
+    def _wide(self) -> int:
+        """The size of counts and lengths: 8 bytes in CDF5, else 4."""
+        return 8 if self._version == 5 else 4
+
+    def _list(self, tag: int, what: str, item: Callable[[], Any]) -> list[Any]:
+        at = self._pos
+        found = self._int(4, f"the {what} list tag")
+        count = self._int(self._wide, f"the number of {what}s")
+        if found == _ABSENT and count == 0:
+            return []
+        if found != tag:
+            self._fail(f"expected the {what} list (tag {tag}) or none, found tag {found}", at=at)
+        if count > self._size:
+            self._fail(f"the header claims {count} {what}s, more than the file has bytes", at=at)
+        return [item() for _ in range(count)]
+
+    def _name(self, what: str) -> str:
+        n = self._int(self._wide, f"the length of a {what}")
+        raw = self._take(n, f"a {what}")
+        self._take(-n % 4, f"the padding of a {what}")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self._fail(f"a {what} is not UTF-8: {raw!r}", at=self._pos - n)
+
+    def _dtype(self, nc_type: int, what: str) -> tuple[np.dtype, Any]:
+        if nc_type not in _TYPES or (nc_type > 6 and self._version != 5):
+            kinds = "1-11" if self._version == 5 else "1-6"
+            self._fail(f"{what} has type {nc_type}; netCDF3 {self.format} types are {kinds}")
+        return _TYPES[nc_type]
+
+    def _int(self, nbytes: int, what: str, *, allow_streaming: bool = False) -> int:
+        at = self._pos
+        value = int.from_bytes(self._take(nbytes, what), "big", signed=True)
+        if value < 0 and not (allow_streaming and value == _STREAMING):
+            self._fail(f"{what} is negative ({value})", at=at)
+        return value
+
+    def _take(self, n: int, what: str) -> bytes:
+        end = self._pos + n
+        if end > len(self._buf):
+            if end > self._size:
+                self._fail(
+                    f"the header ends inside {what}: byte {end} is past the end of the file "
+                    f"({self._size} bytes)"
+                )
+            want = min(self._size, max(end, 2 * len(self._buf), _HEADER_BLOCK))
+            self._buf += self._read(self._path, len(self._buf), want - len(self._buf))
+        data = self._buf[self._pos : end]
+        self._pos = end
+        return data
+
+    @property
+    def format(self) -> str:
+        return FORMATS.get(self._version, "netCDF3")
+
+    def _fail(self, problem: str, *, at: int | None = None) -> NoReturn:
+        where = self._pos if at is None else at
+        raise ValueError(
+            f"{self._path!r} is not a valid netCDF3 file: {problem} (header byte {where})"
+        )
