@@ -54,7 +54,8 @@ def daily_files(
             ds[name] = (dims, values, attrs)
         encoding: dict[str, Any] = {
             "time": {"units": unit, "dtype": "int64"},
-            "t2m": {"chunksizes": (time_chunk, 3, 4), "zlib": compress, "complevel": 1},
+            "t2m": {"chunksizes": (time_chunk, 3, 4), "zlib": compress}
+            | ({"complevel": 1} if compress else {}),
         }
         path = folder / f"day{i:03d}.nc"
         ds.to_netcdf(path, engine="h5netcdf", encoding=encoding)

@@ -36,13 +36,13 @@ from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.storage import MemoryStore, StorePath
 
 from zarr_manifest_store.array import ManifestArray, chunk_sizes
-from zarr_manifest_store.concat import CF_ATTRIBUTES, EdgeChunks, check_cf_attributes
+from zarr_manifest_store.concat import EdgeChunks, check_cf_attributes
 from zarr_manifest_store.concat import edge_chunks as edge_chunk_handling
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest
+from zarr_manifest_store.scan import scan
 from zarr_manifest_store.scan.common import fill_value_attribute, json_attribute, source_path
-from zarr_manifest_store.scan.hdf5 import scan_hdf5
 from zarr_manifest_store.sources import Sources, is_local
 from zarr_manifest_store.store import ManifestStore
 
@@ -85,14 +85,15 @@ def open_virtual_dataset(
     ``xr.open_dataset`` would, so that they can index and combine. Variables
     that CF ``coordinates`` attributes name become coordinates. ``group``
     opens one group of the file; ``storage_options`` configure fsspec for
-    remote URLs; ``scan_options`` (``on_unsupported``, ``max_inline_bytes``,
-    ...) go to the scanner.
+    remote URLs. The format is recognised from the file's first bytes (HDF5 /
+    netCDF-4, netCDF3, kerchunk references: see ``zms.scan``), and
+    ``scan_options`` (``on_unsupported``, ...) go to its scanner.
 
     >>> ds = zms.open_virtual_dataset("data/f1.nc")  # doctest: +SKIP
     >>> ds.virtualize.to_zarr("f1.zarr")  # doctest: +SKIP
     """
     dropped = [drop_variables] if isinstance(drop_variables, str) else list(drop_variables or ())
-    scanned = scan_hdf5(
+    scanned = scan(
         url,
         group=group,
         drop_variables=dropped,
@@ -270,7 +271,9 @@ def open_virtual_mfdataset(
     if not datasets:
         raise OSError(f"none of the {len(flat)} file(s) could be opened")
     concat_dims = _concat_dims(concat_dim) if combine == "nested" else None
-    prepared = _prepare_for_combining(datasets, concat_dims, xarray_combine_kwargs, storage_options)
+    prepared, shared = _prepare_for_combining(
+        datasets, concat_dims, xarray_combine_kwargs, storage_options
+    )
     try:
         with edge_chunk_handling(edge_chunks, storage_options=storage_options):
             if combine == "nested":
@@ -291,6 +294,7 @@ def open_virtual_mfdataset(
                 "once and stores them inline"
             )
         raise
+    combined = _restore_shared(combined, shared)
     if attrs_file is not None:
         key = _normalise_path(os.fspath(attrs_file))
         if key not in prepared:
@@ -395,23 +399,30 @@ def _prepare_for_combining(
     concat_dims: set[Hashable] | None,
     combine_kwargs: Mapping[str, Any],
     storage_options: Mapping[str, Any] | None,
-) -> dict[str, xr.Dataset]:
-    """Check CF attributes of virtual variables across files; share the ones that are equal.
+) -> tuple[dict[str, xr.Dataset], dict[Hashable, ManifestArray]]:
+    """Check CF attributes of virtual variables across files; stand in values for equal ones.
 
     xarray decides whether a variable is the same in every file by comparing
-    values, which a ManifestArray does not have (its ``==`` raises, which
-    xarray takes as "different"). Variables xarray may compare — those
-    without a dimension the files are concatenated along — are read here;
-    where every file holds the same values (and decoding attributes) they are
-    replaced by the first file's array, which xarray recognises as equal
-    without comparing values.
+    (and, for ``compat="no_conflicts"``, filling) values, which a ManifestArray
+    does not have: its ``==`` raises, which xarray takes for "different".
+    Virtual variables that xarray will compare — those without a dimension the
+    files are concatenated along — are read here. Where every file holds the
+    same values, each file gets those values (one shared array) for the time
+    of combining, and the first file's ManifestArray is returned by name, to
+    be put back by :func:`_restore_shared`.
     """
+    shared: dict[Hashable, ManifestArray] = {}
     if len(datasets) < 2:
-        return datasets
+        return datasets, shared
     paths = list(datasets)
     varying = concat_dims if concat_dims is not None else _varying_dimensions(datasets.values())
-    compare_data_vars = _effective(combine_kwargs, "data_vars") != "all"
-    shared: dict[str, dict[Hashable, xr.Variable]] = {p: {} for p in paths}
+    compat = _effective(combine_kwargs, "compat")
+    compared = {
+        kind: option == "different" or (option == "minimal" and compat != "override")
+        for kind in ("coords", "data_vars")
+        if isinstance(option := _effective(combine_kwargs, kind), str)
+    }
+    stand_ins: dict[str, dict[Hashable, xr.Variable]] = {p: {} for p in paths}
     sources = Sources(storage_options)
     try:
         for name in _names(datasets.values()):
@@ -420,15 +431,36 @@ def _prepare_for_combining(
             if len(variables) < 2 or not all(_is_virtual(v) for v in variables):
                 continue
             check_cf_attributes([v.attrs for v in variables], holders, variable=str(name))
-            is_coord = name in datasets[holders[0]].coords
-            if varying.intersection(variables[0].dims) or not (is_coord or compare_data_vars):
+            kind = "coords" if name in datasets[holders[0]].coords else "data_vars"
+            if varying.intersection(variables[0].dims) or not compared.get(kind):
                 continue
-            if _all_equal(variables, sources):
-                for p, v in zip(holders[1:], variables[1:], strict=True):
-                    shared[p][name] = v.copy(deep=False, data=variables[0].data)
+            values = _common_values(variables, sources)
+            if values is not None:
+                shared[name] = variables[0].data
+                for p, v in zip(holders, variables, strict=True):
+                    stand_ins[p][name] = v.copy(deep=False, data=values)
     finally:
         sources.close()
-    return {p: _with_variables(ds, shared[p]) if shared[p] else ds for p, ds in datasets.items()}
+    prepared = {
+        p: _with_variables(ds, stand_ins[p]) if stand_ins[p] else ds for p, ds in datasets.items()
+    }
+    return prepared, shared
+
+
+def _restore_shared(combined: xr.Dataset, shared: Mapping[Hashable, ManifestArray]) -> xr.Dataset:
+    """Put the ManifestArrays of variables that were combined as values back in place."""
+    restored = {}
+    for name, array in shared.items():
+        var = combined.variables.get(name)
+        if var is None:
+            continue
+        if var.shape != array.shape:
+            raise UnsupportedDatasetError(
+                f"variable {name!r} was found equal in every file but xarray combined it into "
+                f"shape {var.shape}; pass coords= / data_vars= 'minimal' or 'all' explicitly"
+            )
+        restored[name] = var.copy(deep=False, data=array)
+    return _with_variables(combined, restored) if restored else combined
 
 
 def _varying_dimensions(datasets: Iterable[xr.Dataset]) -> set[Hashable]:
@@ -444,12 +476,16 @@ def _varying_dimensions(datasets: Iterable[xr.Dataset]) -> set[Hashable]:
 
 
 def _effective(kwargs: Mapping[str, Any], name: str) -> Any:
-    """The value of a combine keyword as xarray will apply it: given, or xarray's default."""
+    """A combine keyword as xarray will apply it: as given, or xarray's current default."""
     if name in kwargs:
         return kwargs[name]
     new = xr.get_options().get("use_new_combine_kwarg_defaults", False)
-    defaults = {"data_vars": (None, "all")}
-    return defaults[name][0 if new else 1]
+    old_and_new = {
+        "compat": ("no_conflicts", "override"),
+        "coords": ("different", "minimal"),
+        "data_vars": ("all", None),
+    }
+    return old_and_new[name][1 if new else 0]
 
 
 def _names(datasets: Iterable[xr.Dataset]) -> list[Hashable]:
@@ -459,25 +495,25 @@ def _names(datasets: Iterable[xr.Dataset]) -> list[Hashable]:
     return list(seen)
 
 
-def _all_equal(variables: list[xr.Variable], sources: Sources) -> bool:
-    """Whether every variable holds the same values and decodes alike (reading them if needed)."""
+def _common_values(variables: list[xr.Variable], sources: Sources) -> np.ndarray | None:
+    """The values every variable holds, or None if they differ (references compared first).
+
+    Their decoding attributes were found equal already (``check_cf_attributes``).
+    """
     first = variables[0]
-    decoding = {k: first.attrs[k] for k in CF_ATTRIBUTES if k in first.attrs}
-    if any(
-        v.dims != first.dims or {k: v.attrs[k] for k in CF_ATTRIBUTES if k in v.attrs} != decoding
-        for v in variables[1:]
-    ):
-        return False
     arrays = [v.data for v in variables]
+    if any(v.dims != first.dims or v.shape != first.shape for v in variables[1:]):
+        return None
+    if any(a.dtype != arrays[0].dtype for a in arrays[1:]):
+        return None
+    values = read_values(arrays[0], sources)
     if all(a.equals(arrays[0]) for a in arrays[1:]):
-        return True
-    if any(a.shape != arrays[0].shape or a.dtype != arrays[0].dtype for a in arrays[1:]):
-        return False
-    reference = read_values(arrays[0], sources)
-    equal_nan = reference.dtype.kind in "fc"
-    return all(
-        np.array_equal(reference, read_values(a, sources), equal_nan=equal_nan) for a in arrays[1:]
-    )
+        return values
+    equal_nan = values.dtype.kind in "fc"
+    for a in arrays[1:]:
+        if not np.array_equal(values, read_values(a, sources), equal_nan=equal_nan):
+            return None
+    return values
 
 
 def _with_variables(ds: xr.Dataset, replaced: Mapping[Hashable, xr.Variable]) -> xr.Dataset:
