@@ -191,8 +191,8 @@ class _Scanner:
             rel = f"{prefix}{name}"
             if rel in self.dropped:
                 continue
-            link = h5group.get(name, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
+            if h5group.id.links.get_info(name.encode()).type == h5py.h5l.TYPE_EXTERNAL:
+                link = h5group.get(name, getlink=True)
                 self.refusals.add(
                     rel, f"is an external link to {link.filename}:{link.path}; scan that file"
                 )
@@ -202,7 +202,9 @@ class _Scanner:
                 self.refusals.add(rel, "is a link to an object that does not exist")
             elif isinstance(obj, h5py.Group):
                 groups[name] = self.group(obj, f"{rel}/", _Dimensions(obj, dims))
-            elif isinstance(obj, h5py.Dataset) and not _dimension_only(obj):
+            elif isinstance(obj, h5py.Dataset) and not (
+                name in dims.scales and _dimension_only(obj)
+            ):
                 array_name = name.removeprefix(NON_COORD_PREFIX)
                 try:
                     arrays[array_name] = self.array(obj, dims)
@@ -808,7 +810,7 @@ def _is_json(value: Any) -> bool:
 
 
 def _dimension_only(ds: h5py.Dataset) -> bool:
-    """A dataset netCDF-4 created only to define a dimension (h5netcdf leaves it out too)."""
+    """A dimension scale netCDF-4 created only to define a dimension (h5netcdf leaves it out too)."""
     name = ds.attrs.get("NAME", b"")
     return isinstance(name, bytes | np.bytes_) and NOT_A_VARIABLE in bytes(name)
 
@@ -826,6 +828,7 @@ class _Dimensions:
         self.group = h5group
         self.parent = parent
         self.scales: dict[str, h5py.Dataset] = {}
+        self._attached: dict[str, list[str | None] | None] = {}
         self.members: dict[str, h5py.Dataset] = {}
         """The group's datasets by name, opened once for the scanner too."""
         unlabeled: dict[int, int] = {}
@@ -834,9 +837,9 @@ class _Dimensions:
             if not isinstance(obj, h5py.Dataset):
                 continue
             self.members[name] = obj
-            if obj.attrs.get("CLASS") == b"DIMENSION_SCALE":
+            if h5py.h5ds.is_scale(obj.id):  # CLASS == "DIMENSION_SCALE", without reading it
                 self.scales[name] = obj
-            elif obj.ndim and _scale_status(obj) == "unlabeled":
+            elif obj.ndim and self.attached_scales(obj) is None:
                 for size, count in _counts(obj.shape).items():
                     unlabeled[size] = max(unlabeled.get(size, 0), count)
         self.phony_start = parent.phony_end if parent else 0
@@ -890,16 +893,16 @@ class _Dimensions:
             ids = [int(i) for i in np.asarray(attrs["_Netcdf4Coordinates"]).ravel()]
             if all(i in by_id for i in ids):
                 return [by_id[i] for i in ids]
-        status = _scale_status(ds)
-        if status == "mixed":
+        labels = self.attached_scales(ds)
+        if labels is not None and None in labels:
             raise _Refused(
                 "has dimension scales on some axes and none on others, which netCDF-4 "
                 "cannot name (h5netcdf refuses it too)"
             )
-        if status == "labeled":
-            # Several scales on one axis: the last one names it, as netCDF-C does.
-            file = ds.file
-            return [file[refs[-1]].name.split("/")[-1] for refs in attrs["DIMENSION_LIST"]]
+        if labels is not None:
+            if "" in labels:
+                raise _Refused("has a dimension scale that has no name in the file")
+            return labels  # type: ignore[return-value]
         if own in set(self.all_names()):
             return [own]
         names = []
@@ -911,6 +914,16 @@ class _Dimensions:
             names.append(candidates[seen.get(size, 0)])
             seen[size] = seen.get(size, 0) + 1
         return names
+
+    def attached_scales(self, ds: h5py.Dataset) -> list[str | None] | None:
+        """Per axis, the name of the last scale attached (None: none there); None if no axis has one.
+
+        Looked up once per dataset: the group's census and ``names_of`` both ask.
+        """
+        key = ds.name
+        if key not in self._attached:
+            self._attached[key] = _attached_scale_names(ds)
+        return self._attached[key]
 
     @functools.cached_property
     def dimension_ids(self) -> dict[int, str]:
@@ -929,15 +942,26 @@ class _Dimensions:
         return ids
 
 
-def _scale_status(ds: h5py.Dataset) -> Literal["labeled", "unlabeled", "mixed", "none"]:
-    if not ds.ndim:
-        return "none"
-    if "DIMENSION_LIST" not in ds.attrs:
-        return "unlabeled"
-    attached = {len(d) > 0 for d in ds.dims}
-    if attached == {True}:
-        return "labeled"
-    return "unlabeled" if attached == {False} else "mixed"
+def _attached_scale_names(ds: h5py.Dataset) -> list[str | None] | None:
+    """Per axis, the name of the last dimension scale attached (None: no scale on that axis).
+
+    Several scales on one axis: the last one names it, as netCDF-C does; a scale
+    without a name in the file gives "". None when no axis has a scale.
+    ``H5DSiterate_scales`` walks the ``DIMENSION_LIST`` references in order
+    without reading them as an attribute, which costs several times more.
+    """
+    if not ds.ndim or "DIMENSION_LIST" not in ds.attrs:
+        return None
+    names: list[str | None] = []
+    for axis in range(ds.ndim):
+        if not h5py.h5ds.get_num_scales(ds.id, axis):  # iterating an empty axis is an error
+            names.append(None)
+            continue
+        found: list[h5py.h5d.DatasetID] = []
+        h5py.h5ds.iterate(ds.id, axis, found.append)  # append returns None: go on
+        path = h5py.h5i.get_name(found[-1])
+        names.append(path.decode().rsplit("/", 1)[-1] if path else "")
+    return None if all(n is None for n in names) else names
 
 
 def _scale_size(scale: h5py.Dataset) -> int:
