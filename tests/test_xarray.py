@@ -272,3 +272,23 @@ def test_package_import_leaves_xarray_alone_until_it_is_imported():
         "assert 'zarr_manifest' in xr.backends.list_engines()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_repeated_coordinates_are_decoded_once_and_stay_exact(tmp_path):
+    """Same raw time values under other units decode differently; equal lat / lon are shared."""
+    first, second = daily_files(
+        tmp_path, (3, 3), units=["hours since 2020-01-01", "hours since 2020-01-01 03:00"]
+    )
+    a, b = zms.open_virtual_dataset(first), zms.open_virtual_dataset(second)
+    np.testing.assert_array_equal(a["time"].encoding.get("units"), "hours since 2020-01-01")
+    for vds, path in ((a, first), (b, second)):
+        xr.testing.assert_identical(
+            vds.drop_vars("t2m"), xr.open_dataset(path, engine="h5netcdf").drop_vars("t2m")
+        )
+    assert a.xindexes["lat"] is b.xindexes["lat"]
+    assert a.xindexes["time"] is not b.xindexes["time"]
+    a["lat"].attrs["note"] = "only here"
+    a["lat"].encoding["note"] = "only here"
+    assert "note" not in b["lat"].attrs
+    assert "note" not in b["lat"].encoding
+    assert "note" not in zms.open_virtual_dataset(first)["lat"].attrs

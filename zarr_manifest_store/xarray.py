@@ -16,11 +16,14 @@ This is the only module that imports xarray.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import glob
 import json
 import math
+import multiprocessing
 import os
+import threading
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from functools import partial
@@ -134,30 +137,105 @@ def virtual_dataset(
                 f"it has {sorted(arrays)}"
             )
     variables = {name: _encoded_variable(name, array) for name, array in arrays.items()}
+    indexes: dict[Hashable, xr.Index] = {}
     if load:
         sources = Sources(storage_options)
         try:
-            for name in load:
-                variables[name] = variables[name].copy(data=read_values(arrays[name], sources))
+            raw = {n: variables[n].copy(data=read_values(arrays[n], sources)) for n in load}
         finally:
             sources.close()
-        decoders = {} if decode_times is None else {"decode_times": decode_times}
-        decoded, _, _ = xr.conventions.decode_cf_variables(
-            {name: variables[name] for name in load}, {}, decode_coords=False, **decoders
-        )
-        variables.update({name: var.load() for name, var in decoded.items()})
+        decoded, indexes = _decode_loaded(raw, decode_times)
+        variables.update(decoded)
     attrs = dict(group.attributes)
     coord_names = _coordinates_from_attributes(variables, attrs)
     coord_names.update(n for n, v in variables.items() if v.dims == (n,))
-    indexed = {n: variables[n] for n in coord_names if n in load and variables[n].dims == (n,)}
-    coords = xr.Coordinates(indexed).merge(
-        xr.Coordinates({n: variables[n] for n in coord_names - indexed.keys()}, indexes={})
-    )
+    # Only loaded dimension coordinates get an index: an index of a virtual one would need values.
+    coords = xr.Coordinates({n: variables[n] for n in coord_names}, indexes=indexes)
     data_vars = {n: v for n, v in variables.items() if n not in coord_names}
-    ds = xr.Dataset(data_vars, coords=coords.coords, attrs=attrs)
+    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
     if storage_options:
         ds.encoding[STORAGE_OPTIONS_KEY] = dict(storage_options)
     return ds
+
+
+def _decode_loaded(
+    raw: dict[Hashable, xr.Variable], decode_times: Any
+) -> tuple[dict[Hashable, xr.Variable], dict[Hashable, xr.Index]]:
+    """Loaded variables CF-decoded as ``xr.open_dataset`` decodes them; dimension coordinates indexed.
+
+    The files of a collection mostly repeat their coordinates (lat / lon), so
+    a dimension coordinate decoded before from the same name, bytes and
+    attributes is reused, index included. That is only done when decoding
+    each variable alone equals decoding them together: every loaded variable
+    is a numeric dimension coordinate and none is another's bounds.
+    """
+    decoders = {} if decode_times is None else {"decode_times": decode_times}
+    independent = decode_times in (None, True, False) and all(
+        var.dims == (name,)
+        and var.dtype.kind in "biufcmM"
+        and not {var.attrs.get("bounds"), var.attrs.get("climatology")} & raw.keys()
+        for name, var in raw.items()
+    )
+    decoded: dict[Hashable, xr.Variable] = {}
+    indexes: dict[Hashable, xr.Index] = {}
+    keys: dict[Hashable, tuple[Any, ...] | None] = {}
+    for name, var in raw.items():
+        key = keys[name] = _decoded_key(name, var, decode_times) if independent else None
+        known = _decoded_coordinates.get(key) if key is not None else None
+        if known is not None:
+            decoded[name], indexes[name] = known[0].copy(deep=False), known[1]
+    todo = {name: var for name, var in raw.items() if name not in decoded}
+    if todo:
+        fresh, _, _ = xr.conventions.decode_cf_variables(todo, {}, decode_coords=False, **decoders)
+        for name, var in fresh.items():
+            if var.dims != (name,):
+                decoded[name] = var.load()
+                continue
+            coordinate = xr.Coordinates({name: var})
+            decoded[name], indexes[name] = coordinate.variables[name], coordinate.xindexes[name]
+            if (key := keys[name]) is not None:
+                _decoded_coordinates.put(key, (decoded[name], indexes[name]))
+                decoded[name] = decoded[name].copy(deep=False)
+    return decoded, indexes
+
+
+def _decoded_key(name: Hashable, var: xr.Variable, decode_times: Any) -> tuple[Any, ...] | None:
+    """What decoding a dimension coordinate depends on; None for one too large to remember."""
+    values = np.ascontiguousarray(var.values)
+    if values.nbytes > _MemoryLRU.MAX_VALUE_BYTES:
+        return None
+    attrs = repr(sorted(var.attrs.items(), key=lambda item: str(item[0])))
+    return (name, values.dtype.str, values.shape, values.tobytes(), attrs, decode_times)
+
+
+class _MemoryLRU:
+    """A small least-recently-used memo (thread-safe; a race only costs a recomputation)."""
+
+    MAX_VALUE_BYTES = 64 * 2**10
+    """Coordinates larger than this are decoded every time rather than remembered."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._items.pop(key, None)
+            if value is not None:
+                self._items[key] = value
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+            self._items[key] = value
+            while len(self._items) > self._size:
+                del self._items[next(iter(self._items))]
+
+
+_decoded_coordinates = _MemoryLRU(64)
+"""Decoded dimension coordinates with their index, by :func:`_decoded_key`."""
 
 
 def _encoded_variable(name: str, array: ManifestArray) -> xr.Variable:
@@ -326,18 +404,60 @@ def _map(function: Callable[[str], Any], paths: list[str], parallel: Parallel) -
         with concurrent.futures.ThreadPoolExecutor() as pool:
             return list(pool.map(function, paths))
     if parallel == "processes":
-        import multiprocessing
-
-        # forkserver: zarr and fsspec run event-loop threads, which fork() would copy half-alive.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-        workers = min(len(paths), os.cpu_count() or 1)
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            return list(pool.map(function, paths, chunksize=max(1, len(paths) // (4 * workers))))
+        pool = _process_pool()
+        chunksize = max(1, len(paths) // (4 * _process_count()))
+        try:
+            return list(pool.map(function, paths, chunksize=chunksize))
+        except concurrent.futures.process.BrokenProcessPool:
+            _discard_process_pool(pool)
+            raise
     raise ValueError(
         "parallel must be None, 'threads', 'processes', a concurrent.futures.Executor or a "
         f"dask.distributed.Client, got {parallel!r}"
     )
+
+
+_process_pool_lock = threading.Lock()
+_process_pools: list[concurrent.futures.ProcessPoolExecutor] = []
+
+
+def _process_pool() -> concurrent.futures.ProcessPoolExecutor:
+    """The worker processes of ``parallel="processes"``: started on first use, then kept.
+
+    Starting a process and importing xarray and zarr in it costs more than
+    opening a hundred files, so later calls reuse the workers. They are
+    started by a fork server (not ``fork``), since zarr and fsspec run
+    event-loop threads that ``fork`` would copy half-alive.
+    """
+    with _process_pool_lock:
+        if not _process_pools:
+            context = multiprocessing.get_context("forkserver")
+            _process_pools.append(
+                concurrent.futures.ProcessPoolExecutor(_process_count(), mp_context=context)
+            )
+            atexit.register(_shut_down_process_pools)
+        return _process_pools[0]
+
+
+def _shut_down_process_pools() -> None:
+    """Stop the workers while the interpreter can still do it cleanly."""
+    with _process_pool_lock:
+        pools = list(_process_pools)
+        _process_pools.clear()
+    for pool in pools:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _process_count() -> int:
+    return os.cpu_count() or 1
+
+
+def _discard_process_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Forget a pool whose worker died, so that the next call starts a new one."""
+    with _process_pool_lock:
+        if pool in _process_pools:
+            _process_pools.remove(pool)
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------- paths
