@@ -676,7 +676,7 @@ class _DataKind:
         if self.dtype.kind == "O":
             return ""
         value = np.asarray(ds.fillvalue, dtype=ds.dtype).astype(self.dtype)
-        return self.zdtype.to_json_scalar(self.zdtype.cast_scalar(value[()]), zarr_format=3)
+        return _fill_value_json(self.zdtype, value.dtype, value.tobytes())
 
     @classmethod
     def of(cls, ds: h5py.Dataset) -> _DataKind:
@@ -811,8 +811,7 @@ def _is_json(value: Any) -> bool:
 
 def _dimension_only(ds: h5py.Dataset) -> bool:
     """A dimension scale netCDF-4 created only to define a dimension (h5netcdf leaves it out too)."""
-    name = ds.attrs.get("NAME", b"")
-    return isinstance(name, bytes | np.bytes_) and NOT_A_VARIABLE in bytes(name)
+    return NOT_A_VARIABLE in (h5py.h5ds.get_scale_name(ds.id) or b"")  # its NAME attribute
 
 
 class _Dimensions:
@@ -1093,6 +1092,13 @@ def _array_metadata(doc: dict[str, Any]) -> ArrayV3Metadata:
 @functools.lru_cache(maxsize=1024)
 def _parsed_metadata(key: str) -> ArrayV3Metadata:
     return parse_array_metadata(json.loads(key))
+
+
+@functools.lru_cache(maxsize=256)
+def _fill_value_json(zdtype: ZDType[Any, Any], dtype: np.dtype, raw: bytes) -> Any:
+    """A fill value's Zarr JSON form, memoised: files of a collection repeat their fill values."""
+    value = np.frombuffer(raw, dtype=dtype)[0]
+    return zdtype.to_json_scalar(zdtype.cast_scalar(value), zarr_format=3)
 
 
 @functools.lru_cache(maxsize=256)
