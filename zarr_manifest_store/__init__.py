@@ -6,6 +6,7 @@ virtually, store the result as a chunk-manifest document, and read it through
 """
 
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.document import write_manifest
 from zarr_manifest_store.errors import ManifestError, SourceChangedError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.manifest import ChunkManifest, ChunkRef
@@ -20,4 +21,5 @@ __all__ = [
     "ManifestStore",
     "SourceChangedError",
     "UnsupportedDatasetError",
+    "write_manifest",
 ]
