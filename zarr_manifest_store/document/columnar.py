@@ -33,7 +33,7 @@ BLOCK_REFERENCES = 2**17
 """References per manifest chunk: small enough to read one quickly, large enough to compress."""
 INLINE_CHUNK_BYTES = 2**20
 """Chunk size of the ``inline`` array."""
-MAX_CHUNK_BYTES = 2**28
+MAX_CHUNK_BYTES = 2**26
 """A manifest chunk may decode to at most this many bytes."""
 MAX_CHUNK_FILES = 2**20
 """A manifest array may have at most this many chunks."""
@@ -358,8 +358,11 @@ def _codecs(codecs: list[wire.NamedConfig], where: str, at: str) -> str | None:
             f"{where}: field {at}: a manifest array's codecs are 'bytes', then optionally one "
             f"of 'blosc', 'zstd', 'gzip', then 'crc32c'; got {names}"
         )
-    if codecs[0].configuration.get("endian", "little") != "little":
-        raise ManifestError(f"{where}: field {at}[0].configuration.endian: must be 'little'")
+    for i, codec in enumerate(codecs):
+        field = wire.join(at, f"[{i}].configuration")
+        config = wire.convert(codec.configuration, wire.CODEC_CONFIGS[codec.name], where, field)
+        if isinstance(config, wire.BytesConfig) and config.endian != "little":
+            raise ManifestError(f"{where}: field {field}.endian: must be 'little'")
     return names[1] if len(codecs) == 3 else None
 
 

@@ -25,7 +25,7 @@ from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.store import ManifestStore
 
-MAX_CHUNKS = 2**28
+MAX_CHUNKS = 2**27
 """Default limit on the chunks of one array: a larger grid is refused before anything is built."""
 MAX_DEPTH = 32
 """How deep a document without consolidated metadata is walked."""
@@ -215,24 +215,24 @@ class _Reader:
         field = wire.join(at, "chunk_grid.configuration")
         config = header.chunk_grid.configuration
         if name == "regular":
-            chunks = wire.convert(config, wire.RegularGrid, where, field).chunk_shape
-            sizes: list[int | list[Any]] = list(chunks)
+            steps = wire.convert(config, wire.RegularGrid, where, field).chunk_shape
+            counts = [-1] * len(steps)
         elif name == "rectilinear":
-            sizes = wire.convert(config, wire.RectilinearGrid, where, field).chunk_shapes
+            spec = wire.convert(config, wire.RectilinearGrid, where, field)
+            steps = [d if isinstance(d, int) else 0 for d in spec.chunk_shapes]
+            counts = spec.extents(where, field)
         else:
             raise ManifestError(
                 f"{where}: field {wire.join(at, 'chunk_grid.name')}: unknown chunk grid {name!r} "
                 f"(expected 'regular' or 'rectilinear')"
             )
-        if len(sizes) != len(shape):
+        if len(steps) != len(shape):
             raise ManifestError(
-                f"{where}: field {field}: {len(sizes)} dimension(s), the shape has {len(shape)}"
+                f"{where}: field {field}: {len(steps)} dimension(s), the shape has {len(shape)}"
             )
         grid = tuple(
-            math.ceil(n / d)
-            if isinstance(d, int)
-            else sum(item[1] if isinstance(item, tuple) else 1 for item in d)
-            for n, d in zip(shape, sizes, strict=True)
+            math.ceil(n / step) if count < 0 else count
+            for n, step, count in zip(shape, steps, counts, strict=True)
         )
         if math.prod(grid) > self.max_chunks or sum(grid) > self.max_chunks:
             raise ManifestError(

@@ -103,6 +103,41 @@ class RegularGrid(Struct):
     chunk_shape: list[Annotated[int, Meta(ge=1, le=MAX_END)]]
 
 
+class BytesConfig(Struct):
+    endian: Literal["little", "big"] = "little"
+
+
+class BloscConfig(Struct):
+    cname: Literal["blosclz", "lz4", "lz4hc", "snappy", "zlib", "zstd"]
+    clevel: Annotated[int, Meta(ge=0, le=9)]
+    shuffle: Literal["noshuffle", "shuffle", "bitshuffle"]
+    typesize: Annotated[int, Meta(ge=1, le=255)] | None = None
+    blocksize: Annotated[int, Meta(ge=0)] = 0
+
+
+class ZstdConfig(Struct):
+    level: Annotated[int, Meta(ge=-131072, le=22)] = 0
+    checksum: bool = False
+
+
+class GzipConfig(Struct):
+    level: Annotated[int, Meta(ge=0, le=9)] = 6
+
+
+class EmptyConfig(Struct):
+    pass
+
+
+CODEC_CONFIGS: dict[str, type[Struct]] = {
+    "bytes": BytesConfig,
+    "blosc": BloscConfig,
+    "zstd": ZstdConfig,
+    "gzip": GzipConfig,
+    "crc32c": EmptyConfig,
+}
+"""The codecs a columnar manifest array may use, and their configurations."""
+
+
 class ColumnArray(Struct):
     """The ``zarr.json`` of one array of a columnar manifest (a restricted Zarr v3 profile)."""
 
@@ -161,11 +196,36 @@ class ArrayHeader(Struct):
 
 
 class RectilinearGrid(Struct):
-    chunk_shapes: list[
-        Annotated[int, Meta(ge=1)]
-        | list[Annotated[int, Meta(ge=0)] | tuple[Annotated[int, Meta(ge=0)], ByteCount]]
-    ]
+    """Per dimension: a regular step, or explicit sizes and ``[size, count]`` runs.
+
+    The runs are checked by the reader (msgspec 0.22 corrupts memory converting a
+    union of a constrained int and a tuple, so the types here stay plain).
+    """
+
+    chunk_shapes: list[int | list[int | list[int]]]
     kind: str = "inline"
+
+    def extents(self, where: str, at: str) -> list[int]:
+        """The number of chunks along each dimension; ManifestError for a malformed entry."""
+        out = []
+        for axis, spec in enumerate(self.chunk_shapes):
+            field = join(at, f"chunk_shapes[{axis}]")
+            if isinstance(spec, int):
+                if spec < 1:
+                    raise ManifestError(f"{where}: field {field}: a step must be positive")
+                out.append(-1)  # a regular step: the count follows from the shape
+                continue
+            count = 0
+            for item in spec:
+                size_and_count = [item, 1] if isinstance(item, int) else item
+                if len(size_and_count) != 2 or min(size_and_count) < 0:
+                    raise ManifestError(
+                        f"{where}: field {field}: entries are sizes or [size, count] pairs, "
+                        f"got {item!r}"
+                    )
+                count += size_and_count[1]
+            out.append(count)
+        return out
 
 
 def version_text() -> str:
@@ -209,7 +269,7 @@ def decode[T](data: bytes, kind: type[T], where: str) -> T:
         return msgspec.json.decode(data, type=kind, strict=True)
     except msgspec.ValidationError as e:
         raise ManifestError(f"{where}: {_field_message(e)}") from None
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise ManifestError(f"{where}: not valid JSON: {_short(e)}") from None
 
 
