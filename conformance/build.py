@@ -79,7 +79,10 @@ def source_array(
 def encode_chunks(
     data: np.ndarray, *, chunks: tuple[int, ...], **zarr_options: Any
 ) -> tuple[dict[str, Any], dict[tuple[int, ...], bytes]]:
-    """zarr's ``zarr.json`` for ``data`` and the encoded bytes of every chunk, by grid coordinates."""
+    """zarr's ``zarr.json`` for ``data`` and the encoded bytes of every chunk, by grid coordinates.
+
+    gzip members get a zero modification time, so that generated files are reproducible.
+    """
     store = MemoryStore()
     zarr_options.setdefault("dtype", data.dtype)
     with zarr.config.set({"array.write_empty_chunks": True}):
@@ -90,6 +93,13 @@ def encode_chunks(
     encoding = array.metadata.chunk_key_encoding
     grid = tuple(-(-n // c) for n, c in zip(data.shape, chunks, strict=True))
     encoded = {
-        coords: raw[encoding.encode_chunk_key(coords)].to_bytes() for coords in np.ndindex(*grid)
+        coords: _reproducible(raw[encoding.encode_chunk_key(coords)].to_bytes())
+        for coords in np.ndindex(*grid)
     }
     return metadata, encoded
+
+
+def _reproducible(chunk: bytes) -> bytes:
+    if chunk[:3] == b"\x1f\x8b\x08":  # a gzip member: clear MTIME (not covered by its CRC)
+        return chunk[:4] + bytes(4) + chunk[8:]
+    return chunk

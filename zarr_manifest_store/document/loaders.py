@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from msgspec import UNSET
 
 from zarr_manifest_store.document import wire
 from zarr_manifest_store.document.columnar import ColumnarReader
@@ -206,8 +207,12 @@ class JsonLoader:
         table: dict[str, int] = {}
         for key, entry in entries.items():
             coords = self._coords(key)
-            if entry.data is not None:
-                if entry.path is not None or entry.offset is not None or entry.length is not None:
+            if entry.data is not UNSET:
+                if (
+                    entry.path is not UNSET
+                    or entry.offset is not UNSET
+                    or entry.length is not UNSET
+                ):
                     raise ManifestError(
                         f"{self.where}: chunk {key!r}: an inline chunk has only the field 'data'"
                     )
@@ -215,7 +220,7 @@ class JsonLoader:
                 index[coords] = INLINE
                 continue
             for name in ("path", "offset", "length"):
-                if getattr(entry, name) is None:
+                if getattr(entry, name) is UNSET:
                     raise ManifestError(f"{self.where}: chunk {key!r}: field {name!r} is missing")
             index[coords] = table.setdefault(entry.path, len(table))  # type: ignore[arg-type]
             offsets[coords] = entry.offset
@@ -236,7 +241,7 @@ class JsonLoader:
             coords = parse_chunk_key(key, len(self.grid))
         except ValueError as e:
             raise ManifestError(f"{self.where}: {e}") from None
-        if chunk_key(coords) != key and not (coords == () and key == ""):
+        if chunk_key(coords) != key:
             raise ManifestError(
                 f"{self.where}: chunk key {key!r} is not canonical (write {chunk_key(coords)!r})"
             )

@@ -12,7 +12,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.manifest import MAX_END, Fingerprint
@@ -79,12 +79,15 @@ class Transformer(Struct):
 
 
 class JsonEntry(Struct, omit_defaults=True):
-    """One chunk of a JSON manifest: a reference (path, offset, length) or inline base64 data."""
+    """One chunk of a JSON manifest: a reference (path, offset, length) or inline base64 data.
 
-    path: NonEmpty | None = None
-    offset: ByteCount | None = None
-    length: ByteCount | None = None
-    data: str | None = None
+    Absent fields are UNSET (an explicit ``null`` is a type error, not an absent field).
+    """
+
+    path: NonEmpty | UnsetType = UNSET
+    offset: ByteCount | UnsetType = UNSET
+    length: ByteCount | UnsetType = UNSET
+    data: str | UnsetType = UNSET
 
 
 class ColumnarAttributes(Struct, omit_defaults=True):
