@@ -84,13 +84,19 @@ def columnar_document(tmp_path_factory) -> Path:
 
 
 def outcome(doc: Path) -> str:
-    """``"ok"`` or ``"refused"``; anything else escapes and fails the test."""
+    """``"ok"`` or ``"refused"``; anything else escapes and fails the test.
+
+    Every manifest is loaded and validated, and every source path it names is put
+    to the store's allow-list, as the first read of each would be.
+    """
     start = time.perf_counter()
     try:
         store = open_document(doc, load=True)
         for _, node in store.root.walk():
             if isinstance(node, zms.ManifestArray):
                 assert node.manifest.loaded
+                for path in node.manifest.paths:
+                    store.sources.check_allowed(path)
         result = "ok"
     except REFUSALS:
         result = "refused"
@@ -303,7 +309,10 @@ def test_no_path_text_reaches_outside_the_document(document, path):
     for _, node in store.root.walk():
         if isinstance(node, zms.ManifestArray):
             for resolved in node.manifest.paths:
-                assert os.path.realpath(resolved).startswith(root + os.sep), resolved
+                inside = os.path.realpath(resolved).startswith(root + os.sep)
+                if not inside:  # then the store must refuse to read it
+                    with pytest.raises(PermissionError):
+                        store.sources.check_allowed(resolved)
 
 
 json_values = st.recursive(

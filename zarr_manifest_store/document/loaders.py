@@ -10,7 +10,6 @@ document file it came from.
 from __future__ import annotations
 
 import binascii
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,27 +29,26 @@ from zarr_manifest_store.manifest import (
     chunk_key,
     parse_chunk_key,
 )
-from zarr_manifest_store.sources import Sources, is_local, local_path
+from zarr_manifest_store.sources import Sources
 
 
 class Resolver:
-    """Resolves a document's source paths and enforces where they may point.
+    """Resolves a document's source paths against its folder.
 
-    Relative paths must stay inside the document folder (symlinks resolved);
-    absolute paths must lie inside it or under one of the ``allow`` prefixes.
+    Relative paths must be well formed and stay inside the document folder, also
+    through symlinks. Absolute paths are returned as written: whether they may be
+    read is the allow-list's decision, which ``Sources`` enforces on every read.
     """
 
-    def __init__(self, location: Location, allow: Sequence[str] = ()) -> None:
+    def __init__(self, location: Location) -> None:
         self.location = location
-        self.allow = tuple(str(a) for a in allow)
         self._inside = Sources(allow=[location.url])
-        self._allowed = Sources(allow=[location.url, *self.allow])
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
-        return Resolver, (self.location, self.allow)
+        return Resolver, (self.location,)
 
     def resolve(self, written: str, where: str) -> str:
-        """The readable path of ``written``; PermissionError if it may not be read."""
+        """The path to read for ``written`` (found in the document file ``where``)."""
         path = self.location.resolve(written, where)
         if not is_absolute(written):
             try:
@@ -58,19 +56,9 @@ class Resolver:
             except PermissionError:
                 raise PermissionError(
                     f"{self.location.where(where)}: relative path {written!r} resolves outside "
-                    f"the document folder {self.location.url} (through a symlink?); relative "
+                    f"the document folder {self.location.url} (through a symlink); relative "
                     f"paths may not leave it"
                 ) from None
-            return path
-        try:
-            self._allowed.check_allowed(path)
-        except PermissionError:
-            allowed = f" and the allowed prefixes {list(self.allow)}" if self.allow else ""
-            raise PermissionError(
-                f"{self.location.where(where)}: source {path!r} lies outside the document folder "
-                f"{self.location.url}{allowed}; to read it, open the document with "
-                f"allow=[{_parent(path)!r}]"
-            ) from None
         return path
 
     def table(
@@ -87,12 +75,6 @@ class Resolver:
                 )
             fingerprints[resolved[path]] = fp.to_fingerprint()
         return [resolved[p] for p in written], fingerprints
-
-
-def _parent(path: str) -> str:
-    if is_local(path):
-        return os.path.dirname(os.path.abspath(local_path(path))).rstrip(os.sep) + os.sep
-    return path.rsplit("/", 1)[0] + "/"
 
 
 def build(

@@ -56,8 +56,7 @@ def open_document(
     >>> zarr.open_group(store, mode="r")["t2m"][0]  # doctest: +SKIP
     """
     location = Location(url, storage_options)
-    resolver = Resolver(location, allow or ())
-    reader = _Reader(location, resolver, max_chunks)
+    reader = _Reader(location, Resolver(location), max_chunks)
     root = reader.root()
     if load:
         nodes = [root] if isinstance(root, ManifestArray) else [n for _, n in root.walk()]
@@ -67,7 +66,7 @@ def open_document(
     return ManifestStore(
         root,
         storage_options=storage_options,
-        allow=[location.url, *resolver.allow],
+        allow=[location.url, *(str(a) for a in allow or ())],
         **store_options,
     )
 
