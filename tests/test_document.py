@@ -7,6 +7,7 @@ import math
 import os
 import pickle
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,17 @@ def test_nan_and_infinity_attributes_survive(tmp_path, encoding):
     assert store.root.attributes["valid_min"] == -math.inf
     assert math.isnan(store.root["a"].fill_value)
     np.testing.assert_array_equal(zarr.open_group(store, mode="r")["a"][:], [1.0, np.nan, np.inf])
+
+
+def test_a_missing_document_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no chunk-manifest document at .*nowhere\.zarr"):
+        zms.ManifestStore.open(tmp_path / "nowhere.zarr")
+
+
+def test_encoding_names_must_be_arrays(tmp_path):
+    g, _ = sample_group(tmp_path / "data")
+    with pytest.raises(ValueError, match=r"encoding names \['t2n'\]"):
+        zms.write_manifest(g, tmp_path / "out.zarr", encoding={"t2n": "json"})
 
 
 def test_writes_from_a_store_and_a_root_array(tmp_path):
@@ -330,6 +342,23 @@ def test_a_whole_load_behaves_like_the_written_manifest(tmp_path):
     assert list(lazy.items())[:2] == list(original.items())[:2]
 
 
+def test_threads_reading_one_lazy_store_agree(tmp_path, monkeypatch):
+    monkeypatch.setattr("zarr_manifest_store.document.columnar.BLOCK_REFERENCES", 250)
+    g = many_chunks(tmp_path, 6000)
+    zms.write_manifest(g, tmp_path / "out.zarr", encoding="columnar")
+    store = zms.ManifestStore.open(tmp_path / "out.zarr", allow=[str(tmp_path)])
+    array = zarr.open_group(store, mode="r")["v"]
+    starts = list(range(0, 6000, 250))
+
+    def read(start: int) -> np.ndarray:
+        return array[start : start + 250]
+
+    with ThreadPoolExecutor(8) as pool:
+        for start, values in zip(starts, pool.map(read, starts), strict=True):
+            np.testing.assert_array_equal(values, np.arange(start, start + 250))
+    assert store.root["v"].manifest.loaded  # past 16 blocks, the whole manifest was read once
+
+
 def test_open_with_load_validates_every_manifest_now(tmp_path):
     g, _ = sample_group(tmp_path / "data")
     zms.write_manifest(g, tmp_path / "out.zarr")
@@ -410,6 +439,8 @@ def test_absolute_sources_need_an_allowed_prefix(tmp_path):
         )
     allowed = zms.ManifestStore.open(tmp_path / "out.zarr", allow=[str(tmp_path / "data")])
     np.testing.assert_array_equal(read_all(allowed, ["t2m"])["t2m"], expected["t2m"])
+    one = zms.ManifestStore.open(tmp_path / "out.zarr", allow=tmp_path / "data")  # not a list
+    assert one.sources.allow == (str(tmp_path / "out.zarr"), str(tmp_path / "data"))
 
 
 def write_with_path(tmp_path: Path, path: str, encoding: str = "json") -> Path:

@@ -199,6 +199,7 @@ class ColumnarReader:
     _header: tuple[wire.ColumnarAttributes, dict[str, _Column]] | None = field(
         default=None, repr=False
     )
+    _inline: bytes | None = field(default=None, repr=False)
 
     def header(self) -> tuple[wire.ColumnarAttributes, dict[str, _Column]]:
         """The path table, fingerprints and checked column metadata (one read, cached)."""
@@ -235,38 +236,33 @@ class ColumnarReader:
 
     def everything(self) -> dict[str, np.ndarray]:
         """Every column whole (``inline`` included when present)."""
-        columns = self.header()[1]
-        names = [*wire.COLUMNS, *([wire.INLINE_COLUMN] if wire.INLINE_COLUMN in columns else [])]
+        return self._whole(list(self.header()[1].values()))
+
+    def inline(self) -> bytes:
+        """The bytes of the ``inline`` array (empty when the manifest has no inline chunks)."""
+        if self._inline is None:
+            column = self.header()[1].get(wire.INLINE_COLUMN)
+            self._inline = b"" if column is None else self._whole([column])[column.name].tobytes()
+        return self._inline
+
+    def _whole(self, columns: list[_Column]) -> dict[str, np.ndarray]:
+        """``columns`` read whole, their chunks fetched in one batch."""
         keys = {
-            (n, block): f"{self.prefix}/{n}/{columns[n].key(block)}"
-            for n in names
-            for block in np.ndindex(*columns[n].grid)
+            (col.name, block): f"{self.prefix}/{col.name}/{col.key(block)}"
+            for col in columns
+            for block in np.ndindex(*col.grid)
         }
         data = self.location.read_many(list(keys.values()))
         out = {}
-        for name in names:
-            col = columns[name]
+        for col in columns:
             whole = np.empty(col.shape, dtype=col.dtype)
             for block in np.ndindex(*col.grid):
                 region = tuple(
                     slice(b * c, (b + 1) * c) for b, c in zip(block, col.chunks, strict=True)
                 )
-                whole[region] = self._decode(col, block, data[keys[name, block]])
-            out[name] = whole
+                whole[region] = self._decode(col, block, data[keys[col.name, block]])
+            out[col.name] = whole
         return out
-
-    def inline(self) -> bytes:
-        """The bytes of the ``inline`` array (empty when the manifest has no inline chunks)."""
-        columns = self.header()[1]
-        if wire.INLINE_COLUMN not in columns:
-            return b""
-        col = columns[wire.INLINE_COLUMN]
-        blocks = list(np.ndindex(*col.grid))
-        keys = [f"{self.prefix}/{col.name}/{col.key(b)}" for b in blocks]
-        data = self.location.read_many(keys)
-        return b"".join(
-            self._decode(col, b, data[k]).tobytes() for b, k in zip(blocks, keys, strict=True)
-        )
 
     def _column(self, name: str, raw: dict[str, Any], where: str, at: str) -> _Column:
         if name not in _DTYPES:

@@ -18,8 +18,9 @@ from zarr_manifest_store.manifest import ChunkCoords, ChunkManifest, ChunkRef, F
 
 __all__ = ["LazyChunkManifest", "ManifestLoader"]
 
-_STATE = ChunkManifest.__slots__
-"""The slots that hold a loaded manifest; while unset, reading one loads it."""
+_STATE = tuple(sorted(ChunkManifest.__slots__, key=lambda name: name == "_index"))
+"""The slots that hold a loaded manifest; while unset, reading one loads it. ``_index``,
+which ``loaded`` looks at, is set last."""
 MAX_CACHED_BLOCKS = 16
 """Blocks kept from single-chunk reads; past this, reading the whole manifest is cheaper."""
 

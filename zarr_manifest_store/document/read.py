@@ -55,6 +55,8 @@ def open_document(
     >>> store = open_document("out.zarr", allow=["/data/era5/"])  # doctest: +SKIP
     >>> zarr.open_group(store, mode="r")["t2m"][0]  # doctest: +SKIP
     """
+    if isinstance(allow, str | os.PathLike):
+        allow = [allow]
     location = Location(url, storage_options)
     reader = _Reader(location, Resolver(location), max_chunks)
     root = reader.root()
@@ -66,7 +68,7 @@ def open_document(
     return ManifestStore(
         root,
         storage_options=storage_options,
-        allow=[location.url, *(str(a) for a in allow or ())],
+        allow=[location.url, *(os.fspath(a) for a in allow or ())],
         **store_options,
     )
 
@@ -80,8 +82,12 @@ class _Reader:
         self.max_chunks = max_chunks
 
     def root(self) -> ManifestGroup | ManifestArray:
-        meta = self._read_json("zarr.json")
         where = self.location.where("zarr.json")
+        if not self.location.exists("zarr.json"):
+            raise FileNotFoundError(
+                f"no chunk-manifest document at {self.location.url}: {where} does not exist"
+            )
+        meta = self._read_json("zarr.json")
         header = wire.convert(meta, wire.NodeHeader, where)
         if header.node_type == "array":
             return self._array("", meta, where, "")

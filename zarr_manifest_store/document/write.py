@@ -73,6 +73,13 @@ def write_manifest(
         )
     writer = _Writer(location, encoding, paths)
     nodes = [("", root)] if isinstance(root, ManifestArray) else [("", root), *root.walk()]
+    if isinstance(encoding, Mapping):
+        arrays = {path for path, node in nodes if isinstance(node, ManifestArray)}
+        if unknown := set(encoding) - arrays:
+            raise ValueError(
+                f"encoding names {sorted(unknown)}, which are not arrays of the hierarchy "
+                f"(its arrays: {sorted(arrays)})"
+            )
     files: dict[str, bytes] = {}
     metadata: dict[str, dict[str, Any]] = {}
     for path, node in nodes:
