@@ -359,6 +359,27 @@ def test_threads_reading_one_lazy_store_agree(tmp_path, monkeypatch):
     assert store.root["v"].manifest.loaded  # past 16 blocks, the whole manifest was read once
 
 
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_an_opened_document_can_be_written_elsewhere_and_in_place(tmp_path, encoding):
+    g, expected = sample_group(tmp_path / "doc.zarr" / "data")
+    zms.write_manifest(g, tmp_path / "doc.zarr", encoding=encoding)
+    opened = zms.ManifestStore.open(tmp_path / "doc.zarr")
+
+    zms.write_manifest(opened, tmp_path / "copy.zarr", encoding=encoding)
+    copy = json.loads((tmp_path / "copy.zarr/zarr.json").read_text())
+    assert copy["consolidated_metadata"]["metadata"].keys() == {"t2m", "sub", "sub/codes"}
+    reopened = zms.ManifestStore.open(tmp_path / "copy.zarr", allow=[str(tmp_path / "doc.zarr")])
+    assert reopened.root.equals(opened.root)
+    np.testing.assert_array_equal(read_all(reopened, ["t2m"])["t2m"], expected["t2m"])
+
+    zms.write_manifest(
+        zms.ManifestStore.open(tmp_path / "doc.zarr"), tmp_path / "doc.zarr", mode="w"
+    )
+    np.testing.assert_array_equal(
+        read_all(zms.ManifestStore.open(tmp_path / "doc.zarr"), ["t2m"])["t2m"], expected["t2m"]
+    )
+
+
 def test_open_with_load_validates_every_manifest_now(tmp_path):
     g, _ = sample_group(tmp_path / "data")
     zms.write_manifest(g, tmp_path / "out.zarr")
@@ -675,8 +696,10 @@ def test_a_document_on_s3_opens_in_one_request_and_reads_lazily(s3, tmp_path):
     store = zms.ManifestStore.open(
         url, storage_options=server.storage_options, allow=[f"s3://{bucket}/data/"]
     )
+    # one GET of the root zarr.json (s3fs adds a HEAD to size it), no listing, no manifest
     assert server.requests.count("GET") == 1
     assert server.requests.count("GET", "/doc.zarr/zarr.json") == 1
+    assert server.requests.count() == server.requests.count(path_contains="/doc.zarr/zarr.json")
     group = zarr.open_group(store, mode="r")
     np.testing.assert_array_equal(group["t2m"][:4, :5], expected["t2m"][:4, :5])
     # the manifest group, the block of its 3 columns, and the inline bytes of chunk (0, 1)

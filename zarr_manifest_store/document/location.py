@@ -72,12 +72,12 @@ class Location:
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}" if key else self.root
 
-    def read(self, key: str) -> bytes:
-        """The bytes of the document file ``key``; a missing file is a ManifestError."""
+    def read(self, key: str, missing: type[Exception] = ManifestError) -> bytes:
+        """The bytes of the document file ``key``; a missing file raises ``missing``."""
         try:
             return self.fs.cat_file(self._path(key))
         except FileNotFoundError:
-            raise ManifestError(f"{self.where(key)}: file not found") from None
+            raise missing(f"{self.where(key)}: file not found") from None
         except IsADirectoryError:
             raise ManifestError(f"{self.where(key)}: is a folder, not a file") from None
 

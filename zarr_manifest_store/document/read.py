@@ -83,11 +83,13 @@ class _Reader:
 
     def root(self) -> ManifestGroup | ManifestArray:
         where = self.location.where("zarr.json")
-        if not self.location.exists("zarr.json"):
+        try:
+            data = self.location.read("zarr.json", missing=FileNotFoundError)
+        except FileNotFoundError:
             raise FileNotFoundError(
                 f"no chunk-manifest document at {self.location.url}: {where} does not exist"
-            )
-        meta = self._read_json("zarr.json")
+            ) from None
+        meta = wire.loads(data, where)
         header = wire.convert(meta, wire.NodeHeader, where)
         if header.node_type == "array":
             return self._array("", meta, where, "")
