@@ -562,10 +562,10 @@ def test_writing_into_a_folder_that_holds_only_sources_is_fine(tmp_path):
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_fingerprints_round_trip_keyed_by_resolved_path(tmp_path, encoding):
     doc = tmp_path / "doc.zarr"
-    st_size = None
     a = source_array(doc / "data" / "a.bin", np.arange(8.0), chunks=(4,))
-    st_size = (doc / "data" / "a.bin").stat().st_size
-    fp = zms.manifest.Fingerprint(size=st_size, mtime_ns=123, etag="abc")
+    fp = zms.manifest.Fingerprint(
+        size=(doc / "data" / "a.bin").stat().st_size, mtime_ns=123, etag="abc"
+    )
     a = a.with_manifest(
         zms.ChunkManifest(
             paths=a.manifest.paths,
@@ -579,6 +579,8 @@ def test_fingerprints_round_trip_keyed_by_resolved_path(tmp_path, encoding):
 
     manifest = zms.ManifestStore.open(doc).root["a"].manifest
     assert dict(manifest.fingerprints) == {str(doc / "data/a.bin"): fp}
+    assert not manifest.loaded  # fingerprints come without loading the manifest
+    assert dict(manifest.load().fingerprints) == {str(doc / "data/a.bin"): fp}
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)

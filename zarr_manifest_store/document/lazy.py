@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from zarr_manifest_store.manifest import ChunkCoords, ChunkManifest, ChunkRef, Fingerprint
@@ -40,8 +41,8 @@ class ManifestLoader(Protocol):
     def load(self) -> ChunkManifest:
         """The whole manifest."""
 
-    def fingerprints(self) -> Mapping[str, Fingerprint] | None:
-        """The sources' fingerprints if they are known without a whole load, else None."""
+    def fingerprints(self) -> Mapping[str, Fingerprint]:
+        """The sources' fingerprints (cheap: never a whole load)."""
 
     def paths(self) -> tuple[str, ...] | None:
         """The path table if it is known without a whole load, else None."""
@@ -89,9 +90,10 @@ class LazyChunkManifest(ChunkManifest):
 
     @property
     def fingerprints(self) -> Mapping[str, Fingerprint]:
-        if not self.loaded and (found := self._loader.fingerprints()) is not None:
-            return found
-        return super().fingerprints
+        """The sources' fingerprints, read without loading the manifest."""
+        if self.loaded:
+            return super().fingerprints
+        return MappingProxyType(self._loader.fingerprints())
 
     def get(self, coords: ChunkCoords) -> ChunkRef | bytes | None:
         """The chunk at ``coords``, reading at most the manifest block that holds it."""

@@ -173,10 +173,11 @@ class JsonLoader:
     def paths(self) -> None:
         return None
 
-    def fingerprints(self) -> dict[str, Fingerprint] | None:
-        if not self.sources:
-            return {}
-        return None  # resolved together with the paths, on load
+    def fingerprints(self) -> dict[str, Fingerprint]:
+        return {
+            self.resolver.resolve(path, self.key): fp.to_fingerprint()
+            for path, fp in self.sources.items()
+        }
 
     def load(self) -> ChunkManifest:
         entries = wire.decode(
