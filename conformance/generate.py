@@ -203,6 +203,16 @@ def dtype_cases() -> Iterator[tuple[str, str, Callable[[Case], None]]]:
 
     yield "dtype-vlen-string", "variable-length UTF-8 strings (vlen-utf8)", strings
 
+    def vlen_bytes(case: Case) -> None:
+        from zarr.core.dtype import VariableLengthBytes
+
+        values = np.array([b"", b"ab", b"\x00\xff", b"xyz" * 5, b"\x01"], dtype=object)
+        made = source_array(case.data("b.bin"), values, chunks=(3,), dtype=VariableLengthBytes())
+        case.write(group(blobs=made))
+        case.expect(blobs=values.astype("S15"))
+
+    yield "dtype-vlen-bytes", "variable-length bytes (vlen-bytes)", vlen_bytes
+
     def raw_bytes(case: Case) -> None:
         values = np.frombuffer(bytes(range(48)), dtype="V6")
         case.write(group(raw=source_array(case.data("r.bin"), values, chunks=(3,))))

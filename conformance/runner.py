@@ -137,8 +137,8 @@ def compare(expected: np.ndarray, actual: np.ndarray) -> str | None:
     """Why ``actual`` differs from ``expected``, or None if it is the same array."""
     if actual.shape != expected.shape:
         return f"shape {actual.shape}, expected {expected.shape}"
-    if expected.dtype.kind == "U" and actual.dtype.kind in "UOT":  # variable-length strings
-        same = [str(a) for a in actual.ravel()] == [str(e) for e in expected.ravel()]
+    if expected.dtype.kind in "US" and actual.dtype.kind in "OT":  # variable-length text, bytes
+        same = actual.ravel().tolist() == expected.ravel().tolist()
         return None if same else "different strings"
     if actual.dtype != expected.dtype:
         return f"dtype {actual.dtype}, expected {expected.dtype}"

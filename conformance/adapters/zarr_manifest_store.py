@@ -64,8 +64,11 @@ def main() -> None:
         files = {}
         for i, (path, values) in enumerate(sorted(arrays.items())):
             values = np.asarray(values)
-            if values.dtype.kind in "OT":  # variable-length strings: fixed-width in .npy
-                values = np.array([str(v) for v in values.ravel()], dtype=str).reshape(values.shape)
+            if values.dtype.kind in "OT":  # variable-length text or bytes: fixed-width in .npy
+                kind = bytes if values.size and isinstance(values.flat[0], bytes) else str
+                values = np.array([kind(v) for v in values.ravel()], dtype=kind).reshape(
+                    values.shape
+                )
             files[path] = f"array{i}.npy"
             np.save(args.output / files[path], values, allow_pickle=False)
         result = {"arrays": files}
