@@ -6,6 +6,7 @@ import json
 import math
 import os
 import pickle
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -451,7 +452,7 @@ def test_absolute_sources_need_an_allowed_prefix(tmp_path):
     assert str((tmp_path / "data" / "t2m.bin").resolve()) in message  # the source
     assert str(tmp_path / "out.zarr") in message  # what is allowed: the document's folder
     assert "allow=[" in message  # and how to allow more
-    assert "chunk 't2m/c/0/0'" in message
+    assert re.search(r"chunk 't2m/c/\d/\d'", message)  # and which chunk was being read
 
     with pytest.raises(PermissionError):
         read_all(
