@@ -8,13 +8,16 @@ import os
 import pickle
 import re
 import shutil
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from numcodecs import Blosc, GZip, Zstd
 
 import zarr_manifest_store as zms
 from conformance.build import source_array
@@ -250,6 +253,36 @@ def test_columnar_manifest_arrays_are_ordinary_zarr(tmp_path):
         ]
     ]
     assert codecs == ["bytes", "blosc", "crc32c"]
+
+
+@pytest.mark.parametrize(
+    ("codec", "compress"),
+    [
+        ({"name": "zstd", "configuration": {"level": 3, "checksum": False}}, Zstd(3).encode),
+        ({"name": "gzip", "configuration": {"level": 5}}, GZip(5).encode),
+        (None, bytes),
+    ],
+)
+def test_columns_written_with_other_codecs_are_read(tmp_path, monkeypatch, codec, compress):
+    """Other writers may compress manifest columns with zstd or gzip, or not at all."""
+    monkeypatch.setattr("zarr_manifest_store.document.columnar.BLOCK_REFERENCES", 700)
+    g = many_chunks(tmp_path, 2000)
+    zms.write_manifest(g, tmp_path / "out.zarr", encoding="columnar")
+    manifest = tmp_path / "out.zarr/v/manifest"
+    group = json.loads((manifest / "zarr.json").read_text())
+    for name, meta in group["consolidated_metadata"]["metadata"].items():
+        for chunk in (manifest / name / "c").iterdir():
+            raw = Blosc().decode(chunk.read_bytes()[:-4])
+            data = bytes(compress(raw))
+            chunk.write_bytes(data + struct.pack("<I", google_crc32c.value(data)))
+        meta["codecs"][1:2] = [codec] if codec else []
+    (manifest / "zarr.json").write_text(json.dumps(group))
+
+    store = zms.ManifestStore.open(tmp_path / "out.zarr", allow=[str(tmp_path)])
+    assert store.root["v"].manifest.load().equals(g["v"].manifest)
+    np.testing.assert_array_equal(
+        zarr.open_group(store, mode="r")["v"][1990:], np.arange(1990, 2000)
+    )
 
 
 def test_block_shape_makes_contiguous_blocks_of_the_target_size():
