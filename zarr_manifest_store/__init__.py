@@ -7,6 +7,7 @@ virtually, store the result as a chunk-manifest document, and read it through
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.concat import concat
+from zarr_manifest_store.document import write_manifest
 from zarr_manifest_store.errors import ManifestError, SourceChangedError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.kerchunk import to_kerchunk
@@ -32,4 +33,5 @@ __all__ = [
     "scan_kerchunk",
     "scan_netcdf3",
     "to_kerchunk",
+    "write_manifest",
 ]
