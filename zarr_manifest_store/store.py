@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any, Self
 
+import numpy as np
 from zarr.abc.store import (
     ByteRequest,
     OffsetByteRequest,
@@ -26,8 +27,8 @@ from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup, Node
-from zarr_manifest_store.manifest import ChunkCoords, ChunkRef
-from zarr_manifest_store.sources import Sources
+from zarr_manifest_store.manifest import INLINE, ChunkCoords, ChunkRef, Fingerprint
+from zarr_manifest_store.sources import Sources, Verify, VerifyReport
 
 __all__ = ["ManifestStore"]
 
@@ -39,8 +40,22 @@ class ManifestStore(Store):
 
     ``root`` is a :class:`ManifestGroup` (or a single :class:`ManifestArray`,
     served as the root array). ``storage_options`` configure fsspec for remote
-    sources: one dict, or a mapping from URL prefix to options. ``allow``
-    lists the path / URL prefixes that may be read (``None``: any).
+    sources: one dict, or a mapping from URL prefix to options
+    (``{"s3://bucket-a/": {...}, "s3://bucket-b/": {...}}``). ``allow`` lists
+    the path / URL prefixes that may be read (``None``: any).
+
+    ``verify`` says when a source is checked against the fingerprint (size
+    and mtime, or ETag) recorded when it was scanned: ``"first-use"`` (when
+    the store first opens it), ``"always"`` (before every read) or
+    ``"never"``; a mismatch raises :class:`SourceChangedError`.
+    :meth:`verify` checks every source at once.
+
+    I/O tuning, passed on to :class:`~zarr_manifest_store.sources.Sources`:
+    ``max_concurrency`` (remote requests in flight, 16), ``max_gap_bytes``
+    and ``max_coalesced_bytes`` (reads of one file at most 1 MiB apart merge
+    into one request of at most 16 MiB), ``retries`` (4) and ``timeout``
+    (60 s per remote attempt).
+
     :meth:`open` opens a stored chunk-manifest document instead.
 
     >>> import zarr
@@ -60,7 +75,9 @@ class ManifestStore(Store):
         *,
         storage_options: Mapping[str, Any] | None = None,
         allow: Sequence[str] | None = None,
+        verify: Verify = "first-use",
         read_only: bool = True,
+        **io_options: Any,
     ) -> None:
         if not read_only:
             raise ValueError("ManifestStore is read-only: it cannot be opened with read_only=False")
@@ -70,12 +87,18 @@ class ManifestStore(Store):
             )
         super().__init__(read_only=True)
         self._root = root
-        self._sources = Sources(storage_options, allow=allow)
         nodes: list[tuple[str, Node]] = [("", root)]
         if isinstance(root, ManifestGroup):
             nodes.extend(root.walk())
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
+        self._sources = Sources(
+            storage_options,
+            allow=allow,
+            fingerprints=self._fingerprints(),
+            verify=verify,
+            **io_options,
+        )
 
     @classmethod
     def open(  # type: ignore[override]
@@ -111,8 +134,7 @@ class ManifestStore(Store):
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, ManifestStore)
-            and self._sources.storage_options == other._sources.storage_options
-            and self._sources.allow == other._sources.allow
+            and self._options() == other._options()
             and self._root.equals(other._root)
         )
 
@@ -135,11 +157,37 @@ class ManifestStore(Store):
 
     def _options(self) -> dict[str, Any]:
         """The constructor options that, with the root, recreate this store."""
-        return {"storage_options": self._sources.storage_options, "allow": self._sources.allow}
+        return {
+            "storage_options": self._sources.storage_options,
+            "allow": self._sources.allow,
+            **self._sources.options,
+        }
 
     def close(self) -> None:
         self._sources.close()
         super().close()
+
+    def verify(self) -> VerifyReport:
+        """Check every source file now: present, readable, unchanged, long enough.
+
+        Each source is compared with its recorded fingerprint and with the end
+        of the last chunk referenced in it; nothing is decoded.
+
+        >>> store = ManifestStore(ManifestGroup())
+        >>> store.verify().ok
+        True
+        """
+        extents: dict[str, int] = {}
+        for array in self._arrays.values():
+            m = array.manifest
+            present = m.path_index < INLINE
+            if not present.any():
+                continue
+            ends = np.zeros(len(m.paths), dtype=np.uint64)
+            np.maximum.at(ends, m.path_index[present], (m.offsets + m.lengths)[present])
+            for path, end in zip(m.paths, ends.tolist(), strict=True):
+                extents[path] = max(extents.get(path, 0), end)
+        return self._sources.verify(extents)
 
     # ------------------------------------------------------------------ reading
 
@@ -186,6 +234,11 @@ class ManifestStore(Store):
         prototype: BufferPrototype,
         key_ranges: Iterable[tuple[str, ByteRequest | None]],
     ) -> list[Buffer | None]:
+        """Many (partial) values at once; nearby ranges of one source file become one read.
+
+        The reads are issued together, so the sources' gathering coalesces
+        them (as it does the concurrent ``get`` calls zarr makes for a slice).
+        """
         return list(await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges)))
 
     async def exists(self, key: str) -> bool:
@@ -273,6 +326,14 @@ class ManifestStore(Store):
             if array is not None:
                 return _decode_chunk_key(array, chunk_part)
         return None
+
+    def _fingerprints(self) -> dict[str, list[Fingerprint]]:
+        """Every fingerprint recorded for each source path, across all arrays."""
+        recorded: dict[str, list[Fingerprint]] = {}
+        for array in self._arrays.values():
+            for path, fp in array.manifest.fingerprints.items():
+                recorded.setdefault(path, []).append(fp)
+        return recorded
 
     def _keys(self, prefix: str = "") -> Iterator[str]:
         """Every key under ``prefix``: documents, then present chunks array by array."""
