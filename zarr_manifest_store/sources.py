@@ -29,6 +29,7 @@ import functools
 import json
 import os
 import random
+import stat
 import threading
 import weakref
 from collections import OrderedDict, defaultdict
@@ -187,19 +188,20 @@ class _Descriptor:
 
 
 class _Descriptors:
-    """Read-only descriptors of local files by source path, at most ``MAX_OPEN_FILES`` idle ones.
+    """Read-only descriptors of local files by source path, at most ``MAX_OPEN_FILES`` idle ones."""
 
-    ``on_open(path, stat)`` runs for every newly opened descriptor, so a file
-    is checked on the very descriptor it is then read from.
-    """
-
-    def __init__(self, on_open: Callable[[str, os.stat_result], None]) -> None:
-        self._on_open = on_open
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: OrderedDict[str, _Descriptor] = OrderedDict()
 
-    def acquire(self, path: str, lpath: str) -> _Descriptor:
-        """The descriptor of source ``path`` (the local file ``lpath``), opened if need be."""
+    def acquire(
+        self, path: str, lpath: str, on_open: Callable[[str, os.stat_result], None]
+    ) -> _Descriptor:
+        """The descriptor of source ``path`` (the local file ``lpath``), opened if need be.
+
+        ``on_open(path, stat)`` runs for every newly opened descriptor, so a
+        file is checked on the very descriptor it is then read from.
+        """
         with self._lock:
             desc = self._open.get(path)
             if desc is not None:
@@ -209,7 +211,9 @@ class _Descriptors:
         fd = _open_readonly(lpath)
         try:
             st = os.fstat(fd)
-            self._on_open(path, st)
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(errno.EISDIR, f"source {path!r} is a directory, not a file")
+            on_open(path, st)
         except BaseException:
             os.close(fd)
             raise
@@ -370,7 +374,7 @@ class Sources:
         self._lock = threading.Lock()
         self._routes: dict[str, str | None] = {}  # admitted path -> local path, or None if remote
         self._seen: dict[str, Fingerprint] = {}  # what a source looked like at first use
-        self._files = _Descriptors(self._check_opened)
+        self._files = _Descriptors()
         self._finalizer = weakref.finalize(self, _Descriptors.close, self._files)
         self._filesystems: dict[tuple[str, str], fsspec.AbstractFileSystem] = {}
         self._queued: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
@@ -556,7 +560,7 @@ class Sources:
         self, path: str, lpath: str, start: int, stop: int, *, nowait: bool
     ) -> ByteData | None:
         """Bytes ``[start, stop)`` of a local file; with ``nowait``, None unless all are cached."""
-        desc = self._files.acquire(path, lpath)
+        desc = self._files.acquire(path, lpath, self._check_opened)
         try:
             if self._verify == "always":
                 desc = self._recheck_local(path, lpath, desc)
@@ -564,6 +568,12 @@ class Sources:
             if nowait:
                 return buf if self._preadv_nowait(desc, buf, start) else None
             got = _preadv_full(desc.fd, buf, start)
+        except (SourceChangedError, FileNotFoundError):
+            raise
+        except OSError as e:
+            if e.filename is not None or path in str(e):
+                raise
+            raise type(e)(e.errno, f"reading source file {path!r} failed: {e.strerror}") from None
         finally:
             self._files.release(desc)
         if got != len(buf):
@@ -594,8 +604,9 @@ class Sources:
         if (st.st_dev, st.st_ino) == desc.identity:
             return desc
         self._files.discard(path)
+        fresh = self._files.acquire(path, lpath, self._check_opened)
         self._files.release(desc)
-        return self._files.acquire(path, lpath)
+        return fresh
 
     def _read_local_batch(self, path: str, lpath: str, reads: list[tuple[int, int]]) -> list[Any]:
         """Blocking reads of one file (in a worker thread): bytes or the exception, per read."""
@@ -846,7 +857,7 @@ def _transient(error: BaseException) -> bool:
     status = getattr(error, "status", None)
     if isinstance(status, int) and 100 <= status < 600:  # an HTTP answer
         return status >= 500 or status in (408, 429)
-    if isinstance(error, TimeoutError | ConnectionError | _connection_errors()):
+    if isinstance(error, (TimeoutError, ConnectionError, *_connection_errors())):
         return True
     return isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS
 
