@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import pickle
 import threading
@@ -15,7 +16,7 @@ from read_fixtures import count_calls, local_store, manifest_for, open_fds, stor
 from zarr.abc.store import RangeByteRequest
 from zarr.core.buffer import default_buffer_prototype
 
-from zarr_manifest_store import ChunkManifest
+from zarr_manifest_store import ChunkManifest, ManifestArray, ManifestStore
 from zarr_manifest_store import sources as sources_module
 from zarr_manifest_store.sources import Sources, coalesce
 
@@ -223,3 +224,36 @@ async def test_allow_list_guards_every_read(tmp_path):
     assert [s.status for s in report.sources] == ["forbidden"]
     # metadata is not a source read: the hierarchy still opens
     assert zarr.open_group(store, mode="r")["v"].shape == (48, 50)
+
+
+def test_sharded_chunks_are_read_through_partial_reads(tmp_path):
+    """A chunk may be a whole shard: zarr reads its index and inner chunks as byte ranges."""
+    data = np.arange(16 * 16, dtype="<i4").reshape(16, 16)
+    written = zarr.create_array(
+        zarr.storage.LocalStore(tmp_path / "z"),
+        shape=(16, 16),
+        chunks=(4, 4),
+        shards=(8, 16),
+        dtype="<i4",
+        compressors=None,
+    )
+    written[:] = data
+    meta = json.loads((tmp_path / "z" / "zarr.json").read_text())
+    shards = {f"{i}.0": tmp_path / "z" / "c" / str(i) / "0" for i in range(2)}
+    manifest = ChunkManifest.from_dict(
+        {k: {"path": str(p), "offset": 0, "length": p.stat().st_size} for k, p in shards.items()}
+    )
+    store = ManifestStore(ManifestArray(metadata=meta, manifest=manifest))
+    arr = zarr.open_array(store, mode="r")
+    np.testing.assert_array_equal(arr[:], data)
+    np.testing.assert_array_equal(arr[5:7, 3:9], data[5:7, 3:9])  # index + a few inner chunks
+
+
+def test_zarrs_fused_pipeline_reads_through_the_synchronous_path(tmp_path, monkeypatch):
+    store, data, _ = local_store(tmp_path)
+    async_reads = count_calls(monkeypatch, Sources, "read")
+    with zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"}):
+        arr = zarr.open_group(store, mode="r")["v"]
+        np.testing.assert_array_equal(arr[:], data)
+        np.testing.assert_array_equal(arr[7:19, 5:6], data[7:19, 5:6])
+    assert not async_reads  # every chunk came through get_sync, in zarr's thread pool

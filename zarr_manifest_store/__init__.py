@@ -9,6 +9,7 @@ from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.errors import ManifestError, SourceChangedError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.manifest import ChunkManifest, ChunkRef
+from zarr_manifest_store.sources import SourceStatus, VerifyReport
 from zarr_manifest_store.store import ManifestStore
 
 __all__ = [
@@ -19,5 +20,7 @@ __all__ = [
     "ManifestGroup",
     "ManifestStore",
     "SourceChangedError",
+    "SourceStatus",
     "UnsupportedDatasetError",
+    "VerifyReport",
 ]

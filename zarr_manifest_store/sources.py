@@ -634,22 +634,27 @@ class Sources:
             )
             reads = [(start, stop) for start, stop, _ in plan]
             deliver = _deliverer(plan, pendings)
-            lpath = self._routes[path]
-            if lpath is not None:
-                job = loop.run_in_executor(None, self._read_local_batch, path, lpath, reads)
-                job.add_done_callback(lambda job, deliver=deliver: deliver(_outcome(job)))
-                continue
             try:
-                fs = self._filesystem(path)
-            except Exception as e:
+                self._submit(loop, path, reads, deliver)
+            except Exception as e:  # no job could start: the waiting reads must not hang
                 deliver(e)
-                continue
-            remote = asyncio.run_coroutine_threadsafe(
-                self._read_remote(fs, path, reads), _io_loop()
-            )
-            remote.add_done_callback(
-                lambda job, deliver=deliver: _call_soon(loop, deliver, _outcome(job))
-            )
+
+    def _submit(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        path: str,
+        reads: list[tuple[int, int]],
+        deliver: Callable[[list[Any] | BaseException], None],
+    ) -> None:
+        """Start one job reading ``reads`` of ``path``; ``deliver`` gets its results on ``loop``."""
+        lpath = self._routes[path]
+        if lpath is not None:
+            job = loop.run_in_executor(None, self._read_local_batch, path, lpath, reads)
+            job.add_done_callback(lambda job: deliver(_outcome(job)))
+            return
+        coro = self._read_remote(self._filesystem(path), path, reads)
+        remote = asyncio.run_coroutine_threadsafe(coro, _io_loop())
+        remote.add_done_callback(lambda job: _call_soon(loop, deliver, _outcome(job)))
 
     # ------------------------------------------------------------------ remote objects
 

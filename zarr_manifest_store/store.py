@@ -9,6 +9,7 @@ answered by reading the chunk's byte range from its source file.
 from __future__ import annotations
 
 import asyncio
+import operator
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
@@ -320,11 +321,20 @@ class ManifestStore(Store):
         return array.manifest.get(coords)
 
     def _locate_chunk(self, key: str) -> tuple[ManifestArray, ChunkCoords] | None:
-        """The array and chunk coordinates a chunk key names, decoded with the array's encoding."""
-        for path, chunk_part in _splits(key):
-            array = self._arrays.get(path)
+        """The array and chunk coordinates a chunk key names, decoded with the array's encoding.
+
+        The array is the first node path that prefixes ``key`` at a '/' (the
+        root first); arrays have no children, so at most one can match.
+        """
+        arrays = self._arrays
+        if "" in arrays:
+            return _decode_chunk_key(arrays[""], key)
+        i = key.find("/")
+        while i != -1:
+            array = arrays.get(key[:i])
             if array is not None:
-                return _decode_chunk_key(array, chunk_part)
+                return _decode_chunk_key(array, key[i + 1 :])
+            i = key.find("/", i + 1)
         return None
 
     def _fingerprints(self) -> dict[str, list[Fingerprint]]:
@@ -371,18 +381,10 @@ def _join(path: str, name: str) -> str:
     return f"{path}/{name}" if path else name
 
 
-def _splits(key: str) -> Iterator[tuple[str, str]]:
-    """Every split of ``key`` into (node path, rest) at a '/' — the root first."""
-    yield "", key
-    i = key.find("/")
-    while i != -1:
-        yield key[:i], key[i + 1 :]
-        i = key.find("/", i + 1)
-
-
 def _decode_chunk_key(
     array: ManifestArray, chunk_key: str
 ) -> tuple[ManifestArray, ChunkCoords] | None:
+    """Coordinates of a chunk of ``array`` from its key; None unless the key is canonical and in the grid."""
     encoding = array.metadata.chunk_key_encoding
     try:
         coords = encoding.decode_chunk_key(chunk_key)
@@ -391,8 +393,8 @@ def _decode_chunk_key(
     grid = array.manifest.shape
     if (
         len(coords) != len(grid)
-        or any(not 0 <= c < n for c, n in zip(coords, grid, strict=True))
-        or encoding.encode_chunk_key(coords) != chunk_key
+        or (coords and (min(coords) < 0 or not all(map(operator.lt, coords, grid))))
+        or encoding.encode_chunk_key(coords) != chunk_key  # refuses "01", "+1", " 1"
     ):
         return None
     return array, coords
