@@ -377,7 +377,9 @@ class Sources:
         self._files = _Descriptors()
         self._finalizer = weakref.finalize(self, _Descriptors.close, self._files)
         self._filesystems: dict[tuple[str, str], fsspec.AbstractFileSystem] = {}
-        self._queued: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        self._queued: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Pending]] = (
+            weakref.WeakKeyDictionary()  # reads waiting for this turn of each event loop
+        )
         # State used only on fsspec's I/O loop thread:
         self._remote_checks: dict[str, asyncio.Future[None]] = {}
         self._semaphore: asyncio.Semaphore | None = None

@@ -198,17 +198,17 @@ class ManifestStore(Store):
         prototype: BufferPrototype | None = None,
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
-        prototype = prototype or default_buffer_prototype()
-        value = self._lookup(key)
-        if value is None:
-            return None
-        if isinstance(value, ChunkRef):
-            start, stop = _window(byte_range, value.length)
-            data = await self._read(key, value, start, stop)
-        else:
-            start, stop = _window(byte_range, len(value))
-            data = value[start:stop]
-        return prototype.buffer.from_bytes(data)
+        target = self._target(key, byte_range)
+        if isinstance(target, tuple):
+            try:
+                target = await self._sources.read(*target)
+            except OSError as e:
+                raise _with_chunk_context(e, key) from e
+        return (
+            None
+            if target is None
+            else (prototype or default_buffer_prototype()).buffer.from_bytes(target)
+        )
 
     def get_sync(
         self,
@@ -218,17 +218,17 @@ class ManifestStore(Store):
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         """Synchronous ``get``, for zarr's synchronous codec pipeline."""
-        prototype = prototype or default_buffer_prototype()
-        value = self._lookup(key)
-        if value is None:
-            return None
-        if isinstance(value, ChunkRef):
-            start, stop = _window(byte_range, value.length)
-            data = self._read_sync(key, value, start, stop)
-        else:
-            start, stop = _window(byte_range, len(value))
-            data = value[start:stop]
-        return prototype.buffer.from_bytes(data)
+        target = self._target(key, byte_range)
+        if isinstance(target, tuple):
+            try:
+                target = self._sources.read_sync(*target)
+            except OSError as e:
+                raise _with_chunk_context(e, key) from e
+        return (
+            None
+            if target is None
+            else (prototype or default_buffer_prototype()).buffer.from_bytes(target)
+        )
 
     async def get_partial_values(
         self,
@@ -309,6 +309,20 @@ class ManifestStore(Store):
             docs[_join(path, METADATA_KEY)] = buffer.to_bytes()
         return docs
 
+    def _target(
+        self, key: str, byte_range: ByteRequest | None
+    ) -> tuple[str, int, int] | bytes | None:
+        """What ``get(key, byte_range)`` returns: bytes held here, ``(path, offset, length)``
+        to read from a source, or None for a key that is not in the store."""
+        value = self._lookup(key)
+        if isinstance(value, ChunkRef):
+            start, stop = _window(byte_range, value.length)
+            return value.path, value.offset + start, stop - start
+        if value is None:
+            return None
+        start, stop = _window(byte_range, len(value))
+        return value[start:stop]
+
     def _lookup(self, key: str) -> ChunkRef | bytes | None:
         """What ``key`` holds: a document, a chunk reference, inline chunk bytes, or None."""
         doc = self._documents.get(key)
@@ -357,18 +371,6 @@ class ManifestStore(Store):
                 key = base + encoding.encode_chunk_key(coords)
                 if key.startswith(prefix):
                     yield key
-
-    async def _read(self, key: str, ref: ChunkRef, start: int, stop: int) -> bytes:
-        try:
-            return await self._sources.read(ref.path, ref.offset + start, stop - start)
-        except OSError as e:
-            raise _with_chunk_context(e, key) from e
-
-    def _read_sync(self, key: str, ref: ChunkRef, start: int, stop: int) -> bytes:
-        try:
-            return self._sources.read_sync(ref.path, ref.offset + start, stop - start)
-        except OSError as e:
-            raise _with_chunk_context(e, key) from e
 
 
 def _node_metadata(node: Node) -> Any:
