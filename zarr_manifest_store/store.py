@@ -9,6 +9,7 @@ answered by reading the chunk's byte range from its source file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import operator
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -29,7 +30,7 @@ from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup, Node
 from zarr_manifest_store.manifest import INLINE, ChunkCoords, ChunkRef, Fingerprint
-from zarr_manifest_store.sources import Sources, Verify, VerifyReport
+from zarr_manifest_store.sources import ByteData, Sources, Verify, VerifyReport
 
 __all__ = ["ManifestStore"]
 
@@ -200,15 +201,9 @@ class ManifestStore(Store):
     ) -> Buffer | None:
         target = self._target(key, byte_range)
         if isinstance(target, tuple):
-            try:
+            with _naming_chunk(key):
                 target = await self._sources.read(*target)
-            except OSError as e:
-                raise _with_chunk_context(e, key) from e
-        return (
-            None
-            if target is None
-            else (prototype or default_buffer_prototype()).buffer.from_bytes(target)
-        )
+        return _buffer(target, prototype)
 
     def get_sync(
         self,
@@ -220,15 +215,9 @@ class ManifestStore(Store):
         """Synchronous ``get``, for zarr's synchronous codec pipeline."""
         target = self._target(key, byte_range)
         if isinstance(target, tuple):
-            try:
+            with _naming_chunk(key):
                 target = self._sources.read_sync(*target)
-            except OSError as e:
-                raise _with_chunk_context(e, key) from e
-        return (
-            None
-            if target is None
-            else (prototype or default_buffer_prototype()).buffer.from_bytes(target)
-        )
+        return _buffer(target, prototype)
 
     async def get_partial_values(
         self,
@@ -421,7 +410,17 @@ def _window(byte_range: ByteRequest | None, size: int) -> tuple[int, int]:
     raise TypeError(f"Unexpected byte_range, got {byte_range!r}")
 
 
-def _with_chunk_context(error: OSError, key: str) -> OSError:
-    """The same kind of error, its message naming the chunk key too."""
-    message = f"{error.strerror or error} (reading chunk {key!r})"
-    return type(error)(error.errno, message) if error.errno is not None else type(error)(message)
+@contextlib.contextmanager
+def _naming_chunk(key: str) -> Iterator[None]:
+    """Re-raise an ``OSError`` as the same kind of error, its message naming the chunk key too."""
+    try:
+        yield
+    except OSError as e:
+        message = f"{e.strerror or e} (reading chunk {key!r})"
+        raise (type(e)(e.errno, message) if e.errno is not None else type(e)(message)) from e
+
+
+def _buffer(data: ByteData | None, prototype: BufferPrototype | None) -> Buffer | None:
+    if data is None:
+        return None
+    return (prototype or default_buffer_prototype()).buffer.from_bytes(data)
