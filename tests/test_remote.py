@@ -170,3 +170,33 @@ def test_remote_allow_list(s3_source):
         allow=[f"s3://{bucket}/archive/"],
     )
     assert allowed.verify().ok
+
+
+def _read_in_child(store: zms.ManifestStore, conn) -> None:
+    try:
+        conn.send(zarr.open_group(store, mode="r")["v"][:])
+    except BaseException as e:
+        conn.send(repr(e))
+
+
+def test_a_forked_child_reads_with_fresh_connections(http_server, tmp_path):
+    import multiprocessing
+    import warnings
+
+    path = tmp_path / "src.h5"
+    data = write_source(path)
+    shutil.copy(path, http_server.root / "src.h5")
+    store = store_over(manifest_for(path, f"{http_server.url}/src.h5"))
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], data)  # parent: warm
+
+    parent, child = multiprocessing.Pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() of a threaded process
+        process = multiprocessing.get_context("fork").Process(
+            target=_read_in_child, args=(store, child)
+        )
+        process.start()
+    got = parent.recv() if parent.poll(60) else "no answer from the child"
+    process.join(10)
+    assert not isinstance(got, str), got
+    np.testing.assert_array_equal(got, data)

@@ -191,7 +191,7 @@ class _Descriptors:
     """Read-only descriptors of local files by source path, at most ``MAX_OPEN_FILES`` idle ones."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._open: OrderedDict[str, _Descriptor] = OrderedDict()
 
     def acquire(
@@ -202,7 +202,7 @@ class _Descriptors:
         ``on_open(path, stat)`` runs for every newly opened descriptor, so a
         file is checked on the very descriptor it is then read from.
         """
-        with self._lock:
+        with self.lock:
             desc = self._open.get(path)
             if desc is not None:
                 self._open.move_to_end(path)
@@ -217,7 +217,7 @@ class _Descriptors:
         except BaseException:
             os.close(fd)
             raise
-        with self._lock:
+        with self.lock:
             desc = self._open.get(path)
             if desc is None:
                 desc = self._open[path] = _Descriptor(fd, (st.st_dev, st.st_ino))
@@ -228,20 +228,20 @@ class _Descriptors:
             return desc
 
     def release(self, desc: _Descriptor) -> None:
-        with self._lock:
+        with self.lock:
             desc.users -= 1
             if desc.evicted and desc.users == 0:
                 os.close(desc.fd)
 
     def discard(self, path: str) -> None:
         """Stop reusing the descriptor of ``path``; it closes once idle."""
-        with self._lock:
+        with self.lock:
             desc = self._open.pop(path, None)
             if desc is not None:
                 self._retire(desc)
 
     def close(self) -> None:
-        with self._lock:
+        with self.lock:
             for desc in self._open.values():
                 self._retire(desc)
             self._open.clear()
@@ -371,11 +371,18 @@ class Sources:
         self._retries = retries
         self._timeout = timeout
 
-        self._lock = threading.Lock()
         self._routes: dict[str, str | None] = {}  # admitted path -> local path, or None if remote
         self._seen: dict[str, Fingerprint] = {}  # what a source looked like at first use
         self._files = _Descriptors()
         self._finalizer = weakref.finalize(self, _Descriptors.close, self._files)
+        self._start_threads_state()
+        _LIVE.add(self)
+
+    def _start_threads_state(self) -> None:
+        """Locks, file systems and event-loop state: made anew in a forked child process,
+        where the parent's threads (fsspec's I/O loop among them) do not exist."""
+        self._lock = threading.Lock()
+        self._files.lock = threading.Lock()
         self._filesystems: dict[tuple[str, str], fsspec.AbstractFileSystem] = {}
         self._queued: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Pending]] = (
             weakref.WeakKeyDictionary()  # reads waiting for this turn of each event loop
@@ -840,6 +847,18 @@ def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[Any], None],
     """Run ``callback(arg)`` on ``loop`` from another thread, unless that loop is closed."""
     with contextlib.suppress(RuntimeError):  # closed: nobody waits for the result any more
         loop.call_soon_threadsafe(callback, arg)
+
+
+_LIVE: weakref.WeakSet[Sources] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sources in list(_LIVE):
+        sources._start_threads_state()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _io_loop() -> asyncio.AbstractEventLoop:
