@@ -75,14 +75,29 @@ def open_fds() -> set[str]:
     return out
 
 
-def count_calls(monkeypatch: Any, owner: Any, name: str) -> list[Any]:
-    """Record the arguments of every call to ``owner.name`` (still calling through)."""
+def count_calls(
+    monkeypatch: Any, owner: Any, name: str, where: Callable[..., bool] | None = None
+) -> list[Any]:
+    """Record the arguments of every call to ``owner.name`` (that ``where(*args)`` accepts)."""
     calls: list[Any] = []
     original: Callable[..., Any] = getattr(owner, name)
 
     def spy(*args: Any, **kwargs: Any) -> Any:
-        calls.append(args)
+        if where is None or where(*args):
+            calls.append(args)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(owner, name, spy)
     return calls
+
+
+def reads_of(path: Path) -> Callable[..., bool]:
+    """A ``where`` for ``os.preadv`` spies: the call reads ``path`` (not another test's file)."""
+
+    def reading(fd: int, *args: Any) -> bool:
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}") == str(path)
+        except OSError:
+            return False
+
+    return reading

@@ -12,7 +12,15 @@ import threading
 import numpy as np
 import pytest
 import zarr
-from read_fixtures import count_calls, local_store, manifest_for, open_fds, store_over, write_source
+from read_fixtures import (
+    count_calls,
+    local_store,
+    manifest_for,
+    open_fds,
+    reads_of,
+    store_over,
+    write_source,
+)
 from zarr.abc.store import RangeByteRequest
 from zarr.core.buffer import default_buffer_prototype
 
@@ -48,8 +56,8 @@ def chunk_keys(n: int) -> list[str]:
 
 async def test_concurrent_gets_of_one_file_become_one_read(tmp_path, monkeypatch):
     monkeypatch.setattr(sources_module, "_RWF_NOWAIT", None)  # no page-cache shortcut
-    store, _, _ = local_store(tmp_path)
-    preads = count_calls(monkeypatch, os, "preadv")
+    store, _, path = local_store(tmp_path)
+    preads = count_calls(monkeypatch, os, "preadv", reads_of(path))
     expected = [(await store.get(k, PROTO)).to_bytes() for k in chunk_keys(24)]
     assert len(preads) == 24  # one after the other: one read each
 
@@ -71,7 +79,7 @@ async def test_gap_and_size_limits_split_reads(tmp_path, monkeypatch):
     path = tmp_path / "src.h5"
     write_source(path)
     store = store_over(manifest_for(path), max_coalesced_bytes=1)  # nothing merges
-    preads = count_calls(monkeypatch, os, "preadv")
+    preads = count_calls(monkeypatch, os, "preadv", reads_of(path))
     await asyncio.gather(*(store.get(k, PROTO) for k in chunk_keys(6)))
     assert len(preads) == 6
 
