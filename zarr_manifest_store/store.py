@@ -58,6 +58,14 @@ class ManifestStore(Store):
     into one request of at most 16 MiB), ``retries`` (4) and ``timeout``
     (60 s per remote attempt).
 
+    Reads: concurrent ``get`` calls (zarr's, for a slice) and
+    ``get_partial_values`` are gathered so that nearby ranges of one file are
+    fetched in one request; local bytes already in the page cache are served
+    without a thread hop. ``get_sync`` serves zarr's opt-in
+    ``FusedCodecPipeline``, the fastest way to read many chunks::
+
+        zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"})
+
     :meth:`open` opens a stored chunk-manifest document instead.
 
     >>> import zarr
