@@ -117,3 +117,27 @@ def test_group_rejects_clashing_names_and_unserialisable_attributes():
         ManifestGroup(attributes={"bad": object()})
     with pytest.raises(TypeError, match="must be a ManifestArray"):
         ManifestGroup(arrays={"x": ManifestGroup()})  # type: ignore[dict-item]
+
+
+def test_equality_treats_nan_attributes_as_equal():
+    meta = array_metadata((4,), (2,), fill_value="NaN", attributes={"valid_min": float("nan")})
+    a = ManifestArray(metadata=meta, manifest=manifest((2,)))
+    b = ManifestArray(metadata=dict(meta), manifest=manifest((2,)))
+    assert a.equals(b)
+    assert ManifestGroup(arrays={"a": a}, attributes={"x": float("nan")}).equals(
+        ManifestGroup(arrays={"a": b}, attributes={"x": float("nan")})
+    )
+
+
+def test_chunk_sizes_of_a_long_grid_are_listed_only_when_asked():
+    meta = array_metadata((10_000_000,), (1,))
+    grid = (10_000_000,)
+    m = ChunkManifest(
+        paths=["f"],
+        path_index=np.zeros(grid, np.uint32),
+        offsets=np.zeros(grid, np.uint64),
+        lengths=np.ones(grid, np.uint64),
+    )
+    a = ManifestArray(metadata=meta, manifest=m)
+    assert a._chunk_sizes is None
+    assert len(a.chunk_sizes[0]) == 10_000_000

@@ -14,7 +14,6 @@ import xarray as xr
 import zarr
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.scan import netcdf3
 from zarr_manifest_store.scan.netcdf3 import read_netcdf3_header, scan_netcdf3
 
 FORMATS = {1: "NETCDF3_CLASSIC", 2: "NETCDF3_64BIT"}
@@ -207,14 +206,13 @@ def test_char_variable_fill_value_is_kept_but_not_masked(tmp_path):
     xr.testing.assert_identical(got, raw)
 
 
-def test_large_non_record_variables_split_along_leading_axis(tmp_path, monkeypatch):
-    monkeypatch.setattr(netcdf3, "SPLIT_BYTES", 1000)
+def test_large_non_record_variables_split_along_leading_axis(tmp_path):
     path = tmp_path / "large.nc"
     data = np.arange(100 * 30, dtype=">f8").reshape(100, 30)  # 240 bytes per row
     xr.Dataset({"a": (("y", "x"), data), "z": (("y",), np.arange(100.0))}).to_netcdf(
         path, engine="scipy"
     )
-    g = scan_netcdf3(path)
+    g = scan_netcdf3(path, contiguous_chunk_bytes=1000)
     assert chunk_shape(g["a"]) == (4, 30)  # 4 rows of 240 bytes fit in 1000
     assert g["a"].manifest.shape == (25, 1)
     assert chunk_shape(g["z"]) == (100,)
@@ -222,13 +220,12 @@ def test_large_non_record_variables_split_along_leading_axis(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize(("rows", "expected_chunk"), [(82, 41), (98, 14), (97, 97)])
-def test_split_never_reads_past_the_end_of_the_file(tmp_path, monkeypatch, rows, expected_chunk):
+def test_split_never_reads_past_the_end_of_the_file(tmp_path, rows, expected_chunk):
     """The last variable's edge chunk would run past EOF: rows must divide the axis, or no split."""
-    monkeypatch.setattr(netcdf3, "SPLIT_BYTES", 1000)
     path = tmp_path / "tail.nc"
     data = np.arange(rows * 3, dtype="f8").reshape(rows, 3)  # 24-byte rows: 41 fit in 1000
     xr.Dataset({"a": (("y", "x"), data)}).to_netcdf(path, engine="scipy")
-    g = scan_netcdf3(path)
+    g = scan_netcdf3(path, contiguous_chunk_bytes=1000)
     assert chunk_shape(g["a"]) == (expected_chunk, 3)
     ref = g["a"].manifest
     assert int(ref.offsets.max() + ref.lengths.max()) <= os.path.getsize(path)

@@ -47,3 +47,25 @@ def test_source_path_is_absolute_for_local_files(tmp_path, monkeypatch):
     assert source_path("f.nc") == str(tmp_path / "f.nc")
     assert source_path("s3://bucket/f.nc") == "s3://bucket/f.nc"
     assert source_path("file:///data/f.nc") == "file:///data/f.nc"
+
+
+@pytest.mark.parametrize("dtype", ["S2", "U3", "O", "T"])
+def test_text_and_bytes_fill_values_have_no_attribute(dtype):
+    # xarray's Zarr v3 backend cannot decode them: the value stays in the Zarr fill_value only
+    assert fill_value_attribute(b"x" if dtype == "S2" else "x", np.dtype(dtype)) is None
+
+
+def test_string_variables_with_a_fill_value_open_in_xarray(tmp_path):
+    import h5py
+    import xarray as xr
+
+    import zarr_manifest_store as zms
+
+    path = tmp_path / "strings.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("c", data=np.array([b"ab", b"cd"])).attrs["_FillValue"] = np.array([b"zz"])
+        f.create_dataset("u", data=np.array(["é", "x"], dtype=h5py.string_dtype()))
+        f["u"].attrs["_FillValue"] = "none"
+    ds = xr.open_zarr(zms.ManifestStore(zms.scan_hdf5(path))).load()
+    assert ds["c"].values.tolist() == [b"ab", b"cd"]
+    assert ds["u"].values.tolist() == ["é", "x"]

@@ -10,6 +10,7 @@ from typing import Any
 from zarr_manifest_store._xarray_hook import register_xarray_layer
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.concat import concat
+from zarr_manifest_store.document import write_manifest
 from zarr_manifest_store.errors import ManifestError, SourceChangedError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.kerchunk import to_kerchunk
@@ -18,6 +19,7 @@ from zarr_manifest_store.scan import scan
 from zarr_manifest_store.scan.hdf5 import scan_hdf5
 from zarr_manifest_store.scan.kerchunk import scan_kerchunk
 from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
+from zarr_manifest_store.sources import SourceStatus, VerifyReport
 from zarr_manifest_store.store import ManifestStore
 
 __all__ = [
@@ -28,7 +30,9 @@ __all__ = [
     "ManifestGroup",
     "ManifestStore",
     "SourceChangedError",
+    "SourceStatus",
     "UnsupportedDatasetError",
+    "VerifyReport",
     "concat",
     "open_virtual_dataset",
     "open_virtual_mfdataset",
@@ -37,6 +41,7 @@ __all__ = [
     "scan_kerchunk",
     "scan_netcdf3",
     "to_kerchunk",
+    "write_manifest",
 ]
 
 _XARRAY_NAMES = ("open_virtual_dataset", "open_virtual_mfdataset")

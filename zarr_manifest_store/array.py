@@ -8,6 +8,7 @@ values goes through :class:`~zarr_manifest_store.ManifestStore`.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -51,8 +52,8 @@ class ManifestArray:
         self._metadata = parse_array_metadata(metadata)
         if not isinstance(manifest, ChunkManifest):
             raise TypeError(f"manifest must be a ChunkManifest, got {type(manifest).__name__}")
-        self._chunk_sizes = chunk_sizes(self._metadata)
-        grid = tuple(len(sizes) for sizes in self._chunk_sizes)
+        self._chunk_sizes: tuple[tuple[int, ...], ...] | None = None  # expanded when first asked
+        grid = grid_shape(self._metadata)
         if manifest.shape != grid:
             raise ValueError(
                 f"the manifest's chunk grid {manifest.shape} does not match the array's chunk grid "
@@ -98,6 +99,8 @@ class ManifestArray:
         Deliberately not named ``chunks``: xarray takes any array with ``chunks``
         for a dask-like chunked array and tries to compute it through a chunk manager.
         """
+        if self._chunk_sizes is None:
+            self._chunk_sizes = chunk_sizes(self._metadata)
         return self._chunk_sizes
 
     @property
@@ -126,7 +129,7 @@ class ManifestArray:
         """Same metadata and the same chunk references."""
         return (
             isinstance(other, ManifestArray)
-            and self._metadata == other._metadata
+            and same_json(self._metadata.to_dict(), other._metadata.to_dict())
             and self._manifest.equals(other._manifest)
         )
 
@@ -239,6 +242,33 @@ def parse_array_metadata(metadata: ArrayV3Metadata | Mapping[str, Any]) -> Array
             return ArrayV3Metadata.from_dict(data)
     except (TypeError, KeyError, ValueError, NotImplementedError) as e:
         raise ValueError(f"invalid Zarr v3 array metadata: {e}") from e
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Whether two JSON-like values are equal as JSON (so NaN equals NaN, as zarr writes it)."""
+    return json.dumps(a, sort_keys=True, default=repr) == json.dumps(
+        b, sort_keys=True, default=repr
+    )
+
+
+def grid_shape(metadata: ArrayV3Metadata) -> tuple[int, ...]:
+    """How many chunks the grid has along each dimension, without listing their sizes."""
+    name, config = _grid(metadata)
+    if name == "regular":
+        return tuple(
+            math.ceil(n / c) if c else 0
+            for n, c in zip(metadata.shape, config["chunk_shape"], strict=True)
+        )
+    return tuple(
+        _count_rectilinear(spec, n)
+        for spec, n in zip(config["chunk_shapes"], metadata.shape, strict=True)
+    )
+
+
+def _count_rectilinear(spec: int | list[Any], extent: int) -> int:
+    if isinstance(spec, int):
+        return math.ceil(extent / spec) if spec else 0
+    return sum(item[1] if isinstance(item, list) else 1 for item in spec)
 
 
 def chunk_sizes(metadata: ArrayV3Metadata) -> tuple[tuple[int, ...], ...]:

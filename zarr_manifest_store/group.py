@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.array import ManifestArray, same_json
 
 __all__ = ["ManifestGroup", "Node"]
 
@@ -93,8 +93,8 @@ class ManifestGroup(Mapping[str, "Node"]):
 
     def equals(self, other: object) -> bool:
         """Same attributes and members, arrays compared by metadata and references."""
-        if not isinstance(other, ManifestGroup) or dict(self._attributes) != dict(
-            other._attributes
+        if not isinstance(other, ManifestGroup) or not same_json(
+            dict(self._attributes), dict(other._attributes)
         ):
             return False
         if (

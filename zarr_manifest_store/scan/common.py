@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import os
 import struct
 import warnings
@@ -13,7 +14,17 @@ import numpy as np
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.sources import is_local
 
-__all__ = ["Refusals", "fill_value_attribute", "json_attribute", "source_path"]
+__all__ = [
+    "CONTIGUOUS_CHUNK_BYTES",
+    "Refusals",
+    "fill_value_attribute",
+    "json_attribute",
+    "rows_per_chunk",
+    "source_path",
+]
+
+CONTIGUOUS_CHUNK_BYTES = 8 * 2**20
+"""Default target size of the chunks that large uncompressed contiguous data is split into."""
 
 
 def source_path(url: str | os.PathLike[str]) -> str:
@@ -22,11 +33,14 @@ def source_path(url: str | os.PathLike[str]) -> str:
     return os.path.abspath(url) if is_local(url) and "://" not in url else url
 
 
-def fill_value_attribute(value: Any, dtype: np.dtype) -> Any:
+def fill_value_attribute(value: Any, dtype: np.dtype) -> Any | None:
     """A ``_FillValue`` attribute encoded the way xarray's Zarr v3 backend decodes it.
 
     Floats are the base64 of a little-endian float64 (so NaN survives JSON),
-    complex numbers a pair of those, bytes base64, integers and booleans plain.
+    complex numbers a pair of those, integers and booleans plain. For bytes and
+    text that backend has no decoding (it raises on opening), so the result is
+    None: the attribute is left out and the value lives only in the Zarr
+    ``fill_value``, which means such variables are not CF-masked.
     """
     kind = dtype.kind
     if kind == "f":
@@ -38,10 +52,8 @@ def fill_value_attribute(value: Any, dtype: np.dtype) -> Any:
         return int(value)
     if kind == "b":
         return bool(value)
-    if kind == "S":
-        return base64.standard_b64encode(bytes(value)).decode()
-    if kind in "UOT":  # fixed- and variable-length text
-        return _text(value) if isinstance(value, bytes | np.bytes_) else str(value)
+    if kind in "SUOTV":
+        return None
     raise ValueError(f"no _FillValue encoding for dtype {dtype}")
 
 
@@ -122,3 +134,35 @@ class Refusals:
             "Pass on_unsupported='skip' to leave them out (with a warning each), or "
             f"drop_variables={sorted(self.reasons)!r}."
         )
+
+
+def rows_per_chunk(
+    n: int, row_bytes: int, *, target: int | None, room_after: int = 0, align: int = 0
+) -> int:
+    """Rows per chunk to split ``n`` contiguous rows of ``row_bytes`` into chunks of about ``target`` bytes.
+
+    Zarr reads an edge chunk at its full nominal size, so the last chunk may
+    run past the data into what follows it (its extra rows are discarded) when
+    that padding stays within ``room_after`` bytes; else the count divides
+    ``n``, or, when only a much smaller divisor would, the data stays one chunk.
+    With ``align`` the count must divide it, so that no chunk straddles a
+    boundary. ``target=None`` keeps the rows in one chunk.
+
+    >>> rows_per_chunk(98, 24, target=1000)  # 41 rows fit; 14 divides 98
+    14
+    """
+    if n <= 0:
+        return max(n, 1)
+    limit = n if target is None else max(1, min(n, target // max(row_bytes, 1)))
+    if align:
+        return max(d for d in _divisors(align) if d <= limit)
+    if limit == n or (-n % limit) * row_bytes <= room_after:
+        return limit
+    best = max(d for d in _divisors(n) if d <= limit)
+    # Splitting into many more chunks than asked for costs more than it saves.
+    return best if best * 8 >= limit else n
+
+
+def _divisors(n: int) -> list[int]:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted({*small, *(n // d for d in small)})

@@ -39,9 +39,11 @@ from zarr_manifest_store.array import ManifestArray, parse_array_metadata
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.manifest import INLINE, MISSING, ChunkCoords, ChunkManifest, Fingerprint
 from zarr_manifest_store.scan.common import (
+    CONTIGUOUS_CHUNK_BYTES,
     Refusals,
     fill_value_attribute,
     json_attribute,
+    rows_per_chunk,
     source_path,
 )
 from zarr_manifest_store.scan.filters import UnmappableFilter, filter_codecs, pipeline
@@ -51,8 +53,6 @@ __all__ = ["CONTIGUOUS_CHUNK_BYTES", "MAX_INLINE_BYTES", "scan_hdf5"]
 
 logger = logging.getLogger(__name__)
 
-CONTIGUOUS_CHUNK_BYTES = 8 * 2**20
-"""Default target size of the chunks an uncompressed contiguous dataset is split into."""
 MAX_INLINE_BYTES = 2**20
 """Default limit of the bytes one dataset may materialise into its manifest."""
 REMOTE_BLOCK_SIZE = 2**20
@@ -469,18 +469,15 @@ class _Scanner:
         within ``room_after`` bytes (Zarr reads edge chunks whole and discards
         the part outside the array), else the count divides the row count.
         """
-        n, row_bytes = _rows(ds), _row_bytes(ds)
-        if not ds.shape or n == 0:
-            return max(n, 1)
-        target = self.contiguous_chunk_bytes
-        limit = n if target is None else max(1, min(n, target // max(row_bytes, 1)))
-        if align:
-            return max(d for d in _divisors(align) if d <= limit)
-        if limit == n or (-n % limit) * row_bytes <= room_after:
-            return limit
-        best = max(d for d in _divisors(n) if d <= limit)
-        # Splitting into many more chunks than asked for costs more than it saves.
-        return best if best * 8 >= limit else n
+        if not ds.shape:
+            return 1
+        return rows_per_chunk(
+            _rows(ds),
+            _row_bytes(ds),
+            target=self.contiguous_chunk_bytes,
+            room_after=room_after,
+            align=align,
+        )
 
     def _room_after(self, offset: int | None, nbytes: int) -> int:
         size = self.fingerprint.size
@@ -785,7 +782,9 @@ def _attributes(obj: h5py.Group | h5py.Dataset, dtype: np.dtype | None = None) -
             continue
         if name == "_FillValue" and dtype is not None:
             items = np.asarray(value).ravel()
-            out[name] = fill_value_attribute(items[0] if items.size else value, dtype)
+            encoded = fill_value_attribute(items[0] if items.size else value, dtype)
+            if encoded is not None:
+                out[name] = encoded
             continue
         converted = json_attribute(value)
         if not _is_json(converted):
@@ -1068,11 +1067,6 @@ def _rows(ds: h5py.Dataset) -> int:
 
 def _row_bytes(ds: h5py.Dataset) -> int:
     return math.prod(ds.shape[1:]) * ds.dtype.itemsize
-
-
-def _divisors(n: int) -> list[int]:
-    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
-    return sorted({*small, *(n // d for d in small)})
 
 
 def _array_metadata(doc: dict[str, Any]) -> ArrayV3Metadata:

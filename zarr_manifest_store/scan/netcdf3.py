@@ -29,13 +29,17 @@ from zarr.core.dtype import get_data_type_from_native_dtype
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
-from zarr_manifest_store.scan.common import fill_value_attribute, json_attribute, source_path
+from zarr_manifest_store.scan.common import (
+    CONTIGUOUS_CHUNK_BYTES,
+    fill_value_attribute,
+    json_attribute,
+    rows_per_chunk,
+    source_path,
+)
 from zarr_manifest_store.sources import Sources
 
 __all__ = ["NetCDF3Header", "read_netcdf3_header", "scan_netcdf3"]
 
-SPLIT_BYTES = 8 * 2**20
-"""Non-record variables larger than this are split along their leading axis into chunks about this size."""
 
 FORMATS = {1: "classic", 2: "64-bit offset", 5: "64-bit data (CDF5)"}
 """The netCDF3 formats, by the version byte after ``CDF``."""
@@ -128,6 +132,7 @@ def scan_netcdf3(
     drop_variables: str | Iterable[str] | None = None,
     on_unsupported: str = "raise",
     storage_options: dict[str, Any] | None = None,
+    contiguous_chunk_bytes: int | None = CONTIGUOUS_CHUNK_BYTES,
 ) -> ManifestGroup:
     """Describe a netCDF3 file (classic, 64-bit offset or CDF5) as a ManifestGroup, reading only its header.
 
@@ -137,7 +142,9 @@ def scan_netcdf3(
     that ``xr.open_zarr(ManifestStore(g))`` equals ``xr.open_dataset(url, engine="scipy")``.
     ``group`` must be None (netCDF3 has no groups); every netCDF3 variable can
     be described exactly, so ``on_unsupported`` is only validated, for a
-    signature shared with the other scanners.
+    signature shared with the other scanners. Large non-record variables are
+    split along their first axis into chunks of about ``contiguous_chunk_bytes``
+    (``None``: one chunk), as ``scan_hdf5`` splits contiguous datasets.
 
     >>> g = scan_netcdf3("data/f1.nc")  # doctest: +SKIP
     >>> xr.open_zarr(ManifestStore(g)).t2m  # doctest: +SKIP
@@ -150,7 +157,7 @@ def scan_netcdf3(
     path = source_path(url)
     header, fingerprint = _read_header(path, storage_options)
     arrays = {
-        v.name: _array(v, header, path, fingerprint)
+        v.name: _array(v, header, path, fingerprint, contiguous_chunk_bytes)
         for v in header.variables
         if v.name not in dropped
     }
@@ -172,7 +179,11 @@ def read_netcdf3_header(
 
 
 def _array(
-    var: Variable, header: NetCDF3Header, path: str, fingerprint: Fingerprint
+    var: Variable,
+    header: NetCDF3Header,
+    path: str,
+    fingerprint: Fingerprint,
+    contiguous_chunk_bytes: int | None,
 ) -> ManifestArray:
     """The ManifestArray of one variable: its Zarr metadata and the byte ranges of its chunks."""
     size: int = fingerprint.size  # type: ignore[assignment]  # _read_header checked it
@@ -185,7 +196,7 @@ def _array(
         end = var.begin + (count - 1) * stride + length if count else var.begin
     else:
         shape = tuple(d.length for d in dims)  # type: ignore[misc]
-        rows = _leading_rows(var, size)
+        rows = _leading_rows(var, size, contiguous_chunk_bytes)
         chunks = (rows, *shape[1:]) if shape else ()
         count = -(-shape[0] // rows) if shape else 1
         stride = length = rows * var.slab_bytes // shape[0] if shape else var.slab_bytes
@@ -220,49 +231,27 @@ def _array(
     return ManifestArray(metadata=metadata, manifest=manifest)
 
 
-def _leading_rows(var: Variable, size: int) -> int:
-    """Rows of a non-record variable's leading axis per chunk: all, or about ``SPLIT_BYTES`` worth."""
+def _leading_rows(var: Variable, size: int, target: int | None) -> int:
+    """Rows of a non-record variable's leading axis per chunk: all, or about ``target`` bytes worth."""
     if not var.dimensions:
         return 1
     n: int = var.dimensions[0].length  # type: ignore[assignment]
     room_after = size - var.begin - var.slab_bytes
-    return rows_per_chunk(n, var.slab_bytes // n, target=SPLIT_BYTES, room_after=room_after)
-
-
-def rows_per_chunk(n: int, row_bytes: int, *, target: int, room_after: int) -> int:
-    """Rows per chunk to split ``n`` contiguous rows of ``row_bytes`` into chunks of about ``target`` bytes.
-
-    Zarr reads an edge chunk at its full nominal size, so the last chunk may
-    run past the data into what follows it (its extra rows are discarded) when
-    that padding stays within ``room_after`` bytes; else the count divides
-    ``n``, or, when only a much smaller divisor would, the data stays one chunk.
-    The same rule as ``scan_hdf5`` uses for uncompressed contiguous datasets.
-
-    >>> rows_per_chunk(98, 24, target=1000, room_after=0)  # 41 rows fit; 14 divides 98
-    14
-    """
-    limit = max(1, min(n, target // max(row_bytes, 1)))
-    if limit == n or (-n % limit) * row_bytes <= room_after:
-        return limit
-    pairs = ((i, n // i) for i in range(1, math.isqrt(n) + 1) if n % i == 0)
-    best = max(d for pair in pairs for d in pair if d <= limit)
-    return (
-        best if best * 8 >= limit else n
-    )  # many more chunks than asked for cost more than they save
+    return rows_per_chunk(n, var.slab_bytes // n, target=target, room_after=room_after)
 
 
 def _attributes(attrs: dict[str, np.ndarray | bytes], dtype: np.dtype | None) -> dict[str, Any]:
     """Attributes as JSON, as xarray's scipy backend shows them; ``_FillValue`` as its zarr backend reads it.
 
-    A ``char`` variable's ``_FillValue`` stays only in the Zarr ``fill_value``:
-    xarray's Zarr v3 backend cannot decode a ``_FillValue`` attribute of a
-    bytes type (it raises), so such variables are not CF-masked.
+    A ``char`` variable's ``_FillValue`` stays only in the Zarr ``fill_value``
+    (see ``fill_value_attribute``).
     """
     out: dict[str, Any] = {}
     for name, value in attrs.items():
         if name == "_FillValue" and dtype is not None:
-            if dtype.kind != "S":
-                out[name] = fill_value_attribute(_scalar(value, dtype), dtype.newbyteorder("="))
+            encoded = fill_value_attribute(_scalar(value, dtype), dtype.newbyteorder("="))
+            if encoded is not None:
+                out[name] = encoded
         else:
             out[name] = json_attribute(value)
     return out

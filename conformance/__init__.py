@@ -1,0 +1,1 @@
+"""The language-neutral conformance suite of the chunk-manifest extension (see README.md)."""

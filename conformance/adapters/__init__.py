@@ -1,0 +1,1 @@
+"""Adapters: how the runner drives an implementation (see ``conformance/README.md``)."""

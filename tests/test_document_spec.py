@@ -1,0 +1,106 @@
+"""spec/: the JSON Schemas are valid, and agree with what the writer writes and the reader refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+from conformance.runner import CASES
+
+SPEC = Path(__file__).resolve().parent.parent / "spec"
+SCHEMAS = {p.name: json.loads(p.read_text()) for p in (SPEC / "schema").glob("*.schema.json")}
+REGISTRY = Registry().with_resources(
+    (schema["$id"], Resource.from_contents(schema)) for schema in SCHEMAS.values()
+)
+
+
+def validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(SCHEMAS[name], registry=REGISTRY)
+
+
+def errors(name: str, instance: object) -> list[str]:
+    return [e.message for e in validator(name).iter_errors(instance)]
+
+
+def documents() -> list[Path]:
+    """Every document of this extension among the examples and the valid conformance cases."""
+    found = sorted(SPEC.glob("examples/*.zarr"))
+    for case in sorted(CASES.iterdir()):
+        expect = json.loads((case / "case.json").read_text())["expect"]
+        if "arrays" in expect and not case.name.startswith(("prior-art", "newer-minor")):
+            found.append(case / "document")
+    return found
+
+
+def check_document(doc: Path) -> list[str]:
+    """Schema errors of every file of ``doc``, prefixed with the file."""
+    problems = []
+    root = json.loads((doc / "zarr.json").read_text())
+    arrays = (
+        {"": root}
+        if root["node_type"] == "array"
+        else {
+            path: meta
+            for path, meta in root["consolidated_metadata"]["metadata"].items()
+            if meta["node_type"] == "array"
+        }
+    )
+    for path, meta in arrays.items():
+        folder = doc / path
+        problems += [f"{path}/zarr.json: {e}" for e in errors("array.schema.json", meta)]
+        if (folder / "manifest.json").exists():
+            manifest = json.loads((folder / "manifest.json").read_text())
+            problems += [
+                f"{path}/manifest.json: {e}" for e in errors("manifest-json.schema.json", manifest)
+            ]
+        else:
+            group = json.loads((folder / "manifest" / "zarr.json").read_text())
+            problems += [
+                f"{path}/manifest: {e}" for e in errors("columnar-group.schema.json", group)
+            ]
+            for column in group["consolidated_metadata"]["metadata"]:
+                own = json.loads((folder / "manifest" / column / "zarr.json").read_text())
+                problems += [
+                    f"{path}/{column}: {e}" for e in errors("columnar-array.schema.json", own)
+                ]
+    return problems
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_schemas_are_valid_json_schema(name):
+    Draft202012Validator.check_schema(SCHEMAS[name])
+
+
+def test_examples_and_conformance_documents_follow_the_schemas():
+    docs = documents()
+    assert len(docs) >= 30
+    problems = [f"{doc}: {p}" for doc in docs for p in check_document(doc)]
+    assert not problems, "\n".join(problems[:10])
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "invalid-string-offset",
+        "invalid-negative-offset",
+        "invalid-bad-base64",
+        "invalid-noncanonical-key",
+        "invalid-unknown-encoding",
+        "invalid-two-transformers",
+    ],
+)
+def test_the_schemas_reject_malformed_documents(case):
+    """Wire-level faults are schema errors. The rest only a reader sees: sizes, shapes, paths,
+    sums past 2^63 - 1, and ``16.0`` for an integer (JSON Schema counts it as one)."""
+    assert check_document(CASES / case / "document")
+
+
+def test_the_spec_names_every_schema():
+    text = (SPEC / "chunk-manifest.md").read_text()
+    assert "schema/columnar-array.schema.json" in text
+    for name in SCHEMAS:
+        assert (SPEC / "schema" / name).is_file()

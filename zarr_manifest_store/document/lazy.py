@@ -1,0 +1,151 @@
+"""LazyChunkManifest: a ChunkManifest read from a stored document only when it is needed.
+
+Opening a document builds one per array without reading any manifest file.
+``get`` (what ManifestStore calls to serve one chunk) reads only the block of
+the manifest holding that chunk when the encoding allows it; anything else —
+the path table's arrays, ``items``, equality, concatenation — loads the whole
+manifest once, after which the object behaves exactly as the ChunkManifest it
+loaded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from zarr_manifest_store.manifest import ChunkCoords, ChunkManifest, ChunkRef, Fingerprint
+
+__all__ = ["LazyChunkManifest", "ManifestLoader"]
+
+_STATE = tuple(sorted(ChunkManifest.__slots__, key=lambda name: name == "_index"))
+"""The slots that hold a loaded manifest; while unset, reading one loads it. ``_index``,
+which ``loaded`` looks at, is set last."""
+MAX_CACHED_BLOCKS = 16
+"""Blocks kept from single-chunk reads; past this, reading the whole manifest is cheaper."""
+
+
+class ManifestLoader(Protocol):
+    """Reads one array's manifest from a document (see ``loaders.py``)."""
+
+    where: str
+    grid: tuple[int, ...]
+
+    def block_shape(self) -> tuple[int, ...] | None:
+        """The shape of the blocks ``block`` reads, or None if only whole loads are possible."""
+
+    def block(self, block: tuple[int, ...]) -> ChunkManifest:
+        """The manifest of one block of the chunk grid (edge blocks trimmed)."""
+
+    def load(self) -> ChunkManifest:
+        """The whole manifest."""
+
+    def fingerprints(self) -> Mapping[str, Fingerprint]:
+        """The sources' fingerprints (cheap: never a whole load)."""
+
+    def paths(self) -> tuple[str, ...] | None:
+        """The path table if it is known without a whole load, else None."""
+
+
+class LazyChunkManifest(ChunkManifest):
+    """A :class:`ChunkManifest` that reads itself from a document on first use.
+
+    >>> import zarr_manifest_store as zms
+    >>> store = zms.ManifestStore.open("out.zarr")  # doctest: +SKIP
+    >>> store.root["t2m"].manifest  # doctest: +SKIP
+    LazyChunkManifest(shape=(100, 100000), from '/data/out.zarr/t2m/manifest', not loaded)
+    """
+
+    __slots__ = ("_blocks", "_grid", "_loader", "_lock")
+
+    def __init__(self, loader: ManifestLoader) -> None:  # no super().__init__: nothing is read yet
+        self._loader = loader
+        self._grid = tuple(loader.grid)
+        self._lock = threading.RLock()
+        self._blocks: dict[tuple[int, ...], ChunkManifest] = {}
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the whole manifest is in memory."""
+        try:
+            object.__getattribute__(self, "_index")
+        except AttributeError:
+            return False
+        return True
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._grid
+
+    @property
+    def ndim(self) -> int:
+        return len(self._grid)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        if not self.loaded and (paths := self._loader.paths()) is not None:
+            return paths
+        return super().paths
+
+    @property
+    def fingerprints(self) -> Mapping[str, Fingerprint]:
+        """The sources' fingerprints, read without loading the manifest."""
+        if self.loaded:
+            return super().fingerprints
+        return MappingProxyType(self._loader.fingerprints())
+
+    def get(self, coords: ChunkCoords) -> ChunkRef | bytes | None:
+        """The chunk at ``coords``, reading at most the manifest block that holds it."""
+        if self.loaded:
+            return super().get(coords)
+        coords = tuple(int(c) for c in coords)
+        if len(coords) != len(self._grid) or not all(
+            0 <= c < n for c, n in zip(coords, self._grid, strict=True)
+        ):
+            raise IndexError(f"chunk {coords} lies outside the chunk grid {self._grid}")
+        blocks = self._loader.block_shape()
+        if blocks is None:
+            self.load()
+            return super().get(coords)
+        index = tuple(c // b for c, b in zip(coords, blocks, strict=True))
+        local = tuple(c - i * b for c, i, b in zip(coords, index, blocks, strict=True))
+        block = self._blocks.get(index)
+        if block is None:
+            with self._lock:
+                if self.loaded:
+                    return super().get(coords)
+                if len(self._blocks) >= MAX_CACHED_BLOCKS:
+                    self.load()
+                    return super().get(coords)
+                block = self._blocks.get(index)
+                if block is None:
+                    block = self._blocks[index] = self._loader.block(index)
+        return block.get(local)
+
+    def load(self) -> LazyChunkManifest:
+        """Read the whole manifest now (it is otherwise read when first needed); returns self."""
+        with self._lock:
+            if not self.loaded:
+                full = self._loader.load()
+                for name in _STATE:
+                    object.__setattr__(self, name, getattr(full, name))
+                self._blocks.clear()
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only when normal lookup fails: an unset slot of the loaded state.
+        if name in _STATE:
+            self.load()
+            return object.__getattribute__(self, name)
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        if self.loaded:
+            return super().__repr__().replace("ChunkManifest", "LazyChunkManifest", 1)
+        return f"LazyChunkManifest(shape={self._grid}, from {self._loader.where!r}, not loaded)"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.loaded:
+            return super().__reduce__()
+        return LazyChunkManifest, (self._loader,)

@@ -1,0 +1,208 @@
+"""Where a document lives, and how the source paths inside it are written and resolved.
+
+A :class:`Location` is the document's folder, local or any fsspec URL: it reads
+and writes the document's files by their key (``"t2m/zarr.json"``). Source
+paths in a document are either absolute (``/data/f1.nc``, ``s3://bucket/f1.nc``)
+or relative to the document folder (``data/f1.nc``); :meth:`Location.resolve`
+turns one into what :class:`~zarr_manifest_store.sources.Sources` reads, and
+refuses relative paths that could leave the folder.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+from urllib.parse import unquote
+
+import fsspec
+
+from zarr_manifest_store.errors import ManifestError
+from zarr_manifest_store.sources import is_local, local_path
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def is_absolute(path: str) -> bool:
+    """Whether a document path is absolute: a URL with a scheme, or a path from ``/``."""
+    return path.startswith("/") or bool(_SCHEME.match(path))
+
+
+def options_for(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The fsspec options for ``url``: one dict for all, or the longest matching URL prefix's."""
+    options = dict(storage_options or {})
+    prefixed = {k: v for k, v in options.items() if "://" in k}
+    if not prefixed:
+        return options
+    best = max((k for k in prefixed if url.startswith(k)), key=len, default=None)
+    return dict(prefixed[best]) if best else {}
+
+
+class Location:
+    """The folder of a document: its files by key, and the resolution of relative paths.
+
+    >>> loc = Location("/tmp/out.zarr")
+    >>> loc.url, loc.resolve("data/f1.nc", "t2m/manifest.json")
+    ('/tmp/out.zarr', '/tmp/out.zarr/data/f1.nc')
+    """
+
+    def __init__(
+        self, url: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+    ):
+        url = os.fspath(url)
+        self.local = is_local(url)
+        if self.local:
+            self.url = os.path.abspath(local_path(url)).rstrip(os.sep) or os.sep
+            self.fs = fsspec.filesystem("file")
+            self.root = self.url
+        else:
+            self.fs, root = fsspec.core.url_to_fs(url, **options_for(url, storage_options))
+            self.root = root.rstrip("/")
+            self.url = self.fs.unstrip_protocol(self.root)
+
+    # ------------------------------------------------------------------ files
+
+    def where(self, key: str) -> str:
+        """The full path or URL of the document file ``key`` (for messages)."""
+        return f"{self.url}/{key}" if key else self.url
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{key}" if key else self.root
+
+    def read(self, key: str, missing: type[Exception] = ManifestError) -> bytes:
+        """The bytes of the document file ``key``; a missing file raises ``missing``."""
+        try:
+            return self.fs.cat_file(self._path(key))
+        except FileNotFoundError:
+            raise missing(f"{self.where(key)}: file not found") from None
+        except IsADirectoryError:
+            raise ManifestError(f"{self.where(key)}: is a folder, not a file") from None
+
+    def read_many(self, keys: list[str]) -> dict[str, bytes]:
+        """Several files at once (concurrently on remote file systems); missing ones raise."""
+        if len(keys) <= 1 or self.local:
+            return {k: self.read(k) for k in keys}
+        paths = [self._path(k) for k in keys]
+        found = self.fs.cat(paths, on_error="return")
+        out: dict[str, bytes] = {}
+        for key, path in zip(keys, paths, strict=True):
+            value = found.get(path, FileNotFoundError(path))
+            if isinstance(value, FileNotFoundError):
+                raise ManifestError(f"{self.where(key)}: file not found")
+            if isinstance(value, BaseException):
+                raise value
+            out[key] = value
+        return out
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self._path(key)))
+
+    def subfolders(self, key: str) -> list[str]:
+        """Names of the folders directly inside ``key`` (for documents without consolidated metadata)."""
+        try:
+            entries = self.fs.ls(self._path(key), detail=True)
+        except FileNotFoundError:
+            return []
+        except (NotImplementedError, OSError) as e:
+            raise ManifestError(
+                f"{self.where(key)}: the document has no consolidated metadata and its folder "
+                f"cannot be listed ({e})"
+            ) from None
+        return sorted(
+            posixpath.basename(e["name"].rstrip("/"))
+            for e in entries
+            if e.get("type") == "directory"
+        )
+
+    def write(self, files: Mapping[str, bytes]) -> None:
+        """Write document files by key (in one batch: concurrently on remote file systems)."""
+        if self.local:
+            for key, data in files.items():
+                path = self._path(key)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(data)
+        elif files:
+            self.fs.pipe({self._path(k): v for k, v in files.items()})
+
+    def find(self) -> Iterator[str]:
+        """Keys of every file below the folder."""
+        if self.fs.exists(self.root):
+            for path in self.fs.find(self.root):
+                yield path[len(self.root) + 1 :]
+
+    def remove(self, keys: Iterable[str]) -> None:
+        paths = [self._path(k) for k in keys]
+        if paths:
+            self.fs.rm(paths)
+
+    # ------------------------------------------------------------------ source paths
+
+    def resolve(self, path: str, where: str) -> str:
+        """What ``path``, found in the document file ``where``, names for the reader.
+
+        Absolute paths are returned as they are (the allow-list decides whether
+        they may be read). Relative paths are joined to the document folder
+        after checking that they cannot leave it: a malformed one is a
+        ManifestError, one that tries to climb out (``..``, also percent-encoded)
+        a PermissionError.
+        """
+        if is_absolute(path):
+            return path
+        return self._join(check_relative(path, self.where(where)))
+
+    def _join(self, relative: str) -> str:
+        if self.local:
+            return os.path.join(self.url, *relative.split("/"))
+        return f"{self.url}/{relative}"
+
+    def relative(self, path: str) -> str | None:
+        """``path`` relative to this folder, or None when it lies outside (or cannot be written so).
+
+        Local paths are compared after resolving symlinks, as the reader does.
+        """
+        if self.local:
+            if not is_local(path):
+                return None
+            real = os.path.realpath(local_path(path))
+            base = os.path.realpath(self.url)
+            if not real.startswith(base.rstrip(os.sep) + os.sep):
+                return None
+            relative = os.path.relpath(real, base).replace(os.sep, "/")
+        else:
+            base = self.url.rstrip("/") + "/"
+            if not path.startswith(base):
+                return None
+            relative = path[len(base) :]
+        try:
+            check_relative(relative, "")
+        except (ManifestError, PermissionError):
+            return None
+        return relative
+
+
+def check_relative(path: str, where: str) -> str:
+    """``path`` if it is a well-formed relative path that stays inside the document folder.
+
+    Segments are separated by ``/``; none may be empty, contain a backslash or a
+    control character, or be ``.`` / ``..`` — also after percent-decoding, since
+    a web server would decode them.
+    """
+    if _CONTROL.search(path) or "\\" in path:
+        raise ManifestError(
+            f"{where}: relative path {path!r} contains a backslash or a control character"
+        )
+    for segment in path.split("/"):
+        decoded = unquote(segment)
+        if decoded in ("..", ".") or "/" in decoded or "\\" in decoded:
+            raise PermissionError(
+                f"{where}: relative path {path!r} tries to leave the document folder (segment "
+                f"{segment!r}); relative paths stay inside it — write an absolute path and allow "
+                f"its prefix instead"
+            )
+        if not segment:
+            raise ManifestError(f"{where}: relative path {path!r} has an empty segment")
+    return path

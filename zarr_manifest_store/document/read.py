@@ -1,0 +1,249 @@
+"""Open a stored chunk-manifest document as a ManifestStore, reading only its metadata.
+
+The root ``zarr.json`` carries consolidated metadata, so opening costs one
+read; a document without it (prior art) is walked folder by folder. Each
+array's ``storage_transformers`` must name the chunk-manifest extension, whose
+configuration says how its manifest is encoded; the manifest itself is read
+lazily (:class:`LazyChunkManifest`). The store serves the array metadata
+without the transformer, since zarr-python would otherwise refuse it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from zarr_manifest_store.array import ManifestArray, parse_array_metadata
+from zarr_manifest_store.document import wire
+from zarr_manifest_store.document.columnar import ColumnarReader
+from zarr_manifest_store.document.lazy import LazyChunkManifest
+from zarr_manifest_store.document.loaders import ColumnarLoader, JsonLoader, Resolver
+from zarr_manifest_store.document.location import Location, check_relative
+from zarr_manifest_store.errors import ManifestError
+from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.store import ManifestStore
+
+MAX_CHUNKS = 2**27
+"""Default limit on the chunks of one array: a larger grid is refused before anything is built."""
+MAX_DEPTH = 32
+"""How deep a document without consolidated metadata is walked."""
+MAX_NODES = 100_000
+"""How many nodes a document may have."""
+
+
+def open_document(
+    url: str | os.PathLike[str],
+    *,
+    allow: Sequence[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    max_chunks: int = MAX_CHUNKS,
+    load: bool = False,
+    **store_options: Any,
+) -> ManifestStore:
+    """Open the chunk-manifest document at ``url`` (a folder or fsspec URL) as a ManifestStore.
+
+    The document's own folder is always readable; relative paths in it are
+    resolved against that folder and may not leave it. Absolute paths must lie
+    under one of the ``allow`` prefixes. ``storage_options`` configure fsspec,
+    for the document and its sources (one dict, or a mapping from URL prefix to
+    options). Manifests are read when first needed, unless ``load=True``, which
+    reads and validates them all now. ``max_chunks`` caps one array's chunk grid.
+    Other keyword arguments go to :class:`ManifestStore`.
+
+    >>> store = open_document("out.zarr", allow=["/data/era5/"])  # doctest: +SKIP
+    >>> zarr.open_group(store, mode="r")["t2m"][0]  # doctest: +SKIP
+    """
+    if isinstance(allow, str | os.PathLike):
+        allow = [allow]
+    location = Location(url, storage_options)
+    reader = _Reader(location, Resolver(location), max_chunks)
+    root = reader.root()
+    if load:
+        nodes = [root] if isinstance(root, ManifestArray) else [n for _, n in root.walk()]
+        for node in nodes:
+            if isinstance(node, ManifestArray) and isinstance(node.manifest, LazyChunkManifest):
+                node.manifest.load()
+    return ManifestStore(
+        root,
+        storage_options=storage_options,
+        allow=[location.url, *(os.fspath(a) for a in allow or ())],
+        **store_options,
+    )
+
+
+class _Reader:
+    """Builds the hierarchy of one document."""
+
+    def __init__(self, location: Location, resolver: Resolver, max_chunks: int) -> None:
+        self.location = location
+        self.resolver = resolver
+        self.max_chunks = max_chunks
+
+    def root(self) -> ManifestGroup | ManifestArray:
+        where = self.location.where("zarr.json")
+        try:
+            data = self.location.read("zarr.json", missing=FileNotFoundError)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"no chunk-manifest document at {self.location.url}: {where} does not exist"
+            ) from None
+        meta = wire.loads(data, where)
+        header = wire.convert(meta, wire.NodeHeader, where)
+        if header.node_type == "array":
+            return self._array("", meta, where, "")
+        group = wire.convert(meta, wire.GroupNode, where)
+        if group.consolidated_metadata is not None:
+            members = {
+                path: (meta, where, f"consolidated_metadata.metadata[{path!r}]")
+                for path, meta in group.consolidated_metadata.metadata.items()
+            }
+        else:
+            members = {
+                path: (meta, self.location.where(f"{path}/zarr.json"), "")
+                for path, meta in self._walk("", 0)
+            }
+        return self._hierarchy(group.attributes, members, where)
+
+    def _read_json(self, key: str) -> Any:
+        return wire.loads(self.location.read(key), self.location.where(key))
+
+    def _walk(self, prefix: str, depth: int) -> Any:
+        """``(path, metadata)`` of every node below ``prefix``, from the folders' zarr.json files."""
+        if depth > MAX_DEPTH:
+            raise ManifestError(
+                f"{self.location.where(prefix)}: the hierarchy is deeper than {MAX_DEPTH} levels"
+            )
+        for name in self.location.subfolders(prefix):
+            path = f"{prefix}/{name}" if prefix else name
+            if not self.location.exists(f"{path}/zarr.json"):
+                continue
+            meta = self._read_json(f"{path}/zarr.json")
+            yield path, meta
+            if isinstance(meta, dict) and meta.get("node_type") == "group":
+                yield from self._walk(path, depth + 1)
+
+    def _hierarchy(
+        self,
+        attributes: dict[str, Any],
+        members: Mapping[str, tuple[Any, str, str]],
+        where: str,
+    ) -> ManifestGroup:
+        """The group tree from ``{path: (metadata, file, field)}``, parents checked before children."""
+        if len(members) > MAX_NODES:
+            raise ManifestError(f"{where}: more than {MAX_NODES} nodes")
+        groups: dict[str, dict[str, Any]] = {"": {"attributes": attributes, "children": {}}}
+        for path in sorted(members, key=lambda p: (p.count("/"), p)):
+            meta, file, at = members[path]
+            parent, _, name = path.rpartition("/")
+            if not name or path != path.strip("/") or "//" in path:
+                raise ManifestError(f"{file}: field {at}: {path!r} is not a valid node path")
+            if parent not in groups:
+                raise ManifestError(
+                    f"{file}: field {at}: its parent {parent!r} is not a group of the document"
+                )
+            header = wire.convert(meta, wire.NodeHeader, file, at)
+            if header.node_type == "array":
+                groups[parent]["children"][name] = self._array(path, meta, file, at)
+            else:
+                group = wire.convert(meta, wire.GroupNode, file, at)
+                groups[path] = {"attributes": group.attributes, "children": {}}
+                groups[parent]["children"][name] = groups[path]
+        return self._group(groups[""], where)
+
+    def _group(self, spec: dict[str, Any], where: str) -> ManifestGroup:
+        children = spec["children"]
+        try:
+            return ManifestGroup(
+                arrays={k: v for k, v in children.items() if isinstance(v, ManifestArray)},
+                groups={
+                    k: self._group(v, where) for k, v in children.items() if isinstance(v, dict)
+                },
+                attributes=spec["attributes"],
+            )
+        except (TypeError, ValueError) as e:
+            raise ManifestError(f"{where}: {e}") from None
+
+    def _array(self, path: str, meta: dict[str, Any], where: str, at: str) -> ManifestArray:
+        """The array at ``path`` from its metadata, found at field ``at`` of the file ``where``."""
+        header = wire.convert(meta, wire.ArrayHeader, where, at)
+        grid = self._grid(header, where, at)
+        transformers = header.storage_transformers
+        if len(transformers) != 1:
+            raise ManifestError(
+                f"{where}: field {wire.join(at, 'storage_transformers')}: a chunk-manifest array "
+                f"declares exactly one storage transformer, {wire.EXTENSION!r}; found "
+                f"{[t.name for t in transformers]}"
+            )
+        loader = self._loader(
+            path, transformers[0], grid, where, wire.join(at, "storage_transformers[0]")
+        )
+        plain = {k: v for k, v in meta.items() if k not in ("storage_transformers", wire.GUARD)}
+        try:
+            metadata = parse_array_metadata(plain)
+            return ManifestArray(metadata=metadata, manifest=LazyChunkManifest(loader))
+        except Exception as e:  # zarr's parser raises what it likes on hostile input
+            raise ManifestError(
+                f"{where}: {'field ' + at + ': ' if at else ''}zarr rejects the array metadata: {e}"
+            ) from None
+
+    def _loader(
+        self, path: str, transformer: wire.Transformer, grid: tuple[int, ...], where: str, at: str
+    ) -> JsonLoader | ColumnarLoader:
+        prefix = f"{path}/" if path else ""
+        field = wire.join(at, "configuration")
+        if transformer.name == wire.PRIOR_ART:
+            config = wire.convert(transformer.configuration, wire.PriorArtConfig, where, field)
+            relative = config.manifest.removeprefix("./")
+            check_relative(relative, f"{where}: field {wire.join(field, 'manifest')}")
+            return JsonLoader(self.resolver, prefix + relative, grid)
+        if transformer.name != wire.EXTENSION:
+            raise ManifestError(
+                f"{where}: field {wire.join(at, 'name')}: unknown storage transformer "
+                f"{transformer.name!r}; this reader understands {wire.EXTENSION!r} (and the "
+                f"prior-art {wire.PRIOR_ART!r}) and must refuse others"
+            )
+        config = wire.convert(transformer.configuration, wire.TransformerConfig, where, field)
+        wire.parse_version(config.version, f"{where}: field {wire.join(field, 'version')}")
+        if config.encoding == "json":
+            return JsonLoader(self.resolver, prefix + wire.JSON_MANIFEST, grid, config.sources)
+        if config.sources:
+            raise ManifestError(
+                f"{where}: field {wire.join(field, 'sources')}: the columnar encoding records "
+                f"fingerprints in its manifest group"
+            )
+        reader = ColumnarReader(self.location, prefix + wire.COLUMNAR_MANIFEST, grid)
+        return ColumnarLoader(self.resolver, reader)
+
+    def _grid(self, header: wire.ArrayHeader, where: str, at: str) -> tuple[int, ...]:
+        """The chunk grid's shape, checked against ``max_chunks`` before zarr expands anything."""
+        shape, name = header.shape, header.chunk_grid.name
+        field = wire.join(at, "chunk_grid.configuration")
+        config = header.chunk_grid.configuration
+        if name == "regular":
+            steps = wire.convert(config, wire.RegularGrid, where, field).chunk_shape
+            counts = [-1] * len(steps)
+        elif name == "rectilinear":
+            spec = wire.convert(config, wire.RectilinearGrid, where, field)
+            steps = [d if isinstance(d, int) else 0 for d in spec.chunk_shapes]
+            counts = spec.extents(where, field)
+        else:
+            raise ManifestError(
+                f"{where}: field {wire.join(at, 'chunk_grid.name')}: unknown chunk grid {name!r} "
+                f"(expected 'regular' or 'rectilinear')"
+            )
+        if len(steps) != len(shape):
+            raise ManifestError(
+                f"{where}: field {field}: {len(steps)} dimension(s), the shape has {len(shape)}"
+            )
+        grid = tuple(
+            math.ceil(n / step) if count < 0 else count
+            for n, step, count in zip(shape, steps, counts, strict=True)
+        )
+        if math.prod(grid) > self.max_chunks or sum(grid) > self.max_chunks:
+            raise ManifestError(
+                f"{where}: the chunk grid {grid} holds more than max_chunks={self.max_chunks} "
+                f"chunks; pass a larger max_chunks to open it"
+            )
+        return grid
