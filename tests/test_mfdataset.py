@@ -274,3 +274,38 @@ def test_kerchunk_export_reads_like_open_mfdataset(tmp_path, fmt):
         },
     ).load()
     xr.testing.assert_identical(ds, expected_mf(files))
+
+
+def test_the_same_file_twice_and_parallel_checked(tmp_path):
+    path = str(daily_files(tmp_path, (2,))[0])
+    vds = zms.open_virtual_mfdataset([path, path], combine="nested", concat_dim="member")
+    expected = expected_mf([path, path], combine="nested", concat_dim="member")
+    xr.testing.assert_identical(reopened(vds), expected)
+    with pytest.raises(ValueError, match="parallel must be None, 'threads', 'processes'"):
+        zms.open_virtual_mfdataset(path, parallel="dask")
+
+
+# ---------------------------------------------------------------------- other formats
+
+
+def test_netcdf3_files_combine_like_scipy(tmp_path):
+    """netCDF3 (big-endian, contiguous) through zms.scan, compared with xarray's scipy engine."""
+    files = []
+    for i, path in enumerate(daily_files(tmp_path / "nc4", (3, 3), compress=False)):
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            target = tmp_path / f"classic{i}.nc"
+            ds.load().to_netcdf(target, engine="scipy")
+        files.append(target)
+    vds = zms.open_virtual_mfdataset(files)
+    assert vds["t2m"].data.manifest.paths == tuple(str(f) for f in files)
+    expected = xr.open_mfdataset(files, engine="scipy").load()
+    xr.testing.assert_identical(reopened(vds), expected)
+
+
+def test_kerchunk_references_open_as_virtual_datasets(tmp_path):
+    files = daily_files(tmp_path / "src", (4, 4))
+    refs = tmp_path / "refs.json"
+    zms.open_virtual_mfdataset(files).virtualize.to_kerchunk(refs)
+    vds = zms.open_virtual_dataset(refs)
+    assert set(vds["t2m"].data.manifest.paths) == {str(f) for f in files}
+    xr.testing.assert_identical(reopened(vds), expected_mf(files))

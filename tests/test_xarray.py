@@ -197,7 +197,7 @@ def test_accessor_counts_and_renames(tmp_path, one_file):
 
     moved = tmp_path / "moved"
     moved.mkdir()
-    shutil.copy(one_file, moved / one_file.name)
+    shutil.copy2(one_file, moved / one_file.name)  # same size and mtime: the fingerprint holds
     renamed = vds.virtualize.rename_paths({str(one_file): str(moved / one_file.name)})
     assert renamed["t2m"].data.manifest.paths == (str(moved / one_file.name),)
     assert vds["t2m"].data.manifest.paths == (str(one_file),)  # the original is untouched
@@ -207,6 +207,15 @@ def test_accessor_counts_and_renames(tmp_path, one_file):
 
     by_function = vds.virtualize.rename_paths(lambda p: p.replace("/day", "/renamed-day"))
     assert by_function["t2m"].data.manifest.paths[0].endswith("renamed-day000.nc")
+
+    other = moved / "other.nc"
+    shutil.copy(moved / one_file.name, other)  # a new mtime: not provably the same file
+    elsewhere = renamed.virtualize.rename_paths(lambda p: str(other))
+    with pytest.raises(zms.SourceChangedError, match="changed since it was scanned"):
+        xr.open_zarr(elsewhere.virtualize.to_store()).load()
+    xr.testing.assert_identical(
+        xr.open_zarr(elsewhere.virtualize.to_store(verify="never")).load(), expected
+    )
 
 
 def test_to_store_keeps_loaded_variables_inline(one_file):

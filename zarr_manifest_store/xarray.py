@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import threading
 import warnings
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, Literal
 
@@ -336,34 +336,38 @@ def open_virtual_mfdataset(
         storage_options=storage_options,
         scan_options=dict(scan_options or {}),
     )
-    opened = dict(zip(flat, _map(opener, flat, parallel), strict=True))
-    for path, result in opened.items():
+    results = _map(opener, flat, parallel)
+    for path, result in zip(flat, results, strict=True):
         if isinstance(result, BaseException):
             if errors == "raise":
                 raise result
             if errors == "warn":
                 warnings.warn(f"could not open {path}: {result}; ignoring it", stacklevel=2)
-    datasets = {p: ds for p, ds in opened.items() if not isinstance(ds, BaseException)}
-    if preprocess is not None:
-        datasets = {p: preprocess(ds) for p, ds in datasets.items()}
-    if not datasets:
+    opened = [
+        (path, ds if preprocess is None else preprocess(ds))
+        for path, ds in zip(flat, results, strict=True)
+        if not isinstance(ds, BaseException)
+    ]
+    if not opened:
         raise OSError(f"none of the {len(flat)} file(s) could be opened")
     concat_dims = _concat_dims(concat_dim) if combine == "nested" else None
     prepared, shared = _prepare_for_combining(
-        datasets, concat_dims, xarray_combine_kwargs, storage_options
+        opened, concat_dims, xarray_combine_kwargs, storage_options
     )
     try:
         with edge_chunk_handling(edge_chunks, storage_options=storage_options):
             if combine == "nested":
+                done = iter(ds for _, ds in prepared)
+                leaves = [None if isinstance(r, BaseException) else next(done) for r in results]
                 combined = xr.combine_nested(
-                    _rebuild(nested, prepared),
+                    _rebuild(nested, iter(leaves)),
                     concat_dim=concat_dim,
                     combine_attrs=combine_attrs,
                     **xarray_combine_kwargs,
                 )
             else:
                 combined = xr.combine_by_coords(
-                    list(prepared.values()), combine_attrs=combine_attrs, **xarray_combine_kwargs
+                    [ds for _, ds in prepared], combine_attrs=combine_attrs, **xarray_combine_kwargs
                 )
     except UnsupportedDatasetError as e:
         if edge_chunks == "refuse" and "edge_chunks='inline'" in str(e):
@@ -375,9 +379,10 @@ def open_virtual_mfdataset(
     combined = _restore_shared(combined, shared)
     if attrs_file is not None:
         key = _normalise_path(os.fspath(attrs_file))
-        if key not in prepared:
+        chosen = next((ds for p, ds in prepared if p == key), None)
+        if chosen is None:
             raise ValueError(f"attrs_file {attrs_file!r} is not one of the opened files")
-        combined.attrs = dict(prepared[key].attrs)
+        combined.attrs = dict(chosen.attrs)
     if storage_options:
         combined.encoding[STORAGE_OPTIONS_KEY] = dict(storage_options)
     return combined
@@ -394,15 +399,22 @@ def _open_one(path: str, *, scan_options: dict[str, Any], **options: Any) -> Any
 
 def _map(function: Callable[[str], Any], paths: list[str], parallel: Parallel) -> list[Any]:
     """``function`` over ``paths``, serially or on the executor ``parallel`` names."""
+    distributed = hasattr(parallel, "get_executor") and hasattr(parallel, "gather")
+    if not (
+        parallel in (None, False, True, "threads", "processes")
+        or isinstance(parallel, concurrent.futures.Executor)
+        or distributed
+    ):
+        raise ValueError(
+            "parallel must be None, 'threads', 'processes', a concurrent.futures.Executor or a "
+            f"dask.distributed.Client, got {parallel!r}"
+        )
     if parallel is None or parallel is False or len(paths) == 1:
         return [function(p) for p in paths]
     if isinstance(parallel, concurrent.futures.Executor):
         return list(parallel.map(function, paths))
-    if hasattr(parallel, "get_executor") and hasattr(parallel, "gather"):  # dask.distributed
+    if distributed:
         return list(parallel.get_executor().map(function, paths))
-    if parallel is True or parallel == "threads":
-        with concurrent.futures.ThreadPoolExecutor() as pool:
-            return list(pool.map(function, paths))
     if parallel == "processes":
         pool = _process_pool()
         chunksize = max(1, len(paths) // (4 * _process_count()))
@@ -411,10 +423,8 @@ def _map(function: Callable[[str], Any], paths: list[str], parallel: Parallel) -
         except concurrent.futures.process.BrokenProcessPool:
             _discard_process_pool(pool)
             raise
-    raise ValueError(
-        "parallel must be None, 'threads', 'processes', a concurrent.futures.Executor or a "
-        f"dask.distributed.Client, got {parallel!r}"
-    )
+    with concurrent.futures.ThreadPoolExecutor() as pool:  # "threads", or True as in xarray
+        return list(pool.map(function, paths))
 
 
 _process_pool_lock = threading.Lock()
@@ -495,14 +505,14 @@ def _leaves(nested: Any) -> Iterable[str]:
             yield item
 
 
-def _rebuild(nested: Any, datasets: Mapping[str, xr.Dataset]) -> Any:
-    """The nested list of paths as a nested list of datasets; paths that failed to open left out."""
+def _rebuild(nested: Any, leaves: Iterator[xr.Dataset | None]) -> Any:
+    """The nested list of paths with each path's dataset in its place; failed files left out."""
     out = []
     for item in nested:
         if isinstance(item, list):
-            out.append(_rebuild(item, datasets))
-        elif item in datasets:
-            out.append(datasets[item])
+            out.append(_rebuild(item, leaves))
+        elif (ds := next(leaves)) is not None:
+            out.append(ds)
     return out
 
 
@@ -515,11 +525,11 @@ def _concat_dims(concat_dim: Any) -> set[Hashable]:
 
 
 def _prepare_for_combining(
-    datasets: dict[str, xr.Dataset],
+    opened: list[tuple[str, xr.Dataset]],
     concat_dims: set[Hashable] | None,
     combine_kwargs: Mapping[str, Any],
     storage_options: Mapping[str, Any] | None,
-) -> tuple[dict[str, xr.Dataset], dict[Hashable, ManifestArray]]:
+) -> tuple[list[tuple[str, xr.Dataset]], dict[Hashable, ManifestArray]]:
     """Check CF attributes of virtual variables across files; stand in values for equal ones.
 
     xarray decides whether a variable is the same in every file by comparing
@@ -529,41 +539,44 @@ def _prepare_for_combining(
     files are concatenated along — are read here. Where every file holds the
     same values, each file gets those values (one shared array) for the time
     of combining, and the first file's ManifestArray is returned by name, to
-    be put back by :func:`_restore_shared`.
+    be put back by :func:`_restore_shared`. ``opened`` pairs each dataset
+    with the path that names it in errors.
     """
     shared: dict[Hashable, ManifestArray] = {}
-    if len(datasets) < 2:
-        return datasets, shared
-    paths = list(datasets)
-    varying = concat_dims if concat_dims is not None else _varying_dimensions(datasets.values())
+    if len(opened) < 2:
+        return opened, shared
+    datasets = [ds for _, ds in opened]
+    varying = concat_dims if concat_dims is not None else _varying_dimensions(datasets)
     compat = _effective(combine_kwargs, "compat")
     compared = {
         kind: option == "different" or (option == "minimal" and compat != "override")
         for kind in ("coords", "data_vars")
         if isinstance(option := _effective(combine_kwargs, kind), str)
     }
-    stand_ins: dict[str, dict[Hashable, xr.Variable]] = {p: {} for p in paths}
+    stand_ins: list[dict[Hashable, xr.Variable]] = [{} for _ in opened]
     sources = Sources(storage_options)
     try:
-        for name in _names(datasets.values()):
-            holders = [p for p in paths if name in datasets[p].variables]
-            variables = [datasets[p].variables[name] for p in holders]
+        for name in _names(datasets):
+            holders = [i for i, ds in enumerate(datasets) if name in ds.variables]
+            variables = [datasets[i].variables[name] for i in holders]
             if len(variables) < 2 or not all(_is_virtual(v) for v in variables):
                 continue
-            check_cf_attributes([v.attrs for v in variables], holders, variable=str(name))
+            labels = [opened[i][0] for i in holders]
+            check_cf_attributes([v.attrs for v in variables], labels, variable=str(name))
             kind = "coords" if name in datasets[holders[0]].coords else "data_vars"
             if varying.intersection(variables[0].dims) or not compared.get(kind):
                 continue
             values = _common_values(variables, sources)
             if values is not None:
                 shared[name] = variables[0].data
-                for p, v in zip(holders, variables, strict=True):
-                    stand_ins[p][name] = v.copy(deep=False, data=values)
+                for i, v in zip(holders, variables, strict=True):
+                    stand_ins[i][name] = v.copy(deep=False, data=values)
     finally:
         sources.close()
-    prepared = {
-        p: _with_variables(ds, stand_ins[p]) if stand_ins[p] else ds for p, ds in datasets.items()
-    }
+    prepared = [
+        (path, _with_variables(ds, replaced) if replaced else ds)
+        for (path, ds), replaced in zip(opened, stand_ins, strict=True)
+    ]
     return prepared, shared
 
 
@@ -823,14 +836,18 @@ class VirtualizeAccessor:
         *,
         storage_options: Mapping[str, Any] | None = None,
         allow: Sequence[str] | None = None,
+        **store_options: Any,
     ) -> ManifestStore:
         """A read-only :class:`ManifestStore` serving the dataset: ``xr.open_zarr(store)`` reads it.
 
-        ``storage_options`` default to those the dataset was opened with.
+        ``storage_options`` default to those the dataset was opened with;
+        ``allow`` and ``store_options`` (``verify``, I/O tuning) go to the store.
         """
         if storage_options is None:
             storage_options = self._ds.encoding.get(STORAGE_OPTIONS_KEY)
-        return ManifestStore(self.to_group(), storage_options=storage_options, allow=allow)
+        return ManifestStore(
+            self.to_group(), storage_options=storage_options, allow=allow, **store_options
+        )
 
     def to_zarr(self, url: str | os.PathLike[str], **writer_options: Any) -> None:
         """Write the dataset as a chunk-manifest document at ``url`` (see ``zms.write_manifest``).
@@ -873,6 +890,10 @@ class VirtualizeAccessor:
 
     def rename_paths(self, rename: Mapping[str, str] | Callable[[str], str]) -> xr.Dataset:
         """A copy whose chunk references point to renamed source paths (a dict or a function).
+
+        Each source's fingerprint (size, and mtime or ETag) moves with it, so
+        reading a copy checks that it is the same file: copy with its
+        modification time kept (``cp -p``), or read with ``verify="never"``.
 
         >>> ds.virtualize.rename_paths(lambda p: p.replace("/data/", "s3://bucket/"))  # doctest: +SKIP
         """
