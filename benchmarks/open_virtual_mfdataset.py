@@ -14,7 +14,7 @@ that process has not opened before (so no memo of an earlier run helps); runs
 alternate between the two, and figures are the best and median of several,
 since the machine is shared.
 
-    .venv/bin/python benchmarks/open_virtual_mfdataset.py [--data DIR] [--repeats 5]
+    .venv/bin/python benchmarks/open_virtual_mfdataset.py [--data DIR] [--counts 10,100,1000]
 """
 
 from __future__ import annotations
@@ -112,10 +112,10 @@ def run(python: str, script: str, files: list[str], repeats: int, n: int, *extra
     return json.loads(done.stdout)
 
 
-def side_by_side(files: list[str], n: int, repeats: int) -> None:
+def side_by_side(files: list[str], n: int, repeats: int, blocks: int) -> None:
     runs: dict[str, dict[str, list[float]]] = {}
     shapes = set()
-    for _ in range(3):  # alternate, so that both see the same machine load
+    for _ in range(blocks):  # alternate often: this machine's speed drifts by tens of percent
         for name, python, script, extra in (
             ("zarr-manifest-store", sys.executable, OURS, ("",)),
             ("VirtualiZarr", str(PEER_PYTHON), PEER, ()),
@@ -163,7 +163,8 @@ def table(files: list[str], counts: tuple[int, ...]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("/tmp/zms-bench-mfdataset"))
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per process")
+    parser.add_argument("--blocks", type=int, default=6, help="processes per implementation")
     parser.add_argument("--counts", default="10,100,1000")
     args = parser.parse_args()
     counts = tuple(int(c) for c in args.counts.split(","))
@@ -172,7 +173,7 @@ def main() -> None:
     for path in files:  # into the page cache, so that no run pays for the first read
         Path(path).read_bytes()
     print(f"files ready in {args.data} ({time.perf_counter() - start:.0f} s)\n")
-    side_by_side(files, 48, args.repeats)
+    side_by_side(files, 48, args.repeats, args.blocks)
     table(files, counts)
 
 
