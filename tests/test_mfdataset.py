@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -309,3 +310,16 @@ def test_kerchunk_references_open_as_virtual_datasets(tmp_path):
     vds = zms.open_virtual_dataset(refs)
     assert set(vds["t2m"].data.manifest.paths) == {str(f) for f in files}
     xr.testing.assert_identical(reopened(vds), expected_mf(files))
+
+
+def test_values_read_for_comparison_are_checked_against_the_scan(tmp_path):
+    """A file that changes between its scan and the comparison read is reported, not decoded."""
+    files = curvilinear_files(tmp_path / "c", same_grid=True)
+
+    def touch_first_file(ds: xr.Dataset) -> xr.Dataset:
+        stat = files[0].stat()
+        os.utime(files[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        return ds
+
+    with pytest.raises(zms.SourceChangedError, match="changed since it was scanned"):
+        zms.open_virtual_mfdataset(files, preprocess=touch_first_file)

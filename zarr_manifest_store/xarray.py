@@ -43,7 +43,7 @@ from zarr_manifest_store.concat import EdgeChunks, check_cf_attributes
 from zarr_manifest_store.concat import edge_chunks as edge_chunk_handling
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest
+from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest, Fingerprint
 from zarr_manifest_store.scan import scan
 from zarr_manifest_store.scan.common import fill_value_attribute, json_attribute, source_path
 from zarr_manifest_store.sources import Sources, is_local
@@ -139,7 +139,7 @@ def virtual_dataset(
     variables = {name: _encoded_variable(name, array) for name, array in arrays.items()}
     indexes: dict[Hashable, xr.Index] = {}
     if load:
-        sources = Sources(storage_options)
+        sources = _sources_for([arrays[n] for n in load], storage_options)
         try:
             raw = {n: variables[n].copy(data=read_values(arrays[n], sources)) for n in load}
         finally:
@@ -554,25 +554,21 @@ def _prepare_for_combining(
         if isinstance(option := _effective(combine_kwargs, kind), str)
     }
     stand_ins: list[dict[Hashable, xr.Variable]] = [{} for _ in opened]
-    sources = Sources(storage_options)
-    try:
-        for name in _names(datasets):
-            holders = [i for i, ds in enumerate(datasets) if name in ds.variables]
-            variables = [datasets[i].variables[name] for i in holders]
-            if len(variables) < 2 or not all(_is_virtual(v) for v in variables):
-                continue
-            labels = [opened[i][0] for i in holders]
-            check_cf_attributes([v.attrs for v in variables], labels, variable=str(name))
-            kind = "coords" if name in datasets[holders[0]].coords else "data_vars"
-            if varying.intersection(variables[0].dims) or not compared.get(kind):
-                continue
-            values = _common_values(variables, sources)
-            if values is not None:
-                shared[name] = variables[0].data
-                for i, v in zip(holders, variables, strict=True):
-                    stand_ins[i][name] = v.copy(deep=False, data=values)
-    finally:
-        sources.close()
+    for name in _names(datasets):
+        holders = [i for i, ds in enumerate(datasets) if name in ds.variables]
+        variables = [datasets[i].variables[name] for i in holders]
+        if len(variables) < 2 or not all(_is_virtual(v) for v in variables):
+            continue
+        labels = [opened[i][0] for i in holders]
+        check_cf_attributes([v.attrs for v in variables], labels, variable=str(name))
+        kind = "coords" if name in datasets[holders[0]].coords else "data_vars"
+        if varying.intersection(variables[0].dims) or not compared.get(kind):
+            continue
+        values = _common_values(variables, storage_options)
+        if values is not None:
+            shared[name] = variables[0].data
+            for i, v in zip(holders, variables, strict=True):
+                stand_ins[i][name] = v.copy(deep=False, data=values)
     prepared = [
         (path, _with_variables(ds, replaced) if replaced else ds)
         for (path, ds), replaced in zip(opened, stand_ins, strict=True)
@@ -628,7 +624,9 @@ def _names(datasets: Iterable[xr.Dataset]) -> list[Hashable]:
     return list(seen)
 
 
-def _common_values(variables: list[xr.Variable], sources: Sources) -> np.ndarray | None:
+def _common_values(
+    variables: list[xr.Variable], storage_options: Mapping[str, Any] | None
+) -> np.ndarray | None:
     """The values every variable holds, or None if they differ (references compared first).
 
     Their decoding attributes were found equal already (``check_cf_attributes``).
@@ -639,14 +637,18 @@ def _common_values(variables: list[xr.Variable], sources: Sources) -> np.ndarray
         return None
     if any(a.dtype != arrays[0].dtype for a in arrays[1:]):
         return None
-    values = read_values(arrays[0], sources)
-    if all(a.equals(arrays[0]) for a in arrays[1:]):
+    sources = _sources_for(arrays, storage_options)
+    try:
+        values = read_values(arrays[0], sources)
+        if all(a.equals(arrays[0]) for a in arrays[1:]):
+            return values
+        equal_nan = values.dtype.kind in "fc"
+        for a in arrays[1:]:
+            if not np.array_equal(values, read_values(a, sources), equal_nan=equal_nan):
+                return None
         return values
-    equal_nan = values.dtype.kind in "fc"
-    for a in arrays[1:]:
-        if not np.array_equal(values, read_values(a, sources), equal_nan=equal_nan):
-            return None
-    return values
+    finally:
+        sources.close()
 
 
 def _with_variables(ds: xr.Dataset, replaced: Mapping[Hashable, xr.Variable]) -> xr.Dataset:
@@ -665,6 +667,17 @@ def _is_virtual(variable: xr.Variable) -> bool:
 
 
 # ---------------------------------------------------------------------- reading values
+
+
+def _sources_for(
+    arrays: Iterable[ManifestArray], storage_options: Mapping[str, Any] | None
+) -> Sources:
+    """A reader that checks the arrays' sources against the fingerprints their scan recorded."""
+    fingerprints: dict[str, list[Fingerprint]] = {}
+    for array in arrays:
+        for path, fingerprint in array.manifest.fingerprints.items():
+            fingerprints.setdefault(path, []).append(fingerprint)
+    return Sources(storage_options, fingerprints=fingerprints)
 
 
 def read_values(array: ManifestArray, sources: Sources) -> np.ndarray:
