@@ -43,6 +43,7 @@ def test_reopened_document_equals_open_mfdataset(tmp_path, steps, units, edge_ch
     store = zms.ManifestStore.open(out, allow=allow)
     xr.testing.assert_identical(xr.open_zarr(store).load(), expected)
     xr.testing.assert_identical(xr.open_dataset(store, engine="zarr_manifest").load(), expected)
+    xr.testing.assert_identical(xr.open_dataset(store).load(), expected)  # engine guessed
 
 
 def test_document_holds_loaded_variables_itself(tmp_path):

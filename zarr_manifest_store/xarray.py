@@ -663,6 +663,7 @@ def _with_variables(ds: xr.Dataset, replaced: Mapping[Hashable, xr.Variable]) ->
 
 
 def _is_virtual(variable: xr.Variable) -> bool:
+    """Whether a variable wraps chunk references (xarray keeps a duck array as ``_data`` itself)."""
     return isinstance(variable._data, ManifestArray)
 
 
@@ -963,6 +964,7 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
         allow: Sequence[str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
     ) -> xr.Dataset:
+        """The document at ``filename_or_obj`` (or an open ManifestStore), CF-decoded by xarray."""
         store = (
             filename_or_obj
             if isinstance(filename_or_obj, ManifestStore)
@@ -985,4 +987,5 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
         )
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
+        """Only an open ManifestStore: a document folder looks like any Zarr store, so ask for it."""
         return isinstance(filename_or_obj, ManifestStore)
