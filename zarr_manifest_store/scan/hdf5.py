@@ -29,7 +29,7 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 import zarr
-from h5py import h5d, h5s, h5t
+from h5py import h5, h5a, h5d, h5f, h5l, h5o, h5p, h5s, h5t
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.dtype import ZDType, get_data_type_from_native_dtype
 from zarr.core.metadata.v3 import ArrayV3Metadata
@@ -116,7 +116,7 @@ def scan_hdf5(
     fingerprint = sources.fingerprint(path)
     dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
     with _open(path, sources, fingerprint) as h5file:
-        start = h5file
+        start = h5file["/"]  # the root as a group: its links and attributes are the group's
         if group not in (None, "", "/"):
             start = h5file.get(group.strip("/"))
             if not isinstance(start, h5py.Group):
@@ -142,7 +142,8 @@ def scan_hdf5(
 def _open(path: str, sources: Sources, fingerprint: Fingerprint) -> Iterator[h5py.File]:
     """The file opened with h5py: local files directly, others through an fsspec block cache."""
     if is_local(path):
-        with h5py.File(local_path(path), "r") as f:
+        fid = h5f.open(os.fsencode(local_path(path)), h5f.ACC_RDONLY, fapl=_file_access())
+        with h5py.File(fid) as f:
             yield f
         return
     fs = sources.filesystem(path)
@@ -163,6 +164,19 @@ def _open(path: str, sources: Sources, fingerprint: Fingerprint) -> Iterator[h5p
             getattr(cache, "miss_count", "?"),
             getattr(cache, "hit_count", "?"),
         )
+
+
+@functools.cache
+def _file_access() -> h5p.PropFAID:
+    """The file access properties ``h5py.File(path, "r")`` opens with, made once.
+
+    h5py makes them anew (and creation properties it does not need) for every
+    file, which costs about a sixth of opening one.
+    """
+    fapl = h5p.create(h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5f.LIBVER_EARLIEST, h5f.LIBVER_LATEST)
+    fapl.set_alignment(1, 1)
+    return fapl
 
 
 # ---------------------------------------------------------------------- the walk
@@ -187,17 +201,17 @@ class _Scanner:
         """One group: its datasets as arrays, its subgroups recursively, its attributes."""
         arrays: dict[str, ManifestArray] = {}
         groups: dict[str, ManifestGroup] = {}
-        for name in h5group:
+        for name, link_type in dims.links:
             rel = f"{prefix}{name}"
             if rel in self.dropped:
                 continue
-            if h5group.id.links.get_info(name.encode()).type == h5py.h5l.TYPE_EXTERNAL:
+            if link_type == h5l.TYPE_EXTERNAL:
                 link = h5group.get(name, getlink=True)
                 self.refusals.add(
                     rel, f"is an external link to {link.filename}:{link.path}; scan that file"
                 )
                 continue
-            obj = dims.members.get(name) or h5group.get(name)
+            obj = dims.members[name]
             if obj is None:
                 self.refusals.add(rel, "is a link to an object that does not exist")
             elif isinstance(obj, h5py.Group):
@@ -210,26 +224,29 @@ class _Scanner:
                     arrays[array_name] = self.array(obj, dims)
                 except _Refused as e:
                     self.refusals.add(rel, str(e))
-        return ManifestGroup(arrays=arrays, groups=groups, attributes=_attributes(h5group))
+        attributes = _json_attributes(_Attributes(h5group))
+        return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes)
 
-    def array(self, ds: h5py.Dataset, dims: _Dimensions) -> ManifestArray:
+    def array(self, ds: _Dataset, dims: _Dimensions) -> ManifestArray:
         """One dataset as a ManifestArray (raises _Refused)."""
         kind = _DataKind.of(ds)
-        attributes = _attributes(ds, kind.dtype)
+        dcpl = ds.create_plist
+        attributes = _json_attributes(dims.attributes(ds), kind.dtype)
         attributes.update(kind.attributes)
         base = {
             "shape": list(ds.shape),
             "data_type": kind.zdtype.to_json(zarr_format=3),
             "chunk_key_encoding": CHUNK_KEY_ENCODING,
-            "fill_value": kind.fill_value_json(ds),
+            "fill_value": kind.fill_value_json(dcpl),
             "attributes": attributes,
             "dimension_names": dims.names_of(ds),
         }
-        return self.described(ds, kind, base)
+        return self.described(ds, kind, base, dcpl)
 
-    def described(self, ds: h5py.Dataset, kind: _DataKind, base: dict[str, Any]) -> ManifestArray:
+    def described(
+        self, ds: h5py.Dataset, kind: _DataKind, base: dict[str, Any], dcpl: h5p.PropDCID
+    ) -> ManifestArray:
         """The dataset's chunks, by its storage layout, under the array metadata ``base``."""
-        dcpl = ds.id.get_create_plist()
         layout = dcpl.get_layout()
         if layout == h5d.VIRTUAL:
             return self.virtual(ds, dcpl, base)
@@ -243,16 +260,17 @@ class _Scanner:
             return self.materialised(ds, base, kind, str(e))
         codecs = [kind.bytes_codec, *filters]
         if layout == h5d.CHUNKED:
-            return self.chunked(ds, {**base, "codecs": codecs})
+            return self.chunked(ds, dcpl.get_chunk(), {**base, "codecs": codecs})
         if dcpl.get_external_count():
             return self.external(ds, dcpl, {**base, "codecs": codecs})
         return self.contiguous(ds, {**base, "codecs": codecs})
 
     # ------------------------------------------------------------------ layouts
 
-    def chunked(self, ds: h5py.Dataset, base: dict[str, Any]) -> ManifestArray:
+    def chunked(
+        self, ds: h5py.Dataset, chunks: tuple[int, ...], base: dict[str, Any]
+    ) -> ManifestArray:
         """A chunked dataset: one reference per stored chunk, read with ``chunk_iter``."""
-        chunks = ds.chunks
         grid = tuple(-(-n // c) for n, c in zip(ds.shape, chunks, strict=True))
         metadata = _array_metadata(
             {**base, "chunk_grid": _regular(chunks), "codecs": base["codecs"]}
@@ -416,14 +434,15 @@ class _Scanner:
                 max_inline_bytes=self.max_inline_bytes,
             )
             kind = _DataKind.of(src)
+            src_dcpl = src.id.get_create_plist()
             base = {
                 "shape": list(src.shape),
                 "data_type": kind.zdtype.to_json(zarr_format=3),
                 "chunk_key_encoding": CHUNK_KEY_ENCODING,
-                "fill_value": kind.fill_value_json(src),
+                "fill_value": kind.fill_value_json(src_dcpl),
             }
             try:
-                piece = _with_leading_axes(scanner.described(src, kind, base), lead)
+                piece = _with_leading_axes(scanner.described(src, kind, base, src_dcpl), lead)
             except _Refused as e:
                 raise _Refused(
                     f"is a virtual dataset whose source {source}:{dataset_name} {e}"
@@ -645,15 +664,19 @@ def _compiled(source: str) -> Any:
 # ---------------------------------------------------------------------- data types
 
 
-@dataclass
+@dataclass(frozen=True)
 class _DataKind:
     """How a dataset's HDF5 type maps to Zarr: data type, codecs, extra attributes.
 
     ``materialise`` is the reason the stored bytes cannot be read in place
-    (empty when they can).
+    (empty when they can). A function of the HDF5 type alone, so datasets of
+    the same type (across the files of a collection too) share one.
     """
 
+    stored: np.dtype
+    """The type as h5py reads it (``Dataset.dtype``)."""
     dtype: np.dtype
+    """The type of the Zarr array (an enumeration's base type, say)."""
     zdtype: ZDType[Any, Any]
     endian: str | None
     materialise: str = ""
@@ -668,25 +691,37 @@ class _DataKind:
     def materialised_codec(self) -> dict[str, Any]:
         return {"name": "vlen-utf8"} if self.dtype.kind == "O" else self.bytes_codec
 
-    def fill_value_json(self, ds: h5py.Dataset) -> Any:
+    def fill_value_json(self, dcpl: h5p.PropDCID) -> Any:
         """The HDF5 fill value (what unwritten chunks read as) in Zarr's JSON form."""
         if self.dtype.kind == "O":
             return ""
-        value = np.asarray(ds.fillvalue, dtype=ds.dtype).astype(self.dtype)
+        stored = np.zeros((1,), dtype=self.stored)  # as h5py's Dataset.fillvalue reads it
+        dcpl.get_fill_value(stored)
+        value = stored.astype(self.dtype)
         return _fill_value_json(self.zdtype, value.dtype, value.tobytes())
 
     @classmethod
     def of(cls, ds: h5py.Dataset) -> _DataKind:
+        """The kind of ``ds``'s type, worked out once per type (raises _Refused)."""
         tid = ds.id.get_type()
+        try:
+            encoded = tid.encode()
+        except Exception:  # a type HDF5 cannot serialise: worked out for this dataset alone
+            return cls.of_type(tid)
+        return _data_kind(encoded)
+
+    @classmethod
+    def of_type(cls, tid: h5t.TypeID) -> _DataKind:
+        """The kind of an HDF5 type (raises _Refused)."""
         cls_ = tid.get_class()
-        dtype = ds.dtype
+        stored = dtype = tid.dtype  # what h5py's Dataset.dtype gives
         if cls_ == h5t.REFERENCE or h5py.check_ref_dtype(dtype) is not None:
             raise _Refused("holds object or region references, which have no Zarr data type")
         if cls_ == h5t.ARRAY or dtype.subdtype is not None:
             raise _Refused(f"has an HDF5 array data type ({dtype}), which has no Zarr data type")
         if cls_ == h5t.STRING and tid.is_variable_str():
             zdtype = _zarr_dtype(np.dtypes.StringDType())
-            return cls(dtype, zdtype, None, "it holds variable-length strings")
+            return cls(stored, dtype, zdtype, None, "it holds variable-length strings")
         if cls_ == h5t.VLEN or dtype.kind == "O":
             raise _Refused(f"holds variable-length sequences ({dtype}), which have no Zarr codec")
         attributes: dict[str, Any] = {}
@@ -720,7 +755,14 @@ class _DataKind:
             reason = "its compound fields mix byte orders"
         if reason and dtype.fields is not None:
             raise _Refused(f"cannot be described exactly: {reason}")
-        return cls(dtype, zdtype, None if endian == "mixed" else endian, reason, attributes)
+        endian = None if endian == "mixed" else endian
+        return cls(stored, dtype, zdtype, endian, reason, attributes)
+
+
+@functools.lru_cache(maxsize=256)
+def _data_kind(encoded_type: bytes) -> _DataKind:
+    """``_DataKind.of_type`` of a type serialised by ``H5Tencode`` (refusals are not cached)."""
+    return _DataKind.of_type(h5t.decode(encoded_type))
 
 
 def _little(dtype: np.dtype) -> np.dtype:
@@ -759,22 +801,106 @@ def _enum_attributes(mapping: Mapping[str, int]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- attributes
 
 
-def _attributes(obj: h5py.Group | h5py.Dataset, dtype: np.dtype | None = None) -> dict[str, Any]:
+class _Attributes:
+    """An HDF5 object's attributes: listed once, each read at most once, in h5py's order.
+
+    A scan asks about the same attributes several times (``_FillValue`` for the
+    array, ``_Netcdf4Coordinates`` and ``_Netcdf4Dimid`` for the dimensions,
+    ``DIMENSION_LIST`` to look for scales); each value is read once, with
+    :func:`_read_attribute`. ``cpl`` is the object's creation property list,
+    when the caller has it already.
+    """
+
+    def __init__(self, obj: h5py.Group | h5py.Dataset, cpl: h5p.PropID | None = None) -> None:
+        self.obj = obj
+        tracked = (cpl or obj.id.get_create_plist()).get_attr_creation_order()
+        order = h5.INDEX_CRT_ORDER if tracked & h5p.CRT_ORDER_TRACKED else h5.INDEX_NAME
+        stored: list[bytes] = []
+        h5a.iterate(obj.id, stored.append, index_type=order)
+        self._stored = {_decoded_name(n): n for n in stored}
+        self._values: dict[str | bytes, Any] = {}
+
+    def __iter__(self) -> Iterator[str | bytes]:
+        return iter(self._stored)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._stored
+
+    def __getitem__(self, name: str | bytes) -> Any:
+        """The value, as ``obj.attrs[name]`` gives it (KeyError if there is none)."""
+        if name not in self._values:
+            self._values[name] = _read_attribute(self.obj, self._stored[name])
+        return self._values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self._stored else default
+
+    def where(self) -> str:
+        return f"{self.obj.file.filename}:{self.obj.name}"
+
+
+def _decoded_name(name: bytes) -> str | bytes:
+    """An attribute or link name as h5py gives it: UTF-8 decoded, else the bytes."""
+    try:
+        return name.decode("utf-8")
+    except UnicodeDecodeError:
+        return name
+
+
+_PLAIN_CLASSES = frozenset({h5t.INTEGER, h5t.FLOAT, h5t.STRING})
+"""Attribute type classes read here; others (compounds, enums, references, arrays) by h5py."""
+
+
+def _read_attribute(obj: h5py.Group | h5py.Dataset, name: bytes) -> Any:
+    """An attribute's value, exactly as h5py's ``obj.attrs[name]`` returns it.
+
+    Numbers and strings, nearly every netCDF attribute, are read here with the
+    attribute's memory type worked out once per HDF5 type (h5py works it out on
+    every read, which costs more than the read); every other type is left to h5py.
+    """
+    attr = h5a.open(obj.id, name)
+    tid = attr.get_type()
+    if tid.get_class() not in _PLAIN_CLASSES:
+        return obj.attrs[name]
+    dtype, memory_type, vlen_text = _attribute_reading(tid.encode())
+    space = attr.get_space()
+    if space.get_simple_extent_type() == h5s.NULL:
+        return h5py.Empty(dtype)
+    values = np.zeros(space.shape, dtype=dtype)
+    attr.read(values, mtype=memory_type)
+    if vlen_text:  # as h5py does: stored bytes to str
+        values = np.array(
+            [b.decode("utf-8", "surrogateescape") for b in values.flat], dtype=dtype
+        ).reshape(values.shape)
+    return values[()] if values.ndim == 0 else values
+
+
+@functools.lru_cache(maxsize=256)
+def _attribute_reading(encoded_type: bytes) -> tuple[np.dtype, h5t.TypeID, bool]:
+    """How h5py reads an attribute of an (encoded) HDF5 type: dtype, memory type, vlen text.
+
+    A function of the type alone, so the files of a collection share it.
+    """
+    dtype = h5t.decode(encoded_type).dtype
+    info = h5t.check_string_dtype(dtype)
+    return dtype, h5t.py_create(dtype), bool(info and info.length is None)
+
+
+def _json_attributes(attributes: _Attributes, dtype: np.dtype | None = None) -> dict[str, Any]:
     """An object's attributes as JSON, netCDF-4 bookkeeping left out.
 
     ``_FillValue`` is encoded for xarray's Zarr backend (see ``fill_value_attribute``);
     attributes that have no JSON form (references, compounds) are left out with a warning.
     """
     out: dict[str, Any] = {}
-    for name in obj.attrs:
+    for name in attributes:
         if name in HIDDEN_ATTRIBUTES:
             continue
         try:
-            value = obj.attrs[name]
+            value = attributes[name]
         except (OSError, TypeError, ValueError) as e:
             warnings.warn(
-                f"{obj.file.filename}:{obj.name}: attribute {name!r} cannot be read ({e}); "
-                "left out",
+                f"{attributes.where()}: attribute {name!r} cannot be read ({e}); left out",
                 stacklevel=4,
             )
             continue
@@ -789,7 +915,7 @@ def _attributes(obj: h5py.Group | h5py.Dataset, dtype: np.dtype | None = None) -
         converted = json_attribute(value)
         if not _is_json(converted):
             warnings.warn(
-                f"{obj.file.filename}:{obj.name}: attribute {name!r} has no JSON form; left out",
+                f"{attributes.where()}: attribute {name!r} has no JSON form; left out",
                 stacklevel=4,
             )
             continue
@@ -813,6 +939,62 @@ def _dimension_only(ds: h5py.Dataset) -> bool:
     return NOT_A_VARIABLE in (h5py.h5ds.get_scale_name(ds.id) or b"")  # its NAME attribute
 
 
+def _links(h5group: h5py.Group) -> list[tuple[str, int]]:
+    """The group's link names in h5py's order (creation order where tracked), with link types."""
+    tracked = h5group.id.get_create_plist().get_link_creation_order()
+    order = h5.INDEX_CRT_ORDER if tracked & h5p.CRT_ORDER_TRACKED else h5.INDEX_NAME
+    links: list[tuple[str, int]] = []
+    h5group.id.links.iterate(
+        lambda name, info: links.append((_decoded_name(name), info.type)),
+        idx_type=order,
+        info=True,
+    )
+    return links
+
+
+def _member(h5group: h5py.Group, name: str | bytes) -> h5py.Group | h5py.Dataset | None:
+    """The object a link leads to, as ``h5group.get(name)`` opens it (None: nothing there).
+
+    Opened with the low-level call ``get`` makes, without the File object it
+    builds for each; named data types are of no interest to a scan (None too).
+    """
+    try:
+        oid = h5o.open(h5group.id, name.encode() if isinstance(name, str) else name)
+    except KeyError:
+        return None
+    if isinstance(oid, h5d.DatasetID):
+        return _Dataset(oid, readonly=True)
+    if isinstance(oid, h5py.h5g.GroupID):
+        return h5py.Group(oid)
+    return None
+
+
+class _Dataset(h5py.Dataset):
+    """An h5py Dataset of a file opened read-only, its data type and extent read once.
+
+    h5py reads them from the file on every ``dtype`` / ``ndim`` / ``maxshape``,
+    and a scan asks for them often; they cannot change while the file is
+    open read-only.
+    """
+
+    @functools.cached_property
+    def dtype(self) -> np.dtype:
+        return self.id.dtype
+
+    @functools.cached_property
+    def create_plist(self) -> h5p.PropDCID:
+        """The dataset creation properties: layout, chunks, filters, fill value, ..."""
+        return self.id.get_create_plist()
+
+    @functools.cached_property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @functools.cached_property
+    def maxshape(self) -> tuple[int | None, ...] | None:
+        return super().maxshape
+
+
 class _Dimensions:
     """The netCDF-4 dimensions of one group, named as h5netcdf names them.
 
@@ -825,16 +1007,17 @@ class _Dimensions:
     def __init__(self, h5group: h5py.Group, parent: _Dimensions | None) -> None:
         self.group = h5group
         self.parent = parent
+        self.links = _links(h5group)
+        """The group's links (name, link type), in h5py's order."""
+        self.members = {name: _member(h5group, name) for name, _ in self.links}
+        """What each link leads to, opened once for the scanner too (None: nothing)."""
         self.scales: dict[str, h5py.Dataset] = {}
+        self._attributes: dict[str, _Attributes] = {}
         self._attached: dict[str, list[str | None] | None] = {}
-        self.members: dict[str, h5py.Dataset] = {}
-        """The group's datasets by name, opened once for the scanner too."""
         unlabeled: dict[int, int] = {}
-        for name in h5group:
-            obj = h5group.get(name)
+        for name, obj in self.members.items():
             if not isinstance(obj, h5py.Dataset):
                 continue
-            self.members[name] = obj
             if h5py.h5ds.is_scale(obj.id):  # CLASS == "DIMENSION_SCALE", without reading it
                 self.scales[name] = obj
             elif obj.ndim and self.attached_scales(obj) is None:
@@ -843,7 +1026,9 @@ class _Dimensions:
         self.phony_start = parent.phony_end if parent else 0
         self.sizes: dict[str, int] = {}
         if unlabeled:
-            self.sizes = {name: _scale_size(ds) for name, ds in self.scales.items()}
+            self.sizes = {
+                name: _scale_size(ds, self.attributes(ds)) for name, ds in self.scales.items()
+            }
             labeled: dict[int, int] = {}
             for name, ds in self.scales.items():
                 if ds.maxshape != (None,):
@@ -873,6 +1058,13 @@ class _Dimensions:
         assert dims is not None
         return dims
 
+    def attributes(self, ds: _Dataset) -> _Attributes:
+        """The attributes of a dataset of this group, listed once for the whole scan."""
+        key = ds.name
+        if key not in self._attributes:
+            self._attributes[key] = _Attributes(ds, ds.create_plist)
+        return self._attributes[key]
+
     def all_names(self) -> Iterator[str]:
         node: _Dimensions | None = self
         while node is not None:
@@ -884,7 +1076,7 @@ class _Dimensions:
         """A dataset's dimension names, bare (not group paths), as h5netcdf gives them."""
         if not ds.ndim:
             return []
-        attrs = ds.attrs
+        attrs = self.attributes(ds)
         own = ds.name.split("/")[-1]
         if "_Netcdf4Coordinates" in attrs and own in self.scales:
             by_id = self.dimension_ids
@@ -920,7 +1112,7 @@ class _Dimensions:
         """
         key = ds.name
         if key not in self._attached:
-            self._attached[key] = _attached_scale_names(ds)
+            self._attached[key] = _attached_scale_names(ds, self.attributes(ds))
         return self._attached[key]
 
     @functools.cached_property
@@ -934,13 +1126,14 @@ class _Dimensions:
                 if name in seen:
                     continue
                 seen.add(name)
-                if "_Netcdf4Dimid" in ds.attrs:
-                    ids.setdefault(int(ds.attrs["_Netcdf4Dimid"]), name)
+                attrs = node.attributes(ds)
+                if "_Netcdf4Dimid" in attrs:
+                    ids.setdefault(int(attrs["_Netcdf4Dimid"]), name)
             node = node.parent
         return ids
 
 
-def _attached_scale_names(ds: h5py.Dataset) -> list[str | None] | None:
+def _attached_scale_names(ds: h5py.Dataset, attrs: _Attributes) -> list[str | None] | None:
     """Per axis, the name of the last dimension scale attached (None: no scale on that axis).
 
     Several scales on one axis: the last one names it, as netCDF-C does; a scale
@@ -948,7 +1141,7 @@ def _attached_scale_names(ds: h5py.Dataset) -> list[str | None] | None:
     ``H5DSiterate_scales`` walks the ``DIMENSION_LIST`` references in order
     without reading them as an attribute, which costs several times more.
     """
-    if not ds.ndim or "DIMENSION_LIST" not in ds.attrs:
+    if not ds.ndim or "DIMENSION_LIST" not in attrs:
         return None
     names: list[str | None] = []
     for axis in range(ds.ndim):
@@ -962,11 +1155,11 @@ def _attached_scale_names(ds: h5py.Dataset) -> list[str | None] | None:
     return None if all(n is None for n in names) else names
 
 
-def _scale_size(scale: h5py.Dataset) -> int:
+def _scale_size(scale: h5py.Dataset, attrs: _Attributes) -> int:
     """A dimension's size: an unlimited one is as long as the longest dataset using it."""
     size = scale.shape[0] if scale.ndim else 0
     if scale.maxshape == (None,):
-        for ref, axis in scale.attrs.get("REFERENCE_LIST", []):
+        for ref, axis in attrs.get("REFERENCE_LIST", []):
             size = max(size, scale.file[ref].shape[axis])
     return size
 
