@@ -57,8 +57,8 @@ def _same(a: object, b: object) -> bool:
 
 def _check(group: h5py.Group) -> int:
     """Compare every link and attribute under ``group`` with h5py's view; the objects compared."""
-    assert [name for name, _ in _links(group)] == list(group)
-    for name, link_type in _links(group):
+    assert [name for name, _ in _links(group, group.id.get_create_plist())] == list(group)
+    for name, link_type in _links(group, group.id.get_create_plist()):
         assert (
             type(group.get(name, getlink=True))
             is {

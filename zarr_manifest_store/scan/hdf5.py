@@ -224,7 +224,7 @@ class _Scanner:
                     arrays[array_name] = self.array(obj, dims)
                 except _Refused as e:
                     self.refusals.add(rel, str(e))
-        attributes = _json_attributes(_Attributes(h5group))
+        attributes = _json_attributes(_Attributes(h5group, dims.create_plist))
         return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes)
 
     def array(self, ds: _Dataset, dims: _Dimensions) -> ManifestArray:
@@ -939,9 +939,9 @@ def _dimension_only(ds: h5py.Dataset) -> bool:
     return NOT_A_VARIABLE in (h5py.h5ds.get_scale_name(ds.id) or b"")  # its NAME attribute
 
 
-def _links(h5group: h5py.Group) -> list[tuple[str, int]]:
+def _links(h5group: h5py.Group, gcpl: h5p.PropGCID) -> list[tuple[str, int]]:
     """The group's link names in h5py's order (creation order where tracked), with link types."""
-    tracked = h5group.id.get_create_plist().get_link_creation_order()
+    tracked = gcpl.get_link_creation_order()
     order = h5.INDEX_CRT_ORDER if tracked & h5p.CRT_ORDER_TRACKED else h5.INDEX_NAME
     links: list[tuple[str, int]] = []
     h5group.id.links.iterate(
@@ -1007,7 +1007,8 @@ class _Dimensions:
     def __init__(self, h5group: h5py.Group, parent: _Dimensions | None) -> None:
         self.group = h5group
         self.parent = parent
-        self.links = _links(h5group)
+        self.create_plist = h5group.id.get_create_plist()
+        self.links = _links(h5group, self.create_plist)
         """The group's links (name, link type), in h5py's order."""
         self.members = {name: _member(h5group, name) for name, _ in self.links}
         """What each link leads to, opened once for the scanner too (None: nothing)."""
@@ -1018,8 +1019,8 @@ class _Dimensions:
         for name, obj in self.members.items():
             if not isinstance(obj, h5py.Dataset):
                 continue
-            if h5py.h5ds.is_scale(obj.id):  # CLASS == "DIMENSION_SCALE", without reading it
-                self.scales[name] = obj
+            if "CLASS" in self.attributes(obj) and h5py.h5ds.is_scale(obj.id):
+                self.scales[name] = obj  # its CLASS is "DIMENSION_SCALE"
             elif obj.ndim and self.attached_scales(obj) is None:
                 for size, count in _counts(obj.shape).items():
                     unlabeled[size] = max(unlabeled.get(size, 0), count)
