@@ -11,8 +11,6 @@
 Exit status: 0 on success; 1 when ``verify`` finds a source changed, missing
 or unreadable; 2 for an error, reported as one line on stderr (``--debug``
 shows the traceback), and for a command line argparse rejects.
-
->>> main(["info", "--help"])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -39,7 +37,7 @@ from zarr_manifest_store.manifest import INLINE
 from zarr_manifest_store.sources import is_local
 from zarr_manifest_store.store import ManifestStore
 
-__all__ = ["DocumentSummary", "main", "summarize"]
+__all__ = ["DocumentSummary", "main", "make_parser", "summarize"]
 
 PROG = "zarr-manifest"
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
@@ -53,11 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns the exit status; errors are printed as one line on stderr.
 
-    >>> main(["to-kerchunk", "era5.zarr", "refs.json"])  # doctest: +SKIP
-    wrote era5.zarr as kerchunk references (json): refs.json, 3 arrays, 120 references
+    >>> import zarr_manifest_store as zms
+    >>> zms.write_manifest(zms.scan("data/era_2026-01-01.nc"), "cli-day1.zarr", mode="w")
+    >>> main(["to-kerchunk", "cli-day1.zarr", "cli-day1.json"])
+    wrote cli-day1.zarr as kerchunk references (json): cli-day1.json, 5 arrays, 11 references
     0
     """
-    parser = _parser()
+    parser = make_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -215,7 +215,8 @@ def _demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- the parser
 
 
-def _parser() -> argparse.ArgumentParser:
+def make_parser() -> argparse.ArgumentParser:
+    """The ``zarr-manifest`` argument parser (``main`` runs it; the docs print its help)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--debug",
