@@ -143,7 +143,7 @@ def _demo(folder: Path, files: int, out: TextIO, *, kept: bool) -> None:
 
     archive, document = folder / "archive", folder / "demo.zarr"
     say(
-        f"zarr-manifest-store demo: {files} daily netCDF files read as one Zarr dataset, no byte copied"
+        f"zarr-manifest-store demo: {files} daily netCDF files read as one Zarr dataset, their data not copied"
     )
     say()
     paths, seconds = _timed(lambda: write_archive(archive, files))
@@ -187,8 +187,10 @@ def _demo(folder: Path, files: int, out: TextIO, *, kept: bool) -> None:
     reference = open_files()
     expected, read_files = _timed(lambda: reference.load())
     got, read_document = _timed(lambda: opened.load())
-    identical = [name for name in got.variables if _same(got[name], expected[name])]
-    differing = sorted(set(got.variables) - set(identical), key=str)
+    dims = [d for d in got.dims if d in got.coords]
+    names = [*got.data_vars, *dims, *(c for c in got.coords if c not in dims)]
+    identical = [name for name in names if _same(got[name], expected[name])]
+    differing = [name for name in names if name not in identical]
 
     mfdataset = f'xr.open_mfdataset({files} files, engine="h5netcdf")'
     manifest = 'xr.open_dataset("demo.zarr", engine="zarr_manifest")'
