@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pty
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,15 +48,9 @@ def test_scan_info_verify_export_in_processes(archive, tmp_path):
 
     verify = zarr_manifest("verify", doc, "--allow", archive)
     assert (verify.returncode, verify.stdout) == (0, "2 sources checked (2 ok): all as scanned\n")
-    (archive.parent / "moved").mkdir()
-    moved = sorted(archive.glob("*.nc"))[1]
-    shutil.move(moved, archive.parent / "moved" / moved.name)
-    try:
-        verify = zarr_manifest("verify", doc, "--allow", archive)
-    finally:
-        shutil.move(archive.parent / "moved" / moved.name, moved)
+    verify = zarr_manifest("verify", doc)  # the sources lie outside the document's folder
     assert verify.returncode == 1
-    assert verify.stdout.splitlines()[0].startswith(f"missing: {moved}")
+    assert verify.stdout.splitlines()[-1] == "2 sources checked (2 forbidden): 2 problems"
 
     export = zarr_manifest("to-kerchunk", doc, tmp_path / "refs.json")
     assert export.returncode == 0
