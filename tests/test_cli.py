@@ -103,7 +103,7 @@ def test_scan_options_reach_the_document(capsys, archive, tmp_path):
     assert store.root["t2m"].shape == (FILES * STEPS, 73, 144)
 
 
-def test_scan_with_worker_processes_writes_the_same_document(capsys, archive, tmp_path):
+def test_scan_with_threads_writes_the_same_document(capsys, archive, tmp_path):
     one = scanned(capsys, archive, tmp_path)
     code, _, err = run(capsys, "scan", f"{archive}/*.nc", "-o", tmp_path / "two.zarr", "-j", "2")
     assert code == 0, err

@@ -302,7 +302,7 @@ def make_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=1,
         metavar="N",
-        help="scan N files at a time, in worker processes (default: 1)",
+        help="scan N files at a time, in threads (default: 1)",
     )
     scan.add_argument(
         "--dask-scheduler",
@@ -499,19 +499,10 @@ def _executor(
 
         client = Client(scheduler)
         return _Reporting(client.get_executor(), on_done), client.close
-    if jobs > 1:
-        import multiprocessing
-
-        # forkserver: zarr and fsspec run event-loop threads, which fork() would copy half-alive.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["zarr_manifest_store.xarray"])
-        inner: concurrent.futures.Executor = concurrent.futures.ProcessPoolExecutor(
-            jobs, mp_context=context
-        )
-    else:
-        inner = concurrent.futures.ThreadPoolExecutor(1)
-    reporting = _Reporting(inner, on_done)
-    return reporting, inner.shutdown
+    # Threads, not processes: scanning waits on reads more than it computes, and worker
+    # processes take seconds to start (each imports xarray and the scanners).
+    threads = concurrent.futures.ThreadPoolExecutor(jobs)
+    return _Reporting(threads, on_done), threads.shutdown
 
 
 class _Reporting(concurrent.futures.Executor):
