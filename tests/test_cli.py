@@ -359,6 +359,14 @@ def test_to_kerchunk_json_and_parquet_hold_the_same_references(capsys, archive, 
         for name in ("t2m", "tp"):
             assert imported[name].manifest.equals(document[name].manifest), (refs, name)
 
+    code, _, stderr = run(capsys, "to-kerchunk", out, tmp_path / "refs.parq")
+    assert (code, stderr) == (
+        2,
+        f"zarr-manifest: error: {tmp_path / 'refs.parq'} already exists; pass --overwrite to "
+        "replace it\n",
+    )
+    assert run(capsys, "to-kerchunk", out, tmp_path / "refs.parq", "--overwrite")[0] == 0
+
     through_fsspec = xr.open_dataset(
         "reference://",
         engine="zarr",
@@ -429,7 +437,9 @@ def test_error_lines_join_messages_and_notes():
     assert error_line(error) == (
         "f.h5: 2 dataset(s) cannot be described exactly: 'a' x; 'b' y; Pass z.; while opening f.h5"
     )
-    assert error_line(PermissionError(13, "source 'x' is outside")) == "source 'x' is outside"
+    assert error_line(PermissionError(13, "source 'x' is outside; add it to allow=[...]")) == (
+        "source 'x' is outside; add it to allow=[...] (on the command line: --allow PREFIX)"
+    )
     assert error_line(RuntimeError("boom")) == (
         "RuntimeError: boom (run with --debug for the traceback)"
     )

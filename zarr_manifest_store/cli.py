@@ -28,10 +28,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+import fsspec
 import numpy as np
 
 from zarr_manifest_store.array import ManifestArray
-from zarr_manifest_store.document.location import Location
+from zarr_manifest_store.document.location import Location, options_for
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.manifest import INLINE
 from zarr_manifest_store.sources import is_local
@@ -77,11 +78,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
 
 
+_OPTIONS_FOR_ARGUMENTS = (
+    ("allow=[", "--allow PREFIX"),
+    ("mode='w'", "--overwrite"),
+    ("edge_chunks='inline'", "--edge-chunks inline"),
+    ("on_unsupported='skip'", "--on-unsupported skip"),
+    ("drop_variables=", "--drop VAR"),
+)
+"""Python arguments that error messages suggest, and the options that set them here."""
+
+
 def error_line(error: BaseException) -> str:
     """An exception as one readable line: its message, its notes, and a hint for unexpected types.
 
     >>> error_line(FileNotFoundError(2, "source file '/data/f1.nc' not found"))
     "source file '/data/f1.nc' not found"
+    >>> error_line(ValueError("2 chunks are ragged; pass edge_chunks='inline' to store them inline"))
+    "2 chunks are ragged; pass edge_chunks='inline' to store them inline (on the command line: --edge-chunks inline)"
     >>> error_line(KeyError("t2m"))
     "KeyError: 't2m' (run with --debug for the traceback)"
     """
@@ -97,6 +110,8 @@ def error_line(error: BaseException) -> str:
     joined = ""
     for line in filter(None, lines):
         joined += line if not joined else (" " if joined.endswith(":") else "; ") + line
+    if hints := [option for argument, option in _OPTIONS_FOR_ARGUMENTS if argument in joined]:
+        joined += f" (on the command line: {', '.join(hints)})"
     if not isinstance(error, OSError | ValueError | TypeError):
         joined = f"{type(error).__name__}: {joined} (run with --debug for the traceback)"
     return joined or type(error).__name__
@@ -190,11 +205,15 @@ def _to_kerchunk(args: argparse.Namespace) -> int:
     """``to-kerchunk``: the document as kerchunk references, JSON or parquet."""
     from zarr_manifest_store.kerchunk import to_kerchunk
 
+    storage_options = _storage_options(args)
+    fs, path = fsspec.core.url_to_fs(args.output, **options_for(args.output, storage_options))
+    if not args.overwrite and fs.exists(path):
+        raise FileExistsError(f"{args.output} already exists; pass --overwrite to replace it")
     store = _open(args)
     fmt = args.format or (
         "parquet" if args.output.rstrip("/").endswith((".parq", ".parquet")) else "json"
     )
-    to_kerchunk(store, args.output, format=fmt, storage_options=_storage_options(args))
+    to_kerchunk(store, args.output, format=fmt, storage_options=storage_options)
     root = store.root
     s = summarize(root if isinstance(root, ManifestGroup) else ManifestGroup(arrays={"": root}))
     print(
@@ -374,6 +393,9 @@ def make_parser() -> argparse.ArgumentParser:
         choices=["json", "parquet"],
         help="default: parquet for OUT ending in .parq / .parquet, else json",
     )
+    kerchunk.add_argument(
+        "--overwrite", action="store_true", help="replace OUT if it exists (a file or a folder)"
+    )
     kerchunk.set_defaults(run=_to_kerchunk)
 
     demo = commands.add_parser(
@@ -480,9 +502,7 @@ def _expand(patterns: Sequence[str], storage_options: Mapping[str, Any] | None) 
         if is_local(pattern) and "://" not in pattern:
             found = sorted(glob.glob(os.path.expanduser(pattern)))
         else:
-            import fsspec
-
-            fs, _ = fsspec.core.url_to_fs(pattern, **dict(storage_options or {}))
+            fs, _ = fsspec.core.url_to_fs(pattern, **options_for(pattern, storage_options))
             found = sorted(fs.unstrip_protocol(p) for p in fs.glob(pattern))
         if not found:
             raise FileNotFoundError(f"no files match {pattern!r}")
