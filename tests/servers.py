@@ -2,7 +2,7 @@
 
 - :class:`RangeHTTPServer`: a static file server with HTTP range requests,
   ETag / Last-Modified headers and fault injection (500s, connection resets,
-  short bodies), for ``https://``-style sources through fsspec's HTTP file system.
+  short bodies, stalls), for ``https://``-style sources through fsspec's HTTP file system.
 - :class:`S3Server`: moto's S3 in server mode behind a request-counting
   middleware, for ``s3://`` sources through s3fs.
 
@@ -15,13 +15,14 @@ from __future__ import annotations
 import email.utils
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-FAULTS = ("500", "reset", "short")
+FAULTS = ("500", "reset", "short", "stall")
 
 
 @dataclass
@@ -60,9 +61,12 @@ class RequestLog:
 class RangeHTTPServer:
     """Serves the files under ``root`` at ``http://127.0.0.1:<port>/<relative path>``.
 
-    ``faults[path]`` is a list of faults (``"500"``, ``"reset"``, ``"short"``)
-    applied, one per request, to the next requests for that path.
+    ``faults[path]`` is a list of faults (``"500"``, ``"reset"``, ``"short"``,
+    ``"stall"``: answer only after ``stall_seconds``) applied, one per
+    request, to the next requests for that path.
     """
+
+    stall_seconds = 2.0
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -120,6 +124,8 @@ def _make_handler(server: RangeHTTPServer) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             server.requests.add(Request(self.command, path, self.headers.get("Range")))
             fault = server.next_fault(path)
+            if fault == "stall":
+                time.sleep(server.stall_seconds)
             if fault == "reset":
                 self.connection.close()
                 self.close_connection = True
@@ -150,7 +156,10 @@ def _make_handler(server: RangeHTTPServer) -> type[BaseHTTPRequestHandler]:
             declared = len(payload)
             if fault == "short":
                 payload = payload[: len(payload) // 2]
-            self._reply(status, payload if body else b"", headers, length=declared)
+            try:
+                self._reply(status, payload if body else b"", headers, length=declared)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up (a stalled answer)
             if fault == "short":
                 self.close_connection = True
 

@@ -71,3 +71,13 @@ def test_fingerprint_of_local_and_memory_files(tree):
     fp = Sources().fingerprint("memory://zms-fp/x.bin")
     assert fp.size == 3
     assert fp.mtime_ns is not None
+
+
+def test_a_single_allowed_prefix_may_be_given_as_a_string(tree):
+    sources = Sources(allow=str(tree / "data"))
+    assert bytes(sources.read_sync(str(tree / "data" / "a.bin"), 0, 1)) == b"0"
+    folder = str(tree / "secret") + "/"
+    with pytest.raises(
+        PermissionError, match=f"allow its folder: allow=\\[\\.\\.\\., '{folder}'\\]"
+    ):
+        sources.read_sync(str(tree / "secret" / "key.bin"), 0, 1)

@@ -16,6 +16,7 @@ from zarr_manifest_store.scan import scan
 from zarr_manifest_store.scan.hdf5 import scan_hdf5
 from zarr_manifest_store.scan.kerchunk import scan_kerchunk
 from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
+from zarr_manifest_store.sources import SourceStatus, VerifyReport
 from zarr_manifest_store.store import ManifestStore
 
 __all__ = [
@@ -26,7 +27,9 @@ __all__ = [
     "ManifestGroup",
     "ManifestStore",
     "SourceChangedError",
+    "SourceStatus",
     "UnsupportedDatasetError",
+    "VerifyReport",
     "concat",
     "scan",
     "scan_hdf5",

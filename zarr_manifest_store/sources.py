@@ -1,34 +1,86 @@
 """Byte-range reading of the original source files.
 
-Local files are read with ``os.pread`` on cached descriptors (thread-safe, no
-seek state); every other URL goes through an fsspec file system, created once
-per protocol and options and reused. Errors name the source file: a missing
-file is ``FileNotFoundError``, a file shorter than the range asked for is
-``OSError`` — never zero bytes that would decode as fill values. With an
-allow-list, every path is checked against it before its first read
-(``PermissionError``).
+:class:`Sources` is the one place every chunk read goes through. It enforces
+the allow-list, checks each source against the fingerprint recorded when it
+was scanned, and reads:
+
+- **local files** with ``preadv`` on cached descriptors. A read whose bytes
+  are already in the page cache is served on the spot (``RWF_NOWAIT``, no
+  thread hop); any other read goes to a worker thread, off the event loop;
+- **remote objects** (``s3://``, ``gs://``, ``https://`` …) through fsspec's
+  asynchronous file systems on fsspec's I/O loop, with bounded concurrency,
+  a timeout per attempt, and retries with backoff for transient failures.
+
+Reads that arrive together — the concurrent ``store.get`` calls zarr makes
+for a slice, or one ``get_partial_values`` call — are gathered, and nearby
+ranges of one file are coalesced into one request.
+
+Every failure names the source file; a missing, truncated or unreadable file
+raises, it never reads as zeros or fill values.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email.utils
+import errno
+import functools
 import json
 import os
+import random
+import stat
 import threading
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+import weakref
+from collections import OrderedDict, defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future as ConcurrentFuture
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import fsspec
+import fsspec.asyn
 
+from zarr_manifest_store.errors import SourceChangedError
 from zarr_manifest_store.manifest import Fingerprint
 
-__all__ = ["Sources", "is_local", "local_path", "protocol_of"]
+__all__ = [
+    "SourceStatus",
+    "Sources",
+    "VerifyReport",
+    "coalesce",
+    "is_local",
+    "local_path",
+    "protocol_of",
+]
+
+Verify = Literal["first-use", "always", "never"]
+VERIFY_MODES: tuple[Verify, ...] = ("first-use", "always", "never")
+
+ByteData = bytes | bytearray | memoryview
 
 MAX_OPEN_FILES = 128
 """Descriptors kept open at once; the least recently used idle one is closed beyond this."""
+INLINE_READ_BYTES = 4 << 20
+"""Largest cached local read served on the event loop itself; bigger ones go to a thread."""
+RETRY_BACKOFF = 0.1
+"""Seconds before the first retry of a remote read; doubled for each further attempt."""
+RETRY_BACKOFF_MAX = 5.0
+
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+_TRANSIENT_ERRNOS = {
+    errno.EAGAIN,
+    errno.EBUSY,
+    errno.ECONNABORTED,
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.EIO,
+    errno.EPIPE,
+    errno.ETIMEDOUT,
+    getattr(errno, "EREMOTEIO", errno.EIO),
+}
 
 
 def protocol_of(path: str) -> str:
@@ -48,25 +100,231 @@ def local_path(path: str) -> str:
     return unquote(urlsplit(path).path)
 
 
+def coalesce(
+    ranges: Sequence[tuple[int, int]], *, max_gap_bytes: int, max_coalesced_bytes: int
+) -> list[tuple[int, int, list[int]]]:
+    """Plan the reads of ``(start, stop)`` ranges of one file.
+
+    Ranges at most ``max_gap_bytes`` apart merge into one read of at most
+    ``max_coalesced_bytes`` (a single range longer than that is read alone).
+    Returns ``(start, stop, indices of the ranges it serves)`` per read.
+
+    >>> coalesce([(0, 10), (100, 110), (12, 20)], max_gap_bytes=4, max_coalesced_bytes=64)
+    [(0, 20, [0, 2]), (100, 110, [1])]
+    """
+    reads: list[tuple[int, int, list[int]]] = []
+    for i in sorted(range(len(ranges)), key=lambda i: ranges[i]):
+        start, stop = ranges[i]
+        if reads:
+            first, last, members = reads[-1]
+            end = max(last, stop)
+            if start - last <= max_gap_bytes and end - first <= max_coalesced_bytes:
+                members.append(i)
+                reads[-1] = (first, end, members)
+                continue
+        reads.append((start, stop, [i]))
+    return reads
+
+
+# ---------------------------------------------------------------------- verification report
+
+
+class SourceStatus(NamedTuple):
+    """The outcome of checking one source file (see :meth:`Sources.verify`).
+
+    ``status`` is ``"ok"``, ``"changed"`` (fingerprint mismatch),
+    ``"truncated"`` (shorter than the chunks it should hold), ``"missing"``,
+    ``"forbidden"`` (outside the allow-list) or ``"unreadable"``.
+    """
+
+    path: str
+    status: Literal["ok", "changed", "truncated", "missing", "forbidden", "unreadable"]
+    detail: str
+    recorded: Fingerprint | None = None
+    current: Fingerprint | None = None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Every source of a store, checked: ``report.ok`` is True when all can be read as scanned.
+
+    >>> report = VerifyReport((SourceStatus("/data/a.nc", "missing", "not found"),))
+    >>> report.ok, [s.path for s in report.problems]
+    (False, ['/data/a.nc'])
+    """
+
+    sources: tuple[SourceStatus, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def problems(self) -> tuple[SourceStatus, ...]:
+        return tuple(s for s in self.sources if s.status != "ok")
+
+    def __str__(self) -> str:
+        lines = [
+            f"{len(self.sources)} source(s) checked, {len(self.problems)} problem(s)",
+            *(f"{s.status:>10}  {s.path}: {s.detail}" for s in self.sources),
+        ]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- local descriptors
+
+
 class _Descriptor:
     """An open file descriptor shared by readers; closed once evicted and idle."""
 
-    __slots__ = ("evicted", "fd", "users")
+    __slots__ = ("evicted", "fd", "identity", "nowait", "users")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, identity: tuple[int, int]) -> None:
         self.fd = fd
+        self.identity = identity  # (st_dev, st_ino): which file the descriptor reads
         self.users = 0
         self.evicted = False
+        self.nowait = _RWF_NOWAIT is not None
+
+
+class _Descriptors:
+    """Read-only descriptors of local files by source path, at most ``MAX_OPEN_FILES`` idle ones."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._open: OrderedDict[str, _Descriptor] = OrderedDict()
+
+    def acquire(
+        self, path: str, lpath: str, on_open: Callable[[str, os.stat_result], None]
+    ) -> _Descriptor:
+        """The descriptor of source ``path`` (the local file ``lpath``), opened if need be.
+
+        ``on_open(path, stat)`` runs for every newly opened descriptor, so a
+        file is checked on the very descriptor it is then read from.
+        """
+        with self.lock:
+            desc = self._open.get(path)
+            if desc is not None:
+                self._open.move_to_end(path)
+                desc.users += 1
+                return desc
+        fd = _open_readonly(lpath)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(errno.EISDIR, f"source {path!r} is a directory, not a file")
+            on_open(path, st)
+        except BaseException:
+            os.close(fd)
+            raise
+        with self.lock:
+            desc = self._open.get(path)
+            if desc is None:
+                desc = self._open[path] = _Descriptor(fd, (st.st_dev, st.st_ino))
+            else:
+                os.close(fd)  # another thread opened it meanwhile
+            desc.users += 1
+            self._evict()
+            return desc
+
+    def release(self, desc: _Descriptor) -> None:
+        with self.lock:
+            desc.users -= 1
+            if desc.evicted and desc.users == 0:
+                os.close(desc.fd)
+
+    def discard(self, path: str) -> None:
+        """Stop reusing the descriptor of ``path``; it closes once idle."""
+        with self.lock:
+            desc = self._open.pop(path, None)
+            if desc is not None:
+                self._retire(desc)
+
+    def close(self) -> None:
+        with self.lock:
+            for desc in self._open.values():
+                self._retire(desc)
+            self._open.clear()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def _retire(self, desc: _Descriptor) -> None:
+        desc.evicted = True
+        if desc.users == 0:
+            os.close(desc.fd)
+
+    def _evict(self) -> None:
+        """Close the least recently used idle descriptors beyond ``MAX_OPEN_FILES`` (lock held)."""
+        excess = len(self._open) - MAX_OPEN_FILES
+        for path in list(self._open):
+            if excess <= 0:
+                break
+            if self._open[path].users == 0:
+                self._retire(self._open.pop(path))
+                excess -= 1
+
+
+def _open_readonly(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as e:
+        raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
+    except IsADirectoryError as e:
+        raise IsADirectoryError(e.errno, f"source {path!r} is a directory, not a file") from None
+    except PermissionError as e:
+        raise PermissionError(
+            e.errno, f"source file {path!r} cannot be opened: permission denied"
+        ) from None
+
+
+def _preadv_full(fd: int, buf: bytearray, offset: int) -> int:
+    """Fill ``buf`` from ``offset``, blocking; returns the bytes read (fewer only at end of file)."""
+    view = memoryview(buf)
+    done = 0
+    while done < len(buf):
+        n = os.preadv(fd, [view[done:]], offset + done)
+        if n == 0:
+            break
+        done += n
+    return done
+
+
+# ---------------------------------------------------------------------- the reader
+
+
+class _Pending(NamedTuple):
+    path: str
+    start: int
+    stop: int
+    future: asyncio.Future[ByteData]
 
 
 class Sources:
-    """Reads byte ranges of source files, local or remote.
+    """Reads byte ranges of source files, local or remote; every read passes through here.
 
-    ``storage_options`` are passed to fsspec when a remote file system is
-    created: either one dict for every protocol, or a mapping from URL prefix
-    (``"s3://bucket-a/"``) to options, the longest matching prefix winning.
-    ``allow`` lists the prefixes (directories or URL prefixes) that may be
-    read; ``None`` allows everything.
+    ``storage_options`` configure fsspec for remote sources: one dict for
+    every protocol, or a mapping from URL prefix (``"s3://bucket-a/"``) to
+    options, the longest matching prefix winning. ``allow`` lists the
+    prefixes (folders or URL prefixes) that may be read; ``None`` allows
+    everything. ``fingerprints`` are what each source looked like when it
+    was scanned (several per path if it was recorded more than once); with
+    ``verify="first-use"`` a source is checked against them when it is first
+    opened, with ``"always"`` before every read, with ``"never"`` not at all.
+    A source without a recorded fingerprint is checked against what it
+    looked like when this reader first opened it.
+
+    Tuning: ``max_concurrency`` remote requests in flight; reads of one file
+    at most ``max_gap_bytes`` apart are merged into one request of at most
+    ``max_coalesced_bytes``; a remote attempt that takes longer than
+    ``timeout`` seconds, fails with a 5xx, a reset connection or a short
+    body is retried up to ``retries`` times with exponential backoff.
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
+    >>> _ = f.write_bytes(b"0123456789")
+    >>> bytes(Sources(allow=[str(f.parent)]).read_sync(str(f), 2, 3))
+    b'234'
     """
 
     def __init__(
@@ -74,13 +332,67 @@ class Sources:
         storage_options: Mapping[str, Any] | None = None,
         *,
         allow: Sequence[str] | None = None,
+        fingerprints: Mapping[str, Iterable[Fingerprint]] | None = None,
+        verify: Verify = "first-use",
+        max_concurrency: int = 16,
+        max_gap_bytes: int = 1 << 20,
+        max_coalesced_bytes: int = 16 << 20,
+        retries: int = 4,
+        timeout: float = 60.0,
     ) -> None:
+        if verify not in VERIFY_MODES:
+            raise ValueError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
+        for name, value in {
+            "max_concurrency": max_concurrency,
+            "max_coalesced_bytes": max_coalesced_bytes,
+        }.items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name, value in {"max_gap_bytes": max_gap_bytes, "retries": retries}.items():
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self._storage_options = dict(storage_options or {})
-        self._allow = None if allow is None else tuple(str(a) for a in allow)
-        self._allowed: set[str] = set()
+        if isinstance(allow, str | os.PathLike):
+            allow = [allow]  # one prefix, not its characters
+        self._allow = None if allow is None else tuple(os.fspath(a) for a in allow)
+        self._allowed = None if allow is None else tuple(_resolved(a) for a in self._allow)
+        self._recorded = {p: tuple(dict.fromkeys(fps)) for p, fps in (fingerprints or {}).items()}
+        self._tuning = {
+            "verify": verify,
+            "max_concurrency": max_concurrency,
+            "max_gap_bytes": max_gap_bytes,
+            "max_coalesced_bytes": max_coalesced_bytes,
+            "retries": retries,
+            "timeout": timeout,
+        }
+        self._verify = verify
+        self._gap = max_gap_bytes
+        self._max_read = max_coalesced_bytes
+        self._max_concurrency = max_concurrency
+        self._retries = retries
+        self._timeout = timeout
+
+        self._routes: dict[str, str | None] = {}  # admitted path -> local path, or None if remote
+        self._seen: dict[str, Fingerprint] = {}  # what a source looked like at first use
+        self._files = _Descriptors()
+        self._finalizer = weakref.finalize(self, _Descriptors.close, self._files)
+        self._start_threads_state()
+        _LIVE.add(self)
+
+    def _start_threads_state(self) -> None:
+        """Locks, file systems and event-loop state: made anew in a forked child process,
+        where the parent's threads (fsspec's I/O loop among them) do not exist."""
         self._lock = threading.Lock()
-        self._descriptors: OrderedDict[str, _Descriptor] = OrderedDict()
+        self._files.lock = threading.Lock()
         self._filesystems: dict[tuple[str, str], fsspec.AbstractFileSystem] = {}
+        self._queued: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Pending]] = (
+            weakref.WeakKeyDictionary()  # reads waiting for this turn of each event loop
+        )
+        # State used only on fsspec's I/O loop thread:
+        self._remote_checks: dict[str, asyncio.Future[None]] = {}
+        self._semaphore: asyncio.Semaphore | None = None
 
     @property
     def storage_options(self) -> dict[str, Any]:
@@ -90,147 +402,432 @@ class Sources:
     def allow(self) -> tuple[str, ...] | None:
         return self._allow
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """``verify`` and the I/O tuning, as keyword arguments that recreate this reader."""
+        return dict(self._tuning)
+
+    # ------------------------------------------------------------------ public API
+
     def check_allowed(self, path: str) -> None:
         """Raise ``PermissionError`` unless ``path`` lies under an allowed prefix."""
-        if self._allow is None or path in self._allowed:
-            return
-        if not any(_under(path, prefix) for prefix in self._allow):
-            raise PermissionError(
-                f"source {path!r} is outside the allowed prefixes {list(self._allow)}; "
-                f"to read it, add its folder or bucket prefix to allow=[...]"
-            )
-        self._allowed.add(path)
+        self._admit(path)
 
     def fingerprint(self, path: str) -> Fingerprint:
         """What ``path`` looks like now: size and mtime (local) or size and ETag (remote)."""
-        self.check_allowed(path)
-        if is_local(path):
+        lpath = self._admit(path)
+        if lpath is not None:
             try:
-                st = os.stat(local_path(path))
+                return _local_fingerprint(os.stat(lpath))
             except FileNotFoundError as e:
                 raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
-            return Fingerprint(size=st.st_size, mtime_ns=st.st_mtime_ns)
+        return fsspec.asyn.sync(_io_loop(), self._remote_fingerprint, self._filesystem(path), path)
+
+    async def read(self, path: str, offset: int, length: int) -> ByteData:
+        """``length`` bytes of ``path`` from ``offset``.
+
+        Reads of one event loop that arrive together are gathered and nearby
+        ranges of a file coalesced; local bytes already in the page cache are
+        returned at once, everything else is read off the event loop.
+        """
+        lpath = self._admit(path)
+        if length == 0:
+            return b""
+        if lpath is not None and length <= INLINE_READ_BYTES:
+            data = self._read_local(path, lpath, offset, offset + length, nowait=True)
+            if data is not None:
+                return data
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ByteData] = loop.create_future()
+        queue = self._queued.get(loop)
+        if queue is None:
+            queue = self._queued[loop] = []
+            loop.call_soon(self._dispatch, loop)
+        queue.append(_Pending(path, offset, offset + length, future))
+        return await future
+
+    def read_sync(self, path: str, offset: int, length: int) -> ByteData:
+        """``length`` bytes of ``path`` from ``offset``, blocking; for synchronous callers."""
+        lpath = self._admit(path)
+        if length == 0:
+            return b""
+        if lpath is not None:
+            return self._read_local(path, lpath, offset, offset + length, nowait=False)
+        reads = [(offset, offset + length)]
+        (result,) = fsspec.asyn.sync(
+            _io_loop(), self._read_remote, self._filesystem(path), path, reads
+        )
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def verify(self, extents: Mapping[str, int]) -> VerifyReport:
+        """Check each source of ``extents`` (path -> end of its last referenced byte).
+
+        A source is ``"ok"`` when it exists, may be read, matches its recorded
+        fingerprints and is long enough for every chunk referenced in it.
+        """
+        statuses: dict[str, SourceStatus] = {}
+        remote: list[tuple[fsspec.AbstractFileSystem, str]] = []
+        for path in extents:
+            try:
+                lpath = self._admit(path)
+            except PermissionError as e:
+                statuses[path] = SourceStatus(path, "forbidden", str(e))
+                continue
+            if lpath is None:
+                remote.append((self._filesystem(path), path))
+            else:
+                statuses[path] = self._status(path, extents[path], _local_status_fingerprint(lpath))
+        if remote:
+            checked = fsspec.asyn.sync(_io_loop(), self._remote_statuses, remote, extents)
+            statuses.update((s.path, s) for s in checked)
+        return VerifyReport(tuple(statuses[p] for p in extents))
+
+    def close(self) -> None:
+        """Close every cached descriptor that is not in use (in-use ones close when released)."""
+        self._files.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "storage_options": self._storage_options,
+            "allow": self._allow,
+            "fingerprints": self._recorded,
+            **self._tuning,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state.pop("storage_options"), **state)  # type: ignore[misc]
+
+    # ------------------------------------------------------------------ admission
+
+    def _admit(self, path: str) -> str | None:
+        """Enforce the allow-list for ``path``; its local file path, or None if it is remote."""
         try:
-            info = self._filesystem(path).info(path)
-        except FileNotFoundError as e:
-            raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
-        etag = info.get("ETag") or info.get("etag")
-        modified = next(
-            (info[k] for k in ("LastModified", "last_modified", "mtime", "created") if info.get(k)),
-            None,
-        )
-        return Fingerprint(
-            size=info.get("size"),
-            mtime_ns=None if etag else _as_ns(modified),
-            etag=str(etag).strip('"') if etag else None,
-        )
+            return self._routes[path]
+        except KeyError:
+            pass
+        if self._allowed is not None and not any(_under(path, p) for p in self._allowed):
+            folder = _resolved(path).rsplit("/", 1)[0] + "/"
+            raise PermissionError(
+                f"source {path!r} is outside the allowed prefixes {list(self._allow)}; "
+                f"to read it, allow its folder: allow=[..., {folder!r}]"
+            )
+        route = local_path(path) if is_local(path) else None
+        self._routes[path] = route
+        return route
+
+    # ------------------------------------------------------------------ fingerprints
+
+    def record(self, fingerprints: Mapping[str, Fingerprint]) -> None:
+        """Add what sources looked like when scanned (a manifest's ``fingerprints``).
+
+        A store records an array's fingerprints when that array is first read,
+        so that opening a document loads no manifest. Two different
+        fingerprints for one file cannot both hold: that raises
+        ``SourceChangedError``.
+        """
+        with self._lock:
+            for path, fp in fingerprints.items():
+                known = self._recorded.get(path, ())
+                if fp in known:
+                    continue
+                for other in known:
+                    if diff := _differences(other, fp):
+                        raise SourceChangedError(
+                            errno.ESTALE,
+                            f"source file {path!r} was recorded with two different fingerprints "
+                            f"({diff}): it changed between scans; rescan it",
+                        )
+                self._recorded[path] = (*known, fp)
 
     def filesystem(self, path: str) -> fsspec.AbstractFileSystem:
         """The fsspec file system that reads the remote ``path``, created once and reused."""
         self.check_allowed(path)
         return self._filesystem(path)
 
-    async def read(self, path: str, offset: int, length: int) -> bytes:
-        """``length`` bytes of ``path`` from ``offset``, off the event loop."""
-        return await asyncio.to_thread(self.read_sync, path, offset, length)
-
-    def read_sync(self, path: str, offset: int, length: int) -> bytes:
-        """``length`` bytes of ``path`` from ``offset``; raises if the file is missing or short."""
-        self.check_allowed(path)
-        if length == 0:
-            return b""
-        if is_local(path):
-            data = self._pread(local_path(path), offset, length)
-        else:
-            data = self._fsspec_read(path, offset, length)
-        if len(data) != length:
-            raise OSError(
-                f"source file {path!r} is too short: bytes {offset}..{offset + length} were "
-                f"expected, {len(data)} could be read"
-            )
-        return data
-
-    def close(self) -> None:
-        """Close every cached descriptor that is not in use (in-use ones close when released)."""
+    def _check(self, path: str, current: Fingerprint) -> None:
+        """Raise ``SourceChangedError`` if ``current`` differs from what ``path`` should be."""
+        recorded = self._recorded.get(path)
+        if recorded:
+            for fp in recorded:
+                if diff := _differences(fp, current):
+                    raise SourceChangedError(
+                        errno.ESTALE,
+                        f"source file {path!r} changed since it was scanned ({diff}); its "
+                        f"chunks can no longer be read as recorded. Rescan it, or open the "
+                        f"store with verify='never' if the change is known to be harmless",
+                    )
+            return
         with self._lock:
-            for desc in self._descriptors.values():
-                desc.evicted = True
-                if desc.users == 0:
-                    os.close(desc.fd)
-            self._descriptors.clear()
+            seen = self._seen.setdefault(path, current)
+        if diff := _differences(seen, current):
+            raise SourceChangedError(
+                errno.ESTALE,
+                f"source file {path!r} changed while it was being read ({diff}); "
+                f"reopen the store to read its new content",
+            )
+
+    def _check_opened(self, path: str, st: os.stat_result) -> None:
+        """Check a freshly opened local descriptor (its ``fstat``) unless verification is off."""
+        if self._verify != "never":
+            self._check(path, _local_fingerprint(st))
+
+    def _status(self, path: str, extent: int, current: Fingerprint | BaseException) -> SourceStatus:
+        recorded = self._recorded.get(path, ())
+        first = recorded[0] if recorded else None
+        if isinstance(current, FileNotFoundError):
+            return SourceStatus(path, "missing", "not found", first)
+        if isinstance(current, BaseException):
+            return SourceStatus(path, "unreadable", str(current) or repr(current), first)
+        for fp in recorded:
+            if diff := _differences(fp, current):
+                return SourceStatus(path, "changed", diff, fp, current)
+        if current.size is not None and current.size < extent:
+            return SourceStatus(
+                path,
+                "truncated",
+                f"{current.size} bytes, but chunks are referenced up to byte {extent}",
+                first,
+                current,
+            )
+        detail = "matches its fingerprint" if recorded else "no fingerprint recorded; long enough"
+        return SourceStatus(path, "ok", detail, first, current)
 
     # ------------------------------------------------------------------ local files
 
-    def _pread(self, path: str, offset: int, length: int) -> bytes:
-        desc = self._acquire(path)
+    def _read_local(
+        self, path: str, lpath: str, start: int, stop: int, *, nowait: bool
+    ) -> ByteData | None:
+        """Bytes ``[start, stop)`` of a local file; with ``nowait``, None unless all are cached."""
+        desc = self._files.acquire(path, lpath, self._check_opened)
         try:
-            chunks = []
-            while length:
-                data = os.pread(desc.fd, length, offset)
-                if not data:
-                    break
-                chunks.append(data)
-                offset += len(data)
-                length -= len(data)
-            return b"".join(chunks)
+            if self._verify == "always":
+                desc = self._recheck_local(path, lpath, desc)
+            buf = bytearray(stop - start)
+            if nowait:
+                return buf if self._preadv_nowait(desc, buf, start) else None
+            got = _preadv_full(desc.fd, buf, start)
+        except (SourceChangedError, FileNotFoundError):
+            raise
+        except OSError as e:
+            if e.filename is not None or path in str(e):
+                raise
+            raise type(e)(e.errno, f"reading source file {path!r} failed: {e.strerror}") from None
         finally:
-            self._release(desc)
+            self._files.release(desc)
+        if got != len(buf):
+            raise _too_short(path, start, stop, got)
+        return buf
 
-    def _acquire(self, path: str) -> _Descriptor:
-        with self._lock:
-            desc = self._descriptors.get(path)
-            if desc is not None:
-                self._descriptors.move_to_end(path)
-                desc.users += 1
-                return desc
+    def _preadv_nowait(self, desc: _Descriptor, buf: bytearray, offset: int) -> bool:
+        """Fill ``buf`` only if every byte is in the page cache, without blocking."""
+        if not desc.nowait:
+            return False
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            return os.preadv(desc.fd, [buf], offset, _RWF_NOWAIT) == len(buf)  # type: ignore[arg-type]
+        except BlockingIOError:
+            return False
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            desc.nowait = False  # this file system cannot tell: always read in a thread
+            return False
+
+    def _recheck_local(self, path: str, lpath: str, desc: _Descriptor) -> _Descriptor:
+        """``verify="always"``: the path must still match; follow it if it names a new file."""
+        try:
+            st = os.stat(lpath)
         except FileNotFoundError as e:
             raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
-        except IsADirectoryError as e:
-            raise IsADirectoryError(
-                e.errno, f"source {path!r} is a directory, not a file"
-            ) from None
-        with self._lock:
-            desc = self._descriptors.get(path)
-            if desc is None:
-                desc = self._descriptors[path] = _Descriptor(fd)
-            else:
-                os.close(fd)  # another thread opened it meanwhile
-            desc.users += 1
-            self._evict()
+        self._check(path, _local_fingerprint(st))
+        if (st.st_dev, st.st_ino) == desc.identity:
             return desc
+        self._files.discard(path)
+        fresh = self._files.acquire(path, lpath, self._check_opened)
+        self._files.release(desc)
+        return fresh
 
-    def _release(self, desc: _Descriptor) -> None:
-        with self._lock:
-            desc.users -= 1
-            if desc.evicted and desc.users == 0:
-                os.close(desc.fd)
+    def _read_local_batch(self, path: str, lpath: str, reads: list[tuple[int, int]]) -> list[Any]:
+        """Blocking reads of one file (in a worker thread): bytes or the exception, per read."""
+        out: list[Any] = []
+        for start, stop in reads:
+            try:
+                out.append(self._read_local(path, lpath, start, stop, nowait=False))
+            except Exception as e:
+                out.append(e)
+        return out
 
-    def _evict(self) -> None:
-        """Close the least recently used idle descriptors beyond ``MAX_OPEN_FILES`` (lock held)."""
-        excess = len(self._descriptors) - MAX_OPEN_FILES
-        for path in list(self._descriptors):
-            if excess <= 0:
-                break
-            desc = self._descriptors[path]
-            if desc.users == 0:
-                del self._descriptors[path]
-                os.close(desc.fd)
-                excess -= 1
+    # ------------------------------------------------------------------ gathering
 
-    # ------------------------------------------------------------------ fsspec
+    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read everything queued on ``loop`` this turn: one job per file, nearby ranges merged."""
+        by_path: dict[str, list[_Pending]] = defaultdict(list)
+        for pending in self._queued.pop(loop, ()):
+            if not pending.future.done():  # not cancelled meanwhile
+                by_path[pending.path].append(pending)
+        for path, pendings in by_path.items():
+            plan = coalesce(
+                [(p.start, p.stop) for p in pendings],
+                max_gap_bytes=self._gap,
+                max_coalesced_bytes=self._max_read,
+            )
+            reads = [(start, stop) for start, stop, _ in plan]
+            deliver = _deliverer(plan, pendings)
+            try:
+                self._submit(loop, path, reads, deliver)
+            except Exception as e:  # no job could start: the waiting reads must not hang
+                deliver(e)
 
-    def _fsspec_read(self, path: str, offset: int, length: int) -> bytes:
-        fs = self._filesystem(path)
+    def _submit(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        path: str,
+        reads: list[tuple[int, int]],
+        deliver: Callable[[list[Any] | BaseException], None],
+    ) -> None:
+        """Start one job reading ``reads`` of ``path``; ``deliver`` gets its results on ``loop``."""
+        lpath = self._routes[path]
+        if lpath is not None:
+            job = loop.run_in_executor(None, self._read_local_batch, path, lpath, reads)
+            job.add_done_callback(lambda job: deliver(_outcome(job)))
+            return
+        coro = self._read_remote(self._filesystem(path), path, reads)
+        remote = asyncio.run_coroutine_threadsafe(coro, _io_loop())
+        remote.add_done_callback(lambda job: _call_soon(loop, deliver, _outcome(job)))
+
+    # ------------------------------------------------------------------ remote objects
+
+    async def _read_remote(
+        self, fs: fsspec.AbstractFileSystem, path: str, reads: list[tuple[int, int]]
+    ) -> list[Any]:
+        """Fetch ``reads`` of one remote object concurrently (on fsspec's I/O loop).
+
+        Returns the bytes, or the exception, of each read.
+        """
         try:
-            return fs.cat_file(path, start=offset, end=offset + length)
-        except FileNotFoundError as e:
-            raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
+            await self._check_remote(fs, path)
+        except Exception as e:
+            return [e] * len(reads)
+        return list(
+            await asyncio.gather(
+                *(self._fetch(fs, path, start, stop) for start, stop in reads),
+                return_exceptions=True,
+            )
+        )
+
+    async def _fetch(
+        self, fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int
+    ) -> bytes:
+        """One remote range; a body shorter than asked for is retried, then reported."""
+
+        async def attempt() -> bytes:
+            if fs.async_impl:
+                return await fs._cat_file(path, start=start, end=stop)
+            return await asyncio.to_thread(fs.cat_file, path, start=start, end=stop)
+
+        def complete(data: bytes) -> bool:
+            if len(data) > stop - start:
+                raise OSError(
+                    errno.EIO,
+                    f"source {path!r} answered {len(data)} bytes for the {stop - start}-byte "
+                    f"range {start}..{stop}: the server does not honour byte ranges",
+                )
+            return len(data) == stop - start
+
+        data = await self._retrying(path, f"bytes {start}..{stop}", attempt, complete)
+        if len(data) != stop - start:
+            raise _too_short(path, start, stop, len(data))
+        return data
+
+    async def _retrying(
+        self,
+        path: str,
+        what: str,
+        attempt: Callable[[], Awaitable[Any]],
+        complete: Callable[[Any], bool] = lambda result: True,
+    ) -> Any:
+        """Run ``attempt`` under the concurrency bound and timeout, retrying transient failures.
+
+        An incomplete result (``complete`` is False) is retried too, and
+        returned as it is if every attempt comes back incomplete.
+        """
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self._max_concurrency)
+        error: Exception | None = None
+        result: Any = None
+        for n in range(self._retries + 1):
+            if n:
+                delay = min(RETRY_BACKOFF_MAX, RETRY_BACKOFF * 2 ** (n - 1))
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            try:
+                async with self._semaphore:
+                    result = await asyncio.wait_for(attempt(), self._timeout)
+            except Exception as e:
+                if not _transient(e):
+                    raise _named(e, path) from e
+                error = e
+                continue
+            if complete(result):
+                return result
+            error = None
+        if error is None:
+            return result
+        raise OSError(
+            errno.EIO,
+            f"reading {what} of source {path!r} failed after {self._retries + 1} attempt(s): "
+            f"{_describe(error)}",
+        ) from error
+
+    async def _check_remote(self, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        """Check a remote object's fingerprint: once per source, or before every read."""
+        if self._verify == "never":
+            return
+        if self._verify == "always":
+            self._check(path, await self._remote_fingerprint(fs, path))
+            return
+        check = self._remote_checks.get(path)
+        if check is None:
+            check = self._remote_checks[path] = asyncio.ensure_future(self._first_check(fs, path))
+        await asyncio.shield(check)
+
+    async def _first_check(self, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        try:
+            self._check(path, await self._remote_fingerprint(fs, path))
+        except SourceChangedError:
+            raise  # stays failed: every read of this source refuses
+        except BaseException:
+            del self._remote_checks[path]  # undecided: the next read checks again
+            raise
+
+    async def _remote_fingerprint(self, fs: fsspec.AbstractFileSystem, path: str) -> Fingerprint:
+        async def info() -> dict[str, Any]:
+            fs.invalidate_cache(path)
+            if fs.async_impl:
+                return await fs._info(path)
+            return await asyncio.to_thread(fs.info, path)
+
+        return _fingerprint_from_info(await self._retrying(path, "the size and ETag", info))
+
+    async def _remote_statuses(
+        self, sources: list[tuple[fsspec.AbstractFileSystem, str]], extents: Mapping[str, int]
+    ) -> list[SourceStatus]:
+        async def one(fs: fsspec.AbstractFileSystem, path: str) -> SourceStatus:
+            try:
+                current: Fingerprint | BaseException = await self._remote_fingerprint(fs, path)
+            except Exception as e:
+                current = e
+            return self._status(path, extents[path], current)
+
+        return list(await asyncio.gather(*(one(fs, p) for fs, p in sources)))
 
     def _filesystem(self, path: str) -> fsspec.AbstractFileSystem:
         protocol = protocol_of(path)
         options = self._options_for(path)
+        if protocol in ("http", "https"):
+            # Honour HTTP(S)_PROXY / NO_PROXY and ~/.netrc, as curl and requests do.
+            client = {"trust_env": True, **options.get("client_kwargs", {})}
+            options = {**options, "client_kwargs": client}
         key = (protocol, json.dumps(options, sort_keys=True, default=repr))
         with self._lock:
             fs = self._filesystems.get(key)
@@ -246,34 +843,213 @@ class Sources:
         best = max((k for k in prefixed if path.startswith(k)), key=len, default=None)
         return dict(prefixed[best]) if best else {}
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"storage_options": self._storage_options, "allow": self._allow}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["storage_options"], allow=state["allow"])  # type: ignore[misc]
+def _deliverer(
+    plan: list[tuple[int, int, list[int]]], pendings: list[_Pending]
+) -> Callable[[list[Any] | BaseException], None]:
+    """Hands each planned read's bytes (or error) to the queued reads it serves (on their loop)."""
+
+    def deliver(results: list[Any] | BaseException) -> None:
+        for i, (start, stop, members) in enumerate(plan):
+            result = results if isinstance(results, BaseException) else results[i]
+            for m in members:
+                p = pendings[m]
+                if p.future.done():
+                    continue  # cancelled
+                if isinstance(result, BaseException):
+                    p.future.set_exception(result)
+                elif (p.start, p.stop) == (start, stop):
+                    p.future.set_result(result)
+                else:
+                    p.future.set_result(memoryview(result)[p.start - start : p.stop - start])
+
+    return deliver
+
+
+def _outcome(job: asyncio.Future[Any] | ConcurrentFuture[Any]) -> Any:
+    """A finished job's result, or its exception."""
+    try:
+        return job.result()
+    except BaseException as e:
+        return e
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[Any], None], arg: Any) -> None:
+    """Run ``callback(arg)`` on ``loop`` from another thread, unless that loop is closed."""
+    with contextlib.suppress(RuntimeError):  # closed: nobody waits for the result any more
+        loop.call_soon_threadsafe(callback, arg)
+
+
+_LIVE: weakref.WeakSet[Sources] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sources in list(_LIVE):
+        sources._start_threads_state()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _io_loop() -> asyncio.AbstractEventLoop:
+    """fsspec's I/O loop (its own thread), where every remote request runs."""
+    return fsspec.asyn.get_loop()
+
+
+def _too_short(path: str, start: int, stop: int, got: int) -> OSError:
+    return OSError(
+        errno.EIO,
+        f"source file {path!r} is too short: bytes {start}..{stop} were expected, "
+        f"{got} could be read",
+    )
+
+
+def _transient(error: BaseException) -> bool:
+    """Whether a remote failure may go away on retry: timeouts, resets, 5xx, broken bodies."""
+    if isinstance(
+        error, FileNotFoundError | PermissionError | IsADirectoryError | SourceChangedError
+    ):
+        return False
+    status = getattr(error, "status", None)
+    if isinstance(status, int) and 100 <= status < 600:  # an HTTP answer
+        return status >= 500 or status in (408, 429)
+    if isinstance(error, (TimeoutError, ConnectionError, *_connection_errors())):
+        return True
+    return isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS
+
+
+@functools.cache
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP clients' own errors for broken connections and bodies (when installed)."""
+    found: list[type[BaseException]] = []
+    try:
+        import aiohttp
+
+        found.append(aiohttp.ClientError)  # disconnects, payload errors (short bodies), resets
+    except ImportError:
+        pass
+    try:
+        from botocore.exceptions import HTTPClientError
+
+        found.append(HTTPClientError)  # connection and read timeouts, closed connections
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+def _named(error: Exception, path: str) -> OSError:
+    """``error`` as an ``OSError`` of the kind a caller catches, naming the source."""
+    if path in str(error) and isinstance(error, OSError):
+        return error
+    status = getattr(error, "status", None)
+    if isinstance(error, FileNotFoundError) or status == 404:
+        return FileNotFoundError(errno.ENOENT, f"source file {path!r} not found")
+    if isinstance(error, PermissionError) or status in (401, 403):
+        return PermissionError(errno.EACCES, f"source {path!r} may not be read: {_describe(error)}")
+    if status == 416:
+        return OSError(
+            errno.EIO, f"source file {path!r} is too short for the byte range asked (HTTP 416)"
+        )
+    return OSError(
+        getattr(error, "errno", None) or errno.EIO,
+        f"reading source {path!r} failed: {_describe(error)}",
+    )
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _differences(recorded: Fingerprint, current: Fingerprint) -> str:
+    """What differs between a recorded fingerprint and the current one ('' if nothing)."""
+    diffs = []
+    if None not in (recorded.size, current.size) and recorded.size != current.size:
+        diffs.append(f"size {recorded.size} -> {current.size} bytes")
+    if recorded.etag and current.etag:
+        if _etag(recorded.etag) != _etag(current.etag):
+            diffs.append(f"ETag {recorded.etag} -> {current.etag}")
+    elif (
+        None not in (recorded.mtime_ns, current.mtime_ns) and recorded.mtime_ns != current.mtime_ns
+    ):
+        diffs.append(f"modified {_when(recorded.mtime_ns)} -> {_when(current.mtime_ns)}")
+    return ", ".join(diffs)
+
+
+def _etag(tag: str) -> str:
+    return tag.removeprefix("W/").strip('"')
+
+
+def _when(ns: int | None) -> str:
+    return datetime.fromtimestamp((ns or 0) / 1e9).isoformat(sep=" ")
+
+
+def _local_fingerprint(st: os.stat_result) -> Fingerprint:
+    return Fingerprint(size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def _local_status_fingerprint(lpath: str) -> Fingerprint | BaseException:
+    """A local file's fingerprint for a report, or why it cannot be read."""
+    try:
+        os.close(_open_readonly(lpath))
+        return _local_fingerprint(os.stat(lpath))
+    except OSError as e:
+        return e
+
+
+def _fingerprint_from_info(info: Mapping[str, Any]) -> Fingerprint:
+    etag = info.get("ETag") or info.get("etag")
+    modified = next(
+        (
+            info[k]
+            for k in ("LastModified", "Last-Modified", "last_modified", "mtime", "created")
+            if info.get(k)
+        ),
+        None,
+    )
+    return Fingerprint(
+        size=info.get("size"),
+        mtime_ns=None if etag else _as_ns(modified),
+        etag=_etag(str(etag)) if etag else None,
+    )
+
+
+def _resolved(path: str) -> str:
+    """``path`` as the allow-list compares it: local paths real (``..`` and symlinks
+    resolved), URLs percent-decoded."""
+    if is_local(path):
+        return os.path.realpath(local_path(path))
+    return unquote(path)
 
 
 def _under(path: str, prefix: str) -> bool:
-    """Whether ``path`` lies at or below ``prefix``, after resolving what could disguise it.
+    """Whether ``path`` lies at or below the resolved ``prefix`` (see ``_resolved``).
 
-    Local paths are compared after ``realpath`` (so ``..`` and symlinks cannot
-    escape); URLs after percent-decoding, with any ``..`` segment refused.
+    Local paths are compared after ``realpath``, so ``..`` and symlinks cannot
+    escape; URLs after percent-decoding, with any ``..`` segment refused.
     """
     if is_local(path) != is_local(prefix):
         return False
-    if is_local(path):
-        real = os.path.realpath(local_path(path))
-        base = os.path.realpath(local_path(prefix))
-        return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
-    decoded = unquote(path)
-    if ".." in decoded.split("/"):
+    resolved = _resolved(path)
+    if not is_local(path) and ".." in resolved.split("/"):
         return False
-    base = unquote(prefix)
-    return decoded == base.rstrip("/") or decoded.startswith(base.rstrip("/") + "/")
+    sep = os.sep if is_local(path) else "/"
+    return resolved == prefix.rstrip(sep) or resolved.startswith(prefix.rstrip(sep) + sep)
 
 
 def _as_ns(value: Any) -> int | None:
-    """Nanoseconds since the epoch from a datetime, a number of seconds, or None."""
+    """Nanoseconds since the epoch from a datetime, an HTTP date, a number of seconds, or None."""
+    if isinstance(value, str):
+        try:
+            value = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                return None
     if isinstance(value, datetime):
         return int(value.timestamp() * 1e9)
     if isinstance(value, int | float):

@@ -9,11 +9,14 @@ answered by reading the chunk's byte range from its source file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import operator
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any, Self
 
+import numpy as np
 import zarr
 from zarr.abc.store import (
     ByteRequest,
@@ -27,8 +30,8 @@ from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup, Node
-from zarr_manifest_store.manifest import ChunkCoords, ChunkRef
-from zarr_manifest_store.sources import Sources
+from zarr_manifest_store.manifest import INLINE, ChunkCoords, ChunkRef
+from zarr_manifest_store.sources import ByteData, Sources, Verify, VerifyReport
 
 __all__ = ["ManifestStore"]
 
@@ -40,8 +43,30 @@ class ManifestStore(Store):
 
     ``root`` is a :class:`ManifestGroup` (or a single :class:`ManifestArray`,
     served as the root array). ``storage_options`` configure fsspec for remote
-    sources: one dict, or a mapping from URL prefix to options. ``allow``
-    lists the path / URL prefixes that may be read (``None``: any).
+    sources: one dict, or a mapping from URL prefix to options
+    (``{"s3://bucket-a/": {...}, "s3://bucket-b/": {...}}``). ``allow`` lists
+    the path / URL prefixes that may be read (``None``: any).
+
+    ``verify`` says when a source is checked against the fingerprint (size
+    and mtime, or ETag) recorded when it was scanned: ``"first-use"`` (when
+    the store first opens it), ``"always"`` (before every read) or
+    ``"never"``; a mismatch raises :class:`SourceChangedError`.
+    :meth:`verify` checks every source at once.
+
+    I/O tuning, passed on to :class:`~zarr_manifest_store.sources.Sources`:
+    ``max_concurrency`` (remote requests in flight, 16), ``max_gap_bytes``
+    and ``max_coalesced_bytes`` (reads of one file at most 1 MiB apart merge
+    into one request of at most 16 MiB), ``retries`` (4) and ``timeout``
+    (60 s per remote attempt).
+
+    Reads: concurrent ``get`` calls (zarr's, for a slice) and
+    ``get_partial_values`` are gathered so that nearby ranges of one file are
+    fetched in one request; local bytes already in the page cache are served
+    without a thread hop. ``get_sync`` serves zarr's opt-in
+    ``FusedCodecPipeline``, the fastest way to read many chunks::
+
+        zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"})
+
     :meth:`open` opens a stored chunk-manifest document instead.
 
     >>> import zarr
@@ -61,7 +86,9 @@ class ManifestStore(Store):
         *,
         storage_options: Mapping[str, Any] | None = None,
         allow: Sequence[str] | None = None,
+        verify: Verify = "first-use",
         read_only: bool = True,
+        **io_options: Any,
     ) -> None:
         if not read_only:
             raise ValueError("ManifestStore is read-only: it cannot be opened with read_only=False")
@@ -71,7 +98,6 @@ class ManifestStore(Store):
             )
         super().__init__(read_only=True)
         self._root = root
-        self._sources = Sources(storage_options, allow=allow)
         nodes: list[tuple[str, Node]] = [("", root)]
         if isinstance(root, ManifestGroup):
             nodes.extend(root.walk())
@@ -81,6 +107,13 @@ class ManifestStore(Store):
             # zarr-python parses the registered rectilinear grid only behind this flag; a
             # store that serves one turns it on, so that zarr and xarray can open it.
             zarr.config.set({"array.rectilinear_chunks": True})
+        self._recorded: set[int] = set()  # arrays whose fingerprints the sources know
+        self._sources = Sources(
+            storage_options,
+            allow=allow,
+            verify=verify,
+            **io_options,
+        )
 
     @classmethod
     def open(  # type: ignore[override]
@@ -116,8 +149,7 @@ class ManifestStore(Store):
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, ManifestStore)
-            and self._sources.storage_options == other._sources.storage_options
-            and self._sources.allow == other._sources.allow
+            and self._options() == other._options()
             and self._root.equals(other._root)
         )
 
@@ -140,11 +172,38 @@ class ManifestStore(Store):
 
     def _options(self) -> dict[str, Any]:
         """The constructor options that, with the root, recreate this store."""
-        return {"storage_options": self._sources.storage_options, "allow": self._sources.allow}
+        return {
+            "storage_options": self._sources.storage_options,
+            "allow": self._sources.allow,
+            **self._sources.options,
+        }
 
     def close(self) -> None:
         self._sources.close()
         super().close()
+
+    def verify(self) -> VerifyReport:
+        """Check every source file now: present, readable, unchanged, long enough.
+
+        Each source is compared with its recorded fingerprint and with the end
+        of the last chunk referenced in it; nothing is decoded.
+
+        >>> store = ManifestStore(ManifestGroup())
+        >>> store.verify().ok
+        True
+        """
+        extents: dict[str, int] = {}
+        for array in self._arrays.values():
+            self._record(array)
+            m = array.manifest
+            present = m.path_index < INLINE
+            if not present.any():
+                continue
+            ends = np.zeros(len(m.paths), dtype=np.uint64)
+            np.maximum.at(ends, m.path_index[present], (m.offsets + m.lengths)[present])
+            for path, end in zip(m.paths, ends.tolist(), strict=True):
+                extents[path] = max(extents.get(path, 0), end)
+        return self._sources.verify(extents)
 
     # ------------------------------------------------------------------ reading
 
@@ -154,17 +213,11 @@ class ManifestStore(Store):
         prototype: BufferPrototype | None = None,
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
-        prototype = prototype or default_buffer_prototype()
-        value = self._lookup(key)
-        if value is None:
-            return None
-        if isinstance(value, ChunkRef):
-            start, stop = _window(byte_range, value.length)
-            data = await self._read(key, value, start, stop)
-        else:
-            start, stop = _window(byte_range, len(value))
-            data = value[start:stop]
-        return prototype.buffer.from_bytes(data)
+        target = self._target(key, byte_range)
+        if isinstance(target, tuple):
+            with _naming_chunk(key):
+                target = await self._sources.read(*target)
+        return _buffer(target, prototype)
 
     def get_sync(
         self,
@@ -174,23 +227,22 @@ class ManifestStore(Store):
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         """Synchronous ``get``, for zarr's synchronous codec pipeline."""
-        prototype = prototype or default_buffer_prototype()
-        value = self._lookup(key)
-        if value is None:
-            return None
-        if isinstance(value, ChunkRef):
-            start, stop = _window(byte_range, value.length)
-            data = self._read_sync(key, value, start, stop)
-        else:
-            start, stop = _window(byte_range, len(value))
-            data = value[start:stop]
-        return prototype.buffer.from_bytes(data)
+        target = self._target(key, byte_range)
+        if isinstance(target, tuple):
+            with _naming_chunk(key):
+                target = self._sources.read_sync(*target)
+        return _buffer(target, prototype)
 
     async def get_partial_values(
         self,
         prototype: BufferPrototype,
         key_ranges: Iterable[tuple[str, ByteRequest | None]],
     ) -> list[Buffer | None]:
+        """Many (partial) values at once; nearby ranges of one source file become one read.
+
+        The reads are issued together, so the sources' gathering coalesces
+        them (as it does the concurrent ``get`` calls zarr makes for a slice).
+        """
         return list(await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges)))
 
     async def exists(self, key: str) -> bool:
@@ -260,6 +312,20 @@ class ManifestStore(Store):
             docs[_join(path, METADATA_KEY)] = buffer.to_bytes()
         return docs
 
+    def _target(
+        self, key: str, byte_range: ByteRequest | None
+    ) -> tuple[str, int, int] | bytes | None:
+        """What ``get(key, byte_range)`` returns: bytes held here, ``(path, offset, length)``
+        to read from a source, or None for a key that is not in the store."""
+        value = self._lookup(key)
+        if isinstance(value, ChunkRef):
+            start, stop = _window(byte_range, value.length)
+            return value.path, value.offset + start, stop - start
+        if value is None:
+            return None
+        start, stop = _window(byte_range, len(value))
+        return value[start:stop]
+
     def _lookup(self, key: str) -> ChunkRef | bytes | None:
         """What ``key`` holds: a document, a chunk reference, inline chunk bytes, or None."""
         doc = self._documents.get(key)
@@ -269,14 +335,30 @@ class ManifestStore(Store):
         if located is None:
             return None
         array, coords = located
+        self._record(array)
         return array.manifest.get(coords)
 
+    def _record(self, array: ManifestArray) -> None:
+        """Tell the sources, once per array, what its files looked like when scanned."""
+        if id(array) not in self._recorded:
+            self._sources.record(array.manifest.fingerprints)
+            self._recorded.add(id(array))
+
     def _locate_chunk(self, key: str) -> tuple[ManifestArray, ChunkCoords] | None:
-        """The array and chunk coordinates a chunk key names, decoded with the array's encoding."""
-        for path, chunk_part in _splits(key):
-            array = self._arrays.get(path)
+        """The array and chunk coordinates a chunk key names, decoded with the array's encoding.
+
+        The array is the first node path that prefixes ``key`` at a '/' (the
+        root first); arrays have no children, so at most one can match.
+        """
+        arrays = self._arrays
+        if "" in arrays:
+            return _decode_chunk_key(arrays[""], key)
+        i = key.find("/")
+        while i != -1:
+            array = arrays.get(key[:i])
             if array is not None:
-                return _decode_chunk_key(array, chunk_part)
+                return _decode_chunk_key(array, key[i + 1 :])
+            i = key.find("/", i + 1)
         return None
 
     def _keys(self, prefix: str = "") -> Iterator[str]:
@@ -291,18 +373,6 @@ class ManifestStore(Store):
                 key = base + encoding.encode_chunk_key(coords)
                 if key.startswith(prefix):
                     yield key
-
-    async def _read(self, key: str, ref: ChunkRef, start: int, stop: int) -> bytes:
-        try:
-            return await self._sources.read(ref.path, ref.offset + start, stop - start)
-        except OSError as e:
-            raise _with_chunk_context(e, key) from e
-
-    def _read_sync(self, key: str, ref: ChunkRef, start: int, stop: int) -> bytes:
-        try:
-            return self._sources.read_sync(ref.path, ref.offset + start, stop - start)
-        except OSError as e:
-            raise _with_chunk_context(e, key) from e
 
 
 def _is_rectilinear(array: ManifestArray) -> bool:
@@ -319,18 +389,10 @@ def _join(path: str, name: str) -> str:
     return f"{path}/{name}" if path else name
 
 
-def _splits(key: str) -> Iterator[tuple[str, str]]:
-    """Every split of ``key`` into (node path, rest) at a '/' — the root first."""
-    yield "", key
-    i = key.find("/")
-    while i != -1:
-        yield key[:i], key[i + 1 :]
-        i = key.find("/", i + 1)
-
-
 def _decode_chunk_key(
     array: ManifestArray, chunk_key: str
 ) -> tuple[ManifestArray, ChunkCoords] | None:
+    """Coordinates of a chunk of ``array`` from its key; None unless the key is canonical and in the grid."""
     encoding = array.metadata.chunk_key_encoding
     try:
         coords = encoding.decode_chunk_key(chunk_key)
@@ -339,8 +401,8 @@ def _decode_chunk_key(
     grid = array.manifest.shape
     if (
         len(coords) != len(grid)
-        or any(not 0 <= c < n for c, n in zip(coords, grid, strict=True))
-        or encoding.encode_chunk_key(coords) != chunk_key
+        or (coords and (min(coords) < 0 or not all(map(operator.lt, coords, grid))))
+        or encoding.encode_chunk_key(coords) != chunk_key  # refuses "01", "+1", " 1"
     ):
         return None
     return array, coords
@@ -365,7 +427,17 @@ def _window(byte_range: ByteRequest | None, size: int) -> tuple[int, int]:
     raise TypeError(f"Unexpected byte_range, got {byte_range!r}")
 
 
-def _with_chunk_context(error: OSError, key: str) -> OSError:
-    """The same kind of error, its message naming the chunk key too."""
-    message = f"{error.strerror or error} (reading chunk {key!r})"
-    return type(error)(error.errno, message) if error.errno is not None else type(error)(message)
+@contextlib.contextmanager
+def _naming_chunk(key: str) -> Iterator[None]:
+    """Re-raise an ``OSError`` as the same kind of error, its message naming the chunk key too."""
+    try:
+        yield
+    except OSError as e:
+        message = f"{e.strerror or e} (reading chunk {key!r})"
+        raise (type(e)(e.errno, message) if e.errno is not None else type(e)(message)) from e
+
+
+def _buffer(data: ByteData | None, prototype: BufferPrototype | None) -> Buffer | None:
+    if data is None:
+        return None
+    return (prototype or default_buffer_prototype()).buffer.from_bytes(data)
