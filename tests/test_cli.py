@@ -295,6 +295,26 @@ def test_info_shows_groups_and_missing_chunks(capsys, tmp_path):
     ]
 
 
+def test_info_of_a_root_array_with_a_rectilinear_grid(capsys, tmp_path):
+    parts = []
+    for name, n in (("a.bin", 4), ("b.bin", 5)):
+        (tmp_path / name).write_bytes(np.arange(n, dtype="<f4").tobytes())
+        manifest = zms.ChunkManifest.from_dict(
+            {"0": {"path": str(tmp_path / name), "offset": 0, "length": 4 * n}}
+        )
+        meta = array_metadata((n,), (n,), dimension_names=["time"])
+        parts.append(zms.ManifestArray(metadata=meta, manifest=manifest))
+    zms.write_manifest(np.concatenate(parts), tmp_path / "joined.zarr")
+    code, stdout, _ = run(capsys, "info", tmp_path / "joined.zarr")
+    assert code == 0
+    assert stdout.splitlines()[1:] == [
+        "/ (root array)  float32 (time: 9)",
+        "    chunks (4..5,) (rectilinear), grid (2,); codecs bytes(endian=little)",
+        "    2 chunks: 2 references to 2 sources (36 B); none missing",
+        "total: 1 array, 2 chunks: 2 references to 2 source files (36 B), 0 inline; none missing",
+    ]
+
+
 def test_info_of_a_missing_document(capsys, tmp_path):
     code, stdout, stderr = run(capsys, "info", tmp_path / "nothere.zarr")
     assert (code, stdout) == (2, "")

@@ -168,14 +168,12 @@ def _scan(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     """``info``: the hierarchy, array by array; reads the metadata and manifests, never the sources."""
-    store = _open(args)
-    root = store.root
-    group = root if isinstance(root, ManifestGroup) else ManifestGroup(arrays={"": root})
+    root = _open(args).root
     if args.json:
-        json.dump(_describe(args.document, group), sys.stdout, indent=2)
+        json.dump(_describe(args.document, root), sys.stdout, indent=2)
         print()
     else:
-        sys.stdout.write(_render(args.document, group))
+        sys.stdout.write(_render(args.document, root))
     return EXIT_OK
 
 
@@ -214,8 +212,7 @@ def _to_kerchunk(args: argparse.Namespace) -> int:
         "parquet" if args.output.rstrip("/").endswith((".parq", ".parquet")) else "json"
     )
     to_kerchunk(store, args.output, format=fmt, storage_options=storage_options)
-    root = store.root
-    s = summarize(root if isinstance(root, ManifestGroup) else ManifestGroup(arrays={"": root}))
+    s = summarize(store.root)
     print(
         f"wrote {args.document} as kerchunk references ({fmt}): {args.output}, "
         f"{_count(s.arrays, 'array')}, {_count(s.references, 'reference')}"
@@ -631,7 +628,7 @@ class DocumentSummary:
     sources: int
 
 
-def summarize(group: ManifestGroup) -> DocumentSummary:
+def summarize(root: ManifestGroup | ManifestArray) -> DocumentSummary:
     """Totals of a hierarchy: arrays, groups, chunks, references, sources and referenced bytes.
 
     Reads every array's manifest (a stored document's are loaded); never the sources.
@@ -639,22 +636,33 @@ def summarize(group: ManifestGroup) -> DocumentSummary:
     >>> summarize(ManifestGroup()).arrays
     0
     """
-    return _totals(group, {p: ArraySummary.of(a) for p, a in _arrays(group)})
+    return _totals(root, {p: ArraySummary.of(a) for p, a in _arrays(root)})
 
 
-def _arrays(group: ManifestGroup) -> Iterator[tuple[str, ManifestArray]]:
-    for path, node in group.walk():
+def _arrays(root: ManifestGroup | ManifestArray) -> Iterator[tuple[str, ManifestArray]]:
+    """Every array of the hierarchy by path (``""`` for a root array)."""
+    nodes = [("", root)] if isinstance(root, ManifestArray) else root.walk()
+    for path, node in nodes:
         if isinstance(node, ManifestArray):
             yield path, node
 
 
-def _totals(group: ManifestGroup, arrays: Mapping[str, ArraySummary]) -> DocumentSummary:
+def _groups(root: ManifestGroup | ManifestArray) -> list[tuple[str, ManifestGroup]]:
+    """Every group of the hierarchy by path, the root (``""``) first."""
+    if isinstance(root, ManifestArray):
+        return []
+    return [("", root), *((p, n) for p, n in root.walk() if isinstance(n, ManifestGroup))]
+
+
+def _totals(
+    root: ManifestGroup | ManifestArray, arrays: Mapping[str, ArraySummary]
+) -> DocumentSummary:
     sources: set[str] = set()
     for s in arrays.values():
         sources |= s.sources
     return DocumentSummary(
         arrays=len(arrays),
-        groups=sum(isinstance(n, ManifestGroup) for _, n in group.walk()),
+        groups=max(len(_groups(root)) - 1, 0),
         chunks=sum(s.chunks for s in arrays.values()),
         references=sum(s.references for s in arrays.values()),
         inline=sum(s.inline for s in arrays.values()),
@@ -664,20 +672,19 @@ def _totals(group: ManifestGroup, arrays: Mapping[str, ArraySummary]) -> Documen
     )
 
 
-def _describe(name: str, group: ManifestGroup) -> dict[str, Any]:
+def _describe(name: str, root: ManifestGroup | ManifestArray) -> dict[str, Any]:
     """``info --json``: the document's groups and arrays, and totals."""
-    summaries = {p: ArraySummary.of(a) for p, a in _arrays(group)}
+    summaries = {p: ArraySummary.of(a) for p, a in _arrays(root)}
     arrays = []
-    for path, array in _arrays(group):
+    for path, array in _arrays(root):
         s = summaries[path]
+        names = array.dimension_names
         arrays.append(
             {
                 "path": path,
                 "shape": list(array.shape),
                 "dtype": str(array.dtype),
-                "dimension_names": None
-                if array.dimension_names is None
-                else list(array.dimension_names),
+                "dimension_names": None if names is None else list(names),
                 "chunk_grid": array.metadata.chunk_grid.to_dict(),
                 "codecs": [c.to_dict() for c in array.metadata.codecs],
                 "chunks": s.chunks,
@@ -689,24 +696,21 @@ def _describe(name: str, group: ManifestGroup) -> dict[str, Any]:
                 "bytes_inline": s.bytes_inline,
             }
         )
-    groups = [{"path": "", "attributes": len(group.attributes)}] + [
-        {"path": p, "attributes": len(n.attributes)}
-        for p, n in group.walk()
-        if isinstance(n, ManifestGroup)
-    ]
-    totals = vars(_totals(group, summaries))
+    groups = [{"path": p, "attributes": len(g.attributes)} for p, g in _groups(root)]
+    totals = vars(_totals(root, summaries))
     return {"document": name, "groups": groups, "arrays": arrays, "totals": totals}
 
 
-def _render(name: str, group: ManifestGroup) -> str:
+def _render(name: str, root: ManifestGroup | ManifestArray) -> str:
     """``info``: the hierarchy as a tree, two detail lines under each array, totals last."""
-    summaries = {p: ArraySummary.of(a) for p, a in _arrays(group)}
-    lines = [
-        f"{name}: chunk-manifest document",
-        f"/ ({_count(len(group.attributes), 'attribute')})",
-    ]
-    lines += _tree(group, "", "", summaries)
-    t = _totals(group, summaries)
+    summaries = {p: ArraySummary.of(a) for p, a in _arrays(root)}
+    lines = [f"{name}: chunk-manifest document"]
+    if isinstance(root, ManifestArray):
+        lines += _array_lines("/ (root array)", root, summaries[""], "    ")
+    else:
+        lines.append(f"/ ({_count(len(root.attributes), 'attribute')})")
+        lines += _tree(root, "", "", summaries)
+    t = _totals(root, summaries)
     where = f" in {_count(t.groups + 1, 'group')}" if t.groups else ""
     missing = (
         f"{t.missing:,} missing ({_percent(t.missing, t.chunks)})" if t.missing else "none missing"
@@ -724,32 +728,40 @@ def _tree(
 ) -> Iterator[str]:
     names = list(group)
     for i, name in enumerate(names):
-        last = i == len(names) - 1
+        branch, below = ("└── ", "    ") if i == len(names) - 1 else ("├── ", "│   ")
         node = group[name]
-        branch, below = ("└── ", "    ") if last else ("├── ", "│   ")
-        path = f"{prefix}{name}"
         if isinstance(node, ManifestGroup):
             yield f"{indent}{branch}{name}/ ({_count(len(node.attributes), 'attribute')})"
-            yield from _tree(node, f"{path}/", indent + below, summaries)
-            continue
-        s = summaries[path]
-        yield f"{indent}{branch}{name or '(root array)'}  {node.dtype} {_dims(node)}"
-        detail = indent + below + "    "
-        yield f"{detail}chunks {_chunk_text(node)}; codecs {', '.join(_codec_text(c.to_dict()) for c in node.metadata.codecs)}"
-        held = []
-        if s.references:
-            held.append(
-                f"{_count(s.references, 'reference')} to {_count(len(s.sources), 'source')} "
-                f"({format_bytes(s.bytes_referenced)})"
+            yield from _tree(node, f"{prefix}{name}/", indent + below, summaries)
+        else:
+            summary = summaries[f"{prefix}{name}"]
+            yield from _array_lines(
+                f"{indent}{branch}{name}", node, summary, indent + below + "    "
             )
-        if s.inline:
-            held.append(f"{s.inline:,} inline ({format_bytes(s.bytes_inline)})")
-        missing = (
-            f"{s.missing} missing ({_percent(s.missing, s.chunks)}, read as fill value {_scalar(node.fill_value)!r})"
-            if s.missing
-            else "none missing"
+
+
+def _array_lines(head: str, array: ManifestArray, s: ArraySummary, indent: str) -> list[str]:
+    """An array's line (``head``, dtype, dimensions) and two detail lines: chunks and codecs, then where they are."""
+    codecs = ", ".join(_codec_text(c.to_dict()) for c in array.metadata.codecs)
+    held = []
+    if s.references:
+        held.append(
+            f"{_count(s.references, 'reference')} to {_count(len(s.sources), 'source')} "
+            f"({format_bytes(s.bytes_referenced)})"
         )
-        yield f"{detail}{_count(s.chunks, 'chunk')}: {', '.join(held) or 'none stored'}; {missing}"
+    if s.inline:
+        held.append(f"{s.inline:,} inline ({format_bytes(s.bytes_inline)})")
+    missing = "none missing"
+    if s.missing:
+        fill = _scalar(array.fill_value)
+        missing = (
+            f"{s.missing:,} missing ({_percent(s.missing, s.chunks)}, read as fill value {fill!r})"
+        )
+    return [
+        f"{head}  {array.dtype} {_dims(array)}",
+        f"{indent}chunks {_chunk_text(array)}; codecs {codecs}",
+        f"{indent}{_count(s.chunks, 'chunk')}: {', '.join(held) or 'none stored'}; {missing}",
+    ]
 
 
 def _dims(array: ManifestArray) -> str:
