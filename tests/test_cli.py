@@ -194,8 +194,8 @@ def test_scan_unsupported_variables_fail_or_are_skipped(capsys, tmp_path):
 
 def test_scan_and_verify_on_s3(capsys, s3, archive, tmp_path):
     fs, bucket, server = s3
-    for path in archive.glob("*.nc"):
-        fs.put(str(path), f"{bucket}/era/{path.name}")
+    first = sorted(archive.glob("*.nc"))[0]  # one file: scanning through S3 takes many requests
+    fs.put(str(first), f"{bucket}/era/{first.name}")
     options = server.storage_options
     flags = [
         "-S", f"key={options['key']}", "-S", f"secret={options['secret']}",
@@ -205,17 +205,17 @@ def test_scan_and_verify_on_s3(capsys, s3, archive, tmp_path):
     out = f"s3://{bucket}/era.zarr"
     code, stdout, stderr = run(capsys, "scan", f"s3://{bucket}/era/*.nc", "-o", out, *flags)
     assert code == 0, stderr
-    assert stdout.startswith(f"scanned 3 files into {out}: 5 arrays, 24 references")
+    assert stdout.startswith(f"scanned 1 file into {out}: 5 arrays, 8 references")
     assert fs.exists(f"{bucket}/era.zarr/zarr.json")
 
     code, stdout, stderr = run(capsys, "verify", out, "--allow", f"s3://{bucket}/era/", *flags)
     assert (code, stderr) == (0, "")
-    assert stdout == "3 sources checked (3 ok): all as scanned\n"
+    assert stdout == "1 source checked (1 ok): all as scanned\n"
 
-    fs.pipe(f"{bucket}/era/era_2026-01-02.nc", b"replaced")
+    fs.pipe(f"{bucket}/era/{first.name}", b"replaced")
     code, stdout, _ = run(capsys, "verify", out, "--allow", f"s3://{bucket}/era/", *flags)
     assert code == 1
-    assert stdout.splitlines()[0].startswith(f"changed: s3://{bucket}/era/era_2026-01-02.nc: ")
+    assert stdout.splitlines()[0].startswith(f"changed: s3://{bucket}/era/{first.name}: ")
 
 
 # ---------------------------------------------------------------------- info

@@ -46,15 +46,9 @@ def test_scan_info_verify_export_in_processes(archive, tmp_path):
     assert (info.returncode, info.stderr) == (0, "")
     assert "├── t2m  float32 (time: 48, lat: 73, lon: 144)" in info.stdout
 
-    verify = zarr_manifest("verify", doc, "--allow", archive)
-    assert (verify.returncode, verify.stdout) == (0, "2 sources checked (2 ok): all as scanned\n")
     verify = zarr_manifest("verify", doc)  # the sources lie outside the document's folder
     assert verify.returncode == 1
     assert verify.stdout.splitlines()[-1] == "2 sources checked (2 forbidden): 2 problems"
-
-    export = zarr_manifest("to-kerchunk", doc, tmp_path / "refs.json")
-    assert export.returncode == 0
-    assert (tmp_path / "refs.json").stat().st_size > 0
 
 
 def test_errors_are_one_line_and_exit_2(tmp_path):
@@ -63,10 +57,6 @@ def test_errors_are_one_line_and_exit_2(tmp_path):
     assert result.stdout == ""
     assert result.stderr.startswith("zarr-manifest: error: no chunk-manifest document at ")
     assert result.stderr.count("\n") == 1
-
-    result = zarr_manifest("info", tmp_path / "nothere.zarr", "--debug")
-    assert result.returncode == 2
-    assert "Traceback (most recent call last)" in result.stderr
 
 
 def test_progress_bar_on_a_terminal(archive, tmp_path):
