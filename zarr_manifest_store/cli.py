@@ -603,7 +603,7 @@ class ArraySummary:
         m = array.manifest
         index = m.path_index
         referenced = index < INLINE
-        used = np.unique(index[referenced])
+        used = np.flatnonzero(np.bincount(index[referenced], minlength=len(m.paths)))
         return cls(
             chunks=int(index.size),
             references=int(np.count_nonzero(referenced)),
