@@ -171,6 +171,37 @@ def test_netcdf_dimension_names_and_hidden_attributes(tmp_path):
     assert g["data"].dimension_names == ("x", "nv")
 
 
+def test_several_scales_on_an_axis_and_scales_on_some_axes_only(tmp_path):
+    """The last scale attached names an axis, as netCDF-C and h5netcdf do; a partly labelled
+    dataset is refused (h5netcdf cannot open such a file at all) while the rest scans."""
+
+    def scales(f: h5py.File) -> None:
+        for name, n in (("x", 3), ("x_alt", 3), ("y", 2)):
+            f[name] = np.arange(n, dtype="f8")
+            f[name].make_scale(name)
+
+    path = tmp_path / "several.h5"
+    with h5py.File(path, "w") as f:
+        scales(f)
+        both = f.create_dataset("both", data=np.zeros((3, 2)))
+        both.dims[0].attach_scale(f["x"])
+        both.dims[0].attach_scale(f["x_alt"])
+        both.dims[1].attach_scale(f["y"])
+    expected = xr.open_dataset(path, engine="h5netcdf")
+    assert zms.scan_hdf5(path)["both"].dimension_names == expected["both"].dims == ("x_alt", "y")
+
+    path = tmp_path / "partly.h5"
+    with h5py.File(path, "w") as f:
+        scales(f)
+        f.create_dataset("partly", data=np.zeros((3, 2))).dims[0].attach_scale(f["x"])
+    with pytest.raises(
+        zms.UnsupportedDatasetError, match=r"'partly'.*some axes and none on others"
+    ):
+        zms.scan_hdf5(path)
+    with pytest.warns(UserWarning, match="left out dataset 'partly'"):
+        assert set(zms.scan_hdf5(path, on_unsupported="skip")) == {"x", "x_alt", "y"}
+
+
 def test_cf_attributes_as_xarrays_zarr_backend_reads_them(tmp_path):
     g = zms.scan_hdf5(build("cf", tmp_path))
     temp = g["temp"]

@@ -5,6 +5,9 @@ virtually, store the result as a chunk-manifest document, and read it through
 :class:`ManifestStore`, a read-only zarr-python store.
 """
 
+from typing import Any
+
+from zarr_manifest_store._xarray_hook import register_xarray_layer
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.concat import concat
 from zarr_manifest_store.document import write_manifest
@@ -31,6 +34,8 @@ __all__ = [
     "UnsupportedDatasetError",
     "VerifyReport",
     "concat",
+    "open_virtual_dataset",
+    "open_virtual_mfdataset",
     "scan",
     "scan_hdf5",
     "scan_kerchunk",
@@ -38,3 +43,21 @@ __all__ = [
     "to_kerchunk",
     "write_manifest",
 ]
+
+_XARRAY_NAMES = ("open_virtual_dataset", "open_virtual_mfdataset")
+
+
+def __getattr__(name: str) -> Any:
+    """The xarray functions, imported on first use (xarray is not imported with the package)."""
+    if name in _XARRAY_NAMES:
+        from zarr_manifest_store import xarray as layer
+
+        return getattr(layer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+register_xarray_layer()

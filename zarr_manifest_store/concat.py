@@ -19,9 +19,11 @@ decoded at the wrong size.
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
 import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from itertools import accumulate, product
 from typing import Any, Literal, NamedTuple
 
@@ -47,6 +49,7 @@ __all__ = [
     "concat",
     "concat_manifests",
     "describe_sources",
+    "edge_chunks",
     "expand_dims",
     "getitem",
     "stack",
@@ -84,6 +87,11 @@ _ENCODE_ONLY = {
 """Codec settings that only steer compression: chunks written with any value decode alike."""
 
 _ABSENT = object()
+
+_EDGE_OPTIONS: ContextVar[tuple[EdgeChunks, Mapping[str, Any] | None]] = ContextVar(
+    "edge_chunks", default=("refuse", None)
+)
+"""What ``np.concatenate`` / ``np.broadcast_to`` do with ragged edge chunks (see :func:`edge_chunks`)."""
 
 
 def _implements(function: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -342,6 +350,29 @@ def concat_manifests(manifests: Sequence[ChunkManifest], axis: int = 0) -> Chunk
     )
 
 
+@contextlib.contextmanager
+def edge_chunks(
+    mode: EdgeChunks = "inline", *, storage_options: Mapping[str, Any] | None = None
+) -> Iterator[None]:
+    """Within the block, ``np.concatenate`` and ``np.broadcast_to`` treat ragged edge chunks per ``mode``.
+
+    The NumPy functions take no ``edge_chunks`` argument, so callers that reach
+    them indirectly (xarray's ``concat`` / ``combine_by_coords``) set it here;
+    ``"inline"`` reads, crops and inlines the edge chunks that :func:`concat`
+    would otherwise refuse. The setting is per thread / task (a context variable).
+
+    >>> with edge_chunks("inline"):  # doctest: +SKIP
+    ...     ds = xr.concat([ds1, ds2], dim="time")
+    """
+    if mode not in ("refuse", "inline"):
+        raise ValueError(f"edge_chunks must be 'refuse' or 'inline', got {mode!r}")
+    token = _EDGE_OPTIONS.set((mode, storage_options))
+    try:
+        yield
+    finally:
+        _EDGE_OPTIONS.reset(token)
+
+
 def check_cf_attributes(
     attributes: Sequence[Mapping[str, Any]],
     sources: Sequence[str],
@@ -410,7 +441,9 @@ def _np_concatenate(
             "np.concatenate(..., axis=None) flattens its inputs, which reorders elements "
             "across chunks: a ManifestArray cannot be flattened without reading it"
         )
-    return _same_dtype(concat(arrays, axis), dtype)
+    mode, storage_options = _EDGE_OPTIONS.get()
+    result = concat(arrays, axis, edge_chunks=mode, storage_options=storage_options)
+    return _same_dtype(result, dtype)
 
 
 @_implements(np.stack)
@@ -428,7 +461,8 @@ def _np_expand_dims(a: ManifestArray, axis: int | Sequence[int]) -> ManifestArra
 
 @_implements(np.broadcast_to)
 def _np_broadcast_to(array: ManifestArray, shape: Any, subok: bool = False) -> ManifestArray:
-    return broadcast_to(array, shape)
+    mode, storage_options = _EDGE_OPTIONS.get()
+    return broadcast_to(array, shape, edge_chunks=mode, storage_options=storage_options)
 
 
 @_implements(np.transpose)

@@ -26,6 +26,7 @@ from zarr.abc.store import (
     SuffixByteRequest,
 )
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
+from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding, V2ChunkKeyEncoding
 from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
 from zarr_manifest_store.array import ManifestArray
@@ -404,18 +405,42 @@ def _decode_chunk_key(
 ) -> tuple[ManifestArray, ChunkCoords] | None:
     """Coordinates of a chunk of ``array`` from its key; None unless the key is canonical and in the grid."""
     encoding = array.metadata.chunk_key_encoding
+    grid = array.manifest.shape
     try:
-        coords = encoding.decode_chunk_key(chunk_key)
+        coords = _key_coords(encoding, chunk_key, len(grid))
     except (ValueError, NotImplementedError):
         return None
-    grid = array.manifest.shape
     if (
-        len(coords) != len(grid)
-        or (coords and (min(coords) < 0 or not all(map(operator.lt, coords, grid))))
-        or encoding.encode_chunk_key(coords) != chunk_key  # refuses "01", "+1", " 1"
+        coords is None
+        or len(coords) != len(grid)
+        or (coords and min(coords) < 0)
+        or not all(map(operator.lt, coords, grid))
     ):
         return None
     return array, coords
+
+
+def _key_coords(encoding: Any, chunk_key: str, ndim: int) -> ChunkCoords | None:
+    """Decode ``chunk_key``; None unless it is exactly how ``encoding`` writes those coordinates.
+
+    zarr's standard encodings are decoded here (the hot path of every read);
+    any other goes through zarr's decoder and encoder. The canonical check
+    refuses spellings ``int`` would accept: ``"01"``, ``"+1"``, ``" 1"``.
+    """
+    kind = type(encoding)
+    if kind is DefaultChunkKeyEncoding:
+        sep = encoding.separator
+        body = "" if chunk_key == "c" else chunk_key.removeprefix("c" + sep)
+        if body == chunk_key:
+            return None
+    elif kind is V2ChunkKeyEncoding:
+        sep = encoding.separator
+        body = "" if ndim == 0 and chunk_key == "0" else chunk_key
+    else:
+        coords = encoding.decode_chunk_key(chunk_key)
+        return coords if encoding.encode_chunk_key(coords) == chunk_key else None
+    coords = tuple(map(int, body.split(sep))) if body else ()
+    return coords if sep.join(map(str, coords)) == body else None
 
 
 def _window(byte_range: ByteRequest | None, size: int) -> tuple[int, int]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import array
 import contextlib
+import functools
+import json
 import logging
 import math
 import os
@@ -189,18 +191,20 @@ class _Scanner:
             rel = f"{prefix}{name}"
             if rel in self.dropped:
                 continue
-            link = h5group.get(name, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
+            if h5group.id.links.get_info(name.encode()).type == h5py.h5l.TYPE_EXTERNAL:
+                link = h5group.get(name, getlink=True)
                 self.refusals.add(
                     rel, f"is an external link to {link.filename}:{link.path}; scan that file"
                 )
                 continue
-            obj = h5group.get(name)
+            obj = dims.members.get(name) or h5group.get(name)
             if obj is None:
                 self.refusals.add(rel, "is a link to an object that does not exist")
             elif isinstance(obj, h5py.Group):
                 groups[name] = self.group(obj, f"{rel}/", _Dimensions(obj, dims))
-            elif isinstance(obj, h5py.Dataset) and not _dimension_only(obj):
+            elif isinstance(obj, h5py.Dataset) and not (
+                name in dims.scales and _dimension_only(obj)
+            ):
                 array_name = name.removeprefix(NON_COORD_PREFIX)
                 try:
                     arrays[array_name] = self.array(obj, dims)
@@ -250,7 +254,7 @@ class _Scanner:
         """A chunked dataset: one reference per stored chunk, read with ``chunk_iter``."""
         chunks = ds.chunks
         grid = tuple(-(-n // c) for n, c in zip(ds.shape, chunks, strict=True))
-        metadata = parse_array_metadata(
+        metadata = _array_metadata(
             {**base, "chunk_grid": _regular(chunks), "codecs": base["codecs"]}
         )
         offsets, lengths, skipped = _chunk_columns(ds.id, chunks, grid)
@@ -365,7 +369,7 @@ class _Scanner:
             for coords, data in m.inline.items():
                 inline[tuple(a + b for a, b in zip(cell, coords, strict=True))] = data
             self._external_fingerprints.update(m.fingerprints)
-        metadata = parse_array_metadata(
+        metadata = _array_metadata(
             {
                 **base,
                 "chunk_grid": _regular(chunk_shape),
@@ -443,7 +447,7 @@ class _Scanner:
         chunk_shape = (rows, *shape[1:]) if shape else ()
         chunk_shape = tuple(max(n, 1) for n in chunk_shape)
         grid = tuple(-(-n // c) for n, c in zip(shape, chunk_shape, strict=True))
-        metadata = parse_array_metadata({**base, "chunk_grid": _regular(chunk_shape)})
+        metadata = _array_metadata({**base, "chunk_grid": _regular(chunk_shape)})
         chunk_bytes = math.prod(chunk_shape) * ds.dtype.itemsize
         paths = sorted({p for p, _ in blocks})
         if not blocks:
@@ -492,7 +496,7 @@ class _Scanner:
                 f"{self.max_inline_bytes}); raise max_inline_bytes to materialise it"
             )
         chunk_shape = tuple(max(n, 1) for n in ds.shape)
-        metadata = parse_array_metadata(
+        metadata = _array_metadata(
             {**base, "chunk_grid": _regular(chunk_shape), "codecs": [kind.materialised_codec]}
         )
         cell = (0,) * ds.ndim
@@ -628,8 +632,14 @@ def _chunk_callback(
         "        skipped(k)\n"
     )
     namespace: dict[str, Any] = {"offsets": offsets, "lengths": lengths, "skipped": skipped}
-    exec(compile(source, "<chunk_iter callback>", "exec"), namespace)
+    exec(_compiled(source), namespace)
     return namespace["on_chunk"]
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> Any:
+    """Compiled callback source: the files of a collection share chunk grids, so it repeats."""
+    return compile(source, "<chunk_iter callback>", "exec")
 
 
 # ---------------------------------------------------------------------- data types
@@ -663,7 +673,7 @@ class _DataKind:
         if self.dtype.kind == "O":
             return ""
         value = np.asarray(ds.fillvalue, dtype=ds.dtype).astype(self.dtype)
-        return self.zdtype.to_json_scalar(self.zdtype.cast_scalar(value[()]), zarr_format=3)
+        return _fill_value_json(self.zdtype, value.dtype, value.tobytes())
 
     @classmethod
     def of(cls, ds: h5py.Dataset) -> _DataKind:
@@ -675,7 +685,7 @@ class _DataKind:
         if cls_ == h5t.ARRAY or dtype.subdtype is not None:
             raise _Refused(f"has an HDF5 array data type ({dtype}), which has no Zarr data type")
         if cls_ == h5t.STRING and tid.is_variable_str():
-            zdtype = get_data_type_from_native_dtype(np.dtypes.StringDType())
+            zdtype = _zarr_dtype(np.dtypes.StringDType())
             return cls(dtype, zdtype, None, "it holds variable-length strings")
         if cls_ == h5t.VLEN or dtype.kind == "O":
             raise _Refused(f"holds variable-length sequences ({dtype}), which have no Zarr codec")
@@ -696,7 +706,7 @@ class _DataKind:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                zdtype = get_data_type_from_native_dtype(native)
+                zdtype = _zarr_dtype(native)
         except (ValueError, TypeError) as e:
             raise _Refused(f"has data type {dtype}, which has no Zarr data type ({e})") from None
         endian = _endian(dtype)
@@ -799,9 +809,8 @@ def _is_json(value: Any) -> bool:
 
 
 def _dimension_only(ds: h5py.Dataset) -> bool:
-    """A dataset netCDF-4 created only to define a dimension (h5netcdf leaves it out too)."""
-    name = ds.attrs.get("NAME", b"")
-    return isinstance(name, bytes | np.bytes_) and NOT_A_VARIABLE in bytes(name)
+    """A dimension scale netCDF-4 created only to define a dimension (h5netcdf leaves it out too)."""
+    return NOT_A_VARIABLE in (h5py.h5ds.get_scale_name(ds.id) or b"")  # its NAME attribute
 
 
 class _Dimensions:
@@ -817,14 +826,18 @@ class _Dimensions:
         self.group = h5group
         self.parent = parent
         self.scales: dict[str, h5py.Dataset] = {}
+        self._attached: dict[str, list[str | None] | None] = {}
+        self.members: dict[str, h5py.Dataset] = {}
+        """The group's datasets by name, opened once for the scanner too."""
         unlabeled: dict[int, int] = {}
         for name in h5group:
             obj = h5group.get(name)
             if not isinstance(obj, h5py.Dataset):
                 continue
-            if obj.attrs.get("CLASS") == b"DIMENSION_SCALE":
+            self.members[name] = obj
+            if h5py.h5ds.is_scale(obj.id):  # CLASS == "DIMENSION_SCALE", without reading it
                 self.scales[name] = obj
-            elif obj.ndim and _scale_status(obj) == "unlabeled":
+            elif obj.ndim and self.attached_scales(obj) is None:
                 for size, count in _counts(obj.shape).items():
                     unlabeled[size] = max(unlabeled.get(size, 0), count)
         self.phony_start = parent.phony_end if parent else 0
@@ -872,22 +885,22 @@ class _Dimensions:
         if not ds.ndim:
             return []
         attrs = ds.attrs
-        if "_Netcdf4Coordinates" in attrs and attrs.get("CLASS") == b"DIMENSION_SCALE":
-            by_id = self._dimension_ids()
+        own = ds.name.split("/")[-1]
+        if "_Netcdf4Coordinates" in attrs and own in self.scales:
+            by_id = self.dimension_ids
             ids = [int(i) for i in np.asarray(attrs["_Netcdf4Coordinates"]).ravel()]
             if all(i in by_id for i in ids):
                 return [by_id[i] for i in ids]
-        status = _scale_status(ds)
-        if status == "mixed":
+        labels = self.attached_scales(ds)
+        if labels is not None and None in labels:
             raise _Refused(
                 "has dimension scales on some axes and none on others, which netCDF-4 "
                 "cannot name (h5netcdf refuses it too)"
             )
-        if status == "labeled":
-            # Several scales on one axis: the last one names it, as netCDF-C does.
-            file = ds.file
-            return [file[refs[-1]].name.split("/")[-1] for refs in attrs["DIMENSION_LIST"]]
-        own = ds.name.split("/")[-1]
+        if labels is not None:
+            if "" in labels:
+                raise _Refused("has a dimension scale that has no name in the file")
+            return labels  # type: ignore[return-value]
         if own in set(self.all_names()):
             return [own]
         names = []
@@ -900,7 +913,19 @@ class _Dimensions:
             seen[size] = seen.get(size, 0) + 1
         return names
 
-    def _dimension_ids(self) -> dict[int, str]:
+    def attached_scales(self, ds: h5py.Dataset) -> list[str | None] | None:
+        """Per axis, the name of the last scale attached (None: none there); None if no axis has one.
+
+        Looked up once per dataset: the group's census and ``names_of`` both ask.
+        """
+        key = ds.name
+        if key not in self._attached:
+            self._attached[key] = _attached_scale_names(ds)
+        return self._attached[key]
+
+    @functools.cached_property
+    def dimension_ids(self) -> dict[int, str]:
+        """Dimension names by netCDF-4 dimension id (``_Netcdf4Dimid``), read once per group."""
         ids: dict[int, str] = {}
         node: _Dimensions | None = self
         seen: set[str] = set()
@@ -915,15 +940,26 @@ class _Dimensions:
         return ids
 
 
-def _scale_status(ds: h5py.Dataset) -> Literal["labeled", "unlabeled", "mixed", "none"]:
-    if not ds.ndim:
-        return "none"
-    if "DIMENSION_LIST" not in ds.attrs:
-        return "unlabeled"
-    attached = {len(d) > 0 for d in ds.dims}
-    if attached == {True}:
-        return "labeled"
-    return "unlabeled" if attached == {False} else "mixed"
+def _attached_scale_names(ds: h5py.Dataset) -> list[str | None] | None:
+    """Per axis, the name of the last dimension scale attached (None: no scale on that axis).
+
+    Several scales on one axis: the last one names it, as netCDF-C does; a scale
+    without a name in the file gives "". None when no axis has a scale.
+    ``H5DSiterate_scales`` walks the ``DIMENSION_LIST`` references in order
+    without reading them as an attribute, which costs several times more.
+    """
+    if not ds.ndim or "DIMENSION_LIST" not in ds.attrs:
+        return None
+    names: list[str | None] = []
+    for axis in range(ds.ndim):
+        if not h5py.h5ds.get_num_scales(ds.id, axis):  # iterating an empty axis is an error
+            names.append(None)
+            continue
+        found: list[h5py.h5d.DatasetID] = []
+        h5py.h5ds.iterate(ds.id, axis, found.append)  # append returns None: go on
+        path = h5py.h5i.get_name(found[-1])
+        names.append(path.decode().rsplit("/", 1)[-1] if path else "")
+    return None if all(n is None for n in names) else names
 
 
 def _scale_size(scale: h5py.Dataset) -> int:
@@ -1031,6 +1067,38 @@ def _rows(ds: h5py.Dataset) -> int:
 
 def _row_bytes(ds: h5py.Dataset) -> int:
     return math.prod(ds.shape[1:]) * ds.dtype.itemsize
+
+
+def _array_metadata(doc: dict[str, Any]) -> ArrayV3Metadata:
+    """``parse_array_metadata``, memoised on the document.
+
+    The files of a collection repeat the same arrays, and zarr's parsing costs
+    more than the rest of describing a small dataset. The parsed metadata is
+    immutable, so arrays of different files may share it.
+    """
+    try:
+        key = json.dumps(doc, allow_nan=True)
+    except (TypeError, ValueError):
+        return parse_array_metadata(doc)
+    return _parsed_metadata(key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_metadata(key: str) -> ArrayV3Metadata:
+    return parse_array_metadata(json.loads(key))
+
+
+@functools.lru_cache(maxsize=256)
+def _fill_value_json(zdtype: ZDType[Any, Any], dtype: np.dtype, raw: bytes) -> Any:
+    """A fill value's Zarr JSON form, memoised: files of a collection repeat their fill values."""
+    value = np.frombuffer(raw, dtype=dtype)[0]
+    return zdtype.to_json_scalar(zdtype.cast_scalar(value), zarr_format=3)
+
+
+@functools.lru_cache(maxsize=256)
+def _zarr_dtype(native: np.dtype) -> ZDType[Any, Any]:
+    """zarr's data type for a NumPy dtype, memoised (zarr tries every registered type in turn)."""
+    return get_data_type_from_native_dtype(native)
 
 
 def _regular(chunk_shape: tuple[int, ...]) -> dict[str, Any]:
