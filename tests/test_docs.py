@@ -5,7 +5,9 @@ files (``doc_files.py``); a ``text`` block right after a ``python`` block is the
 print. In ``console`` blocks, each ``$ zarr-manifest ...`` line runs the command line (as the
 shell would: quotes removed, ``$VARIABLES`` expanded) and must exit with status 0; the lines
 after it are output it must print. ``...`` stands for any text within a line, and on a line of
-its own for any number of lines. A few commands are run elsewhere: see ``RUN_ELSEWHERE``.
+its own for any number of lines; times in seconds may differ. A few commands are run elsewhere:
+see ``RUN_ELSEWHERE``. ``pycon`` blocks (docstring examples in the reference) run as doctests,
+and ``py`` blocks are the reference's signatures.
 """
 
 from __future__ import annotations
@@ -166,31 +168,31 @@ def test_every_page_is_tested():
 
 
 def _slug(page: str) -> str:
-    return re.sub(r"\W", "_", page.removeprefix("docs/").removesuffix(".md").lower())
+    return re.sub(r"\W", "_", page.removesuffix(".md").lower())
 
 
 def test_page_readme(sample_folder):
     assert Page("README.md").run() >= 1
 
 
-def test_page_quickstart(sample_folder):
+def test_page_docs_quickstart(sample_folder):
     assert Page("docs/quickstart.md").run() >= 8
 
 
-def test_page_concepts(sample_folder):
+def test_page_docs_concepts(sample_folder):
     assert Page("docs/concepts.md").run() >= 5
 
 
-def test_page_readme_docs(sample_folder):
+def test_page_docs_readme(sample_folder):
     assert Page("docs/README.md").run() == 0  # the index: no examples
 
 
-def test_page_reference(sample_folder):
+def test_page_docs_reference(sample_folder):
     """Docstring examples in the reference are run as doctests (test_doctests below)."""
     assert Page("docs/reference.md").run() == 0
 
 
-def test_page_howto_remote(sample_folder, s3_server, http_server, monkeypatch):
+def test_page_docs_howto_remote(sample_folder, s3_server, http_server, monkeypatch):
     import s3fs
 
     client = s3_server.client()
@@ -215,7 +217,7 @@ def test_page_howto_remote(sample_folder, s3_server, http_server, monkeypatch):
             client.delete_object(Bucket="my-bucket", Key=key["Key"])
 
 
-def test_page_howto_parallel(sample_folder, monkeypatch):
+def test_page_docs_howto_parallel(sample_folder, monkeypatch):
     import dask
     from distributed import LocalCluster
 
@@ -225,7 +227,7 @@ def test_page_howto_parallel(sample_folder, monkeypatch):
             assert Page("docs/howto/parallel.md").run() >= 4
 
 
-def test_page_howto_kerchunk(sample_folder):
+def test_page_docs_howto_kerchunk(sample_folder):
     import zarr_manifest_store as zms
 
     refs = sample_folder / "refs"
@@ -238,7 +240,7 @@ def test_page_howto_kerchunk(sample_folder):
     assert Page("docs/howto/kerchunk.md").run() >= 6
 
 
-def test_page_howto_spec(sample_folder):
+def test_page_docs_howto_spec(sample_folder):
     assert Page("docs/howto/spec.md").run() >= 5
 
 
