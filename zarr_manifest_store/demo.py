@@ -46,8 +46,8 @@ def write_archive(folder: str | os.PathLike[str], files: int = 30) -> list[Path]
     ``scale_factor``, as ERA5 files are), on a 73 x 144 latitude-longitude
     grid, with time as "hours since 2026-01-01" (CF).
 
-    >>> paths = write_archive("archive", files=2)  # doctest: +SKIP
-    >>> [p.name for p in paths]  # doctest: +SKIP
+    >>> paths = write_archive("demo-archive", files=2)
+    >>> [p.name for p in paths]
     ['era_2026-01-01.nc', 'era_2026-01-02.nc']
     """
     import pandas as pd
