@@ -318,7 +318,7 @@ def make_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=1,
         metavar="N",
-        help="scan N files at a time, in threads (default: 1)",
+        help="scan N files at a time, in threads: for remote files, whose scans wait on requests (default: 1)",
     )
     scan.add_argument(
         "--dask-scheduler",
@@ -516,8 +516,8 @@ def _executor(
 
         client = Client(scheduler)
         return _Reporting(client.get_executor(), on_done), client.close
-    # Threads, not processes: scanning waits on reads more than it computes, and worker
-    # processes take seconds to start (each imports xarray and the scanners).
+    # Threads, not processes: a command starts afresh, and worker processes take seconds to
+    # start (each imports xarray and the scanners); threads overlap remote files' requests.
     threads = concurrent.futures.ThreadPoolExecutor(jobs)
     return _Reporting(threads, on_done), threads.shutdown
 
