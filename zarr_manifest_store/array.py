@@ -207,7 +207,7 @@ class ManifestArray:
     def _repr_inline_(self, max_width: int) -> str:
         """xarray's one-line summary of a variable's data."""
         text = f"ManifestArray<{self._manifest.nchunks} chunk(s) in {len(self._manifest.paths)} file(s)>"
-        return text[:max_width]
+        return text if len(text) <= max_width else text[: max(max_width - 4, 0)] + "...>"
 
     def __len__(self) -> int:
         if not self.shape:

@@ -362,7 +362,12 @@ def _write_parquet(
     )
     fs, root = fsspec.core.url_to_fs(url, **storage_options)
     if fs.exists(root):
-        fs.rm(root, recursive=True)
+        if not _is_parquet_references(fs, root):
+            raise FileExistsError(
+                f"{url!r} exists and is not a folder of parquet references: not replacing it; "
+                f"choose another path or remove it first"
+            )
+        fs.rm(root, recursive=True)  # earlier references, replaced as a JSON file would be
     fs.makedirs(root, exist_ok=True)
     for path, (array, fill_chunk) in arrays.items():
         columns = _parquet_columns(array, fill_chunk)
@@ -511,3 +516,12 @@ def _encode_fill_attribute(name: str, value: Any, dtype: np.dtype) -> Any:
         raise UnsupportedDatasetError(
             f"array {name!r}: fill value {value!r} cannot be kept as a _FillValue attribute: {e}"
         ) from e
+
+
+def _is_parquet_references(fs: Any, root: str) -> bool:
+    """Whether ``root`` is a folder that ``to_kerchunk`` (or kerchunk) wrote: ``.zmetadata`` with a ``record_size``."""
+    try:
+        meta = json.loads(fs.cat_file(f"{root}/.zmetadata"))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError):
+        return False
+    return isinstance(meta, dict) and "record_size" in meta
