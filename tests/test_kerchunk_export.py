@@ -238,3 +238,27 @@ def test_what_zarr_v2_cannot_express_is_refused_by_name():
         to_kerchunk(g)
     with pytest.raises(ValueError, match="give a url"):
         to_kerchunk(g, format="parquet")
+
+
+def test_parquet_export_replaces_earlier_references_but_no_other_folder(tmp_path):
+    (tmp_path / "data.bin").write_bytes(np.arange(4, dtype="<i2").tobytes())
+    manifest = zms.ChunkManifest.from_dict(
+        {"0": {"path": str(tmp_path / "data.bin"), "offset": 0, "length": 8}}
+    )
+    meta = {
+        "shape": [4], "data_type": "int16", "fill_value": 0,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [4]}},
+        "chunk_key_encoding": {"name": "default"}, "dimension_names": ["x"],
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+    }  # fmt: skip
+    g = zms.ManifestGroup(arrays={"v": zms.ManifestArray(metadata=meta, manifest=manifest)})
+    refs = tmp_path / "refs.parq"
+    to_kerchunk(g, refs)
+    to_kerchunk(g, refs)  # earlier references are replaced
+    np.testing.assert_array_equal(through_fsspec(str(refs))["v"].values, np.arange(4))
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "results.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a folder of parquet references"):
+        to_kerchunk(g, precious, format="parquet")
+    assert (precious / "results.txt").read_text() == "keep me"

@@ -73,18 +73,22 @@ class ManifestArray:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The array's shape."""
         return tuple(self._metadata.shape)
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions."""
         return len(self._metadata.shape)
 
     @property
     def size(self) -> int:
+        """The number of elements."""
         return math.prod(self.shape)
 
     @property
     def dtype(self) -> np.dtype:
+        """The NumPy dtype of the stored values (before any CF decoding)."""
         return self._metadata.dtype.to_native_dtype()
 
     @property
@@ -105,14 +109,17 @@ class ManifestArray:
 
     @property
     def fill_value(self) -> Any:
+        """What missing chunks read as: Zarr's ``fill_value`` (CF masking uses ``_FillValue``)."""
         return self._metadata.fill_value
 
     @property
     def attributes(self) -> Mapping[str, Any]:
+        """The ``attributes`` of the array's ``zarr.json`` (CF attributes as xarray stores them)."""
         return self._metadata.attributes
 
     @property
     def dimension_names(self) -> tuple[str | None, ...] | None:
+        """The names of the dimensions (xarray's dims), or None if the metadata has none."""
         return self._metadata.dimension_names
 
     def with_manifest(self, manifest: ChunkManifest) -> ManifestArray:
@@ -174,6 +181,7 @@ class ManifestArray:
 
     @property
     def T(self) -> ManifestArray:
+        """The array with its axes reversed (``a.transpose()``)."""
         return self.transpose()
 
     def astype(self, dtype: Any, *, copy: bool = True, **kwargs: Any) -> ManifestArray:
@@ -199,7 +207,7 @@ class ManifestArray:
     def _repr_inline_(self, max_width: int) -> str:
         """xarray's one-line summary of a variable's data."""
         text = f"ManifestArray<{self._manifest.nchunks} chunk(s) in {len(self._manifest.paths)} file(s)>"
-        return text[:max_width]
+        return text if len(text) <= max_width else text[: max(max_width - 4, 0)] + "...>"
 
     def __len__(self) -> int:
         if not self.shape:

@@ -50,14 +50,17 @@ class ManifestGroup(Mapping[str, "Node"]):
 
     @property
     def arrays(self) -> Mapping[str, ManifestArray]:
+        """The arrays directly in this group, by name."""
         return self._arrays
 
     @property
     def groups(self) -> Mapping[str, ManifestGroup]:
+        """The subgroups directly in this group, by name."""
         return self._groups
 
     @property
     def attributes(self) -> Mapping[str, Any]:
+        """The group's attributes (JSON values)."""
         return self._attributes
 
     def __getitem__(self, path: str) -> Node:

@@ -79,10 +79,14 @@ def to_kerchunk(
     fsspec a ``remote_protocol``: without one, its protocol inference looks
     for a ``.zarray`` in every folder, groups included, and fails.
 
-    >>> refs = to_kerchunk(zms.scan("data/f1.nc"))  # doctest: +SKIP
-    >>> to_kerchunk(group, "refs.parq")  # doctest: +SKIP
+    >>> group = zms.scan("data/era_2026-01-01.nc")
+    >>> refs = to_kerchunk(group)
+    >>> refs["version"], json.loads(refs["refs"]["t2m/.zarray"])["chunks"]
+    (1, [6, 73, 144])
+    >>> to_kerchunk(group, "day1.parq")
     >>> xr.open_dataset("reference://", engine="zarr", backend_kwargs={"consolidated": False,
-    ...     "zarr_format": 2, "storage_options": {"fo": "refs.parq", "remote_protocol": "file"}})  # doctest: +SKIP
+    ...     "zarr_format": 2, "storage_options": {"fo": "day1.parq", "remote_protocol": "file"}}).t2m.shape
+    (24, 73, 144)
     """
     group = source.root if isinstance(source, ManifestStore) else source
     if not isinstance(group, ManifestGroup):
@@ -126,8 +130,8 @@ def v3_to_v2(
     chunks with, missing chunks must be written inline as encoded fill chunks
     (the third item, else None).
 
-    >>> zarray, zattrs, _ = v3_to_v2("t2m", zms.scan("data/f1.nc")["t2m"])  # doctest: +SKIP
-    >>> zarray["compressor"], zattrs["_ARRAY_DIMENSIONS"]  # doctest: +SKIP
+    >>> zarray, zattrs, _ = v3_to_v2("t2m", zms.scan("data/era_2026-01-01.nc")["t2m"])
+    >>> zarray["compressor"], zattrs["_ARRAY_DIMENSIONS"]
     ({'id': 'zlib', 'level': 4}, ['time', 'lat', 'lon'])
     """
     meta = array.metadata
@@ -358,7 +362,12 @@ def _write_parquet(
     )
     fs, root = fsspec.core.url_to_fs(url, **storage_options)
     if fs.exists(root):
-        fs.rm(root, recursive=True)
+        if not _is_parquet_references(fs, root):
+            raise FileExistsError(
+                f"{url!r} exists and is not a folder of parquet references: not replacing it; "
+                f"choose another path or remove it first"
+            )
+        fs.rm(root, recursive=True)  # earlier references, replaced as a JSON file would be
     fs.makedirs(root, exist_ok=True)
     for path, (array, fill_chunk) in arrays.items():
         columns = _parquet_columns(array, fill_chunk)
@@ -507,3 +516,12 @@ def _encode_fill_attribute(name: str, value: Any, dtype: np.dtype) -> Any:
         raise UnsupportedDatasetError(
             f"array {name!r}: fill value {value!r} cannot be kept as a _FillValue attribute: {e}"
         ) from e
+
+
+def _is_parquet_references(fs: Any, root: str) -> bool:
+    """Whether ``root`` is a folder that ``to_kerchunk`` (or kerchunk) wrote: ``.zmetadata`` with a ``record_size``."""
+    try:
+        meta = json.loads(fs.cat_file(f"{root}/.zmetadata"))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError):
+        return False
+    return isinstance(meta, dict) and "record_size" in meta

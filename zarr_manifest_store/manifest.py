@@ -47,7 +47,12 @@ class Fingerprint(NamedTuple):
 
 
 class ChunkRef(NamedTuple):
-    """A chunk's bytes: ``length`` bytes of ``path`` starting at ``offset``."""
+    """A chunk's bytes: ``length`` bytes of ``path`` starting at ``offset``.
+
+    >>> ref = ChunkRef("/data/era_2026-01-01.nc", offset=4096, length=4000)
+    >>> ref.path, ref.offset + ref.length
+    ('/data/era_2026-01-01.nc', 8096)
+    """
 
     path: str
     offset: int
@@ -213,6 +218,7 @@ class ChunkManifest:
 
     @property
     def ndim(self) -> int:
+        """Dimensions of the chunk grid (those of the array)."""
         return self._index.ndim
 
     @property

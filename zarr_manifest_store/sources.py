@@ -135,6 +135,12 @@ class SourceStatus(NamedTuple):
     ``status`` is ``"ok"``, ``"changed"`` (fingerprint mismatch),
     ``"truncated"`` (shorter than the chunks it should hold), ``"missing"``,
     ``"forbidden"`` (outside the allow-list) or ``"unreadable"``.
+
+    >>> import zarr_manifest_store as zms
+    >>> zms.write_manifest(zms.scan("data/era_2026-01-02.nc"), "checked.zarr", mode="w")
+    >>> [status] = zms.ManifestStore.open("checked.zarr", allow=["data/"]).verify().sources
+    >>> status.status, status.path.endswith("era_2026-01-02.nc"), status.recorded == status.current
+    ('ok', True, True)
     """
 
     path: str
@@ -157,10 +163,12 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """True when every source can be read as it was scanned."""
         return not self.problems
 
     @property
     def problems(self) -> tuple[SourceStatus, ...]:
+        """The sources whose status is not ``"ok"``."""
         return tuple(s for s in self.sources if s.status != "ok")
 
     def __str__(self) -> str:

@@ -130,6 +130,14 @@ class ManifestStore(Store):
         Unlike zarr's asynchronous ``Store.open``, this reads the document
         synchronously and returns the store. The document's own folder may
         always be read; ``allow`` adds the prefixes its absolute paths may use.
+        Other keyword arguments go to the store (``verify``, I/O tuning) or to
+        the reader (``load=True`` reads every manifest now; ``max_chunks``).
+
+        >>> import xarray as xr, zarr_manifest_store as zms
+        >>> zms.write_manifest(zms.scan("data/era_2026-01-01.nc"), "opened.zarr", mode="w")
+        >>> store = zms.ManifestStore.open("opened.zarr", allow=["data/"])
+        >>> xr.open_zarr(store).t2m.shape
+        (24, 73, 144)
         """
         from zarr_manifest_store.document import open_document
 
@@ -281,12 +289,14 @@ class ManifestStore(Store):
         self._check_writable()
 
     def set_sync(self, key: str, value: Buffer) -> None:
+        """Refused: the store is read-only (zarr's synchronous ``set``)."""
         self._check_writable()
 
     async def delete(self, key: str) -> None:
         self._check_writable()
 
     def delete_sync(self, key: str) -> None:
+        """Refused: the store is read-only (zarr's synchronous ``delete``)."""
         self._check_writable()
 
     # ------------------------------------------------------------------ internals

@@ -92,8 +92,10 @@ def open_virtual_dataset(
     netCDF-4, netCDF3, kerchunk references: see ``zms.scan``), and
     ``scan_options`` (``on_unsupported``, ...) go to its scanner.
 
-    >>> ds = zms.open_virtual_dataset("data/f1.nc")  # doctest: +SKIP
-    >>> ds.virtualize.to_zarr("f1.zarr")  # doctest: +SKIP
+    >>> ds = zms.open_virtual_dataset("data/era_2026-01-01.nc")
+    >>> ds.t2m.data
+    ManifestArray<shape=(24, 73, 144), dtype=float32, chunks=(6, 73, 144), references=4>
+    >>> ds.virtualize.to_zarr("day1-virtual.zarr", mode="w")
     """
     dropped = [drop_variables] if isinstance(drop_variables, str) else list(drop_variables or ())
     scanned = scan(
@@ -124,7 +126,9 @@ def virtual_dataset(
 
     Subgroups are left out, as ``xr.open_dataset`` leaves them out.
 
-    >>> ds = virtual_dataset(zms.scan_hdf5("data/f1.nc"))  # doctest: +SKIP
+    >>> ds = virtual_dataset(zms.scan_hdf5("data/era_2026-01-01.nc"))
+    >>> sorted(ds.data_vars), sorted(ds.indexes)
+    (['t2m', 'tp'], ['lat', 'lon', 'time'])
     """
     arrays = dict(group.arrays)
     if loadable_variables is None:
@@ -311,8 +315,10 @@ def open_virtual_mfdataset(
     length is not a multiple of a compressed variable's chunk size are refused
     unless ``edge_chunks="inline"``, which reads and inlines those edge chunks.
 
-    >>> ds = zms.open_virtual_mfdataset("data/*.nc", parallel="processes")  # doctest: +SKIP
-    >>> ds.virtualize.to_zarr("all.zarr")  # doctest: +SKIP
+    >>> ds = zms.open_virtual_mfdataset("data/*.nc", parallel="threads")
+    >>> ds.sizes["time"], ds.virtualize.nrefs
+    (72, 24)
+    >>> ds.virtualize.to_zarr("all-days.zarr", mode="w")
     """
     if combine not in ("by_coords", "nested"):
         raise ValueError(f"combine must be 'by_coords' or 'nested', got {combine!r}")
@@ -833,16 +839,21 @@ def _json_attributes(attrs: Mapping[Any, Any]) -> dict[str, Any]:
 class VirtualizeAccessor:
     """``ds.virtualize``: store, write or export a virtual dataset.
 
-    >>> ds = zms.open_virtual_mfdataset("data/*.nc")  # doctest: +SKIP
-    >>> xr.open_zarr(ds.virtualize.to_store())  # doctest: +SKIP
-    >>> ds.virtualize.to_zarr("all.zarr")  # doctest: +SKIP
+    >>> ds = zms.open_virtual_mfdataset("data/*.nc")
+    >>> ds.virtualize.nrefs, xr.open_zarr(ds.virtualize.to_store()).t2m.shape
+    (24, (72, 73, 144))
     """
 
     def __init__(self, ds: xr.Dataset) -> None:
         self._ds = ds
 
     def to_group(self) -> ManifestGroup:
-        """The dataset as a :class:`ManifestGroup` (see :func:`to_group`)."""
+        """The dataset as a :class:`ManifestGroup` (see :func:`to_group`).
+
+        >>> group = zms.open_virtual_dataset("data/era_2026-01-01.nc").virtualize.to_group()
+        >>> sorted(group.arrays), group["time"].manifest.inline.keys() == {(0,)}
+        (['lat', 'lon', 't2m', 'time', 'tp'], True)
+        """
         return to_group(self._ds)
 
     def to_store(
@@ -856,6 +867,10 @@ class VirtualizeAccessor:
 
         ``storage_options`` default to those the dataset was opened with;
         ``allow`` and ``store_options`` (``verify``, I/O tuning) go to the store.
+
+        >>> ds = zms.open_virtual_dataset("data/era_2026-01-01.nc")
+        >>> xr.open_zarr(ds.virtualize.to_store(allow=["data/"])).t2m.shape
+        (24, 73, 144)
         """
         if storage_options is None:
             storage_options = self._ds.encoding.get(STORAGE_OPTIONS_KEY)
@@ -868,6 +883,11 @@ class VirtualizeAccessor:
 
         Loaded variables are stored inline, so the document needs only the
         source files of the virtual variables.
+
+        >>> ds = zms.open_virtual_dataset("data/era_2026-01-02.nc")
+        >>> ds.virtualize.to_zarr("day2-virtual.zarr", mode="w", encoding="columnar")
+        >>> xr.open_dataset("day2-virtual.zarr", engine="zarr_manifest", allow=["data/"]).t2m.shape
+        (24, 73, 144)
         """
         from zarr_manifest_store.document import write_manifest
 
@@ -880,7 +900,13 @@ class VirtualizeAccessor:
         format: Literal["json", "parquet"] | None = None,
         **options: Any,
     ) -> dict[str, Any] | None:
-        """Export kerchunk references: a dict when ``url`` is None, else JSON or parquet written there."""
+        """Export kerchunk references: a dict when ``url`` is None, else JSON or parquet written there.
+
+        >>> ds = zms.open_virtual_dataset("data/era_2026-01-01.nc")
+        >>> ds.virtualize.to_kerchunk()["version"]
+        1
+        >>> ds.virtualize.to_kerchunk("day1-virtual.json")
+        """
         from zarr_manifest_store.kerchunk import to_kerchunk
 
         return to_kerchunk(self.to_group(), url, format=format, **options)
@@ -895,7 +921,11 @@ class VirtualizeAccessor:
 
     @property
     def nrefs(self) -> int:
-        """How many chunk references into source files the virtual variables hold."""
+        """How many chunk references into source files the virtual variables hold.
+
+        >>> zms.open_virtual_dataset("data/era_2026-01-01.nc").virtualize.nrefs
+        8
+        """
         return sum(
             int(np.count_nonzero(var._data.manifest.path_index < INLINE))
             for var in self._ds.variables.values()
@@ -909,7 +939,10 @@ class VirtualizeAccessor:
         reading a copy checks that it is the same file: copy with its
         modification time kept (``cp -p``), or read with ``verify="never"``.
 
-        >>> ds.virtualize.rename_paths(lambda p: p.replace("/data/", "s3://bucket/"))  # doctest: +SKIP
+        >>> ds = zms.open_virtual_dataset("data/era_2026-01-01.nc")
+        >>> moved = ds.virtualize.rename_paths(lambda p: "s3://bucket/era5/" + p.rsplit("/", 1)[-1])
+        >>> moved.t2m.data.manifest.paths
+        ('s3://bucket/era5/era_2026-01-01.nc',)
         """
         replaced = {
             name: var.copy(
@@ -930,7 +963,9 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
     ``allow`` lists the path / URL prefixes the document's chunks may be read
     from (besides its own folder); ``storage_options`` configure fsspec.
 
-    >>> xr.open_dataset("all.zarr", engine="zarr_manifest", allow=["/data/"])  # doctest: +SKIP
+    >>> zms.open_virtual_dataset("data/era_2026-01-03.nc").virtualize.to_zarr("day3-engine.zarr", mode="w")
+    >>> xr.open_dataset("day3-engine.zarr", engine="zarr_manifest", allow=["data/"]).t2m.shape
+    (24, 73, 144)
     """
 
     description = "Open a zarr-manifest-store chunk-manifest document"

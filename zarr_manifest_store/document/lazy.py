@@ -52,9 +52,13 @@ class LazyChunkManifest(ChunkManifest):
     """A :class:`ChunkManifest` that reads itself from a document on first use.
 
     >>> import zarr_manifest_store as zms
-    >>> store = zms.ManifestStore.open("out.zarr")  # doctest: +SKIP
-    >>> store.root["t2m"].manifest  # doctest: +SKIP
-    LazyChunkManifest(shape=(100, 100000), from '/data/out.zarr/t2m/manifest', not loaded)
+    >>> group = zms.scan("data/era_2026-01-03.nc")
+    >>> zms.write_manifest(group, "day3.zarr", encoding="columnar", mode="w")
+    >>> manifest = zms.ManifestStore.open("day3.zarr").root["t2m"].manifest
+    >>> manifest.loaded, manifest.get((0, 0, 0)) == group["t2m"].manifest.get((0, 0, 0))
+    (False, True)
+    >>> manifest.nchunks, manifest.loaded  # a whole-manifest question loads it
+    (4, True)
     """
 
     __slots__ = ("_blocks", "_grid", "_loader", "_lock")

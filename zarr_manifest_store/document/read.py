@@ -52,8 +52,11 @@ def open_document(
     reads and validates them all now. ``max_chunks`` caps one array's chunk grid.
     Other keyword arguments go to :class:`ManifestStore`.
 
-    >>> store = open_document("out.zarr", allow=["/data/era5/"])  # doctest: +SKIP
-    >>> zarr.open_group(store, mode="r")["t2m"][0]  # doctest: +SKIP
+    >>> import zarr, zarr_manifest_store as zms
+    >>> zms.write_manifest(zms.scan("data/era_2026-01-02.nc"), "day2.zarr", mode="w")
+    >>> store = open_document("day2.zarr", allow=["data/"])
+    >>> zarr.open_group(store, mode="r")["t2m"][0].shape
+    (73, 144)
     """
     if isinstance(allow, str | os.PathLike):
         allow = [allow]

@@ -52,8 +52,10 @@ def write_manifest(
     such as sources kept in the folder, alone).
 
     >>> import zarr_manifest_store as zms
-    >>> zms.write_manifest(group, "out.zarr")  # doctest: +SKIP
-    >>> zms.ManifestStore.open("out.zarr", allow=["/data/"])  # doctest: +SKIP
+    >>> zms.write_manifest(zms.scan("data/era_2026-01-01.nc"), "day1.zarr", mode="w")
+    >>> store = zms.ManifestStore.open("day1.zarr", allow=["data/"])
+    >>> sorted(store.root.arrays)
+    ['lat', 'lon', 't2m', 'time', 'tp']
     """
     root = source.root if isinstance(source, ManifestStore) else source
     if not isinstance(root, ManifestGroup | ManifestArray):

@@ -39,7 +39,9 @@ def scan(url: str | os.PathLike[str] | Mapping[str, Any], **options: Any) -> Man
     cost a few small reads to identify. A file of another format raises
     ``UnsupportedDatasetError`` naming the bytes it starts with.
 
-    >>> g = scan("data/f1.nc")  # doctest: +SKIP
+    >>> g = scan("data/era_2026-01-01.nc")
+    >>> sorted(g.arrays), g["t2m"].shape
+    (['lat', 'lon', 't2m', 'time', 'tp'], (24, 73, 144))
     >>> g = scan("s3://bucket/refs.json", storage_options={"anon": True})  # doctest: +SKIP
     """
     if isinstance(url, Mapping):
@@ -53,8 +55,8 @@ def sniff(
 ) -> Format:
     """The format of ``url``: ``"hdf5"``, ``"netcdf3"`` or ``"kerchunk"``, from its first bytes.
 
-    >>> sniff("data/f1.nc")  # doctest: +SKIP
-    'netcdf3'
+    >>> sniff("data/era_2026-01-01.nc"), sniff("stations.nc"), sniff("refs.json")
+    ('hdf5', 'netcdf3', 'kerchunk')
     """
     path = os.fspath(url)
     if is_local(path) and not os.path.isdir(local_path(path)):

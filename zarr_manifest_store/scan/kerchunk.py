@@ -60,9 +60,10 @@ def scan_kerchunk(
     (unknown codecs) raise ``UnsupportedDatasetError``, or with
     ``on_unsupported="skip"`` are left out with a warning each.
 
-    >>> g = scan_kerchunk("refs.json")  # doctest: +SKIP
-    >>> g = scan_kerchunk("refs.parq", storage_options={"anon": True})  # doctest: +SKIP
-    >>> xr.open_zarr(ManifestStore(g))  # doctest: +SKIP
+    >>> g = scan_kerchunk("refs.json")
+    >>> xr.open_zarr(zms.ManifestStore(g)).t2m.shape
+    (24, 73, 144)
+    >>> g = scan_kerchunk("s3://bucket/refs.parq", storage_options={"anon": True})  # doctest: +SKIP
     """
     name = "references" if isinstance(refs, Mapping) else repr(os.fspath(refs))
     refusals = Refusals(name, on_unsupported)  # type: ignore[arg-type]  # it checks the value
