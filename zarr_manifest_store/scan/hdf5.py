@@ -231,7 +231,7 @@ class _Scanner:
         """One dataset as a ManifestArray (raises _Refused)."""
         kind = _DataKind.of(ds)
         dcpl = ds.create_plist
-        attributes = _json_attributes(dims.attributes(ds), kind.dtype)
+        attributes = _json_attributes(ds.attributes, kind.dtype)
         attributes.update(kind.attributes)
         base = {
             "shape": list(ds.shape),
@@ -970,11 +970,12 @@ def _member(h5group: h5py.Group, name: str | bytes) -> h5py.Group | h5py.Dataset
 
 
 class _Dataset(h5py.Dataset):
-    """An h5py Dataset of a file opened read-only, its data type and extent read once.
+    """An h5py Dataset of a file opened read-only, what a scan asks about it read once.
 
-    h5py reads them from the file on every ``dtype`` / ``ndim`` / ``maxshape``,
-    and a scan asks for them often; they cannot change while the file is
-    open read-only.
+    h5py reads ``dtype`` / ``ndim`` / ``maxshape`` from the file on every
+    access, and the scan asks for them, the creation properties, the
+    attributes and the attached scales several times; none of them can change
+    while the file is open read-only.
     """
 
     @functools.cached_property
@@ -994,6 +995,15 @@ class _Dataset(h5py.Dataset):
     def maxshape(self) -> tuple[int | None, ...] | None:
         return super().maxshape
 
+    @functools.cached_property
+    def attributes(self) -> _Attributes:
+        return _Attributes(self, self.create_plist)
+
+    @functools.cached_property
+    def attached_scales(self) -> list[str | None] | None:
+        """Per axis, the name of the last scale attached (see ``_attached_scale_names``)."""
+        return _attached_scale_names(self, self.attributes)
+
 
 class _Dimensions:
     """The netCDF-4 dimensions of one group, named as h5netcdf names them.
@@ -1012,24 +1022,20 @@ class _Dimensions:
         """The group's links (name, link type), in h5py's order."""
         self.members = {name: _member(h5group, name) for name, _ in self.links}
         """What each link leads to, opened once for the scanner too (None: nothing)."""
-        self.scales: dict[str, h5py.Dataset] = {}
-        self._attributes: dict[str, _Attributes] = {}
-        self._attached: dict[str, list[str | None] | None] = {}
+        self.scales: dict[str, _Dataset] = {}
         unlabeled: dict[int, int] = {}
         for name, obj in self.members.items():
             if not isinstance(obj, h5py.Dataset):
                 continue
-            if "CLASS" in self.attributes(obj) and h5py.h5ds.is_scale(obj.id):
+            if "CLASS" in obj.attributes and h5py.h5ds.is_scale(obj.id):
                 self.scales[name] = obj  # its CLASS is "DIMENSION_SCALE"
-            elif obj.ndim and self.attached_scales(obj) is None:
+            elif obj.ndim and obj.attached_scales is None:
                 for size, count in _counts(obj.shape).items():
                     unlabeled[size] = max(unlabeled.get(size, 0), count)
         self.phony_start = parent.phony_end if parent else 0
         self.sizes: dict[str, int] = {}
         if unlabeled:
-            self.sizes = {
-                name: _scale_size(ds, self.attributes(ds)) for name, ds in self.scales.items()
-            }
+            self.sizes = {name: _scale_size(ds) for name, ds in self.scales.items()}
             labeled: dict[int, int] = {}
             for name, ds in self.scales.items():
                 if ds.maxshape != (None,):
@@ -1059,13 +1065,6 @@ class _Dimensions:
         assert dims is not None
         return dims
 
-    def attributes(self, ds: _Dataset) -> _Attributes:
-        """The attributes of a dataset of this group, listed once for the whole scan."""
-        key = ds.name
-        if key not in self._attributes:
-            self._attributes[key] = _Attributes(ds, ds.create_plist)
-        return self._attributes[key]
-
     def all_names(self) -> Iterator[str]:
         node: _Dimensions | None = self
         while node is not None:
@@ -1073,18 +1072,18 @@ class _Dimensions:
             yield from (n for n in node.sizes if n.startswith("phony_dim_"))
             node = node.parent
 
-    def names_of(self, ds: h5py.Dataset) -> list[str]:
+    def names_of(self, ds: _Dataset) -> list[str]:
         """A dataset's dimension names, bare (not group paths), as h5netcdf gives them."""
         if not ds.ndim:
             return []
-        attrs = self.attributes(ds)
+        attrs = ds.attributes
         own = ds.name.split("/")[-1]
         if "_Netcdf4Coordinates" in attrs and own in self.scales:
             by_id = self.dimension_ids
             ids = [int(i) for i in np.asarray(attrs["_Netcdf4Coordinates"]).ravel()]
             if all(i in by_id for i in ids):
                 return [by_id[i] for i in ids]
-        labels = self.attached_scales(ds)
+        labels = ds.attached_scales
         if labels is not None and None in labels:
             raise _Refused(
                 "has dimension scales on some axes and none on others, which netCDF-4 "
@@ -1106,16 +1105,6 @@ class _Dimensions:
             seen[size] = seen.get(size, 0) + 1
         return names
 
-    def attached_scales(self, ds: h5py.Dataset) -> list[str | None] | None:
-        """Per axis, the name of the last scale attached (None: none there); None if no axis has one.
-
-        Looked up once per dataset: the group's census and ``names_of`` both ask.
-        """
-        key = ds.name
-        if key not in self._attached:
-            self._attached[key] = _attached_scale_names(ds, self.attributes(ds))
-        return self._attached[key]
-
     @functools.cached_property
     def dimension_ids(self) -> dict[int, str]:
         """Dimension names by netCDF-4 dimension id (``_Netcdf4Dimid``), read once per group."""
@@ -1127,7 +1116,7 @@ class _Dimensions:
                 if name in seen:
                     continue
                 seen.add(name)
-                attrs = node.attributes(ds)
+                attrs = ds.attributes
                 if "_Netcdf4Dimid" in attrs:
                     ids.setdefault(int(attrs["_Netcdf4Dimid"]), name)
             node = node.parent
@@ -1156,11 +1145,11 @@ def _attached_scale_names(ds: h5py.Dataset, attrs: _Attributes) -> list[str | No
     return None if all(n is None for n in names) else names
 
 
-def _scale_size(scale: h5py.Dataset, attrs: _Attributes) -> int:
+def _scale_size(scale: _Dataset) -> int:
     """A dimension's size: an unlimited one is as long as the longest dataset using it."""
     size = scale.shape[0] if scale.ndim else 0
     if scale.maxshape == (None,):
-        for ref, axis in attrs.get("REFERENCE_LIST", []):
+        for ref, axis in scale.attributes.get("REFERENCE_LIST", []):
             size = max(size, scale.file[ref].shape[axis])
     return size
 
