@@ -37,6 +37,9 @@ def _odd_attributes(obj: h5py.HLObject, ref: h5py.Reference) -> None:
     a["enum"] = np.array(1, dtype=h5py.enum_dtype({"no": 0, "yes": 1}, basetype="u1"))
     a["reference"] = ref
     a.create("array_type", data=np.arange(6).reshape(2, 3), dtype=np.dtype(("i4", (3,))))
+    if "named_type" not in obj.file:
+        obj.file["named_type"] = np.dtype(">f8")  # a committed data type
+    a.create("committed_type", data=2.5, dtype=obj.file["named_type"])
 
 
 def _same(a: object, b: object) -> bool:

@@ -859,14 +859,14 @@ def _read_attribute(obj: h5py.Group | h5py.Dataset, name: bytes) -> Any:
     every read, which costs more than the read); every other type is left to h5py.
     """
     attr = h5a.open(obj.id, name)
-    tid = attr.get_type()
-    if tid.get_class() not in _PLAIN_CLASSES:
+    reading = _attribute_reading(attr.get_type().encode())
+    if reading is None:
         return obj.attrs[name]
-    dtype, memory_type, vlen_text = _attribute_reading(tid.encode())
-    space = attr.get_space()
-    if space.get_simple_extent_type() == h5s.NULL:
+    dtype, memory_type, vlen_text = reading
+    shape = attr.get_space().shape
+    if shape is None:  # a null dataspace
         return h5py.Empty(dtype)
-    values = np.zeros(space.shape, dtype=dtype)
+    values = np.zeros(shape, dtype=dtype)
     attr.read(values, mtype=memory_type)
     if vlen_text:  # as h5py does: stored bytes to str
         values = np.array(
@@ -876,12 +876,16 @@ def _read_attribute(obj: h5py.Group | h5py.Dataset, name: bytes) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _attribute_reading(encoded_type: bytes) -> tuple[np.dtype, h5t.TypeID, bool]:
+def _attribute_reading(encoded_type: bytes) -> tuple[np.dtype, h5t.TypeID, bool] | None:
     """How h5py reads an attribute of an (encoded) HDF5 type: dtype, memory type, vlen text.
 
-    A function of the type alone, so the files of a collection share it.
+    None for the types left to h5py. A function of the type alone, so the
+    files of a collection share it.
     """
-    dtype = h5t.decode(encoded_type).dtype
+    tid = h5t.decode(encoded_type)
+    if tid.get_class() not in _PLAIN_CLASSES:
+        return None
+    dtype = tid.dtype
     info = h5t.check_string_dtype(dtype)
     return dtype, h5t.py_create(dtype), bool(info and info.length is None)
 
