@@ -43,10 +43,10 @@ from zarr_manifest_store.concat import EdgeChunks, check_cf_attributes
 from zarr_manifest_store.concat import edge_chunks as edge_chunk_handling
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest, Fingerprint
+from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest, ChunkRef, Fingerprint
 from zarr_manifest_store.scan import scan
 from zarr_manifest_store.scan.common import fill_value_attribute, json_attribute, source_path
-from zarr_manifest_store.sources import Sources, is_local
+from zarr_manifest_store.sources import ByteData, Sources, coalesce, is_local
 from zarr_manifest_store.store import ManifestStore
 
 __all__ = [
@@ -145,7 +145,8 @@ def virtual_dataset(
     if load:
         sources = _sources_for([arrays[n] for n in load], storage_options)
         try:
-            raw = {n: variables[n].copy(data=read_values(arrays[n], sources)) for n in load}
+            values = _read_values_together([arrays[n] for n in load], sources)
+            raw = {n: variables[n].copy(data=v) for n, v in zip(load, values, strict=True)}
         finally:
             sources.close()
         decoded, indexes = _decode_loaded(raw, decode_times)
@@ -694,9 +695,57 @@ def read_values(array: ManifestArray, sources: Sources) -> np.ndarray:
     read with ``sources`` and reinterpreted in place; anything else goes
     through zarr-python's own codec pipeline.
     """
-    stored = _raw_dtype(array)
-    if stored is not None:
-        return _read_raw(array, stored, sources)
+    return _read_values_together([array], sources)[0]
+
+
+def _read_values_together(arrays: Sequence[ManifestArray], sources: Sources) -> list[np.ndarray]:
+    """The values of several (small) arrays, as :func:`read_values` reads each.
+
+    Their raw chunks are read together: those of one file that lie close to
+    each other (as a file's coordinates usually do) in one read.
+    """
+    stored = [_raw_dtype(array) for array in arrays]
+    chunks = _read_chunks(
+        [
+            ref
+            for array, raw in zip(arrays, stored, strict=True)
+            if raw is not None
+            for _, ref in array.manifest.items()
+            if not isinstance(ref, bytes)
+        ],
+        sources,
+    )
+    return [
+        _read_raw(array, raw, chunks) if raw is not None else _read_with_zarr(array, sources)
+        for array, raw in zip(arrays, stored, strict=True)
+    ]
+
+
+_GAP_READ_BYTES = 2**16
+"""Bytes between two chunks of a file that are read rather than asked for separately."""
+_MAX_READ_BYTES = 2**24
+"""The largest read that serves several chunks (a longer chunk is read alone)."""
+
+
+def _read_chunks(refs: Iterable[ChunkRef], sources: Sources) -> dict[ChunkRef, ByteData]:
+    """The bytes of each chunk reference; references close together in a file read at once."""
+    by_path: dict[str, list[ChunkRef]] = {}
+    for ref in refs:
+        by_path.setdefault(ref.path, []).append(ref)
+    out: dict[ChunkRef, ByteData] = {}
+    for path, found in by_path.items():
+        ranges = [(ref.offset, ref.offset + ref.length) for ref in found]
+        plan = coalesce(ranges, max_gap_bytes=_GAP_READ_BYTES, max_coalesced_bytes=_MAX_READ_BYTES)
+        for start, stop, members in plan:
+            data = memoryview(sources.read_sync(path, start, stop - start))
+            for i in members:
+                ref = found[i]
+                out[ref] = data[ref.offset - start : ref.offset - start + ref.length]
+    return out
+
+
+def _read_with_zarr(array: ManifestArray, sources: Sources) -> np.ndarray:
+    """An array read through zarr-python's codec pipeline."""
     store = ManifestStore(array, storage_options=sources.storage_options)
     try:
         with warnings.catch_warnings():
@@ -721,17 +770,16 @@ def _raw_dtype(array: ManifestArray) -> np.dtype | None:
     return dtype.newbyteorder(">" if endian == "big" else "<") if dtype.itemsize > 1 else dtype
 
 
-def _read_raw(array: ManifestArray, stored: np.dtype, sources: Sources) -> np.ndarray:
-    """An array whose chunks are raw bytes: each chunk reinterpreted in place, edges cropped."""
+def _read_raw(
+    array: ManifestArray, stored: np.dtype, chunks: Mapping[ChunkRef, ByteData]
+) -> np.ndarray:
+    """An array whose chunks are raw bytes (read into ``chunks``): each reinterpreted in place,
+    edges cropped."""
     out = np.full(array.shape, array.fill_value, dtype=array.dtype)
     starts = [np.cumsum((0, *sizes)) for sizes in array.chunk_sizes]
     for coords, chunk in array.manifest.items():
         shape = tuple(sizes[c] for sizes, c in zip(array.chunk_sizes, coords, strict=True))
-        data = (
-            chunk
-            if isinstance(chunk, bytes)
-            else sources.read_sync(chunk.path, chunk.offset, chunk.length)
-        )
+        data = chunk if isinstance(chunk, bytes) else chunks[chunk]
         expected = math.prod(shape) * stored.itemsize
         if len(data) != expected:
             raise UnsupportedDatasetError(
