@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hdf5_corpus import CASES
 
+import zarr_manifest_store as zms
 from zarr_manifest_store.scan.hdf5 import _Attributes, _links, _member
 
 
@@ -116,3 +117,19 @@ def test_every_corpus_attribute_reads_as_h5py_reads_it(tmp_path: Path) -> None:
         case.build(path)
         with h5py.File(path, "r") as f:
             assert _check(f["/"]) >= 1
+
+
+def test_attributes_without_a_json_form_are_left_out_naming_file_and_object(tmp_path: Path):
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("x", data=np.arange(3.0))
+        ds.attrs["pair"] = np.array((1, 2.5), dtype=[("a", "i4"), ("b", "f8")])
+        ds.attrs["units"] = "m"
+        f.attrs["ref"] = ds.ref
+    with pytest.warns(UserWarning, match="has no JSON form") as caught:
+        g = zms.scan_hdf5(path)
+    assert sorted(str(w.message) for w in caught) == [
+        f"{path}:/: attribute 'ref' has no JSON form; left out",
+        f"{path}:/x: attribute 'pair' has no JSON form; left out",
+    ]
+    assert g["x"].attributes == {"units": "m"}

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 import zarr
-from h5py import h5, h5a, h5d, h5f, h5l, h5o, h5p, h5s, h5t
+from h5py import h5, h5a, h5d, h5f, h5i, h5l, h5o, h5p, h5s, h5t
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.dtype import ZDType, get_data_type_from_native_dtype
 from zarr.core.metadata.v3 import ArrayV3Metadata
@@ -808,12 +808,15 @@ class _Attributes:
     array, ``_Netcdf4Coordinates`` and ``_Netcdf4Dimid`` for the dimensions,
     ``DIMENSION_LIST`` to look for scales); each value is read once, with
     :func:`_read_attribute`. ``cpl`` is the object's creation property list,
-    when the caller has it already.
+    when the caller has it already. Only the object's identifier is kept (not
+    the object, which may keep this), so nothing holds the file open in a cycle.
     """
 
     def __init__(self, obj: h5py.Group | h5py.Dataset, cpl: h5p.PropID | None = None) -> None:
-        self.obj = obj
-        tracked = (cpl or obj.id.get_create_plist()).get_attr_creation_order()
+        self.id = obj.id
+        self._h5py = obj.attrs  # h5py's own reading, for the types left to it
+        cpl = cpl if cpl is not None else obj.id.get_create_plist()
+        tracked = cpl.get_attr_creation_order()
         order = h5.INDEX_CRT_ORDER if tracked & h5p.CRT_ORDER_TRACKED else h5.INDEX_NAME
         stored: list[bytes] = []
         h5a.iterate(obj.id, stored.append, index_type=order)
@@ -829,14 +832,17 @@ class _Attributes:
     def __getitem__(self, name: str | bytes) -> Any:
         """The value, as ``obj.attrs[name]`` gives it (KeyError if there is none)."""
         if name not in self._values:
-            self._values[name] = _read_attribute(self.obj, self._stored[name])
+            self._values[name] = _read_attribute(self.id, self._stored[name], self._h5py)
         return self._values[name]
 
     def get(self, name: str, default: Any = None) -> Any:
+        """The value, or ``default`` if there is no such attribute."""
         return self[name] if name in self._stored else default
 
     def where(self) -> str:
-        return f"{self.obj.file.filename}:{self.obj.name}"
+        """``file:object``, as warnings name the object (``obj.file.filename:obj.name``)."""
+        path = h5i.get_name(self.id)
+        return f"{os.fsdecode(h5f.get_name(self.id))}:{path and _decoded_name(path)}"
 
 
 def _decoded_name(name: bytes) -> str | bytes:
@@ -851,17 +857,18 @@ _PLAIN_CLASSES = frozenset({h5t.INTEGER, h5t.FLOAT, h5t.STRING})
 """Attribute type classes read here; others (compounds, enums, references, arrays) by h5py."""
 
 
-def _read_attribute(obj: h5py.Group | h5py.Dataset, name: bytes) -> Any:
-    """An attribute's value, exactly as h5py's ``obj.attrs[name]`` returns it.
+def _read_attribute(oid: Any, name: bytes, h5py_attrs: h5py.AttributeManager) -> Any:
+    """Attribute ``name`` of object ``oid``, exactly as h5py's ``attrs[name]`` returns it.
 
     Numbers and strings, nearly every netCDF attribute, are read here with the
     attribute's memory type worked out once per HDF5 type (h5py works it out on
-    every read, which costs more than the read); every other type is left to h5py.
+    every read, which costs more than the read); every other type is left to
+    h5py (``h5py_attrs``, the object's attributes).
     """
-    attr = h5a.open(obj.id, name)
+    attr = h5a.open(oid, name)
     reading = _attribute_reading(attr.get_type().encode())
     if reading is None:
-        return obj.attrs[name]
+        return h5py_attrs[name]
     dtype, memory_type, vlen_text = reading
     shape = attr.get_space().shape
     if shape is None:  # a null dataspace
