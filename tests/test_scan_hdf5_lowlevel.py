@@ -133,3 +133,18 @@ def test_attributes_without_a_json_form_are_left_out_naming_file_and_object(tmp_
         f"{path}:/x: attribute 'pair' has no JSON form; left out",
     ]
     assert g["x"].attributes == {"units": "m"}
+
+
+def test_type_memos_follow_h5pys_naming_options(tmp_path: Path):
+    """What a type reads as is remembered per type, and per h5py's names for complex fields."""
+    path = tmp_path / "pairs.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("z", data=np.zeros(3, dtype=[("re", "<f8"), ("im", "<f8")]))
+    assert zms.scan_hdf5(path)["z"].dtype.names == ("re", "im")  # a compound
+    config = h5py.get_config()
+    names = config.complex_names
+    config.complex_names = ("re", "im")  # h5py now reads such compounds as complex numbers
+    try:
+        assert zms.scan_hdf5(path)["z"].dtype == np.dtype("complex128")
+    finally:
+        config.complex_names = names

@@ -705,10 +705,10 @@ class _DataKind:
         """The kind of ``ds``'s type, worked out once per type (raises _Refused)."""
         tid = ds.id.get_type()
         try:
-            encoded = tid.encode()
+            key = _type_key(tid)
         except Exception:  # a type HDF5 cannot serialise: worked out for this dataset alone
             return cls.of_type(tid)
-        return _data_kind(encoded)
+        return _data_kind(key)
 
     @classmethod
     def of_type(cls, tid: h5t.TypeID) -> _DataKind:
@@ -760,9 +760,16 @@ class _DataKind:
 
 
 @functools.lru_cache(maxsize=256)
-def _data_kind(encoded_type: bytes) -> _DataKind:
-    """``_DataKind.of_type`` of a type serialised by ``H5Tencode`` (refusals are not cached)."""
-    return _DataKind.of_type(h5t.decode(encoded_type))
+def _data_kind(key: tuple[Any, ...]) -> _DataKind:
+    """``_DataKind.of_type`` of the type a :func:`_type_key` describes (refusals are not cached)."""
+    return _DataKind.of_type(h5t.decode(key[0]))
+
+
+def _type_key(tid: h5t.TypeID) -> tuple[Any, ...]:
+    """What h5py's NumPy view of an HDF5 type depends on: the type, serialised by
+    ``H5Tencode``, and h5py's names for the members of boolean enums and complex compounds."""
+    config = h5py.get_config()
+    return (tid.encode(), config.bool_names, config.complex_names)
 
 
 def _little(dtype: np.dtype) -> np.dtype:
@@ -866,7 +873,7 @@ def _read_attribute(oid: Any, name: bytes, h5py_attrs: h5py.AttributeManager) ->
     h5py (``h5py_attrs``, the object's attributes).
     """
     attr = h5a.open(oid, name)
-    reading = _attribute_reading(attr.get_type().encode())
+    reading = _attribute_reading(_type_key(attr.get_type()))
     if reading is None:
         return h5py_attrs[name]
     dtype, memory_type, vlen_text = reading
@@ -883,13 +890,14 @@ def _read_attribute(oid: Any, name: bytes, h5py_attrs: h5py.AttributeManager) ->
 
 
 @functools.lru_cache(maxsize=256)
-def _attribute_reading(encoded_type: bytes) -> tuple[np.dtype, h5t.TypeID, bool] | None:
-    """How h5py reads an attribute of an (encoded) HDF5 type: dtype, memory type, vlen text.
+def _attribute_reading(key: tuple[Any, ...]) -> tuple[np.dtype, h5t.TypeID, bool] | None:
+    """How h5py reads an attribute of the type a :func:`_type_key` describes: dtype, memory
+    type, and whether it is variable-length text.
 
-    None for the types left to h5py. A function of the type alone, so the
-    files of a collection share it.
+    None for the types left to h5py. A function of the type (and h5py's
+    options) alone, so the files of a collection share it.
     """
-    tid = h5t.decode(encoded_type)
+    tid = h5t.decode(key[0])
     if tid.get_class() not in _PLAIN_CLASSES:
         return None
     dtype = tid.dtype
