@@ -424,7 +424,7 @@ class _Opener:
         return ds
 
     def __call__(self, path: str) -> xr.Dataset | Exception:
-        return _attempt(path, lambda: self.dataset(path, self.scan(path)))
+        return self.in_phases([path])[0]
 
     def in_phases(self, paths: list[str]) -> list[xr.Dataset | Exception]:
         """The files opened one after another, all scanned before any becomes a dataset.
@@ -752,16 +752,14 @@ def _read_values_together(arrays: Sequence[ManifestArray], sources: Sources) -> 
     each other (as a file's coordinates usually do) in one read.
     """
     stored = [_raw_dtype(array) for array in arrays]
-    chunks = _read_chunks(
-        [
-            ref
-            for array, raw in zip(arrays, stored, strict=True)
-            if raw is not None
-            for _, ref in array.manifest.items()
-            if not isinstance(ref, bytes)
-        ],
-        sources,
-    )
+    refs = [
+        ref
+        for array, raw in zip(arrays, stored, strict=True)
+        if raw is not None
+        for _, ref in array.manifest.items()
+        if isinstance(ref, ChunkRef)
+    ]
+    chunks = _read_chunks(refs, sources)
     return [
         _read_raw(array, raw, chunks) if raw is not None else _read_with_zarr(array, sources)
         for array, raw in zip(arrays, stored, strict=True)
