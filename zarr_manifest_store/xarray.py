@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import glob
+import itertools
 import json
 import math
 import multiprocessing
@@ -44,7 +45,14 @@ from zarr_manifest_store.concat import EdgeChunks, check_cf_attributes
 from zarr_manifest_store.concat import edge_chunks as edge_chunk_handling
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest, ChunkRef, Fingerprint
+from zarr_manifest_store.manifest import (
+    INLINE,
+    MISSING,
+    ChunkCoords,
+    ChunkManifest,
+    ChunkRef,
+    Fingerprint,
+)
 from zarr_manifest_store.scan import scan
 from zarr_manifest_store.scan.common import fill_value_attribute, json_attribute, source_path
 from zarr_manifest_store.sources import ByteData, Sources, coalesce, is_local
@@ -752,17 +760,16 @@ def _read_values_together(arrays: Sequence[ManifestArray], sources: Sources) -> 
     each other (as a file's coordinates usually do) in one read.
     """
     stored = [_raw_dtype(array) for array in arrays]
-    refs = [
-        ref
+    present = [
+        list(array.manifest.items()) if raw is not None else []
         for array, raw in zip(arrays, stored, strict=True)
-        if raw is not None
-        for _, ref in array.manifest.items()
-        if isinstance(ref, ChunkRef)
     ]
-    chunks = _read_chunks(refs, sources)
+    chunks = _read_chunks(
+        [ref for items in present for _, ref in items if isinstance(ref, ChunkRef)], sources
+    )
     return [
-        _read_raw(array, raw, chunks) if raw is not None else _read_with_zarr(array, sources)
-        for array, raw in zip(arrays, stored, strict=True)
+        _read_raw(array, raw, items, chunks) if raw is not None else _read_with_zarr(array, sources)
+        for array, raw, items in zip(arrays, stored, present, strict=True)
     ]
 
 
@@ -816,13 +823,16 @@ def _raw_dtype(array: ManifestArray) -> np.dtype | None:
 
 
 def _read_raw(
-    array: ManifestArray, stored: np.dtype, chunks: Mapping[ChunkRef, ByteData]
+    array: ManifestArray,
+    stored: np.dtype,
+    present: Iterable[tuple[ChunkCoords, ChunkRef | bytes]],
+    chunks: Mapping[ChunkRef, ByteData],
 ) -> np.ndarray:
-    """An array whose chunks are raw bytes (read into ``chunks``): each reinterpreted in place,
-    edges cropped."""
+    """An array whose chunks (``present``, their bytes read into ``chunks``) are raw bytes:
+    each reinterpreted in place, edges cropped."""
     out = np.full(array.shape, array.fill_value, dtype=array.dtype)
-    starts = [np.cumsum((0, *sizes)) for sizes in array.chunk_sizes]
-    for coords, chunk in array.manifest.items():
+    starts = [list(itertools.accumulate(sizes, initial=0)) for sizes in array.chunk_sizes]
+    for coords, chunk in present:
         shape = tuple(sizes[c] for sizes, c in zip(array.chunk_sizes, coords, strict=True))
         data = chunk if isinstance(chunk, bytes) else chunks[chunk]
         expected = math.prod(shape) * stored.itemsize
@@ -833,7 +843,7 @@ def _read_raw(
             )
         block = np.frombuffer(data, dtype=stored).reshape(shape)
         region = tuple(
-            slice(int(s[c]), min(int(s[c]) + n, extent))
+            slice(s[c], min(s[c] + n, extent))
             for s, c, n, extent in zip(starts, coords, shape, array.shape, strict=True)
         )
         out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
