@@ -479,9 +479,10 @@ def _map(opener: _Opener, paths: list[str], parallel: Parallel) -> list[Any]:
         return list(parallel.get_executor().map(opener, paths))
     if parallel == "processes":
         pool = _process_pool()
-        chunksize = max(1, len(paths) // (4 * _process_count()))
-        try:
-            return list(pool.map(opener, paths, chunksize=chunksize))
+        size = max(1, len(paths) // (4 * _process_count()))
+        shares = [paths[i : i + size] for i in range(0, len(paths), size)]
+        try:  # each worker opens its share of the files in phases too
+            return [ds for share in pool.map(opener.in_phases, shares) for ds in share]
         except concurrent.futures.process.BrokenProcessPool:
             _discard_process_pool(pool)
             raise
