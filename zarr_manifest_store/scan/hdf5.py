@@ -10,6 +10,12 @@ codec, types HDF5 converts on reading — is read with h5py and materialised as
 inline chunks when small, and refused otherwise. netCDF-4 conventions are
 applied the way h5netcdf applies them, so that ``xr.open_zarr`` of the result
 matches ``xr.open_dataset(..., engine="h5netcdf")``.
+
+The walk reads each link, attribute and dataset property once, through
+h5py's low-level API where its high-level objects would read them again on
+every access; what depends only on an HDF5 type (how to read an attribute of
+it, its Zarr data type) is worked out once per type and shared by the files
+of a collection. Values are exactly those h5py gives.
 """
 
 from __future__ import annotations
@@ -116,8 +122,9 @@ def scan_hdf5(
     fingerprint = sources.fingerprint(path)
     dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
     with _open(path, sources, fingerprint) as h5file:
-        start = h5file["/"]  # the root as a group: its links and attributes are the group's
-        if group not in (None, "", "/"):
+        if group in (None, "", "/"):
+            start = h5file["/"]  # the root as a group: its links and attributes are the group's
+        else:
             start = h5file.get(group.strip("/"))
             if not isinstance(start, h5py.Group):
                 raise ValueError(f"{path!r} has no group {group!r}")
