@@ -206,6 +206,17 @@ def test_errors_option_skips_unreadable_files(tmp_path):
         zms.open_virtual_mfdataset(str(tmp_path / "*.h5"))
 
 
+def test_the_first_file_that_fails_is_reported_whichever_step_failed(tmp_path):
+    """Files are all scanned before any becomes a dataset; errors still come in file order."""
+    files = daily_files(tmp_path, (2, 2))
+    bad = tmp_path / "garbage.nc"
+    bad.write_bytes(b"not a netCDF file")
+    paths = [str(files[0]), str(bad), str(files[1])]
+    with pytest.raises(ValueError, match="loadable_variables") as caught:  # not bad's scan error
+        zms.open_virtual_mfdataset(paths, loadable_variables=["time", "absent"])
+    assert caught.value.__notes__ == [f"while opening {files[0]}"]
+
+
 # ---------------------------------------------------------------------- parallel and remote
 
 

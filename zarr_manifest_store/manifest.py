@@ -354,23 +354,28 @@ class ChunkManifest:
                 f"chunk {chunk_key(coords)!r}: path_index {int(index[coords])} is outside the "
                 f"path table of {len(self._paths)} path(s)"
             )
-        inline_cells = set(_cells(index == INLINE))
-        if inline_cells != set(self._inline):
-            coords = min(inline_cells ^ set(self._inline))
-            raise ValueError(
-                f"chunk {chunk_key(coords)!r}: inline data and the INLINE path_index must go together"
+        inline_mask = index == INLINE
+        if self._inline or inline_mask.any():  # most manifests have no inline chunk to list
+            inline_cells = set(_cells(inline_mask))
+            if inline_cells != set(self._inline):
+                coords = min(inline_cells ^ set(self._inline))
+                raise ValueError(
+                    f"chunk {chunk_key(coords)!r}: inline data and the INLINE path_index must "
+                    "go together"
+                )
+        # Each chunk is checked only when the largest offset and length together could overflow.
+        if index.size and int(self._offsets.max()) + int(self._lengths.max()) > MAX_END:
+            present = index < INLINE
+            too_far = present & (
+                (self._offsets > MAX_END)
+                | (self._lengths > MAX_END - np.minimum(self._offsets, MAX_END))
             )
-        present = index < INLINE
-        too_far = present & (
-            (self._offsets > MAX_END)
-            | (self._lengths > MAX_END - np.minimum(self._offsets, MAX_END))
-        )
-        if too_far.any():
-            coords = _first(too_far)
-            raise ValueError(
-                f"chunk {chunk_key(coords)!r}: offset {int(self._offsets[coords])} + length "
-                f"{int(self._lengths[coords])} overflows the largest file position {MAX_END}"
-            )
+            if too_far.any():
+                coords = _first(too_far)
+                raise ValueError(
+                    f"chunk {chunk_key(coords)!r}: offset {int(self._offsets[coords])} + length "
+                    f"{int(self._lengths[coords])} overflows the largest file position {MAX_END}"
+                )
         for arr in (self._index, self._offsets, self._lengths):
             arr.flags.writeable = False
 

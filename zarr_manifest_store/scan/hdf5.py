@@ -10,6 +10,12 @@ codec, types HDF5 converts on reading — is read with h5py and materialised as
 inline chunks when small, and refused otherwise. netCDF-4 conventions are
 applied the way h5netcdf applies them, so that ``xr.open_zarr`` of the result
 matches ``xr.open_dataset(..., engine="h5netcdf")``.
+
+The walk reads each link, attribute and dataset property once, through
+h5py's low-level API where its high-level objects would read them again on
+every access; what depends only on an HDF5 type (how to read an attribute of
+it, its Zarr data type) is worked out once per type and shared by the files
+of a collection. Values are exactly those h5py gives.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 import zarr
-from h5py import h5d, h5s, h5t
+from h5py import h5, h5a, h5d, h5f, h5i, h5l, h5o, h5p, h5s, h5t
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.dtype import ZDType, get_data_type_from_native_dtype
 from zarr.core.metadata.v3 import ArrayV3Metadata
@@ -116,8 +122,9 @@ def scan_hdf5(
     fingerprint = sources.fingerprint(path)
     dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
     with _open(path, sources, fingerprint) as h5file:
-        start = h5file
-        if group not in (None, "", "/"):
+        if group in (None, "", "/"):
+            start = h5file["/"]  # the root as a group: its links and attributes are the group's
+        else:
             start = h5file.get(group.strip("/"))
             if not isinstance(start, h5py.Group):
                 raise ValueError(f"{path!r} has no group {group!r}")
@@ -142,7 +149,8 @@ def scan_hdf5(
 def _open(path: str, sources: Sources, fingerprint: Fingerprint) -> Iterator[h5py.File]:
     """The file opened with h5py: local files directly, others through an fsspec block cache."""
     if is_local(path):
-        with h5py.File(local_path(path), "r") as f:
+        fid = h5f.open(os.fsencode(local_path(path)), h5f.ACC_RDONLY, fapl=_file_access())
+        with h5py.File(fid) as f:
             yield f
         return
     fs = sources.filesystem(path)
@@ -163,6 +171,19 @@ def _open(path: str, sources: Sources, fingerprint: Fingerprint) -> Iterator[h5p
             getattr(cache, "miss_count", "?"),
             getattr(cache, "hit_count", "?"),
         )
+
+
+@functools.cache
+def _file_access() -> h5p.PropFAID:
+    """The file access properties ``h5py.File(path, "r")`` opens with, made once.
+
+    h5py makes them anew (and creation properties it does not need) for every
+    file, which costs about a sixth of opening one.
+    """
+    fapl = h5p.create(h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5f.LIBVER_EARLIEST, h5f.LIBVER_LATEST)
+    fapl.set_alignment(1, 1)
+    return fapl
 
 
 # ---------------------------------------------------------------------- the walk
@@ -187,17 +208,17 @@ class _Scanner:
         """One group: its datasets as arrays, its subgroups recursively, its attributes."""
         arrays: dict[str, ManifestArray] = {}
         groups: dict[str, ManifestGroup] = {}
-        for name in h5group:
+        for name, link_type in dims.links:
             rel = f"{prefix}{name}"
             if rel in self.dropped:
                 continue
-            if h5group.id.links.get_info(name.encode()).type == h5py.h5l.TYPE_EXTERNAL:
+            if link_type == h5l.TYPE_EXTERNAL:
                 link = h5group.get(name, getlink=True)
                 self.refusals.add(
                     rel, f"is an external link to {link.filename}:{link.path}; scan that file"
                 )
                 continue
-            obj = dims.members.get(name) or h5group.get(name)
+            obj = dims.members[name]
             if obj is None:
                 self.refusals.add(rel, "is a link to an object that does not exist")
             elif isinstance(obj, h5py.Group):
@@ -210,26 +231,29 @@ class _Scanner:
                     arrays[array_name] = self.array(obj, dims)
                 except _Refused as e:
                     self.refusals.add(rel, str(e))
-        return ManifestGroup(arrays=arrays, groups=groups, attributes=_attributes(h5group))
+        attributes = _json_attributes(_Attributes(h5group, dims.create_plist))
+        return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes)
 
-    def array(self, ds: h5py.Dataset, dims: _Dimensions) -> ManifestArray:
+    def array(self, ds: _Dataset, dims: _Dimensions) -> ManifestArray:
         """One dataset as a ManifestArray (raises _Refused)."""
         kind = _DataKind.of(ds)
-        attributes = _attributes(ds, kind.dtype)
+        dcpl = ds.create_plist
+        attributes = _json_attributes(ds.attributes, kind.dtype)
         attributes.update(kind.attributes)
         base = {
             "shape": list(ds.shape),
             "data_type": kind.zdtype.to_json(zarr_format=3),
             "chunk_key_encoding": CHUNK_KEY_ENCODING,
-            "fill_value": kind.fill_value_json(ds),
+            "fill_value": kind.fill_value_json(dcpl),
             "attributes": attributes,
             "dimension_names": dims.names_of(ds),
         }
-        return self.described(ds, kind, base)
+        return self.described(ds, kind, base, dcpl)
 
-    def described(self, ds: h5py.Dataset, kind: _DataKind, base: dict[str, Any]) -> ManifestArray:
+    def described(
+        self, ds: h5py.Dataset, kind: _DataKind, base: dict[str, Any], dcpl: h5p.PropDCID
+    ) -> ManifestArray:
         """The dataset's chunks, by its storage layout, under the array metadata ``base``."""
-        dcpl = ds.id.get_create_plist()
         layout = dcpl.get_layout()
         if layout == h5d.VIRTUAL:
             return self.virtual(ds, dcpl, base)
@@ -243,16 +267,17 @@ class _Scanner:
             return self.materialised(ds, base, kind, str(e))
         codecs = [kind.bytes_codec, *filters]
         if layout == h5d.CHUNKED:
-            return self.chunked(ds, {**base, "codecs": codecs})
+            return self.chunked(ds, dcpl.get_chunk(), {**base, "codecs": codecs})
         if dcpl.get_external_count():
             return self.external(ds, dcpl, {**base, "codecs": codecs})
         return self.contiguous(ds, {**base, "codecs": codecs})
 
     # ------------------------------------------------------------------ layouts
 
-    def chunked(self, ds: h5py.Dataset, base: dict[str, Any]) -> ManifestArray:
+    def chunked(
+        self, ds: h5py.Dataset, chunks: tuple[int, ...], base: dict[str, Any]
+    ) -> ManifestArray:
         """A chunked dataset: one reference per stored chunk, read with ``chunk_iter``."""
-        chunks = ds.chunks
         grid = tuple(-(-n // c) for n, c in zip(ds.shape, chunks, strict=True))
         metadata = _array_metadata(
             {**base, "chunk_grid": _regular(chunks), "codecs": base["codecs"]}
@@ -416,14 +441,15 @@ class _Scanner:
                 max_inline_bytes=self.max_inline_bytes,
             )
             kind = _DataKind.of(src)
+            src_dcpl = src.id.get_create_plist()
             base = {
                 "shape": list(src.shape),
                 "data_type": kind.zdtype.to_json(zarr_format=3),
                 "chunk_key_encoding": CHUNK_KEY_ENCODING,
-                "fill_value": kind.fill_value_json(src),
+                "fill_value": kind.fill_value_json(src_dcpl),
             }
             try:
-                piece = _with_leading_axes(scanner.described(src, kind, base), lead)
+                piece = _with_leading_axes(scanner.described(src, kind, base, src_dcpl), lead)
             except _Refused as e:
                 raise _Refused(
                     f"is a virtual dataset whose source {source}:{dataset_name} {e}"
@@ -645,15 +671,19 @@ def _compiled(source: str) -> Any:
 # ---------------------------------------------------------------------- data types
 
 
-@dataclass
+@dataclass(frozen=True)
 class _DataKind:
     """How a dataset's HDF5 type maps to Zarr: data type, codecs, extra attributes.
 
     ``materialise`` is the reason the stored bytes cannot be read in place
-    (empty when they can).
+    (empty when they can). A function of the HDF5 type alone, so datasets of
+    the same type (across the files of a collection too) share one.
     """
 
+    stored: np.dtype
+    """The type as h5py reads it (``Dataset.dtype``)."""
     dtype: np.dtype
+    """The type of the Zarr array (an enumeration's base type, say)."""
     zdtype: ZDType[Any, Any]
     endian: str | None
     materialise: str = ""
@@ -668,25 +698,37 @@ class _DataKind:
     def materialised_codec(self) -> dict[str, Any]:
         return {"name": "vlen-utf8"} if self.dtype.kind == "O" else self.bytes_codec
 
-    def fill_value_json(self, ds: h5py.Dataset) -> Any:
+    def fill_value_json(self, dcpl: h5p.PropDCID) -> Any:
         """The HDF5 fill value (what unwritten chunks read as) in Zarr's JSON form."""
         if self.dtype.kind == "O":
             return ""
-        value = np.asarray(ds.fillvalue, dtype=ds.dtype).astype(self.dtype)
+        stored = np.zeros((1,), dtype=self.stored)  # as h5py's Dataset.fillvalue reads it
+        dcpl.get_fill_value(stored)
+        value = stored.astype(self.dtype)
         return _fill_value_json(self.zdtype, value.dtype, value.tobytes())
 
     @classmethod
     def of(cls, ds: h5py.Dataset) -> _DataKind:
+        """The kind of ``ds``'s type, worked out once per type (raises _Refused)."""
         tid = ds.id.get_type()
+        try:
+            key = _type_key(tid)
+        except Exception:  # a type HDF5 cannot serialise: worked out for this dataset alone
+            return cls.of_type(tid)
+        return _data_kind(key)
+
+    @classmethod
+    def of_type(cls, tid: h5t.TypeID) -> _DataKind:
+        """The kind of an HDF5 type (raises _Refused)."""
         cls_ = tid.get_class()
-        dtype = ds.dtype
+        stored = dtype = tid.dtype  # what h5py's Dataset.dtype gives
         if cls_ == h5t.REFERENCE or h5py.check_ref_dtype(dtype) is not None:
             raise _Refused("holds object or region references, which have no Zarr data type")
         if cls_ == h5t.ARRAY or dtype.subdtype is not None:
             raise _Refused(f"has an HDF5 array data type ({dtype}), which has no Zarr data type")
         if cls_ == h5t.STRING and tid.is_variable_str():
             zdtype = _zarr_dtype(np.dtypes.StringDType())
-            return cls(dtype, zdtype, None, "it holds variable-length strings")
+            return cls(stored, dtype, zdtype, None, "it holds variable-length strings")
         if cls_ == h5t.VLEN or dtype.kind == "O":
             raise _Refused(f"holds variable-length sequences ({dtype}), which have no Zarr codec")
         attributes: dict[str, Any] = {}
@@ -720,7 +762,21 @@ class _DataKind:
             reason = "its compound fields mix byte orders"
         if reason and dtype.fields is not None:
             raise _Refused(f"cannot be described exactly: {reason}")
-        return cls(dtype, zdtype, None if endian == "mixed" else endian, reason, attributes)
+        endian = None if endian == "mixed" else endian
+        return cls(stored, dtype, zdtype, endian, reason, attributes)
+
+
+@functools.lru_cache(maxsize=256)
+def _data_kind(key: tuple[Any, ...]) -> _DataKind:
+    """``_DataKind.of_type`` of the type a :func:`_type_key` describes (refusals are not cached)."""
+    return _DataKind.of_type(h5t.decode(key[0]))
+
+
+def _type_key(tid: h5t.TypeID) -> tuple[Any, ...]:
+    """What h5py's NumPy view of an HDF5 type depends on: the type, serialised by
+    ``H5Tencode``, and h5py's names for the members of boolean enums and complex compounds."""
+    config = h5py.get_config()
+    return (tid.encode(), config.bool_names, config.complex_names)
 
 
 def _little(dtype: np.dtype) -> np.dtype:
@@ -759,22 +815,118 @@ def _enum_attributes(mapping: Mapping[str, int]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- attributes
 
 
-def _attributes(obj: h5py.Group | h5py.Dataset, dtype: np.dtype | None = None) -> dict[str, Any]:
+class _Attributes:
+    """An HDF5 object's attributes: listed once, each read at most once, in h5py's order.
+
+    A scan asks about the same attributes several times (``_FillValue`` for the
+    array, ``_Netcdf4Coordinates`` and ``_Netcdf4Dimid`` for the dimensions,
+    ``DIMENSION_LIST`` to look for scales); each value is read once, with
+    :func:`_read_attribute`. ``cpl`` is the object's creation property list,
+    when the caller has it already. Only the object's identifier is kept (not
+    the object, which may keep this), so nothing holds the file open in a cycle.
+    """
+
+    def __init__(self, obj: h5py.Group | h5py.Dataset, cpl: h5p.PropID | None = None) -> None:
+        self.id = obj.id
+        self._h5py = obj.attrs  # h5py's own reading, for the types left to it
+        cpl = cpl if cpl is not None else obj.id.get_create_plist()
+        tracked = cpl.get_attr_creation_order()
+        order = h5.INDEX_CRT_ORDER if tracked & h5p.CRT_ORDER_TRACKED else h5.INDEX_NAME
+        stored: list[bytes] = []
+        h5a.iterate(obj.id, stored.append, index_type=order)
+        self._stored = {_decoded_name(n): n for n in stored}
+        self._values: dict[str | bytes, Any] = {}
+
+    def __iter__(self) -> Iterator[str | bytes]:
+        return iter(self._stored)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._stored
+
+    def __getitem__(self, name: str | bytes) -> Any:
+        """The value, as ``obj.attrs[name]`` gives it (KeyError if there is none)."""
+        if name not in self._values:
+            self._values[name] = _read_attribute(self.id, self._stored[name], self._h5py)
+        return self._values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The value, or ``default`` if there is no such attribute."""
+        return self[name] if name in self._stored else default
+
+    def where(self) -> str:
+        """``file:object``, as warnings name the object (``obj.file.filename:obj.name``)."""
+        path = h5i.get_name(self.id)
+        return f"{os.fsdecode(h5f.get_name(self.id))}:{path and _decoded_name(path)}"
+
+
+def _decoded_name(name: bytes) -> str | bytes:
+    """An attribute or link name as h5py gives it: UTF-8 decoded, else the bytes."""
+    try:
+        return name.decode("utf-8")
+    except UnicodeDecodeError:
+        return name
+
+
+_PLAIN_CLASSES = frozenset({h5t.INTEGER, h5t.FLOAT, h5t.STRING})
+"""Attribute type classes read here; others (compounds, enums, references, arrays) by h5py."""
+
+
+def _read_attribute(oid: Any, name: bytes, h5py_attrs: h5py.AttributeManager) -> Any:
+    """Attribute ``name`` of object ``oid``, exactly as h5py's ``attrs[name]`` returns it.
+
+    Numbers and strings, nearly every netCDF attribute, are read here with the
+    attribute's memory type worked out once per HDF5 type (h5py works it out on
+    every read, which costs more than the read); every other type is left to
+    h5py (``h5py_attrs``, the object's attributes).
+    """
+    attr = h5a.open(oid, name)
+    reading = _attribute_reading(_type_key(attr.get_type()))
+    if reading is None:
+        return h5py_attrs[name]
+    dtype, memory_type, vlen_text = reading
+    shape = attr.get_space().shape
+    if shape is None:  # a null dataspace
+        return h5py.Empty(dtype)
+    values = np.zeros(shape, dtype=dtype)
+    attr.read(values, mtype=memory_type)
+    if vlen_text:  # as h5py does: stored bytes to str
+        values = np.array(
+            [b.decode("utf-8", "surrogateescape") for b in values.flat], dtype=dtype
+        ).reshape(values.shape)
+    return values[()] if values.ndim == 0 else values
+
+
+@functools.lru_cache(maxsize=256)
+def _attribute_reading(key: tuple[Any, ...]) -> tuple[np.dtype, h5t.TypeID, bool] | None:
+    """How h5py reads an attribute of the type a :func:`_type_key` describes: dtype, memory
+    type, and whether it is variable-length text.
+
+    None for the types left to h5py. A function of the type (and h5py's
+    options) alone, so the files of a collection share it.
+    """
+    tid = h5t.decode(key[0])
+    if tid.get_class() not in _PLAIN_CLASSES:
+        return None
+    dtype = tid.dtype
+    info = h5t.check_string_dtype(dtype)
+    return dtype, h5t.py_create(dtype), bool(info and info.length is None)
+
+
+def _json_attributes(attributes: _Attributes, dtype: np.dtype | None = None) -> dict[str, Any]:
     """An object's attributes as JSON, netCDF-4 bookkeeping left out.
 
     ``_FillValue`` is encoded for xarray's Zarr backend (see ``fill_value_attribute``);
     attributes that have no JSON form (references, compounds) are left out with a warning.
     """
     out: dict[str, Any] = {}
-    for name in obj.attrs:
+    for name in attributes:
         if name in HIDDEN_ATTRIBUTES:
             continue
         try:
-            value = obj.attrs[name]
+            value = attributes[name]
         except (OSError, TypeError, ValueError) as e:
             warnings.warn(
-                f"{obj.file.filename}:{obj.name}: attribute {name!r} cannot be read ({e}); "
-                "left out",
+                f"{attributes.where()}: attribute {name!r} cannot be read ({e}); left out",
                 stacklevel=4,
             )
             continue
@@ -789,7 +941,7 @@ def _attributes(obj: h5py.Group | h5py.Dataset, dtype: np.dtype | None = None) -
         converted = json_attribute(value)
         if not _is_json(converted):
             warnings.warn(
-                f"{obj.file.filename}:{obj.name}: attribute {name!r} has no JSON form; left out",
+                f"{attributes.where()}: attribute {name!r} has no JSON form; left out",
                 stacklevel=4,
             )
             continue
@@ -813,6 +965,72 @@ def _dimension_only(ds: h5py.Dataset) -> bool:
     return NOT_A_VARIABLE in (h5py.h5ds.get_scale_name(ds.id) or b"")  # its NAME attribute
 
 
+def _links(h5group: h5py.Group, gcpl: h5p.PropGCID) -> list[tuple[str, int]]:
+    """The group's link names in h5py's order (creation order where tracked), with link types."""
+    tracked = gcpl.get_link_creation_order()
+    order = h5.INDEX_CRT_ORDER if tracked & h5p.CRT_ORDER_TRACKED else h5.INDEX_NAME
+    links: list[tuple[str, int]] = []
+    h5group.id.links.iterate(
+        lambda name, info: links.append((_decoded_name(name), info.type)),
+        idx_type=order,
+        info=True,
+    )
+    return links
+
+
+def _member(h5group: h5py.Group, name: str | bytes) -> h5py.Group | h5py.Dataset | None:
+    """The object a link leads to, as ``h5group.get(name)`` opens it (None: nothing there).
+
+    Opened with the low-level call ``get`` makes, without the File object it
+    builds for each; named data types are of no interest to a scan (None too).
+    """
+    try:
+        oid = h5o.open(h5group.id, name.encode() if isinstance(name, str) else name)
+    except KeyError:
+        return None
+    if isinstance(oid, h5d.DatasetID):
+        return _Dataset(oid, readonly=True)
+    if isinstance(oid, h5py.h5g.GroupID):
+        return h5py.Group(oid)
+    return None
+
+
+class _Dataset(h5py.Dataset):
+    """An h5py Dataset of a file opened read-only, what a scan asks about it read once.
+
+    h5py reads ``dtype`` / ``ndim`` / ``maxshape`` from the file on every
+    access, and the scan asks for them, the creation properties, the
+    attributes and the attached scales several times; none of them can change
+    while the file is open read-only.
+    """
+
+    @functools.cached_property
+    def dtype(self) -> np.dtype:
+        return self.id.dtype
+
+    @functools.cached_property
+    def create_plist(self) -> h5p.PropDCID:
+        """The dataset creation properties: layout, chunks, filters, fill value, ..."""
+        return self.id.get_create_plist()
+
+    @functools.cached_property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @functools.cached_property
+    def maxshape(self) -> tuple[int | None, ...] | None:
+        return super().maxshape
+
+    @functools.cached_property
+    def attributes(self) -> _Attributes:
+        return _Attributes(self, self.create_plist)
+
+    @functools.cached_property
+    def attached_scales(self) -> list[str | None] | None:
+        """Per axis, the name of the last scale attached (see ``_attached_scale_names``)."""
+        return _attached_scale_names(self, self.attributes)
+
+
 class _Dimensions:
     """The netCDF-4 dimensions of one group, named as h5netcdf names them.
 
@@ -825,19 +1043,19 @@ class _Dimensions:
     def __init__(self, h5group: h5py.Group, parent: _Dimensions | None) -> None:
         self.group = h5group
         self.parent = parent
-        self.scales: dict[str, h5py.Dataset] = {}
-        self._attached: dict[str, list[str | None] | None] = {}
-        self.members: dict[str, h5py.Dataset] = {}
-        """The group's datasets by name, opened once for the scanner too."""
+        self.create_plist = h5group.id.get_create_plist()
+        self.links = _links(h5group, self.create_plist)
+        """The group's links (name, link type), in h5py's order."""
+        self.members = {name: _member(h5group, name) for name, _ in self.links}
+        """What each link leads to, opened once for the scanner too (None: nothing)."""
+        self.scales: dict[str, _Dataset] = {}
         unlabeled: dict[int, int] = {}
-        for name in h5group:
-            obj = h5group.get(name)
+        for name, obj in self.members.items():
             if not isinstance(obj, h5py.Dataset):
                 continue
-            self.members[name] = obj
-            if h5py.h5ds.is_scale(obj.id):  # CLASS == "DIMENSION_SCALE", without reading it
-                self.scales[name] = obj
-            elif obj.ndim and self.attached_scales(obj) is None:
+            if "CLASS" in obj.attributes and h5py.h5ds.is_scale(obj.id):
+                self.scales[name] = obj  # its CLASS is "DIMENSION_SCALE"
+            elif obj.ndim and obj.attached_scales is None:
                 for size, count in _counts(obj.shape).items():
                     unlabeled[size] = max(unlabeled.get(size, 0), count)
         self.phony_start = parent.phony_end if parent else 0
@@ -880,18 +1098,18 @@ class _Dimensions:
             yield from (n for n in node.sizes if n.startswith("phony_dim_"))
             node = node.parent
 
-    def names_of(self, ds: h5py.Dataset) -> list[str]:
+    def names_of(self, ds: _Dataset) -> list[str]:
         """A dataset's dimension names, bare (not group paths), as h5netcdf gives them."""
         if not ds.ndim:
             return []
-        attrs = ds.attrs
+        attrs = ds.attributes
         own = ds.name.split("/")[-1]
         if "_Netcdf4Coordinates" in attrs and own in self.scales:
             by_id = self.dimension_ids
             ids = [int(i) for i in np.asarray(attrs["_Netcdf4Coordinates"]).ravel()]
             if all(i in by_id for i in ids):
                 return [by_id[i] for i in ids]
-        labels = self.attached_scales(ds)
+        labels = ds.attached_scales
         if labels is not None and None in labels:
             raise _Refused(
                 "has dimension scales on some axes and none on others, which netCDF-4 "
@@ -913,16 +1131,6 @@ class _Dimensions:
             seen[size] = seen.get(size, 0) + 1
         return names
 
-    def attached_scales(self, ds: h5py.Dataset) -> list[str | None] | None:
-        """Per axis, the name of the last scale attached (None: none there); None if no axis has one.
-
-        Looked up once per dataset: the group's census and ``names_of`` both ask.
-        """
-        key = ds.name
-        if key not in self._attached:
-            self._attached[key] = _attached_scale_names(ds)
-        return self._attached[key]
-
     @functools.cached_property
     def dimension_ids(self) -> dict[int, str]:
         """Dimension names by netCDF-4 dimension id (``_Netcdf4Dimid``), read once per group."""
@@ -934,13 +1142,14 @@ class _Dimensions:
                 if name in seen:
                     continue
                 seen.add(name)
-                if "_Netcdf4Dimid" in ds.attrs:
-                    ids.setdefault(int(ds.attrs["_Netcdf4Dimid"]), name)
+                attrs = ds.attributes
+                if "_Netcdf4Dimid" in attrs:
+                    ids.setdefault(int(attrs["_Netcdf4Dimid"]), name)
             node = node.parent
         return ids
 
 
-def _attached_scale_names(ds: h5py.Dataset) -> list[str | None] | None:
+def _attached_scale_names(ds: h5py.Dataset, attrs: _Attributes) -> list[str | None] | None:
     """Per axis, the name of the last dimension scale attached (None: no scale on that axis).
 
     Several scales on one axis: the last one names it, as netCDF-C does; a scale
@@ -948,7 +1157,7 @@ def _attached_scale_names(ds: h5py.Dataset) -> list[str | None] | None:
     ``H5DSiterate_scales`` walks the ``DIMENSION_LIST`` references in order
     without reading them as an attribute, which costs several times more.
     """
-    if not ds.ndim or "DIMENSION_LIST" not in ds.attrs:
+    if not ds.ndim or "DIMENSION_LIST" not in attrs:
         return None
     names: list[str | None] = []
     for axis in range(ds.ndim):
@@ -962,11 +1171,11 @@ def _attached_scale_names(ds: h5py.Dataset) -> list[str | None] | None:
     return None if all(n is None for n in names) else names
 
 
-def _scale_size(scale: h5py.Dataset) -> int:
+def _scale_size(scale: _Dataset) -> int:
     """A dimension's size: an unlimited one is as long as the longest dataset using it."""
     size = scale.shape[0] if scale.ndim else 0
     if scale.maxshape == (None,):
-        for ref, axis in scale.attrs.get("REFERENCE_LIST", []):
+        for ref, axis in scale.attributes.get("REFERENCE_LIST", []):
             size = max(size, scale.file[ref].shape[axis])
     return size
 
