@@ -92,7 +92,7 @@ def count_calls(
 
 
 def reads_of(path: Path) -> Callable[..., bool]:
-    """A ``where`` for ``os.preadv`` spies: the call reads ``path`` (not another test's file)."""
+    """A ``where`` for ``os.pread`` spies: the call reads ``path`` (not another test's file)."""
 
     def reading(fd: int, *args: Any) -> bool:
         try:

@@ -15,6 +15,7 @@ from zarr_manifest_store.errors import ManifestError, SourceChangedError, Unsupp
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.kerchunk import to_kerchunk
 from zarr_manifest_store.manifest import ChunkManifest, ChunkRef
+from zarr_manifest_store.pipeline import install as install_codec_pipelines
 from zarr_manifest_store.scan import scan
 from zarr_manifest_store.scan.hdf5 import scan_hdf5
 from zarr_manifest_store.scan.kerchunk import scan_kerchunk
@@ -61,3 +62,4 @@ def __dir__() -> list[str]:
 
 
 register_xarray_layer()
+install_codec_pipelines()  # ManifestStore arrays read through ManifestCodecPipeline

@@ -200,6 +200,7 @@ class _Descriptors:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.opening = threading.Lock()
         self._open: OrderedDict[str, _Descriptor] = OrderedDict()
 
     def acquire(
@@ -208,31 +209,41 @@ class _Descriptors:
         """The descriptor of source ``path`` (the local file ``lpath``), opened if need be.
 
         ``on_open(path, stat)`` runs for every newly opened descriptor, so a
-        file is checked on the very descriptor it is then read from.
+        file is checked on the very descriptor it is then read from. One
+        thread at a time opens files, so that a file is opened (and checked)
+        once however many threads ask for it together.
         """
+        desc = self._hit(path)
+        if desc is not None:
+            return desc
+        with self.opening:
+            desc = self._hit(path)  # opened by the thread that held the lock before us
+            if desc is not None:
+                return desc
+            fd = _open_readonly(lpath)
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISDIR(st.st_mode):
+                    raise IsADirectoryError(
+                        errno.EISDIR, f"source {path!r} is a directory, not a file"
+                    )
+                on_open(path, st)
+            except BaseException:
+                os.close(fd)
+                raise
+            with self.lock:
+                desc = self._open[path] = _Descriptor(fd, (st.st_dev, st.st_ino))
+                desc.users += 1
+                self._evict()
+                return desc
+
+    def _hit(self, path: str) -> _Descriptor | None:
+        """The open descriptor of ``path``, now in use by one more reader; None if closed."""
         with self.lock:
             desc = self._open.get(path)
             if desc is not None:
                 self._open.move_to_end(path)
                 desc.users += 1
-                return desc
-        fd = _open_readonly(lpath)
-        try:
-            st = os.fstat(fd)
-            if stat.S_ISDIR(st.st_mode):
-                raise IsADirectoryError(errno.EISDIR, f"source {path!r} is a directory, not a file")
-            on_open(path, st)
-        except BaseException:
-            os.close(fd)
-            raise
-        with self.lock:
-            desc = self._open.get(path)
-            if desc is None:
-                desc = self._open[path] = _Descriptor(fd, (st.st_dev, st.st_ino))
-            else:
-                os.close(fd)  # another thread opened it meanwhile
-            desc.users += 1
-            self._evict()
             return desc
 
     def release(self, desc: _Descriptor) -> None:
@@ -240,6 +251,8 @@ class _Descriptors:
             desc.users -= 1
             if desc.evicted and desc.users == 0:
                 os.close(desc.fd)
+            elif len(self._open) > MAX_OPEN_FILES:
+                self._evict()  # the limit was exceeded while every descriptor was in use
 
     def discard(self, path: str) -> None:
         """Stop reusing the descriptor of ``path``; it closes once idle."""
@@ -286,16 +299,17 @@ def _open_readonly(path: str) -> int:
         ) from None
 
 
-def _preadv_full(fd: int, buf: bytearray, offset: int) -> int:
-    """Fill ``buf`` from ``offset``, blocking; returns the bytes read (fewer only at end of file)."""
-    view = memoryview(buf)
-    done = 0
-    while done < len(buf):
-        n = os.preadv(fd, [view[done:]], offset + done)
-        if n == 0:
-            break
-        done += n
-    return done
+def _pread_full(fd: int, length: int, offset: int) -> bytes:
+    """``length`` bytes from ``offset``, blocking; fewer only at the end of the file."""
+    data = os.pread(fd, length, offset)
+    if 0 < len(data) < length:  # a short read before the end of the file: read the rest
+        parts = [data]
+        got = len(data)
+        while got < length and (more := os.pread(fd, length - got, offset + got)):
+            parts.append(more)
+            got += len(more)
+        data = b"".join(parts)
+    return data
 
 
 # ---------------------------------------------------------------------- the reader
@@ -394,6 +408,7 @@ class Sources:
         where the parent's threads (fsspec's I/O loop among them) do not exist."""
         self._lock = threading.Lock()
         self._files.lock = threading.Lock()
+        self._files.opening = threading.Lock()
         self._filesystems: dict[tuple[str, str], fsspec.AbstractFileSystem] = {}
         self._queued: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Pending]] = (
             weakref.WeakKeyDictionary()  # reads waiting for this turn of each event loop
@@ -612,10 +627,10 @@ class Sources:
         try:
             if self._verify == "always":
                 desc = self._recheck_local(path, lpath, desc)
-            buf = bytearray(stop - start)
             if nowait:
+                buf = bytearray(stop - start)
                 return buf if self._preadv_nowait(desc, buf, start) else None
-            got = _preadv_full(desc.fd, buf, start)
+            data = _pread_full(desc.fd, stop - start, start)
         except (SourceChangedError, FileNotFoundError):
             raise
         except OSError as e:
@@ -624,9 +639,9 @@ class Sources:
             raise type(e)(e.errno, f"reading source file {path!r} failed: {e.strerror}") from None
         finally:
             self._files.release(desc)
-        if got != len(buf):
-            raise _too_short(path, start, stop, got)
-        return buf
+        if len(data) != stop - start:
+            raise _too_short(path, start, stop, len(data))
+        return data
 
     def _preadv_nowait(self, desc: _Descriptor, buf: bytearray, offset: int) -> bool:
         """Fill ``buf`` only if every byte is in the page cache, without blocking."""

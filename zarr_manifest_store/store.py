@@ -9,7 +9,6 @@ answered by reading the chunk's byte range from its source file.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import operator
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -32,7 +31,7 @@ from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup, Node
 from zarr_manifest_store.manifest import INLINE, ChunkCoords, ChunkRef
-from zarr_manifest_store.sources import ByteData, Sources, Verify, VerifyReport
+from zarr_manifest_store.sources import ByteData, Sources, Verify, VerifyReport, is_local
 
 __all__ = ["ManifestStore"]
 
@@ -63,10 +62,10 @@ class ManifestStore(Store):
     Reads: concurrent ``get`` calls (zarr's, for a slice) and
     ``get_partial_values`` are gathered so that nearby ranges of one file are
     fetched in one request; local bytes already in the page cache are served
-    without a thread hop. ``get_sync`` serves zarr's opt-in
-    ``FusedCodecPipeline``, the fastest way to read many chunks::
-
-        zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline"})
+    without a thread hop. zarr decodes this store's arrays with
+    :class:`~zarr_manifest_store.pipeline.ManifestCodecPipeline` (each local
+    chunk read and decoded in one call on a thread pool, through ``get_sync``)
+    unless the process chose its own ``codec_pipeline.path``.
 
     :meth:`open` opens a stored chunk-manifest document instead.
 
@@ -109,6 +108,7 @@ class ManifestStore(Store):
             # store that serves one turns it on, so that zarr and xarray can open it.
             zarr.config.set({"array.rectilinear_chunks": True})
         self._recorded: set[int] = set()  # arrays whose fingerprints the sources know
+        self._local: dict[int, bool] = {}  # arrays whose sources are all local files
         self._sources = Sources(
             storage_options,
             allow=allow,
@@ -224,8 +224,10 @@ class ManifestStore(Store):
     ) -> Buffer | None:
         target = self._target(key, byte_range)
         if isinstance(target, tuple):
-            with _naming_chunk(key):
+            try:
                 target = await self._sources.read(*target)
+            except OSError as e:
+                raise _naming_chunk(e, key) from e
         return _buffer(target, prototype)
 
     def get_sync(
@@ -238,8 +240,10 @@ class ManifestStore(Store):
         """Synchronous ``get``, for zarr's synchronous codec pipeline."""
         target = self._target(key, byte_range)
         if isinstance(target, tuple):
-            with _naming_chunk(key):
+            try:
                 target = self._sources.read_sync(*target)
+            except OSError as e:
+                raise _naming_chunk(e, key) from e
         return _buffer(target, prototype)
 
     async def get_partial_values(
@@ -348,6 +352,17 @@ class ManifestStore(Store):
         array, coords = located
         self._record(array)
         return array.manifest.get(coords)
+
+    def _reads_locally(self, key: str) -> bool:
+        """Whether the array of chunk ``key`` reads only local files (or bytes held here)."""
+        located = self._locate_chunk(key)
+        if located is None:
+            return True
+        array = located[0]
+        local = self._local.get(id(array))
+        if local is None:
+            local = self._local[id(array)] = all(map(is_local, array.manifest.paths))
+        return local
 
     def _record(self, array: ManifestArray) -> None:
         """Tell the sources, once per array, what its files looked like when scanned."""
@@ -462,14 +477,10 @@ def _window(byte_range: ByteRequest | None, size: int) -> tuple[int, int]:
     raise TypeError(f"Unexpected byte_range, got {byte_range!r}")
 
 
-@contextlib.contextmanager
-def _naming_chunk(key: str) -> Iterator[None]:
-    """Re-raise an ``OSError`` as the same kind of error, its message naming the chunk key too."""
-    try:
-        yield
-    except OSError as e:
-        message = f"{e.strerror or e} (reading chunk {key!r})"
-        raise (type(e)(e.errno, message) if e.errno is not None else type(e)(message)) from e
+def _naming_chunk(error: OSError, key: str) -> OSError:
+    """The same kind of error as ``error``, its message naming the chunk key too."""
+    message = f"{error.strerror or error} (reading chunk {key!r})"
+    return type(error)(error.errno, message) if error.errno is not None else type(error)(message)
 
 
 def _buffer(data: ByteData | None, prototype: BufferPrototype | None) -> Buffer | None:

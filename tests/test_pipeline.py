@@ -1,0 +1,80 @@
+"""The codec pipeline of ManifestStore arrays: chosen per store, local chunks read in threads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import zarr
+from read_fixtures import count_calls, local_store, manifest_for, store_over, write_source
+
+from zarr_manifest_store.pipeline import ManifestCodecPipeline
+from zarr_manifest_store.sources import Sources
+
+
+def pipeline_of(array: zarr.Array) -> object:
+    return array._async_array.codec_pipeline
+
+
+def test_local_chunks_are_read_and_decoded_through_the_synchronous_path(tmp_path, monkeypatch):
+    store, data, _ = local_store(tmp_path)
+    async_reads = count_calls(monkeypatch, Sources, "read")
+    sync_reads = count_calls(monkeypatch, Sources, "read_sync")
+    arr = zarr.open_group(store, mode="r")["v"]
+    assert isinstance(pipeline_of(arr), ManifestCodecPipeline)
+    np.testing.assert_array_equal(arr[:], data)
+    np.testing.assert_array_equal(arr[7:19, 5:6], data[7:19, 5:6])
+    assert not async_reads  # every chunk through get_sync, in zarr's thread pool
+    assert len(sync_reads) == 24 + 7  # the whole array, then rows 6 to 19
+
+
+def test_remote_chunks_are_fetched_together(http_server, monkeypatch):
+    data = write_source(http_server.root / "src.h5")
+    url = f"{http_server.url}/src.h5"
+    store = store_over(manifest_for(http_server.root / "src.h5", url=url))
+    sync_reads = count_calls(monkeypatch, Sources, "read_sync")
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], data)
+    assert not sync_reads  # no blocking request per worker: gathered, then coalesced
+    assert http_server.requests.count("GET", "/src.h5") <= 24 / 2
+
+
+def run_fresh(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (zarr's pipeline setting is process-wide)."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_other_stores_keep_zarrs_default_pipeline_and_a_users_choice_wins():
+    out = run_fresh(
+        """
+        import zarr
+        import zarr_manifest_store as zms
+
+        store = zms.ManifestStore(zms.ManifestGroup())
+        memory = zarr.create_array(zarr.storage.MemoryStore(), shape=(4,), chunks=(2,), dtype="i4")
+        memory[:] = 7
+        print(type(memory._async_array.codec_pipeline).__name__, memory[:].tolist())
+        """
+    )
+    assert out == "BatchedCodecPipeline [7, 7, 7, 7]"
+    out = run_fresh(
+        """
+        import zarr
+        import zarr_manifest_store as zms
+
+        metadata = zarr.create_array({}, shape=(2,), chunks=(2,), dtype="i1").metadata
+        manifest = zms.ChunkManifest.from_dict({}, shape=(1,))
+        array = zms.ManifestArray(metadata=metadata, manifest=manifest)
+        store = zms.ManifestStore(zms.ManifestGroup(arrays={"a": array}))
+        default = "zarr.core.codec_pipeline.BatchedCodecPipeline"
+        with zarr.config.set({"codec_pipeline.path": default}):
+            chosen = zarr.open_group(store, mode="r")["a"]
+        print(type(chosen._async_array.codec_pipeline).__name__)
+        print(type(zarr.open_group(store, mode="r")["a"]._async_array.codec_pipeline).__name__)
+        """
+    )
+    assert out.split() == ["BatchedCodecPipeline", "ManifestCodecPipeline"]

@@ -1,0 +1,124 @@
+"""The codec pipeline zarr uses for the arrays a ManifestStore serves.
+
+zarr's default pipeline hops to a thread for every codec of every chunk and
+copies each chunk into the output on its event loop thread; for archives of
+many compressed chunks that scheduling costs more than the decoding. zarr's
+opt-in ``FusedCodecPipeline`` instead fetches, decodes and places each chunk
+in one synchronous call, on a thread pool. :class:`ManifestCodecPipeline` is
+that pipeline, except that chunks of remote sources are fetched concurrently
+(so that the store gathers and coalesces them) rather than one blocking
+request per worker.
+
+zarr picks a pipeline class from its ``codec_pipeline.path`` setting, for
+every array of the process. Importing the package runs :func:`install`,
+which sets it to :class:`ManifestStorePipelines` if it names zarr's
+default: that class gives ManifestStore arrays a
+:class:`ManifestCodecPipeline` and every other array zarr's default
+``BatchedCodecPipeline``, so nothing changes for other stores. A pipeline
+the user configures (before or after, ``ZARR_CODEC_PIPELINE__PATH``
+included) is the one zarr uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Self
+
+from zarr.abc.codec import Codec, CodecPipeline
+from zarr.core.array_spec import ArrayConfig, ArraySpec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.codec_pipeline import (
+    BatchedCodecPipeline,
+    FusedCodecPipeline,
+    _async_read_fallback,
+)
+from zarr.core.config import config
+from zarr.core.metadata.v3 import ArrayV3Metadata, RegularChunkGridMetadata
+from zarr.registry import register_pipeline
+from zarr.storage import StorePath
+
+if TYPE_CHECKING:
+    from zarr.abc.store import ByteGetter, Store
+    from zarr.core.buffer import NDBuffer
+    from zarr.core.indexing import SelectorTuple
+    from zarr.core.metadata import ArrayMetadata
+
+__all__ = ["ManifestCodecPipeline", "ManifestStorePipelines", "install"]
+
+ZARR_DEFAULT = "zarr.core.codec_pipeline.BatchedCodecPipeline"
+
+
+class ManifestCodecPipeline(FusedCodecPipeline):
+    """zarr's fused pipeline; chunks of remote sources fetched concurrently, decoded in threads."""
+
+    async def read(
+        self,
+        batch_info: Iterable[tuple[ByteGetter, ArraySpec, SelectorTuple, SelectorTuple, bool]],
+        out: NDBuffer,
+        drop_axes: tuple[int, ...] = (),
+    ) -> tuple[Any, ...]:
+        batch = list(batch_info)
+        if batch and self.sync_transform is not None and not _reads_locally(batch[0][0]):
+            # One blocking request per pool worker would serialise remote reads; fetched
+            # concurrently, the store gathers and coalesces them, and each chunk is
+            # decoded in the pool as it arrives.
+            return await _async_read_fallback(self, batch, out, drop_axes)
+        return await super().read(batch, out, drop_axes)
+
+
+class ManifestStorePipelines(CodecPipeline):
+    """What zarr's ``codec_pipeline.path`` names once :func:`install` ran: a chooser, never built.
+
+    zarr asks it for each array it opens: a :class:`ManifestCodecPipeline`
+    for an array of a ManifestStore, zarr's default ``BatchedCodecPipeline``
+    for everything else (including pipelines nested in codecs).
+    """
+
+    @classmethod
+    def from_array_metadata_and_store(cls, array_metadata: ArrayMetadata, store: Store) -> Any:
+        from zarr_manifest_store.store import ManifestStore
+
+        if not isinstance(store, ManifestStore) or not isinstance(array_metadata, ArrayV3Metadata):
+            raise NotImplementedError  # zarr then builds the pipeline from_codecs
+        grid = array_metadata.chunk_grid
+        # The chunk transform is shape-agnostic (each chunk's spec comes with the read);
+        # as in zarr's own construction, a rectilinear grid gets a placeholder shape.
+        chunk_shape = (
+            grid.chunk_shape
+            if isinstance(grid, RegularChunkGridMetadata)
+            else (1,) * array_metadata.ndim
+        )
+        spec = ArraySpec(
+            shape=chunk_shape,
+            dtype=array_metadata.data_type,
+            fill_value=array_metadata.fill_value,
+            config=ArrayConfig.from_dict({}),
+            prototype=default_buffer_prototype(),
+        )
+        pipeline = ManifestCodecPipeline.from_codecs(array_metadata.codecs)
+        return pipeline.evolve_from_array_spec(spec)
+
+    @classmethod
+    def from_codecs(cls, codecs: Iterable[Codec], *, batch_size: int | None = None) -> Self:
+        return BatchedCodecPipeline.from_codecs(codecs, batch_size=batch_size)  # type: ignore[return-value]
+
+
+register_pipeline(ManifestStorePipelines)
+register_pipeline(ManifestCodecPipeline)
+PATH = f"{__name__}.{ManifestStorePipelines.__qualname__}"
+
+
+def install() -> None:
+    """Point zarr's ``codec_pipeline.path`` at :class:`ManifestStorePipelines` if it still
+    names zarr's default (called when the package is imported); a user's choice is kept."""
+    if config.get("codec_pipeline.path") == ZARR_DEFAULT:
+        config.set({"codec_pipeline.path": PATH})
+
+
+def _reads_locally(byte_getter: ByteGetter) -> bool:
+    """Whether a chunk's bytes come from local files or the document (not over a network)."""
+    from zarr_manifest_store.store import ManifestStore
+
+    if not isinstance(byte_getter, StorePath) or not isinstance(byte_getter.store, ManifestStore):
+        return True
+    return byte_getter.store._reads_locally(byte_getter.path)
