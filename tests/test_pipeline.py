@@ -78,3 +78,28 @@ def test_other_stores_keep_zarrs_default_pipeline_and_a_users_choice_wins():
         """
     )
     assert out.split() == ["BatchedCodecPipeline", "ManifestCodecPipeline"]
+
+
+def test_zlib_chunks_inflate_whatever_their_decoded_size():
+    """The chunk's size is only a hint to the inflater: shorter or longer output still decodes."""
+    import zlib
+
+    from zarr.core.array_spec import ArrayConfig, ArraySpec
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.dtype import Float32
+
+    from zarr_manifest_store.pipeline import _SizedZlib
+
+    proto = default_buffer_prototype()
+    spec = ArraySpec(
+        shape=(10, 10),
+        dtype=Float32(),
+        fill_value=0.0,
+        config=ArrayConfig.from_dict({}),
+        prototype=proto,
+    )
+    codec = _SizedZlib(level=1)
+    for size in (0, 1, 399, 400, 401, 100_000):
+        raw = np.random.default_rng(size).integers(0, 4, size, dtype=np.uint8).tobytes()
+        decoded = codec._decode_sync(proto.buffer.from_bytes(zlib.compress(raw, 1)), spec)
+        assert decoded.to_bytes() == raw

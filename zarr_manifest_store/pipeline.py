@@ -21,12 +21,17 @@ included) is the one zarr uses.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import zlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Self
 
 from zarr.abc.codec import Codec, CodecPipeline
+from zarr.codecs.numcodecs import Zlib
 from zarr.core.array_spec import ArrayConfig, ArraySpec
-from zarr.core.buffer import default_buffer_prototype
+from zarr.core.buffer import Buffer, default_buffer_prototype
+from zarr.core.chunk_utils import ChunkTransform
 from zarr.core.codec_pipeline import (
     BatchedCodecPipeline,
     FusedCodecPipeline,
@@ -49,7 +54,20 @@ ZARR_DEFAULT = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 
 
 class ManifestCodecPipeline(FusedCodecPipeline):
-    """zarr's fused pipeline; chunks of remote sources fetched concurrently, decoded in threads."""
+    """zarr's fused pipeline; chunks of remote sources fetched concurrently, decoded in threads.
+
+    Its decoding chain inflates ``numcodecs.zlib`` (HDF5's deflate) in one
+    step, into a buffer of the decoded chunk's size.
+    """
+
+    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
+        evolved = super().evolve_from_array_spec(array_spec)
+        if evolved.sync_transform is None:
+            return evolved
+        codecs = tuple(
+            _SizedZlib(**c.codec_config) if type(c) is Zlib else c for c in evolved.codecs
+        )
+        return dataclasses.replace(evolved, sync_transform=ChunkTransform(codecs=codecs))
 
     async def read(
         self,
@@ -64,6 +82,19 @@ class ManifestCodecPipeline(FusedCodecPipeline):
             # decoded in the pool as it arrives.
             return await _async_read_fallback(self, batch, out, drop_axes)
         return await super().read(batch, out, drop_axes)
+
+
+class _SizedZlib(Zlib, codec_name="zlib"):
+    """``numcodecs.zlib``, inflated in one step: the output buffer is sized for the chunk.
+
+    numcodecs inflates into a small buffer that grows (a copy per step and a
+    final join); the size is only a hint, so any output length still decodes.
+    """
+
+    def _decode_sync(self, chunk_data: Buffer, chunk_spec: ArraySpec) -> Buffer:
+        size = chunk_spec.dtype.to_native_dtype().itemsize * math.prod(chunk_spec.shape)
+        inflated = zlib.decompress(chunk_data.as_numpy_array(), bufsize=max(size, 1))
+        return chunk_spec.prototype.buffer.from_bytes(inflated)
 
 
 class ManifestStorePipelines(CodecPipeline):
