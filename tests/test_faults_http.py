@@ -82,6 +82,8 @@ def test_changed_content_is_refused(served):
     store = store_over(manifest_for(path, url, fp))
     np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], data)
     write_source(server.root / "src.h5", seed=9)  # new content behind the same URL
+    with pytest.raises(zms.SourceChangedError, match=r"src\.h5' changed.*ETag.*chunk 'v/c/"):
+        zarr.open_group(store, mode="r")["v"][:]  # checked on first use, then served anew
     fresh = store_over(manifest_for(path, url, fp))
     with pytest.raises(zms.SourceChangedError, match=r"src\.h5' changed since it was scanned"):
         zarr.open_group(fresh, mode="r")["v"][:]

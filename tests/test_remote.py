@@ -73,6 +73,26 @@ def test_s3_changed_or_missing_object_refuses(s3_source):
     assert [s.status for s in gone.verify().sources] == ["missing"]
 
 
+@pytest.mark.parametrize("recorded", [True, False])
+def test_s3_object_replaced_after_its_first_use_is_refused(s3_source, recorded):
+    """The first-use check passed long ago: each range must still come from that object."""
+    fs, _, server, url, path, data = s3_source
+    fp = Sources(server.storage_options).fingerprint(url) if recorded else None
+    store = store_over(manifest_for(path, url, fp), storage_options=server.storage_options)
+    arr = zarr.open_group(store, mode="r")["v"]
+    np.testing.assert_array_equal(arr[:4], data[:4])  # checked, and read
+
+    other = path.with_name("other.h5")
+    write_source(other, seed=5)  # same layout, other values
+    fs.put(str(other), url)
+    with pytest.raises(zms.SourceChangedError, match=r"src\.h5' changed.*ETag.*chunk 'v/c/"):
+        arr[:]
+    rescanned = store_over(manifest_for(other, url), storage_options=server.storage_options)
+    np.testing.assert_array_equal(
+        zarr.open_group(rescanned, mode="r")["v"][:], write_source(other, seed=5)
+    )
+
+
 def test_s3_verify_modes_cost_one_head_per_source_or_per_read(s3_source):
     _, bucket, server, url, path, data = s3_source
     key = f"/{bucket}/archive/src.h5"

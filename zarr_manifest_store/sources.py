@@ -742,12 +742,17 @@ class Sources:
     async def _fetch(
         self, fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int
     ) -> bytes:
-        """One remote range; a body shorter than asked for is retried, then reported."""
+        """One remote range; a body shorter than asked for is retried, then reported.
+
+        Unless ``verify="never"``, the ETag the range was served with (S3, HTTP)
+        must be the source's: an object replaced after it was checked is refused.
+        """
 
         async def attempt() -> bytes:
-            if fs.async_impl:
-                return await fs._cat_file(path, start=start, end=stop)
-            return await asyncio.to_thread(fs.cat_file, path, start=start, end=stop)
+            data, etag = await _get_range(fs, path, start, stop)
+            if etag and self._verify != "never":  # before the length: a new object may differ
+                self._check(path, Fingerprint(etag=_etag(etag)))
+            return data
 
         def complete(data: bytes) -> bool:
             if len(data) > stop - start:
@@ -926,6 +931,39 @@ def _too_short(path: str, start: int, stop: int, got: int) -> OSError:
         f"source file {path!r} is too short: bytes {start}..{stop} were expected, "
         f"{got} could be read",
     )
+
+
+async def _get_range(
+    fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int
+) -> tuple[bytes, str | None]:
+    """Bytes ``[start, stop)`` of a remote object, and the ETag they were served with
+    (None where the file system does not tell)."""
+    protocol = protocol_of(path)
+    if protocol in ("http", "https"):  # fsspec's HTTPFileSystem, which hides the headers
+        options = dict(fs.kwargs)
+        headers = {**options.pop("headers", {}), "Range": f"bytes={start}-{stop - 1}"}
+        session = await fs.set_session()
+        async with session.get(fs.encode_url(path), headers=headers, **options) as response:
+            data = await response.read()
+            fs._raise_not_found_for_status(response, path)
+            return data, response.headers.get("ETag")
+    if protocol in ("s3", "s3a") and hasattr(fs, "_call_s3"):  # s3fs
+        bucket, key, version = fs.split_path(path)
+        response = await fs._call_s3(
+            "get_object",
+            Bucket=bucket,
+            Key=key,
+            Range=f"bytes={start}-{stop - 1}",
+            **({"VersionId": version} if version else {}),
+        )
+        try:
+            data = await response["Body"].read()
+        finally:
+            response["Body"].close()
+        return data, response.get("ETag")
+    if fs.async_impl:
+        return await fs._cat_file(path, start=start, end=stop), None
+    return await asyncio.to_thread(fs.cat_file, path, start=start, end=stop), None
 
 
 def _transient(error: BaseException) -> bool:

@@ -50,7 +50,9 @@ class ManifestStore(Store):
     ``verify`` says when a source is checked against the fingerprint (size
     and mtime, or ETag) recorded when it was scanned: ``"first-use"`` (when
     the store first opens it), ``"always"`` (before every read) or
-    ``"never"``; a mismatch raises :class:`SourceChangedError`.
+    ``"never"``; a mismatch raises :class:`SourceChangedError`. Unless
+    ``"never"``, every range read from S3 or HTTP must also be served with
+    the ETag the object was checked with.
     :meth:`verify` checks every source at once.
 
     I/O tuning, passed on to :class:`~zarr_manifest_store.sources.Sources`:
