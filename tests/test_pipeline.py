@@ -103,3 +103,27 @@ def test_zlib_chunks_inflate_whatever_their_decoded_size():
         raw = np.random.default_rng(size).integers(0, 4, size, dtype=np.uint8).tobytes()
         decoded = codec._decode_sync(proto.buffer.from_bytes(zlib.compress(raw, 1)), spec)
         assert decoded.to_bytes() == raw
+
+
+def test_a_single_small_chunk_is_decoded_without_a_thread_hop(tmp_path, monkeypatch):
+    from zarr_manifest_store import pipeline
+
+    store, data, _ = local_store(tmp_path)
+    arr = zarr.open_group(store, mode="r")["v"]
+    np.testing.assert_array_equal(arr[:], data)  # the file is now in the page cache
+    hops = count_calls(monkeypatch, pipeline.asyncio, "to_thread")
+    np.testing.assert_array_equal(arr[4:6], data[4:6])
+    np.testing.assert_array_equal(arr[7, 3:9], data[7, 3:9])
+    assert not hops
+    monkeypatch.setattr(pipeline, "DECODE_AT_ONCE_BYTES", 10)  # every chunk counts as big
+    np.testing.assert_array_equal(arr[4:6], data[4:6])
+    assert len(hops) == 1  # decoded in a thread
+
+
+def test_a_single_remote_chunk_is_fetched_through_the_store(http_server, monkeypatch):
+    data = write_source(http_server.root / "src.h5")
+    url = f"{http_server.url}/src.h5"
+    store = store_over(manifest_for(http_server.root / "src.h5", url=url))
+    sync_reads = count_calls(monkeypatch, Sources, "read_sync")
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][10:12], data[10:12])
+    assert not sync_reads

@@ -7,7 +7,8 @@ opt-in ``FusedCodecPipeline`` instead fetches, decodes and places each chunk
 in one synchronous call, on a thread pool. :class:`ManifestCodecPipeline` is
 that pipeline, except that chunks of remote sources are fetched concurrently
 (so that the store gathers and coalesces them) rather than one blocking
-request per worker.
+request per worker, and that a single small chunk (a random access) is read
+without any thread hop.
 
 zarr picks a pipeline class from its ``codec_pipeline.path`` setting, for
 every array of the process. Importing the package runs :func:`install`,
@@ -21,7 +22,9 @@ included) is the one zarr uses.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import math
 import zlib
 from collections.abc import Iterable
@@ -31,7 +34,7 @@ from zarr.abc.codec import Codec, CodecPipeline
 from zarr.codecs.numcodecs import Zlib
 from zarr.core.array_spec import ArrayConfig, ArraySpec
 from zarr.core.buffer import Buffer, default_buffer_prototype
-from zarr.core.chunk_utils import ChunkTransform
+from zarr.core.chunk_utils import ChunkTransform, decode_and_scatter_chunk
 from zarr.core.codec_pipeline import (
     BatchedCodecPipeline,
     FusedCodecPipeline,
@@ -51,13 +54,18 @@ if TYPE_CHECKING:
 __all__ = ["ManifestCodecPipeline", "ManifestStorePipelines", "install"]
 
 ZARR_DEFAULT = "zarr.core.codec_pipeline.BatchedCodecPipeline"
+DECODE_AT_ONCE_BYTES = 64 << 10
+"""A chunk read on its own is decoded on the event loop up to this stored size, else in a thread."""
 
 
 class ManifestCodecPipeline(FusedCodecPipeline):
-    """zarr's fused pipeline; chunks of remote sources fetched concurrently, decoded in threads.
+    """zarr's fused pipeline, with three changes for reading archives.
 
-    Its decoding chain inflates ``numcodecs.zlib`` (HDF5's deflate) in one
-    step, into a buffer of the decoded chunk's size.
+    - Chunks of remote sources are fetched concurrently (the store coalesces
+      them) and decoded in the pool as they arrive.
+    - A read of a single small chunk is decoded without a thread hop.
+    - ``numcodecs.zlib`` (HDF5's deflate) inflates in one step, into a buffer
+      of the decoded chunk's size.
     """
 
     def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
@@ -76,7 +84,11 @@ class ManifestCodecPipeline(FusedCodecPipeline):
         drop_axes: tuple[int, ...] = (),
     ) -> tuple[Any, ...]:
         batch = list(batch_info)
-        if batch and self.sync_transform is not None and not _reads_locally(batch[0][0]):
+        if not batch or self.sync_transform is None or self.supports_partial_decode:
+            return await super().read(batch, out, drop_axes)
+        if len(batch) == 1:
+            return (await _read_one(*batch[0], out, drop_axes, self.sync_transform),)
+        if not _reads_locally(batch[0][0]):
             # One blocking request per pool worker would serialise remote reads; fetched
             # concurrently, the store gathers and coalesces them, and each chunk is
             # decoded in the pool as it arrives.
@@ -144,6 +156,38 @@ def install() -> None:
     names zarr's default (called when the package is imported); a user's choice is kept."""
     if config.get("codec_pipeline.path") == ZARR_DEFAULT:
         config.set({"codec_pipeline.path": PATH})
+
+
+async def _read_one(
+    byte_getter: ByteGetter,
+    chunk_spec: ArraySpec,
+    chunk_selection: SelectorTuple,
+    out_selection: SelectorTuple,
+    is_complete: bool,
+    out: NDBuffer,
+    drop_axes: tuple[int, ...],
+    transform: ChunkTransform,
+) -> Any:
+    """A read of one chunk (a random access, a dask task): no thread hop unless it is big.
+
+    The bytes come through the store's asynchronous ``get`` (local bytes in
+    the page cache without a thread); a small chunk is then decoded at once,
+    in less time than handing it to a thread would take.
+    """
+    raw = await byte_getter.get(prototype=chunk_spec.prototype)
+    place = functools.partial(
+        decode_and_scatter_chunk,
+        raw,
+        out,
+        chunk_spec=chunk_spec,
+        chunk_selection=chunk_selection,
+        out_selection=out_selection,
+        drop_axes=drop_axes,
+        decode=transform.decode_chunk,
+    )
+    if raw is None or len(raw) <= DECODE_AT_ONCE_BYTES:
+        return place()
+    return await asyncio.to_thread(place)
 
 
 def _reads_locally(byte_getter: ByteGetter) -> bool:
