@@ -302,13 +302,11 @@ def _open_readonly(path: str) -> int:
 def _pread_full(fd: int, length: int, offset: int) -> bytes:
     """``length`` bytes from ``offset``, blocking; fewer only at the end of the file."""
     data = os.pread(fd, length, offset)
-    if 0 < len(data) < length:  # a short read before the end of the file: read the rest
-        parts = [data]
-        got = len(data)
-        while got < length and (more := os.pread(fd, length - got, offset + got)):
-            parts.append(more)
-            got += len(more)
-        data = b"".join(parts)
+    while 0 < len(data) < length:  # a short read (rare for regular files): read the rest
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            break
+        data += more
     return data
 
 
