@@ -107,15 +107,15 @@ def test_replaced_file_is_caught_when_its_descriptor_is_reopened(tmp_path, monke
     )
     # One reader thread: with several, a descriptor busy in one can outlive the swap of
     # files (still reading the replaced file's own bytes, which is right but not this test).
-    monkeypatch.setitem(zarr.config.config["codec_pipeline"], "max_workers", 1)
-    store = store_over(alternating)
-    np.testing.assert_array_equal(read_all(store), data)
-    replacement = tmp_path / "new.h5"
-    write_source(replacement, seed=3)
-    bump_mtime(replacement)  # written later than a.h5 (not within one tick of the file clock)
-    os.replace(replacement, a)
-    with pytest.raises(zms.SourceChangedError, match=r"a\.h5"):
-        read_all(store)
+    with zarr.config.set({"codec_pipeline.max_workers": 1}):
+        store = store_over(alternating)
+        np.testing.assert_array_equal(read_all(store), data)
+        replacement = tmp_path / "new.h5"
+        write_source(replacement, seed=3)
+        bump_mtime(replacement)  # written later than a.h5 (not within one tick of the file clock)
+        os.replace(replacement, a)
+        with pytest.raises(zms.SourceChangedError, match=r"a\.h5"):
+            read_all(store)
 
 
 def test_unrecorded_source_changing_mid_session_is_caught(tmp_path):

@@ -5,12 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import zlib
 
 import numpy as np
 import zarr
 from read_fixtures import count_calls, local_store, manifest_for, store_over, write_source
+from zarr.core.array_spec import ArrayConfig, ArraySpec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.dtype import Float32
 
-from zarr_manifest_store.pipeline import ManifestCodecPipeline
+from zarr_manifest_store import pipeline
+from zarr_manifest_store.pipeline import ManifestCodecPipeline, _SizedZlib
 from zarr_manifest_store.sources import Sources
 
 
@@ -82,14 +87,6 @@ def test_other_stores_keep_zarrs_default_pipeline_and_a_users_choice_wins():
 
 def test_zlib_chunks_inflate_whatever_their_decoded_size():
     """The chunk's size is only a hint to the inflater: shorter or longer output still decodes."""
-    import zlib
-
-    from zarr.core.array_spec import ArrayConfig, ArraySpec
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.dtype import Float32
-
-    from zarr_manifest_store.pipeline import _SizedZlib
-
     proto = default_buffer_prototype()
     spec = ArraySpec(
         shape=(10, 10),
@@ -106,8 +103,6 @@ def test_zlib_chunks_inflate_whatever_their_decoded_size():
 
 
 def test_a_single_small_chunk_is_decoded_without_a_thread_hop(tmp_path, monkeypatch):
-    from zarr_manifest_store import pipeline
-
     store, data, _ = local_store(tmp_path)
     arr = zarr.open_group(store, mode="r")["v"]
     np.testing.assert_array_equal(arr[:], data)  # the file is now in the page cache

@@ -45,6 +45,8 @@ from zarr.core.metadata.v3 import ArrayV3Metadata, RegularChunkGridMetadata
 from zarr.registry import register_pipeline
 from zarr.storage import StorePath
 
+from zarr_manifest_store.store import ManifestStore
+
 if TYPE_CHECKING:
     from zarr.abc.store import ByteGetter, Store
     from zarr.core.buffer import NDBuffer
@@ -119,8 +121,6 @@ class ManifestStorePipelines(CodecPipeline):
 
     @classmethod
     def from_array_metadata_and_store(cls, array_metadata: ArrayMetadata, store: Store) -> Any:
-        from zarr_manifest_store.store import ManifestStore
-
         if not isinstance(store, ManifestStore) or not isinstance(array_metadata, ArrayV3Metadata):
             raise NotImplementedError  # zarr then builds the pipeline from_codecs
         grid = array_metadata.chunk_grid
@@ -192,8 +192,6 @@ async def _read_one(
 
 def _reads_locally(byte_getter: ByteGetter) -> bool:
     """Whether a chunk's bytes come from local files or the document (not over a network)."""
-    from zarr_manifest_store.store import ManifestStore
-
     if not isinstance(byte_getter, StorePath) or not isinstance(byte_getter.store, ManifestStore):
         return True
     return byte_getter.store._reads_locally(byte_getter.path)
