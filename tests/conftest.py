@@ -16,6 +16,10 @@ for _name, _value in {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
+    "NO_GCE_CHECK": "true",
+    # gcsfs >= 2026.10 asks GCS's gRPC control plane for every bucket's type by default;
+    # the emulator does not serve it (each lookup waits out a 60 s timeout).
+    "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
 }.items():
     os.environ[_name] = _value
 
@@ -57,12 +61,30 @@ def s3_server():
 @pytest.fixture
 def s3(s3_server):
     """An s3fs file system on the moto server with a fresh bucket: (fs, bucket, server)."""
+    return _fresh_bucket(s3_server)
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """gcp-storage-emulator on 127.0.0.1, shared by the session's tests."""
+    from servers import GCSServer
+
+    server = GCSServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gcs(gcs_server):
+    """A gcsfs file system on the emulator with a fresh bucket: (fs, bucket, server)."""
+    return _fresh_bucket(gcs_server)
+
+
+def _fresh_bucket(server):
     import uuid
 
-    import s3fs
-
     bucket = f"zms-{uuid.uuid4().hex[:12]}"
-    s3_server.client().create_bucket(Bucket=bucket)
-    fs = s3fs.S3FileSystem(**s3_server.storage_options)
-    s3_server.requests.clear()
-    return fs, bucket, s3_server
+    server.create_bucket(bucket)
+    fs = server.filesystem()
+    server.requests.clear()
+    return fs, bucket, server

@@ -5,6 +5,8 @@
   short bodies, stalls), for ``https://``-style sources through fsspec's HTTP file system.
 - :class:`S3Server`: moto's S3 in server mode behind a request-counting
   middleware, for ``s3://`` sources through s3fs.
+- :class:`GCSServer`: gcp-storage-emulator's GCS JSON API, counting requests,
+  for ``gs://`` sources through gcsfs.
 
 Fixtures in ``conftest.py`` start them; tests read ``server.requests`` to count
 what a read cost from the server's side.
@@ -12,15 +14,18 @@ what a read cost from the server's side.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+from urllib.parse import unquote, urlsplit
 
 FAULTS = ("500", "reset", "short", "stall")
 
@@ -45,12 +50,17 @@ class RequestLog:
         with self.lock:
             self.entries.append(request)
 
-    def count(self, method: str | None = None, path_contains: str = "") -> int:
+    def count(
+        self, method: str | None = None, path_contains: str = "", *, path: str | None = None
+    ) -> int:
+        """Requests by ``method`` whose path contains ``path_contains`` (or is ``path``)."""
         with self.lock:
             return sum(
                 1
                 for r in self.entries
-                if (method is None or r.method == method) and path_contains in r.path
+                if (method is None or r.method == method)
+                and path_contains in r.path
+                and (path is None or r.path == path)
             )
 
     def clear(self) -> None:
@@ -58,7 +68,28 @@ class RequestLog:
             self.entries.clear()
 
 
-class RangeHTTPServer:
+class _Background:
+    """A socket server on 127.0.0.1, run by a daemon thread between ``start`` and ``stop``."""
+
+    def _run(self, server: Any) -> None:
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+class RangeHTTPServer(_Background):
     """Serves the files under ``root`` at ``http://127.0.0.1:<port>/<relative path>``.
 
     ``faults[path]`` is a list of faults (``"500"``, ``"reset"``, ``"short"``,
@@ -73,24 +104,13 @@ class RangeHTTPServer:
         self.requests = RequestLog()
         self.faults: dict[str, list[str]] = {}
         self._faults_lock = threading.Lock()
-        handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        server.daemon_threads = True
+        self._run(server)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> RangeHTTPServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        return self.endpoint_url
 
     def inject(self, path: str, faults: Iterable[str]) -> None:
         """Apply ``faults`` to the next requests for ``path`` (relative to the root)."""
@@ -191,8 +211,11 @@ def _parse_range(spec: str, size: int) -> tuple[int, int] | None:
     return (start, stop) if start < size and start < stop else None
 
 
-class S3Server:
+class S3Server(_Background):
     """moto's S3 on 127.0.0.1, every request recorded in ``requests``."""
+
+    scheme = "s3"
+    endpoint_variable = "AWS_ENDPOINT_URL_S3"
 
     def __init__(self) -> None:
         from moto.moto_server.werkzeug_app import MotoRequestHandler
@@ -201,18 +224,15 @@ class S3Server:
 
         self.requests = RequestLog()
         app = DomainDispatcherApplication(create_backend_app)
-        self._server = make_server(
-            "127.0.0.1",
-            0,
-            _counting(app, self.requests),
-            threaded=True,
-            request_handler=MotoRequestHandler,
+        self._run(
+            make_server(
+                "127.0.0.1",
+                0,
+                _counting(app, self.requests),
+                threaded=True,
+                request_handler=MotoRequestHandler,
+            )
         )
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
 
     @property
     def storage_options(self) -> dict[str, Any]:
@@ -236,13 +256,21 @@ class S3Server:
             region_name="us-east-1",
         )
 
-    def start(self) -> S3Server:
-        self._thread.start()
-        return self
+    def create_bucket(self, name: str) -> None:
+        self.client().create_bucket(Bucket=name)
 
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._thread.join()
+    def filesystem(self) -> Any:
+        import s3fs
+
+        return s3fs.S3FileSystem(**self.storage_options)
+
+    def data_requests(self, bucket: str, key: str) -> int:
+        """GETs of the bytes of object ``key``."""
+        return self.requests.count("GET", path=f"/{bucket}/{key}")
+
+    def metadata_requests(self, bucket: str, key: str) -> int:
+        """Requests for the size and ETag of object ``key`` (a fingerprint check)."""
+        return self.requests.count("HEAD", path=f"/{bucket}/{key}")
 
 
 def _counting(app: Callable[..., Any], log: RequestLog) -> Callable[..., Any]:
@@ -255,3 +283,79 @@ def _counting(app: Callable[..., Any], log: RequestLog) -> Callable[..., Any]:
         return app(environ, start_response)
 
     return middleware
+
+
+class GCSServer(_Background):
+    """gcp-storage-emulator's GCS JSON API on 127.0.0.1, every request recorded in ``requests``.
+
+    Like GCS, and unlike the bare emulator, a download carries the object's
+    ETag (google-cloud-storage reads it from there), so that the per-range
+    check of a replaced object can be tested.
+    """
+
+    scheme = "gs"
+    endpoint_variable = "STORAGE_EMULATOR_HOST"
+
+    def __init__(self) -> None:
+        from gcp_storage_emulator.handlers import buckets
+        from gcp_storage_emulator.server import RequestHandler
+        from gcp_storage_emulator.storage import Storage
+
+        _serve_etags_with_downloads()
+        self.requests = log = RequestLog()
+        self.storage = Storage(use_memory_fs=True)
+        self._create_bucket = buckets.create_bucket
+
+        class Handler(RequestHandler):  # type: ignore[misc]
+            def parse_request(self) -> bool:
+                ok: bool = super().parse_request()
+                if ok:
+                    path = unquote(urlsplit(self.path).path)
+                    log.add(Request(self.command, path, self.headers.get("Range")))
+                return ok
+
+            def handle(self) -> None:
+                # The client may give up on an answer (gcsfs races two lookups).
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    super().handle()
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, self.storage))
+        server.daemon_threads = True
+        self._run(server)
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """gcsfs options that reach this server, anonymously."""
+        return {"endpoint_url": self.endpoint_url, "token": "anon", "skip_instance_cache": True}
+
+    def create_bucket(self, name: str) -> None:
+        self._create_bucket(name, self.storage)
+
+    def filesystem(self) -> Any:
+        import gcsfs
+
+        return gcsfs.GCSFileSystem(**self.storage_options)
+
+    def data_requests(self, bucket: str, key: str) -> int:
+        """GETs of the bytes of object ``key``."""
+        return self.requests.count("GET", path=f"/download/storage/v1/b/{bucket}/o/{key}")
+
+    def metadata_requests(self, bucket: str, key: str) -> int:
+        """Requests for the size and ETag of object ``key`` (a fingerprint check)."""
+        return self.requests.count("GET", path=f"/storage/v1/b/{bucket}/o/{key}")
+
+
+def _serve_etags_with_downloads() -> None:
+    """Make the emulator's downloads carry the object's ETag, as GCS's do (once per process)."""
+    from gcp_storage_emulator import server
+    from gcp_storage_emulator.handlers import objects
+
+    def download(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
+        objects.download(request, response, storage, *args, **kwargs)
+        if response.status < 300:
+            obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+            response["ETag"] = obj["etag"]
+
+    for _, methods in server.HANDLERS:
+        if methods.get(server.GET) is objects.download:
+            methods[server.GET] = download

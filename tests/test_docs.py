@@ -192,25 +192,29 @@ def test_page_docs_reference(sample_folder):
     assert Page("docs/reference.md").run() == 0
 
 
-def test_page_docs_howto_remote(sample_folder, s3_server, http_server, monkeypatch):
+def test_page_docs_howto_remote(sample_folder, s3_server, gcs_server, http_server, monkeypatch):
     import s3fs
 
     client = s3_server.client()
     existing = {b["Name"] for b in client.list_buckets()["Buckets"]}
     if "my-bucket" not in existing:
         client.create_bucket(Bucket="my-bucket")
+    gcs_server.create_bucket("my-gcs-bucket")
+    gcs = gcs_server.filesystem()
     for path in sorted((sample_folder / "data").glob("era_*.nc")):
         client.upload_file(str(path), "my-bucket", f"era5/{path.name}")
+        gcs.put(str(path), f"gs://my-gcs-bucket/era5/{path.name}")
         (http_server.root / "era5").mkdir(exist_ok=True)
         (http_server.root / "era5" / path.name).write_bytes(path.read_bytes())
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.endpoint_url)
     s3fs.S3FileSystem.clear_instance_cache()
     try:
         page = Page(
             "docs/howto/remote.md",
             lambda text: text.replace(HTTP_PLACEHOLDER, f"{http_server.url}/"),
         )
-        assert page.run() >= 8
+        assert page.run() >= 11
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
         for key in client.list_objects_v2(Bucket="my-bucket").get("Contents", []):

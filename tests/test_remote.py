@@ -1,9 +1,13 @@
-"""Remote sources through fsspec's async file systems: S3 (moto server) and HTTP, on 127.0.0.1."""
+"""Remote sources through fsspec's async file systems on 127.0.0.1: S3 (moto's server),
+GCS (gcp-storage-emulator) and HTTP (a small range server)."""
 
 from __future__ import annotations
 
 import pickle
 import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,50 +19,82 @@ import zarr_manifest_store as zms
 from zarr_manifest_store.sources import Sources
 
 
-@pytest.fixture
-def s3_source(s3, tmp_path):
-    """The test dataset uploaded to S3: (fs, bucket, server, url, local copy, values)."""
-    fs, bucket, server = s3
+@dataclass
+class Uploaded:
+    """The test dataset uploaded to an object store (S3 on moto, or GCS on the emulator)."""
+
+    fs: Any
+    bucket: str
+    server: Any  # servers.S3Server | servers.GCSServer
+    path: Path  # the local original
+    data: np.ndarray
+    key: str = "archive/src.h5"
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.scheme}://{self.bucket}/{self.key}"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.server.storage_options
+
+    def data_requests(self) -> int:
+        return self.server.data_requests(self.bucket, self.key)
+
+    def metadata_requests(self) -> int:
+        return self.server.metadata_requests(self.bucket, self.key)
+
+    def replace(self, seed: int = 5) -> Path:
+        """Overwrite the object with a file of the same layout and other values."""
+        other = self.path.with_name(f"other-{seed}.h5")
+        write_source(other, seed=seed)
+        self.fs.put(str(other), self.url)
+        return other
+
+
+@pytest.fixture(params=["s3", "gcs"])
+def uploaded(request, tmp_path) -> Uploaded:
+    fs, bucket, server = request.getfixturevalue(request.param)
     path = tmp_path / "src.h5"
-    data = write_source(path)
-    url = f"s3://{bucket}/archive/src.h5"
-    fs.put(str(path), url)
-    return fs, bucket, server, url, path, data
+    source = Uploaded(fs, bucket, server, path, write_source(path))
+    fs.put(str(path), source.url)
+    server.requests.clear()
+    return source
 
 
-def test_s3_slice_of_adjacent_chunks_is_read_in_few_requests(s3_source):
-    _, bucket, server, url, path, data = s3_source
-    key = f"/{bucket}/archive/src.h5"  # this test's object only
-    fp = Sources(server.storage_options).fingerprint(url)
+def test_slice_of_adjacent_chunks_is_read_in_few_requests(uploaded):
+    fp = Sources(uploaded.options).fingerprint(uploaded.url)
     assert fp.etag
-    assert fp.size == path.stat().st_size
-    store = store_over(manifest_for(path, url, fp), storage_options=server.storage_options)
+    assert fp.size == uploaded.path.stat().st_size
+    store = store_over(
+        manifest_for(uploaded.path, uploaded.url, fp), storage_options=uploaded.options
+    )
     arr = zarr.open_group(store, mode="r")["v"]
+    data, server = uploaded.data, uploaded.server
+    server.requests.clear()
+    np.testing.assert_array_equal(arr[:2], data[:2])
+    assert uploaded.metadata_requests() == 1  # the fingerprint is checked on first use
     for rows in (slice(0, 48), slice(6, 46), slice(20, 30)):
         server.requests.clear()
         np.testing.assert_array_equal(arr[rows], data[rows])
         chunks = len(range(48)[rows]) // CHUNK_ROWS
-        gets = server.requests.count("GET", key)
+        gets = uploaded.data_requests()
         assert 1 <= gets <= chunks / 2, (rows, gets, chunks)
-    heads = server.requests.count("HEAD", key)
-    assert heads == 0  # the fingerprint was checked once, on first use, before these
+        assert uploaded.metadata_requests() == 0  # and not again
 
     server.requests.clear()
     np.testing.assert_array_equal(xr.open_zarr(store, chunks=None)["v"].values, data)
-    assert server.requests.count("GET", key) <= 24 / 2
+    assert uploaded.data_requests() <= 24 / 2
 
 
-def test_s3_changed_or_missing_object_refuses(s3_source):
-    fs, _, server, url, path, data = s3_source
-    fp = Sources(server.storage_options).fingerprint(url)
-    manifest = manifest_for(path, url, fp)
-    store = store_over(manifest, storage_options=server.storage_options)
-    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], data)
+def test_changed_or_missing_object_refuses(uploaded):
+    url, options = uploaded.url, uploaded.options
+    manifest = manifest_for(uploaded.path, url, Sources(options).fingerprint(url))
+    store = store_over(manifest, storage_options=options)
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], uploaded.data)
 
-    other = path.with_name("other.h5")
-    write_source(other, seed=5)  # same layout, other values
-    fs.put(str(other), url)
-    fresh = store_over(manifest, storage_options=server.storage_options)
+    uploaded.replace()
+    fresh = store_over(manifest, storage_options=options)
     with pytest.raises(
         zms.SourceChangedError, match=r"src\.h5' changed since it was scanned.*ETag"
     ):
@@ -66,63 +102,54 @@ def test_s3_changed_or_missing_object_refuses(s3_source):
     report = fresh.verify()
     assert [s.status for s in report.sources] == ["changed"]
 
-    fs.rm(url)
-    gone = store_over(manifest, storage_options=server.storage_options, verify="never")
+    uploaded.fs.rm(url)
+    gone = store_over(manifest, storage_options=options, verify="never")
     with pytest.raises(FileNotFoundError, match=r"src\.h5.*chunk 'v/c/"):
         zarr.open_group(gone, mode="r")["v"][:]
     assert [s.status for s in gone.verify().sources] == ["missing"]
 
 
 @pytest.mark.parametrize("recorded", [True, False])
-def test_s3_object_replaced_after_its_first_use_is_refused(s3_source, recorded):
+def test_object_replaced_after_its_first_use_is_refused(uploaded, recorded):
     """The first-use check passed long ago: each range must still come from that object."""
-    fs, _, server, url, path, data = s3_source
-    fp = Sources(server.storage_options).fingerprint(url) if recorded else None
-    store = store_over(manifest_for(path, url, fp), storage_options=server.storage_options)
+    url, options = uploaded.url, uploaded.options
+    fp = Sources(options).fingerprint(url) if recorded else None
+    store = store_over(manifest_for(uploaded.path, url, fp), storage_options=options)
     arr = zarr.open_group(store, mode="r")["v"]
-    np.testing.assert_array_equal(arr[:4], data[:4])  # checked, and read
+    np.testing.assert_array_equal(arr[:4], uploaded.data[:4])  # checked, and read
 
-    other = path.with_name("other.h5")
-    write_source(other, seed=5)  # same layout, other values
-    fs.put(str(other), url)
+    other = uploaded.replace()
     with pytest.raises(zms.SourceChangedError, match=r"src\.h5' changed.*ETag.*chunk 'v/c/"):
         arr[:]
-    rescanned = store_over(manifest_for(other, url), storage_options=server.storage_options)
+    rescanned = store_over(manifest_for(other, url), storage_options=options)
     np.testing.assert_array_equal(
         zarr.open_group(rescanned, mode="r")["v"][:], write_source(other, seed=5)
     )
 
 
-def test_s3_verify_modes_cost_one_head_per_source_or_per_read(s3_source):
-    _, bucket, server, url, path, data = s3_source
-    key = f"/{bucket}/archive/src.h5"
-    for verify, heads in (("never", 0), ("first-use", 1)):
-        store = store_over(
-            manifest_for(path, url), storage_options=server.storage_options, verify=verify
-        )
-        server.requests.clear()
+def test_verify_modes_cost_one_check_per_source_or_per_read(uploaded):
+    url, options = uploaded.url, uploaded.options
+    for verify, checks in (("never", 0), ("first-use", 1)):
+        store = store_over(manifest_for(uploaded.path, url), storage_options=options, verify=verify)
+        uploaded.server.requests.clear()
         for _ in range(3):
-            np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], data)
-        assert server.requests.count("HEAD", key) == heads, verify
-    store = store_over(
-        manifest_for(path, url), storage_options=server.storage_options, verify="always"
-    )
-    server.requests.clear()
+            np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], uploaded.data)
+        assert uploaded.metadata_requests() == checks, verify
+    store = store_over(manifest_for(uploaded.path, url), storage_options=options, verify="always")
+    uploaded.server.requests.clear()
     store.get_sync("v/c/0/0")
     store.get_sync("v/c/1/0")
-    assert server.requests.count("HEAD", key) == 2
+    assert uploaded.metadata_requests() == 2
 
 
-def test_s3_options_per_url_prefix_reach_two_endpoints(s3_source, tmp_path):
-    from servers import S3Server
-
-    _, bucket, server, url, path, data = s3_source
-    second = S3Server().start()
+def test_options_per_url_prefix_reach_two_endpoints(uploaded):
+    second = type(uploaded.server)().start()
     try:
-        second.client().create_bucket(Bucket="bucket-b")
-        second.client().upload_file(str(path), "bucket-b", "copy.h5")
-        a = manifest_for(path, url)
-        b = manifest_for(path, "s3://bucket-b/copy.h5")
+        second.create_bucket("bucket-b")
+        copy = f"{second.scheme}://bucket-b/copy.h5"
+        second.filesystem().put(str(uploaded.path), copy)
+        a = manifest_for(uploaded.path, uploaded.url)
+        b = manifest_for(uploaded.path, copy)
         meta = store_over(a).root["v"].metadata
         group = zms.ManifestGroup(
             arrays={
@@ -131,26 +158,31 @@ def test_s3_options_per_url_prefix_reach_two_endpoints(s3_source, tmp_path):
             }
         )
         options = {
-            f"s3://{bucket}/": server.storage_options,
-            "s3://bucket-b/": second.storage_options,
+            f"{second.scheme}://{uploaded.bucket}/": uploaded.options,
+            f"{second.scheme}://bucket-b/": second.storage_options,
         }
         store = zms.ManifestStore(group, storage_options=options)
         g = zarr.open_group(store, mode="r")
-        np.testing.assert_array_equal(g["a"][:], data)
-        np.testing.assert_array_equal(g["b"][:], data)
-        assert second.requests.count("GET", "/copy.h5") >= 1
+        second.requests.clear()
+        np.testing.assert_array_equal(g["a"][:], uploaded.data)
+        np.testing.assert_array_equal(g["b"][:], uploaded.data)
+        assert second.data_requests("bucket-b", "copy.h5") >= 1
+        assert uploaded.data_requests() >= 1
 
         clone = pickle.loads(pickle.dumps(store))  # the options travel; no session does
-        np.testing.assert_array_equal(zarr.open_group(clone, mode="r")["b"][:], data)
+        np.testing.assert_array_equal(zarr.open_group(clone, mode="r")["b"][:], uploaded.data)
     finally:
         second.stop()
 
 
-def test_s3_endpoint_and_credentials_from_the_environment(s3_source, monkeypatch):
-    _, _, server, url, path, data = s3_source
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.endpoint_url)  # credentials: conftest's env
-    store = store_over(manifest_for(path, url), storage_options={"skip_instance_cache": True})
-    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], data)
+def test_endpoint_from_the_environment(uploaded, monkeypatch):
+    server = uploaded.server
+    monkeypatch.setenv(server.endpoint_variable, server.endpoint_url)
+    # Credentials: conftest's AWS variables; GCS's emulator takes anonymous requests.
+    options = {"skip_instance_cache": True} | ({"token": "anon"} if server.scheme == "gs" else {})
+    store = store_over(manifest_for(uploaded.path, uploaded.url), storage_options=options)
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], uploaded.data)
+    assert uploaded.data_requests() >= 1
 
 
 def test_http_source_reads_and_honours_proxy_variables(http_server, tmp_path, monkeypatch):
@@ -175,21 +207,21 @@ def test_http_source_reads_and_honours_proxy_variables(http_server, tmp_path, mo
     np.testing.assert_array_equal(zarr.open_group(direct, mode="r")["v"][:2], data[:2])
 
 
-def test_remote_allow_list(s3_source):
-    _, bucket, server, url, path, _ = s3_source
+def test_remote_allow_list(uploaded):
+    url, options, bucket = uploaded.url, uploaded.options, uploaded.bucket
+    scheme = uploaded.server.scheme
     store = store_over(
-        manifest_for(path, url),
-        storage_options=server.storage_options,
-        allow=[f"s3://{bucket}/other/"],
+        manifest_for(uploaded.path, url),
+        storage_options=options,
+        allow=[f"{scheme}://{bucket}/other/"],
     )
-    server.requests.clear()
     with pytest.raises(PermissionError, match=r"archive/src\.h5.*outside the allowed prefixes"):
         zarr.open_group(store, mode="r")["v"][:]
-    assert not server.requests.entries  # refused before any request
+    assert not uploaded.server.requests.entries  # refused before any request
     allowed = store_over(
-        manifest_for(path, url),
-        storage_options=server.storage_options,
-        allow=[f"s3://{bucket}/archive/"],
+        manifest_for(uploaded.path, url),
+        storage_options=options,
+        allow=[f"{scheme}://{bucket}/archive/"],
     )
     assert allowed.verify().ok
 

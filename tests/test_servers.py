@@ -27,3 +27,16 @@ def test_s3_server_counts_requests(s3):
     server.requests.clear()
     assert fs.cat_file(f"{bucket}/x.bin", start=1, end=3) == b"bc"
     assert server.requests.count("GET", "/x.bin") == 1
+
+
+def test_gcs_server_counts_requests_and_sends_etags_with_ranges(gcs):
+    fs, bucket, server = gcs
+    fs.pipe(f"{bucket}/dir/x.bin", b"abcdef")
+    server.requests.clear()
+    assert fs.cat_file(f"{bucket}/dir/x.bin", start=1, end=3) == b"bc"
+    assert server.data_requests(bucket, "dir/x.bin") == 1
+    assert server.metadata_requests(bucket, "dir/x.bin") == 0
+    headers, data = fs.call("GET", fs.url(f"{bucket}/dir/x.bin"), headers={"Range": "bytes=2-3"})
+    assert data == b"cd"
+    assert headers["ETag"] == fs.info(f"{bucket}/dir/x.bin")["etag"]
+    assert server.metadata_requests(bucket, "dir/x.bin") == 1

@@ -81,3 +81,13 @@ def test_a_single_allowed_prefix_may_be_given_as_a_string(tree):
         PermissionError, match=f"allow its folder: allow=\\[\\.\\.\\., '{folder}'\\]"
     ):
         sources.read_sync(str(tree / "secret" / "key.bin"), 0, 1)
+
+
+def test_gcs_server_errors_are_transient_and_client_errors_are_not():
+    from gcsfs.retry import HttpError
+
+    from zarr_manifest_store.sources import _transient
+
+    assert _transient(HttpError({"code": 503, "message": "backend error"}))
+    assert _transient(HttpError({"code": 429, "message": "rate limited"}))
+    assert not _transient(HttpError({"code": 403, "message": "forbidden"}))

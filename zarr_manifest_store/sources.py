@@ -742,7 +742,7 @@ class Sources:
     ) -> bytes:
         """One remote range; a body shorter than asked for is retried, then reported.
 
-        Unless ``verify="never"``, the ETag the range was served with (S3, HTTP)
+        Unless ``verify="never"``, the ETag the range was served with (S3, GCS, HTTP)
         must be the source's: an object replaced after it was checked is refused.
         """
 
@@ -935,7 +935,7 @@ async def _get_range(
     fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int
 ) -> tuple[bytes, str | None]:
     """Bytes ``[start, stop)`` of a remote object, and the ETag they were served with
-    (None where the file system does not tell)."""
+    (None where the file system does not tell: S3, GCS and HTTP do)."""
     protocol = protocol_of(path)
     if protocol in ("http", "https"):  # fsspec's HTTPFileSystem, which hides the headers
         options = dict(fs.kwargs)
@@ -959,6 +959,12 @@ async def _get_range(
         finally:
             response["Body"].close()
         return data, response.get("ETag")
+    if protocol in ("gs", "gcs") and hasattr(fs, "_call"):  # gcsfs, as its _cat_file does
+        zonal = getattr(fs, "_is_zonal_bucket", None)  # zonal buckets are read over gRPC
+        if zonal is None or not await zonal(fs.split_path(path)[0]):
+            headers = {"Range": f"bytes={start}-{stop - 1}"}
+            response_headers, data = await fs._call("GET", fs.url(path), headers=headers)
+            return data, response_headers.get("ETag")
     if fs.async_impl:
         return await fs._cat_file(path, start=start, end=stop), None
     return await asyncio.to_thread(fs.cat_file, path, start=start, end=stop), None
@@ -970,7 +976,7 @@ def _transient(error: BaseException) -> bool:
         error, FileNotFoundError | PermissionError | IsADirectoryError | SourceChangedError
     ):
         return False
-    status = getattr(error, "status", None)
+    status = getattr(error, "status", None) or getattr(error, "code", None)  # aiohttp | gcsfs
     if isinstance(status, int) and 100 <= status < 600:  # an HTTP answer
         return status >= 500 or status in (408, 429)
     if isinstance(error, (TimeoutError, ConnectionError, *_connection_errors())):
@@ -1001,7 +1007,7 @@ def _named(error: Exception, path: str) -> OSError:
     """``error`` as an ``OSError`` of the kind a caller catches, naming the source."""
     if path in str(error) and isinstance(error, OSError):
         return error
-    status = getattr(error, "status", None)
+    status = getattr(error, "status", None) or getattr(error, "code", None)  # aiohttp | gcsfs
     if isinstance(error, FileNotFoundError) or status == 404:
         return FileNotFoundError(errno.ENOENT, f"source file {path!r} not found")
     if isinstance(error, PermissionError) or status in (401, 403):
