@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
+import fsspec
+
 FAULTS = ("500", "reset", "short", "stall")
 
 
@@ -87,6 +89,31 @@ class _Background:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+
+class _ObjectStoreServer(_Background):
+    """An object store emulator: buckets, an fsspec file system, requests counted per object."""
+
+    scheme: str  # of its URLs
+    endpoint_variable: str  # the environment variable that points clients at it
+    data_request: tuple[str, str]  # (method, path template) reading an object's bytes
+    metadata_request: tuple[str, str]  # ... reading its size and ETag (a fingerprint check)
+    requests: RequestLog
+
+    def filesystem(self) -> Any:
+        return fsspec.filesystem(self.scheme, **self.storage_options)
+
+    def data_requests(self, bucket: str, key: str) -> int:
+        """Requests for the bytes of object ``key``."""
+        return self._count(self.data_request, bucket, key)
+
+    def metadata_requests(self, bucket: str, key: str) -> int:
+        """Requests for the size and ETag of object ``key`` (a fingerprint check)."""
+        return self._count(self.metadata_request, bucket, key)
+
+    def _count(self, request: tuple[str, str], bucket: str, key: str) -> int:
+        method, template = request
+        return self.requests.count(method, path=template.format(bucket=bucket, key=key))
 
 
 class RangeHTTPServer(_Background):
@@ -211,11 +238,13 @@ def _parse_range(spec: str, size: int) -> tuple[int, int] | None:
     return (start, stop) if start < size and start < stop else None
 
 
-class S3Server(_Background):
+class S3Server(_ObjectStoreServer):
     """moto's S3 on 127.0.0.1, every request recorded in ``requests``."""
 
     scheme = "s3"
     endpoint_variable = "AWS_ENDPOINT_URL_S3"
+    data_request = ("GET", "/{bucket}/{key}")
+    metadata_request = ("HEAD", "/{bucket}/{key}")
 
     def __init__(self) -> None:
         from moto.moto_server.werkzeug_app import MotoRequestHandler
@@ -259,19 +288,6 @@ class S3Server(_Background):
     def create_bucket(self, name: str) -> None:
         self.client().create_bucket(Bucket=name)
 
-    def filesystem(self) -> Any:
-        import s3fs
-
-        return s3fs.S3FileSystem(**self.storage_options)
-
-    def data_requests(self, bucket: str, key: str) -> int:
-        """GETs of the bytes of object ``key``."""
-        return self.requests.count("GET", path=f"/{bucket}/{key}")
-
-    def metadata_requests(self, bucket: str, key: str) -> int:
-        """Requests for the size and ETag of object ``key`` (a fingerprint check)."""
-        return self.requests.count("HEAD", path=f"/{bucket}/{key}")
-
 
 def _counting(app: Callable[..., Any], log: RequestLog) -> Callable[..., Any]:
     def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -285,7 +301,7 @@ def _counting(app: Callable[..., Any], log: RequestLog) -> Callable[..., Any]:
     return middleware
 
 
-class GCSServer(_Background):
+class GCSServer(_ObjectStoreServer):
     """gcp-storage-emulator's GCS JSON API on 127.0.0.1, every request recorded in ``requests``.
 
     Like GCS, and unlike the bare emulator, a download carries the object's
@@ -295,16 +311,16 @@ class GCSServer(_Background):
 
     scheme = "gs"
     endpoint_variable = "STORAGE_EMULATOR_HOST"
+    data_request = ("GET", "/download/storage/v1/b/{bucket}/o/{key}")
+    metadata_request = ("GET", "/storage/v1/b/{bucket}/o/{key}")
 
     def __init__(self) -> None:
-        from gcp_storage_emulator.handlers import buckets
         from gcp_storage_emulator.server import RequestHandler
         from gcp_storage_emulator.storage import Storage
 
         _serve_etags_with_downloads()
         self.requests = log = RequestLog()
         self.storage = Storage(use_memory_fs=True)
-        self._create_bucket = buckets.create_bucket
 
         class Handler(RequestHandler):  # type: ignore[misc]
             def parse_request(self) -> bool:
@@ -329,20 +345,9 @@ class GCSServer(_Background):
         return {"endpoint_url": self.endpoint_url, "token": "anon", "skip_instance_cache": True}
 
     def create_bucket(self, name: str) -> None:
-        self._create_bucket(name, self.storage)
+        from gcp_storage_emulator.handlers import buckets
 
-    def filesystem(self) -> Any:
-        import gcsfs
-
-        return gcsfs.GCSFileSystem(**self.storage_options)
-
-    def data_requests(self, bucket: str, key: str) -> int:
-        """GETs of the bytes of object ``key``."""
-        return self.requests.count("GET", path=f"/download/storage/v1/b/{bucket}/o/{key}")
-
-    def metadata_requests(self, bucket: str, key: str) -> int:
-        """Requests for the size and ETag of object ``key`` (a fingerprint check)."""
-        return self.requests.count("GET", path=f"/storage/v1/b/{bucket}/o/{key}")
+        buckets.create_bucket(name, self.storage)
 
 
 def _serve_etags_with_downloads() -> None:
