@@ -829,6 +829,9 @@ class Sources:
     async def _remote_fingerprint(self, fs: fsspec.AbstractFileSystem, path: str) -> Fingerprint:
         async def info() -> dict[str, Any]:
             fs.invalidate_cache(path)
+            if protocol_of(path) in ("gs", "gcs") and hasattr(fs, "_get_object"):
+                # gcsfs: the object's metadata in one request (its _info races a listing too)
+                return await fs._get_object(path)
             if fs.async_impl:
                 return await fs._info(path)
             return await asyncio.to_thread(fs.info, path)
