@@ -17,6 +17,8 @@ from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteReques
 from zarr.core.buffer import default_buffer_prototype
 
 from zarr_manifest_store import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from zarr_manifest_store import store as store_module
+from zarr_manifest_store.store import DECIMAL_TABLE_LENGTH
 
 PROTO = default_buffer_prototype()
 
@@ -144,7 +146,7 @@ async def test_listing_a_nested_hierarchy():
         (
             {"name": "default", "configuration": {"separator": "/"}},
             "c/1/0",
-            ["c/1", "c/2/0", "c/01/0", "c.1.0"],
+            ["c/1", "c/2/0", "c/01/0", "c.1.0", "c/ 1/0", "c/1/0/", "c/\u0661/0", "c/1/0/0"],
         ),
         (
             {"name": "default", "configuration": {"separator": "."}},
@@ -159,7 +161,12 @@ async def test_listing_a_nested_hierarchy():
         ({"name": "v2", "configuration": {"separator": "/"}}, "1/0", ["1.0", "1", "1/-0"]),
     ],
 )
-async def test_chunk_keys_use_the_arrays_own_encoding(tmp_path, encoding, key, bad_keys):
+@pytest.mark.parametrize("table_length", [DECIMAL_TABLE_LENGTH, 1], ids=["table", "general"])
+async def test_chunk_keys_use_the_arrays_own_encoding(
+    tmp_path, monkeypatch, encoding, key, bad_keys, table_length
+):
+    """Keys decode through decimal tables, or zarr's decoder for grids longer than them."""
+    monkeypatch.setattr(store_module, "DECIMAL_TABLE_LENGTH", table_length)
     src = bytes_file(tmp_path, bytes(range(16)))
     meta = {**array_metadata((4, 2), (2, 2), "uint8"), "chunk_key_encoding": encoding}
     manifest = ChunkManifest.from_dict(

@@ -9,10 +9,9 @@ answered by reading the chunk's byte range from its source file.
 from __future__ import annotations
 
 import asyncio
-import operator
+import functools
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from functools import cached_property
 from typing import Any, Self
 
 import numpy as np
@@ -105,6 +104,7 @@ class ManifestStore(Store):
             nodes.extend(root.walk())
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
+        self._chunk_keys = {p: _ChunkKeys(a) for p, a in self._arrays.items()}
         if any(_is_rectilinear(a) for a in self._arrays.values()):
             # zarr-python parses the registered rectilinear grid only behind this flag; a
             # store that serves one turns it on, so that zarr and xarray can open it.
@@ -307,7 +307,7 @@ class ManifestStore(Store):
 
     # ------------------------------------------------------------------ internals
 
-    @cached_property
+    @functools.cached_property
     def _documents(self) -> dict[str, bytes]:
         """The ``zarr.json`` document of every node, by key, built once."""
         metadata = {path: _node_metadata(node) for path, node in self._nodes.items()}
@@ -378,14 +378,14 @@ class ManifestStore(Store):
         The array is the first node path that prefixes ``key`` at a '/' (the
         root first); arrays have no children, so at most one can match.
         """
-        arrays = self._arrays
-        if "" in arrays:
-            return _decode_chunk_key(arrays[""], key)
+        chunk_keys = self._chunk_keys
+        if "" in chunk_keys:
+            return chunk_keys[""].locate(key)
         i = key.find("/")
         while i != -1:
-            array = arrays.get(key[:i])
-            if array is not None:
-                return _decode_chunk_key(array, key[i + 1 :])
+            keys = chunk_keys.get(key[:i])
+            if keys is not None:
+                return keys.locate(key[i + 1 :])
             i = key.find("/", i + 1)
         return None
 
@@ -417,47 +417,85 @@ def _join(path: str, name: str) -> str:
     return f"{path}/{name}" if path else name
 
 
-def _decode_chunk_key(
-    array: ManifestArray, chunk_key: str
-) -> tuple[ManifestArray, ChunkCoords] | None:
-    """Coordinates of a chunk of ``array`` from its key; None unless the key is canonical and in the grid."""
-    encoding = array.metadata.chunk_key_encoding
-    grid = array.manifest.shape
-    try:
-        coords = _key_coords(encoding, chunk_key, len(grid))
-    except (ValueError, NotImplementedError):
-        return None
-    if (
-        coords is None
-        or len(coords) != len(grid)
-        or (coords and min(coords) < 0)
-        or not all(map(operator.lt, coords, grid))
-    ):
-        return None
-    return array, coords
+class _ChunkKeys:
+    """Decodes the chunk keys of one array to grid coordinates: the first step of every read.
 
-
-def _key_coords(encoding: Any, chunk_key: str, ndim: int) -> ChunkCoords | None:
-    """Decode ``chunk_key``; None unless it is exactly how ``encoding`` writes those coordinates.
-
-    zarr's standard encodings are decoded here (the hot path of every read);
-    any other goes through zarr's decoder and encoder. The canonical check
-    refuses spellings ``int`` would accept: ``"01"``, ``"+1"``, ``" 1"``.
+    zarr's default and v2 encodings are decoded here, one dict lookup per
+    coordinate in a table of the canonical decimals below the grid's length:
+    that also refuses spellings ``int`` would accept (``"01"``, ``"+1"``,
+    ``" 1"``) and coordinates outside the grid. Any other encoding, or a grid
+    longer than :data:`DECIMAL_TABLE_LENGTH`, goes through zarr's decoder and
+    encoder. The grid is read on first use, so that a lazy manifest loads
+    only when its array is read.
     """
-    kind = type(encoding)
-    if kind is DefaultChunkKeyEncoding:
-        sep = encoding.separator
-        body = "" if chunk_key == "c" else chunk_key.removeprefix("c" + sep)
-        if body == chunk_key:
+
+    __slots__ = ("_prefix", "_separator", "_tables", "array")
+
+    def __init__(self, array: ManifestArray) -> None:
+        self.array = array
+        encoding = array.metadata.chunk_key_encoding
+        kind = type(encoding)
+        self._separator: str | None = (
+            encoding.separator if kind in (DefaultChunkKeyEncoding, V2ChunkKeyEncoding) else None
+        )
+        self._prefix = "c" + encoding.separator if kind is DefaultChunkKeyEncoding else ""
+        self._tables: list[dict[str, int]] | None = None
+
+    def locate(self, chunk_key: str) -> tuple[ManifestArray, ChunkCoords] | None:
+        """The array and the coordinates ``chunk_key`` names; None if it names no chunk."""
+        coords = self.decode(chunk_key)
+        return None if coords is None else (self.array, coords)
+
+    def decode(self, chunk_key: str) -> ChunkCoords | None:
+        """The coordinates ``chunk_key`` names; None unless it is canonical and in the grid."""
+        tables = self._tables
+        if tables is None:
+            tables = self._tables = self._decimal_tables()
+        if not tables:  # a 0-d array, an encoding of its own, or a very long grid
+            return self._decode_generally(chunk_key)
+        if not chunk_key.startswith(self._prefix):
             return None
-    elif kind is V2ChunkKeyEncoding:
-        sep = encoding.separator
-        body = "" if ndim == 0 and chunk_key == "0" else chunk_key
-    else:
-        coords = encoding.decode_chunk_key(chunk_key)
-        return coords if encoding.encode_chunk_key(coords) == chunk_key else None
-    coords = tuple(map(int, body.split(sep))) if body else ()
-    return coords if sep.join(map(str, coords)) == body else None
+        parts = chunk_key[len(self._prefix) :].split(self._separator)
+        if len(parts) != len(tables):
+            return None
+        try:
+            return tuple(map(dict.__getitem__, tables, parts))
+        except KeyError:
+            return None
+
+    def _decimal_tables(self) -> list[dict[str, int]]:
+        grid = self.array.manifest.shape
+        if self._separator is None or not grid or max(grid) > DECIMAL_TABLE_LENGTH:
+            return []
+        return [_decimals(n) for n in grid]
+
+    def _decode_generally(self, chunk_key: str) -> ChunkCoords | None:
+        encoding = self.array.metadata.chunk_key_encoding
+        grid = self.array.manifest.shape
+        if not grid:
+            return () if chunk_key == encoding.encode_chunk_key(()) else None
+        try:
+            coords = encoding.decode_chunk_key(chunk_key)
+        except (ValueError, NotImplementedError):
+            return None
+        if (
+            encoding.encode_chunk_key(coords) != chunk_key
+            or len(coords) != len(grid)
+            or not all(0 <= c < n for c, n in zip(coords, grid, strict=True))
+        ):
+            return None
+        return coords
+
+
+DECIMAL_TABLE_LENGTH = 1 << 14
+"""Grids up to this many chunks along every dimension decode chunk keys through tables
+(a table of 16384 decimals takes about 2 MB)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _decimals(n: int) -> dict[str, int]:
+    """``{"0": 0, "1": 1, ..., str(n - 1): n - 1}``, shared by every grid of that length."""
+    return {str(i): i for i in range(n)}
 
 
 def _window(byte_range: ByteRequest | None, size: int) -> tuple[int, int]:
