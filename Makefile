@@ -6,6 +6,9 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Azurite, Microsoft's Azure Storage emulator (Node.js, from npm): the tests' az:// sources.
+AZURITE_VERSION := 3.35.0
+AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
 
 .PHONY: demo test lint format clean
 
@@ -19,7 +22,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m zarr_manifest_store.demo
 
-test: $(STAMP) lint
+$(AZURITE): Makefile
+	@command -v npm >/dev/null || { echo "npm (Node.js) is required: the tests run Azurite"; exit 1; }
+	npm install --prefix $(VENV)/azurite --no-audit --no-fund --silent azurite@$(AZURITE_VERSION)
+	@touch $(AZURITE)
+
+test: $(STAMP) $(AZURITE) lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 lint: $(STAMP)

@@ -43,9 +43,7 @@ def http_server(tmp_path: Path):
 
     root = tmp_path / "http-root"
     root.mkdir()
-    server = RangeHTTPServer(root).start()
-    yield server
-    server.stop()
+    yield from _running(RangeHTTPServer(root))
 
 
 @pytest.fixture(scope="session")
@@ -53,9 +51,7 @@ def s3_server():
     """moto's S3 in server mode on 127.0.0.1, shared by the session's tests."""
     from servers import S3Server
 
-    server = S3Server().start()
-    yield server
-    server.stop()
+    yield from _running(S3Server())
 
 
 @pytest.fixture
@@ -69,15 +65,36 @@ def gcs_server():
     """gcp-storage-emulator on 127.0.0.1, shared by the session's tests."""
     from servers import GCSServer
 
-    server = GCSServer().start()
-    yield server
-    server.stop()
+    yield from _running(GCSServer())
 
 
 @pytest.fixture
 def gcs(gcs_server):
     """A gcsfs file system on the emulator with a fresh bucket: (fs, bucket, server)."""
     return _fresh_bucket(gcs_server)
+
+
+@pytest.fixture(scope="session")
+def azure_server():
+    """Azurite's Blob service on 127.0.0.1 (behind a counting proxy), shared by the session."""
+    from servers import AzureServer
+
+    yield from _running(AzureServer())
+
+
+@pytest.fixture
+def azure(azure_server):
+    """An adlfs file system on Azurite with a fresh container: (fs, container, server)."""
+    return _fresh_bucket(azure_server)
+
+
+def _running(server):
+    """Start ``server`` for a fixture's lifetime."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _fresh_bucket(server):

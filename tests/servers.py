@@ -7,6 +7,8 @@
   middleware, for ``s3://`` sources through s3fs.
 - :class:`GCSServer`: gcp-storage-emulator's GCS JSON API, counting requests,
   for ``gs://`` sources through gcsfs.
+- :class:`AzureServer`: Azurite (Microsoft's Azure Storage emulator, Node.js)
+  behind a request-counting proxy, for ``az://`` sources through adlfs.
 
 Fixtures in ``conftest.py`` start them; tests read ``server.requests`` to count
 what a read cost from the server's side.
@@ -16,7 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import http.client
 import re
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -102,6 +109,11 @@ class _ObjectStoreServer(_Background):
 
     def filesystem(self) -> Any:
         return fsspec.filesystem(self.scheme, **self.storage_options)
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """Environment variables that point clients at this server."""
+        return {self.endpoint_variable: self.endpoint_url}
 
     def data_requests(self, bucket: str, key: str) -> int:
         """Requests for the bytes of object ``key``."""
@@ -364,3 +376,137 @@ def _serve_etags_with_downloads() -> None:
     for _, methods in server.HANDLERS:
         if methods.get(server.GET) is objects.download:
             methods[server.GET] = download
+
+
+AZURITE = Path(__file__).parents[1] / ".venv" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+"""Where ``make test`` installs Azurite (from npm); else ``azurite-blob`` on the PATH."""
+
+
+class AzureServer(_ObjectStoreServer):
+    """Azurite's Blob service on 127.0.0.1, behind a proxy that records every request.
+
+    Azurite is Microsoft's Azure Storage emulator, a Node.js program that
+    ``make test`` installs from npm. It runs with its data in memory and
+    telemetry off, on a port of its own that only the proxy talks to.
+    """
+
+    scheme = "az"
+    account = "devstoreaccount1"
+    account_key = (  # Azurite's well-known development key
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+    )
+    endpoint_variable = "AZURE_STORAGE_CONNECTION_STRING"
+    data_request = ("GET", "/devstoreaccount1/{bucket}/{key}")
+    metadata_request = ("HEAD", "/devstoreaccount1/{bucket}/{key}")
+
+    def __init__(self) -> None:
+        program = AZURITE if AZURITE.exists() else shutil.which("azurite-blob")
+        if program is None:
+            raise RuntimeError(f"Azurite is not installed: `make test` installs it at {AZURITE}")
+        port = _free_port()
+        self._workspace = tempfile.TemporaryDirectory(prefix="azurite-")
+        self._azurite = subprocess.Popen(
+            [
+                str(program),
+                *("--blobHost", "127.0.0.1", "--blobPort", str(port)),
+                "--inMemoryPersistence",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--silent",
+            ],
+            cwd=self._workspace.name,  # for anything it writes regardless
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        _wait_for_port(port, self._azurite)
+        self.requests = RequestLog()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _proxy_handler(port, self.requests))
+        server.daemon_threads = True
+        self._run(server)
+
+    def stop(self) -> None:
+        super().stop()
+        self._azurite.terminate()
+        self._azurite.wait(timeout=30)
+        self._workspace.cleanup()
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={self.account};"
+            f"AccountKey={self.account_key};BlobEndpoint={self.endpoint_url}/{self.account};"
+        )
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """adlfs options that reach this server, with Azurite's account key."""
+        return {"connection_string": self.connection_string, "skip_instance_cache": True}
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return {self.endpoint_variable: self.connection_string}
+
+    def create_bucket(self, name: str) -> None:
+        self.filesystem().mkdir(name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Wait until ``process`` listens on ``port``; raise with its output if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            error = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"the emulator exited with status {process.returncode}: {error}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"the emulator did not listen on port {port} within {timeout} s")
+
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
+
+
+def _proxy_handler(port: int, log: RequestLog) -> type[BaseHTTPRequestHandler]:
+    """A handler that records each request in ``log`` and forwards it to 127.0.0.1:``port``."""
+
+    class Proxy(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _forward(self) -> None:
+            path = unquote(urlsplit(self.path).path)
+            log.add(Request(self.command, path, self.headers.get("x-ms-range")))
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+            if body or self.command in ("PUT", "POST"):
+                headers["Content-Length"] = str(len(body))
+            upstream = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            try:
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                payload = response.read()
+                self.send_response(response.status, response.reason)
+                for name, value in response.getheaders():
+                    if name.lower() not in _HOP_BY_HOP:
+                        self.send_header(name, value)
+                # A HEAD answer declares the object's length, without a body.
+                length = response.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+            finally:
+                upstream.close()
+
+        do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+    return Proxy

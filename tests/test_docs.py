@@ -192,7 +192,9 @@ def test_page_docs_reference(sample_folder):
     assert Page("docs/reference.md").run() == 0
 
 
-def test_page_docs_howto_remote(sample_folder, s3_server, gcs_server, http_server, monkeypatch):
+def test_page_docs_howto_remote(
+    sample_folder, s3_server, gcs_server, azure_server, http_server, monkeypatch
+):
     import s3fs
 
     client = s3_server.client()
@@ -201,20 +203,26 @@ def test_page_docs_howto_remote(sample_folder, s3_server, gcs_server, http_serve
         client.create_bucket(Bucket="my-bucket")
     gcs_server.create_bucket("my-gcs-bucket")
     gcs = gcs_server.filesystem()
+    azure = azure_server.filesystem()
+    if not azure.exists("my-container"):
+        azure_server.create_bucket("my-container")
     for path in sorted((sample_folder / "data").glob("era_*.nc")):
         client.upload_file(str(path), "my-bucket", f"era5/{path.name}")
         gcs.put(str(path), f"gs://my-gcs-bucket/era5/{path.name}")
+        azure.put(str(path), f"az://my-container/era5/{path.name}")
         (http_server.root / "era5").mkdir(exist_ok=True)
         (http_server.root / "era5" / path.name).write_bytes(path.read_bytes())
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.endpoint_url)
+    for name, value in azure_server.environment.items():
+        monkeypatch.setenv(name, value)
     s3fs.S3FileSystem.clear_instance_cache()
     try:
         page = Page(
             "docs/howto/remote.md",
             lambda text: text.replace(HTTP_PLACEHOLDER, f"{http_server.url}/"),
         )
-        assert page.run() >= 11
+        assert page.run() >= 13
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
         for key in client.list_objects_v2(Bucket="my-bucket").get("Contents", []):

@@ -1,5 +1,5 @@
 """Remote sources through fsspec's async file systems on 127.0.0.1: S3 (moto's server),
-GCS (gcp-storage-emulator) and HTTP (a small range server)."""
+GCS (gcp-storage-emulator), Azure Blob Storage (Azurite) and HTTP (a small range server)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from zarr_manifest_store.sources import Sources
 
 @dataclass
 class Uploaded:
-    """The test dataset uploaded to an object store (S3 on moto, or GCS on the emulator)."""
+    """The test dataset uploaded to an object store (S3 on moto, GCS or Azure on emulators)."""
 
     fs: Any
     bucket: str
-    server: Any  # servers.S3Server | servers.GCSServer
+    server: Any  # servers.S3Server | servers.GCSServer | servers.AzureServer
     path: Path  # the local original
     data: np.ndarray
     key: str = "archive/src.h5"
@@ -52,7 +52,7 @@ class Uploaded:
         return other
 
 
-@pytest.fixture(params=["s3", "gcs"])
+@pytest.fixture(params=["s3", "gcs", "azure"])
 def uploaded(request, tmp_path) -> Uploaded:
     fs, bucket, server = request.getfixturevalue(request.param)
     path = tmp_path / "src.h5"
@@ -177,8 +177,10 @@ def test_options_per_url_prefix_reach_two_endpoints(uploaded):
 
 def test_endpoint_from_the_environment(uploaded, monkeypatch):
     server = uploaded.server
-    monkeypatch.setenv(server.endpoint_variable, server.endpoint_url)
-    # Credentials: conftest's AWS variables; GCS's emulator takes anonymous requests.
+    for name, value in server.environment.items():
+        monkeypatch.setenv(name, value)
+    # Credentials: conftest's AWS variables; GCS's emulator takes anonymous requests; Azure's
+    # connection string carries the account key.
     options = {"skip_instance_cache": True} | ({"token": "anon"} if server.scheme == "gs" else {})
     store = store_over(manifest_for(uploaded.path, uploaded.url), storage_options=options)
     np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], uploaded.data)

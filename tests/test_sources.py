@@ -7,7 +7,7 @@ import os
 import pytest
 
 from zarr_manifest_store.manifest import Fingerprint
-from zarr_manifest_store.sources import Sources
+from zarr_manifest_store.sources import Sources, in_scheme_of
 
 
 @pytest.fixture
@@ -91,3 +91,26 @@ def test_gcs_server_errors_are_transient_and_client_errors_are_not():
     assert _transient(HttpError({"code": 503, "message": "backend error"}))
     assert _transient(HttpError({"code": 429, "message": "rate limited"}))
     assert not _transient(HttpError({"code": 403, "message": "forbidden"}))
+
+
+def test_azure_errors_are_transient_by_status_and_kind():
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError
+
+    from zarr_manifest_store.sources import _named, _transient
+
+    def failed(status: int) -> HttpResponseError:
+        error = HttpResponseError(message=f"status {status}")
+        error.status_code = status
+        return error
+
+    assert _transient(failed(503))
+    assert _transient(failed(429))
+    assert not _transient(failed(403))
+    assert _transient(ServiceRequestError("could not connect"))
+    assert isinstance(_named(failed(403), "az://c/x.nc"), PermissionError)
+    assert isinstance(_named(failed(404), "az://c/x.nc"), FileNotFoundError)
+
+
+def test_urls_keep_the_scheme_they_were_given_in():
+    assert in_scheme_of("az://c/*.nc", "abfs://c/a.nc") == "az://c/a.nc"
+    assert in_scheme_of("https://h/x/*.nc", "https://h/x/a.nc") == "https://h/x/a.nc"

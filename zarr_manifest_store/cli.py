@@ -35,7 +35,7 @@ from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.document.location import Location, options_for
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.manifest import INLINE
-from zarr_manifest_store.sources import is_local
+from zarr_manifest_store.sources import in_scheme_of, is_local
 from zarr_manifest_store.store import ManifestStore
 
 __all__ = ["DocumentSummary", "main", "make_parser", "summarize"]
@@ -500,7 +500,7 @@ def _expand(patterns: Sequence[str], storage_options: Mapping[str, Any] | None) 
             found = sorted(glob.glob(os.path.expanduser(pattern)))
         else:
             fs, _ = fsspec.core.url_to_fs(pattern, **options_for(pattern, storage_options))
-            found = sorted(fs.unstrip_protocol(p) for p in fs.glob(pattern))
+            found = sorted(in_scheme_of(pattern, fs.unstrip_protocol(p)) for p in fs.glob(pattern))
         if not found:
             raise FileNotFoundError(f"no files match {pattern!r}")
         paths.extend(found)

@@ -7,7 +7,7 @@ was scanned, and reads:
 - **local files** with ``preadv`` on cached descriptors. A read whose bytes
   are already in the page cache is served on the spot (``RWF_NOWAIT``, no
   thread hop); any other read goes to a worker thread, off the event loop;
-- **remote objects** (``s3://``, ``gs://``, ``https://`` …) through fsspec's
+- **remote objects** (``s3://``, ``gs://``, ``az://``, ``https://`` …) through fsspec's
   asynchronous file systems on fsspec's I/O loop, with bounded concurrency,
   a timeout per attempt, and retries with backoff for transient failures.
 
@@ -87,6 +87,12 @@ def protocol_of(path: str) -> str:
     """The URL scheme of ``path`` (``"file"`` for plain local paths)."""
     scheme = urlsplit(path).scheme
     return scheme if len(scheme) > 1 else "file"  # a one-letter scheme is a Windows drive
+
+
+def in_scheme_of(like: str, url: str) -> str:
+    """``url`` written with the scheme of ``like``: a file system may answer in another of
+    its names (adlfs turns ``az://`` URLs into ``abfs://`` ones)."""
+    return f"{protocol_of(like)}://{url.partition('://')[2]}"
 
 
 def is_local(path: str) -> bool:
@@ -742,7 +748,7 @@ class Sources:
     ) -> bytes:
         """One remote range; a body shorter than asked for is retried, then reported.
 
-        Unless ``verify="never"``, the ETag the range was served with (S3, GCS, HTTP)
+        Unless ``verify="never"``, the ETag the range was served with (S3, GCS, Azure, HTTP)
         must be the source's: an object replaced after it was checked is refused.
         """
 
@@ -938,7 +944,7 @@ async def _get_range(
     fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int
 ) -> tuple[bytes, str | None]:
     """Bytes ``[start, stop)`` of a remote object, and the ETag they were served with
-    (None where the file system does not tell: S3, GCS and HTTP do)."""
+    (None where the file system does not tell: S3, GCS, Azure and HTTP do)."""
     protocol = protocol_of(path)
     if protocol in ("http", "https"):  # fsspec's HTTPFileSystem, which hides the headers
         options = dict(fs.kwargs)
@@ -968,6 +974,13 @@ async def _get_range(
             headers = {"Range": f"bytes={start}-{stop - 1}"}
             response_headers, data = await fs._call("GET", fs.url(path), headers=headers)
             return data, response_headers.get("ETag")
+    if protocol in ("az", "abfs", "abfss") and hasattr(fs, "service_client"):  # adlfs, likewise
+        container, blob, version = fs.split_path(path)
+        async with fs.service_client.get_blob_client(container=container, blob=blob) as client:
+            stream = await client.download_blob(
+                offset=start, length=stop - start, version_id=version, **fs._timeout_kwargs
+            )
+            return await stream.readall(), stream.properties.etag
     if fs.async_impl:
         return await fs._cat_file(path, start=start, end=stop), None
     return await asyncio.to_thread(fs.cat_file, path, start=start, end=stop), None
@@ -979,12 +992,21 @@ def _transient(error: BaseException) -> bool:
         error, FileNotFoundError | PermissionError | IsADirectoryError | SourceChangedError
     ):
         return False
-    status = getattr(error, "status", None) or getattr(error, "code", None)  # aiohttp | gcsfs
-    if isinstance(status, int) and 100 <= status < 600:  # an HTTP answer
+    status = _http_status(error)
+    if status is not None:
         return status >= 500 or status in (408, 429)
     if isinstance(error, (TimeoutError, ConnectionError, *_connection_errors())):
         return True
     return isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS
+
+
+def _http_status(error: BaseException) -> int | None:
+    """The HTTP status of a failed request, as aiohttp, gcsfs or azure-core report it."""
+    for attribute in ("status", "code", "status_code"):
+        status = getattr(error, attribute, None)
+        if isinstance(status, int) and 100 <= status < 600:
+            return status
+    return None
 
 
 @functools.cache
@@ -1003,6 +1025,12 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
         found.append(HTTPClientError)  # connection and read timeouts, closed connections
     except ImportError:
         pass
+    try:
+        from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+        found += [ServiceRequestError, ServiceResponseError]  # could not connect | no answer
+    except ImportError:
+        pass
     return tuple(found)
 
 
@@ -1010,7 +1038,7 @@ def _named(error: Exception, path: str) -> OSError:
     """``error`` as an ``OSError`` of the kind a caller catches, naming the source."""
     if path in str(error) and isinstance(error, OSError):
         return error
-    status = getattr(error, "status", None) or getattr(error, "code", None)  # aiohttp | gcsfs
+    status = _http_status(error)
     if isinstance(error, FileNotFoundError) or status == 404:
         return FileNotFoundError(errno.ENOENT, f"source file {path!r} not found")
     if isinstance(error, PermissionError) or status in (401, 403):

@@ -50,7 +50,7 @@ class ManifestStore(Store):
     and mtime, or ETag) recorded when it was scanned: ``"first-use"`` (when
     the store first opens it), ``"always"`` (before every read) or
     ``"never"``; a mismatch raises :class:`SourceChangedError`. Unless
-    ``"never"``, every range read from S3, GCS or HTTP must also be served with
+    ``"never"``, every range read from S3, GCS, Azure or HTTP must also be served with
     the ETag the object was checked with.
     :meth:`verify` checks every source at once.
 

@@ -55,7 +55,7 @@ from zarr_manifest_store.manifest import (
 )
 from zarr_manifest_store.scan import scan
 from zarr_manifest_store.scan.common import fill_value_attribute, json_attribute, source_path
-from zarr_manifest_store.sources import ByteData, Sources, coalesce, is_local
+from zarr_manifest_store.sources import ByteData, Sources, coalesce, in_scheme_of, is_local
 from zarr_manifest_store.store import ManifestStore
 
 __all__ = [
@@ -545,7 +545,7 @@ def _expand_paths(paths: Any, storage_options: Mapping[str, Any] | None) -> Any:
         if is_local(path):
             return sorted(os.path.abspath(p) for p in glob.glob(os.path.expanduser(path)))
         fs = Sources(storage_options).filesystem(path)
-        return sorted(fs.unstrip_protocol(p) for p in fs.glob(path))
+        return sorted(in_scheme_of(path, fs.unstrip_protocol(p)) for p in fs.glob(path))
     if isinstance(paths, Sequence):
         return [
             _expand_paths(p, storage_options)

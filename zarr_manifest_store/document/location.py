@@ -20,7 +20,7 @@ from urllib.parse import unquote
 import fsspec
 
 from zarr_manifest_store.errors import ManifestError
-from zarr_manifest_store.sources import is_local, local_path
+from zarr_manifest_store.sources import in_scheme_of, is_local, local_path
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -61,7 +61,7 @@ class Location:
         else:
             self.fs, root = fsspec.core.url_to_fs(url, **options_for(url, storage_options))
             self.root = root.rstrip("/")
-            self.url = self.fs.unstrip_protocol(self.root)
+            self.url = in_scheme_of(url, self.fs.unstrip_protocol(self.root))
 
     # ------------------------------------------------------------------ files
 
