@@ -259,6 +259,13 @@ def test_page_docs_howto_spec(sample_folder):
 # ---------------------------------------------------------------------- the reference
 
 
+PROJECT_PYTHON = tuple(map(int, (ROOT / ".python-version").read_text().split(".")[:2]))
+
+
+def _without_command_line(reference: str) -> str:
+    return re.sub(r"\n## Command line\n.*?(?=\n## )", "", reference, flags=re.DOTALL)
+
+
 def test_reference_is_generated_from_the_current_docstrings():
     sys.path.insert(0, str(DOCS))
     try:
@@ -266,7 +273,12 @@ def test_reference_is_generated_from_the_current_docstrings():
     finally:
         sys.path.remove(str(DOCS))
     expected = make_reference.render()
-    assert (DOCS / "reference.md").read_text(encoding="utf-8") == expected, (
+    written = (DOCS / "reference.md").read_text(encoding="utf-8")
+    if sys.version_info[:2] != PROJECT_PYTHON:
+        # argparse lays out help differently from one Python to the next (3.13 changed its
+        # columns and option lists); the file holds the project's Python's layout.
+        written, expected = _without_command_line(written), _without_command_line(expected)
+    assert written == expected, (
         "docs/reference.md is out of date: run python docs/make_reference.py"
     )
     for name in zarr_manifest_store.__all__:
