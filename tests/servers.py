@@ -21,7 +21,6 @@ import email.utils
 import http.client
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -403,22 +402,23 @@ class AzureServer(_ObjectStoreServer):
         program = AZURITE if AZURITE.exists() else shutil.which("azurite-blob")
         if program is None:
             raise RuntimeError(f"Azurite is not installed: `make test` installs it at {AZURITE}")
-        port = _free_port()
         self._workspace = tempfile.TemporaryDirectory(prefix="azurite-")
-        self._azurite = subprocess.Popen(
-            [
-                str(program),
-                *("--blobHost", "127.0.0.1", "--blobPort", str(port)),
-                "--inMemoryPersistence",
-                "--disableTelemetry",
-                "--skipApiVersionCheck",
-                "--silent",
-            ],
-            cwd=self._workspace.name,  # for anything it writes regardless
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        _wait_for_port(port, self._azurite)
+        log = Path(self._workspace.name) / "azurite.log"
+        with log.open("wb") as output:
+            self._azurite = subprocess.Popen(
+                [
+                    str(program),
+                    *("--blobHost", "127.0.0.1", "--blobPort", "0"),  # it picks a free port
+                    "--inMemoryPersistence",
+                    "--disableTelemetry",
+                    "--skipApiVersionCheck",
+                    "--silent",
+                ],
+                cwd=self._workspace.name,  # for anything it writes regardless
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        port = _listening_port(self._azurite, log)
         self.requests = RequestLog()
         server = ThreadingHTTPServer(("127.0.0.1", 0), _proxy_handler(port, self.requests))
         server.daemon_threads = True
@@ -450,24 +450,21 @@ class AzureServer(_ObjectStoreServer):
         self.filesystem().mkdir(name)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Wait until ``process`` listens on ``port``; raise with its output if it exits first."""
+def _listening_port(process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> int:
+    """The port Azurite says, in ``log``, that it listens on; raise if it exits or stays silent."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if found := re.search(
+            r"successfully listens on http://127\.0\.0\.1:(\d+)", log.read_text()
+        ):
+            return int(found.group(1))
         if process.poll() is not None:
-            error = process.stderr.read().decode() if process.stderr else ""
-            raise RuntimeError(f"the emulator exited with status {process.returncode}: {error}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
+            raise RuntimeError(
+                f"Azurite exited with status {process.returncode}: {log.read_text()}"
+            )
         time.sleep(0.05)
     process.kill()
-    raise RuntimeError(f"the emulator did not listen on port {port} within {timeout} s")
+    raise RuntimeError(f"Azurite did not start within {timeout} s: {log.read_text()}")
 
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
