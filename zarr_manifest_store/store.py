@@ -104,13 +104,11 @@ class ManifestStore(Store):
             nodes.extend(root.walk())
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
-        self._chunk_keys = {p: _ChunkKeys(a) for p, a in self._arrays.items()}
+        self._served = {p: _ServedArray(a) for p, a in self._arrays.items()}
         if any(_is_rectilinear(a) for a in self._arrays.values()):
             # zarr-python parses the registered rectilinear grid only behind this flag; a
             # store that serves one turns it on, so that zarr and xarray can open it.
             zarr.config.set({"array.rectilinear_chunks": True})
-        self._recorded: set[int] = set()  # arrays whose fingerprints the sources know
-        self._local: dict[int, bool] = {}  # arrays whose sources are all local files
         self._sources = Sources(
             storage_options,
             allow=allow,
@@ -204,9 +202,9 @@ class ManifestStore(Store):
         True
         """
         extents: dict[str, int] = {}
-        for array in self._arrays.values():
-            self._record(array)
-            m = array.manifest
+        for served in self._served.values():
+            self._record(served)
+            m = served.array.manifest
             present = m.path_index < INLINE
             if not present.any():
                 continue
@@ -351,41 +349,35 @@ class ManifestStore(Store):
         located = self._locate_chunk(key)
         if located is None:
             return None
-        array, coords = located
-        self._record(array)
-        return array.manifest.get(coords)
+        served, coords = located
+        self._record(served)
+        return served.array.manifest.get(coords)
 
     def _reads_locally(self, key: str) -> bool:
         """Whether the array of chunk ``key`` reads only local files (or bytes held here)."""
         located = self._locate_chunk(key)
-        if located is None:
-            return True
-        array = located[0]
-        local = self._local.get(id(array))
-        if local is None:
-            local = self._local[id(array)] = all(map(is_local, array.manifest.paths))
-        return local
+        return located is None or located[0].local
 
-    def _record(self, array: ManifestArray) -> None:
+    def _record(self, served: _ServedArray) -> None:
         """Tell the sources, once per array, what its files looked like when scanned."""
-        if id(array) not in self._recorded:
-            self._sources.record(array.manifest.fingerprints)
-            self._recorded.add(id(array))
+        if not served.recorded:
+            self._sources.record(served.array.manifest.fingerprints)
+            served.recorded = True
 
-    def _locate_chunk(self, key: str) -> tuple[ManifestArray, ChunkCoords] | None:
+    def _locate_chunk(self, key: str) -> tuple[_ServedArray, ChunkCoords] | None:
         """The array and chunk coordinates a chunk key names, decoded with the array's encoding.
 
         The array is the first node path that prefixes ``key`` at a '/' (the
         root first); arrays have no children, so at most one can match.
         """
-        chunk_keys = self._chunk_keys
-        if "" in chunk_keys:
-            return chunk_keys[""].locate(key)
+        served = self._served
+        if "" in served:
+            return served[""].locate(key)
         i = key.find("/")
         while i != -1:
-            keys = chunk_keys.get(key[:i])
-            if keys is not None:
-                return keys.locate(key[i + 1 :])
+            array = served.get(key[:i])
+            if array is not None:
+                return array.locate(key[i + 1 :])
             i = key.find("/", i + 1)
         return None
 
@@ -417,8 +409,9 @@ def _join(path: str, name: str) -> str:
     return f"{path}/{name}" if path else name
 
 
-class _ChunkKeys:
-    """Decodes the chunk keys of one array to grid coordinates: the first step of every read.
+class _ServedArray:
+    """One array as a store serves it: its chunk keys decoded to grid coordinates (the
+    first step of every read), and what the store learns of its sources on first use.
 
     zarr's default and v2 encodings are decoded here, one dict lookup per
     coordinate in a table of the canonical decimals below the grid's length:
@@ -429,10 +422,12 @@ class _ChunkKeys:
     only when its array is read.
     """
 
-    __slots__ = ("_prefix", "_separator", "_tables", "array")
+    __slots__ = ("_local", "_prefix", "_separator", "_tables", "array", "recorded")
 
     def __init__(self, array: ManifestArray) -> None:
         self.array = array
+        self.recorded = False  # whether the sources know its fingerprints
+        self._local: bool | None = None
         encoding = array.metadata.chunk_key_encoding
         kind = type(encoding)
         self._separator: str | None = (
@@ -441,10 +436,17 @@ class _ChunkKeys:
         self._prefix = "c" + encoding.separator if kind is DefaultChunkKeyEncoding else ""
         self._tables: list[dict[str, int]] | None = None
 
-    def locate(self, chunk_key: str) -> tuple[ManifestArray, ChunkCoords] | None:
-        """The array and the coordinates ``chunk_key`` names; None if it names no chunk."""
+    @property
+    def local(self) -> bool:
+        """Whether every source of the array is a local file (worked out once)."""
+        if self._local is None:
+            self._local = all(map(is_local, self.array.manifest.paths))
+        return self._local
+
+    def locate(self, chunk_key: str) -> tuple[_ServedArray, ChunkCoords] | None:
+        """This array and the coordinates ``chunk_key`` names; None if it names no chunk."""
         coords = self.decode(chunk_key)
-        return None if coords is None else (self.array, coords)
+        return None if coords is None else (self, coords)
 
     def decode(self, chunk_key: str) -> ChunkCoords | None:
         """The coordinates ``chunk_key`` names; None unless it is canonical and in the grid."""
