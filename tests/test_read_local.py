@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import json
 import os
 import pickle
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,26 @@ def test_coalesce_plans_merged_reads():
 
 def chunk_keys(n: int) -> list[str]:
     return [f"v/c/{i}/0" for i in range(n)]
+
+
+def in_threads(n: int, work: Callable[[int], object]) -> None:
+    """Run ``work(0)`` ... ``work(n - 1)`` in ``n`` threads released together; fail if any did."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        try:
+            start.wait()
+            work(i)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
 
 
 async def test_concurrent_gets_of_one_file_become_one_read(tmp_path, monkeypatch):
@@ -101,6 +123,58 @@ async def test_cached_bytes_are_read_without_a_thread(tmp_path, monkeypatch):
     np.testing.assert_array_equal(arr[:], data)
 
 
+async def test_a_file_system_that_cannot_tell_what_is_cached_is_read_in_threads(
+    tmp_path, monkeypatch
+):
+    if sources_module._RWF_NOWAIT is None:
+        pytest.skip("preadv(RWF_NOWAIT) is Linux-only")
+    store, data, path = local_store(tmp_path)
+    arr = zarr.open_group(store, mode="r")["v"]
+    np.testing.assert_array_equal(arr[:], data)  # opened, and in the page cache
+
+    def unsupported(fd, *args):
+        raise OSError(errno.EOPNOTSUPP, "RWF_NOWAIT is not supported here")
+
+    monkeypatch.setattr(os, "preadv", unsupported)
+    preads = count_calls(monkeypatch, os, "pread", reads_of(path))
+    for _ in range(2):
+        values = await asyncio.gather(*(store.get(k, PROTO) for k in chunk_keys(24)))
+        assert [v.to_bytes() for v in values] == [
+            (await store.get(k, PROTO)).to_bytes() for k in chunk_keys(24)
+        ]
+        np.testing.assert_array_equal(arr[:], data)
+    assert preads  # every read went to a blocking pread in a thread, and read exactly
+
+
+def test_reads_on_many_loops_while_descriptors_are_evicted_get_their_own_files(
+    tmp_path, monkeypatch
+):
+    """Threads read distinct files at random (cached reads on their own event loops, blocking
+    reads in workers) while two descriptors are kept open: every read returns the bytes of
+    the file it names, never those of a descriptor closed and reused meanwhile."""
+    monkeypatch.setattr(sources_module, "MAX_OPEN_FILES", 2)
+    contents = {}
+    for i in range(8):
+        path = tmp_path / f"f{i}.bin"
+        path.write_bytes(np.random.default_rng(i).bytes(64 << 10))
+        contents[str(path)] = path.read_bytes()
+    sources = Sources()
+
+    async def read_many(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        for _ in range(300):
+            path = list(contents)[rng.integers(len(contents))]
+            offset, length = int(rng.integers(60 << 10)), int(rng.integers(1, 4096))
+            want = contents[path][offset : offset + length]
+            if rng.random() < 0.2:
+                assert bytes(sources.read_sync(path, offset, length)) == want
+            else:
+                assert bytes(await sources.read(path, offset, length)) == want
+
+    in_threads(6, lambda i: asyncio.run(read_many(i)))
+    sources.close()
+
+
 def test_file_out_of_the_page_cache_reads_exactly(tmp_path):
     store, data, path = local_store(tmp_path)
     fd = os.open(path, os.O_RDONLY)
@@ -116,28 +190,17 @@ def test_eight_threads_reading_one_store_agree(tmp_path):
     store, data, _ = local_store(tmp_path)
     arr = zarr.open_group(store, mode="r")["v"]
     results: dict[int, list[np.ndarray]] = {}
-    errors: list[BaseException] = []
-    start = threading.Barrier(8)
 
     def reader(i: int) -> None:
-        try:
-            start.wait()
-            got = []
-            for k in range(6):  # whole array, slices, single chunks, the sync store API
-                got.append(arr[:])
-                got.append(arr[(i + k) % 40 : (i + k) % 40 + 7, 3:41])
-                got.append(np.frombuffer(store.get_sync(f"v/c/{(i + k) % 24}/0").to_bytes(), "u1"))
-                got.append(asyncio.run(store.get(f"v/c/{(i * 5 + k) % 24}/0", PROTO)).to_bytes())
-            results[i] = got
-        except BaseException as e:
-            errors.append(e)
+        got = []
+        for k in range(6):  # whole array, slices, single chunks, the sync store API
+            got.append(arr[:])
+            got.append(arr[(i + k) % 40 : (i + k) % 40 + 7, 3:41])
+            got.append(np.frombuffer(store.get_sync(f"v/c/{(i + k) % 24}/0").to_bytes(), "u1"))
+            got.append(asyncio.run(store.get(f"v/c/{(i * 5 + k) % 24}/0", PROTO)).to_bytes())
+        results[i] = got
 
-    threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    in_threads(8, reader)
     for i, got in results.items():
         for k in range(6):
             np.testing.assert_array_equal(got[4 * k], data)

@@ -273,11 +273,9 @@ class ChunkManifest:
     def get(self, coords: ChunkCoords) -> ChunkRef | bytes | None:
         """The chunk at grid ``coords``: a reference, inline bytes, or None if missing."""
         i = self._index.item(coords)
-        if i == MISSING:
-            return None
-        if i == INLINE:
-            return self._inline[tuple(coords)]
-        return ChunkRef(self._paths[i], self._offsets.item(coords), self._lengths.item(coords))
+        if i < INLINE:
+            return ChunkRef(self._paths[i], self._offsets.item(coords), self._lengths.item(coords))
+        return self._inline[tuple(coords)] if i == INLINE else None
 
     def items(self) -> Iterator[tuple[ChunkCoords, ChunkRef | bytes]]:
         """Every present chunk, in C order of the grid."""

@@ -42,6 +42,7 @@ from urllib.parse import unquote, urlsplit
 
 import fsspec
 import fsspec.asyn
+import numpy as np
 
 from zarr_manifest_store.errors import SourceChangedError
 from zarr_manifest_store.manifest import Fingerprint
@@ -59,7 +60,7 @@ __all__ = [
 Verify = Literal["first-use", "always", "never"]
 VERIFY_MODES: tuple[Verify, ...] = ("first-use", "always", "never")
 
-ByteData = bytes | bytearray | memoryview
+ByteData = bytes | bytearray | memoryview | np.ndarray
 
 MAX_OPEN_FILES = 128
 """Descriptors kept open at once; the least recently used idle one is closed beyond this."""
@@ -242,6 +243,27 @@ class _Descriptors:
                 desc.users += 1
                 self._evict()
                 return desc
+
+    def read_cached(self, path: str, offset: int, length: int) -> np.ndarray | None:
+        """``length`` bytes of ``path`` from ``offset``, read without blocking: None unless
+        the file is open already and every byte is in the page cache.
+
+        The read is done under the lock (it only copies from the page cache),
+        so the descriptor cannot be closed under it and needs no user count.
+        """
+        buf = np.empty(length, np.uint8)
+        with self.lock:
+            desc = self._open.get(path)
+            if desc is None or not desc.nowait:
+                return None
+            self._open.move_to_end(path)
+            try:
+                got = os.preadv(desc.fd, (buf,), offset, _RWF_NOWAIT)  # type: ignore[arg-type]
+            except OSError as e:  # not cached (EAGAIN); errors are reported by a blocking read
+                if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                    desc.nowait = False  # this file system cannot tell: always read in a thread
+                return None
+        return buf if got == length else None
 
     def _hit(self, path: str) -> _Descriptor | None:
         """The open descriptor of ``path``, now in use by one more reader; None if closed."""
@@ -454,14 +476,15 @@ class Sources:
         """``length`` bytes of ``path`` from ``offset``.
 
         Reads of one event loop that arrive together are gathered and nearby
-        ranges of a file coalesced; local bytes already in the page cache are
-        returned at once, everything else is read off the event loop.
+        ranges of a file coalesced. Local bytes already in the page cache, of a
+        file opened (and checked) before, are returned at once without
+        blocking; everything else is opened and read off the event loop.
         """
         lpath = self._admit(path)
         if length == 0:
             return b""
-        if lpath is not None and length <= INLINE_READ_BYTES:
-            data = self._read_local(path, lpath, offset, offset + length, nowait=True)
+        if lpath is not None and length <= INLINE_READ_BYTES and self._verify != "always":
+            data = self._files.read_cached(path, offset, length)
             if data is not None:
                 return data
         loop = asyncio.get_running_loop()
@@ -479,7 +502,7 @@ class Sources:
         if length == 0:
             return b""
         if lpath is not None:
-            return self._read_local(path, lpath, offset, offset + length, nowait=False)
+            return self._read_local(path, lpath, offset, offset + length)
         reads = [(offset, offset + length)]
         (result,) = fsspec.asyn.sync(
             _io_loop(), self._read_remote, self._filesystem(path), path, reads
@@ -623,17 +646,12 @@ class Sources:
 
     # ------------------------------------------------------------------ local files
 
-    def _read_local(
-        self, path: str, lpath: str, start: int, stop: int, *, nowait: bool
-    ) -> ByteData | None:
-        """Bytes ``[start, stop)`` of a local file; with ``nowait``, None unless all are cached."""
+    def _read_local(self, path: str, lpath: str, start: int, stop: int) -> ByteData:
+        """Bytes ``[start, stop)`` of a local file, blocking."""
         desc = self._files.acquire(path, lpath, self._check_opened)
         try:
             if self._verify == "always":
                 desc = self._recheck_local(path, lpath, desc)
-            if nowait:
-                buf = bytearray(stop - start)
-                return buf if self._preadv_nowait(desc, buf, start) else None
             data = _pread_full(desc.fd, stop - start, start)
         except (SourceChangedError, FileNotFoundError):
             raise
@@ -646,20 +664,6 @@ class Sources:
         if len(data) != stop - start:
             raise _too_short(path, start, stop, len(data))
         return data
-
-    def _preadv_nowait(self, desc: _Descriptor, buf: bytearray, offset: int) -> bool:
-        """Fill ``buf`` only if every byte is in the page cache, without blocking."""
-        if not desc.nowait:
-            return False
-        try:
-            return os.preadv(desc.fd, [buf], offset, _RWF_NOWAIT) == len(buf)  # type: ignore[arg-type]
-        except BlockingIOError:
-            return False
-        except OSError as e:
-            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                raise
-            desc.nowait = False  # this file system cannot tell: always read in a thread
-            return False
 
     def _recheck_local(self, path: str, lpath: str, desc: _Descriptor) -> _Descriptor:
         """``verify="always"``: the path must still match; follow it if it names a new file."""
@@ -680,7 +684,7 @@ class Sources:
         out: list[Any] = []
         for start, stop in reads:
             try:
-                out.append(self._read_local(path, lpath, start, stop, nowait=False))
+                out.append(self._read_local(path, lpath, start, stop))
             except Exception as e:
                 out.append(e)
         return out

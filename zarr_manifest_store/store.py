@@ -23,7 +23,7 @@ from zarr.abc.store import (
     Store,
     SuffixByteRequest,
 )
-from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
+from zarr.core.buffer import Buffer, BufferPrototype, cpu, default_buffer_prototype
 from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding, V2ChunkKeyEncoding
 from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
@@ -333,11 +333,11 @@ class ManifestStore(Store):
         """What ``get(key, byte_range)`` returns: bytes held here, ``(path, offset, length)``
         to read from a source, or None for a key that is not in the store."""
         value = self._lookup(key)
+        if value is None or byte_range is None:
+            return value
         if isinstance(value, ChunkRef):
             start, stop = _window(byte_range, value.length)
             return value.path, value.offset + start, stop - start
-        if value is None:
-            return None
         start, stop = _window(byte_range, len(value))
         return value[start:stop]
 
@@ -346,17 +346,17 @@ class ManifestStore(Store):
         doc = self._documents.get(key)
         if doc is not None:
             return doc
-        located = self._locate_chunk(key)
-        if located is None:
+        found = self._array_of(key)
+        if found is None:
             return None
-        served, coords = located
+        served, chunk_key = found
         self._record(served)
-        return served.array.manifest.get(coords)
+        return served.chunk(chunk_key)
 
     def _reads_locally(self, key: str) -> bool:
         """Whether the array of chunk ``key`` reads only local files (or bytes held here)."""
-        located = self._locate_chunk(key)
-        return located is None or located[0].local
+        found = self._array_of(key)
+        return found is None or found[0].local
 
     def _record(self, served: _ServedArray) -> None:
         """Tell the sources, once per array, what its files looked like when scanned."""
@@ -364,20 +364,21 @@ class ManifestStore(Store):
             self._sources.record(served.array.manifest.fingerprints)
             served.recorded = True
 
-    def _locate_chunk(self, key: str) -> tuple[_ServedArray, ChunkCoords] | None:
-        """The array and chunk coordinates a chunk key names, decoded with the array's encoding.
+    def _array_of(self, key: str) -> tuple[_ServedArray, str] | None:
+        """The array whose chunk ``key`` would name, and the chunk key within it.
 
         The array is the first node path that prefixes ``key`` at a '/' (the
         root first); arrays have no children, so at most one can match.
         """
         served = self._served
-        if "" in served:
-            return served[""].locate(key)
+        root = served.get("")
+        if root is not None:
+            return root, key
         i = key.find("/")
         while i != -1:
             array = served.get(key[:i])
             if array is not None:
-                return array.locate(key[i + 1 :])
+                return array, key[i + 1 :]
             i = key.find("/", i + 1)
         return None
 
@@ -443,10 +444,10 @@ class _ServedArray:
             self._local = all(map(is_local, self.array.manifest.paths))
         return self._local
 
-    def locate(self, chunk_key: str) -> tuple[_ServedArray, ChunkCoords] | None:
-        """This array and the coordinates ``chunk_key`` names; None if it names no chunk."""
+    def chunk(self, chunk_key: str) -> ChunkRef | bytes | None:
+        """The chunk ``chunk_key`` names: a reference, inline bytes, or None if it names none."""
         coords = self.decode(chunk_key)
-        return None if coords is None else (self, coords)
+        return None if coords is None else self.array.manifest.get(coords)
 
     def decode(self, chunk_key: str) -> ChunkCoords | None:
         """The coordinates ``chunk_key`` names; None unless it is canonical and in the grid."""
@@ -528,4 +529,7 @@ def _naming_chunk(error: OSError, key: str) -> OSError:
 def _buffer(data: ByteData | None, prototype: BufferPrototype | None) -> Buffer | None:
     if data is None:
         return None
-    return (prototype or default_buffer_prototype()).buffer.from_bytes(data)
+    buffer = (prototype or default_buffer_prototype()).buffer
+    if buffer is cpu.Buffer and isinstance(data, np.ndarray):
+        return buffer(data)  # host bytes already in an array: wrap them as they are
+    return buffer.from_bytes(data)
