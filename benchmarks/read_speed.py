@@ -22,8 +22,9 @@ round (the machine is shared: only ratios within one run mean anything):
 - ``virtualizarr+fused``: VirtualiZarr with zarr's opt-in
   ``FusedCodecPipeline`` (``zarr.config.set({"codec_pipeline.path":
   "zarr.core.codec_pipeline.FusedCodecPipeline"})``).
-- ``get``: ``await ManifestStore.get`` of a random chunk, against a bare
-  ``os.pread`` of the same bytes on an open descriptor, µs.
+- ``get``: ``await store.get`` of a random chunk (ManifestStore, VirtualiZarr's
+  ManifestStore, kerchunk's reference file system through zarr's FsspecStore),
+  against a bare ``os.pread`` of the same bytes on an open descriptor, µs.
 
     .venv/bin/python benchmarks/read_speed.py [--rounds 3] [--data /tmp/zms-read-bench]
         [--peers /work/peers/.venv/bin/python]
@@ -262,7 +263,7 @@ def measure(contender: str, what: str, refs: Refs) -> dict[str, float]:
             times.append(time.perf_counter() - start)
         return {"us": statistics.median(times) * 1e6}
     if what == "get":
-        return get_latency(store, refs)
+        return get_latency(store, refs, separator="." if contender == "kerchunk" else "/")
     raise ValueError(what)
 
 
@@ -301,7 +302,9 @@ def bare_loop(refs: Refs, into_output: bool) -> dict[str, float]:
     return best_rate(read)
 
 
-def get_latency(store: Any, refs: Refs) -> dict[str, float]:
+def get_latency(store: Any, refs: Refs, separator: str) -> dict[str, float]:
+    """Median µs of ``store.get`` of random chunks and of a bare pread of the same bytes;
+    chunk keys are ``name/c/i/j/k`` (Zarr v3) or ``name/i.j.k`` (v2, ``separator="."``)."""
     from zarr.core.buffer import default_buffer_prototype
 
     proto = default_buffer_prototype()
@@ -311,7 +314,8 @@ def get_latency(store: Any, refs: Refs) -> dict[str, float]:
     for name in VARIABLES:
         index, offsets, lengths = refs.grid(name)
         picks = [tuple(int(rng.integers(n)) for n in index.shape) for _ in range(2000)]
-        keys = [f"{name}/c/" + "/".join(map(str, c)) for c in picks]
+        prefix = f"{name}/c/" if separator == "/" else f"{name}/"
+        keys = [prefix + separator.join(map(str, c)) for c in picks]
         spots = [(fds[index[c]], int(lengths[c]), int(offsets[c])) for c in picks]
 
         async def gets(keys: list[str] = keys) -> list[float]:
@@ -363,7 +367,7 @@ PLAN = [
     ("full+dask", ["zms", "virtualizarr", "kerchunk", "zms+batched", "virtualizarr+fused"]),
     ("full+auto", ["zms", "virtualizarr"]),
     ("random", ["zms", "virtualizarr", "kerchunk", "zms+batched", "virtualizarr+fused"]),
-    ("get", ["zms"]),
+    ("get", ["zms", "virtualizarr", "kerchunk"]),
 ]
 
 
@@ -432,9 +436,17 @@ def report(results: dict[tuple[str, str], list[dict[str, float]]]) -> None:
         zms, batched = med("random", "zms", "us"), med("random", "zms+batched", "us")
         print(f"  random     zms / VirtualiZarr = {zms / vz:.2f} | {batched / vz:.2f}  (<= 0.5)")
     for name in VARIABLES:
-        ratio = med("get", "zms", f"{name} get us") / med("get", "zms", f"{name} pread us")
+        ratios = {
+            c: med("get", c, f"{name} get us") / med("get", c, f"{name} pread us")
+            for c in ("zms", *PEERS)
+            if ("get", c) in results
+        }
         size = med("get", "zms", f"{name} chunk bytes")
-        print(f"  get {name:6} ({size / 1e3:.0f} kB) zms get / bare pread = {ratio:.2f}  (<= 3)")
+        peers = ", ".join(f"{c} {r:.1f}" for c, r in ratios.items() if c != "zms")
+        print(
+            f"  get {name:6} ({size / 1e3:.0f} kB) zms get / bare pread = {ratios['zms']:.2f}"
+            f"  (<= 3){f'; peers: {peers}' if peers else ''}"
+        )
 
 
 if __name__ == "__main__":
