@@ -4,9 +4,10 @@
 the allow-list, checks each source against the fingerprint recorded when it
 was scanned, and reads:
 
-- **local files** with ``preadv`` on cached descriptors. A read whose bytes
-  are already in the page cache is served on the spot (``RWF_NOWAIT``, no
-  thread hop); any other read goes to a worker thread, off the event loop;
+- **local files** with ``pread`` on cached descriptors. A read of a file
+  already open whose bytes are in the page cache is served on the spot
+  (``preadv`` with ``RWF_NOWAIT``, no thread hop); any other read, and the
+  opening and checking of a file, goes to a worker thread, off the event loop;
 - **remote objects** (``s3://``, ``gs://``, ``az://``, ``https://`` …) through fsspec's
   asynchronous file systems on fsspec's I/O loop, with bounded concurrency,
   a timeout per attempt, and retries with backoff for transient failures.
