@@ -123,6 +123,25 @@ async def test_cached_bytes_are_read_without_a_thread(tmp_path, monkeypatch):
     np.testing.assert_array_equal(arr[:], data)
 
 
+async def test_files_are_opened_and_checked_off_the_event_loop(tmp_path, monkeypatch):
+    store, data, path = local_store(tmp_path)
+    path.read_bytes()  # in the page cache, but not yet opened by the store
+    opened_in = []
+    original = sources_module._open_readonly
+
+    def spy(lpath):
+        opened_in.append(threading.current_thread())
+        return original(lpath)
+
+    monkeypatch.setattr(sources_module, "_open_readonly", spy)
+    first = await store.get("v/c/0/0", PROTO)
+    again = await asyncio.gather(*(store.get(k, PROTO) for k in chunk_keys(24)))
+    assert len(opened_in) == 1  # opened once, then read from its open descriptor
+    assert opened_in[0] is not threading.current_thread()  # in a worker, not on the loop
+    assert first.to_bytes() == again[0].to_bytes()
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], data)
+
+
 async def test_a_file_system_that_cannot_tell_what_is_cached_is_read_in_threads(
     tmp_path, monkeypatch
 ):
