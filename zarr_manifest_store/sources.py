@@ -72,6 +72,25 @@ RETRY_BACKOFF = 0.1
 RETRY_BACKOFF_MAX = 5.0
 
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+
+
+def _preadv_nowait(fd: int, offset: int, length: int) -> np.ndarray | None:
+    """A new ``uint8`` array of the bytes if every one is in the page cache; None when one
+    is not or the file ends before; OSError otherwise (``EOPNOTSUPP`` where the file
+    system cannot tell). The Python twin of the compiled ``read_nowait``."""
+    buf = np.empty(length, np.uint8)
+    try:
+        got = os.preadv(fd, (buf,), offset, _RWF_NOWAIT)  # type: ignore[arg-type]
+    except BlockingIOError:
+        return None
+    return buf if got == length else None
+
+
+try:  # compiled (_speedups.c); absent when the package is built without a C compiler
+    from zarr_manifest_store._speedups import read_nowait as _read_nowait
+except ImportError:  # pragma: no cover
+    _read_nowait = _preadv_nowait
+
 _TRANSIENT_ERRNOS = {
     errno.EAGAIN,
     errno.EBUSY,
@@ -252,19 +271,20 @@ class _Descriptors:
         The read is done under the lock (it only copies from the page cache),
         so the descriptor cannot be closed under it and needs no user count.
         """
-        buf = np.empty(length, np.uint8)
-        with self.lock:
+        lock = self.lock
+        lock.acquire()  # not `with`: this is the whole of a cached read, and `with` costs more
+        try:
             desc = self._open.get(path)
             if desc is None or not desc.nowait:
                 return None
             self._open.move_to_end(path)
-            try:
-                got = os.preadv(desc.fd, (buf,), offset, _RWF_NOWAIT)  # type: ignore[arg-type]
-            except OSError as e:  # not cached (EAGAIN); errors are reported by a blocking read
-                if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
-                    desc.nowait = False  # this file system cannot tell: always read in a thread
-                return None
-        return buf if got == length else None
+            return _read_nowait(desc.fd, offset, length)
+        except OSError as e:  # errors are reported by the blocking read that follows
+            if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                desc.nowait = False  # this file system cannot tell: always read in a thread
+            return None
+        finally:
+            lock.release()
 
     def _hit(self, path: str) -> _Descriptor | None:
         """The open descriptor of ``path``, now in use by one more reader; None if closed."""

@@ -29,7 +29,7 @@ from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup, Node
-from zarr_manifest_store.manifest import INLINE, ChunkCoords, ChunkRef
+from zarr_manifest_store.manifest import INLINE, ChunkCoords, ChunkRef, Locator, resolve
 from zarr_manifest_store.sources import ByteData, Sources, Verify, VerifyReport, is_local
 
 __all__ = ["ManifestStore"]
@@ -104,7 +104,8 @@ class ManifestStore(Store):
             nodes.extend(root.walk())
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
-        self._served = {p: _ServedArray(a) for p, a in self._arrays.items()}
+        self._served = {p: _ServedArray(p, a) for p, a in self._arrays.items()}
+        self._located: dict[str, Locator] = {}  # compiled lookups of arrays read before
         if any(_is_rectilinear(a) for a in self._arrays.values()):
             # zarr-python parses the registered rectilinear grid only behind this flag; a
             # store that serves one turns it on, so that zarr and xarray can open it.
@@ -332,6 +333,10 @@ class ManifestStore(Store):
     ) -> tuple[str, int, int] | bytes | None:
         """What ``get(key, byte_range)`` returns: bytes held here, ``(path, offset, length)``
         to read from a source, or None for a key that is not in the store."""
+        if byte_range is None:
+            ref = resolve(self._located, key)  # a reference of an array read before, if compiled
+            if ref is not None:
+                return ref
         value = self._lookup(key)
         if value is None or byte_range is None:
             return value
@@ -351,6 +356,8 @@ class ManifestStore(Store):
             return None
         served, chunk_key = found
         self._record(served)
+        if served.wants_locator:
+            self._use_locator(served)
         return served.chunk(chunk_key)
 
     def _reads_locally(self, key: str) -> bool:
@@ -363,6 +370,14 @@ class ManifestStore(Store):
         if not served.recorded:
             self._sources.record(served.array.manifest.fingerprints)
             served.recorded = True
+
+    def _use_locator(self, served: _ServedArray) -> None:
+        """From now on, resolve the array's references through its compiled lookup (once its
+        manifest is in memory: a lazy one gets it when loaded)."""
+        locator = served.array.manifest.locator(served.prefix, served.separator)  # type: ignore[arg-type]
+        if locator is not None:
+            self._located[served.path] = locator
+            served.wants_locator = False
 
     def _array_of(self, key: str) -> tuple[_ServedArray, str] | None:
         """The array whose chunk ``key`` would name, and the chunk key within it.
@@ -421,21 +436,40 @@ class _ServedArray:
     longer than :data:`DECIMAL_TABLE_LENGTH`, goes through zarr's decoder and
     encoder. The grid is read on first use, so that a lazy manifest loads
     only when its array is read.
+
+    Once an array has been read, the store looks its default and v2 keys up
+    through a compiled :class:`~zarr_manifest_store.manifest.Locator` first
+    (when the package was built with it): the same answers, without Python
+    objects on the way. Anything it does not resolve to a reference comes here.
     """
 
-    __slots__ = ("_local", "_prefix", "_separator", "_tables", "array", "recorded")
+    __slots__ = (
+        "_local",
+        "_tables",
+        "array",
+        "path",
+        "prefix",
+        "recorded",
+        "separator",
+        "wants_locator",
+    )
 
-    def __init__(self, array: ManifestArray) -> None:
+    def __init__(self, path: str, array: ManifestArray) -> None:
+        self.path = path
         self.array = array
         self.recorded = False  # whether the sources know its fingerprints
         self._local: bool | None = None
         encoding = array.metadata.chunk_key_encoding
         kind = type(encoding)
-        self._separator: str | None = (
+        self.separator: str | None = (
             encoding.separator if kind in (DefaultChunkKeyEncoding, V2ChunkKeyEncoding) else None
         )
-        self._prefix = "c" + encoding.separator if kind is DefaultChunkKeyEncoding else ""
+        self.prefix = "c" + encoding.separator if kind is DefaultChunkKeyEncoding else ""
         self._tables: list[dict[str, int]] | None = None
+        # whether a compiled lookup could serve its keys and is not built yet
+        self.wants_locator = (
+            Locator is not None and self.separator is not None and array.metadata.ndim > 0
+        )
 
     @property
     def local(self) -> bool:
@@ -456,9 +490,9 @@ class _ServedArray:
             tables = self._tables = self._decimal_tables()
         if not tables:  # a 0-d array, an encoding of its own, or a very long grid
             return self._decode_generally(chunk_key)
-        if not chunk_key.startswith(self._prefix):
+        if not chunk_key.startswith(self.prefix):
             return None
-        parts = chunk_key[len(self._prefix) :].split(self._separator)
+        parts = chunk_key[len(self.prefix) :].split(self.separator)
         if len(parts) != len(tables):
             return None
         try:
@@ -468,7 +502,7 @@ class _ServedArray:
 
     def _decimal_tables(self) -> list[dict[str, int]]:
         grid = self.array.manifest.shape
-        if self._separator is None or not grid or max(grid) > DECIMAL_TABLE_LENGTH:
+        if self.separator is None or not grid or max(grid) > DECIMAL_TABLE_LENGTH:
             return []
         return [_decimals(n) for n in grid]
 
