@@ -90,25 +90,13 @@ def python_only(store: ManifestStore, monkeypatch: pytest.MonkeyPatch) -> Manife
         return store.with_read_only(True)
 
 
+ODD_DECIMALS = ["", "01", "00", "+1", "-0", " 1", "1 ", "\u0661", "1_0", "0x1", "1e1"]
+ODD_DECIMALS += ["99999999999999999999999", "1\udc80", "\x00"]  # huge, a lone surrogate, NUL
+
+
 def decimal_spellings() -> st.SearchStrategy[str]:
     canonical = st.integers(0, 14).map(str)
-    odd = st.sampled_from(
-        [
-            "",
-            "01",
-            "00",
-            "+1",
-            "-0",
-            " 1",
-            "1 ",
-            "\u0661",
-            "1_0",
-            "0x1",
-            "1e1",
-            "99999999999999999999999",
-        ]
-    )
-    return st.one_of(canonical, canonical, odd)
+    return st.one_of(canonical, canonical, st.sampled_from(ODD_DECIMALS))
 
 
 @st.composite
@@ -119,7 +107,9 @@ def keys(draw: st.DrawFn) -> str:
     prefix = draw(st.sampled_from([prefix, prefix, "c/", "c.", "", "C/"]))
     separator = draw(st.sampled_from([separator, separator, separator, "/", "."]))
     parts = draw(st.lists(decimal_spellings(), min_size=0, max_size=4))
-    array = draw(st.sampled_from([ARRAY_PATHS[i], ARRAY_PATHS[i], "g", "g/h", "nothing"]))
+    array = draw(
+        st.sampled_from([ARRAY_PATHS[i], ARRAY_PATHS[i], "g", "g/h", "g\udc80", "nothing"])
+    )
     return f"{array}/{prefix}{separator.join(parts)}"
 
 

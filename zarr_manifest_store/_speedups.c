@@ -275,7 +275,11 @@ resolve(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t n;
     const char *s = PyUnicode_AsUTF8AndSize(key, &n);
     if (s == NULL) {
-        return NULL;
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+            return NULL;
+        }
+        PyErr_Clear();  /* a lone surrogate: no chunk key has one, Python answers it */
+        Py_RETURN_NONE;
     }
     /* The array is the first node path that prefixes key at a '/' (the root first);
        arrays have no children, so at most one can match. */
