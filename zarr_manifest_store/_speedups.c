@@ -193,10 +193,10 @@ static PyObject *
 locate(const Locator *self, const char *s, Py_ssize_t n)
 {
     Py_ssize_t coords[MAX_DIMS];
-    const char *p = s + self->prefix_len, *end = s + n;
     if (n < self->prefix_len || memcmp(s, self->prefix_utf8, self->prefix_len) != 0) {
         Py_RETURN_NONE;
     }
+    const char *p = s + self->prefix_len, *end = s + n;
     for (int d = 0; d < self->ndim; d++) {
         if (d > 0) {
             if (p == end || *p != self->separator) {

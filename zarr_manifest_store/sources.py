@@ -73,24 +73,6 @@ RETRY_BACKOFF_MAX = 5.0
 
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
-
-def _preadv_nowait(fd: int, offset: int, length: int) -> np.ndarray | None:
-    """A new ``uint8`` array of the bytes if every one is in the page cache; None when one
-    is not or the file ends before; OSError otherwise (``EOPNOTSUPP`` where the file
-    system cannot tell). The Python twin of the compiled ``read_nowait``."""
-    buf = np.empty(length, np.uint8)
-    try:
-        got = os.preadv(fd, (buf,), offset, _RWF_NOWAIT)  # type: ignore[arg-type]
-    except BlockingIOError:
-        return None
-    return buf if got == length else None
-
-
-try:  # compiled (_speedups.c); absent when the package is built without a C compiler
-    from zarr_manifest_store._speedups import read_nowait as _read_nowait
-except ImportError:  # pragma: no cover
-    _read_nowait = _preadv_nowait
-
 _TRANSIENT_ERRNOS = {
     errno.EAGAIN,
     errno.EBUSY,
@@ -207,6 +189,24 @@ class VerifyReport:
 
 
 # ---------------------------------------------------------------------- local descriptors
+
+
+def _preadv_nowait(fd: int, offset: int, length: int) -> np.ndarray | None:
+    """A new ``uint8`` array of the bytes if every one is in the page cache; None when one
+    is not or the file ends before; OSError otherwise (``EOPNOTSUPP`` where the file
+    system cannot tell). The Python twin of the compiled ``read_nowait``."""
+    buf = np.empty(length, np.uint8)
+    try:
+        got = os.preadv(fd, (buf,), offset, _RWF_NOWAIT)  # type: ignore[arg-type]
+    except BlockingIOError:
+        return None
+    return buf if got == length else None
+
+
+try:  # compiled (_speedups.c); absent when the package is built without a C compiler
+    from zarr_manifest_store._speedups import read_nowait as _read_nowait
+except ImportError:  # pragma: no cover
+    _read_nowait = _preadv_nowait
 
 
 class _Descriptor:
