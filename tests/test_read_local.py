@@ -158,7 +158,7 @@ async def test_a_file_system_that_cannot_tell_what_is_cached_is_read_in_threads(
         attempts.append(fd)
         raise OSError(errno.EOPNOTSUPP, "RWF_NOWAIT is not supported here")
 
-    monkeypatch.setattr(sources_module, "_read_nowait", unsupported)
+    monkeypatch.setattr(sources_module, "_preadv_nowait", unsupported)
     preads = count_calls(monkeypatch, os, "pread", reads_of(path))
     for _ in range(2):
         values = await asyncio.gather(*(store.get(k, PROTO) for k in chunk_keys(24)))

@@ -21,16 +21,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-try:  # chunk keys to byte ranges, compiled (_speedups.c); absent when built without a C compiler
-    from zarr_manifest_store._speedups import Locator, resolve
-except ImportError:  # pragma: no cover - every key is then looked up in Python
-    Locator = None  # type: ignore[assignment,misc]
-
-    def resolve(locators: Mapping[str, Any], key: str) -> tuple[str, int, int] | None:
-        """Without the compiled module there are no locators: no key is resolved here."""
-        return None
-
-
 MISSING = 0xFFFF_FFFF
 """Path-index value of a chunk that has no bytes: Zarr returns the fill value."""
 INLINE = 0xFFFF_FFFE
@@ -286,18 +276,6 @@ class ChunkManifest:
         if i < INLINE:
             return ChunkRef(self._paths[i], self._offsets.item(coords), self._lengths.item(coords))
         return self._inline[tuple(coords)] if i == INLINE else None
-
-    def locator(self, prefix: str, separator: str) -> Locator | None:
-        """A compiled lookup of the references by chunk key, for :func:`resolve`; None
-        without the compiled module, or for a 0-d grid.
-
-        The keys it knows are ``prefix`` and then each coordinate in canonical
-        decimal, joined by ``separator`` (zarr's default and v2 encodings). It
-        shares this manifest's arrays: nothing is copied.
-        """
-        if Locator is None or not self._index.ndim:
-            return None
-        return Locator(prefix, separator, self._paths, self._index, self._offsets, self._lengths)
 
     def items(self) -> Iterator[tuple[ChunkCoords, ChunkRef | bytes]]:
         """Every present chunk, in C order of the grid."""

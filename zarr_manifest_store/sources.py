@@ -194,19 +194,13 @@ class VerifyReport:
 def _preadv_nowait(fd: int, offset: int, length: int) -> np.ndarray | None:
     """A new ``uint8`` array of the bytes if every one is in the page cache; None when one
     is not or the file ends before; OSError otherwise (``EOPNOTSUPP`` where the file
-    system cannot tell). The Python twin of the compiled ``read_nowait``."""
+    system cannot tell)."""
     buf = np.empty(length, np.uint8)
     try:
         got = os.preadv(fd, (buf,), offset, _RWF_NOWAIT)  # type: ignore[arg-type]
     except BlockingIOError:
         return None
     return buf if got == length else None
-
-
-try:  # compiled (_speedups.c); absent when the package is built without a C compiler
-    from zarr_manifest_store._speedups import read_nowait as _read_nowait
-except ImportError:  # pragma: no cover
-    _read_nowait = _preadv_nowait
 
 
 class _Descriptor:
@@ -278,7 +272,7 @@ class _Descriptors:
             if desc is None or not desc.nowait:
                 return None
             self._open.move_to_end(path)
-            return _read_nowait(desc.fd, offset, length)
+            return _preadv_nowait(desc.fd, offset, length)
         except OSError as e:  # errors are reported by the blocking read that follows
             if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
                 desc.nowait = False  # this file system cannot tell: always read in a thread

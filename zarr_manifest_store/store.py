@@ -29,7 +29,7 @@ from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup, Node
-from zarr_manifest_store.manifest import INLINE, ChunkCoords, ChunkRef, Locator, resolve
+from zarr_manifest_store.manifest import INLINE, ChunkCoords, ChunkRef
 from zarr_manifest_store.sources import ByteData, Sources, Verify, VerifyReport, is_local
 
 __all__ = ["ManifestStore"]
@@ -105,7 +105,6 @@ class ManifestStore(Store):
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
         self._served = {p: _ServedArray(p, a) for p, a in self._arrays.items()}
-        self._located: dict[str, Locator] = {}  # compiled lookups of arrays read before
         if any(_is_rectilinear(a) for a in self._arrays.values()):
             # zarr-python parses the registered rectilinear grid only behind this flag; a
             # store that serves one turns it on, so that zarr and xarray can open it.
@@ -333,10 +332,6 @@ class ManifestStore(Store):
     ) -> tuple[str, int, int] | bytes | None:
         """What ``get(key, byte_range)`` returns: bytes held here, ``(path, offset, length)``
         to read from a source, or None for a key that is not in the store."""
-        if byte_range is None:
-            ref = resolve(self._located, key)  # a reference of an array read before, if compiled
-            if ref is not None:
-                return ref
         value = self._lookup(key)
         if value is None or byte_range is None:
             return value
@@ -356,8 +351,6 @@ class ManifestStore(Store):
             return None
         served, chunk_key = found
         self._record(served)
-        if served.wants_locator:
-            self._use_locator(served)
         return served.chunk(chunk_key)
 
     def _reads_locally(self, key: str) -> bool:
@@ -370,14 +363,6 @@ class ManifestStore(Store):
         if not served.recorded:
             self._sources.record(served.array.manifest.fingerprints)
             served.recorded = True
-
-    def _use_locator(self, served: _ServedArray) -> None:
-        """From now on, resolve the array's references through its compiled lookup (once its
-        manifest is in memory: a lazy one gets it when loaded)."""
-        locator = served.array.manifest.locator(served.prefix, served.separator)  # type: ignore[arg-type]
-        if locator is not None:
-            self._located[served.path] = locator
-            served.wants_locator = False
 
     def _array_of(self, key: str) -> tuple[_ServedArray, str] | None:
         """The array whose chunk ``key`` would name, and the chunk key within it.
@@ -436,11 +421,6 @@ class _ServedArray:
     longer than :data:`DECIMAL_TABLE_LENGTH`, goes through zarr's decoder and
     encoder. The grid is read on first use, so that a lazy manifest loads
     only when its array is read.
-
-    Once an array has been read, the store looks its default and v2 keys up
-    through a compiled :class:`~zarr_manifest_store.manifest.Locator` first
-    (when the package was built with it): the same answers, without Python
-    objects on the way. Anything it does not resolve to a reference comes here.
     """
 
     __slots__ = (
@@ -451,7 +431,6 @@ class _ServedArray:
         "prefix",
         "recorded",
         "separator",
-        "wants_locator",
     )
 
     def __init__(self, path: str, array: ManifestArray) -> None:
@@ -466,10 +445,6 @@ class _ServedArray:
         )
         self.prefix = "c" + encoding.separator if kind is DefaultChunkKeyEncoding else ""
         self._tables: list[dict[str, int]] | None = None
-        # whether a compiled lookup could serve its keys and is not built yet
-        self.wants_locator = (
-            Locator is not None and self.separator is not None and array.metadata.ndim > 0
-        )
 
     @property
     def local(self) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from zarr_manifest_store.manifest import ChunkCoords, ChunkManifest, ChunkRef, Fingerprint, Locator
+from zarr_manifest_store.manifest import ChunkCoords, ChunkManifest, ChunkRef, Fingerprint
 
 __all__ = ["LazyChunkManifest", "ManifestLoader"]
 
@@ -126,11 +126,6 @@ class LazyChunkManifest(ChunkManifest):
                 if block is None:
                     block = self._blocks[index] = self._loader.block(index)
         return block.get(local)
-
-    def locator(self, prefix: str, separator: str) -> Locator | None:
-        """A compiled lookup, once the whole manifest is in memory (None until then:
-        building one would load it all, where a read needs one block)."""
-        return super().locator(prefix, separator) if self.loaded else None
 
     def load(self) -> LazyChunkManifest:
         """Read the whole manifest now (it is otherwise read when first needed); returns self."""
