@@ -13,8 +13,8 @@ import numpy as np
 from helpers import GZIP_SHUFFLE_CODECS, array_metadata, hdf5_chunk_manifest
 
 from zarr_manifest_store import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import Fingerprint
-from zarr_manifest_store.sources import Sources
 
 ROWS, COLS, CHUNK_ROWS = 48, 50, 2
 """Every test source: a (48, 50) float32 dataset 'v' in 24 chunks of (2, 50), gzip + shuffle."""

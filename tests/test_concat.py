@@ -16,7 +16,8 @@ import zarr
 from helpers import array_metadata, hdf5_chunk_manifest
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.concat import check_cf_attributes, concat_manifests
+from zarr_manifest_store.cf import check_cf_attributes
+from zarr_manifest_store.concat import concat_manifests
 from zarr_manifest_store.manifest import Fingerprint
 
 RECTILINEAR = {"array.rectilinear_chunks": True}

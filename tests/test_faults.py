@@ -12,7 +12,8 @@ from read_fixtures import count_calls, local_store, manifest_for, store_over, wr
 from zarr.core.buffer import default_buffer_prototype
 
 import zarr_manifest_store as zms
-from zarr_manifest_store import sources as sources_module
+from zarr_manifest_store.io import sources as sources_module
+from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import Fingerprint
 
 PROTO = default_buffer_prototype()
@@ -66,7 +67,7 @@ def test_changed_source_is_refused_on_first_use(tmp_path):
 
 
 def test_first_use_checks_once_and_always_checks_every_read(tmp_path, monkeypatch):
-    calls = count_calls(monkeypatch, zms.sources.Sources, "_check")
+    calls = count_calls(monkeypatch, Sources, "_check")
 
     def checks(path) -> int:  # of this test's source: other tests' stragglers may still run
         return sum(1 for _, checked, _ in calls if checked == str(path))
@@ -97,7 +98,7 @@ def test_replaced_file_is_caught_when_its_descriptor_is_reopened(tmp_path, monke
     data = write_source(a)
     write_source(b)  # the same layout and values
     m = manifest_for(a)
-    fps = {str(p): zms.sources.Sources().fingerprint(str(p)) for p in (a, b)}
+    fps = {str(p): Sources().fingerprint(str(p)) for p in (a, b)}
     alternating = zms.ChunkManifest(
         paths=[str(a), str(b)],
         path_index=(np.arange(24, dtype=np.uint32) % 2).reshape(24, 1),
@@ -133,7 +134,7 @@ def test_verify_reports_every_source(tmp_path):
     paths = {name: tmp_path / f"{name}.h5" for name in ("ok", "changed", "short", "gone", "bare")}
     for p in paths.values():
         write_source(p)
-    fps = {name: zms.sources.Sources().fingerprint(str(p)) for name, p in paths.items()}
+    fps = {name: Sources().fingerprint(str(p)) for name, p in paths.items()}
     outside = tmp_path / "outside"
     outside.mkdir()
     shutil.copy(paths["ok"], outside / "ok.h5")

@@ -13,7 +13,7 @@ from read_fixtures import manifest_for, store_over, write_source
 from zarr.core.buffer import default_buffer_prototype
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.sources import Sources
+from zarr_manifest_store.io.sources import Sources
 
 PROTO = default_buffer_prototype()
 

@@ -15,8 +15,8 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.dtype import Float32
 
 from zarr_manifest_store import pipeline
+from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.pipeline import ManifestCodecPipeline, _SizedZlib
-from zarr_manifest_store.sources import Sources
 
 
 def pipeline_of(array: zarr.Array) -> object:

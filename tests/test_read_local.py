@@ -28,8 +28,8 @@ from zarr.abc.store import RangeByteRequest
 from zarr.core.buffer import default_buffer_prototype
 
 from zarr_manifest_store import ChunkManifest, ManifestArray, ManifestStore
-from zarr_manifest_store import sources as sources_module
-from zarr_manifest_store.sources import Sources, coalesce
+from zarr_manifest_store.io import sources as sources_module
+from zarr_manifest_store.io.sources import Sources, coalesce
 
 PROTO = default_buffer_prototype()
 

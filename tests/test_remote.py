@@ -16,7 +16,7 @@ import zarr
 from read_fixtures import CHUNK_ROWS, manifest_for, store_over, write_source
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.sources import Sources
+from zarr_manifest_store.io.sources import Sources
 
 
 @dataclass

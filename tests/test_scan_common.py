@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from xarray.backends.zarr import FillValueCoder
 
-from zarr_manifest_store.scan.common import fill_value_attribute, json_attribute, source_path
+from zarr_manifest_store.cf import fill_value_attribute, json_attribute
+from zarr_manifest_store.io.paths import source_path
 
 
 @pytest.mark.parametrize(

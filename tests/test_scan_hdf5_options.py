@@ -15,7 +15,7 @@ from hdf5_corpus import CASES
 from helpers import hdf5_chunk_manifest
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.sources import Sources
+from zarr_manifest_store.io.sources import Sources
 
 pytestmark = pytest.mark.filterwarnings("ignore::zarr.errors.UnstableSpecificationWarning")
 

@@ -18,8 +18,8 @@ from zarr_manifest_store import (
     ManifestGroup,
     ManifestStore,
 )
-from zarr_manifest_store import sources as sources_module
 from zarr_manifest_store import store as store_module
+from zarr_manifest_store.io import sources as sources_module
 from zarr_manifest_store.manifest import INLINE, MISSING
 
 ENCODINGS = {

@@ -15,7 +15,7 @@ import xarray as xr
 from xarray_files import daily_files
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.sources import Sources
+from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.xarray import read_values
 
 

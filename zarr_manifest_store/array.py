@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.core.metadata.v3 import ArrayV3Metadata
 
+from zarr_manifest_store._zarr import ArrayV3Metadata
 from zarr_manifest_store.manifest import ChunkManifest
 
 __all__ = ["ManifestArray", "chunk_sizes", "parse_array_metadata"]

@@ -32,10 +32,10 @@ import fsspec
 import numpy as np
 
 from zarr_manifest_store.array import ManifestArray
-from zarr_manifest_store.document.location import Location, options_for
+from zarr_manifest_store.document.location import Location
 from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.io.paths import in_scheme_of, is_plain_path, options_for
 from zarr_manifest_store.manifest import INLINE
-from zarr_manifest_store.sources import in_scheme_of, is_local
 from zarr_manifest_store.store import ManifestStore
 
 __all__ = ["DocumentSummary", "main", "make_parser", "summarize"]
@@ -496,7 +496,7 @@ def _expand(patterns: Sequence[str], storage_options: Mapping[str, Any] | None) 
         if not glob.has_magic(pattern):
             paths.append(pattern)
             continue
-        if is_local(pattern) and "://" not in pattern:
+        if is_plain_path(pattern):
             found = sorted(glob.glob(os.path.expanduser(pattern)))
         else:
             fs, _ = fsspec.core.url_to_fs(pattern, **options_for(pattern, storage_options))
@@ -816,7 +816,7 @@ def _count(n: int, noun: str) -> str:
 
 def _prefix(paths: Sequence[str]) -> str:
     """The folder (or URL prefix) that holds every one of ``paths``."""
-    if all(is_local(p) and "://" not in p for p in paths):
+    if all(is_plain_path(p) for p in paths):
         return os.path.commonpath([os.path.dirname(p) for p in paths]) + os.sep
     folders = [p[: p.rfind("/") + 1] for p in paths]
     common = folders[0]

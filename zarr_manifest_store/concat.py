@@ -18,34 +18,29 @@ decoded at the wrong size.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import math
-import struct
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from itertools import accumulate, product
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-import zarr
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 from zarr.codecs import BytesCodec
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.metadata.v3 import ArrayV3Metadata
-from zarr.storage import MemoryStore
 
+from zarr_manifest_store._zarr import ArrayV3Metadata
 from zarr_manifest_store.array import ManifestArray
-from zarr_manifest_store.errors import SourceChangedError, UnsupportedDatasetError
+from zarr_manifest_store.cf import check_cf_attributes
+from zarr_manifest_store.codecs import decode_chunk, encode_chunk
+from zarr_manifest_store.errors import UnsupportedDatasetError
+from zarr_manifest_store.io.fingerprints import check_unchanged, merge_fingerprints
+from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import INLINE, ChunkManifest, ChunkRef, Fingerprint
-from zarr_manifest_store.scan.common import json_attribute
-from zarr_manifest_store.sources import Sources
 
 __all__ = [
-    "CF_ATTRIBUTES",
     "HANDLED_FUNCTIONS",
     "broadcast_to",
-    "check_cf_attributes",
     "concat",
     "concat_manifests",
     "describe_sources",
@@ -59,17 +54,6 @@ __all__ = [
 EdgeChunks = Literal["refuse", "inline"]
 Edges = tuple[tuple[int, ...], ...]
 """The chunk sizes along each dimension (the last one may overhang the array's end)."""
-
-CF_ATTRIBUTES = (
-    "scale_factor",
-    "add_offset",
-    "_FillValue",
-    "missing_value",
-    "_Unsigned",
-    "units",
-    "calendar",
-)
-"""Attributes that change how stored values decode: inputs must agree on them to be combined."""
 
 HANDLED_FUNCTIONS: dict[Callable[..., Any], Callable[..., Any]] = {}
 """The NumPy functions ManifestArray implements (NEP 18), by function."""
@@ -85,8 +69,6 @@ _ENCODE_ONLY = {
     "numcodecs.blosc": {"clevel"},
 }
 """Codec settings that only steer compression: chunks written with any value decode alike."""
-
-_ABSENT = object()
 
 _EDGE_OPTIONS: ContextVar[tuple[EdgeChunks, Mapping[str, Any] | None]] = ContextVar(
     "edge_chunks", default=("refuse", None)
@@ -346,7 +328,7 @@ def concat_manifests(manifests: Sequence[ChunkManifest], axis: int = 0) -> Chunk
         offsets=np.concatenate([m.offsets for m in manifests], axis=axis),
         lengths=np.concatenate([m.lengths for m in manifests], axis=axis),
         inline=inline,
-        fingerprints=_merge_fingerprints(manifests),
+        fingerprints=merge_fingerprints(manifests),
     )
 
 
@@ -371,46 +353,6 @@ def edge_chunks(
         yield
     finally:
         _EDGE_OPTIONS.reset(token)
-
-
-def check_cf_attributes(
-    attributes: Sequence[Mapping[str, Any]],
-    sources: Sequence[str],
-    *,
-    names: Iterable[str] = CF_ATTRIBUTES,
-    variable: str | None = None,
-) -> None:
-    """Raise ``ValueError`` if the inputs disagree on an attribute that changes how values decode.
-
-    Combined arrays are decoded with one set of attributes, so inputs packed
-    with different ``scale_factor`` / ``add_offset`` / ``_FillValue`` /
-    ``missing_value``, or (while values are still encoded) different ``units`` /
-    ``calendar``, would silently turn into wrong numbers. ``sources`` names each
-    input in the error; ``variable`` names the variable.
-
-    >>> check_cf_attributes([{"scale_factor": 0.1}, {"scale_factor": 0.2}], ["a.nc", "b.nc"])
-    ... # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: cannot combine the inputs: attribute 'scale_factor' is 0.1 in a.nc but 0.2 in b.nc; ...
-    """
-    if len(attributes) != len(sources):
-        raise ValueError(f"{len(attributes)} attribute mappings but {len(sources)} sources")
-    names = tuple(names)
-    raw = [{k: json_attribute(attrs[k]) for k in names if k in attrs} for attrs in attributes]
-    if all(r == raw[0] for r in raw[1:]):
-        return
-    what = f"variable {variable!r}" if variable else "the inputs"
-    for name in names:
-        values = [_attribute(attrs, name) for attrs in attributes]
-        for src, value in zip(sources[1:], values[1:], strict=True):
-            if not _same(values[0], value):
-                raise ValueError(
-                    f"cannot combine {what}: attribute {name!r} is {_show(values[0])} in "
-                    f"{sources[0]} but {_show(value)} in {src}; combined, every value would be "
-                    f"decoded with one {name!r}. Decode each input before combining (load the "
-                    f"variable), or rewrite the files with one {name!r}"
-                )
 
 
 def describe_sources(manifest: ChunkManifest) -> str:
@@ -595,31 +537,6 @@ def _encoding(metadata: ArrayV3Metadata) -> dict[str, Any]:
 
 def _show_edges(edges: tuple[int, ...]) -> str:
     return f"size {edges[0]}" if len(set(edges)) == 1 else f"sizes {list(edges)}"
-
-
-def _attribute(attrs: Mapping[str, Any], name: str) -> Any:
-    """An attribute as comparable plain data: base64 float fill values decoded, numpy unwrapped."""
-    if name not in attrs:
-        return _ABSENT
-    value = json_attribute(attrs[name])
-    if name in ("_FillValue", "missing_value") and isinstance(value, str) and len(value) == 12:
-        try:
-            return struct.unpack("<d", base64.b64decode(value, validate=True))[0]
-        except (ValueError, struct.error):
-            pass
-    return value
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(map(_same, a, b))
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a is b if a is _ABSENT or b is _ABSENT else bool(a == b)
-
-
-def _show(value: Any) -> str:
-    return "absent" if value is _ABSENT else repr(value)
 
 
 def _common_names(arrays: Sequence[ManifestArray]) -> tuple[str | None, ...] | None:
@@ -819,19 +736,6 @@ def _remap(index: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return out
 
 
-def _merge_fingerprints(manifests: Iterable[ChunkManifest]) -> dict[str, Fingerprint]:
-    merged: dict[str, Fingerprint] = {}
-    for m in manifests:
-        for path, fp in m.fingerprints.items():
-            known = merged.setdefault(path, fp)
-            if known != fp:
-                raise SourceChangedError(
-                    f"source {path!r} was scanned twice with different fingerprints "
-                    f"({known} and {fp}): it changed between the scans; scan it again"
-                )
-    return merged
-
-
 def _shifted(coords: tuple[int, ...], axis: int, by: int) -> tuple[int, ...]:
     return (*coords[:axis], coords[axis] + by, *coords[axis + 1 :])
 
@@ -904,19 +808,9 @@ class _EdgeReader:
         if self._sources is None:
             self._sources = Sources(self._storage_options)
         if recorded is not None and ref.path not in self._checked:
-            _check_unchanged(ref.path, recorded, self._sources.fingerprint(ref.path))
+            check_unchanged(ref.path, recorded, self._sources.fingerprint(ref.path))
             self._checked.add(ref.path)
         return self._sources.read_sync(ref.path, ref.offset, ref.length)
-
-
-def _check_unchanged(path: str, recorded: Fingerprint, now: Fingerprint) -> None:
-    for field in Fingerprint._fields:
-        then, current = getattr(recorded, field), getattr(now, field)
-        if then is not None and current is not None and then != current:
-            raise SourceChangedError(
-                f"source {path!r} changed since it was scanned ({field} {then!r} -> {current!r}); "
-                "scan it again"
-            )
 
 
 def _exact_last_chunk(
@@ -1041,42 +935,10 @@ def _recode(
     """Decode a chunk stored with ``buffer`` shape, keep ``true`` elements along ``axis``, re-encode."""
     crop = tuple(slice(0, true) if k == axis else slice(None) for k in range(len(buffer)))
     try:
-        values = _single_chunk(metadata, buffer, raw)[crop]
-        return _single_chunk_bytes(metadata, values)
+        values = decode_chunk(metadata, raw, buffer)[crop]
+        return encode_chunk(metadata, values.shape, values)
     except (ValueError, TypeError, NotImplementedError, RuntimeError) as e:
         raise UnsupportedDatasetError(
             f"cannot re-encode an edge chunk of {buffer} elements with codecs "
             f"{[c.to_dict() for c in metadata.codecs]}: {e}"
         ) from e
-
-
-def _single_chunk_doc(metadata: ArrayV3Metadata, shape: tuple[int, ...]) -> ArrayV3Metadata:
-    doc = metadata.to_dict()
-    doc.update(
-        shape=list(shape),
-        chunk_grid={"name": "regular", "configuration": {"chunk_shape": list(shape)}},
-        attributes={},
-        dimension_names=None,
-    )
-    return ArrayV3Metadata.from_dict(doc)
-
-
-def _single_chunk(metadata: ArrayV3Metadata, shape: tuple[int, ...], raw: bytes) -> np.ndarray:
-    meta = _single_chunk_doc(metadata, shape)
-    proto = default_buffer_prototype()
-    store = MemoryStore(
-        {
-            "zarr.json": meta.to_buffer_dict(proto)["zarr.json"],
-            meta.encode_chunk_key((0,) * len(shape)): proto.buffer.from_bytes(raw),
-        }
-    )
-    return np.asarray(zarr.open_array(store, mode="r")[...])
-
-
-def _single_chunk_bytes(metadata: ArrayV3Metadata, values: np.ndarray) -> bytes:
-    meta = _single_chunk_doc(metadata, values.shape)
-    proto = default_buffer_prototype()
-    store = MemoryStore({"zarr.json": meta.to_buffer_dict(proto)["zarr.json"]})
-    target = zarr.open_array(store, mode="r+", config={"write_empty_chunks": True})
-    target[...] = values
-    return store._store_dict[meta.encode_chunk_key((0,) * values.ndim)].to_bytes()

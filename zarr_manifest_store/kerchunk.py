@@ -26,20 +26,18 @@ from typing import Any, Literal
 import msgspec
 import numcodecs
 import numpy as np
-import zarr
 from zarr.codecs import BytesCodec, TransposeCodec
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.dtype import get_data_type_from_native_dtype
-from zarr.core.metadata.v2 import ArrayV2Metadata
-from zarr.core.metadata.v3 import ArrayV3Metadata
+from zarr.dtype import parse_dtype
 from zarr.errors import UnknownCodecError
 from zarr.registry import get_codec_class
 
+from zarr_manifest_store._zarr import ArrayV2Metadata, ArrayV3Metadata
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.cf import fill_value_attribute
+from zarr_manifest_store.codecs import encode_chunk
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.manifest import INLINE, MISSING
-from zarr_manifest_store.scan.common import fill_value_attribute
 from zarr_manifest_store.store import ManifestStore
 
 __all__ = ["to_kerchunk", "v2_to_v3", "v3_to_v2"]
@@ -147,7 +145,7 @@ def v3_to_v2(
     native = meta.dtype.to_native_dtype()
     if endian is not None and native.itemsize > 1 and native.kind not in "SUVO":
         native = native.newbyteorder(">" if endian == "big" else "<")
-    dtype = get_data_type_from_native_dtype(native)
+    dtype = parse_dtype(native, zarr_format=3)
     attributes = dict(meta.attributes)
     cf_fill = _decode_fill_attribute(name, attributes.pop("_FillValue", None), native)
     fill = cf_fill
@@ -265,13 +263,7 @@ def _same_fill(a: Any, b: Any) -> bool:
 def _encoded_fill_chunk(name: str, meta: ArrayV3Metadata) -> bytes:
     """One chunk of the v3 fill value, encoded with the array's codecs (for missing chunks)."""
     chunk_shape = meta.chunk_grid.to_dict()["configuration"]["chunk_shape"]  # type: ignore[index]
-    single = meta.to_dict() | {"shape": list(chunk_shape), "attributes": {}}
-    document = ArrayV3Metadata.from_dict(single).to_buffer_dict(default_buffer_prototype())
-    store = zarr.storage.MemoryStore(store_dict=dict(document))
-    array = zarr.open_array(store, mode="r+", config={"write_empty_chunks": True})
-    array[...] = meta.fill_value
-    key = meta.chunk_key_encoding.encode_chunk_key((0,) * len(chunk_shape))
-    data = store._store_dict[key].to_bytes()
+    data = encode_chunk(meta, tuple(chunk_shape), meta.fill_value)
     if len(data) > MAX_FILL_CHUNK:
         raise UnsupportedDatasetError(
             f"array {name!r} has missing chunks that Zarr v3 fills with {meta.fill_value!r}, but "

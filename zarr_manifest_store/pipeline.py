@@ -30,28 +30,32 @@ import zlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Self
 
+from zarr import config
+from zarr.abc.buffer import Buffer
 from zarr.abc.codec import Codec, CodecPipeline
+from zarr.buffer import default_buffer_prototype
 from zarr.codecs.numcodecs import Zlib
-from zarr.core.array_spec import ArrayConfig, ArraySpec
-from zarr.core.buffer import Buffer, default_buffer_prototype
-from zarr.core.chunk_utils import ChunkTransform, decode_and_scatter_chunk
-from zarr.core.codec_pipeline import (
-    BatchedCodecPipeline,
-    FusedCodecPipeline,
-    _async_read_fallback,
-)
-from zarr.core.config import config
-from zarr.core.metadata.v3 import ArrayV3Metadata, RegularChunkGridMetadata
 from zarr.registry import register_pipeline
 from zarr.storage import StorePath
 
+from zarr_manifest_store._zarr import (
+    ArrayConfig,
+    ArraySpec,
+    ArrayV3Metadata,
+    BatchedCodecPipeline,
+    ChunkTransform,
+    FusedCodecPipeline,
+    RegularChunkGridMetadata,
+    async_read_fallback,
+    decode_and_scatter_chunk,
+)
 from zarr_manifest_store.store import ManifestStore
 
 if TYPE_CHECKING:
+    from zarr.abc.buffer import NDBuffer
     from zarr.abc.store import ByteGetter, Store
-    from zarr.core.buffer import NDBuffer
-    from zarr.core.indexing import SelectorTuple
-    from zarr.core.metadata import ArrayMetadata
+
+    from zarr_manifest_store._zarr import ArrayMetadata, SelectorTuple
 
 __all__ = ["ManifestCodecPipeline", "ManifestStorePipelines", "install"]
 
@@ -94,7 +98,7 @@ class ManifestCodecPipeline(FusedCodecPipeline):
             # One blocking request per pool worker would serialise remote reads; fetched
             # concurrently, the store gathers and coalesces them, and each chunk is
             # decoded in the pool as it arrives.
-            return await _async_read_fallback(self, batch, out, drop_axes)
+            return await async_read_fallback(self, batch, out, drop_axes)
         return await super().read(batch, out, drop_axes)
 
 

@@ -16,6 +16,7 @@ from typing import Any, Self
 
 import numpy as np
 import zarr
+from zarr.abc.buffer import Buffer, BufferPrototype
 from zarr.abc.store import (
     ByteRequest,
     OffsetByteRequest,
@@ -23,14 +24,19 @@ from zarr.abc.store import (
     Store,
     SuffixByteRequest,
 )
-from zarr.core.buffer import Buffer, BufferPrototype, cpu, default_buffer_prototype
-from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding, V2ChunkKeyEncoding
-from zarr.core.group import ConsolidatedMetadata, GroupMetadata
+from zarr.buffer import cpu, default_buffer_prototype
 
+from zarr_manifest_store._zarr import (
+    ConsolidatedMetadata,
+    DefaultChunkKeyEncoding,
+    GroupMetadata,
+    V2ChunkKeyEncoding,
+)
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup, Node
+from zarr_manifest_store.io.paths import is_local
+from zarr_manifest_store.io.sources import ByteData, Sources, Verify, VerifyReport
 from zarr_manifest_store.manifest import INLINE, ChunkCoords, ChunkRef
-from zarr_manifest_store.sources import ByteData, Sources, Verify, VerifyReport, is_local
 
 __all__ = ["ManifestStore"]
 

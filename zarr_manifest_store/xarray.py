@@ -37,14 +37,17 @@ import zarr
 from xarray.backends import BackendEntrypoint
 from xarray.backends.zarr import FillValueCoder, ZarrBackendEntrypoint
 from zarr.codecs import BytesCodec
-from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.storage import MemoryStore, StorePath
 
+from zarr_manifest_store._zarr import ArrayV3Metadata
 from zarr_manifest_store.array import ManifestArray, chunk_sizes
-from zarr_manifest_store.concat import EdgeChunks, check_cf_attributes
+from zarr_manifest_store.cf import check_cf_attributes, fill_value_attribute, json_attribute
+from zarr_manifest_store.concat import EdgeChunks
 from zarr_manifest_store.concat import edge_chunks as edge_chunk_handling
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.io.paths import in_scheme_of, is_local, source_path
+from zarr_manifest_store.io.sources import ByteData, Sources, coalesce
 from zarr_manifest_store.manifest import (
     INLINE,
     MISSING,
@@ -54,8 +57,6 @@ from zarr_manifest_store.manifest import (
     Fingerprint,
 )
 from zarr_manifest_store.scan import scan
-from zarr_manifest_store.scan.common import fill_value_attribute, json_attribute, source_path
-from zarr_manifest_store.sources import ByteData, Sources, coalesce, in_scheme_of, is_local
 from zarr_manifest_store.store import ManifestStore
 
 __all__ = [
@@ -902,11 +903,12 @@ def _inline_arrays(variables: Mapping[Hashable, xr.Variable]) -> dict[str, Manif
         var = var.copy(deep=False)
         var.encoding = {k: v for k, v in var.encoding.items() if k not in _LAYOUT_ENCODING}
         cleaned[name] = var
-    store = MemoryStore()
+    contents: dict[str, Any] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. zarr's notes about codecs outside the v3 spec
-        xr.Dataset(cleaned).to_zarr(store, mode="w", zarr_format=3, consolidated=False)
-    contents = store._store_dict
+        xr.Dataset(cleaned).to_zarr(
+            MemoryStore(contents), mode="w", zarr_format=3, consolidated=False
+        )
     arrays = {}
     for name in variables:
         metadata = ArrayV3Metadata.from_dict(json.loads(contents[f"{name}/zarr.json"].to_bytes()))

@@ -20,6 +20,7 @@ from zarr_manifest_store.document import wire
 from zarr_manifest_store.document.columnar import ColumnarReader
 from zarr_manifest_store.document.location import Location, is_absolute
 from zarr_manifest_store.errors import ManifestError
+from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import (
     INLINE,
     MAX_END,
@@ -29,7 +30,6 @@ from zarr_manifest_store.manifest import (
     chunk_key,
     parse_chunk_key,
 )
-from zarr_manifest_store.sources import Sources
 
 
 class Resolver:

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 import fsspec
 
 from zarr_manifest_store.errors import ManifestError
-from zarr_manifest_store.sources import in_scheme_of, is_local, local_path
+from zarr_manifest_store.io.paths import in_scheme_of, is_local, local_path, options_for
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -29,16 +29,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def is_absolute(path: str) -> bool:
     """Whether a document path is absolute: a URL with a scheme, or a path from ``/``."""
     return path.startswith("/") or bool(_SCHEME.match(path))
-
-
-def options_for(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The fsspec options for ``url``: one dict for all, or the longest matching URL prefix's."""
-    options = dict(storage_options or {})
-    prefixed = {k: v for k, v in options.items() if "://" in k}
-    if not prefixed:
-        return options
-    best = max((k for k in prefixed if url.startswith(k)), key=len, default=None)
-    return dict(prefixed[best]) if best else {}
 
 
 class Location:

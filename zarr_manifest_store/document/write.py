@@ -13,14 +13,14 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 import zarr
-from zarr.core.group import GroupMetadata
 
+from zarr_manifest_store._zarr import GroupMetadata
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.document import columnar, wire
 from zarr_manifest_store.document.location import Location
 from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.io.paths import source_path
 from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest, chunk_key
-from zarr_manifest_store.sources import is_local
 from zarr_manifest_store.store import ManifestStore
 
 Encoding = Literal["auto", "json", "columnar"]
@@ -209,7 +209,7 @@ class _Writer:
 
     def _path(self, path: str) -> str:
         """How a source path is written in the document."""
-        absolute = os.path.abspath(path) if is_local(path) and "://" not in path else path
+        absolute = source_path(path)
         if self.paths == "absolute":
             return absolute
         relative = self.location.relative(absolute)

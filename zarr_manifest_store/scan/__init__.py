@@ -16,7 +16,7 @@ import fsspec
 
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.sources import is_local, local_path
+from zarr_manifest_store.io.paths import is_local, local_path
 
 __all__ = ["scan", "sniff"]
 

@@ -2,89 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import math
-import os
-import struct
 import warnings
-from typing import Any, Literal
-
-import numpy as np
+from typing import Literal
 
 from zarr_manifest_store.errors import UnsupportedDatasetError
-from zarr_manifest_store.sources import is_local
 
 __all__ = [
     "CONTIGUOUS_CHUNK_BYTES",
     "Refusals",
-    "fill_value_attribute",
-    "json_attribute",
     "rows_per_chunk",
-    "source_path",
 ]
 
 CONTIGUOUS_CHUNK_BYTES = 8 * 2**20
 """Default target size of the chunks that large uncompressed contiguous data is split into."""
-
-
-def source_path(url: str | os.PathLike[str]) -> str:
-    """How a manifest names a source: local files by absolute path, anything else by its URL."""
-    url = os.fspath(url)
-    return os.path.abspath(url) if is_local(url) and "://" not in url else url
-
-
-def fill_value_attribute(value: Any, dtype: np.dtype) -> Any | None:
-    """A ``_FillValue`` attribute encoded the way xarray's Zarr v3 backend decodes it.
-
-    Floats are the base64 of a little-endian float64 (so NaN survives JSON),
-    complex numbers a pair of those, integers and booleans plain. For bytes and
-    text that backend has no decoding (it raises on opening), so the result is
-    None: the attribute is left out and the value lives only in the Zarr
-    ``fill_value``, which means such variables are not CF-masked.
-    """
-    kind = dtype.kind
-    if kind == "f":
-        return _b64_float(float(value))
-    if kind == "c":
-        value = complex(value)
-        return [_b64_float(value.real), _b64_float(value.imag)]
-    if kind in "iu":
-        return int(value)
-    if kind == "b":
-        return bool(value)
-    if kind in "SUOTV":
-        return None
-    raise ValueError(f"no _FillValue encoding for dtype {dtype}")
-
-
-def json_attribute(value: Any) -> Any:
-    """An HDF5 / netCDF attribute value as JSON: bytes decoded, numpy values as Python numbers.
-
-    One-element arrays become scalars (netCDF stores every attribute as an
-    array); NaN and infinities are kept, as zarr writes them.
-    """
-    if isinstance(value, bytes | np.bytes_):
-        return _text(bytes(value))
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind == "O" or value.dtype.kind in "SU":
-            items = [json_attribute(v) for v in value.ravel()]
-            return items[0] if len(items) == 1 else items
-        items = value.ravel().tolist()
-        return items[0] if value.size == 1 else items
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _b64_float(x: float) -> str:
-    return base64.standard_b64encode(struct.pack("<d", x)).decode()
-
-
-def _text(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 class Refusals:

@@ -34,26 +34,19 @@ from typing import Any, Literal
 
 import h5py
 import numpy as np
-import zarr
 from h5py import h5, h5a, h5d, h5f, h5i, h5l, h5o, h5p, h5s, h5t
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.dtype import ZDType, get_data_type_from_native_dtype
-from zarr.core.metadata.v3 import ArrayV3Metadata
-from zarr.storage import MemoryStore
+from zarr.dtype import ZDType, parse_dtype
 
+from zarr_manifest_store._zarr import ArrayV3Metadata
 from zarr_manifest_store.array import ManifestArray, parse_array_metadata
+from zarr_manifest_store.cf import fill_value_attribute, json_attribute
+from zarr_manifest_store.codecs import encode_chunk
 from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.io.paths import is_local, local_path, source_path
+from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import INLINE, MISSING, ChunkCoords, ChunkManifest, Fingerprint
-from zarr_manifest_store.scan.common import (
-    CONTIGUOUS_CHUNK_BYTES,
-    Refusals,
-    fill_value_attribute,
-    json_attribute,
-    rows_per_chunk,
-    source_path,
-)
+from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, Refusals, rows_per_chunk
 from zarr_manifest_store.scan.filters import UnmappableFilter, filter_codecs, pipeline
-from zarr_manifest_store.sources import Sources, is_local, local_path
 
 __all__ = ["CONTIGUOUS_CHUNK_BYTES", "MAX_INLINE_BYTES", "scan_hdf5"]
 
@@ -552,27 +545,18 @@ class _Scanner:
                 f"too large to store inline (max_inline_bytes={budget}); raise "
                 "max_inline_bytes to materialise them"
             )
-        store_dict: dict[str, Any] = {}
-        store_dict.update(metadata.to_buffer_dict(default_buffer_prototype()))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # zarr warns about codecs outside the v3 spec
-            target = zarr.open_array(
-                MemoryStore(store_dict), mode="r+", config={"write_empty_chunks": True}
+        reader = ds.asstr() if h5py.check_string_dtype(ds.dtype) and ds.dtype.kind == "O" else ds
+        inline = {}
+        for cell in cells:
+            region = tuple(
+                slice(c * s, min((c + 1) * s, n))
+                for c, s, n in zip(cell, chunk_shape, ds.shape, strict=True)
             )
-            reader = (
-                ds.asstr() if h5py.check_string_dtype(ds.dtype) and ds.dtype.kind == "O" else ds
-            )
-            for cell in cells:
-                region = tuple(
-                    slice(c * s, min((c + 1) * s, n))
-                    for c, s, n in zip(cell, chunk_shape, ds.shape, strict=True)
-                )
-                try:
-                    target[region] = reader[region]
-                except UnicodeDecodeError as e:
-                    raise _Refused(f"holds strings that are not valid UTF-8 ({e})") from None
-        encoding = metadata.chunk_key_encoding
-        inline = {cell: store_dict[encoding.encode_chunk_key(cell)].to_bytes() for cell in cells}
+            try:
+                values = reader[region]
+            except UnicodeDecodeError as e:
+                raise _Refused(f"holds strings that are not valid UTF-8 ({e})") from None
+            inline[cell] = encode_chunk(metadata, tuple(chunk_shape), values)
         if sum(map(len, inline.values())) > budget:
             raise _Refused(
                 f"cannot be referenced in place ({reason}) and takes "
@@ -1307,7 +1291,7 @@ def _fill_value_json(zdtype: ZDType[Any, Any], dtype: np.dtype, raw: bytes) -> A
 @functools.lru_cache(maxsize=256)
 def _zarr_dtype(native: np.dtype) -> ZDType[Any, Any]:
     """zarr's data type for a NumPy dtype, memoised (zarr tries every registered type in turn)."""
-    return get_data_type_from_native_dtype(native)
+    return parse_dtype(native, zarr_format=3)
 
 
 def _regular(chunk_shape: tuple[int, ...]) -> dict[str, Any]:

@@ -26,10 +26,11 @@ import numpy as np
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.errors import ManifestError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.io.paths import source_path
+from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.kerchunk import v2_to_v3
 from zarr_manifest_store.manifest import ChunkManifest
-from zarr_manifest_store.scan.common import Refusals, source_path
-from zarr_manifest_store.sources import Sources
+from zarr_manifest_store.scan.common import Refusals
 
 __all__ = ["scan_kerchunk"]
 

@@ -24,19 +24,15 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
-from zarr.core.dtype import get_data_type_from_native_dtype
+from zarr.dtype import parse_dtype
 
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.cf import fill_value_attribute, json_attribute
 from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.io.paths import source_path
+from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
-from zarr_manifest_store.scan.common import (
-    CONTIGUOUS_CHUNK_BYTES,
-    fill_value_attribute,
-    json_attribute,
-    rows_per_chunk,
-    source_path,
-)
-from zarr_manifest_store.sources import Sources
+from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, rows_per_chunk
 
 __all__ = ["NetCDF3Header", "read_netcdf3_header", "scan_netcdf3"]
 
@@ -218,7 +214,7 @@ def _array(
     )
     fill = var.attributes.get("_FillValue")
     fill_value = var.default_fill if fill is None else _scalar(fill, var.dtype)
-    zdtype = get_data_type_from_native_dtype(var.dtype)
+    zdtype = parse_dtype(var.dtype, zarr_format=3)
     metadata = {
         "shape": list(shape),
         "data_type": zdtype.to_json(zarr_format=3),

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import errno
 import functools
 import json
@@ -37,26 +36,24 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal, NamedTuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import fsspec
 import fsspec.asyn
 import numpy as np
 
 from zarr_manifest_store.errors import SourceChangedError
+from zarr_manifest_store.io.fingerprints import (
+    differences,
+    fingerprint_from_info,
+    local_fingerprint,
+    normalised_etag,
+)
+from zarr_manifest_store.io.paths import is_local, local_path, options_for, protocol_of
 from zarr_manifest_store.manifest import Fingerprint
 
-__all__ = [
-    "SourceStatus",
-    "Sources",
-    "VerifyReport",
-    "coalesce",
-    "is_local",
-    "local_path",
-    "protocol_of",
-]
+__all__ = ["SourceStatus", "Sources", "VerifyReport", "coalesce"]
 
 Verify = Literal["first-use", "always", "never"]
 VERIFY_MODES: tuple[Verify, ...] = ("first-use", "always", "never")
@@ -84,29 +81,6 @@ _TRANSIENT_ERRNOS = {
     errno.ETIMEDOUT,
     getattr(errno, "EREMOTEIO", errno.EIO),
 }
-
-
-def protocol_of(path: str) -> str:
-    """The URL scheme of ``path`` (``"file"`` for plain local paths)."""
-    scheme = urlsplit(path).scheme
-    return scheme if len(scheme) > 1 else "file"  # a one-letter scheme is a Windows drive
-
-
-def in_scheme_of(like: str, url: str) -> str:
-    """``url`` written with the scheme of ``like``: a file system may answer in another of
-    its names (adlfs turns ``az://`` URLs into ``abfs://`` ones)."""
-    return f"{protocol_of(like)}://{url.partition('://')[2]}"
-
-
-def is_local(path: str) -> bool:
-    return protocol_of(path) in ("file", "local")
-
-
-def local_path(path: str) -> str:
-    """The file-system path of a local ``path`` or ``file://`` URL."""
-    if "://" not in path:
-        return path
-    return unquote(urlsplit(path).path)
 
 
 def coalesce(
@@ -482,7 +456,7 @@ class Sources:
         lpath = self._admit(path)
         if lpath is not None:
             try:
-                return _local_fingerprint(os.stat(lpath))
+                return local_fingerprint(os.stat(lpath))
             except FileNotFoundError as e:
                 raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
         return fsspec.asyn.sync(_io_loop(), self._remote_fingerprint, self._filesystem(path), path)
@@ -598,7 +572,7 @@ class Sources:
                 if fp in known:
                     continue
                 for other in known:
-                    if diff := _differences(other, fp):
+                    if diff := differences(other, fp):
                         raise SourceChangedError(
                             errno.ESTALE,
                             f"source file {path!r} was recorded with two different fingerprints "
@@ -616,7 +590,7 @@ class Sources:
         recorded = self._recorded.get(path)
         if recorded:
             for fp in recorded:
-                if diff := _differences(fp, current):
+                if diff := differences(fp, current):
                     raise SourceChangedError(
                         errno.ESTALE,
                         f"source file {path!r} changed since it was scanned ({diff}); its "
@@ -626,7 +600,7 @@ class Sources:
             return
         with self._lock:
             seen = self._seen.setdefault(path, current)
-        if diff := _differences(seen, current):
+        if diff := differences(seen, current):
             raise SourceChangedError(
                 errno.ESTALE,
                 f"source file {path!r} changed while it was being read ({diff}); "
@@ -636,7 +610,7 @@ class Sources:
     def _check_opened(self, path: str, st: os.stat_result) -> None:
         """Check a freshly opened local descriptor (its ``fstat``) unless verification is off."""
         if self._verify != "never":
-            self._check(path, _local_fingerprint(st))
+            self._check(path, local_fingerprint(st))
 
     def _status(self, path: str, extent: int, current: Fingerprint | BaseException) -> SourceStatus:
         recorded = self._recorded.get(path, ())
@@ -646,7 +620,7 @@ class Sources:
         if isinstance(current, BaseException):
             return SourceStatus(path, "unreadable", str(current) or repr(current), first)
         for fp in recorded:
-            if diff := _differences(fp, current):
+            if diff := differences(fp, current):
                 return SourceStatus(path, "changed", diff, fp, current)
         if current.size is not None and current.size < extent:
             return SourceStatus(
@@ -686,7 +660,7 @@ class Sources:
             st = os.stat(lpath)
         except FileNotFoundError as e:
             raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
-        self._check(path, _local_fingerprint(st))
+        self._check(path, local_fingerprint(st))
         if (st.st_dev, st.st_ino) == desc.identity:
             return desc
         self._files.discard(path)
@@ -774,7 +748,7 @@ class Sources:
         async def attempt() -> bytes:
             data, etag = await _get_range(fs, path, start, stop)
             if etag and self._verify != "never":  # before the length: a new object may differ
-                self._check(path, Fingerprint(etag=_etag(etag)))
+                self._check(path, Fingerprint(etag=normalised_etag(etag)))
             return data
 
         def complete(data: bytes) -> bool:
@@ -861,7 +835,7 @@ class Sources:
                 return await fs._info(path)
             return await asyncio.to_thread(fs.info, path)
 
-        return _fingerprint_from_info(await self._retrying(path, "the size and ETag", info))
+        return fingerprint_from_info(await self._retrying(path, "the size and ETag", info))
 
     async def _remote_statuses(
         self, sources: list[tuple[fsspec.AbstractFileSystem, str]], extents: Mapping[str, int]
@@ -877,7 +851,7 @@ class Sources:
 
     def _filesystem(self, path: str) -> fsspec.AbstractFileSystem:
         protocol = protocol_of(path)
-        options = self._options_for(path)
+        options = options_for(path, self._storage_options)
         if protocol in ("http", "https"):
             # Honour HTTP(S)_PROXY / NO_PROXY and ~/.netrc, as curl and requests do.
             client = {"trust_env": True, **options.get("client_kwargs", {})}
@@ -888,14 +862,6 @@ class Sources:
             if fs is None:
                 fs = self._filesystems[key] = fsspec.filesystem(protocol, **options)
             return fs
-
-    def _options_for(self, path: str) -> dict[str, Any]:
-        opts = self._storage_options
-        prefixed = {k: v for k, v in opts.items() if "://" in k}
-        if not prefixed:
-            return opts
-        best = max((k for k in prefixed if path.startswith(k)), key=len, default=None)
-        return dict(prefixed[best]) if best else {}
 
 
 def _deliverer(
@@ -1079,57 +1045,13 @@ def _describe(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _differences(recorded: Fingerprint, current: Fingerprint) -> str:
-    """What differs between a recorded fingerprint and the current one ('' if nothing)."""
-    diffs = []
-    if None not in (recorded.size, current.size) and recorded.size != current.size:
-        diffs.append(f"size {recorded.size} -> {current.size} bytes")
-    if recorded.etag and current.etag:
-        if _etag(recorded.etag) != _etag(current.etag):
-            diffs.append(f"ETag {recorded.etag} -> {current.etag}")
-    elif (
-        None not in (recorded.mtime_ns, current.mtime_ns) and recorded.mtime_ns != current.mtime_ns
-    ):
-        diffs.append(f"modified {_when(recorded.mtime_ns)} -> {_when(current.mtime_ns)}")
-    return ", ".join(diffs)
-
-
-def _etag(tag: str) -> str:
-    return tag.removeprefix("W/").strip('"')
-
-
-def _when(ns: int | None) -> str:
-    return datetime.fromtimestamp((ns or 0) / 1e9).isoformat(sep=" ")
-
-
-def _local_fingerprint(st: os.stat_result) -> Fingerprint:
-    return Fingerprint(size=st.st_size, mtime_ns=st.st_mtime_ns)
-
-
 def _local_status_fingerprint(lpath: str) -> Fingerprint | BaseException:
     """A local file's fingerprint for a report, or why it cannot be read."""
     try:
         os.close(_open_readonly(lpath))
-        return _local_fingerprint(os.stat(lpath))
+        return local_fingerprint(os.stat(lpath))
     except OSError as e:
         return e
-
-
-def _fingerprint_from_info(info: Mapping[str, Any]) -> Fingerprint:
-    etag = info.get("ETag") or info.get("etag")
-    modified = next(
-        (
-            info[k]
-            for k in ("LastModified", "Last-Modified", "last_modified", "mtime", "created")
-            if info.get(k)
-        ),
-        None,
-    )
-    return Fingerprint(
-        size=info.get("size"),
-        mtime_ns=None if etag else _as_ns(modified),
-        etag=_etag(str(etag)) if etag else None,
-    )
 
 
 def _resolved(path: str) -> str:
@@ -1153,20 +1075,3 @@ def _under(path: str, prefix: str) -> bool:
         return False
     sep = os.sep if is_local(path) else "/"
     return resolved == prefix.rstrip(sep) or resolved.startswith(prefix.rstrip(sep) + sep)
-
-
-def _as_ns(value: Any) -> int | None:
-    """Nanoseconds since the epoch from a datetime, an HTTP date, a number of seconds, or None."""
-    if isinstance(value, str):
-        try:
-            value = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            try:
-                value = datetime.fromisoformat(value)
-            except ValueError:
-                return None
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1e9)
-    if isinstance(value, int | float):
-        return int(value * 1e9)
-    return None

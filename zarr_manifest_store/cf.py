@@ -1,0 +1,146 @@
+"""CF attribute rules: how attributes are written so xarray decodes them, and which ones
+must agree before arrays are combined (they change how stored values decode)."""
+
+from __future__ import annotations
+
+import base64
+import math
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CF_ATTRIBUTES", "check_cf_attributes", "fill_value_attribute", "json_attribute"]
+
+CF_ATTRIBUTES = (
+    "scale_factor",
+    "add_offset",
+    "_FillValue",
+    "missing_value",
+    "_Unsigned",
+    "units",
+    "calendar",
+)
+"""Attributes that change how stored values decode: inputs must agree on them to be combined."""
+
+_ABSENT = object()
+
+
+def fill_value_attribute(value: Any, dtype: np.dtype) -> Any | None:
+    """A ``_FillValue`` attribute encoded the way xarray's Zarr v3 backend decodes it.
+
+    Floats are the base64 of a little-endian float64 (so NaN survives JSON),
+    complex numbers a pair of those, integers and booleans plain. For bytes and
+    text that backend has no decoding (it raises on opening), so the result is
+    None: the attribute is left out and the value lives only in the Zarr
+    ``fill_value``, which means such variables are not CF-masked.
+    """
+    kind = dtype.kind
+    if kind == "f":
+        return _b64_float(float(value))
+    if kind == "c":
+        value = complex(value)
+        return [_b64_float(value.real), _b64_float(value.imag)]
+    if kind in "iu":
+        return int(value)
+    if kind == "b":
+        return bool(value)
+    if kind in "SUOTV":
+        return None
+    raise ValueError(f"no _FillValue encoding for dtype {dtype}")
+
+
+def json_attribute(value: Any) -> Any:
+    """An HDF5 / netCDF attribute value as JSON: bytes decoded, numpy values as Python numbers.
+
+    One-element arrays become scalars (netCDF stores every attribute as an
+    array); NaN and infinities are kept, as zarr writes them.
+    """
+    if isinstance(value, bytes | np.bytes_):
+        return _text(bytes(value))
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "O" or value.dtype.kind in "SU":
+            items = [json_attribute(v) for v in value.ravel()]
+            return items[0] if len(items) == 1 else items
+        items = value.ravel().tolist()
+        return items[0] if value.size == 1 else items
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _b64_float(x: float) -> str:
+    return base64.standard_b64encode(struct.pack("<d", x)).decode()
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def check_cf_attributes(
+    attributes: Sequence[Mapping[str, Any]],
+    sources: Sequence[str],
+    *,
+    names: Iterable[str] = CF_ATTRIBUTES,
+    variable: str | None = None,
+) -> None:
+    """Raise ``ValueError`` if the inputs disagree on an attribute that changes how values decode.
+
+    Combined arrays are decoded with one set of attributes, so inputs packed
+    with different ``scale_factor`` / ``add_offset`` / ``_FillValue`` /
+    ``missing_value``, or (while values are still encoded) different ``units`` /
+    ``calendar``, would silently turn into wrong numbers. ``sources`` names each
+    input in the error; ``variable`` names the variable.
+
+    >>> check_cf_attributes([{"scale_factor": 0.1}, {"scale_factor": 0.2}], ["a.nc", "b.nc"])
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot combine the inputs: attribute 'scale_factor' is 0.1 in a.nc but 0.2 in b.nc; ...
+    """
+    if len(attributes) != len(sources):
+        raise ValueError(f"{len(attributes)} attribute mappings but {len(sources)} sources")
+    names = tuple(names)
+    raw = [{k: json_attribute(attrs[k]) for k in names if k in attrs} for attrs in attributes]
+    if all(r == raw[0] for r in raw[1:]):
+        return
+    what = f"variable {variable!r}" if variable else "the inputs"
+    for name in names:
+        values = [_attribute(attrs, name) for attrs in attributes]
+        for src, value in zip(sources[1:], values[1:], strict=True):
+            if not _same(values[0], value):
+                raise ValueError(
+                    f"cannot combine {what}: attribute {name!r} is {_show(values[0])} in "
+                    f"{sources[0]} but {_show(value)} in {src}; combined, every value would be "
+                    f"decoded with one {name!r}. Decode each input before combining (load the "
+                    f"variable), or rewrite the files with one {name!r}"
+                )
+
+
+def _attribute(attrs: Mapping[str, Any], name: str) -> Any:
+    """An attribute as comparable plain data: base64 float fill values decoded, numpy unwrapped."""
+    if name not in attrs:
+        return _ABSENT
+    value = json_attribute(attrs[name])
+    if name in ("_FillValue", "missing_value") and isinstance(value, str) and len(value) == 12:
+        try:
+            return struct.unpack("<d", base64.b64decode(value, validate=True))[0]
+        except (ValueError, struct.error):
+            pass
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a is b if a is _ABSENT or b is _ABSENT else bool(a == b)
+
+
+def _show(value: Any) -> str:
+    return "absent" if value is _ABSENT else repr(value)

@@ -1,0 +1,1 @@
+"""Reading bytes of source files: paths, the allow-list, fingerprints, local and remote reads."""
