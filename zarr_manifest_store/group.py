@@ -9,7 +9,7 @@ from typing import Any
 
 from zarr_manifest_store.array import ManifestArray, same_json
 
-__all__ = ["ManifestGroup", "Node"]
+__all__ = ["ManifestGroup", "Node", "root_of"]
 
 type Node = ManifestArray | ManifestGroup
 
@@ -122,6 +122,18 @@ class ManifestGroup(Mapping[str, "Node"]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return ManifestGroup, (dict(self._arrays), dict(self._groups), dict(self._attributes))
+
+
+def root_of(source: object, what: str) -> Node:
+    """The hierarchy a writer or reader is given: a ManifestGroup or ManifestArray itself, or
+    the ``root`` of what serves one (a ManifestStore); ``what`` names the caller in errors."""
+    root = getattr(source, "root", source)
+    if not isinstance(root, ManifestGroup | ManifestArray):
+        raise TypeError(
+            f"{what} needs a ManifestGroup, ManifestArray or ManifestStore, "
+            f"got {type(source).__name__}"
+        )
+    return root
 
 
 def _check_member(name: str, node: object, kind: type) -> None:
