@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from itertools import product
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from zarr_manifest_store.manifest.columns import (
     cells,
@@ -246,18 +248,175 @@ class ChunkManifest:
             )
         return out
 
+    # ------------------------------------------------------------------ operations
+
+    def replace(self, **parts: Any) -> ChunkManifest:
+        """A copy with some of the constructor's parts replaced (``lengths=...``, ``inline=...``).
+
+        >>> m = ChunkManifest.from_dict({"0": {"path": "/data/a.nc", "offset": 0, "length": 8}})
+        >>> m.replace(lengths=[4]).get((0,))
+        ChunkRef(path='/data/a.nc', offset=0, length=4)
+        """
+        current = {
+            "paths": self._paths,
+            "path_index": self._index,
+            "offsets": self._offsets,
+            "lengths": self._lengths,
+            "inline": self._inline,
+            "fingerprints": self._fingerprints,
+        }
+        if unknown := parts.keys() - current.keys():
+            raise TypeError(
+                f"a ChunkManifest has no part(s) {sorted(unknown)}; it has {list(current)}"
+            )
+        return ChunkManifest(**{**current, **parts})
+
     def rename_paths(self, rename: Mapping[str, str] | Callable[[str], str]) -> ChunkManifest:
         """A copy whose path table is mapped through ``rename`` (a dict or a function)."""
         new = {
             p: rename.get(p, p) if isinstance(rename, Mapping) else rename(p) for p in self._paths
         }
-        return ChunkManifest(
+        return self.replace(
             paths=[new[p] for p in self._paths],
-            path_index=self._index,
-            offsets=self._offsets,
-            lengths=self._lengths,
-            inline=self._inline,
             fingerprints={new[p]: f for p, f in self._fingerprints.items()},
+        )
+
+    def take(self, positions: Sequence[npt.ArrayLike]) -> ChunkManifest:
+        """The chunks at ``positions``, one sequence of grid positions per axis (outer indexing,
+        repeats allowed, like ``grid[np.ix_(*positions)]``); unreferenced paths leave the table.
+
+        >>> m = ChunkManifest.from_arrays(paths=[["a", "b"]], offsets=[[0, 7]], lengths=[[7, 9]])
+        >>> picked = m.take([[0], [1, 1]])
+        >>> picked.shape, picked.paths, picked.get((0, 1))
+        ((1, 2), ('b',), ChunkRef(path='b', offset=7, length=9))
+        """
+        picks = [np.asarray(p, dtype=np.intp).reshape(-1) for p in positions]
+        if len(picks) != self.ndim:
+            raise ValueError(f"take needs one sequence of positions per axis ({self.ndim})")
+        for axis, (p, n) in enumerate(zip(picks, self.shape, strict=True)):
+            if p.size and (p.min() < 0 or p.max() >= n):
+                raise IndexError(f"a position along axis {axis} lies outside 0..{n - 1}")
+        grid = np.ix_(*picks) if picks else ()
+        inline: dict[ChunkCoords, bytes] = {}
+        for coords, data in self._inline.items():
+            hits = [np.flatnonzero(p == c) for p, c in zip(picks, coords, strict=True)]
+            for new in product(*hits):
+                inline[tuple(int(c) for c in new)] = data
+        return _compacted(
+            self._paths,
+            self._index[grid],
+            self._offsets[grid],
+            self._lengths[grid],
+            inline,
+            self._fingerprints,
+        )
+
+    @staticmethod
+    def concat(
+        manifests: Sequence[ChunkManifest],
+        axis: int = 0,
+        *,
+        fingerprints: Mapping[str, Fingerprint],
+    ) -> ChunkManifest:
+        """Chunk grids laid side by side along ``axis``: one path table (first use first), the
+        inline chunks moved to their new places.
+
+        ``fingerprints`` is the inputs' fingerprints merged into one table; the rule for when
+        two recorded fingerprints of one file agree lives with the sources
+        (``io.fingerprints.merge_fingerprints``).
+
+        >>> a = ChunkManifest.from_arrays(paths=["a"], offsets=[0], lengths=[4])
+        >>> b = ChunkManifest.from_arrays(paths=["b", "a"], offsets=[0, 4], lengths=[4, 4])
+        >>> joined = ChunkManifest.concat([a, b], fingerprints={})
+        >>> joined.shape, joined.paths
+        ((3,), ('a', 'b'))
+        """
+        if not manifests:
+            raise ValueError("need at least one manifest to concatenate")
+        ndim = manifests[0].ndim
+        axis = normalize_axis_index(axis, ndim)
+        for i, m in enumerate(manifests):
+            if m.ndim != ndim or _without(m.shape, axis) != _without(manifests[0].shape, axis):
+                raise ValueError(
+                    f"manifest {i} has chunk grid {m.shape}, which does not line up with "
+                    f"{manifests[0].shape} along axes other than {axis}"
+                )
+        # One lookup from every input's path table, stacked, to the merged table.
+        paths: dict[str, int] = {}
+        lut = np.array(
+            [paths.setdefault(p, len(paths)) for m in manifests for p in m.paths], dtype=np.uint32
+        )
+        table_starts = np.cumsum([0] + [len(m.paths) for m in manifests[:-1]])
+        lengths_along = [m.shape[axis] for m in manifests]
+        starts = np.repeat(table_starts, lengths_along).reshape(
+            [-1 if k == axis else 1 for k in range(ndim)]
+        )
+        stacked = np.concatenate([m.path_index for m in manifests], axis=axis)
+        present = stacked < INLINE
+        index = stacked.copy()
+        index[present] = lut[(stacked + np.broadcast_to(starts, stacked.shape))[present]]
+        inline: dict[ChunkCoords, bytes] = {}
+        for m, start in zip(manifests, np.cumsum([0, *lengths_along[:-1]]), strict=True):
+            for coords, data in m.inline.items():
+                inline[(*coords[:axis], coords[axis] + int(start), *coords[axis + 1 :])] = data
+        return ChunkManifest(
+            paths=list(paths),
+            path_index=index,
+            offsets=np.concatenate([m.offsets for m in manifests], axis=axis),
+            lengths=np.concatenate([m.lengths for m in manifests], axis=axis),
+            inline=inline,
+            fingerprints=fingerprints,
+        )
+
+    def transpose(self, axes: Sequence[int]) -> ChunkManifest:
+        """The grid with its axes permuted: axis ``k`` of the result is axis ``axes[k]`` of this one."""
+        perm = normalize_axis_tuple(tuple(axes), self.ndim)
+        if len(perm) != self.ndim:
+            raise ValueError(f"axes {tuple(axes)} don't match a grid of {self.ndim} dimensions")
+        return self._regridded(
+            lambda grid: np.transpose(grid, perm), lambda c: tuple(c[k] for k in perm)
+        )
+
+    def expand_dims(self, axis: int | Sequence[int]) -> ChunkManifest:
+        """The grid with axes of length one inserted at ``axis`` (positions in the result)."""
+        axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
+        ndim = self.ndim + len(axes)
+        new = normalize_axis_tuple(axes, ndim)
+
+        def coords(c: ChunkCoords) -> ChunkCoords:
+            old = iter(c)
+            return tuple(0 if k in new else next(old) for k in range(ndim))
+
+        return self._regridded(lambda grid: np.expand_dims(grid, new), coords)
+
+    def squeeze(self, axis: int) -> ChunkManifest:
+        """The grid without ``axis``, which must have length one."""
+        axis = normalize_axis_index(axis, self.ndim)
+        if self.shape[axis] != 1:
+            raise ValueError(
+                f"cannot drop axis {axis} of a chunk grid {self.shape}: not of length 1"
+            )
+        return self._regridded(lambda grid: np.squeeze(grid, axis), lambda c: _without(c, axis))
+
+    def with_inline(self, chunks: Mapping[ChunkCoords, bytes]) -> ChunkManifest:
+        """A copy in which the chunks at these coordinates are stored inline with these bytes;
+        the references they replace go, and with them paths no chunk references any more."""
+        index = self._index.copy()
+        for coords in chunks:
+            key = tuple(int(c) for c in coords)
+            if not in_grid(key, self.shape):
+                raise ValueError(
+                    f"inline chunk {chunk_key(key)!r} lies outside the chunk grid {self.shape}"
+                )
+            index[key] = INLINE
+        referenced = index < INLINE
+        return _compacted(
+            self._paths,
+            index,
+            np.where(referenced, self._offsets, 0),
+            np.where(referenced, self._lengths, 0),
+            {**self._inline, **chunks},
+            self._fingerprints,
         )
 
     def equals(self, other: object) -> bool:
@@ -290,6 +449,20 @@ class ChunkManifest:
 
     # ------------------------------------------------------------------ internals
 
+    def _regridded(
+        self,
+        grid: Callable[[np.ndarray], np.ndarray],
+        coords: Callable[[ChunkCoords], ChunkCoords],
+    ) -> ChunkManifest:
+        """The same chunks on a rearranged grid: ``grid`` maps each column, ``coords`` each
+        inline chunk's coordinates."""
+        return self.replace(
+            path_index=grid(self._index),
+            offsets=grid(self._offsets),
+            lengths=grid(self._lengths),
+            inline={coords(c): d for c, d in self._inline.items()},
+        )
+
     def _resolved_paths(self) -> np.ndarray:
         """Per-chunk paths, with sentinels mapped to marker strings (for comparisons)."""
         table = np.array([*self._paths, "\0inline", "\0missing"], dtype=object)
@@ -313,3 +486,36 @@ def _rebuild(paths, index, offsets, lengths, inline, fingerprints) -> ChunkManif
         inline=inline,
         fingerprints=fingerprints,
     )
+
+
+def _compacted(
+    paths: Sequence[str],
+    index: np.ndarray,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    inline: Mapping[ChunkCoords, bytes],
+    fingerprints: Mapping[str, Fingerprint],
+) -> ChunkManifest:
+    """A manifest whose path table (and fingerprints) keep only the paths still referenced."""
+    present = index < INLINE
+    used = np.bincount(index[present], minlength=len(paths)).astype(bool)
+    if not used.all():
+        keep = np.flatnonzero(used)
+        lut = np.zeros(len(paths), dtype=np.uint32)
+        lut[keep] = np.arange(len(keep), dtype=np.uint32)
+        index = np.array(index, dtype=np.uint32)
+        index[present] = lut[index[present]]
+        paths = [paths[i] for i in keep]
+        fingerprints = {p: fingerprints[p] for p in paths if p in fingerprints}
+    return ChunkManifest(
+        paths=paths,
+        path_index=index,
+        offsets=offsets,
+        lengths=lengths,
+        inline=inline,
+        fingerprints=fingerprints,
+    )
+
+
+def _without(values: tuple[Any, ...], axis: int) -> tuple[Any, ...]:
+    return (*values[:axis], *values[axis + 1 :])
