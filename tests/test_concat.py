@@ -17,7 +17,6 @@ from helpers import array_metadata, hdf5_chunk_manifest
 
 import zarr_manifest_store as zms
 from zarr_manifest_store.cf import check_cf_attributes
-from zarr_manifest_store.concat import concat_manifests
 from zarr_manifest_store.manifest import Fingerprint
 
 RECTILINEAR = {"array.rectilinear_chunks": True}
@@ -270,14 +269,6 @@ def test_inlining_edge_chunks_checks_the_fingerprint_first(tmp_path, rng):
     )
     with pytest.raises(zms.SourceChangedError, match="changed since it was scanned"):
         zms.concat([stale, a], edge_chunks="inline")
-
-
-def test_concat_manifests_checks_the_grids_line_up():
-    m = zms.ChunkManifest.from_arrays(paths=[["x"]], offsets=[[0]], lengths=[[1]])
-    n = zms.ChunkManifest.from_arrays(paths=[["y", "y"]], offsets=[[0, 1]], lengths=[[1, 1]])
-    assert concat_manifests([m, n], axis=1).paths == ("x", "y")
-    with pytest.raises(ValueError, match="does not line up"):
-        concat_manifests([m, n], axis=0)
 
 
 # ---------------------------------------------------------------------- refusals
