@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import operator
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import array_metadata
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
+import zarr_manifest_store
 from zarr_manifest_store import ChunkManifest, ManifestArray, ManifestGroup
+from zarr_manifest_store.array import HANDLED_FUNCTIONS, implements
 
 
 def manifest(grid: tuple[int, ...]) -> ChunkManifest:
@@ -141,3 +146,46 @@ def test_chunk_sizes_of_a_long_grid_are_listed_only_when_asked():
     a = ManifestArray(metadata=meta, manifest=m)
     assert a._chunk_sizes is None
     assert len(a.chunk_sizes[0]) == 10_000_000
+
+
+def test_numpy_functions_and_methods_dispatch_through_the_registry(monkeypatch):
+    a = ManifestArray(metadata=array_metadata((4, 2), (2, 1)), manifest=manifest((2, 2)))
+    with pytest.raises(TypeError, match=r"numpy\.flip needs the values of a ManifestArray"):
+        np.flip(a)
+    monkeypatch.setitem(HANDLED_FUNCTIONS, np.flip, None)
+    implements(np.flip)(lambda array, axis=None: ("flipped", array, axis))
+    assert np.flip(a, axis=1) == ("flipped", a, 1)
+    monkeypatch.setitem(HANDLED_FUNCTIONS, operator.getitem, lambda array, key: ("item", key))
+    monkeypatch.setitem(HANDLED_FUNCTIONS, np.transpose, lambda array, axes: ("axes", axes))
+    assert a[1:] == ("item", slice(1, None))
+    assert a.transpose(1, 0) == ("axes", (1, 0))
+    assert a.T == ("axes", None)
+
+
+_LOWER_LAYERS = {
+    "manifest": ("zarr_manifest_store.manifest", "zarr_manifest_store.errors"),
+    "array.py": (
+        "zarr_manifest_store.manifest",
+        "zarr_manifest_store.errors",
+        "zarr_manifest_store._zarr",
+    ),
+    "group.py": ("zarr_manifest_store.array",),
+}
+
+
+@pytest.mark.parametrize("module", sorted(_LOWER_LAYERS))
+def test_the_model_imports_only_layers_below_it(module):
+    """manifest <- array <- group: no import of ops (which registers on array), io or above."""
+    package = Path(zarr_manifest_store.__file__).parent
+    files = sorted((package / module).glob("*.py")) if module == "manifest" else [package / module]
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name.startswith("zarr_manifest_store"):
+                    assert name.startswith(_LOWER_LAYERS[module]), f"{file.name} imports {name}"

@@ -17,7 +17,6 @@ from helpers import array_metadata, hdf5_chunk_manifest
 
 import zarr_manifest_store as zms
 from zarr_manifest_store.cf import check_cf_attributes
-from zarr_manifest_store.concat import concat_manifests
 from zarr_manifest_store.manifest import Fingerprint
 
 RECTILINEAR = {"array.rectilinear_chunks": True}
@@ -238,16 +237,7 @@ def test_fingerprints_are_merged_and_conflicts_refused(tmp_path, rng):
     b, _ = h5_array(tmp_path / "b.h5", rng.random((2, 2), dtype="f4"), (2, 2))
 
     def fingerprinted(x: zms.ManifestArray, fp: Fingerprint) -> zms.ManifestArray:
-        m = x.manifest
-        return x.with_manifest(
-            zms.ChunkManifest(
-                paths=m.paths,
-                path_index=m.path_index,
-                offsets=m.offsets,
-                lengths=m.lengths,
-                fingerprints=dict.fromkeys(m.paths, fp),
-            )
-        )
+        return x.with_manifest(x.manifest.replace(fingerprints=dict.fromkeys(x.manifest.paths, fp)))
 
     fa, fb = Fingerprint(size=1, mtime_ns=2), Fingerprint(size=3, mtime_ns=4)
     c = np.concatenate([fingerprinted(a, fa), b, fingerprinted(b, fb), fingerprinted(a, fa)])
@@ -259,25 +249,9 @@ def test_fingerprints_are_merged_and_conflicts_refused(tmp_path, rng):
 def test_inlining_edge_chunks_checks_the_fingerprint_first(tmp_path, rng):
     a, _ = h5_array(tmp_path / "a.h5", rng.random((3, 2), dtype="f4"), (2, 2), compress=True)
     m = a.manifest
-    stale = a.with_manifest(
-        zms.ChunkManifest(
-            paths=m.paths,
-            path_index=m.path_index,
-            offsets=m.offsets,
-            lengths=m.lengths,
-            fingerprints={m.paths[0]: Fingerprint(size=1)},
-        )
-    )
+    stale = a.with_manifest(m.replace(fingerprints={m.paths[0]: Fingerprint(size=1)}))
     with pytest.raises(zms.SourceChangedError, match="changed since it was scanned"):
         zms.concat([stale, a], edge_chunks="inline")
-
-
-def test_concat_manifests_checks_the_grids_line_up():
-    m = zms.ChunkManifest.from_arrays(paths=[["x"]], offsets=[[0]], lengths=[[1]])
-    n = zms.ChunkManifest.from_arrays(paths=[["y", "y"]], offsets=[[0, 1]], lengths=[[1, 1]])
-    assert concat_manifests([m, n], axis=1).paths == ("x", "y")
-    with pytest.raises(ValueError, match="does not line up"):
-        concat_manifests([m, n], axis=0)
 
 
 # ---------------------------------------------------------------------- refusals

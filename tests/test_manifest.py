@@ -225,3 +225,114 @@ def test_fingerprints_follow_the_path_table():
         ChunkManifest.from_dict(
             {"0": {"path": "a", "offset": 0, "length": 1}}, fingerprints={"z": fp}
         )
+
+
+# ---------------------------------------------------------------------- operations
+
+
+def chunks_of(m: ChunkManifest) -> dict[tuple[int, ...], ChunkRef | bytes]:
+    return dict(m.items())
+
+
+def test_replace_swaps_parts_and_keeps_the_rest():
+    m = small_manifest().replace(fingerprints={"a.nc": Fingerprint(size=1)})
+    shorter = m.replace(lengths=np.array([[1, 2], [3, 0]]))
+    assert shorter.get((1, 0)) == ChunkRef("a.nc", 200, 3)
+    assert shorter.paths == m.paths
+    assert shorter.fingerprints == m.fingerprints
+    assert m.get((1, 0)) == ChunkRef("a.nc", 200, 30)  # the original is untouched
+    with pytest.raises(TypeError, match=r"no part\(s\) \['length'\]"):
+        m.replace(length=[1])
+    with pytest.raises(ValueError, match="lengths have shape"):
+        m.replace(lengths=[1, 2])
+
+
+def test_take_selects_outer_positions_and_drops_unused_paths():
+    m = ChunkManifest.from_dict(
+        {
+            "0.0": {"path": "a.nc", "offset": 0, "length": 1},
+            "0.1": {"path": "b.nc", "offset": 1, "length": 2},
+            "1.0": {"data": b"inline"},
+            "1.1": {"path": "a.nc", "offset": 3, "length": 4},
+        },
+        fingerprints={"a.nc": Fingerprint(size=9), "b.nc": Fingerprint(size=8)},
+    )
+    picked = m.take([[1, 1, 0], [0]])
+    assert picked.shape == (3, 1)
+    assert chunks_of(picked) == {(0, 0): b"inline", (1, 0): b"inline", (2, 0): m.get((0, 0))}
+    assert picked.paths == ("a.nc",)
+    assert picked.fingerprints == {"a.nc": Fingerprint(size=9)}
+    assert m.take([[], [0, 1]]).shape == (0, 2)
+    with pytest.raises(IndexError, match=r"axis 1 lies outside 0\.\.1"):
+        m.take([[0], [-1]])
+    with pytest.raises(ValueError, match="one sequence of positions per axis"):
+        m.take([[0]])
+
+
+def test_concat_lays_grids_side_by_side_with_one_path_table():
+    m = ChunkManifest.from_dict(
+        {"0.0": {"path": "x", "offset": 0, "length": 1}, "1.0": {"data": b"m"}}
+    )
+    n = ChunkManifest.from_dict(
+        {"0.0": {"path": "y", "offset": 5, "length": 1}, "0.1": {"data": b"n"}},
+        shape=(2, 2),
+    )
+    fp = {"y": Fingerprint(size=6)}
+    joined = ChunkManifest.concat([m, n], axis=1, fingerprints=fp)
+    assert joined.shape == (2, 3)
+    assert joined.paths == ("x", "y")
+    assert joined.fingerprints == fp
+    assert chunks_of(joined) == {
+        (0, 0): ChunkRef("x", 0, 1),
+        (0, 1): ChunkRef("y", 5, 1),
+        (0, 2): b"n",
+        (1, 0): b"m",
+    }
+    shared = ChunkManifest.concat(
+        [n, n.rename_paths({"y": "x"}), m.take([[0], [0, 0]])], axis=0, fingerprints={}
+    )
+    assert shared.paths == ("y", "x")
+    assert shared.get((4, 1)) == ChunkRef("x", 0, 1)
+
+
+def test_concat_checks_the_grids_line_up():
+    m = ChunkManifest.from_arrays(paths=[["x"]], offsets=[[0]], lengths=[[1]])
+    n = ChunkManifest.from_arrays(paths=[["y", "y"]], offsets=[[0, 1]], lengths=[[1, 1]])
+    assert ChunkManifest.concat([m, n], axis=1, fingerprints={}).paths == ("x", "y")
+    with pytest.raises(ValueError, match="does not line up"):
+        ChunkManifest.concat([m, n], axis=0, fingerprints={})
+    with pytest.raises(ValueError, match="need at least one manifest"):
+        ChunkManifest.concat([], fingerprints={})
+
+
+def test_transpose_expand_dims_and_squeeze_move_inline_chunks_along():
+    m = ChunkManifest.from_dict(
+        {"0.1.2": {"path": "a", "offset": 7, "length": 1}, "1.0.0": {"data": b"z"}},
+        shape=(2, 2, 3),
+    )
+    t = m.transpose((2, 0, 1))
+    assert t.shape == (3, 2, 2)
+    assert chunks_of(t) == {(0, 1, 0): b"z", (2, 0, 1): ChunkRef("a", 7, 1)}
+    e = m.expand_dims((0, 2))
+    assert e.shape == (1, 2, 1, 2, 3)
+    assert chunks_of(e) == {(0, 0, 0, 1, 2): ChunkRef("a", 7, 1), (0, 1, 0, 0, 0): b"z"}
+    assert e.squeeze(2).squeeze(0).equals(m)
+    with pytest.raises(ValueError, match="not of length 1"):
+        m.squeeze(0)
+    with pytest.raises(ValueError, match="don't match a grid of 3 dimensions"):
+        m.transpose((1, 0))
+
+
+def test_with_inline_replaces_references_and_forgets_unused_paths():
+    m = small_manifest().replace(fingerprints={"b.nc": Fingerprint(size=5)})
+    inlined = m.with_inline({(0, 1): b"bytes of b", (1, 1): b"was missing"})
+    assert inlined.paths == ("a.nc",)
+    assert inlined.fingerprints == {}
+    assert chunks_of(inlined) == {
+        (0, 0): ChunkRef("a.nc", 0, 10),
+        (0, 1): b"bytes of b",
+        (1, 0): ChunkRef("a.nc", 200, 30),
+        (1, 1): b"was missing",
+    }
+    with pytest.raises(ValueError, match=r"inline chunk '2\.0' lies outside the chunk grid"):
+        m.with_inline({(2, 0): b""})

@@ -9,13 +9,13 @@ from typing import Any
 
 from zarr_manifest_store._xarray_hook import register_xarray_layer
 from zarr_manifest_store.array import ManifestArray
-from zarr_manifest_store.concat import concat
 from zarr_manifest_store.document import write_manifest
 from zarr_manifest_store.errors import ManifestError, SourceChangedError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.sources import SourceStatus, VerifyReport
 from zarr_manifest_store.kerchunk import to_kerchunk
 from zarr_manifest_store.manifest import ChunkManifest, ChunkRef
+from zarr_manifest_store.ops import concat
 from zarr_manifest_store.pipeline import install as install_codec_pipelines
 from zarr_manifest_store.scan import scan
 from zarr_manifest_store.scan.hdf5 import scan_hdf5

@@ -2,15 +2,21 @@
 
 A ManifestArray holds no data, only where the data lives. It is numpy-like
 (``shape``, ``dtype``, ``ndim``) so that it can sit inside an ``xarray.Variable``
-and be combined with ``np.concatenate`` / ``np.stack`` (see ``concat.py``); reading
-values goes through :class:`~zarr_manifest_store.ManifestStore`.
+and be combined with ``np.concatenate`` / ``np.stack``; reading values goes
+through :class:`~zarr_manifest_store.ManifestStore`.
+
+This module owns the NEP 18 registry, :data:`HANDLED_FUNCTIONS`: the operations
+that rearrange chunks live in ``ops/`` and register themselves with
+:func:`implements`, so that this module never imports them. Its methods that
+need one (``a[key]``, ``a.transpose()``) look it up there too.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Mapping
+import operator
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -19,7 +25,31 @@ import zarr
 from zarr_manifest_store._zarr import ArrayV3Metadata
 from zarr_manifest_store.manifest import ChunkManifest
 
-__all__ = ["ManifestArray", "chunk_sizes", "parse_array_metadata"]
+__all__ = [
+    "HANDLED_FUNCTIONS",
+    "ManifestArray",
+    "chunk_sizes",
+    "implements",
+    "parse_array_metadata",
+]
+
+HANDLED_FUNCTIONS: dict[Callable[..., Any], Callable[..., Any]] = {}
+"""ManifestArray's implementations of NumPy functions (NEP 18), by function; also
+``operator.getitem`` for ``a[key]``. Filled by ``zarr_manifest_store.ops`` at import."""
+
+
+def implements(function: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register the decorated function as ManifestArray's implementation of ``function``.
+
+    >>> HANDLED_FUNCTIONS[np.concatenate].__module__  # registered by ops at import
+    'zarr_manifest_store.ops.numpy_api'
+    """
+
+    def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+        HANDLED_FUNCTIONS[function] = handler
+        return handler
+
+    return register
 
 
 class ManifestArray:
@@ -153,8 +183,6 @@ class ManifestArray:
         self, func: Any, types: Collection[type], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Run NumPy functions that only rearrange chunks (``np.concatenate``, ``np.stack``, …)."""
-        from zarr_manifest_store.concat import HANDLED_FUNCTIONS
-
         if not all(issubclass(t, ManifestArray | np.ndarray) for t in types):
             return NotImplemented
         handler = HANDLED_FUNCTIONS.get(func)
@@ -167,17 +195,13 @@ class ManifestArray:
 
     def __getitem__(self, key: Any) -> ManifestArray:
         """Select whole chunks (``a[0:48]``, ``a[:, 3]`` where chunks along axis 1 have size 1)."""
-        from zarr_manifest_store.concat import getitem
-
-        return getitem(self, key)
+        return HANDLED_FUNCTIONS[operator.getitem](self, key)
 
     def transpose(self, *axes: Any) -> ManifestArray:
         """The array with its axes permuted (like ``ndarray.transpose``), by a ``transpose`` codec."""
-        from zarr_manifest_store.concat import transpose
-
         if len(axes) == 1 and (axes[0] is None or not isinstance(axes[0], int | np.integer)):
             axes = axes[0]
-        return transpose(self, axes or None)
+        return HANDLED_FUNCTIONS[np.transpose](self, axes or None)
 
     @property
     def T(self) -> ManifestArray:

@@ -42,8 +42,6 @@ from zarr.storage import MemoryStore, StorePath
 from zarr_manifest_store._zarr import ArrayV3Metadata
 from zarr_manifest_store.array import ManifestArray, chunk_sizes
 from zarr_manifest_store.cf import check_cf_attributes, fill_value_attribute, json_attribute
-from zarr_manifest_store.concat import EdgeChunks
-from zarr_manifest_store.concat import edge_chunks as edge_chunk_handling
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import in_scheme_of, is_local, source_path
@@ -56,6 +54,8 @@ from zarr_manifest_store.manifest import (
     ChunkRef,
     Fingerprint,
 )
+from zarr_manifest_store.ops import EdgeChunks
+from zarr_manifest_store.ops import edge_chunks as edge_chunk_handling
 from zarr_manifest_store.scan import scan
 from zarr_manifest_store.store import ManifestStore
 

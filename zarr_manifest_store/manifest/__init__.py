@@ -1,0 +1,41 @@
+"""ChunkManifest: where every chunk of one array lives, stored column-wise.
+
+A manifest is a path table (each distinct source path once) plus three arrays
+shaped like the chunk grid: a ``uint32`` index into the path table, the byte
+``offset`` (``uint64``) and the byte ``length`` of each chunk. Two sentinel
+index values mark a chunk that is *missing* (Zarr fills it) or *inline* (its
+bytes live in the manifest itself, for small or materialised data).
+
+Lengths are kept in ``uint32`` whenever every length fits (always the case for
+HDF5 chunks), which holds a reference to 16 bytes plus its share of the path
+table; the ``lengths`` property always returns ``uint64``.
+
+``refs`` names the parts (a chunk's reference, a source's fingerprint, chunk keys,
+the sentinels), ``columns`` checks them, ``chunk_manifest`` holds the class.
+"""
+
+from zarr_manifest_store.manifest.chunk_manifest import ChunkManifest
+from zarr_manifest_store.manifest.refs import (
+    INLINE,
+    MAX_END,
+    MAX_PATHS,
+    MISSING,
+    ChunkCoords,
+    ChunkRef,
+    Fingerprint,
+    chunk_key,
+    parse_chunk_key,
+)
+
+__all__ = [
+    "INLINE",
+    "MAX_END",
+    "MAX_PATHS",
+    "MISSING",
+    "ChunkCoords",
+    "ChunkManifest",
+    "ChunkRef",
+    "Fingerprint",
+    "chunk_key",
+    "parse_chunk_key",
+]

@@ -1,0 +1,210 @@
+"""Checks and conversions of a manifest's columnar parts, each error naming the chunk at fault.
+
+``ChunkManifest`` runs every part through here, so that a manifest built by a
+scanner, read from a document or made by hand holds the same guarantees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from zarr_manifest_store.manifest.refs import (
+    INLINE,
+    MAX_END,
+    MAX_PATHS,
+    ChunkCoords,
+    Fingerprint,
+    chunk_key,
+)
+
+__all__ = [
+    "cells",
+    "check_entry",
+    "check_references",
+    "fingerprint_table",
+    "first_cell",
+    "in_grid",
+    "inline_table",
+    "narrow",
+    "path_table",
+    "unsigned",
+]
+
+
+def check_references(
+    paths: tuple[str, ...],
+    index: np.ndarray,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    inline: Mapping[ChunkCoords, bytes],
+) -> None:
+    """Every index points into the path table, inline chunks and INLINE marks go together, and
+    no chunk reaches past the largest file position."""
+    bad = (index >= len(paths)) & (index < INLINE)
+    if bad.any():
+        coords = first_cell(bad)
+        raise ValueError(
+            f"chunk {chunk_key(coords)!r}: path_index {int(index[coords])} is outside the "
+            f"path table of {len(paths)} path(s)"
+        )
+    inline_mask = index == INLINE
+    if inline or inline_mask.any():  # most manifests have no inline chunk to list
+        inline_cells = set(cells(inline_mask))
+        if inline_cells != set(inline):
+            coords = min(inline_cells ^ set(inline))
+            raise ValueError(
+                f"chunk {chunk_key(coords)!r}: inline data and the INLINE path_index must "
+                "go together"
+            )
+    # Each chunk is checked only when the largest offset and length together could overflow.
+    if index.size and int(offsets.max()) + int(lengths.max()) > MAX_END:
+        present = index < INLINE
+        too_far = present & (
+            (offsets > MAX_END) | (lengths > MAX_END - np.minimum(offsets, MAX_END))
+        )
+        if too_far.any():
+            coords = first_cell(too_far)
+            raise ValueError(
+                f"chunk {chunk_key(coords)!r}: offset {int(offsets[coords])} + length "
+                f"{int(lengths[coords])} overflows the largest file position {MAX_END}"
+            )
+
+
+def path_table(paths: Sequence[str]) -> tuple[str, ...]:
+    table = tuple(paths)
+    for i, p in enumerate(table):
+        if not isinstance(p, str) or not p:
+            raise ValueError(f"path table entry {i} must be a non-empty string, got {p!r}")
+    if len(table) > MAX_PATHS:
+        raise ValueError(f"a manifest holds at most {MAX_PATHS} distinct paths, got {len(table)}")
+    return table
+
+
+def fingerprint_table(
+    fingerprints: Mapping[str, Fingerprint], paths: tuple[str, ...]
+) -> dict[str, Fingerprint]:
+    table: dict[str, Fingerprint] = {}
+    known = set(paths)
+    for path, fp in fingerprints.items():
+        if path not in known:
+            raise ValueError(f"fingerprint given for {path!r}, which no chunk references")
+        table[path] = fp if isinstance(fp, Fingerprint) else Fingerprint(*fp)
+    return table
+
+
+def unsigned(
+    values: npt.ArrayLike,
+    dtype: type[np.unsignedinteger],
+    field: str,
+    shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """``values`` as a read-only ``dtype`` array; a ValueError names the first bad chunk."""
+    # Python sequences go through object arrays so that big or mixed ints are not turned into floats.
+    arr = values if isinstance(values, np.ndarray) else np.array(values, dtype=object)
+    if shape is not None and arr.shape != shape:
+        raise ValueError(f"{field}s have shape {arr.shape}, but the chunk grid has shape {shape}")
+    if arr.dtype.kind == "O":
+        arr = _objects_to_int(arr, field)
+    if arr.dtype.kind not in "iu":
+        bad = (
+            ~np.isfinite(arr) | (arr != np.round(arr))
+            if arr.dtype.kind == "f"
+            else np.ones(arr.shape, bool)
+        )
+        coords = first_cell(bad if bad.any() else np.ones(arr.shape, bool))
+        raise ValueError(
+            f"chunk {chunk_key(coords)!r}: {field} must be an integer, got {arr[coords].item()!r} "
+            f"(an array of dtype {arr.dtype})"
+        )
+    if arr.dtype.kind == "i" and arr.size and (neg := arr < 0).any():
+        coords = first_cell(neg)
+        raise ValueError(f"chunk {chunk_key(coords)!r}: {field} is negative ({int(arr[coords])})")
+    limit = np.iinfo(dtype).max
+    if arr.size and arr.dtype.itemsize > np.dtype(dtype).itemsize and (big := arr > limit).any():
+        coords = first_cell(big)
+        raise ValueError(f"chunk {chunk_key(coords)!r}: {field} {int(arr[coords])} exceeds {limit}")
+    out = arr.astype(dtype, copy=False)
+    return out.view() if out is arr or np.shares_memory(out, arr) else out
+
+
+def _objects_to_int(arr: np.ndarray, field: str) -> np.ndarray:
+    out = np.empty(arr.shape, dtype=np.uint64)
+    for coords, v in np.ndenumerate(arr):
+        if isinstance(v, bool | np.bool_) or not isinstance(v, int | np.integer):
+            raise ValueError(f"chunk {chunk_key(coords)!r}: {field} must be an integer, got {v!r}")
+        if not 0 <= v <= MAX_END:
+            what = "is negative" if v < 0 else f"exceeds {MAX_END}"
+            raise ValueError(f"chunk {chunk_key(coords)!r}: {field} {what} ({v})")
+        out[coords] = v
+    return out
+
+
+def narrow(lengths: np.ndarray) -> np.ndarray:
+    """Lengths in ``uint32`` when every one fits, to keep references small."""
+    if lengths.size == 0 or int(lengths.max()) <= np.iinfo(np.uint32).max:
+        return lengths.astype(np.uint32)
+    return lengths
+
+
+def inline_table(
+    inline: Mapping[ChunkCoords, bytes], shape: tuple[int, ...]
+) -> dict[ChunkCoords, bytes]:
+    table: dict[ChunkCoords, bytes] = {}
+    for coords, data in inline.items():
+        key = tuple(int(c) for c in coords)
+        if not in_grid(key, shape):
+            raise ValueError(f"inline chunk {chunk_key(key)!r} lies outside the chunk grid {shape}")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ValueError(
+                f"inline chunk {chunk_key(key)!r} must be bytes, got {type(data).__name__}"
+            )
+        table[key] = bytes(data)
+    return table
+
+
+def check_entry(key: str, entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Validate one ``from_dict`` entry, naming the key and field of any problem."""
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"chunk {key!r}: entry must be a mapping, got {type(entry).__name__}")
+    if "data" in entry:
+        if set(entry) != {"data"} or not isinstance(entry["data"], bytes | bytearray | memoryview):
+            raise ValueError(
+                f"chunk {key!r}: an inline entry is {{'data': <bytes>}}, got {dict(entry)!r}"
+            )
+        return entry
+    if set(entry) != {"path", "offset", "length"}:
+        raise ValueError(
+            f"chunk {key!r}: entry needs exactly the fields path, offset, length; got {sorted(entry)}"
+        )
+    if not isinstance(entry["path"], str) or not entry["path"]:
+        raise ValueError(f"chunk {key!r}: path must be a non-empty string, got {entry['path']!r}")
+    for field in ("offset", "length"):
+        v = entry[field]
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise ValueError(f"chunk {key!r}: {field} must be an integer, got {v!r}")
+        if not 0 <= v <= MAX_END:
+            raise ValueError(f"chunk {key!r}: {field} {v} is out of range [0, {MAX_END}]")
+    if entry["offset"] + entry["length"] > MAX_END:
+        raise ValueError(
+            f"chunk {key!r}: offset {entry['offset']} + length {entry['length']} overflows {MAX_END}"
+        )
+    return entry
+
+
+def in_grid(coords: ChunkCoords, shape: tuple[int, ...]) -> bool:
+    return len(coords) == len(shape) and all(0 <= c < n for c, n in zip(coords, shape, strict=True))
+
+
+def cells(mask: np.ndarray) -> Iterator[ChunkCoords]:
+    """Coordinates of every True cell of ``mask`` in C order (0-d masks included)."""
+    for row in np.argwhere(mask):
+        yield tuple(int(c) for c in row)
+
+
+def first_cell(mask: np.ndarray) -> ChunkCoords:
+    """Coordinates of the first True cell of ``mask`` in C order."""
+    return tuple(int(c) for c in np.unravel_index(int(np.argmax(mask)), mask.shape))
