@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Self
@@ -111,10 +112,6 @@ class ManifestStore(Store):
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
         self._served = {p: _ServedArray(p, a) for p, a in self._arrays.items()}
-        if any(_is_rectilinear(a) for a in self._arrays.values()):
-            # zarr-python parses the registered rectilinear grid only behind this flag; a
-            # store that serves one turns it on, so that zarr and xarray can open it.
-            zarr.config.set({"array.rectilinear_chunks": True})
         self._sources = Sources(
             storage_options,
             allow=allow,
@@ -329,8 +326,7 @@ class ManifestStore(Store):
                     attributes=dict(node.attributes),
                     consolidated_metadata=ConsolidatedMetadata(metadata=members),
                 )
-            buffer = meta.to_buffer_dict(default_buffer_prototype())[METADATA_KEY]
-            docs[_join(path, METADATA_KEY)] = buffer.to_bytes()
+            docs[_join(path, METADATA_KEY)] = _json_document(meta.to_dict())
         return docs
 
     def _target(
@@ -402,8 +398,10 @@ class ManifestStore(Store):
                     yield key
 
 
-def _is_rectilinear(array: ManifestArray) -> bool:
-    return array.metadata.chunk_grid.to_dict()["name"] == "rectilinear"  # type: ignore[index]
+def _json_document(metadata: dict[str, Any]) -> bytes:
+    """A ``zarr.json`` as zarr's ``to_buffer_dict`` writes one, without its check of the
+    ``array.rectilinear_chunks`` flag: whether to read a rectilinear grid is zarr's to decide."""
+    return json.dumps(metadata, indent=zarr.config.get("json_indent"), allow_nan=True).encode()
 
 
 def _node_metadata(node: Node) -> Any:

@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 import msgspec
 import numpy as np
-import zarr
 
 from zarr_manifest_store._zarr import GroupMetadata
 from zarr_manifest_store.array import ManifestArray
@@ -152,8 +151,8 @@ class _Writer:
             files[posixpath.join(path, wire.JSON_MANIFEST)] = _json_manifest(written)
         else:
             files.update(columnar.encode(written, posixpath.join(path, wire.COLUMNAR_MANIFEST)))
-        with zarr.config.set({"array.rectilinear_chunks": True}):
-            document = array.metadata.to_dict()
+        # Plain JSON: zarr consults its rectilinear flag only when it stores or parses metadata.
+        document = array.metadata.to_dict()
         document["storage_transformers"] = [{"name": wire.EXTENSION, "configuration": config}]
         document[wire.GUARD] = {"must_understand": True}
         return document
