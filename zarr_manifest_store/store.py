@@ -34,6 +34,7 @@ from zarr_manifest_store._zarr import (
     V2ChunkKeyEncoding,
 )
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.document.read import MAX_CHUNKS, read_document
 from zarr_manifest_store.group import ManifestGroup, Node
 from zarr_manifest_store.io.paths import is_local
 from zarr_manifest_store.io.sources import ByteData, Sources, Verify, VerifyReport
@@ -126,6 +127,8 @@ class ManifestStore(Store):
         *,
         allow: Sequence[str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        load: bool = False,
+        max_chunks: int = MAX_CHUNKS,
         **options: Any,
     ) -> ManifestStore:
         """Open a stored chunk-manifest document (a folder or any fsspec URL).
@@ -133,8 +136,9 @@ class ManifestStore(Store):
         Unlike zarr's asynchronous ``Store.open``, this reads the document
         synchronously and returns the store. The document's own folder may
         always be read; ``allow`` adds the prefixes its absolute paths may use.
-        Other keyword arguments go to the store (``verify``, I/O tuning) or to
-        the reader (``load=True`` reads every manifest now; ``max_chunks``).
+        ``load=True`` reads and validates every manifest now (else each when
+        first needed); ``max_chunks`` caps one array's chunk grid. Other keyword
+        arguments go to the store (``verify``, I/O tuning).
 
         >>> import xarray as xr, zarr_manifest_store as zms
         >>> zms.write_manifest(zms.scan("data/era_2026-01-01.nc"), "opened.zarr", mode="w")
@@ -142,9 +146,17 @@ class ManifestStore(Store):
         >>> xr.open_zarr(store).t2m.shape
         (24, 73, 144)
         """
-        from zarr_manifest_store.document import open_document
-
-        return open_document(url, allow=allow, storage_options=storage_options, **options)
+        document = read_document(
+            url, storage_options=storage_options, max_chunks=max_chunks, load=load
+        )
+        if isinstance(allow, str | os.PathLike):
+            allow = [allow]
+        return cls(
+            document.root,
+            storage_options=storage_options,
+            allow=[*document.allow, *(os.fspath(a) for a in allow or ())],
+            **options,
+        )
 
     @property
     def root(self) -> ManifestGroup | ManifestArray:
