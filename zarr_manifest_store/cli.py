@@ -25,7 +25,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import fsspec
@@ -35,10 +34,16 @@ from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.document.location import Location
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import in_scheme_of, is_plain_path, options_for
-from zarr_manifest_store.manifest import INLINE
 from zarr_manifest_store.store import ManifestStore
+from zarr_manifest_store.summary import (
+    ArraySummary,
+    DocumentSummary,
+    arrays_of,
+    groups_of,
+    summarize,
+)
 
-__all__ = ["DocumentSummary", "main", "make_parser", "summarize"]
+__all__ = ["main", "make_parser"]
 
 PROG = "zarr-manifest"
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
@@ -583,100 +588,11 @@ class Progress:
 # ---------------------------------------------------------------------- describing a hierarchy
 
 
-@dataclass
-class ArraySummary:
-    """What ``info`` says about one array; counts come from its (loaded) manifest."""
-
-    chunks: int
-    references: int
-    inline: int
-    bytes_referenced: int
-    bytes_inline: int
-    sources: set[str] = field(repr=False)
-
-    @property
-    def missing(self) -> int:
-        return self.chunks - self.references - self.inline
-
-    @classmethod
-    def of(cls, array: ManifestArray) -> ArraySummary:
-        m = array.manifest
-        index = m.path_index
-        referenced = index < INLINE
-        used = np.flatnonzero(np.bincount(index[referenced], minlength=len(m.paths)))
-        return cls(
-            chunks=int(index.size),
-            references=int(np.count_nonzero(referenced)),
-            inline=int(np.count_nonzero(index == INLINE)),
-            bytes_referenced=int(m.lengths[referenced].sum(dtype=np.uint64)),
-            bytes_inline=sum(map(len, m.inline.values())),
-            sources={m.paths[i] for i in used.tolist()},
-        )
-
-
-@dataclass
-class DocumentSummary:
-    """Totals over every array of a hierarchy (see :func:`summarize`)."""
-
-    arrays: int
-    groups: int
-    chunks: int
-    references: int
-    inline: int
-    missing: int
-    bytes_referenced: int
-    sources: int
-
-
-def summarize(root: ManifestGroup | ManifestArray) -> DocumentSummary:
-    """Totals of a hierarchy: arrays, groups, chunks, references, sources and referenced bytes.
-
-    Reads every array's manifest (a stored document's are loaded); never the sources.
-
-    >>> summarize(ManifestGroup()).arrays
-    0
-    """
-    return _totals(root, {p: ArraySummary.of(a) for p, a in _arrays(root)})
-
-
-def _arrays(root: ManifestGroup | ManifestArray) -> Iterator[tuple[str, ManifestArray]]:
-    """Every array of the hierarchy by path (``""`` for a root array)."""
-    nodes = [("", root)] if isinstance(root, ManifestArray) else root.walk()
-    for path, node in nodes:
-        if isinstance(node, ManifestArray):
-            yield path, node
-
-
-def _groups(root: ManifestGroup | ManifestArray) -> list[tuple[str, ManifestGroup]]:
-    """Every group of the hierarchy by path, the root (``""``) first."""
-    if isinstance(root, ManifestArray):
-        return []
-    return [("", root), *((p, n) for p, n in root.walk() if isinstance(n, ManifestGroup))]
-
-
-def _totals(
-    root: ManifestGroup | ManifestArray, arrays: Mapping[str, ArraySummary]
-) -> DocumentSummary:
-    sources: set[str] = set()
-    for s in arrays.values():
-        sources |= s.sources
-    return DocumentSummary(
-        arrays=len(arrays),
-        groups=max(len(_groups(root)) - 1, 0),
-        chunks=sum(s.chunks for s in arrays.values()),
-        references=sum(s.references for s in arrays.values()),
-        inline=sum(s.inline for s in arrays.values()),
-        missing=sum(s.missing for s in arrays.values()),
-        bytes_referenced=sum(s.bytes_referenced for s in arrays.values()),
-        sources=len(sources),
-    )
-
-
 def _describe(name: str, root: ManifestGroup | ManifestArray) -> dict[str, Any]:
     """``info --json``: the document's groups and arrays, and totals."""
-    summaries = {p: ArraySummary.of(a) for p, a in _arrays(root)}
+    summaries = {p: ArraySummary.of(a) for p, a in arrays_of(root)}
     arrays = []
-    for path, array in _arrays(root):
+    for path, array in arrays_of(root):
         s = summaries[path]
         names = array.dimension_names
         arrays.append(
@@ -696,21 +612,21 @@ def _describe(name: str, root: ManifestGroup | ManifestArray) -> dict[str, Any]:
                 "bytes_inline": s.bytes_inline,
             }
         )
-    groups = [{"path": p, "attributes": len(g.attributes)} for p, g in _groups(root)]
-    totals = vars(_totals(root, summaries))
+    groups = [{"path": p, "attributes": len(g.attributes)} for p, g in groups_of(root)]
+    totals = vars(DocumentSummary.of(root, summaries))
     return {"document": name, "groups": groups, "arrays": arrays, "totals": totals}
 
 
 def _render(name: str, root: ManifestGroup | ManifestArray) -> str:
     """``info``: the hierarchy as a tree, two detail lines under each array, totals last."""
-    summaries = {p: ArraySummary.of(a) for p, a in _arrays(root)}
+    summaries = {p: ArraySummary.of(a) for p, a in arrays_of(root)}
     lines = [f"{name}: chunk-manifest document"]
     if isinstance(root, ManifestArray):
         lines += _array_lines("/ (root array)", root, summaries[""], "    ")
     else:
         lines.append(f"/ ({_count(len(root.attributes), 'attribute')})")
         lines += _tree(root, "", "", summaries)
-    t = _totals(root, summaries)
+    t = DocumentSummary.of(root, summaries)
     where = f" in {_count(t.groups + 1, 'group')}" if t.groups else ""
     missing = (
         f"{t.missing:,} missing ({_percent(t.missing, t.chunks)})" if t.missing else "none missing"
