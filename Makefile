@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m zarr_manifest_store.demo
+	$(BIN)/python -m zarr_manifest_store.cli demo
 
 $(AZURITE): Makefile
 	@command -v npm >/dev/null || { echo "npm (Node.js) is required: the tests run Azurite"; exit 1; }

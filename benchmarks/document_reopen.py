@@ -69,7 +69,7 @@ def kerchunk_json(group: zms.ManifestGroup, path: Path) -> None:
         "t2m/.zarray": json.dumps(
             {
                 "shape": list(array.shape),
-                "chunks": list(array.chunks),
+                "chunks": list(array.metadata.chunks),
                 "dtype": "<f4",
                 "compressor": None,
                 "filters": None,

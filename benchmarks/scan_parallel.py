@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.demo import write_archive
+from zarr_manifest_store.cli.demo import write_archive
 
 
 def main() -> None:

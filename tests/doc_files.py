@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.demo import write_archive
+from zarr_manifest_store.cli.demo import write_archive
 
 DAYS = 3
 

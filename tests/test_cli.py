@@ -15,8 +15,10 @@ import xarray as xr
 from helpers import array_metadata
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.cli import Progress, error_line, format_bytes, main
-from zarr_manifest_store.demo import write_archive
+from zarr_manifest_store.cli import error_line, main
+from zarr_manifest_store.cli.demo import write_archive
+from zarr_manifest_store.cli.progress import Progress
+from zarr_manifest_store.cli.render import format_bytes
 
 FILES = 3
 STEPS = 24  # per file

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from zarr_manifest_store.demo import write_archive
+from zarr_manifest_store.cli.demo import write_archive
 
 SCRIPT = Path(sys.executable).with_name("zarr-manifest")
 

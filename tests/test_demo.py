@@ -28,10 +28,19 @@ def test_demo_scans_reopens_and_times_a_sample_archive(capsys):
 
 
 def test_make_demo_keeps_its_files_when_asked(tmp_path, capsys):
-    """``make demo`` runs ``python -m zarr_manifest_store.demo``: the same command, in a process."""
+    """``make demo`` runs ``python -m zarr_manifest_store.cli demo``: the same command, in a process."""
     kept = tmp_path / "kept"
     result = subprocess.run(
-        [sys.executable, "-m", "zarr_manifest_store.demo", "--files", "2", "--keep", str(kept)],
+        [
+            sys.executable,
+            "-m",
+            "zarr_manifest_store.cli",
+            "demo",
+            "--files",
+            "2",
+            "--keep",
+            str(kept),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -21,7 +21,7 @@ from numcodecs import Blosc, GZip, Zstd
 
 import zarr_manifest_store as zms
 from conformance.build import source_array
-from zarr_manifest_store.document import LazyChunkManifest, open_document
+from zarr_manifest_store.document import LazyChunkManifest
 from zarr_manifest_store.document.columnar import block_shape
 
 ENCODINGS = ["json", "columnar"]
@@ -420,7 +420,7 @@ def test_open_with_load_validates_every_manifest_now(tmp_path):
     (tmp_path / "out.zarr/sub/codes/manifest.json").write_text("{")
     zms.ManifestStore.open(tmp_path / "out.zarr")  # lazily: fine
     with pytest.raises(zms.ManifestError, match=r"sub/codes/manifest.json: not valid JSON"):
-        open_document(tmp_path / "out.zarr", load=True, allow=[str(tmp_path / "data")])
+        zms.ManifestStore.open(tmp_path / "out.zarr", load=True, allow=[str(tmp_path / "data")])
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
@@ -540,7 +540,7 @@ def test_relative_paths_cannot_leave_the_document(tmp_path, path, encoding):
 def test_malformed_relative_paths_are_manifest_errors(tmp_path, path):
     doc = write_with_path(tmp_path, path)
     with pytest.raises(zms.ManifestError, match="relative path"):
-        open_document(doc, load=True)
+        zms.ManifestStore.open(doc, load=True)
 
 
 def test_a_symlink_cannot_lead_a_relative_path_out(tmp_path):

@@ -28,7 +28,6 @@ from hypothesis import strategies as st
 
 import zarr_manifest_store as zms
 from conformance.build import source_array
-from zarr_manifest_store.document import open_document
 
 REFUSALS = (zms.ManifestError, PermissionError)
 FUZZ = settings(
@@ -91,7 +90,7 @@ def outcome(doc: Path) -> str:
     """
     start = time.perf_counter()
     try:
-        store = open_document(doc, load=True)
+        store = zms.ManifestStore.open(doc, load=True)
         for _, node in store.root.walk():
             if isinstance(node, zms.ManifestArray):
                 assert node.manifest.loaded
@@ -306,7 +305,7 @@ def test_no_path_text_reaches_outside_the_document(document, path):
     file, data = set_first_path(document, path)
     with Mutate(file, data):
         try:
-            store = open_document(document, load=True)
+            store = zms.ManifestStore.open(document, load=True)
         except REFUSALS:
             return
     root = os.path.realpath(document)
@@ -416,7 +415,7 @@ def test_a_huge_declared_grid_is_refused_before_anything_is_built(document):
             Mutate(file, json.dumps(huge).encode()),
             pytest.raises(zms.ManifestError, match="max_chunks"),
         ):
-            open_document(document)
+            zms.ManifestStore.open(document)
     assert meta  # the original is untouched
 
 

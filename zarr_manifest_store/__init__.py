@@ -3,10 +3,15 @@
 Scan files into chunk manifests (where every chunk's bytes live), combine them
 virtually, store the result as a chunk-manifest document, and read it through
 :class:`ManifestStore`, a read-only zarr-python store.
+
+Importing the package runs :func:`zarr_manifest_store.registration.register`:
+it registers the package's codec pipelines with zarr and adjusts two zarr
+settings the user has not chosen (see that function).
 """
 
 from typing import Any
 
+from zarr_manifest_store import registration
 from zarr_manifest_store._xarray_hook import register_xarray_layer
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.document import write_manifest
@@ -16,7 +21,6 @@ from zarr_manifest_store.io.sources import SourceStatus, VerifyReport
 from zarr_manifest_store.kerchunk import to_kerchunk
 from zarr_manifest_store.manifest import ChunkManifest, ChunkRef
 from zarr_manifest_store.ops import concat
-from zarr_manifest_store.pipeline import install as install_codec_pipelines
 from zarr_manifest_store.scan import scan
 from zarr_manifest_store.scan.hdf5 import scan_hdf5
 from zarr_manifest_store.scan.kerchunk import scan_kerchunk
@@ -62,4 +66,4 @@ def __dir__() -> list[str]:
 
 
 register_xarray_layer()
-install_codec_pipelines()  # ManifestStore arrays read through ManifestCodecPipeline
+registration.register()  # zarr's codec pipelines and settings: the one thing importing the package does to zarr

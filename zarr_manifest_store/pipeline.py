@@ -11,13 +11,12 @@ request per worker, and that a single small chunk (a random access) is read
 without any thread hop.
 
 zarr picks a pipeline class from its ``codec_pipeline.path`` setting, for
-every array of the process. Importing the package runs :func:`install`,
-which sets it to :class:`ManifestStorePipelines` if it names zarr's
-default: that class gives ManifestStore arrays a
-:class:`ManifestCodecPipeline` and every other array zarr's default
-``BatchedCodecPipeline``, so nothing changes for other stores. A pipeline
-the user configures (before or after, ``ZARR_CODEC_PIPELINE__PATH``
-included) is the one zarr uses.
+every array of the process. :func:`zarr_manifest_store.registration.register`
+(run by importing the package) registers both classes below and points that
+setting at :class:`ManifestStorePipelines` unless the user chose a pipeline:
+that class gives ManifestStore arrays a :class:`ManifestCodecPipeline` and
+every other array zarr's default ``BatchedCodecPipeline``, so nothing
+changes for other stores.
 """
 
 from __future__ import annotations
@@ -30,12 +29,10 @@ import zlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Self
 
-from zarr import config
 from zarr.abc.buffer import Buffer
 from zarr.abc.codec import Codec, CodecPipeline
 from zarr.buffer import default_buffer_prototype
 from zarr.codecs.numcodecs import Zlib
-from zarr.registry import register_pipeline
 from zarr.storage import StorePath
 
 from zarr_manifest_store._zarr import (
@@ -57,9 +54,8 @@ if TYPE_CHECKING:
 
     from zarr_manifest_store._zarr import ArrayMetadata, SelectorTuple
 
-__all__ = ["ManifestCodecPipeline", "ManifestStorePipelines", "install"]
+__all__ = ["ManifestCodecPipeline", "ManifestStorePipelines"]
 
-ZARR_DEFAULT = "zarr.core.codec_pipeline.BatchedCodecPipeline"
 DECODE_AT_ONCE_BYTES = 64 << 10
 """A chunk read on its own is decoded on the event loop up to this stored size, else in a thread."""
 
@@ -116,7 +112,8 @@ class _SizedZlib(Zlib, codec_name="zlib"):
 
 
 class ManifestStorePipelines(CodecPipeline):
-    """What zarr's ``codec_pipeline.path`` names once :func:`install` ran: a chooser, never built.
+    """What zarr's ``codec_pipeline.path`` names once the package registered it: a chooser,
+    never built.
 
     zarr asks it for each array it opens: a :class:`ManifestCodecPipeline`
     for an array of a ManifestStore, zarr's default ``BatchedCodecPipeline``
@@ -148,18 +145,6 @@ class ManifestStorePipelines(CodecPipeline):
     @classmethod
     def from_codecs(cls, codecs: Iterable[Codec], *, batch_size: int | None = None) -> Self:
         return BatchedCodecPipeline.from_codecs(codecs, batch_size=batch_size)  # type: ignore[return-value]
-
-
-register_pipeline(ManifestStorePipelines)
-register_pipeline(ManifestCodecPipeline)
-PATH = f"{__name__}.{ManifestStorePipelines.__qualname__}"
-
-
-def install() -> None:
-    """Point zarr's ``codec_pipeline.path`` at :class:`ManifestStorePipelines` if it still
-    names zarr's default (called when the package is imported); a user's choice is kept."""
-    if config.get("codec_pipeline.path") == ZARR_DEFAULT:
-        config.set({"codec_pipeline.path": PATH})
 
 
 async def _read_one(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Self
@@ -33,6 +34,7 @@ from zarr_manifest_store._zarr import (
     V2ChunkKeyEncoding,
 )
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.document.read import MAX_CHUNKS, read_document
 from zarr_manifest_store.group import ManifestGroup, Node
 from zarr_manifest_store.io.paths import is_local
 from zarr_manifest_store.io.sources import ByteData, Sources, Verify, VerifyReport
@@ -111,10 +113,6 @@ class ManifestStore(Store):
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
         self._served = {p: _ServedArray(p, a) for p, a in self._arrays.items()}
-        if any(_is_rectilinear(a) for a in self._arrays.values()):
-            # zarr-python parses the registered rectilinear grid only behind this flag; a
-            # store that serves one turns it on, so that zarr and xarray can open it.
-            zarr.config.set({"array.rectilinear_chunks": True})
         self._sources = Sources(
             storage_options,
             allow=allow,
@@ -129,6 +127,8 @@ class ManifestStore(Store):
         *,
         allow: Sequence[str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        load: bool = False,
+        max_chunks: int = MAX_CHUNKS,
         **options: Any,
     ) -> ManifestStore:
         """Open a stored chunk-manifest document (a folder or any fsspec URL).
@@ -136,8 +136,9 @@ class ManifestStore(Store):
         Unlike zarr's asynchronous ``Store.open``, this reads the document
         synchronously and returns the store. The document's own folder may
         always be read; ``allow`` adds the prefixes its absolute paths may use.
-        Other keyword arguments go to the store (``verify``, I/O tuning) or to
-        the reader (``load=True`` reads every manifest now; ``max_chunks``).
+        ``load=True`` reads and validates every manifest now (else each when
+        first needed); ``max_chunks`` caps one array's chunk grid. Other keyword
+        arguments go to the store (``verify``, I/O tuning).
 
         >>> import xarray as xr, zarr_manifest_store as zms
         >>> zms.write_manifest(zms.scan("data/era_2026-01-01.nc"), "opened.zarr", mode="w")
@@ -145,9 +146,17 @@ class ManifestStore(Store):
         >>> xr.open_zarr(store).t2m.shape
         (24, 73, 144)
         """
-        from zarr_manifest_store.document import open_document
-
-        return open_document(url, allow=allow, storage_options=storage_options, **options)
+        document = read_document(
+            url, storage_options=storage_options, max_chunks=max_chunks, load=load
+        )
+        if isinstance(allow, str | os.PathLike):
+            allow = [allow]
+        return cls(
+            document.root,
+            storage_options=storage_options,
+            allow=[*document.allow, *(os.fspath(a) for a in allow or ())],
+            **options,
+        )
 
     @property
     def root(self) -> ManifestGroup | ManifestArray:
@@ -329,8 +338,7 @@ class ManifestStore(Store):
                     attributes=dict(node.attributes),
                     consolidated_metadata=ConsolidatedMetadata(metadata=members),
                 )
-            buffer = meta.to_buffer_dict(default_buffer_prototype())[METADATA_KEY]
-            docs[_join(path, METADATA_KEY)] = buffer.to_bytes()
+            docs[_join(path, METADATA_KEY)] = _json_document(meta.to_dict())
         return docs
 
     def _target(
@@ -402,8 +410,10 @@ class ManifestStore(Store):
                     yield key
 
 
-def _is_rectilinear(array: ManifestArray) -> bool:
-    return array.metadata.chunk_grid.to_dict()["name"] == "rectilinear"  # type: ignore[index]
+def _json_document(metadata: dict[str, Any]) -> bytes:
+    """A ``zarr.json`` as zarr's ``to_buffer_dict`` writes one, without its check of the
+    ``array.rectilinear_chunks`` flag: whether to read a rectilinear grid is zarr's to decide."""
+    return json.dumps(metadata, indent=zarr.config.get("json_indent"), allow_nan=True).encode()
 
 
 def _node_metadata(node: Node) -> Any:

@@ -1,18 +1,19 @@
-"""Open a stored chunk-manifest document as a ManifestStore, reading only its metadata.
+"""Read a stored chunk-manifest document into a hierarchy, reading only its metadata.
 
-The root ``zarr.json`` carries consolidated metadata, so opening costs one
+The root ``zarr.json`` carries consolidated metadata, so reading costs one
 read; a document without it (prior art) is walked folder by folder. Each
 array's ``storage_transformers`` must name the chunk-manifest extension, whose
 configuration says how its manifest is encoded; the manifest itself is read
-lazily (:class:`LazyChunkManifest`). The store serves the array metadata
-without the transformer, since zarr-python would otherwise refuse it.
+lazily (:class:`LazyChunkManifest`). The arrays' metadata is kept without the
+transformer, since zarr-python would otherwise refuse it.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from zarr_manifest_store.array import ManifestArray, parse_array_metadata
@@ -23,7 +24,8 @@ from zarr_manifest_store.document.loaders import ColumnarLoader, JsonLoader, Res
 from zarr_manifest_store.document.location import Location, check_relative
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.store import ManifestStore
+
+__all__ = ["MAX_CHUNKS", "Document", "read_document"]
 
 MAX_CHUNKS = 2**27
 """Default limit on the chunks of one array: a larger grid is refused before anything is built."""
@@ -33,47 +35,50 @@ MAX_NODES = 100_000
 """How many nodes a document may have."""
 
 
-def open_document(
+@dataclass(frozen=True)
+class Document:
+    """A chunk-manifest document as read: its hierarchy, and what reading its sources needs.
+
+    ``allow`` holds the prefixes the document itself vouches for: its own
+    folder, against which its relative paths were resolved. Its absolute
+    paths point wherever the document says, so a reader allows those
+    separately (``ManifestStore.open(url, allow=...)``).
+    """
+
+    root: ManifestGroup | ManifestArray
+    allow: tuple[str, ...]
+
+
+def read_document(
     url: str | os.PathLike[str],
     *,
-    allow: Sequence[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
     max_chunks: int = MAX_CHUNKS,
     load: bool = False,
-    **store_options: Any,
-) -> ManifestStore:
-    """Open the chunk-manifest document at ``url`` (a folder or fsspec URL) as a ManifestStore.
+) -> Document:
+    """Read the chunk-manifest document at ``url`` (a folder or fsspec URL).
 
-    The document's own folder is always readable; relative paths in it are
-    resolved against that folder and may not leave it. Absolute paths must lie
-    under one of the ``allow`` prefixes. ``storage_options`` configure fsspec,
-    for the document and its sources (one dict, or a mapping from URL prefix to
-    options). Manifests are read when first needed, unless ``load=True``, which
-    reads and validates them all now. ``max_chunks`` caps one array's chunk grid.
-    Other keyword arguments go to :class:`ManifestStore`.
+    Relative paths in it are resolved against its folder and may not leave
+    it. ``storage_options`` configure fsspec for the document (one dict, or a
+    mapping from URL prefix to options). Manifests are read when first
+    needed, unless ``load=True``, which reads and validates them all now.
+    ``max_chunks`` caps one array's chunk grid. ``ManifestStore.open`` serves
+    what this reads.
 
-    >>> import zarr, zarr_manifest_store as zms
+    >>> import zarr_manifest_store as zms
     >>> zms.write_manifest(zms.scan("data/era_2026-01-02.nc"), "day2.zarr", mode="w")
-    >>> store = open_document("day2.zarr", allow=["data/"])
-    >>> zarr.open_group(store, mode="r")["t2m"][0].shape
-    (73, 144)
+    >>> document = read_document("day2.zarr")
+    >>> sorted(document.root.arrays), document.allow == (os.path.abspath("day2.zarr"),)
+    (['lat', 'lon', 't2m', 'time', 'tp'], True)
     """
-    if isinstance(allow, str | os.PathLike):
-        allow = [allow]
     location = Location(url, storage_options)
-    reader = _Reader(location, Resolver(location), max_chunks)
-    root = reader.root()
+    root = _Reader(location, Resolver(location), max_chunks).root()
     if load:
         nodes = [root] if isinstance(root, ManifestArray) else [n for _, n in root.walk()]
         for node in nodes:
             if isinstance(node, ManifestArray) and isinstance(node.manifest, LazyChunkManifest):
                 node.manifest.load()
-    return ManifestStore(
-        root,
-        storage_options=storage_options,
-        allow=[location.url, *(os.fspath(a) for a in allow or ())],
-        **store_options,
-    )
+    return Document(root=root, allow=(location.url,))
 
 
 class _Reader:

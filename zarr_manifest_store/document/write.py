@@ -1,4 +1,4 @@
-"""Write a ManifestGroup (or ManifestStore, or ManifestArray) as a chunk-manifest document."""
+"""Write a ManifestGroup (or ManifestArray, or what serves one) as a chunk-manifest document."""
 
 from __future__ import annotations
 
@@ -12,16 +12,14 @@ from typing import Any, Literal
 
 import msgspec
 import numpy as np
-import zarr
 
 from zarr_manifest_store._zarr import GroupMetadata
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.document import columnar, wire
 from zarr_manifest_store.document.location import Location
-from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.group import ManifestGroup, root_of
 from zarr_manifest_store.io.paths import source_path
 from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest, chunk_key
-from zarr_manifest_store.store import ManifestStore
 
 Encoding = Literal["auto", "json", "columnar"]
 PathMode = Literal["auto", "relative", "absolute"]
@@ -31,7 +29,7 @@ AUTO_JSON_CHUNKS = 1024
 
 
 def write_manifest(
-    source: ManifestGroup | ManifestArray | ManifestStore,
+    source: object,
     url: str | os.PathLike[str],
     *,
     encoding: Encoding | Mapping[str, Encoding] = "auto",
@@ -40,6 +38,8 @@ def write_manifest(
     mode: Literal["w-", "w"] = "w-",
 ) -> None:
     """Write ``source`` as a chunk-manifest document at ``url`` (a folder or any fsspec URL).
+
+    ``source`` is a ManifestGroup, a ManifestArray, or a ManifestStore (its root).
 
     ``encoding`` picks each array's manifest encoding: ``"json"`` (readable,
     for small arrays), ``"columnar"`` (compressed Zarr arrays, loaded lazily, for
@@ -57,12 +57,7 @@ def write_manifest(
     >>> sorted(store.root.arrays)
     ['lat', 'lon', 't2m', 'time', 'tp']
     """
-    root = source.root if isinstance(source, ManifestStore) else source
-    if not isinstance(root, ManifestGroup | ManifestArray):
-        raise TypeError(
-            f"write_manifest needs a ManifestGroup, ManifestArray or ManifestStore, "
-            f"got {type(source).__name__}"
-        )
+    root = root_of(source, "write_manifest")
     if paths not in ("auto", "relative", "absolute"):
         raise ValueError(f"paths must be 'auto', 'relative' or 'absolute', got {paths!r}")
     if mode not in ("w-", "w"):
@@ -152,8 +147,8 @@ class _Writer:
             files[posixpath.join(path, wire.JSON_MANIFEST)] = _json_manifest(written)
         else:
             files.update(columnar.encode(written, posixpath.join(path, wire.COLUMNAR_MANIFEST)))
-        with zarr.config.set({"array.rectilinear_chunks": True}):
-            document = array.metadata.to_dict()
+        # Plain JSON: zarr consults its rectilinear flag only when it stores or parses metadata.
+        document = array.metadata.to_dict()
         document["storage_transformers"] = [{"name": wire.EXTENSION, "configuration": config}]
         document[wire.GUARD] = {"must_understand": True}
         return document

@@ -3,7 +3,7 @@
 1. writes a sample archive: daily netCDF-4 files of hourly 2 m temperature and
    packed precipitation on a 2.5° grid, zlib-compressed, with CF time, as a
    data centre publishes them;
-2. scans and combines them with :func:`zarr_manifest_store.open_virtual_mfdataset`
+2. scans and combines them with :func:`zarr_manifest_store.xarray.open_virtual_mfdataset`
    (what ``zarr-manifest scan`` does), recording where every chunk lies;
 3. writes the chunk-manifest document;
 4. reopens it with ``xr.open_dataset(..., engine="zarr_manifest")``, prints the
@@ -18,6 +18,7 @@ needs dask: ``pip install 'zarr-manifest-store[demo]'``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tempfile
@@ -27,6 +28,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+import pandas as pd
+import xarray as xr
+
+from zarr_manifest_store.xarray import open_virtual_mfdataset
 
 __all__ = ["run", "write_archive"]
 
@@ -50,9 +55,6 @@ def write_archive(folder: str | os.PathLike[str], files: int = 30) -> list[Path]
     >>> [p.name for p in paths]
     ['era_2026-01-01.nc', 'era_2026-01-02.nc']
     """
-    import pandas as pd
-    import xarray as xr
-
     _require("h5netcdf")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -132,10 +134,6 @@ def run(
 
 
 def _demo(folder: Path, files: int, out: TextIO, *, kept: bool) -> None:
-    import xarray as xr
-
-    import zarr_manifest_store as zms
-
     _require("dask")
 
     def say(text: str = "") -> None:
@@ -146,6 +144,20 @@ def _demo(folder: Path, files: int, out: TextIO, *, kept: bool) -> None:
         f"zarr-manifest-store demo: {files} daily netCDF files read as one Zarr dataset, their data not copied"
     )
     say()
+    paths = _write_and_store(archive, document, files, say)
+    _reopen_and_compare(archive, document, paths, say)
+    say()
+    say("Now with your own files:")
+    say("   zarr-manifest scan 'your/data/*.nc' -o yours.zarr")
+    say("   zarr-manifest info yours.zarr")
+    if kept:
+        say(f"   zarr-manifest info {document}    # the demo's document, kept in {folder}")
+
+
+def _write_and_store(
+    archive: Path, document: Path, files: int, say: Callable[..., None]
+) -> list[Path]:
+    """Steps 1 to 3: the sample archive, scanned and combined, stored as ``document``."""
     paths, seconds = _timed(lambda: write_archive(archive, files))
     size = sum(p.stat().st_size for p in paths)
     say(
@@ -153,7 +165,7 @@ def _demo(folder: Path, files: int, out: TextIO, *, kept: bool) -> None:
     )
     say(f"   {archive}/{paths[0].name} ... {paths[-1].name}")
 
-    ds, seconds = _timed(lambda: zms.open_virtual_mfdataset(sorted(map(str, paths))))
+    ds, seconds = _timed(lambda: open_virtual_mfdataset(sorted(map(str, paths))))
     nrefs = ds.virtualize.nrefs
     say(f"2. Scanned and combined them  [{seconds:.2f} s]")
     say(
@@ -168,6 +180,13 @@ def _demo(folder: Path, files: int, out: TextIO, *, kept: bool) -> None:
     say(f"3. Wrote the chunk-manifest document  [{seconds:.2f} s]")
     say('   ds.virtualize.to_zarr("demo.zarr")')
     say(f"   {document}: {len(files_written)} files, {_kib(written)}")
+    return paths
+
+
+def _reopen_and_compare(
+    archive: Path, document: Path, paths: list[Path], say: Callable[..., None]
+) -> None:
+    """Step 4: the document reopened with xarray, timed and read beside the files themselves."""
 
     def open_document() -> xr.Dataset:
         return xr.open_dataset(document, engine="zarr_manifest", allow=[archive], chunks={})
@@ -192,7 +211,7 @@ def _demo(folder: Path, files: int, out: TextIO, *, kept: bool) -> None:
     identical = [name for name in names if _same(got[name], expected[name])]
     differing = [name for name in names if name not in identical]
 
-    mfdataset = f'xr.open_mfdataset({files} files, engine="h5netcdf")'
+    mfdataset = f'xr.open_mfdataset({len(paths)} files, engine="h5netcdf")'
     manifest = 'xr.open_dataset("demo.zarr", engine="zarr_manifest")'
     width = max(len(mfdataset), len(manifest)) + 3
     say("Timings on this machine (the files were just written, so they sit in the OS page cache):")
@@ -207,17 +226,11 @@ def _demo(folder: Path, files: int, out: TextIO, *, kept: bool) -> None:
     say(
         f"      {'from the same files, through the document':<{width}}{read_document * 1e3:8.1f} ms"
     )
+    opened.close()
+    reference.close()
     if differing:
         raise AssertionError(f"the document's values differ from the files' for {differing}")
     say(f"Values identical to xr.open_mfdataset's: yes ({', '.join(map(str, identical))})")
-    say()
-    say("Now with your own files:")
-    say("   zarr-manifest scan 'your/data/*.nc' -o yours.zarr")
-    say("   zarr-manifest info yours.zarr")
-    if kept:
-        say(f"   zarr-manifest info {document}    # the demo's document, kept in {folder}")
-    opened.close()
-    reference.close()
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -251,16 +264,8 @@ def _kib(n: int) -> str:
 
 
 def _require(module: str) -> None:
-    import importlib.util
-
     if importlib.util.find_spec(module) is None:
         raise ImportError(
             f"the demo needs {module}: pip install 'zarr-manifest-store[demo]' "
             f"(h5netcdf writes the sample files, dask runs xr.open_mfdataset)"
         )
-
-
-if __name__ == "__main__":
-    from zarr_manifest_store.cli import main
-
-    sys.exit(main(["demo", *sys.argv[1:]]))

@@ -1,0 +1,126 @@
+"""What a hierarchy holds, counted from its manifests: chunks, references, sources, bytes.
+
+:func:`summarize` gives the totals of a whole hierarchy; :class:`ArraySummary`
+the counts of one array. Both read the manifests (a stored document's are
+loaded) and never the source files. ``zarr-manifest info`` prints them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.group import ManifestGroup, Node, root_of
+from zarr_manifest_store.manifest import INLINE
+
+__all__ = ["ArraySummary", "DocumentSummary", "arrays_of", "groups_of", "summarize"]
+
+
+@dataclass
+class ArraySummary:
+    """The chunks of one array: how many, where they are held, and how many bytes.
+
+    >>> import zarr_manifest_store as zms
+    >>> s = ArraySummary.of(zms.scan("data/era_2026-01-01.nc")["t2m"])
+    >>> s.chunks, s.references, s.inline, s.missing, len(s.sources)
+    (4, 4, 0, 0, 1)
+    """
+
+    chunks: int
+    references: int
+    inline: int
+    bytes_referenced: int
+    bytes_inline: int
+    sources: set[str] = field(repr=False)
+
+    @property
+    def missing(self) -> int:
+        """Chunks with no reference and no inline bytes (read as the fill value)."""
+        return self.chunks - self.references - self.inline
+
+    @classmethod
+    def of(cls, array: ManifestArray) -> ArraySummary:
+        """Count ``array``'s chunks from its manifest."""
+        m = array.manifest
+        index = m.path_index
+        referenced = index < INLINE
+        used = np.flatnonzero(np.bincount(index[referenced], minlength=len(m.paths)))
+        return cls(
+            chunks=int(index.size),
+            references=int(np.count_nonzero(referenced)),
+            inline=int(np.count_nonzero(index == INLINE)),
+            bytes_referenced=int(m.lengths[referenced].sum(dtype=np.uint64)),
+            bytes_inline=sum(map(len, m.inline.values())),
+            sources={m.paths[i] for i in used.tolist()},
+        )
+
+
+@dataclass
+class DocumentSummary:
+    """Totals over every array of a hierarchy (see :func:`summarize`)."""
+
+    arrays: int
+    groups: int
+    chunks: int
+    references: int
+    inline: int
+    missing: int
+    bytes_referenced: int
+    sources: int
+
+    @classmethod
+    def of(cls, root: Node, arrays: Mapping[str, ArraySummary]) -> DocumentSummary:
+        """The totals of ``root`` from the summaries of its arrays (by path)."""
+        sources: set[str] = set()
+        for s in arrays.values():
+            sources |= s.sources
+        return cls(
+            arrays=len(arrays),
+            groups=max(len(groups_of(root)) - 1, 0),
+            chunks=sum(s.chunks for s in arrays.values()),
+            references=sum(s.references for s in arrays.values()),
+            inline=sum(s.inline for s in arrays.values()),
+            missing=sum(s.missing for s in arrays.values()),
+            bytes_referenced=sum(s.bytes_referenced for s in arrays.values()),
+            sources=len(sources),
+        )
+
+
+def summarize(source: object) -> DocumentSummary:
+    """Totals of a hierarchy: arrays, groups, chunks, references, sources and referenced bytes.
+
+    ``source`` is a ManifestGroup, a ManifestArray or a ManifestStore (its
+    root). Reads every array's manifest (a stored document's are loaded);
+    never the sources.
+
+    >>> summarize(ManifestGroup()).arrays
+    0
+    """
+    root = root_of(source, "summarize")
+    return DocumentSummary.of(root, {p: ArraySummary.of(a) for p, a in arrays_of(root)})
+
+
+def arrays_of(root: Node) -> Iterator[tuple[str, ManifestArray]]:
+    """Every array of the hierarchy by path (``""`` for a root array).
+
+    >>> list(arrays_of(ManifestGroup()))
+    []
+    """
+    nodes = [("", root)] if isinstance(root, ManifestArray) else root.walk()
+    for path, node in nodes:
+        if isinstance(node, ManifestArray):
+            yield path, node
+
+
+def groups_of(root: Node) -> list[tuple[str, ManifestGroup]]:
+    """Every group of the hierarchy by path, the root (``""``) first.
+
+    >>> groups_of(ManifestGroup(groups={"sub": ManifestGroup()}))[1][0]
+    'sub'
+    """
+    if isinstance(root, ManifestArray):
+        return []
+    return [("", root), *((p, n) for p, n in root.walk() if isinstance(n, ManifestGroup))]
