@@ -3,7 +3,9 @@
 Each case is copied to a scratch folder, ``@CASE@`` in its JSON files replaced
 by that folder's absolute path, and handed to the adapter; the arrays it reads
 are compared with ``expected/*.npy`` (dtype, shape, every value, NaN equal to
-NaN), or its refusal with the expected error category.
+NaN), or its refusal with the expected error category. A valid document
+refused as ``unsupported`` (a Zarr data type, codec or chunk grid the reader
+lacks) is counted apart: neither passed nor failed.
 """
 
 from __future__ import annotations
@@ -31,11 +33,25 @@ class Adapter(Protocol):
     def __call__(self, document: Path, allow: list[str], scratch: Path) -> Outcome: ...
 
 
+UNSUPPORTED = "unsupported"
+"""The category of a refusal of a valid document for a Zarr feature the reader lacks (section 9)."""
+
+
 @dataclass
 class Result:
     case: str
     passed: bool
     detail: str = ""
+    unsupported: bool = False
+    """The reader refused a valid document as ``unsupported``: neither passed nor failed."""
+
+    @property
+    def outcome(self) -> str:
+        return "PASS" if self.passed else "UNSUPPORTED" if self.unsupported else "FAIL"
+
+    @property
+    def failed(self) -> bool:
+        return not (self.passed or self.unsupported)
 
 
 def python_adapter(module_name: str) -> Adapter:
@@ -119,6 +135,8 @@ def _judge(
             return Result(name, True)
         got = f"refused as {refusal!r}" if refusal else "read the document"
         return Result(name, False, f"expected the refusal {expect['error']!r}, {got}")
+    if arrays is None and refusal == UNSUPPORTED:
+        return Result(name, False, "refused as unsupported", unsupported=True)
     if arrays is None:
         return Result(name, False, f"refused ({refusal!r}) a valid document")
     expected = {
