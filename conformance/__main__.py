@@ -23,8 +23,11 @@ def main() -> int:
         "-k", dest="pattern", default="", help="only cases whose name contains this"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="list every case")
+    parser.add_argument(
+        "-j", dest="jobs", type=int, default=1, help="cases run at once (adapter commands only)"
+    )
     args = parser.parse_args()
-    results = run(args.implementation, lambda name: args.pattern in name)
+    results = run(args.implementation, lambda name: args.pattern in name, jobs=args.jobs)
     for r in results:
         if args.verbose or not r.passed:
             print(f"{r.outcome:<11}  {r.case}{'  ' + r.detail if r.detail else ''}")

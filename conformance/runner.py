@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,12 +71,15 @@ def python_adapter(module_name: str) -> Adapter:
     return run
 
 
-def command_adapter(command: str) -> Adapter:
+class CommandAdapter:
     """An adapter run as ``COMMAND DOCUMENT OUTPUT [--allow PREFIX]...`` (see the README)."""
 
-    def run(document: Path, allow: list[str], scratch: Path) -> Outcome:
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __call__(self, document: Path, allow: list[str], scratch: Path) -> Outcome:
         output = scratch / "output"
-        args = [*shlex.split(command), str(document), str(output)]
+        args = [*shlex.split(self.command), str(document), str(output)]
         for prefix in allow:
             args += ["--allow", prefix]
         done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
@@ -89,7 +93,10 @@ def command_adapter(command: str) -> Adapter:
             for path, name in result["arrays"].items()
         }, None
 
-    return run
+
+def command_adapter(command: str) -> Adapter:
+    """An adapter run as a command (any language)."""
+    return CommandAdapter(command)
 
 
 def adapter_for(implementation: str) -> Adapter:
@@ -167,6 +174,13 @@ def compare(expected: np.ndarray, actual: np.ndarray) -> str | None:
     return None if same else "different values"
 
 
-def run(implementation: str, selected: Callable[[str], bool] = lambda _: True) -> list[Result]:
+def run(
+    implementation: str, selected: Callable[[str], bool] = lambda _: True, jobs: int = 1
+) -> list[Result]:
+    """Run the selected cases; ``jobs`` cases at a time for an adapter command (one in process)."""
     adapter = adapter_for(implementation)
-    return [run_case(name, adapter) for name in case_names() if selected(name)]
+    names = [name for name in case_names() if selected(name)]
+    if jobs <= 1 or not isinstance(adapter, CommandAdapter):
+        return [run_case(name, adapter) for name in names]
+    with ThreadPoolExecutor(jobs) as pool:
+        return list(pool.map(lambda name: run_case(name, adapter), names))
