@@ -16,12 +16,16 @@ import { type Strided, toNpy } from "./npy.js";
 /** Every array of the document, read in full, as `.npy` bytes by array path. */
 export async function readAll(document: string, allow: string[]): Promise<Map<string, Uint8Array>> {
   const store = await ManifestStore.open(document, { allow });
-  const out = new Map<string, Uint8Array>();
-  for (const path of await store.arrays()) {
-    const array = await zarr.open(zarr.root(store).resolve(path), { kind: "array" });
-    out.set(path, toNpy(await values(array), await store.dataType(path)));
+  try {
+    const out = new Map<string, Uint8Array>();
+    for (const path of await store.arrays()) {
+      const array = await zarr.open(zarr.root(store).resolve(path), { kind: "array" });
+      out.set(path, toNpy(await values(array), await store.dataType(path)));
+    }
+    return out;
+  } finally {
+    await store.close();
   }
-  return out;
 }
 
 /** All values of an array, in the strided form `zarr.get` gives. */

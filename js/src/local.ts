@@ -50,6 +50,10 @@ class LocalSource implements Source {
     readonly written: string,
   ) {}
 
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+
   async read(offset: bigint, length: bigint): Promise<Uint8Array> {
     if (offset + length > BigInt(Number.MAX_SAFE_INTEGER)) {
       throw new RangeError(`${this.written}: reading past byte 2^53 is not possible with Node's fs`);

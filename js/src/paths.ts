@@ -6,7 +6,7 @@
  * manifest writes is turned into one here, or refused.
  */
 
-import { ForbiddenPathError, UnsupportedError } from "./errors.js";
+import { ForbiddenPathError, ManifestError, UnsupportedError } from "./errors.js";
 
 export type Location = { kind: "file"; path: string } | { kind: "url"; url: string };
 
@@ -18,20 +18,26 @@ export function isAbsolute(path: string): boolean {
   return path.startsWith("/") || SCHEME.test(path);
 }
 
-/** Refuse a relative path that breaks the rules of section 4.1 (a ForbiddenPathError says which). */
+/**
+ * The segments of a relative path (section 4.1). A malformed path (empty, an
+ * empty segment, a backslash, a control character) is a ManifestError; one
+ * that names or leaves its folder (`.` or `..`, also percent-encoded, or a
+ * segment hiding a separator) is a ForbiddenPathError.
+ */
 export function checkRelative(path: string): string[] {
-  const refuse = (why: string): never => {
-    throw new ForbiddenPathError(`relative path ${JSON.stringify(path)}: ${why}`);
+  const malformed = (why: string): never => {
+    throw new ManifestError(`relative path ${JSON.stringify(path)} is malformed: ${why}`);
   };
-  if (path === "") refuse("it is empty");
-  if (path.includes("\\")) refuse("it contains a backslash");
-  if (CONTROL.test(path)) refuse("it contains a control character");
+  if (path === "") malformed("it is empty");
+  if (path.includes("\\")) malformed("it contains a backslash");
+  if (CONTROL.test(path)) malformed("it contains a control character");
   const segments = path.split("/");
   for (const segment of segments) {
-    if (segment === "") refuse("it has an empty segment");
+    if (segment === "") malformed("it has an empty segment");
     const decoded = percentDecode(segment);
-    if (decoded === "." || decoded === "..") refuse(`the segment ${JSON.stringify(segment)} leaves or names its folder`);
-    if (decoded.includes("/") || decoded.includes("\\")) refuse(`the segment ${JSON.stringify(segment)} hides a separator`);
+    if (decoded === "." || decoded === ".." || decoded.includes("/") || decoded.includes("\\")) {
+      throw new ForbiddenPathError(`relative path ${JSON.stringify(path)}: the segment ${JSON.stringify(segment)} would leave its folder`);
+    }
   }
   return segments;
 }

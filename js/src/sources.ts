@@ -17,6 +17,7 @@ export interface Fingerprint {
 /** One source, opened: reads exactly `length` bytes at `offset`, or throws. */
 export interface Source {
   read(offset: bigint, length: bigint): Promise<Uint8Array>;
+  close(): Promise<void>;
 }
 
 /** Opens sources by location; `realFolders` are the real paths a local source must lie in. */
@@ -71,6 +72,8 @@ class HttpSource implements Source {
     }
     return bytes;
   }
+
+  async close(): Promise<void> {}
 
   /** The total size in `Content-Range` against the recorded size, once. */
   private checkSize(response: Response): void {

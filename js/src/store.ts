@@ -76,6 +76,7 @@ export class ManifestStore implements AsyncReadable {
 
   /** The path of every array of the document (`""` for a root array). */
   async arrays(): Promise<string[]> {
+    if ((await this.node(""))?.kind === "array") return [""];
     let paths = [...this.nodes.keys()];
     if (!this.consolidated) {
       if (this.location.kind !== "file") throw new ManifestError("without consolidated metadata, a document over HTTP cannot be listed");
@@ -88,6 +89,13 @@ export class ManifestStore implements AsyncReadable {
       if ((await this.node(path))?.kind === "array") found.push(path);
     }
     return found;
+  }
+
+  /** Close the sources opened so far (local file handles). */
+  async close(): Promise<void> {
+    const opened = [...this.sources.values()];
+    this.sources.clear();
+    await Promise.all(opened.map((s) => s.then((source) => source.close(), () => undefined)));
   }
 
   async get(key: AbsolutePath): Promise<Uint8Array | undefined> {
