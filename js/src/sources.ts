@@ -37,8 +37,11 @@ export async function openSource(
     const local = await import("./local.js");
     return local.openLocal(location.path, written, fingerprint, options.insideReal);
   }
-  return new HttpSource(location.url, written, fingerprint, options.fetch ?? globalThis.fetch);
+  return new HttpSource(location.url, written, fingerprint, options.fetch ?? defaultFetch);
 }
+
+/** The global `fetch`, called as a plain function (browsers refuse it as a method of another object). */
+export const defaultFetch: typeof globalThis.fetch = (input, init) => globalThis.fetch(input, init);
 
 /** A source over HTTP(S): one `Range` request per read; the ETag, if recorded, is enforced by `If-Match`. */
 class HttpSource implements Source {

@@ -18,7 +18,7 @@ import { type Json, parseJsonFile, stringifyJson } from "./json.js";
 import { JsonManifest } from "./manifest-json.js";
 import { type Location, absoluteLocation, checkRelative, documentLocation, isAbsolute, isInside, join } from "./paths.js";
 import type { Manifest } from "./references.js";
-import { type Source, openSource } from "./sources.js";
+import { type Source, defaultFetch, openSource } from "./sources.js";
 
 export interface OpenOptions {
   /** Prefixes (local paths, `file://` or `http(s)://` URLs) sources may be read from, besides the document folder. */
@@ -202,7 +202,7 @@ export class ManifestStore implements AsyncReadable {
   private async readFile(file: string): Promise<Uint8Array | undefined> {
     const location = join(this.location, file.split("/"));
     if (location.kind === "file") return (await import("./local.js")).readLocalFile(location.path);
-    const response = await (this.options.fetch ?? globalThis.fetch)(location.url);
+    const response = await (this.options.fetch ?? defaultFetch)(location.url);
     if (response.status === 404 || response.status === 403) return undefined;
     if (!response.ok) throw new MissingSourceError(`${location.url} answers ${response.status}`);
     return new Uint8Array(await response.arrayBuffer());

@@ -10,13 +10,22 @@ import { extname, resolve, sep } from "node:path";
 
 const TYPES: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".json": "application/json" };
 
-/** Start serving `root` on a free loopback port; resolves to the server and its base URL. */
-export async function serve(root: string): Promise<{ server: Server; url: string; requests: string[] }> {
+/**
+ * Start serving `root` on a free loopback port, and each folder of `mounts`
+ * under its URL prefix (`{"/document/": "/tmp/x"}`); resolves to the server
+ * and its base URL.
+ */
+export async function serve(
+  root: string,
+  mounts: Record<string, string> = {},
+): Promise<{ server: Server; url: string; requests: string[] }> {
   const requests: string[] = [];
   const server = createServer(async (request, response) => {
     requests.push(`${request.method} ${request.url} ${request.headers.range ?? ""}`.trim());
-    const path = resolve(root, `.${decodeURIComponent(new URL(request.url ?? "/", "http://x").pathname)}`);
-    const info = path.startsWith(resolve(root) + sep) ? await stat(path).catch(() => undefined) : undefined;
+    const wanted = decodeURIComponent(new URL(request.url ?? "/", "http://x").pathname);
+    const [prefix, folder] = Object.entries(mounts).find(([p]) => wanted.startsWith(p)) ?? ["/", root];
+    const path = resolve(folder, `./${wanted.slice(prefix.length)}`);
+    const info = path.startsWith(resolve(folder) + sep) ? await stat(path).catch(() => undefined) : undefined;
     if (!info?.isFile()) {
       response.writeHead(404).end();
       return;
