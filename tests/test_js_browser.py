@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from png_pixels import read_png
 
 import zarr_manifest_store as zms
 from conformance.build import source_array
-from tests.png import read_png
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
