@@ -85,7 +85,7 @@ export class ManifestStore implements AsyncReadable {
     }
     const found: string[] = [];
     for (const path of paths.sort()) {
-      if (found.some((a) => a === "" || isInside(path, a))) continue; // manifest groups inside arrays
+      if (found.some((a) => isInside(path, a))) continue; // the manifest group inside an array
       if ((await this.node(path))?.kind === "array") found.push(path);
     }
     return found;
