@@ -9,8 +9,12 @@ STAMP := $(VENV)/.installed
 # Azurite, Microsoft's Azure Storage emulator (Node.js, from npm): the tests' az:// sources.
 AZURITE_VERSION := 3.35.0
 AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
+# The JavaScript reader (js/, a zarrita.js store): its npm packages from the committed lock file.
+JS_STAMP := js/node_modules/.installed
+# Debian's Chromium, for the browser check (tests/test_js_browser.py); CI runs as root and installs it.
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean js
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.12 is required (see .python-version)"; exit 1; }
@@ -27,7 +31,25 @@ $(AZURITE): Makefile
 	npm install --prefix $(VENV)/azurite --no-audit --no-fund --silent azurite@$(AZURITE_VERSION)
 	@touch $(AZURITE)
 
-test: $(STAMP) $(AZURITE) lint
+$(JS_STAMP): js/package.json js/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js >= 20) is required: the tests run the JavaScript reader"; exit 1; }
+	cd js && npm ci --no-audit --no-fund --silent
+	@touch $(JS_STAMP)
+
+# Build the JavaScript reader (tsc) and run its tests (node --test); pytest drives its conformance run.
+js: $(JS_STAMP)
+	cd js && npm test --silent
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "!!!!!!!! NO BROWSER CHECK: apt-get install chromium failed; tests/test_js_browser.py will skip"; \
+	else \
+	  echo "!!!!!!!! NO BROWSER CHECK: $(CHROMIUM) is missing and only root can apt-get install chromium;" \
+	       "tests/test_js_browser.py will skip"; \
+	fi
+
+test: $(STAMP) $(AZURITE) js $(CHROMIUM) lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 lint: $(STAMP)
@@ -39,4 +61,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache js/node_modules js/dist

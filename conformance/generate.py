@@ -25,7 +25,7 @@ import numpy as np
 import zarr
 
 import zarr_manifest_store as zms
-from conformance.build import source_array
+from conformance.build import HEADER, encode_chunks, source_array
 from zarr_manifest_store.document import columnar
 
 HERE = Path(__file__).resolve().parent
@@ -34,6 +34,7 @@ EXAMPLES = HERE.parent / "spec" / "examples"
 TOKEN = "@CASE@"
 
 INVALID, FORBIDDEN, MISSING = "invalid-document", "forbidden-path", "missing-source"
+CHANGED = "source-changed"
 
 
 class Case:
@@ -60,6 +61,13 @@ class Case:
 
     def expect(self, **arrays: np.ndarray) -> None:
         self.arrays.update({k.replace("__", "/"): v for k, v in arrays.items()})
+
+    def text(self, key: str, old: str, new: str) -> None:
+        """Replace ``old`` (which must be there) by ``new`` in the text of the document's file ``key``."""
+        file = self.doc / key
+        content = file.read_text()
+        assert old in content, (key, old)
+        file.write_text(content.replace(old, new, 1))
 
     def json(self, key: str, edit: Callable[[Any], Any]) -> None:
         """Edit the JSON file ``key`` of the document (``edit`` may change it in place)."""
@@ -336,6 +344,16 @@ def layout_cases() -> Iterator[tuple[str, str, Callable[[Case], None]]]:
     yield "absolute-paths", "absolute paths under an allowed prefix", absolute(url=False)
     yield "file-url-paths", "file:// URLs under an allowed prefix", absolute(url=True)
 
+    def file_url_under_path(case: Case) -> None:
+        absolute(url=True)(case)
+        case.allow[:] = [f"{case.dir}/outside"]
+
+    yield (
+        "file-url-under-path-prefix",
+        "file:// URLs under an allowed prefix written as a plain path without a final slash",
+        file_url_under_path,
+    )
+
     def blocks(case: Case) -> None:
         big = np.arange(23 * 17, dtype="float64").reshape(23, 17)
         gone = {(0, 3), (7, 0)}
@@ -393,6 +411,35 @@ def layout_cases() -> Iterator[tuple[str, str, Callable[[Case], None]]]:
         case.expect(k=data)
 
     yield "v2-chunk-key-encoding", "an array with the v2 chunk key encoding", v2_keys
+
+    def rectilinear(case: Case) -> None:
+        values = RNG.integers(-100, 100, size=(5, 6)).astype("int16")
+        rows, columns = [3, 2], [4, 2]
+        paths = np.full((2, 2), str(case.data("r.bin")), dtype=object)
+        offsets, lengths = np.zeros((2, 2), np.uint64), np.zeros((2, 2), np.uint64)
+        blob = bytearray(HEADER)
+        for i, j in np.ndindex(2, 2):
+            block = values[sum(rows[:i]) :][: rows[i], sum(columns[:j]) :][:, : columns[j]]
+            metadata, encoded = encode_chunks(block, chunks=block.shape)
+            offsets[i, j], lengths[i, j] = len(blob), len(encoded[(0, 0)])
+            blob += encoded[(0, 0)]
+        case.data("r.bin").parent.mkdir(parents=True)
+        case.data("r.bin").write_bytes(bytes(blob))
+        metadata.update(
+            shape=[5, 6],
+            chunk_grid={
+                "name": "rectilinear",
+                "configuration": {"kind": "inline", "chunk_shapes": [rows, columns]},
+            },
+        )
+        manifest = zms.ChunkManifest.from_arrays(
+            paths=paths.astype(str), offsets=offsets, lengths=lengths
+        )
+        with zarr.config.set({"array.rectilinear_chunks": True}):
+            case.write(group(r=zms.ManifestArray(metadata=metadata, manifest=manifest)))
+        case.expect(r=values)
+
+    yield "rectilinear-grid", "a rectilinear chunk grid (chunks of unequal sizes)", rectilinear
 
     def nested_groups(case: Case) -> None:
         a = source_array(case.data("a.bin"), data, chunks=chunks, attributes={"nan": float("nan")})
@@ -802,6 +849,136 @@ def invalid_cases() -> Iterator[tuple[str, str, Callable[[Case], None]]]:
         os.remove(case.data("a.bin"))
 
     yield "missing-source", "a source file that is not there", refused(MISSING, "json", deleted)
+    yield from spec_findings(base, refused, relative, config)
+
+
+def spec_findings(
+    base: Callable[..., None],
+    refused: Callable[..., Callable[[Case], None]],
+    relative: Callable[[str], Callable[[Case], None]],
+    config: Callable[..., Callable[[Case], None]],
+) -> Iterator[tuple[str, str, Callable[[Case], None]]]:
+    """Refusals the specification was silent or unclear about until a second reader was written."""
+    yield (
+        "invalid-exponent-offset",
+        "an offset written with an exponent (1.9e1): not an integer",
+        refused(
+            INVALID,
+            "json",
+            lambda case: case.text("a/manifest.json", '"offset":19', '"offset":1.9e1'),
+        ),
+    )
+    yield (
+        "invalid-duplicate-key",
+        "a chunk key written twice in manifest.json (JSON parsers differ on which wins)",
+        refused(
+            INVALID,
+            "json",
+            lambda case: case.text(
+                "a/manifest.json", "{", '{"0.0":{"path":"data/a.bin","offset":0,"length":19},'
+            ),
+        ),
+    )
+    yield (
+        "invalid-backslash",
+        "a relative path with a backslash (malformed, not an escape)",
+        refused(INVALID, "json", relative("data\\a.bin")),
+    )
+    yield (
+        "invalid-empty-segment",
+        "a relative path with an empty segment (malformed, not an escape)",
+        refused(INVALID, "json", relative("data//a.bin")),
+    )
+
+    def secret(case: Case) -> Path:
+        """A copy of the source outside the document and outside the allowed prefix."""
+        (case.dir / "outside").mkdir(exist_ok=True)
+        shutil.copy(case.data("a.bin"), case.dir / "secret.bin")
+        case.allow.append(f"{case.dir}/outside/")
+        return case.dir / "secret.bin"
+
+    def absolute_dotdot(case: Case) -> None:
+        secret(case)
+        path = f"{case.dir}/outside/../secret.bin"
+        case.json("a/manifest.json", lambda m: m["0.0"].update(path=path))
+
+    yield (
+        "forbidden-absolute-dotdot",
+        "an absolute path that climbs out of an allowed prefix with '..'",
+        refused(FORBIDDEN, "json", absolute_dotdot),
+    )
+
+    def partial_segment(case: Case) -> None:
+        (case.dir / "outside-not-allowed").mkdir()
+        shutil.copy(case.data("a.bin"), case.dir / "outside-not-allowed" / "a.bin")
+        case.allow.append(f"{case.dir}/outside")
+        path = f"{case.dir}/outside-not-allowed/a.bin"
+        case.json("a/manifest.json", lambda m: m["0.0"].update(path=path))
+
+    yield (
+        "forbidden-allow-partial-segment",
+        "an allowed prefix matches whole path segments ('/x/outside' does not allow '/x/outside-not-allowed/')",
+        refused(FORBIDDEN, "json", partial_segment),
+    )
+
+    def absolute_symlink(case: Case) -> None:
+        secret(case)
+        os.symlink("../secret.bin", case.dir / "outside" / "link.bin")
+        path = f"{case.dir}/outside/link.bin"
+        case.json("a/manifest.json", lambda m: m["0.0"].update(path=path))
+
+    yield (
+        "forbidden-absolute-symlink",
+        "an absolute path under an allowed prefix that is a symbolic link out of it",
+        refused(FORBIDDEN, "json", absolute_symlink),
+    )
+
+    def unused_fingerprint(case: Case) -> None:
+        case.array_json(
+            "a",
+            lambda meta: meta["storage_transformers"][0]["configuration"]["sources"].update(
+                {"data/other.bin": {"size": 10}}
+            ),
+        )
+
+    yield (
+        "invalid-fingerprint-unused",
+        "a fingerprint for a path no reference uses (JSON encoding)",
+        refused(INVALID, "json", unused_fingerprint),
+    )
+
+    def fingerprint_not_in_table(case: Case) -> None:
+        case.json(
+            "a/manifest/zarr.json",
+            lambda g: g["attributes"]["sources"].update({"data/other.bin": {"size": 10}}),
+        )
+
+    yield (
+        "invalid-fingerprint-not-in-table",
+        "a fingerprint for a path not in the path table (columnar encoding)",
+        refused(INVALID, "columnar", fingerprint_not_in_table),
+    )
+
+    def grown(case: Case) -> None:
+        with case.data("a.bin").open("ab") as f:
+            f.write(b"appended since the scan")
+
+    yield (
+        "changed-source-size",
+        "a source whose size is no longer the recorded one",
+        refused(CHANGED, "json", grown),
+    )
+
+    def truncated(case: Case) -> None:
+        config(sources={})(case)
+        file = case.data("a.bin")
+        file.write_bytes(file.read_bytes()[:-5])
+
+    yield (
+        "changed-source-truncated",
+        "a source (without fingerprint) shorter than the end of a reference",
+        refused(CHANGED, "json", truncated),
+    )
 
 
 def example_documents(root: Path) -> None:

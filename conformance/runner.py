@@ -3,7 +3,9 @@
 Each case is copied to a scratch folder, ``@CASE@`` in its JSON files replaced
 by that folder's absolute path, and handed to the adapter; the arrays it reads
 are compared with ``expected/*.npy`` (dtype, shape, every value, NaN equal to
-NaN), or its refusal with the expected error category.
+NaN), or its refusal with the expected error category. A valid document
+refused as ``unsupported`` (a Zarr data type, codec or chunk grid the reader
+lacks) is counted apart: neither passed nor failed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,11 +34,25 @@ class Adapter(Protocol):
     def __call__(self, document: Path, allow: list[str], scratch: Path) -> Outcome: ...
 
 
+UNSUPPORTED = "unsupported"
+"""The category of a refusal of a valid document for a Zarr feature the reader lacks (section 9)."""
+
+
 @dataclass
 class Result:
     case: str
     passed: bool
     detail: str = ""
+    unsupported: bool = False
+    """The reader refused a valid document as ``unsupported``: neither passed nor failed."""
+
+    @property
+    def outcome(self) -> str:
+        return "PASS" if self.passed else "UNSUPPORTED" if self.unsupported else "FAIL"
+
+    @property
+    def failed(self) -> bool:
+        return not (self.passed or self.unsupported)
 
 
 def python_adapter(module_name: str) -> Adapter:
@@ -54,12 +71,15 @@ def python_adapter(module_name: str) -> Adapter:
     return run
 
 
-def command_adapter(command: str) -> Adapter:
+class CommandAdapter:
     """An adapter run as ``COMMAND DOCUMENT OUTPUT [--allow PREFIX]...`` (see the README)."""
 
-    def run(document: Path, allow: list[str], scratch: Path) -> Outcome:
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __call__(self, document: Path, allow: list[str], scratch: Path) -> Outcome:
         output = scratch / "output"
-        args = [*shlex.split(command), str(document), str(output)]
+        args = [*shlex.split(self.command), str(document), str(output)]
         for prefix in allow:
             args += ["--allow", prefix]
         done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
@@ -73,7 +93,10 @@ def command_adapter(command: str) -> Adapter:
             for path, name in result["arrays"].items()
         }, None
 
-    return run
+
+def command_adapter(command: str) -> Adapter:
+    """An adapter run as a command (any language)."""
+    return CommandAdapter(command)
 
 
 def adapter_for(implementation: str) -> Adapter:
@@ -119,6 +142,8 @@ def _judge(
             return Result(name, True)
         got = f"refused as {refusal!r}" if refusal else "read the document"
         return Result(name, False, f"expected the refusal {expect['error']!r}, {got}")
+    if arrays is None and refusal == UNSUPPORTED:
+        return Result(name, False, "refused as unsupported", unsupported=True)
     if arrays is None:
         return Result(name, False, f"refused ({refusal!r}) a valid document")
     expected = {
@@ -149,6 +174,13 @@ def compare(expected: np.ndarray, actual: np.ndarray) -> str | None:
     return None if same else "different values"
 
 
-def run(implementation: str, selected: Callable[[str], bool] = lambda _: True) -> list[Result]:
+def run(
+    implementation: str, selected: Callable[[str], bool] = lambda _: True, jobs: int = 1
+) -> list[Result]:
+    """Run the selected cases; ``jobs`` cases at a time for an adapter command (one in process)."""
     adapter = adapter_for(implementation)
-    return [run_case(name, adapter) for name in case_names() if selected(name)]
+    names = [name for name in case_names() if selected(name)]
+    if jobs <= 1 or not isinstance(adapter, CommandAdapter):
+        return [run_case(name, adapter) for name in names]
+    with ThreadPoolExecutor(jobs) as pool:
+        return list(pool.map(lambda name: run_case(name, adapter), names))

@@ -21,6 +21,7 @@ CATEGORIES = (
     (zms.ManifestError, "invalid-document"),
     (PermissionError, "forbidden-path"),
     (FileNotFoundError, "missing-source"),
+    (zms.SourceChangedError, "source-changed"),
 )
 
 
