@@ -11,7 +11,9 @@ import pytest
 from hdf5_corpus import CASES
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.scan.hdf5 import _Attributes, _links, _member
+from zarr_manifest_store.scan.hdf5.attributes import Attributes as _Attributes
+from zarr_manifest_store.scan.hdf5.objects import links as _links
+from zarr_manifest_store.scan.hdf5.objects import member as _member
 
 
 def _odd_attributes(obj: h5py.HLObject, ref: h5py.Reference) -> None:
