@@ -45,8 +45,9 @@ from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, Refusals
 from zarr_manifest_store.scan.hdf5.dimensions import Dimensions
 from zarr_manifest_store.scan.hdf5.layouts import Layouts
 from zarr_manifest_store.scan.hdf5.walk import Walk
+from zarr_manifest_store.scan.registry import Format
 
-__all__ = ["CONTIGUOUS_CHUNK_BYTES", "MAX_INLINE_BYTES", "scan_hdf5"]
+__all__ = ["CONTIGUOUS_CHUNK_BYTES", "FORMAT", "MAX_INLINE_BYTES", "SIGNATURE", "scan_hdf5"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,10 @@ MAX_INLINE_BYTES = 2**20
 REMOTE_BLOCK_SIZE = 2**20
 """Block size of the fsspec cache that remote files are scanned through."""
 REMOTE_CACHE_BLOCKS = 64
+SIGNATURE = b"\x89HDF\r\n\x1a\n"
+"""The bytes an HDF5 file starts with, after a user block of 512 bytes or a larger power of two."""
+USERBLOCK_LIMIT = 2**20
+"""User blocks are looked behind up to this size."""
 
 
 def scan_hdf5(
@@ -154,3 +159,13 @@ def _file_access() -> h5p.PropFAID:
     fapl.set_libver_bounds(h5f.LIBVER_EARLIEST, h5f.LIBVER_LATEST)
     fapl.set_alignment(1, 1)
     return fapl
+
+
+FORMAT = Format(
+    name="hdf5",
+    scan=scan_hdf5,
+    description=f"HDF5 / netCDF4 (signature {SIGNATURE!r})",
+    signatures=(SIGNATURE,),
+    signature_offsets=(0, *(512 << i for i in range((USERBLOCK_LIMIT // 512).bit_length() - 1))),
+)
+"""HDF5 in the format registry: its signature at the start, or after a user block."""

@@ -10,6 +10,7 @@ Zarr v3 through :func:`zarr_manifest_store.v2.v2_to_v3`.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,9 +21,10 @@ from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.scan.common import Refusals
 from zarr_manifest_store.scan.kerchunk.chunks import Targets
 from zarr_manifest_store.scan.kerchunk.references import load
+from zarr_manifest_store.scan.registry import Folder, Format, Head
 from zarr_manifest_store.v2 import v2_to_v3
 
-__all__ = ["scan_kerchunk"]
+__all__ = ["FORMAT", "scan_kerchunk"]
 
 
 def scan_kerchunk(
@@ -117,3 +119,32 @@ def _tree(
     attributes = metadata.get(f"{base}.zattrs", {})
     groups = {name: _tree(f"{base}{name}", metadata, arrays) for name in sorted(subgroups)}
     return ManifestGroup(arrays=members, groups=groups, attributes=attributes)
+
+
+# ---------------------------------------------------------------------- recognising references
+
+
+def _looks_like_json(file: Head) -> bool:
+    """A JSON object: what a reference file starts with (after a byte-order mark or blanks)."""
+    return file.head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
+
+
+def _is_parquet_folder(folder: Folder) -> bool:
+    """Parquet references: a ``.zmetadata`` that holds a ``record_size``."""
+    try:
+        index = json.loads(folder.read(".zmetadata") or b"null")
+    except ValueError:
+        return False
+    return isinstance(index, dict) and "record_size" in index
+
+
+FORMAT = Format(
+    name="kerchunk",
+    scan=scan_kerchunk,
+    description="kerchunk references (a JSON object, or a parquet folder)",
+    sniff=_looks_like_json,
+    sniff_folder=_is_parquet_folder,
+    folder_description="kerchunk parquet references (a .zmetadata file with a record_size)",
+    sniff_mapping=lambda refs: True,  # a mapping given to zms.scan is references held in memory
+)
+"""Kerchunk references in the format registry: JSON files, parquet folders and mappings."""
