@@ -212,3 +212,19 @@ def test_mappings_no_format_reads_are_refused():
         zms.UnsupportedDatasetError, match="cannot identify the format of a mapping"
     ):
         registry.identify_mapping({"version": 1, "refs": {}})
+
+
+def test_files_a_builtin_signature_claims_need_no_entry_points(tmp_path, monkeypatch):
+    """Reading entry points costs tens of milliseconds: HDF5 and netCDF3 files skip it."""
+    nc = tmp_path / "f.nc"
+    xr.Dataset({"v": ("x", np.arange(3.0))}).to_netcdf(nc, engine="scipy")
+    looked_up = []
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: looked_up.append(kw) or [])
+    registry = Registry(builtin=dict(REGISTRY.builtin))
+    assert registry.identify(nc).name == "netcdf3"
+    assert looked_up == []
+    other = tmp_path / "f.dat"
+    other.write_bytes(b"something else")
+    with pytest.raises(zms.UnsupportedDatasetError):
+        registry.identify(other)
+    assert looked_up == [{"group": ENTRY_POINT_GROUP}]

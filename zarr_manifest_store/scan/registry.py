@@ -196,7 +196,14 @@ class Registry:
         )
 
     def identify_file(self, file: Head) -> Format:
-        """The format of a file: a signature in its first bytes, a sniff, a signature further in."""
+        """The format of a file: a signature in its first bytes, a sniff, a signature further in.
+
+        A built-in format's signature settles it before the entry points are
+        read (their formats come after the built-in ones in every pass).
+        """
+        for fmt in self.builtin.values():
+            if fmt.signed(file.head, fmt.signature_offsets):
+                return fmt
         formats = self.formats
         for fmt in formats:
             if fmt.signed(file.head, fmt.signature_offsets):
