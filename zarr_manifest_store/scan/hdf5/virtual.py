@@ -188,14 +188,5 @@ def _with_leading_axes(array: ManifestArray, lead: int) -> ManifestArray:
     meta = array.metadata.to_dict()
     meta["shape"] = [1] * lead + list(meta["shape"])
     meta["chunk_grid"] = regular((1,) * lead + tuple(array.metadata.chunks))
-    m = array.manifest
-    grid = (1,) * lead + m.shape
-    manifest = ChunkManifest(
-        paths=m.paths,
-        path_index=m.path_index.reshape(grid),
-        offsets=m.offsets.reshape(grid),
-        lengths=m.lengths.reshape(grid),
-        inline={(0,) * lead + k: v for k, v in m.inline.items()},
-        fingerprints=m.fingerprints,
-    )
+    manifest = array.manifest.expand_dims(tuple(range(lead)))
     return ManifestArray(metadata=meta, manifest=manifest)
