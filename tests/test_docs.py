@@ -252,6 +252,10 @@ def test_page_docs_howto_kerchunk(sample_folder):
     assert Page("docs/howto/kerchunk.md").run() >= 6
 
 
+def test_page_docs_howto_formats(sample_folder):
+    assert Page("docs/howto/formats.md").run() >= 3
+
+
 def test_page_docs_howto_spec(sample_folder):
     assert Page("docs/howto/spec.md").run() >= 5
 

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -17,9 +18,9 @@ from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, Transpos
 from zarr.codecs.numcodecs import Shuffle, Zlib
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.kerchunk import to_kerchunk
 from zarr_manifest_store.scan.kerchunk import scan_kerchunk
 from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
+from zarr_manifest_store.writers.kerchunk import to_kerchunk
 
 
 def through_fsspec(fo, **options) -> xr.Dataset:
@@ -262,3 +263,45 @@ def test_parquet_export_replaces_earlier_references_but_no_other_folder(tmp_path
     with pytest.raises(FileExistsError, match="not a folder of parquet references"):
         to_kerchunk(g, precious, format="parquet")
     assert (precious / "results.txt").read_text() == "keep me"
+
+
+def _small_group(tmp_path: Path) -> zms.ManifestGroup:
+    (tmp_path / "data.bin").write_bytes(np.arange(4, dtype="<i2").tobytes())
+    manifest = zms.ChunkManifest.from_dict(
+        {"0": {"path": str(tmp_path / "data.bin"), "offset": 0, "length": 8}}
+    )
+    meta = {
+        "shape": [4], "data_type": "int16", "fill_value": 0,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [4]}},
+        "chunk_key_encoding": {"name": "default"}, "dimension_names": ["x"],
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+    }  # fmt: skip
+    return zms.ManifestGroup(arrays={"v": zms.ManifestArray(metadata=meta, manifest=manifest)})
+
+
+@pytest.mark.parametrize("name", ["refs.json", "refs.parq"])
+def test_mode_w_minus_refuses_to_replace_what_is_there(tmp_path, name):
+    """The writers' shared ``mode``: "w" (the default here) replaces, "w-" refuses."""
+    g = _small_group(tmp_path)
+    refs = tmp_path / name
+    to_kerchunk(g, refs, mode="w-")
+    with pytest.raises(FileExistsError, match="exists; pass mode='w' to replace it"):
+        to_kerchunk(g, refs, mode="w-")
+    to_kerchunk(g, refs, mode="w")
+    np.testing.assert_array_equal(through_fsspec(str(refs))["v"].values, np.arange(4))
+    with pytest.raises(ValueError, match="mode must be 'w-' or 'w'"):
+        to_kerchunk(g, refs, mode="a")
+
+
+def test_an_array_or_a_store_is_exported_like_the_writers_take_them(tmp_path):
+    g = _small_group(tmp_path)
+    assert to_kerchunk(zms.ManifestStore(g)) == to_kerchunk(g)
+    refs = to_kerchunk(g["v"])  # the array at the root
+    assert set(refs["refs"]) == {".zarray", ".zattrs", "0"}
+    fs = fsspec.filesystem("reference", fo=refs, remote_protocol="file")
+    array = zarr.open_array(fs.get_mapper(""), mode="r", zarr_format=2)
+    np.testing.assert_array_equal(array[:], np.arange(4))
+    with pytest.raises(ValueError, match="use format='json'"):
+        to_kerchunk(g["v"], tmp_path / "v.parq")
+    with pytest.raises(TypeError, match="to_kerchunk needs a ManifestGroup, ManifestArray"):
+        to_kerchunk({"not": "a hierarchy"})

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
-import sys
-import types
 from pathlib import Path
 
 import h5py
@@ -13,7 +12,7 @@ import pytest
 import xarray as xr
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.scan import sniff
+from zarr_manifest_store.scan import REGISTRY, sniff
 
 KERCHUNK = Path(__file__).parent / "data" / "kerchunk"
 
@@ -36,9 +35,8 @@ def fake_hdf5_scanner(monkeypatch):
         calls.append((url, options))
         return zms.ManifestGroup(attributes={"scanned": "hdf5"})
 
-    module = types.ModuleType("zarr_manifest_store.scan.hdf5")
-    module.scan_hdf5 = scan_hdf5
-    monkeypatch.setitem(sys.modules, "zarr_manifest_store.scan.hdf5", module)
+    hdf5 = REGISTRY.builtin["hdf5"]
+    monkeypatch.setitem(REGISTRY.builtin, "hdf5", dataclasses.replace(hdf5, scan=scan_hdf5))
     return calls
 
 

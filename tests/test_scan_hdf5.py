@@ -151,3 +151,40 @@ def _nan_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(
         np.array_equal(np.asarray(a[k]), np.asarray(b[k]), equal_nan=True) for k in a
     )
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks"),
+    [
+        ((7,), (3,)),  # one chunked axis
+        ((5, 6), (2, 4)),  # two
+        ((4, 1, 6), (3, 1, 4)),  # two, an axis of one chunk between them
+        ((3, 5, 6), (2, 2, 4)),  # three
+        ((3, 4, 5, 6), (2, 3, 2, 4)),  # four: the loop over the axes
+        ((2, 3, 2, 3, 2), (1, 2, 1, 2, 1)),  # five
+        ((4, 4), (4, 4)),  # none: a single chunk
+    ],
+)
+def test_every_chunk_is_filed_where_hdf5_keeps_it(tmp_path: Path, shape, chunks) -> None:
+    """Grids of any number of chunked axes, chunks written in random order, some never."""
+    path = tmp_path / "grid.h5"
+    rng = np.random.default_rng(len(shape))
+    grid = tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
+    cells = [np.unravel_index(i, grid) for i in rng.permutation(int(np.prod(grid)))]
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("v", shape=shape, chunks=chunks, dtype="i4", compression="gzip")
+        for cell in cells[: max(1, len(cells) * 2 // 3)]:
+            region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(cell, chunks, strict=True))
+            ds[region] = rng.integers(1, 100, size=ds[region].shape)
+    manifest = zms.scan_hdf5(path)["v"].manifest
+    with h5py.File(path) as f:
+        dsid = f["v"].id
+        for cell in np.ndindex(*grid):
+            info = dsid.get_chunk_info_by_coord(
+                tuple(i * c for i, c in zip(cell, chunks, strict=True))
+            )
+            ref = manifest.get(cell)
+            if info.byte_offset is None:
+                assert ref is None, cell
+            else:
+                assert (ref.offset, ref.length) == (info.byte_offset, info.size), cell

@@ -11,7 +11,8 @@ import pytest
 from hdf5_corpus import CASES
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.scan.hdf5 import _Attributes, _links, _member
+from zarr_manifest_store.scan.hdf5.attributes import Attributes
+from zarr_manifest_store.scan.hdf5.objects import links, member
 
 
 def _odd_attributes(obj: h5py.HLObject, ref: h5py.Reference) -> None:
@@ -61,8 +62,8 @@ def _same(a: object, b: object) -> bool:
 
 def _check(group: h5py.Group) -> int:
     """Compare every link and attribute under ``group`` with h5py's view; the objects compared."""
-    assert [name for name, _ in _links(group, group.id.get_create_plist())] == list(group)
-    for name, link_type in _links(group, group.id.get_create_plist()):
+    assert [name for name, _ in links(group, group.id.get_create_plist())] == list(group)
+    for name, link_type in links(group, group.id.get_create_plist()):
         assert (
             type(group.get(name, getlink=True))
             is {
@@ -72,10 +73,10 @@ def _check(group: h5py.Group) -> int:
             }[link_type]
         )
     checked = 0
-    for obj in [group, *(_member(group, name) for name in group)]:
+    for obj in [group, *(member(group, name) for name in group)]:
         if obj is None or not isinstance(obj, h5py.Group | h5py.Dataset):
             continue
-        attributes = _Attributes(obj)
+        attributes = Attributes(obj)
         assert list(attributes) == list(obj.attrs), obj.name
         for name in obj.attrs:
             mine, theirs = attributes[name], obj.attrs[name]
@@ -105,10 +106,10 @@ def test_links_and_attributes_read_as_h5py_reads_them(tmp_path: Path, track_orde
         assert list(root.attrs) == list(f.attrs)
         assert _check(root) == 7  # /, zeta, Alpha (twice: as a member and as a group), a, b, soft
         sub = root["Alpha"]
-        assert _member(sub, "dangling") is None
-        assert _member(sub, "soft").name == sub.get("soft").name
-        assert _member(sub, "soft")[()].tolist() == [0, 1, 2]
-        assert isinstance(_member(root, "Alpha"), h5py.Group)
+        assert member(sub, "dangling") is None
+        assert member(sub, "soft").name == sub.get("soft").name
+        assert member(sub, "soft")[()].tolist() == [0, 1, 2]
+        assert isinstance(member(root, "Alpha"), h5py.Group)
 
 
 def test_every_corpus_attribute_reads_as_h5py_reads_it(tmp_path: Path) -> None:

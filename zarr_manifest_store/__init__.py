@@ -18,7 +18,6 @@ from zarr_manifest_store.document import write_manifest
 from zarr_manifest_store.errors import ManifestError, SourceChangedError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.sources import SourceStatus, VerifyReport
-from zarr_manifest_store.kerchunk import to_kerchunk
 from zarr_manifest_store.manifest import ChunkManifest, ChunkRef
 from zarr_manifest_store.ops import concat
 from zarr_manifest_store.scan import scan
@@ -26,6 +25,7 @@ from zarr_manifest_store.scan.hdf5 import scan_hdf5
 from zarr_manifest_store.scan.kerchunk import scan_kerchunk
 from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
 from zarr_manifest_store.store import ManifestStore
+from zarr_manifest_store.writers.kerchunk import to_kerchunk
 
 __all__ = [
     "ChunkManifest",

@@ -1013,7 +1013,7 @@ class VirtualizeAccessor:
         1
         >>> ds.virtualize.to_kerchunk("day1-virtual.json")
         """
-        from zarr_manifest_store.kerchunk import to_kerchunk
+        from zarr_manifest_store.writers.kerchunk import to_kerchunk
 
         return to_kerchunk(self.to_group(), url, format=format, **options)
 

@@ -24,9 +24,9 @@ from zarr_manifest_store.cli.render import describe, format_bytes, plural, rende
 from zarr_manifest_store.document import write_manifest
 from zarr_manifest_store.document.location import Location
 from zarr_manifest_store.io.paths import in_scheme_of, is_plain_path, options_for
-from zarr_manifest_store.kerchunk import to_kerchunk as write_kerchunk
 from zarr_manifest_store.store import ManifestStore
 from zarr_manifest_store.summary import summarize
+from zarr_manifest_store.writers.kerchunk import to_kerchunk as write_kerchunk
 from zarr_manifest_store.xarray import open_virtual_mfdataset
 
 __all__ = ["COMMANDS"]

@@ -1,4 +1,5 @@
-"""Helpers every scanner shares: source naming and CF attributes as xarray's Zarr backend reads them."""
+"""What every scanner shares: refusing a dataset it cannot describe exactly, and splitting
+contiguous data into chunks."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ from zarr_manifest_store.errors import UnsupportedDatasetError
 __all__ = [
     "CONTIGUOUS_CHUNK_BYTES",
     "Refusals",
+    "Refused",
     "rows_per_chunk",
 ]
 
 CONTIGUOUS_CHUNK_BYTES = 8 * 2**20
 """Default target size of the chunks that large uncompressed contiguous data is split into."""
+
+
+class Refused(Exception):
+    """A dataset that cannot be described exactly; the message is the reason (see Refusals)."""
 
 
 class Refusals:

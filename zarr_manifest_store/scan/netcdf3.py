@@ -33,12 +33,15 @@ from zarr_manifest_store.io.paths import source_path
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
 from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, rows_per_chunk
+from zarr_manifest_store.scan.registry import Format
 
-__all__ = ["NetCDF3Header", "read_netcdf3_header", "scan_netcdf3"]
+__all__ = ["FORMAT", "SIGNATURES", "NetCDF3Header", "read_netcdf3_header", "scan_netcdf3"]
 
 
-FORMATS = {1: "classic", 2: "64-bit offset", 5: "64-bit data (CDF5)"}
+VERSIONS = {1: "classic", 2: "64-bit offset", 5: "64-bit data (CDF5)"}
 """The netCDF3 formats, by the version byte after ``CDF``."""
+SIGNATURES = tuple(b"CDF" + bytes([version]) for version in VERSIONS)
+"""The first four bytes of a netCDF3 file."""
 
 _HEADER_BLOCK = 64 * 2**10
 _ABSENT, _NC_DIMENSION, _NC_VARIABLE, _NC_ATTRIBUTE = 0, 10, 11, 12
@@ -107,7 +110,7 @@ class NetCDF3Header:
 
     @property
     def format(self) -> str:
-        return FORMATS[self.version]
+        return VERSIONS[self.version]
 
     @property
     def record_bytes(self) -> int:
@@ -297,7 +300,7 @@ class _HeaderParser:
 
     def parse(self) -> NetCDF3Header:
         magic = self._take(4, "the format signature")
-        if magic[:3] != b"CDF" or magic[3] not in FORMATS:
+        if magic[:3] != b"CDF" or magic[3] not in VERSIONS:
             self._fail(
                 f"the file starts with {magic!r}, not a netCDF3 signature "
                 f"(b'CDF\\x01', b'CDF\\x02' or b'CDF\\x05')",
@@ -431,10 +434,19 @@ class _HeaderParser:
 
     @property
     def format(self) -> str:
-        return FORMATS.get(self._version, "netCDF3")
+        return VERSIONS.get(self._version, "netCDF3")
 
     def _fail(self, problem: str, *, at: int | None = None) -> NoReturn:
         where = self._pos if at is None else at
         raise ValueError(
             f"{self._path!r} is not a valid netCDF3 file: {problem} (header byte {where})"
         )
+
+
+FORMAT = Format(
+    name="netcdf3",
+    scan=scan_netcdf3,
+    description=f"netCDF3 ({', '.join(map(repr, SIGNATURES))})",
+    signatures=SIGNATURES,
+)
+"""netCDF3 in the format registry: files that start with ``CDF`` and a version byte."""

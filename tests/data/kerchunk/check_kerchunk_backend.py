@@ -29,9 +29,9 @@ def export(out: Path) -> None:
     import os
 
     import zarr_manifest_store as zms
-    from zarr_manifest_store.kerchunk import to_kerchunk
     from zarr_manifest_store.scan.kerchunk import scan_kerchunk
     from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
+    from zarr_manifest_store.writers.kerchunk import to_kerchunk
 
     out.mkdir(parents=True, exist_ok=True)
     os.chdir(HERE)  # the fixtures' urls are relative to this folder

@@ -1,29 +1,20 @@
-"""The kerchunk reference format: export a manifest hierarchy, and Zarr v2 <-> v3 array metadata.
+"""Zarr v2 <-> v3 array metadata: ``.zarray`` / ``.zattrs`` documents and ``zarr.json``.
 
-Kerchunk references (fsspec's ``ReferenceFileSystem`` format) describe a
-Zarr **v2** hierarchy: ``.zgroup``, ``.zarray`` and ``.zattrs`` documents
-(dimension names in ``_ARRAY_DIMENSIONS``) plus, for every chunk, either its
-bytes or ``[url, offset, length]``. :func:`to_kerchunk` writes spec version 1
-JSON or the parquet layout of fsspec's ``LazyReferenceMapper``.
-:func:`v2_to_v3` / :func:`v3_to_v2` convert array metadata between the two
-Zarr formats, codecs included; what one side cannot express is refused with
-an error naming the array. The reader of references is
-:func:`zarr_manifest_store.scan_kerchunk`.
+Kerchunk references describe a Zarr **v2** hierarchy, so both their import
+(``scan/kerchunk.py``) and their export (``writers/kerchunk.py``) translate
+array metadata between the two formats, codecs and fill values included; so
+will a scanner of Zarr v2 stores. What one side cannot express is refused with
+an :class:`~zarr_manifest_store.UnsupportedDatasetError` naming the array.
 """
 
 from __future__ import annotations
 
 import base64
-import io
-import itertools
-import json
 import math
-import os
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
-import msgspec
 import numcodecs
 import numpy as np
 from zarr.codecs import BytesCodec, TransposeCodec
@@ -36,14 +27,8 @@ from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.cf import fill_value_attribute
 from zarr_manifest_store.codecs import encode_chunk
 from zarr_manifest_store.errors import UnsupportedDatasetError
-from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.manifest import INLINE, MISSING
-from zarr_manifest_store.store import ManifestStore
 
-__all__ = ["to_kerchunk", "v2_to_v3", "v3_to_v2"]
-
-RECORD_SIZE = 100_000
-"""References per parquet file (fsspec's ``record_size``)."""
+__all__ = ["MAX_FILL_CHUNK", "v2_to_v3", "v3_to_v2"]
 
 MAX_FILL_CHUNK = 2**20
 """The largest encoded fill chunk written inline for a missing chunk that Zarr v2 would fill otherwise."""
@@ -52,67 +37,6 @@ MAX_FILL_CHUNK = 2**20
 _CORE_CODECS = ("gzip", "zstd", "blosc")
 _BLOSC_SHUFFLE = ("noshuffle", "shuffle", "bitshuffle")
 _VLEN = {"vlen-utf8", "vlen-bytes"}
-
-
-def to_kerchunk(
-    source: ManifestGroup | ManifestStore,
-    url: str | os.PathLike[str] | None = None,
-    *,
-    format: Literal["json", "parquet"] | None = None,
-    record_size: int = RECORD_SIZE,
-    storage_options: Mapping[str, Any] | None = None,
-) -> dict[str, Any] | None:
-    """Export a hierarchy as kerchunk references (spec version 1, Zarr v2 metadata).
-
-    With no ``url``, returns the references as a dict (JSON layout). With a
-    ``url``, writes JSON, or with ``format="parquet"`` (the default for a url
-    ending in ``.parq`` / ``.parquet``) fsspec's ``LazyReferenceMapper`` layout:
-    a folder with ``.zmetadata`` and ``<array>/refs.<n>.parq`` files of
-    ``record_size`` references. Inline chunks are written as ``base64:``
-    strings (JSON) or in the ``raw`` column (parquet). Raises
-    ``UnsupportedDatasetError`` naming the array for what Zarr v2 cannot
-    express (rectilinear chunk grids, sharding, non-reversing transposes).
-
-    fsspec reads the parquet layout with fastparquet. With nested groups, pass
-    fsspec a ``remote_protocol``: without one, its protocol inference looks
-    for a ``.zarray`` in every folder, groups included, and fails.
-
-    >>> group = zms.scan("data/era_2026-01-01.nc")
-    >>> refs = to_kerchunk(group)
-    >>> refs["version"], json.loads(refs["refs"]["t2m/.zarray"])["chunks"]
-    (1, [6, 73, 144])
-    >>> to_kerchunk(group, "day1.parq")
-    >>> xr.open_dataset("reference://", engine="zarr", backend_kwargs={"consolidated": False,
-    ...     "zarr_format": 2, "storage_options": {"fo": "day1.parq", "remote_protocol": "file"}}).t2m.shape
-    (24, 73, 144)
-    """
-    group = source.root if isinstance(source, ManifestStore) else source
-    if not isinstance(group, ManifestGroup):
-        raise TypeError(
-            f"to_kerchunk exports a ManifestGroup or a ManifestStore serving one, "
-            f"got {type(group).__name__}"
-        )
-    fmt = format or _format_of(url)
-    if fmt not in ("json", "parquet"):
-        raise ValueError(f"format must be 'json' or 'parquet', got {format!r}")
-    if fmt == "parquet" and url is None:
-        raise ValueError("the parquet layout is a folder of files: give a url to write it to")
-    metadata, arrays = _v2_hierarchy(group)
-    if fmt == "parquet":
-        _write_parquet(os.fspath(url), metadata, arrays, record_size, dict(storage_options or {}))  # type: ignore[arg-type]
-        return None
-    refs: dict[str, Any] = {key: json.dumps(doc) for key, doc in metadata.items()}
-    for path, array in arrays.items():
-        for key, ref in _chunk_refs(path, array):
-            refs[key] = ref
-    document = {"version": 1, "refs": refs}
-    if url is None:
-        return document
-    import fsspec
-
-    with fsspec.open(os.fspath(url), "wb", **dict(storage_options or {})) as f:
-        f.write(msgspec.json.encode(document))  # only strings, lists and integers: no NaN to lose
-    return None
 
 
 # ---------------------------------------------------------------------- Zarr v3 -> v2
@@ -274,128 +198,6 @@ def _encoded_fill_chunk(name: str, meta: ArrayV3Metadata) -> bytes:
     return data
 
 
-def _v2_hierarchy(group: ManifestGroup) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Every metadata document by reference key, and the arrays (with their v2 details) by path."""
-    metadata: dict[str, dict[str, Any]] = {".zgroup": {"zarr_format": 2}}
-    if group.attributes:
-        metadata[".zattrs"] = dict(group.attributes)
-    arrays: dict[str, tuple[ManifestArray, bytes | None]] = {}
-    for path, node in group.walk():
-        if isinstance(node, ManifestGroup):
-            metadata[f"{path}/.zgroup"] = {"zarr_format": 2}
-            if node.attributes:
-                metadata[f"{path}/.zattrs"] = dict(node.attributes)
-            continue
-        zarray, zattrs, fill_chunk = v3_to_v2(path, node)
-        metadata[f"{path}/.zarray"] = zarray
-        metadata[f"{path}/.zattrs"] = zattrs
-        arrays[path] = (node, fill_chunk)
-    return metadata, arrays
-
-
-def _chunk_refs(path: str, item: tuple[ManifestArray, bytes | None]) -> Iterator[tuple[str, Any]]:
-    """``(key, reference)`` for each chunk of an array, in C order of the chunk grid (JSON layout)."""
-    array, fill_chunk = item
-    m = array.manifest
-    index = m.path_index.ravel().tolist()
-    offsets, lengths = m.offsets.ravel().tolist(), m.lengths.ravel().tolist()
-    fill = None if fill_chunk is None else _base64(fill_chunk)
-    cells = itertools.product(*map(range, m.shape))
-    for row, coords, offset, length in zip(index, cells, offsets, lengths, strict=True):
-        if row == MISSING and fill is None:
-            continue
-        key = f"{path}/{'.'.join(map(str, coords)) or '0'}"
-        if row == MISSING:
-            yield key, fill
-        elif row == INLINE:
-            yield key, _base64(m.inline[coords])
-        elif length == 0:
-            yield key, _base64(b"")
-        else:
-            yield key, [m.paths[row], offset, length]
-
-
-def _base64(data: bytes) -> str:
-    return "base64:" + base64.b64encode(data).decode()
-
-
-def _format_of(url: str | os.PathLike[str] | None) -> str:
-    if url is not None and os.fspath(url).rstrip("/").endswith((".parq", ".parquet")):
-        return "parquet"
-    return "json"
-
-
-# ---------------------------------------------------------------------- parquet
-
-
-def _write_parquet(
-    url: str,
-    metadata: dict[str, dict[str, Any]],
-    arrays: dict[str, Any],
-    record_size: int,
-    storage_options: dict[str, Any],
-) -> None:
-    """fsspec's LazyReferenceMapper layout: ``.zmetadata`` plus ``<array>/refs.<n>.parq`` files.
-
-    Paths are a plain (not categorical) string column, null where a chunk is
-    missing or inline, so that fsspec's reader sees None, never NaN. The
-    files carry pandas' schema metadata: without it fastparquet (fsspec's
-    reader) reads the int64 offsets back as floats.
-    """
-    import fsspec
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if record_size < 1:
-        raise ValueError(f"record_size must be positive, got {record_size}")
-    schema = pa.schema(
-        [("path", pa.string()), ("offset", pa.int64()), ("size", pa.int64()), ("raw", pa.binary())]
-    )
-    fs, root = fsspec.core.url_to_fs(url, **storage_options)
-    if fs.exists(root):
-        if not _is_parquet_references(fs, root):
-            raise FileExistsError(
-                f"{url!r} exists and is not a folder of parquet references: not replacing it; "
-                f"choose another path or remove it first"
-            )
-        fs.rm(root, recursive=True)  # earlier references, replaced as a JSON file would be
-    fs.makedirs(root, exist_ok=True)
-    for path, (array, fill_chunk) in arrays.items():
-        columns = _parquet_columns(array, fill_chunk)
-        fs.makedirs(f"{root}/{path}", exist_ok=True)
-        for record, start in enumerate(range(0, len(columns["offset"]), record_size)):
-            part = pd.DataFrame({k: v[start : start + record_size] for k, v in columns.items()})
-            table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
-            buffer = io.BytesIO()
-            pq.write_table(table, buffer, compression="zstd", write_statistics=False)
-            fs.pipe_file(f"{root}/{path}/refs.{record}.parq", buffer.getvalue())
-    zmetadata = {"metadata": metadata, "record_size": record_size}
-    fs.pipe_file(f"{root}/.zmetadata", json.dumps(zmetadata).encode())
-
-
-def _parquet_columns(array: ManifestArray, fill_chunk: bytes | None) -> dict[str, Any]:
-    """The path / offset / size / raw columns of an array's chunks, flattened in C order."""
-    m = array.manifest
-    index = m.path_index.ravel()
-    table = np.array([*m.paths, None, None], dtype=object)
-    rows = index.astype(np.int64)
-    rows[index == INLINE] = len(m.paths)
-    rows[index == MISSING] = len(m.paths) + 1
-    paths = table[rows]
-    offsets = m.offsets.ravel().astype(np.int64)
-    sizes = m.lengths.ravel().astype(np.int64)
-    raw = np.full(index.shape, None, dtype=object)
-    for coords, data in m.inline.items():
-        raw[np.ravel_multi_index(coords, m.shape) if coords else 0] = data
-    empty = (index < INLINE) & (sizes == 0)  # fsspec reads [url, 0, 0] as the whole file
-    raw[empty] = b""
-    if fill_chunk is not None:
-        raw[index == MISSING] = fill_chunk
-    paths[raw != None] = None  # noqa: E711 - elementwise comparison with None
-    return {"path": paths, "offset": offsets, "size": sizes, "raw": raw}
-
-
 # ---------------------------------------------------------------------- Zarr v2 -> v3
 
 
@@ -508,12 +310,3 @@ def _encode_fill_attribute(name: str, value: Any, dtype: np.dtype) -> Any:
         raise UnsupportedDatasetError(
             f"array {name!r}: fill value {value!r} cannot be kept as a _FillValue attribute: {e}"
         ) from e
-
-
-def _is_parquet_references(fs: Any, root: str) -> bool:
-    """Whether ``root`` is a folder that ``to_kerchunk`` (or kerchunk) wrote: ``.zmetadata`` with a ``record_size``."""
-    try:
-        meta = json.loads(fs.cat_file(f"{root}/.zmetadata"))
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError):
-        return False
-    return isinstance(meta, dict) and "record_size" in meta

@@ -1,12 +1,5 @@
-"""Import kerchunk references (JSON spec versions 0 and 1, or fsspec's parquet layout) as a ManifestGroup.
-
-A reference set describes a Zarr v2 hierarchy whose chunks are either bytes
-(inline, raw or ``base64:``) or ``[url, offset, length]`` / ``[url]`` (a whole
-file). Version 1 adds ``templates`` (``{{name}}`` in urls) and ``gen``
-(references generated from jinja2 templates over ranges); both are expanded
-here the way fsspec's ``ReferenceFileSystem`` does. Array metadata becomes
-Zarr v3 through :func:`zarr_manifest_store.kerchunk.v2_to_v3`.
-"""
+"""Loading kerchunk references: a mapping, a JSON file (versions 0 and 1, templates and ``gen``
+expanded) or fsspec's parquet layout, as metadata documents and per-array chunk references."""
 
 from __future__ import annotations
 
@@ -20,195 +13,26 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+import fsspec
 import msgspec
 import numpy as np
 
-from zarr_manifest_store.array import ManifestArray
-from zarr_manifest_store.errors import ManifestError, UnsupportedDatasetError
-from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.io.paths import source_path
-from zarr_manifest_store.io.sources import Sources
-from zarr_manifest_store.kerchunk import v2_to_v3
-from zarr_manifest_store.manifest import ChunkManifest
-from zarr_manifest_store.scan.common import Refusals
+from zarr_manifest_store.errors import ManifestError
+from zarr_manifest_store.scan.kerchunk.chunks import Chunks, grid_shape
 
-__all__ = ["scan_kerchunk"]
+__all__ = ["References", "load"]
 
 _METADATA = (".zgroup", ".zarray", ".zattrs")
 _METADATA_LEAVES = frozenset({*_METADATA, "zarr.json", ".zmetadata"})
 _SIMPLE_TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
 
 
-def scan_kerchunk(
-    refs: str | os.PathLike[str] | Mapping[str, Any],
-    *,
-    group: str | None = None,
-    drop_variables: str | Iterable[str] | None = None,
-    on_unsupported: str = "raise",
-    storage_options: Mapping[str, Any] | None = None,
-    remote_protocol: str | None = None,
-) -> ManifestGroup:
-    """Read kerchunk references (a dict, a JSON file, or a parquet folder) as a ManifestGroup.
-
-    Compressor and filters become Zarr v3 codecs, ``_ARRAY_DIMENSIONS`` the
-    ``dimension_names``, and the v2 ``fill_value`` (xarray's CF fill value
-    for v2) the ``_FillValue`` attribute, so ``xr.open_zarr(ManifestStore(g))``
-    equals xarray reading the references through fsspec. ``group`` opens a
-    subgroup; ``drop_variables`` leaves arrays of that group out.
-    ``storage_options`` reach fsspec for the reference files and for sizing
-    whole-file references; ``remote_protocol`` is prefixed to urls that have
-    none (as fsspec's option of that name). Arrays that Zarr v3 cannot express
-    (unknown codecs) raise ``UnsupportedDatasetError``, or with
-    ``on_unsupported="skip"`` are left out with a warning each.
-
-    >>> g = scan_kerchunk("refs.json")
-    >>> xr.open_zarr(zms.ManifestStore(g)).t2m.shape
-    (24, 73, 144)
-    >>> g = scan_kerchunk("s3://bucket/refs.parq", storage_options={"anon": True})  # doctest: +SKIP
-    """
-    name = "references" if isinstance(refs, Mapping) else repr(os.fspath(refs))
-    refusals = Refusals(name, on_unsupported)  # type: ignore[arg-type]  # it checks the value
-    options = dict(storage_options or {})
-    loaded = _load(refs, options)
-    targets = _Targets(remote_protocol, options)
-    metadata = loaded.metadata
-    if any(k == "zarr.json" or k.endswith("/zarr.json") for k in metadata):
-        raise UnsupportedDatasetError(
-            f"{name} hold Zarr v3 metadata (zarr.json); only kerchunk's Zarr v2 references are read"
-        )
-    if ".zarray" in metadata:
-        raise UnsupportedDatasetError(
-            f"{name} describe a single array at the root; scan_kerchunk reads groups of named arrays"
-        )
-    prefix = (group or "").strip("/")
-    if prefix and not any(k.startswith(f"{prefix}/") for k in metadata):
-        raise KeyError(f"{name} have no group {group!r}")
-    dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
-    base = f"{prefix}/" if prefix else ""
-    wanted = [  # in the references' order, as xarray lists variables
-        path
-        for key in metadata
-        if key.endswith("/.zarray")
-        and (path := key.removesuffix("/.zarray")).startswith(base)
-        and path.removeprefix(base) not in dropped
-    ]
-    converted: dict[str, dict[str, Any]] = {}
-    for path in wanted:
-        try:
-            zattrs = metadata.get(f"{path}/.zattrs", {})
-            converted[path] = v2_to_v3(path, metadata[f"{path}/.zarray"], zattrs)
-        except UnsupportedDatasetError as e:
-            refusals.add(path, str(e).removeprefix(f"array {path!r}: "))
-    chunks = loaded.chunks(converted)
-    built = {
-        path: ManifestArray(metadata=meta, manifest=chunks[path].manifest(path, meta, targets))
-        for path, meta in converted.items()
-    }
-    refusals.finish()
-    return _tree(prefix, metadata, built)
-
-
-def _tree(
-    prefix: str, metadata: Mapping[str, Any], arrays: Mapping[str, ManifestArray]
-) -> ManifestGroup:
-    """The group at ``prefix``, with its arrays and (implicit or explicit) subgroups."""
-    base = f"{prefix}/" if prefix else ""
-    members: dict[str, ManifestArray] = {}
-    subgroups: set[str] = set()
-    for path, array in arrays.items():
-        if not path.startswith(base):
-            continue
-        rest = path.removeprefix(base)
-        if "/" in rest:
-            subgroups.add(rest.partition("/")[0])
-        else:
-            members[rest] = array
-    for key in metadata:
-        if key.endswith("/.zgroup") and key.startswith(base):
-            rest = key.removeprefix(base).removesuffix("/.zgroup")
-            if rest:
-                subgroups.add(rest.partition("/")[0])
-    attributes = metadata.get(f"{base}.zattrs", {})
-    groups = {name: _tree(f"{base}{name}", metadata, arrays) for name in sorted(subgroups)}
-    return ManifestGroup(arrays=members, groups=groups, attributes=attributes)
-
-
-# ---------------------------------------------------------------------- chunk references
-
-
-class _Chunks:
-    """One array's chunk references, flattened in C order of its chunk grid."""
-
-    def __init__(self, nchunks: int) -> None:
-        self.urls = np.full(nchunks, None, dtype=object)
-        self.offsets = np.zeros(nchunks, dtype=np.int64)
-        self.lengths = np.zeros(nchunks, dtype=np.int64)
-        self.whole = np.zeros(nchunks, dtype=bool)
-        self.inline: dict[int, bytes] = {}
-
-    def manifest(self, path: str, meta: Mapping[str, Any], targets: _Targets) -> ChunkManifest:
-        grid = _grid(meta["shape"], meta["chunk_grid"]["configuration"]["chunk_shape"])
-        present = self.urls != None  # noqa: E711 - elementwise
-        paths = np.full(self.urls.shape, "", dtype=object)
-        resolved = {u: targets.resolve(path, u) for u in set(self.urls[present])}
-        paths[present] = [resolved[u] for u in self.urls[present]]
-        lengths = self.lengths.copy()
-        for i in np.flatnonzero(self.whole):
-            lengths[i] = targets.size(paths[i])
-        inline = {
-            tuple(int(c) for c in np.unravel_index(i, grid)): d for i, d in self.inline.items()
-        }
-        try:
-            return ChunkManifest.from_arrays(
-                paths=paths.astype(str).reshape(grid),
-                offsets=self.offsets.reshape(grid),
-                lengths=lengths.reshape(grid),
-                inline=inline,
-            )
-        except ValueError as e:
-            raise ManifestError(f"array {path!r}: {e}") from e
-
-
-class _Targets:
-    """Resolves reference urls the way fsspec does, and sizes whole-file references."""
-
-    def __init__(self, remote_protocol: str | None, storage_options: dict[str, Any]) -> None:
-        self._protocol = remote_protocol
-        self._sources = Sources(storage_options)
-        self._sizes: dict[str, int] = {}
-
-    def resolve(self, array: str, url: Any) -> str:
-        if not isinstance(url, str) or not url:
-            raise ManifestError(
-                f"array {array!r}: a reference has no target url ({url!r}); "
-                f"references relying on fsspec's target= option are not supported"
-            )
-        if "://" not in url and self._protocol not in (None, "file", "local"):
-            url = f"{self._protocol}://{url}"
-        return source_path(url)
-
-    def size(self, url: str) -> int:
-        if url not in self._sizes:
-            size = self._sources.fingerprint(url).size
-            if size is None:
-                raise OSError(f"cannot size {url!r}, which a whole-file reference points to")
-            self._sizes[url] = size
-        return self._sizes[url]
-
-
-def _grid(shape: Iterable[int], chunks: Iterable[int]) -> tuple[int, ...]:
-    return tuple(math.ceil(n / c) for n, c in zip(shape, chunks, strict=True))
-
-
-# ---------------------------------------------------------------------- loading
-
-
-class _References(Protocol):
+class References(Protocol):
     """A loaded reference set: its metadata documents by key, and its arrays' chunk references."""
 
     metadata: dict[str, Any]
 
-    def chunks(self, arrays: Iterable[str]) -> dict[str, _Chunks]: ...
+    def chunks(self, arrays: Iterable[str]) -> dict[str, Chunks]: ...
 
 
 class _JSONReferences:
@@ -218,7 +42,7 @@ class _JSONReferences:
         self.metadata = {k: _document(k, v) for k, v in refs.items() if _is_metadata(k)}
         self._refs = refs
 
-    def chunks(self, arrays: Iterable[str]) -> dict[str, _Chunks]:
+    def chunks(self, arrays: Iterable[str]) -> dict[str, Chunks]:
         keys: dict[str, list[tuple[str, Any]]] = {a: [] for a in arrays}
         for key, value in self._refs.items():
             array, _, leaf = key.rpartition("/")
@@ -233,10 +57,10 @@ class _JSONReferences:
         }
 
 
-def _json_chunks(array: str, zarray: Mapping[str, Any], items: list[tuple[str, Any]]) -> _Chunks:
+def _json_chunks(array: str, zarray: Mapping[str, Any], items: list[tuple[str, Any]]) -> Chunks:
     """One array's references from ``(key, value)`` pairs: inline data, ``[url]`` or ``[url, offset, length]``."""
-    grid = _grid(zarray["shape"], zarray["chunks"])
-    chunks = _Chunks(math.prod(grid))
+    grid = grid_shape(zarray["shape"], zarray["chunks"])
+    chunks = Chunks(math.prod(grid))
     if not items:
         return chunks
     sep = zarray.get("dimension_separator") or "."
@@ -317,14 +141,14 @@ class _ParquetReferences:
         self.metadata = {k: _document(k, v) for k, v in metadata.items()}
         self._fs, self._root = fs, root
 
-    def chunks(self, arrays: Iterable[str]) -> dict[str, _Chunks]:
+    def chunks(self, arrays: Iterable[str]) -> dict[str, Chunks]:
         import pyarrow.parquet as pq
 
-        out: dict[str, _Chunks] = {}
+        out: dict[str, Chunks] = {}
         for array in arrays:
             zarray = self.metadata[f"{array}/.zarray"]
-            n = math.prod(_grid(zarray["shape"], zarray["chunks"]))
-            chunks = out[array] = _Chunks(n)
+            n = math.prod(grid_shape(zarray["shape"], zarray["chunks"]))
+            chunks = out[array] = Chunks(n)
             files = [
                 f"{self._root}/{array}/refs.{k}.parq"
                 for k in range(math.ceil(n / self._record_size))
@@ -341,7 +165,7 @@ class _ParquetReferences:
         return out
 
 
-def _set_columns(chunks: _Chunks, start: int, table: Any, file: str) -> None:
+def _set_columns(chunks: Chunks, start: int, table: Any, file: str) -> None:
     """Record one parquet file's rows (path / offset / size / raw) from flat index ``start``."""
     names = set(table.column_names)
     if not {"path", "offset", "size"} <= names:
@@ -367,12 +191,10 @@ def _set_columns(chunks: _Chunks, start: int, table: Any, file: str) -> None:
             chunks.urls[start + i] = None
 
 
-def _load(refs: str | os.PathLike[str] | Mapping[str, Any], options: dict[str, Any]) -> _References:
+def load(refs: str | os.PathLike[str] | Mapping[str, Any], options: dict[str, Any]) -> References:
     """The references, from a dict, a JSON file (compressed or not) or a parquet folder."""
     if isinstance(refs, Mapping):
         return _JSONReferences(_flatten(refs, "references"))
-    import fsspec
-
     url = os.fspath(refs)
     fs, root = fsspec.core.url_to_fs(url, **options)
     root = root.rstrip("/")

@@ -1,0 +1,179 @@
+"""HDF5 attributes read as h5py reads them, once each, and written as JSON attributes.
+
+netCDF-4 bookkeeping (dimension lists, ids, ``_NCProperties``) is hidden as
+h5netcdf hides it; ``_FillValue`` is encoded for xarray's Zarr backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import h5py
+import numpy as np
+from h5py import h5, h5a, h5f, h5i, h5p, h5t
+
+from zarr_manifest_store.cf import fill_value_attribute, json_attribute
+from zarr_manifest_store.scan.hdf5.datatypes import type_key
+
+__all__ = ["HIDDEN_ATTRIBUTES", "Attributes", "decoded_name", "json_attributes"]
+
+
+# Attributes that carry HDF5 / netCDF-4 bookkeeping, hidden as h5netcdf hides them.
+HIDDEN_ATTRIBUTES = frozenset(
+    {
+        "REFERENCE_LIST",
+        "CLASS",
+        "DIMENSION_LIST",
+        "NAME",
+        "_Netcdf4Dimid",
+        "_Netcdf4Coordinates",
+        "_nc3_strict",
+        "_NCProperties",
+    }
+)
+
+
+class Attributes:
+    """An HDF5 object's attributes: listed once, each read at most once, in h5py's order.
+
+    A scan asks about the same attributes several times (``_FillValue`` for the
+    array, ``_Netcdf4Coordinates`` and ``_Netcdf4Dimid`` for the dimensions,
+    ``DIMENSION_LIST`` to look for scales); each value is read once, with
+    :func:`_read_attribute`. ``cpl`` is the object's creation property list,
+    when the caller has it already. Only the object's identifier is kept (not
+    the object, which may keep this), so nothing holds the file open in a cycle.
+    """
+
+    def __init__(self, obj: h5py.Group | h5py.Dataset, cpl: h5p.PropID | None = None) -> None:
+        self.id = obj.id
+        self._h5py = obj.attrs  # h5py's own reading, for the types left to it
+        cpl = cpl if cpl is not None else obj.id.get_create_plist()
+        tracked = cpl.get_attr_creation_order()
+        order = h5.INDEX_CRT_ORDER if tracked & h5p.CRT_ORDER_TRACKED else h5.INDEX_NAME
+        stored: list[bytes] = []
+        h5a.iterate(obj.id, stored.append, index_type=order)
+        self._stored = {decoded_name(n): n for n in stored}
+        self._values: dict[str | bytes, Any] = {}
+
+    def __iter__(self) -> Iterator[str | bytes]:
+        return iter(self._stored)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._stored
+
+    def __getitem__(self, name: str | bytes) -> Any:
+        """The value, as ``obj.attrs[name]`` gives it (KeyError if there is none)."""
+        if name not in self._values:
+            self._values[name] = _read_attribute(self.id, self._stored[name], self._h5py)
+        return self._values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The value, or ``default`` if there is no such attribute."""
+        return self[name] if name in self._stored else default
+
+    def where(self) -> str:
+        """``file:object``, as warnings name the object (``obj.file.filename:obj.name``)."""
+        path = h5i.get_name(self.id)
+        return f"{os.fsdecode(h5f.get_name(self.id))}:{path and decoded_name(path)}"
+
+
+def decoded_name(name: bytes) -> str | bytes:
+    """An attribute or link name as h5py gives it: UTF-8 decoded, else the bytes."""
+    try:
+        return name.decode("utf-8")
+    except UnicodeDecodeError:
+        return name
+
+
+_PLAIN_CLASSES = frozenset({h5t.INTEGER, h5t.FLOAT, h5t.STRING})
+"""Attribute type classes read here; others (compounds, enums, references, arrays) by h5py."""
+
+
+def _read_attribute(oid: Any, name: bytes, h5py_attrs: h5py.AttributeManager) -> Any:
+    """Attribute ``name`` of object ``oid``, exactly as h5py's ``attrs[name]`` returns it.
+
+    Numbers and strings, nearly every netCDF attribute, are read here with the
+    attribute's memory type worked out once per HDF5 type (h5py works it out on
+    every read, which costs more than the read); every other type is left to
+    h5py (``h5py_attrs``, the object's attributes).
+    """
+    attr = h5a.open(oid, name)
+    reading = _attribute_reading(type_key(attr.get_type()))
+    if reading is None:
+        return h5py_attrs[name]
+    dtype, memory_type, vlen_text = reading
+    shape = attr.get_space().shape
+    if shape is None:  # a null dataspace
+        return h5py.Empty(dtype)
+    values = np.zeros(shape, dtype=dtype)
+    attr.read(values, mtype=memory_type)
+    if vlen_text:  # as h5py does: stored bytes to str
+        values = np.array(
+            [b.decode("utf-8", "surrogateescape") for b in values.flat], dtype=dtype
+        ).reshape(values.shape)
+    return values[()] if values.ndim == 0 else values
+
+
+@functools.lru_cache(maxsize=256)
+def _attribute_reading(key: tuple[Any, ...]) -> tuple[np.dtype, h5t.TypeID, bool] | None:
+    """How h5py reads an attribute of the type a :func:`type_key` describes: dtype, memory
+    type, and whether it is variable-length text.
+
+    None for the types left to h5py. A function of the type (and h5py's
+    options) alone, so the files of a collection share it.
+    """
+    tid = h5t.decode(key[0])
+    if tid.get_class() not in _PLAIN_CLASSES:
+        return None
+    dtype = tid.dtype
+    info = h5t.check_string_dtype(dtype)
+    return dtype, h5t.py_create(dtype), bool(info and info.length is None)
+
+
+def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> dict[str, Any]:
+    """An object's attributes as JSON, netCDF-4 bookkeeping left out.
+
+    ``_FillValue`` is encoded for xarray's Zarr backend (see ``fill_value_attribute``);
+    attributes that have no JSON form (references, compounds) are left out with a warning.
+    """
+    out: dict[str, Any] = {}
+    for name in attributes:
+        if name in HIDDEN_ATTRIBUTES:
+            continue
+        try:
+            value = attributes[name]
+        except (OSError, TypeError, ValueError) as e:
+            warnings.warn(
+                f"{attributes.where()}: attribute {name!r} cannot be read ({e}); left out",
+                stacklevel=4,
+            )
+            continue
+        if isinstance(value, h5py.Empty):
+            continue
+        if name == "_FillValue" and dtype is not None:
+            items = np.asarray(value).ravel()
+            encoded = fill_value_attribute(items[0] if items.size else value, dtype)
+            if encoded is not None:
+                out[name] = encoded
+            continue
+        converted = json_attribute(value)
+        if not _is_json(converted):
+            warnings.warn(
+                f"{attributes.where()}: attribute {name!r} has no JSON form; left out",
+                stacklevel=4,
+            )
+            continue
+        out[name] = converted
+    return out
+
+
+def _is_json(value: Any) -> bool:
+    if isinstance(value, str | bool | int | float) or value is None:
+        return True
+    if isinstance(value, list):
+        return all(_is_json(v) for v in value)
+    return False

@@ -1,0 +1,141 @@
+"""A chunked dataset's chunk index, read with ``chunk_iter`` in one pass into manifest columns."""
+
+from __future__ import annotations
+
+import array
+import math
+from collections.abc import Callable
+from typing import Any
+
+import h5py
+import numpy as np
+
+__all__ = ["chunk_columns"]
+
+type _Term = tuple[int, int, int]
+"""An axis of more than one chunk, and the multiplier and divisor of its offsets in the index."""
+type _Column = array.array
+type _Skip = Callable[[int], None]
+type _Callback = Callable[[Any], None]
+
+
+def chunk_columns(
+    dsid: h5py.h5d.DatasetID, chunks: tuple[int, ...], grid: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Offsets and lengths of every stored chunk in C order of ``grid`` (length 0: missing),
+    and the flat indices of chunks whose filter mask is not zero."""
+    # array.array takes item assignment faster than numpy and hands its buffer over without a
+    # copy; HDF5 chunks are smaller than 4 GiB, so lengths fit 32 bits.
+    n = math.prod(grid)
+    offsets = array.array("Q", bytes(8 * n))
+    lengths = array.array("I", bytes(4 * n))
+    skipped: list[int] = []
+    if n:
+        dsid.chunk_iter(_chunk_callback(chunks, grid, offsets, lengths, skipped.append))
+    return np.frombuffer(offsets, np.uint64), np.frombuffer(lengths, np.uint32), skipped
+
+
+def _chunk_callback(
+    chunks: tuple[int, ...],
+    grid: tuple[int, ...],
+    offsets: _Column,
+    lengths: _Column,
+    skipped: _Skip,
+) -> _Callback:
+    """A ``chunk_iter`` callback that files each chunk at its C-order index in the grid.
+
+    The callback runs once per chunk, so its Python cost is the scan's cost. A
+    chunk offset ``o`` along an axis of chunk size ``c`` and grid stride ``s``
+    adds ``o // c * s`` to the index, which is ``o * m // q`` with ``m / q``
+    the reduced fraction ``s / c`` (exact, since ``c`` divides ``o``); axes of
+    a single chunk add nothing. The callbacks for one, two and three such axes
+    spell the sum out and keep everything in locals (default arguments): a
+    loop over the axes costs about 10% of a scan, these about 2%.
+    """
+    terms = []
+    for axis, (c, n) in enumerate(zip(chunks, grid, strict=True)):
+        if n > 1:
+            stride = math.prod(grid[axis + 1 :])
+            common = math.gcd(stride, c)
+            terms.append((axis, stride // common, c // common))
+    make = _CALLBACKS.get(len(terms), _any_axes)
+    return make(terms, offsets, lengths, skipped)
+
+
+# Each callback takes info = (chunk offset, filter mask, byte offset, size); indexing beats
+# unpacking here.
+
+
+def _one_axis(terms: list[_Term], offsets: _Column, lengths: _Column, skip: _Skip) -> _Callback:
+    ((a, m, q),) = terms
+
+    def on_chunk(info, offsets=offsets, lengths=lengths, skip=skip, a=a, m=m, q=q):
+        k = info[0][a] * m // q
+        offsets[k] = info[2]
+        lengths[k] = info[3]
+        if info[1]:
+            skip(k)
+
+    return on_chunk
+
+
+def _two_axes(terms: list[_Term], offsets: _Column, lengths: _Column, skip: _Skip) -> _Callback:
+    (a, m, q), (b, n, r) = terms
+
+    def on_chunk(info, offsets=offsets, lengths=lengths, skip=skip, a=a, m=m, q=q, b=b, n=n, r=r):
+        o = info[0]
+        k = o[a] * m // q + o[b] * n // r
+        offsets[k] = info[2]
+        lengths[k] = info[3]
+        if info[1]:
+            skip(k)
+
+    return on_chunk
+
+
+def _three_axes(terms: list[_Term], offsets: _Column, lengths: _Column, skip: _Skip) -> _Callback:
+    (a, m, q), (b, n, r), (c, p, s) = terms
+
+    def on_chunk(
+        info,
+        offsets=offsets,
+        lengths=lengths,
+        skip=skip,
+        a=a,
+        m=m,
+        q=q,
+        b=b,
+        n=n,
+        r=r,
+        c=c,
+        p=p,
+        s=s,
+    ):
+        o = info[0]
+        k = o[a] * m // q + o[b] * n // r + o[c] * p // s
+        offsets[k] = info[2]
+        lengths[k] = info[3]
+        if info[1]:
+            skip(k)
+
+    return on_chunk
+
+
+def _any_axes(terms: list[_Term], offsets: _Column, lengths: _Column, skip: _Skip) -> _Callback:
+    """Any number of axes (none, or more than three): a loop over them."""
+    axes = tuple(terms)
+
+    def on_chunk(info, offsets=offsets, lengths=lengths, skip=skip, axes=axes):
+        o = info[0]
+        k = 0
+        for a, m, q in axes:
+            k += o[a] * m // q
+        offsets[k] = info[2]
+        lengths[k] = info[3]
+        if info[1]:
+            skip(k)
+
+    return on_chunk
+
+
+_CALLBACKS = {1: _one_axis, 2: _two_axes, 3: _three_axes}

@@ -1,0 +1,156 @@
+"""netCDF-4 dimensions: dimension scales and phony dimensions, named as h5netcdf names them."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import h5py
+import numpy as np
+
+from zarr_manifest_store.scan.common import Refused
+from zarr_manifest_store.scan.hdf5.objects import Dataset, links, member
+
+__all__ = ["NOT_A_VARIABLE", "Dimensions", "dimension_only"]
+
+
+NOT_A_VARIABLE = b"This is a netCDF dimension but not a netCDF variable."
+
+
+class Dimensions:
+    """The netCDF-4 dimensions of one group, named as h5netcdf names them.
+
+    Dimension scales in the group are its dimensions; datasets whose axes
+    have no scale get ``phony_dim_N`` dimensions, one per distinct axis size
+    (as many as one dataset needs), numbered on from the phony dimensions of
+    the groups above, as h5netcdf does when opening that group.
+    """
+
+    def __init__(self, h5group: h5py.Group, parent: Dimensions | None) -> None:
+        self.group = h5group
+        self.parent = parent
+        self.create_plist = h5group.id.get_create_plist()
+        self.links = links(h5group, self.create_plist)
+        """The group's links (name, link type), in h5py's order."""
+        self.members = {name: member(h5group, name) for name, _ in self.links}
+        """What each link leads to, opened once for the scanner too (None: nothing)."""
+        self.scales: dict[str, Dataset] = {}
+        unlabeled: dict[int, int] = {}
+        for name, obj in self.members.items():
+            if not isinstance(obj, h5py.Dataset):
+                continue
+            if "CLASS" in obj.attributes and h5py.h5ds.is_scale(obj.id):
+                self.scales[name] = obj  # its CLASS is "DIMENSION_SCALE"
+            elif obj.ndim and obj.attached_scales is None:
+                for size, count in _counts(obj.shape).items():
+                    unlabeled[size] = max(unlabeled.get(size, 0), count)
+        self.phony_start = parent.phony_end if parent else 0
+        self.sizes: dict[str, int] = {}
+        if unlabeled:
+            self.sizes = {name: _scale_size(ds) for name, ds in self.scales.items()}
+            labeled: dict[int, int] = {}
+            for name, ds in self.scales.items():
+                if ds.maxshape != (None,):
+                    labeled[self.sizes[name]] = labeled.get(self.sizes[name], 0) + 1
+            number = self.phony_start
+            for size, count in unlabeled.items():
+                for _ in range(labeled.get(size, 0), count):
+                    self.sizes[f"phony_dim_{number}"] = size
+                    number += 1
+            self.phony_end = number
+        else:
+            self.phony_end = self.phony_start
+
+    @classmethod
+    def of_ancestors(cls, h5group: h5py.Group) -> Dimensions:
+        """The dimensions of ``h5group``, with those of every group above it."""
+        chain = []
+        node = h5group
+        while True:
+            chain.append(node)
+            if node.name == "/":
+                break
+            node = node.parent
+        dims: Dimensions | None = None
+        for node in reversed(chain):
+            dims = cls(node, dims)
+        assert dims is not None
+        return dims
+
+    def all_names(self) -> Iterator[str]:
+        node: Dimensions | None = self
+        while node is not None:
+            yield from node.scales
+            yield from (n for n in node.sizes if n.startswith("phony_dim_"))
+            node = node.parent
+
+    def names_of(self, ds: Dataset) -> list[str]:
+        """A dataset's dimension names, bare (not group paths), as h5netcdf gives them."""
+        if not ds.ndim:
+            return []
+        attrs = ds.attributes
+        own = ds.name.split("/")[-1]
+        if "_Netcdf4Coordinates" in attrs and own in self.scales:
+            by_id = self.dimension_ids
+            ids = [int(i) for i in np.asarray(attrs["_Netcdf4Coordinates"]).ravel()]
+            if all(i in by_id for i in ids):
+                return [by_id[i] for i in ids]
+        labels = ds.attached_scales
+        if labels is not None and None in labels:
+            raise Refused(
+                "has dimension scales on some axes and none on others, which netCDF-4 "
+                "cannot name (h5netcdf refuses it too)"
+            )
+        if labels is not None:
+            if "" in labels:
+                raise Refused("has a dimension scale that has no name in the file")
+            return labels  # type: ignore[return-value]
+        if own in set(self.all_names()):
+            return [own]
+        names = []
+        seen: dict[int, int] = {}
+        for size in ds.shape:
+            candidates = [n for n, s in self.sizes.items() if s == size]
+            if seen.get(size, 0) >= len(candidates):
+                raise Refused(f"has an axis of length {size} that no dimension matches")
+            names.append(candidates[seen.get(size, 0)])
+            seen[size] = seen.get(size, 0) + 1
+        return names
+
+    @functools.cached_property
+    def dimension_ids(self) -> dict[int, str]:
+        """Dimension names by netCDF-4 dimension id (``_Netcdf4Dimid``), read once per group."""
+        ids: dict[int, str] = {}
+        node: Dimensions | None = self
+        seen: set[str] = set()
+        while node is not None:
+            for name, ds in node.scales.items():
+                if name in seen:
+                    continue
+                seen.add(name)
+                attrs = ds.attributes
+                if "_Netcdf4Dimid" in attrs:
+                    ids.setdefault(int(attrs["_Netcdf4Dimid"]), name)
+            node = node.parent
+        return ids
+
+
+def dimension_only(ds: h5py.Dataset) -> bool:
+    """A dimension scale netCDF-4 created only to define a dimension (h5netcdf leaves it out too)."""
+    return NOT_A_VARIABLE in (h5py.h5ds.get_scale_name(ds.id) or b"")  # its NAME attribute
+
+
+def _scale_size(scale: Dataset) -> int:
+    """A dimension's size: an unlimited one is as long as the longest dataset using it."""
+    size = scale.shape[0] if scale.ndim else 0
+    if scale.maxshape == (None,):
+        for ref, axis in scale.attributes.get("REFERENCE_LIST", []):
+            size = max(size, scale.file[ref].shape[axis])
+    return size
+
+
+def _counts(shape: tuple[int, ...]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for n in shape:
+        counts[n] = counts.get(n, 0) + 1
+    return counts

@@ -1,0 +1,329 @@
+"""How each HDF5 storage layout becomes chunk references, under the array metadata the walk built.
+
+Chunked datasets: one reference per stored chunk, read with ``chunk_iter``;
+contiguous ones: one byte range, split along the first axis when uncompressed
+and large; external storage: ranges of the external files; virtual datasets:
+their sources' chunks, placed (:mod:`.virtual`). What has no byte range that
+Zarr could decode exactly is read with h5py and materialised as inline chunks
+when small, and refused otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import numpy as np
+from h5py import h5d, h5p
+
+from zarr_manifest_store._zarr import ArrayV3Metadata
+from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.codecs import encode_chunk
+from zarr_manifest_store.io.paths import is_local
+from zarr_manifest_store.io.sources import Sources
+from zarr_manifest_store.manifest import INLINE, MISSING, ChunkCoords, ChunkManifest, Fingerprint
+from zarr_manifest_store.scan.common import Refused, rows_per_chunk
+from zarr_manifest_store.scan.hdf5.chunk_index import chunk_columns
+from zarr_manifest_store.scan.hdf5.datatypes import DataKind
+from zarr_manifest_store.scan.hdf5.filters import UnmappableFilter, filter_codecs, pipeline
+from zarr_manifest_store.scan.hdf5.metadata import CHUNK_KEY_ENCODING, array_metadata, regular
+from zarr_manifest_store.scan.hdf5.virtual import virtual_array
+
+__all__ = ["Layouts"]
+
+
+@dataclass
+class Layouts:
+    """Describes the datasets of one file (``path``) by their storage layout."""
+
+    path: str
+    fingerprint: Fingerprint
+    sources: Sources
+    contiguous_chunk_bytes: int | None
+    max_inline_bytes: int
+    external_fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
+    """Fingerprints of the other files its arrays reference (external storage, virtual sources)."""
+
+    def described(
+        self, ds: h5py.Dataset, kind: DataKind, base: dict[str, Any], dcpl: h5p.PropDCID
+    ) -> ManifestArray:
+        """The dataset's chunks, by its storage layout, under the array metadata ``base``."""
+        layout = dcpl.get_layout()
+        if layout == h5d.VIRTUAL:
+            return self.virtual(ds, dcpl, base)
+        if kind.materialise:
+            return self.materialised(ds, base, kind, kind.materialise)
+        if layout == h5d.COMPACT:
+            return self.materialised(ds, base, kind, "its data is stored in the object header")
+        try:
+            filters = filter_codecs(pipeline(dcpl))
+        except UnmappableFilter as e:
+            return self.materialised(ds, base, kind, str(e))
+        codecs = [kind.bytes_codec, *filters]
+        if layout == h5d.CHUNKED:
+            return self.chunked(ds, dcpl.get_chunk(), {**base, "codecs": codecs})
+        if dcpl.get_external_count():
+            return self.external(ds, dcpl, {**base, "codecs": codecs})
+        return self.contiguous(ds, {**base, "codecs": codecs})
+
+    def chunked(
+        self, ds: h5py.Dataset, chunks: tuple[int, ...], base: dict[str, Any]
+    ) -> ManifestArray:
+        """A chunked dataset: one reference per stored chunk, read with ``chunk_iter``."""
+        grid = tuple(-(-n // c) for n, c in zip(ds.shape, chunks, strict=True))
+        metadata = array_metadata({**base, "chunk_grid": regular(chunks), "codecs": base["codecs"]})
+        offsets, lengths, skipped = chunk_columns(ds.id, chunks, grid)
+        index = np.where(lengths != 0, np.uint32(0), np.uint32(MISSING)).reshape(grid)
+        inline: dict[ChunkCoords, bytes] = {}
+        if skipped:
+            cells = [tuple(int(c) for c in np.unravel_index(k, grid)) for k in skipped]
+            inline = self.encode(ds, metadata, cells, reason="some of its chunks skipped a filter")
+            for cell in cells:
+                index[cell] = INLINE
+                offsets[np.ravel_multi_index(cell, grid)] = 0
+                lengths[np.ravel_multi_index(cell, grid)] = 0
+        manifest = self.manifest(
+            [self.path], index, offsets.reshape(grid), lengths.reshape(grid), inline
+        )
+        return ManifestArray(metadata=metadata, manifest=manifest)
+
+    def contiguous(self, ds: h5py.Dataset, base: dict[str, Any]) -> ManifestArray:
+        """A contiguous dataset: one byte range, split into row blocks when it is large."""
+        offset = ds.id.get_offset()
+        nbytes = ds.size * ds.dtype.itemsize
+        rows = self.rows_per_chunk(ds, room_after=self._room_after(offset, nbytes))
+        starts = (
+            [offset + r * _row_bytes(ds) for r in range(0, _rows(ds), rows)]
+            if offset is not None
+            else []
+        )
+        return self.row_blocks(ds, base, rows, [(self.path, s) for s in starts])
+
+    def external(
+        self, ds: h5py.Dataset, dcpl: h5py.h5p.PropDCID, base: dict[str, Any]
+    ) -> ManifestArray:
+        """Contiguous data kept in external files: row blocks that each lie in one segment."""
+        if not is_local(self.path):
+            raise Refused(
+                "keeps its data in external files, which HDF5 looks up on the local disk, "
+                "not beside a remote file"
+            )
+        segments = [_ExternalSegment.of(ds, dcpl, i) for i in range(dcpl.get_external_count())]
+        row_bytes = _row_bytes(ds)
+        total = _rows(ds) * row_bytes
+        boundaries, position = [], 0
+        for seg in segments[:-1]:
+            position += seg.size
+            if position >= total:
+                break
+            if position % row_bytes:
+                raise Refused(
+                    f"keeps its data in external files split at byte {position}, inside a row "
+                    f"of {row_bytes} bytes, which no regular chunk grid can follow"
+                )
+            boundaries.append(position // row_bytes)
+        rows = self.rows_per_chunk(ds, align=math.gcd(_rows(ds), *boundaries))
+        blocks = []
+        for start in range(0, _rows(ds), rows):
+            blocks.append(_locate(segments, start * row_bytes))
+        for name in {p for p, _ in blocks}:
+            if name not in self.external_fingerprints:
+                self.external_fingerprints[name] = self.sources.fingerprint(name)
+        return self.row_blocks(ds, base, rows, blocks)
+
+    def virtual(self, ds: h5py.Dataset, dcpl: h5p.PropDCID, base: dict[str, Any]) -> ManifestArray:
+        """A virtual dataset: its sources' chunks placed in its grid (see :mod:`.virtual`)."""
+        if not is_local(self.path):
+            raise Refused("is a virtual dataset of a remote file; scan its source files instead")
+        return virtual_array(ds, dcpl, base, self)
+
+    def source_array(self, source: str, ds: h5py.Dataset) -> ManifestArray:
+        """Dataset ``ds`` of file ``source``, a virtual dataset's source, described whole."""
+        layouts = Layouts(
+            path=source,
+            fingerprint=self.sources.fingerprint(source),
+            sources=self.sources,
+            contiguous_chunk_bytes=None,
+            max_inline_bytes=self.max_inline_bytes,
+        )
+        kind = DataKind.of(ds)
+        dcpl = ds.id.get_create_plist()
+        base = {
+            "shape": list(ds.shape),
+            "data_type": kind.zdtype.to_json(zarr_format=3),
+            "chunk_key_encoding": CHUNK_KEY_ENCODING,
+            "fill_value": kind.fill_value_json(dcpl),
+        }
+        array = layouts.described(ds, kind, base, dcpl)
+        self.external_fingerprints.update(array.manifest.fingerprints)
+        return array
+
+    def row_blocks(
+        self,
+        ds: h5py.Dataset,
+        base: dict[str, Any],
+        rows: int,
+        blocks: list[tuple[str, int]],
+    ) -> ManifestArray:
+        """An array of ``rows``-row chunks at the given (path, offset)s; none: never written."""
+        shape = ds.shape
+        chunk_shape = (rows, *shape[1:]) if shape else ()
+        chunk_shape = tuple(max(n, 1) for n in chunk_shape)
+        grid = tuple(-(-n // c) for n, c in zip(shape, chunk_shape, strict=True))
+        metadata = array_metadata({**base, "chunk_grid": regular(chunk_shape)})
+        chunk_bytes = math.prod(chunk_shape) * ds.dtype.itemsize
+        paths = sorted({p for p, _ in blocks})
+        if not blocks:
+            index = np.full(grid, MISSING, dtype=np.uint32)
+            offsets = np.zeros(grid, dtype=np.uint64)
+        else:
+            index = np.array([paths.index(p) for p, _ in blocks], dtype=np.uint32).reshape(grid)
+            offsets = np.array([o for _, o in blocks], dtype=np.uint64).reshape(grid)
+        lengths = np.where(index == MISSING, 0, chunk_bytes).astype(np.uint64)
+        manifest = self.manifest(paths, index, offsets, lengths, {})
+        return ManifestArray(metadata=metadata, manifest=manifest)
+
+    def rows_per_chunk(self, ds: h5py.Dataset, *, align: int = 0, room_after: int = 0) -> int:
+        """Rows per chunk for splitting uncompressed contiguous data along its first axis.
+
+        The target is ``contiguous_chunk_bytes``. When ``align`` is given the
+        count must divide it (so that no chunk straddles a boundary); otherwise
+        a last chunk that runs past the data is allowed when its padding stays
+        within ``room_after`` bytes (Zarr reads edge chunks whole and discards
+        the part outside the array), else the count divides the row count.
+        """
+        if not ds.shape:
+            return 1
+        return rows_per_chunk(
+            _rows(ds),
+            _row_bytes(ds),
+            target=self.contiguous_chunk_bytes,
+            room_after=room_after,
+            align=align,
+        )
+
+    def _room_after(self, offset: int | None, nbytes: int) -> int:
+        size = self.fingerprint.size
+        return 0 if offset is None or size is None else max(0, size - offset - nbytes)
+
+    def materialised(
+        self, ds: h5py.Dataset, base: dict[str, Any], kind: DataKind, reason: str
+    ) -> ManifestArray:
+        """The whole dataset read with h5py and stored as one inline chunk."""
+        if ds.size * kind.dtype.itemsize > self.max_inline_bytes:
+            raise Refused(
+                f"cannot be referenced in place ({reason}) and is too large to store inline "
+                f"({ds.size * kind.dtype.itemsize} bytes > max_inline_bytes="
+                f"{self.max_inline_bytes}); raise max_inline_bytes to materialise it"
+            )
+        chunk_shape = tuple(max(n, 1) for n in ds.shape)
+        metadata = array_metadata(
+            {**base, "chunk_grid": regular(chunk_shape), "codecs": [kind.materialised_codec]}
+        )
+        cell = (0,) * ds.ndim
+        inline = self.encode(ds, metadata, [cell], reason=reason) if ds.size else {}
+        grid = (1,) * ds.ndim if ds.size else tuple(0 if n == 0 else 1 for n in ds.shape)
+        index = np.full(grid, INLINE if inline else MISSING, dtype=np.uint32)
+        zeros = np.zeros(grid, dtype=np.uint64)
+        manifest = ChunkManifest(
+            paths=[], path_index=index, offsets=zeros, lengths=zeros, inline=inline
+        )
+        return ManifestArray(metadata=metadata, manifest=manifest)
+
+    def encode(
+        self,
+        ds: h5py.Dataset,
+        metadata: ArrayV3Metadata,
+        cells: list[ChunkCoords],
+        *,
+        reason: str,
+    ) -> dict[ChunkCoords, bytes]:
+        """The chunks at ``cells`` read with h5py and encoded with ``metadata``'s codecs."""
+        chunk_shape = metadata.chunk_grid.to_dict()["configuration"]["chunk_shape"]
+        budget = self.max_inline_bytes
+        if len(cells) * math.prod(chunk_shape) * ds.dtype.itemsize > budget:
+            raise Refused(
+                f"cannot be referenced in place ({reason}) and {len(cells)} chunk(s) of it are "
+                f"too large to store inline (max_inline_bytes={budget}); raise "
+                "max_inline_bytes to materialise them"
+            )
+        reader = ds.asstr() if h5py.check_string_dtype(ds.dtype) and ds.dtype.kind == "O" else ds
+        inline = {}
+        for cell in cells:
+            region = tuple(
+                slice(c * s, min((c + 1) * s, n))
+                for c, s, n in zip(cell, chunk_shape, ds.shape, strict=True)
+            )
+            try:
+                values = reader[region]
+            except UnicodeDecodeError as e:
+                raise Refused(f"holds strings that are not valid UTF-8 ({e})") from None
+            inline[cell] = encode_chunk(metadata, tuple(chunk_shape), values)
+        if sum(map(len, inline.values())) > budget:
+            raise Refused(
+                f"cannot be referenced in place ({reason}) and takes "
+                f"{sum(map(len, inline.values()))} bytes inline (max_inline_bytes={budget}); "
+                "raise max_inline_bytes to materialise it"
+            )
+        return inline
+
+    def manifest(
+        self,
+        paths: list[str],
+        index: np.ndarray,
+        offsets: np.ndarray,
+        lengths: np.ndarray,
+        inline: dict[ChunkCoords, bytes],
+    ) -> ChunkManifest:
+        """A manifest over ``paths``, each with its fingerprint."""
+        fingerprints = {
+            p: self.fingerprint if p == self.path else self.external_fingerprints[p] for p in paths
+        }
+        return ChunkManifest(
+            paths=paths,
+            path_index=index,
+            offsets=offsets,
+            lengths=lengths,
+            inline=inline,
+            fingerprints=fingerprints,
+        )
+
+
+@dataclass(frozen=True)
+class _ExternalSegment:
+    """One ``(file, offset, size)`` entry of a dataset's external storage, its path resolved."""
+
+    path: str
+    offset: int
+    size: int
+
+    @classmethod
+    def of(cls, ds: h5py.Dataset, dcpl: h5py.h5p.PropDCID, i: int) -> _ExternalSegment:
+        name, offset, size = dcpl.get_external(i)
+        name = os.fsdecode(name)
+        if not os.path.isabs(name):
+            prefix = os.fsdecode(ds.id.get_access_plist().get_efile_prefix() or b"")
+            prefix = prefix or os.environ.get("HDF5_EXTFILE_PREFIX", "")
+            origin = os.path.dirname(os.path.abspath(ds.file.filename))
+            name = os.path.join(prefix.replace("${ORIGIN}", origin), name)
+        return cls(os.path.abspath(name), int(offset), int(size))
+
+
+def _locate(segments: list[_ExternalSegment], position: int) -> tuple[str, int]:
+    """The (file, offset) that byte ``position`` of the external data stream lives at."""
+    for seg in segments:
+        if position < seg.size:
+            return seg.path, seg.offset + position
+        position -= seg.size
+    raise Refused("keeps less data in its external files than its shape needs")
+
+
+def _rows(ds: h5py.Dataset) -> int:
+    return ds.shape[0] if ds.shape else 1
+
+
+def _row_bytes(ds: h5py.Dataset) -> int:
+    return math.prod(ds.shape[1:]) * ds.dtype.itemsize

@@ -1,0 +1,102 @@
+"""The objects of an open HDF5 file as a scan reads them: links in h5py's order, members
+opened once, datasets whose properties are read once."""
+
+from __future__ import annotations
+
+import functools
+
+import h5py
+import numpy as np
+from h5py import h5, h5d, h5o, h5p
+
+from zarr_manifest_store.scan.hdf5.attributes import Attributes, decoded_name
+
+__all__ = ["Dataset", "links", "member"]
+
+
+def links(h5group: h5py.Group, gcpl: h5p.PropGCID) -> list[tuple[str, int]]:
+    """The group's link names in h5py's order (creation order where tracked), with link types."""
+    tracked = gcpl.get_link_creation_order()
+    order = h5.INDEX_CRT_ORDER if tracked & h5p.CRT_ORDER_TRACKED else h5.INDEX_NAME
+    links: list[tuple[str, int]] = []
+    h5group.id.links.iterate(
+        lambda name, info: links.append((decoded_name(name), info.type)),
+        idx_type=order,
+        info=True,
+    )
+    return links
+
+
+def member(h5group: h5py.Group, name: str | bytes) -> h5py.Group | h5py.Dataset | None:
+    """The object a link leads to, as ``h5group.get(name)`` opens it (None: nothing there).
+
+    Opened with the low-level call ``get`` makes, without the File object it
+    builds for each; named data types are of no interest to a scan (None too).
+    """
+    try:
+        oid = h5o.open(h5group.id, name.encode() if isinstance(name, str) else name)
+    except KeyError:
+        return None
+    if isinstance(oid, h5d.DatasetID):
+        return Dataset(oid, readonly=True)
+    if isinstance(oid, h5py.h5g.GroupID):
+        return h5py.Group(oid)
+    return None
+
+
+class Dataset(h5py.Dataset):
+    """An h5py Dataset of a file opened read-only, what a scan asks about it read once.
+
+    h5py reads ``dtype`` / ``ndim`` / ``maxshape`` from the file on every
+    access, and the scan asks for them, the creation properties, the
+    attributes and the attached scales several times; none of them can change
+    while the file is open read-only.
+    """
+
+    @functools.cached_property
+    def dtype(self) -> np.dtype:
+        return self.id.dtype
+
+    @functools.cached_property
+    def create_plist(self) -> h5p.PropDCID:
+        """The dataset creation properties: layout, chunks, filters, fill value, ..."""
+        return self.id.get_create_plist()
+
+    @functools.cached_property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @functools.cached_property
+    def maxshape(self) -> tuple[int | None, ...] | None:
+        return super().maxshape
+
+    @functools.cached_property
+    def attributes(self) -> Attributes:
+        return Attributes(self, self.create_plist)
+
+    @functools.cached_property
+    def attached_scales(self) -> list[str | None] | None:
+        """Per axis, the name of the last scale attached (see ``_attached_scale_names``)."""
+        return _attached_scale_names(self, self.attributes)
+
+
+def _attached_scale_names(ds: h5py.Dataset, attrs: Attributes) -> list[str | None] | None:
+    """Per axis, the name of the last dimension scale attached (None: no scale on that axis).
+
+    Several scales on one axis: the last one names it, as netCDF-C does; a scale
+    without a name in the file gives "". None when no axis has a scale.
+    ``H5DSiterate_scales`` walks the ``DIMENSION_LIST`` references in order
+    without reading them as an attribute, which costs several times more.
+    """
+    if not ds.ndim or "DIMENSION_LIST" not in attrs:
+        return None
+    names: list[str | None] = []
+    for axis in range(ds.ndim):
+        if not h5py.h5ds.get_num_scales(ds.id, axis):  # iterating an empty axis is an error
+            names.append(None)
+            continue
+        found: list[h5py.h5d.DatasetID] = []
+        h5py.h5ds.iterate(ds.id, axis, found.append)  # append returns None: go on
+        path = h5py.h5i.get_name(found[-1])
+        names.append(path.decode().rsplit("/", 1)[-1] if path else "")
+    return None if all(n is None for n in names) else names

@@ -1,0 +1,83 @@
+"""The walk through an HDF5 file: groups, their links and members, each dataset's array metadata.
+
+Links are followed in h5py's order; external links, dangling links and
+datasets that cannot be described exactly are recorded as refusals; netCDF-4
+dimension-only scales are left out as h5netcdf leaves them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import h5py
+from h5py import h5l
+
+from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.scan.common import Refusals, Refused
+from zarr_manifest_store.scan.hdf5.attributes import Attributes, json_attributes
+from zarr_manifest_store.scan.hdf5.datatypes import DataKind
+from zarr_manifest_store.scan.hdf5.dimensions import Dimensions, dimension_only
+from zarr_manifest_store.scan.hdf5.layouts import Layouts
+from zarr_manifest_store.scan.hdf5.metadata import CHUNK_KEY_ENCODING
+from zarr_manifest_store.scan.hdf5.objects import Dataset
+
+__all__ = ["NON_COORD_PREFIX", "Walk"]
+
+NON_COORD_PREFIX = "_nc4_non_coord_"
+"""netCDF-4's prefix of a variable that shares its name with a dimension it does not define."""
+
+
+@dataclass
+class Walk:
+    """Walks the groups of one file, describing each dataset through ``layouts``."""
+
+    layouts: Layouts
+    refusals: Refusals
+    dropped: set[str]
+
+    def group(self, h5group: h5py.Group, prefix: str, dims: Dimensions) -> ManifestGroup:
+        """One group: its datasets as arrays, its subgroups recursively, its attributes."""
+        arrays: dict[str, ManifestArray] = {}
+        groups: dict[str, ManifestGroup] = {}
+        for name, link_type in dims.links:
+            rel = f"{prefix}{name}"
+            if rel in self.dropped:
+                continue
+            if link_type == h5l.TYPE_EXTERNAL:
+                link = h5group.get(name, getlink=True)
+                self.refusals.add(
+                    rel, f"is an external link to {link.filename}:{link.path}; scan that file"
+                )
+                continue
+            obj = dims.members[name]
+            if obj is None:
+                self.refusals.add(rel, "is a link to an object that does not exist")
+            elif isinstance(obj, h5py.Group):
+                groups[name] = self.group(obj, f"{rel}/", Dimensions(obj, dims))
+            elif isinstance(obj, h5py.Dataset) and not (
+                name in dims.scales and dimension_only(obj)
+            ):
+                array_name = name.removeprefix(NON_COORD_PREFIX)
+                try:
+                    arrays[array_name] = self.array(obj, dims)
+                except Refused as e:
+                    self.refusals.add(rel, str(e))
+        attributes = json_attributes(Attributes(h5group, dims.create_plist))
+        return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes)
+
+    def array(self, ds: Dataset, dims: Dimensions) -> ManifestArray:
+        """One dataset as a ManifestArray (raises Refused)."""
+        kind = DataKind.of(ds)
+        dcpl = ds.create_plist
+        attributes = json_attributes(ds.attributes, kind.dtype)
+        attributes.update(kind.attributes)
+        base = {
+            "shape": list(ds.shape),
+            "data_type": kind.zdtype.to_json(zarr_format=3),
+            "chunk_key_encoding": CHUNK_KEY_ENCODING,
+            "fill_value": kind.fill_value_json(dcpl),
+            "attributes": attributes,
+            "dimension_names": dims.names_of(ds),
+        }
+        return self.layouts.described(ds, kind, base, dcpl)
