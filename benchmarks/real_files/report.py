@@ -30,6 +30,10 @@ def failures(results: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for r in results:
         label = f"{r['package']}/{r['member']}"
+        reasons = {d.get("reason") for d in r["datasets"]} | {v.get("reason") for v in r["views"]}
+        for message in r["warnings"]:
+            if _first(message) not in reasons:  # not a dataset's refusal: an attribute, a link, ...
+                groups[("scan-warning", signature(message))].append(f"{label} :: {message}")
         if r["error"]:
             message = r["error"]["message"]
             groups[("file", signature(message))].append(f"{label} :: {message}")
@@ -47,6 +51,10 @@ def failures(results: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
                     f"{label} :: {where} :: {reason}"
                 )
     return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], -len(kv[1]))))
+
+
+def _first(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else ""
 
 
 def slow(result: dict[str, Any]) -> list[str]:

@@ -10,6 +10,7 @@ values, attributes, coordinate status) or ``refused`` (a scan warning names it).
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from .datasets import first_line, named_in, reason_for, refused_by
 ENGINES = {"hdf5": ("h5netcdf", "netcdf4"), "netcdf3": ("scipy", "netcdf4")}
 HIDDEN = frozenset({"_NCProperties", "_Netcdf4Dimid", "_Netcdf4Coordinates", "_nc3_strict"})
 GROUP_ATTRIBUTES = "(attributes)"
+ATTRIBUTE_WARNING = re.compile(r"attribute '([^']*)'")
 
 
 class UnreadableReference(Exception):
@@ -84,7 +86,7 @@ def compare_datasets(
 ) -> dict[str, tuple[str, str]]:
     """Per variable (and the group's attributes): class and reason."""
     out: dict[str, tuple[str, str]] = {}
-    named = named_in(messages)
+    named, warned = named_in(messages), warned_attributes(messages)
     for name, var in expected.variables.items():
         if name not in actual.variables:
             path = f"{group}/{name}".strip("/")
@@ -94,7 +96,7 @@ def compare_datasets(
                 out[str(name)] = ("mismatch", "missing variable")
             continue
         try:
-            reason = variable_difference(var, actual.variables[name])
+            reason = variable_difference(var, actual.variables[name], warned)
         except Exception as e:
             reason = f"cannot compare: {first_line(e)}"
         if reason is None and (name in expected.coords) != (name in actual.coords):
@@ -103,12 +105,14 @@ def compare_datasets(
     for name in actual.variables:
         if name not in expected.variables:
             out[str(name)] = ("mismatch", "extra variable")
-    reason = attributes_difference(expected.attrs, actual.attrs)
+    reason = attributes_difference(expected.attrs, actual.attrs, warned)
     out[GROUP_ATTRIBUTES] = ("mismatch", reason) if reason else ("equal", "")
     return out
 
 
-def variable_difference(e: xr.Variable, a: xr.Variable) -> str | None:
+def variable_difference(
+    e: xr.Variable, a: xr.Variable, warned: frozenset[str] = frozenset()
+) -> str | None:
     """Dimensions, dtype kind, values, attributes: the first that differs."""
     if e.dims != a.dims:
         return f"dims {a.dims} where {e.dims} were expected"
@@ -117,11 +121,11 @@ def variable_difference(e: xr.Variable, a: xr.Variable) -> str | None:
         return f"dtype {kinds} was expected"
     ev, av = np.asarray(e.values), np.asarray(a.values)
     if e.dtype.kind in "fc" and e.dtype != a.dtype:
-        return _float_size_difference(ev, av) or attributes_difference(e.attrs, a.attrs)
+        return _float_size_difference(ev, av) or attributes_difference(e.attrs, a.attrs, warned)
     found = difference(ev, av)
     if found:
         return f"values: {found}"
-    return attributes_difference(e.attrs, a.attrs)
+    return attributes_difference(e.attrs, a.attrs, warned)
 
 
 def _float_size_difference(e: np.ndarray, a: np.ndarray) -> str | None:
@@ -139,13 +143,20 @@ def _float_size_difference(e: np.ndarray, a: np.ndarray) -> str | None:
     return f"values: {found}"
 
 
-def attributes_difference(e: dict, a: dict) -> str | None:
-    """Attribute names and values, compared as plain values (numbers by value)."""
+def attributes_difference(e: dict, a: dict, warned: frozenset[str] = frozenset()) -> str | None:
+    """Attribute names and values, compared as plain values (numbers by value).
+
+    Missing attributes are told apart by whether a scan warning named them (``warned``).
+    """
     e_names = {k for k in e if k not in HIDDEN}
     a_names = {k for k in a if k not in HIDDEN}
     if e_names != a_names:
-        missing, extra = sorted(e_names - a_names), sorted(a_names - e_names)
-        return f"attributes: missing {missing}, extra {extra}"
+        missing, extra = e_names - a_names, a_names - e_names
+        silent, told = missing - warned, missing & warned
+        parts = [f"missing {_names(silent)} silently" if silent else "",
+                 f"missing {_names(told)} with a warning" if told else "",
+                 f"extra {_names(extra)}" if extra else ""]  # fmt: skip
+        return "attributes: " + ", ".join(p for p in parts if p)
     for key in sorted(e_names):
         x, y = _attribute(e[key]), _attribute(a[key])
         if not same(x, y):
@@ -153,10 +164,20 @@ def attributes_difference(e: dict, a: dict) -> str | None:
     return None
 
 
+def _names(names: set[str]) -> str:
+    """Attribute names unquoted, so that failure classes keep them."""
+    return ", ".join(sorted(names))
+
+
+def warned_attributes(messages: list[str]) -> frozenset[str]:
+    """Names of the attributes scan warnings say were left out."""
+    return frozenset(m.group(1) for m in map(ATTRIBUTE_WARNING.search, messages) if m)
+
+
 def _attribute(value: Any) -> Any:
     """An attribute as plain nested lists; a one-element array or list as its element."""
     if isinstance(value, np.ndarray):
-        value = list(value.ravel()) if value.dtype.kind == "O" else value.tolist()
+        value = value.tolist()
     if isinstance(value, list | tuple):
         items = [_attribute(v) for v in value]
         return items[0] if len(items) == 1 else items
