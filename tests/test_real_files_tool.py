@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import xarray as xr
 import zarr
 from scipy.io import netcdf_file
 
@@ -26,6 +27,7 @@ datasets = importlib.import_module("benchmarks.real_files.datasets")
 fetch = importlib.import_module("benchmarks.real_files.fetch")
 report = importlib.import_module("benchmarks.real_files.report")
 runner = importlib.import_module("benchmarks.real_files.runner")
+views = importlib.import_module("benchmarks.real_files.views")
 
 
 def _classes(records: list[dict], key: str) -> dict[str, str]:
@@ -116,6 +118,36 @@ def test_values_compare_strings_by_value_and_numbers_by_kind() -> None:
     assert "dtype" in compare.difference(np.arange(3, dtype="i4"), np.arange(3, dtype="f8"))
     assert compare.difference(np.array([np.nan, 1.0]), np.array([np.nan, 1.0])) is None
     assert "values differ" in compare.difference(np.array([0.0, 1.0]), np.array([0.0, 2.0]))
+
+
+def test_view_differences_are_named() -> None:
+    expected = xr.Dataset(
+        {
+            "s": ("x", np.array(["a", "b"], dtype=object)),
+            "t": ("x", np.array([1.0, 2.0]), {"units": "m", "TITLE": "", "flags": [1, 2]}),
+            "gone": ((), 1),
+        },
+        attrs={"history": "made"},
+    )
+    actual = xr.Dataset(
+        {
+            "s": ("x", np.array([b"a", b"b"])),
+            "t": ("x", np.array([1.0, 2.0]), {"units": "m"}),
+            "extra": ((), 1),
+        },
+        attrs={"history": "made"},
+    )
+    warned = ["<file>:/t: attribute 'flags' has no JSON form; left out"]
+    out = views.compare_datasets(expected, actual, "", warned)
+    assert out["s"] == ("mismatch", "dtype |S1 (kind S) where object (kind O) was expected")
+    assert out["t"] == (
+        "mismatch",
+        "attributes: missing TITLE silently, missing flags with a warning",
+    )
+    assert out["gone"] == ("mismatch", "missing variable")
+    assert out["extra"] == ("mismatch", "extra variable")
+    assert out["(attributes)"] == ("equal", "")
+    assert report.signature("dtype <U12 where |S3: 'x' (3, 4)") == "dtype <UN where |SN: '…' […]"
 
 
 def test_worker_process_and_timeout(plain_file: str) -> None:

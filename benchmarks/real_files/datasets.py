@@ -145,9 +145,13 @@ def classify(
 
 def _scan_of(name: str, root: zarr.Group | None, messages: list[str]) -> str:
     """What the scan did with a dataset h5py cannot read."""
-    node = None if root is None else _get(root, name)
+    if root is None:
+        return "the scan failed"
+    node = _get(root, name)
+    if node is None and refused_by(name, named_in(messages)):
+        return f"the scan refused it: {reason_for(name, messages)}"
     if node is None:
-        return "the scan refused it" if refused_by(name, named_in(messages)) else "no array"
+        return "no array"
     try:
         node[...]
     except Exception as e:

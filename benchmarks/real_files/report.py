@@ -30,7 +30,7 @@ def failures(results: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for r in results:
         label = f"{r['package']}/{r['member']}"
-        reasons = {d.get("reason") for d in r["datasets"]} | {v.get("reason") for v in r["views"]}
+        reasons = " ".join(str(d.get("reason")) for d in [*r["datasets"], *r["views"]])
         for message in r["warnings"]:
             if _first(message) not in reasons:  # not a dataset's refusal: an attribute, a link, ...
                 groups[("scan-warning", signature(message))].append(f"{label} :: {message}")
