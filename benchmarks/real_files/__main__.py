@@ -43,8 +43,8 @@ def selected(files: list[CorpusFile], pattern: str | None) -> list[CorpusFile]:
 
 def progress_line(result: dict[str, Any]) -> str:
     datasets = Counter(d["class"] for d in result["datasets"])
-    views = Counter(v["class"] for v in result["views"])
-    bad = {k: n for k, n in (datasets + views).items() if k not in ("exact", "equal")}
+    views = Counter(f"view-{v['class']}" for v in result["views"])
+    bad = {k: n for k, n in (datasets + views).items() if k not in ("exact", "view-equal")}
     flags = [f"{k}={n}" for k, n in sorted(bad.items())]
     if result["error"]:
         flags.append(f"ERROR {result['error']['message'][:80]}")
