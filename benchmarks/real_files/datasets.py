@@ -1,0 +1,207 @@
+"""Every dataset of a file against the scan's Zarr view of it.
+
+HDF5 datasets are read with h5py, netCDF3 variables with scipy (raw: no
+masking or scaling), and each is classified:
+
+- ``exact``: the array read through ``ManifestStore`` holds the same values;
+- ``refused``: the scan has no array for it and a warning names it (or a group above it);
+- ``missing``: no array and no warning — a silent drop;
+- ``wrong``: the values differ;
+- ``read-error``: the scan describes it, but reading the array raises;
+- ``not-a-variable``: a netCDF-4 dimension-only scale, which netCDF readers do not show;
+- ``unreadable``: the reference reader cannot read it either (not counted against the scan).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import h5py
+import numpy as np
+import zarr
+
+from .compare import difference
+
+NOT_A_VARIABLE = b"This is a netCDF dimension but not a netCDF variable"
+NON_COORD_PREFIX = "_nc4_non_coord_"
+QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+
+
+def named_in(messages: list[str]) -> set[str]:
+    """The quoted names in warnings / errors, without leading slashes."""
+    names = set()
+    for message in messages:
+        for single, double in QUOTED.findall(message):
+            names.add((single or double).strip("/"))
+    return names
+
+
+def refused_by(name: str, named: set[str]) -> bool:
+    """Whether ``name`` or a group above it is among the names refused."""
+    parts = name.strip("/").split("/")
+    return any("/".join(parts[:i]) in named for i in range(1, len(parts) + 1))
+
+
+def h5py_visit(path: str) -> tuple[float, int]:
+    """(seconds, datasets): h5py visiting every dataset and reading its storage info.
+
+    The floor of a scan's time (issue 18's target: a scan within 2x of it).
+    """
+    count = 0
+    start = time.perf_counter()
+    with h5py.File(path, "r") as f:
+
+        def visit(_name: str, obj: Any) -> None:
+            nonlocal count
+            if isinstance(obj, h5py.Dataset):
+                count += 1
+                dsid = obj.id
+                dsid.get_storage_size()
+                if dsid.get_create_plist().get_layout() == h5py.h5d.CHUNKED:
+                    dsid.chunk_iter(lambda _info: None)
+
+        f.visititems(visit)
+    return time.perf_counter() - start, count
+
+
+def hdf5_datasets(path: str) -> Iterator[tuple[str, h5py.Dataset]]:
+    """(path without leading slash, dataset) of every dataset h5py reaches by hard links."""
+    found: list[tuple[str, h5py.Dataset]] = []
+    with h5py.File(path, "r") as f:
+        f.visititems(
+            lambda name, obj: found.append((name, obj)) if isinstance(obj, h5py.Dataset) else None
+        )
+        yield from found
+
+
+def check_hdf5(
+    path: str, root: zarr.Group | None, messages: list[str], failure: str = ""
+) -> Iterator[dict]:
+    """One record per HDF5 dataset (``root`` None: the scan failed with ``failure``)."""
+    register_filters()
+    for name, ds in hdf5_datasets(path):
+        if _dimension_only(ds):
+            yield {"name": name, "class": "not-a-variable", "reason": "netCDF-4 dimension scale"}
+            continue
+        try:
+            expected = _read_h5py(ds)
+        except Exception as e:
+            reason = f"h5py: {first_line(e)} ({_scan_of(_zarr_name(name), root, messages)})"
+            yield {"name": name, "class": "unreadable", "reason": reason}
+            continue
+        yield {"name": name, **classify(_zarr_name(name), expected, root, messages, failure)}
+
+
+def register_filters() -> None:
+    """Let h5py decode the plugin filters of the reference reads (after the scan, which runs without)."""
+    with contextlib.suppress(ImportError):
+        import hdf5plugin  # noqa: F401
+
+
+def check_netcdf3(
+    path: str, root: zarr.Group | None, messages: list[str], failure: str = ""
+) -> Iterator[dict]:
+    """One record per netCDF3 variable, read raw with scipy."""
+    from scipy.io import netcdf_file
+
+    try:
+        f = netcdf_file(path, "r", mmap=False, maskandscale=False)
+    except Exception as e:
+        yield {"name": "", "class": "unreadable", "reason": f"scipy: {first_line(e)}"}
+        return
+    with f:
+        for name, var in f.variables.items():
+            expected = np.array(var.data, copy=True)
+            yield {"name": name, **classify(name, expected, root, messages, failure)}
+
+
+def classify(
+    name: str, expected: Any, root: zarr.Group | None, messages: list[str], failure: str = ""
+) -> dict:
+    """The class (and reason) of one dataset whose values h5py / scipy gave as ``expected``."""
+    if root is None:
+        return {"class": "file-error", "reason": failure or "the scan failed"}
+    node = _get(root, name)
+    if node is None:
+        if refused_by(name, named_in(messages)):
+            return {"class": "refused", "reason": reason_for(name, messages)}
+        return {"class": "missing", "reason": "no array and no warning names it"}
+    try:
+        actual = node[...]
+    except Exception as e:
+        return {"class": "read-error", "reason": f"reading the array raises {first_line(e)}"}
+    if isinstance(expected, h5py.Empty):
+        return {"class": "wrong", "reason": f"h5py has no data (null dataspace); zarr {node.shape}"}
+    try:
+        found = difference(expected, actual)
+    except Exception as e:
+        found = f"cannot compare: {first_line(e)}"
+    return {"class": "wrong", "reason": found} if found else {"class": "exact"}
+
+
+def _scan_of(name: str, root: zarr.Group | None, messages: list[str]) -> str:
+    """What the scan did with a dataset h5py cannot read."""
+    if root is None:
+        return "the scan failed"
+    node = _get(root, name)
+    if node is None and refused_by(name, named_in(messages)):
+        return f"the scan refused it: {reason_for(name, messages)}"
+    if node is None:
+        return "no array"
+    try:
+        node[...]
+    except Exception as e:
+        return f"the scan describes it; reading the array raises {first_line(e)}"
+    return "the scan describes it and the array reads"
+
+
+def _get(root: zarr.Group, name: str) -> zarr.Array | None:
+    try:
+        node = root[name]
+    except (KeyError, ValueError):
+        return None
+    return node if isinstance(node, zarr.Array) else None
+
+
+def _read_h5py(ds: h5py.Dataset) -> Any:
+    if ds.shape is None:
+        return h5py.Empty(ds.dtype)
+    return ds[()]
+
+
+def _dimension_only(ds: h5py.Dataset) -> bool:
+    try:
+        return h5py.h5ds.is_scale(ds.id) and NOT_A_VARIABLE in (
+            h5py.h5ds.get_scale_name(ds.id) or b""
+        )
+    except Exception:
+        return False
+
+
+def _zarr_name(name: str) -> str:
+    head, _, last = name.rpartition("/")
+    last = last.removeprefix(NON_COORD_PREFIX)
+    return f"{head}/{last}" if head else last
+
+
+def reason_for(name: str, messages: list[str]) -> str:
+    """The warning that names ``name`` or its nearest group."""
+    parts = name.strip("/").split("/")
+    for i in range(len(parts), 0, -1):
+        target = "/".join(parts[:i])
+        for message in messages:
+            if target in named_in([message]):
+                return first_line(message)
+    return ""
+
+
+def first_line(error: object) -> str:
+    """An exception's (or message's) first line, with its type for exceptions."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if isinstance(error, BaseException):
+        return f"{type(error).__name__}: {text}"
+    return text

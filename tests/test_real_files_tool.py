@@ -1,0 +1,191 @@
+"""The real-files checker (benchmarks/real_files) on files generated here: it classifies right.
+
+Nothing is downloaded: the corpus part is exercised on a local archive.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import sys
+import tarfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from scipy.io import netcdf_file
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
+check = importlib.import_module("benchmarks.real_files.check")
+compare = importlib.import_module("benchmarks.real_files.compare")
+datasets = importlib.import_module("benchmarks.real_files.datasets")
+fetch = importlib.import_module("benchmarks.real_files.fetch")
+report = importlib.import_module("benchmarks.real_files.report")
+runner = importlib.import_module("benchmarks.real_files.runner")
+views = importlib.import_module("benchmarks.real_files.views")
+
+
+def _classes(records: list[dict], key: str) -> dict[str, str]:
+    return {r[key]: r["class"] for r in records}
+
+
+@pytest.fixture
+def plain_file(tmp_path: Path) -> str:
+    path = tmp_path / "plain.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset(
+            "t", data=np.linspace(0, 1, 60).reshape(6, 10), chunks=(2, 5), compression="gzip"
+        )
+        f["grp/counts"] = np.arange(7, dtype=">i4")
+        f["grp/names"] = np.array([b"ab", b"cde"], dtype="S3")
+        f["scalar"] = np.float32(np.nan)
+    return str(path)
+
+
+@pytest.fixture
+def refusing_file(tmp_path: Path) -> str:
+    """An HDF5 file with a dataset of object references (no Zarr data type) beside a plain one."""
+    path = tmp_path / "refs.h5"
+    with h5py.File(path, "w") as f:
+        f["a"] = np.arange(5)
+        refs = f.create_dataset("refs", (2,), dtype=h5py.ref_dtype)
+        refs[0] = f["a"].ref
+    return str(path)
+
+
+def test_exact_file(plain_file: str) -> None:
+    result = check.check_file(plain_file)
+    assert result["error"] is None
+    assert _classes(result["datasets"], "name") == {
+        "t": "exact", "grp/counts": "exact", "grp/names": "exact", "scalar": "exact"
+    }  # fmt: skip
+    views = _classes([v for v in result["views"] if v["group"] == ""], "variable")
+    assert set(views.values()) == {"equal"}
+    assert {"t", "scalar", "(attributes)"} <= set(views)
+    assert result["times"]["scan"] > 0
+    assert result["times"]["h5py_visit"] > 0
+
+
+def test_refused_dataset_is_named(refusing_file: str) -> None:
+    result = check.check_file(refusing_file)
+    assert _classes(result["datasets"], "name") == {"a": "exact", "refs": "refused"}
+    refused = next(d for d in result["datasets"] if d["name"] == "refs")
+    assert "refs" in refused["reason"]
+    assert any("refs" in w for w in result["warnings"])
+
+
+def test_netcdf3_variables_and_view(tmp_path: Path) -> None:
+    path = tmp_path / "f.nc"
+    with netcdf_file(path, "w") as f:
+        f.createDimension("x", 3)
+        v = f.createVariable("v", "f4", ("x",))
+        v[:] = [1.5, 2.5, -1]
+        v.units = "m"
+    result = check.check_file(str(path))
+    assert result["format"] == "netcdf3"
+    assert _classes(result["datasets"], "name") == {"v": "exact"}
+    assert _classes(result["views"], "variable") == {"v": "equal", "(attributes)": "equal"}
+
+
+def test_missing_and_wrong_are_told_apart() -> None:
+    """A hand-made Zarr view with one array of wrong values and one array left out silently."""
+    root = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    root.create_array("wrong", data=np.array([1, 2, 4]))
+    root.create_array("same", data=np.array([1.0, np.nan]))
+    warned = ["<file>: left out dataset 'grp/refused': no Zarr type"]
+    assert datasets.classify("same", np.array([1.0, np.nan]), root, warned) == {"class": "exact"}
+    wrong = datasets.classify("wrong", np.array([1, 2, 3]), root, warned)
+    assert wrong["class"] == "wrong"
+    assert "1 of 3 values differ" in wrong["reason"]
+    assert datasets.classify("gone", np.zeros(2), root, warned)["class"] == "missing"
+    assert datasets.classify("grp/refused", np.zeros(2), root, warned)["class"] == "refused"
+    assert datasets.classify("grp/refused/x", np.zeros(2), root, warned)["class"] == "refused"
+    failed = datasets.classify("wrong", np.zeros(2), None, [], "OSError: boom")
+    assert failed == {"class": "file-error", "reason": "OSError: boom"}
+
+
+def test_values_compare_strings_by_value_and_numbers_by_kind() -> None:
+    assert (
+        compare.difference(np.array([b"ab", b"c"], dtype="S2"), np.array(["ab", "c"], dtype=object))
+        is None
+    )
+    assert compare.difference(np.arange(3, dtype="<i4"), np.arange(3, dtype=">i4")) is None
+    assert "dtype" in compare.difference(np.arange(3, dtype="i4"), np.arange(3, dtype="f8"))
+    assert compare.difference(np.array([np.nan, 1.0]), np.array([np.nan, 1.0])) is None
+    assert "values differ" in compare.difference(np.array([0.0, 1.0]), np.array([0.0, 2.0]))
+
+
+def test_view_differences_are_named() -> None:
+    expected = xr.Dataset(
+        {
+            "s": ("x", np.array(["a", "b"], dtype=object)),
+            "t": ("x", np.array([1.0, 2.0]), {"units": "m", "TITLE": "", "flags": [1, 2]}),
+            "gone": ((), 1),
+        },
+        attrs={"history": "made"},
+    )
+    actual = xr.Dataset(
+        {
+            "s": ("x", np.array([b"a", b"b"])),
+            "t": ("x", np.array([1.0, 2.0]), {"units": "m"}),
+            "extra": ((), 1),
+        },
+        attrs={"history": "made"},
+    )
+    warned = ["<file>:/t: attribute 'flags' has no JSON form; left out"]
+    out = views.compare_datasets(expected, actual, "", warned)
+    assert out["s"] == ("mismatch", "dtype |S1 (kind S) where object (kind O) was expected")
+    assert out["t"] == (
+        "mismatch",
+        "attributes: missing TITLE silently, missing flags with a warning",
+    )
+    assert out["gone"] == ("mismatch", "missing variable")
+    assert out["extra"] == ("mismatch", "extra variable")
+    assert out["(attributes)"] == ("equal", "")
+    assert report.signature("dtype <U12 where |S3: 'x' (3, 4)") == "dtype <UN where |SN: '…' […]"
+
+
+def test_worker_process_and_timeout(plain_file: str) -> None:
+    file = fetch.CorpusFile(plain_file, "generated", "0", "plain.h5", "hdf5", 0, "")
+    result = runner.run_one(file, timeout=120, memory_gb=8)
+    assert result["error"] is None
+    assert result["stage"] == "done"
+    assert {d["class"] for d in result["datasets"]} == {"exact"}
+    late = runner.run_one(file, timeout=0.001, memory_gb=8)
+    assert late["error"]["message"].startswith("timeout after")
+    assert report.summarize([result, late])["total"]["timeouts"] == 1
+
+
+def test_archive_members_are_sniffed_not_named(tmp_path: Path, plain_file: str) -> None:
+    """HDF5 (also after a user block) and netCDF3 members are extracted whatever their names."""
+    block = tmp_path / "block.h5"
+    with h5py.File(block, "w", userblock_size=512) as f:
+        f["x"] = np.arange(3)
+    nc3 = tmp_path / "minc.mnc"
+    with netcdf_file(nc3, "w") as f:
+        f.createDimension("x", 1)
+    members = {
+        "pkg/tests/data/odd.set": Path(plain_file).read_bytes(),
+        "pkg/tests/data/block.mat": block.read_bytes(),
+        "pkg/tests/data/minc.mnc": nc3.read_bytes(),
+        "pkg/README.txt": b"CDF is not at the start",
+    }
+    archive = tmp_path / "pkg-1.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    pin = fetch.Pin("pkg", "1.0", archive.name, "")
+    files = fetch.extract(pin, archive, tmp_path / "cache")
+    assert {f.member: f.format for f in files} == {
+        "pkg/tests/data/odd.set": "hdf5",
+        "pkg/tests/data/block.mat": "hdf5",
+        "pkg/tests/data/minc.mnc": "netcdf3",
+    }
+    assert all(Path(f.path).read_bytes() == members[f.member] for f in files)
