@@ -5,8 +5,9 @@
   short bodies, stalls), for ``https://``-style sources through fsspec's HTTP file system.
 - :class:`S3Server`: moto's S3 in server mode behind a request-counting
   middleware, for ``s3://`` sources through s3fs.
-- :class:`GCSServer`: gcp-storage-emulator's GCS JSON API, counting requests,
-  for ``gs://`` sources through gcsfs.
+- :class:`GCSServer`: gcp-storage-emulator, counting requests, for ``gs://``
+  sources: scanned through gcsfs (GCS's JSON API), read through obstore (the
+  XML API's HEAD and ranged GET, which the server adds where the emulator lacks them).
 - :class:`AzureServer`: Azurite (Microsoft's Azure Storage emulator, Node.js)
   behind a request-counting proxy, for ``az://`` sources through adlfs.
 
@@ -27,7 +28,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -313,17 +316,21 @@ def _counting(app: Callable[..., Any], log: RequestLog) -> Callable[..., Any]:
 
 
 class GCSServer(_ObjectStoreServer):
-    """gcp-storage-emulator's GCS JSON API on 127.0.0.1, every request recorded in ``requests``.
+    """gcp-storage-emulator on 127.0.0.1, every request recorded in ``requests``.
 
-    Like GCS, and unlike the bare emulator, a download carries the object's
-    ETag (google-cloud-storage reads it from there), so that the per-range
-    check of a replaced object can be tested.
+    The emulator serves GCS's JSON API (what gcsfs speaks) and only part of
+    its XML API (what obstore speaks: ``GET``/``HEAD /bucket/key``). Like
+    GCS, and unlike the bare emulator, this server decodes the object path
+    of an XML request before routing it (obstore encodes ``-`` and ``.``),
+    answers ``HEAD`` with the object's size, ETag and Last-Modified, sends
+    the ETag and Last-Modified with every download, and refuses a download
+    whose ``If-Match`` names another ETag (412).
     """
 
     scheme = "gs"
     endpoint_variable = "STORAGE_EMULATOR_HOST"
-    data_request = ("GET", "/download/storage/v1/b/{bucket}/o/{key}")
-    metadata_request = ("GET", "/storage/v1/b/{bucket}/o/{key}")
+    data_request = ("GET", "/{bucket}/{key}")
+    metadata_request = ("HEAD", "/{bucket}/{key}")
 
     def __init__(self) -> None:
         from gcp_storage_emulator.server import RequestHandler
@@ -333,13 +340,33 @@ class GCSServer(_ObjectStoreServer):
         self.requests = log = RequestLog()
         self.storage = Storage(use_memory_fs=True)
 
+        storage = self.storage
+
         class Handler(RequestHandler):  # type: ignore[misc]
             def parse_request(self) -> bool:
                 ok: bool = super().parse_request()
                 if ok:
-                    path = unquote(urlsplit(self.path).path)
+                    parts = urlsplit(self.path)
+                    path = unquote(parts.path)
                     log.add(Request(self.command, path, self.headers.get("Range")))
+                    if not path.startswith(_GCS_JSON_API):  # an XML API object path
+                        self.path = path + (f"?{parts.query}" if parts.query else "")
                 return ok
+
+            def do_HEAD(self) -> None:
+                bucket, _, key = self.path.split("?", 1)[0].lstrip("/").partition("/")
+                try:
+                    obj = storage.get_file_obj(bucket, key)
+                except Exception:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(obj["size"]))
+                for name, value in _xml_headers(obj).items():
+                    self.send_header(name, value)
+                self.end_headers()
 
             def handle(self) -> None:
                 # The client may give up on an answer (gcsfs races two lookups).
@@ -361,16 +388,41 @@ class GCSServer(_ObjectStoreServer):
         buckets.create_bucket(name, self.storage)
 
 
+_GCS_JSON_API = ("/storage/", "/download/", "/upload/", "/b/", "/batch/")
+"""Path prefixes of the emulator's JSON API routes (every other path is an XML API one)."""
+
+
+def _xml_headers(obj: dict[str, Any]) -> dict[str, str]:
+    """The ETag and Last-Modified headers GCS's XML API sends for an object."""
+    updated = datetime.fromisoformat(obj["updated"].replace("Z", "+00:00"))
+    return {
+        "ETag": f'"{obj["etag"]}"',
+        "Last-Modified": email.utils.format_datetime(updated, usegmt=True),
+    }
+
+
 def _serve_etags_with_downloads() -> None:
-    """Make the emulator's downloads carry the object's ETag, as GCS's do (once per process)."""
+    """Make the emulator's downloads carry the object's ETag and Last-Modified and honour
+    ``If-Match``, as GCS's do (once per process)."""
     from gcp_storage_emulator import server
     from gcp_storage_emulator.handlers import objects
 
     def download(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
+        bucket, key = request.params["bucket_name"], request.params["object_id"]
+        wanted = request.get_header("if-match", None)
+        if wanted is not None:
+            try:
+                obj = storage.get_file_obj(bucket, key)
+            except Exception:
+                obj = None
+            if obj is not None and wanted.strip('"') != obj["etag"]:
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                return
         objects.download(request, response, storage, *args, **kwargs)
         if response.status < 300:
-            obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
-            response["ETag"] = obj["etag"]
+            obj = storage.get_file_obj(bucket, key)
+            for name, value in _xml_headers(obj).items():
+                response[name] = value
 
     for _, methods in server.HANDLERS:
         if methods.get(server.GET) is objects.download:

@@ -87,7 +87,7 @@ def test_a_single_allowed_prefix_may_be_given_as_a_string(tree):
 def test_gcs_server_errors_are_transient_and_client_errors_are_not():
     from gcsfs.retry import HttpError
 
-    from zarr_manifest_store.io.sources import _transient
+    from zarr_manifest_store.io.remote import _transient
 
     assert _transient(HttpError({"code": 503, "message": "backend error"}))
     assert _transient(HttpError({"code": 429, "message": "rate limited"}))
@@ -97,7 +97,7 @@ def test_gcs_server_errors_are_transient_and_client_errors_are_not():
 def test_azure_errors_are_transient_by_status_and_kind():
     from azure.core.exceptions import HttpResponseError, ServiceRequestError
 
-    from zarr_manifest_store.io.sources import _named, _transient
+    from zarr_manifest_store.io.remote import _named, _transient
 
     def failed(status: int) -> HttpResponseError:
         error = HttpResponseError(message=f"status {status}")
