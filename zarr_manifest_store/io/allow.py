@@ -7,6 +7,10 @@ line build it from the same ``allow=`` / ``--allow`` prefixes.
 A local path is compared after ``realpath`` (``..`` and symlinks resolved),
 so a link inside an allowed folder that points outside it is refused; a URL
 is compared after percent-decoding, and any ``..`` segment in it is refused.
+
+Every decision goes through :meth:`AllowList.check`, so that hardening it
+(comparing exactly the normalised URL a client then requests; checking the
+file a descriptor actually opened rather than its name) changes one place.
 """
 
 from __future__ import annotations
@@ -42,6 +46,17 @@ class AllowList:
     def of(cls, allow: AllowList | Iterable[str] | str | os.PathLike[str] | None) -> AllowList:
         """``allow`` as an ``AllowList`` (itself if it is one already)."""
         return allow if isinstance(allow, AllowList) else cls(allow)
+
+    def with_prefixes(self, *prefixes: str | os.PathLike[str]) -> AllowList:
+        """This list and ``prefixes`` (a document adds its own folder); a list that allows
+        everything still does.
+
+        >>> AllowList(["/data/"]).with_prefixes("/docs/day1.zarr").prefixes
+        ('/data/', '/docs/day1.zarr')
+        """
+        if self.prefixes is None:
+            return self
+        return AllowList([*self.prefixes, *prefixes])
 
     @property
     def everything(self) -> bool:

@@ -6,17 +6,17 @@ obstore client sends the ETag the source was checked with as ``If-Match``
 (S3, GCS, Azure), so the server refuses a replaced object, and returns the
 ETag each range was served with, so a server that ignores the condition is
 caught too. Its own retries are off: :mod:`~zarr_manifest_store.io.remote`
-retries, once, for every protocol.
+retries every protocol's requests, in one place.
 
 obstore's runtime does not survive ``fork()``: in a child forked after the
 parent used it, these protocols are read through fsspec's public API
-instead, and checked before every batch of reads (:attr:`Client.checks_ranges`
-is False there).
+instead, and checked before every batch of reads (:attr:`Client.checks_batches`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import os
 from collections.abc import Mapping
@@ -44,6 +44,7 @@ __all__ = [
     "FsspecClient",
     "ObjectReplaced",
     "ObstoreClient",
+    "fsspec_client",
     "obstore_client",
     "obstore_usable",
     "store_key",
@@ -57,8 +58,9 @@ class ObjectReplaced(SourceChangedError):
 class Client(Protocol):
     """Reads one kind of remote object."""
 
-    checks_ranges: bool
-    """Whether :meth:`get` reports the ETag each range was served with."""
+    checks_batches: bool
+    """Whether the object must be checked before every batch of reads: its ranges should
+    each be verified by ETag, but this client cannot tell which ETag served them."""
 
     async def get(
         self, path: str, start: int, stop: int, etag: str | None
@@ -73,7 +75,7 @@ class Client(Protocol):
 class ObstoreClient:
     """One obstore store (a bucket, container or HTTP origin) and the keys of its objects."""
 
-    checks_ranges = True
+    checks_batches = False
 
     def __init__(self, kind: str, store: Any) -> None:
         self._store = store
@@ -113,12 +115,16 @@ class ObstoreClient:
 
 
 class FsspecClient:
-    """An fsspec file system, through its public (synchronous or asynchronous) API."""
+    """An fsspec file system, through its public (synchronous or asynchronous) API.
 
-    checks_ranges = False
+    ``stands_in`` says it reads a protocol whose ranges should be verified by
+    ETag (obstore's, where obstore cannot read them), so objects are checked
+    before every batch instead.
+    """
 
-    def __init__(self, fs: fsspec.AbstractFileSystem) -> None:
+    def __init__(self, fs: fsspec.AbstractFileSystem, *, stands_in: bool) -> None:
         self.fs = fs
+        self.checks_batches = stands_in
 
     async def get(
         self, path: str, start: int, stop: int, etag: str | None
@@ -130,8 +136,20 @@ class FsspecClient:
     async def head(self, path: str) -> Fingerprint:
         self.fs.invalidate_cache(path)
         if self.fs.async_impl:
-            return fingerprint_from_info(await self.fs._info(path))
-        return fingerprint_from_info(await asyncio.to_thread(self.fs.info, path))
+            info = await self.fs._info(path)
+        else:
+            info = await asyncio.to_thread(self.fs.info, path)
+        if protocol_of(path) in ("gs", "gcs"):
+            info = _as_xml_api(info)
+        return fingerprint_from_info(info)
+
+
+def _as_xml_api(info: Mapping[str, Any]) -> dict[str, Any]:
+    """gcsfs's object metadata with the ETag GCS's XML API (so obstore) gives: the hex MD5 of
+    the bytes, where the JSON API's ``etag`` is another string. Without an MD5 (composite
+    objects) the ETag is left out, and the modification time stands in."""
+    md5 = info.get("md5Hash")
+    return {**info, "etag": base64.b64decode(md5).hex() if md5 else None}
 
 
 def obstore_client(path: str, options: Mapping[str, Any], *, timeout: float) -> Client | None:
@@ -147,6 +165,11 @@ def obstore_client(path: str, options: Mapping[str, Any], *, timeout: float) -> 
     store_class, arguments = store_arguments(kind, path, options, timeout=timeout)
     _USED_IN = os.getpid()
     return ObstoreClient(kind, getattr(obstore.store, store_class)(**arguments))
+
+
+def fsspec_client(path: str, fs: fsspec.AbstractFileSystem) -> FsspecClient:
+    """A client reading ``path`` through ``fs``; one standing in for obstore checks every batch."""
+    return FsspecClient(fs, stands_in=protocol_of(path) in OBSTORE_KINDS)
 
 
 def store_key(path: str) -> tuple[str, str]:

@@ -30,8 +30,8 @@ import fsspec.asyn
 from zarr_manifest_store.errors import SourceChangedError
 from zarr_manifest_store.io.clients import (
     Client,
-    FsspecClient,
     ObjectReplaced,
+    fsspec_client,
     obstore_client,
     store_key,
 )
@@ -112,7 +112,7 @@ class RemoteReader:
             client = self._clients.get(key)
         if client is None:
             client = obstore_client(path, options, timeout=self._timeout)
-            client = client or FsspecClient(self.filesystem(path))
+            client = client or fsspec_client(path, self.filesystem(path))
             with self._lock:
                 client = self._clients.setdefault(key, client)
         return client
@@ -168,10 +168,10 @@ class RemoteReader:
 
     async def _check(self, client: Client, path: str) -> None:
         """Check an object's fingerprint: once per source, or before every read (always, and
-        for clients that cannot tell which object served a range)."""
+        for clients that cannot tell which object served a range that should be verified)."""
         if self._verify == "never":
             return
-        if self._verify == "always" or not client.checks_ranges:
+        if self._verify == "always" or client.checks_batches:
             self._registry.check(path, await self.fingerprint(path))
             return
         check = self._checks.get(path)
