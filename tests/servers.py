@@ -17,6 +17,7 @@ what a read cost from the server's side.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email.utils
 import http.client
@@ -48,6 +49,7 @@ class Request:
     method: str
     path: str
     range: str | None
+    if_match: str | None = None  # the ETag the client required of the object
 
 
 @dataclass
@@ -121,6 +123,15 @@ class _ObjectStoreServer(_Background):
         """Requests for the bytes of object ``key``."""
         return self._count(self.data_request, bucket, key)
 
+    def required_etags(self, bucket: str, key: str) -> list[str | None]:
+        """The ``If-Match`` of each request for the bytes of object ``key`` (None: none)."""
+        method, template = self.data_request
+        path = template.format(bucket=bucket, key=key)
+        with self.requests.lock:
+            return [
+                r.if_match for r in self.requests.entries if (r.method, r.path) == (method, path)
+            ]
+
     def metadata_requests(self, bucket: str, key: str) -> int:
         """Requests for the size and ETag of object ``key`` (a fingerprint check)."""
         return self._count(self.metadata_request, bucket, key)
@@ -183,7 +194,9 @@ def _make_handler(server: RangeHTTPServer) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, body: bool) -> None:
             path = self.path.split("?", 1)[0]
-            server.requests.add(Request(self.command, path, self.headers.get("Range")))
+            server.requests.add(
+                Request(self.command, path, self.headers.get("Range"), self.headers.get("If-Match"))
+            )
             fault = server.next_fault(path)
             if fault == "stall":
                 time.sleep(server.stall_seconds)
@@ -307,7 +320,10 @@ def _counting(app: Callable[..., Any], log: RequestLog) -> Callable[..., Any]:
     def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         log.add(
             Request(
-                environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), environ.get("HTTP_RANGE")
+                environ["REQUEST_METHOD"],
+                environ.get("PATH_INFO", ""),
+                environ.get("HTTP_RANGE"),
+                environ.get("HTTP_IF_MATCH"),
             )
         )
         return app(environ, start_response)
@@ -348,7 +364,8 @@ class GCSServer(_ObjectStoreServer):
                 if ok:
                     parts = urlsplit(self.path)
                     path = unquote(parts.path)
-                    log.add(Request(self.command, path, self.headers.get("Range")))
+                    range_, if_match = self.headers.get("Range"), self.headers.get("If-Match")
+                    log.add(Request(self.command, path, range_, if_match))
                     if not path.startswith(_GCS_JSON_API):  # an XML API object path
                         self.path = path + (f"?{parts.query}" if parts.query else "")
                 return ok
@@ -393,12 +410,17 @@ _GCS_JSON_API = ("/storage/", "/download/", "/upload/", "/b/", "/batch/")
 
 
 def _xml_headers(obj: dict[str, Any]) -> dict[str, str]:
-    """The ETag and Last-Modified headers GCS's XML API sends for an object."""
+    """The ETag and Last-Modified headers GCS's XML API sends for an object: its ETag is the
+    hex MD5 of the bytes (the JSON API's ``etag`` is another string)."""
     updated = datetime.fromisoformat(obj["updated"].replace("Z", "+00:00"))
     return {
-        "ETag": f'"{obj["etag"]}"',
+        "ETag": f'"{_xml_etag(obj)}"',
         "Last-Modified": email.utils.format_datetime(updated, usegmt=True),
     }
+
+
+def _xml_etag(obj: dict[str, Any]) -> str:
+    return base64.b64decode(obj["md5Hash"]).hex()
 
 
 def _serve_etags_with_downloads() -> None:
@@ -415,7 +437,7 @@ def _serve_etags_with_downloads() -> None:
                 obj = storage.get_file_obj(bucket, key)
             except Exception:
                 obj = None
-            if obj is not None and wanted.strip('"') != obj["etag"]:
+            if obj is not None and wanted.strip('"') != _xml_etag(obj):
                 response.status = HTTPStatus.PRECONDITION_FAILED
                 return
         objects.download(request, response, storage, *args, **kwargs)
@@ -533,7 +555,8 @@ def _proxy_handler(port: int, log: RequestLog) -> type[BaseHTTPRequestHandler]:
 
         def _forward(self) -> None:
             path = unquote(urlsplit(self.path).path)
-            log.add(Request(self.command, path, self.headers.get("x-ms-range")))
+            range_ = self.headers.get("x-ms-range") or self.headers.get("Range")
+            log.add(Request(self.command, path, range_, self.headers.get("If-Match")))
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
             if body or self.command in ("PUT", "POST"):
