@@ -28,6 +28,7 @@ round (the machine is shared: only ratios within one run mean anything):
 
     .venv/bin/python benchmarks/read_speed.py [--rounds 3] [--data /tmp/zms-read-bench]
         [--peers /work/peers/.venv/bin/python] [--before /path/to/an/older/checkout]
+        [--only zms,zms@before]
 
 ``--before`` adds ``zms@before``: the same reads by the package found at that
 path (``PYTHONPATH``), interleaved with today's, for before/after ratios.
@@ -394,6 +395,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("/tmp/zms-read-bench"))
     parser.add_argument("--peers", default="/work/peers/.venv/bin/python")
     parser.add_argument("--before", help="an older checkout to compare with (zms@before)")
+    parser.add_argument("--only", help="comma-separated contenders to run (default: all)")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -403,11 +405,13 @@ def main() -> None:
 
     refs_file = make_archive(args.data)
     have_peers = Path(args.peers).exists()
-    results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    results: Results = {}
     for r in range(args.rounds):
         for what, contenders in PLAN:
             if args.before and what != "full+dask":
                 contenders = [*contenders, "zms@before"]
+            if args.only:
+                contenders = [c for c in contenders if c in args.only.split(",")]
             for contender in contenders:
                 peer = contender.split("+")[0] in PEERS
                 if peer and not have_peers:
@@ -421,10 +425,14 @@ def main() -> None:
     report(results)
 
 
-def report(results: dict[tuple[str, str], list[dict[str, float]]]) -> None:
-    def med(what: str, contender: str, field: str) -> float:
-        return statistics.median(x[field] for x in results[(what, contender)])
+Results = dict[tuple[str, str], list[dict[str, float]]]
 
+
+def median(results: Results, what: str, contender: str, field: str) -> float:
+    return statistics.median(x[field] for x in results[(what, contender)])
+
+
+def report(results: Results) -> None:
     print(
         f"\nmedian over {len(next(iter(results.values())))} rounds (each: best of 3 in one process)"
     )
@@ -434,10 +442,21 @@ def report(results: dict[tuple[str, str], list[dict[str, float]]]) -> None:
     if any(c == "zms@before" for _, c in results):
         print("\nnow / before (same run; > 1 is faster for MB/s, slower for µs)")
         for what, contender in results:
-            if contender == "zms@before":
-                field = next(iter(results[(what, "zms")][0]))
-                ratio = med(what, "zms", field) / med(what, "zms@before", field)
-                print(f"  {what:10} {field:14} {ratio:.2f}")
+            if contender == "zms@before" and (what, "zms") in results:
+                for field in results[(what, "zms")][0]:
+                    if "bytes" not in field:
+                        now = median(results, what, "zms", field)
+                        print(
+                            f"  {what:10} {field:14} {now / median(results, what, contender, field):.2f}"
+                        )
+    if ("full", "bare") in results and ("full", "zms") in results:
+        report_targets(results)
+
+
+def report_targets(results: Results) -> None:
+    def med(what: str, contender: str, field: str) -> float:
+        return median(results, what, contender, field)
+
     print("\ntargets (zms as shipped; forced to zarr's default BatchedCodecPipeline after '|')")
     bare = med("full", "bare", "MB/s")
     for what in FULL_READS:

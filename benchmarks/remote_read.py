@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -241,6 +242,8 @@ def main() -> None:
         os.environ.setdefault(name, value)
     sys.path.insert(0, str(TESTS))
     from servers import S3Server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
 
     server = S3Server().start()
     port = int(server.endpoint_url.rsplit(":", 1)[1])
