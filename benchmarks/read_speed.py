@@ -27,7 +27,11 @@ round (the machine is shared: only ratios within one run mean anything):
   against a bare ``os.pread`` of the same bytes on an open descriptor, µs.
 
     .venv/bin/python benchmarks/read_speed.py [--rounds 3] [--data /tmp/zms-read-bench]
-        [--peers /work/peers/.venv/bin/python]
+        [--peers /work/peers/.venv/bin/python] [--before /path/to/an/older/checkout]
+        [--only zms,zms@before]
+
+``--before`` adds ``zms@before``: the same reads by the package found at that
+path (``PYTHONPATH``), interleaved with today's, for before/after ratios.
 
 Targets (issue 6): full >= 2x VirtualiZarr and >= 1.2x the bare loop; random
 <= 0.5x VirtualiZarr; get <= 3x the bare pread.
@@ -371,10 +375,14 @@ PLAN = [
 ]
 
 
-def run_worker(python: str, contender: str, what: str, refs_file: Path) -> dict[str, float]:
-    name = "bare" if contender.startswith("bare") else contender
+def run_worker(
+    python: str, contender: str, what: str, refs_file: Path, before: str | None = None
+) -> dict[str, float]:
+    name = "bare" if contender.startswith("bare") else contender.removesuffix("@before")
     cmd = [python, __file__, "--worker", name, what, str(refs_file)]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if contender.endswith("@before"):
+        env["PYTHONPATH"] = before or ""
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode:
         raise RuntimeError(f"{contender} {what} failed:\n{done.stderr[-3000:]}")
@@ -386,6 +394,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data", type=Path, default=Path("/tmp/zms-read-bench"))
     parser.add_argument("--peers", default="/work/peers/.venv/bin/python")
+    parser.add_argument("--before", help="an older checkout to compare with (zms@before)")
+    parser.add_argument("--only", help="comma-separated contenders to run (default: all)")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -395,9 +405,13 @@ def main() -> None:
 
     refs_file = make_archive(args.data)
     have_peers = Path(args.peers).exists()
-    results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    results: Results = {}
     for r in range(args.rounds):
         for what, contenders in PLAN:
+            if args.before and what != "full+dask":
+                contenders = [*contenders, "zms@before"]
+            if args.only:
+                contenders = [c for c in contenders if c in args.only.split(",")]
             for contender in contenders:
                 peer = contender.split("+")[0] in PEERS
                 if peer and not have_peers:
@@ -405,22 +419,44 @@ def main() -> None:
                 python = args.peers if peer else sys.executable
                 job = "bare+out" if contender == "bare+out" else what
                 results.setdefault((what, contender), []).append(
-                    run_worker(python, contender, job, refs_file)
+                    run_worker(python, contender, job, refs_file, args.before)
                 )
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     report(results)
 
 
-def report(results: dict[tuple[str, str], list[dict[str, float]]]) -> None:
-    def med(what: str, contender: str, field: str) -> float:
-        return statistics.median(x[field] for x in results[(what, contender)])
+Results = dict[tuple[str, str], list[dict[str, float]]]
 
+
+def median(results: Results, what: str, contender: str, field: str) -> float:
+    return statistics.median(x[field] for x in results[(what, contender)])
+
+
+def report(results: Results) -> None:
     print(
         f"\nmedian over {len(next(iter(results.values())))} rounds (each: best of 3 in one process)"
     )
     for (what, contender), runs in results.items():
         fields = ", ".join(f"{k} {statistics.median(x[k] for x in runs):,.1f}" for k in runs[0])
         print(f"  {what:10} {contender:13} {fields}")
+    if any(c == "zms@before" for _, c in results):
+        print("\nnow / before (same run; > 1 is faster for MB/s, slower for µs)")
+        for what, contender in results:
+            if contender == "zms@before" and (what, "zms") in results:
+                for field in results[(what, "zms")][0]:
+                    if "bytes" not in field:
+                        now = median(results, what, "zms", field)
+                        print(
+                            f"  {what:10} {field:14} {now / median(results, what, contender, field):.2f}"
+                        )
+    if ("full", "bare") in results and ("full", "zms") in results:
+        report_targets(results)
+
+
+def report_targets(results: Results) -> None:
+    def med(what: str, contender: str, field: str) -> float:
+        return median(results, what, contender, field)
+
     print("\ntargets (zms as shipped; forced to zarr's default BatchedCodecPipeline after '|')")
     bare = med("full", "bare", "MB/s")
     for what in FULL_READS:

@@ -5,8 +5,9 @@
   short bodies, stalls), for ``https://``-style sources through fsspec's HTTP file system.
 - :class:`S3Server`: moto's S3 in server mode behind a request-counting
   middleware, for ``s3://`` sources through s3fs.
-- :class:`GCSServer`: gcp-storage-emulator's GCS JSON API, counting requests,
-  for ``gs://`` sources through gcsfs.
+- :class:`GCSServer`: gcp-storage-emulator, counting requests, for ``gs://``
+  sources: scanned through gcsfs (GCS's JSON API), read through obstore (the
+  XML API's HEAD and ranged GET, which the server adds where the emulator lacks them).
 - :class:`AzureServer`: Azurite (Microsoft's Azure Storage emulator, Node.js)
   behind a request-counting proxy, for ``az://`` sources through adlfs.
 
@@ -16,6 +17,7 @@ what a read cost from the server's side.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email.utils
 import http.client
@@ -27,7 +29,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -45,6 +49,7 @@ class Request:
     method: str
     path: str
     range: str | None
+    if_match: str | None = None  # the ETag the client required of the object
 
 
 @dataclass
@@ -118,6 +123,15 @@ class _ObjectStoreServer(_Background):
         """Requests for the bytes of object ``key``."""
         return self._count(self.data_request, bucket, key)
 
+    def required_etags(self, bucket: str, key: str) -> list[str | None]:
+        """The ``If-Match`` of each request for the bytes of object ``key`` (None: none)."""
+        method, template = self.data_request
+        path = template.format(bucket=bucket, key=key)
+        with self.requests.lock:
+            return [
+                r.if_match for r in self.requests.entries if (r.method, r.path) == (method, path)
+            ]
+
     def metadata_requests(self, bucket: str, key: str) -> int:
         """Requests for the size and ETag of object ``key`` (a fingerprint check)."""
         return self._count(self.metadata_request, bucket, key)
@@ -180,7 +194,9 @@ def _make_handler(server: RangeHTTPServer) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, body: bool) -> None:
             path = self.path.split("?", 1)[0]
-            server.requests.add(Request(self.command, path, self.headers.get("Range")))
+            server.requests.add(
+                Request(self.command, path, self.headers.get("Range"), self.headers.get("If-Match"))
+            )
             fault = server.next_fault(path)
             if fault == "stall":
                 time.sleep(server.stall_seconds)
@@ -304,7 +320,10 @@ def _counting(app: Callable[..., Any], log: RequestLog) -> Callable[..., Any]:
     def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         log.add(
             Request(
-                environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), environ.get("HTTP_RANGE")
+                environ["REQUEST_METHOD"],
+                environ.get("PATH_INFO", ""),
+                environ.get("HTTP_RANGE"),
+                environ.get("HTTP_IF_MATCH"),
             )
         )
         return app(environ, start_response)
@@ -313,17 +332,21 @@ def _counting(app: Callable[..., Any], log: RequestLog) -> Callable[..., Any]:
 
 
 class GCSServer(_ObjectStoreServer):
-    """gcp-storage-emulator's GCS JSON API on 127.0.0.1, every request recorded in ``requests``.
+    """gcp-storage-emulator on 127.0.0.1, every request recorded in ``requests``.
 
-    Like GCS, and unlike the bare emulator, a download carries the object's
-    ETag (google-cloud-storage reads it from there), so that the per-range
-    check of a replaced object can be tested.
+    The emulator serves GCS's JSON API (what gcsfs speaks) and only part of
+    its XML API (what obstore speaks: ``GET``/``HEAD /bucket/key``). Like
+    GCS, and unlike the bare emulator, this server decodes the object path
+    of an XML request before routing it (obstore encodes ``-`` and ``.``),
+    answers ``HEAD`` with the object's size, ETag and Last-Modified, sends
+    the ETag and Last-Modified with every download, and refuses a download
+    whose ``If-Match`` names another ETag (412).
     """
 
     scheme = "gs"
     endpoint_variable = "STORAGE_EMULATOR_HOST"
-    data_request = ("GET", "/download/storage/v1/b/{bucket}/o/{key}")
-    metadata_request = ("GET", "/storage/v1/b/{bucket}/o/{key}")
+    data_request = ("GET", "/{bucket}/{key}")
+    metadata_request = ("HEAD", "/{bucket}/{key}")
 
     def __init__(self) -> None:
         from gcp_storage_emulator.server import RequestHandler
@@ -333,13 +356,34 @@ class GCSServer(_ObjectStoreServer):
         self.requests = log = RequestLog()
         self.storage = Storage(use_memory_fs=True)
 
+        storage = self.storage
+
         class Handler(RequestHandler):  # type: ignore[misc]
             def parse_request(self) -> bool:
                 ok: bool = super().parse_request()
                 if ok:
-                    path = unquote(urlsplit(self.path).path)
-                    log.add(Request(self.command, path, self.headers.get("Range")))
+                    parts = urlsplit(self.path)
+                    path = unquote(parts.path)
+                    range_, if_match = self.headers.get("Range"), self.headers.get("If-Match")
+                    log.add(Request(self.command, path, range_, if_match))
+                    if not path.startswith(_GCS_JSON_API):  # an XML API object path
+                        self.path = path + (f"?{parts.query}" if parts.query else "")
                 return ok
+
+            def do_HEAD(self) -> None:
+                bucket, _, key = self.path.split("?", 1)[0].lstrip("/").partition("/")
+                try:
+                    obj = storage.get_file_obj(bucket, key)
+                except Exception:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(obj["size"]))
+                for name, value in _xml_headers(obj).items():
+                    self.send_header(name, value)
+                self.end_headers()
 
             def handle(self) -> None:
                 # The client may give up on an answer (gcsfs races two lookups).
@@ -361,16 +405,46 @@ class GCSServer(_ObjectStoreServer):
         buckets.create_bucket(name, self.storage)
 
 
+_GCS_JSON_API = ("/storage/", "/download/", "/upload/", "/b/", "/batch/")
+"""Path prefixes of the emulator's JSON API routes (every other path is an XML API one)."""
+
+
+def _xml_headers(obj: dict[str, Any]) -> dict[str, str]:
+    """The ETag and Last-Modified headers GCS's XML API sends for an object: its ETag is the
+    hex MD5 of the bytes (the JSON API's ``etag`` is another string)."""
+    updated = datetime.fromisoformat(obj["updated"].replace("Z", "+00:00"))
+    return {
+        "ETag": f'"{_xml_etag(obj)}"',
+        "Last-Modified": email.utils.format_datetime(updated, usegmt=True),
+    }
+
+
+def _xml_etag(obj: dict[str, Any]) -> str:
+    return base64.b64decode(obj["md5Hash"]).hex()
+
+
 def _serve_etags_with_downloads() -> None:
-    """Make the emulator's downloads carry the object's ETag, as GCS's do (once per process)."""
+    """Make the emulator's downloads carry the object's ETag and Last-Modified and honour
+    ``If-Match``, as GCS's do (once per process)."""
     from gcp_storage_emulator import server
     from gcp_storage_emulator.handlers import objects
 
     def download(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
+        bucket, key = request.params["bucket_name"], request.params["object_id"]
+        wanted = request.get_header("if-match", None)
+        if wanted is not None:
+            try:
+                obj = storage.get_file_obj(bucket, key)
+            except Exception:
+                obj = None
+            if obj is not None and wanted.strip('"') != _xml_etag(obj):
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                return
         objects.download(request, response, storage, *args, **kwargs)
         if response.status < 300:
-            obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
-            response["ETag"] = obj["etag"]
+            obj = storage.get_file_obj(bucket, key)
+            for name, value in _xml_headers(obj).items():
+                response[name] = value
 
     for _, methods in server.HANDLERS:
         if methods.get(server.GET) is objects.download:
@@ -481,7 +555,8 @@ def _proxy_handler(port: int, log: RequestLog) -> type[BaseHTTPRequestHandler]:
 
         def _forward(self) -> None:
             path = unquote(urlsplit(self.path).path)
-            log.add(Request(self.command, path, self.headers.get("x-ms-range")))
+            range_ = self.headers.get("x-ms-range") or self.headers.get("Range")
+            log.add(Request(self.command, path, range_, self.headers.get("If-Match")))
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
             if body or self.command in ("PUT", "POST"):

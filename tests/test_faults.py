@@ -12,7 +12,8 @@ from read_fixtures import count_calls, local_store, manifest_for, store_over, wr
 from zarr.core.buffer import default_buffer_prototype
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.io import sources as sources_module
+from zarr_manifest_store.io import local as local_module
+from zarr_manifest_store.io.fingerprints import FingerprintRegistry
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import Fingerprint
 
@@ -67,7 +68,7 @@ def test_changed_source_is_refused_on_first_use(tmp_path):
 
 
 def test_first_use_checks_once_and_always_checks_every_read(tmp_path, monkeypatch):
-    calls = count_calls(monkeypatch, Sources, "_check")
+    calls = count_calls(monkeypatch, FingerprintRegistry, "check")
 
     def checks(path) -> int:  # of this test's source: other tests' stragglers may still run
         return sum(1 for _, checked, _ in calls if checked == str(path))
@@ -93,7 +94,7 @@ def test_first_use_checks_once_and_always_checks_every_read(tmp_path, monkeypatc
 
 
 def test_replaced_file_is_caught_when_its_descriptor_is_reopened(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources_module, "MAX_OPEN_FILES", 1)  # every switch of file reopens
+    monkeypatch.setattr(local_module, "MAX_OPEN_FILES", 1)  # every switch of file reopens
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
     data = write_source(a)
     write_source(b)  # the same layout and values

@@ -28,7 +28,7 @@ from zarr.abc.store import RangeByteRequest
 from zarr.core.buffer import default_buffer_prototype
 
 from zarr_manifest_store import ChunkManifest, ManifestArray, ManifestStore
-from zarr_manifest_store.io import sources as sources_module
+from zarr_manifest_store.io import local as local_module
 from zarr_manifest_store.io.sources import Sources, coalesce
 
 PROTO = default_buffer_prototype()
@@ -78,7 +78,7 @@ def in_threads(n: int, work: Callable[[int], object]) -> None:
 
 
 async def test_concurrent_gets_of_one_file_become_one_read(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources_module, "_RWF_NOWAIT", None)  # no page-cache shortcut
+    monkeypatch.setattr(local_module, "_RWF_NOWAIT", None)  # no page-cache shortcut
     store, _, path = local_store(tmp_path)
     preads = count_calls(monkeypatch, os, "pread", reads_of(path))
     expected = [(await store.get(k, PROTO)).to_bytes() for k in chunk_keys(24)]
@@ -98,7 +98,7 @@ async def test_concurrent_gets_of_one_file_become_one_read(tmp_path, monkeypatch
 
 
 async def test_gap_and_size_limits_split_reads(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources_module, "_RWF_NOWAIT", None)
+    monkeypatch.setattr(local_module, "_RWF_NOWAIT", None)
     path = tmp_path / "src.h5"
     write_source(path)
     store = store_over(manifest_for(path), max_coalesced_bytes=1)  # nothing merges
@@ -108,7 +108,7 @@ async def test_gap_and_size_limits_split_reads(tmp_path, monkeypatch):
 
 
 async def test_cached_bytes_are_read_without_a_thread(tmp_path, monkeypatch):
-    if sources_module._RWF_NOWAIT is None:
+    if local_module._RWF_NOWAIT is None:
         pytest.skip("preadv(RWF_NOWAIT) is Linux-only")
     store, data, _ = local_store(tmp_path)
     arr = zarr.open_group(store, mode="r")["v"]
@@ -117,7 +117,7 @@ async def test_cached_bytes_are_read_without_a_thread(tmp_path, monkeypatch):
     def no_thread(*args):
         raise AssertionError("a cached read went to a worker thread")
 
-    monkeypatch.setattr(Sources, "_read_local_batch", no_thread)
+    monkeypatch.setattr(local_module.LocalFiles, "read_batch", no_thread)
     values = await asyncio.gather(*(store.get(k, PROTO) for k in chunk_keys(24)))
     assert b"".join(v.to_bytes() for v in values)  # served inline, exactly
     np.testing.assert_array_equal(arr[:], data)
@@ -127,13 +127,13 @@ async def test_files_are_opened_and_checked_off_the_event_loop(tmp_path, monkeyp
     store, data, path = local_store(tmp_path)
     path.read_bytes()  # in the page cache, but not yet opened by the store
     opened_in = []
-    original = sources_module._open_readonly
+    original = local_module._open_readonly
 
     def spy(lpath):
         opened_in.append(threading.current_thread())
         return original(lpath)
 
-    monkeypatch.setattr(sources_module, "_open_readonly", spy)
+    monkeypatch.setattr(local_module, "_open_readonly", spy)
     first = await store.get("v/c/0/0", PROTO)
     again = await asyncio.gather(*(store.get(k, PROTO) for k in chunk_keys(24)))
     assert len(opened_in) == 1  # opened once, then read from its open descriptor
@@ -145,7 +145,7 @@ async def test_files_are_opened_and_checked_off_the_event_loop(tmp_path, monkeyp
 async def test_a_file_system_that_cannot_tell_what_is_cached_is_read_in_threads(
     tmp_path, monkeypatch
 ):
-    if sources_module._RWF_NOWAIT is None:
+    if local_module._RWF_NOWAIT is None:
         pytest.skip("preadv(RWF_NOWAIT) is Linux-only")
     store, data, path = local_store(tmp_path)
     arr = zarr.open_group(store, mode="r")["v"]
@@ -158,7 +158,7 @@ async def test_a_file_system_that_cannot_tell_what_is_cached_is_read_in_threads(
         attempts.append(fd)
         raise OSError(errno.EOPNOTSUPP, "RWF_NOWAIT is not supported here")
 
-    monkeypatch.setattr(sources_module, "_preadv_nowait", unsupported)
+    monkeypatch.setattr(local_module, "_preadv_nowait", unsupported)
     preads = count_calls(monkeypatch, os, "pread", reads_of(path))
     for _ in range(2):
         values = await asyncio.gather(*(store.get(k, PROTO) for k in chunk_keys(24)))
@@ -174,7 +174,7 @@ def test_reads_on_many_loops_while_descriptors_are_evicted_get_their_own_files(
     """Threads read distinct files at random (cached reads on their own event loops, blocking
     reads in workers) while two descriptors are kept open: every read returns the bytes of
     the file it names, never those of a descriptor closed and reused meanwhile."""
-    monkeypatch.setattr(sources_module, "MAX_OPEN_FILES", 2)
+    monkeypatch.setattr(local_module, "MAX_OPEN_FILES", 2)
     contents = {}
     for i in range(8):
         path = tmp_path / f"f{i}.bin"
@@ -242,7 +242,7 @@ def source_fds(folder: Path) -> set[str]:
 
 
 def test_no_descriptor_leaks(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources_module, "MAX_OPEN_FILES", 4)
+    monkeypatch.setattr(local_module, "MAX_OPEN_FILES", 4)
     paths = [tmp_path / f"f{i}.h5" for i in range(10)]
     data = [write_source(p) for p in paths][-1]  # ten identical files
     m = manifest_for(paths[0])

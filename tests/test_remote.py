@@ -44,6 +44,11 @@ class Uploaded:
     def metadata_requests(self) -> int:
         return self.server.metadata_requests(self.bucket, self.key)
 
+    def required_etags(self) -> set[str | None]:
+        """The ETags (unquoted) the data requests required with ``If-Match``; None: none."""
+        found = self.server.required_etags(self.bucket, self.key)
+        return {None if tag is None else tag.strip('"') for tag in found}
+
     def replace(self, seed: int = 5) -> Path:
         """Overwrite the object with a file of the same layout and other values."""
         other = self.path.with_name(f"other-{seed}.h5")
@@ -125,6 +130,28 @@ def test_object_replaced_after_its_first_use_is_refused(uploaded, recorded):
     np.testing.assert_array_equal(
         zarr.open_group(rescanned, mode="r")["v"][:], write_source(other, seed=5)
     )
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_every_range_is_asked_for_with_the_checked_etag(uploaded, recorded):
+    """The server itself refuses a replaced object: each data request carries ``If-Match``
+    with the ETag the object was checked with (recorded at scan time, or seen at first use)."""
+    url, options = uploaded.url, uploaded.options
+    fp = Sources(options).fingerprint(url)
+    store = store_over(
+        manifest_for(uploaded.path, url, fp if recorded else None), storage_options=options
+    )
+    uploaded.server.requests.clear()
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], uploaded.data)
+    assert uploaded.data_requests() >= 1
+    assert uploaded.required_etags() == {fp.etag}
+
+    uploaded.server.requests.clear()
+    never = store_over(
+        manifest_for(uploaded.path, url, fp), storage_options=options, verify="never"
+    )
+    np.testing.assert_array_equal(zarr.open_group(never, mode="r")["v"][:], uploaded.data)
+    assert uploaded.required_etags() == {None}
 
 
 def test_verify_modes_cost_one_check_per_source_or_per_read(uploaded):
@@ -235,15 +262,11 @@ def _read_in_child(store: zms.ManifestStore, conn) -> None:
         conn.send(repr(e))
 
 
-def test_a_forked_child_reads_with_fresh_connections(http_server, tmp_path):
+def _in_forked_child(store: zms.ManifestStore) -> Any:
+    """What reading the store's array ``v`` gives in a forked child: the values, or the
+    ``repr`` of the error."""
     import multiprocessing
     import warnings
-
-    path = tmp_path / "src.h5"
-    data = write_source(path)
-    shutil.copy(path, http_server.root / "src.h5")
-    store = store_over(manifest_for(path, f"{http_server.url}/src.h5"))
-    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], data)  # parent: warm
 
     parent, child = multiprocessing.Pipe()
     with warnings.catch_warnings():
@@ -254,5 +277,34 @@ def test_a_forked_child_reads_with_fresh_connections(http_server, tmp_path):
         process.start()
     got = parent.recv() if parent.poll(60) else "no answer from the child"
     process.join(10)
+    return got
+
+
+def test_a_forked_child_reads_with_fresh_connections(http_server, tmp_path):
+    path = tmp_path / "src.h5"
+    data = write_source(path)
+    shutil.copy(path, http_server.root / "src.h5")
+    store = store_over(manifest_for(path, f"{http_server.url}/src.h5"))
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], data)  # parent: warm
+
+    got = _in_forked_child(store)
     assert not isinstance(got, str), got
     np.testing.assert_array_equal(got, data)
+
+
+def test_a_forked_child_still_refuses_a_replaced_object(uploaded):
+    """The parent read through obstore, whose runtime a forked child cannot use: the child
+    reads through fsspec, and checks the object before each batch of reads instead."""
+    url, options = uploaded.url, uploaded.options
+    fp = Sources(options).fingerprint(url)
+    store = store_over(manifest_for(uploaded.path, url, fp), storage_options=options)
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], uploaded.data)
+
+    got = _in_forked_child(store)
+    assert not isinstance(got, str), got
+    np.testing.assert_array_equal(got, uploaded.data)
+    uploaded.replace()
+    got = _in_forked_child(store)
+    assert isinstance(got, str), "the child read a replaced object"
+    assert "SourceChangedError" in got, got
+    assert "changed" in got, got

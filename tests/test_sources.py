@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from zarr_manifest_store.io.allow import AllowList
+from zarr_manifest_store.io.obstore_options import store_arguments
 from zarr_manifest_store.io.paths import in_scheme_of
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import Fingerprint
@@ -87,7 +89,7 @@ def test_a_single_allowed_prefix_may_be_given_as_a_string(tree):
 def test_gcs_server_errors_are_transient_and_client_errors_are_not():
     from gcsfs.retry import HttpError
 
-    from zarr_manifest_store.io.sources import _transient
+    from zarr_manifest_store.io.remote import _transient
 
     assert _transient(HttpError({"code": 503, "message": "backend error"}))
     assert _transient(HttpError({"code": 429, "message": "rate limited"}))
@@ -97,7 +99,7 @@ def test_gcs_server_errors_are_transient_and_client_errors_are_not():
 def test_azure_errors_are_transient_by_status_and_kind():
     from azure.core.exceptions import HttpResponseError, ServiceRequestError
 
-    from zarr_manifest_store.io.sources import _named, _transient
+    from zarr_manifest_store.io.remote import _named, _transient
 
     def failed(status: int) -> HttpResponseError:
         error = HttpResponseError(message=f"status {status}")
@@ -115,3 +117,78 @@ def test_azure_errors_are_transient_by_status_and_kind():
 def test_urls_keep_the_scheme_they_were_given_in():
     assert in_scheme_of("az://c/*.nc", "abfs://c/a.nc") == "az://c/a.nc"
     assert in_scheme_of("https://h/x/*.nc", "https://h/x/a.nc") == "https://h/x/a.nc"
+
+
+def test_one_allow_list_object_answers_for_every_reader(tree):
+    allow = AllowList([str(tree / "data"), "s3://bucket/archive/"])
+    assert allow.permits(str(tree / "data" / "a.bin"))
+    assert not allow.permits(str(tree / "data" / "link.bin"))  # resolves outside
+    assert allow.permits("s3://bucket/archive/f.nc")
+    assert not allow.permits("s3://bucket/archive/%2e%2e/x.nc")
+    with pytest.raises(PermissionError, match=r"secret.*outside the allowed prefixes"):
+        allow.check(str(tree / "secret" / "key.bin"))
+    assert AllowList(None).everything
+    assert AllowList(None).permits("/anything")
+    assert AllowList.of(allow) is allow
+    assert AllowList.of(str(tree)) == AllowList([str(tree)])
+    wider = allow.with_prefixes(str(tree / "secret"))
+    assert wider.permits(str(tree / "secret" / "key.bin"))
+    assert not allow.permits(str(tree / "secret" / "key.bin"))  # unchanged
+    assert AllowList(None).with_prefixes("/x").everything
+    sources = Sources(allow=allow)
+    assert sources.allow_list is allow
+    assert sources.allow == allow.prefixes
+    assert bytes(sources.read_sync(str(tree / "data" / "a.bin"), 1, 2)) == b"12"
+
+
+def test_fsspec_storage_options_are_translated_for_obstore():
+    s3_options = {
+        "key": "K",
+        "secret": "S",
+        "token": "T",
+        "client_kwargs": {"endpoint_url": "http://127.0.0.1:9/", "region_name": "eu-west-1"},
+        "skip_instance_cache": True,
+    }
+    name, s3 = store_arguments("s3", "s3://bkt/a/b.nc", s3_options, timeout=7)
+    assert name == "S3Store"
+    assert (s3["bucket"], s3["access_key_id"], s3["secret_access_key"]) == ("bkt", "K", "S")
+    assert (s3["session_token"], s3["endpoint"], s3["region"]) == (
+        "T",
+        "http://127.0.0.1:9",
+        "eu-west-1",
+    )
+    assert s3["client_options"]["allow_http"]
+    assert s3["retry_config"] == {"max_retries": 0}
+    assert s3["client_options"]["timeout"].total_seconds() == 7
+    assert store_arguments("s3", "s3://bkt/k", {"anon": True}, timeout=1)[1]["skip_signature"]
+
+    _, gcs = store_arguments(
+        "gcs", "gs://g/k", {"token": "anon", "endpoint_url": "http://127.0.0.1:8"}, timeout=1
+    )
+    assert (gcs["bucket"], gcs["skip_signature"], gcs["base_url"]) == (
+        "g",
+        True,
+        "http://127.0.0.1:8",
+    )
+
+    connection = "AccountName=acct;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:7/acct;"
+    _, az = store_arguments("azure", "az://box/k", {"connection_string": connection}, timeout=1)
+    assert (az["container_name"], az["account_name"], az["account_key"]) == ("box", "acct", "a2V5")
+    assert az["endpoint"] == "http://127.0.0.1:7/acct"
+    assert az["client_options"]["allow_http"]
+
+    _, http = store_arguments(
+        "http", "https://h.example/x/y.nc", {"headers": {"A": "b"}}, timeout=1
+    )
+    assert http["url"] == "https://h.example"
+    assert http["client_options"]["default_headers"] == {"A": "b"}
+    assert not http["client_options"]["allow_http"]
+
+
+def test_options_obstore_cannot_take_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"\['config_kwargs', 'version_aware'\].*S3Store"):
+        store_arguments("s3", "s3://b/k", {"config_kwargs": {}, "version_aware": True}, timeout=1)
+    with pytest.raises(ValueError, match=r"\['client_kwargs'\].*HTTPStore"):
+        store_arguments("http", "http://h/k", {"client_kwargs": {"auth": "x"}}, timeout=1)
+    with pytest.raises(ValueError, match="'bogus'"):
+        Sources({"bogus": 1}).read_sync("s3://b/k.nc", 0, 1)

@@ -19,7 +19,7 @@ from zarr_manifest_store import (
     ManifestStore,
 )
 from zarr_manifest_store import store as store_module
-from zarr_manifest_store.io import sources as sources_module
+from zarr_manifest_store.io import local as local_module
 from zarr_manifest_store.manifest import INLINE, MISSING
 
 ENCODINGS = {
@@ -154,7 +154,7 @@ def dropped_from_the_page_cache(fd: int) -> None:
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-@pytest.mark.skipif(sources_module._RWF_NOWAIT is None, reason="RWF_NOWAIT is Linux-only")
+@pytest.mark.skipif(local_module._RWF_NOWAIT is None, reason="RWF_NOWAIT is Linux-only")
 def test_cached_reads_answer_as_pread(tmp_path: Path):
     """A non-blocking read returns the bytes ``pread`` does, or None when a byte is not in
     the page cache or lies past the end of the file."""
@@ -162,7 +162,7 @@ def test_cached_reads_answer_as_pread(tmp_path: Path):
     content = np.random.default_rng(0).bytes(300_000)
     path.write_bytes(content)
     fd = os.open(path, os.O_RDONLY)
-    read = sources_module._preadv_nowait
+    read = local_module._preadv_nowait
     try:
         rng = np.random.default_rng(1)
         spans = [(0, 0), (0, len(content)), (len(content) - 5, 5), (len(content) - 5, 6)]

@@ -36,6 +36,7 @@ from zarr_manifest_store._zarr import (
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.document.read import MAX_CHUNKS, read_document
 from zarr_manifest_store.group import ManifestGroup, Node
+from zarr_manifest_store.io.allow import AllowList
 from zarr_manifest_store.io.paths import is_local
 from zarr_manifest_store.io.sources import ByteData, Sources, Verify, VerifyReport
 from zarr_manifest_store.manifest import INLINE, ChunkCoords, ChunkRef
@@ -49,10 +50,13 @@ class ManifestStore(Store):
     """A read-only Zarr v3 store whose chunks are byte ranges of the original files.
 
     ``root`` is a :class:`ManifestGroup` (or a single :class:`ManifestArray`,
-    served as the root array). ``storage_options`` configure fsspec for remote
-    sources: one dict, or a mapping from URL prefix to options
-    (``{"s3://bucket-a/": {...}, "s3://bucket-b/": {...}}``). ``allow`` lists
-    the path / URL prefixes that may be read (``None``: any).
+    served as the root array). ``storage_options`` configure remote sources
+    the way fsspec takes them (chunks of S3, GCS, Azure and HTTP sources are
+    read through obstore, with these options translated; see
+    ``docs/howto/remote.md``): one dict, or a mapping from URL prefix to
+    options (``{"s3://bucket-a/": {...}, "s3://bucket-b/": {...}}``).
+    ``allow`` lists the path / URL prefixes that may be read (``None``: any),
+    or is an :class:`~zarr_manifest_store.io.allow.AllowList`.
 
     ``verify`` says when a source is checked against the fingerprint (size
     and mtime, or ETag) recorded when it was scanned: ``"first-use"`` (when
@@ -62,7 +66,7 @@ class ManifestStore(Store):
     the ETag the object was checked with.
     :meth:`verify` checks every source at once.
 
-    I/O tuning, passed on to :class:`~zarr_manifest_store.sources.Sources`:
+    I/O tuning, passed on to :class:`~zarr_manifest_store.io.sources.Sources`:
     ``max_concurrency`` (remote requests in flight, 16), ``max_gap_bytes``
     and ``max_coalesced_bytes`` (reads of one file at most 1 MiB apart merge
     into one request of at most 16 MiB), ``retries`` (4) and ``timeout``
@@ -94,7 +98,7 @@ class ManifestStore(Store):
         root: ManifestGroup | ManifestArray,
         *,
         storage_options: Mapping[str, Any] | None = None,
-        allow: Sequence[str] | None = None,
+        allow: AllowList | Sequence[str] | None = None,
         verify: Verify = "first-use",
         read_only: bool = True,
         **io_options: Any,

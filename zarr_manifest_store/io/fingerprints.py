@@ -3,6 +3,8 @@
 One comparison (:func:`differences`) decides everywhere whether two
 fingerprints of a file can both hold: a size that differs, an ETag that
 differs, or (for sources without an ETag) a modification time that differs.
+:class:`FingerprintRegistry` holds a reader's fingerprints (recorded at scan
+time, or seen at first use) and checks what a source looks like now against them.
 """
 
 from __future__ import annotations
@@ -10,14 +12,19 @@ from __future__ import annotations
 import email.utils
 import errno
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from zarr_manifest_store.errors import SourceChangedError
+from zarr_manifest_store.io.report import SourceStatus
 from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
 
 __all__ = [
+    "VERIFY_MODES",
+    "FingerprintRegistry",
+    "Verify",
     "check_unchanged",
     "differences",
     "fingerprint_from_info",
@@ -25,6 +32,10 @@ __all__ = [
     "merge_fingerprints",
     "normalised_etag",
 ]
+
+Verify = Literal["first-use", "always", "never"]
+"""When a source is checked against its fingerprint: when first opened, before every read, never."""
+VERIFY_MODES: tuple[Verify, ...] = ("first-use", "always", "never")
 
 
 def check_unchanged(path: str, recorded: Fingerprint, current: Fingerprint) -> None:
@@ -111,3 +122,95 @@ def _as_ns(value: Any) -> int | None:
     if isinstance(value, int | float):
         return int(value * 1e9)
     return None
+
+
+class FingerprintRegistry:
+    """The fingerprints a reader holds per source, and the checks against them.
+
+    ``recorded`` fingerprints come from scanning (several per path if a file
+    was recorded more than once; :meth:`record` adds more). A source without
+    one is checked against what it looked like when it was first seen.
+    """
+
+    def __init__(self, recorded: Mapping[str, Iterable[Fingerprint]] | None = None) -> None:
+        self._recorded = {p: tuple(dict.fromkeys(fps)) for p, fps in (recorded or {}).items()}
+        self._seen: dict[str, Fingerprint] = {}  # what a source looked like at first use
+        self.after_fork()
+
+    def after_fork(self) -> None:
+        """A new lock: a forked child has none of its parent's threads to release the old one."""
+        self._lock = threading.Lock()
+
+    @property
+    def recorded(self) -> dict[str, tuple[Fingerprint, ...]]:
+        """The recorded fingerprints per path (what pickling carries)."""
+        return dict(self._recorded)
+
+    def record(self, fingerprints: Mapping[str, Fingerprint]) -> None:
+        """Add what sources looked like when scanned; two fingerprints of one file that
+        cannot both hold raise ``SourceChangedError``."""
+        with self._lock:
+            for path, fp in fingerprints.items():
+                known = self._recorded.get(path, ())
+                if fp in known:
+                    continue
+                for other in known:
+                    if diff := differences(other, fp):
+                        raise SourceChangedError(
+                            errno.ESTALE,
+                            f"source file {path!r} was recorded with two different fingerprints "
+                            f"({diff}): it changed between scans; rescan it",
+                        )
+                self._recorded[path] = (*known, fp)
+
+    def check(self, path: str, current: Fingerprint) -> None:
+        """Raise ``SourceChangedError`` if ``current`` differs from what ``path`` should be."""
+        recorded = self._recorded.get(path)
+        if recorded:
+            for fp in recorded:
+                if diff := differences(fp, current):
+                    raise SourceChangedError(
+                        errno.ESTALE,
+                        f"source file {path!r} changed since it was scanned ({diff}); its "
+                        f"chunks can no longer be read as recorded. Rescan it, or open the "
+                        f"store with verify='never' if the change is known to be harmless",
+                    )
+            return
+        with self._lock:
+            seen = self._seen.setdefault(path, current)
+        if diff := differences(seen, current):
+            raise SourceChangedError(
+                errno.ESTALE,
+                f"source file {path!r} changed while it was being read ({diff}); "
+                f"reopen the store to read its new content",
+            )
+
+    def expected_etag(self, path: str) -> str | None:
+        """The ETag ``path`` must have: recorded at scan time, or seen at first use."""
+        for fp in self._recorded.get(path, ()):
+            if fp.etag:
+                return fp.etag
+        seen = self._seen.get(path)
+        return seen.etag if seen else None
+
+    def status(self, path: str, extent: int, current: Fingerprint | BaseException) -> SourceStatus:
+        """How ``path`` fares against its fingerprints and the ``extent`` its chunks reach."""
+        recorded = self._recorded.get(path, ())
+        first = recorded[0] if recorded else None
+        if isinstance(current, FileNotFoundError):
+            return SourceStatus(path, "missing", "not found", first)
+        if isinstance(current, BaseException):
+            return SourceStatus(path, "unreadable", str(current) or repr(current), first)
+        for fp in recorded:
+            if diff := differences(fp, current):
+                return SourceStatus(path, "changed", diff, fp, current)
+        if current.size is not None and current.size < extent:
+            return SourceStatus(
+                path,
+                "truncated",
+                f"{current.size} bytes, but chunks are referenced up to byte {extent}",
+                first,
+                current,
+            )
+        detail = "matches its fingerprint" if recorded else "no fingerprint recorded; long enough"
+        return SourceStatus(path, "ok", detail, first, current)

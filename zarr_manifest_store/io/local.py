@@ -1,0 +1,298 @@
+"""Local source files: read-only descriptors kept open, ``pread``, and cached reads.
+
+A file is opened once (read-only, close-on-exec), checked on that very
+descriptor, and kept open for later reads; at most :data:`MAX_OPEN_FILES`
+idle descriptors stay open, the least recently used closing first. A read
+whose bytes are all in the page cache is served on the spot with
+``preadv(RWF_NOWAIT)`` (no thread hop); every other read blocks, so the
+caller runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from zarr_manifest_store.errors import SourceChangedError
+from zarr_manifest_store.io.fingerprints import Verify, local_fingerprint
+from zarr_manifest_store.manifest import Fingerprint
+
+__all__ = ["INLINE_READ_BYTES", "MAX_OPEN_FILES", "LocalFiles", "too_short"]
+
+MAX_OPEN_FILES = 128
+"""Descriptors kept open at once; the least recently used idle one is closed beyond this."""
+INLINE_READ_BYTES = 4 << 20
+"""Largest cached local read served on the event loop itself; bigger ones go to a thread."""
+
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+
+
+def _preadv_nowait(fd: int, offset: int, length: int) -> np.ndarray | None:
+    """A new ``uint8`` array of the bytes if every one is in the page cache; None when one
+    is not or the file ends before; OSError otherwise (``EOPNOTSUPP`` where the file
+    system cannot tell)."""
+    buf = np.empty(length, np.uint8)
+    try:
+        got = os.preadv(fd, (buf,), offset, _RWF_NOWAIT)  # type: ignore[arg-type]
+    except BlockingIOError:
+        return None
+    return buf if got == length else None
+
+
+class _Descriptor:
+    """An open file descriptor shared by readers; closed once evicted and idle."""
+
+    __slots__ = ("evicted", "fd", "identity", "nowait", "users")
+
+    def __init__(self, fd: int, identity: tuple[int, int]) -> None:
+        self.fd = fd
+        self.identity = identity  # (st_dev, st_ino): which file the descriptor reads
+        self.users = 0
+        self.evicted = False
+        self.nowait = _RWF_NOWAIT is not None
+
+
+class _Descriptors:
+    """Read-only descriptors of local files by source path, at most ``MAX_OPEN_FILES`` idle ones."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.opening = threading.Lock()
+        self._open: OrderedDict[str, _Descriptor] = OrderedDict()
+
+    def acquire(
+        self, path: str, lpath: str, on_open: Callable[[str, os.stat_result], None]
+    ) -> _Descriptor:
+        """The descriptor of source ``path`` (the local file ``lpath``), opened if need be.
+
+        ``on_open(path, stat)`` runs for every newly opened descriptor, so a
+        file is checked on the very descriptor it is then read from. One
+        thread at a time opens files, so that a file is opened (and checked)
+        once however many threads ask for it together.
+        """
+        desc = self._hit(path)
+        if desc is not None:
+            return desc
+        with self.opening:
+            desc = self._hit(path)  # opened by the thread that held the lock before us
+            if desc is not None:
+                return desc
+            fd = _open_readonly(lpath)
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISDIR(st.st_mode):
+                    raise IsADirectoryError(
+                        errno.EISDIR, f"source {path!r} is a directory, not a file"
+                    )
+                on_open(path, st)
+            except BaseException:
+                os.close(fd)
+                raise
+            with self.lock:
+                desc = self._open[path] = _Descriptor(fd, (st.st_dev, st.st_ino))
+                desc.users += 1
+                self._evict()
+                return desc
+
+    def read_cached(self, path: str, offset: int, length: int) -> np.ndarray | None:
+        """``length`` bytes of ``path`` from ``offset``, read without blocking: None unless
+        the file is open already and every byte is in the page cache.
+
+        The read is done under the lock (it only copies from the page cache),
+        so the descriptor cannot be closed under it and needs no user count.
+        """
+        lock = self.lock
+        lock.acquire()  # not `with`: this is the whole of a cached read, and `with` costs more
+        try:
+            desc = self._open.get(path)
+            if desc is None or not desc.nowait:
+                return None
+            self._open.move_to_end(path)
+            return _preadv_nowait(desc.fd, offset, length)
+        except OSError as e:  # errors are reported by the blocking read that follows
+            if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                desc.nowait = False  # this file system cannot tell: always read in a thread
+            return None
+        finally:
+            lock.release()
+
+    def _hit(self, path: str) -> _Descriptor | None:
+        """The open descriptor of ``path``, now in use by one more reader; None if closed."""
+        with self.lock:
+            desc = self._open.get(path)
+            if desc is not None:
+                self._open.move_to_end(path)
+                desc.users += 1
+            return desc
+
+    def release(self, desc: _Descriptor) -> None:
+        with self.lock:
+            desc.users -= 1
+            if desc.evicted and desc.users == 0:
+                os.close(desc.fd)
+            elif len(self._open) > MAX_OPEN_FILES:
+                self._evict()  # the limit was exceeded while every descriptor was in use
+
+    def discard(self, path: str) -> None:
+        """Stop reusing the descriptor of ``path``; it closes once idle."""
+        with self.lock:
+            desc = self._open.pop(path, None)
+            if desc is not None:
+                self._retire(desc)
+
+    def close(self) -> None:
+        with self.lock:
+            for desc in self._open.values():
+                self._retire(desc)
+            self._open.clear()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def _retire(self, desc: _Descriptor) -> None:
+        desc.evicted = True
+        if desc.users == 0:
+            os.close(desc.fd)
+
+    def _evict(self) -> None:
+        """Close the least recently used idle descriptors beyond ``MAX_OPEN_FILES`` (lock held)."""
+        excess = len(self._open) - MAX_OPEN_FILES
+        for path in list(self._open):
+            if excess <= 0:
+                break
+            if self._open[path].users == 0:
+                self._retire(self._open.pop(path))
+                excess -= 1
+
+
+def _open_readonly(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as e:
+        raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
+    except IsADirectoryError as e:
+        raise IsADirectoryError(e.errno, f"source {path!r} is a directory, not a file") from None
+    except PermissionError as e:
+        raise PermissionError(
+            e.errno, f"source file {path!r} cannot be opened: permission denied"
+        ) from None
+
+
+def _pread_full(fd: int, length: int, offset: int) -> bytes:
+    """``length`` bytes from ``offset``, blocking; fewer only at the end of the file."""
+    data = os.pread(fd, length, offset)
+    while 0 < len(data) < length:  # a short read (rare for regular files): read the rest
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def too_short(path: str, start: int, stop: int, got: int) -> OSError:
+    """The error of a source that ends before the bytes a chunk needs."""
+    return OSError(
+        errno.EIO,
+        f"source file {path!r} is too short: bytes {start}..{stop} were expected, "
+        f"{got} could be read",
+    )
+
+
+class LocalFiles:
+    """Reads local source files through shared descriptors, checking each file as it opens.
+
+    ``check(path, fingerprint)`` raises if a file no longer looks as it should;
+    ``verify`` says when it runs (see :data:`~zarr_manifest_store.io.fingerprints.Verify`).
+    """
+
+    def __init__(self, check: Callable[[str, Fingerprint], None], verify: Verify) -> None:
+        self._check = check
+        self._verify = verify
+        self.descriptors = _Descriptors()
+
+    def after_fork(self) -> None:
+        """New locks in a forked child (the parent's may be held by threads it does not have)."""
+        self.descriptors.lock = threading.Lock()
+        self.descriptors.opening = threading.Lock()
+
+    def read_cached(self, path: str, offset: int, length: int) -> np.ndarray | None:
+        """The bytes if ``path`` is open and every byte is in the page cache, else None."""
+        if length > INLINE_READ_BYTES or self._verify == "always":
+            return None
+        return self.descriptors.read_cached(path, offset, length)
+
+    def read(self, path: str, lpath: str, start: int, stop: int) -> bytes:
+        """Bytes ``[start, stop)`` of source ``path`` (the local file ``lpath``), blocking."""
+        desc = self.descriptors.acquire(path, lpath, self._check_opened)
+        try:
+            if self._verify == "always":
+                desc = self._recheck(path, lpath, desc)
+            data = _pread_full(desc.fd, stop - start, start)
+        except (SourceChangedError, FileNotFoundError):
+            raise
+        except OSError as e:
+            if e.filename is not None or path in str(e):
+                raise
+            raise type(e)(e.errno, f"reading source file {path!r} failed: {e.strerror}") from None
+        finally:
+            self.descriptors.release(desc)
+        if len(data) != stop - start:
+            raise too_short(path, start, stop, len(data))
+        return data
+
+    def read_batch(self, path: str, lpath: str, reads: list[tuple[int, int]]) -> list[Any]:
+        """Blocking reads of one file (in a worker thread): bytes or the exception, per read."""
+        out: list[Any] = []
+        for start, stop in reads:
+            try:
+                out.append(self.read(path, lpath, start, stop))
+            except Exception as e:
+                out.append(e)
+        return out
+
+    def close(self) -> None:
+        """Close every idle descriptor (those in use close when released)."""
+        self.descriptors.close()
+
+    def _check_opened(self, path: str, st: os.stat_result) -> None:
+        """Check a freshly opened descriptor (its ``fstat``) unless verification is off."""
+        if self._verify != "never":
+            self._check(path, local_fingerprint(st))
+
+    def _recheck(self, path: str, lpath: str, desc: _Descriptor) -> _Descriptor:
+        """``verify="always"``: the path must still match; follow it if it names a new file."""
+        try:
+            st = os.stat(lpath)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
+        self._check(path, local_fingerprint(st))
+        if (st.st_dev, st.st_ino) == desc.identity:
+            return desc
+        self.descriptors.discard(path)
+        fresh = self.descriptors.acquire(path, lpath, self._check_opened)
+        self.descriptors.release(desc)
+        return fresh
+
+
+def fingerprint(path: str, lpath: str) -> Fingerprint:
+    """What source ``path`` (the local file ``lpath``) looks like now: size and mtime."""
+    try:
+        return local_fingerprint(os.stat(lpath))
+    except FileNotFoundError as e:
+        raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
+
+
+def status_fingerprint(lpath: str) -> Fingerprint | BaseException:
+    """A local file's fingerprint for a report, or why it cannot be read."""
+    try:
+        os.close(_open_readonly(lpath))
+        return local_fingerprint(os.stat(lpath))
+    except OSError as e:
+        return e

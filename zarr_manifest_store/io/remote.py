@@ -1,0 +1,349 @@
+"""Reading remote objects: checked against their fingerprints, bounded, timed out, retried.
+
+:class:`RemoteReader` runs on one I/O event loop in its own thread (fsspec's,
+:func:`io_loop`), whatever loop the caller's reads come from. Each remote
+object is checked once (``verify="first-use"``) or before every read
+(``"always"``); every range is then fetched with the ETag it was checked
+with (:mod:`~zarr_manifest_store.io.clients`), so a replaced object is
+refused, never decoded.
+
+Retries are this module's alone (the obstore clients' own are off): a
+request that times out, fails with a 5xx, a reset connection or a short
+body is tried again up to ``retries`` times with exponential backoff and
+jitter; a missing object, a refusal or a changed object is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import json
+import random
+import re
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import fsspec.asyn
+
+from zarr_manifest_store.errors import SourceChangedError
+from zarr_manifest_store.io.clients import (
+    Client,
+    ObjectReplaced,
+    fsspec_client,
+    obstore_client,
+    store_key,
+)
+from zarr_manifest_store.io.fingerprints import FingerprintRegistry, Verify, normalised_etag
+from zarr_manifest_store.io.gather import ByteData
+from zarr_manifest_store.io.local import too_short
+from zarr_manifest_store.io.paths import options_for, protocol_of
+from zarr_manifest_store.io.report import SourceStatus
+from zarr_manifest_store.manifest import Fingerprint
+
+__all__ = ["RETRY_BACKOFF", "RETRY_BACKOFF_MAX", "RemoteReader", "io_loop"]
+
+RETRY_BACKOFF = 0.1
+"""Seconds before the first retry of a remote read; doubled for each further attempt."""
+RETRY_BACKOFF_MAX = 5.0
+
+_TRANSIENT_ERRNOS = {
+    errno.EAGAIN,
+    errno.EBUSY,
+    errno.ECONNABORTED,
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.EIO,
+    errno.EPIPE,
+    errno.ETIMEDOUT,
+    getattr(errno, "EREMOTEIO", errno.EIO),
+}
+
+
+def io_loop() -> asyncio.AbstractEventLoop:
+    """The event loop (fsspec's, in its own thread) where every remote request runs."""
+    return fsspec.asyn.get_loop()
+
+
+class RemoteReader:
+    """Fetches ranges of remote objects for one ``Sources``; its coroutines run on
+    :func:`io_loop`.
+
+    ``storage_options`` are fsspec-style: one dict, or a mapping from URL
+    prefix to options. ``registry`` holds the fingerprints each object is
+    checked against.
+    """
+
+    def __init__(
+        self,
+        storage_options: Mapping[str, Any],
+        registry: FingerprintRegistry,
+        *,
+        verify: Verify,
+        max_concurrency: int,
+        retries: int,
+        timeout: float,
+    ) -> None:
+        self._storage_options = storage_options
+        self._registry = registry
+        self._verify = verify
+        self._max_concurrency = max_concurrency
+        self._retries = retries
+        self._timeout = timeout
+        self.after_fork()
+
+    def after_fork(self) -> None:
+        """Clients and loop state made anew: a forked child has none of its parent's
+        threads (fsspec's I/O loop among them) or connections."""
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, ...], Client] = {}
+        self._filesystems: dict[tuple[str, str], fsspec.AbstractFileSystem] = {}
+        # State used only on the I/O loop's thread:
+        self._checks: dict[str, asyncio.Future[None]] = {}
+        self._semaphore: asyncio.Semaphore | None = None
+
+    def client(self, path: str) -> Client:
+        """The client that reads ``path``, made once per store and options, then reused."""
+        options = options_for(path, self._storage_options)
+        kind, origin = store_key(path)
+        key = (protocol_of(path), kind, origin, json.dumps(options, sort_keys=True, default=repr))
+        with self._lock:
+            client = self._clients.get(key)
+        if client is None:
+            client = obstore_client(path, options, timeout=self._timeout)
+            client = client or fsspec_client(path, self.filesystem(path))
+            with self._lock:
+                client = self._clients.setdefault(key, client)
+        return client
+
+    def filesystem(self, path: str) -> fsspec.AbstractFileSystem:
+        """The fsspec file system that lists and scans ``path`` (with its storage options),
+        made once per protocol and options, then reused."""
+        protocol = protocol_of(path)
+        options = options_for(path, self._storage_options)
+        if protocol in ("http", "https"):
+            # Honour HTTP(S)_PROXY / NO_PROXY and ~/.netrc, as curl and requests do.
+            client = {"trust_env": True, **options.get("client_kwargs", {})}
+            options = {**options, "client_kwargs": client}
+        key = (protocol, json.dumps(options, sort_keys=True, default=repr))
+        with self._lock:
+            fs = self._filesystems.get(key)
+            if fs is None:
+                fs = self._filesystems[key] = fsspec.filesystem(protocol, **options)
+            return fs
+
+    # ------------------------------------------------------------------ on the I/O loop
+
+    async def read(self, path: str, reads: list[tuple[int, int]]) -> list[Any]:
+        """Fetch ``reads`` of one object concurrently: the bytes, or the exception, of each."""
+        try:
+            client = self.client(path)
+            await self._check(client, path)
+        except Exception as e:
+            return [e] * len(reads)
+        return list(
+            await asyncio.gather(
+                *(self._fetch(client, path, start, stop) for start, stop in reads),
+                return_exceptions=True,
+            )
+        )
+
+    async def fingerprint(self, path: str) -> Fingerprint:
+        """What ``path`` looks like now (size and ETag, or modification time)."""
+        client = self.client(path)
+        return await self._retrying(path, "the size and ETag", lambda: client.head(path))
+
+    async def statuses(self, extents: Mapping[str, int]) -> list[SourceStatus]:
+        """Each object of ``extents`` (path -> end of its last referenced byte), checked."""
+
+        async def one(path: str) -> SourceStatus:
+            try:
+                current: Fingerprint | BaseException = await self.fingerprint(path)
+            except Exception as e:
+                current = e
+            return self._registry.status(path, extents[path], current)
+
+        return list(await asyncio.gather(*(one(p) for p in extents)))
+
+    async def _check(self, client: Client, path: str) -> None:
+        """Check an object's fingerprint: once per source, or before every read (always, and
+        for clients that cannot tell which object served a range that should be verified)."""
+        if self._verify == "never":
+            return
+        if self._verify == "always" or client.checks_batches:
+            self._registry.check(path, await self.fingerprint(path))
+            return
+        check = self._checks.get(path)
+        if check is None:
+            check = self._checks[path] = asyncio.ensure_future(self._first_check(path))
+        await asyncio.shield(check)
+
+    async def _first_check(self, path: str) -> None:
+        try:
+            self._registry.check(path, await self.fingerprint(path))
+        except SourceChangedError:
+            raise  # stays failed: every read of this source refuses
+        except BaseException:
+            del self._checks[path]  # undecided: the next read checks again
+            raise
+
+    async def _fetch(self, client: Client, path: str, start: int, stop: int) -> ByteData:
+        """One range; a body shorter than asked for is retried, then reported.
+
+        Unless ``verify="never"``, the range is asked for with the ETag the
+        object was checked with, and the ETag it was served with must match.
+        """
+        etag = None if self._verify == "never" else self._registry.expected_etag(path)
+
+        async def attempt() -> ByteData:
+            try:
+                data, served = await client.get(path, start, stop, etag)
+            except ObjectReplaced:
+                self._registry.check(path, await client.head(path))  # says what changed
+                raise
+            if served and self._verify != "never":  # before the length: a new object may differ
+                self._registry.check(path, Fingerprint(etag=normalised_etag(served)))
+            return data
+
+        def complete(data: ByteData) -> bool:
+            if len(data) > stop - start:
+                raise OSError(
+                    errno.EIO,
+                    f"source {path!r} answered {len(data)} bytes for the {stop - start}-byte "
+                    f"range {start}..{stop}: the server does not honour byte ranges",
+                )
+            return len(data) == stop - start
+
+        data = await self._retrying(path, f"bytes {start}..{stop}", attempt, complete)
+        if len(data) != stop - start:
+            raise too_short(path, start, stop, len(data))
+        return data
+
+    async def _retrying(
+        self,
+        path: str,
+        what: str,
+        attempt: Callable[[], Awaitable[Any]],
+        complete: Callable[[Any], bool] = lambda result: True,
+    ) -> Any:
+        """Run ``attempt`` under the concurrency bound and timeout, retrying transient failures.
+
+        An incomplete result (``complete`` is False) is retried too, and
+        returned as it is if every attempt comes back incomplete.
+        """
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self._max_concurrency)
+        error: Exception | None = None
+        result: Any = None
+        for n in range(self._retries + 1):
+            if n:
+                delay = min(RETRY_BACKOFF_MAX, RETRY_BACKOFF * 2 ** (n - 1))
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            try:
+                async with self._semaphore:
+                    result = await asyncio.wait_for(attempt(), self._timeout)
+            except Exception as e:
+                if not _transient(e):
+                    raise _named(e, path) from e
+                error = e
+                continue
+            if complete(result):
+                return result
+            error = None
+        if error is None:
+            return result
+        raise OSError(
+            errno.EIO,
+            f"reading {what} of source {path!r} failed after {self._retries + 1} attempt(s): "
+            f"{_describe(error)}",
+        ) from error
+
+
+def _transient(error: BaseException) -> bool:
+    """Whether a remote failure may go away on retry: timeouts, resets, 5xx, broken bodies."""
+    if isinstance(
+        error, FileNotFoundError | PermissionError | IsADirectoryError | SourceChangedError
+    ):
+        return False
+    status = _http_status(error)
+    if status is not None:
+        return status >= 500 or status in (408, 429)
+    if _from_obstore(error):  # its errors without a status: connections, bodies, timeouts
+        return type(error).__name__ == "GenericError"
+    if isinstance(error, (TimeoutError, ConnectionError, *_connection_errors())):
+        return True
+    return isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS
+
+
+_OBSTORE_STATUS = re.compile(r"status code: (\d{3})\b")
+
+
+def _http_status(error: BaseException) -> int | None:
+    """The HTTP status of a failed request, as aiohttp, gcsfs, azure-core or obstore report it."""
+    for attribute in ("status", "code", "status_code"):
+        status = getattr(error, attribute, None)
+        if isinstance(status, int) and 100 <= status < 600:
+            return status
+    if _from_obstore(error) and (found := _OBSTORE_STATUS.search(str(error))):
+        return int(found.group(1))
+    return None
+
+
+def _from_obstore(error: BaseException) -> bool:
+    return type(error).__module__.startswith("obstore")
+
+
+@functools.cache
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP clients' own errors for broken connections and bodies (when installed)."""
+    found: list[type[BaseException]] = []
+    try:
+        import aiohttp
+
+        found.append(aiohttp.ClientError)  # disconnects, payload errors (short bodies), resets
+    except ImportError:
+        pass
+    try:
+        from botocore.exceptions import HTTPClientError
+
+        found.append(HTTPClientError)  # connection and read timeouts, closed connections
+    except ImportError:
+        pass
+    try:
+        from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+        found += [ServiceRequestError, ServiceResponseError]  # could not connect | no answer
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+def _named(error: Exception, path: str) -> OSError:
+    """``error`` as an ``OSError`` of the kind a caller catches, naming the source."""
+    if path in str(error) and isinstance(error, OSError) and not _from_obstore(error):
+        return error
+    status = _http_status(error)
+    if isinstance(error, FileNotFoundError) or status == 404:
+        return FileNotFoundError(errno.ENOENT, f"source file {path!r} not found")
+    if (
+        isinstance(error, PermissionError)
+        or status in (401, 403)
+        or type(error).__name__ in ("PermissionDeniedError", "UnauthenticatedError")
+    ):
+        return PermissionError(errno.EACCES, f"source {path!r} may not be read: {_describe(error)}")
+    if status == 416:
+        return OSError(
+            errno.EIO, f"source file {path!r} is too short for the byte range asked (HTTP 416)"
+        )
+    return OSError(
+        getattr(error, "errno", None) or errno.EIO,
+        f"reading source {path!r} failed: {_describe(error)}",
+    )
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    text = str(error).split("\n\nDebug source:", 1)[0].strip()  # obstore appends its internals
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
