@@ -23,6 +23,7 @@ import zarr_manifest_store as zms
 from conformance.build import source_array
 from zarr_manifest_store.document import LazyChunkManifest
 from zarr_manifest_store.document.columnar import block_shape
+from zarr_manifest_store.io.allow import AllowList
 
 ENCODINGS = ["json", "columnar"]
 
@@ -496,6 +497,9 @@ def test_absolute_sources_need_an_allowed_prefix(tmp_path):
     np.testing.assert_array_equal(read_all(allowed, ["t2m"])["t2m"], expected["t2m"])
     one = zms.ManifestStore.open(tmp_path / "out.zarr", allow=tmp_path / "data")  # not a list
     assert one.sources.allow == (str(tmp_path / "out.zarr"), str(tmp_path / "data"))
+    listed = zms.ManifestStore.open(tmp_path / "out.zarr", allow=AllowList([tmp_path / "data"]))
+    assert listed.sources.allow == one.sources.allow
+    np.testing.assert_array_equal(read_all(listed, ["t2m"])["t2m"], expected["t2m"])
 
 
 def write_with_path(tmp_path: Path, path: str, encoding: str = "json") -> Path:

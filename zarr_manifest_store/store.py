@@ -129,7 +129,7 @@ class ManifestStore(Store):
         cls,
         url: str | os.PathLike[str],
         *,
-        allow: Sequence[str] | None = None,
+        allow: AllowList | Sequence[str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
         load: bool = False,
         max_chunks: int = MAX_CHUNKS,
@@ -153,14 +153,11 @@ class ManifestStore(Store):
         document = read_document(
             url, storage_options=storage_options, max_chunks=max_chunks, load=load
         )
-        if isinstance(allow, str | os.PathLike):
-            allow = [allow]
-        return cls(
-            document.root,
-            storage_options=storage_options,
-            allow=[*document.allow, *(os.fspath(a) for a in allow or ())],
-            **options,
+        user = AllowList.of([] if allow is None else allow)
+        readable = (
+            user if user.everything else AllowList(document.allow).with_prefixes(*user.prefixes)
         )
+        return cls(document.root, storage_options=storage_options, allow=readable, **options)
 
     @property
     def root(self) -> ManifestGroup | ManifestArray:

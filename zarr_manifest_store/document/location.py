@@ -4,7 +4,7 @@ A :class:`Location` is the document's folder, local or any fsspec URL: it reads
 and writes the document's files by their key (``"t2m/zarr.json"``). Source
 paths in a document are either absolute (``/data/f1.nc``, ``s3://bucket/f1.nc``)
 or relative to the document folder (``data/f1.nc``); :meth:`Location.resolve`
-turns one into what :class:`~zarr_manifest_store.sources.Sources` reads, and
+turns one into what :class:`~zarr_manifest_store.io.sources.Sources` reads, and
 refuses relative paths that could leave the folder.
 """
 
