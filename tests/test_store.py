@@ -17,8 +17,8 @@ from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteReques
 from zarr.core.buffer import default_buffer_prototype
 
 from zarr_manifest_store import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
-from zarr_manifest_store import store as store_module
-from zarr_manifest_store.store import DECIMAL_TABLE_LENGTH
+from zarr_manifest_store import served as served_module
+from zarr_manifest_store.served import DECIMAL_TABLE_LENGTH
 
 PROTO = default_buffer_prototype()
 
@@ -166,7 +166,7 @@ async def test_chunk_keys_use_the_arrays_own_encoding(
     tmp_path, monkeypatch, encoding, key, bad_keys, table_length
 ):
     """Keys decode through decimal tables, or zarr's decoder for grids longer than them."""
-    monkeypatch.setattr(store_module, "DECIMAL_TABLE_LENGTH", table_length)
+    monkeypatch.setattr(served_module, "DECIMAL_TABLE_LENGTH", table_length)
     src = bytes_file(tmp_path, bytes(range(16)))
     meta = {**array_metadata((4, 2), (2, 2), "uint8"), "chunk_key_encoding": encoding}
     manifest = ChunkManifest.from_dict(

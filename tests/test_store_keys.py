@@ -18,7 +18,7 @@ from zarr_manifest_store import (
     ManifestGroup,
     ManifestStore,
 )
-from zarr_manifest_store import store as store_module
+from zarr_manifest_store import served as served_module
 from zarr_manifest_store.io import local as local_module
 from zarr_manifest_store.manifest import INLINE, MISSING
 
@@ -115,7 +115,7 @@ def test_chunk_keys_resolve_as_zarr_encodes_them(seed, probes):
     store = ManifestStore(root)
     expected = expected_chunks(root)
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(store_module, "DECIMAL_TABLE_LENGTH", 1)  # zarr's decoder, not the tables
+        m.setattr(served_module, "DECIMAL_TABLE_LENGTH", 1)  # zarr's decoder, not the tables
         general = ManifestStore(root)
         for path in ARRAY_PATHS:
             general._lookup(f"{path}/x")
@@ -128,7 +128,7 @@ def test_chunk_keys_resolve_as_zarr_encodes_them(seed, probes):
 
 
 def test_a_root_array_and_grids_longer_than_the_decimal_tables():
-    n = store_module.DECIMAL_TABLE_LENGTH + 5
+    n = served_module.DECIMAL_TABLE_LENGTH + 5
     manifest = ChunkManifest(
         paths=["/a.nc"],
         path_index=np.zeros(n, np.uint32),

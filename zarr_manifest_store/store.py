@@ -29,17 +29,15 @@ from zarr.buffer import cpu, default_buffer_prototype
 
 from zarr_manifest_store._zarr import (
     ConsolidatedMetadata,
-    DefaultChunkKeyEncoding,
     GroupMetadata,
-    V2ChunkKeyEncoding,
 )
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.document.read import MAX_CHUNKS, read_document
 from zarr_manifest_store.group import ManifestGroup, Node
 from zarr_manifest_store.io.allow import AllowList
-from zarr_manifest_store.io.paths import is_local
 from zarr_manifest_store.io.sources import ByteData, Sources, Verify, VerifyReport
-from zarr_manifest_store.manifest import INLINE, ChunkCoords, ChunkRef
+from zarr_manifest_store.manifest import INLINE, ChunkRef
+from zarr_manifest_store.served import ServedArray
 
 __all__ = ["ManifestStore"]
 
@@ -116,7 +114,7 @@ class ManifestStore(Store):
             nodes.extend(root.walk())
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
-        self._served = {p: _ServedArray(p, a) for p, a in self._arrays.items()}
+        self._served = {p: ServedArray(p, a) for p, a in self._arrays.items()}
         self._sources = Sources(
             storage_options,
             allow=allow,
@@ -373,13 +371,13 @@ class ManifestStore(Store):
         found = self._array_of(key)
         return found is None or found[0].local
 
-    def _record(self, served: _ServedArray) -> None:
+    def _record(self, served: ServedArray) -> None:
         """Tell the sources, once per array, what its files looked like when scanned."""
         if not served.recorded:
             self._sources.record(served.array.manifest.fingerprints)
             served.recorded = True
 
-    def _array_of(self, key: str) -> tuple[_ServedArray, str] | None:
+    def _array_of(self, key: str) -> tuple[ServedArray, str] | None:
         """The array whose chunk ``key`` would name, and the chunk key within it.
 
         The array is the first node path that prefixes ``key`` at a '/' (the
@@ -425,106 +423,6 @@ def _node_metadata(node: Node) -> Any:
 
 def _join(path: str, name: str) -> str:
     return f"{path}/{name}" if path else name
-
-
-class _ServedArray:
-    """One array as a store serves it: its chunk keys decoded to grid coordinates (the
-    first step of every read), and what the store learns of its sources on first use.
-
-    zarr's default and v2 encodings are decoded here, one dict lookup per
-    coordinate in a table of the canonical decimals below the grid's length:
-    that also refuses spellings ``int`` would accept (``"01"``, ``"+1"``,
-    ``" 1"``) and coordinates outside the grid. Any other encoding, or a grid
-    longer than :data:`DECIMAL_TABLE_LENGTH`, goes through zarr's decoder and
-    encoder. The grid is read on first use, so that a lazy manifest loads
-    only when its array is read.
-    """
-
-    __slots__ = (
-        "_local",
-        "_tables",
-        "array",
-        "path",
-        "prefix",
-        "recorded",
-        "separator",
-    )
-
-    def __init__(self, path: str, array: ManifestArray) -> None:
-        self.path = path
-        self.array = array
-        self.recorded = False  # whether the sources know its fingerprints
-        self._local: bool | None = None
-        encoding = array.metadata.chunk_key_encoding
-        kind = type(encoding)
-        self.separator: str | None = (
-            encoding.separator if kind in (DefaultChunkKeyEncoding, V2ChunkKeyEncoding) else None
-        )
-        self.prefix = "c" + encoding.separator if kind is DefaultChunkKeyEncoding else ""
-        self._tables: list[dict[str, int]] | None = None
-
-    @property
-    def local(self) -> bool:
-        """Whether every source of the array is a local file (worked out once)."""
-        if self._local is None:
-            self._local = all(map(is_local, self.array.manifest.paths))
-        return self._local
-
-    def chunk(self, chunk_key: str) -> ChunkRef | bytes | None:
-        """The chunk ``chunk_key`` names: a reference, inline bytes, or None if it names none."""
-        coords = self.decode(chunk_key)
-        return None if coords is None else self.array.manifest.get(coords)
-
-    def decode(self, chunk_key: str) -> ChunkCoords | None:
-        """The coordinates ``chunk_key`` names; None unless it is canonical and in the grid."""
-        tables = self._tables
-        if tables is None:
-            tables = self._tables = self._decimal_tables()
-        if not tables:  # a 0-d array, an encoding of its own, or a very long grid
-            return self._decode_generally(chunk_key)
-        if not chunk_key.startswith(self.prefix):
-            return None
-        parts = chunk_key[len(self.prefix) :].split(self.separator)
-        if len(parts) != len(tables):
-            return None
-        try:
-            return tuple(map(dict.__getitem__, tables, parts))
-        except KeyError:
-            return None
-
-    def _decimal_tables(self) -> list[dict[str, int]]:
-        grid = self.array.manifest.shape
-        if self.separator is None or not grid or max(grid) > DECIMAL_TABLE_LENGTH:
-            return []
-        return [_decimals(n) for n in grid]
-
-    def _decode_generally(self, chunk_key: str) -> ChunkCoords | None:
-        encoding = self.array.metadata.chunk_key_encoding
-        grid = self.array.manifest.shape
-        if not grid:
-            return () if chunk_key == encoding.encode_chunk_key(()) else None
-        try:
-            coords = encoding.decode_chunk_key(chunk_key)
-        except (ValueError, NotImplementedError):
-            return None
-        if (
-            encoding.encode_chunk_key(coords) != chunk_key
-            or len(coords) != len(grid)
-            or not all(0 <= c < n for c, n in zip(coords, grid, strict=True))
-        ):
-            return None
-        return coords
-
-
-DECIMAL_TABLE_LENGTH = 1 << 14
-"""Grids up to this many chunks along every dimension decode chunk keys through tables
-(a table of 16384 decimals takes about 2 MB)."""
-
-
-@functools.lru_cache(maxsize=64)
-def _decimals(n: int) -> dict[str, int]:
-    """``{"0": 0, "1": 1, ..., str(n - 1): n - 1}``, shared by every grid of that length."""
-    return {str(i): i for i in range(n)}
 
 
 def _window(byte_range: ByteRequest | None, size: int) -> tuple[int, int]:
