@@ -27,7 +27,11 @@ from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 from zarr.core.indexing import SelectorTuple
 from zarr.core.metadata import ArrayMetadata
 from zarr.core.metadata.v2 import ArrayV2Metadata
-from zarr.core.metadata.v3 import ArrayV3Metadata, RegularChunkGridMetadata
+from zarr.core.metadata.v3 import (
+    ArrayV3Metadata,
+    RectilinearChunkGridMetadata,
+    RegularChunkGridMetadata,
+)
 
 __all__ = [
     "ArrayConfig",
@@ -41,6 +45,7 @@ __all__ = [
     "DefaultChunkKeyEncoding",
     "FusedCodecPipeline",
     "GroupMetadata",
+    "RectilinearChunkGridMetadata",
     "RegularChunkGridMetadata",
     "SelectorTuple",
     "V2ChunkKeyEncoding",

@@ -13,6 +13,7 @@ need one (``a[key]``, ``a.transpose()``) look it up there too.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import operator
@@ -20,9 +21,8 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import numpy as np
-import zarr
 
-from zarr_manifest_store._zarr import ArrayV3Metadata
+from zarr_manifest_store._zarr import ArrayV3Metadata, RectilinearChunkGridMetadata
 from zarr_manifest_store.manifest import ChunkManifest
 
 __all__ = [
@@ -269,9 +269,18 @@ def parse_array_metadata(metadata: ArrayV3Metadata | Mapping[str, Any]) -> Array
             f"metadata must be ArrayV3Metadata or a zarr.json dict, got {type(metadata).__name__}"
         )
     data = {"zarr_format": 3, "node_type": "array", **metadata}
+    grid = data.get("chunk_grid")
     try:
-        with zarr.config.set({"array.rectilinear_chunks": True}):
+        if not (isinstance(grid, Mapping) and grid.get("name") == "rectilinear"):
             return ArrayV3Metadata.from_dict(data)
+        # zarr parses a rectilinear grid only behind its process-wide flag: parse the rest with
+        # a placeholder grid, then put the real one in (zarr checks it against the shape).
+        placeholder = {
+            "name": "regular",
+            "configuration": {"chunk_shape": [1] * len(data["shape"])},
+        }
+        parsed = ArrayV3Metadata.from_dict({**data, "chunk_grid": placeholder})
+        return dataclasses.replace(parsed, chunk_grid=RectilinearChunkGridMetadata.from_dict(grid))
     except (TypeError, KeyError, ValueError, NotImplementedError) as e:
         raise ValueError(f"invalid Zarr v3 array metadata: {e}") from e
 

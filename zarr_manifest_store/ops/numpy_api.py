@@ -41,8 +41,8 @@ def concat(
     The inputs must agree in dtype, codecs, fill value, the CF attributes in
     :data:`CF_ATTRIBUTES`, and in shape and chunking on every other axis; along
     ``axis`` their lengths and chunk sizes may differ, which gives a
-    ``rectilinear`` chunk grid (read it with
-    ``zarr.config.set({"array.rectilinear_chunks": True})``). A compressed
+    ``rectilinear`` chunk grid (zarr reads it once ``array.rectilinear_chunks`` is on, as
+    importing the package sets it unless you chose otherwise). A compressed
     input whose length is not a multiple of its chunk size, and which other
     inputs follow, is refused unless ``edge_chunks="inline"``: its last chunks
     are then read (with ``storage_options`` for remote files), cropped and
