@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 from helpers import array_metadata
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
 import zarr_manifest_store
 from zarr_manifest_store import ChunkManifest, ManifestArray, ManifestGroup
-from zarr_manifest_store.array import HANDLED_FUNCTIONS, implements
+from zarr_manifest_store.array import HANDLED_FUNCTIONS, implements, parse_array_metadata
 
 
 def manifest(grid: tuple[int, ...]) -> ChunkManifest:
@@ -189,3 +190,31 @@ def test_the_model_imports_only_layers_below_it(module):
             for name in names:
                 if name.startswith("zarr_manifest_store"):
                     assert name.startswith(_LOWER_LAYERS[module]), f"{file.name} imports {name}"
+
+
+def test_rectilinear_metadata_parses_without_zarr_flag():
+    """A ManifestArray's rectilinear grid parses even where the user turned zarr's flag off,
+    and the flag is never touched; a grid that does not cover the shape is refused."""
+    doc = {
+        "shape": [9],
+        "data_type": "float32",
+        "chunk_grid": {"name": "rectilinear", "configuration": {"chunk_shapes": [[3, 2, 4]]}},
+        "chunk_key_encoding": {"name": "default"},
+        "fill_value": 0,
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+    }
+    seen = []
+    with zarr.config.set({"array.rectilinear_chunks": False}):
+        original = zarr.config.set
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(zarr.config, "set", lambda *a, **k: seen.append(a) or original(*a, **k))
+            meta = parse_array_metadata(doc)
+        assert zarr.config.get("array.rectilinear_chunks") is False
+    assert seen == []
+    assert meta.chunk_grid.to_dict()["configuration"]["chunk_shapes"] == ([3, 2, 4],)
+    short = {
+        **doc,
+        "chunk_grid": {"name": "rectilinear", "configuration": {"chunk_shapes": [[3, 2]]}},
+    }
+    with pytest.raises(ValueError, match="sum to 5"):
+        parse_array_metadata(short)
