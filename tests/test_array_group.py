@@ -198,7 +198,10 @@ def test_rectilinear_metadata_parses_without_zarr_flag():
     doc = {
         "shape": [9],
         "data_type": "float32",
-        "chunk_grid": {"name": "rectilinear", "configuration": {"chunk_shapes": [[3, 2, 4]]}},
+        "chunk_grid": {
+            "name": "rectilinear",
+            "configuration": {"kind": "inline", "chunk_shapes": [[3, 2, 4]]},
+        },
         "chunk_key_encoding": {"name": "default"},
         "fill_value": 0,
         "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
@@ -214,7 +217,10 @@ def test_rectilinear_metadata_parses_without_zarr_flag():
     assert meta.chunk_grid.to_dict()["configuration"]["chunk_shapes"] == ([3, 2, 4],)
     short = {
         **doc,
-        "chunk_grid": {"name": "rectilinear", "configuration": {"chunk_shapes": [[3, 2]]}},
+        "chunk_grid": {
+            "name": "rectilinear",
+            "configuration": {"kind": "inline", "chunk_shapes": [[3, 2]]},
+        },
     }
     with pytest.raises(ValueError, match="sum to 5"):
         parse_array_metadata(short)
