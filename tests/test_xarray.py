@@ -15,6 +15,7 @@ import xarray as xr
 from xarray_files import daily_files
 
 import zarr_manifest_store as zms
+from zarr_manifest_store.cf import fill_value_from_attribute
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.xarray import read_values
 
@@ -226,6 +227,39 @@ def test_to_store_keeps_loaded_variables_inline(one_file):
         assert group[name].manifest.inline
     assert group["t2m"].manifest.paths == (str(one_file),)
     assert group.attributes["title"] == "daily test file"
+
+
+NAN_B64, MINUS_9999_B64, ONE_B64 = "AAAAAAAA+H8=", "AAAAAICHw8A=", "AAAAAAAA8D8="
+
+
+@pytest.mark.parametrize(
+    ("attribute", "dtype"),
+    [
+        (NAN_B64, "float32"),
+        (MINUS_9999_B64, "float64"),
+        ([ONE_B64, MINUS_9999_B64], "complex64"),
+        (-32767, "int16"),
+        (65535.0, "uint16"),
+        (1, "bool"),
+        (-9999.0, "float32"),  # not base64: refused
+        ("x", "int32"),
+        ([ONE_B64], "complex128"),
+        ("abc", "S3"),  # no decoding for bytes and text
+        ("abc", "U3"),
+    ],
+)
+def test_fill_value_attributes_decode_as_xarrays_zarr_backend_decodes_them(attribute, dtype):
+    from xarray.backends.zarr import FillValueCoder  # the reference, not used by the package
+
+    try:
+        expected = FillValueCoder.decode(attribute, np.dtype(dtype))
+    except (TypeError, ValueError) as e:
+        with pytest.raises(type(e)):
+            fill_value_from_attribute(attribute, np.dtype(dtype))
+        return
+    decoded = fill_value_from_attribute(attribute, np.dtype(dtype))
+    assert type(decoded) is type(expected)
+    np.testing.assert_equal(decoded, expected)
 
 
 def test_arrays_without_dimension_names_are_refused():
