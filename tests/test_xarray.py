@@ -17,7 +17,7 @@ from xarray_files import daily_files
 import zarr_manifest_store as zms
 from zarr_manifest_store.cf import fill_value_from_attribute
 from zarr_manifest_store.io.sources import Sources
-from zarr_manifest_store.xarray import read_values
+from zarr_manifest_store.xarray.values import read_values
 
 
 def reopened(vds: xr.Dataset) -> xr.Dataset:
@@ -272,7 +272,7 @@ def test_arrays_without_dimension_names_are_refused():
         "codecs": [{"name": "bytes"}],
     }
     array = zms.ManifestArray(metadata=meta, manifest=zms.ChunkManifest.from_dict({}, shape=(1,)))
-    from zarr_manifest_store.xarray import virtual_dataset
+    from zarr_manifest_store.xarray.open import virtual_dataset
 
     with pytest.raises(ValueError, match="'a' has no dimension_names"):
         virtual_dataset(zms.ManifestGroup(arrays={"a": array}))
