@@ -1,4 +1,4 @@
-"""open_virtual_dataset, the .virtualize accessor and the package's lazy xarray wiring."""
+"""open_virtual_dataset, the .virtualize accessor and the package's xarray wiring."""
 
 from __future__ import annotations
 
@@ -305,10 +305,11 @@ def test_open_from_s3_uses_storage_options_for_scanning_and_reading(s3, tmp_path
 # ---------------------------------------------------------------------- package wiring
 
 
-def test_package_import_leaves_xarray_alone_until_it_is_imported():
+def test_package_import_registers_the_xarray_layer_without_an_import_hook():
     code = (
         "import sys, zarr_manifest_store as zms\n"
-        "assert 'xarray' not in sys.modules\n"
+        "hooks = [f for f in sys.meta_path if type(f).__module__.startswith('zarr_manifest')]\n"
+        "assert not hooks, hooks\n"
         "import xarray as xr\n"
         "assert hasattr(xr.Dataset(), 'virtualize')\n"
         "assert callable(zms.open_virtual_mfdataset)\n"
