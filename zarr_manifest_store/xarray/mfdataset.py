@@ -9,13 +9,11 @@ protocol turns that into manifest concatenation.
 
 from __future__ import annotations
 
-import atexit
 import concurrent.futures
 import contextlib
 import glob
 import multiprocessing
 import os
-import threading
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
@@ -74,6 +72,13 @@ def open_virtual_mfdataset(
     ``missing_value``, ``units`` or ``calendar`` are refused. Files whose
     length is not a multiple of a compressed variable's chunk size are refused
     unless ``edge_chunks="inline"``, which reads and inlines those edge chunks.
+
+    ``parallel="processes"`` starts worker processes for the call and stops
+    them before it returns (starting them costs about as much as opening a
+    hundred files). To keep workers between calls, pass your own
+    ``concurrent.futures.ProcessPoolExecutor``, made with a ``"forkserver"``
+    or ``"spawn"`` context (zarr and fsspec run threads that ``fork`` would
+    copy half-alive); either way each worker opens a share of the files.
 
     >>> ds = zms.open_virtual_mfdataset("data/*.nc", parallel="threads")
     >>> ds.sizes["time"], ds.virtualize.nrefs
@@ -223,66 +228,44 @@ def _map(opener: Opener, paths: list[str], parallel: Parallel) -> list[Any]:
         )
     if parallel is None or parallel is False or len(paths) == 1:
         return _open_in_phases(opener, paths)
+    if parallel == "processes":
+        pool = _process_pool(len(paths))
+        try:
+            return _map_in_shares(pool, opener, paths)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if isinstance(parallel, concurrent.futures.ProcessPoolExecutor):
+        return _map_in_shares(parallel, opener, paths)
     if isinstance(parallel, concurrent.futures.Executor):
         return list(parallel.map(partial(_open, opener), paths))
     if distributed:
         return list(parallel.get_executor().map(partial(_open, opener), paths))
-    if parallel == "processes":
-        pool = _process_pool()
-        size = max(1, len(paths) // (4 * _process_count()))
-        shares = [paths[i : i + size] for i in range(0, len(paths), size)]
-        try:  # each worker opens its share of the files in phases too
-            return [
-                ds for share in pool.map(partial(_open_in_phases, opener), shares) for ds in share
-            ]
-        except concurrent.futures.process.BrokenProcessPool:
-            _discard_process_pool(pool)
-            raise
     with concurrent.futures.ThreadPoolExecutor() as pool:  # "threads", or True as in xarray
         return list(pool.map(partial(_open, opener), paths))
 
 
-_process_pool_lock = threading.Lock()
-_process_pools: list[concurrent.futures.ProcessPoolExecutor] = []
+def _map_in_shares(
+    pool: concurrent.futures.ProcessPoolExecutor, opener: Opener, paths: list[str]
+) -> list[Any]:
+    """The files opened by worker processes, each opening a share of them in phases."""
+    size = max(1, len(paths) // (4 * _process_count()))
+    shares = [paths[i : i + size] for i in range(0, len(paths), size)]
+    return [ds for share in pool.map(partial(_open_in_phases, opener), shares) for ds in share]
 
 
-def _process_pool() -> concurrent.futures.ProcessPoolExecutor:
-    """The worker processes of ``parallel="processes"``: started on first use, then kept.
+def _process_pool(files: int) -> concurrent.futures.ProcessPoolExecutor:
+    """Worker processes for one call of ``parallel="processes"``, no more than there are files.
 
-    Starting a process and importing xarray and zarr in it costs more than
-    opening a hundred files, so later calls reuse the workers. They are
-    started by a fork server (not ``fork``), since zarr and fsspec run
-    event-loop threads that ``fork`` would copy half-alive.
+    They are started by a fork server (not ``fork``), since zarr and fsspec
+    run event-loop threads that ``fork`` would copy half-alive.
     """
-    with _process_pool_lock:
-        if not _process_pools:
-            context = multiprocessing.get_context("forkserver")
-            _process_pools.append(
-                concurrent.futures.ProcessPoolExecutor(_process_count(), mp_context=context)
-            )
-            atexit.register(_shut_down_process_pools)
-        return _process_pools[0]
-
-
-def _shut_down_process_pools() -> None:
-    """Stop the workers while the interpreter can still do it cleanly."""
-    with _process_pool_lock:
-        pools = list(_process_pools)
-        _process_pools.clear()
-    for pool in pools:
-        pool.shutdown(wait=True, cancel_futures=True)
+    context = multiprocessing.get_context("forkserver")
+    workers = min(_process_count(), files)
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
 
 
 def _process_count() -> int:
     return os.cpu_count() or 1
-
-
-def _discard_process_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    """Forget a pool whose worker died, so that the next call starts a new one."""
-    with _process_pool_lock:
-        if pool in _process_pools:
-            _process_pools.remove(pool)
-    pool.shutdown(wait=False, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------- paths
