@@ -219,6 +219,22 @@ def test_accessor_counts_and_renames(tmp_path, one_file):
     )
 
 
+def test_virtual_variables_are_found_inside_the_wrappers_of_xr_open_dataset(one_file):
+    """A backend that returns a virtual dataset: xarray wraps its variables, they stay virtual."""
+
+    class VirtualBackend(xr.backends.BackendEntrypoint):
+        def open_dataset(self, filename_or_obj, *, drop_variables=None):
+            return zms.open_virtual_dataset(filename_or_obj, drop_variables=drop_variables)
+
+    vds = zms.open_virtual_dataset(one_file)
+    wrapped = xr.open_dataset(one_file, engine=VirtualBackend)
+    assert not isinstance(wrapped["t2m"].variable._data, zms.ManifestArray)  # xarray's wrapper
+    assert wrapped.virtualize.nrefs == vds.virtualize.nrefs > 0
+    moved = wrapped.virtualize.rename_paths(lambda p: p + ".moved")
+    assert moved["t2m"].data.manifest.paths == (f"{one_file}.moved",)
+    assert wrapped.virtualize.to_group()["t2m"].manifest.paths == (str(one_file),)
+
+
 def test_to_store_keeps_loaded_variables_inline(one_file):
     vds = zms.open_virtual_dataset(one_file)
     group = vds.virtualize.to_group()
