@@ -17,7 +17,7 @@
 - :mod:`.values` reads the values of small virtual arrays; :mod:`.virtual`
   says which variables are virtual.
 
-Only this package imports xarray.
+Nothing below this package imports xarray (the command line above it may).
 """
 
 from zarr_manifest_store.xarray.accessor import VirtualizeAccessor

@@ -73,12 +73,10 @@ def open_virtual_mfdataset(
     length is not a multiple of a compressed variable's chunk size are refused
     unless ``edge_chunks="inline"``, which reads and inlines those edge chunks.
 
-    ``parallel="processes"`` starts worker processes for the call and stops
-    them before it returns (starting them costs about as much as opening a
-    hundred files). To keep workers between calls, pass your own
-    ``concurrent.futures.ProcessPoolExecutor``, made with a ``"forkserver"``
-    or ``"spawn"`` context (zarr and fsspec run threads that ``fork`` would
-    copy half-alive); either way each worker opens a share of the files.
+    ``parallel="processes"`` starts workers for the call and stops them (a
+    second or two: each imports xarray, zarr and h5py); to keep workers
+    between calls, pass a ``ProcessPoolExecutor`` made with a ``"forkserver"``
+    or ``"spawn"`` context (``fork`` would copy zarr's threads half-alive).
 
     >>> ds = zms.open_virtual_mfdataset("data/*.nc", parallel="threads")
     >>> ds.sizes["time"], ds.virtualize.nrefs
