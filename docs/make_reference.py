@@ -75,7 +75,8 @@ def _commands() -> list[str]:
 
 
 def _accessor() -> list[str]:
-    from zarr_manifest_store.xarray import ManifestBackendEntrypoint, VirtualizeAccessor
+    from zarr_manifest_store.xarray.accessor import VirtualizeAccessor
+    from zarr_manifest_store.xarray.backend import ManifestBackendEntrypoint
 
     lines = _entry("ds.virtualize", VirtualizeAccessor, members=True)
     lines += _entry(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import multiprocessing
 import os
 import random
 from pathlib import Path
@@ -225,16 +226,26 @@ def six_files(tmp_path) -> list[Path]:
     return daily_files(tmp_path, (2,) * 6)
 
 
-@pytest.mark.parametrize("parallel", ["threads", "processes", "executor"])
+@pytest.mark.parametrize("parallel", ["threads", "processes", "executor", "process-executor"])
 def test_parallel_opening_gives_the_serial_result(six_files, parallel):
     serial = zms.open_virtual_mfdataset(six_files)
     if parallel == "executor":
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             vds = zms.open_virtual_mfdataset(six_files, parallel=pool)
+    elif parallel == "process-executor":
+        context = multiprocessing.get_context("forkserver")
+        with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+            vds = zms.open_virtual_mfdataset(six_files, parallel=pool)
     else:
         vds = zms.open_virtual_mfdataset(six_files, parallel=parallel)
     assert vds["t2m"].data.equals(serial["t2m"].data)
     xr.testing.assert_identical(vds.drop_vars("t2m"), serial.drop_vars("t2m"))
+
+
+def test_worker_processes_of_a_call_are_stopped_when_it_returns(six_files):
+    before = set(multiprocessing.active_children())
+    zms.open_virtual_mfdataset(six_files, parallel="processes")
+    assert set(multiprocessing.active_children()) <= before
 
 
 def test_dask_distributed_client(six_files):

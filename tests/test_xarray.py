@@ -1,4 +1,4 @@
-"""open_virtual_dataset, the .virtualize accessor and the package's lazy xarray wiring."""
+"""open_virtual_dataset, the .virtualize accessor and the package's xarray wiring."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import xarray as xr
 from xarray_files import daily_files
 
 import zarr_manifest_store as zms
+from zarr_manifest_store.cf import fill_value_from_attribute
 from zarr_manifest_store.io.sources import Sources
-from zarr_manifest_store.xarray import read_values
+from zarr_manifest_store.xarray.values import read_values
 
 
 def reopened(vds: xr.Dataset) -> xr.Dataset:
@@ -218,6 +219,22 @@ def test_accessor_counts_and_renames(tmp_path, one_file):
     )
 
 
+def test_virtual_variables_are_found_inside_the_wrappers_of_xr_open_dataset(one_file):
+    """A backend that returns a virtual dataset: xarray wraps its variables, they stay virtual."""
+
+    class VirtualBackend(xr.backends.BackendEntrypoint):
+        def open_dataset(self, filename_or_obj, *, drop_variables=None):
+            return zms.open_virtual_dataset(filename_or_obj, drop_variables=drop_variables)
+
+    vds = zms.open_virtual_dataset(one_file)
+    wrapped = xr.open_dataset(one_file, engine=VirtualBackend)
+    assert not isinstance(wrapped["t2m"].variable._data, zms.ManifestArray)  # xarray's wrapper
+    assert wrapped.virtualize.nrefs == vds.virtualize.nrefs > 0
+    moved = wrapped.virtualize.rename_paths(lambda p: p + ".moved")
+    assert moved["t2m"].data.manifest.paths == (f"{one_file}.moved",)
+    assert wrapped.virtualize.to_group()["t2m"].manifest.paths == (str(one_file),)
+
+
 def test_to_store_keeps_loaded_variables_inline(one_file):
     vds = zms.open_virtual_dataset(one_file)
     group = vds.virtualize.to_group()
@@ -226,6 +243,39 @@ def test_to_store_keeps_loaded_variables_inline(one_file):
         assert group[name].manifest.inline
     assert group["t2m"].manifest.paths == (str(one_file),)
     assert group.attributes["title"] == "daily test file"
+
+
+NAN_B64, MINUS_9999_B64, ONE_B64 = "AAAAAAAA+H8=", "AAAAAICHw8A=", "AAAAAAAA8D8="
+
+
+@pytest.mark.parametrize(
+    ("attribute", "dtype"),
+    [
+        (NAN_B64, "float32"),
+        (MINUS_9999_B64, "float64"),
+        ([ONE_B64, MINUS_9999_B64], "complex64"),
+        (-32767, "int16"),
+        (65535.0, "uint16"),
+        (1, "bool"),
+        (-9999.0, "float32"),  # not base64: refused
+        ("x", "int32"),
+        ([ONE_B64], "complex128"),
+        ("abc", "S3"),  # no decoding for bytes and text
+        ("abc", "U3"),
+    ],
+)
+def test_fill_value_attributes_decode_as_xarrays_zarr_backend_decodes_them(attribute, dtype):
+    from xarray.backends.zarr import FillValueCoder  # the reference, not used by the package
+
+    try:
+        expected = FillValueCoder.decode(attribute, np.dtype(dtype))
+    except (TypeError, ValueError) as e:
+        with pytest.raises(type(e)):
+            fill_value_from_attribute(attribute, np.dtype(dtype))
+        return
+    decoded = fill_value_from_attribute(attribute, np.dtype(dtype))
+    assert type(decoded) is type(expected)
+    np.testing.assert_equal(decoded, expected)
 
 
 def test_arrays_without_dimension_names_are_refused():
@@ -238,7 +288,7 @@ def test_arrays_without_dimension_names_are_refused():
         "codecs": [{"name": "bytes"}],
     }
     array = zms.ManifestArray(metadata=meta, manifest=zms.ChunkManifest.from_dict({}, shape=(1,)))
-    from zarr_manifest_store.xarray import virtual_dataset
+    from zarr_manifest_store.xarray.open import virtual_dataset
 
     with pytest.raises(ValueError, match="'a' has no dimension_names"):
         virtual_dataset(zms.ManifestGroup(arrays={"a": array}))
@@ -271,10 +321,11 @@ def test_open_from_s3_uses_storage_options_for_scanning_and_reading(s3, tmp_path
 # ---------------------------------------------------------------------- package wiring
 
 
-def test_package_import_leaves_xarray_alone_until_it_is_imported():
+def test_package_import_registers_the_xarray_layer_without_an_import_hook():
     code = (
         "import sys, zarr_manifest_store as zms\n"
-        "assert 'xarray' not in sys.modules\n"
+        "hooks = [f for f in sys.meta_path if type(f).__module__.startswith('zarr_manifest')]\n"
+        "assert not hooks, hooks\n"
         "import xarray as xr\n"
         "assert hasattr(xr.Dataset(), 'virtualize')\n"
         "assert callable(zms.open_virtual_mfdataset)\n"

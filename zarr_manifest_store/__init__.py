@@ -6,13 +6,14 @@ virtually, store the result as a chunk-manifest document, and read it through
 
 Importing the package runs :func:`zarr_manifest_store.registration.register`:
 it registers the package's codec pipelines with zarr and adjusts two zarr
-settings the user has not chosen (see that function).
+settings the user has not chosen (see that function). It also imports the
+xarray layer (:mod:`zarr_manifest_store.xarray`), which registers the
+``ds.virtualize`` accessor on every ``xr.Dataset`` through xarray's own
+``xr.register_dataset_accessor``; xarray finds the ``zarr_manifest`` engine
+through the package's ``xarray.backends`` entry point.
 """
 
-from typing import Any
-
 from zarr_manifest_store import registration
-from zarr_manifest_store._xarray_hook import register_xarray_layer
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.document import write_manifest
 from zarr_manifest_store.errors import ManifestError, SourceChangedError, UnsupportedDatasetError
@@ -26,6 +27,7 @@ from zarr_manifest_store.scan.kerchunk import scan_kerchunk
 from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
 from zarr_manifest_store.store import ManifestStore
 from zarr_manifest_store.writers.kerchunk import to_kerchunk
+from zarr_manifest_store.xarray import open_virtual_dataset, open_virtual_mfdataset
 
 __all__ = [
     "ChunkManifest",
@@ -49,21 +51,4 @@ __all__ = [
     "write_manifest",
 ]
 
-_XARRAY_NAMES = ("open_virtual_dataset", "open_virtual_mfdataset")
-
-
-def __getattr__(name: str) -> Any:
-    """The xarray functions, imported on first use (xarray is not imported with the package)."""
-    if name in _XARRAY_NAMES:
-        from zarr_manifest_store import xarray as layer
-
-        return getattr(layer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
-
-
-register_xarray_layer()
 registration.register()  # zarr's codec pipelines and settings: the one thing importing the package does to zarr

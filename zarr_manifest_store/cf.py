@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CF_ATTRIBUTES", "check_cf_attributes", "fill_value_attribute", "json_attribute"]
+__all__ = [
+    "CF_ATTRIBUTES",
+    "check_cf_attributes",
+    "fill_value_attribute",
+    "fill_value_from_attribute",
+    "json_attribute",
+]
 
 CF_ATTRIBUTES = (
     "scale_factor",
@@ -51,6 +57,32 @@ def fill_value_attribute(value: Any, dtype: np.dtype) -> Any | None:
     raise ValueError(f"no _FillValue encoding for dtype {dtype}")
 
 
+def fill_value_from_attribute(attribute: Any, dtype: np.dtype) -> Any:
+    """A ``_FillValue`` attribute decoded as xarray's Zarr v3 backend decodes it on opening.
+
+    The inverse of :func:`fill_value_attribute`, with the same refusals as
+    that backend: a float attribute that is not base64 text (``TypeError``), a
+    dtype it has no decoding for, such as bytes or text (``ValueError``).
+
+    >>> fill_value_from_attribute(fill_value_attribute(-9999.0, np.dtype("f4")), np.dtype("f4"))
+    -9999.0
+    """
+    kind = dtype.kind
+    if kind == "f":
+        return _float_of_b64(attribute, dtype)
+    if kind == "c":
+        if not (isinstance(attribute, list | tuple) and len(attribute) == 2):
+            raise TypeError(f"a _FillValue of dtype {dtype} must be a pair, got {attribute!r}")
+        return complex(_float_of_b64(attribute[0], dtype), _float_of_b64(attribute[1], dtype))
+    if kind == "b":
+        return bool(attribute)
+    if kind in "iu":
+        if not isinstance(attribute, int | float | np.integer | np.floating):
+            raise TypeError(f"a _FillValue of dtype {dtype} must be a number, got {attribute!r}")
+        return int(attribute)
+    raise ValueError(f"no _FillValue decoding for dtype {dtype}")
+
+
 def json_attribute(value: Any) -> Any:
     """An HDF5 / netCDF attribute value as JSON: bytes decoded, numpy values as Python numbers.
 
@@ -72,6 +104,14 @@ def json_attribute(value: Any) -> Any:
 
 def _b64_float(x: float) -> str:
     return base64.standard_b64encode(struct.pack("<d", x)).decode()
+
+
+def _float_of_b64(text: Any, dtype: np.dtype) -> float:
+    if not isinstance(text, str | bytes):
+        raise TypeError(
+            f"a _FillValue of dtype {dtype} must be base64 text of a float64, got {text!r}"
+        )
+    return struct.unpack("<d", base64.standard_b64decode(text))[0]
 
 
 def _text(raw: bytes) -> str:

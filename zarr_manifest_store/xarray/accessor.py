@@ -1,0 +1,232 @@
+"""``ds.virtualize``: a virtual dataset as a ManifestGroup, a store, a document or kerchunk refs.
+
+Importing this module registers the accessor on every ``xr.Dataset`` through
+xarray's own mechanism, ``xr.register_dataset_accessor("virtualize")``
+(``import zarr_manifest_store`` imports it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+from zarr.storage import MemoryStore
+
+from zarr_manifest_store._zarr import ArrayV3Metadata
+from zarr_manifest_store.array import ManifestArray, chunk_sizes
+from zarr_manifest_store.cf import fill_value_attribute, json_attribute
+from zarr_manifest_store.document import write_manifest
+from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest
+from zarr_manifest_store.store import ManifestStore
+from zarr_manifest_store.writers.kerchunk import to_kerchunk
+from zarr_manifest_store.xarray.virtual import STORAGE_OPTIONS_KEY, manifest_array, with_variables
+
+__all__ = ["VirtualizeAccessor", "to_group"]
+
+_LAYOUT_ENCODING = ("chunks", "preferred_chunks", "shards")
+"""Encoding that pins a loaded variable's Zarr chunking to one file's layout: dropped when storing."""
+
+
+@xr.register_dataset_accessor("virtualize")
+class VirtualizeAccessor:
+    """``ds.virtualize``: store, write or export a virtual dataset.
+
+    >>> ds = zms.open_virtual_mfdataset("data/*.nc")
+    >>> ds.virtualize.nrefs, xr.open_zarr(ds.virtualize.to_store()).t2m.shape
+    (24, (72, 73, 144))
+    """
+
+    def __init__(self, ds: xr.Dataset) -> None:
+        self._ds = ds
+
+    def to_group(self) -> ManifestGroup:
+        """The dataset as a :class:`ManifestGroup` (see :func:`to_group`).
+
+        >>> group = zms.open_virtual_dataset("data/era_2026-01-01.nc").virtualize.to_group()
+        >>> sorted(group.arrays), group["time"].manifest.inline.keys() == {(0,)}
+        (['lat', 'lon', 't2m', 'time', 'tp'], True)
+        """
+        return to_group(self._ds)
+
+    def to_store(
+        self,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        allow: Sequence[str] | None = None,
+        **store_options: Any,
+    ) -> ManifestStore:
+        """A read-only :class:`ManifestStore` serving the dataset: ``xr.open_zarr(store)`` reads it.
+
+        ``storage_options`` default to those the dataset was opened with;
+        ``allow`` and ``store_options`` (``verify``, I/O tuning) go to the store.
+
+        >>> ds = zms.open_virtual_dataset("data/era_2026-01-01.nc")
+        >>> xr.open_zarr(ds.virtualize.to_store(allow=["data/"])).t2m.shape
+        (24, 73, 144)
+        """
+        if storage_options is None:
+            storage_options = self._ds.encoding.get(STORAGE_OPTIONS_KEY)
+        return ManifestStore(
+            self.to_group(), storage_options=storage_options, allow=allow, **store_options
+        )
+
+    def to_zarr(self, url: str | os.PathLike[str], **writer_options: Any) -> None:
+        """Write the dataset as a chunk-manifest document at ``url`` (see ``zms.write_manifest``).
+
+        Loaded variables are stored inline, so the document needs only the
+        source files of the virtual variables.
+
+        >>> ds = zms.open_virtual_dataset("data/era_2026-01-02.nc")
+        >>> ds.virtualize.to_zarr("day2-virtual.zarr", mode="w", encoding="columnar")
+        >>> xr.open_dataset("day2-virtual.zarr", engine="zarr_manifest", allow=["data/"]).t2m.shape
+        (24, 73, 144)
+        """
+        write_manifest(self.to_group(), url, **writer_options)
+
+    def to_kerchunk(
+        self,
+        url: str | os.PathLike[str] | None = None,
+        *,
+        format: Literal["json", "parquet"] | None = None,
+        **options: Any,
+    ) -> dict[str, Any] | None:
+        """Export kerchunk references: a dict when ``url`` is None, else JSON or parquet written there.
+
+        >>> ds = zms.open_virtual_dataset("data/era_2026-01-01.nc")
+        >>> ds.virtualize.to_kerchunk()["version"]
+        1
+        >>> ds.virtualize.to_kerchunk("day1-virtual.json")
+        """
+        return to_kerchunk(self.to_group(), url, format=format, **options)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the dataset holds: its manifests plus its loaded variables (not the data referenced)."""
+        total = 0
+        for var in self._ds.variables.values():
+            array = manifest_array(var)
+            total += var.nbytes if array is None else array.manifest.nbytes
+        return total
+
+    @property
+    def nrefs(self) -> int:
+        """How many chunk references into source files the virtual variables hold.
+
+        >>> zms.open_virtual_dataset("data/era_2026-01-01.nc").virtualize.nrefs
+        8
+        """
+        return sum(
+            int(np.count_nonzero(array.manifest.path_index < INLINE))
+            for array in self._manifest_arrays().values()
+        )
+
+    def rename_paths(self, rename: Mapping[str, str] | Callable[[str], str]) -> xr.Dataset:
+        """A copy whose chunk references point to renamed source paths (a dict or a function).
+
+        Each source's fingerprint (size, and mtime or ETag) moves with it, so
+        reading a copy checks that it is the same file: copy with its
+        modification time kept (``cp -p``), or read with ``verify="never"``.
+
+        >>> ds = zms.open_virtual_dataset("data/era_2026-01-01.nc")
+        >>> moved = ds.virtualize.rename_paths(lambda p: "s3://bucket/era5/" + p.rsplit("/", 1)[-1])
+        >>> moved.t2m.data.manifest.paths
+        ('s3://bucket/era5/era_2026-01-01.nc',)
+        """
+        variables = self._ds.variables
+        replaced = {
+            name: variables[name].copy(
+                deep=False, data=array.with_manifest(array.manifest.rename_paths(rename))
+            )
+            for name, array in self._manifest_arrays().items()
+        }
+        return with_variables(self._ds, replaced)
+
+    def _manifest_arrays(self) -> dict[Hashable, ManifestArray]:
+        """The ManifestArray of each virtual variable, by name."""
+        found = {name: manifest_array(var) for name, var in self._ds.variables.items()}
+        return {name: array for name, array in found.items() if array is not None}
+
+
+def to_group(ds: xr.Dataset) -> ManifestGroup:
+    """A virtual dataset as a :class:`ManifestGroup`, the way ``ds.to_zarr`` would lay it out.
+
+    Virtual variables keep their chunk references, with the variable's
+    attributes and dimension names; every other variable is encoded by
+    xarray's own Zarr writer (zarr format 3) and stored as inline chunks, so
+    that ``xr.open_zarr`` reads back what ``ds`` holds.
+    """
+    variables, attrs = xr.conventions.encode_dataset_coordinates(ds)
+    arrays: dict[str, ManifestArray] = {}
+    loaded: dict[Hashable, xr.Variable] = {}
+    for name, var in variables.items():
+        if not isinstance(name, str):
+            raise TypeError(f"variable names must be strings to be stored, got {name!r}")
+        array = manifest_array(var)
+        if array is None:
+            loaded[name] = var
+        else:
+            arrays[name] = _stored_virtual(array, var)
+    arrays.update(_inline_arrays(loaded))
+    order = {name: i for i, name in enumerate(variables)}
+    arrays = dict(sorted(arrays.items(), key=lambda item: order[item[0]]))
+    return ManifestGroup(arrays=arrays, attributes=_json_attributes(attrs))
+
+
+def _stored_virtual(array: ManifestArray, var: xr.Variable) -> ManifestArray:
+    """The ManifestArray of a virtual variable with the variable's attributes and dimensions."""
+    attrs = _json_attributes(var.attrs)
+    if "_FillValue" in attrs:
+        attrs["_FillValue"] = fill_value_attribute(attrs["_FillValue"], array.dtype)
+    if attrs == dict(array.attributes) and array.dimension_names == var.dims:
+        return array
+    return array.with_metadata(attributes=attrs, dimension_names=list(var.dims))
+
+
+def _inline_arrays(variables: Mapping[Hashable, xr.Variable]) -> dict[str, ManifestArray]:
+    """In-memory variables encoded by xarray's Zarr writer, as arrays of inline chunks."""
+    if not variables:
+        return {}
+    cleaned = {}
+    for name, var in variables.items():
+        var = var.copy(deep=False)
+        var.encoding = {k: v for k, v in var.encoding.items() if k not in _LAYOUT_ENCODING}
+        cleaned[name] = var
+    contents: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. zarr's notes about codecs outside the v3 spec
+        xr.Dataset(cleaned).to_zarr(
+            MemoryStore(contents), mode="w", zarr_format=3, consolidated=False
+        )
+    arrays = {}
+    for name in variables:
+        metadata = ArrayV3Metadata.from_dict(json.loads(contents[f"{name}/zarr.json"].to_bytes()))
+        arrays[str(name)] = ManifestArray(
+            metadata=metadata, manifest=_inline_manifest(metadata, f"{name}/", contents)
+        )
+    return arrays
+
+
+def _inline_manifest(
+    metadata: ArrayV3Metadata, prefix: str, contents: Mapping[str, Any]
+) -> ChunkManifest:
+    """The chunks zarr wrote under ``prefix``, as a manifest of inline chunks."""
+    grid = tuple(len(sizes) for sizes in chunk_sizes(metadata))
+    index = np.full(grid, MISSING, dtype=np.uint32)
+    inline = {}
+    for coords in np.ndindex(grid):
+        value = contents.get(prefix + metadata.encode_chunk_key(coords))
+        if value is not None:
+            inline[coords] = value.to_bytes()
+            index[coords] = INLINE
+    zeros = np.zeros(grid, dtype=np.uint64)
+    return ChunkManifest(paths=[], path_index=index, offsets=zeros, lengths=zeros, inline=inline)
+
+
+def _json_attributes(attrs: Mapping[Any, Any]) -> dict[str, Any]:
+    return {str(k): json_attribute(v) for k, v in attrs.items()}
