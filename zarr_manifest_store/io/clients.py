@@ -115,7 +115,9 @@ class ObstoreClient:
 
 
 class FsspecClient:
-    """An fsspec file system, through its public (synchronous or asynchronous) API.
+    """An fsspec file system, through its public (synchronous or asynchronous) API: fsspec
+    names the coroutine form of each method with a leading underscore (``_cat_file``,
+    ``_info``; see its "Async" documentation), so these are public, not internals.
 
     ``stands_in`` says it reads a protocol whose ranges should be verified by
     ETag (obstore's, where obstore cannot read them), so objects are checked
