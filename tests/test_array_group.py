@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import operator
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +11,6 @@ import zarr
 from helpers import array_metadata
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
-import zarr_manifest_store
 from zarr_manifest_store import ChunkManifest, ManifestArray, ManifestGroup
 from zarr_manifest_store.array import HANDLED_FUNCTIONS, implements, parse_array_metadata
 
@@ -161,35 +158,6 @@ def test_numpy_functions_and_methods_dispatch_through_the_registry(monkeypatch):
     assert a[1:] == ("item", slice(1, None))
     assert a.transpose(1, 0) == ("axes", (1, 0))
     assert a.T == ("axes", None)
-
-
-_LOWER_LAYERS = {
-    "manifest": ("zarr_manifest_store.manifest", "zarr_manifest_store.errors"),
-    "array.py": (
-        "zarr_manifest_store.manifest",
-        "zarr_manifest_store.errors",
-        "zarr_manifest_store._zarr",
-    ),
-    "group.py": ("zarr_manifest_store.array",),
-}
-
-
-@pytest.mark.parametrize("module", sorted(_LOWER_LAYERS))
-def test_the_model_imports_only_layers_below_it(module):
-    """manifest <- array <- group: no import of ops (which registers on array), io or above."""
-    package = Path(zarr_manifest_store.__file__).parent
-    files = sorted((package / module).glob("*.py")) if module == "manifest" else [package / module]
-    for file in files:
-        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            else:
-                continue
-            for name in names:
-                if name.startswith("zarr_manifest_store"):
-                    assert name.startswith(_LOWER_LAYERS[module]), f"{file.name} imports {name}"
 
 
 def test_rectilinear_metadata_parses_without_zarr_flag():
