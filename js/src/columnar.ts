@@ -10,7 +10,7 @@ import { ManifestError } from "./errors.js";
 import { array, isObject, object, size, string } from "./fields.js";
 import { type Json, parseJsonFile } from "./json.js";
 import { type Chunk, type Manifest, checkRange, readFingerprints } from "./references.js";
-import type { Fingerprint } from "./sources.js";
+import type { Fingerprint } from "./source.js";
 
 /** Reads a file of the document by its path relative to the document folder; undefined if it does not exist. */
 export type ReadFile = (path: string) => Promise<Uint8Array | undefined>;

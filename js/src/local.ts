@@ -5,7 +5,7 @@
 
 import { open, realpath, type FileHandle } from "node:fs/promises";
 import { ForbiddenPathError, MissingSourceError, SourceChangedError } from "./errors.js";
-import type { Fingerprint, Source } from "./sources.js";
+import type { Fingerprint, Source } from "./source.js";
 
 export async function openLocal(
   path: string,

@@ -5,7 +5,7 @@ import { ManifestError } from "./errors.js";
 import { object } from "./fields.js";
 import type { Json } from "./json.js";
 import { type Chunk, type Manifest, checkRange, readEntry, readFingerprints } from "./references.js";
-import type { Fingerprint } from "./sources.js";
+import type { Fingerprint } from "./source.js";
 
 export class JsonManifest implements Manifest {
   readonly paths: readonly string[];

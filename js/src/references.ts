@@ -3,7 +3,7 @@
 import { ManifestError } from "./errors.js";
 import { MAX_BYTE, byteCount, integer, object, string } from "./fields.js";
 import type { Json } from "./json.js";
-import type { Fingerprint } from "./sources.js";
+import type { Fingerprint } from "./source.js";
 
 /** A chunk's bytes: a byte range of a source, or bytes held in the manifest itself. */
 export type Chunk = { path: string; offset: bigint; length: bigint } | { data: Uint8Array };

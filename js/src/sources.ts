@@ -6,19 +6,7 @@
 
 import { MissingSourceError, SourceChangedError } from "./errors.js";
 import type { Location } from "./paths.js";
-
-/** What a source looked like when it was scanned; absent fields are not checked. */
-export interface Fingerprint {
-  size?: bigint;
-  mtimeNs?: bigint;
-  etag?: string;
-}
-
-/** One source, opened: reads exactly `length` bytes at `offset`, or throws. */
-export interface Source {
-  read(offset: bigint, length: bigint): Promise<Uint8Array>;
-  close(): Promise<void>;
-}
+import type { Fingerprint, Source } from "./source.js";
 
 /** Opens sources by location; `realFolders` are the real paths a local source must lie in. */
 export interface SourceOptions {

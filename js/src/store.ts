@@ -18,7 +18,8 @@ import { type Json, parseJsonFile, stringifyJson } from "./json.js";
 import { JsonManifest } from "./manifest-json.js";
 import { type Location, absoluteLocation, checkRelative, documentLocation, isAbsolute, isInside, join } from "./paths.js";
 import type { Manifest } from "./references.js";
-import { type Source, defaultFetch, openSource } from "./sources.js";
+import type { Source } from "./source.js";
+import { defaultFetch, openSource } from "./sources.js";
 
 export interface OpenOptions {
   /** Prefixes (local paths, `file://` or `http(s)://` URLs) sources may be read from, besides the document folder. */
