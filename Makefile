@@ -16,11 +16,13 @@ CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo test lint format clean js
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every dependency of the test environment to versions known to work
+# together, so that a fresh clone resolves the same set (the registry changes under us).
+$(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python >= 3.12 is required (see .python-version)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test]" -c constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
