@@ -36,7 +36,7 @@ def append_plan(root: ManifestGroup, store: Any, prefix: str, append_dim: str) -
         current = stored[name]
         dims = _dims(name, new, current)
         if append_dim not in dims:
-            _check_unchanged(name, new, current, store)
+            _check_unchanged(name, new, current)
             continue
         axis = dims.index(append_dim)
         _check_whole_last_chunk(name, current, axis)
@@ -58,11 +58,13 @@ def append_plan(root: ManifestGroup, store: Any, prefix: str, append_dim: str) -
 
 
 def region_plan(root: ManifestGroup, store: Any, prefix: str, region: Mapping[str, slice]) -> Plan:
-    """What writing ``root`` into ``region`` (one dimension: a slice on chunk boundaries) writes.
+    """What writing ``root`` into ``region`` (one dimension and a slice of it) writes.
 
-    Arrays with the dimension get their chunks in the region replaced (a chunk
-    the new part lacks is deleted: it reads as the fill value); arrays without
-    it must hold the values already stored, and are left as they are.
+    Arrays with the dimension whose chunks tile the region get their chunks
+    there replaced (a chunk the new part lacks is deleted: it reads as the fill
+    value). Arrays without the dimension, and arrays whose chunks do not tile
+    the region (a loaded coordinate stored as one chunk), must hold the values
+    already stored there, and are left as they are.
     """
     if len(region) != 1:
         raise ValueError(
@@ -76,14 +78,17 @@ def region_plan(root: ManifestGroup, store: Any, prefix: str, region: Mapping[st
         current = stored[name]
         dims = _dims(name, new, current)
         if dim not in dims:
-            _check_unchanged(name, new, current, store)
+            _check_unchanged(name, new, current)
             continue
         axis = dims.index(dim)
-        first_chunk = _region_chunks(name, new, current, axis, where)
         try:
             check_combinable([_stand_in(name, current, prefix), new], axis, stacking=False)
+            first_chunk = _region_chunks(name, new, current, axis, where)
         except ValueError as e:
-            raise ValueError(f"cannot write array {name!r} into the region: {e}") from None
+            selection = tuple(where if k == axis else slice(None) for k in range(new.ndim))
+            if not _same_values(current, selection, new):
+                raise ValueError(f"cannot write array {name!r} into the region: {e}") from None
+            continue
         offset = tuple(first_chunk if k == axis else 0 for k in range(new.ndim))
         plan.arrays.append(ArrayWrite(_join(prefix, name), new.manifest, offset, replace=True))
     return plan
@@ -203,26 +208,32 @@ def _check_continues(name: str, new: ManifestArray, current: zarr.Array, dim: st
     )
 
 
-def _check_unchanged(name: str, new: ManifestArray, current: zarr.Array, store: Any) -> None:
+def _check_unchanged(name: str, new: ManifestArray, current: zarr.Array) -> None:
     """An array without the dimension must be the stored one: same encoding, same values."""
     try:
         check_combinable([_stand_in(name, current, ""), new], None, stacking=True)
     except ValueError as e:
         raise ValueError(f"cannot add to the dataset: array {name!r}: {e}") from None
-    try:
-        stored = current[...]
-    except Exception as e:  # Icechunk's own errors: an unauthorised container, a changed source
-        raise ValueError(
-            f"cannot compare array {name!r} with the stored one: reading it failed ({e}); "
-            "open the repository with authorize_virtual_chunk_access for its sources"
-        ) from e
-    if not np.array_equal(
-        np.asarray(stored), _values(name, new), equal_nan=stored.dtype.kind in "fc"
-    ):
+    if not _same_values(current, (), new):
         raise ValueError(
             f"cannot add to the dataset: array {name!r} ({describe_sources(new.manifest)}) differs "
             "from the one stored, and it has no dimension to add along; nothing was written"
         )
+
+
+def _same_values(current: zarr.Array, selection: tuple[slice, ...], new: ManifestArray) -> bool:
+    """Whether the stored values at ``selection`` are the new array's (encoded) values."""
+    try:
+        stored = np.asarray(current[selection])
+    except Exception as e:  # Icechunk's own errors: an unauthorised container, a changed source
+        raise ValueError(
+            f"cannot compare array {current.path!r} with the new part: reading it failed ({e}); "
+            "open the repository with authorize_virtual_chunk_access for its sources"
+        ) from e
+    values = _values(current.basename, new)
+    return stored.shape == values.shape and bool(
+        np.array_equal(stored, values, equal_nan=stored.dtype.kind in "fc")
+    )
 
 
 def _values(name: str, array: ManifestArray) -> np.ndarray:
