@@ -53,6 +53,14 @@ def scan_icechunk(
     ``max_materialised_bytes`` in all (``UnsupportedDatasetError`` beyond,
     naming the array and the limit). Fingerprints are not recorded: Icechunk
     keeps its checksums to itself, so a ManifestStore checks sources at first use.
+
+    >>> import icechunk
+    >>> repo = icechunk.Repository.create(icechunk.in_memory_storage())
+    >>> session = repo.writable_session("main")
+    >>> _ = xr.Dataset({"v": ("x", np.arange(4.0))}).to_zarr(session.store, consolidated=False)
+    >>> snapshot = session.commit("chunks held by the repository")
+    >>> zms.scan_icechunk(repo)["v"].manifest.inline.keys()
+    dict_keys([(0,)])
     """
     store = _store_of(source, branch)
     prefix = (group or "").strip("/")

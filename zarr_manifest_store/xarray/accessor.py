@@ -122,9 +122,17 @@ class VirtualizeAccessor:
         encodes loaded variables with the units, calendar and dtype already
         stored (as ``ds.to_zarr(mode="a")`` does), so that new times continue the old.
 
+        >>> import icechunk
+        >>> ds = zms.open_virtual_dataset("data/era_2026-01-01.nc")
+        >>> (prefix,) = zms.icechunk_containers(ds)
+        >>> config = icechunk.RepositoryConfig.default()
+        >>> config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(
+        ...     prefix, icechunk.local_filesystem_store(prefix.removeprefix("file://"))))
+        >>> repo = icechunk.Repository.create(icechunk.in_memory_storage(), config)
         >>> session = repo.writable_session("main")
-        >>> zms.open_virtual_dataset("data/era_2026-01-01.nc").virtualize.to_icechunk(session.store)
-        >>> snapshot = session.commit("day 1")
+        >>> ds.virtualize.to_icechunk(session.store)
+        >>> sorted(session.status().new_arrays)
+        ['/lat', '/lon', '/t2m', '/time', '/tp']
         """
         ds = self._ds
         if append_dim is not None or region is not None:

@@ -63,6 +63,19 @@ def to_icechunk(
     would and refuse a misfit, naming the array and what differs, without
     writing anything. So does a reference outside the repository's virtual
     chunk containers (see :func:`icechunk_containers`).
+
+    >>> import icechunk
+    >>> group = zms.scan("data/era_2026-01-01.nc")
+    >>> config = icechunk.RepositoryConfig.default()
+    >>> for prefix in zms.icechunk_containers(group):
+    ...     store = icechunk.local_filesystem_store(prefix.removeprefix("file://"))
+    ...     config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(prefix, store))
+    >>> repo = icechunk.Repository.create(icechunk.in_memory_storage(), config)
+    >>> session = repo.writable_session("main")
+    >>> zms.to_icechunk(group, session.store)
+    >>> snapshot = session.commit("day 1")
+    >>> zms.scan_icechunk(repo)["t2m"].manifest.nchunks
+    4
     """
     if hasattr(source, "virtualize"):  # an xr.Dataset: the accessor encodes it as xarray would
         source.virtualize.to_icechunk(
@@ -94,6 +107,9 @@ def icechunk_containers(source: Any) -> list[str]:
 
     One per bucket (``s3://bucket/``) or host, and the common folder of local
     files (``file:///data/``).
+
+    >>> zms.icechunk_containers(zms.scan("data/era_2026-01-01.nc"))
+    ['file://.../data/']
     """
     if hasattr(source, "virtualize"):
         source = source.virtualize.to_group()
