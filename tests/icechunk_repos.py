@@ -13,10 +13,11 @@ S3_KEYS = {"access_key_id": "testing", "secret_access_key": "testing"}
 
 
 def local_repository(
-    where: Path, containers: list[str] = (), *, s3_endpoint: str | None = None
+    where: Path, containers: list[str] = (), *, named: bool = False
 ) -> ic.Repository:
-    """A new repository in folder ``where`` declaring (and authorising) ``containers``."""
-    return _create(ic.local_filesystem_storage(str(where)), containers, s3_endpoint)
+    """A new repository in folder ``where`` declaring (and authorising) ``containers``
+    (named ``c0``, ``c1``, ... if ``named``)."""
+    return _create(ic.local_filesystem_storage(str(where)), containers, None, named)
 
 
 def s3_repository(
@@ -32,7 +33,7 @@ def s3_repository(
         force_path_style=True,
         **S3_KEYS,
     )
-    return _create(storage, containers, server.endpoint_url)
+    return _create(storage, containers, server.endpoint_url, False)
 
 
 def reopen(repo: ic.Repository, storage: Any = None) -> ic.Repository:
@@ -42,11 +43,14 @@ def reopen(repo: ic.Repository, storage: Any = None) -> ic.Repository:
     )
 
 
-def _create(storage: Any, containers: list[str], s3_endpoint: str | None) -> ic.Repository:
+def _create(
+    storage: Any, containers: list[str], s3_endpoint: str | None, named: bool
+) -> ic.Repository:
     config = ic.RepositoryConfig.default()
-    for prefix in containers:
+    for i, prefix in enumerate(containers):
+        name = f"c{i}" if named else None
         config.set_virtual_chunk_container(
-            ic.VirtualChunkContainer(prefix, _store_for(prefix, s3_endpoint))
+            ic.VirtualChunkContainer(prefix, _store_for(prefix, s3_endpoint), name=name)
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -100,6 +100,24 @@ def test_written_repository_reads_like_open_mfdataset(tmp_path, kind, options):
         assert stored["t2m"].metadata.chunk_grid.to_dict()["name"] == "rectilinear"
 
 
+def test_named_containers_get_relative_locations(tmp_path, monkeypatch):
+    files = daily_files(tmp_path / "data", (4, 4))
+    vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
+    repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds), named=True)
+    given = set()
+    original = ic.IcechunkStore.set_virtual_refs_arr
+
+    def recording(self, array_path, chunk_grid_shape, locations, *args, **kwargs):
+        given.update(locations)
+        return original(self, array_path, chunk_grid_shape, locations, *args, **kwargs)
+
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr", recording)
+    write(vds, repo)
+    assert given - {""} == {f"vcc://c0/{f.name}" for f in files}
+    xr.testing.assert_identical(open_icechunk(repo), expected(files))
+    assert zms.scan_icechunk(repo)["t2m"].manifest.paths == tuple(map(str, files))
+
+
 def test_attributes_are_written_as_xarray_writes_them(tmp_path):
     files = packed_files(tmp_path / "data")
     vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
@@ -143,22 +161,34 @@ def test_virtual_references_go_in_bulk_one_call_per_checksum(tmp_path, monkeypat
     xr.testing.assert_identical(open_icechunk(repo), expected(files))
 
 
-def test_interleaved_sources_are_written_exactly(tmp_path):
-    """Sources alternating along the grid are written in one call with a spec per chunk."""
-    files = daily_files(tmp_path / "data", (4, 4))
+@pytest.mark.parametrize(("nfiles", "per_chunk_specs"), [(2, False), (4, True)])
+def test_interleaved_sources_are_written_exactly(tmp_path, monkeypatch, nfiles, per_chunk_specs):
+    """Sources alternating along the grid: boxes of rows with the others' chunks masked, or,
+    when those boxes would cover the grid more than twice, one call with a spec per chunk."""
+    files = daily_files(tmp_path / "data", (4,) * nfiles)
     for i, f in enumerate(files):
         os.utime(f, (1_700_000_000 + i, 1_700_000_000 + i))
-    a, b = (zms.scan(str(f))["t2m"] for f in files)
-    interleaved = zms.concat([a[:2], b[:2], a[2:], b[2:]], axis=0)
-    group = zms.ManifestGroup(arrays={"t2m": interleaved})
+    arrays = [zms.scan(str(f))["t2m"] for f in files]
+    parts = [a[:2] for a in arrays] + [a[2:] for a in arrays]
+    group = zms.ManifestGroup(arrays={"t2m": zms.concat(parts, axis=0)})
     repo = local_repository(tmp_path / "repo", zms.icechunk_containers(group))
+    specs = []
+    original = ic.IcechunkStore.set_virtual_refs
+
+    def recording(self, array_path, chunks, *args, **kwargs):
+        specs.extend(chunks)
+        return original(self, array_path, chunks, *args, **kwargs)
+
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs", recording)
     write(group, repo)
+    assert len(specs) == (2 * nfiles * 4 if per_chunk_specs else 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         got = zarr.open_array(reopen(repo).readonly_session("main").store, path="t2m")[:]
-    want = np.concatenate([xr.open_dataset(f).t2m.values for f in files])
-    order = np.concatenate([want[:2], want[4:6], want[2:4], want[6:]])
-    np.testing.assert_array_equal(got, order)
+    values = [xr.open_dataset(f).t2m.values for f in files]
+    np.testing.assert_array_equal(
+        got, np.concatenate([v[:2] for v in values] + [v[2:] for v in values])
+    )
 
 
 def test_changed_source_is_refused_by_icechunk(tmp_path):
@@ -239,3 +269,25 @@ def test_repository_and_sources_on_s3(s3, tmp_path):
     fs.pipe(f"{bucket}/era/{files[0].name}", files[1].read_bytes())  # a new ETag
     with pytest.raises(Exception, match="checksum of the object owning the virtual chunk"):
         open_icechunk(repo)
+
+
+def test_an_existing_group_is_kept_unless_replaced(tmp_path):
+    files = daily_files(tmp_path / "data", (4, 4))
+    day1, day2 = (zms.open_virtual_dataset(str(f)) for f in files)
+    repo = local_repository(tmp_path / "repo", [f"file://{tmp_path}/data/"])
+    write(day1, repo, group="era")
+    session = repo.writable_session("main")
+    with pytest.raises(FileExistsError, match="mode='w' to replace"):
+        day2.virtualize.to_icechunk(session.store, group="era")
+    assert not session.has_uncommitted_changes
+    write(day2, repo, group="era", mode="w")
+    xr.testing.assert_identical(open_icechunk(repo, group="era"), expected(files[1:]))
+
+
+def test_a_read_only_store_is_refused(tmp_path):
+    files = daily_files(tmp_path / "data", (4,))
+    repo = local_repository(tmp_path / "repo", [f"file://{tmp_path}/data/"])
+    with pytest.raises(ValueError, match="read-only"):
+        zms.to_icechunk(zms.scan(str(files[0])), repo.readonly_session("main").store)
+    with pytest.raises(TypeError, match="Icechunk store"):
+        zms.to_icechunk(zms.scan(str(files[0])), zarr.storage.MemoryStore())

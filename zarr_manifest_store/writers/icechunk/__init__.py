@@ -26,12 +26,14 @@ from zarr_manifest_store.writers.icechunk.locations import (
     containers_for,
     declared_containers,
     group_locations,
+    relative_locations,
 )
 from zarr_manifest_store.writers.icechunk.write import (
     ArrayWrite,
     Plan,
     array_document,
     group_document,
+    icechunk_store,
     run_plan,
 )
 
@@ -92,14 +94,15 @@ def to_icechunk(
     if mode not in ("w-", "w"):
         raise ValueError(f"mode must be 'w-' or 'w', got {mode!r}")
     locations = group_locations(root)
-    check_containers(locations.values(), declared_containers(store.session.config), "to_icechunk")
+    config = store.session.config
+    check_containers(locations.values(), declared_containers(config), "to_icechunk")
     if append_dim is not None:
         plan = append_plan(root, store, prefix, append_dim)
     elif region is not None:
         plan = region_plan(root, store, prefix, region)
     else:
         plan = _new_plan(root, store, prefix, mode)
-    run_plan(store, plan, locations)
+    run_plan(store, plan, relative_locations(locations, config))
 
 
 def icechunk_containers(source: Any) -> list[str]:
@@ -119,14 +122,9 @@ def icechunk_containers(source: Any) -> list[str]:
     return containers_for(group_locations(root).values())
 
 
-def _writable_store(store: Any) -> Any:
-    """The IcechunkStore of ``store`` (or of a session), refused when it cannot take references."""
-    store = getattr(store, "store", store) if not hasattr(store, "set_virtual_refs_arr") else store
-    if not hasattr(store, "set_virtual_refs_arr"):
-        raise TypeError(
-            f"to_icechunk writes into an Icechunk store (session.store of "
-            f"repo.writable_session('main')), got {type(store).__name__}"
-        )
+def _writable_store(source: Any) -> Any:
+    """The IcechunkStore of ``source`` (a store or a session), refused when read-only."""
+    store = icechunk_store(source)
     if store.read_only:
         raise ValueError(
             "the Icechunk store is read-only: write through repo.writable_session(branch).store"

@@ -23,7 +23,12 @@ from zarr_manifest_store.manifest import MISSING, ChunkManifest
 from zarr_manifest_store.ops import concat, describe_sources
 from zarr_manifest_store.ops.combinable import check_combinable
 from zarr_manifest_store.store import ManifestStore
-from zarr_manifest_store.writers.icechunk.write import ArrayWrite, Plan, array_document
+from zarr_manifest_store.writers.icechunk.write import (
+    ArrayWrite,
+    Plan,
+    array_document,
+    icechunk_store,
+)
 
 __all__ = ["append_plan", "region_plan", "stored_attributes"]
 
@@ -96,7 +101,7 @@ def region_plan(root: ManifestGroup, store: Any, prefix: str, region: Mapping[st
 
 def stored_attributes(store: Any, group: str | None) -> dict[str, dict[str, Any]]:
     """The attributes (and ``dtype``) of each array stored in ``group``, by name; none if absent."""
-    store = getattr(store, "store", store) if not hasattr(store, "set_virtual_refs_arr") else store
+    store = icechunk_store(store)
     try:
         stored = zarr.open_group(
             store, path=(group or "").strip("/"), mode="r", use_consolidated=False
@@ -194,9 +199,9 @@ def _region_chunks(
 
 def _check_continues(name: str, new: ManifestArray, current: zarr.Array, dim: str) -> None:
     """The coordinate along ``dim`` must go on past its stored values, monotonically."""
-    stored = current[-2:] if current.shape[0] else np.array([])
+    stored = _stored_values(current, (slice(-2, None),))
     values = _values(name, new)
-    both = np.concatenate([np.asarray(stored), values])
+    both = np.concatenate([stored, values])
     steps = np.diff(both)
     if len(both) < 2 or (steps > 0).all() or (steps < 0).all():
         return
@@ -223,17 +228,23 @@ def _check_unchanged(name: str, new: ManifestArray, current: zarr.Array) -> None
 
 def _same_values(current: zarr.Array, selection: tuple[slice, ...], new: ManifestArray) -> bool:
     """Whether the stored values at ``selection`` are the new array's (encoded) values."""
-    try:
-        stored = np.asarray(current[selection])
-    except Exception as e:  # Icechunk's own errors: an unauthorised container, a changed source
-        raise ValueError(
-            f"cannot compare array {current.path!r} with the new part: reading it failed ({e}); "
-            "open the repository with authorize_virtual_chunk_access for its sources"
-        ) from e
+    stored = _stored_values(current, selection)
     values = _values(current.basename, new)
     return stored.shape == values.shape and bool(
         np.array_equal(stored, values, equal_nan=stored.dtype.kind in "fc")
     )
+
+
+def _stored_values(current: zarr.Array, selection: tuple[slice, ...]) -> np.ndarray:
+    """Values the repository holds, read through Icechunk (its errors named as such)."""
+    try:
+        return np.asarray(current[selection])
+    except Exception as e:  # Icechunk's own errors: an unauthorised container, a changed source
+        raise ValueError(
+            f"cannot compare array {current.path!r} with the new part: reading it from the "
+            f"repository failed ({e}); open the repository with "
+            "authorize_virtual_chunk_access for its sources"
+        ) from e
 
 
 def _values(name: str, array: ManifestArray) -> np.ndarray:

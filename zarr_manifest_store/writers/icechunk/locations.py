@@ -28,6 +28,7 @@ __all__ = [
     "containers_for",
     "declared_containers",
     "location_of",
+    "relative_locations",
 ]
 
 Checksum = str | datetime | None
@@ -92,6 +93,27 @@ def declared_containers(config: object) -> list[str]:
     """The container prefixes a repository config declares (Icechunk answers None for none)."""
     containers = getattr(config, "virtual_chunk_containers", None) or {}
     return sorted(c.url_prefix for c in containers.values())
+
+
+def relative_locations(locations: Mapping[str, str], config: object) -> dict[str, str]:
+    """``locations`` written ``vcc://name/rest`` where a named container covers them.
+
+    Icechunk stores such a location as the container's name and the rest, and
+    takes it about three times as fast as a whole URL (which it parses, for
+    every chunk); it expands it back to the URL when reading.
+    """
+    containers = getattr(config, "virtual_chunk_containers", None) or {}
+    named = sorted(
+        ((c.url_prefix, c.name) for c in containers.values() if c.name),
+        key=lambda item: -len(item[0]),
+    )
+    if not named:
+        return dict(locations)
+    out = {}
+    for path, url in locations.items():
+        match = next((item for item in named if url.startswith(item[0])), None)
+        out[path] = url if match is None else f"vcc://{match[1]}/{url[len(match[0]) :]}"
+    return out
 
 
 def check_containers(locations: Iterable[str], declared: list[str], where: str) -> None:

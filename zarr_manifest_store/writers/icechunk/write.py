@@ -23,7 +23,14 @@ try:  # the optional dependency: only the fallback for interleaved sources build
 except ImportError:  # pragma: no cover - to_icechunk checks for icechunk before writing
     VirtualChunkSpec = None
 
-__all__ = ["ArrayWrite", "Plan", "array_document", "group_document", "run_plan"]
+__all__ = [
+    "ArrayWrite",
+    "Plan",
+    "array_document",
+    "group_document",
+    "icechunk_store",
+    "run_plan",
+]
 
 BOX_SLACK = 2
 """A source's references are written as the box of chunk rows they span; when those boxes
@@ -48,6 +55,17 @@ class Plan:
     clear: str | None = None  # a group path whose contents are replaced first
     documents: dict[str, bytes] = field(default_factory=dict)  # zarr.json keys
     arrays: list[ArrayWrite] = field(default_factory=list)
+
+
+def icechunk_store(source: Any) -> Any:
+    """The IcechunkStore given, or a session's; a TypeError for anything else."""
+    store = source if hasattr(source, "set_virtual_refs_arr") else getattr(source, "store", None)
+    if not hasattr(store, "set_virtual_refs_arr"):
+        raise TypeError(
+            f"to_icechunk writes into an Icechunk store (session.store of "
+            f"repo.writable_session('main')), got {type(source).__name__}"
+        )
+    return store
 
 
 def array_document(metadata: ArrayV3Metadata) -> bytes:
@@ -102,106 +120,99 @@ def _chunk_key(coords: tuple[int, ...], offset: tuple[int, ...]) -> str:
 
 
 def _write_references(store: Any, write: ArrayWrite, locations: Mapping[str, str]) -> None:
-    """The array's references: one call per distinct checksum, over the rows its sources span."""
+    """The array's references: one call per distinct checksum, over the rows its sources span.
+
+    Temporary columns are made per call, so memory stays near the manifest's own size.
+    """
     m = write.manifest
-    index = m.path_index.reshape(-1)
-    present = index < INLINE
-    if not present.any():
+    if not (m.path_index < INLINE).any():
         return
+    table = np.array([locations[p] for p in m.paths] + [""], dtype=object)
     checksums = [checksum_of(m.fingerprints.get(p)) for p in m.paths]
     distinct = list(dict.fromkeys(checksums))
-    group_of_path = np.array([distinct.index(c) for c in checksums], dtype=np.int32)
-    table = np.array([locations[p] for p in m.paths] + [""], dtype=object)
-    rows = np.where(present, index, len(m.paths))
-    urls = table[rows]
-    offsets = m.offsets.reshape(-1)
-    lengths = m.lengths.reshape(-1).astype(np.uint64, copy=False)
+    refs = _References(write, table)
     if len(distinct) == 1:
-        _set_box(
-            store, write, (urls, offsets, lengths), 0, m.shape[0] if m.shape else 1, distinct[0]
-        )
+        refs.set_rows(store, 0, m.shape[0] if m.shape else 1, distinct[0])
         return
-    groups = np.where(present, group_of_path[np.minimum(index, len(m.paths) - 1)], -1)
-    boxes = _row_boxes(groups, len(distinct), m.shape)
-    row = _row_size(m.shape)
-    if sum(stop - start for start, stop in boxes) * row > BOX_SLACK * len(index):
-        _set_specs(store, write, urls, offsets, lengths, groups, distinct)
+    by_path = np.array([distinct.index(c) for c in checksums] + [-1], dtype=np.int32)
+    groups = by_path[np.minimum(m.path_index.reshape(-1), len(m.paths))]
+    boxes = _row_boxes(groups, len(distinct), refs.row)
+    if sum(stop - start for start, stop in boxes) * refs.row > BOX_SLACK * groups.size:
+        _set_specs(store, write, table, groups, distinct)
         return
     for g, (start, stop) in enumerate(boxes):
-        cells = slice(start * row, stop * row)
-        box_urls = np.where(groups[cells] == g, urls[cells], "")
-        columns = (box_urls, offsets[cells], lengths[cells])
-        _set_box(store, write, columns, start, stop, distinct[g])
+        refs.set_rows(store, start, stop, distinct[g], groups == g)
 
 
-def _row_size(shape: tuple[int, ...]) -> int:
-    return int(np.prod(shape[1:], dtype=np.int64)) if shape else 1
+class _References:
+    """One array's references, flattened, handed to Icechunk a stretch of grid rows at a time."""
+
+    def __init__(self, write: ArrayWrite, table: np.ndarray) -> None:
+        self.write = write
+        self.table = table  # locations by path row, then "" (missing or inline chunks)
+        shape = write.manifest.shape
+        self.row = int(np.prod(shape[1:], dtype=np.int64)) if shape else 1
+
+    def set_rows(
+        self, store: Any, start: int, stop: int, checksum: Checksum, mine: np.ndarray | None = None
+    ) -> None:
+        """One ``set_virtual_refs_arr`` call for the chunk rows ``[start, stop)`` of the grid;
+        ``mine`` (flat, over the whole grid) keeps only the chunks of one checksum."""
+        m, write = self.write.manifest, self.write
+        cells = slice(start * self.row, stop * self.row)
+        rows = np.minimum(m.path_index.reshape(-1)[cells], len(m.paths))
+        if mine is not None:
+            rows[~mine[cells]] = len(m.paths)
+        box = (stop - start, *m.shape[1:]) if m.shape else ()
+        offset = tuple(o + (start if k == 0 else 0) for k, o in enumerate(write.offset))
+        failed = store.set_virtual_refs_arr(
+            write.path,
+            box,
+            self.table[rows].tolist(),
+            np.ascontiguousarray(m.offsets.reshape(-1)[cells]),
+            m.lengths.reshape(-1)[cells].astype(np.uint64),
+            validate_containers=False,  # check_containers covered every location
+            arr_offset=offset if any(offset) else None,
+            checksum=checksum,
+        )
+        _check_failed(write, failed)
 
 
-def _row_boxes(groups: np.ndarray, count: int, shape: tuple[int, ...]) -> list[tuple[int, int]]:
-    """For each checksum group, the rows (first grid axis) its chunks span, ``[start, stop)``."""
-    row = _row_size(shape)
-    valid = np.flatnonzero(groups >= 0)
-    first = np.full(count, len(groups), dtype=np.int64)
+def _row_boxes(groups: np.ndarray, count: int, row: int) -> list[tuple[int, int]]:
+    """For each checksum group, the rows (first grid axis) its chunks span, ``[start, stop)``;
+    found a block of cells at a time, to keep the temporaries small."""
+    first = np.full(count, np.iinfo(np.int64).max, dtype=np.int64)
     last = np.full(count, -1, dtype=np.int64)
-    np.minimum.at(first, groups[valid], valid)
-    np.maximum.at(last, groups[valid], valid)
+    step = 1 << 18
+    for start in range(0, groups.size, step):
+        block = groups[start : start + step]
+        valid = np.flatnonzero(block >= 0)
+        np.minimum.at(first, block[valid], valid + start)
+        np.maximum.at(last, block[valid], valid + start)
     return [(int(f) // row, int(x) // row + 1) for f, x in zip(first, last, strict=True)]
 
 
-def _set_box(
-    store: Any,
-    write: ArrayWrite,
-    columns: tuple[np.ndarray, np.ndarray, np.ndarray],
-    start: int,
-    stop: int,
-    checksum: Checksum,
-) -> None:
-    """One ``set_virtual_refs_arr`` call for the chunk rows ``[start, stop)`` of the grid
-    (``columns``: their locations, offsets and lengths, flattened)."""
-    urls, offsets, lengths = columns
-    shape = write.manifest.shape
-    box = (stop - start, *shape[1:]) if shape else ()
-    offset = tuple(o + (start if k == 0 else 0) for k, o in enumerate(write.offset))
-    failed = store.set_virtual_refs_arr(
-        write.path,
-        box,
-        urls.tolist(),
-        np.ascontiguousarray(offsets),
-        np.ascontiguousarray(lengths),
-        validate_containers=True,
-        arr_offset=offset if any(offset) else None,
-        checksum=checksum,
-    )
-    _check_failed(write, failed)
-
-
 def _set_specs(
-    store: Any,
-    write: ArrayWrite,
-    urls: np.ndarray,
-    offsets: np.ndarray,
-    lengths: np.ndarray,
-    groups: np.ndarray,
-    distinct: list[Checksum],
+    store: Any, write: ArrayWrite, table: np.ndarray, groups: np.ndarray, distinct: list[Checksum]
 ) -> None:
     """One ``set_virtual_refs`` call with a spec per chunk (sources interleaved in the grid)."""
-    shape = write.manifest.shape
+    m = write.manifest
+    index, offsets, lengths = (a.reshape(-1) for a in (m.path_index, m.offsets, m.lengths))
     specs = []
     for flat in np.flatnonzero(groups >= 0).tolist():
-        coords = np.unravel_index(flat, shape)
+        coords = np.unravel_index(flat, m.shape)
         checksum = distinct[groups[flat]]
         specs.append(
             VirtualChunkSpec(
                 index=[int(c) + o for c, o in zip(coords, write.offset, strict=True)],
-                location=urls[flat],
+                location=table[index[flat]],
                 offset=int(offsets[flat]),
                 length=int(lengths[flat]),
                 etag_checksum=checksum if isinstance(checksum, str) else None,
                 last_updated_at_checksum=None if isinstance(checksum, str) else checksum,
             )
         )
-    _check_failed(write, store.set_virtual_refs(write.path, specs, validate_containers=True))
+    _check_failed(write, store.set_virtual_refs(write.path, specs, validate_containers=False))
 
 
 def _check_failed(write: ArrayWrite, failed: list[tuple[int, ...]] | None) -> None:
