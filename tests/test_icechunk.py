@@ -252,23 +252,29 @@ def test_scan_refuses_materialised_chunks_beyond_its_limit(tmp_path):
         zms.scan_icechunk(repo, max_materialised_bytes=100)
 
 
-def test_repository_and_sources_on_s3(s3, tmp_path):
+@pytest.mark.parametrize("sources", ["s3", "local"])
+def test_repository_on_s3(s3, tmp_path, sources):
     fs, bucket, server = s3
     files = daily_files(tmp_path / "data", (4, 4))
-    urls = []
-    for f in files:
-        fs.put(str(f), f"{bucket}/era/{f.name}")
-        urls.append(f"s3://{bucket}/era/{f.name}")
+    urls = [str(f) for f in files]
+    if sources == "s3":
+        urls = []
+        for f in files:
+            fs.put(str(f), f"{bucket}/era/{f.name}")
+            urls.append(f"s3://{bucket}/era/{f.name}")
     vds = zms.open_virtual_mfdataset(
         urls, combine="by_coords", storage_options=server.storage_options
     )
-    assert zms.icechunk_containers(vds) == [f"s3://{bucket}/"]
-    repo = s3_repository(server, bucket, "repo", zms.icechunk_containers(vds))
+    containers = zms.icechunk_containers(vds)
+    assert containers == ([f"s3://{bucket}/"] if sources == "s3" else [f"file://{tmp_path}/data/"])
+    repo = s3_repository(server, bucket, "repo", containers)
     write(vds, repo)
     xr.testing.assert_identical(open_icechunk(repo), expected(files))
-    fs.pipe(f"{bucket}/era/{files[0].name}", files[1].read_bytes())  # a new ETag
-    with pytest.raises(Exception, match="checksum of the object owning the virtual chunk"):
-        open_icechunk(repo)
+    assert zms.scan_icechunk(repo)["t2m"].manifest.paths == tuple(urls)
+    if sources == "s3":
+        fs.pipe(f"{bucket}/era/{files[0].name}", files[1].read_bytes())  # a new ETag
+        with pytest.raises(Exception, match="checksum of the object owning the virtual chunk"):
+            open_icechunk(repo)
 
 
 def test_an_existing_group_is_kept_unless_replaced(tmp_path):

@@ -121,6 +121,13 @@ def test_missing_variable_and_changed_coordinate_are_refused(tmp_path):
     assert "'lat'" in message
 
 
+def test_a_dimension_no_array_has_is_refused(tmp_path):
+    files = daily_files(tmp_path / "data", (4, 4))
+    repo = archive(tmp_path, files)
+    new = zms.open_virtual_dataset(str(files[1]))
+    refused_untouched(repo, new, "no array of the new part has that dimension", append_dim="step")
+
+
 def test_appending_to_nothing_is_refused(tmp_path):
     files = daily_files(tmp_path / "data", (4,))
     repo = local_repository(tmp_path / "repo", [f"file://{tmp_path}/"])

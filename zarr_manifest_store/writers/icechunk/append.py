@@ -36,6 +36,11 @@ __all__ = ["append_plan", "region_plan", "stored_attributes"]
 def append_plan(root: ManifestGroup, store: Any, prefix: str, append_dim: str) -> Plan:
     """What appending ``root`` along ``append_dim`` to the group at ``prefix`` writes."""
     stored = _stored_arrays(root, store, prefix, f"append along {append_dim!r}")
+    if not any(append_dim in (a.dimension_names or ()) for a in root.arrays.values()):
+        raise ValueError(
+            f"cannot append along {append_dim!r}: no array of the new part has that dimension "
+            f"(arrays: {sorted(root.arrays)})"
+        )
     plan = Plan()
     for name, new in root.arrays.items():
         current = stored[name]
@@ -49,13 +54,10 @@ def append_plan(root: ManifestGroup, store: Any, prefix: str, append_dim: str) -
             grown = concat([_stand_in(name, current, prefix), new], axis)
         except ValueError as e:
             raise ValueError(f"cannot append to array {name!r}: {e}") from None
-        if len(dims) == 1:
+        if name == append_dim:  # the dimension's coordinate
             _check_continues(name, new, current, append_dim)
-        path = _join(prefix, name)
-        attributes = dict(current.metadata.attributes)
-        plan.documents[f"{path}/zarr.json"] = array_document(
-            grown.metadata.update_attributes(attributes)
-        )
+        path = _join(prefix, name)  # the stored array's attributes stay (the stand-in's)
+        plan.documents[f"{path}/zarr.json"] = array_document(grown.metadata)
         grid = grid_shape(current.metadata)
         offset = tuple(grid[k] if k == axis else 0 for k in range(len(grid)))
         plan.arrays.append(ArrayWrite(path, new.manifest, offset))

@@ -141,36 +141,45 @@ def _write_references(store: Any, write: ArrayWrite, locations: Mapping[str, str
         _set_specs(store, write, table, groups, distinct)
         return
     for g, (start, stop) in enumerate(boxes):
-        refs.set_rows(store, start, stop, distinct[g], groups == g)
+        refs.set_rows(store, start, stop, distinct[g], (groups, g))
 
 
 class _References:
     """One array's references, flattened, handed to Icechunk a stretch of grid rows at a time."""
 
     def __init__(self, write: ArrayWrite, table: np.ndarray) -> None:
+        m = write.manifest
         self.write = write
         self.table = table  # locations by path row, then "" (missing or inline chunks)
-        shape = write.manifest.shape
-        self.row = int(np.prod(shape[1:], dtype=np.int64)) if shape else 1
+        self.row = int(np.prod(m.shape[1:], dtype=np.int64)) if m.shape else 1
+        self.index = m.path_index.reshape(-1)
+        self.offsets = m.offsets.reshape(-1)
+        self.lengths = m.lengths.reshape(-1)  # widened to uint64 once (a copy)
 
     def set_rows(
-        self, store: Any, start: int, stop: int, checksum: Checksum, mine: np.ndarray | None = None
+        self,
+        store: Any,
+        start: int,
+        stop: int,
+        checksum: Checksum,
+        only: tuple[np.ndarray, int] | None = None,
     ) -> None:
         """One ``set_virtual_refs_arr`` call for the chunk rows ``[start, stop)`` of the grid;
-        ``mine`` (flat, over the whole grid) keeps only the chunks of one checksum."""
+        ``only``, the checksum group of every chunk (flat) and one group, keeps that group's."""
         m, write = self.write.manifest, self.write
         cells = slice(start * self.row, stop * self.row)
-        rows = np.minimum(m.path_index.reshape(-1)[cells], len(m.paths))
-        if mine is not None:
-            rows[~mine[cells]] = len(m.paths)
+        rows = np.minimum(self.index[cells], len(m.paths))
+        if only is not None:
+            groups, group = only
+            rows[groups[cells] != group] = len(m.paths)
         box = (stop - start, *m.shape[1:]) if m.shape else ()
         offset = tuple(o + (start if k == 0 else 0) for k, o in enumerate(write.offset))
         failed = store.set_virtual_refs_arr(
             write.path,
             box,
             self.table[rows].tolist(),
-            np.ascontiguousarray(m.offsets.reshape(-1)[cells]),
-            m.lengths.reshape(-1)[cells].astype(np.uint64),
+            np.ascontiguousarray(self.offsets[cells]),
+            np.ascontiguousarray(self.lengths[cells]),
             validate_containers=False,  # check_containers covered every location
             arr_offset=offset if any(offset) else None,
             checksum=checksum,
