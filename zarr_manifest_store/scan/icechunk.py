@@ -10,6 +10,7 @@ read and kept inline, up to a total size; beyond it the scan is refused.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 import fsspec.asyn
 import numpy as np
 import zarr
-from zarr.core.buffer import default_buffer_prototype
+from zarr.buffer import default_buffer_prototype
 
 from zarr_manifest_store.array import ManifestArray, grid_shape
 from zarr_manifest_store.errors import UnsupportedDatasetError
@@ -123,15 +124,21 @@ def _array(array: zarr.Array, store: Any, budget: _Budget) -> ManifestArray:
     index = np.full(grid, MISSING, dtype=np.uint32)
     offsets = np.zeros(grid, dtype=np.uint64)
     lengths = np.zeros(grid, dtype=np.uint64)
-    paths: dict[str, int] = {}
+    paths: dict[str, int] = {}  # path -> row of the path table
+    rows_of: dict[str, int] = {}  # location -> row (several locations may name one path)
+
+    def row_of(location: str) -> int:
+        row = rows_of.get(location)
+        if row is None:
+            row = rows_of[location] = paths.setdefault(path_of(location), len(paths))
+        return row
+
     inline: dict[tuple[int, ...], bytes] = {}
     path = array.path
     for coords, kinds, locations, offs, lens, held in _batches(store, path):
         cells = tuple(coords.T.astype(np.intp))
         virtual = kinds == _VIRTUAL
-        rows = [
-            paths.setdefault(path_of(loc), len(paths)) for loc in np.asarray(locations)[virtual]
-        ]
+        rows = [row_of(loc) for loc in itertools.compress(locations, virtual.tolist())]
         picked = tuple(c[virtual] for c in cells)
         index[picked] = rows
         offsets[picked] = offs[virtual]

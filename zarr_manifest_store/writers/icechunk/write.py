@@ -11,16 +11,16 @@ from typing import Any
 
 import fsspec.asyn
 import numpy as np
-from zarr.core.buffer import default_buffer_prototype
+from zarr.buffer import default_buffer_prototype
 
 from zarr_manifest_store._zarr import ArrayV3Metadata, GroupMetadata
 from zarr_manifest_store.io.remote import io_loop
 from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest
 from zarr_manifest_store.writers.icechunk.locations import Checksum, checksum_of
 
-try:  # the optional dependency: only the fallback for interleaved sources builds its specs
+try:  # the optional dependency: the fallback for interleaved sources builds its specs
     from icechunk import VirtualChunkSpec
-except ImportError:  # pragma: no cover - to_icechunk checks for icechunk before writing
+except ImportError:  # pragma: no cover - without icechunk there is no store to write into
     VirtualChunkSpec = None
 
 __all__ = [
