@@ -286,7 +286,9 @@ def test_an_existing_group_is_kept_unless_replaced(tmp_path):
     with pytest.raises(FileExistsError, match="mode='w' to replace"):
         day2.virtualize.to_icechunk(session.store, group="era")
     assert not session.has_uncommitted_changes
-    write(day2, repo, group="era", mode="w")
+    session = repo.writable_session("main")
+    zms.to_icechunk(day2, session.store, group="era", mode="w")  # a dataset, through its accessor
+    session.commit("day 2 instead")
     xr.testing.assert_identical(open_icechunk(repo, group="era"), expected(files[1:]))
 
 

@@ -155,3 +155,13 @@ def test_region_off_chunk_boundaries_is_refused(tmp_path):
     new = zms.open_virtual_dataset(str(files[1]))
     refused_untouched(repo, new, "chunk boundaries", region={"time": slice(3, 7)})
     refused_untouched(repo, new, "one dimension", region={"time": slice(4, 8), "lat": slice(0, 6)})
+
+
+def test_virtual_times_in_other_units_are_refused(tmp_path):
+    """A time coordinate left virtual keeps its file's units: appending it needs the same."""
+    units = ["hours since 2020-01-01", "hours since 2020-01-01 04:00"]
+    files = daily_files(tmp_path / "data", (4, 4), units=units)
+    repo = local_repository(tmp_path / "repo", [f"file://{tmp_path}/"])
+    write(zms.scan(str(files[0])), repo)
+    message = refused_untouched(repo, zms.scan(str(files[1])), "'units'", append_dim="time")
+    assert "day001.nc" in message
