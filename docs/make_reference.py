@@ -22,6 +22,7 @@ SECTIONS = {
     "Documents and stores": ["write_manifest", "ManifestStore", "VerifyReport", "SourceStatus"],
     "The model": ["ChunkManifest", "ChunkRef", "ManifestArray", "ManifestGroup", "concat"],
     "kerchunk references": ["to_kerchunk"],
+    "Icechunk repositories": ["to_icechunk", "icechunk_containers", "scan_icechunk"],
     "Errors": ["ManifestError", "UnsupportedDatasetError", "SourceChangedError"],
 }
 """Where each name of ``zarr_manifest_store.__all__`` goes; names not listed go to "Other names"."""

@@ -23,9 +23,11 @@ from zarr_manifest_store.manifest import ChunkManifest, ChunkRef
 from zarr_manifest_store.ops import concat
 from zarr_manifest_store.scan import scan
 from zarr_manifest_store.scan.hdf5 import scan_hdf5
+from zarr_manifest_store.scan.icechunk import scan_icechunk
 from zarr_manifest_store.scan.kerchunk import scan_kerchunk
 from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
 from zarr_manifest_store.store import ManifestStore
+from zarr_manifest_store.writers.icechunk import icechunk_containers, to_icechunk
 from zarr_manifest_store.writers.kerchunk import to_kerchunk
 from zarr_manifest_store.xarray import open_virtual_dataset, open_virtual_mfdataset
 
@@ -41,12 +43,15 @@ __all__ = [
     "UnsupportedDatasetError",
     "VerifyReport",
     "concat",
+    "icechunk_containers",
     "open_virtual_dataset",
     "open_virtual_mfdataset",
     "scan",
     "scan_hdf5",
+    "scan_icechunk",
     "scan_kerchunk",
     "scan_netcdf3",
+    "to_icechunk",
     "to_kerchunk",
     "write_manifest",
 ]

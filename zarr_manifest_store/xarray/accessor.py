@@ -24,6 +24,7 @@ from zarr_manifest_store.document import write_manifest
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest
 from zarr_manifest_store.store import ManifestStore
+from zarr_manifest_store.writers.icechunk import stored_attributes, to_icechunk
 from zarr_manifest_store.writers.kerchunk import to_kerchunk
 from zarr_manifest_store.xarray.virtual import STORAGE_OPTIONS_KEY, manifest_array, with_variables
 
@@ -104,6 +105,50 @@ class VirtualizeAccessor:
         >>> ds.virtualize.to_kerchunk("day1-virtual.json")
         """
         return to_kerchunk(self.to_group(), url, format=format, **options)
+
+    def to_icechunk(
+        self,
+        store: Any,
+        group: str | None = None,
+        append_dim: str | None = None,
+        region: Mapping[str, slice] | None = None,
+        *,
+        mode: Literal["w-", "w"] = "w-",
+    ) -> None:
+        """Write the dataset into an Icechunk session's store (see ``zms.to_icechunk``).
+
+        Virtual variables become virtual references, loaded ones ordinary
+        chunks, encoded as ``ds.to_zarr`` would. Appending or writing a region
+        encodes loaded variables with the units, calendar and dtype already
+        stored (as ``ds.to_zarr(mode="a")`` does), so that new times continue the old.
+
+        >>> import icechunk
+        >>> ds = zms.open_virtual_dataset("data/era_2026-01-01.nc")
+        >>> (prefix,) = zms.icechunk_containers(ds)
+        >>> config = icechunk.RepositoryConfig.default()
+        >>> config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(
+        ...     prefix, icechunk.local_filesystem_store(prefix.removeprefix("file://"))))
+        >>> repo = icechunk.Repository.create(icechunk.in_memory_storage(), config)
+        >>> session = repo.writable_session("main")
+        >>> ds.virtualize.to_icechunk(session.store)
+        >>> sorted(session.status().new_arrays)
+        ['/lat', '/lon', '/t2m', '/time', '/tp']
+        """
+        ds = self._ds
+        if append_dim is not None or region is not None:
+            stored = stored_attributes(store, group)
+            encoded = {}
+            for name, var in ds.variables.items():
+                attrs = stored.get(str(name), {})
+                if manifest_array(var) is None and var.dtype.kind in "mM" and "units" in attrs:
+                    var = var.copy(deep=False)
+                    keep = {k: attrs[k] for k in ("units", "calendar", "dtype") if k in attrs}
+                    var.encoding = {**var.encoding, **keep}
+                    encoded[name] = var
+            ds = with_variables(ds, encoded) if encoded else ds
+        to_icechunk(
+            to_group(ds), store, group=group, mode=mode, append_dim=append_dim, region=region
+        )
 
     @property
     def nbytes(self) -> int:

@@ -1,0 +1,301 @@
+"""to_icechunk and scan_icechunk against real Icechunk repositories (local storage and the S3
+emulator), with values compared to the source files."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import icechunk as ic
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from icechunk_repos import local_repository, reopen, s3_repository
+from xarray_files import daily_files
+
+import zarr_manifest_store as zms
+from zarr_manifest_store.scan.icechunk import path_of
+from zarr_manifest_store.writers.icechunk.locations import location_of
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def open_icechunk(repo: ic.Repository, group: str | None = None) -> xr.Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xr.open_zarr(
+            reopen(repo).readonly_session("main").store, group=group, consolidated=False
+        ).load()
+
+
+def expected(files: list[Path]) -> xr.Dataset:
+    return xr.open_mfdataset([str(f) for f in files], combine="by_coords").load()
+
+
+def write(ds_or_group, repo: ic.Repository, message: str = "write", **options) -> None:
+    session = repo.writable_session("main")
+    if isinstance(ds_or_group, xr.Dataset):
+        ds_or_group.virtualize.to_icechunk(session.store, **options)
+    else:
+        zms.to_icechunk(ds_or_group, session.store, **options)
+    session.commit(message)
+
+
+def packed_files(folder: Path, n: int = 2) -> list[Path]:
+    """Files of a variable packed as int16 with scale_factor / add_offset / _FillValue."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        time = np.arange(4 * i, 4 * i + 4)
+        p = np.linspace(-5.0, 30.0, 4 * 6).reshape(4, 6) + i
+        p[0, 0] = np.nan
+        ds = xr.Dataset(
+            {"p": (("time", "x"), p, {"units": "degC"})},
+            coords={"time": ("time", time, {"units": "days since 2000-01-01"})},
+        )
+        path = folder / f"packed{i}.nc"
+        ds.to_netcdf(
+            path,
+            engine="h5netcdf",
+            encoding={
+                "p": {
+                    "dtype": "int16",
+                    "scale_factor": 0.01,
+                    "add_offset": 10.0,
+                    "_FillValue": -32767,
+                    "chunksizes": (2, 3),
+                    "zlib": True,
+                }
+            },
+        )
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [
+        ("aligned", {"steps": (4, 4, 4)}),
+        ("ragged", {"steps": (5, 3, 4), "compress": False}),
+        ("packed", None),
+    ],
+)
+def test_written_repository_reads_like_open_mfdataset(tmp_path, kind, options):
+    if options is None:
+        files = packed_files(tmp_path / "data")
+    else:
+        files = daily_files(tmp_path / "data", **options)
+    vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
+    repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds))
+    write(vds, repo)
+    got = open_icechunk(repo)
+    xr.testing.assert_identical(got, expected(files))
+    if kind == "ragged":  # the combined grid is rectilinear, and Icechunk stores it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stored = zarr.open_group(repo.readonly_session("main").store, mode="r")
+        assert stored["t2m"].metadata.chunk_grid.to_dict()["name"] == "rectilinear"
+
+
+def test_named_containers_get_relative_locations(tmp_path, monkeypatch):
+    files = daily_files(tmp_path / "data", (4, 4))
+    vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
+    repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds), named=True)
+    given = set()
+    original = ic.IcechunkStore.set_virtual_refs_arr
+
+    def recording(self, array_path, chunk_grid_shape, locations, *args, **kwargs):
+        given.update(locations)
+        return original(self, array_path, chunk_grid_shape, locations, *args, **kwargs)
+
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr", recording)
+    write(vds, repo)
+    assert given - {""} == {f"vcc://c0/{f.name}" for f in files}
+    xr.testing.assert_identical(open_icechunk(repo), expected(files))
+    assert zms.scan_icechunk(repo)["t2m"].manifest.paths == tuple(map(str, files))
+
+
+def test_attributes_are_written_as_xarray_writes_them(tmp_path):
+    files = packed_files(tmp_path / "data")
+    vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
+    repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds))
+    write(vds, repo)
+    reference = tmp_path / "reference.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.open_mfdataset([str(f) for f in files], combine="by_coords").to_zarr(
+            reference, zarr_format=3, consolidated=False
+        )
+        stored = zarr.open_group(repo.readonly_session("main").store, mode="r")
+    assert stored.attrs.asdict() == json.loads((reference / "zarr.json").read_text())["attributes"]
+    for name in ("p", "time"):
+        want = json.loads((reference / name / "zarr.json").read_text())
+        assert stored[name].attrs.asdict() == want["attributes"], name
+        assert list(stored[name].metadata.dimension_names) == want["dimension_names"]
+    assert stored["p"].attrs["scale_factor"] == 0.01
+
+
+def test_virtual_references_go_in_bulk_one_call_per_checksum(tmp_path, monkeypatch):
+    files = daily_files(tmp_path / "data", (4, 4, 4))
+    for i, f in enumerate(files):  # three distinct modification times: three checksums
+        os.utime(f, (1_700_000_000 + i * 10, 1_700_000_000 + i * 10))
+    vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
+    repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds))
+    calls = []
+    original = ic.IcechunkStore.set_virtual_refs_arr
+
+    def counting(self, array_path, chunk_grid_shape, locations, *args, **kwargs):
+        calls.append((array_path, tuple(chunk_grid_shape), kwargs["checksum"]))
+        return original(self, array_path, chunk_grid_shape, locations, *args, **kwargs)
+
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr", counting)
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_ref", None)  # never one call per chunk
+    write(vds, repo)
+    t2m = [c for c in calls if c[0] == "t2m"]
+    assert len(t2m) == 3  # 24 references, one call per file (its checksum), each 2 chunk rows
+    assert {c[1] for c in t2m} == {(2, 2, 2)}
+    assert sorted(c[2].timestamp() for c in t2m) == [1_700_000_000 + i * 10 for i in range(3)]
+    xr.testing.assert_identical(open_icechunk(repo), expected(files))
+
+
+@pytest.mark.parametrize(("nfiles", "per_chunk_specs"), [(2, False), (4, True)])
+def test_interleaved_sources_are_written_exactly(tmp_path, monkeypatch, nfiles, per_chunk_specs):
+    """Sources alternating along the grid: boxes of rows with the others' chunks masked, or,
+    when those boxes would cover the grid more than twice, one call with a spec per chunk."""
+    files = daily_files(tmp_path / "data", (4,) * nfiles)
+    for i, f in enumerate(files):
+        os.utime(f, (1_700_000_000 + i, 1_700_000_000 + i))
+    arrays = [zms.scan(str(f))["t2m"] for f in files]
+    parts = [a[:2] for a in arrays] + [a[2:] for a in arrays]
+    group = zms.ManifestGroup(arrays={"t2m": zms.concat(parts, axis=0)})
+    repo = local_repository(tmp_path / "repo", zms.icechunk_containers(group))
+    specs = []
+    original = ic.IcechunkStore.set_virtual_refs
+
+    def recording(self, array_path, chunks, *args, **kwargs):
+        specs.extend(chunks)
+        return original(self, array_path, chunks, *args, **kwargs)
+
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs", recording)
+    write(group, repo)
+    assert len(specs) == (2 * nfiles * 4 if per_chunk_specs else 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = zarr.open_array(reopen(repo).readonly_session("main").store, path="t2m")[:]
+    values = [xr.open_dataset(f).t2m.values for f in files]
+    np.testing.assert_array_equal(
+        got, np.concatenate([v[:2] for v in values] + [v[2:] for v in values])
+    )
+
+
+def test_changed_source_is_refused_by_icechunk(tmp_path):
+    files = daily_files(tmp_path / "data", (4, 4))
+    vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
+    repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds))
+    write(vds, repo)
+    stat = files[1].stat()
+    with open(files[1], "r+b") as f:  # rewritten later: its modification time moves on
+        f.seek(stat.st_size - 4)
+        f.write(b"\0\0\0\0")
+    os.utime(files[1], (stat.st_atime + 10, stat.st_mtime + 10))
+    with pytest.raises(Exception, match="checksum of the object owning the virtual chunk"):
+        open_icechunk(repo)
+
+
+def test_missing_container_is_refused_before_writing(tmp_path):
+    files = daily_files(tmp_path / "data", (4,))
+    vds = zms.open_virtual_dataset(str(files[0]))
+    assert zms.icechunk_containers(vds) == [f"file://{tmp_path}/data/"]
+    repo = local_repository(tmp_path / "repo", ["file:///somewhere/else/"])
+    session = repo.writable_session("main")
+    with pytest.raises(ValueError, match="declares no virtual chunk container") as e:
+        vds.virtualize.to_icechunk(session.store)
+    assert f"file://{tmp_path}/data/" in str(e.value)
+    assert "Nothing was written" in str(e.value)
+    assert not session.has_uncommitted_changes
+
+
+def test_locations_are_percent_encoded_urls_and_scan_back_to_paths():
+    for path in ("/data/a b%c?.nc", "s3://bucket/x#1.nc", "https://host/a%20b.nc"):
+        assert path_of(location_of(path)) == path
+    assert location_of("/data/a b.nc") == "file:///data/a%20b.nc"
+    with pytest.raises(ValueError, match="relative"):
+        location_of("data/a.nc")
+
+
+def test_group_round_trips_through_icechunk(tmp_path):
+    files = daily_files(tmp_path / "data", (4, 4))
+    day1, day2 = (zms.open_virtual_dataset(str(f)).virtualize.to_group() for f in files)
+    group = zms.ManifestGroup(groups={"day1": day1, "day2": day2}, attributes={"a": 1})
+    repo = local_repository(tmp_path / "repo", zms.icechunk_containers(group))
+    write(group, repo, group="archive")
+    scanned = zms.scan_icechunk(repo, group="archive")
+    assert scanned.equals(group)
+    assert scanned["day1/time"].manifest.inline  # loaded coordinates came back inline
+    refs = zms.to_kerchunk(scanned)  # and go on: to kerchunk, combined with new files, ...
+    assert refs["refs"]["day2/t2m/0.0.0"][0] == str(files[1])
+
+
+def test_scan_refuses_materialised_chunks_beyond_its_limit(tmp_path):
+    repo = local_repository(tmp_path / "repo")
+    session = repo.writable_session("main")
+    xr.Dataset({"v": ("x", np.arange(1000.0))}).to_zarr(
+        session.store, zarr_format=3, consolidated=False, encoding={"v": {"chunks": (100,)}}
+    )
+    session.commit("native chunks")
+    small = zms.scan_icechunk(repo, max_materialised_bytes=10**6)
+    assert len(small["v"].manifest.inline) == 10
+    with pytest.raises(zms.UnsupportedDatasetError, match="max_materialised_bytes=100"):
+        zms.scan_icechunk(repo, max_materialised_bytes=100)
+
+
+@pytest.mark.parametrize("sources", ["s3", "local"])
+def test_repository_on_s3(s3, tmp_path, sources):
+    fs, bucket, server = s3
+    files = daily_files(tmp_path / "data", (4, 4))
+    urls = [str(f) for f in files]
+    if sources == "s3":
+        urls = []
+        for f in files:
+            fs.put(str(f), f"{bucket}/era/{f.name}")
+            urls.append(f"s3://{bucket}/era/{f.name}")
+    vds = zms.open_virtual_mfdataset(
+        urls, combine="by_coords", storage_options=server.storage_options
+    )
+    containers = zms.icechunk_containers(vds)
+    assert containers == ([f"s3://{bucket}/"] if sources == "s3" else [f"file://{tmp_path}/data/"])
+    repo = s3_repository(server, bucket, "repo", containers)
+    write(vds, repo)
+    xr.testing.assert_identical(open_icechunk(repo), expected(files))
+    assert zms.scan_icechunk(repo)["t2m"].manifest.paths == tuple(urls)
+    if sources == "s3":
+        fs.pipe(f"{bucket}/era/{files[0].name}", files[1].read_bytes())  # a new ETag
+        with pytest.raises(Exception, match="checksum of the object owning the virtual chunk"):
+            open_icechunk(repo)
+
+
+def test_an_existing_group_is_kept_unless_replaced(tmp_path):
+    files = daily_files(tmp_path / "data", (4, 4))
+    day1, day2 = (zms.open_virtual_dataset(str(f)) for f in files)
+    repo = local_repository(tmp_path / "repo", [f"file://{tmp_path}/data/"])
+    write(day1, repo, group="era")
+    session = repo.writable_session("main")
+    with pytest.raises(FileExistsError, match="mode='w' to replace"):
+        day2.virtualize.to_icechunk(session.store, group="era")
+    assert not session.has_uncommitted_changes
+    session = repo.writable_session("main")
+    zms.to_icechunk(day2, session.store, group="era", mode="w")  # a dataset, through its accessor
+    session.commit("day 2 instead")
+    xr.testing.assert_identical(open_icechunk(repo, group="era"), expected(files[1:]))
+
+
+def test_a_read_only_store_is_refused(tmp_path):
+    files = daily_files(tmp_path / "data", (4,))
+    repo = local_repository(tmp_path / "repo", [f"file://{tmp_path}/data/"])
+    with pytest.raises(ValueError, match="read-only"):
+        zms.to_icechunk(zms.scan(str(files[0])), repo.readonly_session("main").store)
+    with pytest.raises(TypeError, match="Icechunk store"):
+        zms.to_icechunk(zms.scan(str(files[0])), zarr.storage.MemoryStore())

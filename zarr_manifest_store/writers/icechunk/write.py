@@ -1,0 +1,232 @@
+"""Writing a checked plan into an Icechunk session: metadata documents, virtual references in
+bulk (``set_virtual_refs_arr``, one call per checksum), inline chunks as ordinary chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec.asyn
+import numpy as np
+from zarr.buffer import default_buffer_prototype
+
+from zarr_manifest_store._zarr import ArrayV3Metadata, GroupMetadata
+from zarr_manifest_store.io.remote import io_loop
+from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest
+from zarr_manifest_store.writers.icechunk.locations import Checksum, checksum_of
+
+try:  # the optional dependency: the fallback for interleaved sources builds its specs
+    from icechunk import VirtualChunkSpec
+except ImportError:  # pragma: no cover - without icechunk there is no store to write into
+    VirtualChunkSpec = None
+
+__all__ = [
+    "ArrayWrite",
+    "Plan",
+    "array_document",
+    "group_document",
+    "icechunk_store",
+    "run_plan",
+]
+
+BOX_SLACK = 2
+"""A source's references are written as the box of chunk rows they span; when those boxes
+hold more than this many cells per reference (sources interleaved), one call with per-chunk
+specs is cheaper."""
+
+
+@dataclass
+class ArrayWrite:
+    """The chunks of one array to write: a manifest placed at ``offset`` in the chunk grid."""
+
+    path: str
+    manifest: ChunkManifest
+    offset: tuple[int, ...]
+    replace: bool = False  # chunks the manifest lacks are deleted (a region write)
+
+
+@dataclass
+class Plan:
+    """Everything one ``to_icechunk`` call writes, decided (and checked) before any write."""
+
+    clear: str | None = None  # a group path whose contents are replaced first
+    documents: dict[str, bytes] = field(default_factory=dict)  # zarr.json keys
+    arrays: list[ArrayWrite] = field(default_factory=list)
+
+
+def icechunk_store(source: Any) -> Any:
+    """The IcechunkStore given, or a session's; a TypeError for anything else."""
+    store = source if hasattr(source, "set_virtual_refs_arr") else getattr(source, "store", None)
+    if not hasattr(store, "set_virtual_refs_arr"):
+        raise TypeError(
+            f"to_icechunk writes into an Icechunk store (session.store of "
+            f"repo.writable_session('main')), got {type(source).__name__}"
+        )
+    return store
+
+
+def array_document(metadata: ArrayV3Metadata) -> bytes:
+    """An array's ``zarr.json`` as Icechunk parses it: chunk keys ``c/0/1``, and rectilinear
+    grids listing every dimension's sizes (Icechunk 2.3 reads no bare-integer dimension)."""
+    doc = metadata.to_dict()
+    doc["chunk_key_encoding"] = {"name": "default", "configuration": {"separator": "/"}}
+    doc.pop("storage_transformers", None)
+    grid = doc["chunk_grid"]
+    if grid["name"] == "rectilinear":
+        shapes = grid["configuration"]["chunk_shapes"]
+        grid["configuration"]["chunk_shapes"] = [
+            [[spec, -(-extent // spec)]] if isinstance(spec, int) else spec
+            for spec, extent in zip(shapes, metadata.shape, strict=True)
+        ]
+    return json.dumps(doc, allow_nan=True).encode()
+
+
+def group_document(attributes: Mapping[str, Any]) -> bytes:
+    return json.dumps(GroupMetadata(attributes=dict(attributes)).to_dict(), allow_nan=True).encode()
+
+
+def run_plan(store: Any, plan: Plan, locations: Mapping[str, str]) -> None:
+    """Write ``plan`` into ``store`` (an IcechunkStore of a writable session)."""
+    fsspec.asyn.sync(io_loop(), _write_documents_and_inline, store, plan)
+    for write in plan.arrays:
+        _write_references(store, write, locations)
+
+
+async def _write_documents_and_inline(store: Any, plan: Plan) -> None:
+    prototype = default_buffer_prototype()
+    if plan.clear is not None:
+        await store.delete_dir(plan.clear)
+    for key, doc in plan.documents.items():  # parents first: Icechunk creates nodes in order
+        await store.set(key, prototype.buffer.from_bytes(doc))
+    writes = [
+        store.set(f"{w.path}/{_chunk_key(coords, w.offset)}", prototype.buffer.from_bytes(data))
+        for w in plan.arrays
+        for coords, data in w.manifest.inline.items()
+    ]
+    deletes = [
+        store.delete(f"{w.path}/{_chunk_key(tuple(coords), w.offset)}")
+        for w in plan.arrays
+        if w.replace
+        for coords in np.argwhere(w.manifest.path_index == MISSING).tolist()
+    ]
+    await asyncio.gather(*writes, *deletes)
+
+
+def _chunk_key(coords: tuple[int, ...], offset: tuple[int, ...]) -> str:
+    return "/".join(["c", *(str(c + o) for c, o in zip(coords, offset, strict=True))])
+
+
+def _write_references(store: Any, write: ArrayWrite, locations: Mapping[str, str]) -> None:
+    """The array's references: one call per distinct checksum, over the rows its sources span.
+
+    Temporary columns are made per call, so memory stays near the manifest's own size.
+    """
+    m = write.manifest
+    if not (m.path_index < INLINE).any():
+        return
+    table = np.array([locations[p] for p in m.paths] + [""], dtype=object)
+    checksums = [checksum_of(m.fingerprints.get(p)) for p in m.paths]
+    distinct = list(dict.fromkeys(checksums))
+    refs = _References(write, table)
+    if len(distinct) == 1:
+        refs.set_rows(store, 0, m.shape[0] if m.shape else 1, distinct[0])
+        return
+    by_path = np.array([distinct.index(c) for c in checksums] + [-1], dtype=np.int32)
+    groups = by_path[np.minimum(m.path_index.reshape(-1), len(m.paths))]
+    boxes = _row_boxes(groups, len(distinct), refs.row)
+    if sum(stop - start for start, stop in boxes) * refs.row > BOX_SLACK * groups.size:
+        _set_specs(store, write, table, groups, distinct)
+        return
+    for g, (start, stop) in enumerate(boxes):
+        refs.set_rows(store, start, stop, distinct[g], (groups, g))
+
+
+class _References:
+    """One array's references, flattened, handed to Icechunk a stretch of grid rows at a time."""
+
+    def __init__(self, write: ArrayWrite, table: np.ndarray) -> None:
+        m = write.manifest
+        self.write = write
+        self.table = table  # locations by path row, then "" (missing or inline chunks)
+        self.row = int(np.prod(m.shape[1:], dtype=np.int64)) if m.shape else 1
+        self.index = m.path_index.reshape(-1)
+        self.offsets = m.offsets.reshape(-1)
+        self.lengths = m.lengths.reshape(-1)  # widened to uint64 once (a copy)
+
+    def set_rows(
+        self,
+        store: Any,
+        start: int,
+        stop: int,
+        checksum: Checksum,
+        only: tuple[np.ndarray, int] | None = None,
+    ) -> None:
+        """One ``set_virtual_refs_arr`` call for the chunk rows ``[start, stop)`` of the grid;
+        ``only``, the checksum group of every chunk (flat) and one group, keeps that group's."""
+        m, write = self.write.manifest, self.write
+        cells = slice(start * self.row, stop * self.row)
+        rows = np.minimum(self.index[cells], len(m.paths))
+        if only is not None:
+            groups, group = only
+            rows[groups[cells] != group] = len(m.paths)
+        box = (stop - start, *m.shape[1:]) if m.shape else ()
+        offset = tuple(o + (start if k == 0 else 0) for k, o in enumerate(write.offset))
+        failed = store.set_virtual_refs_arr(
+            write.path,
+            box,
+            self.table[rows].tolist(),
+            np.ascontiguousarray(self.offsets[cells]),
+            np.ascontiguousarray(self.lengths[cells]),
+            validate_containers=False,  # check_containers covered every location
+            arr_offset=offset if any(offset) else None,
+            checksum=checksum,
+        )
+        _check_failed(write, failed)
+
+
+def _row_boxes(groups: np.ndarray, count: int, row: int) -> list[tuple[int, int]]:
+    """For each checksum group, the rows (first grid axis) its chunks span, ``[start, stop)``;
+    found a block of cells at a time, to keep the temporaries small."""
+    first = np.full(count, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(count, -1, dtype=np.int64)
+    step = 1 << 18
+    for start in range(0, groups.size, step):
+        block = groups[start : start + step]
+        valid = np.flatnonzero(block >= 0)
+        np.minimum.at(first, block[valid], valid + start)
+        np.maximum.at(last, block[valid], valid + start)
+    return [(int(f) // row, int(x) // row + 1) for f, x in zip(first, last, strict=True)]
+
+
+def _set_specs(
+    store: Any, write: ArrayWrite, table: np.ndarray, groups: np.ndarray, distinct: list[Checksum]
+) -> None:
+    """One ``set_virtual_refs`` call with a spec per chunk (sources interleaved in the grid)."""
+    m = write.manifest
+    index, offsets, lengths = (a.reshape(-1) for a in (m.path_index, m.offsets, m.lengths))
+    specs = []
+    for flat in np.flatnonzero(groups >= 0).tolist():
+        coords = np.unravel_index(flat, m.shape)
+        checksum = distinct[groups[flat]]
+        specs.append(
+            VirtualChunkSpec(
+                index=[int(c) + o for c, o in zip(coords, write.offset, strict=True)],
+                location=table[index[flat]],
+                offset=int(offsets[flat]),
+                length=int(lengths[flat]),
+                etag_checksum=checksum if isinstance(checksum, str) else None,
+                last_updated_at_checksum=None if isinstance(checksum, str) else checksum,
+            )
+        )
+    _check_failed(write, store.set_virtual_refs(write.path, specs, validate_containers=False))
+
+
+def _check_failed(write: ArrayWrite, failed: list[tuple[int, ...]] | None) -> None:
+    if failed:
+        raise ValueError(
+            f"array {write.path!r}: Icechunk refused {len(failed)} reference(s) (first at chunk "
+            f"{failed[0]}) as outside every virtual chunk container of the repository"
+        )
