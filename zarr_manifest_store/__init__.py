@@ -27,7 +27,11 @@ from zarr_manifest_store.scan.kerchunk import scan_kerchunk
 from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
 from zarr_manifest_store.store import ManifestStore
 from zarr_manifest_store.writers.kerchunk import to_kerchunk
-from zarr_manifest_store.xarray import open_virtual_dataset, open_virtual_mfdataset
+from zarr_manifest_store.xarray import (
+    open_virtual_dataset,
+    open_virtual_datatree,
+    open_virtual_mfdataset,
+)
 
 __all__ = [
     "ChunkManifest",
@@ -42,6 +46,7 @@ __all__ = [
     "VerifyReport",
     "concat",
     "open_virtual_dataset",
+    "open_virtual_datatree",
     "open_virtual_mfdataset",
     "scan",
     "scan_hdf5",

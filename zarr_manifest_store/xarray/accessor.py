@@ -27,7 +27,7 @@ from zarr_manifest_store.store import ManifestStore
 from zarr_manifest_store.writers.kerchunk import to_kerchunk
 from zarr_manifest_store.xarray.virtual import STORAGE_OPTIONS_KEY, manifest_array, with_variables
 
-__all__ = ["References", "VirtualizeAccessor", "to_group", "write_group"]
+__all__ = ["References", "VirtualizeAccessor", "target", "to_group", "write_group"]
 
 type Spec = Literal["manifest", "kerchunk", "icechunk"]
 """What ``to_zarr(spec=...)`` writes."""
@@ -102,7 +102,7 @@ class VirtualizeAccessor:
         (24, 73, 144)
         >>> ds.virtualize.to_zarr(store="day2-refs.json", spec="kerchunk")
         """
-        write_group(self.to_group(), _target(url, store), spec, writer_options)
+        write_group(self.to_group(), target(url, store), spec, writer_options)
 
     def to_kerchunk(
         self,
@@ -211,7 +211,7 @@ def write_group(
         raise ValueError(f"spec must be 'manifest', 'kerchunk' or 'icechunk', got {spec!r}")
 
 
-def _target(
+def target(
     url: str | os.PathLike[str] | None, store: str | os.PathLike[str] | None
 ) -> str | os.PathLike[str]:
     """The one place to write to, given as ``url`` or (xarray's spelling) ``store=``."""
