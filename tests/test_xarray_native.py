@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import xarray as xr
 from xarray_files import daily_files
 
 import zarr_manifest_store as zms
+from zarr_manifest_store.cli import main
 from zarr_manifest_store.xarray import VirtualBackendEntrypoint
 
 
@@ -196,3 +199,15 @@ def test_virtual_dimension_coordinates_need_no_default_index(files):
     ds = opened(files[0], create_default_indexes=False)
     assert isinstance(ds.time.data, zms.ManifestArray)
     assert not ds.xindexes
+
+
+# ---------------------------------------------------------------------- the command line
+
+
+def test_the_cli_scan_prints_no_future_warnings(tmp_path, capsys):
+    extra = {"mask": (("lat", "lon"), np.ones((6, 8), "f4"), {})}  # not along time
+    daily_files(tmp_path / "src", (4, 4), extra=extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        assert main(["scan", str(tmp_path / "src" / "day*.nc"), "-o", str(tmp_path / "o")]) == 0
+    assert "Warning" not in capsys.readouterr().err
