@@ -211,3 +211,20 @@ def test_the_cli_scan_prints_no_future_warnings(tmp_path, capsys):
         warnings.simplefilter("error", FutureWarning)
         assert main(["scan", str(tmp_path / "src" / "day*.nc"), "-o", str(tmp_path / "o")]) == 0
     assert "Warning" not in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- variables in some files
+
+
+def test_a_variable_in_only_some_files_is_refused_naming_it_and_the_files(tmp_path):
+    tp = {"tp": (("time", "lat", "lon"), np.ones((4, 6, 8), "f4"), {})}
+    first = daily_files(tmp_path / "a", (4,), extra=tp)
+    rest = daily_files(tmp_path / "b", (4, 4, 4))[1:]
+    with pytest.raises(zms.UnsupportedDatasetError) as caught:
+        zms.open_virtual_mfdataset(first + rest, join="outer")
+    message = str(caught.value)
+    assert "variable 'tp' is in 1 of 3 files" in message
+    assert all(str(p) in message for p in rest)
+    assert str(first[0]) not in message
+    combined = zms.open_virtual_mfdataset(first + rest, drop_variables=["tp"], join="outer")
+    assert combined.sizes["time"] == 12

@@ -109,7 +109,8 @@ def open_virtual_mfdataset(
     else:
         join, options = xr.combine_by_coords, xarray_combine_kwargs
     hint = _edge_chunks_hint(edge_chunks)
-    with hint, edge_chunk_handling(edge_chunks, storage_options=storage_options):
+    partial = _partial_variables_hint(prepared)
+    with hint, partial, edge_chunk_handling(edge_chunks, storage_options=storage_options):
         combined = join(datasets, combine_attrs=combine_attrs, **options)
     combined = restore_shared(combined, shared)
     if attrs_file is not None:
@@ -143,6 +144,31 @@ def _edge_chunks_hint(edge_chunks: EdgeChunks) -> Iterator[None]:
                 "once and stores them inline"
             )
         raise
+
+
+@contextlib.contextmanager
+def _partial_variables_hint(opened: list[tuple[str, xr.Dataset]]) -> Iterator[None]:
+    """A variable that only some files hold, which xarray pads, is refused naming those files."""
+    try:
+        yield
+    except IndexError as e:
+        holders: dict[Hashable, list[str]] = {}
+        for path, ds in opened:
+            for name in ds.data_vars:
+                holders.setdefault(name, []).append(path)
+        partial = {name: paths for name, paths in holders.items() if len(paths) < len(opened)}
+        if not partial:
+            raise
+        name, paths = next(iter(partial.items()))
+        lacking = [path for path, _ in opened if path not in paths]
+        others = [str(n) for n in partial if n != name]
+        raise UnsupportedDatasetError(
+            f"variable {name!r} is in {len(paths)} of {len(opened)} files; xarray would fill "
+            "it with missing values in the others, which chunk references cannot express "
+            f"where a chunk spans files. Files without it: {', '.join(lacking)}. Leave it out "
+            f"(drop_variables=[{name!r}]) or combine the files that hold it on their own"
+            + (f"; also in only some files: {', '.join(others)}" if others else "")
+        ) from e
 
 
 def _attributes_of(
