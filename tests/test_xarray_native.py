@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import pytest
 import xarray as xr
@@ -228,3 +229,12 @@ def test_a_variable_in_only_some_files_is_refused_naming_it_and_the_files(tmp_pa
     assert str(first[0]) not in message
     combined = zms.open_virtual_mfdataset(first + rest, drop_variables=["tp"], join="outer")
     assert combined.sizes["time"] == 12
+
+
+def test_parallel_dask_opens_on_the_current_scheduler(files):
+    serial = zms.open_virtual_mfdataset(files)
+    with dask.config.set(scheduler="threads"):
+        threaded = zms.open_virtual_mfdataset(files, parallel="dask")
+    assert threaded.virtualize.to_group().equals(serial.virtualize.to_group())
+    with pytest.raises(ValueError, match="'dask'"):
+        zms.open_virtual_mfdataset(files, parallel="lithops")

@@ -21,6 +21,11 @@ from typing import Any, Literal
 
 import xarray as xr
 
+try:
+    import dask
+except ImportError:  # parallel="dask" says how to install it
+    dask = None
+
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.io.paths import in_scheme_of, is_local, source_path
 from zarr_manifest_store.io.sources import Sources
@@ -32,7 +37,9 @@ from zarr_manifest_store.xarray.virtual import STORAGE_OPTIONS_KEY
 
 __all__ = ["Parallel", "open_virtual_mfdataset"]
 
-type Parallel = bool | Literal["threads", "processes"] | concurrent.futures.Executor | Any | None
+type Parallel = (
+    bool | Literal["threads", "processes", "dask"] | concurrent.futures.Executor | Any | None
+)
 """How to open files in parallel; ``Any`` stands for a ``dask.distributed.Client``."""
 
 
@@ -62,7 +69,8 @@ def open_virtual_mfdataset(
     :func:`open_virtual_dataset` (``group``, ``drop_variables``,
     ``loadable_variables``, ``decode_times``, ``storage_options``,
     ``scan_options``), in parallel with ``parallel="threads"``,
-    ``"processes"``, a ``concurrent.futures.Executor`` or a
+    ``"processes"``, ``"dask"`` (``dask.delayed`` on dask's current
+    scheduler), a ``concurrent.futures.Executor`` or a
     ``dask.distributed.Client``; then ``preprocess`` runs on each and xarray
     combines them (``compat``, ``data_vars``, ``coords``, ``join``,
     ``fill_value`` go to ``xr.combine_by_coords`` / ``xr.combine_nested``,
@@ -242,16 +250,20 @@ def _map(opener: Opener, paths: list[str], parallel: Parallel) -> list[Any]:
     """``opener`` over ``paths``, serially (in phases) or on the executor ``parallel`` names."""
     distributed = hasattr(parallel, "get_executor") and hasattr(parallel, "gather")
     if not (
-        parallel in (None, False, True, "threads", "processes")
+        parallel in (None, False, True, "threads", "processes", "dask")
         or isinstance(parallel, concurrent.futures.Executor)
         or distributed
     ):
         raise ValueError(
-            "parallel must be None, 'threads', 'processes', a concurrent.futures.Executor or a "
-            f"dask.distributed.Client, got {parallel!r}"
+            "parallel must be None, 'threads', 'processes', 'dask', a concurrent.futures.Executor "
+            f"or a dask.distributed.Client, got {parallel!r}"
         )
     if parallel is None or parallel is False or len(paths) == 1:
         return _open_in_phases(opener, paths)
+    if parallel == "dask":
+        if dask is None:
+            raise ImportError("parallel='dask' needs dask: pip install 'zarr-manifest-store[dask]'")
+        return list(dask.compute(*[dask.delayed(_open)(opener, path) for path in paths]))
     if parallel == "processes":
         pool = _process_pool(len(paths))
         try:
