@@ -238,3 +238,43 @@ def test_parallel_dask_opens_on_the_current_scheduler(files):
     assert threaded.virtualize.to_group().equals(serial.virtualize.to_group())
     with pytest.raises(ValueError, match="'dask'"):
         zms.open_virtual_mfdataset(files, parallel="lithops")
+
+
+# ---------------------------------------------------------------------- sub-chunk selection
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        {"time": slice(1, 3)},
+        {"time": slice(1, 7)},
+        {"time": slice(3, 4)},
+        {"time": 1},
+        {"time": slice(1, 3), "lat": slice(3, None)},
+    ],
+    ids=["inside-a-chunk", "across-chunks", "last-row", "integer", "two-axes"],
+)
+def test_uncompressed_chunks_are_narrowed_to_the_rows_selected(tmp_path, selection):
+    files = daily_files(tmp_path / "src", (8,), compress=False, time_chunk=4)
+    ds = zms.open_virtual_dataset(files[0])
+    picked = ds[["t2m"]].isel(selection)
+    assert isinstance(picked.t2m.data, zms.ManifestArray)
+    expected = xr.open_dataset(files[0], engine="h5netcdf")[["t2m"]].isel(selection).load()
+    got = xr.open_zarr(picked.virtualize.to_store()).load()
+    xr.testing.assert_identical(got, expected)
+
+
+def test_compressed_chunks_still_refuse_a_slice_inside_a_chunk(tmp_path):
+    files = daily_files(tmp_path / "src", (8,), compress=True, time_chunk=4)
+    ds = zms.open_virtual_dataset(files[0])
+    with pytest.raises(IndexError, match="starts at 1, inside the chunk 0:4"):
+        ds.isel(time=slice(1, 3))
+    with pytest.raises(IndexError, match="integer indices need chunks of size 1"):
+        ds.t2m.data[1]
+
+
+def test_rows_of_a_later_axis_are_not_contiguous_and_stay_refused(tmp_path):
+    files = daily_files(tmp_path / "src", (8,), compress=False, time_chunk=4)
+    ds = zms.open_virtual_dataset(files[0])
+    with pytest.raises(IndexError, match="starts at 1, inside the chunk 0:3"):
+        ds.isel(lat=slice(1, 3))
