@@ -278,3 +278,10 @@ def test_rows_of_a_later_axis_are_not_contiguous_and_stay_refused(tmp_path):
     ds = zms.open_virtual_dataset(files[0])
     with pytest.raises(IndexError, match="starts at 1, inside the chunk 0:3"):
         ds.isel(lat=slice(1, 3))
+
+
+def test_virtualizarr_parser_and_registry_say_what_to_write_instead(files):
+    with pytest.raises(TypeError, match=r"parser= is VirtualiZarr's option.*first bytes"):
+        zms.open_virtual_dataset(files[0], parser=object())
+    with pytest.raises(TypeError, match=r"registry= .*storage_options"):
+        zms.open_virtual_mfdataset(files, registry=object())

@@ -46,9 +46,9 @@ def open_virtual_datatree(
     (``on_unsupported``, ...) or to the store of a document (``verify``, ...).
     ``tree.virtualize`` writes the tree back out.
 
-    >>> tree = zms.open_virtual_datatree("nested.nc")
-    >>> tree["forecast"].dataset.t2m.data
-    ManifestArray<...>
+    >>> tree = zms.open_virtual_datatree("data/era_2026-01-01.nc")
+    >>> tree["t2m"].data
+    ManifestArray<shape=(24, 73, 144), dtype=float32, chunks=(6, 73, 144), references=4>
     """
     groups = open_groups_as_dict(
         url,

@@ -32,7 +32,7 @@ from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.ops import EdgeChunks
 from zarr_manifest_store.ops import edge_chunks as edge_chunk_handling
 from zarr_manifest_store.xarray.combine import prepare_for_combining, restore_shared
-from zarr_manifest_store.xarray.open import Opener
+from zarr_manifest_store.xarray.open import Opener, refuse_virtualizarr_options
 from zarr_manifest_store.xarray.virtual import STORAGE_OPTIONS_KEY
 
 __all__ = ["Parallel", "open_virtual_mfdataset"]
@@ -92,6 +92,7 @@ def open_virtual_mfdataset(
     >>> ds.virtualize.to_zarr("all-days.zarr", mode="w")
     """
     _check_choices(combine, concat_dim, errors)
+    refuse_virtualizarr_options(xarray_combine_kwargs)
     nested = _expand_paths(paths, storage_options)
     flat = list(_leaves(nested))
     if not flat:

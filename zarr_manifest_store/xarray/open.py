@@ -26,7 +26,7 @@ from zarr_manifest_store.scan import scan
 from zarr_manifest_store.xarray.values import read_values_together, sources_for
 from zarr_manifest_store.xarray.virtual import STORAGE_OPTIONS_KEY
 
-__all__ = ["Opener", "open_virtual_dataset", "virtual_dataset"]
+__all__ = ["Opener", "open_virtual_dataset", "refuse_virtualizarr_options", "virtual_dataset"]
 
 
 def open_virtual_dataset(
@@ -81,6 +81,9 @@ class Opener:
     storage_options: Mapping[str, Any] | None
     scan_options: Mapping[str, Any]
 
+    def __post_init__(self) -> None:
+        refuse_virtualizarr_options(self.scan_options)
+
     def scan(self, url: str | os.PathLike[str]) -> ManifestGroup:
         """The file scanned into a group (the step that reads the file's layout)."""
         drop = self.drop_variables
@@ -102,6 +105,21 @@ class Opener:
         )
         ds.encoding["source"] = source_path(url)
         return ds
+
+
+_VIRTUALIZARR_OPTIONS = {
+    "parser": "the format is recognised from the file's first bytes (see zms.scan); leave it out",
+    "registry": "sources are read with fsspec / obstore; pass storage_options={...} for "
+    "credentials and endpoints instead",
+}
+"""VirtualiZarr's ways of choosing a format and a store, and what to write instead."""
+
+
+def refuse_virtualizarr_options(options: Mapping[str, Any]) -> None:
+    """A TypeError for VirtualiZarr's ``parser=`` / ``registry=``, saying what to write instead."""
+    for name, instead in _VIRTUALIZARR_OPTIONS.items():
+        if name in options:
+            raise TypeError(f"{name}= is VirtualiZarr's option, not taken here: {instead}")
 
 
 def virtual_dataset(

@@ -36,9 +36,10 @@ __all__ = ["VirtualizeTreeAccessor", "tree_to_group"]
 class VirtualizeTreeAccessor:
     """``tree.virtualize``: store, write or export a tree of virtual datasets.
 
-    >>> tree = zms.open_virtual_datatree("nested.nc")
-    >>> tree.virtualize.to_zarr("nested.zarr")
-    >>> xr.open_datatree("nested.zarr", engine="zarr_manifest", allow=["."])  # doctest: +SKIP
+    >>> tree = zms.open_virtual_datatree("data/era_2026-01-01.nc")
+    >>> tree.virtualize.to_zarr("tree.zarr", mode="w")
+    >>> xr.open_datatree("tree.zarr", engine="zarr_manifest", allow=["data/"])["t2m"].shape
+    (24, 73, 144)
     """
 
     def __init__(self, tree: xr.DataTree) -> None:
