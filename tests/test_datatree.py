@@ -94,3 +94,16 @@ def test_a_document_opens_as_a_virtual_datatree_under_allow(tmp_path, nested):
     assert set(sub.to_dataset().data_vars) == {"t2m"}
     with pytest.raises(KeyError, match="no group 'nope'"):
         zms.open_virtual_datatree(nested, group="nope")
+
+
+def test_open_datatree_takes_the_store_options(tmp_path, nested):
+    zms.open_virtual_datatree(nested).virtualize.to_zarr(tmp_path / "tree.zarr")
+    allow = [str(tmp_path / "src")]
+    with pytest.raises(zms.ManifestError, match="max_chunks"):
+        xr.open_datatree(
+            tmp_path / "tree.zarr", engine="zarr_manifest", allow=allow, max_chunks=1, load=True
+        )
+    with pytest.raises(PermissionError):
+        xr.open_datatree(tmp_path / "tree.zarr", engine="zarr_manifest").load()
+    with pytest.raises(ValueError, match=r'nested\.nc.*engine="virtual"'):
+        xr.open_datatree(nested, engine="zarr_manifest")

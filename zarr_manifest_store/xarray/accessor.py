@@ -102,6 +102,8 @@ class VirtualizeAccessor:
         (24, 73, 144)
         >>> ds.virtualize.to_zarr(store="day2-refs.json", spec="kerchunk")
         """
+        if spec == "kerchunk":
+            writer_options.setdefault("source_options", self._ds.encoding.get(STORAGE_OPTIONS_KEY))
         write_group(self.to_group(), target(url, store), spec, writer_options)
 
     def to_kerchunk(

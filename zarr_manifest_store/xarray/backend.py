@@ -19,6 +19,18 @@ from zarr_manifest_store.store import ManifestStore
 
 __all__ = ["ManifestBackendEntrypoint"]
 
+_DECODERS = (
+    "drop_variables",
+    "mask_and_scale",
+    "decode_times",
+    "concat_characters",
+    "decode_coords",
+    "use_cftime",
+    "decode_timedelta",
+    "group",
+)
+"""The options xarray's Zarr backend decodes with; the others go to the store."""
+
 
 class ManifestBackendEntrypoint(BackendEntrypoint):
     """``xr.open_dataset(url, engine="zarr_manifest")``: open a chunk-manifest document.
@@ -39,14 +51,7 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
     url = "https://github.com/zarr-manifest-store/zarr-manifest-store"
     open_dataset_parameters = (
         "filename_or_obj",
-        "drop_variables",
-        "mask_and_scale",
-        "decode_times",
-        "concat_characters",
-        "decode_coords",
-        "use_cftime",
-        "decode_timedelta",
-        "group",
+        *_DECODERS,
         "allow",
         "storage_options",
         "verify",
@@ -90,11 +95,11 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
         *,
         allow: Sequence[str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
-        verify: Any = "first-use",
-        **decoders: Any,
+        **options: Any,
     ) -> dict[str, xr.Dataset]:
         """Every group of the document as a dataset, by path (``xr.open_groups``)."""
-        store = _store(filename_or_obj, allow, storage_options, {"verify": verify})
+        decoders, store_options = _split(options)
+        store = _store(filename_or_obj, allow, storage_options, store_options)
         return ZarrBackendEntrypoint().open_groups_as_dict(
             store, consolidated=False, zarr_format=3, **decoders
         )
@@ -105,11 +110,11 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
         *,
         allow: Sequence[str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
-        verify: Any = "first-use",
-        **decoders: Any,
+        **options: Any,
     ) -> xr.DataTree:
         """The document's groups as a tree (``xr.open_datatree``), CF-decoded by xarray."""
-        store = _store(filename_or_obj, allow, storage_options, {"verify": verify})
+        decoders, store_options = _split(options)
+        store = _store(filename_or_obj, allow, storage_options, store_options)
         return ZarrBackendEntrypoint().open_datatree(
             store, consolidated=False, zarr_format=3, **decoders
         )
@@ -121,6 +126,14 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
 
 _NOT_DOCUMENTS = {b"\x89HDF\r\n\x1a\n": "an HDF5 / netCDF-4 file", b"CDF": "a netCDF-3 file"}
 """First bytes of files that are sources, not chunk-manifest documents."""
+
+
+def _split(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """xarray's decoding options (``open_dataset_parameters``), and the store's options."""
+    return (
+        {k: v for k, v in options.items() if k in _DECODERS},
+        {k: v for k, v in options.items() if k not in _DECODERS},
+    )
 
 
 def _store(
