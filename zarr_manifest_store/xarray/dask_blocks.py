@@ -29,7 +29,7 @@ from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.errors import UnsupportedDatasetError
 
 try:
-    from dask._task_spec import Alias
+    from dask.task_spec import Alias
     from dask.core import get_dependencies
 except ImportError:  # without dask there are no dask arrays to look into
     Alias = None
