@@ -11,14 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
+from dask.task_spec import Alias
 from xarray_files import daily_files
 
 import zarr_manifest_store as zms
 from zarr_manifest_store.cli import main
 from zarr_manifest_store.xarray import VirtualBackendEntrypoint
+from zarr_manifest_store.xarray.dask_blocks import manifest_array_of_blocks
 
 
 def from_kerchunk(target: Any) -> xr.Dataset:
@@ -285,3 +288,17 @@ def test_virtualizarr_parser_and_registry_say_what_to_write_instead(files):
         zms.open_virtual_dataset(files[0], parser=object())
     with pytest.raises(TypeError, match=r"registry= .*storage_options"):
         zms.open_virtual_mfdataset(files, registry=object())
+
+
+def test_blocks_reached_through_either_form_of_dask_alias(files):
+    """dask writes an alias as a key (a tuple) or as an ``Alias`` node: both lead to the file."""
+    data = xr.open_mfdataset(files, engine="virtual", combine="by_coords").t2m.data
+    graph = dict(data.__dask_graph__())
+    aliased = {
+        k: Alias(k, v) if isinstance(v, tuple) and v in graph else v for k, v in graph.items()
+    }
+    assert aliased != graph
+    rebuilt = da.Array(aliased, data.name, data.chunks, dtype=data.dtype)
+    expected = zms.open_virtual_mfdataset(files).t2m.data
+    assert manifest_array_of_blocks(rebuilt, "t2m").equals(expected)
+    assert manifest_array_of_blocks(data, "t2m").equals(expected)
