@@ -29,8 +29,8 @@ from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.errors import UnsupportedDatasetError
 
 try:
-    from dask.task_spec import Alias
     from dask.core import get_dependencies
+    from dask.task_spec import Alias
 except ImportError:  # without dask there are no dask arrays to look into
     Alias = None
     get_dependencies = None
