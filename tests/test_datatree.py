@@ -52,7 +52,7 @@ def test_open_virtual_datatree_holds_every_group_virtually(nested):
 
 
 def test_datatree_round_trips_through_the_document(tmp_path, nested):
-    expected = xr.open_datatree(nested, engine="h5netcdf").load()
+    expected = xr.load_datatree(nested, engine="h5netcdf")
     zms.open_virtual_datatree(nested).virtualize.to_zarr(store=tmp_path / "tree.zarr")
     got = xr.open_datatree(
         tmp_path / "tree.zarr",
@@ -64,7 +64,7 @@ def test_datatree_round_trips_through_the_document(tmp_path, nested):
 
 
 def test_datatree_round_trips_through_kerchunk(tmp_path, nested):
-    expected = xr.open_datatree(nested, engine="h5netcdf").load()
+    expected = xr.load_datatree(nested, engine="h5netcdf")
     refs = zms.open_virtual_datatree(nested).virtualize.to_kerchunk(format="dict")
     got = xr.open_datatree(
         "reference://",
@@ -77,7 +77,7 @@ def test_datatree_round_trips_through_kerchunk(tmp_path, nested):
 
 
 def test_datatree_store_and_engine_forms(tmp_path, nested):
-    expected = xr.open_datatree(nested, engine="h5netcdf").load()
+    expected = xr.load_datatree(nested, engine="h5netcdf")
     store = zms.open_virtual_datatree(nested).virtualize.to_store()
     xr.testing.assert_identical(xr.open_datatree(store, engine="zarr").load(), expected)
     via_engine = xr.open_datatree(nested, engine="virtual")
