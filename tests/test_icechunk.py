@@ -299,3 +299,13 @@ def test_a_read_only_store_is_refused(tmp_path):
         zms.to_icechunk(zms.scan(str(files[0])), repo.readonly_session("main").store)
     with pytest.raises(TypeError, match="Icechunk store"):
         zms.to_icechunk(zms.scan(str(files[0])), zarr.storage.MemoryStore())
+
+
+def test_to_zarr_with_spec_icechunk_writes_the_same_references(tmp_path):
+    files = daily_files(tmp_path / "data")
+    vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
+    repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds))
+    session = repo.writable_session("main")
+    vds.virtualize.to_zarr(store=session.store, spec="icechunk")
+    session.commit("seed spelling")
+    xr.testing.assert_identical(open_icechunk(repo), expected(files))

@@ -305,7 +305,7 @@ def test_the_same_file_twice_and_parallel_checked(tmp_path):
     expected = expected_mf([path, path], combine="nested", concat_dim="member")
     xr.testing.assert_identical(reopened(vds), expected)
     with pytest.raises(ValueError, match="parallel must be None, 'threads', 'processes'"):
-        zms.open_virtual_mfdataset(path, parallel="dask")
+        zms.open_virtual_mfdataset(path, parallel="lithops")
 
 
 # ---------------------------------------------------------------------- other formats

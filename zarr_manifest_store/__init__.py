@@ -8,9 +8,10 @@ Importing the package runs :func:`zarr_manifest_store.registration.register`:
 it registers the package's codec pipelines with zarr and adjusts two zarr
 settings the user has not chosen (see that function). It also imports the
 xarray layer (:mod:`zarr_manifest_store.xarray`), which registers the
-``ds.virtualize`` accessor on every ``xr.Dataset`` through xarray's own
-``xr.register_dataset_accessor``; xarray finds the ``zarr_manifest`` engine
-through the package's ``xarray.backends`` entry point.
+``virtualize`` accessor on every ``xr.Dataset`` and ``xr.DataTree`` through
+xarray's own ``register_dataset_accessor`` / ``register_datatree_accessor``;
+xarray finds the ``zarr_manifest`` and ``virtual`` engines through the
+package's ``xarray.backends`` entry points.
 """
 
 from zarr_manifest_store import registration
@@ -29,7 +30,11 @@ from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
 from zarr_manifest_store.store import ManifestStore
 from zarr_manifest_store.writers.icechunk import icechunk_containers, to_icechunk
 from zarr_manifest_store.writers.kerchunk import to_kerchunk
-from zarr_manifest_store.xarray import open_virtual_dataset, open_virtual_mfdataset
+from zarr_manifest_store.xarray import (
+    open_virtual_dataset,
+    open_virtual_datatree,
+    open_virtual_mfdataset,
+)
 
 __all__ = [
     "ChunkManifest",
@@ -45,6 +50,7 @@ __all__ = [
     "concat",
     "icechunk_containers",
     "open_virtual_dataset",
+    "open_virtual_datatree",
     "open_virtual_mfdataset",
     "scan",
     "scan_hdf5",

@@ -54,6 +54,11 @@ def scan(args: argparse.Namespace) -> int:
             edge_chunks=args.edge_chunks,
             storage_options=storage_options,
             scan_options={"on_unsupported": args.on_unsupported},
+            # xarray's defaults so far, given explicitly: no FutureWarning about their change
+            data_vars="all",
+            coords="different",
+            compat="no_conflicts",
+            join="outer",
         )
     finally:
         close()

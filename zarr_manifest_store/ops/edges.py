@@ -117,7 +117,7 @@ def exact_last_chunk(
     slab = tuple(len(e) - 1 if k == axis else slice(None) for k, e in enumerate(edges))
     index = manifest.path_index[slab]
     references = index < INLINE
-    if references.any() and _prefix_truncatable(array, edges, axis):
+    if references.any() and prefix_truncatable(array, edges, axis):
         manifest = _shortened(array, edges, axis, slab, references, true)
         references = np.zeros_like(references)
     if references.any() and not reader.inline:
@@ -148,7 +148,7 @@ def _shortened(
 ) -> ChunkManifest:
     """The manifest with the slab's uncompressed references cut to their first ``true`` rows."""
     stored = edges[axis][-1]
-    expected = _chunk_nbytes(array, edges, axis, stored)
+    expected = chunk_nbytes(array, edges, axis, stored)
     lengths = array.manifest.lengths.copy()
     got = lengths[slab]
     if not np.array_equal(got[references], expected[references]):
@@ -169,7 +169,7 @@ def _full_coords(cell: np.ndarray, axis: int, at: int) -> tuple[int, ...]:
     return tuple(coords)
 
 
-def _prefix_truncatable(array: ManifestArray, edges: Edges, axis: int) -> bool:
+def prefix_truncatable(array: ManifestArray, edges: Edges, axis: int) -> bool:
     """Whether the first elements along ``axis`` are the first bytes of every chunk.
 
     True for chunks stored raw (one ``bytes`` codec, C order) when every axis
@@ -184,7 +184,7 @@ def _prefix_truncatable(array: ManifestArray, edges: Edges, axis: int) -> bool:
     )
 
 
-def _chunk_nbytes(array: ManifestArray, edges: Edges, axis: int, stored: int) -> np.ndarray:
+def chunk_nbytes(array: ManifestArray, edges: Edges, axis: int, stored: int) -> np.ndarray:
     """Raw byte sizes of the slab's chunks (the last chunks along ``axis``), slab-shaped."""
     sizes = np.full((), stored * array.dtype.itemsize, dtype=np.uint64)
     for k, e in enumerate(edges):

@@ -1,8 +1,11 @@
-"""``a[key]`` on a ManifestArray: selections made of whole chunks, and nothing else.
+"""``a[key]`` on a ManifestArray: selections made of whole chunks, or of rows of raw chunks.
 
 Slices must start on a chunk boundary and have step 1 (they may stop anywhere);
 integers, integer arrays, boolean masks and other steps select along axes whose
-chunks have size 1; ``None`` and ``...`` work as in NumPy.
+chunks have size 1; ``None`` and ``...`` work as in NumPy. Where chunks are
+stored uncompressed (and every earlier axis has chunks of size 1), a step-1
+slice or an integer may also start inside a chunk: its reference is narrowed
+to the selected rows (:mod:`.narrow`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.ops.edges import prefix_truncatable
 from zarr_manifest_store.ops.grid import derive
+from zarr_manifest_store.ops.narrow import narrowed
 
 __all__ = ["getitem"]
 
@@ -25,6 +30,8 @@ class _AxisSelection(NamedTuple):
     edges: tuple[int, ...]
     length: int
     keep: bool
+    skip: int = 0
+    """Rows skipped at the start of the first chunk (narrowed); 0 for whole chunks."""
 
 
 def getitem(array: ManifestArray, key: Any) -> ManifestArray:
@@ -46,11 +53,15 @@ def getitem(array: ManifestArray, key: Any) -> ManifestArray:
     names = array.dimension_names
     new_names: list[str | None] = []
     axis = 0
+    narrowing: dict[int, _AxisSelection] = {}
     for item in items:
         if item is None:
             new_names.append(None)
             continue
-        sel = _select_axis(item, axis, array.shape[axis], edges[axis])
+        raw = prefix_truncatable(array, edges, axis)
+        sel = _select_axis(item, axis, array.shape[axis], edges[axis], raw)
+        if sel.skip or (raw and not sel.keep and edges[axis][int(sel.positions[0])] != 1):
+            narrowing[axis] = sel
         positions.append(sel.positions)
         if sel.keep:
             new_edges.append(sel.edges)
@@ -60,6 +71,9 @@ def getitem(array: ManifestArray, key: Any) -> ManifestArray:
             dropped.append(len(positions) - 1)
         axis += 1
     manifest = array.manifest.take(positions)
+    for at, sel in narrowing.items():
+        rows = sel.edges[0] if sel.keep else 1
+        manifest = narrowed(array, manifest, positions, at, sel.skip, rows)
     for i in reversed(dropped):
         manifest = manifest.squeeze(i)
     for i, item in enumerate(_kept_items(items)):
@@ -100,7 +114,10 @@ def _kept_items(items: list[Any]) -> list[Any]:
     return [item for item in items if not isinstance(item, int | np.integer)]
 
 
-def _select_axis(item: Any, axis: int, length: int, edges: tuple[int, ...]) -> _AxisSelection:
+def _select_axis(
+    item: Any, axis: int, length: int, edges: tuple[int, ...], raw: bool
+) -> _AxisSelection:
+    """Which chunks ``item`` selects along ``axis``; ``raw``: chunks there may be narrowed."""
     bounds = np.fromiter(accumulate(edges, initial=0), dtype=np.int64, count=len(edges) + 1)
     if isinstance(item, int | np.integer):
         i = int(item)
@@ -108,6 +125,8 @@ def _select_axis(item: Any, axis: int, length: int, edges: tuple[int, ...]) -> _
             raise IndexError(f"index {i} is out of bounds for axis {axis} with size {length}")
         i %= length
         chunk = int(np.searchsorted(bounds, i, side="right")) - 1
+        if edges[chunk] != 1 and raw:
+            return _AxisSelection(np.array([chunk]), (), 1, False, i - int(bounds[chunk]))
         if edges[chunk] != 1:
             raise IndexError(
                 f"index {i} on axis {axis} selects one element of a chunk of "
@@ -118,7 +137,7 @@ def _select_axis(item: Any, axis: int, length: int, edges: tuple[int, ...]) -> _
     if isinstance(item, slice):
         start, stop, step = item.indices(length)
         if step == 1:
-            return _select_slice(start, max(start, stop), axis, bounds, edges, item)
+            return _select_slice(start, max(start, stop), axis, bounds, edges, item, raw)
         item = np.arange(start, stop, step)
     index = np.asarray(item)
     if index.dtype == bool:
@@ -148,18 +167,29 @@ def _select_axis(item: Any, axis: int, length: int, edges: tuple[int, ...]) -> _
 
 
 def _select_slice(
-    start: int, stop: int, axis: int, bounds: np.ndarray, edges: tuple[int, ...], item: slice
+    start: int,
+    stop: int,
+    axis: int,
+    bounds: np.ndarray,
+    edges: tuple[int, ...],
+    item: slice,
+    raw: bool,
 ) -> _AxisSelection:
     if start == stop:
         return _AxisSelection(np.empty(0, dtype=np.intp), (), 0, keep=True)
     first = int(np.searchsorted(bounds, start, side="right")) - 1
+    last = int(np.searchsorted(bounds, stop - 1, side="right")) - 1
+    skip = start - int(bounds[first])
+    if skip and raw:
+        sizes = (edges[first] - skip, *edges[first + 1 : last + 1])
+        return _AxisSelection(np.arange(first, last + 1), sizes, stop - start, True, skip)
     if bounds[first] != start:
         raise IndexError(
             f"slice {_show_slice(item)} on axis {axis} starts at {start}, inside the chunk "
             f"{int(bounds[first])}:{int(bounds[first + 1])}; a ManifestArray can only select "
-            "whole chunks, so slices must start on a chunk boundary (they may end anywhere)"
+            "whole chunks, so slices must start on a chunk boundary (they may end anywhere); "
+            "only uncompressed chunks can be narrowed to the rows selected"
         )
-    last = int(np.searchsorted(bounds, stop - 1, side="right")) - 1
     return _AxisSelection(np.arange(first, last + 1), edges[first : last + 1], stop - start, True)
 
 

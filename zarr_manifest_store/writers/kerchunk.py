@@ -24,23 +24,29 @@ import numpy as np
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup, root_of
+from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import INLINE, MISSING
 from zarr_manifest_store.v2 import v3_to_v2
 
-__all__ = ["RECORD_SIZE", "to_kerchunk"]
+__all__ = ["CATEGORICAL_THRESHOLD", "RECORD_SIZE", "inline_small_chunks", "to_kerchunk"]
 
 RECORD_SIZE = 100_000
 """References per parquet file (fsspec's ``record_size``)."""
+CATEGORICAL_THRESHOLD = 10
+"""kerchunk's default ``categorical_threshold`` (accepted for its call shape)."""
 
 
 def to_kerchunk(
     source: Any,
     url: str | os.PathLike[str] | None = None,
     *,
-    format: Literal["json", "parquet"] | None = None,
+    format: Literal["json", "parquet", "dict"] | None = None,
     storage_options: Mapping[str, Any] | None = None,
     mode: Literal["w-", "w"] = "w",
     record_size: int = RECORD_SIZE,
+    inline_threshold: int = 0,
+    categorical_threshold: int = CATEGORICAL_THRESHOLD,
+    source_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Export a hierarchy as kerchunk references (spec version 1, Zarr v2 metadata).
 
@@ -52,7 +58,13 @@ def to_kerchunk(
     with ``.zmetadata`` and ``<array>/refs.<n>.parq`` files of ``record_size``
     references. ``mode="w"`` replaces what is at ``url``, ``"w-"`` refuses to.
     Inline chunks are written as ``base64:`` strings (JSON) or in the ``raw``
-    column (parquet). Raises ``UnsupportedDatasetError`` naming the array for
+    column (parquet); ``inline_threshold`` also writes referenced chunks
+    shorter than it inline, as kerchunk does (they are read, with
+    ``source_options`` for fsspec, and checked against the scan's
+    fingerprints). ``format="dict"`` returns the references (no ``url``).
+    ``categorical_threshold`` is kerchunk's option for parquet: the path
+    column is dictionary-encoded in every file, which is what it saves, so
+    it only needs to be a positive integer. Raises ``UnsupportedDatasetError`` naming the array for
     what Zarr v2 cannot express (rectilinear chunk grids, sharding,
     non-reversing transposes).
 
@@ -71,8 +83,22 @@ def to_kerchunk(
     """
     root = root_of(source, "to_kerchunk")
     fmt = format or _format_of(url)
-    if fmt not in ("json", "parquet"):
-        raise ValueError(f"format must be 'json' or 'parquet', got {format!r}")
+    if fmt not in ("json", "parquet", "dict"):
+        raise ValueError(f"format must be 'json', 'parquet' or 'dict', got {format!r}")
+    if fmt == "dict" and url is not None:
+        raise ValueError(
+            f"format='dict' returns the references instead of writing them: leave out the url "
+            f"{os.fspath(url)!r}, or pass format='json' to write them there"
+        )
+    for name, value in (("inline_threshold", inline_threshold), ("record_size", record_size)):
+        if not isinstance(value, int) or value < (name == "record_size"):
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    if not isinstance(categorical_threshold, int) or categorical_threshold < 1:
+        raise ValueError(
+            f"categorical_threshold must be a positive integer, got {categorical_threshold!r}"
+        )
+    if inline_threshold:
+        root = inline_small_chunks(root, inline_threshold, source_options)
     if mode not in ("w-", "w"):
         raise ValueError(f"mode must be 'w-' or 'w', got {mode!r}")
     if fmt == "parquet" and url is None:
@@ -83,7 +109,7 @@ def to_kerchunk(
             "(ManifestGroup(arrays={name: array})) or use format='json'"
         )
     metadata, arrays = _v2_hierarchy(root)
-    if url is None:
+    if url is None or fmt == "dict":
         return _json_references(metadata, arrays)
     fs, target = fsspec.core.url_to_fs(os.fspath(url), **dict(storage_options or {}))
     if mode == "w-" and fs.exists(target):
@@ -95,6 +121,39 @@ def to_kerchunk(
         # only strings, lists and integers: no NaN to lose
         fs.pipe_file(target, msgspec.json.encode(document))
     return None
+
+
+def inline_small_chunks(
+    root: ManifestGroup | ManifestArray, threshold: int, storage_options: Mapping[str, Any] | None
+) -> ManifestGroup | ManifestArray:
+    """``root`` with every referenced chunk shorter than ``threshold`` bytes read and kept inline."""
+    if isinstance(root, ManifestArray):
+        return _inline_small(root, threshold, storage_options)
+    return root.replace(
+        arrays={k: _inline_small(a, threshold, storage_options) for k, a in root.arrays.items()},
+        groups={
+            k: inline_small_chunks(g, threshold, storage_options) for k, g in root.groups.items()
+        },
+    )
+
+
+def _inline_small(
+    array: ManifestArray, threshold: int, storage_options: Mapping[str, Any] | None
+) -> ManifestArray:
+    m = array.manifest
+    small = np.argwhere((m.path_index < INLINE) & (m.lengths < threshold))
+    if not len(small):
+        return array
+    fingerprints = {path: [f] for path, f in m.fingerprints.items()}
+    chunks = {}
+    sources = Sources(storage_options, fingerprints=fingerprints)
+    try:
+        for coords in map(tuple, small.tolist()):
+            ref = m.get(coords)
+            chunks[coords] = bytes(sources.read_sync(ref.path, ref.offset, ref.length))
+    finally:
+        sources.close()
+    return array.with_manifest(m.with_inline(chunks))
 
 
 def _json_references(metadata: dict[str, dict[str, Any]], arrays: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,12 @@
   chunk-manifest document or kerchunk references; it is registered with
   ``xr.register_dataset_accessor`` when this package is imported.
 - :mod:`.backend`: the ``zarr_manifest`` engine opens a document with
-  ``xr.open_dataset`` (xarray finds it through the package's entry point).
+  ``xr.open_dataset`` / ``xr.open_datatree`` (xarray finds it through the
+  package's entry point); :mod:`.engine`: the ``virtual`` engine opens files
+  as virtual datasets, also through ``xr.open_mfdataset``, whose dask blocks
+  :mod:`.dask_blocks` reads back into ManifestArrays.
+- :mod:`.datatree`: :func:`open_virtual_datatree`, every group of a file;
+  :mod:`.tree_accessor`: ``tree.virtualize``.
 - :mod:`.values` reads the values of small virtual arrays; :mod:`.virtual`
   says which variables are virtual.
 
@@ -22,13 +27,19 @@ Nothing below this package imports xarray (the command line above it may).
 
 from zarr_manifest_store.xarray.accessor import VirtualizeAccessor
 from zarr_manifest_store.xarray.backend import ManifestBackendEntrypoint
+from zarr_manifest_store.xarray.datatree import open_virtual_datatree
+from zarr_manifest_store.xarray.engine import VirtualBackendEntrypoint
 from zarr_manifest_store.xarray.mfdataset import open_virtual_mfdataset
 from zarr_manifest_store.xarray.open import open_virtual_dataset, virtual_dataset
+from zarr_manifest_store.xarray.tree_accessor import VirtualizeTreeAccessor
 
 __all__ = [
     "ManifestBackendEntrypoint",
+    "VirtualBackendEntrypoint",
     "VirtualizeAccessor",
+    "VirtualizeTreeAccessor",
     "open_virtual_dataset",
+    "open_virtual_datatree",
     "open_virtual_mfdataset",
     "virtual_dataset",
 ]

@@ -28,7 +28,11 @@ from zarr_manifest_store.writers.icechunk import stored_attributes, to_icechunk
 from zarr_manifest_store.writers.kerchunk import to_kerchunk
 from zarr_manifest_store.xarray.virtual import STORAGE_OPTIONS_KEY, manifest_array, with_variables
 
-__all__ = ["VirtualizeAccessor", "to_group"]
+__all__ = ["References", "VirtualizeAccessor", "target", "to_group", "write_group"]
+
+type Spec = Literal["manifest", "kerchunk", "icechunk"]
+"""What ``to_zarr(spec=...)`` writes."""
+type KerchunkFormat = Literal["json", "parquet", "dict"]
 
 _LAYOUT_ENCODING = ("chunks", "preferred_chunks", "shards")
 """Encoding that pins a loaded variable's Zarr chunking to one file's layout: dropped when storing."""
@@ -77,33 +81,55 @@ class VirtualizeAccessor:
             self.to_group(), storage_options=storage_options, allow=allow, **store_options
         )
 
-    def to_zarr(self, url: str | os.PathLike[str], **writer_options: Any) -> None:
-        """Write the dataset as a chunk-manifest document at ``url`` (see ``zms.write_manifest``).
+    def to_zarr(
+        self,
+        url: str | os.PathLike[str] | None = None,
+        *,
+        store: str | os.PathLike[str] | None = None,
+        spec: Spec = "manifest",
+        **writer_options: Any,
+    ) -> None:
+        """Write the dataset at ``url`` (or ``store=``): a chunk-manifest document, kerchunk refs, Icechunk.
 
-        Loaded variables are stored inline, so the document needs only the
+        ``spec="manifest"`` (the default) writes a chunk-manifest document
+        (see ``zms.write_manifest``); ``spec="kerchunk"`` writes kerchunk
+        references (JSON, or parquet for a path ending in ``.parq``; see
+        :meth:`to_kerchunk`); ``spec="icechunk"`` writes into an Icechunk
+        session's store given as ``store=`` (see :meth:`to_icechunk`).
+        Loaded variables are stored inline, so the output needs only the
         source files of the virtual variables.
 
         >>> ds = zms.open_virtual_dataset("data/era_2026-01-02.nc")
         >>> ds.virtualize.to_zarr("day2-virtual.zarr", mode="w", encoding="columnar")
         >>> xr.open_dataset("day2-virtual.zarr", engine="zarr_manifest", allow=["data/"]).t2m.shape
         (24, 73, 144)
+        >>> ds.virtualize.to_zarr(store="day2-refs.json", spec="kerchunk")
         """
-        write_manifest(self.to_group(), url, **writer_options)
+        if spec == "icechunk":
+            self.to_icechunk(target(url, store), **writer_options)
+            return
+        if spec == "kerchunk":
+            writer_options.setdefault("source_options", self._ds.encoding.get(STORAGE_OPTIONS_KEY))
+        write_group(self.to_group(), target(url, store), spec, writer_options)
 
     def to_kerchunk(
         self,
         url: str | os.PathLike[str] | None = None,
-        *,
-        format: Literal["json", "parquet"] | None = None,
+        format: KerchunkFormat | None = None,
         **options: Any,
     ) -> dict[str, Any] | None:
         """Export kerchunk references: a dict when ``url`` is None, else JSON or parquet written there.
+
+        ``format`` is ``"json"``, ``"parquet"`` or ``"dict"`` (the references
+        returned, no ``url``); ``options`` (``record_size``,
+        ``inline_threshold``, ...) go to ``zms.to_kerchunk``.
 
         >>> ds = zms.open_virtual_dataset("data/era_2026-01-01.nc")
         >>> ds.virtualize.to_kerchunk()["version"]
         1
         >>> ds.virtualize.to_kerchunk("day1-virtual.json")
         """
+        options.setdefault("source_options", self._ds.encoding.get(STORAGE_OPTIONS_KEY))
         return to_kerchunk(self.to_group(), url, format=format, **options)
 
     def to_icechunk(
@@ -154,8 +180,8 @@ class VirtualizeAccessor:
     def nbytes(self) -> int:
         """Memory the dataset holds: its manifests plus its loaded variables (not the data referenced)."""
         total = 0
-        for var in self._ds.variables.values():
-            array = manifest_array(var)
+        for name, var in self._ds.variables.items():
+            array = manifest_array(var, name)
             total += var.nbytes if array is None else array.manifest.nbytes
         return total
 
@@ -163,16 +189,23 @@ class VirtualizeAccessor:
     def nrefs(self) -> int:
         """How many chunk references into source files the virtual variables hold.
 
+        A property (VirtualiZarr's ``nrefs()`` is a method: calling this
+        number says so).
+
         >>> zms.open_virtual_dataset("data/era_2026-01-01.nc").virtualize.nrefs
         8
         """
-        return sum(
-            int(np.count_nonzero(array.manifest.path_index < INLINE))
-            for array in self._manifest_arrays().values()
+        return References(
+            sum(
+                int(np.count_nonzero(array.manifest.path_index < INLINE))
+                for array in self._manifest_arrays().values()
+            )
         )
 
-    def rename_paths(self, rename: Mapping[str, str] | Callable[[str], str]) -> xr.Dataset:
+    def rename_paths(self, rename: str | Mapping[str, str] | Callable[[str], str]) -> xr.Dataset:
         """A copy whose chunk references point to renamed source paths (a dict or a function).
+
+        A string renames the one source of a dataset read from a single file.
 
         Each source's fingerprint (size, and mtime or ETag) moves with it, so
         reading a copy checks that it is the same file: copy with its
@@ -183,6 +216,8 @@ class VirtualizeAccessor:
         >>> moved.t2m.data.manifest.paths
         ('s3://bucket/era5/era_2026-01-01.nc',)
         """
+        if isinstance(rename, str | os.PathLike):
+            rename = _single_source(self._manifest_arrays(), os.fspath(rename))
         variables = self._ds.variables
         replaced = {
             name: variables[name].copy(
@@ -194,8 +229,59 @@ class VirtualizeAccessor:
 
     def _manifest_arrays(self) -> dict[Hashable, ManifestArray]:
         """The ManifestArray of each virtual variable, by name."""
-        found = {name: manifest_array(var) for name, var in self._ds.variables.items()}
+        found = {name: manifest_array(var, name) for name, var in self._ds.variables.items()}
         return {name: array for name, array in found.items() if array is not None}
+
+
+class References(int):
+    """A count of chunk references; calling it (VirtualiZarr's ``nrefs()``) says it is a property."""
+
+    def __call__(self) -> int:
+        raise TypeError(
+            "nrefs is a property here, not a method (VirtualiZarr's vds.vz.nrefs()): "
+            "write ds.virtualize.nrefs"
+        )
+
+
+def write_group(
+    group: ManifestGroup,
+    url: str | os.PathLike[str],
+    spec: Spec,
+    options: Mapping[str, Any],
+) -> None:
+    """Write a hierarchy at ``url`` as ``spec`` says: a chunk-manifest document, kerchunk refs,
+    or (``url`` an Icechunk session's store) Icechunk references."""
+    if spec == "manifest":
+        write_manifest(group, url, **options)
+    elif spec == "kerchunk":
+        to_kerchunk(group, url, **options)
+    elif spec == "icechunk":
+        to_icechunk(group, url, **options)
+    else:
+        raise ValueError(f"spec must be 'manifest', 'kerchunk' or 'icechunk', got {spec!r}")
+
+
+def target(
+    url: str | os.PathLike[str] | None, store: str | os.PathLike[str] | None
+) -> str | os.PathLike[str]:
+    """The one place to write to, given as ``url`` or (xarray's spelling) ``store=``."""
+    if (url is None) == (store is None):
+        raise TypeError(
+            "to_zarr needs where to write, once: to_zarr('out.zarr') or to_zarr(store='out.zarr')"
+        )
+    return url if url is not None else store  # type: ignore[return-value]
+
+
+def _single_source(arrays: Mapping[Hashable, ManifestArray], new: str) -> dict[str, str]:
+    """The renaming of a dataset's one source path to ``new`` (VirtualiZarr's string form)."""
+    paths = sorted({p for array in arrays.values() for p in array.manifest.paths})
+    if len(paths) != 1:
+        raise ValueError(
+            f"rename_paths({new!r}) renames the one source of a dataset read from a single file, "
+            f"but this dataset references {len(paths)} files; pass a dict {{old: new}} or a "
+            "function of the old path"
+        )
+    return {paths[0]: new}
 
 
 def to_group(ds: xr.Dataset) -> ManifestGroup:
@@ -212,7 +298,7 @@ def to_group(ds: xr.Dataset) -> ManifestGroup:
     for name, var in variables.items():
         if not isinstance(name, str):
             raise TypeError(f"variable names must be strings to be stored, got {name!r}")
-        array = manifest_array(var)
+        array = manifest_array(var, name)
         if array is None:
             loaded[name] = var
         else:

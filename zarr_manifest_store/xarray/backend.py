@@ -14,16 +14,33 @@ from typing import Any
 import xarray as xr
 from xarray.backends import BackendEntrypoint, ZarrBackendEntrypoint
 
+from zarr_manifest_store.io.paths import is_local, local_path
 from zarr_manifest_store.store import ManifestStore
 
 __all__ = ["ManifestBackendEntrypoint"]
+
+_DECODERS = (
+    "drop_variables",
+    "mask_and_scale",
+    "decode_times",
+    "concat_characters",
+    "decode_coords",
+    "use_cftime",
+    "decode_timedelta",
+    "group",
+)
+"""The options xarray's Zarr backend decodes with; the others go to the store."""
 
 
 class ManifestBackendEntrypoint(BackendEntrypoint):
     """``xr.open_dataset(url, engine="zarr_manifest")``: open a chunk-manifest document.
 
     ``allow`` lists the path / URL prefixes the document's chunks may be read
-    from (besides its own folder); ``storage_options`` configure fsspec.
+    from (besides its own folder); ``storage_options`` configure fsspec;
+    ``verify``, ``max_chunks`` and the store's I/O options go to
+    ``ManifestStore.open``. A netCDF / HDF5 file is not a document: it is
+    refused with the engine that opens it (``engine="virtual"``).
+    ``xr.open_datatree(url, engine="zarr_manifest", ...)`` opens every group.
 
     >>> zms.open_virtual_dataset("data/era_2026-01-03.nc").virtualize.to_zarr("day3-engine.zarr", mode="w")
     >>> xr.open_dataset("day3-engine.zarr", engine="zarr_manifest", allow=["data/"]).t2m.shape
@@ -34,16 +51,10 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
     url = "https://github.com/zarr-manifest-store/zarr-manifest-store"
     open_dataset_parameters = (
         "filename_or_obj",
-        "drop_variables",
-        "mask_and_scale",
-        "decode_times",
-        "concat_characters",
-        "decode_coords",
-        "use_cftime",
-        "decode_timedelta",
-        "group",
+        *_DECODERS,
         "allow",
         "storage_options",
+        "verify",
     )
 
     def open_dataset(  # type: ignore[override]
@@ -60,15 +71,10 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
         group: str | None = None,
         allow: Sequence[str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        **store_options: Any,
     ) -> xr.Dataset:
         """The document at ``filename_or_obj`` (or an open ManifestStore), CF-decoded by xarray."""
-        store = (
-            filename_or_obj
-            if isinstance(filename_or_obj, ManifestStore)
-            else ManifestStore.open(
-                os.fspath(filename_or_obj), allow=allow, storage_options=storage_options
-            )
-        )
+        store = _store(filename_or_obj, allow, storage_options, store_options)
         return ZarrBackendEntrypoint().open_dataset(
             store,
             drop_variables=drop_variables,
@@ -83,6 +89,77 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
             zarr_format=3,
         )
 
+    def open_groups_as_dict(  # type: ignore[override]
+        self,
+        filename_or_obj: Any,
+        *,
+        allow: Sequence[str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> dict[str, xr.Dataset]:
+        """Every group of the document as a dataset, by path (``xr.open_groups``)."""
+        decoders, store_options = _split(options)
+        store = _store(filename_or_obj, allow, storage_options, store_options)
+        return ZarrBackendEntrypoint().open_groups_as_dict(
+            store, consolidated=False, zarr_format=3, **decoders
+        )
+
+    def open_datatree(  # type: ignore[override]
+        self,
+        filename_or_obj: Any,
+        *,
+        allow: Sequence[str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> xr.DataTree:
+        """The document's groups as a tree (``xr.open_datatree``), CF-decoded by xarray."""
+        decoders, store_options = _split(options)
+        store = _store(filename_or_obj, allow, storage_options, store_options)
+        return ZarrBackendEntrypoint().open_datatree(
+            store, consolidated=False, zarr_format=3, **decoders
+        )
+
     def guess_can_open(self, filename_or_obj: Any) -> bool:
         """Only an open ManifestStore: a document folder looks like any Zarr store, so ask for it."""
         return isinstance(filename_or_obj, ManifestStore)
+
+
+_NOT_DOCUMENTS = {b"\x89HDF\r\n\x1a\n": "an HDF5 / netCDF-4 file", b"CDF": "a netCDF-3 file"}
+"""First bytes of files that are sources, not chunk-manifest documents."""
+
+
+def _split(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """xarray's decoding options (``open_dataset_parameters``), and the store's options."""
+    return (
+        {k: v for k, v in options.items() if k in _DECODERS},
+        {k: v for k, v in options.items() if k not in _DECODERS},
+    )
+
+
+def _store(
+    filename_or_obj: Any,
+    allow: Sequence[str] | None,
+    storage_options: Mapping[str, Any] | None,
+    options: Mapping[str, Any],
+) -> ManifestStore:
+    """An open store as it is, or the document at a path opened with the store's options."""
+    if isinstance(filename_or_obj, ManifestStore):
+        return filename_or_obj
+    url = os.fspath(filename_or_obj)
+    _refuse_source_file(url)
+    return ManifestStore.open(url, allow=allow, storage_options=storage_options, **options)
+
+
+def _refuse_source_file(url: str) -> None:
+    """A local netCDF / HDF5 file given for a document: say which engine opens it."""
+    if not is_local(url) or not os.path.isfile(path := local_path(url)):
+        return
+    with open(path, "rb") as f:
+        start = f.read(8)
+    for magic, kind in _NOT_DOCUMENTS.items():
+        if start.startswith(magic):
+            raise ValueError(
+                f"{url!r} is {kind}, not a chunk-manifest document (a folder): "
+                f'open it with engine="virtual" for chunk references, or with engine="h5netcdf" '
+                f'/ "netcdf4" for values'
+            )

@@ -21,18 +21,25 @@ from typing import Any, Literal
 
 import xarray as xr
 
+try:
+    import dask
+except ImportError:  # parallel="dask" says how to install it
+    dask = None
+
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.io.paths import in_scheme_of, is_local, source_path
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.ops import EdgeChunks
 from zarr_manifest_store.ops import edge_chunks as edge_chunk_handling
 from zarr_manifest_store.xarray.combine import prepare_for_combining, restore_shared
-from zarr_manifest_store.xarray.open import Opener
+from zarr_manifest_store.xarray.open import Opener, refuse_virtualizarr_options
 from zarr_manifest_store.xarray.virtual import STORAGE_OPTIONS_KEY
 
 __all__ = ["Parallel", "open_virtual_mfdataset"]
 
-type Parallel = bool | Literal["threads", "processes"] | concurrent.futures.Executor | Any | None
+type Parallel = (
+    bool | Literal["threads", "processes", "dask"] | concurrent.futures.Executor | Any | None
+)
 """How to open files in parallel; ``Any`` stands for a ``dask.distributed.Client``."""
 
 
@@ -62,7 +69,8 @@ def open_virtual_mfdataset(
     :func:`open_virtual_dataset` (``group``, ``drop_variables``,
     ``loadable_variables``, ``decode_times``, ``storage_options``,
     ``scan_options``), in parallel with ``parallel="threads"``,
-    ``"processes"``, a ``concurrent.futures.Executor`` or a
+    ``"processes"``, ``"dask"`` (``dask.delayed`` on dask's current
+    scheduler), a ``concurrent.futures.Executor`` or a
     ``dask.distributed.Client``; then ``preprocess`` runs on each and xarray
     combines them (``compat``, ``data_vars``, ``coords``, ``join``,
     ``fill_value`` go to ``xr.combine_by_coords`` / ``xr.combine_nested``,
@@ -84,6 +92,7 @@ def open_virtual_mfdataset(
     >>> ds.virtualize.to_zarr("all-days.zarr", mode="w")
     """
     _check_choices(combine, concat_dim, errors)
+    refuse_virtualizarr_options(xarray_combine_kwargs)
     nested = _expand_paths(paths, storage_options)
     flat = list(_leaves(nested))
     if not flat:
@@ -109,7 +118,8 @@ def open_virtual_mfdataset(
     else:
         join, options = xr.combine_by_coords, xarray_combine_kwargs
     hint = _edge_chunks_hint(edge_chunks)
-    with hint, edge_chunk_handling(edge_chunks, storage_options=storage_options):
+    partial = _partial_variables_hint(prepared)
+    with hint, partial, edge_chunk_handling(edge_chunks, storage_options=storage_options):
         combined = join(datasets, combine_attrs=combine_attrs, **options)
     combined = restore_shared(combined, shared)
     if attrs_file is not None:
@@ -143,6 +153,31 @@ def _edge_chunks_hint(edge_chunks: EdgeChunks) -> Iterator[None]:
                 "once and stores them inline"
             )
         raise
+
+
+@contextlib.contextmanager
+def _partial_variables_hint(opened: list[tuple[str, xr.Dataset]]) -> Iterator[None]:
+    """A variable that only some files hold, which xarray pads, is refused naming those files."""
+    try:
+        yield
+    except IndexError as e:
+        holders: dict[Hashable, list[str]] = {}
+        for path, ds in opened:
+            for name in ds.data_vars:
+                holders.setdefault(name, []).append(path)
+        partial = {name: paths for name, paths in holders.items() if len(paths) < len(opened)}
+        if not partial:
+            raise
+        name, paths = next(iter(partial.items()))
+        lacking = [path for path, _ in opened if path not in paths]
+        others = [str(n) for n in partial if n != name]
+        raise UnsupportedDatasetError(
+            f"variable {name!r} is in {len(paths)} of {len(opened)} files; xarray would fill "
+            "it with missing values in the others, which chunk references cannot express "
+            f"where a chunk spans files. Files without it: {', '.join(lacking)}. Leave it out "
+            f"(drop_variables=[{name!r}]) or combine the files that hold it on their own"
+            + (f"; also in only some files: {', '.join(others)}" if others else "")
+        ) from e
 
 
 def _attributes_of(
@@ -216,16 +251,20 @@ def _map(opener: Opener, paths: list[str], parallel: Parallel) -> list[Any]:
     """``opener`` over ``paths``, serially (in phases) or on the executor ``parallel`` names."""
     distributed = hasattr(parallel, "get_executor") and hasattr(parallel, "gather")
     if not (
-        parallel in (None, False, True, "threads", "processes")
+        parallel in (None, False, True, "threads", "processes", "dask")
         or isinstance(parallel, concurrent.futures.Executor)
         or distributed
     ):
         raise ValueError(
-            "parallel must be None, 'threads', 'processes', a concurrent.futures.Executor or a "
-            f"dask.distributed.Client, got {parallel!r}"
+            "parallel must be None, 'threads', 'processes', 'dask', a concurrent.futures.Executor "
+            f"or a dask.distributed.Client, got {parallel!r}"
         )
     if parallel is None or parallel is False or len(paths) == 1:
         return _open_in_phases(opener, paths)
+    if parallel == "dask":
+        if dask is None:
+            raise ImportError("parallel='dask' needs dask: pip install 'zarr-manifest-store[dask]'")
+        return list(dask.compute(*[dask.delayed(_open)(opener, path) for path in paths]))
     if parallel == "processes":
         pool = _process_pool(len(paths))
         try:

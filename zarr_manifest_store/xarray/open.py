@@ -21,11 +21,12 @@ from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.cf import fill_value_from_attribute
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import source_path
+from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.scan import scan
 from zarr_manifest_store.xarray.values import read_values_together, sources_for
 from zarr_manifest_store.xarray.virtual import STORAGE_OPTIONS_KEY
 
-__all__ = ["Opener", "open_virtual_dataset", "virtual_dataset"]
+__all__ = ["Opener", "open_virtual_dataset", "refuse_virtualizarr_options", "virtual_dataset"]
 
 
 def open_virtual_dataset(
@@ -80,6 +81,9 @@ class Opener:
     storage_options: Mapping[str, Any] | None
     scan_options: Mapping[str, Any]
 
+    def __post_init__(self) -> None:
+        refuse_virtualizarr_options(self.scan_options)
+
     def scan(self, url: str | os.PathLike[str]) -> ManifestGroup:
         """The file scanned into a group (the step that reads the file's layout)."""
         drop = self.drop_variables
@@ -103,16 +107,34 @@ class Opener:
         return ds
 
 
+_VIRTUALIZARR_OPTIONS = {
+    "parser": "the format is recognised from the file's first bytes (see zms.scan); leave it out",
+    "registry": "sources are read with fsspec / obstore; pass storage_options={...} for "
+    "credentials and endpoints instead",
+}
+"""VirtualiZarr's ways of choosing a format and a store, and what to write instead."""
+
+
+def refuse_virtualizarr_options(options: Mapping[str, Any]) -> None:
+    """A TypeError for VirtualiZarr's ``parser=`` / ``registry=``, saying what to write instead."""
+    for name, instead in _VIRTUALIZARR_OPTIONS.items():
+        if name in options:
+            raise TypeError(f"{name}= is VirtualiZarr's option, not taken here: {instead}")
+
+
 def virtual_dataset(
     group: ManifestGroup,
     *,
     loadable_variables: Iterable[str] | None = None,
     decode_times: Any = None,
     storage_options: Mapping[str, Any] | None = None,
+    sources: Sources | None = None,
 ) -> xr.Dataset:
     """The arrays of a scanned group as a virtual ``xr.Dataset`` (see :func:`open_virtual_dataset`).
 
-    Subgroups are left out, as ``xr.open_dataset`` leaves them out.
+    Subgroups are left out, as ``xr.open_dataset`` leaves them out. Loaded
+    variables are read with ``sources`` (kept open) if given, else with a
+    reader that checks their scan's fingerprints.
 
     >>> ds = virtual_dataset(zms.scan_hdf5("data/era_2026-01-01.nc"))
     >>> sorted(ds.data_vars), sorted(ds.indexes)
@@ -131,12 +153,13 @@ def virtual_dataset(
     variables = {name: _encoded_variable(name, array) for name, array in arrays.items()}
     indexes: dict[Hashable, xr.Index] = {}
     if load:
-        sources = sources_for([arrays[n] for n in load], storage_options)
+        reader = sources or sources_for([arrays[n] for n in load], storage_options)
         try:
-            values = read_values_together([arrays[n] for n in load], sources)
+            values = read_values_together([arrays[n] for n in load], reader)
             raw = {n: variables[n].copy(data=v) for n, v in zip(load, values, strict=True)}
         finally:
-            sources.close()
+            if sources is None:
+                reader.close()
         decoded, indexes = _decode_loaded(raw, decode_times)
         variables.update(decoded)
     attrs = dict(group.attributes)
