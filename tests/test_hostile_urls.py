@@ -213,3 +213,12 @@ def test_what_is_requested_never_leaves_the_prefix_it_was_compared_with(segments
     assert sent.path.startswith("/public/")
     assert posixpath.normpath(sent.path) == sent.path.rstrip("/") or sent.path.endswith("/")
     assert unquote(normalised.split("?")[0]).removeprefix("http://example.org") == sent.path
+
+
+def test_a_file_url_names_a_local_file_only_without_a_host(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"local")
+    sources = Sources(allow=[str(tmp_path)])
+    assert bytes(sources.read_sync(f"file://{tmp_path}/a.bin", 0, 5)) == b"local"
+    assert bytes(sources.read_sync(f"file://localhost{tmp_path}/a.bin", 0, 5)) == b"local"
+    with pytest.raises(PermissionError, match="empty host"):
+        sources.read_sync(f"file://evil.example.org{tmp_path}/a.bin", 0, 5)

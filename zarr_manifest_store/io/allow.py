@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from zarr_manifest_store.io.paths import is_local, local_path
 from zarr_manifest_store.io.urls import request_url
@@ -131,6 +132,11 @@ def _resolved(path: str) -> str:
     if "\0" in path:
         raise PermissionError(f"source {path!r} is refused: it contains a NUL character")
     if is_local(path):
+        if "://" in path and urlsplit(path).netloc not in ("", "localhost"):
+            raise PermissionError(
+                f"source {path!r} is refused: a file:// URL names a local file only with an "
+                f"empty host or 'localhost' (file:///path)"
+            )
         return os.path.realpath(local_path(path))
     return request_url(path)
 
