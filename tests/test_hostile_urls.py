@@ -222,3 +222,16 @@ def test_a_file_url_names_a_local_file_only_without_a_host(tmp_path):
     assert bytes(sources.read_sync(f"file://localhost{tmp_path}/a.bin", 0, 5)) == b"local"
     with pytest.raises(PermissionError, match="empty host"):
         sources.read_sync(f"file://evil.example.org{tmp_path}/a.bin", 0, 5)
+
+
+def test_no_object_key_trick_reaches_an_object_store(s3):
+    fs, bucket, server = s3
+    fs.pipe({f"{bucket}/archive/a.bin": b"archive bytes", f"{bucket}/other/secret.bin": SECRET})
+    server.requests.clear()
+    sources = Sources(storage_options=server.storage_options, allow=[f"s3://{bucket}/archive/"])
+    assert bytes(sources.read_sync(f"s3://{bucket}/archive/a.bin", 0, 7)) == b"archive"
+    for key in ["../other/secret.bin", "%2e%2e/other/secret.bin", ".\t./other/secret.bin"]:
+        for url in (f"s3://{bucket}/archive/{key}", f"S3://{bucket}/archive/{key}"):
+            with pytest.raises(PermissionError, match="refused"):
+                sources.read_sync(url, 0, len(SECRET))
+    assert not [r.path for r in server.requests.entries if "other" in r.path]
