@@ -300,3 +300,21 @@ def test_a_source_shorter_than_a_reference_has_changed(tmp_path):
 def test_a_nul_in_a_source_path_is_refused_naming_it(tmp_path):
     with pytest.raises(PermissionError, match="NUL"):
         Sources().read_sync(str(tmp_path / "a\0b.bin"), 0, 1)
+
+
+@pytest.mark.parametrize("verify", VERIFY_MODES)
+def test_a_file_swapped_for_a_fifo_after_it_was_read_never_hangs(tmp_path, monkeypatch, verify):
+    monkeypatch.setattr(local_module, "MAX_OPEN_FILES", 1)
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"0123")
+    b.write_bytes(b"4567")
+    sources = Sources(allow=[str(tmp_path)], verify=verify)
+    assert sources.read_sync(str(a), 0, 4) == b"0123"
+    assert sources.read_sync(str(b), 0, 4) == b"4567"  # a's descriptor is closed
+    a.unlink()
+    os.mkfifo(a)
+    try:
+        with pytest.raises(OSError, match=r"a\.bin"):
+            promptly(lambda: sources.read_sync(str(a), 0, 4))
+    finally:
+        release_fifo(a)

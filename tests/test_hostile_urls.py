@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from read_fixtures import manifest_for, store_over, write_source
 from servers import RangeHTTPServer
 
+import zarr_manifest_store as zms
 from zarr_manifest_store.io.allow import AllowList
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.io.urls import request_url
@@ -235,3 +236,11 @@ def test_no_object_key_trick_reaches_an_object_store(s3):
             with pytest.raises(PermissionError, match="refused"):
                 sources.read_sync(url, 0, len(SECRET))
     assert not [r.path for r in server.requests.entries if "other" in r.path]
+
+
+@pytest.mark.parametrize("start", [6, 20])  # a short answer, a range wholly past the end (416)
+def test_an_object_shorter_than_a_reference_has_changed(http_server, start):
+    (http_server.root / "a.bin").write_bytes(b"0123456789")
+    sources = Sources(retries=0)
+    with pytest.raises(zms.SourceChangedError, match=r"a\.bin.*too short"):
+        sources.read_sync(f"{http_server.url}/a.bin", start, 8)

@@ -336,8 +336,10 @@ def _named(error: Exception, path: str) -> OSError:
     ):
         return PermissionError(errno.EACCES, f"source {path!r} may not be read: {_describe(error)}")
     if status == 416:
-        return OSError(
-            errno.EIO, f"source file {path!r} is too short for the byte range asked (HTTP 416)"
+        return SourceChangedError(
+            errno.EIO,
+            f"source file {path!r} is too short for the byte range asked (HTTP 416); it "
+            f"changed since it was scanned: scan it again",
         )
     return OSError(
         getattr(error, "errno", None) or errno.EIO,
