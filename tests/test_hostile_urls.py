@@ -244,3 +244,12 @@ def test_an_object_shorter_than_a_reference_has_changed(http_server, start):
     sources = Sources(retries=0)
     with pytest.raises(zms.SourceChangedError, match=r"a\.bin.*too short"):
         sources.read_sync(f"{http_server.url}/a.bin", start, 8)
+
+
+def test_a_signed_url_keeps_its_encoded_query():
+    url = (
+        "https://bucket.s3.amazonaws.com/archive/f.nc?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=AKIA%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=ab12"
+    )
+    assert request_url(url) == url
+    assert AllowList(["https://bucket.s3.amazonaws.com/archive/"]).permits(url)
