@@ -59,7 +59,7 @@ class _Descriptor:
     def __init__(self, fd: int, st: os.stat_result) -> None:
         self.fd = fd
         self.identity = (st.st_dev, st.st_ino)  # which file the descriptor reads
-        self.stamp = (st.st_size, st.st_mtime_ns)  # what it looked like when opened
+        self.stamp = _stamp(st)  # what it looked like when opened
         self.users = 0
         self.evicted = False
         self.nowait = _RWF_NOWAIT is not None
@@ -101,6 +101,9 @@ class _Descriptors:
 
         The read is done under the lock (it only copies from the page cache),
         so the descriptor cannot be closed under it and needs no user count.
+        The ``fstat`` after it is not: other readers need not wait for it, and a
+        descriptor closed (or its number reused) meanwhile fails the comparison,
+        which includes the file's identity.
         """
         lock = self.lock
         lock.acquire()  # not `with`: this is the whole of a cached read, and `with` costs more
@@ -110,17 +113,18 @@ class _Descriptors:
                 return None
             self._open.move_to_end(path)
             data = _preadv_nowait(desc.fd, offset, length)
-            if stamped and data is not None:
-                st = os.fstat(desc.fd)  # after the read: a write begun before it shows here
-                if (st.st_size, st.st_mtime_ns) != desc.stamp:
-                    return None  # the blocking read that follows reports the change
-            return data
+            if data is None or not stamped:
+                return data
+            fd, stamp = desc.fd, desc.stamp
         except OSError as e:  # errors are reported by the blocking read that follows
             if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
                 desc.nowait = False  # this file system cannot tell: always read in a thread
             return None
         finally:
             lock.release()
+        # After the read: a write begun before it shows here. A change is reported by the
+        # blocking read that follows.
+        return data if _stamp_of(fd) == stamp else None
 
     def _hit(self, path: str) -> _Descriptor | None:
         """The open descriptor of ``path``, now in use by one more reader; None if closed."""
@@ -345,12 +349,24 @@ class LocalFiles:
         return fresh
 
 
+def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    """Which file a descriptor reads and what it looks like: inode, device, size, mtime."""
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+
+
+def _stamp_of(fd: int) -> tuple[int, int, int, int] | None:
+    try:
+        return _stamp(os.fstat(fd))
+    except OSError:
+        return None
+
+
 def _check_stamp(path: str, desc: _Descriptor) -> None:
     """Refuse a read if the file's size or modification time moved since it was opened
     (an ``fstat`` after the read: a write begun before it shows here)."""
     st = os.fstat(desc.fd)
-    if (st.st_size, st.st_mtime_ns) != desc.stamp:
-        opened = Fingerprint(size=desc.stamp[0], mtime_ns=desc.stamp[1])
+    if _stamp(st) != desc.stamp:
+        opened = Fingerprint(size=desc.stamp[2], mtime_ns=desc.stamp[3])
         raise SourceChangedError(
             errno.ESTALE,
             f"source file {path!r} changed while it was being read "
