@@ -207,7 +207,7 @@ def _make_handler(server: RangeHTTPServer) -> type[BaseHTTPRequestHandler]:
             if fault == "500":
                 self._reply(500, b"injected failure", {})
                 return
-            file = (server.root / path.lstrip("/")).resolve()
+            file = (server.root / unquote(path).lstrip("/")).resolve()  # as servers decode it
             if not file.is_relative_to(server.root.resolve()) or not file.is_file():
                 self._reply(404, b"not found", {})
                 return

@@ -19,8 +19,6 @@ ALL = runner.case_names()
 
 KNOWN_FAILURES = {
     "invalid-duplicate-key": "json.loads lets the last of a repeated manifest key win",
-    "changed-source-truncated": "a source shorter than a reference raises OSError(EIO), "
-    "not SourceChangedError",
 }
 """Cases this package fails since the specification became precise about them (see the README)."""
 

@@ -5,21 +5,22 @@ One :class:`AllowList` answers "may I read this source?" for every reader:
 line build it from the same ``allow=`` / ``--allow`` prefixes.
 
 A local path is compared after ``realpath`` (``..`` and symlinks resolved),
-so a link inside an allowed folder that points outside it is refused; a URL
-is compared after percent-decoding, and any ``..`` segment in it is refused.
-
-Every decision goes through :meth:`AllowList.check`, so that hardening it
-(comparing exactly the normalised URL a client then requests; checking the
-file a descriptor actually opened rather than its name) changes one place.
+and every file is checked again once it is open (:meth:`AllowList.check_opened`):
+the descriptor must be the very file its resolved name leads to inside an
+allowed folder, so a symlink swapped in later cannot lead a read outside. A
+URL is compared in the one form that is also requested
+(:func:`~zarr_manifest_store.io.urls.request_url`), and refused if it
+disguises where it leads.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from urllib.parse import unquote
+from urllib.parse import urlsplit
 
 from zarr_manifest_store.io.paths import is_local, local_path
+from zarr_manifest_store.io.urls import request_url
 
 __all__ = ["AllowList"]
 
@@ -40,7 +41,7 @@ class AllowList:
         self.prefixes: tuple[str, ...] | None = (
             None if prefixes is None else tuple(os.fspath(p) for p in prefixes)
         )
-        self._resolved = None if self.prefixes is None else tuple(map(_resolved, self.prefixes))
+        self._resolved = None if self.prefixes is None else tuple(map(_prefix, self.prefixes))
 
     @classmethod
     def of(cls, allow: AllowList | Iterable[str] | str | os.PathLike[str] | None) -> AllowList:
@@ -65,17 +66,55 @@ class AllowList:
 
     def permits(self, path: str) -> bool:
         """Whether ``path`` lies at or below one of the prefixes."""
-        return self._resolved is None or any(_under(path, p) for p in self._resolved)
+        try:
+            self.check(path)
+        except PermissionError:
+            return False
+        return True
 
     def check(self, path: str) -> None:
         """Raise ``PermissionError`` unless ``path`` may be read; the message names the
-        folder to allow."""
-        if not self.permits(path):
-            folder = _resolved(path).rsplit("/", 1)[0] + "/"
+        folder to allow. A URL that disguises where it leads is refused even when
+        everything is allowed."""
+        resolved = _resolved(path)
+        if not self._covers(resolved, is_local(path)):
+            raise self._outside(f"source {path!r} is", resolved)
+
+    def check_opened(self, path: str, opened: os.stat_result) -> None:
+        """Raise ``PermissionError`` unless ``opened`` (the ``fstat`` of a descriptor just
+        opened for the local ``path``) is a file inside the allowed folders.
+
+        The name is resolved again and must lead, inside an allowed folder,
+        to the very file that was opened (same device and inode): a symlink
+        planted or swapped after an earlier check cannot lead a read outside.
+        """
+        if self._resolved is None:
+            return
+        real = os.path.realpath(local_path(path))
+        if not self._covers(real, local=True):
+            raise self._outside(f"source {path!r} leads to {real!r},", real)
+        try:
+            st = os.stat(real)
+        except OSError:
+            st = None
+        if st is None or (st.st_dev, st.st_ino) != (opened.st_dev, opened.st_ino):
             raise PermissionError(
-                f"source {path!r} is outside the allowed prefixes {list(self.prefixes or ())}; "
-                f"to read it, allow its folder: allow=[..., {folder!r}]"
+                f"source {path!r} was swapped while it was being opened: the file opened is "
+                f"not the one its name now leads to inside the allowed prefixes; refused",
             )
+
+    def _covers(self, resolved: str, local: bool) -> bool:
+        """Whether the resolved path or URL lies at or below one of the prefixes."""
+        return self._resolved is None or any(
+            local == p_local and _under(resolved, p, local) for p_local, p in self._resolved
+        )
+
+    def _outside(self, what: str, resolved: str) -> PermissionError:
+        folder = resolved.rsplit("/", 1)[0] + "/"
+        return PermissionError(
+            f"{what} outside the allowed prefixes {list(self.prefixes or ())}; "
+            f"to read it, allow its folder: allow=[..., {folder!r}]"
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AllowList) and other.prefixes == self.prefixes
@@ -89,22 +128,28 @@ class AllowList:
 
 def _resolved(path: str) -> str:
     """``path`` as the allow-list compares it: local paths real (``..`` and symlinks
-    resolved), URLs percent-decoded."""
+    resolved), URLs as they are requested (``PermissionError`` if one disguises that)."""
+    if "\0" in path:
+        raise PermissionError(f"source {path!r} is refused: it contains a NUL character")
     if is_local(path):
+        if "://" in path and urlsplit(path).netloc not in ("", "localhost"):
+            raise PermissionError(
+                f"source {path!r} is refused: a file:// URL names a local file only with an "
+                f"empty host or 'localhost' (file:///path)"
+            )
         return os.path.realpath(local_path(path))
-    return unquote(path)
+    return request_url(path)
 
 
-def _under(path: str, prefix: str) -> bool:
-    """Whether ``path`` lies at or below the resolved ``prefix`` (see ``_resolved``).
+def _prefix(prefix: str) -> tuple[bool, str]:
+    """A prefix as compared: whether it is local, and its resolved form."""
+    try:
+        return is_local(prefix), _resolved(prefix).rstrip("/" if not is_local(prefix) else os.sep)
+    except PermissionError as e:
+        raise ValueError(f"allowed prefix {prefix!r} cannot be used: {e}") from None
 
-    Local paths are compared after ``realpath``, so ``..`` and symlinks cannot
-    escape; URLs after percent-decoding, with any ``..`` segment refused.
-    """
-    if is_local(path) != is_local(prefix):
-        return False
-    resolved = _resolved(path)
-    if not is_local(path) and ".." in resolved.split("/"):
-        return False
-    sep = os.sep if is_local(path) else "/"
-    return resolved == prefix.rstrip(sep) or resolved.startswith(prefix.rstrip(sep) + sep)
+
+def _under(resolved: str, prefix: str, local: bool) -> bool:
+    """Whether the resolved ``path`` lies at or below the resolved ``prefix``."""
+    sep = os.sep if local else "/"
+    return resolved == prefix or resolved.startswith(prefix + sep)

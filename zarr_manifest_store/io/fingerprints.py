@@ -164,18 +164,18 @@ class FingerprintRegistry:
                 self._recorded[path] = (*known, fp)
 
     def check(self, path: str, current: Fingerprint) -> None:
-        """Raise ``SourceChangedError`` if ``current`` differs from what ``path`` should be."""
-        recorded = self._recorded.get(path)
-        if recorded:
-            for fp in recorded:
-                if diff := differences(fp, current):
-                    raise SourceChangedError(
-                        errno.ESTALE,
-                        f"source file {path!r} changed since it was scanned ({diff}); its "
-                        f"chunks can no longer be read as recorded. Rescan it, or open the "
-                        f"store with verify='never' if the change is known to be harmless",
-                    )
-            return
+        """Raise ``SourceChangedError`` if ``current`` differs from what ``path`` should be:
+        from its recorded fingerprints, or from what it looked like when first seen (which
+        catches what a recorded fingerprint leaves out, such as a same-size rewrite of a
+        file recorded by size alone)."""
+        for fp in self._recorded.get(path, ()):
+            if diff := differences(fp, current):
+                raise SourceChangedError(
+                    errno.ESTALE,
+                    f"source file {path!r} changed since it was scanned ({diff}); its "
+                    f"chunks can no longer be read as recorded. Rescan it, or open the "
+                    f"store with verify='never' if the change is known to be harmless",
+                )
         with self._lock:
             seen = self._seen.setdefault(path, current)
         if diff := differences(seen, current):

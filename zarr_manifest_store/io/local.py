@@ -1,8 +1,12 @@
 """Local source files: read-only descriptors kept open, ``pread``, and cached reads.
 
-A file is opened once (read-only, close-on-exec), checked on that very
-descriptor, and kept open for later reads; at most :data:`MAX_OPEN_FILES`
-idle descriptors stay open, the least recently used closing first. A read
+A file is opened once (read-only, close-on-exec, without blocking), checked on
+that very descriptor — a regular file, inside the allow-list, matching its
+fingerprint — and kept open for later reads; at most :data:`MAX_OPEN_FILES`
+idle descriptors stay open, the least recently used closing first. Unless
+``verify="never"``, every read ends with an ``fstat`` of its descriptor: a
+file whose size or modification time moved since it was opened is refused
+with ``SourceChangedError``. A read
 whose bytes are all in the page cache is served on the spot with
 ``preadv(RWF_NOWAIT)`` (no thread hop); every other read blocks, so the
 caller runs it in a worker thread.
@@ -21,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from zarr_manifest_store.errors import SourceChangedError
-from zarr_manifest_store.io.fingerprints import Verify, local_fingerprint
+from zarr_manifest_store.io.allow import AllowList
+from zarr_manifest_store.io.fingerprints import Verify, differences, local_fingerprint
 from zarr_manifest_store.manifest import Fingerprint
 
-__all__ = ["INLINE_READ_BYTES", "MAX_OPEN_FILES", "LocalFiles", "too_short"]
+__all__ = ["INLINE_READ_BYTES", "MAX_OPEN_FILES", "LocalFiles", "open_source", "too_short"]
 
 MAX_OPEN_FILES = 128
 """Descriptors kept open at once; the least recently used idle one is closed beyond this."""
@@ -49,11 +54,12 @@ def _preadv_nowait(fd: int, offset: int, length: int) -> np.ndarray | None:
 class _Descriptor:
     """An open file descriptor shared by readers; closed once evicted and idle."""
 
-    __slots__ = ("evicted", "fd", "identity", "nowait", "users")
+    __slots__ = ("evicted", "fd", "identity", "nowait", "stamp", "users")
 
-    def __init__(self, fd: int, identity: tuple[int, int]) -> None:
+    def __init__(self, fd: int, st: os.stat_result) -> None:
         self.fd = fd
-        self.identity = identity  # (st_dev, st_ino): which file the descriptor reads
+        self.identity = (st.st_dev, st.st_ino)  # which file the descriptor reads
+        self.stamp = _stamp(st)  # what it looked like when opened
         self.users = 0
         self.evicted = False
         self.nowait = _RWF_NOWAIT is not None
@@ -67,15 +73,11 @@ class _Descriptors:
         self.opening = threading.Lock()
         self._open: OrderedDict[str, _Descriptor] = OrderedDict()
 
-    def acquire(
-        self, path: str, lpath: str, on_open: Callable[[str, os.stat_result], None]
-    ) -> _Descriptor:
-        """The descriptor of source ``path`` (the local file ``lpath``), opened if need be.
+    def acquire(self, path: str, opener: Callable[[], tuple[int, os.stat_result]]) -> _Descriptor:
+        """The descriptor of source ``path``, opened (and checked) by ``opener`` if need be.
 
-        ``on_open(path, stat)`` runs for every newly opened descriptor, so a
-        file is checked on the very descriptor it is then read from. One
-        thread at a time opens files, so that a file is opened (and checked)
-        once however many threads ask for it together.
+        One thread at a time opens files, so that a file is opened (and
+        checked) once however many threads ask for it together.
         """
         desc = self._hit(path)
         if desc is not None:
@@ -84,29 +86,24 @@ class _Descriptors:
             desc = self._hit(path)  # opened by the thread that held the lock before us
             if desc is not None:
                 return desc
-            fd = _open_readonly(lpath)
-            try:
-                st = os.fstat(fd)
-                if stat.S_ISDIR(st.st_mode):
-                    raise IsADirectoryError(
-                        errno.EISDIR, f"source {path!r} is a directory, not a file"
-                    )
-                on_open(path, st)
-            except BaseException:
-                os.close(fd)
-                raise
+            fd, st = opener()
             with self.lock:
-                desc = self._open[path] = _Descriptor(fd, (st.st_dev, st.st_ino))
+                desc = self._open[path] = _Descriptor(fd, st)
                 desc.users += 1
                 self._evict()
                 return desc
 
-    def read_cached(self, path: str, offset: int, length: int) -> np.ndarray | None:
+    def read_cached(self, path: str, offset: int, length: int, stamped: bool) -> np.ndarray | None:
         """``length`` bytes of ``path`` from ``offset``, read without blocking: None unless
-        the file is open already and every byte is in the page cache.
+        the file is open already and every byte is in the page cache (and, if
+        ``stamped``, the file's size and modification time are still those it was
+        opened with).
 
         The read is done under the lock (it only copies from the page cache),
         so the descriptor cannot be closed under it and needs no user count.
+        The ``fstat`` after it is not: other readers need not wait for it, and a
+        descriptor closed (or its number reused) meanwhile fails the comparison,
+        which includes the file's identity.
         """
         lock = self.lock
         lock.acquire()  # not `with`: this is the whole of a cached read, and `with` costs more
@@ -115,13 +112,19 @@ class _Descriptors:
             if desc is None or not desc.nowait:
                 return None
             self._open.move_to_end(path)
-            return _preadv_nowait(desc.fd, offset, length)
+            data = _preadv_nowait(desc.fd, offset, length)
+            if data is None or not stamped:
+                return data
+            fd, stamp = desc.fd, desc.stamp
         except OSError as e:  # errors are reported by the blocking read that follows
             if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
                 desc.nowait = False  # this file system cannot tell: always read in a thread
             return None
         finally:
             lock.release()
+        # After the read: a write begun before it shows here. A change is reported by the
+        # blocking read that follows.
+        return data if _stamp_of(fd) == stamp else None
 
     def _hit(self, path: str) -> _Descriptor | None:
         """The open descriptor of ``path``, now in use by one more reader; None if closed."""
@@ -172,9 +175,59 @@ class _Descriptors:
                 excess -= 1
 
 
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def open_source(path: str, lpath: str, allow: AllowList) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of source ``path`` (the local file ``lpath``) and its ``fstat``.
+
+    Only a regular file inside ``allow`` is opened: anything else is refused
+    before it is opened where its name tells, and from its descriptor (opened
+    non-blocking, so a FIFO cannot hang) where it was swapped in since.
+    """
+    _refuse_irregular(path, _stat(path, lpath))
+    fd = _open_readonly(lpath)
+    try:
+        st = os.fstat(fd)
+        _refuse_irregular(path, st)
+        allow.check_opened(path, st)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def _refuse_irregular(path: str, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, f"source {path!r} is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+        raise OSError(
+            errno.EINVAL, f"source {path!r} is {kind}; only regular files are read as sources"
+        )
+
+
+def _stat(path: str, lpath: str) -> os.stat_result:
+    try:
+        return os.stat(lpath)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
+    except PermissionError as e:
+        raise PermissionError(
+            e.errno, f"source file {path!r} cannot be opened: permission denied"
+        ) from None
+
+
 def _open_readonly(path: str) -> int:
     try:
-        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        return os.open(path, _OPEN_FLAGS)
     except FileNotFoundError as e:
         raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
     except IsADirectoryError as e:
@@ -183,6 +236,8 @@ def _open_readonly(path: str) -> int:
         raise PermissionError(
             e.errno, f"source file {path!r} cannot be opened: permission denied"
         ) from None
+    except OSError as e:
+        raise OSError(e.errno, f"source file {path!r} cannot be opened: {e.strerror}") from None
 
 
 def _pread_full(fd: int, length: int, offset: int) -> bytes:
@@ -196,12 +251,13 @@ def _pread_full(fd: int, length: int, offset: int) -> bytes:
     return data
 
 
-def too_short(path: str, start: int, stop: int, got: int) -> OSError:
-    """The error of a source that ends before the bytes a chunk needs."""
-    return OSError(
+def too_short(path: str, start: int, stop: int, got: int) -> SourceChangedError:
+    """The error of a source that ends before the bytes a chunk needs: it changed since
+    the scan (or the manifest was wrong about it)."""
+    return SourceChangedError(
         errno.EIO,
         f"source file {path!r} is too short: bytes {start}..{stop} were expected, "
-        f"{got} could be read",
+        f"{got} could be read; it changed since it was scanned: scan it again",
     )
 
 
@@ -212,9 +268,12 @@ class LocalFiles:
     ``verify`` says when it runs (see :data:`~zarr_manifest_store.io.fingerprints.Verify`).
     """
 
-    def __init__(self, check: Callable[[str, Fingerprint], None], verify: Verify) -> None:
+    def __init__(
+        self, check: Callable[[str, Fingerprint], None], verify: Verify, allow: AllowList
+    ) -> None:
         self._check = check
         self._verify = verify
+        self._allow = allow
         self.descriptors = _Descriptors()
 
     def after_fork(self) -> None:
@@ -226,15 +285,17 @@ class LocalFiles:
         """The bytes if ``path`` is open and every byte is in the page cache, else None."""
         if length > INLINE_READ_BYTES or self._verify == "always":
             return None
-        return self.descriptors.read_cached(path, offset, length)
+        return self.descriptors.read_cached(path, offset, length, self._verify != "never")
 
     def read(self, path: str, lpath: str, start: int, stop: int) -> bytes:
         """Bytes ``[start, stop)`` of source ``path`` (the local file ``lpath``), blocking."""
-        desc = self.descriptors.acquire(path, lpath, self._check_opened)
+        desc = self.descriptors.acquire(path, lambda: self._open(path, lpath))
         try:
             if self._verify == "always":
                 desc = self._recheck(path, lpath, desc)
             data = _pread_full(desc.fd, stop - start, start)
+            if self._verify != "never":
+                _check_stamp(path, desc)
         except (SourceChangedError, FileNotFoundError):
             raise
         except OSError as e:
@@ -261,10 +322,17 @@ class LocalFiles:
         """Close every idle descriptor (those in use close when released)."""
         self.descriptors.close()
 
-    def _check_opened(self, path: str, st: os.stat_result) -> None:
-        """Check a freshly opened descriptor (its ``fstat``) unless verification is off."""
+    def _open(self, path: str, lpath: str) -> tuple[int, os.stat_result]:
+        """Open ``path`` (see :func:`open_source`) and check it against its fingerprint
+        unless verification is off."""
+        fd, st = open_source(path, lpath, self._allow)
         if self._verify != "never":
-            self._check(path, local_fingerprint(st))
+            try:
+                self._check(path, local_fingerprint(st))
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd, st
 
     def _recheck(self, path: str, lpath: str, desc: _Descriptor) -> _Descriptor:
         """``verify="always"``: the path must still match; follow it if it names a new file."""
@@ -276,23 +344,48 @@ class LocalFiles:
         if (st.st_dev, st.st_ino) == desc.identity:
             return desc
         self.descriptors.discard(path)
-        fresh = self.descriptors.acquire(path, lpath, self._check_opened)
+        fresh = self.descriptors.acquire(path, lambda: self._open(path, lpath))
         self.descriptors.release(desc)
         return fresh
 
 
-def fingerprint(path: str, lpath: str) -> Fingerprint:
-    """What source ``path`` (the local file ``lpath``) looks like now: size and mtime."""
+def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    """Which file a descriptor reads and what it looks like: inode, device, size, mtime."""
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+
+
+def _stamp_of(fd: int) -> tuple[int, int, int, int] | None:
     try:
-        return local_fingerprint(os.stat(lpath))
-    except FileNotFoundError as e:
-        raise FileNotFoundError(e.errno, f"source file {path!r} not found") from None
+        return _stamp(os.fstat(fd))
+    except OSError:
+        return None
 
 
-def status_fingerprint(lpath: str) -> Fingerprint | BaseException:
+def _check_stamp(path: str, desc: _Descriptor) -> None:
+    """Refuse a read if the file's size or modification time moved since it was opened
+    (an ``fstat`` after the read: a write begun before it shows here)."""
+    st = os.fstat(desc.fd)
+    if _stamp(st) != desc.stamp:
+        opened = Fingerprint(size=desc.stamp[2], mtime_ns=desc.stamp[3])
+        raise SourceChangedError(
+            errno.ESTALE,
+            f"source file {path!r} changed while it was being read "
+            f"({differences(opened, local_fingerprint(st))}); reopen the store to read its "
+            f"new content, or rescan it",
+        )
+
+
+def fingerprint(path: str, lpath: str, allow: AllowList) -> Fingerprint:
+    """What source ``path`` (the local file ``lpath``) looks like now: size and mtime, from
+    the descriptor of the file itself (a regular file inside ``allow``)."""
+    fd, st = open_source(path, lpath, allow)
+    os.close(fd)
+    return local_fingerprint(st)
+
+
+def status_fingerprint(path: str, lpath: str, allow: AllowList) -> Fingerprint | BaseException:
     """A local file's fingerprint for a report, or why it cannot be read."""
     try:
-        os.close(_open_readonly(lpath))
-        return local_fingerprint(os.stat(lpath))
+        return fingerprint(path, lpath, allow)
     except OSError as e:
         return e

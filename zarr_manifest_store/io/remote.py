@@ -40,6 +40,7 @@ from zarr_manifest_store.io.gather import ByteData
 from zarr_manifest_store.io.local import too_short
 from zarr_manifest_store.io.paths import options_for, protocol_of
 from zarr_manifest_store.io.report import SourceStatus
+from zarr_manifest_store.io.urls import request_url
 from zarr_manifest_store.manifest import Fingerprint
 
 __all__ = ["RETRY_BACKOFF", "RETRY_BACKOFF_MAX", "RemoteReader", "io_loop"]
@@ -138,7 +139,7 @@ class RemoteReader:
     async def read(self, path: str, reads: list[tuple[int, int]]) -> list[Any]:
         """Fetch ``reads`` of one object concurrently: the bytes, or the exception, of each."""
         try:
-            client = self.client(path)
+            client = self.client(request_url(path))
             await self._check(client, path)
         except Exception as e:
             return [e] * len(reads)
@@ -151,8 +152,9 @@ class RemoteReader:
 
     async def fingerprint(self, path: str) -> Fingerprint:
         """What ``path`` looks like now (size and ETag, or modification time)."""
-        client = self.client(path)
-        return await self._retrying(path, "the size and ETag", lambda: client.head(path))
+        url = request_url(path)
+        client = self.client(url)
+        return await self._retrying(path, "the size and ETag", lambda: client.head(url))
 
     async def statuses(self, extents: Mapping[str, int]) -> list[SourceStatus]:
         """Each object of ``extents`` (path -> end of its last referenced byte), checked."""
@@ -195,12 +197,13 @@ class RemoteReader:
         object was checked with, and the ETag it was served with must match.
         """
         etag = None if self._verify == "never" else self._registry.expected_etag(path)
+        url = request_url(path)
 
         async def attempt() -> ByteData:
             try:
-                data, served = await client.get(path, start, stop, etag)
+                data, served = await client.get(url, start, stop, etag)
             except ObjectReplaced:
-                self._registry.check(path, await client.head(path))  # says what changed
+                self._registry.check(path, await client.head(url))  # says what changed
                 raise
             if served and self._verify != "never":  # before the length: a new object may differ
                 self._registry.check(path, Fingerprint(etag=normalised_etag(served)))
@@ -333,8 +336,10 @@ def _named(error: Exception, path: str) -> OSError:
     ):
         return PermissionError(errno.EACCES, f"source {path!r} may not be read: {_describe(error)}")
     if status == 416:
-        return OSError(
-            errno.EIO, f"source file {path!r} is too short for the byte range asked (HTTP 416)"
+        return SourceChangedError(
+            errno.EIO,
+            f"source file {path!r} is too short for the byte range asked (HTTP 416); it "
+            f"changed since it was scanned: scan it again",
         )
     return OSError(
         getattr(error, "errno", None) or errno.EIO,

@@ -112,7 +112,7 @@ class Sources:
             "timeout": timeout,
         }
         self._routes: dict[str, str | None] = {}  # admitted path -> local path, or None if remote
-        self._local = local.LocalFiles(self._registry.check, verify)
+        self._local = local.LocalFiles(self._registry.check, verify, self._allow)
         self._remote = RemoteReader(
             self._storage_options,
             self._registry,
@@ -155,7 +155,7 @@ class Sources:
         """What ``path`` looks like now: size and mtime (local) or size and ETag (remote)."""
         lpath = self._admit(path)
         if lpath is not None:
-            return local.fingerprint(path, lpath)
+            return local.fingerprint(path, lpath, self._allow)
         return fsspec.asyn.sync(io_loop(), self._remote.fingerprint, path)
 
     async def read(self, path: str, offset: int, length: int) -> ByteData:
@@ -205,7 +205,7 @@ class Sources:
             if lpath is None:
                 remote[path] = extent
             else:
-                current = local.status_fingerprint(lpath)
+                current = local.status_fingerprint(path, lpath, self._allow)
                 statuses[path] = self._registry.status(path, extent, current)
         if remote:
             checked = fsspec.asyn.sync(io_loop(), self._remote.statuses, remote)
