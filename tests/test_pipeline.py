@@ -18,8 +18,8 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.dtype import Float32
 
 from zarr_manifest_store import pipeline
-from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.guards import ChunkRefused, guard_codecs
+from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.pipeline import ManifestCodecPipeline
 
 
