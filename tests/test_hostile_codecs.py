@@ -476,3 +476,57 @@ def test_settings_as_zarr_and_the_scanners_write_them_open_and_read(tmp_path):
     store = zms.ManifestStore.open(folder, allow=[str(tmp_path)])
     np.testing.assert_array_equal(zarr.open_group(store, mode="r")["a"][:N], DATA)
     np.testing.assert_array_equal(decode_chunk(metadata, chunk, (N,)), DATA)
+
+
+FUZZ = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
+import struct, warnings
+import numpy as np
+import numcodecs
+import zarr_manifest_store as zms
+from zarr_manifest_store.array import parse_array_metadata
+from zarr_manifest_store.codecs import decode_chunk
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(17)
+data = np.cumsum(rng.normal(size={n})).astype("<f4")
+compressors = {{
+    "blosc": (numcodecs.Blosc("lz4", 5, 1), {{"name": "blosc", "configuration": {{"cname": "lz4",
+        "clevel": 5, "shuffle": "shuffle", "typesize": 4, "blocksize": 0}}}}),
+    "blosc-zstd": (numcodecs.Blosc("zstd", 5, 2, blocksize=1024), {{"name": "numcodecs.blosc", "configuration": {{}}}}),
+    "lz4": (numcodecs.LZ4(), {{"name": "numcodecs.lz4", "configuration": {{}}}}),
+    "zstd": (numcodecs.Zstd(1), {{"name": "numcodecs.zstd", "configuration": {{}}}}),
+}}
+counts = {{"decoded": 0, "refused": 0}}
+for name, (compressor, codec) in compressors.items():
+    metadata = parse_array_metadata({{"shape": [{n}], "data_type": "float32",
+        "chunk_grid": {{"name": "regular", "configuration": {{"chunk_shape": [{n}]}}}},
+        "chunk_key_encoding": {{"name": "default"}}, "fill_value": 0,
+        "codecs": [{{"name": "bytes", "configuration": {{"endian": "little"}}}}, codec]}})
+    valid = compressor.encode(data)
+    for trial in range({trials}):
+        chunk = bytearray(valid)
+        for _ in range(rng.integers(1, 6)):  # a few bytes, mostly in the headers
+            at = rng.integers(0, min(len(chunk), 64) if rng.random() < 0.7 else len(chunk))
+            chunk[at] = rng.integers(0, 256)
+        if name.startswith("blosc") and rng.random() < 0.5:
+            struct.pack_into("<I", chunk, 12, len(chunk))  # a compressed size that holds
+        try:
+            decode_chunk(metadata, bytes(chunk), ({n},))
+            counts["decoded"] += 1
+        except zms.ManifestError:
+            counts["refused"] += 1
+        except BaseException as e:
+            print(name, "OTHER", type(e).__name__, e)
+            sys.exit(1)
+print(counts)
+"""
+
+
+def test_mutated_headers_decode_or_are_refused_never_crash():
+    """Random bytes changed in valid blosc, lz4 and zstd chunks (headers mostly): each chunk
+    decodes or is refused with a ManifestError, and the interpreter survives all of them."""
+    code = FUZZ.format(cap=ADDRESS_SPACE, n=N, trials=250)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{done.stdout[-1000:]} {done.stderr[-2000:]}"
+    assert "'refused'" in done.stdout

@@ -75,22 +75,30 @@ class ChunkRefused(ManifestError):
 def guard_codecs(codecs: Iterable[Codec]) -> tuple[Codec, ...]:
     """``codecs`` with every step that decodes bytes replaced by its guarded form."""
     chain = tuple(codecs)
-    serializer = next((c for c in chain if isinstance(c, ArrayBytesCodec)), None)
-    sized = isinstance(serializer, BytesCodec)
+    sized = any(isinstance(c, BytesCodec) for c in chain)  # else variable-length, or a shard
     guarded: list[Codec] = []
     before: list[BytesBytesCodec] = []
     for codec in chain:
+        guarded.append(_guarded(codec, tuple(before), sized))
         if isinstance(codec, BytesBytesCodec):
-            guarded.append(_BoundedBytes(codec, tuple(before), sized))
-            before.append(codec)
-        elif isinstance(codec, VLenUTF8Codec | VLenBytesCodec):
-            guarded.append(_CountedItems(codec))
-        elif isinstance(codec, ShardingCodec):
-            inner, index = guard_codecs(codec.codecs), guard_codecs(codec.index_codecs)
-            guarded.append(dataclasses.replace(codec, codecs=inner, index_codecs=index))
-        else:
-            guarded.append(codec)
+            before.append(codec.codec if isinstance(codec, _Guarded) else codec)
     return tuple(guarded)
+
+
+def _guarded(codec: Codec, before: tuple[BytesBytesCodec, ...], sized: bool) -> Codec:
+    """``codec``'s guarded form, after the bytes-to-bytes codecs ``before`` (itself if none)."""
+    if isinstance(codec, _Guarded):
+        return codec
+    if isinstance(codec, nc.Shuffle):
+        return codec  # its output is its input, reordered
+    if isinstance(codec, BytesBytesCodec):
+        return _BoundedBytes(codec, before, sized)
+    if isinstance(codec, VLenUTF8Codec | VLenBytesCodec):
+        return _CountedItems(codec)
+    if isinstance(codec, ShardingCodec):
+        inner, index = guard_codecs(codec.codecs), guard_codecs(codec.index_codecs)
+        return dataclasses.replace(codec, codecs=inner, index_codecs=index)
+    return codec
 
 
 def max_unsized_chunk_bytes() -> int:
@@ -149,6 +157,10 @@ class _BoundedBytes(_Guarded, BytesBytesCodec):
     sized: bool = True
 
     def _decode_sync(self, chunk_data: Buffer, chunk_spec: ArraySpec) -> Buffer:
+        if isinstance(self.codec, _CHECKSUMS):  # its output is its input less 4 bytes
+            if len(chunk_data) < 4:
+                raise ChunkRefused(f"{_name(self.codec)}: {len(chunk_data)} bytes hold no checksum")
+            return self.codec._decode_sync(chunk_data, chunk_spec)
         limit, exact, unsized = self._decoded_size(chunk_spec)
         try:
             return self._decode_within(chunk_data, chunk_spec, limit, exact)
@@ -163,18 +175,18 @@ class _BoundedBytes(_Guarded, BytesBytesCodec):
     def _decode_within(
         self, chunk_data: Buffer, chunk_spec: ArraySpec, limit: int, exact: bool
     ) -> Buffer:
-        data = chunk_data.as_numpy_array()
+        """The bytes decoded by the bounded decoder of the codec, or by the codec then checked."""
         decode = _BOUNDED.get(type(self.codec))
         if decode is not None:
-            decoded = np.frombuffer(decode(self.codec, data, limit, exact), dtype=np.uint8)
-            return chunk_spec.prototype.buffer.from_array_like(decoded)
-        if isinstance(self.codec, _CHECKSUMS) and len(data) < 4:
-            raise ChunkRefused(f"{_name(self.codec)}: {len(data)} bytes hold no 4-byte checksum")
+            decoded = decode(self.codec, chunk_data.as_numpy_array(), limit, exact)
+            return chunk_spec.prototype.buffer.from_array_like(
+                np.frombuffer(decoded, dtype=np.uint8)
+            )
         decoded_buffer = self.codec._decode_sync(chunk_data, chunk_spec)
         if len(decoded_buffer) > limit:
             raise ChunkRefused(
                 f"{_name(self.codec)} decodes to more than {limit} bytes, the most its chunk "
-                f"can decode to"
+                f"can hold"
             )
         return decoded_buffer
 
@@ -211,10 +223,7 @@ def _stream(
         size += len(part)
         parts.append(part)
         if size > limit:
-            raise ChunkRefused(
-                f"{what} inflates past {limit} bytes, the most its chunk can decode to "
-                f"(a decompression bomb, or a reference to the wrong bytes)"
-            )
+            raise ChunkRefused(f"{what} inflates past {limit} bytes, the most its chunk can hold")
         if not decompressor.eof:
             raise ChunkRefused(f"{what} stream is truncated")
         rest = decompressor.unused_data
