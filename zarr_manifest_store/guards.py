@@ -18,6 +18,7 @@ they may decode to at most :data:`MAX_UNSIZED_CHUNK_BYTES`, which the zarr setti
 
 from __future__ import annotations
 
+import asyncio
 import bz2
 import dataclasses
 import lzma
@@ -108,7 +109,11 @@ def max_unsized_chunk_bytes() -> int:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Guarded:
-    """A codec whose decoding is checked; everything else is the wrapped ``codec``'s."""
+    """A codec whose decoding is checked; everything else is the wrapped ``codec``'s.
+
+    The underscored methods are zarr's codec protocol (``SupportsSyncCodec`` and
+    ``BaseCodec``), which zarr's pipelines call.
+    """
 
     codec: Any
 
@@ -138,7 +143,7 @@ class _Guarded:
         return await self.codec._encode_single(chunk_data, chunk_spec)
 
     async def _decode_single(self, chunk_data: Any, chunk_spec: ArraySpec) -> Any:
-        return self._decode_sync(chunk_data, chunk_spec)
+        return await asyncio.to_thread(self._decode_sync, chunk_data, chunk_spec)
 
     def _decode_sync(self, chunk_data: Any, chunk_spec: ArraySpec) -> Any:
         raise NotImplementedError
@@ -259,7 +264,7 @@ def _lzma(codec: Any, data: np.ndarray, limit: int, exact: bool) -> bytes:
 
 def _zstd(codec: Any, data: np.ndarray, limit: int, exact: bool) -> np.ndarray | bytes:
     """zstd frames whose declared content size fits, decoded into a buffer of that size."""
-    declared = zstd_content_size(data)
+    declared = _zstd_content_size(data)
     if declared is not None and (declared > limit or (exact and declared != limit)):
         size = "exactly" if exact else "at most"
         raise ChunkRefused(
@@ -277,7 +282,7 @@ def _zstd(codec: Any, data: np.ndarray, limit: int, exact: bool) -> np.ndarray |
     return zstd.decompress(data, np.empty(limit, dtype=np.uint8))
 
 
-def zstd_content_size(data: np.ndarray | bytes) -> int | None:
+def _zstd_content_size(data: np.ndarray | bytes) -> int | None:
     """The content size a zstd frame's header declares (``None``: not declared)."""
     head = bytes(data[:18])
     if len(head) < 5 or head[:4] != _ZSTD_MAGIC:
@@ -309,11 +314,11 @@ def _lz4(codec: Any, data: np.ndarray, limit: int, exact: bool) -> bytes:
 
 def _blosc(codec: Any, data: np.ndarray, limit: int, exact: bool) -> bytes:
     """blosc data whose header c-blosc can trust: checked against the bytes read."""
-    check_blosc_header(data, limit, exact)
+    _check_blosc_header(data, limit, exact)
     return blosc.decompress(data)
 
 
-def check_blosc_header(data: np.ndarray | bytes, limit: int, exact: bool) -> None:
+def _check_blosc_header(data: np.ndarray | bytes, limit: int, exact: bool) -> None:
     """Refuse a blosc (v1 format) chunk whose header does not describe ``data``."""
     length = len(data)
     if length < _BLOSC_HEADER.size:

@@ -62,15 +62,14 @@ DECODE_AT_ONCE_BYTES = 64 << 10
 
 
 class ManifestCodecPipeline(FusedCodecPipeline):
-    """zarr's fused pipeline, with four changes for reading archives.
+    """zarr's fused pipeline, with three changes for reading archives.
 
     - Every chunk decodes through the chunk guards of :mod:`zarr_manifest_store.guards`
-      (headers checked, output bounded), and a chunk that fails to decode raises
-      :class:`ManifestError` naming its key.
+      (headers checked, output bounded by the chunk's size), and a chunk that fails to
+      decode raises :class:`ManifestError` naming its array and key.
     - Chunks of remote sources are fetched concurrently (the store coalesces
       them) and decoded as they arrive.
     - A read of a single small chunk is decoded without a thread hop.
-    - ``numcodecs.zlib`` (HDF5's deflate) inflates at most the decoded chunk's size.
     """
 
     @classmethod
@@ -88,7 +87,9 @@ class ManifestCodecPipeline(FusedCodecPipeline):
         if not batch or transform is None or self.supports_partial_decode:
             with _naming(batch):
                 return await super().read(batch, out, drop_axes)
-        if len(batch) == 1 or not _reads_locally(batch[0][0]):
+        if len(batch) == 1:
+            return (await _read_one(*batch[0], out, drop_axes, transform),)
+        if not _reads_locally(batch[0][0]):
             # One blocking request per pool worker would serialise remote reads; fetched
             # concurrently, the store gathers and coalesces them, and each chunk is
             # decoded as it arrives.
