@@ -104,13 +104,14 @@ def validate(metadata: Mapping[str, Any], where: str, field: str = "codecs") -> 
         return  # zarr's parser refuses it, naming it
     itemsize = _itemsize(metadata.get("data_type"))
     for i, codec in enumerate(codecs):
-        if not isinstance(codec, Mapping):
-            continue
-        name, config = codec.get("name"), codec.get("configuration", {})
+        named = isinstance(codec, Mapping)
+        name, config = (codec.get("name"), codec.get("configuration", {})) if named else (codec, {})
+        if not isinstance(name, str):
+            return  # zarr's parser refuses it, naming it
         at = f"{field}[{i}]"
         if not isinstance(config, Mapping):
             raise ManifestError(f"{where}: field {at}.configuration: not an object: {config!r}")
-        rules = _RULES.get(name) if isinstance(name, str) else None
+        rules = _RULES.get(name)
         for key, value in config.items() if rules is not None else ():
             check = rules.get(key)
             problem = f"{name!r} has no setting {key!r}" if check is None else check(value)
