@@ -8,15 +8,19 @@ import textwrap
 import zlib
 
 import numpy as np
+import pytest
 import zarr
 from read_fixtures import count_calls, local_store, manifest_for, store_over, write_source
+from zarr.codecs import BytesCodec
+from zarr.codecs.numcodecs import Zlib
 from zarr.core.array_spec import ArrayConfig, ArraySpec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.dtype import Float32
 
 from zarr_manifest_store import pipeline
+from zarr_manifest_store.guards import ChunkRefused, guard_codecs
 from zarr_manifest_store.io.sources import Sources
-from zarr_manifest_store.pipeline import ManifestCodecPipeline, _SizedZlib
+from zarr_manifest_store.pipeline import ManifestCodecPipeline
 
 
 def pipeline_of(array: zarr.Array) -> object:
@@ -85,8 +89,9 @@ def test_other_stores_keep_zarrs_default_pipeline_and_a_users_choice_wins():
     assert out.split() == ["BatchedCodecPipeline", "ManifestCodecPipeline"]
 
 
-def test_zlib_chunks_inflate_whatever_their_decoded_size():
-    """The chunk's size is only a hint to the inflater: shorter or longer output still decodes."""
+def test_zlib_chunks_inflate_up_to_their_decoded_size_and_no_further():
+    """Output up to the chunk's size inflates (a shorter one fails later, in the bytes codec);
+    a stream inflating past it is refused there (issue 17: decompression bombs)."""
     proto = default_buffer_prototype()
     spec = ArraySpec(
         shape=(10, 10),
@@ -95,11 +100,15 @@ def test_zlib_chunks_inflate_whatever_their_decoded_size():
         config=ArrayConfig.from_dict({}),
         prototype=proto,
     )
-    codec = _SizedZlib(level=1)
+    _, codec = guard_codecs([BytesCodec(), Zlib(level=1)])
     for size in (0, 1, 399, 400, 401, 100_000):
         raw = np.random.default_rng(size).integers(0, 4, size, dtype=np.uint8).tobytes()
-        decoded = codec._decode_sync(proto.buffer.from_bytes(zlib.compress(raw, 1)), spec)
-        assert decoded.to_bytes() == raw
+        encoded = proto.buffer.from_bytes(zlib.compress(raw, 1))
+        if size <= 400:
+            assert codec._decode_sync(encoded, spec).to_bytes() == raw
+        else:
+            with pytest.raises(ChunkRefused, match="inflates past 400 bytes"):
+                codec._decode_sync(encoded, spec)
 
 
 def test_a_single_small_chunk_is_decoded_without_a_thread_hop(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ from zarr.core.chunk_utils import ChunkTransform, decode_and_scatter_chunk
 from zarr.core.codec_pipeline import (
     BatchedCodecPipeline,
     FusedCodecPipeline,
-    _async_read_fallback,
+    _get_pool,
 )
 
 # Array and group metadata documents: zarr exposes them only as zarr.core classes. The store
@@ -49,8 +49,10 @@ __all__ = [
     "RegularChunkGridMetadata",
     "SelectorTuple",
     "V2ChunkKeyEncoding",
-    "async_read_fallback",
     "decode_and_scatter_chunk",
+    "fused_read_pool",
 ]
 
-async_read_fallback = _async_read_fallback
+# The fused pipeline's thread pool, sized by zarr's ``codec_pipeline.max_workers``: the
+# package's read loop (which names a chunk that fails to decode) runs on the same workers.
+fused_read_pool = _get_pool

@@ -2,36 +2,58 @@
 
 Reads go through zarr; a few steps need one chunk's bytes or values directly: an
 edge chunk re-encoded at its true size, data materialised as inline chunks, the
-encoded fill value of a missing chunk. Each runs the array's codecs on a
-one-chunk array in a ``MemoryStore``, through zarr's public API.
+encoded fill value of a missing chunk. Encoding runs the array's codecs on a
+one-chunk array in a ``MemoryStore``, through zarr's public API; decoding runs
+them through the chunk guards (:mod:`zarr_manifest_store.guards`), as reads do.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import zarr
 from zarr.buffer import default_buffer_prototype
+from zarr.dtype import parse_data_type
 from zarr.storage import MemoryStore
 
-from zarr_manifest_store._zarr import ArrayV3Metadata
+from zarr_manifest_store._zarr import ArrayConfig, ArraySpec, ArrayV3Metadata, FusedCodecPipeline
+from zarr_manifest_store.errors import ManifestError
+from zarr_manifest_store.guards import ChunkRefused, guard_codecs
 
-__all__ = ["decode_chunk", "encode_chunk"]
+__all__ = ["decode_chunk", "encode_chunk", "validate"]
 
 
 def decode_chunk(metadata: ArrayV3Metadata, raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
-    """The values of one chunk of ``shape`` elements stored as ``raw`` with ``metadata``'s codecs."""
-    meta = _one_chunk(metadata, shape)
+    """The values of one chunk of ``shape`` elements stored as ``raw`` with ``metadata``'s codecs.
+
+    Bytes the codecs cannot decode within the chunk's size raise ``ManifestError``.
+    """
     proto = default_buffer_prototype()
-    contents = {
-        "zarr.json": meta.to_buffer_dict(proto)["zarr.json"],
-        meta.encode_chunk_key((0,) * len(shape)): proto.buffer.from_bytes(raw),
-    }
+    spec = ArraySpec(
+        shape=shape,
+        dtype=metadata.data_type,
+        fill_value=metadata.fill_value,
+        config=ArrayConfig.from_dict({}),
+        prototype=proto,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zarr warns about codecs outside the v3 spec
-        return np.asarray(zarr.open_array(MemoryStore(contents), mode="r")[...])
+        pipeline = FusedCodecPipeline.from_codecs(guard_codecs(metadata.codecs))
+    transform = pipeline.evolve_from_array_spec(spec).sync_transform
+    if transform is None:
+        raise ManifestError(f"codecs {pipeline.codecs} cannot decode a chunk synchronously")
+    try:
+        return transform.decode_chunk(proto.buffer.from_bytes(raw), spec).as_numpy_array()
+    except ChunkRefused:
+        raise
+    except Exception as e:
+        raise ManifestError(
+            f"a chunk of shape {shape} does not decode with its codecs: {type(e).__name__}: {e}"
+        ) from e
 
 
 def encode_chunk(metadata: ArrayV3Metadata, shape: tuple[int, ...], values: Any) -> bytes:
@@ -65,3 +87,185 @@ def _one_chunk(metadata: ArrayV3Metadata, shape: tuple[int, ...]) -> ArrayV3Meta
         dimension_names=None,
     )
     return ArrayV3Metadata.from_dict(doc)
+
+
+def validate(metadata: Mapping[str, Any], where: str, field: str = "codecs") -> None:
+    """Refuse codec configurations that would fail, or mislead a decoder, only once a chunk is read.
+
+    ``metadata`` is an array's ``zarr.json`` (a document's, untrusted) and ``field``
+    the path of its ``codecs`` in the file ``where``. zarr checks its own codecs'
+    configurations as it parses them; a ``numcodecs.*`` codec keeps its configuration
+    unread until its first chunk, where a string for an integer, a negative level or
+    a data type of a billion elements fails late or worse. Each is refused here with
+    a ``ManifestError`` naming the file and the field.
+    """
+    codecs = metadata.get("codecs")
+    if not isinstance(codecs, list):
+        return  # zarr's parser refuses it, naming it
+    itemsize = _itemsize(metadata.get("data_type"))
+    for i, codec in enumerate(codecs):
+        named = isinstance(codec, Mapping)
+        name, config = (codec.get("name"), codec.get("configuration", {})) if named else (codec, {})
+        if not isinstance(name, str):
+            return  # zarr's parser refuses it, naming it
+        at = f"{field}[{i}]"
+        if not isinstance(config, Mapping):
+            raise ManifestError(f"{where}: field {at}.configuration: not an object: {config!r}")
+        rules = _RULES.get(name)
+        for key, value in config.items() if rules is not None else ():
+            check = rules.get(key)
+            problem = f"{name!r} has no setting {key!r}" if check is None else check(value)
+            if problem:
+                raise ManifestError(f"{where}: field {at}.configuration.{key}: {problem}")
+        if name == "numcodecs.shuffle" and itemsize and config.get("elementsize", 4) != itemsize:
+            raise ManifestError(
+                f"{where}: field {at}.configuration.elementsize: {config.get('elementsize', 4)} "
+                f"bytes, but the codecs before it make items of {itemsize} bytes"
+            )
+        itemsize = _itemsize_after(name, config, itemsize)
+
+
+def _itemsize(data_type: Any) -> int | None:
+    """The item size of a Zarr data type, if it is fixed (``None``: variable, or not one)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zarr warns about data types outside the v3 spec
+            native = parse_data_type(data_type, zarr_format=3).to_native_dtype()
+    except Exception:
+        return None  # zarr's parser refuses it, naming it
+    return native.itemsize if native.kind not in "OT" else None
+
+
+def _itemsize_after(name: Any, config: Mapping[str, Any], itemsize: int | None) -> int | None:
+    """The item size of the data after a codec (``None``: not known, or no items any more)."""
+    if name in _KEEPS_ITEMS:
+        return itemsize
+    if name == "numcodecs.packbits":
+        return 1
+    if name == "numcodecs.astype":
+        encoded = config.get("encode_dtype")
+    elif name in ("numcodecs.delta", "numcodecs.fixedscaleoffset", "numcodecs.quantize"):
+        encoded = config.get("astype") or config.get("dtype")
+    else:
+        return None
+    return np.dtype(encoded).itemsize if encoded else None
+
+
+_KEEPS_ITEMS = {"transpose", "bytes", "numcodecs.bitround", "numcodecs.shuffle"}
+"""The codecs whose output has the items of their input (of the same size)."""
+
+
+def _integer(low: int, high: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if type(value) is not int or not low <= value <= high:
+            return f"must be an integer from {low} to {high}, got {value!r}"
+        return None
+
+    return check
+
+
+def _one_of(*allowed: Any) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if type(value) not in (int, str) or value not in allowed:
+            return f"must be one of {list(allowed)}, got {value!r}"
+        return None
+
+    return check
+
+
+def _or_null(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    return lambda value: None if value is None else check(value)
+
+
+def _boolean(value: Any) -> str | None:
+    return None if type(value) is bool else f"must be true or false, got {value!r}"
+
+
+def _number(value: Any) -> str | None:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    return None
+
+
+def _numeric_dtype(value: Any) -> str | None:
+    """A NumPy data type of one number: no objects, strings, records or sub-arrays."""
+    try:
+        dtype = np.dtype(value) if isinstance(value, str) else None
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or dtype.kind not in "biufc" or dtype.shape or dtype.fields:
+        return f"must name a numeric NumPy data type (such as '<f4'), got {value!r}"
+    return None
+
+
+def _parsed_by_zarr(value: Any) -> str | None:
+    return None
+
+
+def _null(value: Any) -> str | None:
+    return None if value is None else f"must be null, got {value!r}"
+
+
+def _lzma_filters(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(
+        isinstance(f, Mapping) and type(f.get("id")) is int for f in value
+    ):
+        return f"must be a list of filter objects, each with an integer 'id', got {value!r}"
+    return None
+
+
+_LEVEL = _integer(-1, 9)
+_BLOCKSIZE = _integer(0, 2**31 - 1)
+_CHECKSUM = {"location": _or_null(_one_of("start", "end"))}
+_RULES: dict[str, dict[str, Callable[[Any], str | None]]] = {
+    "blosc": {
+        "cname": _parsed_by_zarr,
+        "shuffle": _parsed_by_zarr,
+        "clevel": _integer(0, 9),
+        "blocksize": _BLOCKSIZE,
+        "typesize": _integer(1, 255),
+    },
+    "numcodecs.zlib": {"level": _LEVEL},
+    "numcodecs.gzip": {"level": _LEVEL},
+    "numcodecs.bz2": {"level": _integer(1, 9)},
+    "numcodecs.zstd": {"level": _integer(-131072, 22), "checksum": _boolean},
+    "numcodecs.lz4": {"acceleration": _integer(1, 65537)},
+    "numcodecs.lzma": {
+        "format": _one_of(0, 1, 2, 3),
+        "check": _one_of(-1, 0, 1, 4, 10),
+        "preset": _or_null(_one_of(*range(10), *range(2**31, 2**31 + 10))),
+        "filters": _or_null(_lzma_filters),
+    },
+    "numcodecs.blosc": {
+        "cname": _one_of("lz4", "lz4hc", "blosclz", "zstd", "snappy", "zlib"),
+        "clevel": _integer(0, 9),
+        "shuffle": _one_of(-1, 0, 1, 2),
+        "blocksize": _BLOCKSIZE,
+        "typesize": _or_null(_integer(1, 255)),
+    },
+    "numcodecs.shuffle": {"elementsize": _integer(1, 2**16)},
+    "numcodecs.crc32": _CHECKSUM,
+    "numcodecs.crc32c": _CHECKSUM,
+    "numcodecs.adler32": _CHECKSUM,
+    "numcodecs.fletcher32": {},
+    "numcodecs.jenkins_lookup3": {"initval": _integer(0, 2**32 - 1), "prefix": _null},
+    "numcodecs.delta": {"dtype": _numeric_dtype, "astype": _or_null(_numeric_dtype)},
+    "numcodecs.fixedscaleoffset": {
+        "offset": _number,
+        "scale": _number,
+        "dtype": _numeric_dtype,
+        "astype": _or_null(_numeric_dtype),
+    },
+    "numcodecs.quantize": {
+        "digits": _integer(0, 64),
+        "dtype": _numeric_dtype,
+        "astype": _or_null(_numeric_dtype),
+    },
+    "numcodecs.bitround": {"keepbits": _integer(0, 52)},
+    "numcodecs.packbits": {},
+    "numcodecs.astype": {"encode_dtype": _numeric_dtype, "decode_dtype": _numeric_dtype},
+}
+"""Each codec's settings, each with its check (a message, or ``None`` when the value is fine).
+
+zarr parses its own codecs' settings; ``blosc``'s level and block size it leaves unchecked.
+"""

@@ -5,10 +5,11 @@ copies each chunk into the output on its event loop thread; for archives of
 many compressed chunks that scheduling costs more than the decoding. zarr's
 opt-in ``FusedCodecPipeline`` instead fetches, decodes and places each chunk
 in one synchronous call, on a thread pool. :class:`ManifestCodecPipeline` is
-that pipeline, except that chunks of remote sources are fetched concurrently
-(so that the store gathers and coalesces them) rather than one blocking
-request per worker, and that a single small chunk (a random access) is read
-without any thread hop.
+that pipeline, except that every chunk decodes through the chunk guards
+(:mod:`zarr_manifest_store.guards`: a document and the bytes it points at are
+untrusted), that chunks of remote sources are fetched concurrently (so that the
+store gathers and coalesces them) rather than one blocking request per worker,
+and that a single small chunk (a random access) is read without any thread hop.
 
 zarr picks a pipeline class from its ``codec_pipeline.path`` setting, for
 every array of the process. :func:`zarr_manifest_store.registration.register`
@@ -16,23 +17,21 @@ every array of the process. :func:`zarr_manifest_store.registration.register`
 setting at :class:`ManifestStorePipelines` unless the user chose a pipeline:
 that class gives ManifestStore arrays a :class:`ManifestCodecPipeline` and
 every other array zarr's default ``BatchedCodecPipeline``, so nothing
-changes for other stores.
+changes for other stores. A pipeline the user names in that setting decodes
+ManifestStore arrays without the guards: it is the user's choice, and zarr gives
+a store no say in it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
 import functools
-import math
-import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Self
 
-from zarr.abc.buffer import Buffer
 from zarr.abc.codec import Codec, CodecPipeline
 from zarr.buffer import default_buffer_prototype
-from zarr.codecs.numcodecs import Zlib
 from zarr.storage import StorePath
 
 from zarr_manifest_store._zarr import (
@@ -43,13 +42,15 @@ from zarr_manifest_store._zarr import (
     ChunkTransform,
     FusedCodecPipeline,
     RegularChunkGridMetadata,
-    async_read_fallback,
     decode_and_scatter_chunk,
+    fused_read_pool,
 )
+from zarr_manifest_store.errors import ManifestError
+from zarr_manifest_store.guards import ChunkRefused, guard_codecs
 from zarr_manifest_store.store import ManifestStore
 
 if TYPE_CHECKING:
-    from zarr.abc.buffer import NDBuffer
+    from zarr.abc.buffer import Buffer, NDBuffer
     from zarr.abc.store import ByteGetter, Store
 
     from zarr_manifest_store._zarr import ArrayMetadata, SelectorTuple
@@ -63,21 +64,17 @@ DECODE_AT_ONCE_BYTES = 64 << 10
 class ManifestCodecPipeline(FusedCodecPipeline):
     """zarr's fused pipeline, with three changes for reading archives.
 
+    - Every chunk decodes through the chunk guards of :mod:`zarr_manifest_store.guards`
+      (headers checked, output bounded by the chunk's size), and a chunk that fails to
+      decode raises :class:`ManifestError` naming its array and key.
     - Chunks of remote sources are fetched concurrently (the store coalesces
-      them) and decoded in the pool as they arrive.
+      them) and decoded as they arrive.
     - A read of a single small chunk is decoded without a thread hop.
-    - ``numcodecs.zlib`` (HDF5's deflate) inflates in one step, into a buffer
-      of the decoded chunk's size.
     """
 
-    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
-        evolved = super().evolve_from_array_spec(array_spec)
-        if evolved.sync_transform is None:
-            return evolved
-        codecs = tuple(
-            _SizedZlib(**c.codec_config) if type(c) is Zlib else c for c in evolved.codecs
-        )
-        return dataclasses.replace(evolved, sync_transform=ChunkTransform(codecs=codecs))
+    @classmethod
+    def from_codecs(cls, codecs: Iterable[Codec], *, batch_size: int | None = None) -> Self:
+        return super().from_codecs(guard_codecs(codecs), batch_size=batch_size)
 
     async def read(
         self,
@@ -86,29 +83,49 @@ class ManifestCodecPipeline(FusedCodecPipeline):
         drop_axes: tuple[int, ...] = (),
     ) -> tuple[Any, ...]:
         batch = list(batch_info)
-        if not batch or self.sync_transform is None or self.supports_partial_decode:
-            return await super().read(batch, out, drop_axes)
+        transform = self.sync_transform
+        if not batch or transform is None or self.supports_partial_decode:
+            with _naming(batch):
+                return await super().read(batch, out, drop_axes)
         if len(batch) == 1:
-            return (await _read_one(*batch[0], out, drop_axes, self.sync_transform),)
+            return (await _read_one(*batch[0], out, drop_axes, transform),)
         if not _reads_locally(batch[0][0]):
             # One blocking request per pool worker would serialise remote reads; fetched
             # concurrently, the store gathers and coalesces them, and each chunk is
-            # decoded in the pool as it arrives.
-            return await async_read_fallback(self, batch, out, drop_axes)
+            # decoded as it arrives.
+            reads = (_read_one(*item, out, drop_axes, transform) for item in batch)
+            return tuple(await asyncio.gather(*reads))
         return await super().read(batch, out, drop_axes)
 
+    def read_sync(
+        self,
+        batch_info: Iterable[tuple[ByteGetter, ArraySpec, SelectorTuple, SelectorTuple, bool]],
+        out: NDBuffer,
+        drop_axes: tuple[int, ...] = (),
+        max_workers: int = 1,
+    ) -> tuple[Any, ...]:
+        """zarr's synchronous read (fetch, decode, place each chunk), naming a chunk that fails."""
+        batch = list(batch_info)
+        transform = self.sync_transform
+        if transform is None or self.supports_partial_decode:
+            with _naming(batch):
+                return super().read_sync(batch, out, drop_axes, max_workers)
 
-class _SizedZlib(Zlib, codec_name="zlib"):
-    """``numcodecs.zlib``, inflated in one step: the output buffer is sized for the chunk.
+        def read_one(item: tuple[Any, ArraySpec, SelectorTuple, SelectorTuple, bool]) -> Any:
+            byte_getter, chunk_spec, chunk_selection, out_selection, _ = item
+            return decode_and_scatter_chunk(
+                byte_getter.get_sync(prototype=chunk_spec.prototype),
+                out,
+                chunk_spec=chunk_spec,
+                chunk_selection=chunk_selection,
+                out_selection=out_selection,
+                drop_axes=drop_axes,
+                decode=_named_decoder(transform, byte_getter),
+            )
 
-    numcodecs inflates into a small buffer that grows (a copy per step and a
-    final join); the size is only a hint, so any output length still decodes.
-    """
-
-    def _decode_sync(self, chunk_data: Buffer, chunk_spec: ArraySpec) -> Buffer:
-        size = chunk_spec.dtype.to_native_dtype().itemsize * math.prod(chunk_spec.shape)
-        inflated = zlib.decompress(chunk_data.as_numpy_array(), bufsize=max(size, 1))
-        return chunk_spec.prototype.buffer.from_bytes(inflated)
+        if max_workers > 1 and len(batch) > 1:
+            return tuple(fused_read_pool(max_workers).map(read_one, batch))
+        return tuple(map(read_one, batch))
 
 
 class ManifestStorePipelines(CodecPipeline):
@@ -172,7 +189,7 @@ async def _read_one(
         chunk_selection=chunk_selection,
         out_selection=out_selection,
         drop_axes=drop_axes,
-        decode=transform.decode_chunk,
+        decode=_named_decoder(transform, byte_getter),
     )
     if raw is None or len(raw) <= DECODE_AT_ONCE_BYTES:
         return place()
@@ -184,3 +201,49 @@ def _reads_locally(byte_getter: ByteGetter) -> bool:
     if not isinstance(byte_getter, StorePath) or not isinstance(byte_getter.store, ManifestStore):
         return True
     return byte_getter.store._reads_locally(byte_getter.path)
+
+
+def _named_decoder(
+    transform: ChunkTransform, byte_getter: ByteGetter
+) -> Callable[[Buffer, ArraySpec], NDBuffer]:
+    """``transform``'s decoding of the chunk ``byte_getter`` reads; a failure names the chunk.
+
+    Decoding is computation on bytes already read, so whatever it raises says the
+    bytes are not what the array's codecs make: a ``ManifestError``.
+    """
+
+    def decode(raw: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+        try:
+            return transform.decode_chunk(raw, chunk_spec)
+        except Exception as e:
+            reason = str(e) if isinstance(e, ChunkRefused) else f"{type(e).__name__}: {e}"
+            raise ManifestError(f"{_chunk_name(byte_getter)}: {reason}{_FIX}") from e
+
+    return decode
+
+
+_FIX = "; its reference in the document points at the wrong bytes, or the document is hostile"
+
+
+@contextlib.contextmanager
+def _naming(batch: list[tuple[ByteGetter, Any, Any, Any, bool]]) -> Iterator[None]:
+    """Name the chunks of ``batch`` in a refusal raised by zarr's own read paths."""
+    try:
+        yield
+    except ChunkRefused as e:
+        names = ", ".join(_chunk_name(item[0]) for item in batch[:3])
+        more = f" (or one of {len(batch) - 3} more)" if len(batch) > 3 else ""
+        raise ManifestError(f"one of {names}{more}: {e}{_FIX}") from e
+
+
+def _chunk_name(byte_getter: ByteGetter) -> str:
+    """The array and chunk key of a ManifestStore chunk, as an error names them."""
+    key = getattr(byte_getter, "path", None)
+    store = getattr(byte_getter, "store", None)
+    if not isinstance(key, str):
+        return "a chunk"
+    found = store._array_of(key) if isinstance(store, ManifestStore) else None
+    if found is None:
+        return f"chunk {key!r}"
+    chunk = found[1]
+    return f"array {key[: len(key) - len(chunk)].rstrip('/') or '/'!r}, chunk {chunk!r}"

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from zarr_manifest_store import codecs
 from zarr_manifest_store.array import ManifestArray, parse_array_metadata
 from zarr_manifest_store.document import wire
 from zarr_manifest_store.document.columnar import ColumnarReader
@@ -188,6 +189,7 @@ class _Reader:
             path, transformers[0], grid, where, wire.join(at, "storage_transformers[0]")
         )
         plain = {k: v for k, v in meta.items() if k not in ("storage_transformers", wire.GUARD)}
+        codecs.validate(plain, where, wire.join(at, "codecs"))
         try:
             metadata = parse_array_metadata(plain)
             return ManifestArray(metadata=metadata, manifest=LazyChunkManifest(loader))
