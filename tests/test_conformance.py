@@ -18,7 +18,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::zarr.errors.UnstableSpecificati
 ALL = runner.case_names()
 
 KNOWN_FAILURES = {
-    "invalid-duplicate-key": "json.loads lets the last of a repeated manifest key win",
     "changed-source-truncated": "a source shorter than a reference raises OSError(EIO), "
     "not SourceChangedError",
 }

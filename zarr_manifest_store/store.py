@@ -32,7 +32,7 @@ from zarr_manifest_store._zarr import (
     GroupMetadata,
 )
 from zarr_manifest_store.array import ManifestArray
-from zarr_manifest_store.document.read import MAX_CHUNKS, read_document
+from zarr_manifest_store.document.read import MAX_CHUNKS, MAX_METADATA_BYTES, read_document
 from zarr_manifest_store.group import ManifestGroup, Node
 from zarr_manifest_store.io.allow import AllowList
 from zarr_manifest_store.io.sources import ByteData, Sources, Verify, VerifyReport
@@ -131,6 +131,7 @@ class ManifestStore(Store):
         storage_options: Mapping[str, Any] | None = None,
         load: bool = False,
         max_chunks: int = MAX_CHUNKS,
+        max_metadata_bytes: int = MAX_METADATA_BYTES,
         **options: Any,
     ) -> ManifestStore:
         """Open a stored chunk-manifest document (a folder or any fsspec URL).
@@ -139,7 +140,8 @@ class ManifestStore(Store):
         synchronously and returns the store. The document's own folder may
         always be read; ``allow`` adds the prefixes its absolute paths may use.
         ``load=True`` reads and validates every manifest now (else each when
-        first needed); ``max_chunks`` caps one array's chunk grid. Other keyword
+        first needed); ``max_chunks`` caps one array's chunk grid and
+        ``max_metadata_bytes`` the size of one file of the document. Other keyword
         arguments go to the store (``verify``, I/O tuning).
 
         >>> import xarray as xr, zarr_manifest_store as zms
@@ -149,7 +151,11 @@ class ManifestStore(Store):
         (24, 73, 144)
         """
         document = read_document(
-            url, storage_options=storage_options, max_chunks=max_chunks, load=load
+            url,
+            storage_options=storage_options,
+            max_chunks=max_chunks,
+            max_metadata_bytes=max_metadata_bytes,
+            load=load,
         )
         user = AllowList.of([] if allow is None else allow)
         readable = (

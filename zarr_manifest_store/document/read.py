@@ -21,11 +21,11 @@ from zarr_manifest_store.document import wire
 from zarr_manifest_store.document.columnar import ColumnarReader
 from zarr_manifest_store.document.lazy import LazyChunkManifest
 from zarr_manifest_store.document.loaders import ColumnarLoader, JsonLoader, Resolver
-from zarr_manifest_store.document.location import Location, check_relative
+from zarr_manifest_store.document.location import MAX_METADATA_BYTES, Location, check_relative
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.group import ManifestGroup
 
-__all__ = ["MAX_CHUNKS", "Document", "read_document"]
+__all__ = ["MAX_CHUNKS", "MAX_METADATA_BYTES", "Document", "read_document"]
 
 MAX_CHUNKS = 2**27
 """Default limit on the chunks of one array: a larger grid is refused before anything is built."""
@@ -54,6 +54,7 @@ def read_document(
     *,
     storage_options: Mapping[str, Any] | None = None,
     max_chunks: int = MAX_CHUNKS,
+    max_metadata_bytes: int = MAX_METADATA_BYTES,
     load: bool = False,
 ) -> Document:
     """Read the chunk-manifest document at ``url`` (a folder or fsspec URL).
@@ -62,8 +63,9 @@ def read_document(
     it. ``storage_options`` configure fsspec for the document (one dict, or a
     mapping from URL prefix to options). Manifests are read when first
     needed, unless ``load=True``, which reads and validates them all now.
-    ``max_chunks`` caps one array's chunk grid. ``ManifestStore.open`` serves
-    what this reads.
+    ``max_chunks`` caps one array's chunk grid, ``max_metadata_bytes`` one
+    file of the document (each is read only if it is a regular file inside the
+    folder). ``ManifestStore.open`` serves what this reads.
 
     >>> import zarr_manifest_store as zms
     >>> zms.write_manifest(zms.scan("data/era_2026-01-02.nc"), "day2.zarr", mode="w")
@@ -71,7 +73,7 @@ def read_document(
     >>> sorted(document.root.arrays), document.allow == (os.path.abspath("day2.zarr"),)
     (['lat', 'lon', 't2m', 'time', 'tp'], True)
     """
-    location = Location(url, storage_options)
+    location = Location(url, storage_options, max_metadata_bytes)
     root = _Reader(location, Resolver(location), max_chunks).root()
     if load:
         nodes = [root] if isinstance(root, ManifestArray) else [n for _, n in root.walk()]

@@ -248,11 +248,16 @@ def parse_version(text: str, where: str) -> tuple[int, int]:
 
 
 def loads(data: bytes, where: str) -> Any:
-    """Parse a metadata JSON file; NaN and Infinity literals (as zarr writes attributes) allowed."""
+    """Parse a metadata JSON file; NaN and Infinity literals (as zarr writes attributes) allowed.
+
+    A member name repeated in one object is refused (parsers differ on which wins).
+    """
     try:
-        return json.loads(data)
+        value = json.loads(data)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError included
         raise ManifestError(f"{where}: not valid JSON: {_short(e)}") from None
+    _check_unique_members(data, value, where)
+    return value
 
 
 def convert[T](value: Any, kind: type[T], where: str, at: str = "") -> T:
@@ -267,13 +272,59 @@ def convert[T](value: Any, kind: type[T], where: str, at: str = "") -> T:
 
 
 def decode[T](data: bytes, kind: type[T], where: str) -> T:
-    """Decode a large JSON file (a manifest) straight into ``kind``, strictly."""
+    """Decode a large JSON file (a manifest) straight into ``kind``, strictly; a member name
+    repeated in one object is refused."""
     try:
-        return msgspec.json.decode(data, type=kind, strict=True)
+        value = msgspec.json.decode(data, type=kind, strict=True)
     except msgspec.ValidationError as e:
         raise ManifestError(f"{where}: {_field_message(e)}") from None
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise ManifestError(f"{where}: not valid JSON: {_short(e)}") from None
+    _check_unique_members(data, value, where)
+    return value
+
+
+def _check_unique_members(data: bytes, value: Any, where: str) -> None:
+    """Refuse a JSON text (already parsed into ``value``) that repeats a member name in an object.
+
+    Parsers keep one of the repeated members, so ``value`` has fewer members
+    than the text then. Fast path: in a text without backslashes no string holds
+    a ``"``, so with whitespace removed each ``":`` ends exactly one member name;
+    re-encoded, ``value`` spells each of its members the same way. Equal counts
+    mean no member was dropped. Otherwise (escapes, or members the decoding
+    dropped or defaulted), the text is parsed again, checking every object.
+    """
+    if b"\\" not in data and _member_names(value) == data.translate(None, b" \t\r\n").count(b'":'):
+        return
+    try:
+        json.loads(data, object_pairs_hook=_unique_object)
+    except _RepeatedMember as e:
+        raise ManifestError(
+            f"{where}: not valid JSON: the member name {e.args[0]!r} is repeated in one object "
+            f"(a document must not repeat one)"
+        ) from None
+    except (ValueError, RecursionError) as e:  # bytes the first parser let through
+        raise ManifestError(f"{where}: not valid JSON: {_short(e)}") from None
+
+
+def _member_names(value: Any) -> int:
+    """How many ``":`` the compact JSON of ``value`` holds (-1 if it cannot be encoded)."""
+    try:
+        return msgspec.json.encode(value).count(b'":')
+    except (msgspec.EncodeError, TypeError, OverflowError, RecursionError):
+        return -1
+
+
+class _RepeatedMember(ValueError):
+    pass
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        raise _RepeatedMember(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return value
 
 
 def dumps(value: Any) -> bytes:
