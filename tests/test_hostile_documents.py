@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import resource
 import shutil
 import stat
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -296,3 +298,79 @@ def test_a_repeated_member_name_is_refused_in_a_columnar_group(columnar_document
     file.write_text(file.read_text().replace('"paths"', '"paths": [], "paths"', 1))
     with pytest.raises(zms.ManifestError, match="'paths' is repeated"):
         zms.ManifestStore.open(columnar_document, load=True)
+
+
+# ---------------------------------------------------------------------- 2. node names
+
+
+ESCAPING_NAMES = ["..", "%2e%2e", "%2E%2e", ".%2e", ".\t.", ".\n.", "a%2f..%2f..", "%2e%2e%2f"]
+
+
+def escaping_document(doc: Path, name: str, server_root: Path) -> None:
+    """Rename the group ``sub`` of ``doc`` to ``<name>/secret`` in its consolidated metadata,
+    and put a valid copy of its array where that path would lead if a client decoded it."""
+    root = json.loads((doc / "zarr.json").read_text())
+    members = root["consolidated_metadata"]["metadata"]
+    group = members.pop("sub")
+    array = members.pop("sub/c")
+    members.update({name: group, f"{name}/secret": group, f"{name}/secret/c": array})
+    (doc / "zarr.json").write_text(json.dumps(root))
+    bait = server_root / "secret" / "c"
+    bait.mkdir(parents=True, exist_ok=True)
+    shutil.copy(doc / "sub" / "c" / "manifest.json", bait / "manifest.json")
+
+
+def requested_outside(server, folder: str) -> list[str]:
+    """Request paths that, decoded and normalised as a server would, lie outside ``folder``."""
+    seen = [posixpath.normpath(unquote(r.path)) for r in server.requests.entries]
+    return [p for p in seen if not p.startswith(f"/{folder}/")]
+
+
+@pytest.mark.parametrize("name", ESCAPING_NAMES)
+def test_node_names_never_make_a_remote_document_fetch_outside_its_folder(
+    http_server, tmp_path, name
+):
+    doc = build_document(http_server.root, "json")
+    escaping_document(doc, name, http_server.root)
+    http_server.requests.clear()
+    with pytest.raises(REFUSALS):
+        open_and_read(f"{http_server.url}/json.zarr", load=True)
+    assert requested_outside(http_server, "json.zarr") == []
+
+
+@pytest.mark.parametrize("name", ESCAPING_NAMES)
+def test_node_names_that_would_leave_a_local_document_are_refused(json_document, name):
+    escaping_document(json_document, name, json_document.parent)
+    with pytest.raises(REFUSALS, match="node path"):
+        zms.ManifestStore.open(json_document)
+
+
+@pytest.mark.parametrize(
+    "manifest", ["../../secret/c/manifest.json", "%2e%2e/%2e%2e/secret/c/manifest.json", ".\t./x"]
+)
+def test_the_prior_art_manifest_field_never_fetches_outside(http_server, manifest):
+    doc = build_document(http_server.root, "json")
+    escaping_document(doc, "fine", http_server.root)
+    root = json.loads((doc / "zarr.json").read_text())
+    array = root["consolidated_metadata"]["metadata"]["fine/secret/c"]
+    array["storage_transformers"] = [
+        {"name": "chunk-manifest-json", "configuration": {"manifest": manifest}}
+    ]
+    (doc / "zarr.json").write_text(json.dumps(root))
+    http_server.requests.clear()
+    with pytest.raises(REFUSALS):
+        open_and_read(f"{http_server.url}/json.zarr", load=True)
+    assert requested_outside(http_server, "json.zarr") == []
+
+
+def test_a_node_path_deeper_than_max_depth_is_refused(json_document):
+    from zarr_manifest_store.document.read import MAX_DEPTH
+
+    root = json.loads((json_document / "zarr.json").read_text())
+    members = root["consolidated_metadata"]["metadata"]
+    group = {"zarr_format": 3, "node_type": "group", "attributes": {}}
+    for depth in range(1, MAX_DEPTH + 2):
+        members["/".join(["g"] * depth)] = group
+    (json_document / "zarr.json").write_text(json.dumps(root))
+    with pytest.raises(zms.ManifestError, match=f"MAX_DEPTH={MAX_DEPTH}"):
+        zms.ManifestStore.open(json_document)

@@ -30,7 +30,7 @@ __all__ = ["MAX_CHUNKS", "MAX_METADATA_BYTES", "Document", "read_document"]
 MAX_CHUNKS = 2**27
 """Default limit on the chunks of one array: a larger grid is refused before anything is built."""
 MAX_DEPTH = 32
-"""How deep a document without consolidated metadata is walked."""
+"""How deep a document's hierarchy may be: a node path has at most this many names."""
 MAX_NODES = 100_000
 """How many nodes a document may have."""
 
@@ -121,9 +121,10 @@ class _Reader:
 
     def _walk(self, prefix: str, depth: int) -> Any:
         """``(path, metadata)`` of every node below ``prefix``, from the folders' zarr.json files."""
-        if depth > MAX_DEPTH:
+        if depth >= MAX_DEPTH:
             raise ManifestError(
-                f"{self.location.where(prefix)}: the hierarchy is deeper than {MAX_DEPTH} levels"
+                f"{self.location.where(prefix)}: the hierarchy is deeper than MAX_DEPTH={MAX_DEPTH} "
+                f"levels (zarr_manifest_store.document.read.MAX_DEPTH)"
             )
         for name in self.location.subfolders(prefix):
             path = f"{prefix}/{name}" if prefix else name
@@ -147,8 +148,7 @@ class _Reader:
         for path in sorted(members, key=lambda p: (p.count("/"), p)):
             meta, file, at = members[path]
             parent, _, name = path.rpartition("/")
-            if not name or path != path.strip("/") or "//" in path:
-                raise ManifestError(f"{file}: field {at}: {path!r} is not a valid node path")
+            _check_node_path(path, f"{file}: field {at}" if at else file)
             if parent not in groups:
                 raise ManifestError(
                     f"{file}: field {at}: its parent {parent!r} is not a group of the document"
@@ -257,3 +257,14 @@ class _Reader:
                 f"chunks; pass a larger max_chunks to open it"
             )
         return grid
+
+
+def _check_node_path(path: str, where: str) -> None:
+    """A node path names folders of the document: each name stays inside it, and there are
+    at most MAX_DEPTH of them."""
+    if path.count("/") >= MAX_DEPTH:
+        raise ManifestError(
+            f"{where}: node path {path[:100]!r}... is deeper than MAX_DEPTH={MAX_DEPTH} levels "
+            f"(zarr_manifest_store.document.read.MAX_DEPTH)"
+        )
+    check_relative(path, f"{where}: node path")
