@@ -374,3 +374,97 @@ def test_a_node_path_deeper_than_max_depth_is_refused(json_document):
     (json_document / "zarr.json").write_text(json.dumps(root))
     with pytest.raises(zms.ManifestError, match=f"MAX_DEPTH={MAX_DEPTH}"):
         zms.ManifestStore.open(json_document)
+
+
+# ---------------------------------------------------------------------- 4. nesting
+
+
+def tiny_array() -> zms.ManifestArray:
+    from tests.helpers import array_metadata
+
+    manifest = zms.ChunkManifest.from_dict(
+        {"0": {"path": "/x", "offset": 0, "length": 4}}, shape=(1,)
+    )
+    return zms.ManifestArray(metadata=array_metadata((1,), (1,)), manifest=manifest)
+
+
+def nested(depth: int, attributes: dict | None = None) -> zms.ManifestGroup:
+    group = zms.ManifestGroup(arrays={"a": tiny_array()}, attributes=attributes)
+    for level in reversed(range(depth)):
+        group = zms.ManifestGroup(groups={f"g{level}": group})
+    return group
+
+
+def served(store: zms.ManifestStore, key: str) -> bytes:
+    import asyncio
+
+    from zarr.core.buffer import default_buffer_prototype
+
+    return asyncio.run(store.get(key, default_buffer_prototype())).to_bytes()
+
+
+def test_served_metadata_costs_the_size_of_the_hierarchy_not_its_depth_times():
+    """A big attribute deep down is served once in the root document, not once per ancestor,
+    and no subgroup's document is built before it is asked for."""
+    import tracemalloc
+
+    big = "x" * 2**21
+    store = zms.ManifestStore(nested(200, {"big": big}))
+    tracemalloc.start()
+    try:
+        root = served(store, "zarr.json")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert root.count(big.encode()) == 1
+    assert len(root) < 3 * 2**20
+    assert peak < 20 * 2**20  # was 400 MB: every ancestor's document repeated the attribute
+    deepest = "/".join(f"g{level}" for level in range(200))
+    doc = json.loads(served(store, f"{deepest}/zarr.json"))
+    assert doc["attributes"] == {"big": big}
+    assert list(doc["consolidated_metadata"]["metadata"]) == ["a"]
+    middle = json.loads(served(store, "g0/g1/zarr.json"))
+    assert len(middle["consolidated_metadata"]["metadata"]) == 199
+
+
+def test_opening_a_nested_store_takes_time_in_proportion_to_its_size():
+    import time
+
+    import zarr
+
+    store = zms.ManifestStore(nested(800))
+    start = time.perf_counter()
+    group = zarr.open_group(store, mode="r")
+    elapsed = time.perf_counter() - start
+    assert list(group) == ["g0"]
+    assert elapsed < 5  # was 13 s: 200 MB of documents built before the first key
+
+
+def test_no_depth_of_nesting_exhausts_the_stack():
+    """(zarr's own parsing of consolidated metadata recurses; a document is refused past
+    MAX_DEPTH levels before it gets there.)"""
+    import pickle
+
+    deep = nested(3 * sys.getrecursionlimit())
+    paths = [path for path, _ in deep.walk()]
+    assert len(paths) == 3 * sys.getrecursionlimit() + 1
+    assert deep["/".join(paths[-1:])] is not None
+    assert pickle.loads(pickle.dumps(deep)).equals(deep)
+    assert deep == nested(3 * sys.getrecursionlimit())
+    assert deep != nested(3 * sys.getrecursionlimit(), {"k": 1})
+    store = zms.ManifestStore(deep)
+    assert pickle.loads(pickle.dumps(store)) == store
+    assert json.loads(served(store, f"{paths[-2]}/zarr.json"))["node_type"] == "group"
+
+
+def test_a_pickled_group_keeps_its_member_order():
+    import pickle
+
+    group = zms.ManifestGroup(
+        arrays={"z": tiny_array(), "a": tiny_array()},
+        groups={"m": nested(2), "b": zms.ManifestGroup(attributes={"k": [1]})},
+        attributes={"t": "x"},
+    )
+    copy = pickle.loads(pickle.dumps(group))
+    assert [p for p, _ in copy.walk()] == [p for p, _ in group.walk()]
+    assert copy.equals(group)
