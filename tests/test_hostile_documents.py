@@ -468,3 +468,102 @@ def test_a_pickled_group_keeps_its_member_order():
     copy = pickle.loads(pickle.dumps(group))
     assert [p for p, _ in copy.walk()] == [p for p, _ in group.walk()]
     assert copy.equals(group)
+
+
+# ---------------------------------------------------------------------- 5. error types
+
+
+def edit_json(file: Path, edit) -> None:
+    value = json.loads(file.read_text())
+    edit(value)
+    file.write_text(json.dumps(value))
+
+
+def first_entry(manifest: dict) -> dict:
+    return manifest[next(iter(manifest))]
+
+
+def no_fingerprints(root: dict) -> None:
+    for meta in root["consolidated_metadata"]["metadata"].values():
+        for transformer in meta.get("storage_transformers", []):
+            transformer["configuration"].pop("sources", None)
+
+
+BAD_JSON_DOCUMENTS = {
+    "NUL in an absolute path": (
+        "manifest.json",
+        lambda m: first_entry(m).update(path="/tmp/a\0b"),
+        "contains a NUL character",
+    ),
+    "NUL in a relative path": (
+        "manifest.json",
+        lambda m: first_entry(m).update(path="data/a\0b"),
+        "contains a NUL character",
+    ),
+    "NUL in a node name": (
+        "zarr.json",
+        lambda r: r["consolidated_metadata"]["metadata"].update({"a\0": {}}),
+        "contains a NUL character",
+    ),
+    "a lone surrogate in a node name": (
+        "zarr.json",
+        lambda r: r["consolidated_metadata"]["metadata"].update({"\ud800": {}}),
+        "lone surrogate",
+    ),
+    "deeply nested attributes": (
+        "zarr.json",
+        lambda r: r.update(attributes={"x": json.loads("[" * 900 + "]" * 900)}),
+        "MAX_JSON_DEPTH=128",
+    ),
+    "deeply nested array attributes": (
+        "zarr.json",
+        lambda r: r["consolidated_metadata"]["metadata"]["sub/c"].update(
+            attributes={"x": json.loads("[" * 990 + "]" * 990)}
+        ),
+        "MAX_JSON_DEPTH=128",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_JSON_DOCUMENTS))
+def test_bad_values_are_manifest_errors_naming_file_and_field(json_document, case):
+    which, edit, problem = BAD_JSON_DOCUMENTS[case]
+    file = (
+        json_document / "zarr.json"
+        if which == "zarr.json"
+        else json_document / "sub/c/manifest.json"
+    )
+    edit_json(file, edit)
+    with pytest.raises(zms.ManifestError, match=problem) as refused:
+        open_and_read(json_document)
+    assert str(file) in str(refused.value)
+
+
+def test_a_lone_surrogate_in_a_columnar_path_table_is_a_manifest_error(columnar_document):
+    file = columnar_document / "t" / "manifest" / "zarr.json"
+    edit_json(file, lambda g: g["attributes"]["paths"].__setitem__(0, "data/\ud800"))
+    with pytest.raises(zms.ManifestError, match=f"{file}: relative path .* lone surrogate"):
+        open_and_read(columnar_document)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_JSON_DOCUMENTS))
+def test_the_cli_prints_one_line_naming_the_file(json_document, case):
+    which, edit, problem = BAD_JSON_DOCUMENTS[case]
+    file = (
+        json_document / "zarr.json"
+        if which == "zarr.json"
+        else json_document / "sub/c/manifest.json"
+    )
+    edit_json(file, edit)
+    for command in ("info", "verify"):
+        result = subprocess.run(
+            [sys.executable, "-m", "zarr_manifest_store.cli", command, str(json_document)],
+            capture_output=True,
+            text=True,
+            timeout=PROMPTLY,
+        )
+        assert result.returncode == 2, result
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert str(file) in result.stderr
+        assert problem in result.stderr
+        assert "--debug" not in result.stderr

@@ -235,7 +235,7 @@ class Location:
         a PermissionError.
         """
         if is_absolute(path):
-            return path
+            return _check_text(path, f"{self.where(where)}: absolute path")
         return self._join(check_relative(path, self.where(where)))
 
     def _join(self, relative: str) -> str:
@@ -275,6 +275,7 @@ def check_relative(path: str, where: str) -> str:
     control character, or be ``.`` / ``..`` — also after percent-decoding, since
     a web server would decode them.
     """
+    _check_text(path, f"{where}: relative path")
     if _CONTROL.search(path) or "\\" in path:
         raise ManifestError(
             f"{where}: relative path {path!r} contains a backslash or a control character"
@@ -289,4 +290,15 @@ def check_relative(path: str, where: str) -> str:
             )
         if not segment:
             raise ManifestError(f"{where}: relative path {path!r} has an empty segment")
+    return path
+
+
+def _check_text(path: str, what: str) -> str:
+    """``path`` if a file system or URL can name it: no NUL, no lone surrogate."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ManifestError(f"{what} {path!r} is not valid Unicode (a lone surrogate)") from None
+    if "\0" in path:
+        raise ManifestError(f"{what} {path!r} contains a NUL character")
     return path

@@ -12,6 +12,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import msgspec
+import numpy as np
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from zarr_manifest_store.errors import ManifestError
@@ -37,6 +38,14 @@ COLUMNS = ("path_index", "offset", "length")
 """The grid-shaped arrays of a columnar manifest, in the order they are read."""
 INLINE_COLUMN = "inline"
 """The columnar manifest's optional ``uint8`` array holding inline chunks' bytes."""
+
+MAX_JSON_DEPTH = 128
+"""How deeply a document's JSON values may nest: deeper ones are refused before parsing, so
+that no parser or serialiser runs out of stack on them."""
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
+_OPENING = np.frombuffer(b"[{", dtype=np.uint8)
+_CLOSING = np.frombuffer(b"]}", dtype=np.uint8)
 
 ByteCount = Annotated[int, Meta(ge=0, le=MAX_END)]
 Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
@@ -250,14 +259,29 @@ def parse_version(text: str, where: str) -> tuple[int, int]:
 def loads(data: bytes, where: str) -> Any:
     """Parse a metadata JSON file; NaN and Infinity literals (as zarr writes attributes) allowed.
 
-    A member name repeated in one object is refused (parsers differ on which wins).
+    Refused: text that is not UTF-8, values nested deeper than MAX_JSON_DEPTH
+    (checked before parsing), and a member name repeated in one object
+    (parsers differ on which wins).
     """
+    _check_depth(data, where)
     try:
-        value = json.loads(data)
+        value = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError included
         raise ManifestError(f"{where}: not valid JSON: {_short(e)}") from None
     _check_unique_members(data, value, where)
     return value
+
+
+def _check_depth(data: bytes, where: str) -> None:
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH, counting brackets outside strings."""
+    bare = _STRING.sub(b"", _ESCAPE.sub(b"", data))
+    codes = np.frombuffer(bare, dtype=np.uint8)
+    steps = np.isin(codes, _OPENING).astype(np.int8) - np.isin(codes, _CLOSING)
+    if codes.size and int(np.cumsum(steps, dtype=np.int64).max()) > MAX_JSON_DEPTH:
+        raise ManifestError(
+            f"{where}: values are nested deeper than a document's JSON may nest "
+            f"(MAX_JSON_DEPTH={MAX_JSON_DEPTH} levels, zarr_manifest_store.document.wire)"
+        )
 
 
 def convert[T](value: Any, kind: type[T], where: str, at: str = "") -> T:
