@@ -44,6 +44,7 @@ MAX_JSON_DEPTH = 128
 that no parser or serialiser runs out of stack on them."""
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
 _STRING = re.compile(rb'"[^"]*"')
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _OPENING = np.frombuffer(b"[{", dtype=np.uint8)
 _CLOSING = np.frombuffer(b"]}", dtype=np.uint8)
 
@@ -269,6 +270,14 @@ def loads(data: bytes, where: str) -> Any:
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError included
         raise ManifestError(f"{where}: not valid JSON: {_short(e)}") from None
     _check_unique_members(data, value, where)
+    if _SURROGATE_ESCAPE.search(data):
+        try:
+            json.dumps(value, ensure_ascii=False, allow_nan=True).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: json.loads joins the pairs
+            raise ManifestError(
+                f"{where}: a string holds a lone surrogate escape (such as "
+                f"\\ud800), which is not Unicode text"
+            ) from None
     return value
 
 
