@@ -340,6 +340,8 @@ class ManifestStore(Store):
         per request (kept for every group, it would repeat each node once per
         ancestor).
         """
+        if not key.endswith(METADATA_KEY):  # a chunk key: the common case, answered first
+            return None
         if key == METADATA_KEY:
             return self._root_document
         path, slash, name = key.rpartition("/")
