@@ -654,3 +654,17 @@ def test_mutated_documents_only_ever_raise_refusals(document, data, new):
             read_small_arrays(document)
     finally:
         file.write_bytes(original)
+
+
+@pytest.mark.parametrize("encoding", ["json", "columnar"])
+def test_a_remote_document_reads_within_its_limits(http_server, encoding):
+    doc = build_document(http_server.root, encoding)
+    url = f"{http_server.url}/{doc.name}"
+    arrays = open_and_read(url, load=True)
+    assert arrays["t"].shape == (6, 10)
+    size = (doc / "zarr.json").stat().st_size
+    with pytest.raises(zms.ManifestError, match=f"max_metadata_bytes={size - 1}"):
+        zms.ManifestStore.open(url, max_metadata_bytes=size - 1)
+    ranges = [r.range for r in http_server.requests.entries if r.path.endswith("zarr.json")]
+    assert ranges
+    assert all(r is not None for r in ranges)  # never asked for more than the limit
