@@ -232,8 +232,13 @@ OPENERS = {
 }
 
 
-@pytest.mark.parametrize("kind", ["fifo", "directory", "device", "socket"])
-@pytest.mark.parametrize("opener", sorted(OPENERS))
+@pytest.mark.parametrize(
+    ("kind", "opener"),
+    [
+        *((kind, "store") for kind in ("fifo", "directory", "device", "socket")),
+        *((kind, "xarray") for kind in ("fifo", "device")),
+    ],
+)
 def test_non_regular_document_files_are_refused_promptly(document, kind, opener):
     code = (
         "import sys, zarr, xarray as xr, zarr_manifest_store as zms\n"
