@@ -43,10 +43,10 @@ MAX_JSON_DEPTH = 128
 """How deeply a document's JSON values may nest: deeper ones are refused before parsing, so
 that no parser or serialiser runs out of stack on them."""
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
-_STRING = re.compile(rb'"[^"]*"')
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')
+_STEP = np.zeros(256, dtype=np.int8)
+_STEP[list(b"[{")], _STEP[list(b"]}")] = 1, -1
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_OPENING = np.frombuffer(b"[{", dtype=np.uint8)
-_CLOSING = np.frombuffer(b"]}", dtype=np.uint8)
 
 ByteCount = Annotated[int, Meta(ge=0, le=MAX_END)]
 Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
@@ -282,10 +282,16 @@ def loads(data: bytes, where: str) -> Any:
 
 
 def _check_depth(data: bytes, where: str) -> None:
-    """Refuse JSON nested deeper than MAX_JSON_DEPTH, counting brackets outside strings."""
-    bare = _STRING.sub(b"", _ESCAPE.sub(b"", data))
-    codes = np.frombuffer(bare, dtype=np.uint8)
-    steps = np.isin(codes, _OPENING).astype(np.int8) - np.isin(codes, _CLOSING)
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH, counting brackets outside strings.
+
+    Escapes are dropped first (an escaped quote ends no string), then everything but
+    quotes and brackets; a bracket lies outside strings where the quotes before it are even.
+    """
+    text = _ESCAPE.sub(b"", data) if b"\\" in data else data
+    codes = np.frombuffer(text.translate(None, _NOT_STRUCTURE), dtype=np.uint8)
+    quotes = codes == ord('"')
+    outside = (np.cumsum(quotes, dtype=np.int64) & 1) == 0
+    steps = _STEP[codes] * outside
     if codes.size and int(np.cumsum(steps, dtype=np.int64).max()) > MAX_JSON_DEPTH:
         raise ManifestError(
             f"{where}: values are nested deeper than a document's JSON may nest "
