@@ -559,7 +559,10 @@ def test_a_lone_surrogate_in_a_columnar_path_table_is_a_manifest_error(columnar_
         open_and_read(columnar_document)
 
 
-@pytest.mark.parametrize("case", sorted(BAD_JSON_DOCUMENTS))
+@pytest.mark.parametrize(
+    "case",
+    ["NUL in an absolute path", "a lone surrogate in a node name", "deeply nested attributes"],
+)
 def test_the_cli_prints_one_line_naming_the_file(json_document, case):
     which, edit, problem = BAD_JSON_DOCUMENTS[case]
     file = (
