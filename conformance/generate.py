@@ -850,6 +850,51 @@ def invalid_cases() -> Iterator[tuple[str, str, Callable[[Case], None]]]:
 
     yield "missing-source", "a source file that is not there", refused(MISSING, "json", deleted)
     yield from spec_findings(base, refused, relative, config)
+    yield from node_path_cases(refused)
+
+
+def node_path_cases(
+    refused: Callable[..., Callable[[Case], None]],
+) -> Iterator[tuple[str, str, Callable[[Case], None]]]:
+    """Node paths are relative paths too (section 4.2): none leaves the document folder."""
+
+    def moved(*names: str, folders: bool = True) -> Callable[[Case], None]:
+        """Array ``a`` moved below the groups ``names`` in the consolidated metadata, and (with
+        ``folders``) its files too."""
+
+        def mutate(case: Case) -> None:
+            group = {"zarr_format": 3, "node_type": "group", "attributes": {}}
+            members = {"/".join(names[: i + 1]): group for i in range(len(names))}
+            if folders:
+                case.doc.joinpath(*names).mkdir(parents=True)
+                shutil.move(case.doc / "a", case.doc.joinpath(*names, "a"))
+                for path in members:
+                    (case.doc / path / "zarr.json").write_text(json.dumps(group))
+
+            def edit(root: dict[str, Any]) -> None:
+                metadata = root["consolidated_metadata"]["metadata"]
+                members["/".join(names) + "/a"] = metadata.pop("a")
+                metadata.update(members)
+
+            case.json("zarr.json", edit)
+
+        return mutate
+
+    yield (
+        "forbidden-node-name-encoded-dots",
+        "a node named '%2e%2e' (percent-encoded dots: over HTTP, its files lie outside)",
+        refused(FORBIDDEN, "json", moved("%2e%2e")),
+    )
+    yield (
+        "invalid-node-name-control-character",
+        "a node whose name holds a control character",
+        refused(INVALID, "json", moved("a\tb", folders=False)),
+    )
+    yield (
+        "invalid-node-path-too-deep",
+        "a node path of 33 names, deeper than readers bound a hierarchy (32)",
+        refused(INVALID, "json", moved(*[f"g{i}" for i in range(32)])),
+    )
 
 
 def spec_findings(

@@ -23,7 +23,7 @@ from zarr.core.codec_pipeline import (
 
 # Array and group metadata documents: zarr exposes them only as zarr.core classes. The store
 # serves them, the scanners build them, the writers translate them (v2 for kerchunk).
-from zarr.core.group import ConsolidatedMetadata, GroupMetadata
+from zarr.core.group import GroupMetadata
 from zarr.core.indexing import SelectorTuple
 from zarr.core.metadata import ArrayMetadata
 from zarr.core.metadata.v2 import ArrayV2Metadata
@@ -41,7 +41,6 @@ __all__ = [
     "ArrayV3Metadata",
     "BatchedCodecPipeline",
     "ChunkTransform",
-    "ConsolidatedMetadata",
     "DefaultChunkKeyEncoding",
     "FusedCodecPipeline",
     "GroupMetadata",

@@ -64,15 +64,17 @@ class ManifestGroup(Mapping[str, "Node"]):
         return self._attributes
 
     def __getitem__(self, path: str) -> Node:
-        name, _, rest = path.strip("/").partition("/")
-        node: Node | None = self._arrays.get(name)
-        if node is None and (node := self._groups.get(name)) is None:
-            raise KeyError(path)
-        if not rest:
-            return node
-        if not isinstance(node, ManifestGroup):
-            raise KeyError(f"{path!r}: {name!r} is an array, not a group")
-        return node[rest]
+        node: Node = self
+        above = ""
+        for name in path.strip("/").split("/"):
+            if not isinstance(node, ManifestGroup):
+                raise KeyError(f"{path!r}: {above!r} is an array, not a group")
+            above = name
+            found = node._arrays.get(name)
+            if found is None and (found := node._groups.get(name)) is None:
+                raise KeyError(path)
+            node = found
+        return node
 
     def __iter__(self) -> Iterator[str]:
         yield from self._arrays
@@ -82,12 +84,20 @@ class ManifestGroup(Mapping[str, "Node"]):
         return len(self._arrays) + len(self._groups)
 
     def walk(self, prefix: str = "") -> Iterator[tuple[str, Node]]:
-        """Every node below this group as ``(path, node)``, parents before children."""
-        for name, node in self.items():
-            path = f"{prefix}{name}"
-            yield path, node
-            if isinstance(node, ManifestGroup):
-                yield from node.walk(f"{path}/")
+        """Every node below this group as ``(path, node)``, parents before children.
+
+        Iterative, so that no depth of nesting exhausts Python's stack.
+        """
+        stack = [(prefix, iter(self.items()))]
+        while stack:
+            base, members = stack[-1]
+            for name, node in members:
+                yield base + name, node
+                if isinstance(node, ManifestGroup):
+                    stack.append((f"{base}{name}/", iter(node.items())))
+                    break
+            else:
+                stack.pop()
 
     def replace(self, **changes: Any) -> ManifestGroup:
         """A copy with ``arrays``, ``groups`` or ``attributes`` replaced."""
@@ -96,18 +106,22 @@ class ManifestGroup(Mapping[str, "Node"]):
 
     def equals(self, other: object) -> bool:
         """Same attributes and members, arrays compared by metadata and references."""
-        if not isinstance(other, ManifestGroup) or not same_json(
-            dict(self._attributes), dict(other._attributes)
-        ):
-            return False
-        if (
-            self._arrays.keys() != other._arrays.keys()
-            or self._groups.keys() != other._groups.keys()
-        ):
-            return False
-        return all(a.equals(other._arrays[k]) for k, a in self._arrays.items()) and all(
-            g.equals(other._groups[k]) for k, g in self._groups.items()
-        )
+        pairs = [(self, other)]
+        while pairs:
+            mine, theirs = pairs.pop()
+            if not isinstance(theirs, ManifestGroup) or not same_json(
+                dict(mine._attributes), dict(theirs._attributes)
+            ):
+                return False
+            if (
+                mine._arrays.keys() != theirs._arrays.keys()
+                or mine._groups.keys() != theirs._groups.keys()
+            ):
+                return False
+            if not all(a.equals(theirs._arrays[k]) for k, a in mine._arrays.items()):
+                return False
+            pairs.extend((g, theirs._groups[k]) for k, g in mine._groups.items())
+        return True
 
     def __eq__(self, other: object) -> bool:
         return self.equals(other)
@@ -121,7 +135,9 @@ class ManifestGroup(Mapping[str, "Node"]):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return ManifestGroup, (dict(self._arrays), dict(self._groups), dict(self._attributes))
+        """Pickled flat, one entry per group, so that no depth of nesting exhausts the stack."""
+        groups = [("", self), *((p, n) for p, n in self.walk() if isinstance(n, ManifestGroup))]
+        return _unflatten, ([(p, dict(g._arrays), dict(g._attributes)) for p, g in groups],)
 
 
 def root_of(source: object, what: str) -> Node:
@@ -134,6 +150,19 @@ def root_of(source: object, what: str) -> Node:
             f"got {type(source).__name__}"
         )
     return root
+
+
+def _unflatten(
+    flat: list[tuple[str, dict[str, ManifestArray], dict[str, Any]]],
+) -> ManifestGroup:
+    """The group that ``__reduce__`` flattened: ``(path, arrays, attributes)``, parents first."""
+    children: dict[str, list[tuple[str, ManifestGroup]]] = {}
+    for path, arrays, attributes in reversed(flat):  # children are built before their parent
+        groups = dict(reversed(children.pop(path, [])))
+        group = ManifestGroup(arrays=arrays, groups=groups, attributes=attributes)
+        parent, _, name = path.rpartition("/")
+        children.setdefault(parent, []).append((name, group))
+    return children[""][0][1]
 
 
 def _check_member(name: str, node: object, kind: type) -> None:

@@ -1,8 +1,8 @@
 """ManifestStore: a read-only zarr-python v3 Store that serves a manifest hierarchy.
 
-Metadata keys (``zarr.json``) are answered from documents built once from the
-hierarchy, the root one carrying consolidated metadata so that opening costs
-one read. Chunk keys are decoded with the array's own chunk key encoding and
+Metadata keys (``zarr.json``) are answered from each node's metadata, built once
+from the hierarchy; a group's document carries its descendants' consolidated,
+so that opening costs one read. Chunk keys are decoded with the array's own chunk key encoding and
 answered by reading the chunk's byte range from its source file.
 """
 
@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Self
 
 import numpy as np
-import zarr
 from zarr.abc.buffer import Buffer, BufferPrototype
 from zarr.abc.store import (
     ByteRequest,
@@ -27,12 +26,9 @@ from zarr.abc.store import (
 )
 from zarr.buffer import cpu, default_buffer_prototype
 
-from zarr_manifest_store._zarr import (
-    ConsolidatedMetadata,
-    GroupMetadata,
-)
+from zarr_manifest_store._zarr import GroupMetadata
 from zarr_manifest_store.array import ManifestArray
-from zarr_manifest_store.document.read import MAX_CHUNKS, read_document
+from zarr_manifest_store.document.read import MAX_CHUNKS, MAX_METADATA_BYTES, read_document
 from zarr_manifest_store.group import ManifestGroup, Node
 from zarr_manifest_store.io.allow import AllowList
 from zarr_manifest_store.io.sources import ByteData, Sources, Verify, VerifyReport
@@ -131,6 +127,7 @@ class ManifestStore(Store):
         storage_options: Mapping[str, Any] | None = None,
         load: bool = False,
         max_chunks: int = MAX_CHUNKS,
+        max_metadata_bytes: int = MAX_METADATA_BYTES,
         **options: Any,
     ) -> ManifestStore:
         """Open a stored chunk-manifest document (a folder or any fsspec URL).
@@ -139,7 +136,8 @@ class ManifestStore(Store):
         synchronously and returns the store. The document's own folder may
         always be read; ``allow`` adds the prefixes its absolute paths may use.
         ``load=True`` reads and validates every manifest now (else each when
-        first needed); ``max_chunks`` caps one array's chunk grid. Other keyword
+        first needed); ``max_chunks`` caps one array's chunk grid and
+        ``max_metadata_bytes`` the size of one file of the document. Other keyword
         arguments go to the store (``verify``, I/O tuning).
 
         >>> import xarray as xr, zarr_manifest_store as zms
@@ -149,7 +147,11 @@ class ManifestStore(Store):
         (24, 73, 144)
         """
         document = read_document(
-            url, storage_options=storage_options, max_chunks=max_chunks, load=load
+            url,
+            storage_options=storage_options,
+            max_chunks=max_chunks,
+            max_metadata_bytes=max_metadata_bytes,
+            load=load,
         )
         user = AllowList.of([] if allow is None else allow)
         readable = (
@@ -320,25 +322,41 @@ class ManifestStore(Store):
     # ------------------------------------------------------------------ internals
 
     @functools.cached_property
-    def _documents(self) -> dict[str, bytes]:
-        """The ``zarr.json`` document of every node, by key, built once."""
-        metadata = {path: _node_metadata(node) for path, node in self._nodes.items()}
-        docs: dict[str, bytes] = {}
-        for path, node in self._nodes.items():
-            meta = metadata[path]
-            if isinstance(node, ManifestGroup):
-                below = f"{path}/" if path else ""
-                members = {
-                    p[len(below) :]: m
-                    for p, m in metadata.items()
-                    if p.startswith(below) and p != path
-                }
-                meta = GroupMetadata(
-                    attributes=dict(node.attributes),
-                    consolidated_metadata=ConsolidatedMetadata(metadata=members),
-                )
-            docs[_join(path, METADATA_KEY)] = _json_document(meta.to_dict())
-        return docs
+    def _metadata(self) -> dict[str, dict[str, Any]]:
+        """Every node's own metadata as zarr writes it, by node path, built once (O(nodes))."""
+        return {path: _node_metadata(node).to_dict() for path, node in self._nodes.items()}
+
+    @functools.cached_property
+    def _root_document(self) -> bytes:
+        """The root ``zarr.json``, the one every open reads: built once and kept."""
+        return self._build_document("")
+
+    def _document(self, key: str) -> bytes | None:
+        """The ``zarr.json`` served at ``key``, or None when ``key`` names no node's.
+
+        A group's carries its descendants' metadata consolidated, so that it
+        opens in one read; a subgroup's is built when asked for, costing what
+        its subtree does, so serving never costs more than the hierarchy's size
+        per request (kept for every group, it would repeat each node once per
+        ancestor).
+        """
+        if not key.endswith(METADATA_KEY):  # a chunk key: the common case, answered first
+            return None
+        if key == METADATA_KEY:
+            return self._root_document
+        path, slash, name = key.rpartition("/")
+        if not slash or name != METADATA_KEY or path not in self._nodes:
+            return None
+        return self._build_document(path)
+
+    def _build_document(self, path: str) -> bytes:
+        node, metadata = self._nodes[path], self._metadata
+        if not isinstance(node, ManifestGroup):
+            return _json_document(metadata[path])
+        below = f"{path}/" if path else ""
+        members = {rel: metadata[below + rel] for rel, _ in node.walk()}
+        consolidated = {"kind": "inline", "must_understand": False, "metadata": members}
+        return _json_document({**metadata[path], "consolidated_metadata": consolidated})
 
     def _target(
         self, key: str, byte_range: ByteRequest | None
@@ -356,7 +374,7 @@ class ManifestStore(Store):
 
     def _lookup(self, key: str) -> ChunkRef | bytes | None:
         """What ``key`` holds: a document, a chunk reference, inline chunk bytes, or None."""
-        doc = self._documents.get(key)
+        doc = self._document(key)
         if doc is not None:
             return doc
         found = self._array_of(key)
@@ -397,7 +415,8 @@ class ManifestStore(Store):
 
     def _keys(self, prefix: str = "") -> Iterator[str]:
         """Every key under ``prefix``: documents, then present chunks array by array."""
-        yield from (k for k in self._documents if k.startswith(prefix))
+        documents = (_join(path, METADATA_KEY) for path in self._nodes)
+        yield from (k for k in documents if k.startswith(prefix))
         for path, array in self._arrays.items():
             base = f"{path}/" if path else ""
             if not (base.startswith(prefix) or prefix.startswith(base)):
@@ -410,9 +429,10 @@ class ManifestStore(Store):
 
 
 def _json_document(metadata: dict[str, Any]) -> bytes:
-    """A ``zarr.json`` as zarr's ``to_buffer_dict`` writes one, without its check of the
+    """A ``zarr.json`` as zarr's ``to_buffer_dict`` writes one, but compact (Python's fast
+    encoder; indenting takes its slow one) and without zarr's check of the
     ``array.rectilinear_chunks`` flag: whether to read a rectilinear grid is zarr's to decide."""
-    return json.dumps(metadata, indent=zarr.config.get("json_indent"), allow_nan=True).encode()
+    return json.dumps(metadata, allow_nan=True, separators=(",", ":")).encode()
 
 
 def _node_metadata(node: Node) -> Any:

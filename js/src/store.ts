@@ -34,6 +34,16 @@ type Node = { kind: "group"; served: JsonObject } | { kind: "array"; array: Arra
 
 const encoder = new TextEncoder();
 
+/** How deep a document's hierarchy may be: a node path names at most this many nodes. */
+export const MAX_DEPTH = 32;
+
+/** A node path names folders of the document: a relative path (section 4.2), at most MAX_DEPTH deep. */
+function checkNodePath(path: string): void {
+  if (checkRelative(path).length > MAX_DEPTH) {
+    throw new ManifestError(`zarr.json: consolidated metadata: node path ${JSON.stringify(path.slice(0, 100))}... is deeper than ${MAX_DEPTH} levels`);
+  }
+}
+
 export class ManifestStore implements AsyncReadable {
   private readonly nodes = new Map<string, Promise<Node | undefined>>();
   private readonly manifests = new Map<string, Promise<Manifest>>();
@@ -62,6 +72,7 @@ export class ManifestStore implements AsyncReadable {
       if (consolidated.kind !== "inline") throw new ManifestError("zarr.json: consolidated_metadata.kind must be inline");
       const members = object(consolidated.metadata, "zarr.json: consolidated_metadata.metadata");
       for (const [path, metadata] of Object.entries(members)) {
+        checkNodePath(path);
         store.nodes.set(path, Promise.resolve(store.readNode(path, object(metadata, `zarr.json: consolidated metadata of ${path}`))));
       }
     }

@@ -25,7 +25,7 @@ import numpy as np
 from numcodecs import Blosc, Zstd
 
 from zarr_manifest_store.document import wire
-from zarr_manifest_store.document.location import Location
+from zarr_manifest_store.document.location import Limit, Location
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.manifest import MISSING
 
@@ -37,6 +37,11 @@ MAX_CHUNK_BYTES = 2**26
 """A manifest chunk may decode to at most this many bytes."""
 MAX_CHUNK_FILES = 2**20
 """A manifest array may have at most this many chunks."""
+_STORED = Limit(
+    MAX_CHUNK_BYTES + MAX_CHUNK_BYTES // 64 + 4096,
+    f"the limit on one manifest chunk (MAX_CHUNK_BYTES={MAX_CHUNK_BYTES} decoded, plus what its "
+    f"codec and checksum may add)",
+)
 
 _DTYPES = {
     "path_index": ("uint32",),
@@ -231,7 +236,7 @@ class ColumnarReader:
         """The grid-shaped columns of one block, trimmed at the grid's edge."""
         columns = self.header()[1]
         keys = {n: f"{self.prefix}/{n}/{columns[n].key(block)}" for n in wire.COLUMNS}
-        data = self.location.read_many(list(keys.values()))
+        data = self.location.read_many(list(keys.values()), _STORED)
         return {n: self._decode(columns[n], block, data[keys[n]]) for n in wire.COLUMNS}
 
     def everything(self) -> dict[str, np.ndarray]:
@@ -252,7 +257,7 @@ class ColumnarReader:
             for col in columns
             for block in np.ndindex(*col.grid)
         }
-        data = self.location.read_many(list(keys.values()))
+        data = self.location.read_many(list(keys.values()), _STORED)
         out = {}
         for col in columns:
             whole = np.empty(col.shape, dtype=col.dtype)

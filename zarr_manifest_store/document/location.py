@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import stat
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 import fsspec
@@ -24,6 +25,18 @@ from zarr_manifest_store.io.paths import in_scheme_of, is_local, local_path, opt
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+
+MAX_METADATA_BYTES = 2**28
+"""The default limit on one file of a document (``zarr.json``, ``manifest.json``): a larger
+file is refused by its size, before it is read (``max_metadata_bytes=`` raises it)."""
+
+
+class Limit(NamedTuple):
+    """The most bytes one document file may hold, and the rule that says so (for its error)."""
+
+    size: int
+    rule: str
 
 
 def is_absolute(path: str) -> bool:
@@ -40,10 +53,14 @@ class Location:
     """
 
     def __init__(
-        self, url: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+        self,
+        url: str | os.PathLike[str],
+        storage_options: Mapping[str, Any] | None = None,
+        max_bytes: int = MAX_METADATA_BYTES,
     ):
         url = os.fspath(url)
         self.local = is_local(url)
+        self.max_bytes = max_bytes
         if self.local:
             self.url = os.path.abspath(local_path(url)).rstrip(os.sep) or os.sep
             self.fs = fsspec.filesystem("file")
@@ -60,32 +77,108 @@ class Location:
         return f"{self.url}/{key}" if key else self.url
 
     def _path(self, key: str) -> str:
+        """The path of the document file ``key``, which must stay inside the folder."""
+        if key:
+            check_relative(key, f"{self.url}: document file")
         return f"{self.root}/{key}" if key else self.root
 
-    def read(self, key: str, missing: type[Exception] = ManifestError) -> bytes:
-        """The bytes of the document file ``key``; a missing file raises ``missing``."""
+    def read(
+        self, key: str, missing: type[Exception] = ManifestError, limit: Limit | None = None
+    ) -> bytes:
+        """The bytes of the document file ``key``; a missing file raises ``missing``.
+
+        Only a regular file inside the document folder (also after following
+        symlinks) is read, and only up to ``limit`` (by default ``max_bytes``,
+        the ``max_metadata_bytes`` rule): a larger one is refused by its size,
+        before it is read.
+        """
+        limit = limit or self._limit
+        if self.local:
+            return self._read_local(key, missing, limit)
         try:
-            return self.fs.cat_file(self._path(key))
+            data = self.fs.cat_file(self._path(key), start=0, end=limit.size + 1)
         except FileNotFoundError:
             raise missing(f"{self.where(key)}: file not found") from None
         except IsADirectoryError:
             raise ManifestError(f"{self.where(key)}: is a folder, not a file") from None
+        return self._bounded(key, data, limit)
 
-    def read_many(self, keys: list[str]) -> dict[str, bytes]:
+    def read_many(self, keys: list[str], limit: Limit | None = None) -> dict[str, bytes]:
         """Several files at once (concurrently on remote file systems); missing ones raise."""
         if len(keys) <= 1 or self.local:
-            return {k: self.read(k) for k in keys}
+            return {k: self.read(k, limit=limit) for k in keys}
+        limit = limit or self._limit
         paths = [self._path(k) for k in keys]
-        found = self.fs.cat(paths, on_error="return")
+        found = self.fs.cat_ranges(
+            paths, [0] * len(paths), [limit.size + 1] * len(paths), on_error="return"
+        )
         out: dict[str, bytes] = {}
-        for key, path in zip(keys, paths, strict=True):
-            value = found.get(path, FileNotFoundError(path))
+        for key, value in zip(keys, found, strict=True):
             if isinstance(value, FileNotFoundError):
                 raise ManifestError(f"{self.where(key)}: file not found")
             if isinstance(value, BaseException):
                 raise value
-            out[key] = value
+            out[key] = self._bounded(key, value, limit)
         return out
+
+    def _read_local(self, key: str, missing: type[Exception], limit: Limit) -> bytes:
+        """Open without blocking (a FIFO would), then check what was opened before reading it."""
+        path, where = self._path(key), self.where(key)
+        try:
+            fd = os.open(path, _OPEN_FLAGS)
+        except (FileNotFoundError, NotADirectoryError):
+            raise missing(f"{where}: file not found") from None
+        except OSError as e:  # a socket, say: a document's files are regular files
+            raise ManifestError(
+                f"{where}: cannot be opened as a regular file ({e.strerror or e})"
+            ) from None
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
+                raise ManifestError(f"{where}: is a folder, not a file")
+            if not stat.S_ISREG(info.st_mode):
+                raise ManifestError(
+                    f"{where}: not a regular file (a FIFO, socket or device); a document's "
+                    f"files are read only when they are regular files"
+                )
+            self._check_inside(path, info, where)
+            if info.st_size > limit.size:
+                raise self._too_large(key, f"{info.st_size} bytes", limit)
+            with open(fd, "rb", closefd=False) as file:
+                return self._bounded(key, file.read(limit.size + 1), limit)
+        finally:
+            os.close(fd)
+
+    def _check_inside(self, path: str, opened: os.stat_result, where: str) -> None:
+        """The file opened as ``path`` must be the one its real path names inside the folder."""
+        real, base = os.path.realpath(path), os.path.realpath(self.root)
+        try:
+            same = os.path.samestat(opened, os.stat(real)) and real.startswith(
+                base.rstrip(os.sep) + os.sep
+            )
+        except OSError:
+            same = False
+        if not same:
+            raise PermissionError(
+                f"{where}: resolves to {real}, outside the document folder {base} (through a "
+                f"symlink); a document's files must lie inside its folder"
+            )
+
+    @property
+    def _limit(self) -> Limit:
+        return Limit(
+            self.max_bytes,
+            f"the limit on one document file (max_metadata_bytes={self.max_bytes}); pass a "
+            f"larger max_metadata_bytes to ManifestStore.open / read_document to read it",
+        )
+
+    def _bounded(self, key: str, data: bytes, limit: Limit) -> bytes:
+        if len(data) > limit.size:
+            raise self._too_large(key, f"more than {limit.size} bytes", limit)
+        return data
+
+    def _too_large(self, key: str, size: str, limit: Limit) -> ManifestError:
+        return ManifestError(f"{self.where(key)}: the file holds {size}, past {limit.rule}")
 
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self._path(key)))
@@ -101,11 +194,12 @@ class Location:
                 f"{self.where(key)}: the document has no consolidated metadata and its folder "
                 f"cannot be listed ({e})"
             ) from None
-        return sorted(
+        names = (
             posixpath.basename(e["name"].rstrip("/"))
             for e in entries
-            if e.get("type") == "directory"
-        )
+            if e.get("type") == "directory" or (e.get("islink") and self.fs.isdir(e["name"]))
+        )  # a linked folder is listed: reading its files checks where it leads
+        return sorted(name for name in names if name not in (".", ".."))
 
     def write(self, files: Mapping[str, bytes]) -> None:
         """Write document files by key (in one batch: concurrently on remote file systems)."""
@@ -125,7 +219,7 @@ class Location:
                 yield path[len(self.root) + 1 :]
 
     def remove(self, keys: Iterable[str]) -> None:
-        paths = [self._path(k) for k in keys]
+        paths = [f"{self.root}/{k}" for k in keys]  # listed by find(): already inside
         if paths:
             self.fs.rm(paths)
 
@@ -141,7 +235,7 @@ class Location:
         a PermissionError.
         """
         if is_absolute(path):
-            return path
+            return _check_text(path, f"{self.where(where)}: absolute path")
         return self._join(check_relative(path, self.where(where)))
 
     def _join(self, relative: str) -> str:
@@ -181,6 +275,7 @@ def check_relative(path: str, where: str) -> str:
     control character, or be ``.`` / ``..`` — also after percent-decoding, since
     a web server would decode them.
     """
+    _check_text(path, f"{where}: relative path")
     if _CONTROL.search(path) or "\\" in path:
         raise ManifestError(
             f"{where}: relative path {path!r} contains a backslash or a control character"
@@ -195,4 +290,15 @@ def check_relative(path: str, where: str) -> str:
             )
         if not segment:
             raise ManifestError(f"{where}: relative path {path!r} has an empty segment")
+    return path
+
+
+def _check_text(path: str, what: str) -> str:
+    """``path`` if a file system or URL can name it: no NUL, no lone surrogate."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ManifestError(f"{what} {path!r} is not valid Unicode (a lone surrogate)") from None
+    if "\0" in path:
+        raise ManifestError(f"{what} {path!r} contains a NUL character")
     return path

@@ -22,16 +22,16 @@ from zarr_manifest_store.document import wire
 from zarr_manifest_store.document.columnar import ColumnarReader
 from zarr_manifest_store.document.lazy import LazyChunkManifest
 from zarr_manifest_store.document.loaders import ColumnarLoader, JsonLoader, Resolver
-from zarr_manifest_store.document.location import Location, check_relative
+from zarr_manifest_store.document.location import MAX_METADATA_BYTES, Location, check_relative
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.group import ManifestGroup
 
-__all__ = ["MAX_CHUNKS", "Document", "read_document"]
+__all__ = ["MAX_CHUNKS", "MAX_METADATA_BYTES", "Document", "read_document"]
 
 MAX_CHUNKS = 2**27
 """Default limit on the chunks of one array: a larger grid is refused before anything is built."""
 MAX_DEPTH = 32
-"""How deep a document without consolidated metadata is walked."""
+"""How deep a document's hierarchy may be: a node path has at most this many names."""
 MAX_NODES = 100_000
 """How many nodes a document may have."""
 
@@ -55,6 +55,7 @@ def read_document(
     *,
     storage_options: Mapping[str, Any] | None = None,
     max_chunks: int = MAX_CHUNKS,
+    max_metadata_bytes: int = MAX_METADATA_BYTES,
     load: bool = False,
 ) -> Document:
     """Read the chunk-manifest document at ``url`` (a folder or fsspec URL).
@@ -63,8 +64,9 @@ def read_document(
     it. ``storage_options`` configure fsspec for the document (one dict, or a
     mapping from URL prefix to options). Manifests are read when first
     needed, unless ``load=True``, which reads and validates them all now.
-    ``max_chunks`` caps one array's chunk grid. ``ManifestStore.open`` serves
-    what this reads.
+    ``max_chunks`` caps one array's chunk grid, ``max_metadata_bytes`` one
+    file of the document (each is read only if it is a regular file inside the
+    folder). ``ManifestStore.open`` serves what this reads.
 
     >>> import zarr_manifest_store as zms
     >>> zms.write_manifest(zms.scan("data/era_2026-01-02.nc"), "day2.zarr", mode="w")
@@ -72,7 +74,7 @@ def read_document(
     >>> sorted(document.root.arrays), document.allow == (os.path.abspath("day2.zarr"),)
     (['lat', 'lon', 't2m', 'time', 'tp'], True)
     """
-    location = Location(url, storage_options)
+    location = Location(url, storage_options, max_metadata_bytes)
     root = _Reader(location, Resolver(location), max_chunks).root()
     if load:
         nodes = [root] if isinstance(root, ManifestArray) else [n for _, n in root.walk()]
@@ -120,9 +122,10 @@ class _Reader:
 
     def _walk(self, prefix: str, depth: int) -> Any:
         """``(path, metadata)`` of every node below ``prefix``, from the folders' zarr.json files."""
-        if depth > MAX_DEPTH:
+        if depth >= MAX_DEPTH:
             raise ManifestError(
-                f"{self.location.where(prefix)}: the hierarchy is deeper than {MAX_DEPTH} levels"
+                f"{self.location.where(prefix)}: the hierarchy is deeper than MAX_DEPTH={MAX_DEPTH} "
+                f"levels (zarr_manifest_store.document.read.MAX_DEPTH)"
             )
         for name in self.location.subfolders(prefix):
             path = f"{prefix}/{name}" if prefix else name
@@ -146,8 +149,7 @@ class _Reader:
         for path in sorted(members, key=lambda p: (p.count("/"), p)):
             meta, file, at = members[path]
             parent, _, name = path.rpartition("/")
-            if not name or path != path.strip("/") or "//" in path:
-                raise ManifestError(f"{file}: field {at}: {path!r} is not a valid node path")
+            _check_node_path(path, f"{file}: field {at}" if at else file)
             if parent not in groups:
                 raise ManifestError(
                     f"{file}: field {at}: its parent {parent!r} is not a group of the document"
@@ -257,3 +259,14 @@ class _Reader:
                 f"chunks; pass a larger max_chunks to open it"
             )
         return grid
+
+
+def _check_node_path(path: str, where: str) -> None:
+    """A node path names folders of the document: each name stays inside it, and there are
+    at most MAX_DEPTH of them."""
+    if path.count("/") >= MAX_DEPTH:
+        raise ManifestError(
+            f"{where}: node path {path[:100]!r}... is deeper than MAX_DEPTH={MAX_DEPTH} levels "
+            f"(zarr_manifest_store.document.read.MAX_DEPTH)"
+        )
+    check_relative(path, f"{where}: node path")

@@ -12,6 +12,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import msgspec
+import numpy as np
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from zarr_manifest_store.errors import ManifestError
@@ -37,6 +38,15 @@ COLUMNS = ("path_index", "offset", "length")
 """The grid-shaped arrays of a columnar manifest, in the order they are read."""
 INLINE_COLUMN = "inline"
 """The columnar manifest's optional ``uint8`` array holding inline chunks' bytes."""
+
+MAX_JSON_DEPTH = 128
+"""How deeply a document's JSON values may nest: deeper ones are refused before parsing, so
+that no parser or serialiser runs out of stack on them."""
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')
+_STEP = np.zeros(256, dtype=np.int8)
+_STEP[list(b"[{")], _STEP[list(b"]}")] = 1, -1
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 ByteCount = Annotated[int, Meta(ge=0, le=MAX_END)]
 Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
@@ -248,11 +258,45 @@ def parse_version(text: str, where: str) -> tuple[int, int]:
 
 
 def loads(data: bytes, where: str) -> Any:
-    """Parse a metadata JSON file; NaN and Infinity literals (as zarr writes attributes) allowed."""
+    """Parse a metadata JSON file; NaN and Infinity literals (as zarr writes attributes) allowed.
+
+    Refused: text that is not UTF-8, values nested deeper than MAX_JSON_DEPTH
+    (checked before parsing), and a member name repeated in one object
+    (parsers differ on which wins).
+    """
+    _check_depth(data, where)
     try:
-        return json.loads(data)
+        value = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError included
         raise ManifestError(f"{where}: not valid JSON: {_short(e)}") from None
+    _check_unique_members(data, value, where)
+    if _SURROGATE_ESCAPE.search(data):
+        try:
+            json.dumps(value, ensure_ascii=False, allow_nan=True).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: json.loads joins the pairs
+            raise ManifestError(
+                f"{where}: a string holds a lone surrogate escape (such as "
+                f"\\ud800), which is not Unicode text"
+            ) from None
+    return value
+
+
+def _check_depth(data: bytes, where: str) -> None:
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH, counting brackets outside strings.
+
+    Escapes are dropped first (an escaped quote ends no string), then everything but
+    quotes and brackets; a bracket lies outside strings where the quotes before it are even.
+    """
+    text = _ESCAPE.sub(b"", data) if b"\\" in data else data
+    codes = np.frombuffer(text.translate(None, _NOT_STRUCTURE), dtype=np.uint8)
+    quotes = codes == ord('"')
+    outside = (np.cumsum(quotes, dtype=np.int64) & 1) == 0
+    steps = _STEP[codes] * outside
+    if codes.size and int(np.cumsum(steps, dtype=np.int64).max()) > MAX_JSON_DEPTH:
+        raise ManifestError(
+            f"{where}: values are nested deeper than a document's JSON may nest "
+            f"(MAX_JSON_DEPTH={MAX_JSON_DEPTH} levels, zarr_manifest_store.document.wire)"
+        )
 
 
 def convert[T](value: Any, kind: type[T], where: str, at: str = "") -> T:
@@ -267,13 +311,59 @@ def convert[T](value: Any, kind: type[T], where: str, at: str = "") -> T:
 
 
 def decode[T](data: bytes, kind: type[T], where: str) -> T:
-    """Decode a large JSON file (a manifest) straight into ``kind``, strictly."""
+    """Decode a large JSON file (a manifest) straight into ``kind``, strictly; a member name
+    repeated in one object is refused."""
     try:
-        return msgspec.json.decode(data, type=kind, strict=True)
+        value = msgspec.json.decode(data, type=kind, strict=True)
     except msgspec.ValidationError as e:
         raise ManifestError(f"{where}: {_field_message(e)}") from None
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise ManifestError(f"{where}: not valid JSON: {_short(e)}") from None
+    _check_unique_members(data, value, where)
+    return value
+
+
+def _check_unique_members(data: bytes, value: Any, where: str) -> None:
+    """Refuse a JSON text (already parsed into ``value``) that repeats a member name in an object.
+
+    Parsers keep one of the repeated members, so ``value`` has fewer members
+    than the text then. Fast path: in a text without backslashes no string holds
+    a ``"``, so with whitespace removed each ``":`` ends exactly one member name;
+    re-encoded, ``value`` spells each of its members the same way. Equal counts
+    mean no member was dropped. Otherwise (escapes, or members the decoding
+    dropped or defaulted), the text is parsed again, checking every object.
+    """
+    if b"\\" not in data and _member_names(value) == data.translate(None, b" \t\r\n").count(b'":'):
+        return
+    try:
+        json.loads(data, object_pairs_hook=_unique_object)
+    except _RepeatedMember as e:
+        raise ManifestError(
+            f"{where}: not valid JSON: the member name {e.args[0]!r} is repeated in one object "
+            f"(a document must not repeat one)"
+        ) from None
+    except (ValueError, RecursionError) as e:  # bytes the first parser let through
+        raise ManifestError(f"{where}: not valid JSON: {_short(e)}") from None
+
+
+def _member_names(value: Any) -> int:
+    """How many ``":`` the compact JSON of ``value`` holds (-1 if it cannot be encoded)."""
+    try:
+        return msgspec.json.encode(value).count(b'":')
+    except (msgspec.EncodeError, TypeError, OverflowError, RecursionError):
+        return -1
+
+
+class _RepeatedMember(ValueError):
+    pass
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        raise _RepeatedMember(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return value
 
 
 def dumps(value: Any) -> bytes:
