@@ -318,3 +318,16 @@ def test_a_file_swapped_for_a_fifo_after_it_was_read_never_hangs(tmp_path, monke
             promptly(lambda: sources.read_sync(str(a), 0, 4))
     finally:
         release_fifo(a)
+
+
+@pytest.mark.parametrize("verify", VERIFY_MODES)
+@pytest.mark.parametrize("length", [2**40, 2**62])
+def test_a_huge_length_is_refused_without_allocating_it(tmp_path, verify, length):
+    # no fingerprint says how long the file is: the read must not allocate the length asked
+    path = tmp_path / "small.bin"
+    path.write_bytes(b"0123456789")
+    sources = Sources(allow=[str(tmp_path)], verify=verify)
+    with pytest.raises(zms.SourceChangedError, match=r"small\.bin' is too short"):
+        sources.read_sync(str(path), 4, length)
+    with pytest.raises(zms.SourceChangedError, match="too short"):
+        sources.read_sync(str(path), 20, 100)

@@ -293,7 +293,8 @@ class LocalFiles:
         try:
             if self._verify == "always":
                 desc = self._recheck(path, lpath, desc)
-            data = _pread_full(desc.fd, stop - start, start)
+            end = stop if stop <= desc.stamp[2] else min(stop, os.fstat(desc.fd).st_size)
+            data = _pread_full(desc.fd, max(0, end - start), start)  # never allocate past the end
             if self._verify != "never":
                 _check_stamp(path, desc)
         except (SourceChangedError, FileNotFoundError):
