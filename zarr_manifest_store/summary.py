@@ -1,8 +1,8 @@
 """What a hierarchy holds, counted from its manifests: chunks, references, sources, bytes.
 
 :func:`summarize` gives the totals of a whole hierarchy; :class:`ArraySummary`
-the counts of one array. Both read the manifests (a stored document's are
-loaded) and never the source files. ``zarr-manifest info`` prints them.
+the counts of one array. Both read the manifests (a stored document's block by
+block, so that memory stays that of one block) and never the source files. ``zarr-manifest info`` prints them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup, Node, root_of
-from zarr_manifest_store.manifest import INLINE
+from zarr_manifest_store.manifest import grid_size
 
 __all__ = ["ArraySummary", "DocumentSummary", "arrays_of", "groups_of", "summarize"]
 
@@ -43,19 +43,17 @@ class ArraySummary:
 
     @classmethod
     def of(cls, array: ManifestArray) -> ArraySummary:
-        """Count ``array``'s chunks from its manifest."""
+        """Count ``array``'s chunks from its manifest, one stored block at a time."""
         m = array.manifest
-        index = m.path_index
-        referenced = index < INLINE
-        used = np.flatnonzero(np.bincount(index[referenced], minlength=len(m.paths)))
-        return cls(
-            chunks=int(index.size),
-            references=int(np.count_nonzero(referenced)),
-            inline=int(np.count_nonzero(index == INLINE)),
-            bytes_referenced=int(m.lengths[referenced].sum(dtype=np.uint64)),
-            bytes_inline=sum(map(len, m.inline.values())),
-            sources={m.paths[i] for i in used.tolist()},
-        )
+        summary = cls(grid_size(m.shape), 0, 0, 0, 0, set())
+        for _, block in m.blocks():
+            refs = block.references()
+            summary.references += len(refs.flat)
+            summary.bytes_referenced += int(refs.lengths.sum(dtype=np.uint64))
+            summary.sources.update(block.paths[i] for i in np.unique(refs.path_index).tolist())
+            summary.inline += len(block.inline)
+            summary.bytes_inline += sum(map(len, block.inline.values()))
+        return summary
 
 
 @dataclass
@@ -93,7 +91,7 @@ def summarize(source: object) -> DocumentSummary:
     """Totals of a hierarchy: arrays, groups, chunks, references, sources and referenced bytes.
 
     ``source`` is a ManifestGroup, a ManifestArray or a ManifestStore (its
-    root). Reads every array's manifest (a stored document's are loaded);
+    root). Reads every array's manifest (a stored document's block by block);
     never the sources.
 
     >>> summarize(ManifestGroup()).arrays

@@ -20,7 +20,7 @@ from zarr_manifest_store.array import ManifestArray, parse_array_metadata
 from zarr_manifest_store.document import wire
 from zarr_manifest_store.document.columnar import ColumnarReader
 from zarr_manifest_store.document.lazy import LazyChunkManifest
-from zarr_manifest_store.document.loaders import ColumnarLoader, JsonLoader, Resolver
+from zarr_manifest_store.document.loaders import ColumnarLoader, JsonLoader, Limits, Resolver
 from zarr_manifest_store.document.location import Location, check_relative
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.group import ManifestGroup
@@ -55,6 +55,7 @@ def read_document(
     storage_options: Mapping[str, Any] | None = None,
     max_chunks: int = MAX_CHUNKS,
     load: bool = False,
+    limits: Limits | None = None,
 ) -> Document:
     """Read the chunk-manifest document at ``url`` (a folder or fsspec URL).
 
@@ -62,8 +63,8 @@ def read_document(
     it. ``storage_options`` configure fsspec for the document (one dict, or a
     mapping from URL prefix to options). Manifests are read when first
     needed, unless ``load=True``, which reads and validates them all now.
-    ``max_chunks`` caps one array's chunk grid. ``ManifestStore.open`` serves
-    what this reads.
+    ``max_chunks`` caps one array's chunk grid; ``limits`` what loading one
+    manifest may cost. ``ManifestStore.open`` serves what this reads.
 
     >>> import zarr_manifest_store as zms
     >>> zms.write_manifest(zms.scan("data/era_2026-01-02.nc"), "day2.zarr", mode="w")
@@ -72,7 +73,7 @@ def read_document(
     (['lat', 'lon', 't2m', 'time', 'tp'], True)
     """
     location = Location(url, storage_options)
-    root = _Reader(location, Resolver(location), max_chunks).root()
+    root = _Reader(location, Resolver(location), max_chunks, limits or Limits()).root()
     if load:
         nodes = [root] if isinstance(root, ManifestArray) else [n for _, n in root.walk()]
         for node in nodes:
@@ -84,10 +85,13 @@ def read_document(
 class _Reader:
     """Builds the hierarchy of one document."""
 
-    def __init__(self, location: Location, resolver: Resolver, max_chunks: int) -> None:
+    def __init__(
+        self, location: Location, resolver: Resolver, max_chunks: int, limits: Limits
+    ) -> None:
         self.location = location
         self.resolver = resolver
         self.max_chunks = max_chunks
+        self.limits = limits
 
     def root(self) -> ManifestGroup | ManifestArray:
         where = self.location.where("zarr.json")
@@ -205,7 +209,7 @@ class _Reader:
             config = wire.convert(transformer.configuration, wire.PriorArtConfig, where, field)
             relative = config.manifest.removeprefix("./")
             check_relative(relative, f"{where}: field {wire.join(field, 'manifest')}")
-            return JsonLoader(self.resolver, prefix + relative, grid)
+            return JsonLoader(self.resolver, prefix + relative, grid, limits=self.limits)
         if transformer.name != wire.EXTENSION:
             raise ManifestError(
                 f"{where}: field {wire.join(at, 'name')}: unknown storage transformer "
@@ -215,14 +219,16 @@ class _Reader:
         config = wire.convert(transformer.configuration, wire.TransformerConfig, where, field)
         wire.parse_version(config.version, f"{where}: field {wire.join(field, 'version')}")
         if config.encoding == "json":
-            return JsonLoader(self.resolver, prefix + wire.JSON_MANIFEST, grid, config.sources)
+            return JsonLoader(
+                self.resolver, prefix + wire.JSON_MANIFEST, grid, config.sources, self.limits
+            )
         if config.sources:
             raise ManifestError(
                 f"{where}: field {wire.join(field, 'sources')}: the columnar encoding records "
                 f"fingerprints in its manifest group"
             )
         reader = ColumnarReader(self.location, prefix + wire.COLUMNAR_MANIFEST, grid)
-        return ColumnarLoader(self.resolver, reader)
+        return ColumnarLoader(self.resolver, reader, self.limits)
 
     def _grid(self, header: wire.ArrayHeader, where: str, at: str) -> tuple[int, ...]:
         """The chunk grid's shape, checked against ``max_chunks`` before zarr expands anything."""

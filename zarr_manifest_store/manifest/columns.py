@@ -6,7 +6,7 @@ scanner, read from a document or made by hand holds the same guarantees.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,25 +35,30 @@ __all__ = [
 ]
 
 
+Place = Callable[[ChunkCoords], ChunkCoords] | None
+"""Maps a cell of the columns to the chunk's grid coordinates (None: they are the grid)."""
+
+
 def check_references(
     paths: tuple[str, ...],
     index: np.ndarray,
     offsets: np.ndarray,
     lengths: np.ndarray,
     inline: Mapping[ChunkCoords, bytes],
+    place: Place = None,
 ) -> None:
     """Every index points into the path table, inline chunks and INLINE marks go together, and
     no chunk reaches past the largest file position."""
     bad = (index >= len(paths)) & (index < INLINE)
     if bad.any():
-        coords = first_cell(bad)
+        cell = first_cell(bad)
         raise ValueError(
-            f"chunk {chunk_key(coords)!r}: path_index {int(index[coords])} is outside the "
+            f"chunk {_key(cell, place)!r}: path_index {int(index[cell])} is outside the "
             f"path table of {len(paths)} path(s)"
         )
     inline_mask = index == INLINE
     if inline or inline_mask.any():  # most manifests have no inline chunk to list
-        inline_cells = set(cells(inline_mask))
+        inline_cells = {c if place is None else place(c) for c in cells(inline_mask)}
         if inline_cells != set(inline):
             coords = min(inline_cells ^ set(inline))
             raise ValueError(
@@ -67,11 +72,15 @@ def check_references(
             (offsets > MAX_END) | (lengths > MAX_END - np.minimum(offsets, MAX_END))
         )
         if too_far.any():
-            coords = first_cell(too_far)
+            cell = first_cell(too_far)
             raise ValueError(
-                f"chunk {chunk_key(coords)!r}: offset {int(offsets[coords])} + length "
-                f"{int(lengths[coords])} overflows the largest file position {MAX_END}"
+                f"chunk {_key(cell, place)!r}: offset {int(offsets[cell])} + length "
+                f"{int(lengths[cell])} overflows the largest file position {MAX_END}"
             )
+
+
+def _key(cell: ChunkCoords, place: Place) -> str:
+    return chunk_key(cell if place is None else place(cell))
 
 
 def path_table(paths: Sequence[str]) -> tuple[str, ...]:
@@ -101,6 +110,7 @@ def unsigned(
     dtype: type[np.unsignedinteger],
     field: str,
     shape: tuple[int, ...] | None = None,
+    place: Place = None,
 ) -> np.ndarray:
     """``values`` as a read-only ``dtype`` array; a ValueError names the first bad chunk."""
     # Python sequences go through object arrays so that big or mixed ints are not turned into floats.
@@ -108,38 +118,38 @@ def unsigned(
     if shape is not None and arr.shape != shape:
         raise ValueError(f"{field}s have shape {arr.shape}, but the chunk grid has shape {shape}")
     if arr.dtype.kind == "O":
-        arr = _objects_to_int(arr, field)
+        arr = _objects_to_int(arr, field, place)
     if arr.dtype.kind not in "iu":
         bad = (
             ~np.isfinite(arr) | (arr != np.round(arr))
             if arr.dtype.kind == "f"
             else np.ones(arr.shape, bool)
         )
-        coords = first_cell(bad if bad.any() else np.ones(arr.shape, bool))
+        cell = first_cell(bad if bad.any() else np.ones(arr.shape, bool))
         raise ValueError(
-            f"chunk {chunk_key(coords)!r}: {field} must be an integer, got {arr[coords].item()!r} "
+            f"chunk {_key(cell, place)!r}: {field} must be an integer, got {arr[cell].item()!r} "
             f"(an array of dtype {arr.dtype})"
         )
     if arr.dtype.kind == "i" and arr.size and (neg := arr < 0).any():
-        coords = first_cell(neg)
-        raise ValueError(f"chunk {chunk_key(coords)!r}: {field} is negative ({int(arr[coords])})")
+        cell = first_cell(neg)
+        raise ValueError(f"chunk {_key(cell, place)!r}: {field} is negative ({int(arr[cell])})")
     limit = np.iinfo(dtype).max
     if arr.size and arr.dtype.itemsize > np.dtype(dtype).itemsize and (big := arr > limit).any():
-        coords = first_cell(big)
-        raise ValueError(f"chunk {chunk_key(coords)!r}: {field} {int(arr[coords])} exceeds {limit}")
+        cell = first_cell(big)
+        raise ValueError(f"chunk {_key(cell, place)!r}: {field} {int(arr[cell])} exceeds {limit}")
     out = arr.astype(dtype, copy=False)
     return out.view() if out is arr or np.shares_memory(out, arr) else out
 
 
-def _objects_to_int(arr: np.ndarray, field: str) -> np.ndarray:
+def _objects_to_int(arr: np.ndarray, field: str, place: Place) -> np.ndarray:
     out = np.empty(arr.shape, dtype=np.uint64)
-    for coords, v in np.ndenumerate(arr):
+    for cell, v in np.ndenumerate(arr):
         if isinstance(v, bool | np.bool_) or not isinstance(v, int | np.integer):
-            raise ValueError(f"chunk {chunk_key(coords)!r}: {field} must be an integer, got {v!r}")
+            raise ValueError(f"chunk {_key(cell, place)!r}: {field} must be an integer, got {v!r}")
         if not 0 <= v <= MAX_END:
             what = "is negative" if v < 0 else f"exceeds {MAX_END}"
-            raise ValueError(f"chunk {chunk_key(coords)!r}: {field} {what} ({v})")
-        out[coords] = v
+            raise ValueError(f"chunk {_key(cell, place)!r}: {field} {what} ({v})")
+        out[cell] = v
     return out
 
 

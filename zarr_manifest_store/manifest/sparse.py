@@ -1,0 +1,135 @@
+"""The sparse form of a manifest: only the present chunks, by their flat position in the grid.
+
+A manifest whose grid is much larger than its entries (a document declaring a
+huge grid and referencing a few chunks) is held as four columns of the present
+chunks — flat C-order position, path-table row, offset, length — so that it
+costs memory in proportion to its entries. Operations that need the grid
+itself densify it, within :data:`MAX_DENSE_CHUNKS`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from zarr_manifest_store.manifest.refs import MISSING, ChunkCoords, chunk_key
+
+__all__ = [
+    "MAX_DENSE_CHUNKS",
+    "SPARSE_MIN_CHUNKS",
+    "References",
+    "check_dense",
+    "coords_at",
+    "find",
+    "flat_position",
+    "grid_size",
+    "held_sparse",
+    "scatter",
+    "sorted_positions",
+]
+
+MAX_DENSE_CHUNKS = 2**24
+"""The largest chunk grid a manifest is held as (16 bytes a chunk: 256 MiB at this limit);
+larger grids are held sparse, and densifying one (``ChunkManifest.densify``) needs a larger
+``max_chunks``."""
+SPARSE_MIN_CHUNKS = 2**16
+"""Grids up to this many chunks are held dense whatever their entries: it costs at most 1 MiB."""
+SPARSE_RATIO = 4
+"""A larger grid is held sparse when it has more than this many chunks per entry."""
+
+
+class References(NamedTuple):
+    """Chunks of a manifest as 1-d columns in C order of the grid: ``flat`` (positions in
+    the grid), ``path_index``, ``offsets``, ``lengths``."""
+
+    flat: np.ndarray
+    path_index: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+
+
+def grid_size(shape: Sequence[int]) -> int:
+    """The number of chunks of a grid, refusing grids whose flat positions overflow int64."""
+    size = math.prod(shape)
+    if size > np.iinfo(np.int64).max:
+        raise ValueError(f"a chunk grid {tuple(shape)} has more chunks than int64 can count")
+    return size
+
+
+def held_sparse(shape: Sequence[int], entries: int) -> bool:
+    """Whether a grid of ``shape`` with ``entries`` present chunks is held sparse."""
+    size = grid_size(shape)
+    return size > MAX_DENSE_CHUNKS or (
+        size > SPARSE_MIN_CHUNKS and size > SPARSE_RATIO * max(entries, 1)
+    )
+
+
+def check_dense(shape: tuple[int, ...], entries: int, max_chunks: int) -> None:
+    """Refuse to hold a grid of ``shape`` dense when it has more than ``max_chunks`` chunks."""
+    size = grid_size(shape)
+    if size > max_chunks:
+        raise ValueError(
+            f"this operation needs the manifest's chunk grid {shape} in memory ({size:,} chunks, "
+            f"{16 * size:,} bytes), but it holds {entries:,} chunk(s) sparse and the limit is "
+            f"max_dense_chunks={max_chunks:,}; densify it first with "
+            f"manifest.densify(max_chunks=...) to raise the limit"
+        )
+
+
+def flat_position(coords: ChunkCoords, shape: tuple[int, ...]) -> int:
+    """The C-order position of ``coords`` in a grid of ``shape``; IndexError outside it."""
+    if len(coords) != len(shape):
+        raise IndexError(f"chunk {tuple(coords)} does not have the grid's {len(shape)} dimensions")
+    flat = 0
+    for c, n in zip(coords, shape, strict=True):
+        c = int(c)
+        if not 0 <= c < n:
+            raise IndexError(f"chunk {tuple(coords)} lies outside the chunk grid {shape}")
+        flat = flat * n + c
+    return flat
+
+
+def coords_at(flat: int, shape: tuple[int, ...]) -> ChunkCoords:
+    """The grid coordinates of C-order position ``flat``."""
+    return tuple(int(c) for c in np.unravel_index(flat, shape)) if shape else ()
+
+
+def find(flat: np.ndarray, position: int) -> int:
+    """The row of ``position`` in the sorted ``flat`` column, or -1 if absent."""
+    row = int(np.searchsorted(flat, position))
+    return row if row < len(flat) and int(flat[row]) == position else -1
+
+
+def sorted_positions(positions: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The permutation sorting ``positions``; ValueError naming a chunk outside the grid or
+    given twice."""
+    size = grid_size(shape)
+    if positions.size and (int(positions.min()) < 0 or int(positions.max()) >= size):
+        bad = int(positions[(positions < 0) | (positions >= size)][0])
+        raise ValueError(f"chunk position {bad} lies outside the chunk grid {shape}")
+    order = np.argsort(positions, kind="stable")
+    ordered = positions[order]
+    if ordered.size > 1 and (same := ordered[1:] == ordered[:-1]).any():
+        twice = coords_at(int(ordered[1:][same][0]), shape)
+        raise ValueError(f"chunk {chunk_key(twice)!r} is given twice")
+    return order
+
+
+def scatter(
+    shape: tuple[int, ...],
+    flat: np.ndarray,
+    index: np.ndarray,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grid-shaped path index, offsets and lengths holding the entries at ``flat``."""
+    grid_index = np.full(shape, MISSING, dtype=np.uint32)
+    grid_offsets = np.zeros(shape, dtype=np.uint64)
+    grid_lengths = np.zeros(shape, dtype=lengths.dtype)
+    grid_index.reshape(-1)[flat] = index
+    grid_offsets.reshape(-1)[flat] = offsets
+    grid_lengths.reshape(-1)[flat] = lengths
+    return grid_index, grid_offsets, grid_lengths
