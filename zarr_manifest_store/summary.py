@@ -14,7 +14,7 @@ import numpy as np
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup, Node, root_of
-from zarr_manifest_store.manifest import grid_size
+from zarr_manifest_store.manifest import ChunkManifest, grid_size
 
 __all__ = ["ArraySummary", "DocumentSummary", "arrays_of", "groups_of", "summarize"]
 
@@ -46,14 +46,27 @@ class ArraySummary:
         """Count ``array``'s chunks from its manifest, one stored block at a time."""
         m = array.manifest
         summary = cls(grid_size(m.shape), 0, 0, 0, 0, set())
-        for _, block in m.blocks():
-            refs = block.references()
-            summary.references += len(refs.flat)
-            summary.bytes_referenced += int(refs.lengths.sum(dtype=np.uint64))
-            summary.sources.update(block.paths[i] for i in np.unique(refs.path_index).tolist())
-            summary.inline += len(block.inline)
-            summary.bytes_inline += sum(map(len, block.inline.values()))
+        for part in map(cls._of_block, m.blocks()):  # each block dropped before the next
+            summary.references += part.references
+            summary.inline += part.inline
+            summary.bytes_referenced += part.bytes_referenced
+            summary.bytes_inline += part.bytes_inline
+            summary.sources |= part.sources
         return summary
+
+    @classmethod
+    def _of_block(cls, block: tuple[tuple[int, ...], ChunkManifest]) -> ArraySummary:
+        manifest = block[1]
+        refs = manifest.references()
+        used = np.flatnonzero(np.bincount(refs.path_index, minlength=len(manifest.paths)))
+        return cls(
+            chunks=0,
+            references=len(refs.path_index),
+            inline=len(manifest.inline),
+            bytes_referenced=int(refs.lengths.sum(dtype=np.uint64)),
+            bytes_inline=sum(map(len, manifest.inline.values())),
+            sources={manifest.paths[i] for i in used.tolist()},
+        )
 
 
 @dataclass

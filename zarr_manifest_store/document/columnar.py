@@ -257,10 +257,10 @@ class ColumnarReader:
             )
         keys = {c: f"{self.prefix}/{column.name}/{column.key((c,))}" for c in needed}
         data = self.location.read_many(list(keys.values()))
-        decoded = {c: self._decode(column, (c,), data[keys[c]]).tobytes() for c in needed}
+        decoded = {c: self._decode(column, (c,), data[keys[c]]) for c in needed}
         return [
             b"".join(
-                decoded[c][max(a - c * size, 0) : b - c * size]
+                decoded[c][max(a - c * size, 0) : b - c * size].tobytes()
                 for c in range(a // size, (b - 1) // size + 1)
             )
             if b > a
@@ -366,7 +366,9 @@ def _codecs(codecs: list[wire.NamedConfig], where: str, at: str) -> str | None:
     return names[1] if len(codecs) == 3 else None
 
 
-def _decompress(compressor: str | None, data: bytes, expected: int, where: str) -> bytes:
+def _decompress(
+    compressor: str | None, data: bytes, expected: int, where: str
+) -> bytes | np.ndarray:
     """Decompress a chunk that must decode to exactly ``expected`` bytes, never allocating more."""
     try:
         if compressor is None:
@@ -391,7 +393,7 @@ def _decompress(compressor: str | None, data: bytes, expected: int, where: str) 
     return out
 
 
-def _blosc(data: bytes, expected: int, where: str) -> bytes:
+def _blosc(data: bytes, expected: int, where: str) -> np.ndarray:
     if len(data) < 16:
         raise ManifestError(f"{where}: the blosc header is truncated")
     nbytes, _, cbytes = struct.unpack_from("<III", data, 4)
@@ -402,10 +404,10 @@ def _blosc(data: bytes, expected: int, where: str) -> bytes:
         )
     out = np.empty(expected, dtype=np.uint8)
     Blosc().decode(data, out=out)
-    return out.tobytes()
+    return out
 
 
-def _zstd(data: bytes, expected: int, where: str) -> bytes:
+def _zstd(data: bytes, expected: int, where: str) -> np.ndarray:
     size = _zstd_content_size(data)
     if size != expected:
         raise ManifestError(
@@ -413,7 +415,7 @@ def _zstd(data: bytes, expected: int, where: str) -> bytes:
         )
     out = np.empty(expected, dtype=np.uint8)
     Zstd().decode(data, out=out)
-    return out.tobytes()
+    return out
 
 
 def _zstd_content_size(data: bytes) -> int | None:

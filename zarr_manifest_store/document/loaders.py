@@ -10,6 +10,8 @@ document file it came from.
 from __future__ import annotations
 
 import binascii
+import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -332,27 +334,30 @@ class ColumnarLoader:
 
     def load(self) -> ChunkManifest:
         """The whole manifest, read block by block: held as a grid up to ``max_dense_chunks``
-        chunks, else sparse, with at most ``max_dense_chunks`` present chunks."""
+        chunks; a larger grid sparse, with at most a quarter as many present chunks (each
+        costs its position too, and the cap leaves room for the block being read)."""
         limit = self.limits.max_dense_chunks
-        whole = _Assembly(self.grid, dense=grid_size(self.grid) <= limit)
+        dense = grid_size(self.grid) <= limit
+        whole = _Assembly(self.grid, self.reader.header()[1]["length"].dtype, dense=dense)
         budget = self.limits.max_inline_bytes
         for block in np.ndindex(*_block_grid(self.grid, self.reader.chunks)):
             part = self.block(block)
             budget -= sum(map(len, part.inline.values()))
-            whole.add(tuple(b * c for b, c in zip(block, self.reader.chunks, strict=True)), part)
             if budget < 0:
                 raise ManifestError(
                     f"{self.where}: the inline chunks hold more than max_inline_bytes="
                     f"{self.limits.max_inline_bytes:,} bytes; pass a larger max_inline_bytes "
                     f"to ManifestStore.open to load this manifest whole"
                 )
-            if whole.entries > limit:
+            if not dense and whole.entries + part.nchunks > limit // 4:
                 raise ManifestError(
-                    f"{self.where}: the manifest holds more than max_dense_chunks={limit:,} "
-                    f"chunk references (its grid has {grid_size(self.grid):,} chunks); pass a "
+                    f"{self.where}: the manifest's grid of {grid_size(self.grid):,} chunks is "
+                    f"larger than max_dense_chunks={limit:,}, so it is loaded whole only if at "
+                    f"most a quarter of that many chunks are present, and more are; pass a "
                     f"larger max_dense_chunks to ManifestStore.open to load it whole (reading "
                     f"chunks, verify and info read it block by block)"
                 )
+            whole.add(tuple(b * c for b, c in zip(block, self.reader.chunks, strict=True)), part)
         paths, fingerprints = self._resolved()
         try:
             return whole.manifest(paths, fingerprints)
@@ -414,7 +419,7 @@ class ColumnarLoader:
 class _Assembly:
     """A whole manifest put together from its blocks: as a grid, or from the present chunks."""
 
-    def __init__(self, grid: tuple[int, ...], *, dense: bool) -> None:
+    def __init__(self, grid: tuple[int, ...], lengths: np.dtype, *, dense: bool) -> None:
         self.grid = grid
         self.dense = dense
         self.entries = 0
@@ -423,7 +428,7 @@ class _Assembly:
             (
                 np.full(grid, MISSING, dtype=np.uint32),
                 np.zeros(grid, dtype=np.uint64),
-                np.zeros(grid, dtype=np.uint64),
+                np.zeros(grid, dtype=lengths),
             )
             if dense
             else ()
@@ -443,11 +448,19 @@ class _Assembly:
                 whole[region] = column
             return
         entries = part.entries()
+        if isinstance(entries.flat, range):  # every chunk present: positions block-shaped
+            axes = [
+                np.arange(o, o + n) * s
+                for o, n, s in zip(origin, part.shape, _strides(self.grid), strict=True)
+            ]
+            flat = functools.reduce(np.add.outer, axes).reshape(-1)
+            self.parts.append(entries._replace(flat=flat))  # views of the block's columns
+            return
         cells = np.unravel_index(entries.flat, part.shape)
         flat = np.ravel_multi_index(
             tuple(c + o for c, o in zip(cells, origin, strict=True)), self.grid
         )
-        self.parts.append(entries._replace(flat=flat))
+        self.parts.append(References(flat, *entries[1:]))
 
     def manifest(self, paths: list[str], fingerprints: dict[str, Fingerprint]) -> ChunkManifest:
         """The assembled manifest."""
@@ -474,6 +487,11 @@ class _Assembly:
             inline=self.inline,
             fingerprints=fingerprints,
         )
+
+
+def _strides(grid: tuple[int, ...]) -> list[int]:
+    """How far apart in C order neighbours along each axis of ``grid`` lie."""
+    return [math.prod(grid[axis + 1 :]) for axis in range(len(grid))]
 
 
 def _block_grid(grid: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[int, ...]:

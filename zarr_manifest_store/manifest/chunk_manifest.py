@@ -350,17 +350,15 @@ class ChunkManifest:
         path index ``INLINE``); costs memory in proportion to them, not to the grid."""
         if self._flat is not None:
             return References(self._flat, self._index, self._offsets, self._lengths)
-        flat = np.flatnonzero(self._index != MISSING)
-        index, offsets, lengths = (
-            a.reshape(-1)[flat] for a in (self._index, self._offsets, self._lengths)
-        )
-        return References(flat, index, offsets, lengths)
+        return _gathered(self._index != MISSING, self._index, self._offsets, self._lengths)
 
     def references(self) -> References:
         """The referenced chunks as 1-d columns (inline and missing ones left out), in C order."""
         entries = self.entries()
         referenced = entries.path_index < INLINE
-        return References(*(column[referenced] for column in entries))
+        if referenced.all():
+            return entries
+        return References(*(np.asarray(column)[referenced] for column in entries))
 
     def blocks(self) -> Iterator[tuple[ChunkCoords, ChunkManifest]]:
         """``(origin, block)`` pairs that together hold every chunk, each block with this
@@ -372,15 +370,9 @@ class ChunkManifest:
     def source_extents(self) -> dict[str, int]:
         """For each referenced source, where its last referenced chunk ends (block by block)."""
         extents: dict[str, int] = {}
-        for _, block in self.blocks():
-            refs = block.references()
-            if not len(refs.flat):
-                continue
-            ends = np.zeros(len(block.paths), dtype=np.uint64)
-            np.maximum.at(ends, refs.path_index, refs.offsets + refs.lengths)
-            for row in np.unique(refs.path_index).tolist():
-                path = block.paths[row]
-                extents[path] = max(extents.get(path, 0), int(ends[row]))
+        for part in map(_extents, self.blocks()):  # each block dropped before the next is read
+            for path, end in part.items():
+                extents[path] = max(extents.get(path, 0), end)
         return extents
 
     def densify(self, max_chunks: int = MAX_DENSE_CHUNKS) -> ChunkManifest:
@@ -626,8 +618,19 @@ class ChunkManifest:
     ) -> ChunkManifest:
         """The same chunks on a rearranged grid: ``grid`` maps each column, ``coords`` each
         inline chunk's coordinates."""
-        if self._flat is not None:
-            return self.densify()._regridded(grid, coords)
+        if self._flat is not None:  # the entries' positions mapped: no grid is allocated
+            shape = grid(np.broadcast_to(np.empty((), np.uint8), self._shape)).shape
+            cells = np.broadcast_arrays(*coords(np.unravel_index(self._flat, self._shape)))
+            return ChunkManifest.from_entries(
+                shape=shape,
+                chunks=np.ravel_multi_index(tuple(cells), shape),
+                paths=self._paths,
+                path_index=self._index,
+                offsets=self._offsets,
+                lengths=self._lengths,
+                inline={coords(c): d for c, d in self._inline.items()},
+                fingerprints=self._fingerprints,
+            )
         return self.replace(
             path_index=grid(self._index),
             offsets=grid(self._offsets),
@@ -691,6 +694,30 @@ def _compacted(
         inline=inline,
         fingerprints=fingerprints,
     )
+
+
+def _gathered(keep: np.ndarray, *columns: np.ndarray) -> References:
+    """The cells of grid-shaped ``columns`` where ``keep`` holds, flattened: views when it
+    holds everywhere (a full block costs no copy; ``flat`` is then a ``range``)."""
+    if keep.all():
+        return References(range(keep.size), *(np.ravel(c) for c in columns))
+    rows = np.flatnonzero(keep)
+    return References(rows, *(c.reshape(-1)[rows] for c in columns))
+
+
+def _extents(block: tuple[ChunkCoords, ChunkManifest]) -> dict[str, int]:
+    """Where each source's last chunk referenced in ``block`` ends."""
+    manifest = block[1]
+    refs = manifest.references()
+    if not len(refs.path_index):
+        return {}
+    used = np.flatnonzero(np.bincount(refs.path_index, minlength=len(manifest.paths)))
+    ends = refs.offsets + refs.lengths
+    if len(used) == 1:
+        return {manifest.paths[int(used[0])]: int(ends.max())}
+    table = np.zeros(len(manifest.paths), dtype=np.uint64)
+    np.maximum.at(table, refs.path_index, ends)
+    return {manifest.paths[i]: int(table[i]) for i in used.tolist()}
 
 
 def _without(values: tuple[Any, ...], axis: int) -> tuple[Any, ...]:

@@ -156,7 +156,7 @@ def _objects_to_int(arr: np.ndarray, field: str, place: Place) -> np.ndarray:
 def narrow(lengths: np.ndarray) -> np.ndarray:
     """Lengths in ``uint32`` when every one fits, to keep references small."""
     if lengths.size == 0 or int(lengths.max()) <= np.iinfo(np.uint32).max:
-        return lengths.astype(np.uint32)
+        return lengths.astype(np.uint32, copy=False)
     return lengths
 
 

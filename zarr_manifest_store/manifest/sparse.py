@@ -31,10 +31,9 @@ __all__ = [
     "sorted_positions",
 ]
 
-MAX_DENSE_CHUNKS = 2**24
-"""The largest chunk grid a manifest is held as (16 bytes a chunk: 256 MiB at this limit);
-larger grids are held sparse, and densifying one (``ChunkManifest.densify``) needs a larger
-``max_chunks``."""
+MAX_DENSE_CHUNKS = 2**23
+"""The largest chunk grid a sparse manifest is densified to (16 bytes a chunk: 128 MiB at
+this limit) unless ``ChunkManifest.densify`` is given a larger ``max_chunks``."""
 SPARSE_MIN_CHUNKS = 2**16
 """Grids up to this many chunks are held dense whatever their entries: it costs at most 1 MiB."""
 SPARSE_RATIO = 4
@@ -45,7 +44,7 @@ class References(NamedTuple):
     """Chunks of a manifest as 1-d columns in C order of the grid: ``flat`` (positions in
     the grid), ``path_index``, ``offsets``, ``lengths``."""
 
-    flat: np.ndarray
+    flat: np.ndarray | range
     path_index: np.ndarray
     offsets: np.ndarray
     lengths: np.ndarray
@@ -62,9 +61,7 @@ def grid_size(shape: Sequence[int]) -> int:
 def held_sparse(shape: Sequence[int], entries: int) -> bool:
     """Whether a grid of ``shape`` with ``entries`` present chunks is held sparse."""
     size = grid_size(shape)
-    return size > MAX_DENSE_CHUNKS or (
-        size > SPARSE_MIN_CHUNKS and size > SPARSE_RATIO * max(entries, 1)
-    )
+    return size > SPARSE_MIN_CHUNKS and size > SPARSE_RATIO * max(entries, 1)
 
 
 def check_dense(shape: tuple[int, ...], entries: int, max_chunks: int) -> None:
@@ -74,8 +71,8 @@ def check_dense(shape: tuple[int, ...], entries: int, max_chunks: int) -> None:
         raise ValueError(
             f"this operation needs the manifest's chunk grid {shape} in memory ({size:,} chunks, "
             f"{16 * size:,} bytes), but it holds {entries:,} chunk(s) sparse and the limit is "
-            f"max_dense_chunks={max_chunks:,}; densify it first with "
-            f"manifest.densify(max_chunks=...) to raise the limit"
+            f"max_dense_chunks={max_chunks:,}; to hold it as a grid anyway, densify it first "
+            f"with a larger limit: manifest.densify(max_chunks=...)"
         )
 
 
