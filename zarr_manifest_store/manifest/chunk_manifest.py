@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from itertools import product
 from types import MappingProxyType
 from typing import Any
 
@@ -14,15 +13,15 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from zarr_manifest_store.manifest.columns import (
     cells,
-    check_entry,
     check_references,
+    dict_entries,
     fingerprint_table,
-    in_grid,
     inline_table,
     narrow,
     path_table,
     unsigned,
 )
+from zarr_manifest_store.manifest.grid import concatenated, from_grids, inlined, taken
 from zarr_manifest_store.manifest.refs import (
     INLINE,
     MISSING,
@@ -30,18 +29,19 @@ from zarr_manifest_store.manifest.refs import (
     ChunkRef,
     Fingerprint,
     chunk_key,
-    parse_chunk_key,
 )
 from zarr_manifest_store.manifest.sparse import (
     MAX_DENSE_CHUNKS,
     References,
     check_dense,
     coords_at,
+    entry_columns,
+    extents,
     find,
     flat_position,
+    gathered,
     held_sparse,
     scatter,
-    sorted_positions,
 )
 
 __all__ = ["ChunkManifest"]
@@ -111,38 +111,7 @@ class ChunkManifest:
         must have the path ``""``. ``fingerprints`` maps source paths to
         what they looked like when scanned.
         """
-        path_grid = np.asarray(paths)
-        if path_grid.dtype.kind not in "UTO" or (
-            path_grid.dtype.kind == "O" and not all(isinstance(p, str) for p in path_grid.flat)
-        ):
-            raise ValueError(f"paths must be an array of strings, got dtype {path_grid.dtype}")
-        shape = path_grid.shape
-        offsets_grid = unsigned(offsets, np.uint64, "offset", shape)
-        lengths_grid = unsigned(lengths, np.uint64, "length", shape)
-        table, inverse = np.unique(path_grid.ravel(), return_inverse=True)
-        table = [str(p) for p in table]
-        index = inverse.astype(np.uint32).reshape(shape)
-        if table and table[0] == "":
-            index = np.where(index == 0, MISSING, index - 1).astype(np.uint32)
-            table = table[1:]
-        inline = dict(inline or {})
-        for coords in inline:
-            if in_grid(coords, shape) and path_grid[coords] != "":
-                raise ValueError(
-                    f"chunk {chunk_key(coords)!r} is both inline and a reference to "
-                    f"{path_grid[coords]!r}; give it the path ''"
-                )
-            if in_grid(coords, shape):
-                index[coords] = INLINE
-        absent = index >= INLINE
-        return cls(
-            paths=table,
-            path_index=index,
-            offsets=np.where(absent, 0, offsets_grid),
-            lengths=np.where(absent, 0, lengths_grid),
-            inline=inline,
-            fingerprints=fingerprints,
-        )
+        return cls(**from_grids(paths, offsets, lengths, inline), fingerprints=fingerprints)
 
     @classmethod
     def from_dict(
@@ -157,32 +126,7 @@ class ChunkManifest:
         An entry ``{"data": b"..."}`` is an inline chunk. ``shape`` is the chunk
         grid shape; by default the smallest grid holding every key.
         """
-        ndim = None if shape is None else len(shape)
-        parsed: dict[ChunkCoords, Mapping[str, Any]] = {}
-        for key, entry in entries.items():
-            coords = parse_chunk_key(key, ndim)
-            ndim = len(coords)
-            parsed[coords] = check_entry(key, entry)
-        if shape is None:
-            shape = tuple(max(c) + 1 for c in zip(*parsed, strict=True)) if parsed else (0,)
-        grid = tuple(int(n) for n in shape)
-        table: dict[str, int] = {}
-        for coords in parsed:
-            if not in_grid(coords, grid):
-                raise ValueError(f"chunk {chunk_key(coords)!r} lies outside the chunk grid {grid}")
-        inline = {c: bytes(e["data"]) for c, e in parsed.items() if "data" in e}
-        refs = [(c, e) for c, e in parsed.items() if "data" not in e]
-        rows = [table.setdefault(e["path"], len(table)) for _, e in refs]
-        return cls.from_entries(
-            shape=grid,
-            chunks=[flat_position(c, grid) for c in (*inline, *(c for c, _ in refs))],
-            paths=list(table),
-            path_index=[INLINE] * len(inline) + rows,
-            offsets=[0] * len(inline) + [e["offset"] for _, e in refs],
-            lengths=[0] * len(inline) + [e["length"] for _, e in refs],
-            inline=inline,
-            fingerprints=fingerprints,
-        )
+        return cls.from_entries(**dict_entries(entries, shape), fingerprints=fingerprints)
 
     @classmethod
     def from_entries(
@@ -209,36 +153,13 @@ class ChunkManifest:
         (True, 1, ChunkRef(path='a', offset=0, length=8))
         """
         grid = tuple(int(n) for n in shape)
-        positions = np.asarray(chunks, dtype=np.int64).reshape(-1)
-        order = sorted_positions(positions, grid)
-        flat = positions[order]
-
-        def column(values: npt.ArrayLike, dtype: type[np.unsignedinteger], name: str) -> Any:
-            arr = values if isinstance(values, np.ndarray) else np.array(values, dtype=object)
-            if arr.shape != positions.shape:
-                raise ValueError(f"{name}s have shape {arr.shape}, chunks {positions.shape}")
-            return unsigned(
-                arr[order], dtype, name, place=lambda cell: coords_at(flat[cell[0]], grid)
-            )
-
-        index = column(path_index, np.uint32, "path_index")
-        keep = index < MISSING
-        absent = index[keep] >= INLINE
-        flat, index = flat[keep], index[keep]
-        offsets_col = np.where(absent, 0, column(offsets, np.uint64, "offset")[keep])
-        lengths_col = np.where(absent, 0, column(lengths, np.uint64, "length")[keep])
+        flat, index, offsets_col, lengths_col = entry_columns(
+            grid, chunks, path_index, offsets, lengths
+        )
         if not held_sparse(grid, len(flat)):
-            grid_index, grid_offsets, grid_lengths = scatter(
-                grid, flat, index, offsets_col, lengths_col
-            )
-            return cls(
-                paths=paths,
-                path_index=grid_index,
-                offsets=grid_offsets,
-                lengths=grid_lengths,
-                inline=inline,
-                fingerprints=fingerprints,
-            )
+            columns = scatter(grid, flat, index, offsets_col, lengths_col)
+            parts = dict(zip(("path_index", "offsets", "lengths"), columns, strict=True))
+            return cls(paths=paths, **parts, inline=inline, fingerprints=fingerprints)
         manifest = cls.__new__(cls)
         manifest._paths = path_table(paths)
         manifest._fingerprints = fingerprint_table(fingerprints or {}, manifest._paths)
@@ -350,7 +271,7 @@ class ChunkManifest:
         path index ``INLINE``); costs memory in proportion to them, not to the grid."""
         if self._flat is not None:
             return References(self._flat, self._index, self._offsets, self._lengths)
-        return _gathered(self._index != MISSING, self._index, self._offsets, self._lengths)
+        return gathered(self._index != MISSING, self._index, self._offsets, self._lengths)
 
     def references(self) -> References:
         """The referenced chunks as 1-d columns (inline and missing ones left out), in C order."""
@@ -370,7 +291,7 @@ class ChunkManifest:
     def source_extents(self) -> dict[str, int]:
         """For each referenced source, where its last referenced chunk ends (block by block)."""
         extents: dict[str, int] = {}
-        for part in map(_extents, self.blocks()):  # each block dropped before the next is read
+        for part in map(_block_extents, self.blocks()):  # each block dropped before the next
             for path, end in part.items():
                 extents[path] = max(extents.get(path, 0), end)
         return extents
@@ -411,14 +332,7 @@ class ChunkManifest:
         >>> m.replace(lengths=[4]).get((0,))
         ChunkRef(path='/data/a.nc', offset=0, length=4)
         """
-        current = {
-            "paths": self._paths,
-            "path_index": self._index,
-            "offsets": self._offsets,
-            "lengths": self._lengths,
-            "inline": self._inline,
-            "fingerprints": self._fingerprints,
-        }
+        current = self._parts()
         if unknown := parts.keys() - current.keys():
             raise TypeError(
                 f"a ChunkManifest has no part(s) {sorted(unknown)}; it has {list(current)}"
@@ -450,26 +364,7 @@ class ChunkManifest:
         """
         if self._flat is not None:
             return self.densify().take(positions)
-        picks = [np.asarray(p, dtype=np.intp).reshape(-1) for p in positions]
-        if len(picks) != self.ndim:
-            raise ValueError(f"take needs one sequence of positions per axis ({self.ndim})")
-        for axis, (p, n) in enumerate(zip(picks, self.shape, strict=True)):
-            if p.size and (p.min() < 0 or p.max() >= n):
-                raise IndexError(f"a position along axis {axis} lies outside 0..{n - 1}")
-        grid = np.ix_(*picks) if picks else ()
-        inline: dict[ChunkCoords, bytes] = {}
-        for coords, data in self._inline.items():
-            hits = [np.flatnonzero(p == c) for p, c in zip(picks, coords, strict=True)]
-            for new in product(*hits):
-                inline[tuple(int(c) for c in new)] = data
-        return _compacted(
-            self._paths,
-            self._index[grid],
-            self._offsets[grid],
-            self._lengths[grid],
-            inline,
-            self._fingerprints,
-        )
+        return ChunkManifest(**taken(self._parts(), self._shape, positions))
 
     @staticmethod
     def concat(
@@ -505,32 +400,7 @@ class ChunkManifest:
             whole = (*manifests[0].shape[:axis], sum(m.shape[axis] for m in manifests))
             whole += manifests[0].shape[axis + 1 :]
             check_dense(whole, sum(m.nchunks for m in manifests), MAX_DENSE_CHUNKS)
-        # One lookup from every input's path table, stacked, to the merged table.
-        paths: dict[str, int] = {}
-        lut = np.array(
-            [paths.setdefault(p, len(paths)) for m in manifests for p in m.paths], dtype=np.uint32
-        )
-        table_starts = np.cumsum([0] + [len(m.paths) for m in manifests[:-1]])
-        lengths_along = [m.shape[axis] for m in manifests]
-        starts = np.repeat(table_starts, lengths_along).reshape(
-            [-1 if k == axis else 1 for k in range(ndim)]
-        )
-        stacked = np.concatenate([m.path_index for m in manifests], axis=axis)
-        present = stacked < INLINE
-        index = stacked.copy()
-        index[present] = lut[(stacked + np.broadcast_to(starts, stacked.shape))[present]]
-        inline: dict[ChunkCoords, bytes] = {}
-        for m, start in zip(manifests, np.cumsum([0, *lengths_along[:-1]]), strict=True):
-            for coords, data in m.inline.items():
-                inline[(*coords[:axis], coords[axis] + int(start), *coords[axis + 1 :])] = data
-        return ChunkManifest(
-            paths=list(paths),
-            path_index=index,
-            offsets=np.concatenate([m.offsets for m in manifests], axis=axis),
-            lengths=np.concatenate([m.lengths for m in manifests], axis=axis),
-            inline=inline,
-            fingerprints=fingerprints,
-        )
+        return ChunkManifest(**concatenated(manifests, axis), fingerprints=fingerprints)
 
     def transpose(self, axes: Sequence[int]) -> ChunkManifest:
         """The grid with its axes permuted: axis ``k`` of the result is axis ``axes[k]`` of this one."""
@@ -567,23 +437,7 @@ class ChunkManifest:
         the references they replace go, and with them paths no chunk references any more."""
         if self._flat is not None:
             return self.densify().with_inline(chunks)
-        index = self._index.copy()
-        for coords in chunks:
-            key = tuple(int(c) for c in coords)
-            if not in_grid(key, self.shape):
-                raise ValueError(
-                    f"inline chunk {chunk_key(key)!r} lies outside the chunk grid {self.shape}"
-                )
-            index[key] = INLINE
-        referenced = index < INLINE
-        return _compacted(
-            self._paths,
-            index,
-            np.where(referenced, self._offsets, 0),
-            np.where(referenced, self._lengths, 0),
-            {**self._inline, **chunks},
-            self._fingerprints,
-        )
+        return ChunkManifest(**inlined(self._parts(), self._shape, chunks))
 
     def equals(self, other: object) -> bool:
         """True if both describe the same bytes for every chunk (path tables may differ in order)."""
@@ -621,22 +475,27 @@ class ChunkManifest:
         if self._flat is not None:  # the entries' positions mapped: no grid is allocated
             shape = grid(np.broadcast_to(np.empty((), np.uint8), self._shape)).shape
             cells = np.broadcast_arrays(*coords(np.unravel_index(self._flat, self._shape)))
-            return ChunkManifest.from_entries(
-                shape=shape,
-                chunks=np.ravel_multi_index(tuple(cells), shape),
-                paths=self._paths,
-                path_index=self._index,
-                offsets=self._offsets,
-                lengths=self._lengths,
-                inline={coords(c): d for c, d in self._inline.items()},
-                fingerprints=self._fingerprints,
-            )
+            inline = {coords(c): d for c, d in self._inline.items()}
+            parts = self._parts() | {"inline": inline}
+            chunks = np.ravel_multi_index(tuple(cells), shape)
+            return ChunkManifest.from_entries(shape=shape, chunks=chunks, **parts)
         return self.replace(
             path_index=grid(self._index),
             offsets=grid(self._offsets),
             lengths=grid(self._lengths),
             inline={coords(c): d for c, d in self._inline.items()},
         )
+
+    def _parts(self) -> dict[str, Any]:
+        """The constructor's parts (the columns are the entries' when sparse)."""
+        return {
+            "paths": self._paths,
+            "path_index": self._index,
+            "offsets": self._offsets,
+            "lengths": self._lengths,
+            "inline": self._inline,
+            "fingerprints": self._fingerprints,
+        }
 
     def _present(self) -> tuple[np.ndarray, ...]:
         """Every present chunk's flat position, path (inline ones a marker), offset and
@@ -667,57 +526,8 @@ def _rebuild(
     )
 
 
-def _compacted(
-    paths: Sequence[str],
-    index: np.ndarray,
-    offsets: np.ndarray,
-    lengths: np.ndarray,
-    inline: Mapping[ChunkCoords, bytes],
-    fingerprints: Mapping[str, Fingerprint],
-) -> ChunkManifest:
-    """A manifest whose path table (and fingerprints) keep only the paths still referenced."""
-    present = index < INLINE
-    used = np.bincount(index[present], minlength=len(paths)).astype(bool)
-    if not used.all():
-        keep = np.flatnonzero(used)
-        lut = np.zeros(len(paths), dtype=np.uint32)
-        lut[keep] = np.arange(len(keep), dtype=np.uint32)
-        index = np.array(index, dtype=np.uint32)
-        index[present] = lut[index[present]]
-        paths = [paths[i] for i in keep]
-        fingerprints = {p: fingerprints[p] for p in paths if p in fingerprints}
-    return ChunkManifest(
-        paths=paths,
-        path_index=index,
-        offsets=offsets,
-        lengths=lengths,
-        inline=inline,
-        fingerprints=fingerprints,
-    )
-
-
-def _gathered(keep: np.ndarray, *columns: np.ndarray) -> References:
-    """The cells of grid-shaped ``columns`` where ``keep`` holds, flattened: views when it
-    holds everywhere (a full block costs no copy; ``flat`` is then a ``range``)."""
-    if keep.all():
-        return References(range(keep.size), *(np.ravel(c) for c in columns))
-    rows = np.flatnonzero(keep)
-    return References(rows, *(c.reshape(-1)[rows] for c in columns))
-
-
-def _extents(block: tuple[ChunkCoords, ChunkManifest]) -> dict[str, int]:
-    """Where each source's last chunk referenced in ``block`` ends."""
-    manifest = block[1]
-    refs = manifest.references()
-    if not len(refs.path_index):
-        return {}
-    used = np.flatnonzero(np.bincount(refs.path_index, minlength=len(manifest.paths)))
-    ends = refs.offsets + refs.lengths
-    if len(used) == 1:
-        return {manifest.paths[int(used[0])]: int(ends.max())}
-    table = np.zeros(len(manifest.paths), dtype=np.uint64)
-    np.maximum.at(table, refs.path_index, ends)
-    return {manifest.paths[i]: int(table[i]) for i in used.tolist()}
+def _block_extents(block: tuple[ChunkCoords, ChunkManifest]) -> dict[str, int]:
+    return extents(block[1].paths, block[1].references())
 
 
 def _without(values: tuple[Any, ...], axis: int) -> tuple[Any, ...]:

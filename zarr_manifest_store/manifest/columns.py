@@ -6,6 +6,7 @@ scanner, read from a document or made by hand holds the same guarantees.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -19,12 +20,14 @@ from zarr_manifest_store.manifest.refs import (
     ChunkCoords,
     Fingerprint,
     chunk_key,
+    parse_chunk_key,
 )
 
 __all__ = [
     "cells",
     "check_entry",
     "check_references",
+    "dict_entries",
     "fingerprint_table",
     "first_cell",
     "in_grid",
@@ -218,3 +221,36 @@ def cells(mask: np.ndarray) -> Iterator[ChunkCoords]:
 def first_cell(mask: np.ndarray) -> ChunkCoords:
     """Coordinates of the first True cell of ``mask`` in C order."""
     return tuple(int(c) for c in np.unravel_index(int(np.argmax(mask)), mask.shape))
+
+
+def dict_entries(
+    entries: Mapping[str, Mapping[str, Any]], shape: Sequence[int] | None
+) -> dict[str, Any]:
+    """The arguments of ``ChunkManifest.from_entries`` for the entries of ``from_dict``; the
+    grid is by default the smallest holding every key."""
+    ndim = None if shape is None else len(shape)
+    parsed: dict[ChunkCoords, Mapping[str, Any]] = {}
+    for key, entry in entries.items():
+        coords = parse_chunk_key(key, ndim)
+        ndim = len(coords)
+        parsed[coords] = check_entry(key, entry)
+    if shape is None:
+        shape = tuple(max(c) + 1 for c in zip(*parsed, strict=True)) if parsed else (0,)
+    grid = tuple(int(n) for n in shape)
+    for coords in parsed:
+        if not in_grid(coords, grid):
+            raise ValueError(f"chunk {chunk_key(coords)!r} lies outside the chunk grid {grid}")
+    inline = {c: bytes(e["data"]) for c, e in parsed.items() if "data" in e}
+    refs = [(c, e) for c, e in parsed.items() if "data" not in e]
+    table: dict[str, int] = {}
+    rows = [table.setdefault(e["path"], len(table)) for _, e in refs]
+    cells = [*inline, *(c for c, _ in refs)]
+    return {
+        "shape": grid,
+        "chunks": [sum(c * math.prod(grid[k + 1 :]) for k, c in enumerate(x)) for x in cells],
+        "paths": list(table),
+        "path_index": [INLINE] * len(inline) + rows,
+        "offsets": [0] * len(inline) + [e["offset"] for _, e in refs],
+        "lengths": [0] * len(inline) + [e["length"] for _, e in refs],
+        "inline": inline,
+    }

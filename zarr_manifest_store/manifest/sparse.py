@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
-from zarr_manifest_store.manifest.refs import MISSING, ChunkCoords, chunk_key
+from zarr_manifest_store.manifest.columns import unsigned
+from zarr_manifest_store.manifest.refs import INLINE, MISSING, ChunkCoords, chunk_key
 
 __all__ = [
     "MAX_DENSE_CHUNKS",
@@ -23,8 +25,11 @@ __all__ = [
     "References",
     "check_dense",
     "coords_at",
+    "entry_columns",
+    "extents",
     "find",
     "flat_position",
+    "gathered",
     "grid_size",
     "held_sparse",
     "scatter",
@@ -130,3 +135,56 @@ def scatter(
     grid_offsets.reshape(-1)[flat] = offsets
     grid_lengths.reshape(-1)[flat] = lengths
     return grid_index, grid_offsets, grid_lengths
+
+
+def gathered(keep: np.ndarray, *columns: np.ndarray) -> References:
+    """The cells of grid-shaped ``columns`` where ``keep`` holds, flattened: views when it
+    holds everywhere (a full block costs no copy; ``flat`` is then a ``range``)."""
+    if keep.all():
+        return References(range(keep.size), *(np.ravel(c) for c in columns))
+    rows = np.flatnonzero(keep)
+    return References(rows, *(c.reshape(-1)[rows] for c in columns))
+
+
+def extents(paths: Sequence[str], refs: References) -> dict[str, int]:
+    """Where each source's last chunk among ``refs`` ends."""
+    if not len(refs.path_index):
+        return {}
+    used = np.flatnonzero(np.bincount(refs.path_index, minlength=len(paths)))
+    ends = refs.offsets + refs.lengths
+    if len(used) == 1:
+        return {paths[int(used[0])]: int(ends.max())}
+    table = np.zeros(len(paths), dtype=np.uint64)
+    np.maximum.at(table, refs.path_index, ends)
+    return {paths[i]: int(table[i]) for i in used.tolist()}
+
+
+def entry_columns(
+    grid: tuple[int, ...],
+    chunks: npt.ArrayLike,
+    path_index: npt.ArrayLike,
+    offsets: npt.ArrayLike,
+    lengths: npt.ArrayLike,
+) -> References:
+    """The present entries among these, checked and sorted by position (offsets and lengths
+    of inline chunks zeroed); a ValueError names the chunk at fault."""
+    grid_size(grid)  # positions must fit int64
+    positions = np.asarray(chunks, dtype=np.int64).reshape(-1)
+    order = sorted_positions(positions, grid)
+    flat = positions[order]
+
+    def column(values: npt.ArrayLike, dtype: type[np.unsignedinteger], name: str) -> np.ndarray:
+        arr = values if isinstance(values, np.ndarray) else np.array(values, dtype=object)
+        if arr.shape != positions.shape:
+            raise ValueError(f"{name}s have shape {arr.shape}, chunks {positions.shape}")
+        return unsigned(arr[order], dtype, name, place=lambda cell: coords_at(flat[cell[0]], grid))
+
+    index = column(path_index, np.uint32, "path_index")
+    keep = index < MISSING
+    absent = index[keep] >= INLINE
+    return References(
+        flat[keep],
+        index[keep],
+        np.where(absent, 0, column(offsets, np.uint64, "offset")[keep]),
+        np.where(absent, 0, column(lengths, np.uint64, "length")[keep]),
+    )
