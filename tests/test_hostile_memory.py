@@ -342,7 +342,7 @@ def test_the_limits_are_named_where_they_refuse(source):
         {"9999.9999": {"path": str(source), "offset": 0, "length": 4}}
     )
     assert manifest.sparse
-    with pytest.raises(ValueError, match="max_dense_chunks=8,388,608"):
+    with pytest.raises(ValueError, match="max_dense_chunks=16,777,216"):
         manifest.take([[9999], [9999]])
     turned = manifest.expand_dims(0).transpose([2, 0, 1]).squeeze(1)
     assert turned.sparse

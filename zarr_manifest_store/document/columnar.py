@@ -407,15 +407,13 @@ def _blosc(data: bytes, expected: int, where: str) -> np.ndarray:
     return out
 
 
-def _zstd(data: bytes, expected: int, where: str) -> np.ndarray:
+def _zstd(data: bytes, expected: int, where: str) -> bytes:
     size = _zstd_content_size(data)
     if size != expected:
         raise ManifestError(
             f"{where}: the zstd frame announces {size} bytes; {expected} were expected"
         )
-    out = np.empty(expected, dtype=np.uint8)
-    Zstd().decode(data, out=out)
-    return out
+    return Zstd().decode(data)  # sized by the frame header, checked above: no copy into `out`
 
 
 def _zstd_content_size(data: bytes) -> int | None:

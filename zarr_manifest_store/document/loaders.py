@@ -336,28 +336,11 @@ class ColumnarLoader:
         """The whole manifest, read block by block: held as a grid up to ``max_dense_chunks``
         chunks; a larger grid sparse, with at most a quarter as many present chunks (each
         costs its position too, and the cap leaves room for the block being read)."""
-        limit = self.limits.max_dense_chunks
-        dense = grid_size(self.grid) <= limit
-        whole = _Assembly(self.grid, self.reader.header()[1]["length"].dtype, dense=dense)
-        budget = self.limits.max_inline_bytes
+        lengths = self.reader.header()[1]["length"].dtype
+        whole = _Assembly(self.grid, lengths, self.limits, self.where)
         for block in np.ndindex(*_block_grid(self.grid, self.reader.chunks)):
-            part = self.block(block)
-            budget -= sum(map(len, part.inline.values()))
-            if budget < 0:
-                raise ManifestError(
-                    f"{self.where}: the inline chunks hold more than max_inline_bytes="
-                    f"{self.limits.max_inline_bytes:,} bytes; pass a larger max_inline_bytes "
-                    f"to ManifestStore.open to load this manifest whole"
-                )
-            if not dense and whole.entries + part.nchunks > limit // 4:
-                raise ManifestError(
-                    f"{self.where}: the manifest's grid of {grid_size(self.grid):,} chunks is "
-                    f"larger than max_dense_chunks={limit:,}, so it is loaded whole only if at "
-                    f"most a quarter of that many chunks are present, and more are; pass a "
-                    f"larger max_dense_chunks to ManifestStore.open to load it whole (reading "
-                    f"chunks, verify and info read it block by block)"
-                )
-            whole.add(tuple(b * c for b, c in zip(block, self.reader.chunks, strict=True)), part)
+            origin = tuple(b * c for b, c in zip(block, self.reader.chunks, strict=True))
+            whole.add(origin, self.block(block))  # the block goes once placed
         paths, fingerprints = self._resolved()
         try:
             return whole.manifest(paths, fingerprints)
@@ -419,10 +402,13 @@ class ColumnarLoader:
 class _Assembly:
     """A whole manifest put together from its blocks: as a grid, or from the present chunks."""
 
-    def __init__(self, grid: tuple[int, ...], lengths: np.dtype, *, dense: bool) -> None:
-        self.grid = grid
-        self.dense = dense
+    def __init__(
+        self, grid: tuple[int, ...], lengths: np.dtype, limits: Limits, where: str
+    ) -> None:
+        self.grid, self.limits, self.where = grid, limits, where
+        self.dense = dense = grid_size(grid) <= limits.max_dense_chunks
         self.entries = 0
+        self.inline_bytes = 0
         self.inline: dict[tuple[int, ...], bytes] = {}
         self.grids = (
             (
@@ -437,17 +423,18 @@ class _Assembly:
         self.parts = [References(empty.astype(np.int64), empty.astype(np.uint32), empty, empty)]
 
     def add(self, origin: tuple[int, ...], part: ChunkManifest) -> None:
-        """Place a block whose first chunk is at ``origin``."""
+        """Place a block whose first chunk is at ``origin``, within the limits."""
+        self._admit(part)
         self.inline.update((_offset(c, origin), data) for c, data in part.inline.items())
         self.entries += part.nchunks
+        entries = part.entries()
         if self.dense:
             region = tuple(slice(o, o + n) for o, n in zip(origin, part.shape, strict=True))
-            for whole, column in zip(
-                self.grids, (part.path_index, part.offsets, part.lengths), strict=True
-            ):
-                whole[region] = column
+            full = isinstance(entries.flat, range)  # then the entries are the block's cells
+            columns = entries[1:] if full else (part.path_index, part.offsets, part.lengths)
+            for whole, column in zip(self.grids, columns, strict=True):
+                whole[region] = column.reshape(part.shape)
             return
-        entries = part.entries()
         if isinstance(entries.flat, range):  # every chunk present: positions block-shaped
             axes = [
                 np.arange(o, o + n) * s
@@ -461,6 +448,24 @@ class _Assembly:
             tuple(c + o for c, o in zip(cells, origin, strict=True)), self.grid
         )
         self.parts.append(References(flat, *entries[1:]))
+
+    def _admit(self, part: ChunkManifest) -> None:
+        limits = self.limits
+        self.inline_bytes += sum(map(len, part.inline.values()))
+        if self.inline_bytes > limits.max_inline_bytes:
+            raise ManifestError(
+                f"{self.where}: the inline chunks hold more than max_inline_bytes="
+                f"{limits.max_inline_bytes:,} bytes; pass a larger max_inline_bytes to "
+                f"ManifestStore.open to load this manifest whole"
+            )
+        if not self.dense and self.entries + part.nchunks > limits.max_dense_chunks // 4:
+            raise ManifestError(
+                f"{self.where}: the manifest's grid of {grid_size(self.grid):,} chunks is "
+                f"larger than max_dense_chunks={limits.max_dense_chunks:,}, so it is loaded "
+                f"whole only if at most a quarter of that many chunks are present, and more "
+                f"are; pass a larger max_dense_chunks to ManifestStore.open to load it whole "
+                f"(reading chunks, verify and info read it block by block)"
+            )
 
     def manifest(self, paths: list[str], fingerprints: dict[str, Fingerprint]) -> ChunkManifest:
         """The assembled manifest."""

@@ -87,7 +87,8 @@ class ChunkManifest:
         self._index = unsigned(path_index, np.uint32, "path_index")
         shape = self._index.shape
         self._offsets = unsigned(offsets, np.uint64, "offset", shape)
-        self._lengths = narrow(unsigned(lengths, np.uint64, "length", shape))
+        narrowed = np.uint32 if getattr(lengths, "dtype", None) == np.uint32 else np.uint64
+        self._lengths = narrow(unsigned(lengths, narrowed, "length", shape))  # no widening
         self._inline = inline_table(inline or {}, shape)
         self._shape: tuple[int, ...] = shape
         self._flat: np.ndarray | None = None  # the sparse form's chunk positions

@@ -36,8 +36,8 @@ __all__ = [
     "sorted_positions",
 ]
 
-MAX_DENSE_CHUNKS = 2**23
-"""The largest chunk grid a sparse manifest is densified to (16 bytes a chunk: 128 MiB at
+MAX_DENSE_CHUNKS = 2**24
+"""The largest chunk grid a sparse manifest is densified to (16 bytes a chunk: 256 MiB at
 this limit) unless ``ChunkManifest.densify`` is given a larger ``max_chunks``."""
 SPARSE_MIN_CHUNKS = 2**16
 """Grids up to this many chunks are held dense whatever their entries: it costs at most 1 MiB."""
