@@ -65,6 +65,8 @@ elif operation == "xarray":
     import xarray as xr
     ds = xr.open_dataset(doc, engine="zarr_manifest", **options)
     outcome["value"] = dict(ds.sizes)
+elif operation == "virtual":
+    outcome["value"] = dict(zms.open_virtual_dataset(doc, **options).sizes)
 elif operation == "from_dict":
     m = zms.ChunkManifest.from_dict({"99999999.1": {"path": "/a", "offset": 0, "length": 4}})
     outcome["value"] = [m.nchunks, list(m.shape)]
@@ -274,6 +276,29 @@ def huge_coordinate(tmp_path_factory) -> Path:
     return doc
 
 
+@pytest.fixture(scope="module")
+def huge_coordinate_references(tmp_path_factory) -> Path:
+    """Kerchunk references declaring a coordinate of 2^28 float64 elements and no chunk."""
+    zarray = {
+        "shape": [2**28],
+        "chunks": [2**20],
+        "dtype": "<f8",
+        "compressor": None,
+        "filters": None,
+        "fill_value": 0.0,
+        "order": "C",
+        "zarr_format": 2,
+    }
+    refs = {
+        ".zgroup": json.dumps({"zarr_format": 2}),
+        "t/.zarray": json.dumps(zarray),
+        "t/.zattrs": json.dumps({"_ARRAY_DIMENSIONS": ["t"]}),
+    }
+    path = tmp_path_factory.mktemp("refs") / "refs.json"
+    path.write_text(json.dumps({"version": 1, "refs": refs}))
+    return path
+
+
 # ---------------------------------------------------------------------- attacks
 
 
@@ -319,6 +344,12 @@ def test_inline_bytes_beyond_the_limit_are_refused_by_name(inline_bomb):
 
 def test_a_huge_dimension_coordinate_is_refused_by_name(huge_coordinate):
     refused(attack(huge_coordinate, "xarray"), "max_index_elements")
+
+
+def test_a_virtual_dataset_does_not_load_a_huge_coordinate(huge_coordinate_references):
+    refused(attack(huge_coordinate_references, "virtual"), "max_index_elements")
+    outcome = attack(huge_coordinate_references, "virtual", loadable_variables=[])
+    assert outcome["value"] == {"t": 2**28}
 
 
 def test_the_index_limit_is_a_keyword_of_open(huge_coordinate):

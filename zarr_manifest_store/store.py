@@ -32,7 +32,7 @@ from zarr_manifest_store._zarr import (
     GroupMetadata,
 )
 from zarr_manifest_store.array import ManifestArray
-from zarr_manifest_store.document.loaders import MAX_INLINE_BYTES, Limits
+from zarr_manifest_store.document.assembly import MAX_INLINE_BYTES, Limits
 from zarr_manifest_store.document.read import MAX_CHUNKS, read_document
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.group import ManifestGroup, Node

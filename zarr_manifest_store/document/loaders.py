@@ -10,8 +10,6 @@ document file it came from.
 from __future__ import annotations
 
 import binascii
-import functools
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,38 +17,19 @@ import numpy as np
 from msgspec import UNSET
 
 from zarr_manifest_store.document import wire
+from zarr_manifest_store.document.assembly import Assembly, Limits, shifted
 from zarr_manifest_store.document.columnar import ColumnarReader
 from zarr_manifest_store.document.location import Location, is_absolute
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import (
     INLINE,
-    MAX_DENSE_CHUNKS,
     MAX_END,
-    MISSING,
     ChunkManifest,
     Fingerprint,
-    References,
     chunk_key,
-    grid_size,
     parse_chunk_key,
 )
-
-MAX_INLINE_BYTES = 2**28
-"""Default limit on the inline bytes one manifest load (a block, or a whole manifest) holds."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What loading one array's manifest may cost; each error that enforces one names it.
-
-    ``max_dense_chunks``: references held at once (a grid is held whole up to this many
-    chunks, larger grids sparse, with at most this many entries); ``max_inline_bytes``: the
-    bytes of inline chunks one load holds.
-    """
-
-    max_dense_chunks: int = MAX_DENSE_CHUNKS
-    max_inline_bytes: int = MAX_INLINE_BYTES
 
 
 class Resolver:
@@ -143,17 +122,11 @@ def check_sizes(manifest: ChunkManifest, where: str, origin: tuple[int, ...] | N
         coords = tuple(int(c) for c in np.unravel_index(int(refs.flat[row]), manifest.shape))
         path = table[int(refs.path_index[row])]
         end = int(refs.offsets[row]) + int(refs.lengths[row])
-        key = chunk_key(_offset(coords, origin))
+        key = chunk_key(shifted(coords, origin))
         raise ManifestError(
             f"{where}: chunk {key!r}: offset + length = {end} lies past the end of {path!r}, "
             f"whose recorded size is {recorded[path]} bytes"
         )
-
-
-def _offset(coords: tuple[int, ...], origin: tuple[int, ...] | None) -> tuple[int, ...]:
-    if origin is None:
-        return coords
-    return tuple(c + o for c, o in zip(coords, origin, strict=True))
 
 
 def _shift(message: str, origin: tuple[int, ...] | None) -> str:
@@ -165,7 +138,7 @@ def _shift(message: str, origin: tuple[int, ...] | None) -> str:
         coords = parse_chunk_key(key, len(origin))
     except ValueError:
         return message
-    return f"chunk {chunk_key(_offset(coords, origin))!r}{rest}"
+    return f"chunk {chunk_key(shifted(coords, origin))!r}{rest}"
 
 
 # ---------------------------------------------------------------------- JSON encoding
@@ -337,7 +310,7 @@ class ColumnarLoader:
         chunks; a larger grid sparse, with at most a quarter as many present chunks (each
         costs its position too, and the cap leaves room for the block being read)."""
         lengths = self.reader.header()[1]["length"].dtype
-        whole = _Assembly(self.grid, lengths, self.limits, self.where)
+        whole = Assembly(self.grid, lengths, self.limits, self.where)
         for block in np.ndindex(*_block_grid(self.grid, self.reader.chunks)):
             origin = tuple(b * c for b, c in zip(block, self.reader.chunks, strict=True))
             whole.add(origin, self.block(block))  # the block goes once placed
@@ -391,112 +364,12 @@ class ColumnarLoader:
         for coords, start, size in zip(cells, starts, sizes, strict=True):
             if start + size > end:
                 raise ManifestError(
-                    f"{self.where}: chunk {chunk_key(_offset(coords, origin))!r}: inline "
+                    f"{self.where}: chunk {chunk_key(shifted(coords, origin))!r}: inline "
                     f"bytes {start}..{start + size} lie past the end of the inline array "
                     f"({end} bytes)"
                 )
         ranges = [(a, a + n) for a, n in zip(starts, sizes, strict=True)]
         return dict(zip(cells, self.reader.inline_ranges(ranges, budget), strict=True))
-
-
-class _Assembly:
-    """A whole manifest put together from its blocks: as a grid, or from the present chunks."""
-
-    def __init__(
-        self, grid: tuple[int, ...], lengths: np.dtype, limits: Limits, where: str
-    ) -> None:
-        self.grid, self.limits, self.where = grid, limits, where
-        self.dense = dense = grid_size(grid) <= limits.max_dense_chunks
-        self.entries = 0
-        self.inline_bytes = 0
-        self.inline: dict[tuple[int, ...], bytes] = {}
-        self.grids = (
-            (
-                np.full(grid, MISSING, dtype=np.uint32),
-                np.zeros(grid, dtype=np.uint64),
-                np.zeros(grid, dtype=lengths),
-            )
-            if dense
-            else ()
-        )
-        empty = np.zeros(0, dtype=np.uint64)
-        self.parts = [References(empty.astype(np.int64), empty.astype(np.uint32), empty, empty)]
-
-    def add(self, origin: tuple[int, ...], part: ChunkManifest) -> None:
-        """Place a block whose first chunk is at ``origin``, within the limits."""
-        self._admit(part)
-        self.inline.update((_offset(c, origin), data) for c, data in part.inline.items())
-        self.entries += part.nchunks
-        entries = part.entries()
-        if self.dense:
-            region = tuple(slice(o, o + n) for o, n in zip(origin, part.shape, strict=True))
-            full = isinstance(entries.flat, range)  # then the entries are the block's cells
-            columns = entries[1:] if full else (part.path_index, part.offsets, part.lengths)
-            for whole, column in zip(self.grids, columns, strict=True):
-                whole[region] = column.reshape(part.shape)
-            return
-        if isinstance(entries.flat, range):  # every chunk present: positions block-shaped
-            axes = [
-                np.arange(o, o + n) * s
-                for o, n, s in zip(origin, part.shape, _strides(self.grid), strict=True)
-            ]
-            flat = functools.reduce(np.add.outer, axes).reshape(-1)
-            self.parts.append(entries._replace(flat=flat))  # views of the block's columns
-            return
-        cells = np.unravel_index(entries.flat, part.shape)
-        flat = np.ravel_multi_index(
-            tuple(c + o for c, o in zip(cells, origin, strict=True)), self.grid
-        )
-        self.parts.append(References(flat, *entries[1:]))
-
-    def _admit(self, part: ChunkManifest) -> None:
-        limits = self.limits
-        self.inline_bytes += sum(map(len, part.inline.values()))
-        if self.inline_bytes > limits.max_inline_bytes:
-            raise ManifestError(
-                f"{self.where}: the inline chunks hold more than max_inline_bytes="
-                f"{limits.max_inline_bytes:,} bytes; pass a larger max_inline_bytes to "
-                f"ManifestStore.open to load this manifest whole"
-            )
-        if not self.dense and self.entries + part.nchunks > limits.max_dense_chunks // 4:
-            raise ManifestError(
-                f"{self.where}: the manifest's grid of {grid_size(self.grid):,} chunks is "
-                f"larger than max_dense_chunks={limits.max_dense_chunks:,}, so it is loaded "
-                f"whole only if at most a quarter of that many chunks are present, and more "
-                f"are; pass a larger max_dense_chunks to ManifestStore.open to load it whole "
-                f"(reading chunks, verify and info read it block by block)"
-            )
-
-    def manifest(self, paths: list[str], fingerprints: dict[str, Fingerprint]) -> ChunkManifest:
-        """The assembled manifest."""
-        if self.dense:
-            index, offsets, lengths = self.grids
-            return ChunkManifest(
-                paths=paths,
-                path_index=index,
-                offsets=offsets,
-                lengths=lengths,
-                inline=self.inline,
-                fingerprints=fingerprints,
-            )
-        flat, index, offsets, lengths = (
-            np.concatenate(column) for column in zip(*self.parts, strict=True)
-        )
-        return ChunkManifest.from_entries(
-            shape=self.grid,
-            chunks=flat,
-            paths=paths,
-            path_index=index,
-            offsets=offsets,
-            lengths=lengths,
-            inline=self.inline,
-            fingerprints=fingerprints,
-        )
-
-
-def _strides(grid: tuple[int, ...]) -> list[int]:
-    """How far apart in C order neighbours along each axis of ``grid`` lie."""
-    return [math.prod(grid[axis + 1 :]) for axis in range(len(grid))]
 
 
 def _block_grid(grid: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[int, ...]:

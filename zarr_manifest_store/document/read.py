@@ -18,9 +18,10 @@ from typing import Any
 
 from zarr_manifest_store.array import ManifestArray, parse_array_metadata
 from zarr_manifest_store.document import wire
+from zarr_manifest_store.document.assembly import Limits
 from zarr_manifest_store.document.columnar import ColumnarReader
 from zarr_manifest_store.document.lazy import LazyChunkManifest
-from zarr_manifest_store.document.loaders import ColumnarLoader, JsonLoader, Limits, Resolver
+from zarr_manifest_store.document.loaders import ColumnarLoader, JsonLoader, Resolver
 from zarr_manifest_store.document.location import Location, check_relative
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.group import ManifestGroup
