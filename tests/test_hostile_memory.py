@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import zarr
 from numcodecs import Zstd
 
 import zarr_manifest_store as zms
@@ -393,3 +394,22 @@ def test_densifying_within_the_limit_keeps_every_chunk(source):
         "0.0": entries["999.999"],
         "1.1": entries["0.1"],
     }
+
+
+def test_a_manifest_too_large_to_hold_whole_is_read_block_by_block(tmp_path, monkeypatch):
+    from conformance.build import source_array
+    from zarr_manifest_store.document import columnar, lazy
+
+    values = np.arange(40, dtype="float32")
+    array = source_array(tmp_path / "src" / "v.bin", values, chunks=(1,))
+    monkeypatch.setattr(columnar, "BLOCK_REFERENCES", 1)  # one reference a block
+    group = zms.ManifestGroup(arrays={"v": array})
+    zms.write_manifest(group, tmp_path / "doc.zarr", encoding="columnar")
+    store = zms.ManifestStore.open(tmp_path / "doc.zarr", allow=[str(tmp_path)], max_dense_chunks=8)
+    manifest = store.root["v"].manifest
+    read = zarr.open_array(store, path="v", mode="r")
+    assert [float(read[i]) for i in range(40)] == values.tolist()
+    assert not manifest.loaded  # past the cache's blocks, the oldest go instead
+    assert len(manifest._blocks) <= lazy.MAX_CACHED_BLOCKS
+    with pytest.raises(zms.ManifestError, match="max_dense_chunks=8"):
+        manifest.load()
