@@ -41,7 +41,9 @@ CHILD = textwrap.dedent(
     except BaseException as e:  # the parent judges the outcome
         outcome["error"] = f"{{type(e).__name__}}: {{e}}"
         outcome["trace"] = traceback.format_exc()[-2000:]
-    outcome["peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM: this process's own peak (ru_maxrss would start from the parent's, across exec)
+    status = open("/proc/self/status").read().split("VmHWM:")[1]
+    outcome["peak"] = int(status.split()[0]) * 1024
     print(json.dumps(outcome))
     """
 )
