@@ -336,3 +336,92 @@ def test_with_inline_replaces_references_and_forgets_unused_paths():
     }
     with pytest.raises(ValueError, match=r"inline chunk '2\.0' lies outside the chunk grid"):
         m.with_inline({(2, 0): b""})
+
+
+# ---------------------------------------------------------------------- the sparse form
+
+
+def sparse_and_dense() -> tuple[ChunkManifest, ChunkManifest]:
+    """One manifest held sparse (5 entries in a grid of 90,000 chunks) and densified."""
+    entries = {
+        "0.0": {"path": "a.nc", "offset": 0, "length": 10},
+        "0.299": {"path": "b.nc", "offset": 7, "length": 3},
+        "17.4": {"data": b"inline"},
+        "150.2": {"path": "a.nc", "offset": 100, "length": 20},
+        "299.299": {"path": "a.nc", "offset": 200, "length": 2**33},
+    }
+    sparse = ChunkManifest.from_dict(entries, shape=(300, 300), fingerprints={"a.nc": (300,)})
+    return sparse, sparse.densify()
+
+
+def test_a_grid_much_larger_than_its_entries_is_held_sparse():
+    sparse, dense = sparse_and_dense()
+    assert sparse.sparse
+    assert not dense.sparse
+    assert sparse.nbytes < 2_000 < dense.nbytes
+    assert sparse == dense
+    assert dense == sparse
+
+
+def test_the_sparse_form_answers_like_the_dense_one():
+    sparse, dense = sparse_and_dense()
+    for question in (
+        lambda m: m.shape,
+        lambda m: m.ndim,
+        lambda m: m.paths,
+        lambda m: m.nchunks,
+        lambda m: m.nbytes_referenced,
+        lambda m: dict(m.fingerprints),
+        lambda m: list(m.items()),
+        lambda m: m.to_dict(),
+        lambda m: m.source_extents(),
+        lambda m: [m.get(c) for c in [(0, 0), (0, 1), (17, 4), (299, 299), (150, 2)]],
+        lambda m: [np.asarray(c).tolist() for c in m.references()],
+        lambda m: m.path_index.tolist(),
+        lambda m: m.lengths.tolist(),
+        lambda m: m.rename_paths(str.upper).to_dict(),
+        lambda m: m.replace(inline={(17, 4): b"other"}).get((17, 4)),
+        lambda m: m.take([[299, 0], [299, 0]]).to_dict(),
+        lambda m: m.transpose([1, 0]).to_dict(),
+        lambda m: m.expand_dims(1).squeeze(1).to_dict(),
+        lambda m: m.with_inline({(1, 1): b"x"}).to_dict(),
+        lambda m: ChunkManifest.concat([m, m], fingerprints={}).to_dict(),
+        lambda m: pickle.loads(pickle.dumps(m)).to_dict(),
+    ):
+        assert question(sparse) == question(dense)
+    assert pickle.loads(pickle.dumps(sparse)).sparse
+
+
+def test_sparse_lookups_outside_the_grid_raise_index_error():
+    sparse, _ = sparse_and_dense()
+    for coords in [(300, 0), (0, -1), (1,)]:
+        with pytest.raises(IndexError):
+            sparse.get(coords)
+
+
+def test_from_entries_names_the_chunk_at_fault():
+    base = {"shape": (1000, 1000), "paths": ["a.nc"], "offsets": [0, 0], "lengths": [1, 1]}
+    with pytest.raises(ValueError, match=r"chunk '999\.999' is given twice"):
+        ChunkManifest.from_entries(chunks=[999_999, 999_999], path_index=[0, 0], **base)
+    with pytest.raises(ValueError, match="lies outside the chunk grid"):
+        ChunkManifest.from_entries(chunks=[10**6, 0], path_index=[0, 0], **base)
+    with pytest.raises(ValueError, match=r"chunk '5\.7': path_index 3 is outside the path table"):
+        ChunkManifest.from_entries(chunks=[5007, 1], path_index=[3, 0], **base)
+    with pytest.raises(ValueError, match=r"chunk '0\.9': offset 9223372036854775807 \+ length"):
+        ChunkManifest.from_entries(
+            shape=(1000, 1000),
+            chunks=[9, 5],
+            paths=["a.nc"],
+            path_index=[0, 0],
+            offsets=[MAX_END, 0],
+            lengths=[1, 1],
+        )
+
+
+def test_from_dict_costs_its_entries_not_the_grid():
+    m = ChunkManifest.from_dict({"99999999.99999999": {"path": "a.nc", "offset": 0, "length": 1}})
+    assert m.shape == (10**8, 10**8)
+    assert m.nchunks == 1
+    assert m.nbytes < 1_000
+    with pytest.raises(ValueError, match="max_dense_chunks"):
+        _ = m.offsets

@@ -28,16 +28,21 @@ from zarr.buffer import cpu, default_buffer_prototype
 
 from zarr_manifest_store._zarr import GroupMetadata
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.document.assembly import MAX_INLINE_BYTES, Limits
 from zarr_manifest_store.document.read import MAX_CHUNKS, MAX_METADATA_BYTES, read_document
+from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.group import ManifestGroup, Node
 from zarr_manifest_store.io.allow import AllowList
 from zarr_manifest_store.io.sources import ByteData, Sources, Verify, VerifyReport
-from zarr_manifest_store.manifest import INLINE, ChunkRef
+from zarr_manifest_store.manifest import MAX_DENSE_CHUNKS, ChunkRef
 from zarr_manifest_store.served import ServedArray
 
-__all__ = ["ManifestStore"]
+__all__ = ["MAX_INDEX_ELEMENTS", "ManifestStore", "check_index_coordinates"]
 
 METADATA_KEY = "zarr.json"
+MAX_INDEX_ELEMENTS = 2**24
+"""Default limit on a dimension coordinate's elements: ``xr.open_dataset`` loads those whole
+at open (128 MiB of float64 at this limit), whatever the document's size."""
 
 
 class ManifestStore(Store):
@@ -128,6 +133,9 @@ class ManifestStore(Store):
         load: bool = False,
         max_chunks: int = MAX_CHUNKS,
         max_metadata_bytes: int = MAX_METADATA_BYTES,
+        max_dense_chunks: int = MAX_DENSE_CHUNKS,
+        max_inline_bytes: int = MAX_INLINE_BYTES,
+        max_index_elements: int = MAX_INDEX_ELEMENTS,
         **options: Any,
     ) -> ManifestStore:
         """Open a stored chunk-manifest document (a folder or any fsspec URL).
@@ -137,7 +145,11 @@ class ManifestStore(Store):
         always be read; ``allow`` adds the prefixes its absolute paths may use.
         ``load=True`` reads and validates every manifest now (else each when
         first needed); ``max_chunks`` caps one array's chunk grid and
-        ``max_metadata_bytes`` the size of one file of the document. Other keyword
+        ``max_metadata_bytes`` the size of one file of the document. What a document
+        may cost is bounded (``docs/concepts.md``, "Limits"): ``max_dense_chunks``
+        chunk references of one array held at once, ``max_inline_bytes`` of inline
+        chunks held by one manifest load, ``max_index_elements`` elements of a
+        dimension coordinate (which ``xr.open_dataset`` loads at open). Other keyword
         arguments go to the store (``verify``, I/O tuning).
 
         >>> import xarray as xr, zarr_manifest_store as zms
@@ -152,7 +164,9 @@ class ManifestStore(Store):
             max_chunks=max_chunks,
             max_metadata_bytes=max_metadata_bytes,
             load=load,
+            limits=Limits(max_dense_chunks=max_dense_chunks, max_inline_bytes=max_inline_bytes),
         )
+        check_index_coordinates(document.root, max_index_elements, os.fspath(url))
         user = AllowList.of([] if allow is None else allow)
         readable = (
             user if user.everything else AllowList(document.allow).with_prefixes(*user.prefixes)
@@ -218,15 +232,9 @@ class ManifestStore(Store):
         True
         """
         extents: dict[str, int] = {}
-        for served in self._served.values():
+        for served in self._served.values():  # array by array, block by block
             self._record(served)
-            m = served.array.manifest
-            present = m.path_index < INLINE
-            if not present.any():
-                continue
-            ends = np.zeros(len(m.paths), dtype=np.uint64)
-            np.maximum.at(ends, m.path_index[present], (m.offsets + m.lengths)[present])
-            for path, end in zip(m.paths, ends.tolist(), strict=True):
+            for path, end in served.array.manifest.source_extents().items():
                 extents[path] = max(extents.get(path, 0), end)
         return self._sources.verify(extents)
 
@@ -426,6 +434,22 @@ class ManifestStore(Store):
                 key = base + encoding.encode_chunk_key(coords)
                 if key.startswith(prefix):
                     yield key
+
+
+def check_index_coordinates(root: ManifestGroup | ManifestArray, limit: int, where: str) -> None:
+    """Refuse a dimension coordinate of more than ``limit`` elements: xarray loads those whole
+    when it opens their group, so a tiny document could declare gigabytes of fill values."""
+    nodes = [("", root)] if isinstance(root, ManifestArray) else root.walk()
+    for path, node in nodes:
+        name = path.rpartition("/")[2]
+        coordinate = isinstance(node, ManifestArray) and node.dimension_names == (name,)
+        if coordinate and node.shape[0] > limit:
+            raise ManifestError(
+                f"{where}: array {path!r} is a dimension coordinate of {node.shape[0]:,} "
+                f"elements, more than max_index_elements={limit:,} (xarray loads it whole "
+                f"at open); pass a larger max_index_elements to ManifestStore.open or "
+                f"xr.open_dataset to open it"
+            )
 
 
 def _json_document(metadata: dict[str, Any]) -> bytes:

@@ -1,8 +1,8 @@
 """What a hierarchy holds, counted from its manifests: chunks, references, sources, bytes.
 
 :func:`summarize` gives the totals of a whole hierarchy; :class:`ArraySummary`
-the counts of one array. Both read the manifests (a stored document's are
-loaded) and never the source files. ``zarr-manifest info`` prints them.
+the counts of one array. Both read the manifests (a stored document's block by
+block, so that memory stays that of one block) and never the source files. ``zarr-manifest info`` prints them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup, Node, root_of
-from zarr_manifest_store.manifest import INLINE
+from zarr_manifest_store.manifest import ChunkManifest, grid_size
 
 __all__ = ["ArraySummary", "DocumentSummary", "arrays_of", "groups_of", "summarize"]
 
@@ -43,18 +43,29 @@ class ArraySummary:
 
     @classmethod
     def of(cls, array: ManifestArray) -> ArraySummary:
-        """Count ``array``'s chunks from its manifest."""
+        """Count ``array``'s chunks from its manifest, one stored block at a time."""
         m = array.manifest
-        index = m.path_index
-        referenced = index < INLINE
-        used = np.flatnonzero(np.bincount(index[referenced], minlength=len(m.paths)))
+        summary = cls(grid_size(m.shape), 0, 0, 0, 0, set())
+        for part in map(cls._of_block, m.blocks()):  # each block dropped before the next
+            summary.references += part.references
+            summary.inline += part.inline
+            summary.bytes_referenced += part.bytes_referenced
+            summary.bytes_inline += part.bytes_inline
+            summary.sources |= part.sources
+        return summary
+
+    @classmethod
+    def _of_block(cls, block: tuple[tuple[int, ...], ChunkManifest]) -> ArraySummary:
+        manifest = block[1]
+        refs = manifest.references()
+        used = np.flatnonzero(np.bincount(refs.path_index, minlength=len(manifest.paths)))
         return cls(
-            chunks=int(index.size),
-            references=int(np.count_nonzero(referenced)),
-            inline=int(np.count_nonzero(index == INLINE)),
-            bytes_referenced=int(m.lengths[referenced].sum(dtype=np.uint64)),
-            bytes_inline=sum(map(len, m.inline.values())),
-            sources={m.paths[i] for i in used.tolist()},
+            chunks=0,
+            references=len(refs.path_index),
+            inline=len(manifest.inline),
+            bytes_referenced=int(refs.lengths.sum(dtype=np.uint64)),
+            bytes_inline=sum(map(len, manifest.inline.values())),
+            sources={manifest.paths[i] for i in used.tolist()},
         )
 
 
@@ -93,7 +104,7 @@ def summarize(source: object) -> DocumentSummary:
     """Totals of a hierarchy: arrays, groups, chunks, references, sources and referenced bytes.
 
     ``source`` is a ManifestGroup, a ManifestArray or a ManifestStore (its
-    root). Reads every array's manifest (a stored document's are loaded);
+    root). Reads every array's manifest (a stored document's block by block);
     never the sources.
 
     >>> summarize(ManifestGroup()).arrays

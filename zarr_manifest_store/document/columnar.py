@@ -204,7 +204,6 @@ class ColumnarReader:
     _header: tuple[wire.ColumnarAttributes, dict[str, _Column]] | None = field(
         default=None, repr=False
     )
-    _inline: bytes | None = field(default=None, repr=False)
 
     def header(self) -> tuple[wire.ColumnarAttributes, dict[str, _Column]]:
         """The path table, fingerprints and checked column metadata (one read, cached)."""
@@ -239,35 +238,40 @@ class ColumnarReader:
         data = self.location.read_many(list(keys.values()), _STORED)
         return {n: self._decode(columns[n], block, data[keys[n]]) for n in wire.COLUMNS}
 
-    def everything(self) -> dict[str, np.ndarray]:
-        """Every column whole (``inline`` included when present)."""
-        return self._whole(list(self.header()[1].values()))
+    def inline_size(self) -> int:
+        """The length of the ``inline`` array (0 when the manifest has no inline chunks)."""
+        column = self.header()[1].get(wire.INLINE_COLUMN)
+        return 0 if column is None else column.shape[0]
 
-    def inline(self) -> bytes:
-        """The bytes of the ``inline`` array (empty when the manifest has no inline chunks)."""
-        if self._inline is None:
-            column = self.header()[1].get(wire.INLINE_COLUMN)
-            self._inline = b"" if column is None else self._whole([column])[column.name].tobytes()
-        return self._inline
-
-    def _whole(self, columns: list[_Column]) -> dict[str, np.ndarray]:
-        """``columns`` read whole, their chunks fetched in one batch."""
-        keys = {
-            (col.name, block): f"{self.prefix}/{col.name}/{col.key(block)}"
-            for col in columns
-            for block in np.ndindex(*col.grid)
-        }
+    def inline_ranges(self, ranges: list[tuple[int, int]], max_bytes: int) -> list[bytes]:
+        """The bytes ``[start, stop)`` of the ``inline`` array for each range, reading only the
+        chunks of it that hold them, at most ``max_bytes`` of them decoded."""
+        column = self.header()[1].get(wire.INLINE_COLUMN)
+        if column is None:  # no inline array: only empty ranges lie inside it
+            return [b"" for _ in ranges]
+        size = column.chunks[0]
+        needed = sorted(
+            {c for a, b in ranges if b > a for c in range(a // size, (b - 1) // size + 1)}
+        )
+        if len(needed) * size > max_bytes:
+            raise ManifestError(
+                f"{self.location.where(self.prefix)}: the inline chunks asked for lie in "
+                f"{len(needed)} chunks of the inline array ({len(needed) * size:,} bytes), more "
+                f"than max_inline_bytes={max_bytes:,}; pass a larger max_inline_bytes to "
+                f"ManifestStore.open to read them"
+            )
+        keys = {c: f"{self.prefix}/{column.name}/{column.key((c,))}" for c in needed}
         data = self.location.read_many(list(keys.values()), _STORED)
-        out = {}
-        for col in columns:
-            whole = np.empty(col.shape, dtype=col.dtype)
-            for block in np.ndindex(*col.grid):
-                region = tuple(
-                    slice(b * c, (b + 1) * c) for b, c in zip(block, col.chunks, strict=True)
-                )
-                whole[region] = self._decode(col, block, data[keys[col.name, block]])
-            out[col.name] = whole
-        return out
+        decoded = {c: self._decode(column, (c,), data[keys[c]]) for c in needed}
+        return [
+            b"".join(
+                decoded[c][max(a - c * size, 0) : b - c * size].tobytes()
+                for c in range(a // size, (b - 1) // size + 1)
+            )
+            if b > a
+            else b""
+            for a, b in ranges
+        ]
 
     def _column(self, name: str, raw: dict[str, Any], where: str, at: str) -> _Column:
         if name not in _DTYPES:
@@ -367,7 +371,9 @@ def _codecs(codecs: list[wire.NamedConfig], where: str, at: str) -> str | None:
     return names[1] if len(codecs) == 3 else None
 
 
-def _decompress(compressor: str | None, data: bytes, expected: int, where: str) -> bytes:
+def _decompress(
+    compressor: str | None, data: bytes, expected: int, where: str
+) -> bytes | np.ndarray:
     """Decompress a chunk that must decode to exactly ``expected`` bytes, never allocating more."""
     try:
         if compressor is None:
@@ -392,7 +398,7 @@ def _decompress(compressor: str | None, data: bytes, expected: int, where: str) 
     return out
 
 
-def _blosc(data: bytes, expected: int, where: str) -> bytes:
+def _blosc(data: bytes, expected: int, where: str) -> np.ndarray:
     if len(data) < 16:
         raise ManifestError(f"{where}: the blosc header is truncated")
     nbytes, _, cbytes = struct.unpack_from("<III", data, 4)
@@ -403,7 +409,7 @@ def _blosc(data: bytes, expected: int, where: str) -> bytes:
         )
     out = np.empty(expected, dtype=np.uint8)
     Blosc().decode(data, out=out)
-    return out.tobytes()
+    return out
 
 
 def _zstd(data: bytes, expected: int, where: str) -> bytes:
@@ -412,9 +418,7 @@ def _zstd(data: bytes, expected: int, where: str) -> bytes:
         raise ManifestError(
             f"{where}: the zstd frame announces {size} bytes; {expected} were expected"
         )
-    out = np.empty(expected, dtype=np.uint8)
-    Zstd().decode(data, out=out)
-    return out.tobytes()
+    return Zstd().decode(data)  # sized by the frame header, checked above: no copy into `out`
 
 
 def _zstd_content_size(data: bytes) -> int | None:

@@ -2,20 +2,29 @@
 
 Opening a document builds one per array without reading any manifest file.
 ``get`` (what ManifestStore calls to serve one chunk) reads only the block of
-the manifest holding that chunk when the encoding allows it; anything else —
-the path table's arrays, ``items``, equality, concatenation — loads the whole
-manifest once, after which the object behaves exactly as the ChunkManifest it
-loaded.
+the manifest holding that chunk when the encoding allows it; ``items`` and
+``blocks`` (what ``info`` and ``verify`` use) read the blocks one at a time;
+anything else — the path table's arrays, equality, concatenation — loads the
+whole manifest once, after which the object behaves exactly as the
+ChunkManifest it loaded.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from zarr_manifest_store.manifest import ChunkCoords, ChunkManifest, ChunkRef, Fingerprint
+import numpy as np
+
+from zarr_manifest_store.manifest import (
+    ChunkCoords,
+    ChunkManifest,
+    ChunkRef,
+    Fingerprint,
+    grid_size,
+)
 
 __all__ = ["LazyChunkManifest", "ManifestLoader"]
 
@@ -23,7 +32,10 @@ _STATE = tuple(sorted(ChunkManifest.__slots__, key=lambda name: name == "_index"
 """The slots that hold a loaded manifest; while unset, reading one loads it. ``_index``,
 which ``loaded`` looks at, is set last."""
 MAX_CACHED_BLOCKS = 16
-"""Blocks kept from single-chunk reads; past this, reading the whole manifest is cheaper."""
+"""Blocks kept from single-chunk reads; past this, the whole manifest is read if it may be
+held dense (``max_dense_chunks``), else the oldest block is dropped."""
+MAX_CACHED_BYTES = 2**26
+"""The memory the cached blocks may hold together; past this, the oldest block is dropped."""
 
 
 class ManifestLoader(Protocol):
@@ -31,6 +43,7 @@ class ManifestLoader(Protocol):
 
     where: str
     grid: tuple[int, ...]
+    max_dense_chunks: int
 
     def block_shape(self) -> tuple[int, ...] | None:
         """The shape of the blocks ``block`` reads, or None if only whole loads are possible."""
@@ -99,6 +112,23 @@ class LazyChunkManifest(ChunkManifest):
             return super().fingerprints
         return MappingProxyType(self._loader.fingerprints())
 
+    def blocks(self) -> Iterator[tuple[ChunkCoords, ChunkManifest]]:
+        """The manifest's stored blocks, read one at a time (each dropped after use)."""
+        shape = None if self.loaded else self._loader.block_shape()
+        if shape is None:
+            self.load()
+            yield from super().blocks()
+            return
+        for index in np.ndindex(*(-(-n // b) for n, b in zip(self._grid, shape, strict=True))):
+            origin = tuple(i * b for i, b in zip(index, shape, strict=True))
+            yield origin, self._blocks.get(index) or self._loader.block(index)
+
+    def items(self) -> Iterator[tuple[ChunkCoords, ChunkRef | bytes]]:
+        """Every present chunk in C order of each block, the blocks in C order."""
+        for origin, block in self.blocks():
+            for coords, chunk in ChunkManifest.items(block):
+                yield tuple(c + o for c, o in zip(coords, origin, strict=True)), chunk
+
     def get(self, coords: ChunkCoords) -> ChunkRef | bytes | None:
         """The chunk at ``coords``, reading at most the manifest block that holds it."""
         if self.loaded:
@@ -119,13 +149,26 @@ class LazyChunkManifest(ChunkManifest):
             with self._lock:
                 if self.loaded:
                     return super().get(coords)
-                if len(self._blocks) >= MAX_CACHED_BLOCKS:
-                    self.load()
-                    return super().get(coords)
                 block = self._blocks.get(index)
                 if block is None:
-                    block = self._blocks[index] = self._loader.block(index)
+                    if len(self._blocks) >= MAX_CACHED_BLOCKS and self._whole_is_small():
+                        self.load()
+                        return super().get(coords)
+                    block = self._cache(index, self._loader.block(index))
         return block.get(local)
+
+    def _whole_is_small(self) -> bool:
+        return grid_size(self._grid) <= self._loader.max_dense_chunks
+
+    def _cache(self, index: tuple[int, ...], block: ChunkManifest) -> ChunkManifest:
+        """Keep ``block``, dropping the oldest ones past the cache's count or bytes."""
+        self._blocks[index] = block
+        while len(self._blocks) > 1 and (
+            len(self._blocks) > MAX_CACHED_BLOCKS
+            or sum(b.nbytes for b in self._blocks.values()) > MAX_CACHED_BYTES
+        ):
+            del self._blocks[next(iter(self._blocks))]
+        return block
 
     def load(self) -> LazyChunkManifest:
         """Read the whole manifest now (it is otherwise read when first needed); returns self."""

@@ -17,6 +17,7 @@ import numpy as np
 from msgspec import UNSET
 
 from zarr_manifest_store.document import wire
+from zarr_manifest_store.document.assembly import Assembly, Limits, shifted
 from zarr_manifest_store.document.columnar import ColumnarReader
 from zarr_manifest_store.document.location import Location, is_absolute
 from zarr_manifest_store.errors import ManifestError
@@ -24,7 +25,6 @@ from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import (
     INLINE,
     MAX_END,
-    MISSING,
     ChunkManifest,
     Fingerprint,
     chunk_key,
@@ -104,36 +104,29 @@ def build(
         )
     except ValueError as e:
         raise ManifestError(f"{where}: {_shift(str(e), origin)}") from None
-    _check_sizes(manifest, where, origin)
+    check_sizes(manifest, where, origin)
     return manifest
 
 
-def _check_sizes(manifest: ChunkManifest, where: str, origin: tuple[int, ...] | None) -> None:
+def check_sizes(manifest: ChunkManifest, where: str, origin: tuple[int, ...] | None) -> None:
     """Every reference must end within its source's recorded size."""
     recorded = {p: fp.size for p, fp in manifest.fingerprints.items() if fp.size is not None}
     if not recorded:
         return
     table = manifest.paths
-    sizes = np.array([recorded.get(p, MAX_END) for p in table] + [MAX_END], dtype=np.uint64)
-    index = manifest.path_index
-    present = index < len(table)
-    row = np.where(present, index, len(table))
-    too_far = present & (manifest.offsets + manifest.lengths > sizes[row])
+    sizes = np.array([recorded.get(p, MAX_END) for p in table], dtype=np.uint64)
+    refs = manifest.references()
+    too_far = refs.offsets + refs.lengths > sizes[refs.path_index]
     if too_far.any():
-        coords = tuple(int(c) for c in np.argwhere(too_far)[0])
-        path = table[int(index[coords])]
-        end = int(manifest.offsets[coords]) + int(manifest.lengths[coords])
-        key = chunk_key(_offset(coords, origin))
+        row = int(np.argmax(too_far))
+        coords = tuple(int(c) for c in np.unravel_index(int(refs.flat[row]), manifest.shape))
+        path = table[int(refs.path_index[row])]
+        end = int(refs.offsets[row]) + int(refs.lengths[row])
+        key = chunk_key(shifted(coords, origin))
         raise ManifestError(
             f"{where}: chunk {key!r}: offset + length = {end} lies past the end of {path!r}, "
             f"whose recorded size is {recorded[path]} bytes"
         )
-
-
-def _offset(coords: tuple[int, ...], origin: tuple[int, ...] | None) -> tuple[int, ...]:
-    if origin is None:
-        return coords
-    return tuple(c + o for c, o in zip(coords, origin, strict=True))
 
 
 def _shift(message: str, origin: tuple[int, ...] | None) -> str:
@@ -145,7 +138,7 @@ def _shift(message: str, origin: tuple[int, ...] | None) -> str:
         coords = parse_chunk_key(key, len(origin))
     except ValueError:
         return message
-    return f"chunk {chunk_key(_offset(coords, origin))!r}{rest}"
+    return f"chunk {chunk_key(shifted(coords, origin))!r}{rest}"
 
 
 # ---------------------------------------------------------------------- JSON encoding
@@ -159,10 +152,15 @@ class JsonLoader:
     key: str
     grid: tuple[int, ...]
     sources: dict[str, wire.SourceFingerprint] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def where(self) -> str:
         return self.resolver.location.where(self.key)
+
+    @property
+    def max_dense_chunks(self) -> int:
+        return self.limits.max_dense_chunks
 
     def block_shape(self) -> None:
         return None
@@ -183,13 +181,15 @@ class JsonLoader:
         entries = wire.decode(
             self.resolver.location.read(self.key), dict[str, wire.JsonEntry], self.where
         )
-        index = np.full(self.grid, MISSING, dtype=np.uint32)
-        offsets = np.zeros(self.grid, dtype=np.uint64)
-        lengths = np.zeros(self.grid, dtype=np.uint64)
+        chunks: list[tuple[int, ...]] = []
+        rows: list[int] = []
+        offsets: list[int] = []
+        lengths: list[int] = []
         inline: dict[tuple[int, ...], bytes] = {}
         table: dict[str, int] = {}
         for key, entry in entries.items():
             coords = self._coords(key)
+            chunks.append(coords)
             if entry.data is not UNSET:
                 if (
                     entry.path is not UNSET
@@ -200,26 +200,35 @@ class JsonLoader:
                         f"{self.where}: chunk {key!r}: an inline chunk has only the field 'data'"
                     )
                 inline[coords] = self._base64(key, entry.data)
-                index[coords] = INLINE
+                rows.append(INLINE)
+                offsets.append(0)
+                lengths.append(0)
                 continue
             for name in ("path", "offset", "length"):
                 if getattr(entry, name) is UNSET:
                     raise ManifestError(f"{self.where}: chunk {key!r}: field {name!r} is missing")
-            index[coords] = table.setdefault(entry.path, len(table))  # type: ignore[arg-type]
-            offsets[coords] = entry.offset
-            lengths[coords] = entry.length
+            rows.append(table.setdefault(entry.path, len(table)))  # type: ignore[arg-type]
+            offsets.append(entry.offset)  # type: ignore[arg-type]
+            lengths.append(entry.length)  # type: ignore[arg-type]
         paths, fingerprints = self.resolver.table(list(table), self.sources, self.key)
-        return build(
-            where=self.where,
-            paths=paths,
-            path_index=index,
-            offsets=offsets,
-            lengths=lengths,
-            inline=inline,
-            fingerprints=fingerprints,
-        )
+        try:
+            manifest = ChunkManifest.from_entries(
+                shape=self.grid,
+                chunks=_positions(chunks, self.grid),
+                paths=paths,
+                path_index=np.array(rows, dtype=np.uint32),
+                offsets=np.array(offsets, dtype=np.uint64),
+                lengths=np.array(lengths, dtype=np.uint64),
+                inline=inline,
+                fingerprints=fingerprints,
+            )
+        except ValueError as e:
+            raise ManifestError(f"{self.where}: {e}") from None
+        check_sizes(manifest, self.where, None)
+        return manifest
 
     def _coords(self, key: str) -> tuple[int, ...]:
+        """The grid coordinates of a chunk key, checked to be canonical and in the grid."""
         try:
             coords = parse_chunk_key(key, len(self.grid))
         except ValueError as e:
@@ -243,6 +252,14 @@ class JsonLoader:
             ) from None
 
 
+def _positions(coords: list[tuple[int, ...]], grid: tuple[int, ...]) -> np.ndarray:
+    """The C-order positions of grid coordinates (each inside the grid)."""
+    if not grid:
+        return np.zeros(len(coords), dtype=np.int64)
+    table = np.array(coords, dtype=np.int64).reshape(len(coords), len(grid))
+    return np.ravel_multi_index(tuple(table.T), grid).astype(np.int64)
+
+
 # ---------------------------------------------------------------------- columnar encoding
 
 
@@ -252,6 +269,7 @@ class ColumnarLoader:
 
     resolver: Resolver
     reader: ColumnarReader
+    limits: Limits = field(default_factory=Limits)
     _table: tuple[list[str], dict[str, Fingerprint]] | None = field(default=None, repr=False)
 
     @property
@@ -261,6 +279,10 @@ class ColumnarLoader:
     @property
     def grid(self) -> tuple[int, ...]:
         return self.reader.grid
+
+    @property
+    def max_dense_chunks(self) -> int:
+        return self.limits.max_dense_chunks
 
     def block_shape(self) -> tuple[int, ...]:
         return self.reader.chunks
@@ -281,34 +303,32 @@ class ColumnarLoader:
 
     def block(self, block: tuple[int, ...]) -> ChunkManifest:
         origin = tuple(b * c for b, c in zip(block, self.reader.chunks, strict=True))
-        return self._build(self.reader.block(block), None, origin)
+        return self._build(self.reader.block(block), origin, self.limits.max_inline_bytes)
 
     def load(self) -> ChunkManifest:
-        columns = self.reader.everything()
-        return self._build(columns, columns.get(wire.INLINE_COLUMN), None)
+        """The whole manifest, read block by block: held as a grid up to ``max_dense_chunks``
+        chunks; a larger grid sparse, with at most a quarter as many present chunks (each
+        costs its position too, and the cap leaves room for the block being read)."""
+        lengths = self.reader.header()[1]["length"].dtype
+        whole = Assembly(self.grid, lengths, self.limits, self.where)
+        for block in np.ndindex(*_block_grid(self.grid, self.reader.chunks)):
+            origin = tuple(b * c for b, c in zip(block, self.reader.chunks, strict=True))
+            whole.add(origin, self.block(block))  # the block goes once placed
+        paths, fingerprints = self._resolved()
+        try:
+            return whole.manifest(paths, fingerprints)
+        except ValueError as e:
+            raise ManifestError(f"{self.where}: {e}") from None
 
     def _build(
-        self,
-        columns: dict[str, np.ndarray],
-        inline_bytes: np.ndarray | None,
-        origin: tuple[int, ...] | None,
+        self, columns: dict[str, np.ndarray], origin: tuple[int, ...], budget: int
     ) -> ChunkManifest:
         paths, fingerprints = self._resolved()
         index, offsets, lengths = columns["path_index"], columns["offset"], columns["length"]
         inline: dict[tuple[int, ...], bytes] = {}
         is_inline = index == INLINE
         if is_inline.any():
-            blob = inline_bytes.tobytes() if inline_bytes is not None else self.reader.inline()
-            for row in np.argwhere(is_inline):
-                coords = tuple(int(c) for c in row)
-                start, length = int(offsets[coords]), int(lengths[coords])
-                if start + length > len(blob):
-                    raise ManifestError(
-                        f"{self.where}: chunk {chunk_key(_offset(coords, origin))!r}: inline "
-                        f"bytes {start}..{start + length} lie past the end of the inline array "
-                        f"({len(blob)} bytes)"
-                    )
-                inline[coords] = blob[start : start + length]
+            inline = self._inline(is_inline, offsets, lengths, origin, budget)
             offsets = np.where(is_inline, 0, offsets)
             lengths = np.where(is_inline, 0, lengths)
         return build(
@@ -321,3 +341,36 @@ class ColumnarLoader:
             fingerprints=fingerprints,
             origin=origin,
         )
+
+    def _inline(
+        self,
+        is_inline: np.ndarray,
+        offsets: np.ndarray,
+        lengths: np.ndarray,
+        origin: tuple[int, ...],
+        budget: int,
+    ) -> dict[tuple[int, ...], bytes]:
+        """The bytes of a block's inline chunks, reading only the inline array's chunks that
+        hold them; their total and their ranges are checked first."""
+        cells = [tuple(int(c) for c in row) for row in np.argwhere(is_inline)]
+        starts, sizes = offsets[is_inline].tolist(), lengths[is_inline].tolist()
+        if sum(sizes) > budget:
+            raise ManifestError(
+                f"{self.where}: the inline chunks of block {chunk_key(origin)!r} hold "
+                f"{sum(sizes):,} bytes, more than max_inline_bytes={budget:,}; pass a larger "
+                f"max_inline_bytes to ManifestStore.open to read them"
+            )
+        end = self.reader.inline_size()
+        for coords, start, size in zip(cells, starts, sizes, strict=True):
+            if start + size > end:
+                raise ManifestError(
+                    f"{self.where}: chunk {chunk_key(shifted(coords, origin))!r}: inline "
+                    f"bytes {start}..{start + size} lie past the end of the inline array "
+                    f"({end} bytes)"
+                )
+        ranges = [(a, a + n) for a, n in zip(starts, sizes, strict=True)]
+        return dict(zip(cells, self.reader.inline_ranges(ranges, budget), strict=True))
+
+
+def _block_grid(grid: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(-(-n // b) for n, b in zip(grid, blocks, strict=True))

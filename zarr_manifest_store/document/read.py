@@ -19,6 +19,7 @@ from typing import Any
 from zarr_manifest_store import codecs
 from zarr_manifest_store.array import ManifestArray, parse_array_metadata
 from zarr_manifest_store.document import wire
+from zarr_manifest_store.document.assembly import Limits
 from zarr_manifest_store.document.columnar import ColumnarReader
 from zarr_manifest_store.document.lazy import LazyChunkManifest
 from zarr_manifest_store.document.loaders import ColumnarLoader, JsonLoader, Resolver
@@ -57,6 +58,7 @@ def read_document(
     max_chunks: int = MAX_CHUNKS,
     max_metadata_bytes: int = MAX_METADATA_BYTES,
     load: bool = False,
+    limits: Limits | None = None,
 ) -> Document:
     """Read the chunk-manifest document at ``url`` (a folder or fsspec URL).
 
@@ -66,7 +68,8 @@ def read_document(
     needed, unless ``load=True``, which reads and validates them all now.
     ``max_chunks`` caps one array's chunk grid, ``max_metadata_bytes`` one
     file of the document (each is read only if it is a regular file inside the
-    folder). ``ManifestStore.open`` serves what this reads.
+    folder); ``limits`` what loading one manifest may cost. ``ManifestStore.open``
+    serves what this reads.
 
     >>> import zarr_manifest_store as zms
     >>> zms.write_manifest(zms.scan("data/era_2026-01-02.nc"), "day2.zarr", mode="w")
@@ -75,7 +78,7 @@ def read_document(
     (['lat', 'lon', 't2m', 'time', 'tp'], True)
     """
     location = Location(url, storage_options, max_metadata_bytes)
-    root = _Reader(location, Resolver(location), max_chunks).root()
+    root = _Reader(location, Resolver(location), max_chunks, limits or Limits()).root()
     if load:
         nodes = [root] if isinstance(root, ManifestArray) else [n for _, n in root.walk()]
         for node in nodes:
@@ -87,10 +90,13 @@ def read_document(
 class _Reader:
     """Builds the hierarchy of one document."""
 
-    def __init__(self, location: Location, resolver: Resolver, max_chunks: int) -> None:
+    def __init__(
+        self, location: Location, resolver: Resolver, max_chunks: int, limits: Limits
+    ) -> None:
         self.location = location
         self.resolver = resolver
         self.max_chunks = max_chunks
+        self.limits = limits
 
     def root(self) -> ManifestGroup | ManifestArray:
         where = self.location.where("zarr.json")
@@ -209,7 +215,7 @@ class _Reader:
             config = wire.convert(transformer.configuration, wire.PriorArtConfig, where, field)
             relative = config.manifest.removeprefix("./")
             check_relative(relative, f"{where}: field {wire.join(field, 'manifest')}")
-            return JsonLoader(self.resolver, prefix + relative, grid)
+            return JsonLoader(self.resolver, prefix + relative, grid, limits=self.limits)
         if transformer.name != wire.EXTENSION:
             raise ManifestError(
                 f"{where}: field {wire.join(at, 'name')}: unknown storage transformer "
@@ -219,14 +225,16 @@ class _Reader:
         config = wire.convert(transformer.configuration, wire.TransformerConfig, where, field)
         wire.parse_version(config.version, f"{where}: field {wire.join(field, 'version')}")
         if config.encoding == "json":
-            return JsonLoader(self.resolver, prefix + wire.JSON_MANIFEST, grid, config.sources)
+            return JsonLoader(
+                self.resolver, prefix + wire.JSON_MANIFEST, grid, config.sources, self.limits
+            )
         if config.sources:
             raise ManifestError(
                 f"{where}: field {wire.join(field, 'sources')}: the columnar encoding records "
                 f"fingerprints in its manifest group"
             )
         reader = ColumnarReader(self.location, prefix + wire.COLUMNAR_MANIFEST, grid)
-        return ColumnarLoader(self.resolver, reader)
+        return ColumnarLoader(self.resolver, reader, self.limits)
 
     def _grid(self, header: wire.ArrayHeader, where: str, at: str) -> tuple[int, ...]:
         """The chunk grid's shape, checked against ``max_chunks`` before zarr expands anything."""

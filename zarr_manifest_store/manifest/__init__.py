@@ -11,7 +11,9 @@ HDF5 chunks), which holds a reference to 16 bytes plus its share of the path
 table; the ``lengths`` property always returns ``uint64``.
 
 ``refs`` names the parts (a chunk's reference, a source's fingerprint, chunk keys,
-the sentinels), ``columns`` checks them, ``chunk_manifest`` holds the class.
+the sentinels), ``columns`` checks them, ``sparse`` holds the sparse form (a grid much
+larger than its entries costs memory in proportion to the entries), ``chunk_manifest``
+holds the class.
 """
 
 from zarr_manifest_store.manifest.chunk_manifest import ChunkManifest
@@ -26,9 +28,11 @@ from zarr_manifest_store.manifest.refs import (
     chunk_key,
     parse_chunk_key,
 )
+from zarr_manifest_store.manifest.sparse import MAX_DENSE_CHUNKS, References, grid_size
 
 __all__ = [
     "INLINE",
+    "MAX_DENSE_CHUNKS",
     "MAX_END",
     "MAX_PATHS",
     "MISSING",
@@ -36,6 +40,8 @@ __all__ = [
     "ChunkManifest",
     "ChunkRef",
     "Fingerprint",
+    "References",
     "chunk_key",
+    "grid_size",
     "parse_chunk_key",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from itertools import product
 from types import MappingProxyType
 from typing import Any
 
@@ -14,15 +13,15 @@ from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
 from zarr_manifest_store.manifest.columns import (
     cells,
-    check_entry,
     check_references,
+    dict_entries,
     fingerprint_table,
-    in_grid,
     inline_table,
     narrow,
     path_table,
     unsigned,
 )
+from zarr_manifest_store.manifest.grid import concatenated, from_grids, inlined, taken
 from zarr_manifest_store.manifest.refs import (
     INLINE,
     MISSING,
@@ -30,7 +29,19 @@ from zarr_manifest_store.manifest.refs import (
     ChunkRef,
     Fingerprint,
     chunk_key,
-    parse_chunk_key,
+)
+from zarr_manifest_store.manifest.sparse import (
+    MAX_DENSE_CHUNKS,
+    References,
+    check_dense,
+    coords_at,
+    entry_columns,
+    extents,
+    find,
+    flat_position,
+    gathered,
+    held_sparse,
+    scatter,
 )
 
 __all__ = ["ChunkManifest"]
@@ -39,16 +50,27 @@ __all__ = ["ChunkManifest"]
 class ChunkManifest:
     """The chunk references of one array, column-wise; immutable.
 
-    Build one with :meth:`from_arrays` (grid-shaped paths/offsets/lengths) or
+    Build one with :meth:`from_arrays` (grid-shaped paths/offsets/lengths),
     :meth:`from_dict` (``{"0.0": {"path": ..., "offset": ..., "length": ...}}``),
-    or directly from the columnar parts.
+    :meth:`from_entries` (the present chunks only), or directly from the columnar parts.
+    A grid much larger than its entries is held *sparse* (see ``manifest.sparse``):
+    memory in proportion to the entries; operations that need the grid densify it.
 
     >>> m = ChunkManifest.from_dict({"0": {"path": "/data/a.nc", "offset": 100, "length": 40}})
     >>> m.get((0,))
     ChunkRef(path='/data/a.nc', offset=100, length=40)
     """
 
-    __slots__ = ("_fingerprints", "_index", "_inline", "_lengths", "_offsets", "_paths")
+    __slots__ = (
+        "_fingerprints",
+        "_flat",
+        "_index",
+        "_inline",
+        "_lengths",
+        "_offsets",
+        "_paths",
+        "_shape",
+    )
 
     def __init__(
         self,
@@ -65,8 +87,11 @@ class ChunkManifest:
         self._index = unsigned(path_index, np.uint32, "path_index")
         shape = self._index.shape
         self._offsets = unsigned(offsets, np.uint64, "offset", shape)
-        self._lengths = narrow(unsigned(lengths, np.uint64, "length", shape))
+        narrowed = np.uint32 if getattr(lengths, "dtype", None) == np.uint32 else np.uint64
+        self._lengths = narrow(unsigned(lengths, narrowed, "length", shape))  # no widening
         self._inline = inline_table(inline or {}, shape)
+        self._shape: tuple[int, ...] = shape
+        self._flat: np.ndarray | None = None  # the sparse form's chunk positions
         self._validate()
 
     # ------------------------------------------------------------------ constructors
@@ -87,38 +112,7 @@ class ChunkManifest:
         must have the path ``""``. ``fingerprints`` maps source paths to
         what they looked like when scanned.
         """
-        path_grid = np.asarray(paths)
-        if path_grid.dtype.kind not in "UTO" or (
-            path_grid.dtype.kind == "O" and not all(isinstance(p, str) for p in path_grid.flat)
-        ):
-            raise ValueError(f"paths must be an array of strings, got dtype {path_grid.dtype}")
-        shape = path_grid.shape
-        offsets_grid = unsigned(offsets, np.uint64, "offset", shape)
-        lengths_grid = unsigned(lengths, np.uint64, "length", shape)
-        table, inverse = np.unique(path_grid.ravel(), return_inverse=True)
-        table = [str(p) for p in table]
-        index = inverse.astype(np.uint32).reshape(shape)
-        if table and table[0] == "":
-            index = np.where(index == 0, MISSING, index - 1).astype(np.uint32)
-            table = table[1:]
-        inline = dict(inline or {})
-        for coords in inline:
-            if in_grid(coords, shape) and path_grid[coords] != "":
-                raise ValueError(
-                    f"chunk {chunk_key(coords)!r} is both inline and a reference to "
-                    f"{path_grid[coords]!r}; give it the path ''"
-                )
-            if in_grid(coords, shape):
-                index[coords] = INLINE
-        absent = index >= INLINE
-        return cls(
-            paths=table,
-            path_index=index,
-            offsets=np.where(absent, 0, offsets_grid),
-            lengths=np.where(absent, 0, lengths_grid),
-            inline=inline,
-            fingerprints=fingerprints,
-        )
+        return cls(**from_grids(paths, offsets, lengths, inline), fingerprints=fingerprints)
 
     @classmethod
     def from_dict(
@@ -133,50 +127,65 @@ class ChunkManifest:
         An entry ``{"data": b"..."}`` is an inline chunk. ``shape`` is the chunk
         grid shape; by default the smallest grid holding every key.
         """
-        ndim = None if shape is None else len(shape)
-        parsed: dict[ChunkCoords, Mapping[str, Any]] = {}
-        for key, entry in entries.items():
-            coords = parse_chunk_key(key, ndim)
-            ndim = len(coords)
-            parsed[coords] = check_entry(key, entry)
-        if shape is None:
-            shape = tuple(max(c) + 1 for c in zip(*parsed, strict=True)) if parsed else (0,)
+        return cls.from_entries(**dict_entries(entries, shape), fingerprints=fingerprints)
+
+    @classmethod
+    def from_entries(
+        cls,
+        *,
+        shape: Sequence[int],
+        chunks: npt.ArrayLike,
+        paths: Sequence[str],
+        path_index: npt.ArrayLike,
+        offsets: npt.ArrayLike,
+        lengths: npt.ArrayLike,
+        inline: Mapping[ChunkCoords, bytes] | None = None,
+        fingerprints: Mapping[str, Fingerprint] | None = None,
+    ) -> ChunkManifest:
+        """Build from the present chunks only, in any order: ``chunks`` holds their positions
+        in the C-order grid of ``shape`` (as ``np.ravel_multi_index`` gives them), the other
+        columns their path-table rows (``INLINE`` for an inline chunk), offsets and lengths.
+
+        Costs memory in proportion to the entries: a grid much larger than them is held sparse.
+
+        >>> m = ChunkManifest.from_entries(shape=(1000, 1000), chunks=[999_999], paths=["a"],
+        ...                                path_index=[0], offsets=[0], lengths=[8])
+        >>> m.sparse, m.nchunks, m.get((999, 999))
+        (True, 1, ChunkRef(path='a', offset=0, length=8))
+        """
         grid = tuple(int(n) for n in shape)
-        table: dict[str, int] = {}
-        index = np.full(grid, MISSING, dtype=np.uint32)
-        offsets = np.zeros(grid, dtype=np.uint64)
-        lengths = np.zeros(grid, dtype=np.uint64)
-        inline: dict[ChunkCoords, bytes] = {}
-        for coords, entry in parsed.items():
-            if not in_grid(coords, grid):
-                raise ValueError(f"chunk {chunk_key(coords)!r} lies outside the chunk grid {grid}")
-            if "data" in entry:
-                inline[coords] = bytes(entry["data"])
-                index[coords] = INLINE
-                continue
-            index[coords] = table.setdefault(entry["path"], len(table))
-            offsets[coords] = entry["offset"]
-            lengths[coords] = entry["length"]
-        return cls(
-            paths=list(table),
-            path_index=index,
-            offsets=offsets,
-            lengths=lengths,
-            inline=inline,
-            fingerprints=fingerprints,
+        flat, index, offsets_col, lengths_col = entry_columns(
+            grid, chunks, path_index, offsets, lengths
         )
+        if not held_sparse(grid, len(flat)):
+            columns = scatter(grid, flat, index, offsets_col, lengths_col)
+            parts = dict(zip(("path_index", "offsets", "lengths"), columns, strict=True))
+            return cls(paths=paths, **parts, inline=inline, fingerprints=fingerprints)
+        manifest = cls.__new__(cls)
+        manifest._paths = path_table(paths)
+        manifest._fingerprints = fingerprint_table(fingerprints or {}, manifest._paths)
+        manifest._shape, manifest._flat, manifest._index = grid, flat, index.astype(np.uint32)
+        manifest._offsets, manifest._lengths = offsets_col, narrow(lengths_col)
+        manifest._inline = inline_table(inline or {}, grid)
+        manifest._validate()
+        return manifest
 
     # ------------------------------------------------------------------ accessors
 
     @property
     def shape(self) -> tuple[int, ...]:
         """The chunk grid shape."""
-        return self._index.shape
+        return self._shape
 
     @property
     def ndim(self) -> int:
         """Dimensions of the chunk grid (those of the array)."""
-        return self._index.ndim
+        return len(self._shape)
+
+    @property
+    def sparse(self) -> bool:
+        """Whether only the present chunks are held (a grid much larger than its entries)."""
+        return self._flat is not None
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -186,17 +195,17 @@ class ChunkManifest:
     @property
     def path_index(self) -> np.ndarray:
         """Grid-shaped ``uint32`` rows of the path table (or ``MISSING`` / ``INLINE``)."""
-        return self._index
+        return self.densify()._index
 
     @property
     def offsets(self) -> np.ndarray:
         """Grid-shaped ``uint64`` byte offsets (0 where missing or inline)."""
-        return self._offsets
+        return self.densify()._offsets
 
     @property
     def lengths(self) -> np.ndarray:
         """Grid-shaped ``uint64`` byte lengths (0 where missing or inline)."""
-        return self._lengths.astype(np.uint64, copy=False)
+        return self.densify()._lengths.astype(np.uint64, copy=False)
 
     @property
     def inline(self) -> Mapping[ChunkCoords, bytes]:
@@ -225,19 +234,86 @@ class ChunkManifest:
         inline = sys.getsizeof(self._inline) + sum(
             sys.getsizeof(k) + sys.getsizeof(v) for k, v in self._inline.items()
         )
-        return self._index.nbytes + self._offsets.nbytes + self._lengths.nbytes + table + inline
+        flat = 0 if self._flat is None else self._flat.nbytes
+        columns = self._index.nbytes + self._offsets.nbytes + self._lengths.nbytes + flat
+        return columns + table + inline
 
     def get(self, coords: ChunkCoords) -> ChunkRef | bytes | None:
         """The chunk at grid ``coords``: a reference, inline bytes, or None if missing."""
-        i = self._index.item(coords)
+        cell: Any = coords
+        if self._flat is not None:
+            cell = find(self._flat, flat_position(coords, self._shape))
+            if cell < 0:
+                return None
+        i = self._index.item(cell)
         if i < INLINE:
-            return ChunkRef(self._paths[i], self._offsets.item(coords), self._lengths.item(coords))
+            return ChunkRef(self._paths[i], self._offsets.item(cell), self._lengths.item(cell))
         return self._inline[tuple(coords)] if i == INLINE else None
 
     def items(self) -> Iterator[tuple[ChunkCoords, ChunkRef | bytes]]:
         """Every present chunk, in C order of the grid."""
-        for coords in cells(self._index != MISSING):
-            yield coords, self.get(coords)  # type: ignore[misc]
+        if self._flat is None:
+            for coords in cells(self._index != MISSING):
+                yield coords, self.get(coords)  # type: ignore[misc]
+            return
+        for row, flat in enumerate(self._flat.tolist()):
+            coords, i = coords_at(flat, self._shape), int(self._index[row])
+            yield (
+                coords,
+                (
+                    self._inline[coords]
+                    if i == INLINE
+                    else ChunkRef(self._paths[i], int(self._offsets[row]), int(self._lengths[row]))
+                ),
+            )
+
+    def entries(self) -> References:
+        """Every present chunk as 1-d columns in C order of the grid (inline ones with the
+        path index ``INLINE``); costs memory in proportion to them, not to the grid."""
+        if self._flat is not None:
+            return References(self._flat, self._index, self._offsets, self._lengths)
+        return gathered(self._index != MISSING, self._index, self._offsets, self._lengths)
+
+    def references(self) -> References:
+        """The referenced chunks as 1-d columns (inline and missing ones left out), in C order."""
+        entries = self.entries()
+        referenced = entries.path_index < INLINE
+        if referenced.all():
+            return entries
+        return References(*(np.asarray(column)[referenced] for column in entries))
+
+    def blocks(self) -> Iterator[tuple[ChunkCoords, ChunkManifest]]:
+        """``(origin, block)`` pairs that together hold every chunk, each block with this
+        manifest's path table; here the manifest itself at the origin. A manifest read from a
+        document yields its stored blocks one at a time, so that whole-manifest computations
+        (``zarr-manifest info``, ``ManifestStore.verify``) hold one block at once."""
+        yield (0,) * self.ndim, self
+
+    def source_extents(self) -> dict[str, int]:
+        """For each referenced source, where its last referenced chunk ends (block by block)."""
+        extents: dict[str, int] = {}
+        for part in map(_block_extents, self.blocks()):  # each block dropped before the next
+            for path, end in part.items():
+                extents[path] = max(extents.get(path, 0), end)
+        return extents
+
+    def densify(self, max_chunks: int = MAX_DENSE_CHUNKS) -> ChunkManifest:
+        """This manifest held as a grid (itself if it is one), refused with a ValueError if the
+        grid has more than ``max_chunks`` chunks (16 bytes each)."""
+        if self._flat is None:
+            return self
+        check_dense(self._shape, len(self._flat), max_chunks)
+        index, offsets, lengths = scatter(
+            self._shape, self._flat, self._index, self._offsets, self._lengths
+        )
+        return ChunkManifest(
+            paths=self._paths,
+            path_index=index,
+            offsets=offsets,
+            lengths=lengths,
+            inline=self._inline,
+            fingerprints=self._fingerprints,
+        )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The inverse of :meth:`from_dict`."""
@@ -257,19 +333,16 @@ class ChunkManifest:
         >>> m.replace(lengths=[4]).get((0,))
         ChunkRef(path='/data/a.nc', offset=0, length=4)
         """
-        current = {
-            "paths": self._paths,
-            "path_index": self._index,
-            "offsets": self._offsets,
-            "lengths": self._lengths,
-            "inline": self._inline,
-            "fingerprints": self._fingerprints,
-        }
+        current = self._parts()
         if unknown := parts.keys() - current.keys():
             raise TypeError(
                 f"a ChunkManifest has no part(s) {sorted(unknown)}; it has {list(current)}"
             )
-        return ChunkManifest(**{**current, **parts})
+        if self._flat is None:
+            return ChunkManifest(**{**current, **parts})
+        if parts.keys() & {"path_index", "offsets", "lengths"}:  # grid-shaped parts
+            return self.densify().replace(**parts)
+        return ChunkManifest.from_entries(shape=self._shape, chunks=self._flat, **current | parts)
 
     def rename_paths(self, rename: Mapping[str, str] | Callable[[str], str]) -> ChunkManifest:
         """A copy whose path table is mapped through ``rename`` (a dict or a function)."""
@@ -290,26 +363,9 @@ class ChunkManifest:
         >>> picked.shape, picked.paths, picked.get((0, 1))
         ((1, 2), ('b',), ChunkRef(path='b', offset=7, length=9))
         """
-        picks = [np.asarray(p, dtype=np.intp).reshape(-1) for p in positions]
-        if len(picks) != self.ndim:
-            raise ValueError(f"take needs one sequence of positions per axis ({self.ndim})")
-        for axis, (p, n) in enumerate(zip(picks, self.shape, strict=True)):
-            if p.size and (p.min() < 0 or p.max() >= n):
-                raise IndexError(f"a position along axis {axis} lies outside 0..{n - 1}")
-        grid = np.ix_(*picks) if picks else ()
-        inline: dict[ChunkCoords, bytes] = {}
-        for coords, data in self._inline.items():
-            hits = [np.flatnonzero(p == c) for p, c in zip(picks, coords, strict=True)]
-            for new in product(*hits):
-                inline[tuple(int(c) for c in new)] = data
-        return _compacted(
-            self._paths,
-            self._index[grid],
-            self._offsets[grid],
-            self._lengths[grid],
-            inline,
-            self._fingerprints,
-        )
+        if self._flat is not None:
+            return self.densify().take(positions)
+        return ChunkManifest(**taken(self._parts(), self._shape, positions))
 
     @staticmethod
     def concat(
@@ -341,32 +397,11 @@ class ChunkManifest:
                     f"manifest {i} has chunk grid {m.shape}, which does not line up with "
                     f"{manifests[0].shape} along axes other than {axis}"
                 )
-        # One lookup from every input's path table, stacked, to the merged table.
-        paths: dict[str, int] = {}
-        lut = np.array(
-            [paths.setdefault(p, len(paths)) for m in manifests for p in m.paths], dtype=np.uint32
-        )
-        table_starts = np.cumsum([0] + [len(m.paths) for m in manifests[:-1]])
-        lengths_along = [m.shape[axis] for m in manifests]
-        starts = np.repeat(table_starts, lengths_along).reshape(
-            [-1 if k == axis else 1 for k in range(ndim)]
-        )
-        stacked = np.concatenate([m.path_index for m in manifests], axis=axis)
-        present = stacked < INLINE
-        index = stacked.copy()
-        index[present] = lut[(stacked + np.broadcast_to(starts, stacked.shape))[present]]
-        inline: dict[ChunkCoords, bytes] = {}
-        for m, start in zip(manifests, np.cumsum([0, *lengths_along[:-1]]), strict=True):
-            for coords, data in m.inline.items():
-                inline[(*coords[:axis], coords[axis] + int(start), *coords[axis + 1 :])] = data
-        return ChunkManifest(
-            paths=list(paths),
-            path_index=index,
-            offsets=np.concatenate([m.offsets for m in manifests], axis=axis),
-            lengths=np.concatenate([m.lengths for m in manifests], axis=axis),
-            inline=inline,
-            fingerprints=fingerprints,
-        )
+        if any(m.sparse for m in manifests):
+            whole = (*manifests[0].shape[:axis], sum(m.shape[axis] for m in manifests))
+            whole += manifests[0].shape[axis + 1 :]
+            check_dense(whole, sum(m.nchunks for m in manifests), MAX_DENSE_CHUNKS)
+        return ChunkManifest(**concatenated(manifests, axis), fingerprints=fingerprints)
 
     def transpose(self, axes: Sequence[int]) -> ChunkManifest:
         """The grid with its axes permuted: axis ``k`` of the result is axis ``axes[k]`` of this one."""
@@ -401,23 +436,9 @@ class ChunkManifest:
     def with_inline(self, chunks: Mapping[ChunkCoords, bytes]) -> ChunkManifest:
         """A copy in which the chunks at these coordinates are stored inline with these bytes;
         the references they replace go, and with them paths no chunk references any more."""
-        index = self._index.copy()
-        for coords in chunks:
-            key = tuple(int(c) for c in coords)
-            if not in_grid(key, self.shape):
-                raise ValueError(
-                    f"inline chunk {chunk_key(key)!r} lies outside the chunk grid {self.shape}"
-                )
-            index[key] = INLINE
-        referenced = index < INLINE
-        return _compacted(
-            self._paths,
-            index,
-            np.where(referenced, self._offsets, 0),
-            np.where(referenced, self._lengths, 0),
-            {**self._inline, **chunks},
-            self._fingerprints,
-        )
+        if self._flat is not None:
+            return self.densify().with_inline(chunks)
+        return ChunkManifest(**inlined(self._parts(), self._shape, chunks))
 
     def equals(self, other: object) -> bool:
         """True if both describe the same bytes for every chunk (path tables may differ in order)."""
@@ -425,12 +446,8 @@ class ChunkManifest:
             return False
         if self._inline != other._inline:
             return False
-        mine, theirs = self._resolved_paths(), other._resolved_paths()
-        return bool(
-            np.array_equal(mine, theirs)
-            and np.array_equal(self._offsets, other._offsets)
-            and np.array_equal(self._lengths, other._lengths)
-        )
+        mine, theirs = self._present(), other._present()
+        return all(np.array_equal(a, b) for a, b in zip(mine, theirs, strict=True))
 
     def __eq__(self, other: object) -> bool:
         return self.equals(other)
@@ -445,7 +462,7 @@ class ChunkManifest:
 
     def __reduce__(self) -> tuple[Any, ...]:
         parts = (self._paths, self._index, self._offsets, self._lengths, self._inline)
-        return _rebuild, (*parts, self._fingerprints)
+        return _rebuild, (*parts, self._fingerprints, self._shape, self._flat)
 
     # ------------------------------------------------------------------ internals
 
@@ -456,6 +473,13 @@ class ChunkManifest:
     ) -> ChunkManifest:
         """The same chunks on a rearranged grid: ``grid`` maps each column, ``coords`` each
         inline chunk's coordinates."""
+        if self._flat is not None:  # the entries' positions mapped: no grid is allocated
+            shape = grid(np.broadcast_to(np.empty((), np.uint8), self._shape)).shape
+            cells = np.broadcast_arrays(*coords(np.unravel_index(self._flat, self._shape)))
+            inline = {coords(c): d for c, d in self._inline.items()}
+            parts = self._parts() | {"inline": inline}
+            chunks = np.ravel_multi_index(tuple(cells), shape)
+            return ChunkManifest.from_entries(shape=shape, chunks=chunks, **parts)
         return self.replace(
             path_index=grid(self._index),
             offsets=grid(self._offsets),
@@ -463,58 +487,48 @@ class ChunkManifest:
             inline={coords(c): d for c, d in self._inline.items()},
         )
 
-    def _resolved_paths(self) -> np.ndarray:
-        """Per-chunk paths, with sentinels mapped to marker strings (for comparisons)."""
-        table = np.array([*self._paths, "\0inline", "\0missing"], dtype=object)
-        index = self._index.astype(np.int64)
-        index[index == INLINE] = len(self._paths)
-        index[index == MISSING] = len(self._paths) + 1
-        return table[index]
+    def _parts(self) -> dict[str, Any]:
+        """The constructor's parts (the columns are the entries' when sparse)."""
+        return {
+            "paths": self._paths,
+            "path_index": self._index,
+            "offsets": self._offsets,
+            "lengths": self._lengths,
+            "inline": self._inline,
+            "fingerprints": self._fingerprints,
+        }
+
+    def _present(self) -> tuple[np.ndarray, ...]:
+        """Every present chunk's flat position, path (inline ones a marker), offset and
+        length: what :meth:`equals` compares, whatever the form."""
+        flat, index, offsets, lengths = self.entries()
+        table = np.array([*self._paths, "\0inline"], dtype=object)
+        return flat, table[np.minimum(index, len(self._paths))], offsets, lengths
 
     def _validate(self) -> None:
-        check_references(self._paths, self._index, self._offsets, self._lengths, self._inline)
-        for arr in (self._index, self._offsets, self._lengths):
-            arr.flags.writeable = False
+        flat, shape = self._flat, self._shape
+        place = None if flat is None else (lambda cell: coords_at(flat[cell[0]], shape))
+        check_references(
+            self._paths, self._index, self._offsets, self._lengths, self._inline, place
+        )
+        for arr in (self._index, self._offsets, self._lengths, flat):
+            if arr is not None:
+                arr.flags.writeable = False
 
 
-def _rebuild(paths, index, offsets, lengths, inline, fingerprints) -> ChunkManifest:  # type: ignore[no-untyped-def]
-    return ChunkManifest(
-        paths=paths,
-        path_index=index,
-        offsets=offsets,
-        lengths=lengths,
-        inline=inline,
-        fingerprints=fingerprints,
+def _rebuild(
+    paths, index, offsets, lengths, inline, fingerprints, shape=None, flat=None
+) -> ChunkManifest:  # type: ignore[no-untyped-def]
+    parts = {"paths": paths, "path_index": index, "offsets": offsets, "lengths": lengths}
+    if flat is None:
+        return ChunkManifest(**parts, inline=inline, fingerprints=fingerprints)
+    return ChunkManifest.from_entries(
+        shape=shape, chunks=flat, **parts, inline=inline, fingerprints=fingerprints
     )
 
 
-def _compacted(
-    paths: Sequence[str],
-    index: np.ndarray,
-    offsets: np.ndarray,
-    lengths: np.ndarray,
-    inline: Mapping[ChunkCoords, bytes],
-    fingerprints: Mapping[str, Fingerprint],
-) -> ChunkManifest:
-    """A manifest whose path table (and fingerprints) keep only the paths still referenced."""
-    present = index < INLINE
-    used = np.bincount(index[present], minlength=len(paths)).astype(bool)
-    if not used.all():
-        keep = np.flatnonzero(used)
-        lut = np.zeros(len(paths), dtype=np.uint32)
-        lut[keep] = np.arange(len(keep), dtype=np.uint32)
-        index = np.array(index, dtype=np.uint32)
-        index[present] = lut[index[present]]
-        paths = [paths[i] for i in keep]
-        fingerprints = {p: fingerprints[p] for p in paths if p in fingerprints}
-    return ChunkManifest(
-        paths=paths,
-        path_index=index,
-        offsets=offsets,
-        lengths=lengths,
-        inline=inline,
-        fingerprints=fingerprints,
-    )
+def _block_extents(block: tuple[ChunkCoords, ChunkManifest]) -> dict[str, int]:
+    return extents(block[1].paths, block[1].references())
 
 
 def _without(values: tuple[Any, ...], axis: int) -> tuple[Any, ...]:

@@ -6,7 +6,8 @@ scanner, read from a document or made by hand holds the same guarantees.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,12 +20,14 @@ from zarr_manifest_store.manifest.refs import (
     ChunkCoords,
     Fingerprint,
     chunk_key,
+    parse_chunk_key,
 )
 
 __all__ = [
     "cells",
     "check_entry",
     "check_references",
+    "dict_entries",
     "fingerprint_table",
     "first_cell",
     "in_grid",
@@ -35,25 +38,30 @@ __all__ = [
 ]
 
 
+Place = Callable[[ChunkCoords], ChunkCoords] | None
+"""Maps a cell of the columns to the chunk's grid coordinates (None: they are the grid)."""
+
+
 def check_references(
     paths: tuple[str, ...],
     index: np.ndarray,
     offsets: np.ndarray,
     lengths: np.ndarray,
     inline: Mapping[ChunkCoords, bytes],
+    place: Place = None,
 ) -> None:
     """Every index points into the path table, inline chunks and INLINE marks go together, and
     no chunk reaches past the largest file position."""
     bad = (index >= len(paths)) & (index < INLINE)
     if bad.any():
-        coords = first_cell(bad)
+        cell = first_cell(bad)
         raise ValueError(
-            f"chunk {chunk_key(coords)!r}: path_index {int(index[coords])} is outside the "
+            f"chunk {_key(cell, place)!r}: path_index {int(index[cell])} is outside the "
             f"path table of {len(paths)} path(s)"
         )
     inline_mask = index == INLINE
     if inline or inline_mask.any():  # most manifests have no inline chunk to list
-        inline_cells = set(cells(inline_mask))
+        inline_cells = {c if place is None else place(c) for c in cells(inline_mask)}
         if inline_cells != set(inline):
             coords = min(inline_cells ^ set(inline))
             raise ValueError(
@@ -67,11 +75,15 @@ def check_references(
             (offsets > MAX_END) | (lengths > MAX_END - np.minimum(offsets, MAX_END))
         )
         if too_far.any():
-            coords = first_cell(too_far)
+            cell = first_cell(too_far)
             raise ValueError(
-                f"chunk {chunk_key(coords)!r}: offset {int(offsets[coords])} + length "
-                f"{int(lengths[coords])} overflows the largest file position {MAX_END}"
+                f"chunk {_key(cell, place)!r}: offset {int(offsets[cell])} + length "
+                f"{int(lengths[cell])} overflows the largest file position {MAX_END}"
             )
+
+
+def _key(cell: ChunkCoords, place: Place) -> str:
+    return chunk_key(cell if place is None else place(cell))
 
 
 def path_table(paths: Sequence[str]) -> tuple[str, ...]:
@@ -101,6 +113,7 @@ def unsigned(
     dtype: type[np.unsignedinteger],
     field: str,
     shape: tuple[int, ...] | None = None,
+    place: Place = None,
 ) -> np.ndarray:
     """``values`` as a read-only ``dtype`` array; a ValueError names the first bad chunk."""
     # Python sequences go through object arrays so that big or mixed ints are not turned into floats.
@@ -108,45 +121,45 @@ def unsigned(
     if shape is not None and arr.shape != shape:
         raise ValueError(f"{field}s have shape {arr.shape}, but the chunk grid has shape {shape}")
     if arr.dtype.kind == "O":
-        arr = _objects_to_int(arr, field)
+        arr = _objects_to_int(arr, field, place)
     if arr.dtype.kind not in "iu":
         bad = (
             ~np.isfinite(arr) | (arr != np.round(arr))
             if arr.dtype.kind == "f"
             else np.ones(arr.shape, bool)
         )
-        coords = first_cell(bad if bad.any() else np.ones(arr.shape, bool))
+        cell = first_cell(bad if bad.any() else np.ones(arr.shape, bool))
         raise ValueError(
-            f"chunk {chunk_key(coords)!r}: {field} must be an integer, got {arr[coords].item()!r} "
+            f"chunk {_key(cell, place)!r}: {field} must be an integer, got {arr[cell].item()!r} "
             f"(an array of dtype {arr.dtype})"
         )
     if arr.dtype.kind == "i" and arr.size and (neg := arr < 0).any():
-        coords = first_cell(neg)
-        raise ValueError(f"chunk {chunk_key(coords)!r}: {field} is negative ({int(arr[coords])})")
+        cell = first_cell(neg)
+        raise ValueError(f"chunk {_key(cell, place)!r}: {field} is negative ({int(arr[cell])})")
     limit = np.iinfo(dtype).max
     if arr.size and arr.dtype.itemsize > np.dtype(dtype).itemsize and (big := arr > limit).any():
-        coords = first_cell(big)
-        raise ValueError(f"chunk {chunk_key(coords)!r}: {field} {int(arr[coords])} exceeds {limit}")
+        cell = first_cell(big)
+        raise ValueError(f"chunk {_key(cell, place)!r}: {field} {int(arr[cell])} exceeds {limit}")
     out = arr.astype(dtype, copy=False)
     return out.view() if out is arr or np.shares_memory(out, arr) else out
 
 
-def _objects_to_int(arr: np.ndarray, field: str) -> np.ndarray:
+def _objects_to_int(arr: np.ndarray, field: str, place: Place) -> np.ndarray:
     out = np.empty(arr.shape, dtype=np.uint64)
-    for coords, v in np.ndenumerate(arr):
+    for cell, v in np.ndenumerate(arr):
         if isinstance(v, bool | np.bool_) or not isinstance(v, int | np.integer):
-            raise ValueError(f"chunk {chunk_key(coords)!r}: {field} must be an integer, got {v!r}")
+            raise ValueError(f"chunk {_key(cell, place)!r}: {field} must be an integer, got {v!r}")
         if not 0 <= v <= MAX_END:
             what = "is negative" if v < 0 else f"exceeds {MAX_END}"
-            raise ValueError(f"chunk {chunk_key(coords)!r}: {field} {what} ({v})")
-        out[coords] = v
+            raise ValueError(f"chunk {_key(cell, place)!r}: {field} {what} ({v})")
+        out[cell] = v
     return out
 
 
 def narrow(lengths: np.ndarray) -> np.ndarray:
     """Lengths in ``uint32`` when every one fits, to keep references small."""
     if lengths.size == 0 or int(lengths.max()) <= np.iinfo(np.uint32).max:
-        return lengths.astype(np.uint32)
+        return lengths.astype(np.uint32, copy=False)
     return lengths
 
 
@@ -208,3 +221,36 @@ def cells(mask: np.ndarray) -> Iterator[ChunkCoords]:
 def first_cell(mask: np.ndarray) -> ChunkCoords:
     """Coordinates of the first True cell of ``mask`` in C order."""
     return tuple(int(c) for c in np.unravel_index(int(np.argmax(mask)), mask.shape))
+
+
+def dict_entries(
+    entries: Mapping[str, Mapping[str, Any]], shape: Sequence[int] | None
+) -> dict[str, Any]:
+    """The arguments of ``ChunkManifest.from_entries`` for the entries of ``from_dict``; the
+    grid is by default the smallest holding every key."""
+    ndim = None if shape is None else len(shape)
+    parsed: dict[ChunkCoords, Mapping[str, Any]] = {}
+    for key, entry in entries.items():
+        coords = parse_chunk_key(key, ndim)
+        ndim = len(coords)
+        parsed[coords] = check_entry(key, entry)
+    if shape is None:
+        shape = tuple(max(c) + 1 for c in zip(*parsed, strict=True)) if parsed else (0,)
+    grid = tuple(int(n) for n in shape)
+    for coords in parsed:
+        if not in_grid(coords, grid):
+            raise ValueError(f"chunk {chunk_key(coords)!r} lies outside the chunk grid {grid}")
+    inline = {c: bytes(e["data"]) for c, e in parsed.items() if "data" in e}
+    refs = [(c, e) for c, e in parsed.items() if "data" not in e]
+    table: dict[str, int] = {}
+    rows = [table.setdefault(e["path"], len(table)) for _, e in refs]
+    cells = [*inline, *(c for c, _ in refs)]
+    return {
+        "shape": grid,
+        "chunks": [sum(c * math.prod(grid[k + 1 :]) for k, c in enumerate(x)) for x in cells],
+        "paths": list(table),
+        "path_index": [INLINE] * len(inline) + rows,
+        "offsets": [0] * len(inline) + [e["offset"] for _, e in refs],
+        "lengths": [0] * len(inline) + [e["length"] for _, e in refs],
+        "inline": inline,
+    }

@@ -23,6 +23,7 @@ from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import source_path
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.scan import scan
+from zarr_manifest_store.store import MAX_INDEX_ELEMENTS
 from zarr_manifest_store.xarray.values import read_values_together, sources_for
 from zarr_manifest_store.xarray.virtual import STORAGE_OPTIONS_KEY
 
@@ -37,6 +38,7 @@ def open_virtual_dataset(
     loadable_variables: Iterable[str] | None = None,
     decode_times: Any = None,
     storage_options: Mapping[str, Any] | None = None,
+    max_index_elements: int = MAX_INDEX_ELEMENTS,
     **scan_options: Any,
 ) -> xr.Dataset:
     """Open a file as an ``xr.Dataset`` of chunk references, like ``xr.open_dataset`` but virtual.
@@ -47,7 +49,8 @@ def open_virtual_dataset(
     ``xr.open_dataset`` would, so that they can index and combine. Variables
     that CF ``coordinates`` attributes name become coordinates. ``group``
     opens one group of the file; ``storage_options`` configure fsspec for
-    remote URLs. The format is recognised from the file's first bytes (HDF5 /
+    remote URLs. A loaded variable may have at most ``max_index_elements``
+    elements (a small file could declare gigabytes of them). The format is recognised from the file's first bytes (HDF5 /
     netCDF-4, netCDF3, kerchunk references: see ``zms.scan``), and
     ``scan_options`` (``on_unsupported``, ...) go to its scanner.
 
@@ -63,6 +66,7 @@ def open_virtual_dataset(
         decode_times=decode_times,
         storage_options=storage_options,
         scan_options=scan_options,
+        max_index_elements=max_index_elements,
     )
     return opener.dataset(url, opener.scan(url))
 
@@ -80,6 +84,7 @@ class Opener:
     decode_times: Any
     storage_options: Mapping[str, Any] | None
     scan_options: Mapping[str, Any]
+    max_index_elements: int = MAX_INDEX_ELEMENTS
 
     def __post_init__(self) -> None:
         refuse_virtualizarr_options(self.scan_options)
@@ -102,6 +107,7 @@ class Opener:
             loadable_variables=self.loadable_variables,
             decode_times=self.decode_times,
             storage_options=self.storage_options,
+            max_index_elements=self.max_index_elements,
         )
         ds.encoding["source"] = source_path(url)
         return ds
@@ -129,6 +135,7 @@ def virtual_dataset(
     decode_times: Any = None,
     storage_options: Mapping[str, Any] | None = None,
     sources: Sources | None = None,
+    max_index_elements: int = MAX_INDEX_ELEMENTS,
 ) -> xr.Dataset:
     """The arrays of a scanned group as a virtual ``xr.Dataset`` (see :func:`open_virtual_dataset`).
 
@@ -149,6 +156,13 @@ def virtual_dataset(
             raise ValueError(
                 f"loadable_variables {missing} are not variables of this dataset; "
                 f"it has {sorted(arrays)}"
+            )
+    for name in load:
+        if arrays[name].size > max_index_elements:
+            raise ValueError(
+                f"variable {name!r} has {arrays[name].size:,} elements, more than "
+                f"max_index_elements={max_index_elements:,} allows loading; pass a larger "
+                f"max_index_elements, or leave it out of loadable_variables"
             )
     variables = {name: _encoded_variable(name, array) for name, array in arrays.items()}
     indexes: dict[Hashable, xr.Index] = {}
