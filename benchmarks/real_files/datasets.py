@@ -90,10 +90,10 @@ def check_hdf5(
         try:
             expected = _read_h5py(ds)
         except Exception as e:
-            reason = f"h5py: {first_line(e)} ({_scan_of(_zarr_name(name), root, messages)})"
+            reason = f"h5py: {first_line(e)} ({_scan_of(name, root, messages)})"
             yield {"name": name, "class": "unreadable", "reason": reason}
             continue
-        yield {"name": name, **classify(_zarr_name(name), expected, root, messages, failure)}
+        yield {"name": name, **classify(name, expected, root, messages, failure)}
 
 
 def register_filters() -> None:
@@ -125,7 +125,7 @@ def classify(
     """The class (and reason) of one dataset whose values h5py / scipy gave as ``expected``."""
     if root is None:
         return {"class": "file-error", "reason": failure or "the scan failed"}
-    node = _get(root, name)
+    node = _get(root, _zarr_name(name))
     if node is None:
         if refused_by(name, named_in(messages)):
             return {"class": "refused", "reason": reason_for(name, messages)}
@@ -147,7 +147,7 @@ def _scan_of(name: str, root: zarr.Group | None, messages: list[str]) -> str:
     """What the scan did with a dataset h5py cannot read."""
     if root is None:
         return "the scan failed"
-    node = _get(root, name)
+    node = _get(root, _zarr_name(name))
     if node is None and refused_by(name, named_in(messages)):
         return f"the scan refused it: {reason_for(name, messages)}"
     if node is None:
@@ -183,9 +183,18 @@ def _dimension_only(ds: h5py.Dataset) -> bool:
 
 
 def _zarr_name(name: str) -> str:
+    """The array path the scan gives an HDF5 dataset path (netCDF-4 prefix off, names Zarr
+    reserves escaped)."""
     head, _, last = name.rpartition("/")
-    last = last.removeprefix(NON_COORD_PREFIX)
-    return f"{head}/{last}" if head else last
+    parts = [*(head.split("/") if head else []), last.removeprefix(NON_COORD_PREFIX)]
+    return "/".join(_escaped(p) for p in parts)
+
+
+def _escaped(name: str) -> str:
+    """A node name as the scan stores it: Zarr reserves ``__``; docs/scanning.md, "Names"."""
+    if name.startswith(("__", "%")):
+        return {"_": "%5F", "%": "%25"}[name[0]] + name[1:]
+    return name
 
 
 def reason_for(name: str, messages: list[str]) -> str:

@@ -15,12 +15,12 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5p, h5t
+from h5py import h5d, h5p, h5t
 from zarr.dtype import ZDType, parse_dtype
 
 from zarr_manifest_store.scan.common import Refused
 
-__all__ = ["DataKind", "type_key"]
+__all__ = ["DataKind", "fill_undefined", "type_key"]
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,15 @@ class DataKind:
         return {"name": "vlen-utf8"} if self.dtype.kind == "O" else self.bytes_codec
 
     def fill_value_json(self, dcpl: h5p.PropDCID) -> Any:
-        """The HDF5 fill value (what unwritten chunks read as) in Zarr's JSON form."""
+        """The HDF5 fill value (what unwritten chunks read as) in Zarr's JSON form.
+
+        An undefined fill value is written as zero: it only matters where data
+        was never written, which the layouts refuse (see ``fill_undefined``).
+        """
         if self.dtype.kind == "O":
             return ""
+        if fill_undefined(dcpl):
+            return self.zdtype.to_json_scalar(self.zdtype.default_scalar(), zarr_format=3)
         stored = np.zeros((1,), dtype=self.stored)  # as h5py's Dataset.fillvalue reads it
         dcpl.get_fill_value(stored)
         value = stored.astype(self.dtype)
@@ -73,7 +79,10 @@ class DataKind:
     def of_type(cls, tid: h5t.TypeID) -> DataKind:
         """The kind of an HDF5 type (raises Refused)."""
         cls_ = tid.get_class()
-        stored = dtype = tid.dtype  # what h5py's Dataset.dtype gives
+        try:
+            stored = dtype = tid.dtype  # what h5py's Dataset.dtype gives
+        except (TypeError, ValueError) as e:  # HDF5 time types, quad precision, ...
+            raise Refused(f"has an HDF5 data type that NumPy cannot represent ({e})") from None
         if cls_ == h5t.REFERENCE or h5py.check_ref_dtype(dtype) is not None:
             raise Refused("holds object or region references, which have no Zarr data type")
         if cls_ == h5t.ARRAY or dtype.subdtype is not None:
@@ -116,6 +125,11 @@ class DataKind:
             raise Refused(f"cannot be described exactly: {reason}")
         endian = None if endian == "mixed" else endian
         return cls(stored, dtype, zdtype, endian, reason, attributes)
+
+
+def fill_undefined(dcpl: h5p.PropDCID) -> bool:
+    """Whether a dataset has no fill value: HDF5 reads its unwritten data as arbitrary bytes."""
+    return dcpl.fill_value_defined() == h5d.FILL_VALUE_UNDEFINED
 
 
 @functools.lru_cache(maxsize=256)

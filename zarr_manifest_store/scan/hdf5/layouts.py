@@ -27,7 +27,7 @@ from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import INLINE, MISSING, ChunkCoords, ChunkManifest, Fingerprint
 from zarr_manifest_store.scan.common import Refused, rows_per_chunk
 from zarr_manifest_store.scan.hdf5.chunk_index import chunk_columns
-from zarr_manifest_store.scan.hdf5.datatypes import DataKind
+from zarr_manifest_store.scan.hdf5.datatypes import DataKind, fill_undefined
 from zarr_manifest_store.scan.hdf5.filters import UnmappableFilter, filter_codecs, pipeline
 from zarr_manifest_store.scan.hdf5.metadata import CHUNK_KEY_ENCODING, array_metadata, regular
 from zarr_manifest_store.scan.hdf5.virtual import virtual_array
@@ -77,6 +77,12 @@ class Layouts:
         metadata = array_metadata({**base, "chunk_grid": regular(chunks), "codecs": base["codecs"]})
         offsets, lengths, skipped = chunk_columns(ds.id, chunks, grid)
         index = np.where(lengths != 0, np.uint32(0), np.uint32(MISSING)).reshape(grid)
+        unwritten = int(np.count_nonzero(lengths == 0))
+        if unwritten and fill_undefined(ds.create_plist):
+            raise Refused(
+                f"has no fill value and {unwritten} of its chunks were never written, which "
+                "HDF5 reads as arbitrary bytes"
+            )
         inline: dict[ChunkCoords, bytes] = {}
         if skipped:
             cells = [tuple(int(c) for c in np.unravel_index(k, grid)) for k in skipped]
@@ -93,6 +99,10 @@ class Layouts:
     def contiguous(self, ds: h5py.Dataset, base: dict[str, Any]) -> ManifestArray:
         """A contiguous dataset: one byte range, split into row blocks when it is large."""
         offset = ds.id.get_offset()
+        if offset is None and ds.size and fill_undefined(ds.create_plist):
+            raise Refused(
+                "has no fill value and was never written, which HDF5 reads as arbitrary bytes"
+            )
         nbytes = ds.size * ds.dtype.itemsize
         rows = self.rows_per_chunk(ds, room_after=self._room_after(offset, nbytes))
         starts = (
@@ -261,6 +271,8 @@ class Layouts:
                 values = reader[region]
             except UnicodeDecodeError as e:
                 raise Refused(f"holds strings that are not valid UTF-8 ({e})") from None
+            except OSError as e:  # a filter whose plugin HDF5 cannot load, say
+                raise Refused(f"cannot be referenced in place ({reason}) nor read ({e})") from None
             inline[cell] = encode_chunk(metadata, tuple(chunk_shape), values)
         if sum(map(len, inline.values())) > budget:
             raise Refused(

@@ -14,7 +14,7 @@ from h5py import h5l
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.scan.common import Refusals, Refused
+from zarr_manifest_store.scan.common import Refusals, Refused, zarr_name
 from zarr_manifest_store.scan.hdf5.attributes import Attributes, json_attributes
 from zarr_manifest_store.scan.hdf5.datatypes import DataKind
 from zarr_manifest_store.scan.hdf5.dimensions import Dimensions, dimension_only
@@ -51,18 +51,23 @@ class Walk:
                 )
                 continue
             obj = dims.members[name]
+            if isinstance(obj, h5py.Datatype):
+                continue  # a named data type (a netCDF-4 enum type, say) is no dataset
             if obj is None:
                 self.refusals.add(rel, "is a link to an object that does not exist")
             elif isinstance(obj, h5py.Group):
-                groups[name] = self.group(obj, f"{rel}/", Dimensions(obj, dims))
+                groups[zarr_name(name)] = self.group(obj, f"{rel}/", Dimensions(obj, dims))
             elif isinstance(obj, h5py.Dataset) and not (
                 name in dims.scales and dimension_only(obj)
             ):
-                array_name = name.removeprefix(NON_COORD_PREFIX)
+                array_name = zarr_name(name.removeprefix(NON_COORD_PREFIX))
                 try:
                     arrays[array_name] = self.array(obj, dims)
                 except Refused as e:
                     self.refusals.add(rel, str(e))
+                except (OSError, RuntimeError, TypeError, ValueError) as e:
+                    # HDF5 refusing to read something about this one dataset: refuse it alone
+                    self.refusals.add(rel, f"cannot be read with h5py ({type(e).__name__}: {e})")
         attributes = json_attributes(Attributes(h5group, dims.create_plist))
         return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes)
 
