@@ -77,12 +77,13 @@ class Walk:
         dcpl = ds.create_plist
         attributes = json_attributes(ds.attributes, kind.dtype)
         attributes.update(kind.attributes)
+        names = dims.names_of(ds)
         base = {
-            "shape": list(ds.shape),
+            "shape": dims.netcdf_shape(ds, names),
             "data_type": kind.zdtype.to_json(zarr_format=3),
             "chunk_key_encoding": CHUNK_KEY_ENCODING,
             "fill_value": kind.fill_value_json(dcpl),
             "attributes": attributes,
-            "dimension_names": dims.names_of(ds),
+            "dimension_names": names,
         }
         return self.layouts.described(ds, kind, base, dcpl)
