@@ -79,3 +79,25 @@ def test_variable_length_strings_have_the_dtype_h5netcdf_gives(tmp_path):
             xr.testing.assert_identical(actual, expected)
             for name in expected.variables:
                 assert actual[name].dtype == expected[name].dtype, name
+
+
+def test_attributes_show_as_h5netcdf_shows_them(tmp_path):
+    path = tmp_path / "attributes.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["TITLE"] = h5py.Empty("S1")  # PyTables' null-dataspace attributes
+        f.attrs["NOTHING"] = h5py.Empty("f8")
+        f.attrs["vlen_matrix"] = np.array([["a", "b"], ["c", "d"]], dtype=h5py.string_dtype())
+        f.attrs["fixed_matrix"] = np.array([[b"a", b"b"], [b"c", b"d"]])
+        f.attrs["numbers"] = np.arange(6).reshape(3, 2)
+        kind = h5py.enum_dtype({"CLEAR": 0, "CLOUDY": 1}, basetype="i1")
+        f.create_dataset("cloud", data=np.array([0, 1, 1], "i1"), dtype=kind)
+    with xr.open_dataset(path, engine="h5netcdf") as expected:
+        expected = expected.load()
+        for actual in _views(path):
+            assert actual.attrs.keys() == expected.attrs.keys()
+            for name, value in expected.attrs.items():
+                # JSON has no bytes: fixed-length text attributes come back decoded
+                text = np.char.decode(value) if np.asarray(value).dtype.kind == "S" else value
+                np.testing.assert_array_equal(np.asarray(actual.attrs[name]), text, name)
+            assert actual["cloud"].attrs == expected["cloud"].attrs == {}
+            np.testing.assert_array_equal(actual["cloud"].values, expected["cloud"].values)

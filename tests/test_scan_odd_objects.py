@@ -1,4 +1,5 @@
-"""One odd object in an HDF5 file is refused (or renamed) alone, never its neighbours (issue #18).
+"""One odd object in an HDF5 file is refused (or renamed) alone, never its neighbours (issue #18);
+and what is stored inline instead is encoded exactly.
 
 Each test writes a file with one object the scan cannot describe as it is —
 a name Zarr reserves, a named data type, a type NumPy has no equivalent for,
@@ -21,9 +22,13 @@ import pytest
 import xarray as xr
 import zarr
 from h5py import h5d, h5p, h5s, h5t, h5z
+from zarr.dtype import parse_dtype
 
 import zarr_manifest_store as zms
+from zarr_manifest_store.array import parse_array_metadata
+from zarr_manifest_store.codecs import encode_chunk
 from zarr_manifest_store.scan.common import file_name, zarr_name
+from zarr_manifest_store.scan.hdf5.layouts import _plain_bytes
 
 
 def _scan_skip(path):
@@ -200,3 +205,28 @@ def test_shuffle_after_fletcher32_is_read_exactly_or_refused(tmp_path):
     assert group["quads"].manifest.paths
     assert "large" not in group.arrays
     assert any("'large'" in m and "fletcher32" in m for m in messages), messages
+
+
+@pytest.mark.parametrize(
+    ("dtype", "endian"),
+    [("<f8", "little"), (">i4", "big"), ("<u2", "big"), ("|b1", None), ("S3", None),
+     ("<U2", "little"), ("<M8[s]", "little"), ("<c8", "big")],
+)  # fmt: skip
+def test_lone_bytes_codec_chunks_encode_as_zarr_encodes_them(dtype, endian):
+    zdtype = parse_dtype(np.dtype(dtype).newbyteorder("<"), zarr_format=3)
+    config = {"endian": endian} if endian else {}
+    metadata = parse_array_metadata(
+        {
+            "zarr_format": 3,
+            "node_type": "array",
+            "shape": [2, 3],
+            "data_type": zdtype.to_json(zarr_format=3),
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [2, 3]}},
+            "chunk_key_encoding": {"name": "default"},
+            "fill_value": zdtype.to_json_scalar(zdtype.default_scalar(), zarr_format=3),
+            "codecs": [{"name": "bytes", "configuration": config}],
+        }
+    )
+    values = np.arange(6).reshape(2, 3).astype(np.dtype(dtype))
+    assert _plain_bytes(metadata, [2, 3], values) == encode_chunk(metadata, (2, 3), values)
+    assert _plain_bytes(metadata, [2, 3], values[:1]) is None  # does not fill the chunk

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import h5py
@@ -39,7 +39,6 @@ class DataKind:
     zdtype: ZDType[Any, Any]
     endian: str | None
     materialise: str = ""
-    attributes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def bytes_codec(self) -> dict[str, Any]:
@@ -92,7 +91,6 @@ class DataKind:
             return cls(stored, dtype, zdtype, None, "it holds variable-length strings")
         if cls_ == h5t.VLEN or dtype.kind == "O":
             raise Refused(f"holds variable-length sequences ({dtype}), which have no Zarr codec")
-        attributes: dict[str, Any] = {}
         exact = tid.equal(h5t.py_create(dtype))
         if cls_ == h5t.STRING:
             # Null-terminated strings read as stored unless a byte follows a null inside one
@@ -101,9 +99,8 @@ class DataKind:
                 tid.get_strpad() == h5t.STR_NULLTERM and dtype.itemsize == 1
             )
         if cls_ == h5t.ENUM and dtype.kind != "b":
-            mapping = h5py.check_enum_dtype(dtype) or {}
-            attributes = _enum_attributes(mapping)
-            dtype = np.dtype(dtype.str)  # the base integer type, without the enum metadata
+            # the base integer type, its names left out as h5netcdf / xarray leave them out
+            dtype = np.dtype(dtype.str)
             exact = tid.get_super().equal(h5t.py_create(dtype))
         native = _little(dtype)
         try:
@@ -124,7 +121,7 @@ class DataKind:
         if reason and dtype.fields is not None:
             raise Refused(f"cannot be described exactly: {reason}")
         endian = None if endian == "mixed" else endian
-        return cls(stored, dtype, zdtype, endian, reason, attributes)
+        return cls(stored, dtype, zdtype, endian, reason)
 
 
 def fill_undefined(dcpl: h5p.PropDCID) -> bool:
@@ -167,15 +164,6 @@ def _scalar_dtypes(dtype: np.dtype) -> Iterator[np.dtype]:
         return
     for sub, *_ in dtype.fields.values():
         yield from _scalar_dtypes(sub)
-
-
-def _enum_attributes(mapping: Mapping[str, int]) -> dict[str, Any]:
-    """An HDF5 enumeration as CF flag attributes (``flag_values``, ``flag_meanings``)."""
-    items = sorted(mapping.items(), key=lambda kv: kv[1])
-    return {
-        "flag_values": [int(v) for _, v in items],
-        "flag_meanings": " ".join("_".join(str(k).split()) for k, _ in items),
-    }
 
 
 @functools.lru_cache(maxsize=256)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import h5py
 import numpy as np
+from h5py import h5d
 
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.objects import Dataset, links, member
@@ -123,7 +124,11 @@ class Dimensions:
         """The shape netCDF readers present: a numeric variable on an unlimited dimension
         at that dimension's length (h5netcdf pads it with the fill value), others as stored."""
         shape = list(ds.shape)
-        if ds.dtype.kind not in "fiu" or not ds.maxshape or None not in ds.maxshape:
+        if (
+            ds.dtype.kind not in "fiu"
+            or ds.create_plist.get_layout() != h5d.CHUNKED  # only chunked data can grow
+            or None not in (ds.maxshape or ())
+        ):
             return shape
         for axis, name in enumerate(names):
             if ds.maxshape[axis] is None:

@@ -76,7 +76,6 @@ class Walk:
         kind = DataKind.of(ds)
         dcpl = ds.create_plist
         attributes = json_attributes(ds.attributes, kind.dtype)
-        attributes.update(kind.attributes)
         names = dims.names_of(ds)
         base = {
             "shape": dims.netcdf_shape(ds, names),
