@@ -1,8 +1,10 @@
 """The walk through an HDF5 file: groups, their links and members, each dataset's array metadata.
 
 Links are followed in h5py's order; external links, dangling links and
-datasets that cannot be described exactly are recorded as refusals; netCDF-4
-dimension-only scales are left out as h5netcdf leaves them out.
+datasets that cannot be described exactly (h5py's own errors about one
+dataset included) are recorded as refusals; netCDF-4 dimension-only scales and
+named data types are left out as h5netcdf leaves them out; names Zarr reserves
+are escaped (``zarr_name``).
 """
 
 from __future__ import annotations
