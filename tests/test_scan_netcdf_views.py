@@ -71,10 +71,12 @@ def test_variable_length_strings_have_the_dtype_h5netcdf_gives(tmp_path):
         )
         ascii_text.dims[0].attach_scale(f["n"])
         f.create_dataset("one_char", data=np.array([b"a"], dtype=h5py.string_dtype("ascii")))
+        f.create_dataset("date", data=b"2019-01-01", dtype=h5py.string_dtype("ascii"))  # NWB
     with xr.open_dataset(path, engine="h5netcdf") as expected:
         expected = expected.load()
         assert expected["utf8"].dtype == "<U3"
         assert expected["ascii"].dtype == object
+        assert expected["date"].dtype == "<U10"
         for actual in _views(path):
             xr.testing.assert_identical(actual, expected)
             for name in expected.variables:

@@ -3,9 +3,9 @@
 Their bytes cannot be referenced in place, so they are read and stored
 inline; the data type is chosen so that ``xr.open_zarr`` gives what
 ``xr.open_dataset(engine="h5netcdf")`` gives. UTF-8 strings come back from
-h5netcdf as fixed-width unicode (``<U`` as wide as the longest): they are
-stored as ``fixed_length_utf32`` of that width. ASCII strings come back as
-Python ``str`` objects: they are stored as their bytes (``null_terminated_bytes``
+h5netcdf as fixed-width unicode (``<U`` as wide as the longest), and so does
+a single ASCII string: they are stored as ``fixed_length_utf32`` of that
+width. Arrays of ASCII strings come back as Python ``str`` objects: they are stored as their bytes (``null_terminated_bytes``
 as wide as the longest) with ``_Encoding: "ascii"``, which xarray decodes to
 ``str`` objects. (HDF5
 strings end at their first NUL, so ``<U``, which drops trailing NULs, holds
@@ -34,14 +34,16 @@ def text_form(
 ) -> tuple[dict[str, Any], list[Codec], np.ndarray]:
     """The array metadata, codecs and values of a dataset of variable-length strings."""
     raw = np.asarray(ds[()], dtype=object)
-    if ds.id.get_type().get_cset() == h5t.CSET_ASCII:
+    ascii_text = ds.id.get_type().get_cset() == h5t.CSET_ASCII
+    if ascii_text and raw.ndim:
         return _ascii(raw, base, budget)
+    encoding = "ascii" if ascii_text else "utf-8"  # as h5py's asstr decodes them
     try:
         texts = np.array(
-            [v.decode("utf-8") if isinstance(v, bytes) else v for v in raw.flat], dtype=object
+            [v.decode(encoding) if isinstance(v, bytes) else v for v in raw.flat], dtype=object
         ).reshape(raw.shape)
     except UnicodeDecodeError as e:
-        raise Refused(f"holds strings that are not valid UTF-8 ({e})") from None
+        raise Refused(f"holds strings that are not valid {encoding} ({e})") from None
     width = max((len(t) for t in texts.flat), default=0) or 1
     if 4 * width * texts.size > budget:
         return {**base, "data_type": "string", "fill_value": ""}, [{"name": "vlen-utf8"}], texts
