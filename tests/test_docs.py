@@ -259,6 +259,10 @@ def test_page_docs_howto_formats(sample_folder):
     assert Page("docs/howto/formats.md").run() >= 3
 
 
+def test_page_docs_howto_scanning(sample_folder):
+    assert Page("docs/howto/scanning.md").run() >= 1
+
+
 def test_page_docs_howto_spec(sample_folder):
     assert Page("docs/howto/spec.md").run() >= 5
 

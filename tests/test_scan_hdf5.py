@@ -35,7 +35,10 @@ def scan_case(case: Case, tmp_path: Path) -> tuple[Path, zms.ManifestGroup, dict
 
 
 def h5py_values(ds: h5py.Dataset) -> np.ndarray:
-    if h5py.check_string_dtype(ds.dtype) and ds.dtype.kind == "O":
+    """What the scanned array must read as: UTF-8 text as str, ASCII text as its bytes
+    (the array's ``_Encoding`` attribute says how to decode them)."""
+    info = h5py.check_string_dtype(ds.dtype)
+    if info and ds.dtype.kind == "O" and info.encoding == "utf-8":
         return ds.asstr()[()]
     return ds[()]
 

@@ -87,19 +87,28 @@ def json_attribute(value: Any) -> Any:
     """An HDF5 / netCDF attribute value as JSON: bytes decoded, numpy values as Python numbers.
 
     One-element arrays become scalars (netCDF stores every attribute as an
-    array); NaN and infinities are kept, as zarr writes them.
+    array), arrays of more dimensions nested lists (as h5netcdf gives them);
+    NaN and infinities are kept, as zarr writes them.
     """
     if isinstance(value, bytes | np.bytes_):
         return _text(bytes(value))
     if isinstance(value, np.ndarray):
+        if value.size == 1:
+            return json_attribute(value.reshape(())[()])
         if value.dtype.kind == "O" or value.dtype.kind in "SU":
-            items = [json_attribute(v) for v in value.ravel()]
-            return items[0] if len(items) == 1 else items
-        items = value.ravel().tolist()
-        return items[0] if value.size == 1 else items
+            return _nested([json_attribute(v) for v in value.ravel()], value.shape)
+        return value.tolist() if value.ndim > 1 else value.ravel().tolist()
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _nested(items: list[Any], shape: tuple[int, ...]) -> list[Any]:
+    """Items in C order as lists nested to ``shape``."""
+    if len(shape) <= 1:
+        return items
+    step = len(items) // shape[0] if shape[0] else 0
+    return [_nested(items[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
 def _b64_float(x: float) -> str:

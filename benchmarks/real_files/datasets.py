@@ -90,10 +90,29 @@ def check_hdf5(
         try:
             expected = _read_h5py(ds)
         except Exception as e:
-            reason = f"h5py: {first_line(e)} ({_scan_of(_zarr_name(name), root, messages)})"
+            reason = f"h5py: {first_line(e)} ({_scan_of(name, root, messages)})"
             yield {"name": name, "class": "unreadable", "reason": reason}
             continue
-        yield {"name": name, **classify(_zarr_name(name), expected, root, messages, failure)}
+        expected = _netcdf_padded(ds, expected, root, name)
+        yield {"name": name, **classify(name, expected, root, messages, failure)}
+
+
+def _netcdf_padded(ds: h5py.Dataset, values: Any, root: zarr.Group | None, name: str) -> Any:
+    """h5py's values padded with the fill value to the array's shape along unlimited axes,
+    as netCDF presents a variable shorter than its unlimited dimension (the scan too)."""
+    node = _get(root, zarr_path(name)) if root is not None else None
+    if node is None or not isinstance(values, np.ndarray) or node.shape == values.shape:
+        return values
+    unlimited = [m is None for m in (ds.maxshape or ())]
+    grows = [a >= e for a, e in zip(node.shape, values.shape, strict=False)]
+    if (
+        len(node.shape) != values.ndim
+        or not all(u or a == e for u, a, e in zip(unlimited, node.shape, values.shape, strict=True))
+        or not all(grows)
+    ):
+        return values  # a real difference in shape: classify reports it
+    pad = [(0, a - e) for a, e in zip(node.shape, values.shape, strict=True)]
+    return np.pad(values, pad, mode="constant", constant_values=ds.fillvalue)
 
 
 def register_filters() -> None:
@@ -125,7 +144,7 @@ def classify(
     """The class (and reason) of one dataset whose values h5py / scipy gave as ``expected``."""
     if root is None:
         return {"class": "file-error", "reason": failure or "the scan failed"}
-    node = _get(root, name)
+    node = _get(root, zarr_path(name))
     if node is None:
         if refused_by(name, named_in(messages)):
             return {"class": "refused", "reason": reason_for(name, messages)}
@@ -147,7 +166,7 @@ def _scan_of(name: str, root: zarr.Group | None, messages: list[str]) -> str:
     """What the scan did with a dataset h5py cannot read."""
     if root is None:
         return "the scan failed"
-    node = _get(root, name)
+    node = _get(root, zarr_path(name))
     if node is None and refused_by(name, named_in(messages)):
         return f"the scan refused it: {reason_for(name, messages)}"
     if node is None:
@@ -182,10 +201,19 @@ def _dimension_only(ds: h5py.Dataset) -> bool:
         return False
 
 
-def _zarr_name(name: str) -> str:
+def zarr_path(name: str) -> str:
+    """The node path the scan gives an HDF5 path (netCDF-4 prefix off, names Zarr reserves
+    escaped)."""
     head, _, last = name.rpartition("/")
-    last = last.removeprefix(NON_COORD_PREFIX)
-    return f"{head}/{last}" if head else last
+    parts = [*(head.split("/") if head else []), last.removeprefix(NON_COORD_PREFIX)]
+    return "/".join(_escaped(p) for p in parts)
+
+
+def _escaped(name: str) -> str:
+    """A node name as the scan stores it: Zarr reserves ``__``; docs/scanning.md, "Names"."""
+    if name.startswith(("__", "%")):
+        return {"_": "%5F", "%": "%25"}[name[0]] + name[1:]
+    return name
 
 
 def reason_for(name: str, messages: list[str]) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from .compare import difference, plain, same
-from .datasets import first_line, named_in, reason_for, refused_by
+from .datasets import first_line, named_in, reason_for, refused_by, zarr_path
 
 ENGINES = {"hdf5": ("h5netcdf", "netcdf4"), "netcdf3": ("scipy", "netcdf4")}
 HIDDEN = frozenset({"_NCProperties", "_Netcdf4Dimid", "_Netcdf4Coordinates", "_nc3_strict"})
@@ -69,7 +69,7 @@ def check_views(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                actual = xr.open_zarr(store, group=group or None, chunks=None).load()
+                actual = xr.open_zarr(store, group=zarr_path(group) or None, chunks=None).load()
         except Exception as e:
             for name in [*expected.variables, GROUP_ATTRIBUTES]:
                 reason = f"open_zarr raises {first_line(e)}"

@@ -1,5 +1,5 @@
-"""What every scanner shares: refusing a dataset it cannot describe exactly, and splitting
-contiguous data into chunks."""
+"""What every scanner shares: refusing a dataset it cannot describe exactly, naming nodes
+the way Zarr allows, and splitting contiguous data into chunks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ __all__ = [
     "CONTIGUOUS_CHUNK_BYTES",
     "Refusals",
     "Refused",
+    "file_name",
     "rows_per_chunk",
+    "zarr_name",
 ]
 
 CONTIGUOUS_CHUNK_BYTES = 8 * 2**20
@@ -71,6 +73,37 @@ class Refusals:
             "Pass on_unsupported='skip' to leave them out (with a warning each), or "
             f"drop_variables={sorted(self.reasons)!r}."
         )
+
+
+_ESCAPES = {"_": "%5F", "%": "%25"}
+
+
+def zarr_name(name: str) -> str:
+    """A file's node name as a legal Zarr node name, reversibly (see :func:`file_name`).
+
+    Zarr reserves names starting with ``__`` (AnnData's ``__categories``, say);
+    such a name is stored with its first ``_`` written ``%5F``, and a name
+    starting with ``%`` with that ``%`` written ``%25``, so that every stored
+    name maps back to exactly one name in the file. Other names are unchanged.
+
+    >>> zarr_name("__categories"), zarr_name("%5F"), zarr_name("_FillValue")
+    ('%5F_categories', '%255F', '_FillValue')
+    """
+    if name.startswith(("__", "%")):
+        return _ESCAPES[name[0]] + name[1:]
+    return name
+
+
+def file_name(stored: str) -> str:
+    """The node name in the file that :func:`zarr_name` stored as ``stored``.
+
+    >>> file_name("%5F_categories"), file_name("%255F"), file_name("x")
+    ('__categories', '%5F', 'x')
+    """
+    for raw, escaped in _ESCAPES.items():
+        if stored.startswith(escaped):
+            return raw + stored[len(escaped) :]
+    return stored
 
 
 def rows_per_chunk(

@@ -8,8 +8,11 @@ What has no byte range that Zarr could decode exactly — compact datasets,
 variable-length strings, chunks that skipped a filter, filters without a Zarr
 codec, types HDF5 converts on reading — is read with h5py and materialised as
 inline chunks when small, and refused otherwise. netCDF-4 conventions are
-applied the way h5netcdf applies them, so that ``xr.open_zarr`` of the result
-matches ``xr.open_dataset(..., engine="h5netcdf")``.
+applied the way h5netcdf applies them (dimension names, unlimited dimensions
+padded to their length, strings, attributes), so that ``xr.open_zarr`` of the
+result matches ``xr.open_dataset(..., engine="h5netcdf")``. One object that
+cannot be described is refused alone (a name Zarr reserves is escaped
+instead, see ``scan.common.zarr_name``).
 
 The walk reads each link, attribute and dataset property once, through
 h5py's low-level API where its high-level objects would read them again on
@@ -22,7 +25,8 @@ The modules: ``walk`` (groups, links, the array metadata of each dataset),
 ``datatypes`` (HDF5 type -> Zarr data type), ``dimensions`` (netCDF-4
 dimension names), ``layouts`` (storage layouts -> chunk references),
 ``virtual`` (virtual datasets), ``chunk_index`` (``chunk_iter`` into
-columns), ``filters`` (filter pipelines -> codecs), ``metadata`` (parsed once).
+columns), ``filters`` (filter pipelines -> codecs), ``text`` (variable-length
+strings in the data type h5netcdf shows), ``metadata`` (parsed once).
 """
 
 from __future__ import annotations

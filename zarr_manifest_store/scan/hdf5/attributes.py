@@ -152,7 +152,8 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
                 stacklevel=4,
             )
             continue
-        if isinstance(value, h5py.Empty):
+        if isinstance(value, h5py.Empty):  # a null dataspace: as h5netcdf shows it
+            out[name] = "" if value.dtype.kind in "SUO" else []
             continue
         if name == "_FillValue" and dtype is not None:
             items = np.asarray(value).ravel()

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5p, h5t
+from h5py import h5d, h5p, h5t
 from zarr.dtype import ZDType, parse_dtype
 
 from zarr_manifest_store.scan.common import Refused
 
-__all__ = ["DataKind", "type_key"]
+__all__ = ["DataKind", "fill_undefined", "type_key"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,6 @@ class DataKind:
     zdtype: ZDType[Any, Any]
     endian: str | None
     materialise: str = ""
-    attributes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def bytes_codec(self) -> dict[str, Any]:
@@ -51,9 +50,15 @@ class DataKind:
         return {"name": "vlen-utf8"} if self.dtype.kind == "O" else self.bytes_codec
 
     def fill_value_json(self, dcpl: h5p.PropDCID) -> Any:
-        """The HDF5 fill value (what unwritten chunks read as) in Zarr's JSON form."""
+        """The HDF5 fill value (what unwritten chunks read as) in Zarr's JSON form.
+
+        An undefined fill value is written as zero: it only matters where data
+        was never written, which the layouts refuse (see ``fill_undefined``).
+        """
         if self.dtype.kind == "O":
             return ""
+        if fill_undefined(dcpl):
+            return self.zdtype.to_json_scalar(self.zdtype.default_scalar(), zarr_format=3)
         stored = np.zeros((1,), dtype=self.stored)  # as h5py's Dataset.fillvalue reads it
         dcpl.get_fill_value(stored)
         value = stored.astype(self.dtype)
@@ -73,7 +78,10 @@ class DataKind:
     def of_type(cls, tid: h5t.TypeID) -> DataKind:
         """The kind of an HDF5 type (raises Refused)."""
         cls_ = tid.get_class()
-        stored = dtype = tid.dtype  # what h5py's Dataset.dtype gives
+        try:
+            stored = dtype = tid.dtype  # what h5py's Dataset.dtype gives
+        except (TypeError, ValueError) as e:  # HDF5 time types, quad precision, ...
+            raise Refused(f"has an HDF5 data type that NumPy cannot represent ({e})") from None
         if cls_ == h5t.REFERENCE or h5py.check_ref_dtype(dtype) is not None:
             raise Refused("holds object or region references, which have no Zarr data type")
         if cls_ == h5t.ARRAY or dtype.subdtype is not None:
@@ -83,7 +91,6 @@ class DataKind:
             return cls(stored, dtype, zdtype, None, "it holds variable-length strings")
         if cls_ == h5t.VLEN or dtype.kind == "O":
             raise Refused(f"holds variable-length sequences ({dtype}), which have no Zarr codec")
-        attributes: dict[str, Any] = {}
         exact = tid.equal(h5t.py_create(dtype))
         if cls_ == h5t.STRING:
             # Null-terminated strings read as stored unless a byte follows a null inside one
@@ -92,9 +99,8 @@ class DataKind:
                 tid.get_strpad() == h5t.STR_NULLTERM and dtype.itemsize == 1
             )
         if cls_ == h5t.ENUM and dtype.kind != "b":
-            mapping = h5py.check_enum_dtype(dtype) or {}
-            attributes = _enum_attributes(mapping)
-            dtype = np.dtype(dtype.str)  # the base integer type, without the enum metadata
+            # the base integer type, its names left out as h5netcdf / xarray leave them out
+            dtype = np.dtype(dtype.str)
             exact = tid.get_super().equal(h5t.py_create(dtype))
         native = _little(dtype)
         try:
@@ -115,7 +121,12 @@ class DataKind:
         if reason and dtype.fields is not None:
             raise Refused(f"cannot be described exactly: {reason}")
         endian = None if endian == "mixed" else endian
-        return cls(stored, dtype, zdtype, endian, reason, attributes)
+        return cls(stored, dtype, zdtype, endian, reason)
+
+
+def fill_undefined(dcpl: h5p.PropDCID) -> bool:
+    """Whether a dataset has no fill value: HDF5 reads its unwritten data as arbitrary bytes."""
+    return dcpl.fill_value_defined() == h5d.FILL_VALUE_UNDEFINED
 
 
 @functools.lru_cache(maxsize=256)
@@ -153,15 +164,6 @@ def _scalar_dtypes(dtype: np.dtype) -> Iterator[np.dtype]:
         return
     for sub, *_ in dtype.fields.values():
         yield from _scalar_dtypes(sub)
-
-
-def _enum_attributes(mapping: Mapping[str, int]) -> dict[str, Any]:
-    """An HDF5 enumeration as CF flag attributes (``flag_values``, ``flag_meanings``)."""
-    items = sorted(mapping.items(), key=lambda kv: kv[1])
-    return {
-        "flag_values": [int(v) for _, v in items],
-        "flag_meanings": " ".join("_".join(str(k).split()) for k, _ in items),
-    }
 
 
 @functools.lru_cache(maxsize=256)

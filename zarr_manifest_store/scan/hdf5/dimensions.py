@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import h5py
 import numpy as np
+from h5py import h5d
 
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.objects import Dataset, links, member
@@ -46,6 +47,8 @@ class Dimensions:
                     unlabeled[size] = max(unlabeled.get(size, 0), count)
         self.phony_start = parent.phony_end if parent else 0
         self.sizes: dict[str, int] = {}
+        self.unlimited_sizes: dict[str, int] = {}
+        """Lengths of the unlimited dimensions asked about, worked out once."""
         if unlabeled:
             self.sizes = {name: _scale_size(ds) for name, ds in self.scales.items()}
             labeled: dict[int, int] = {}
@@ -116,6 +119,35 @@ class Dimensions:
             names.append(candidates[seen.get(size, 0)])
             seen[size] = seen.get(size, 0) + 1
         return names
+
+    def netcdf_shape(self, ds: Dataset, names: list[str]) -> list[int]:
+        """The shape netCDF readers present: a numeric variable on an unlimited dimension
+        at that dimension's length (h5netcdf pads it with the fill value), others as stored."""
+        shape = list(ds.shape)
+        if (
+            ds.dtype.kind not in "fiu"
+            or ds.create_plist.get_layout() != h5d.CHUNKED  # only chunked data can grow
+            or None not in (ds.maxshape or ())
+        ):
+            return shape
+        for axis, name in enumerate(names):
+            if ds.maxshape[axis] is None:
+                shape[axis] = max(shape[axis], self.unlimited_size(name))
+        return shape
+
+    def unlimited_size(self, name: str) -> int:
+        """The length of dimension ``name`` (0 when no scale of that name is unlimited)."""
+        node: Dimensions | None = self
+        while node is not None:
+            scale = node.scales.get(name)
+            if scale is not None:
+                if scale.maxshape != (None,):
+                    return 0
+                if name not in node.unlimited_sizes:
+                    node.unlimited_sizes[name] = _scale_size(scale)
+                return node.unlimited_sizes[name]
+            node = node.parent
+        return 0
 
     @functools.cached_property
     def dimension_ids(self) -> dict[int, str]:

@@ -83,12 +83,24 @@ def filter_codecs(filters: Sequence[Filter]) -> list[Codec]:
     [{'name': 'numcodecs.shuffle', 'configuration': {'elementsize': 4}}, {'name': 'numcodecs.zlib', 'configuration': {'level': 6}}]
     """
     codecs = []
-    for f in filters:
+    for i, f in enumerate(filters):
         build = _BUILDERS.get(f.id)
         if build is None:
             raise UnmappableFilter(f"HDF5 filter {f.name!r} (id {f.id}) has no Zarr codec")
+        if f.id == 2 and f.cd_values and _appended(filters[:i]) % f.cd_values[0]:
+            # HDF5 shuffles whole elements and leaves the trailing bytes in place;
+            # numcodecs' shuffle refuses a buffer that is not whole elements.
+            raise UnmappableFilter(
+                f"HDF5 filter 'shuffle' of {f.cd_values[0]}-byte elements runs after "
+                "'fletcher32' appended a 4-byte checksum, which numcodecs.shuffle cannot unshuffle"
+            )
         codecs.append(build(f.cd_values))
     return codecs
+
+
+def _appended(filters: Sequence[Filter]) -> int:
+    """Bytes the filters add to a chunk before the next one sees it (fletcher32's checksum)."""
+    return sum(4 for f in filters if f.id == 3)
 
 
 def _deflate(cd: tuple[int, ...]) -> Codec:

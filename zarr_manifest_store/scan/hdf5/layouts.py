@@ -18,6 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 from h5py import h5d, h5p
+from zarr.codecs import BytesCodec
 
 from zarr_manifest_store._zarr import ArrayV3Metadata
 from zarr_manifest_store.array import ManifestArray
@@ -27,9 +28,10 @@ from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import INLINE, MISSING, ChunkCoords, ChunkManifest, Fingerprint
 from zarr_manifest_store.scan.common import Refused, rows_per_chunk
 from zarr_manifest_store.scan.hdf5.chunk_index import chunk_columns
-from zarr_manifest_store.scan.hdf5.datatypes import DataKind
+from zarr_manifest_store.scan.hdf5.datatypes import DataKind, fill_undefined
 from zarr_manifest_store.scan.hdf5.filters import UnmappableFilter, filter_codecs, pipeline
 from zarr_manifest_store.scan.hdf5.metadata import CHUNK_KEY_ENCODING, array_metadata, regular
+from zarr_manifest_store.scan.hdf5.text import text_form
 from zarr_manifest_store.scan.hdf5.virtual import virtual_array
 
 __all__ = ["Layouts"]
@@ -52,6 +54,8 @@ class Layouts:
     ) -> ManifestArray:
         """The dataset's chunks, by its storage layout, under the array metadata ``base``."""
         layout = dcpl.get_layout()
+        if layout != h5d.CHUNKED and base["shape"] != list(ds.shape):
+            base = {**base, "shape": list(ds.shape)}  # only chunked data can be padded
         if layout == h5d.VIRTUAL:
             return self.virtual(ds, dcpl, base)
         if kind.materialise:
@@ -72,15 +76,33 @@ class Layouts:
     def chunked(
         self, ds: h5py.Dataset, chunks: tuple[int, ...], base: dict[str, Any]
     ) -> ManifestArray:
-        """A chunked dataset: one reference per stored chunk, read with ``chunk_iter``."""
-        grid = tuple(-(-n // c) for n, c in zip(ds.shape, chunks, strict=True))
+        """A chunked dataset: one reference per stored chunk, read with ``chunk_iter``.
+
+        Its array may be longer than the dataset along an unlimited dimension
+        (``base["shape"]``, netCDF's padding): the chunks past the data are
+        missing (the fill value), and a stored chunk that the data ends inside
+        is read and stored inline, padded with the fill value as netCDF pads it.
+        """
+        shape = tuple(base["shape"])
+        grid = tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
         metadata = array_metadata({**base, "chunk_grid": regular(chunks), "codecs": base["codecs"]})
         offsets, lengths, skipped = chunk_columns(ds.id, chunks, grid)
         index = np.where(lengths != 0, np.uint32(0), np.uint32(MISSING)).reshape(grid)
+        unwritten = int(np.count_nonzero(lengths == 0))
+        if unwritten and fill_undefined(ds.create_plist):
+            raise Refused(
+                f"has no fill value and {unwritten} of its chunks were never written, which "
+                "HDF5 reads as arbitrary bytes"
+            )
         inline: dict[ChunkCoords, bytes] = {}
-        if skipped:
-            cells = [tuple(int(c) for c in np.unravel_index(k, grid)) for k in skipped]
-            inline = self.encode(ds, metadata, cells, reason="some of its chunks skipped a filter")
+        cells = {tuple(int(c) for c in np.unravel_index(k, grid)) for k in skipped}
+        reason = "some of its chunks skipped a filter"
+        if shape != ds.shape:
+            padded = _padded_edges(ds.shape, shape, chunks, lengths.reshape(grid))
+            cells |= padded
+            reason = reason if skipped else "netCDF pads it past the data in its last chunks"
+        if cells:
+            inline = self.encode(ds, metadata, sorted(cells), reason=reason)
             for cell in cells:
                 index[cell] = INLINE
                 offsets[np.ravel_multi_index(cell, grid)] = 0
@@ -93,6 +115,10 @@ class Layouts:
     def contiguous(self, ds: h5py.Dataset, base: dict[str, Any]) -> ManifestArray:
         """A contiguous dataset: one byte range, split into row blocks when it is large."""
         offset = ds.id.get_offset()
+        if offset is None and ds.size and fill_undefined(ds.create_plist):
+            raise Refused(
+                "has no fill value and was never written, which HDF5 reads as arbitrary bytes"
+            )
         nbytes = ds.size * ds.dtype.itemsize
         rows = self.rows_per_chunk(ds, room_after=self._room_after(offset, nbytes))
         starts = (
@@ -212,20 +238,24 @@ class Layouts:
     def materialised(
         self, ds: h5py.Dataset, base: dict[str, Any], kind: DataKind, reason: str
     ) -> ManifestArray:
-        """The whole dataset read with h5py and stored as one inline chunk."""
-        if ds.size * kind.dtype.itemsize > self.max_inline_bytes:
+        """The whole dataset read with h5py and stored as one inline chunk (of the array's
+        shape, which netCDF's padding may make longer than the dataset)."""
+        shape = tuple(base["shape"])
+        nbytes = math.prod(shape) * kind.dtype.itemsize
+        if nbytes > self.max_inline_bytes:
             raise Refused(
                 f"cannot be referenced in place ({reason}) and is too large to store inline "
-                f"({ds.size * kind.dtype.itemsize} bytes > max_inline_bytes="
+                f"({nbytes} bytes > max_inline_bytes="
                 f"{self.max_inline_bytes}); raise max_inline_bytes to materialise it"
             )
-        chunk_shape = tuple(max(n, 1) for n in ds.shape)
-        metadata = array_metadata(
-            {**base, "chunk_grid": regular(chunk_shape), "codecs": [kind.materialised_codec]}
-        )
+        chunk_shape = tuple(max(n, 1) for n in shape)
+        codecs, reader = [kind.materialised_codec], None
+        if kind.dtype.kind == "O":  # variable-length strings
+            base, codecs, reader = text_form(ds, base, self.max_inline_bytes)
+        metadata = array_metadata({**base, "chunk_grid": regular(chunk_shape), "codecs": codecs})
         cell = (0,) * ds.ndim
-        inline = self.encode(ds, metadata, [cell], reason=reason) if ds.size else {}
-        grid = (1,) * ds.ndim if ds.size else tuple(0 if n == 0 else 1 for n in ds.shape)
+        inline = self.encode(ds, metadata, [cell], reason=reason, reader=reader) if ds.size else {}
+        grid = tuple(0 if n == 0 else 1 for n in shape)
         index = np.full(grid, INLINE if inline else MISSING, dtype=np.uint32)
         zeros = np.zeros(grid, dtype=np.uint64)
         manifest = ChunkManifest(
@@ -240,8 +270,10 @@ class Layouts:
         cells: list[ChunkCoords],
         *,
         reason: str,
+        reader: Any = None,
     ) -> dict[ChunkCoords, bytes]:
-        """The chunks at ``cells`` read with h5py and encoded with ``metadata``'s codecs."""
+        """The chunks at ``cells`` read with h5py (or from ``reader``, the values read
+        already) and encoded with ``metadata``'s codecs."""
         chunk_shape = metadata.chunk_grid.to_dict()["configuration"]["chunk_shape"]
         budget = self.max_inline_bytes
         if len(cells) * math.prod(chunk_shape) * ds.dtype.itemsize > budget:
@@ -250,7 +282,10 @@ class Layouts:
                 f"too large to store inline (max_inline_bytes={budget}); raise "
                 "max_inline_bytes to materialise them"
             )
-        reader = ds.asstr() if h5py.check_string_dtype(ds.dtype) and ds.dtype.kind == "O" else ds
+        if reader is None:
+            reader = (
+                ds.asstr() if h5py.check_string_dtype(ds.dtype) and ds.dtype.kind == "O" else ds
+            )
         inline = {}
         for cell in cells:
             region = tuple(
@@ -261,7 +296,11 @@ class Layouts:
                 values = reader[region]
             except UnicodeDecodeError as e:
                 raise Refused(f"holds strings that are not valid UTF-8 ({e})") from None
-            inline[cell] = encode_chunk(metadata, tuple(chunk_shape), values)
+            except OSError as e:  # a filter whose plugin HDF5 cannot load, say
+                raise Refused(f"cannot be referenced in place ({reason}) nor read ({e})") from None
+            inline[cell] = _plain_bytes(metadata, chunk_shape, values) or encode_chunk(
+                metadata, tuple(chunk_shape), values
+            )
         if sum(map(len, inline.values())) > budget:
             raise Refused(
                 f"cannot be referenced in place ({reason}) and takes "
@@ -310,6 +349,40 @@ class _ExternalSegment:
             origin = os.path.dirname(os.path.abspath(ds.file.filename))
             name = os.path.join(prefix.replace("${ORIGIN}", origin), name)
         return cls(os.path.abspath(name), int(offset), int(size))
+
+
+def _plain_bytes(metadata: ArrayV3Metadata, chunk_shape: list[int], values: Any) -> bytes | None:
+    """A chunk encoded by a lone ``bytes`` codec: its values in C order and the codec's byte
+    order. None when that does not apply (other codecs, structured types, values that do not
+    fill the chunk): zarr's own encoding then runs, which costs milliseconds a chunk."""
+    codec = metadata.codecs[0] if len(metadata.codecs) == 1 else None
+    if not isinstance(codec, BytesCodec) or np.shape(values) != tuple(chunk_shape):
+        return None
+    native = metadata.data_type.to_native_dtype()
+    if native.kind not in _PLAIN_KINDS or native.fields is not None:
+        return None
+    order = ">" if str(getattr(codec.endian, "value", codec.endian)) == "big" else "<"
+    ordered = native.newbyteorder(order) if native.itemsize > 1 and native.kind != "S" else native
+    return np.ascontiguousarray(values, dtype=ordered).tobytes()
+
+
+_PLAIN_KINDS = frozenset("biufcSUmM")
+"""NumPy kinds whose ``bytes`` codec encoding is the array's own bytes."""
+
+
+def _padded_edges(
+    stored: tuple[int, ...], shape: tuple[int, ...], chunks: tuple[int, ...], lengths: np.ndarray
+) -> set[ChunkCoords]:
+    """The stored chunks that the data ends inside, along each axis the array pads."""
+    cells: set[ChunkCoords] = set()
+    for axis, (n, padded, c) in enumerate(zip(stored, shape, chunks, strict=True)):
+        if n < padded and n % c:
+            edge = [slice(None)] * len(shape)
+            edge[axis] = slice(n // c, n // c + 1)
+            for cell in np.argwhere(lengths[tuple(edge)]):
+                cell[axis] = n // c
+                cells.add(tuple(int(i) for i in cell))
+    return cells
 
 
 def _locate(segments: list[_ExternalSegment], position: int) -> tuple[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from typing import Any
@@ -16,17 +17,29 @@ CHUNK_KEY_ENCODING = {"name": "default", "configuration": {"separator": "/"}}
 
 
 def array_metadata(doc: dict[str, Any]) -> ArrayV3Metadata:
-    """``parse_array_metadata``, memoised on the document.
+    """``parse_array_metadata``, memoised on the document without its attributes.
 
-    The files of a collection repeat the same arrays, and zarr's parsing costs
-    more than the rest of describing a small dataset. The parsed metadata is
-    immutable, so arrays of different files may share it.
+    The files of a collection repeat the same arrays, and so do the thousands
+    of small datasets of a MATLAB file, each with attributes of its own (its
+    ``H5PATH``); zarr's parsing costs more than the rest of describing a small
+    dataset. So the rest of the document is parsed once, and the attributes —
+    JSON that zarr keeps as a plain dict, checking nothing in them — are set
+    on a copy the way zarr's own ``__init__`` sets them on a frozen instance.
+    The parsed metadata is immutable, so arrays of different files may share it.
     """
+    attributes = doc.get("attributes") or {}
     try:
-        key = json.dumps(doc, allow_nan=True)
+        key = json.dumps({k: v for k, v in doc.items() if k != "attributes"}, allow_nan=True)
     except (TypeError, ValueError):
         return parse_array_metadata(doc)
-    return _parsed_metadata(key)
+    parsed = _parsed_metadata(key)
+    if not attributes:
+        return parsed
+    if not isinstance(attributes, dict):
+        return parse_array_metadata(doc)  # zarr's own error for attributes that are no dict
+    with_attributes = copy.copy(parsed)
+    object.__setattr__(with_attributes, "attributes", dict(attributes))
+    return with_attributes
 
 
 @functools.lru_cache(maxsize=1024)

@@ -27,11 +27,14 @@ def links(h5group: h5py.Group, gcpl: h5p.PropGCID) -> list[tuple[str, int]]:
     return links
 
 
-def member(h5group: h5py.Group, name: str | bytes) -> h5py.Group | h5py.Dataset | None:
+def member(
+    h5group: h5py.Group, name: str | bytes
+) -> h5py.Group | h5py.Dataset | h5py.Datatype | None:
     """The object a link leads to, as ``h5group.get(name)`` opens it (None: nothing there).
 
     Opened with the low-level call ``get`` makes, without the File object it
-    builds for each; named data types are of no interest to a scan (None too).
+    builds for each. Named data types (netCDF-4 enum types, say) are returned
+    as h5py gives them, so that the scan can tell them from broken links.
     """
     try:
         oid = h5o.open(h5group.id, name.encode() if isinstance(name, str) else name)
@@ -41,6 +44,8 @@ def member(h5group: h5py.Group, name: str | bytes) -> h5py.Group | h5py.Dataset 
         return Dataset(oid, readonly=True)
     if isinstance(oid, h5py.h5g.GroupID):
         return h5py.Group(oid)
+    if isinstance(oid, h5py.h5t.TypeID):
+        return h5py.Datatype(oid)
     return None
 
 

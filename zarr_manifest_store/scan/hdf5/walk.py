@@ -1,8 +1,10 @@
 """The walk through an HDF5 file: groups, their links and members, each dataset's array metadata.
 
 Links are followed in h5py's order; external links, dangling links and
-datasets that cannot be described exactly are recorded as refusals; netCDF-4
-dimension-only scales are left out as h5netcdf leaves them out.
+datasets that cannot be described exactly (h5py's own errors about one
+dataset included) are recorded as refusals; netCDF-4 dimension-only scales and
+named data types are left out as h5netcdf leaves them out; names Zarr reserves
+are escaped (``zarr_name``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from h5py import h5l
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.scan.common import Refusals, Refused
+from zarr_manifest_store.scan.common import Refusals, Refused, zarr_name
 from zarr_manifest_store.scan.hdf5.attributes import Attributes, json_attributes
 from zarr_manifest_store.scan.hdf5.datatypes import DataKind
 from zarr_manifest_store.scan.hdf5.dimensions import Dimensions, dimension_only
@@ -51,18 +53,23 @@ class Walk:
                 )
                 continue
             obj = dims.members[name]
+            if isinstance(obj, h5py.Datatype):
+                continue  # a named data type (a netCDF-4 enum type, say) is no dataset
             if obj is None:
                 self.refusals.add(rel, "is a link to an object that does not exist")
             elif isinstance(obj, h5py.Group):
-                groups[name] = self.group(obj, f"{rel}/", Dimensions(obj, dims))
+                groups[zarr_name(name)] = self.group(obj, f"{rel}/", Dimensions(obj, dims))
             elif isinstance(obj, h5py.Dataset) and not (
                 name in dims.scales and dimension_only(obj)
             ):
-                array_name = name.removeprefix(NON_COORD_PREFIX)
+                array_name = zarr_name(name.removeprefix(NON_COORD_PREFIX))
                 try:
                     arrays[array_name] = self.array(obj, dims)
                 except Refused as e:
                     self.refusals.add(rel, str(e))
+                except (OSError, RuntimeError, TypeError, ValueError) as e:
+                    # HDF5 refusing to read something about this one dataset: refuse it alone
+                    self.refusals.add(rel, f"cannot be read with h5py ({type(e).__name__}: {e})")
         attributes = json_attributes(Attributes(h5group, dims.create_plist))
         return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes)
 
@@ -71,13 +78,13 @@ class Walk:
         kind = DataKind.of(ds)
         dcpl = ds.create_plist
         attributes = json_attributes(ds.attributes, kind.dtype)
-        attributes.update(kind.attributes)
+        names = dims.names_of(ds)
         base = {
-            "shape": list(ds.shape),
+            "shape": dims.netcdf_shape(ds, names),
             "data_type": kind.zdtype.to_json(zarr_format=3),
             "chunk_key_encoding": CHUNK_KEY_ENCODING,
             "fill_value": kind.fill_value_json(dcpl),
             "attributes": attributes,
-            "dimension_names": dims.names_of(ds),
+            "dimension_names": names,
         }
         return self.layouts.described(ds, kind, base, dcpl)

@@ -1,0 +1,116 @@
+"""Scanning a file of many small datasets against h5py's own walk of it (issue #18).
+
+MATLAB v7.3 / EEGLAB files keep every cell of a struct as its own tiny
+dataset (15,038 in pymatreader's ``test_epochs_onefile_h5.set``), most of
+them compact (stored in the object header) with two or three string
+attributes. This generates such a file and times:
+
+- h5py: visiting every object and reading each dataset's storage info
+  (creation properties, layout, chunk index or contiguous offset), then
+  the same with every attribute read too (a scan reads them all);
+- ``zms.scan`` of the file (target: at most 2x h5py's visit);
+- ``zarr.open_group`` on a ManifestStore of the scan, and reading one array.
+
+    .venv/bin/python benchmarks/scan_many_datasets.py [--datasets 15000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import zarr
+from h5py import h5d, h5p, h5s, h5t
+
+import zarr_manifest_store as zms
+
+
+def make_file(path: Path, n: int) -> None:
+    """``n`` small datasets: compact doubles and MATLAB char arrays, a few contiguous."""
+    with h5py.File(path, "w") as f:
+        refs = f.create_group("#refs#")
+        for i in range(n):
+            name = f"d{i:05d}"
+            kind = i % 3
+            if kind == 2:  # a few contiguous ones, as MATLAB writes its larger arrays
+                ds = refs.create_dataset(name, data=np.arange(i % 7 + 1, dtype="f8"))
+                ds.attrs["MATLAB_class"] = np.bytes_("double")
+                continue
+            dtype = h5t.IEEE_F64LE if kind == 0 else h5t.STD_U16LE
+            dcpl = h5p.create(h5p.DATASET_CREATE)
+            dcpl.set_layout(h5d.COMPACT)
+            dsid = h5d.create(refs.id, name.encode(), dtype, h5s.create_simple((1, 4)), dcpl=dcpl)
+            dsid.close()
+            ds = refs[name]
+            ds[...] = np.arange(4).reshape(1, 4) + i
+            ds.attrs["MATLAB_class"] = np.bytes_("double" if kind == 0 else "char")
+            ds.attrs["H5PATH"] = np.bytes_(f"/EEG/field{i % 50}")
+            if kind == 1:
+                ds.attrs["MATLAB_int_decode"] = np.int32(2)
+        f.create_dataset("EEG/data", data=np.zeros((32, 1000), "f4"), chunks=(32, 100))
+
+
+def h5py_walk(path: Path, attributes: bool = True) -> int:
+    """Every object visited, each dataset's storage info (and attributes) read."""
+    count = 0
+
+    def visit(_name: str, obj: object) -> None:
+        nonlocal count
+        if isinstance(obj, h5py.Dataset):
+            count += 1
+            dcpl = obj.id.get_create_plist()
+            if dcpl.get_layout() == h5d.CHUNKED:
+                obj.id.chunk_iter(lambda _info: None)
+            else:
+                obj.id.get_offset()
+            for key in obj.attrs if attributes else ():
+                obj.attrs[key]
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    return count
+
+
+def best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", type=int, default=15_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "many.h5"
+        make_file(path, args.datasets)
+        visited = best(lambda: h5py_walk(path, attributes=False), args.repeat)
+        walked = best(lambda: h5py_walk(path), args.repeat)
+        scanned = best(lambda: zms.scan(str(path)), args.repeat)
+        group = zms.scan(str(path))
+        store = zms.ManifestStore(group)
+        opened = best(lambda: zarr.open_group(store, mode="r"), args.repeat)
+        root = zarr.open_group(store, mode="r")
+        assert root["#refs#/d00001"][...].tolist() == [[1, 2, 3, 4]]
+        print(f"{args.datasets + 1} datasets, {path.stat().st_size / 1e6:.1f} MB")
+        print(f"h5py visit + storage info:              {visited:.2f} s")
+        print(f"h5py visit + storage info + attributes: {walked:.2f} s")
+        print(
+            f"zms.scan:                               {scanned:.2f} s "
+            f"({scanned / visited:.2f}x the visit, {scanned / walked:.2f}x with attributes)"
+        )
+        print(f"zarr.open_group(ManifestStore):         {opened:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Variable-length HDF5 strings in the Zarr data type that shows them as netCDF readers do.
+
+Their bytes cannot be referenced in place, so they are read and stored
+inline; the data type is chosen so that ``xr.open_zarr`` gives what
+``xr.open_dataset(engine="h5netcdf")`` gives. UTF-8 strings come back from
+h5netcdf as fixed-width unicode (``<U`` as wide as the longest), and so does
+a single ASCII string: they are stored as ``fixed_length_utf32`` of that
+width. Arrays of ASCII strings come back as Python ``str`` objects: they are stored as their bytes (``null_terminated_bytes``
+as wide as the longest) with ``_Encoding: "ascii"``, which xarray decodes to
+``str`` objects. (HDF5
+strings end at their first NUL, so ``<U``, which drops trailing NULs, holds
+them exactly.) Where fixed width would take more than the inline budget,
+UTF-8 strings stay Zarr's ``string`` type (read as NumPy ``StringDType``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h5py
+import numpy as np
+from h5py import h5t
+from zarr.dtype import parse_dtype
+
+from zarr_manifest_store.scan.common import Refused
+
+__all__ = ["text_form"]
+
+Codec = dict[str, Any]
+
+
+def text_form(
+    ds: h5py.Dataset, base: dict[str, Any], budget: int
+) -> tuple[dict[str, Any], list[Codec], np.ndarray]:
+    """The array metadata, codecs and values of a dataset of variable-length strings."""
+    raw = np.asarray(ds[()], dtype=object)
+    ascii_text = ds.id.get_type().get_cset() == h5t.CSET_ASCII
+    if ascii_text and raw.ndim:
+        return _ascii(raw, base, budget)
+    encoding = "ascii" if ascii_text else "utf-8"  # as h5py's asstr decodes them
+    try:
+        texts = np.array(
+            [v.decode(encoding) if isinstance(v, bytes) else v for v in raw.flat], dtype=object
+        ).reshape(raw.shape)
+    except UnicodeDecodeError as e:
+        raise Refused(f"holds strings that are not valid {encoding} ({e})") from None
+    width = max((len(t) for t in texts.flat), default=0) or 1
+    if 4 * width * texts.size > budget:
+        return {**base, "data_type": "string", "fill_value": ""}, [{"name": "vlen-utf8"}], texts
+    zdtype = parse_dtype(np.dtype(f"<U{width}"), zarr_format=3)
+    meta = {
+        **base,
+        "data_type": zdtype.to_json(zarr_format=3),
+        "fill_value": zdtype.to_json_scalar("", zarr_format=3),
+    }
+    codecs = [{"name": "bytes", "configuration": {"endian": "little"}}]
+    return meta, codecs, texts.astype(f"<U{width}")
+
+
+def _ascii(
+    raw: np.ndarray, base: dict[str, Any], budget: int
+) -> tuple[dict[str, Any], list[Codec], np.ndarray]:
+    """ASCII strings as fixed-width bytes (at least two wide: xarray reads ``S1`` as characters
+    to join) with ``_Encoding: "ascii"`` where they decode, as h5py's ``asstr`` decodes them."""
+    data = [v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v for v in raw.flat]
+    width = max(2, max(map(len, data), default=0))
+    if width * raw.size > budget:
+        raise Refused(
+            f"holds {raw.size} ASCII strings of up to {width} bytes, more than the inline budget "
+            f"(max_inline_bytes={budget}); raise max_inline_bytes to materialise them"
+        )
+    attributes = dict(base.get("attributes", {}))
+    if all(b.isascii() for b in data):
+        attributes["_Encoding"] = "ascii"
+    zdtype = parse_dtype(np.dtype(f"S{width}"), zarr_format=3)
+    meta = {
+        **base,
+        "data_type": zdtype.to_json(zarr_format=3),
+        "fill_value": zdtype.to_json_scalar(b"", zarr_format=3),
+        "attributes": attributes,
+    }
+    values = np.array(data, dtype=f"S{width}").reshape(raw.shape)
+    return meta, [{"name": "bytes", "configuration": {}}], values
