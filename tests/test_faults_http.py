@@ -101,3 +101,16 @@ def test_truncated_object_raises_instead_of_filling(served):
         zarr.open_group(store, mode="r")["v"][:]
     report = store.verify()
     assert [s.status for s in report.sources] == ["truncated"]
+
+
+def test_a_stalling_server_costs_a_read_its_deadline_not_every_retry(served):
+    server, url, path, _ = served
+    server.stall_seconds = 5.0
+    store = store_over(manifest_for(path, url), verify="never", timeout=0.4, deadline=1.0)
+    server.inject("src.h5", ["stall"] * 10)
+    started = time.monotonic()
+    with pytest.raises(OSError, match=r"deadline=1 s in all.*chunk 'v/c/3/0'"):
+        store.get_sync("v/c/3/0")
+    assert time.monotonic() - started < 2.5  # 5 attempts of 0.4 s would take 2 s + backoff
+    with pytest.raises(ValueError, match="deadline must be a positive number"):
+        store_over(manifest_for(path, url), deadline=0)

@@ -68,8 +68,9 @@ class ManifestStore(Store):
     I/O tuning, passed on to :class:`~zarr_manifest_store.io.sources.Sources`:
     ``max_concurrency`` (remote requests in flight, 16), ``max_gap_bytes``
     and ``max_coalesced_bytes`` (reads of one file at most 1 MiB apart merge
-    into one request of at most 16 MiB), ``retries`` (4) and ``timeout``
-    (60 s per remote attempt).
+    into one request of at most 16 MiB), ``retries`` (4), ``timeout``
+    (30 s per remote attempt) and ``deadline`` (50 s for one read in all,
+    retries included: a stalling server costs at most that).
 
     Reads: concurrent ``get`` calls (zarr's, for a slice) and
     ``get_partial_values`` are gathered so that nearby ranges of one file are

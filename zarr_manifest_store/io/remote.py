@@ -10,7 +10,9 @@ refused, never decoded.
 Retries are this module's alone (the obstore clients' own are off): a
 request that times out, fails with a 5xx, a reset connection or a short
 body is tried again up to ``retries`` times with exponential backoff and
-jitter; a missing object, a refusal or a changed object is not.
+jitter, as long as the read has not spent ``deadline`` seconds in all (so a
+stalling server costs at most that); a missing object, a refusal or a
+changed object is not retried.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class RemoteReader:
         max_concurrency: int,
         retries: int,
         timeout: float,
+        deadline: float,
     ) -> None:
         self._storage_options = storage_options
         self._registry = registry
@@ -92,6 +95,7 @@ class RemoteReader:
         self._max_concurrency = max_concurrency
         self._retries = retries
         self._timeout = timeout
+        self._deadline = deadline
         self.after_fork()
 
     def after_fork(self) -> None:
@@ -237,15 +241,28 @@ class RemoteReader:
         """
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self._max_concurrency)
+        loop = asyncio.get_running_loop()
         error: Exception | None = None
         result: Any = None
-        for n in range(self._retries + 1):
-            if n:
-                delay = min(RETRY_BACKOFF_MAX, RETRY_BACKOFF * 2 ** (n - 1))
-                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+        spent = 0.0  # seconds of attempts and backoff; waiting for a request slot is not counted
+        attempts = 0
+        while attempts <= self._retries:
+            if attempts:
+                delay = min(RETRY_BACKOFF_MAX, RETRY_BACKOFF * 2 ** (attempts - 1))
+                delay *= 0.5 + random.random() / 2
+                if spent + delay >= self._deadline:
+                    break
+                await asyncio.sleep(delay)
+                spent += delay
+            attempts += 1
             try:
                 async with self._semaphore:
-                    result = await asyncio.wait_for(attempt(), self._timeout)
+                    started = loop.time()
+                    try:
+                        limit = min(self._timeout, self._deadline - spent)
+                        result = await asyncio.wait_for(attempt(), limit)
+                    finally:
+                        spent += loop.time() - started
             except Exception as e:
                 if not _transient(e):
                     raise _named(e, path) from e
@@ -258,7 +275,9 @@ class RemoteReader:
             return result
         raise OSError(
             errno.EIO,
-            f"reading {what} of source {path!r} failed after {self._retries + 1} attempt(s): "
+            f"reading {what} of source {path!r} failed after {attempts} attempt(s) in "
+            f"{spent:.1f} s (timeout={self._timeout:g} s per attempt, deadline="
+            f"{self._deadline:g} s in all; pass larger ones to the store for a slow server): "
             f"{_describe(error)}",
         ) from error
 

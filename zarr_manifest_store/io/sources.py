@@ -77,7 +77,8 @@ class Sources:
     at most ``max_gap_bytes`` apart are merged into one request of at most
     ``max_coalesced_bytes``; a remote attempt that takes longer than
     ``timeout`` seconds, fails with a 5xx, a reset connection or a short
-    body is retried up to ``retries`` times with exponential backoff.
+    body is retried up to ``retries`` times with exponential backoff, within
+    ``deadline`` seconds for the whole read (so a stalling server costs at most that).
 
     >>> import tempfile, pathlib
     >>> f = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
@@ -97,9 +98,12 @@ class Sources:
         max_gap_bytes: int = MAX_GAP_BYTES,
         max_coalesced_bytes: int = MAX_COALESCED_BYTES,
         retries: int = 4,
-        timeout: float = 60.0,
+        timeout: float = 30.0,
+        deadline: float = 50.0,
     ) -> None:
-        _check_tuning(verify, max_concurrency, max_gap_bytes, max_coalesced_bytes, retries, timeout)
+        _check_tuning(
+            verify, max_concurrency, max_gap_bytes, max_coalesced_bytes, retries, timeout, deadline
+        )
         self._storage_options = dict(storage_options or {})
         self._allow = AllowList.of(allow)
         self._registry = FingerprintRegistry(fingerprints)
@@ -110,6 +114,7 @@ class Sources:
             "max_coalesced_bytes": max_coalesced_bytes,
             "retries": retries,
             "timeout": timeout,
+            "deadline": deadline,
         }
         self._routes: dict[str, str | None] = {}  # admitted path -> local path, or None if remote
         self._local = local.LocalFiles(self._registry.check, verify, self._allow)
@@ -120,6 +125,7 @@ class Sources:
             max_concurrency=max_concurrency,
             retries=retries,
             timeout=timeout,
+            deadline=deadline,
         )
         self._gatherer = Gatherer(
             self._submit, max_gap_bytes=max_gap_bytes, max_coalesced_bytes=max_coalesced_bytes
@@ -284,6 +290,7 @@ def _check_tuning(
     max_coalesced_bytes: int,
     retries: int,
     timeout: float,
+    deadline: float,
 ) -> None:
     """Refuse a verify mode or tuning value that cannot work, naming it."""
     if verify not in VERIFY_MODES:
@@ -297,8 +304,9 @@ def _check_tuning(
     for name, value in {"max_gap_bytes": max_gap_bytes, "retries": retries}.items():
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    for name, seconds in {"timeout": timeout, "deadline": deadline}.items():
+        if not seconds > 0:
+            raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")
 
 
 _LIVE: weakref.WeakSet[Sources] = weakref.WeakSet()
