@@ -281,8 +281,8 @@ def test_pickling_keeps_options_and_reads(tmp_path):
         "max_gap_bytes": 10,
         "max_coalesced_bytes": 1000,
         "retries": 1,
-        "timeout": 30.0,
-        "deadline": 50.0,
+        "timeout": 15.0,
+        "deadline": 25.0,
     }
     np.testing.assert_array_equal(zarr.open_group(clone, mode="r")["v"][:], data)
     assert clone.with_read_only(True) == store

@@ -69,7 +69,7 @@ class ManifestStore(Store):
     ``max_concurrency`` (remote requests in flight, 16), ``max_gap_bytes``
     and ``max_coalesced_bytes`` (reads of one file at most 1 MiB apart merge
     into one request of at most 16 MiB), ``retries`` (4), ``timeout``
-    (30 s per remote attempt) and ``deadline`` (50 s for one read in all,
+    (15 s per remote attempt) and ``deadline`` (25 s for one request in all,
     retries included: a stalling server costs at most that).
 
     Reads: concurrent ``get`` calls (zarr's, for a slice) and

@@ -10,7 +10,7 @@ refused, never decoded.
 Retries are this module's alone (the obstore clients' own are off): a
 request that times out, fails with a 5xx, a reset connection or a short
 body is tried again up to ``retries`` times with exponential backoff and
-jitter, as long as the read has not spent ``deadline`` seconds in all (so a
+jitter, as long as the request has not spent ``deadline`` seconds in all (so a
 stalling server costs at most that); a missing object, a refusal or a
 changed object is not retried.
 """

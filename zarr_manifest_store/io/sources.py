@@ -78,7 +78,7 @@ class Sources:
     ``max_coalesced_bytes``; a remote attempt that takes longer than
     ``timeout`` seconds, fails with a 5xx, a reset connection or a short
     body is retried up to ``retries`` times with exponential backoff, within
-    ``deadline`` seconds for the whole read (so a stalling server costs at most that).
+    ``deadline`` seconds for each request and its retries (so a stalling server costs at most that).
 
     >>> import tempfile, pathlib
     >>> f = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
@@ -98,8 +98,8 @@ class Sources:
         max_gap_bytes: int = MAX_GAP_BYTES,
         max_coalesced_bytes: int = MAX_COALESCED_BYTES,
         retries: int = 4,
-        timeout: float = 30.0,
-        deadline: float = 50.0,
+        timeout: float = 15.0,
+        deadline: float = 25.0,
     ) -> None:
         _check_tuning(
             verify, max_concurrency, max_gap_bytes, max_coalesced_bytes, retries, timeout, deadline
