@@ -29,20 +29,22 @@ from zarr.buffer import cpu, default_buffer_prototype
 from zarr_manifest_store._zarr import GroupMetadata
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.document.assembly import MAX_INLINE_BYTES, Limits
-from zarr_manifest_store.document.read import MAX_CHUNKS, MAX_METADATA_BYTES, read_document
-from zarr_manifest_store.errors import ManifestError
+from zarr_manifest_store.document.read import (
+    MAX_CHUNKS,
+    MAX_INDEX_ELEMENTS,
+    MAX_METADATA_BYTES,
+    check_index_coordinates,
+    read_document,
+)
 from zarr_manifest_store.group import ManifestGroup, Node
 from zarr_manifest_store.io.allow import AllowList
 from zarr_manifest_store.io.sources import ByteData, Sources, Verify, VerifyReport
 from zarr_manifest_store.manifest import MAX_DENSE_CHUNKS, ChunkRef
 from zarr_manifest_store.served import ServedArray
 
-__all__ = ["MAX_INDEX_ELEMENTS", "ManifestStore", "check_index_coordinates"]
+__all__ = ["ManifestStore"]
 
 METADATA_KEY = "zarr.json"
-MAX_INDEX_ELEMENTS = 2**24
-"""Default limit on a dimension coordinate's elements: ``xr.open_dataset`` loads those whole
-at open (128 MiB of float64 at this limit), whatever the document's size."""
 
 
 class ManifestStore(Store):
@@ -435,22 +437,6 @@ class ManifestStore(Store):
                 key = base + encoding.encode_chunk_key(coords)
                 if key.startswith(prefix):
                     yield key
-
-
-def check_index_coordinates(root: ManifestGroup | ManifestArray, limit: int, where: str) -> None:
-    """Refuse a dimension coordinate of more than ``limit`` elements: xarray loads those whole
-    when it opens their group, so a tiny document could declare gigabytes of fill values."""
-    nodes = [("", root)] if isinstance(root, ManifestArray) else root.walk()
-    for path, node in nodes:
-        name = path.rpartition("/")[2]
-        coordinate = isinstance(node, ManifestArray) and node.dimension_names == (name,)
-        if coordinate and node.shape[0] > limit:
-            raise ManifestError(
-                f"{where}: array {path!r} is a dimension coordinate of {node.shape[0]:,} "
-                f"elements, more than max_index_elements={limit:,} (xarray loads it whole "
-                f"at open); pass a larger max_index_elements to ManifestStore.open or "
-                f"xr.open_dataset to open it"
-            )
 
 
 def _json_document(metadata: dict[str, Any]) -> bytes:

@@ -27,7 +27,14 @@ from zarr_manifest_store.document.location import MAX_METADATA_BYTES, Location, 
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.group import ManifestGroup
 
-__all__ = ["MAX_CHUNKS", "MAX_METADATA_BYTES", "Document", "read_document"]
+__all__ = [
+    "MAX_CHUNKS",
+    "MAX_INDEX_ELEMENTS",
+    "MAX_METADATA_BYTES",
+    "Document",
+    "check_index_coordinates",
+    "read_document",
+]
 
 MAX_CHUNKS = 2**27
 """Default limit on the chunks of one array: a larger grid is refused before anything is built."""
@@ -35,6 +42,9 @@ MAX_DEPTH = 32
 """How deep a document's hierarchy may be: a node path has at most this many names."""
 MAX_NODES = 100_000
 """How many nodes a document may have."""
+MAX_INDEX_ELEMENTS = 2**24
+"""Default limit on a dimension coordinate's elements: ``xr.open_dataset`` loads those whole
+at open (128 MiB of float64 at this limit), whatever the document's size."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,22 @@ def read_document(
             if isinstance(node, ManifestArray) and isinstance(node.manifest, LazyChunkManifest):
                 node.manifest.load()
     return Document(root=root, allow=(location.url,))
+
+
+def check_index_coordinates(root: ManifestGroup | ManifestArray, limit: int, where: str) -> None:
+    """Refuse a dimension coordinate of more than ``limit`` elements: xarray loads those whole
+    when it opens their group, so a tiny document could declare gigabytes of fill values."""
+    nodes = [("", root)] if isinstance(root, ManifestArray) else root.walk()
+    for path, node in nodes:
+        name = path.rpartition("/")[2]
+        coordinate = isinstance(node, ManifestArray) and node.dimension_names == (name,)
+        if coordinate and node.shape[0] > limit:
+            raise ManifestError(
+                f"{where}: array {path!r} is a dimension coordinate of {node.shape[0]:,} "
+                f"elements, more than max_index_elements={limit:,} (xarray loads it whole "
+                f"at open); pass a larger max_index_elements to ManifestStore.open or "
+                f"xr.open_dataset to open it"
+            )
 
 
 class _Reader:

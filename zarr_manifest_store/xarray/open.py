@@ -19,11 +19,11 @@ import xarray as xr
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.cf import fill_value_from_attribute
+from zarr_manifest_store.document.read import MAX_INDEX_ELEMENTS
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import source_path
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.scan import scan
-from zarr_manifest_store.store import MAX_INDEX_ELEMENTS
 from zarr_manifest_store.xarray.values import read_values_together, sources_for
 from zarr_manifest_store.xarray.virtual import STORAGE_OPTIONS_KEY
 
