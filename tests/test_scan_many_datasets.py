@@ -3,14 +3,19 @@ per-array costs (issue #18; timings in benchmarks/scan_many_datasets.py)."""
 
 from __future__ import annotations
 
+import json
 import sys
+import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
+import xarray as xr
 import zarr
+from dask.base import tokenize
 
 import zarr_manifest_store as zms
+import zarr_manifest_store.store as store_module
 from zarr_manifest_store.array import parse_array_metadata
 from zarr_manifest_store.scan.hdf5.metadata import CHUNK_KEY_ENCODING, array_metadata, regular
 
@@ -57,3 +62,52 @@ def test_many_compact_datasets_read_back_exactly(tmp_path):
                 k: v.decode() if isinstance(v, bytes) else v.item()
                 for k, v in expected.attrs.items()
             }
+
+
+def _wide(n: int, path: str = "/data/f.bin") -> zms.ManifestGroup:
+    """A group of ``n`` one-chunk arrays (the i-th float64 of ``path`` each) in a subgroup."""
+    arrays = {}
+    for i in range(n):
+        manifest = zms.ChunkManifest.from_arrays(
+            paths=np.array([[path]]), offsets=np.array([[8 * i]]), lengths=np.array([[8]])
+        )
+        arrays[f"v{i}"] = zms.ManifestArray(
+            metadata=_doc({}) | {"shape": [1, 1], "chunk_grid": regular((1, 1))}, manifest=manifest
+        )
+    inner = zms.ManifestGroup(arrays=arrays, groups={}, attributes={})
+    return zms.ManifestGroup(arrays={}, groups={"cells": inner}, attributes={"title": "wide"})
+
+
+def test_a_wide_hierarchy_is_served_without_consolidated_metadata(monkeypatch):
+    monkeypatch.setattr(store_module, "MAX_CONSOLIDATED_MEMBERS", 5)
+    small, wide = zms.ManifestStore(_wide(4)), zms.ManifestStore(_wide(5))
+    assert small.supports_consolidated_metadata
+    assert not wide.supports_consolidated_metadata
+    assert "consolidated_metadata" in json.loads(small.get_sync("zarr.json").to_bytes())
+    root = json.loads(wide.get_sync("zarr.json").to_bytes())
+    assert "consolidated_metadata" not in root
+    assert root["attributes"] == {"title": "wide"}
+    opened = zarr.open_group(wide, mode="r")
+    assert sorted(opened["cells"].array_keys()) == [f"v{i}" for i in range(5)]
+    assert opened["cells/v3"].shape == (1, 1)
+
+
+def test_xarray_opens_a_wide_hierarchy_without_a_warning(monkeypatch, tmp_path):
+    monkeypatch.setattr(store_module, "MAX_CONSOLIDATED_MEMBERS", 5)
+    source = tmp_path / "f.bin"
+    source.write_bytes(np.arange(6, dtype="<f8").tobytes())
+    group = _wide(6, str(source))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(zms.ManifestStore(group), group="cells", decode_times=False)
+    assert [float(ds[f"v{i}"].values[0, 0]) for i in range(6)] == [0, 1, 2, 3, 4, 5]
+
+
+def test_dask_names_a_store_without_pickling_its_hierarchy(monkeypatch):
+    store, other = zms.ManifestStore(_wide(3)), zms.ManifestStore(_wide(3))
+
+    def refuse(self):
+        raise AssertionError("pickled")
+
+    monkeypatch.setattr(zms.ManifestStore, "__getstate__", refuse)
+    assert tokenize(store) == tokenize(store) != tokenize(other)

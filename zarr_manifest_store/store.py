@@ -1,8 +1,8 @@
 """ManifestStore: a read-only zarr-python v3 Store that serves a manifest hierarchy.
 
-Metadata keys (``zarr.json``) are answered from each node's metadata, built once
-from the hierarchy; a group's document carries its descendants' consolidated,
-so that opening costs one read. Chunk keys are decoded with the array's own chunk key encoding and
+Metadata keys (``zarr.json``) are answered from each node's metadata, built when
+first asked for; a group's document carries its descendants' consolidated (up to
+``MAX_CONSOLIDATED_MEMBERS``), so that opening costs one read. Chunk keys are decoded with the array's own chunk key encoding and
 answered by reading the chunk's byte range from its source file.
 """
 
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Self
 
@@ -45,6 +47,11 @@ from zarr_manifest_store.served import ServedArray
 __all__ = ["ManifestStore"]
 
 METADATA_KEY = "zarr.json"
+MAX_CONSOLIDATED_MEMBERS = 2_000
+"""Most descendants a group's ``zarr.json`` consolidates. zarr parses every consolidated
+member when it opens a group (about half a millisecond each); a larger hierarchy is served
+without, so that opening reads only what is asked for (a file of 15,000 MATLAB cells opens
+in milliseconds) and xarray, told so by ``supports_consolidated_metadata``, lists it."""
 
 
 class ManifestStore(Store):
@@ -119,6 +126,8 @@ class ManifestStore(Store):
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
         self._served = {p: ServedArray(p, a) for p, a in self._arrays.items()}
+        self._built: dict[str, dict[str, Any]] = {}
+        self._token: str | None = None
         self._sources = Sources(
             storage_options,
             allow=allow,
@@ -200,6 +209,14 @@ class ManifestStore(Store):
     def __repr__(self) -> str:
         arrays = len(self._arrays)
         return f"<ManifestStore: {arrays} array(s), {len(self._nodes) - arrays} group(s)>"
+
+    def __dask_tokenize__(self) -> str:
+        """dask's name for the data served here (xarray names dask arrays with it): one per
+        store, made once, rather than dask's fallback of pickling the whole hierarchy on
+        every open (a minute for 15,000 arrays)."""
+        if self._token is None:
+            self._token = f"ManifestStore-{uuid.uuid4().hex}"
+        return self._token
 
     def __getstate__(self) -> dict[str, Any]:
         return {"root": self._root, **self._options()}
@@ -332,10 +349,18 @@ class ManifestStore(Store):
 
     # ------------------------------------------------------------------ internals
 
-    @functools.cached_property
-    def _metadata(self) -> dict[str, dict[str, Any]]:
-        """Every node's own metadata as zarr writes it, by node path, built once (O(nodes))."""
-        return {path: _node_metadata(node).to_dict() for path, node in self._nodes.items()}
+    @property
+    def supports_consolidated_metadata(self) -> bool:
+        """Whether the root's ``zarr.json`` consolidates the hierarchy (see
+        :data:`MAX_CONSOLIDATED_MEMBERS`); xarray asks, and opens without it when not."""
+        return len(self._nodes) - 1 <= MAX_CONSOLIDATED_MEMBERS
+
+    def _metadata(self, path: str) -> dict[str, Any]:
+        """A node's own metadata as zarr writes it, built when first asked for and kept."""
+        metadata = self._built.get(path)
+        if metadata is None:
+            metadata = self._built[path] = _node_metadata(self._nodes[path]).to_dict()
+        return metadata
 
     @functools.cached_property
     def _root_document(self) -> bytes:
@@ -361,13 +386,16 @@ class ManifestStore(Store):
         return self._build_document(path)
 
     def _build_document(self, path: str) -> bytes:
-        node, metadata = self._nodes[path], self._metadata
+        node = self._nodes[path]
         if not isinstance(node, ManifestGroup):
-            return _json_document(metadata[path])
+            return _json_document(self._metadata(path))
+        walk = list(itertools.islice(node.walk(), MAX_CONSOLIDATED_MEMBERS + 1))
+        if len(walk) > MAX_CONSOLIDATED_MEMBERS:
+            return _json_document(self._metadata(path))
         below = f"{path}/" if path else ""
-        members = {rel: metadata[below + rel] for rel, _ in node.walk()}
+        members = {rel: self._metadata(below + rel) for rel, _ in walk}
         consolidated = {"kind": "inline", "must_understand": False, "metadata": members}
-        return _json_document({**metadata[path], "consolidated_metadata": consolidated})
+        return _json_document({**self._metadata(path), "consolidated_metadata": consolidated})
 
     def _target(
         self, key: str, byte_range: ByteRequest | None
