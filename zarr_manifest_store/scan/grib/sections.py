@@ -50,8 +50,10 @@ def frame(read: Callable[[int, int], bytes], available: int) -> Framing:
     one message, or a missing ``7777``.
     """
     head = read(0, _SECTION0)
-    if len(head) < _SECTION0 or head[:4] != MAGIC:
+    if head[:4] != MAGIC:
         raise MessageError(f"it does not start with {MAGIC!r} (found {head[:4]!r})")
+    if len(head) < _SECTION0:
+        raise MessageError(f"it is cut short: {len(head)} bytes, fewer than section 0's 16")
     if head[7] != 2:
         raise MessageError(
             f"it is a GRIB edition {head[7]} message; only GRIB2 is read (convert GRIB1 "
