@@ -299,5 +299,7 @@ def test_kerchunk_export_is_refused_naming_the_codec(levels, tmp_path):
 def test_a_file_that_only_starts_like_grib_is_refused_naming_the_byte(tmp_path):
     path = tmp_path / "mystery.dat"
     path.write_bytes(b"GRIB\x00\x00")
-    with pytest.raises(zms.UnsupportedDatasetError, match=r"mystery.dat.*at byte 0.*cut short: 6 bytes"):
+    with pytest.raises(
+        zms.UnsupportedDatasetError, match=r"mystery.dat.*at byte 0.*cut short: 6 bytes"
+    ):
         zms.scan(path)
