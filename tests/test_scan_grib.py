@@ -228,6 +228,18 @@ def test_several_hypercubes_are_groups_named_by_level_and_step_type(tmp_path):
         zms.scan_grib(path, group="nowhere")
 
 
+def test_variables_on_other_levels_of_one_type_are_another_group(tmp_path):
+    fields = [
+        *({"shortName": "t", "typeOfLevel": "isobaricInhPa", "level": lev} for lev in LEVELS),
+        *({"shortName": "u", "typeOfLevel": "isobaricInhPa", "level": lev} for lev in (850, 500)),
+    ]
+    path = write_grib(tmp_path / "uneven.grib2", fields)
+    g = zms.scan_grib(path)
+    assert sorted(g.groups) == ["isobaricInhPa_instant", "isobaricInhPa_instant_2"]
+    assert_as_cfgrib(g["isobaricInhPa_instant"], path, shortName="t")
+    assert_as_cfgrib(g["isobaricInhPa_instant_2"], path, shortName="u")
+
+
 def test_padding_between_messages_is_skipped(tmp_path):
     path = levels_file(tmp_path / "padded.grib2", padding=120)
     assert_as_cfgrib(zms.scan_grib(path), path)
@@ -253,9 +265,11 @@ def test_unsupported_grids_are_refused_or_skipped_naming_the_variable(tmp_path):
             eccodes.codes_set(handle, "shortName", name)
             eccodes.codes_write(handle, f)
             eccodes.codes_release(handle)
-    with pytest.raises(zms.UnsupportedDatasetError, match=r"'t \(isobaricInhPa\)'.*reduced_gg"):
+    with pytest.raises(
+        zms.UnsupportedDatasetError, match=r"'t' \(on isobaricInhPa levels\).*reduced_gg"
+    ):
         zms.scan_grib(path)
-    with pytest.warns(UserWarning, match=r"left out dataset 't \(isobaricInhPa\)'"):
+    with pytest.warns(UserWarning, match=r"left out dataset 't': \(on isobaricInhPa levels\)"):
         g = zms.scan_grib(path, on_unsupported="skip")
     assert "sp" in g.arrays
     assert "t" not in g.arrays

@@ -93,7 +93,7 @@ def _readable(field: Field, dropped: set[str], refusals: Refusals) -> bool:
     if field.name in dropped:
         return False
     if field.refused is not None:
-        refusals.add(f"{field.name} ({field.type_of_level})", field.refused)
+        refusals.add(field.name, f"(on {field.type_of_level} levels): {field.refused}")
         return False
     return True
 
