@@ -317,3 +317,7 @@ def test_a_file_that_only_starts_like_grib_is_refused_naming_the_byte(tmp_path):
         zms.UnsupportedDatasetError, match=r"mystery.dat.*at byte 0.*cut short: 6 bytes"
     ):
         zms.scan(path)
+    empty = tmp_path / "empty.grib2"
+    empty.write_bytes(b"\x00" * 5000)
+    with pytest.raises(zms.UnsupportedDatasetError, match=r"empty\.grib2' holds no GRIB message"):
+        zms.scan_grib(empty)

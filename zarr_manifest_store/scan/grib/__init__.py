@@ -63,7 +63,9 @@ def scan_grib(
         fingerprint = sources.fingerprint(path)
         if fingerprint.size is None:
             raise OSError(f"cannot read {path!r}: its size is unknown to the file system")
-        found = _messages(path, fingerprint.size, sources.read_sync)
+        found = list(_messages(path, fingerprint.size, sources.read_sync))
+        if not found:
+            raise UnsupportedDatasetError(f"{path!r} holds no GRIB message")
         messages = [m for m in found if _readable(m.field, dropped, refusals)]
     finally:
         sources.close()
@@ -104,9 +106,12 @@ def _messages(path: str, size: int, read: Callable[[str, int, int], bytes]) -> I
     Bytes between messages (padding) are skipped, as ecCodes skips them.
     """
     fields: dict[bytes, Field] = {}
-    offset = _next_message(path, size, read, 0)
+    offset = 0
     while offset < size:
         window = bytes(read(path, offset, min(HEAD_WINDOW, size - offset)))
+        if not window.startswith(MAGIC):
+            offset = _next_message(path, size, read, offset)
+            continue
 
         def take(start: int, end: int, window: bytes = window, at: int = offset) -> bytes:
             if end <= len(window):
@@ -127,7 +132,7 @@ def _messages(path: str, size: int, read: Callable[[str, int, int], bytes]) -> I
             field = fields[signature] = _look_up(path, offset, framing.sections[3], head)
             _check_times(path, offset, field, time, step)
         yield Message(offset, framing.length, field, time, step if timed else field.step)
-        offset = _next_message(path, size, read, offset + framing.length)
+        offset += framing.length
 
 
 def _next_message(path: str, size: int, read: Callable[[str, int, int], bytes], offset: int) -> int:
