@@ -10,9 +10,11 @@ refuses relative paths that could leave the folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import re
+import secrets
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -202,13 +204,26 @@ class Location:
         return sorted(name for name in names if name not in (".", ".."))
 
     def write(self, files: Mapping[str, bytes]) -> None:
-        """Write document files by key (in one batch: concurrently on remote file systems)."""
+        """Write document files by key (in one batch: concurrently on remote file systems).
+
+        A local file is written beside its place and renamed into it, so a reader sees
+        the old file or the new one, never part of one (an object store's PUT does so).
+        """
         if self.local:
             for key, data in files.items():
                 path = self._path(key)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "wb") as f:
-                    f.write(data)
+                folder, name = os.path.split(path)
+                os.makedirs(folder, exist_ok=True)
+                temporary = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.partial")
+                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                    os.replace(temporary, path)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(temporary)
+                    raise
         elif files:
             self.fs.pipe({self._path(k): v for k, v in files.items()})
 

@@ -3,7 +3,8 @@
 :func:`scan` identifies what it is given through the format registry
 (:mod:`.registry`) and hands it to the scanner for its format: ``scan_hdf5``
 (HDF5 / netCDF4), ``scan_netcdf3`` (classic, 64-bit offset, CDF5) or
-``scan_kerchunk`` (kerchunk references, JSON or a parquet folder), or one
+``scan_kerchunk`` (kerchunk references, JSON or a parquet folder),
+``scan_document`` (a chunk-manifest document's stored hierarchy), or one
 that another package adds through the ``zarr_manifest_store.formats`` entry
 points (see ``docs/howto/formats.md``).
 """
@@ -15,12 +16,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.scan import hdf5, kerchunk, netcdf3
+from zarr_manifest_store.scan import document, hdf5, kerchunk, netcdf3
 from zarr_manifest_store.scan.registry import ENTRY_POINT_GROUP, Folder, Format, Head, Registry
 
 __all__ = ["ENTRY_POINT_GROUP", "REGISTRY", "Folder", "Format", "Head", "scan", "sniff"]
 
-REGISTRY = Registry(builtin={f.name: f for f in (hdf5.FORMAT, netcdf3.FORMAT, kerchunk.FORMAT)})
+REGISTRY = Registry(
+    builtin={f.name: f for f in (hdf5.FORMAT, netcdf3.FORMAT, kerchunk.FORMAT, document.FORMAT)}
+)
 """The formats :func:`scan` reads: the built-in ones, then those of entry points."""
 
 
