@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 from test_icechunk import packed_files
 from xarray_files import daily_files
 
@@ -231,3 +233,53 @@ def test_values_stay_exact_after_appends(tmp_path):
     got = opened(url, tmp_path).t2m.values
     want = np.concatenate([xr.open_dataset(f).t2m.values for f in files])
     np.testing.assert_array_equal(got, want)
+
+
+def _append_in_a_process(path: str, url: str, start, results) -> None:
+    """One of two processes appending the same file at once."""
+    start.wait()
+    try:
+        zms.append_manifest(zms.scan(path), url, append_dim="time")
+    except (FileExistsError, ValueError) as e:
+        results.put(f"{type(e).__name__}: {e}")
+    else:
+        results.put("appended")
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_two_processes_appending_at_once_one_wins(tmp_path, encoding):
+    files = daily_files(tmp_path / "data", (4, 4))
+    url = tmp_path / "doc.zarr"
+    zms.write_manifest(zms.scan(str(files[0])), url, encoding=encoding)
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(2), context.Queue()
+    workers = [
+        context.Process(target=_append_in_a_process, args=(str(files[1]), str(url), start, results))
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert outcomes.count("appended") == 1
+    (lost,) = (o for o in outcomes if o != "appended")
+    assert "retry" in lost or "does not continue" in lost
+    xr.testing.assert_identical(opened(url, tmp_path), expected(files))
+    assert not (url / LOCK_FILE).exists()
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_readers_see_the_old_document_or_fail_never_a_mix(tmp_path, encoding):
+    """A reader that loaded its manifests keeps the old state; one that loads a manifest
+    after the append finds it no longer matches what it opened, and says so."""
+    files = daily_files(tmp_path / "data", (4, 4))
+    url = document(tmp_path, files, encoding)
+    loaded = zms.ManifestStore.open(url, allow=[str(tmp_path)], load=True)
+    lazy = zms.ManifestStore.open(url, allow=[str(tmp_path)])
+    zms.open_virtual_dataset(str(files[1])).virtualize.to_zarr(url, mode="a", append_dim="time")
+    old = xr.open_zarr(loaded, consolidated=False).load()
+    xr.testing.assert_identical(old.drop_encoding(), expected(files[:1]).drop_encoding())
+    with pytest.raises(zms.ManifestError, match="t2m"):
+        np.asarray(zarr.open_group(lazy, mode="r")["t2m"][...])
+    xr.testing.assert_identical(opened(url, tmp_path), expected(files))
