@@ -15,6 +15,7 @@ from test_icechunk import packed_files
 from xarray_files import daily_files
 
 import zarr_manifest_store as zms
+from zarr_manifest_store.cli import main
 from zarr_manifest_store.document.append import LOCK_FILE
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -283,3 +284,18 @@ def test_readers_see_the_old_document_or_fail_never_a_mix(tmp_path, encoding):
     with pytest.raises(zms.ManifestError, match="t2m"):
         np.asarray(zarr.open_group(lazy, mode="r")["t2m"][...])
     xr.testing.assert_identical(opened(url, tmp_path), expected(files))
+
+
+def test_the_command_line_appends_and_refuses_naming_the_file(tmp_path, capsys):
+    files = daily_files(tmp_path / "data", (4, 4, 4))
+    url = tmp_path / "doc.zarr"
+    assert main(["scan", str(files[0]), "-o", str(url)]) == 0
+    assert main(["scan", str(files[1]), str(files[2]), "--append-to", str(url)]) == 0
+    assert "appended 2 files to" in capsys.readouterr().out
+    xr.testing.assert_identical(opened(url, tmp_path), expected(files))
+    before = snapshot(url)
+    assert main(["scan", str(files[2]), "--append-to", str(url), "--append-dim", "time"]) == 2
+    refusal = capsys.readouterr().err
+    assert "does not continue" in refusal
+    assert "day002.nc" in refusal
+    assert snapshot(url) == before

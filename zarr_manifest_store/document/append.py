@@ -44,6 +44,7 @@ from zarr_manifest_store.ops.appendable import (
     dimensions,
     grown,
 )
+from zarr_manifest_store.ops.combinable import describe_paths
 
 __all__ = ["LOCK_FILE", "append_manifest"]
 
@@ -164,7 +165,9 @@ def _check(
         if name == append_dim:  # the dimension's coordinate: its stored values end where?
             last = functools.partial(stored_chunk, resolver, name, old.manifest)
             tail = _values(old, sources, last_chunk=last)
-            check_continues(name, tail, _values(part, sources), append_dim, part, url)
+            paths = dict.fromkeys(p for a in new.arrays.values() for p in a.manifest.paths)
+            files = describe_paths(list(paths)) if paths else None
+            check_continues(name, tail, _values(part, sources), append_dim, part, url, files)
     return out
 
 

@@ -90,17 +90,24 @@ def check_unchanged_encoding(
 
 
 def check_continues(
-    name: str, stored_tail: np.ndarray, values: np.ndarray, dim: str, new: ManifestArray, where: str
+    name: str,
+    stored_tail: np.ndarray,
+    values: np.ndarray,
+    dim: str,
+    new: ManifestArray,
+    where: str,
+    files: str | None = None,
 ) -> None:
     """The coordinate along ``dim`` must go on past its stored values (``stored_tail``, the last
-    ones stored at ``where``) monotonically, in the same direction, without overlap."""
+    ones stored at ``where``) monotonically, in the same direction, without overlap; ``files``
+    names the new part in the refusal (by default, the coordinate's own sources)."""
     both = np.concatenate([stored_tail, values])
     steps = np.diff(both)
     if len(both) < 2 or (steps > 0).all() or (steps < 0).all():
         return
     raise ValueError(
         f"cannot append: coordinate {name!r} does not continue along {dim!r}: {where} "
-        f"ends at {stored_tail[-1] if len(stored_tail) else None!r} and the new part "
-        f"({describe_sources(new.manifest)}) holds {values[:3].tolist()}...; parts must follow "
+        f"ends at {stored_tail[-1:].tolist()} and the new part "
+        f"({files or describe_sources(new.manifest)}) holds {values[:3].tolist()}...; parts must follow "
         "each other without overlap, in the same direction. Nothing was written"
     )
