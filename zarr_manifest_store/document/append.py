@@ -130,8 +130,8 @@ def _append(
         members[name] = document
         files.update(written)
         files[f"{name}/zarr.json"] = document_json(document)
+    files["zarr.json"] = document_json(raw)  # renamed last: readers open through it
     location.write(files)
-    location.write({"zarr.json": document_json(raw)})  # last: readers open through it
 
 
 def _check_names(new: ManifestGroup, stored: ManifestGroup, url: str) -> None:
@@ -291,7 +291,9 @@ def _locked(location: Location) -> Iterator[None]:
         holder = _lock_holder(path)
         raise FileExistsError(
             f"cannot append to {location.url}: another append to it is in progress ({holder}); "
-            f"retry once it has finished. If none is running (one was killed), remove {path}"
+            f"retry once it has finished. If none is running (one was killed while it renamed "
+            f"its files into place, the document may hold manifests its metadata does not know, "
+            f"which readers refuse: write it again, or restore a copy), remove {path}"
         ) from None
     try:
         stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

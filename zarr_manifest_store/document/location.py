@@ -206,26 +206,34 @@ class Location:
     def write(self, files: Mapping[str, bytes]) -> None:
         """Write document files by key (in one batch: concurrently on remote file systems).
 
-        A local file is written beside its place and renamed into it, so a reader sees
-        the old file or the new one, never part of one (an object store's PUT does so).
+        Local files are all written beside their places first, then renamed into them in
+        the order given, so a reader sees each file old or new, never part of one (an
+        object store's PUT does so), and an interruption while writing changes nothing.
         """
-        if self.local:
+        if not self.local:
+            if files:
+                self.fs.pipe({self._path(k): v for k, v in files.items()})
+            return
+        staged: list[tuple[str, str]] = []
+        renamed = 0
+        try:
             for key, data in files.items():
                 path = self._path(key)
                 folder, name = os.path.split(path)
                 os.makedirs(folder, exist_ok=True)
                 temporary = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.partial")
-                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-                try:
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(data)
-                    os.replace(temporary, path)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        os.unlink(temporary)
-                    raise
-        elif files:
-            self.fs.pipe({self._path(k): v for k, v in files.items()})
+                staged.append((temporary, path))
+                with open(
+                    os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb"
+                ) as f:
+                    f.write(data)
+            for temporary, path in staged:
+                os.replace(temporary, path)
+                renamed += 1
+        finally:
+            for temporary, _ in staged[renamed:]:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
 
     def find(self) -> Iterator[str]:
         """Keys of every file below the folder."""
