@@ -100,3 +100,16 @@ def test_an_icechunk_repository_folder_is_scanned_through_scan_icechunk(tmp_path
     assert group["t2m"].manifest == zms.scan_icechunk(repo)["t2m"].manifest
     ds = zms.open_virtual_dataset(tmp_path / "repo")
     xr.testing.assert_identical(stored(ds, tmp_path), expected(files))
+
+
+def test_a_documents_group_and_dropped_variables(tmp_path):
+    files = daily_files(tmp_path / "data", (4,), extra={"u": (("time",), [1.0, 2, 3, 4], {})})
+    inner = zms.scan(str(files[0]))
+    zms.write_manifest(zms.ManifestGroup(groups={"era": inner}), tmp_path / "doc.zarr")
+    allow = [str(tmp_path / "data")]
+    ds = zms.open_virtual_dataset(
+        tmp_path / "doc.zarr", group="era", drop_variables=["u"], allow=allow
+    )
+    assert sorted(ds.variables) == ["lat", "lon", "t2m", "time"]
+    with pytest.raises(ValueError, match="no group 'other'"):
+        zms.scan(tmp_path / "doc.zarr", group="other", allow=allow)
