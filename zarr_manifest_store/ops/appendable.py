@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from zarr_manifest_store._zarr import ArrayV3Metadata
-from zarr_manifest_store.array import ManifestArray, chunk_sizes, grid_shape
+from zarr_manifest_store.array import ManifestArray, chunk_sizes, grid_shape, parse_array_metadata
 from zarr_manifest_store.manifest import MISSING, ChunkManifest
 from zarr_manifest_store.ops.combinable import check_combinable, describe_sources
+from zarr_manifest_store.ops.grid import Edges, chunk_grid
 from zarr_manifest_store.ops.numpy_api import concat
 
 __all__ = [
@@ -58,13 +59,37 @@ def grown(
 ) -> ArrayV3Metadata:
     """The stored array's metadata grown by ``new`` along ``axis``, checked as a combine checks.
 
-    The stored array's attributes stay; a misfit raises ``ValueError`` naming the array.
+    The combine sees the stored array's last chunk along the axis (what the new part must
+    follow), so the cost does not grow with the stored array. The stored array's attributes
+    stay; a misfit raises ``ValueError`` naming the array.
     """
     check_whole_last_chunk(name, stored, axis)
+    edges = chunk_sizes(stored)
+    tail = stored if not edges[axis] else _last_chunk(stored, edges, axis)
     try:
-        return concat([stand_in(stored, label), new], axis).metadata
+        joined = concat([stand_in(tail, label), new], axis).metadata
     except ValueError as e:
         raise ValueError(f"cannot append to array {name!r}: {e}") from None
+    if tail is stored:
+        return joined
+    shape = list(stored.shape)
+    shape[axis] += new.shape[axis]
+    whole = list(edges)
+    whole[axis] = edges[axis][:-1] + chunk_sizes(joined)[axis]
+    document = joined.to_dict()
+    document.update(shape=shape, chunk_grid=chunk_grid(whole, shape))
+    return parse_array_metadata(document)
+
+
+def _last_chunk(stored: ArrayV3Metadata, edges: Edges, axis: int) -> ArrayV3Metadata:
+    """The stored array's metadata narrowed to its last chunk along ``axis``."""
+    shape = list(stored.shape)
+    shape[axis] = edges[axis][-1]
+    narrowed = list(edges)
+    narrowed[axis] = edges[axis][-1:]
+    document = stored.to_dict()
+    document.update(shape=shape, chunk_grid=chunk_grid(narrowed, shape))
+    return parse_array_metadata(document)
 
 
 def check_whole_last_chunk(name: str, stored: ArrayV3Metadata, axis: int) -> None:
