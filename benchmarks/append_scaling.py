@@ -137,7 +137,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="zms-append-") as tmp:
         print(
-            f"{'years':>5} {'encoding':>9} {'references':>11} {'median s':>9} {'worst s':>8} {'zarr.json':>10}"
+            f"{'years':>5} {'encoding':>9} {'references':>11} {'median s':>9} {'worst s':>8} "
+            f"{'cpu s':>6} {'cpu worst':>9} {'zarr.json':>10}"
         )
         for years in map(int, args.years.split(",")):
             for encoding in args.encodings.split(","):
