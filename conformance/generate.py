@@ -1045,8 +1045,51 @@ def example_documents(root: Path) -> None:
         zms.write_manifest(g, doc, encoding=encoding)
 
 
+def append_cases() -> Iterator[tuple[str, str, Callable[[Case], None]]]:
+    """Documents grown by ``append_manifest`` (spec section 2.1): still ordinary documents."""
+
+    def appended(encoding: str) -> Callable[[Case], None]:
+        def build(case: Case) -> None:
+            days = [np.arange(24, dtype="int32").reshape(4, 6) + 100 * d for d in range(5)]
+            times = [np.arange(4, dtype="int64") + 4 * d for d in range(5)]
+
+            def part(d: int) -> zms.ManifestGroup:
+                values = source_array(
+                    case.data(f"day{d}.bin"),
+                    days[d],
+                    chunks=(2, 3),
+                    inline={(1, 1)} if d == 3 else (),
+                    dimension_names=["time", "x"],
+                )
+                time = source_array(
+                    case.data(f"time{d}.bin"), times[d], chunks=(4,), dimension_names=["time"]
+                )
+                return group(v=values, time=time)
+
+            case.write(part(0), encoding=encoding)
+            for d in range(1, 5):
+                zms.append_manifest(part(d), case.doc, append_dim="time")
+            case.expect(v=np.concatenate(days), time=np.concatenate(times))
+
+        return build
+
+    yield "appended-json", "a document grown by four appends (JSON manifests)", appended("json")
+    yield (
+        "appended-columnar",
+        "a document grown by four appends (columnar: blocks, path table, inline bytes grown)",
+        appended("columnar"),
+    )
+
+
 def all_cases() -> Iterator[tuple[str, str, Callable[[Case], None]]]:
-    for family in (dtype_cases, codec_cases, layout_cases, prior_art_cases, invalid_cases):
+    for family in (
+        dtype_cases,
+        codec_cases,
+        layout_cases,
+        append_cases,
+        prior_art_cases,
+        invalid_cases,
+    ):
         yield from family()
 
 

@@ -438,7 +438,7 @@ def test_storage_options_combine_json_and_key_values(monkeypatch, tmp_path):
         (["info", "d.zarr", "-S", "novalue"], "expected KEY=VALUE, got 'novalue'"),
         (["info", "d.zarr", "--storage-options", "[1]"], "expected a JSON object, got list"),
         (["scan", "a.nc", "-o", "b.zarr", "--jobs", "0"], "expected a positive integer, got '0'"),
-        (["scan", "a.nc"], "the following arguments are required: -o/--output"),
+        (["scan", "a.nc"], "one of the arguments -o/--output --append-to is required"),
     ],
 )
 def test_usage_errors_exit_2(capsys, argv, message):

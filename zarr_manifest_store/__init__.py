@@ -16,7 +16,7 @@ package's ``xarray.backends`` entry points.
 
 from zarr_manifest_store import registration
 from zarr_manifest_store.array import ManifestArray
-from zarr_manifest_store.document import write_manifest
+from zarr_manifest_store.document import append_manifest, write_manifest
 from zarr_manifest_store.errors import ManifestError, SourceChangedError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.sources import SourceStatus, VerifyReport
@@ -48,6 +48,7 @@ __all__ = [
     "SourceStatus",
     "UnsupportedDatasetError",
     "VerifyReport",
+    "append_manifest",
     "concat",
     "icechunk_containers",
     "open_virtual_dataset",

@@ -36,7 +36,8 @@ def scan(args: argparse.Namespace) -> int:
     """``scan``: many files, combined as xr.open_mfdataset would, written as one document."""
     started = time.perf_counter()
     storage_options = _storage_options(args)
-    if not args.overwrite and Location(args.output, storage_options).exists("zarr.json"):
+    output = args.append_to or args.output
+    if args.output and not args.overwrite and Location(output, storage_options).exists("zarr.json"):
         raise FileExistsError(
             f"a chunk-manifest document already exists at {args.output}; pass --overwrite to replace it"
         )
@@ -64,16 +65,30 @@ def scan(args: argparse.Namespace) -> int:
         close()
         progress.close()
     group = ds.virtualize.to_group()
-    write_manifest(
-        group,
-        args.output,
-        encoding=args.encoding,
-        mode="w" if args.overwrite else "w-",
-        storage_options=storage_options,
-    )
+    if args.append_to:
+        ds.virtualize.to_zarr(
+            output,
+            mode="a",
+            append_dim=args.append_dim,
+            allow=args.allow,
+            storage_options=storage_options,
+        )
+    else:
+        write_manifest(
+            group,
+            output,
+            encoding=args.encoding,
+            mode="w" if args.overwrite else "w-",
+            storage_options=storage_options,
+        )
     s = summarize(group)
+    done = (
+        f"appended {plural(len(paths), 'file')} to"
+        if args.append_to
+        else f"scanned {plural(len(paths), 'file')} into"
+    )
     print(
-        f"scanned {plural(len(paths), 'file')} into {args.output}: {plural(s.arrays, 'array')}, "
+        f"{done} {output}: {plural(s.arrays, 'array')}, "
         f"{plural(s.references, 'reference')}, {format_bytes(s.bytes_referenced)} referenced, "
         f"in {time.perf_counter() - started:.2f} s"
     )

@@ -115,8 +115,29 @@ def _add_scan(
         metavar="PATH_OR_GLOB",
         help="files, local or fsspec URLs; quote globs for remote URLs",
     )
+    target = scan.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "-o", "--output", metavar="OUT", help="the document to write (folder or URL)"
+    )
+    target.add_argument(
+        "--append-to",
+        metavar="DOC",
+        help="add the files to this existing document along --append-dim instead (a local "
+        "folder; checked as a combine checks, nothing written unless they fit)",
+    )
     scan.add_argument(
-        "-o", "--output", required=True, metavar="OUT", help="the document to write (folder or URL)"
+        "--append-dim",
+        default="time",
+        metavar="DIM",
+        help="with --append-to: the dimension the files continue (default: time)",
+    )
+    scan.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="with --append-to: a folder or URL prefix of the document's sources that checking "
+        "the append may read (repeatable); the new files' folders are always allowed",
     )
     scan.add_argument(
         "--combine",

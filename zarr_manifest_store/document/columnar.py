@@ -49,7 +49,7 @@ _DTYPES = {
     "length": ("uint32", "uint64"),
     wire.INLINE_COLUMN: ("uint8",),
 }
-_FILL = {"path_index": MISSING, "offset": 0, "length": 0, wire.INLINE_COLUMN: 0}
+FILL = {"path_index": MISSING, "offset": 0, "length": 0, wire.INLINE_COLUMN: 0}
 _COMPRESSOR = Blosc(cname="zstd", clevel=3, shuffle=Blosc.SHUFFLE)
 
 
@@ -74,30 +74,37 @@ class Columns:
 # ---------------------------------------------------------------------- writing
 
 
-def encode(columns: Columns, prefix: str) -> dict[str, bytes]:
-    """The files of a columnar manifest under ``prefix`` (the manifest group's key), by key."""
+def encode(
+    columns: Columns, prefix: str, chunks: tuple[int, ...] | None = None
+) -> dict[str, bytes]:
+    """The files of a columnar manifest under ``prefix`` (the manifest group's key), by key;
+    the grid-shaped columns in blocks of ``chunks`` (by default :func:`block_shape`'s)."""
     files: dict[str, bytes] = {}
     metadata: dict[str, dict[str, Any]] = {}
-    grid = columns.path_index.shape
-    grid_chunks = block_shape(grid)
+    grid_chunks = chunks or block_shape(columns.path_index.shape)
     for name, values in columns.arrays().items():
         chunks = grid_chunks
         if name == wire.INLINE_COLUMN:
             chunks = (min(len(values), INLINE_CHUNK_BYTES),)
-        meta = _column_metadata(values, chunks, _FILL[name])
+        meta = column_metadata(values.shape, values.dtype, chunks, FILL[name])
         metadata[name] = meta
         files[f"{prefix}/{name}/zarr.json"] = wire.dumps(meta)
-        for key, data in _encode_chunks(values, chunks, _FILL[name]):
+        for key, data in _encode_chunks(values, chunks, FILL[name]):
             files[f"{prefix}/{name}/{key}"] = data
     attributes = wire.ColumnarAttributes(paths=columns.paths, sources=columns.sources)
+    files[f"{prefix}/zarr.json"] = group_document(attributes, metadata)
+    return files
+
+
+def group_document(attributes: wire.ColumnarAttributes, metadata: dict[str, Any]) -> bytes:
+    """The manifest group's ``zarr.json``: path table, fingerprints, the columns' metadata."""
     group = {
         "zarr_format": 3,
         "node_type": "group",
         "attributes": msgspec.to_builtins(attributes),
         "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": metadata},
     }
-    files[f"{prefix}/zarr.json"] = wire.dumps(group)
-    return files
+    return wire.dumps(group)
 
 
 def block_shape(grid: tuple[int, ...], target: int | None = None) -> tuple[int, ...]:
@@ -118,12 +125,15 @@ def block_shape(grid: tuple[int, ...], target: int | None = None) -> tuple[int, 
     return tuple(shape)
 
 
-def _column_metadata(values: np.ndarray, chunks: tuple[int, ...], fill: int) -> dict[str, Any]:
+def column_metadata(
+    shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...], fill: int
+) -> dict[str, Any]:
+    """The ``zarr.json`` of one column as this package writes it."""
     return {
         "zarr_format": 3,
         "node_type": "array",
-        "shape": list(values.shape),
-        "data_type": values.dtype.name,
+        "shape": list(shape),
+        "data_type": dtype.name,
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
         "fill_value": fill,
@@ -135,7 +145,7 @@ def _column_metadata(values: np.ndarray, chunks: tuple[int, ...], fill: int) -> 
                     "cname": "zstd",
                     "clevel": _COMPRESSOR.clevel,
                     "shuffle": "shuffle",
-                    "typesize": values.dtype.itemsize,
+                    "typesize": dtype.itemsize,
                     "blocksize": 0,
                 },
             },
@@ -148,16 +158,23 @@ def _column_metadata(values: np.ndarray, chunks: tuple[int, ...], fill: int) -> 
 def _encode_chunks(
     values: np.ndarray, chunks: tuple[int, ...], fill: int
 ) -> Iterator[tuple[str, bytes]]:
-    little = values.astype(values.dtype.newbyteorder("<"), copy=False)
     for block in np.ndindex(*_chunk_grid(values.shape, chunks)):
         region = tuple(slice(b * c, (b + 1) * c) for b, c in zip(block, chunks, strict=True))
-        piece = little[region]
-        if piece.shape != chunks:  # an edge chunk: stored at full size, padded with the fill value
-            padded = np.full(chunks, fill, dtype=little.dtype)
-            padded[tuple(slice(0, n) for n in piece.shape)] = piece
-            piece = padded
-        data = _COMPRESSOR.encode(np.ascontiguousarray(piece))
-        yield _chunk_key(block, "default", "/"), data + _crc(data)
+        yield chunk_file(block, values[region], chunks, fill)
+
+
+def chunk_file(
+    block: tuple[int, ...], piece: np.ndarray, chunks: tuple[int, ...], fill: int
+) -> tuple[str, bytes]:
+    """The key and bytes of one column chunk holding ``piece`` (an edge chunk's values are
+    padded to the full chunk size with the fill value)."""
+    piece = piece.astype(piece.dtype.newbyteorder("<"), copy=False)
+    if piece.shape != chunks:
+        padded = np.full(chunks, fill, dtype=piece.dtype)
+        padded[tuple(slice(0, n) for n in piece.shape)] = piece
+        piece = padded
+    data = _COMPRESSOR.encode(np.ascontiguousarray(piece))
+    return _chunk_key(block, "default", "/"), data + _crc(data)
 
 
 def _chunk_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:

@@ -10,9 +10,11 @@ refuses relative paths that could leave the folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import re
+import secrets
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -202,15 +204,36 @@ class Location:
         return sorted(name for name in names if name not in (".", ".."))
 
     def write(self, files: Mapping[str, bytes]) -> None:
-        """Write document files by key (in one batch: concurrently on remote file systems)."""
-        if self.local:
+        """Write document files by key (in one batch: concurrently on remote file systems).
+
+        Local files are all written beside their places first, then renamed into them in
+        the order given, so a reader sees each file old or new, never part of one (an
+        object store's PUT does so), and an interruption while writing changes nothing.
+        """
+        if not self.local:
+            if files:
+                self.fs.pipe({self._path(k): v for k, v in files.items()})
+            return
+        staged: list[tuple[str, str]] = []
+        renamed = 0
+        try:
             for key, data in files.items():
                 path = self._path(key)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "wb") as f:
+                folder, name = os.path.split(path)
+                os.makedirs(folder, exist_ok=True)
+                temporary = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.partial")
+                staged.append((temporary, path))
+                with open(
+                    os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb"
+                ) as f:
                     f.write(data)
-        elif files:
-            self.fs.pipe({self._path(k): v for k, v in files.items()})
+            for temporary, path in staged:
+                os.replace(temporary, path)
+                renamed += 1
+        finally:
+            for temporary, _ in staged[renamed:]:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
 
     def find(self) -> Iterator[str]:
         """Keys of every file below the folder."""

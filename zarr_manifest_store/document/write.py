@@ -68,7 +68,7 @@ def write_manifest(
         raise FileExistsError(
             f"a chunk-manifest document already exists at {location.url}; pass mode='w' to replace it"
         )
-    writer = _Writer(location, encoding, paths)
+    writer = _Writer(location, paths, encoding)
     nodes = [("", root)] if isinstance(root, ManifestArray) else [("", root), *root.walk()]
     if isinstance(encoding, Mapping):
         arrays = {path for path, node in nodes if isinstance(node, ManifestArray)}
@@ -94,7 +94,9 @@ def write_manifest(
                 "metadata": members,
             },
         }
-    documents = {posixpath.join(path, "zarr.json"): _json(meta) for path, meta in metadata.items()}
+    documents = {
+        posixpath.join(path, "zarr.json"): document_json(meta) for path, meta in metadata.items()
+    }
     root_document = documents.pop("zarr.json")
     location.remove(sorted(set(old) - set(files) - set(documents) - {"zarr.json"}))
     location.write({**files, **documents})
@@ -116,7 +118,7 @@ def _document_files(location: Location) -> list[str]:
     ]
 
 
-def _json(document: dict[str, Any]) -> bytes:
+def document_json(document: dict[str, Any]) -> bytes:
     """A ``zarr.json`` as zarr writes it: indented, NaN and Infinity as literals."""
     return json.dumps(document, indent=2, allow_nan=True, default=_plain).encode()
 
@@ -127,48 +129,16 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
-class _Writer:
-    def __init__(
-        self, location: Location, encoding: Encoding | Mapping[str, Encoding], paths: PathMode
-    ) -> None:
+class PathWriter:
+    """Writes manifests' source paths as a document at ``location`` keeps them (``paths``)."""
+
+    def __init__(self, location: Location, paths: PathMode) -> None:
         self.location = location
-        self.encoding = encoding
         self.paths = paths
 
-    def array(self, path: str, array: ManifestArray, files: dict[str, bytes]) -> dict[str, Any]:
-        """Add the array's manifest files to ``files``; return its ``zarr.json`` document."""
-        manifest = array.manifest
-        encoding = self._encoding(path, manifest)
-        written = self._columns(manifest)
-        config: dict[str, Any] = {"version": wire.version_text(), "encoding": encoding}
-        if encoding == "json":
-            if written.sources:
-                config["sources"] = msgspec.to_builtins(written.sources)
-            files[posixpath.join(path, wire.JSON_MANIFEST)] = _json_manifest(written)
-        else:
-            files.update(columnar.encode(written, posixpath.join(path, wire.COLUMNAR_MANIFEST)))
-        # Plain JSON: zarr consults its rectilinear flag only when it stores or parses metadata.
-        document = array.metadata.to_dict()
-        document["storage_transformers"] = [{"name": wire.EXTENSION, "configuration": config}]
-        document[wire.GUARD] = {"must_understand": True}
-        return document
-
-    def _encoding(self, path: str, manifest: ChunkManifest) -> str:
-        choice = self.encoding
-        if isinstance(choice, Mapping):
-            choice = choice.get(path, "auto")
-        if choice not in ("auto", "json", "columnar"):
-            raise ValueError(
-                f"encoding for {path or 'the root array'!r} must be 'auto', 'json' or 'columnar', "
-                f"got {choice!r}"
-            )
-        if choice == "auto":
-            return "json" if math.prod(manifest.shape) <= AUTO_JSON_CHUNKS else "columnar"
-        return choice
-
-    def _columns(self, manifest: ChunkManifest) -> columnar.Columns:
+    def columns(self, manifest: ChunkManifest) -> columnar.Columns:
         """The manifest as it is written: paths rewritten and deduplicated, inline bytes packed."""
-        written = [self._path(p) for p in manifest.paths]
+        written = [self.path(p) for p in manifest.paths]
         table = list(dict.fromkeys(written))
         index = manifest.path_index
         if len(table) != len(written):
@@ -202,7 +172,7 @@ class _Writer:
             inline=blob,
         )
 
-    def _path(self, path: str) -> str:
+    def path(self, path: str) -> str:
         """How a source path is written in the document."""
         absolute = source_path(path)
         if self.paths == "absolute":
@@ -219,12 +189,54 @@ class _Writer:
         return absolute
 
 
-def _json_manifest(columns: columnar.Columns) -> bytes:
-    """``manifest.json``: chunk keys to ``{path, offset, length}`` or ``{data}`` (base64)."""
+class _Writer(PathWriter):
+    def __init__(
+        self, location: Location, paths: PathMode, encoding: Encoding | Mapping[str, Encoding]
+    ) -> None:
+        super().__init__(location, paths)
+        self.encoding = encoding
+
+    def array(self, path: str, array: ManifestArray, files: dict[str, bytes]) -> dict[str, Any]:
+        """Add the array's manifest files to ``files``; return its ``zarr.json`` document."""
+        manifest = array.manifest
+        encoding = self._encoding(path, manifest)
+        written = self.columns(manifest)
+        config: dict[str, Any] = {"version": wire.version_text(), "encoding": encoding}
+        if encoding == "json":
+            if written.sources:
+                config["sources"] = msgspec.to_builtins(written.sources)
+            files[posixpath.join(path, wire.JSON_MANIFEST)] = json_manifest(written)
+        else:
+            files.update(columnar.encode(written, posixpath.join(path, wire.COLUMNAR_MANIFEST)))
+        # Plain JSON: zarr consults its rectilinear flag only when it stores or parses metadata.
+        document = array.metadata.to_dict()
+        document["storage_transformers"] = [{"name": wire.EXTENSION, "configuration": config}]
+        document[wire.GUARD] = {"must_understand": True}
+        return document
+
+    def _encoding(self, path: str, manifest: ChunkManifest) -> str:
+        choice = self.encoding
+        if isinstance(choice, Mapping):
+            choice = choice.get(path, "auto")
+        if choice not in ("auto", "json", "columnar"):
+            raise ValueError(
+                f"encoding for {path or 'the root array'!r} must be 'auto', 'json' or 'columnar', "
+                f"got {choice!r}"
+            )
+        if choice == "auto":
+            return "json" if math.prod(manifest.shape) <= AUTO_JSON_CHUNKS else "columnar"
+        return choice
+
+
+def json_manifest(columns: columnar.Columns, origin: tuple[int, ...] | None = None) -> bytes:
+    """``manifest.json``: chunk keys to ``{path, offset, length}`` or ``{data}`` (base64); the
+    keys shifted by ``origin`` (where the manifest's first chunk lies in a larger grid)."""
     entries: dict[str, wire.JsonEntry] = {}
     blob = columns.inline
+    shift = np.asarray(origin or (0,) * columns.path_index.ndim, dtype=np.int64)
     for row in np.argwhere(columns.path_index != MISSING):
         coords = tuple(int(c) for c in row)
+        key = chunk_key(tuple(int(c) for c in row + shift))
         i, offset, length = (
             int(columns.path_index[coords]),
             int(columns.offset[coords]),
@@ -232,9 +244,7 @@ def _json_manifest(columns: columnar.Columns) -> bytes:
         )
         if i == INLINE:
             data = base64.standard_b64encode(blob[offset : offset + length]).decode()
-            entries[chunk_key(coords)] = wire.JsonEntry(data=data)
+            entries[key] = wire.JsonEntry(data=data)
         else:
-            entries[chunk_key(coords)] = wire.JsonEntry(
-                path=columns.paths[i], offset=offset, length=length
-            )
+            entries[key] = wire.JsonEntry(path=columns.paths[i], offset=offset, length=length)
     return wire.dumps(entries)

@@ -12,7 +12,13 @@ from zarr_manifest_store.cf import check_cf_attributes
 from zarr_manifest_store.manifest import ChunkManifest
 from zarr_manifest_store.ops.grid import Edges
 
-__all__ = ["check_combinable", "common_names", "describe_sources", "manifest_arrays"]
+__all__ = [
+    "check_combinable",
+    "common_names",
+    "describe_paths",
+    "describe_sources",
+    "manifest_arrays",
+]
 
 _ENCODE_ONLY = {
     "gzip": {"level"},
@@ -29,9 +35,13 @@ _ENCODE_ONLY = {
 
 def describe_sources(manifest: ChunkManifest) -> str:
     """The files a manifest reads, for messages: ``a.nc``, ``a.nc, b.nc`` or ``a.nc … z.nc (40 files)``."""
-    paths = manifest.paths
-    if not paths:
+    if not manifest.paths:
         return "inline data" if manifest.inline else "no source file"
+    return describe_paths(manifest.paths)
+
+
+def describe_paths(paths: Sequence[str]) -> str:
+    """Files for messages: ``a.nc``, ``a.nc, b.nc`` or ``a.nc … z.nc (40 files)``."""
     if len(paths) <= 2:
         return ", ".join(paths)
     return f"{paths[0]} … {paths[-1]} ({len(paths)} files)"

@@ -47,6 +47,6 @@ def _regular_step(edges: tuple[int, ...], extent: int) -> int | None:
     if not edges:
         return 1
     step = edges[0]
-    if all(e == step for e in edges) and len(edges) == math.ceil(extent / step):
+    if edges.count(step) == len(edges) and len(edges) == math.ceil(extent / step):
         return step
     return None

@@ -11,6 +11,7 @@ Nothing is read from the source files, except ragged edge chunks on request
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -70,7 +71,7 @@ def concat(
         parts = [exact_last_chunk(a, axis, reader) for a in arrays[:-1]]
     parts.append((arrays[-1].chunk_sizes[axis], arrays[-1].manifest))
     edges = list(first.chunk_sizes)
-    edges[axis] = tuple(e for axis_edges, _ in parts for e in axis_edges)
+    edges[axis] = tuple(itertools.chain.from_iterable(axis_edges for axis_edges, _ in parts))
     shape = list(first.shape)
     shape[axis] = sum(a.shape[axis] for a in arrays)
     manifests = [m for _, m in parts]

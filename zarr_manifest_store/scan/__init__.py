@@ -2,8 +2,10 @@
 
 :func:`scan` identifies what it is given through the format registry
 (:mod:`.registry`) and hands it to the scanner for its format: ``scan_hdf5``
-(HDF5 / netCDF4), ``scan_netcdf3`` (classic, 64-bit offset, CDF5), ``scan_grib`` (GRIB2) or
-``scan_kerchunk`` (kerchunk references, JSON or a parquet folder), or one
+(HDF5 / netCDF4), ``scan_netcdf3`` (classic, 64-bit offset, CDF5), ``scan_grib`` (GRIB2),
+``scan_kerchunk`` (kerchunk references, JSON or a parquet folder),
+``scan_document`` (a chunk-manifest document's stored hierarchy),
+``scan_repository`` (an Icechunk repository folder, through ``scan_icechunk``), or one
 that another package adds through the ``zarr_manifest_store.formats`` entry
 points (see ``docs/howto/formats.md``).
 """
@@ -15,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.scan import grib, hdf5, kerchunk, netcdf3
+from zarr_manifest_store.scan import document, grib, hdf5, icechunk, kerchunk, netcdf3
 from zarr_manifest_store.scan.grib import scan_grib
 from zarr_manifest_store.scan.registry import ENTRY_POINT_GROUP, Folder, Format, Head, Registry
 
@@ -31,7 +33,17 @@ __all__ = [
 ]
 
 REGISTRY = Registry(
-    builtin={f.name: f for f in (hdf5.FORMAT, netcdf3.FORMAT, kerchunk.FORMAT, grib.FORMAT)}
+    builtin={
+        f.name: f
+        for f in (
+            hdf5.FORMAT,
+            netcdf3.FORMAT,
+            kerchunk.FORMAT,
+            grib.FORMAT,
+            document.FORMAT,
+            icechunk.FORMAT,
+        )
+    }
 )
 """The formats :func:`scan` reads: the built-in ones, then those of entry points."""
 
@@ -44,7 +56,9 @@ def scan(url: str | os.PathLike[str] | Mapping[str, Any], **options: Any) -> Man
     dict) to ``scan_kerchunk``, GRIB2 files to ``scan_grib``, and formats other packages register (entry
     point group ``zarr_manifest_store.formats``) to theirs; ``options``
     (``group``, ``drop_variables``, ``on_unsupported``, ``storage_options``,
-    ...) are passed on. Remote URLs cost a few small reads to identify. A file
+    ...) are passed on; ``allow`` (the prefixes a chunk-manifest document's
+    sources may lie under, besides its folder) only to formats that reference
+    other files. Remote URLs cost a few small reads to identify. A file
     of another format raises ``UnsupportedDatasetError`` naming the bytes it
     starts with.
 
@@ -57,6 +71,8 @@ def scan(url: str | os.PathLike[str] | Mapping[str, Any], **options: Any) -> Man
         fmt = REGISTRY.identify_mapping(url)
     else:
         fmt = REGISTRY.identify(url, options.get("storage_options"))
+    if "allow" in options and fmt.options is not None and "allow" not in fmt.options:
+        options = {k: v for k, v in options.items() if k != "allow"}  # reads only the file itself
     _check_options(fmt, options)
     return fmt.scan(url, **options)
 

@@ -10,8 +10,10 @@ read and kept inline, up to a total size; beyond it the scan is refused.
 
 from __future__ import annotations
 
+import importlib
 import itertools
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -24,16 +26,21 @@ from zarr.buffer import default_buffer_prototype
 from zarr_manifest_store.array import ManifestArray, grid_shape
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.io.paths import is_local, local_path
 from zarr_manifest_store.io.remote import io_loop
 from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest
+from zarr_manifest_store.scan.registry import Folder, Format
 
-__all__ = ["MAX_MATERIALISED_BYTES", "path_of", "scan_icechunk"]
+__all__ = ["FORMAT", "MAX_MATERIALISED_BYTES", "path_of", "scan_icechunk", "scan_repository"]
 
 MAX_MATERIALISED_BYTES = 64 * 2**20
 """How many bytes of chunks stored in the repository itself a scan keeps inline (all arrays)."""
 
 _BATCH = 100_000
 """Chunk references per batch from Icechunk."""
+
+_REPO_MAGIC = "ICE🧊CHUNK".encode()
+"""How an Icechunk repository's ``repo`` file starts."""
 
 _VIRTUAL, _NATIVE, _INLINE = 2, 1, 3
 """Icechunk's chunk kinds (``icechunk.ChunkType``)."""
@@ -170,3 +177,54 @@ def _read_chunk(store: Any, path: str, coords: tuple[int, ...]) -> bytes:
     key = "/".join([path, "c", *map(str, coords)])
     buffer = fsspec.asyn.sync(io_loop(), store.get, key, default_buffer_prototype())
     return buffer.to_bytes()
+
+
+def scan_repository(
+    url: str | os.PathLike[str],
+    *,
+    group: str | None = None,
+    drop_variables: Iterable[str] = (),
+    branch: str = "main",
+    storage_options: Mapping[str, Any] | None = None,
+) -> ManifestGroup:
+    """The hierarchy an Icechunk repository folder holds (``zms.scan("repo/")``), as
+    :func:`scan_icechunk` reads it, arrays in ``drop_variables`` left out.
+
+    Only repositories on the local file system are opened from a path (``icechunk``
+    is imported here, when one is given: it is an optional dependency); open others
+    with ``icechunk.Repository.open`` and pass the repository to :func:`scan_icechunk`.
+    """
+    url = os.fspath(url)
+    if storage_options or not is_local(url):
+        raise UnsupportedDatasetError(
+            f"{url}: zms.scan opens Icechunk repositories on the local file system only; open "
+            "it with icechunk.Repository.open(...) and pass it to zms.scan_icechunk"
+        )
+    icechunk = importlib.import_module("icechunk")
+    storage = icechunk.local_filesystem_storage(os.path.abspath(local_path(url)))
+    root = scan_icechunk(icechunk.Repository.open(storage), group, branch=branch)
+    dropped = set(drop_variables)
+    return ManifestGroup(
+        arrays={k: a for k, a in root.arrays.items() if k not in dropped},
+        groups=dict(root.groups),
+        attributes=dict(root.attributes),
+    )
+
+
+def _is_repository(folder: Folder) -> bool:
+    """Whether the folder is an Icechunk repository (its ``repo`` file, or, before Icechunk 2,
+    its ``refs`` and ``snapshots`` folders)."""
+    head = folder.read("repo")
+    if head is not None:
+        return head.startswith(_REPO_MAGIC)
+    return folder.exists("snapshots") and folder.exists("refs")
+
+
+FORMAT = Format(
+    name="icechunk",
+    scan=scan_repository,
+    description="Icechunk repositories (a folder)",
+    sniff_folder=_is_repository,
+    folder_description="an Icechunk repository (its repo file or refs/ and snapshots/)",
+)
+"""Icechunk repository folders in the format registry."""

@@ -20,7 +20,7 @@ from zarr.storage import MemoryStore
 from zarr_manifest_store._zarr import ArrayV3Metadata
 from zarr_manifest_store.array import ManifestArray, chunk_sizes
 from zarr_manifest_store.cf import fill_value_attribute, json_attribute
-from zarr_manifest_store.document import write_manifest
+from zarr_manifest_store.document import append_manifest, read_document, write_manifest
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest
 from zarr_manifest_store.store import ManifestStore
@@ -97,7 +97,10 @@ class VirtualizeAccessor:
         :meth:`to_kerchunk`); ``spec="icechunk"`` writes into an Icechunk
         session's store given as ``store=`` (see :meth:`to_icechunk`).
         Loaded variables are stored inline, so the output needs only the
-        source files of the virtual variables.
+        source files of the virtual variables. ``mode="a", append_dim="time"``
+        adds the dataset to an existing document along ``time`` (see
+        ``zms.append_manifest``: checked as a combine checks, ``allow=`` for
+        reading the stored coordinate's sources).
 
         >>> ds = zms.open_virtual_dataset("data/era_2026-01-02.nc")
         >>> ds.virtualize.to_zarr("day2-virtual.zarr", mode="w", encoding="columnar")
@@ -110,7 +113,15 @@ class VirtualizeAccessor:
             return
         if spec == "kerchunk":
             writer_options.setdefault("source_options", self._ds.encoding.get(STORAGE_OPTIONS_KEY))
-        write_group(self.to_group(), target(url, store), spec, writer_options)
+        ds = self._ds
+        if spec == "manifest" and writer_options.get("append_dim") is not None:
+            stored = read_document(target(url, store)).root
+            if isinstance(stored, ManifestGroup):
+                attributes = {
+                    n: {**a.attributes, "dtype": a.dtype} for n, a in stored.arrays.items()
+                }
+                ds = _encoded_as_stored(ds, attributes)
+        write_group(to_group(ds), target(url, store), spec, writer_options)
 
     def to_kerchunk(
         self,
@@ -162,16 +173,7 @@ class VirtualizeAccessor:
         """
         ds = self._ds
         if append_dim is not None or region is not None:
-            stored = stored_attributes(store, group)
-            encoded = {}
-            for name, var in ds.variables.items():
-                attrs = stored.get(str(name), {})
-                if manifest_array(var) is None and var.dtype.kind in "mM" and "units" in attrs:
-                    var = var.copy(deep=False)
-                    keep = {k: attrs[k] for k in ("units", "calendar", "dtype") if k in attrs}
-                    var.encoding = {**var.encoding, **keep}
-                    encoded[name] = var
-            ds = with_variables(ds, encoded) if encoded else ds
+            ds = _encoded_as_stored(ds, stored_attributes(store, group))
         to_icechunk(
             to_group(ds), store, group=group, mode=mode, append_dim=append_dim, region=region
         )
@@ -251,7 +253,9 @@ def write_group(
 ) -> None:
     """Write a hierarchy at ``url`` as ``spec`` says: a chunk-manifest document, kerchunk refs,
     or (``url`` an Icechunk session's store) Icechunk references."""
-    if spec == "manifest":
+    if spec == "manifest" and (options.get("mode") == "a" or "append_dim" in options):
+        _append(group, url, options)
+    elif spec == "manifest":
         write_manifest(group, url, **options)
     elif spec == "kerchunk":
         to_kerchunk(group, url, **options)
@@ -259,6 +263,31 @@ def write_group(
         to_icechunk(group, url, **options)
     else:
         raise ValueError(f"spec must be 'manifest', 'kerchunk' or 'icechunk', got {spec!r}")
+
+
+def _encoded_as_stored(ds: xr.Dataset, stored: Mapping[str, Mapping[str, Any]]) -> xr.Dataset:
+    """The dataset with its loaded times encoded in the units (and calendar, dtype) already
+    stored by the same name, so that appended values continue the stored ones."""
+    encoded = {}
+    for name, var in ds.variables.items():
+        attrs = stored.get(str(name), {})
+        if manifest_array(var) is None and var.dtype.kind in "mM" and "units" in attrs:
+            var = var.copy(deep=False)
+            keep = {k: attrs[k] for k in ("units", "calendar", "dtype") if k in attrs}
+            var.encoding = {**var.encoding, **keep}
+            encoded[name] = var
+    return with_variables(ds, encoded) if encoded else ds
+
+
+def _append(group: ManifestGroup, url: str | os.PathLike[str], options: Mapping[str, Any]) -> None:
+    """``to_zarr(url, mode="a", append_dim=...)``: the group appended to the document at ``url``."""
+    options = dict(options)
+    if options.pop("mode", "a") != "a" or options.get("append_dim") is None:
+        raise ValueError(
+            "appending to a document needs mode='a' and append_dim, the dimension to grow: "
+            "to_zarr(url, mode='a', append_dim='time')"
+        )
+    append_manifest(group, url, **options)
 
 
 def target(

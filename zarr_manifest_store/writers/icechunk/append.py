@@ -19,8 +19,14 @@ import zarr
 
 from zarr_manifest_store.array import ManifestArray, chunk_sizes, grid_shape
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.manifest import MISSING, ChunkManifest
-from zarr_manifest_store.ops import concat, describe_sources
+from zarr_manifest_store.ops import describe_sources
+from zarr_manifest_store.ops.appendable import (
+    check_continues,
+    check_unchanged_encoding,
+    dimensions,
+    grown,
+    stand_in,
+)
 from zarr_manifest_store.ops.combinable import check_combinable
 from zarr_manifest_store.store import ManifestStore
 from zarr_manifest_store.writers.icechunk.write import (
@@ -44,20 +50,17 @@ def append_plan(root: ManifestGroup, store: Any, prefix: str, append_dim: str) -
     plan = Plan()
     for name, new in root.arrays.items():
         current = stored[name]
-        dims = _dims(name, new, current)
+        dims = dimensions(name, new, current.metadata, "the repository")
         if append_dim not in dims:
             _check_unchanged(name, new, current)
             continue
         axis = dims.index(append_dim)
-        _check_whole_last_chunk(name, current, axis)
-        try:
-            grown = concat([_stand_in(name, current, prefix), new], axis)
-        except ValueError as e:
-            raise ValueError(f"cannot append to array {name!r}: {e}") from None
+        metadata = grown(name, current.metadata, new, axis, _label(prefix, name))
         if name == append_dim:  # the dimension's coordinate
-            _check_continues(name, new, current, append_dim)
+            tail = _stored_values(current, (slice(-2, None),))
+            check_continues(name, tail, _values(name, new), append_dim, new, "the repository")
         path = _join(prefix, name)  # the stored array's attributes stay (the stand-in's)
-        plan.documents[f"{path}/zarr.json"] = array_document(grown.metadata)
+        plan.documents[f"{path}/zarr.json"] = array_document(metadata)
         grid = grid_shape(current.metadata)
         offset = tuple(grid[k] if k == axis else 0 for k in range(len(grid)))
         plan.arrays.append(ArrayWrite(path, new.manifest, offset))
@@ -83,13 +86,15 @@ def region_plan(root: ManifestGroup, store: Any, prefix: str, region: Mapping[st
     plan = Plan()
     for name, new in root.arrays.items():
         current = stored[name]
-        dims = _dims(name, new, current)
+        dims = dimensions(name, new, current.metadata, "the repository")
         if dim not in dims:
             _check_unchanged(name, new, current)
             continue
         axis = dims.index(dim)
         try:
-            check_combinable([_stand_in(name, current, prefix), new], axis, stacking=False)
+            check_combinable(
+                [stand_in(current.metadata, _label(prefix, name)), new], axis, stacking=False
+            )
             first_chunk = _region_chunks(name, new, current, axis, where)
         except ValueError as e:
             selection = tuple(where if k == axis else slice(None) for k in range(new.ndim))
@@ -139,43 +144,6 @@ def _stored_arrays(
     return stored
 
 
-def _dims(name: str, new: ManifestArray, current: zarr.Array) -> tuple[str, ...]:
-    dims = tuple(str(d) for d in new.dimension_names or ())
-    stored = tuple(str(d) for d in current.metadata.dimension_names or ())
-    if dims != stored or len(dims) != new.ndim:
-        raise ValueError(
-            f"array {name!r}: dimensions {dims} in the new part ({describe_sources(new.manifest)}) "
-            f"but {stored} in the repository; nothing was written"
-        )
-    return dims
-
-
-def _stand_in(name: str, current: zarr.Array, prefix: str) -> ManifestArray:
-    """The stored array as a combine input: its metadata, no references (nothing is read)."""
-    grid = grid_shape(current.metadata)
-    label = f"icechunk:{_join(prefix, name)}"
-    manifest = ChunkManifest(
-        paths=[label],
-        path_index=np.full(grid, MISSING, dtype=np.uint32),
-        offsets=np.zeros(grid, dtype=np.uint64),
-        lengths=np.zeros(grid, dtype=np.uint64),
-    )
-    return ManifestArray(metadata=current.metadata, manifest=manifest)
-
-
-def _check_whole_last_chunk(name: str, current: zarr.Array, axis: int) -> None:
-    """Refuse to grow an array whose last chunk along ``axis`` is stored partly empty."""
-    stored = current.metadata
-    sizes = chunk_sizes(stored)[axis]
-    if sizes and sum(sizes) != stored.shape[axis]:
-        raise ValueError(
-            f"cannot append to array {name!r}: its length {stored.shape[axis]} along axis "
-            f"{axis} is not a multiple of its chunk size {sizes[-1]}, so its last chunk is "
-            "stored at full size; chunks cannot follow it. Rewrite the array with a chunk size "
-            "that divides its length"
-        )
-
-
 def _region_chunks(
     name: str, new: ManifestArray, current: zarr.Array, axis: int, where: slice
 ) -> int:
@@ -199,28 +167,9 @@ def _region_chunks(
     return first
 
 
-def _check_continues(name: str, new: ManifestArray, current: zarr.Array, dim: str) -> None:
-    """The coordinate along ``dim`` must go on past its stored values, monotonically."""
-    stored = _stored_values(current, (slice(-2, None),))
-    values = _values(name, new)
-    both = np.concatenate([stored, values])
-    steps = np.diff(both)
-    if len(both) < 2 or (steps > 0).all() or (steps < 0).all():
-        return
-    raise ValueError(
-        f"cannot append: coordinate {name!r} does not continue along {dim!r}: the repository "
-        f"ends at {stored[-1] if len(stored) else None!r} and the new part "
-        f"({describe_sources(new.manifest)}) holds {values[:3].tolist()}...; parts must follow "
-        "each other without overlap, in the same direction. Nothing was written"
-    )
-
-
 def _check_unchanged(name: str, new: ManifestArray, current: zarr.Array) -> None:
     """An array without the dimension must be the stored one: same encoding, same values."""
-    try:
-        check_combinable([_stand_in(name, current, ""), new], None, stacking=True)
-    except ValueError as e:
-        raise ValueError(f"cannot add to the dataset: array {name!r}: {e}") from None
+    check_unchanged_encoding(name, current.metadata, new, _label("", name))
     if not _same_values(current, (), new):
         raise ValueError(
             f"cannot add to the dataset: array {name!r} ({describe_sources(new.manifest)}) differs "
@@ -257,3 +206,8 @@ def _values(name: str, array: ManifestArray) -> np.ndarray:
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
+
+
+def _label(prefix: str, name: str) -> str:
+    """How the stored array is named among combine inputs."""
+    return f"icechunk:{_join(prefix, name)}"

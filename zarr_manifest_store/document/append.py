@@ -1,0 +1,312 @@
+"""Append new files' references to a stored chunk-manifest document, along one dimension.
+
+The new part is checked against the document as a combine would check it
+(``ops.appendable``): same arrays, dimensions, dtypes, codecs, CF attributes,
+chunking off the dimension; the coordinate along it continuing; the other
+arrays holding the values already stored. Then only the grown arrays' files
+change: each new file is written beside its old one and renamed into place,
+the root ``zarr.json`` (whose consolidated metadata readers open) last, so a
+reader sees the old document or the new one. A lock file makes a second
+append at the same time fail cleanly instead of interleaving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import itertools
+import os
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from zarr_manifest_store import codecs
+from zarr_manifest_store._zarr import ArrayV3Metadata
+from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.document import wire
+from zarr_manifest_store.document.grow import grow_columnar, grow_json, merged_sources, stored_chunk
+from zarr_manifest_store.document.lazy import LazyChunkManifest
+from zarr_manifest_store.document.loaders import Resolver
+from zarr_manifest_store.document.location import Location
+from zarr_manifest_store.document.read import read_document
+from zarr_manifest_store.document.write import PathWriter, document_json
+from zarr_manifest_store.group import ManifestGroup, root_of
+from zarr_manifest_store.io.paths import source_path
+from zarr_manifest_store.io.sources import Sources
+from zarr_manifest_store.manifest import ChunkRef
+from zarr_manifest_store.ops.appendable import (
+    check_continues,
+    check_unchanged_encoding,
+    dimensions,
+    grown,
+)
+from zarr_manifest_store.ops.combinable import describe_paths
+
+__all__ = ["LOCK_FILE", "append_manifest"]
+
+LOCK_FILE = "append.lock"
+"""The file an append holds in the document folder while it writes (created exclusively)."""
+
+
+def append_manifest(
+    source: object,
+    url: str | os.PathLike[str],
+    *,
+    append_dim: str,
+    allow: Sequence[str] = (),
+    storage_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Add ``source`` (a ManifestGroup, or what serves one) to the document at ``url`` along
+    the dimension ``append_dim``, without reading the document's manifests.
+
+    Checking the new part reads the last values of the stored coordinate along
+    ``append_dim``, and the values of arrays without it that do not reference
+    the same bytes: from the document's folder, the new part's folders and the
+    prefixes in ``allow``. A misfit raises ``ValueError`` naming the array and
+    the attribute, and leaves the document as it was. Another append running on
+    the same document raises ``FileExistsError`` (retry once it has finished).
+
+    >>> import zarr_manifest_store as zms
+    >>> zms.write_manifest(zms.scan("data/era_2026-01-01.nc"), "days.zarr", mode="w")
+    >>> append_manifest(zms.scan("data/era_2026-01-02.nc"), "days.zarr", append_dim="time")
+    >>> zms.ManifestStore.open("days.zarr", allow=["data/"]).root["t2m"].shape
+    (48, 73, 144)
+    """
+    new = root_of(source, "append_manifest")
+    location = Location(url, storage_options)
+    if not location.local:
+        raise ValueError(
+            f"cannot append to {location.url}: appending needs a document on a local file system "
+            "(its files are replaced by renaming, and a lock file keeps two appends apart); "
+            "append to a local copy and upload it"
+        )
+    if not isinstance(new, ManifestGroup) or new.groups:
+        raise ValueError(
+            "append_manifest appends a ManifestGroup of arrays (a dataset), without subgroups; "
+            "append each group's dataset to its own document"
+        )
+    with _locked(location):
+        _append(new, location, append_dim, allow, storage_options)
+
+
+def _append(
+    new: ManifestGroup,
+    location: Location,
+    append_dim: str,
+    allow: Sequence[str],
+    storage_options: Mapping[str, Any] | None,
+) -> None:
+    where = location.where("zarr.json")
+    raw = wire.loads(location.read("zarr.json", FileNotFoundError), where)
+    stored = read_document(location.url, storage_options=storage_options).root
+    if not isinstance(stored, ManifestGroup) or stored.groups or "consolidated_metadata" not in raw:
+        raise ValueError(
+            f"cannot append to {location.url}: appending needs a document whose root is a group "
+            "of arrays without subgroups, with consolidated metadata (as write_manifest writes it)"
+        )
+    _check_names(new, stored, location.url)
+    if not any(append_dim in (a.dimension_names or ()) for a in new.arrays.values()):
+        raise ValueError(
+            f"cannot append along {append_dim!r}: no array of the new part has that dimension "
+            f"(arrays: {sorted(new.arrays)})"
+        )
+    sources = _sources(new, location, allow, storage_options)
+    try:
+        grown_arrays = _check(new, stored, append_dim, sources, location)
+    finally:
+        sources.close()
+    members = raw["consolidated_metadata"]["metadata"]
+    writer = PathWriter(location, "auto")
+    files: dict[str, bytes] = {}
+    for name, (metadata, axis) in grown_arrays.items():
+        old = stored.arrays[name]
+        document, written = _grow(
+            name, members[name], metadata, old, new.arrays[name], axis, writer
+        )
+        members[name] = document
+        files.update(written)
+        files[f"{name}/zarr.json"] = document_json(document)
+    files["zarr.json"] = document_json(raw)  # renamed last: readers open through it
+    location.write(files)
+
+
+def _check_names(new: ManifestGroup, stored: ManifestGroup, url: str) -> None:
+    missing, extra = (
+        sorted(stored.arrays.keys() - new.arrays),
+        sorted(new.arrays.keys() - stored.arrays),
+    )
+    if missing or extra:
+        raise ValueError(
+            f"cannot append to {url}: the new part must have the document's arrays, no more, no "
+            f"fewer; missing {missing}, not in the document {extra}. Nothing was written"
+        )
+
+
+def _check(
+    new: ManifestGroup, stored: ManifestGroup, append_dim: str, sources: Sources, location: Location
+) -> dict[str, tuple[ArrayV3Metadata, int]]:
+    """The grown metadata and axis of each array along ``append_dim``; the others checked unchanged."""
+    out: dict[str, tuple[ArrayV3Metadata, int]] = {}
+    url, resolver = location.url, Resolver(location)
+    for name, part in new.arrays.items():
+        old = stored.arrays[name]
+        label = f"{url}/{name}"
+        dims = dimensions(name, part, old.metadata, url)
+        if append_dim not in dims:
+            check_unchanged_encoding(name, old.metadata, part, label)
+            _check_same_values(name, old, part, sources, url)
+            continue
+        axis = dims.index(append_dim)
+        out[name] = (grown(name, old.metadata, part, axis, label), axis)
+        if name == append_dim:  # the dimension's coordinate: its stored values end where?
+            last = functools.partial(stored_chunk, resolver, name, old.manifest)
+            tail = _values(old, sources, last_chunk=last)
+            paths = dict.fromkeys(p for a in new.arrays.values() for p in a.manifest.paths)
+            files = describe_paths(list(paths)) if paths else None
+            check_continues(name, tail, _values(part, sources), append_dim, part, url, files)
+    return out
+
+
+def _check_same_values(
+    name: str, old: ManifestArray, part: ManifestArray, sources: Sources, url: str
+) -> None:
+    """An array without the dimension must reference the same bytes, or hold the same values."""
+    if dict(old.manifest.items()) == dict(part.manifest.items()):
+        return
+    stored, values = _values(old, sources), _values(part, sources)
+    if stored.shape == values.shape and np.array_equal(
+        stored, values, equal_nan=stored.dtype.kind in "fc"
+    ):
+        return
+    raise ValueError(
+        f"cannot add to the document {url}: array {name!r} of the new part "
+        f"({', '.join(part.manifest.paths) or 'inline data'}) holds other values than the one "
+        "stored, and it has no dimension to append along; nothing was written"
+    )
+
+
+def _values(
+    array: ManifestArray,
+    sources: Sources,
+    *,
+    last_chunk: Callable[[tuple[int, ...]], ChunkRef | bytes | None] | None = None,
+) -> np.ndarray:
+    """The stored (encoded) values of an array; with ``last_chunk`` (which reads one chunk),
+    only those of its last chunk along axis 0."""
+    sizes = array.chunk_sizes
+    starts = [np.concatenate([[0], np.cumsum(s)]).astype(int) for s in sizes]
+    grid = array.manifest.shape
+    first = grid[0] - 1 if last_chunk is not None and array.ndim and grid[0] else 0
+    shift = [int(starts[0][first]) if k == 0 else 0 for k in range(array.ndim)]
+    shape = tuple(n - s for n, s in zip(array.shape, shift, strict=True))
+    out = np.full(shape, array.fill_value, dtype=array.dtype)
+    ranges = [range(first, n) if k == 0 else range(n) for k, n in enumerate(grid)]
+    for coords in itertools.product(*ranges):
+        chunk = (last_chunk or array.manifest.get)(coords)
+        if chunk is None:
+            continue
+        raw = chunk if isinstance(chunk, bytes) else _read(sources, chunk)
+        chunk_shape = tuple(s[c] for s, c in zip(sizes, coords, strict=True))
+        block = codecs.decode_chunk(array.metadata, raw, chunk_shape)
+        region = tuple(
+            slice(int(s[c]) - d, min(int(s[c]) + n, extent) - d)
+            for s, c, n, extent, d in zip(
+                starts, coords, chunk_shape, array.shape, shift, strict=True
+            )
+        )
+        out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
+    return out
+
+
+def _read(sources: Sources, ref: ChunkRef) -> bytes:
+    try:
+        return bytes(sources.read_sync(ref.path, ref.offset, ref.length))
+    except PermissionError as e:
+        raise PermissionError(
+            f"{e}; checking an append reads the stored coordinate's last values: pass "
+            "allow=[...] with the folder of the document's sources"
+        ) from None
+
+
+def _sources(
+    new: ManifestGroup,
+    location: Location,
+    allow: Sequence[str],
+    storage_options: Mapping[str, Any] | None,
+) -> Sources:
+    """A reader of the document's folder, the new part's folders and ``allow``, checking the
+    fingerprints both record."""
+    fingerprints: dict[str, list[Any]] = {}
+    folders = {location.url, *allow}
+    for array in new.arrays.values():
+        for path in array.manifest.paths:
+            folders.add(source_path(path).rsplit("/", 1)[0] or "/")
+        for path, fingerprint in array.manifest.fingerprints.items():
+            fingerprints.setdefault(path, []).append(fingerprint)
+    return Sources(storage_options, allow=sorted(folders), fingerprints=fingerprints)
+
+
+def _grow(
+    name: str,
+    raw: dict[str, Any],
+    metadata: ArrayV3Metadata,
+    old: ManifestArray,
+    part: ManifestArray,
+    axis: int,
+    writer: PathWriter,
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The grown array's ``zarr.json`` document and the manifest files that change."""
+    (transformer,) = raw["storage_transformers"]
+    config = wire.convert(transformer["configuration"], wire.TransformerConfig, name)
+    origin = tuple(old.manifest.shape[k] if k == axis else 0 for k in range(old.ndim))
+    new_config = dict(transformer["configuration"])
+    if config.encoding == "json":
+        files, sources = grow_json(writer, name, part.manifest, origin)
+        merged = merged_sources(config.sources, sources, writer.location.where(name))
+        if merged:
+            new_config["sources"] = msgspec.to_builtins(merged)
+    else:
+        assert isinstance(old.manifest, LazyChunkManifest)
+        files = grow_columnar(writer, name, old.manifest, part.manifest, axis)
+    document = metadata.to_dict()
+    document["attributes"] = raw.get("attributes", {})
+    document["storage_transformers"] = [{**transformer, "configuration": new_config}]
+    document[wire.GUARD] = raw.get(wire.GUARD, {"must_understand": True})
+    return document, files
+
+
+@contextlib.contextmanager
+def _locked(location: Location) -> Iterator[None]:
+    """Hold the document's lock file while the block runs; refuse if another append holds it."""
+    path = os.path.join(location.url, LOCK_FILE)
+    if not os.path.isfile(os.path.join(location.url, "zarr.json")):
+        raise FileNotFoundError(f"no chunk-manifest document at {location.url} to append to")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        holder = _lock_holder(path)
+        raise FileExistsError(
+            f"cannot append to {location.url}: another append to it is in progress ({holder}); "
+            f"retry once it has finished. If none is running (one was killed while it renamed "
+            f"its files into place, the document may hold manifests its metadata does not know, "
+            f"which readers refuse: write it again, or restore a copy), remove {path}"
+        ) from None
+    try:
+        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode())
+        os.close(fd)
+        yield
+    finally:
+        os.unlink(path)
+
+
+def _lock_holder(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(200).strip() or "holder unknown"
+    except OSError:
+        return "holder unknown"
