@@ -49,14 +49,19 @@ _COMPRESSORS = {
 }
 """The Zarr codecs of compressions that need no more (levels do not matter to decoding)."""
 _AXIS_NAMES = {
-    **dict(
-        zip(
-            "ZITCAPRHELVQM",
-            "depth sequence time channel angle phase tile lifetime lambda "
-            "exposure event other mosaic".split(),
-            strict=True,
-        )
-    ),
+    "Z": "depth",
+    "I": "sequence",
+    "T": "time",
+    "C": "channel",
+    "A": "angle",
+    "P": "phase",
+    "R": "tile",
+    "H": "lifetime",
+    "E": "lambda",
+    "L": "exposure",
+    "V": "event",
+    "Q": "other",
+    "M": "mosaic",
     "Y": "y",
     "X": "x",
     "S": "sample",
