@@ -149,8 +149,9 @@ class TiffSegmentCodec(ArrayBytesCodec):
             if self.bits == 1:
                 bits = np.unpackbits(np.frombuffer(raw, np.uint8).reshape(-1, row_bytes), axis=1)
                 segment = bits[:, : width * self.samples].astype(dtype)
-            else:
-                segment = np.frombuffer(raw, dtype=stored).astype(dtype, copy=True)
+            else:  # the floating-point predictor's bytes are in no byte order: undone as they are
+                segment = np.frombuffer(raw, dtype=dtype if self.predictor == 3 else stored)
+                segment = segment.astype(dtype, copy=True)
             segment = self._unpredict(segment.reshape(-1, width, self.samples))
         out = np.zeros((rows, width, self.samples), dtype=dtype)
         out[: segment.shape[0], : segment.shape[1]] = segment

@@ -107,7 +107,7 @@ def image_array(series: Any, image: Image, attributes: dict[str, Any]) -> Manife
         lengths=np.where(missing, 0, lengths).reshape(full_grid),
         fingerprints={image.path: image.fingerprint},
     )
-    zdtype = parse_dtype(key.dtype.newbyteorder("="), zarr_format=3)
+    zdtype = parse_dtype(np.dtype(key.dtype.str).newbyteorder("="), zarr_format=3)
     metadata = {
         "shape": list(shape),
         "data_type": zdtype.to_json(zarr_format=3),
