@@ -126,6 +126,10 @@ def image_array(series: Any, image: Image, attributes: dict[str, Any]) -> Manife
 
 def _check_page(key: Any) -> None:
     """Refuse what the scanner cannot describe exactly, naming the TIFF tag that says so."""
+    for code in (258, 339):  # BitsPerSample, SampleFormat: one value for every sample
+        tag = key.tags.get(code)
+        if tag is not None and len(set(np.ravel(tag.value).tolist())) > 1:
+            raise Refused(f"its samples differ in {tag.name}: {tag.value}")
     if key.compression not in COMPRESSIONS:
         raise Refused(f"its compression ({_named(key.compression)}) has no codec here")
     if key.sampleformat not in (1, 2, 3):
