@@ -157,25 +157,44 @@ def test_short_last_strip_of_an_uncompressed_file(tmp_path):
     assert codec_name(g) == ([CODEC_NAME] if ends_there else ["bytes"])
 
 
-def zero_segment(path, index):
-    """Make segment ``index`` of the first page missing: offset and byte count 0 (sparse)."""
+def set_segment(path, index, **values):
+    """Overwrite segment ``index``'s ``offset`` and/or ``bytecount`` in the first page's tags."""
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
-        tags = [page.tags[324 if page.is_tiled else 273], page.tags[325 if page.is_tiled else 279]]
+        codes = {
+            "offset": 324 if page.is_tiled else 273,
+            "bytecount": 325 if page.is_tiled else 279,
+        }
         patches = []
-        for tag in tags:
-            code = {3: "H", 4: "I", 16: "Q"}[tag.dtype]
+        for name, value in values.items():
+            tag = page.tags[codes[name]]
+            code = tif.byteorder + {3: "H", 4: "I", 16: "Q"}[tag.dtype]
             size = struct.calcsize(code)
             where = (
                 tag.valueoffset
                 if tag.count * size > (8 if tif.is_bigtiff else 4)
                 else tag.offset + (20 if tif.is_bigtiff else 8)
             )
-            patches.append((where + index * size, b"\0" * size))
+            patches.append((where + index * size, struct.pack(code, value)))
     with open(path, "r+b") as f:
-        for where, zeros in patches:
+        for where, packed in patches:
             f.seek(where)
-            f.write(zeros)
+            f.write(packed)
+
+
+def zero_segment(path, index):
+    """Make segment ``index`` of the first page missing: offset and byte count 0 (sparse)."""
+    set_segment(path, index, offset=0, bytecount=0)
+
+
+def test_an_uncompressed_segment_shorter_than_its_pixels_is_refused(tmp_path):
+    path = tmp_path / "short.tif"
+    tifffile.imwrite(path, image((20, 10), "u2"), rowsperstrip=4)
+    set_segment(path, 1, bytecount=4 * 10 * 2 - 2)
+    with pytest.raises(zms.UnsupportedDatasetError, match="segment 1 holds 78 bytes"):
+        zms.scan(path)
+    with pytest.raises(ValueError, match="corrupted"):
+        tifffile.imread(path)
 
 
 @pytest.mark.parametrize("compression", [None, "zlib", "lzw"])

@@ -153,7 +153,9 @@ class TiffSegmentCodec(ArrayBytesCodec):
                 segment = np.frombuffer(raw, dtype=dtype if self.predictor == 3 else stored)
                 segment = segment.astype(dtype, copy=True)
             segment = self._unpredict(segment.reshape(-1, width, self.samples))
-        out = np.zeros((rows, width, self.samples), dtype=dtype)
+        if segment.shape[:2] == (rows, width):
+            return segment.reshape(shape)
+        out = np.zeros((rows, width, self.samples), dtype=dtype)  # a short strip, padded
         out[: segment.shape[0], : segment.shape[1]] = segment
         return out.reshape(shape)
 

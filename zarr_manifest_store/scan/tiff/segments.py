@@ -67,8 +67,9 @@ _AXIS_NAMES = {
     "S": "sample",
 }
 """Dimension names by tifffile's axis codes (its ``TIFF.AXES``; ``y`` and ``x`` as CF has them)."""
-_JPEG_PHOTOMETRIC = {1: (None, None), 2: (None, 2), 6: (None, 2)}
-"""JPEG colour conversions as tifffile asks them of imagecodecs, by PhotometricInterpretation."""
+_JPEG_OUTPUT = {1: None, 2: 2, 6: 2}
+"""The colour space (as imagecodecs numbers them: RGB 2) tifffile decodes JPEG into, by
+PhotometricInterpretation: grey as it is, RGB and YCbCr as RGB."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def image_array(series: Any, image: Image, attributes: dict[str, Any]) -> Manife
             f"tifffile presents its {len(series.pages)} page(s) of {page_shape} as {shape}, "
             "which is no stack of whole pages"
         )
-    offsets, lengths = _segments(series.pages, math.prod(grid), key)
+    offsets, lengths = _segments(series.pages, math.prod(grid))
     codecs, lengths = _codecs(key, image, offsets, lengths, page_chunks)
     missing = (offsets == 0) | (lengths == 0)
     full_grid = (*leading, *grid)
@@ -150,7 +151,7 @@ def _check_page(key: Any) -> None:
     if key.is_subsampled and key.compression != 7:
         raise Refused("its YCbCr samples are subsampled without JPEG, which is not read")
     if key.compression == 7:
-        if key.bitspersample != 8 or key.photometric not in _JPEG_PHOTOMETRIC:
+        if key.bitspersample != 8 or key.photometric not in _JPEG_OUTPUT:
             raise Refused(
                 f"it is JPEG of {key.bitspersample}-bit {_named(key.photometric)} samples; "
                 "8-bit grey, RGB and YCbCr are read"
@@ -180,7 +181,7 @@ def _page_layout(key: Any) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int,
     return (samples, height, width), (1, rows, columns), (samples, *grid)
 
 
-def _segments(pages: Any, per_page: int, key: Any) -> tuple[np.ndarray, np.ndarray]:
+def _segments(pages: Any, per_page: int) -> tuple[np.ndarray, np.ndarray]:
     """The offsets and byte counts of every page's segments, page after page."""
     offsets = np.empty((len(pages), per_page), dtype=np.uint64)
     lengths = np.empty((len(pages), per_page), dtype=np.uint64)
@@ -209,9 +210,15 @@ def _codecs(
     plain = [{"name": "bytes", "configuration": {"endian": endian} if itemsize > 1 else {}}]
     if packed:
         pass  # single bits: only the TIFF codec unpacks them
-    elif key.predictor == 1 and compression == "none":
+    elif compression == "none":
         present = (offsets != 0) & (lengths != 0)
-        if np.all(~present | (offsets + full <= image.size)):
+        short = np.flatnonzero(present & (lengths < _decoded_bytes(key, len(offsets))))
+        if short.size:
+            raise Refused(
+                f"its uncompressed segment {short[0]} holds {lengths[short[0]]} bytes, fewer than "
+                "its pixels take (tifffile cannot read it either)"
+            )
+        if key.predictor == 1 and np.all(~present | (offsets + full <= image.size)):
             return plain, np.where(present, full, 0).astype(np.uint64)
     elif key.predictor == 1 and compression in ("deflate", "zstd") and _whole_segments(key):
         return [*plain, _COMPRESSORS[compression]], lengths
@@ -223,14 +230,25 @@ def _codecs(
     if key.planarconfig == 1 and key.samplesperpixel > 1:
         config["samples"] = int(key.samplesperpixel)
     if compression == "jpeg":
-        colorspace, outcolorspace = _JPEG_PHOTOMETRIC[key.photometric]
         if key.jpegtables:
             config["jpeg_tables"] = base64.b64encode(bytes(key.jpegtables)).decode()
-        if outcolorspace is not None:
-            config["jpeg_outcolorspace"] = outcolorspace
-        if colorspace is None and key.photometric == 2 and not key.is_jfif:
+        if _JPEG_OUTPUT[key.photometric] is not None:
+            config["jpeg_outcolorspace"] = _JPEG_OUTPUT[key.photometric]
+        if key.photometric == 2 and not key.is_jfif:
             config["jpeg_colorspace"] = 2  # RGB stored as is (Aperio SVS), as tifffile reads it
     return [{"name": CODEC_NAME, "configuration": config}], lengths
+
+
+def _decoded_bytes(key: Any, count: int) -> np.ndarray:
+    """The bytes each of ``count`` uncompressed segments takes: a tile's all, a strip's its rows."""
+    row_bytes = (key.tilewidth if key.is_tiled else key.imagewidth) * key.dtype.itemsize
+    row_bytes *= key.samplesperpixel if key.planarconfig == 1 else 1
+    if key.is_tiled:
+        return np.full(count, key.tilelength * row_bytes, dtype=np.uint64)
+    rows = min(key.rowsperstrip, key.imagelength)
+    per_plane = -(-key.imagelength // rows)
+    first_rows = (np.arange(count) % per_plane) * rows
+    return (np.minimum(rows, key.imagelength - first_rows) * row_bytes).astype(np.uint64)
 
 
 def _whole_segments(key: Any) -> bool:
