@@ -28,6 +28,7 @@ from zarr_manifest_store.scan.hdf5 import scan_hdf5
 from zarr_manifest_store.scan.icechunk import scan_icechunk
 from zarr_manifest_store.scan.kerchunk import scan_kerchunk
 from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
+from zarr_manifest_store.scan.tiff import scan_tiff
 from zarr_manifest_store.store import ManifestStore
 from zarr_manifest_store.writers.icechunk import icechunk_containers, to_icechunk
 from zarr_manifest_store.writers.kerchunk import to_kerchunk
@@ -60,6 +61,7 @@ __all__ = [
     "scan_icechunk",
     "scan_kerchunk",
     "scan_netcdf3",
+    "scan_tiff",
     "to_icechunk",
     "to_kerchunk",
     "write_manifest",

@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 
 from zarr import config
-from zarr.registry import register_pipeline
+from zarr.registry import register_codec, register_pipeline
 
 from zarr_manifest_store.pipeline import ManifestCodecPipeline, ManifestStorePipelines
+from zarr_manifest_store.tiff_codec import CODEC_NAME as TIFF_SEGMENT
+from zarr_manifest_store.tiff_codec import TiffSegmentCodec
 
 __all__ = ["ENVIRONMENT_PREFIX", "PIPELINE_PATH", "ZARR_DEFAULTS", "register"]
 
@@ -37,6 +39,8 @@ def register() -> None:
 
     - ``ManifestStorePipelines`` and ``ManifestCodecPipeline`` join zarr's registry of
       codec pipelines (a registry entry changes nothing by itself).
+    - The codecs the scanners' arrays need and zarr lacks join zarr's registry of codecs
+      (``zarr_manifest_store.tiff_segment``: TIFF strips and tiles).
     - ``codec_pipeline.path`` is pointed at ``ManifestStorePipelines``, which gives the
       arrays of a ManifestStore a ``ManifestCodecPipeline`` and every other array
       zarr's default pipeline.
@@ -62,6 +66,7 @@ def register() -> None:
     """
     register_pipeline(ManifestStorePipelines)
     register_pipeline(ManifestCodecPipeline)
+    register_codec(TIFF_SEGMENT, TiffSegmentCodec)
     _set_unless_chosen("codec_pipeline.path", PIPELINE_PATH)
     _set_unless_chosen("array.rectilinear_chunks", True)
 
