@@ -404,6 +404,7 @@ class ManifestStore(Store):
         """Tell the sources, once per array, what its files looked like when scanned."""
         if not served.recorded:
             self._sources.record(served.array.manifest.fingerprints)
+            self._sources.add_chunks(served.array.manifest)
             served.recorded = True
 
     def _array_of(self, key: str) -> tuple[ServedArray, str] | None:
