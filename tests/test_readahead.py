@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from read_fixtures import ROWS, manifest_for, store_over, write_source
+from helpers import GZIP_SHUFFLE_CODECS, array_metadata
+from read_fixtures import CHUNK_ROWS, COLS, ROWS, manifest_for, store_over, write_source
 
 import zarr_manifest_store as zms
+from zarr_manifest_store.io.readahead import SEQUENTIAL_CHUNKS
 from zarr_manifest_store.io.sources import Sources
 
 pytestmark = pytest.mark.xdist_group("readahead")
@@ -63,6 +65,25 @@ def test_random_reads_are_not_read_ahead(http_server, tmp_path):
         np.testing.assert_array_equal(arr[row : row + 2], data[row : row + 2])
     ranges = [r.range for r in http_server.requests.entries if r.method == "GET"]
     assert len(ranges) == 4
+    assert store.sources._read_ahead.held_bytes == 0
+
+
+def test_reads_that_wander_across_files_are_not_read_ahead(http_server, tmp_path):
+    arrays, values = {}, {}
+    for i in range(SEQUENTIAL_CHUNKS + 2):
+        path = tmp_path / f"f{i}.h5"
+        values[f"v{i}"] = write_source(path, seed=i)
+        shutil.copy(path, http_server.root / path.name)
+        meta = array_metadata((ROWS, COLS), (CHUNK_ROWS, COLS), codecs=GZIP_SHUFFLE_CODECS)
+        manifest = manifest_for(path, f"{http_server.url}/{path.name}")
+        arrays[f"v{i}"] = zms.ManifestArray(metadata=meta, manifest=manifest)
+    store = zms.ManifestStore(zms.ManifestGroup(arrays=arrays), verify="never")
+    group = zarr.open_group(store, mode="r")
+    http_server.requests.clear()
+    for row in (0, 2, 4):  # each file's next chunk, but after a read of every other file
+        for name, data in values.items():
+            np.testing.assert_array_equal(group[name][row : row + 2], data[row : row + 2])
+    assert len(http_server.requests.entries) == 3 * len(values)
     assert store.sources._read_ahead.held_bytes == 0
 
 

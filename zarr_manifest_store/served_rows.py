@@ -7,8 +7,10 @@ tasks), each costing far more than its few hundred bytes. Where chunks are
 stored uncompressed (the ``bytes`` codec alone) and each spans the array's
 whole extent on the other axes, a run of consecutive chunks along the first
 axis *is* one larger chunk: their bytes joined in order. :func:`served_array`
-serves such an array, if it has at least :data:`MIN_ROW_CHUNKS` chunks, in
-chunks of about :data:`ROW_CHUNK_BYTES`; the store reads a served chunk's rows
+serves such an array, if it has at least :data:`MIN_ROW_CHUNKS` chunks and its
+manifest is in memory (a stored columnar manifest not yet loaded keeps serving a
+chunk by reading only the block that holds it), in chunks of about
+:data:`ROW_CHUNK_BYTES`; the store reads a served chunk's rows
 (one read when they lie evenly spaced in one file, as records do) and joins
 them. Missing rows read as the fill value, as zarr would give them. The
 document is unchanged: only the chunk grid the store serves differs.
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.document.lazy import LazyChunkManifest
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.io.sources import ByteData, Sources
 from zarr_manifest_store.manifest import INLINE, MISSING, ChunkCoords
@@ -44,6 +47,8 @@ def served_array(path: str, array: ManifestArray) -> ServedArray:
 
 def _row_factor(array: ManifestArray) -> int:
     """How many stored chunks along the first axis one served chunk joins (1: none)."""
+    if isinstance(array.manifest, LazyChunkManifest) and not array.manifest.loaded:
+        return 1  # a stored columnar manifest serves a chunk reading only the block holding it
     meta = array.metadata.to_dict()
     grid = meta["chunk_grid"]
     codecs = meta["codecs"]

@@ -5,7 +5,7 @@ store one or two at a time and nothing is there to gather them: each would be
 one request, paying the round trip. :class:`ReadAhead` notices a file being
 read in order (a read that arrives alone and falls among the next few chunks
 before or after the previous one of that file, by the byte ranges the store's
-manifests reference) and then fetches, in one request, the run of chunks that
+manifests reference, with few reads of other files between them) and then fetches, in one request, the run of chunks that
 follows in that direction: ranges at most ``max_gap_bytes`` apart, at most
 ``max_block_bytes`` in all. Reads that arrive together (a slice's) are left to
 be gathered as before. The reads
@@ -43,7 +43,8 @@ __all__ = ["READ_AHEAD_BYTES", "READ_AHEAD_MAX_CHUNKS", "SEQUENTIAL_CHUNKS", "Re
 READ_AHEAD_BYTES = 64 << 20
 """Default memory budget of one store's read-ahead blocks (held and in flight)."""
 SEQUENTIAL_CHUNKS = 8
-"""A read among this many chunks after the previous read of its file counts as reading on."""
+"""A read among this many chunks before or after the previous read of its file, with at most
+this many reads of other files between them, counts as reading on."""
 READ_AHEAD_MAX_CHUNKS = 1 << 22
 """Chunk ranges indexed for read-ahead per store (16 bytes each); arrays past it are not read ahead."""
 
@@ -69,6 +70,7 @@ class _Runs:
     starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ends: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     last: int = -1  # index of the chunk the previous read of the file ended at (-1: none)
+    tick: int = 0  # when that read was (the store's count of planned reads)
 
     def add(self, starts: list[np.ndarray], ends: list[np.ndarray]) -> None:
         starts_all = np.concatenate([self.starts, *starts])
@@ -136,6 +138,7 @@ class ReadAhead:
         self._held = 0  # bytes of blocks held or in flight
         self._runs: dict[str, _Runs] = {}
         self._indexed = 0
+        self._tick = 0  # reads planned so far: reading on means the file was read just now
         self._pending: list[ChunkManifest] = []
         self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, int]] = (
             weakref.WeakKeyDictionary()
@@ -224,8 +227,10 @@ class ReadAhead:
         if runs is None or first < 0:
             return None
         previous, runs.last = runs.last, first
+        self._tick += 1
+        recent, runs.tick = self._tick - runs.tick <= SEQUENTIAL_CHUNKS, self._tick
         step = first - previous
-        if previous < 0 or step == 0 or abs(step) > SEQUENTIAL_CHUNKS:
+        if previous < 0 or not recent or step == 0 or abs(step) > SEQUENTIAL_CHUNKS:
             return None
         spans = self._by_path.get(path, [])
         i = bisect.bisect_right(spans, (offset, float("inf")))  # blocks never overlap
