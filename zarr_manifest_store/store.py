@@ -72,8 +72,10 @@ class ManifestStore(Store):
     ``max_concurrency`` (remote requests in flight, 16), ``max_gap_bytes``
     and ``max_coalesced_bytes`` (reads of one file at most 1 MiB apart merge
     into one request of at most 16 MiB), ``retries`` (4), ``timeout``
-    (15 s per remote attempt) and ``deadline`` (25 s for one request in all,
-    retries included: a stalling server costs at most that).
+    (15 s per remote attempt), ``deadline`` (25 s for one request in all,
+    retries included: a stalling server costs at most that) and
+    ``read_ahead_bytes`` (64 MiB: the memory a remote file read chunk after
+    chunk may hold in blocks read ahead; 0 turns read-ahead off).
 
     Reads: concurrent ``get`` calls (zarr's, for a slice) and
     ``get_partial_values`` are gathered so that nearby ranges of one file are
