@@ -3,15 +3,15 @@
 A dask task reads one chunk, so the reads of a dask computation reach the
 store one or two at a time and nothing is there to gather them: each would be
 one request, paying the round trip. :class:`ReadAhead` notices a file being
-read in order (a read that arrives alone and falls among the next few chunks
-before or after the previous one of that file, by the byte ranges the store's
-manifests reference, with few reads of other files between them) and then fetches, in one request, the run of chunks that
-follows in that direction: ranges at most ``max_gap_bytes`` apart, at most
-``max_block_bytes`` in all. Reads that arrive together (a slice's) are left to
-be gathered as before. The reads
-that follow, of this array or of any other whose chunks lie in that range (the
-records of a netCDF-3 file interleave its variables), are served from the
-block.
+read in order: a read that arrives alone and falls among the next few chunks
+before or after the previous read of that file (by the byte ranges the
+store's manifests reference), with few reads of other files between them. It
+then fetches, in one request, the run of chunks that follows in that
+direction: ranges at most ``max_gap_bytes`` apart, at most ``max_block_bytes``
+in all. The reads that follow, of this array or of any other whose chunks lie
+in that range (the records of a netCDF-3 file interleave its variables), are
+served from the block. Reads that arrive together (a slice's) are gathered as
+before.
 
 Memory is bounded: blocks held and in flight together stay within
 ``budget_bytes``, the least recently used going first. A random read is not
@@ -46,7 +46,8 @@ SEQUENTIAL_CHUNKS = 8
 """A read among this many chunks before or after the previous read of its file, with at most
 this many reads of other files between them, counts as reading on."""
 READ_AHEAD_MAX_CHUNKS = 1 << 22
-"""Chunk ranges indexed for read-ahead per store (16 bytes each); arrays past it are not read ahead."""
+"""Chunk grid cells indexed for read-ahead per store (16 bytes per chunk); arrays beyond it
+are not read ahead."""
 
 Fetch = Callable[[str, int, int], "Future[ByteData]"]
 """Starts the request for bytes ``[start, stop)`` of a path; its future gives the bytes."""
@@ -111,10 +112,11 @@ class ReadAhead:
     """Read-ahead blocks of one store's remote sources, within ``budget_bytes`` of memory.
 
     ``fetch(path, start, stop)`` starts a request (on any thread) whose future
-    gives the bytes; ``remote(path)`` says whether a file is read ahead. :meth:`add_chunks` tells which byte ranges each array's
-    chunks occupy; :meth:`read` answers a read from a block, or starts a block
-    when the read follows on from the previous one in its file, or returns
-    None: the caller then reads as it would without read-ahead. Thread-safe:
+    gives the bytes; ``remote(path)`` says whether a file is read ahead.
+    :meth:`add_chunks` tells which byte ranges each array's chunks occupy;
+    :meth:`read` answers a read from a block, or starts a block when the read
+    follows on from the previous one in its file, or returns None: the caller
+    then reads as it would without read-ahead. Thread-safe:
     the reads of several event loops and threads share the blocks.
     """
 
