@@ -58,6 +58,20 @@ def test_dask_tasks_share_the_blocks(http_server, tmp_path):
     assert http_server.requests.count("GET", path=name) <= 8  # of 24 chunks
 
 
+def test_dask_read_of_an_s3_object_takes_few_requests(s3, tmp_path):
+    fs, bucket, server = s3
+    path = tmp_path / "src.h5"
+    data = write_source(path)
+    url = f"s3://{bucket}/src.h5"
+    fs.put(str(path), url)
+    options = server.storage_options
+    fingerprint = Sources(options).fingerprint(url)
+    store = store_over(manifest_for(path, url, fingerprint), storage_options=options)
+    server.requests.clear()
+    np.testing.assert_array_equal(xr.open_zarr(store, consolidated=False).v.values, data)
+    assert server.data_requests(bucket, "src.h5") <= 8  # of 24 chunks
+
+
 def test_random_reads_are_not_read_ahead(http_server, tmp_path):
     store, data, _, _ = _served(http_server, tmp_path)
     arr = zarr.open_group(store, mode="r")["v"]
