@@ -13,8 +13,9 @@ in that range (the records of a netCDF-3 file interleave its variables), are
 served from the block. Reads that arrive together (a slice's) are gathered as
 before.
 
-Memory is bounded: blocks held and in flight together stay within
-``budget_bytes``, the least recently used going first. A random read is not
+Memory is bounded: a block is dropped once every chunk in it was served, and
+blocks held and in flight together stay within ``budget_bytes``, the least
+recently used going first. A random read is not
 read ahead: only a read that follows another in its file is. A failed block
 read fails every read waiting for it, with the same error a plain read would
 raise, and drops every block of that file, so that a file that changed since
@@ -61,23 +62,28 @@ class _Block:
     start: int
     stop: int
     future: Future[ByteData]
+    remaining: int  # bytes of the chunks in it not yet served: at 0 it is dropped
     data: ByteData | None = None
 
 
 @dataclass
 class _Runs:
-    """The chunk ranges of one file, sorted by start (ends as a running maximum)."""
+    """The chunk ranges of one file, sorted by start: sizes, and ends as a running maximum."""
 
     starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ends: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     last: int = -1  # index of the chunk the previous read of the file ended at (-1: none)
     tick: int = 0  # when that read was (the store's count of planned reads)
 
     def add(self, starts: list[np.ndarray], ends: list[np.ndarray]) -> None:
         starts_all = np.concatenate([self.starts, *starts])
-        ends_all = np.concatenate([self.ends, *ends])
+        sizes_all = np.concatenate(
+            [self.sizes, *(e - b for b, e in zip(starts, ends, strict=True))]
+        )
         order = np.argsort(starts_all, kind="stable")
-        self.starts, self.ends = starts_all[order], np.maximum.accumulate(ends_all[order])
+        self.starts, self.sizes = starts_all[order], sizes_all[order]
+        self.ends = np.maximum.accumulate(self.starts + self.sizes)
         self.last = -1
 
     def index(self, offset: int) -> int:
@@ -184,7 +190,16 @@ class ReadAhead:
         data = block.data
         if data is None:  # shielded: a cancelled reader must not cancel the others' block
             data = await asyncio.shield(asyncio.wrap_future(block.future))
+        self._consume(block, length)
         return memoryview(data)[offset - block.start : stop - block.start]
+
+    def _consume(self, block: _Block, length: int) -> None:
+        """Count ``length`` bytes of ``block`` as served; drop it once all its chunks were."""
+        with self._lock:
+            block.remaining -= length
+            key = (block.path, block.start)
+            if block.remaining <= 0 and self._blocks.get(key) is block:
+                self._drop(key)
 
     async def _alone(self, path: str) -> bool:
         """Whether this is the only read of ``path`` arriving in this turn of the event loop."""
@@ -239,15 +254,15 @@ class ReadAhead:
         if step > 0:
             limit = spans[i][0] if i < len(spans) else 1 << 63
             far, end = runs.run_after(first, limit, self._gap, self._max_block)
-            begin = offset
+            begin, chunks = offset, slice(first, far + 1)
         else:
             limit = spans[i - 1][1] if i > 0 else 0
             far, begin = runs.run_before(first, limit, self._gap, self._max_block)
-            end = max(stop, int(runs.ends[first]))
+            end, chunks = max(stop, int(runs.ends[first])), slice(far, first + 1)
         if far == first or not self._make_room(end - begin):
             return None
         runs.last = far
-        return self._start(path, begin, end)
+        return self._start(path, begin, end, int(runs.sizes[chunks].sum()))
 
     def _make_room(self, size: int) -> bool:
         """Evict held blocks, least recent first, until ``size`` more bytes fit the budget."""
@@ -258,8 +273,8 @@ class ReadAhead:
                 self._drop(key)
         return self._held + size <= self._budget
 
-    def _start(self, path: str, start: int, stop: int) -> _Block:
-        block = _Block(path, start, stop, self._fetch(path, start, stop))
+    def _start(self, path: str, start: int, stop: int, chunk_bytes: int) -> _Block:
+        block = _Block(path, start, stop, self._fetch(path, start, stop), chunk_bytes)
         self._blocks[(path, start)] = block
         bisect.insort(self._by_path.setdefault(path, []), (start, stop))
         self._held += stop - start
