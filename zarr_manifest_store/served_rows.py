@@ -19,11 +19,14 @@ document is unchanged: only the chunk grid the store serves differs.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from zarr.codecs import BytesCodec
 
+from zarr_manifest_store._zarr import ArrayV3Metadata, RegularChunkGridMetadata
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.document.lazy import LazyChunkManifest
 from zarr_manifest_store.errors import ManifestError
@@ -49,22 +52,21 @@ def _row_factor(array: ManifestArray) -> int:
     """How many stored chunks along the first axis one served chunk joins (1: none)."""
     if isinstance(array.manifest, LazyChunkManifest) and not array.manifest.loaded:
         return 1  # a stored columnar manifest serves a chunk reading only the block holding it
-    meta = array.metadata.to_dict()
-    grid = meta["chunk_grid"]
-    codecs = meta["codecs"]
-    if grid.get("name") != "regular" or len(codecs) != 1 or codecs[0]["name"] != "bytes":
+    meta = array.metadata
+    if (
+        not isinstance(meta, ArrayV3Metadata)
+        or not isinstance(meta.chunk_grid, RegularChunkGridMetadata)
+        or len(meta.codecs) != 1
+        or not isinstance(meta.codecs[0], BytesCodec)
+    ):
         return 1
-    shape, chunks = meta["shape"], grid["configuration"]["chunk_shape"]
+    shape, chunks = tuple(meta.shape), tuple(meta.chunk_grid.chunk_shape)
     if not shape or chunks[1:] != shape[1:] or -(-shape[0] // chunks[0]) < MIN_ROW_CHUNKS:
         return 1
-    if array.metadata.data_type.to_native_dtype().kind not in "biufcSV":
+    dtype = meta.data_type.to_native_dtype()
+    if dtype.kind not in "biufcSV":
         return 1
-    return max(1, ROW_CHUNK_BYTES // max(1, _chunk_bytes(array)))
-
-
-def _chunk_bytes(array: ManifestArray) -> int:
-    chunks = array.metadata.to_dict()["chunk_grid"]["configuration"]["chunk_shape"]
-    return int(np.prod(chunks)) * array.metadata.data_type.to_native_dtype().itemsize
+    return max(1, ROW_CHUNK_BYTES // max(1, math.prod(chunks) * dtype.itemsize))
 
 
 class ServedRows(ServedArray):
@@ -133,12 +135,11 @@ class ServedRows(ServedArray):
 
     def _encoded_fill(self) -> bytes:
         meta = self.array.metadata
-        chunks = meta.to_dict()["chunk_grid"]["configuration"]["chunk_shape"]
-        endian = (meta.to_dict()["codecs"][0].get("configuration") or {}).get("endian")
+        endian = meta.codecs[0].endian
         dtype = meta.data_type.to_native_dtype()
         if endian is not None:
             dtype = dtype.newbyteorder("<" if endian == "little" else ">")
-        return np.full(chunks, meta.fill_value, dtype=dtype).tobytes()
+        return np.full(meta.chunk_grid.chunk_shape, meta.fill_value, dtype=dtype).tobytes()
 
 
 class Rows:
