@@ -9,8 +9,9 @@ few record variables of a hundred gates) and times loading every variable:
 - ``xr.open_zarr(ManifestStore(scan))`` with default chunks (dask), and with
   ``chunks=None``.
 
-Issue #18's targets (for a later read-path change that gathers adjacent
-record reads): default chunks <= 5x scipy, ``chunks=None`` <= 2x.
+Issue #18's targets: default chunks <= 5x scipy, ``chunks=None`` <= 2x. The
+store serves record variables in chunks of many records
+(``zarr_manifest_store.served_rows``), each read in one range of the file.
 
     .venv/bin/python benchmarks/netcdf3_records.py [--records 5000] [--repeat 3]
 """

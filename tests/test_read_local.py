@@ -283,6 +283,7 @@ def test_pickling_keeps_options_and_reads(tmp_path):
         "retries": 1,
         "timeout": 15.0,
         "deadline": 25.0,
+        "read_ahead_bytes": 64 << 20,
     }
     np.testing.assert_array_equal(zarr.open_group(clone, mode="r")["v"][:], data)
     assert clone.with_read_only(True) == store

@@ -4,6 +4,8 @@ first step of every chunk read), and what the store learns of its sources on fir
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from typing import Any
 
 from zarr_manifest_store._zarr import DefaultChunkKeyEncoding, V2ChunkKeyEncoding
 from zarr_manifest_store.array import ManifestArray
@@ -56,6 +58,19 @@ class ServedArray:
             self._local = all(map(is_local, self.array.manifest.paths))
         return self._local
 
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """The chunk grid the store serves (the manifest's, unless a subclass joins chunks)."""
+        return self.array.manifest.shape
+
+    def served_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        """The array's ``zarr.json`` as the store serves it."""
+        return metadata
+
+    def present(self) -> Iterator[ChunkCoords]:
+        """The coordinates of the chunks the store serves (present in the manifest)."""
+        return (coords for coords, _ in self.array.manifest.items())
+
     def chunk(self, chunk_key: str) -> ChunkRef | bytes | None:
         """The chunk ``chunk_key`` names: a reference, inline bytes, or None if it names none."""
         coords = self.decode(chunk_key)
@@ -79,14 +94,14 @@ class ServedArray:
             return None
 
     def _decimal_tables(self) -> list[dict[str, int]]:
-        grid = self.array.manifest.shape
+        grid = self.grid
         if self.separator is None or not grid or max(grid) > DECIMAL_TABLE_LENGTH:
             return []
         return [_decimals(n) for n in grid]
 
     def _decode_generally(self, chunk_key: str) -> ChunkCoords | None:
         encoding = self.array.metadata.chunk_key_encoding
-        grid = self.array.manifest.shape
+        grid = self.grid
         if not grid:
             return () if chunk_key == encoding.encode_chunk_key(()) else None
         try:

@@ -43,6 +43,7 @@ from zarr_manifest_store.io.allow import AllowList
 from zarr_manifest_store.io.sources import ByteData, Sources, Verify, VerifyReport
 from zarr_manifest_store.manifest import MAX_DENSE_CHUNKS, ChunkRef
 from zarr_manifest_store.served import ServedArray
+from zarr_manifest_store.served_rows import Rows, served_array
 
 __all__ = ["ManifestStore"]
 
@@ -78,8 +79,10 @@ class ManifestStore(Store):
     ``max_concurrency`` (remote requests in flight, 16), ``max_gap_bytes``
     and ``max_coalesced_bytes`` (reads of one file at most 1 MiB apart merge
     into one request of at most 16 MiB), ``retries`` (4), ``timeout``
-    (15 s per remote attempt) and ``deadline`` (25 s for one request in all,
-    retries included: a stalling server costs at most that).
+    (15 s per remote attempt), ``deadline`` (25 s for one request in all,
+    retries included: a stalling server costs at most that) and
+    ``read_ahead_bytes`` (64 MiB: the memory a remote file read chunk after
+    chunk may hold in blocks read ahead; 0 turns read-ahead off).
 
     Reads: concurrent ``get`` calls (zarr's, for a slice) and
     ``get_partial_values`` are gathered so that nearby ranges of one file are
@@ -125,7 +128,7 @@ class ManifestStore(Store):
             nodes.extend(root.walk())
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
-        self._served = {p: ServedArray(p, a) for p, a in self._arrays.items()}
+        self._served = {p: served_array(p, a) for p, a in self._arrays.items()}
         self._built: dict[str, dict[str, Any]] = {}
         self._token: str | None = None
         self._sources = Sources(
@@ -267,11 +270,13 @@ class ManifestStore(Store):
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         target = self._target(key, byte_range)
-        if isinstance(target, tuple):
-            try:
+        try:
+            if isinstance(target, tuple):
                 target = await self._sources.read(*target)
-            except OSError as e:
-                raise _naming_chunk(e, key) from e
+            elif isinstance(target, Rows):
+                target = _window_of(await target.read(self._sources), byte_range)
+        except OSError as e:
+            raise _naming_chunk(e, key) from e
         return _buffer(target, prototype)
 
     def get_sync(
@@ -283,11 +288,13 @@ class ManifestStore(Store):
     ) -> Buffer | None:
         """Synchronous ``get``, for zarr's synchronous codec pipeline."""
         target = self._target(key, byte_range)
-        if isinstance(target, tuple):
-            try:
+        try:
+            if isinstance(target, tuple):
                 target = self._sources.read_sync(*target)
-            except OSError as e:
-                raise _naming_chunk(e, key) from e
+            elif isinstance(target, Rows):
+                target = _window_of(target.read_sync(self._sources), byte_range)
+        except OSError as e:
+            raise _naming_chunk(e, key) from e
         return _buffer(target, prototype)
 
     async def get_partial_values(
@@ -309,6 +316,8 @@ class ManifestStore(Store):
         value = self._lookup(key)
         if value is None:
             raise FileNotFoundError(key)
+        if isinstance(value, Rows):
+            return value.nbytes
         return value.length if isinstance(value, ChunkRef) else len(value)
 
     # ------------------------------------------------------------------ listing
@@ -359,7 +368,10 @@ class ManifestStore(Store):
         """A node's own metadata as zarr writes it, built when first asked for and kept."""
         metadata = self._built.get(path)
         if metadata is None:
-            metadata = self._built[path] = _node_metadata(self._nodes[path]).to_dict()
+            metadata = _node_metadata(self._nodes[path]).to_dict()
+            if path in self._served:
+                metadata = self._served[path].served_metadata(metadata)
+            self._built[path] = metadata
         return metadata
 
     @functools.cached_property
@@ -399,11 +411,11 @@ class ManifestStore(Store):
 
     def _target(
         self, key: str, byte_range: ByteRequest | None
-    ) -> tuple[str, int, int] | bytes | None:
+    ) -> tuple[str, int, int] | bytes | Rows | None:
         """What ``get(key, byte_range)`` returns: bytes held here, ``(path, offset, length)``
-        to read from a source, or None for a key that is not in the store."""
+        to read from a source, rows to read and join, or None for a key not in the store."""
         value = self._lookup(key)
-        if value is None or byte_range is None:
+        if value is None or byte_range is None or isinstance(value, Rows):
             return value
         if isinstance(value, ChunkRef):
             start, stop = _window(byte_range, value.length)
@@ -411,7 +423,7 @@ class ManifestStore(Store):
         start, stop = _window(byte_range, len(value))
         return value[start:stop]
 
-    def _lookup(self, key: str) -> ChunkRef | bytes | None:
+    def _lookup(self, key: str) -> ChunkRef | bytes | Rows | None:
         """What ``key`` holds: a document, a chunk reference, inline chunk bytes, or None."""
         doc = self._document(key)
         if doc is not None:
@@ -432,6 +444,7 @@ class ManifestStore(Store):
         """Tell the sources, once per array, what its files looked like when scanned."""
         if not served.recorded:
             self._sources.record(served.array.manifest.fingerprints)
+            self._sources.add_chunks(served.array.manifest)
             served.recorded = True
 
     def _array_of(self, key: str) -> tuple[ServedArray, str] | None:
@@ -461,7 +474,7 @@ class ManifestStore(Store):
             if not (base.startswith(prefix) or prefix.startswith(base)):
                 continue
             encoding = array.metadata.chunk_key_encoding
-            for coords, _ in array.manifest.items():
+            for coords in self._served[path].present():
                 key = base + encoding.encode_chunk_key(coords)
                 if key.startswith(prefix):
                     yield key
@@ -501,6 +514,12 @@ def _window(byte_range: ByteRequest | None, size: int) -> tuple[int, int]:
             raise ValueError(f"invalid byte range {byte_range}: the suffix is negative")
         return max(0, size - byte_range.suffix), size
     raise TypeError(f"Unexpected byte_range, got {byte_range!r}")
+
+
+def _window_of(data: bytes, byte_range: ByteRequest | None) -> bytes:
+    """The part of a joined chunk's bytes that ``byte_range`` asks for."""
+    start, stop = _window(byte_range, len(data))
+    return data[start:stop]
 
 
 def _naming_chunk(error: OSError, key: str) -> OSError:

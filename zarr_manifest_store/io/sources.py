@@ -25,11 +25,13 @@ import asyncio
 import os
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future as ConcurrentFuture
 from typing import Any
 
 import fsspec
 import fsspec.asyn
 
+from zarr_manifest_store.errors import SourceChangedError
 from zarr_manifest_store.io import local
 from zarr_manifest_store.io.allow import AllowList
 from zarr_manifest_store.io.fingerprints import VERIFY_MODES, FingerprintRegistry, Verify
@@ -44,9 +46,10 @@ from zarr_manifest_store.io.gather import (
     outcome,
 )
 from zarr_manifest_store.io.paths import is_local, local_path
+from zarr_manifest_store.io.readahead import READ_AHEAD_BYTES, ReadAhead
 from zarr_manifest_store.io.remote import RemoteReader, io_loop
 from zarr_manifest_store.io.report import SourceStatus, VerifyReport
-from zarr_manifest_store.manifest import Fingerprint
+from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
 
 __all__ = [
     "ByteData",
@@ -79,6 +82,10 @@ class Sources:
     ``timeout`` seconds, fails with a 5xx, a reset connection or a short
     body is retried up to ``retries`` times with exponential backoff, within
     ``deadline`` seconds for each request and its retries (so a stalling server costs at most that).
+    A remote file read chunk after chunk (dask's one task per chunk) is read
+    ahead (:mod:`~zarr_manifest_store.io.readahead`): the run of chunks that
+    follows is fetched in one request and held, within ``read_ahead_bytes`` of
+    memory (0 turns read-ahead off; so does ``verify="always"``).
 
     >>> import tempfile, pathlib
     >>> f = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
@@ -100,10 +107,15 @@ class Sources:
         retries: int = 4,
         timeout: float = 15.0,
         deadline: float = 25.0,
+        read_ahead_bytes: int = READ_AHEAD_BYTES,
     ) -> None:
         _check_tuning(
             verify, max_concurrency, max_gap_bytes, max_coalesced_bytes, retries, timeout, deadline
         )
+        if not isinstance(read_ahead_bytes, int) or read_ahead_bytes < 0:
+            raise ValueError(
+                f"read_ahead_bytes must be a non-negative integer, got {read_ahead_bytes!r}"
+            )
         self._storage_options = dict(storage_options or {})
         self._allow = AllowList.of(allow)
         self._registry = FingerprintRegistry(fingerprints)
@@ -115,6 +127,7 @@ class Sources:
             "retries": retries,
             "timeout": timeout,
             "deadline": deadline,
+            "read_ahead_bytes": read_ahead_bytes,
         }
         self._routes: dict[str, str | None] = {}  # admitted path -> local path, or None if remote
         self._local = local.LocalFiles(self._registry.check, verify, self._allow)
@@ -129,6 +142,17 @@ class Sources:
         )
         self._gatherer = Gatherer(
             self._submit, max_gap_bytes=max_gap_bytes, max_coalesced_bytes=max_coalesced_bytes
+        )
+        self._read_ahead = (
+            ReadAhead(
+                self._fetch_block,
+                lambda path: not is_local(path),
+                budget_bytes=read_ahead_bytes,
+                max_gap_bytes=max_gap_bytes,
+                max_block_bytes=max_coalesced_bytes,
+            )
+            if read_ahead_bytes and verify != "always"
+            else None
         )
         self._finalizer = weakref.finalize(self, local.LocalFiles.close, self._local)
         _LIVE.add(self)
@@ -179,7 +203,16 @@ class Sources:
             data = self._local.read_cached(path, offset, length)
             if data is not None:
                 return data
-        return await self._gatherer.read(path, offset, offset + length)
+        elif self._read_ahead is not None:
+            data = await self._read_ahead.read(path, offset, length)
+            if data is not None:
+                return data
+        try:
+            return await self._gatherer.read(path, offset, offset + length)
+        except SourceChangedError:
+            if self._read_ahead is not None:  # never serve what was read before the change
+                self._read_ahead.forget(path)
+            raise
 
     def read_sync(self, path: str, offset: int, length: int) -> ByteData:
         """``length`` bytes of ``path`` from ``offset``, blocking; for synchronous callers."""
@@ -227,6 +260,12 @@ class Sources:
         ``SourceChangedError``.
         """
         self._registry.record(fingerprints)
+
+    def add_chunks(self, manifest: ChunkManifest) -> None:
+        """Tell the read-ahead where an array's chunks lie (a store does, when it first reads
+        the array): a run of them in a remote file is what one read-ahead request fetches."""
+        if self._read_ahead is not None:
+            self._read_ahead.add_chunks(manifest)
 
     def filesystem(self, path: str) -> fsspec.AbstractFileSystem:
         """The fsspec file system that lists and scans the remote ``path``, made once and
@@ -278,9 +317,21 @@ class Sources:
         remote = asyncio.run_coroutine_threadsafe(self._remote.read(path, reads), io_loop())
         remote.add_done_callback(lambda job: call_soon(loop, deliver, outcome(job)))
 
+    def _fetch_block(self, path: str, start: int, stop: int) -> ConcurrentFuture[ByteData]:
+        """Start reading a read-ahead block of the remote ``path`` on the I/O loop."""
+        return asyncio.run_coroutine_threadsafe(self._remote_range(path, start, stop), io_loop())
+
+    async def _remote_range(self, path: str, start: int, stop: int) -> ByteData:
+        (result,) = await self._remote.read(path, [(start, stop)])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
     def _after_fork(self) -> None:
-        for part in (self._registry, self._local, self._remote, self._gatherer):
-            part.after_fork()
+        parts = (self._registry, self._local, self._remote, self._gatherer, self._read_ahead)
+        for part in parts:
+            if part is not None:
+                part.after_fork()
 
 
 def _check_tuning(
