@@ -6,7 +6,8 @@ locates its tiles. Each image HDU becomes an array named by its ``EXTNAME`` (the
 HDU ``PRIMARY``, an unnamed extension ``HDU<n>``, a repeated name ``<EXTNAME>_<EXTVER>``),
 with its axes in NumPy's order (``NAXISn`` ... ``NAXIS1``), named ``<array>_naxis<n>``,
 and its header cards as attributes (``COMMENT`` and ``HISTORY`` cards joined by newlines).
-An empty primary HDU's cards become the group's attributes; other empty HDUs are left out.
+An empty primary HDU's cards become the group's attributes; other HDUs without pixels
+(``NAXIS = 0``, or an axis of length 0) are left out.
 
 The modules: ``images`` (data types, BSCALE / BZERO / BLANK, uncompressed images),
 ``tiles`` (tile-compressed images). Tables and random groups are refused.
@@ -151,7 +152,8 @@ class _Scan:
             header = hdu.header
             name, ver = hdu.name, hdu.ver
         name = name or ("PRIMARY" if index == 0 else f"HDU{index}")
-        empty = not header.get("NAXIS", 0) and not isinstance(hdu, fits.GroupsHDU)
+        axes = [header.get(f"NAXIS{i}") for i in range(1, int(header.get("NAXIS") or 0) + 1)]
+        empty = (not axes or 0 in axes) and not isinstance(hdu, fits.GroupsHDU)
         return (None if empty else header), name, ver
 
     def _array(self, hdu: Any, image: Any, name: str) -> ManifestArray:
