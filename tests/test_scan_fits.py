@@ -13,6 +13,7 @@ import pytest
 import xarray as xr
 import zarr
 from astropy.io import fits
+from test_docs import Page
 
 import zarr_manifest_store as zms
 from zarr_manifest_store.cli import main
@@ -307,3 +308,8 @@ def test_fill_value_attribute_of_a_float_zblank_is_xarrays_encoding(tmp_path):
     expected = fits.getdata(path, "F")
     assert np.isnan(expected[0, 1])  # astropy masks it
     np.testing.assert_array_equal(opened(g).F.values, expected)
+
+
+def test_page_docs_howto_fits(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert Page("docs/howto/fits.md").run() >= 2

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import IO, Any, Literal
 
 try:
@@ -26,11 +26,13 @@ except ImportError:  # the optional ``formats`` extra
     fits = None
 
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import is_local, local_path, source_path
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import Fingerprint
 from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, Refusals, Refused, zarr_name
+from zarr_manifest_store.scan.fits.headers import HDU, hdus
 from zarr_manifest_store.scan.fits.images import BITPIX_DTYPES, image_array, packing
 from zarr_manifest_store.scan.fits.tiles import compressed_array
 from zarr_manifest_store.scan.registry import Format
@@ -42,6 +44,13 @@ SIGNATURE = b"SIMPLE  =                    T"
 REMOTE_BLOCK_SIZE = 2**20
 """Block size of the fsspec cache that remote files are scanned through."""
 _COMMENTARY = ("COMMENT", "HISTORY")
+_NOT_AN_IMAGE = {
+    "groups": "is a random-groups HDU, which Zarr arrays cannot describe",
+    "bintable": "is a binary table: its rows interleave the columns' values, which Zarr "
+    "chunks of one column cannot describe",
+    "table": "is an ASCII table: its rows interleave the columns' values, which Zarr "
+    "chunks of one column cannot describe",
+}
 
 
 def scan_fits(
@@ -94,13 +103,10 @@ def scan_fits(
         if fingerprint.size is None:
             raise OSError(f"cannot scan {path!r}: its size is unknown to the file system")
         scan = _Scan(path, fingerprint, sources, refusals, contiguous_chunk_bytes)
-        with (
-            _open(path, sources, fingerprint) as fileobj,
-            fits.open(
-                fileobj, memmap=False, lazy_load_hdus=True, disable_image_compression=True
-            ) as hdul,
-        ):
-            result = scan.hdus(hdul, dropped)
+        with _open(path, sources, fingerprint) as fileobj:
+            result = scan.group(hdus(fileobj, fingerprint.size), dropped)
+    except Refused as e:
+        raise UnsupportedDatasetError(f"{path!r} is not a FITS file astropy reads: {e}") from e
     finally:
         sources.close()
     refusals.finish()
@@ -121,15 +127,15 @@ class _Scan:
         self.path, self.fingerprint, self.sources = path, fingerprint, sources
         self.refusals, self.chunk_bytes = refusals, chunk_bytes
 
-    def hdus(self, hdul: Any, dropped: set[str]) -> ManifestGroup:
+    def group(self, found: Iterable[HDU], dropped: set[str]) -> ManifestGroup:
         """The group of every HDU with data; an empty primary HDU's cards as its attributes."""
-        found = [(hdu, *self._described(i, hdu)) for i, hdu in enumerate(hdul)]
-        names = _names([(name, ver) for _, _, name, ver in found])
+        found = list(found)
+        names = _names([(hdu.name, hdu.ver) for hdu in found])
         arrays: dict[str, ManifestArray] = {}
         attributes: dict[str, Any] = {}
-        for (hdu, image, _, _), name in zip(found, names, strict=True):
-            if image is None:
-                if hdu is hdul[0]:
+        for hdu, name in zip(found, names, strict=True):
+            if hdu.image is None:
+                if hdu.index == 0:
                     attributes = header_attributes(hdu.header)
                 continue
             if name in dropped:
@@ -137,54 +143,32 @@ class _Scan:
             try:
                 if zarr_name(name) in arrays:
                     raise Refused("repeats the EXTNAME and EXTVER of an earlier HDU")
-                arrays[zarr_name(name)] = self._array(hdu, image, name)
+                arrays[zarr_name(name)] = self._array(hdu, name)
             except Refused as e:
                 self.refusals.add(name, str(e))
         return ManifestGroup(arrays=arrays, attributes=attributes)
 
-    def _described(self, index: int, hdu: Any) -> tuple[Any, str, int]:
-        """(the image header, or None for an HDU without data; the HDU's name; its EXTVER)."""
-        if _is_compressed(hdu):
-            image = fits.CompImageHDU(bintable=hdu)
-            header = image.header
-            name, ver = image.name, image.ver
-        else:
-            header = hdu.header
-            name, ver = hdu.name, hdu.ver
-        name = name or ("PRIMARY" if index == 0 else f"HDU{index}")
-        axes = [header.get(f"NAXIS{i}") for i in range(1, int(header.get("NAXIS") or 0) + 1)]
-        empty = (not axes or 0 in axes) and not isinstance(hdu, fits.GroupsHDU)
-        return (None if empty else header), name, ver
-
-    def _array(self, hdu: Any, image: Any, name: str) -> ManifestArray:
+    def _array(self, hdu: HDU, name: str) -> ManifestArray:
         """The array of one HDU with data, or Refused."""
-        begin = int(hdu.fileinfo()["datLoc"])
+        image = hdu.image
         attributes = header_attributes(image)
 
         def dimension(n: int) -> str:
             return f"{name}_naxis{n}"
 
-        if _is_compressed(hdu):
+        if hdu.kind == "compressed":
             return compressed_array(
                 path=self.path,
                 fingerprint=self.fingerprint,
-                begin=begin,
+                begin=hdu.begin,
                 table=hdu.header,
                 image=image,
                 read=self._read,
                 attributes=attributes,
                 dimension_name=dimension,
             )
-        if isinstance(hdu, fits.GroupsHDU):
-            raise Refused("is a random-groups HDU, which Zarr arrays cannot describe")
-        if isinstance(hdu, fits.BinTableHDU | fits.TableHDU):
-            kind = "an ASCII" if isinstance(hdu, fits.TableHDU) else "a binary"
-            raise Refused(
-                f"is {kind} table: its rows interleave the columns' values, which Zarr "
-                f"chunks of one column cannot describe"
-            )
-        if not hdu.is_image:
-            raise Refused(f"is a {type(hdu).__name__}, not an image")
+        if hdu.kind != "image":
+            raise Refused(_NOT_AN_IMAGE.get(hdu.kind, f"is a {hdu.kind} extension, not an image"))
         bitpix = image.get("BITPIX")
         pack = packing(bitpix, image)
         naxis = int(image["NAXIS"])
@@ -192,7 +176,7 @@ class _Scan:
         return image_array(
             path=self.path,
             fingerprint=self.fingerprint,
-            begin=begin,
+            begin=hdu.begin,
             shape=shape,
             pack=pack,
             stored=BITPIX_DTYPES[bitpix],
@@ -212,13 +196,14 @@ def header_attributes(header: Any) -> dict[str, Any]:
     """A header's cards as JSON attributes, as astropy gives them: the first card of a
     repeated keyword, commentary cards joined by newlines, blank keywords left out."""
     out: dict[str, Any] = {}
-    for key in header:
-        if not key or key in out:
-            continue
+    commentary: dict[str, list[str]] = {}
+    for card in header.cards:
+        key = card.keyword
         if key in _COMMENTARY:
-            out[key] = "\n".join(str(line) for line in header[key])
-        else:
-            out[key] = _json_value(header[key])
+            commentary.setdefault(key, []).append(str(card.value))
+        elif key and key not in out:
+            out[key] = _json_value(card.value)
+    out.update((key, "\n".join(lines)) for key, lines in commentary.items())
     return out
 
 
@@ -230,11 +215,6 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, fits.card.Undefined):
         return None
     return str(value)
-
-
-def _is_compressed(hdu: Any) -> bool:
-    """Whether ``hdu`` is the binary table of a tile-compressed image."""
-    return isinstance(hdu, fits.BinTableHDU) and hdu.header.get("ZIMAGE") is True
 
 
 def _names(found: list[tuple[str, int]]) -> list[str]:
@@ -262,7 +242,7 @@ def _open(path: str, sources: Sources, fingerprint: Fingerprint) -> Iterator[IO[
 FORMAT = Format(
     name="fits",
     scan=scan_fits,
-    description=f"FITS ({SIGNATURE[:6]!r}...T)",
+    description="FITS (a first card SIMPLE = T)",
     signatures=(SIGNATURE,),
 )
 """FITS in the format registry: files whose first card is ``SIMPLE = T``."""

@@ -14,6 +14,9 @@ The values are those ``astropy.io.fits`` gives by default (``hdu.data``):
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +25,8 @@ from typing import Any
 import numpy as np
 from zarr.dtype import parse_dtype
 
-from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store._zarr import ArrayV3Metadata
+from zarr_manifest_store.array import ManifestArray, parse_array_metadata
 from zarr_manifest_store.cf import fill_value_attribute
 from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
 from zarr_manifest_store.scan.common import Refused, rows_per_chunk
@@ -102,19 +106,32 @@ def array_metadata(
     codecs: list[dict[str, Any]],
     attributes: dict[str, Any],
     dimension_names: list[str],
-) -> dict[str, Any]:
-    """Zarr v3 metadata of an image: the packing's filters, then ``codecs``."""
+) -> ArrayV3Metadata:
+    """Zarr v3 metadata of an image: the packing's filters, then ``codecs``.
+
+    zarr's parsing costs more than the rest of describing a small image, and the
+    thousands of cutouts of one file differ only in their attributes and dimension
+    names: the rest is parsed once, and those two set on a copy, as zarr's own
+    ``__init__`` sets them on its frozen instance.
+    """
     zdtype = parse_dtype(pack.dtype, zarr_format=3)
-    return {
+    doc = {
         "shape": list(shape),
         "data_type": zdtype.to_json(zarr_format=3),
         "chunk_grid": chunk_grid,
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
         "fill_value": zdtype.to_json_scalar(0, zarr_format=3),
         "codecs": [*pack.filters, *codecs],
-        "attributes": {**attributes, **pack.attributes},
-        "dimension_names": dimension_names,
     }
+    parsed = copy.copy(_parsed(json.dumps(doc)))
+    object.__setattr__(parsed, "attributes", {**attributes, **pack.attributes})
+    object.__setattr__(parsed, "dimension_names", tuple(dimension_names))
+    return parsed
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(doc: str) -> ArrayV3Metadata:
+    return parse_array_metadata(json.loads(doc))
 
 
 def image_array(

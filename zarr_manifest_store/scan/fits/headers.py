@@ -1,0 +1,113 @@
+"""The HDUs of a FITS file: each header, parsed by astropy, and where its data lies.
+
+astropy's ``HDUList`` builds an HDU object for every header (and checks and rewrites
+cards as it does), which costs several times the parsing itself in a file of thousands of
+HDUs. The walk here asks astropy only to parse each header (``Header.fromfile``, public)
+and works out the size of the data that follows from the header, as the FITS standard
+gives it (section 4.4.1): ``|BITPIX| / 8 * GCOUNT * (PCOUNT + NAXIS1 * ... * NAXISn)``,
+padded to 2880-byte blocks, without ``NAXIS1`` for random groups.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+try:
+    from astropy.io import fits
+except ImportError:  # the optional ``formats`` extra: scan_fits says what to install
+    fits = None
+
+from zarr_manifest_store.scan.common import Refused
+
+__all__ = ["BLOCK", "HDU", "hdus"]
+
+BLOCK = 2880
+"""FITS headers and data come in blocks of this many bytes."""
+
+
+@dataclass(frozen=True)
+class HDU:
+    """One HDU: its header, where its data begins, what kind it is, and its image header.
+
+    ``kind`` is ``image``, ``compressed`` (a tile-compressed image), ``bintable``,
+    ``table``, ``groups`` or the ``XTENSION`` of another extension; ``image`` is the
+    header of the image it holds (astropy's image header of a compressed one), or None
+    when it holds no pixels.
+    """
+
+    index: int
+    header: Any
+    begin: int
+    kind: str
+    image: Any
+    name: str
+    ver: int
+
+
+def hdus(fileobj: IO[bytes], size: int) -> Iterator[HDU]:
+    """Every HDU of the file, in order; what follows the last full HDU is ignored, as astropy does."""
+    offset, index = 0, 0
+    while offset + BLOCK <= size:
+        fileobj.seek(offset)
+        try:
+            header = fits.Header.fromfile(fileobj)
+        except (OSError, ValueError):
+            if index == 0:
+                raise
+            return  # trailing bytes that are no header
+        begin = fileobj.tell()
+        yield _described(index, header, begin)
+        offset = begin + -(-_data_bytes(header) // BLOCK) * BLOCK
+        index += 1
+
+
+def _described(index: int, header: Any, begin: int) -> HDU:
+    kind = _kind(index, header)
+    image = header
+    name = str(header.get("EXTNAME", "PRIMARY" if index == 0 else ""))
+    if kind == "compressed":
+        # Built from the header's bytes: BinTableHDU(header=...) would drop BZERO / BSCALE.
+        table = fits.BinTableHDU.fromstring(header.tostring().encode("ascii"))
+        compressed = fits.CompImageHDU(bintable=table)
+        image, name = compressed.header, compressed.name  # astropy's default name if none
+    name = name or f"HDU{index}"
+    ver = image.get("EXTVER", 1)
+    naxis = image.get("NAXIS") or 0
+    axes = [image.get(f"NAXIS{i}") for i in range(1, int(naxis) + 1)]
+    empty = kind in ("image", "compressed") and (not axes or 0 in axes)
+    return HDU(index, header, begin, kind, None if empty else image, name, ver)
+
+
+def _kind(index: int, header: Any) -> str:
+    if index == 0:
+        random_groups = header.get("GROUPS") is True and header.get("NAXIS1") == 0
+        return "groups" if random_groups else "image"
+    xtension = str(header.get("XTENSION", "")).strip()
+    if xtension == "BINTABLE":
+        return "compressed" if header.get("ZIMAGE") is True else "bintable"
+    return {"IMAGE": "image", "TABLE": "table"}.get(xtension, xtension or "unknown")
+
+
+def _data_bytes(header: Any) -> int:
+    """The bytes of data that follow ``header``, before padding."""
+    naxis = _count(header, "NAXIS")
+    axes = [_count(header, f"NAXIS{i}") for i in range(1, naxis + 1)]
+    if not axes:
+        return 0
+    if header.get("GROUPS") is True and axes[0] == 0:
+        axes = axes[1:]
+    bitpix = header.get("BITPIX")
+    if bitpix not in (8, 16, 32, 64, -32, -64):
+        raise Refused(f"has BITPIX = {bitpix!r}; FITS allows 8, 16, 32, 64, -32 and -64")
+    pcount, gcount = _count(header, "PCOUNT", 0), _count(header, "GCOUNT", 1)
+    return abs(bitpix) // 8 * gcount * (pcount + math.prod(axes))
+
+
+def _count(header: Any, key: str, default: int | None = None) -> int:
+    value = header.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise Refused(f"has {key} = {value!r}, not a count")
+    return value
