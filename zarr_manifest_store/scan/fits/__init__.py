@@ -43,7 +43,6 @@ SIGNATURE = b"SIMPLE  =                    T"
 """The first card of a FITS file begins with these 30 bytes."""
 REMOTE_BLOCK_SIZE = 2**20
 """Block size of the fsspec cache that remote files are scanned through."""
-_COMMENTARY = ("COMMENT", "HISTORY")
 _NOT_AN_IMAGE = {
     "groups": "is a random-groups HDU, which Zarr arrays cannot describe",
     "bintable": "is a binary table: its rows interleave the columns' values, which Zarr "
@@ -136,7 +135,7 @@ class _Scan:
         for hdu, name in zip(found, names, strict=True):
             if hdu.image is None:
                 if hdu.index == 0:
-                    attributes = header_attributes(hdu.header)
+                    attributes = hdu.cards
                 continue
             if name in dropped:
                 continue
@@ -151,7 +150,7 @@ class _Scan:
     def _array(self, hdu: HDU, name: str) -> ManifestArray:
         """The array of one HDU with data, or Refused."""
         image = hdu.image
-        attributes = header_attributes(image)
+        attributes = dict(image)
 
         def dimension(n: int) -> str:
             return f"{name}_naxis{n}"
@@ -161,7 +160,7 @@ class _Scan:
                 path=self.path,
                 fingerprint=self.fingerprint,
                 begin=hdu.begin,
-                table=hdu.header,
+                table=hdu.cards,
                 image=image,
                 read=self._read,
                 attributes=attributes,
@@ -190,31 +189,6 @@ class _Scan:
         if offset + length > size:
             raise Refused(f"is truncated: its table ends at byte {offset + length} of {size}")
         return bytes(self.sources.read_sync(self.path, offset, length))
-
-
-def header_attributes(header: Any) -> dict[str, Any]:
-    """A header's cards as JSON attributes, as astropy gives them: the first card of a
-    repeated keyword, commentary cards joined by newlines, blank keywords left out."""
-    out: dict[str, Any] = {}
-    commentary: dict[str, list[str]] = {}
-    for card in header.cards:
-        key = card.keyword
-        if key in _COMMENTARY:
-            commentary.setdefault(key, []).append(str(card.value))
-        elif key and key not in out:
-            out[key] = _json_value(card.value)
-    out.update((key, "\n".join(lines)) for key, lines in commentary.items())
-    return out
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, complex):
-        return [value.real, value.imag]
-    if isinstance(value, fits.card.Undefined):
-        return None
-    return str(value)
 
 
 def _names(found: list[tuple[str, int]]) -> list[str]:

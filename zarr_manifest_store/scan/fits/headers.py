@@ -22,24 +22,25 @@ except ImportError:  # the optional ``formats`` extra: scan_fits says what to in
 
 from zarr_manifest_store.scan.common import Refused
 
-__all__ = ["BLOCK", "HDU", "hdus"]
+__all__ = ["BLOCK", "HDU", "hdus", "header_cards"]
 
 BLOCK = 2880
 """FITS headers and data come in blocks of this many bytes."""
+_COMMENTARY = ("COMMENT", "HISTORY")
 
 
 @dataclass(frozen=True)
 class HDU:
-    """One HDU: its header, where its data begins, what kind it is, and its image header.
+    """One HDU: its cards, where its data begins, what kind it is, and its image's cards.
 
     ``kind`` is ``image``, ``compressed`` (a tile-compressed image), ``bintable``,
-    ``table``, ``groups`` or the ``XTENSION`` of another extension; ``image`` is the
-    header of the image it holds (astropy's image header of a compressed one), or None
-    when it holds no pixels.
+    ``table``, ``groups`` or the ``XTENSION`` of another extension; ``cards`` are its
+    header's (see :func:`header_cards`), ``image`` those of the image it holds
+    (astropy's image header of a compressed one), or None when it holds no pixels.
     """
 
     index: int
-    header: Any
+    cards: dict[str, Any]
     begin: int
     kind: str
     image: Any
@@ -59,29 +60,59 @@ def hdus(fileobj: IO[bytes], size: int) -> Iterator[HDU]:
                 raise
             return  # trailing bytes that are no header
         begin = fileobj.tell()
-        yield _described(index, header, begin)
-        offset = begin + -(-_data_bytes(header) // BLOCK) * BLOCK
+        hdu = _described(index, header, begin)
+        yield hdu
+        offset = begin + -(-_data_bytes(hdu.cards) // BLOCK) * BLOCK
         index += 1
 
 
 def _described(index: int, header: Any, begin: int) -> HDU:
-    kind = _kind(index, header)
-    image = header
-    name = str(header.get("EXTNAME", "PRIMARY" if index == 0 else ""))
+    cards = header_cards(header)
+    kind = _kind(index, cards)
+    image = cards
+    name = str(cards.get("EXTNAME", "PRIMARY" if index == 0 else ""))
     if kind == "compressed":
         # Built from the header's bytes: BinTableHDU(header=...) would drop BZERO / BSCALE.
         table = fits.BinTableHDU.fromstring(header.tostring().encode("ascii"))
         compressed = fits.CompImageHDU(bintable=table)
-        image, name = compressed.header, compressed.name  # astropy's default name if none
+        image, name = header_cards(compressed.header), compressed.name  # astropy's default name
     name = name or f"HDU{index}"
     ver = image.get("EXTVER", 1)
     naxis = image.get("NAXIS") or 0
     axes = [image.get(f"NAXIS{i}") for i in range(1, int(naxis) + 1)]
     empty = kind in ("image", "compressed") and (not axes or 0 in axes)
-    return HDU(index, header, begin, kind, None if empty else image, name, ver)
+    return HDU(index, cards, begin, kind, None if empty else image, name, ver)
 
 
-def _kind(index: int, header: Any) -> str:
+def header_cards(header: Any) -> dict[str, Any]:
+    """A header's cards as JSON values, as astropy gives them: the first card of a
+    repeated keyword, commentary cards joined by newlines, blank keywords left out.
+
+    Each card's value is asked of astropy once (every ask looks up its settings).
+    """
+    out: dict[str, Any] = {}
+    commentary: dict[str, list[str]] = {}
+    for card in header.cards:
+        key = card.keyword
+        if key in _COMMENTARY:
+            commentary.setdefault(key, []).append(str(card.value))
+        elif key and key not in out:
+            out[key] = _json_value(card.value)
+    out.update((key, "\n".join(lines)) for key, lines in commentary.items())
+    return out
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, complex):
+        return [value.real, value.imag]
+    if isinstance(value, fits.card.Undefined):
+        return None
+    return str(value)
+
+
+def _kind(index: int, header: dict[str, Any]) -> str:
     if index == 0:
         random_groups = header.get("GROUPS") is True and header.get("NAXIS1") == 0
         return "groups" if random_groups else "image"
@@ -91,7 +122,7 @@ def _kind(index: int, header: Any) -> str:
     return {"IMAGE": "image", "TABLE": "table"}.get(xtension, xtension or "unknown")
 
 
-def _data_bytes(header: Any) -> int:
+def _data_bytes(header: dict[str, Any]) -> int:
     """The bytes of data that follow ``header``, before padding."""
     naxis = _count(header, "NAXIS")
     axes = [_count(header, f"NAXIS{i}") for i in range(1, naxis + 1)]
@@ -106,7 +137,7 @@ def _data_bytes(header: Any) -> int:
     return abs(bitpix) // 8 * gcount * (pcount + math.prod(axes))
 
 
-def _count(header: Any, key: str, default: int | None = None) -> int:
+def _count(header: dict[str, Any], key: str, default: int | None = None) -> int:
     value = header.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise Refused(f"has {key} = {value!r}, not a count")

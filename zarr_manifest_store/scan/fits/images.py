@@ -114,19 +114,26 @@ def array_metadata(
     names: the rest is parsed once, and those two set on a copy, as zarr's own
     ``__init__`` sets them on its frozen instance.
     """
-    zdtype = parse_dtype(pack.dtype, zarr_format=3)
+    data_type, fill_value = _zarr_dtype(pack.dtype)
     doc = {
         "shape": list(shape),
-        "data_type": zdtype.to_json(zarr_format=3),
+        "data_type": data_type,
         "chunk_grid": chunk_grid,
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-        "fill_value": zdtype.to_json_scalar(0, zarr_format=3),
+        "fill_value": fill_value,
         "codecs": [*pack.filters, *codecs],
     }
     parsed = copy.copy(_parsed(json.dumps(doc)))
     object.__setattr__(parsed, "attributes", {**attributes, **pack.attributes})
     object.__setattr__(parsed, "dimension_names", tuple(dimension_names))
     return parsed
+
+
+@functools.cache
+def _zarr_dtype(dtype: np.dtype) -> tuple[Any, Any]:
+    """The Zarr v3 data type of ``dtype`` and its fill value 0, as JSON."""
+    zdtype = parse_dtype(dtype, zarr_format=3)
+    return zdtype.to_json(zarr_format=3), zdtype.to_json_scalar(0, zarr_format=3)
 
 
 @functools.lru_cache(maxsize=256)
