@@ -313,3 +313,10 @@ def test_fill_value_attribute_of_a_float_zblank_is_xarrays_encoding(tmp_path):
 def test_page_docs_howto_fits(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert Page("docs/howto/fits.md").run() >= 2
+
+
+def test_a_file_whose_primary_header_is_cut_short_is_refused(tmp_path):
+    path = tmp_path / "short.fits"
+    path.write_bytes(b"SIMPLE  =                    T" + b" " * 50)
+    with pytest.raises(zms.UnsupportedDatasetError, match="primary header is unreadable"):
+        zms.scan(path)

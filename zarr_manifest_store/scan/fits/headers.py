@@ -51,13 +51,13 @@ class HDU:
 def hdus(fileobj: IO[bytes], size: int) -> Iterator[HDU]:
     """Every HDU of the file, in order; what follows the last full HDU is ignored, as astropy does."""
     offset, index = 0, 0
-    while offset + BLOCK <= size:
+    while index == 0 or offset + BLOCK <= size:
         fileobj.seek(offset)
         try:
             header = fits.Header.fromfile(fileobj)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as e:
             if index == 0:
-                raise
+                raise Refused(f"its primary header is unreadable ({e})") from e
             return  # trailing bytes that are no header
         begin = fileobj.tell()
         hdu = _described(index, header, begin)
