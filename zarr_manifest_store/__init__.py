@@ -23,6 +23,7 @@ from zarr_manifest_store.io.sources import SourceStatus, VerifyReport
 from zarr_manifest_store.manifest import ChunkManifest, ChunkRef
 from zarr_manifest_store.ops import concat
 from zarr_manifest_store.scan import scan
+from zarr_manifest_store.scan.fits import scan_fits
 from zarr_manifest_store.scan.grib import scan_grib
 from zarr_manifest_store.scan.hdf5 import scan_hdf5
 from zarr_manifest_store.scan.icechunk import scan_icechunk
@@ -56,6 +57,7 @@ __all__ = [
     "open_virtual_datatree",
     "open_virtual_mfdataset",
     "scan",
+    "scan_fits",
     "scan_grib",
     "scan_hdf5",
     "scan_icechunk",

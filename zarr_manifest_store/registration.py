@@ -16,6 +16,7 @@ from zarr import config
 from zarr.registry import register_codec, register_pipeline
 
 from zarr_manifest_store.pipeline import ManifestCodecPipeline, ManifestStorePipelines
+from zarr_manifest_store.rice import RICE_CODEC_NAME, RiceCodec
 from zarr_manifest_store.tiff_codec import CODEC_NAME as TIFF_SEGMENT
 from zarr_manifest_store.tiff_codec import TiffSegmentCodec
 
@@ -46,6 +47,8 @@ def register() -> None:
       zarr's default pipeline.
     - ``array.rectilinear_chunks`` is turned on, so that zarr (and xarray through it)
       reads the rectilinear chunk grids that combining ragged files produces.
+    - The FITS Rice codec (:mod:`zarr_manifest_store.rice`) joins zarr's registry of
+      codecs under its name, ``zarr_manifest_store.fits_rice_1``.
 
     A setting is changed only while it holds zarr's default and the environment does
     not set it (``ZARR_CODEC_PIPELINE__PATH``, ``ZARR_ARRAY__RECTILINEAR_CHUNKS``): a
@@ -67,6 +70,7 @@ def register() -> None:
     register_pipeline(ManifestStorePipelines)
     register_pipeline(ManifestCodecPipeline)
     register_codec(TIFF_SEGMENT, TiffSegmentCodec)
+    register_codec(RICE_CODEC_NAME, RiceCodec)
     _set_unless_chosen("codec_pipeline.path", PIPELINE_PATH)
     _set_unless_chosen("array.rectilinear_chunks", True)
 

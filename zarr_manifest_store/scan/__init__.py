@@ -3,7 +3,7 @@
 :func:`scan` identifies what it is given through the format registry
 (:mod:`.registry`) and hands it to the scanner for its format: ``scan_hdf5``
 (HDF5 / netCDF4), ``scan_netcdf3`` (classic, 64-bit offset, CDF5), ``scan_grib`` (GRIB2),
-``scan_tiff`` (TIFF, BigTIFF, GeoTIFF, COG),
+``scan_tiff`` (TIFF, BigTIFF, GeoTIFF, COG), ``scan_fits`` (FITS images),
 ``scan_kerchunk`` (kerchunk references, JSON or a parquet folder),
 ``scan_document`` (a chunk-manifest document's stored hierarchy),
 ``scan_repository`` (an Icechunk repository folder, through ``scan_icechunk``), or one
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.scan import document, grib, hdf5, icechunk, kerchunk, netcdf3, tiff
+from zarr_manifest_store.scan import document, fits, grib, hdf5, icechunk, kerchunk, netcdf3, tiff
 from zarr_manifest_store.scan.grib import scan_grib
 from zarr_manifest_store.scan.registry import ENTRY_POINT_GROUP, Folder, Format, Head, Registry
 from zarr_manifest_store.scan.tiff import scan_tiff
@@ -44,6 +44,7 @@ REGISTRY = Registry(
             kerchunk.FORMAT,
             grib.FORMAT,
             tiff.FORMAT,
+            fits.FORMAT,
             document.FORMAT,
             icechunk.FORMAT,
         )
@@ -58,7 +59,7 @@ def scan(url: str | os.PathLike[str] | Mapping[str, Any], **options: Any) -> Man
     HDF5 / netCDF4 files go to ``scan_hdf5``, netCDF3 files to
     ``scan_netcdf3``, kerchunk references (a JSON file, a parquet folder or a
     dict) to ``scan_kerchunk``, GRIB2 files to ``scan_grib``, TIFF / BigTIFF / GeoTIFF /
-    COG files to ``scan_tiff``, and formats other packages register (entry
+    COG files to ``scan_tiff``, FITS files to ``scan_fits``, and formats other packages register (entry
     point group ``zarr_manifest_store.formats``) to theirs; ``options``
     (``group``, ``drop_variables``, ``on_unsupported``, ``storage_options``,
     ...) are passed on; ``allow`` (the prefixes a chunk-manifest document's
