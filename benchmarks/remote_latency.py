@@ -1,0 +1,798 @@
+"""Reads and scans at real network latency: zarr-manifest-store, VirtualiZarr and kerchunk.
+
+The archive: 24 netCDF-4 files of ``benchmarks/remote_read.py`` (``t2m``
+(24, 64, 128) float32 in chunks of (1, 64, 128), zlib level 1 + shuffle: 576
+chunks), served twice on 127.0.0.1:
+
+- ``s3``: by moto's S3 server (it answers one request at a time, ~5 ms each,
+  which caps every contender alike);
+- ``http``: by a plain threaded HTTP server with byte ranges (tests/servers.py).
+
+Every request passes a local asyncio TCP proxy that holds each segment for
+half the round trip in each direction (``--rtt``, default 20 ms) and counts
+the HTTP requests it forwards and how many were in flight at once.
+
+Contenders, each in a fresh process, interleaved round by round (only ratios
+within one run mean anything), reading the same chunks:
+
+- ``zms``: a stored chunk-manifest document through ``ManifestStore`` (this
+  checkout, or ``zms@before`` from ``--before PATH``);
+- ``virtualizarr``: VirtualiZarr 2.8's ManifestStore reading through obstore
+  (``--peers`` python);
+- ``kerchunk``: kerchunk references through fsspec's reference file system
+  and zarr's FsspecStore (s3fs / fsspec's HTTP file system);
+- ``bare``: a single ranged GET of one chunk on a kept-alive connection
+  (``http.client``), the floor for a random read.
+
+Figures (values checked against the files, medians over ``--rounds``):
+
+- ``full MB/s``: all of ``t2m`` through ``xr.open_zarr(store, chunks=None)``
+  (best of 3, or fewer past 6 s, after one read that checks the sources), with
+  the requests and the most in flight for one read;
+- ``dask MB/s``: ``xr.open_zarr(store)["t2m"].values`` (dask's default: one task
+  per chunk), same;
+- ``random ms``: one random chunk through a zarr array (median of 40), and
+  the requests the first chunk of a freshly opened store costs (``first reqs``);
+- ``bare ms``: the bare ranged GET of a random chunk (median of 40);
+- ``scan s``: scan + combine of the 24 remote files with default arguments
+  (``zms.open_virtual_mfdataset``, VirtualiZarr's ``open_virtual_mfdataset``
+  with its HDF parser, kerchunk's ``SingleHdf5ToZarr`` + ``MultiZarrToZarr``).
+
+    .venv/bin/python benchmarks/remote_latency.py [--rounds 3] [--rtt 0.02]
+        [--backends s3,http] [--only zms,virtualizarr,kerchunk,bare]
+        [--figures full,dask,random,scan] [--peers /work/peers/.venv/bin/python]
+        [--before /work/base2] [--data /tmp/zms-latency-bench]
+
+Targets (issue 22, 20 ms RTT): full >= 2x VirtualiZarr and >= 2x kerchunk;
+dask >= 1.5x VirtualiZarr; random <= 1.05x bare; scan >= 3x VirtualiZarr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import hashlib
+import http.client
+import json
+import logging
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from remote_read import (  # this folder's sibling benchmark
+    BUCKET,
+    FULL_BYTES,
+    N_FILES,
+    NX,
+    NY,
+    STEPS,
+    TESTS,
+    DelayProxy,
+    storage_options,
+)
+
+PEERS = "/work/peers/.venv/bin/python"
+CONTENDERS = ("zms", "virtualizarr", "kerchunk", "bare")
+FIGURES = ("full", "dask", "random", "scan")
+RANDOM_READS = 40
+
+
+# ---------------------------------------------------------------------- the counting link
+
+
+class HTTPFramer:
+    """Finds HTTP/1.1 messages in one direction of a connection: request heads as they
+    arrive, response ends as they leave (``methods`` pairs responses with their requests)."""
+
+    def __init__(self, responses: bool, methods: collections.deque[str]) -> None:
+        self.responses, self.methods = responses, methods
+        self.buffer = bytearray()
+        self.state, self.left, self.method = "head", 0, ""
+
+    def feed(self, data: bytes) -> list[str]:
+        """The methods of the messages that ``data`` starts (requests) or ends (responses)."""
+        self.buffer += data
+        found: list[str] = []
+        while self.buffer or (self.state == "body" and self.left == 0):
+            if self.state == "body":
+                taken = min(self.left, len(self.buffer))
+                del self.buffer[:taken]
+                self.left -= taken
+                if self.left:
+                    break
+                self.state = "head"
+                if self.responses:
+                    found.append(self.method)
+            elif not self._head(found):
+                break
+        return found
+
+    def _head(self, found: list[str]) -> bool:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+        del self.buffer[: end + 4]
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])
+        }
+        if "chunked" in headers.get("transfer-encoding", ""):
+            raise NotImplementedError("chunked transfer encoding is not counted")
+        length = int(headers.get("content-length", 0))
+        if not self.responses:
+            self.method = lines[0].split(" ", 1)[0]
+            self.methods.append(self.method)
+            found.append(self.method)
+        else:
+            status = int(lines[0].split()[1])
+            if status < 200:
+                return True  # an interim answer
+            self.method = self.methods.popleft() if self.methods else "?"
+            if self.method == "HEAD" or status in (204, 304):
+                length = 0
+        self.state, self.left = "body", length
+        if length == 0 and not self.responses:
+            self.state = "head"
+        return True
+
+
+class CountingProxy(DelayProxy):
+    """The delayed link, counting requests (by method) and the most in flight at once.
+
+    A control port answers ``reset`` (zero the counters) and ``stats`` (a JSON line),
+    so that a worker can count what each of its reads cost.
+    """
+
+    def __init__(self, upstream: tuple[str, int], rtt: float) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.in_flight = self.most_in_flight = 0
+        super().__init__(upstream, rtt)
+        control = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._control, "127.0.0.1", 0), self.loop
+        ).result()
+        self.control_port = control.sockets[0].getsockname()[1]
+
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := (await reader.readline()).strip():
+            if line == b"reset":
+                self.counts.clear()
+                self.most_in_flight = self.in_flight
+                writer.write(b"{}\n")
+            else:
+                stats = {"requests": self.counts.total(), **self.counts}
+                stats["in flight"] = self.most_in_flight
+                writer.write(json.dumps(stats).encode() + b"\n")
+            await writer.drain()
+        writer.close()
+
+    def _requested(self, methods: list[str]) -> None:
+        self.counts.update(methods)
+        self.in_flight += len(methods)
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+
+    def _answered(self, methods: list[str]) -> None:
+        self.in_flight -= len(methods)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.close()
+            return
+        methods: collections.deque[str] = collections.deque()
+        requests, responses = HTTPFramer(False, methods), HTTPFramer(True, methods)
+        outstanding = [0]
+
+        def arrived(data: bytes) -> None:
+            found = requests.feed(data)
+            outstanding[0] += len(found)
+            self._requested(found)
+
+        def sent(data: bytes) -> None:
+            found = responses.feed(data)
+            outstanding[0] -= len(found)
+            self._answered(found)
+
+        await asyncio.gather(
+            self._relay(reader, up_writer, on_read=arrived),
+            self._relay(up_reader, writer, on_write=sent),
+        )
+        self._answered(["?"] * outstanding[0])  # requests a closed connection never answered
+
+    async def _relay(self, reader, writer, on_read=None, on_write=None) -> None:
+        """``DelayProxy._pipe`` with a look at the data as it arrives or leaves."""
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def send() -> None:
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    break
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                writer.write(data)
+                await writer.drain()
+                if on_write:
+                    on_write(data)
+
+        sender = asyncio.ensure_future(send())
+        with contextlib.suppress(OSError):
+            while data := await reader.read(1 << 16):
+                if on_read:
+                    on_read(data)
+                queue.put_nowait((time.monotonic() + self.delay, data))
+        queue.put_nowait((0.0, b""))
+        with contextlib.suppress(OSError):
+            await sender
+        writer.close()
+
+
+class Counter:
+    """A worker's line to the proxy's control port."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.lines = self.sock.makefile("rb")
+
+    def ask(self, what: str) -> dict[str, int]:
+        self.sock.sendall(what.encode() + b"\n")
+        return json.loads(self.lines.readline())
+
+    def counted(self, run: Any) -> tuple[Any, dict[str, int]]:
+        self.ask("reset")
+        result = run()
+        return result, self.ask("stats")
+
+
+# ---------------------------------------------------------------------- the archive
+
+
+def write_files(folder: Path) -> list[Path]:
+    """The 24 files (written once, kept between runs)."""
+    import xarray as xr
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for f in range(N_FILES):
+        path = folder / f"t2m_{f:02d}.nc"
+        paths.append(path)
+        values = 273 + rng.normal(0, 3, (STEPS, NY, NX)).astype("float32")
+        if path.exists():
+            continue
+        ds = xr.Dataset(
+            {"t2m": (("time", "lat", "lon"), values)},
+            coords={"time": np.arange(STEPS) + f * STEPS},
+        )
+        encoding = {"zlib": True, "complevel": 1, "shuffle": True, "chunksizes": (1, NY, NX)}
+        ds.to_netcdf(path, engine="h5netcdf", encoding={"t2m": encoding})
+    return paths
+
+
+def expected_values(paths: list[Path]) -> np.ndarray:
+    import h5py
+
+    return np.concatenate([h5py.File(p, "r")["t2m"][:] for p in paths])
+
+
+class Backend:
+    """One way the files are served: the URLs, the proxy, and how each contender reaches it."""
+
+    def __init__(self, name: str, proxy: CountingProxy, files: list[Path]) -> None:
+        self.name, self.proxy = name, proxy
+        if name == "s3":
+            self.prefix = f"s3://{BUCKET}/"
+            self.http_prefix = f"{proxy.url}/{BUCKET}/"  # path-style, for the bare GET
+        else:
+            self.prefix = self.http_prefix = f"{proxy.url}/"
+        self.urls = [self.prefix + f"files/{p.name}" for p in files]
+        self.warm_urls = [self.prefix + f"warm/{p.name}" for p in files[:2]]
+
+    def describe(self, document: str, refs: str) -> dict[str, Any]:
+        """What a worker needs to know to read this backend."""
+        return {
+            "backend": self.name,
+            "prefix": self.prefix,
+            "http_prefix": self.http_prefix,
+            "endpoint": self.proxy.url,
+            "control": self.proxy.control_port,
+            "urls": self.urls,
+            "warm_urls": self.warm_urls,
+            "document": document,
+            "refs": refs,
+        }
+
+
+def publish(folder: Path, server: Any, files: list[Path]) -> None:
+    """Upload the files to the bucket (straight to moto, not through the proxy), and lay
+    them out for the HTTP server: ``files/`` read and scanned, ``warm/`` scanned first."""
+    server.create_bucket(BUCKET)
+    fs = server.filesystem()
+    root = folder / "served"
+    for sub in ("files", "warm"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        for path in files:
+            fs.put(str(path), f"s3://{BUCKET}/{sub}/{path.name}")
+            link = root / sub / path.name
+            if not link.exists():
+                os.link(path, link)
+
+
+def write_document(folder: Path, backend: Backend) -> tuple[str, str]:
+    """Scan the files through ``backend`` into a document, and write the chunk references
+    of ``t2m`` for the peers (the same chunks, read by each contender)."""
+    import zarr_manifest_store as zms
+
+    options = storage_options(backend.proxy.url) if backend.name == "s3" else None
+    ds = zms.open_virtual_mfdataset(
+        backend.urls,
+        combine="nested",
+        concat_dim="time",
+        loadable_variables=["time"],
+        storage_options=options,
+        parallel="threads",
+    )
+    document = folder / f"{backend.name}.zarr"
+    ds.virtualize.to_zarr(str(document), mode="w")
+    manifest = ds["t2m"].data.manifest
+    paths = np.asarray(manifest.paths, dtype=object)[manifest.path_index]
+    refs = {
+        "paths": paths.ravel().tolist(),
+        "offsets": manifest.offsets.ravel().tolist(),
+        "lengths": manifest.lengths.ravel().tolist(),
+        "shape": [N_FILES * STEPS, NY, NX],
+        "chunks": [1, NY, NX],
+    }
+    refs_file = folder / f"{backend.name}-refs.json"
+    refs_file.write_text(json.dumps(refs))
+    return str(document), str(refs_file)
+
+
+# ---------------------------------------------------------------------- the contenders' stores
+
+
+def open_store(contender: str, job: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(store, keyword arguments for xr.open_zarr) of a contender."""
+    s3 = job["backend"] == "s3"
+    if contender == "zms":
+        import zarr_manifest_store as zms
+
+        options = storage_options(job["endpoint"]) if s3 else None
+        store = zms.ManifestStore.open(
+            job["document"], allow=[job["prefix"]], storage_options=options
+        )
+        return store, {}
+    refs = json.loads(Path(job["refs"]).read_text())
+    if contender == "virtualizarr":
+        return virtualizarr_store(job, refs), {"consolidated": False}
+    if contender == "kerchunk":
+        return kerchunk_store(job, refs), {"consolidated": False}
+    raise ValueError(contender)
+
+
+def zarr_v3_metadata(refs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": refs["shape"],
+        "data_type": "float32",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": refs["chunks"]}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": 0.0,
+        "codecs": [
+            {"name": "bytes", "configuration": {"endian": "little"}},
+            {"name": "numcodecs.shuffle", "configuration": {"elementsize": 4}},
+            {"name": "numcodecs.zlib", "configuration": {"level": 1}},
+        ],
+        "dimension_names": ["time", "lat", "lon"],
+        "attributes": {},
+    }
+
+
+def obstore_registry(job: dict[str, Any]) -> Any:
+    from obspec_utils.registry import ObjectStoreRegistry
+    from obstore.store import HTTPStore, S3Store
+
+    if job["backend"] == "s3":
+        store = S3Store(
+            BUCKET,
+            endpoint=job["endpoint"],
+            access_key_id="testing",
+            secret_access_key="testing",
+            region="us-east-1",
+            virtual_hosted_style_request=False,
+            client_options={"allow_http": True},
+        )
+        return ObjectStoreRegistry({f"s3://{BUCKET}": store})
+    store = HTTPStore.from_url(job["endpoint"], client_options={"allow_http": True})
+    return ObjectStoreRegistry({job["endpoint"]: store})
+
+
+def virtualizarr_store(job: dict[str, Any], refs: dict[str, Any]) -> Any:
+    from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
+    from zarr.core.metadata.v3 import ArrayV3Metadata
+
+    grid = [refs["shape"][i] // refs["chunks"][i] for i in range(3)]
+    paths = np.array(refs["paths"], dtype=np.dtypes.StringDType()).reshape(grid)
+    manifest = ChunkManifest.from_arrays(
+        paths=paths,
+        offsets=np.array(refs["offsets"], dtype="uint64").reshape(grid),
+        lengths=np.array(refs["lengths"], dtype="uint64").reshape(grid),
+    )
+    array = ManifestArray(
+        metadata=ArrayV3Metadata.from_dict(zarr_v3_metadata(refs)), chunkmanifest=manifest
+    )
+    return ManifestStore(ManifestGroup(arrays={"t2m": array}), registry=obstore_registry(job))
+
+
+def kerchunk_store(job: dict[str, Any], refs: dict[str, Any]) -> Any:
+    import fsspec
+    from zarr.storage import FsspecStore
+
+    zarray = {
+        "shape": refs["shape"],
+        "chunks": refs["chunks"],
+        "dtype": "<f4",
+        "compressor": {"id": "zlib", "level": 1},
+        "filters": [{"id": "shuffle", "elementsize": 4}],
+        "fill_value": None,
+        "order": "C",
+        "zarr_format": 2,
+    }
+    spec: dict[str, Any] = {
+        ".zgroup": json.dumps({"zarr_format": 2}),
+        "t2m/.zarray": json.dumps(zarray),
+        "t2m/.zattrs": json.dumps({"_ARRAY_DIMENSIONS": ["time", "lat", "lon"]}),
+    }
+    for i, (path, offset, length) in enumerate(
+        zip(refs["paths"], refs["offsets"], refs["lengths"], strict=True)
+    ):
+        spec[f"t2m/{i}.0.0"] = [path, offset, length]
+    remote, options = remote_of(job)
+    fs = fsspec.filesystem(
+        "reference",
+        fo={"version": 1, "refs": spec},
+        remote_protocol=remote,
+        remote_options=options,
+        asynchronous=True,
+    )
+    return FsspecStore(fs, read_only=True)
+
+
+def remote_of(job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    if job["backend"] == "s3":
+        return "s3", {**storage_options(job["endpoint"]), "asynchronous": True}
+    return "http", {"asynchronous": True}
+
+
+# ---------------------------------------------------------------------- one worker
+
+
+def measure(contender: str, job: dict[str, Any], figures: list[str]) -> dict[str, Any]:
+    """The figures of one contender on one backend, in this process."""
+    warnings.simplefilter("ignore")
+    logging.disable(logging.WARNING)
+    counter = Counter(job["control"])
+    if contender == "bare":
+        return bare_get(job, counter)
+    out: dict[str, Any] = {}
+    if "full" in figures or "random" in figures:
+        out |= full_and_random(contender, job, counter, figures)
+    if "dask" in figures:
+        out |= dask_read(contender, job, counter)
+    if "scan" in figures:
+        out |= scan(contender, job)
+    return out
+
+
+def digest(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values, dtype="float32").tobytes()).hexdigest()
+
+
+def full_and_random(
+    contender: str, job: dict[str, Any], counter: Counter, figures: list[str]
+) -> dict[str, Any]:
+    import xarray as xr
+    import zarr
+
+    out: dict[str, Any] = {}
+    store, kwargs = open_store(contender, job)
+    if "random" in figures:
+        t = int(np.random.default_rng(2).integers(0, N_FILES * STEPS))
+        arr = zarr.open_group(store, mode="r")["t2m"]
+        value, stats = counter.counted(lambda: arr[t])
+        out["first reqs"] = stats["requests"]
+        out["checks"] = [[t, float(np.asarray(value, dtype="f8").sum())]]
+
+    def read() -> np.ndarray:
+        return xr.open_zarr(store, chunks=None, **kwargs)["t2m"].values
+
+    if "full" in figures:
+        values = read()  # every source checked once
+        out["full digest"] = digest(values)
+        _, stats = counter.counted(read)
+        out["full reqs"], out["full in flight"] = stats["requests"], stats["in flight"]
+        out["full MB/s"] = best_rate(read)
+    if "random" in figures:
+        times = []
+        for t in np.random.default_rng(1).integers(0, N_FILES * STEPS, RANDOM_READS):
+            start = time.perf_counter()
+            value = arr[int(t)]
+            times.append(time.perf_counter() - start)
+            out["checks"].append([int(t), float(np.asarray(value, dtype="f8").sum())])
+        out["random ms"] = statistics.median(times) * 1e3
+    return out
+
+
+def dask_read(contender: str, job: dict[str, Any], counter: Counter) -> dict[str, Any]:
+    import xarray as xr
+
+    store, kwargs = open_store(contender, job)
+
+    def read() -> np.ndarray:
+        return xr.open_zarr(store, **kwargs)["t2m"].values
+
+    values = read()  # every source checked once
+    _, stats = counter.counted(read)
+    return {
+        "dask digest": digest(values),
+        "dask reqs": stats["requests"],
+        "dask in flight": stats["in flight"],
+        "dask MB/s": best_rate(read),
+    }
+
+
+def best_rate(read: Any, repeats: int = 3, within: float = 6.0) -> float:
+    """The best of ``repeats`` reads, MB/s of decoded data (fewer if they take ``within`` s)."""
+    best, spent = 0.0, 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        read()
+        elapsed = time.perf_counter() - start
+        best, spent = max(best, FULL_BYTES / elapsed / 1e6), spent + elapsed
+        if spent > within:
+            break
+    return best
+
+
+def bare_get(job: dict[str, Any], counter: Counter) -> dict[str, Any]:
+    """Ranged GETs of random chunks on one kept-alive connection: the floor of a random read
+    (S3 requests presigned beforehand, so that signing costs nothing during the GET)."""
+    refs = json.loads(Path(job["refs"]).read_text())
+    host, port = job["endpoint"].removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port))
+    targets = {url: request_path(job, url) for url in set(refs["paths"])}
+
+    def get(i: int) -> bytes:
+        start, length = refs["offsets"][i], refs["lengths"][i]
+        headers = {"Range": f"bytes={start}-{start + length - 1}"}
+        connection.request("GET", targets[refs["paths"][i]], headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+        assert response.status == 206, response.status
+        assert len(data) == length, (len(data), length)
+        return data
+
+    get(0)  # the connection
+    times = []
+    for i in np.random.default_rng(1).integers(0, N_FILES * STEPS, RANDOM_READS):
+        start = time.perf_counter()
+        get(int(i))
+        times.append(time.perf_counter() - start)
+    _, stats = counter.counted(lambda: get(1))
+    return {"bare ms": statistics.median(times) * 1e3, "first reqs": stats["requests"]}
+
+
+def request_path(job: dict[str, Any], url: str) -> str:
+    """The path (and query) of a GET of ``url`` through the proxy."""
+    key = url.removeprefix(job["prefix"])
+    if job["backend"] != "s3":
+        return "/" + key
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=job["endpoint"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    signed = client.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key})
+    return signed.removeprefix(job["endpoint"])
+
+
+def scan(contender: str, job: dict[str, Any]) -> dict[str, Any]:
+    """Scan + combine of the 24 files with default arguments (after 2 others, for imports
+    and connections); the combined shape is checked."""
+    run = {"zms": scan_zms, "virtualizarr": scan_virtualizarr, "kerchunk": scan_kerchunk}
+    run[contender](job, job["warm_urls"])
+    start = time.perf_counter()
+    shape = run[contender](job, job["urls"])
+    elapsed = time.perf_counter() - start
+    assert tuple(shape) == (N_FILES * STEPS, NY, NX), shape
+    return {"scan s": elapsed}
+
+
+def scan_zms(job: dict[str, Any], urls: list[str]) -> tuple[int, ...]:
+    import zarr_manifest_store as zms
+
+    options = storage_options(job["endpoint"]) if job["backend"] == "s3" else None
+    ds = zms.open_virtual_mfdataset(
+        urls, combine="nested", concat_dim="time", storage_options=options
+    )
+    return ds["t2m"].shape
+
+
+def scan_virtualizarr(job: dict[str, Any], urls: list[str]) -> tuple[int, ...]:
+    from virtualizarr import open_virtual_mfdataset
+    from virtualizarr.parsers import HDFParser
+
+    ds = open_virtual_mfdataset(
+        urls,
+        registry=obstore_registry(job),
+        parser=HDFParser(),
+        combine="nested",
+        concat_dim="time",
+    )
+    return ds["t2m"].shape
+
+
+def scan_kerchunk(job: dict[str, Any], urls: list[str]) -> tuple[int, ...]:
+    from kerchunk.combine import MultiZarrToZarr
+    from kerchunk.hdf import SingleHdf5ToZarr
+
+    remote, options = remote_of(job)
+    options = {k: v for k, v in options.items() if k != "asynchronous"}
+    singles = [SingleHdf5ToZarr(url, storage_options=options).translate() for url in urls]
+    combined = MultiZarrToZarr(
+        singles, concat_dims=["time"], remote_protocol=remote, remote_options=options
+    ).translate()
+    return tuple(json.loads(combined["refs"]["t2m/.zarray"])["shape"])
+
+
+# ---------------------------------------------------------------------- the run
+
+
+def run_worker(
+    python: str, contender: str, job: dict[str, Any], figures: list[str], pythonpath: str | None
+) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    cmd = [python, __file__, "--worker", contender, json.dumps(job), ",".join(figures)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{contender} on {job['backend']} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def check(result: dict[str, Any], expected: np.ndarray, who: str) -> None:
+    """Refuse a contender's figures if it read any value wrong."""
+    want = digest(expected)
+    for key in ("full digest", "dask digest"):
+        if key in result and result.pop(key) != want:
+            raise AssertionError(f"{who}: {key.split()[0]} read gave wrong values")
+    for t, total in result.pop("checks", []):
+        if not np.isclose(total, expected[t].astype("f8").sum(), rtol=1e-9):
+            raise AssertionError(f"{who}: chunk {t} read wrong")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rtt", type=float, default=0.02, help="round trip added, seconds")
+    parser.add_argument("--data", type=Path, default=Path("/tmp/zms-latency-bench"))
+    parser.add_argument("--backends", default="s3,http")
+    parser.add_argument("--only", default=",".join(CONTENDERS))
+    parser.add_argument("--figures", default=",".join(FIGURES))
+    parser.add_argument("--peers", default=PEERS, help="python with virtualizarr and kerchunk")
+    parser.add_argument("--before", help="an older checkout to compare with (zms@before)")
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        contender, job, figures = args.worker
+        print(json.dumps(measure(contender, json.loads(job), figures.split(","))))
+        return
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        os.environ.setdefault(name, value)
+    sys.path.insert(0, str(TESTS))
+    from servers import RangeHTTPServer, S3Server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    figures = args.figures.split(",")
+    files = write_files(args.data / "files")
+    expected = expected_values(files)
+    s3 = S3Server().start()
+    publish(args.data, s3, files)
+    web = RangeHTTPServer(args.data / "served")
+    # Headers and body go out as two writes: without TCP_NODELAY the body waits for the
+    # client's delayed ACK (40 ms), which a real server does not make anyone pay.
+    web._server.RequestHandlerClass.disable_nagle_algorithm = True
+    web.start()
+    upstreams = {"s3": s3.endpoint_url, "http": web.url}
+    proxies = {
+        b: CountingProxy(("127.0.0.1", int(upstreams[b].rsplit(":", 1)[1])), args.rtt)
+        for b in args.backends.split(",")
+    }
+    contenders = [
+        (c, args.peers if c in ("virtualizarr", "kerchunk") else sys.executable, None)
+        for c in args.only.split(",")
+    ]
+    if args.before:
+        contenders.insert(1, ("zms@before", sys.executable, args.before))
+    try:
+        jobs = {}
+        for name, proxy in proxies.items():
+            backend = Backend(name, proxy, files)
+            jobs[name] = backend.describe(*write_document(args.data, backend))
+        results: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
+        for r in range(args.rounds):
+            for name, job in jobs.items():
+                for contender, python, pythonpath in contenders:
+                    kind = contender.split("@")[0]
+                    result = run_worker(python, kind, job, figures, pythonpath)
+                    check(result, expected, f"{contender} on {name}")
+                    results[(name, contender)].append(result)
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
+        web.stop()
+        s3.stop()
+    report(results, args.rtt)
+
+
+def report(results: dict[tuple[str, str], list[dict[str, Any]]], rtt: float) -> None:
+    rounds = len(next(iter(results.values())))
+    print(f"\n{rtt * 1e3:.0f} ms round trip; medians over {rounds} rounds")
+    medians: dict[tuple[str, str], dict[str, float]] = {}
+    for (backend, contender), runs in results.items():
+        medians[(backend, contender)] = fields = {
+            k: statistics.median(run[k] for run in runs) for k in runs[0]
+        }
+        print(
+            f"  {backend:4} {contender:12} " + ", ".join(f"{k} {v:,.1f}" for k, v in fields.items())
+        )
+    print("targets (zms against each; > 1 is zms faster):")
+    comparisons = [
+        ("virtualizarr", "full MB/s", True),
+        ("kerchunk", "full MB/s", True),
+        ("virtualizarr", "dask MB/s", True),
+        ("kerchunk", "dask MB/s", True),
+        ("virtualizarr", "scan s", False),
+        ("kerchunk", "scan s", False),
+        ("zms@before", "full MB/s", True),
+        ("zms@before", "dask MB/s", True),
+        ("zms@before", "random ms", False),
+        ("zms@before", "scan s", False),
+    ]
+    for backend in dict.fromkeys(b for b, _ in medians):
+        ours = medians.get((backend, "zms"), {})
+        for contender, key, larger in comparisons:
+            theirs = medians.get((backend, contender), {}).get(key)
+            if theirs and ours.get(key):
+                value = ours[key] / theirs if larger else theirs / ours[key]
+                print(f"  {backend:4} {key:10} vs {contender:12} {value:5.2f}x")
+        bare = medians.get((backend, "bare"), {}).get("bare ms")
+        if bare and ours.get("random ms"):
+            ratio = ours["random ms"] / bare
+            print(f"  {backend:4} random ms  / bare GET     {ratio:5.2f}x (target <= 1.05)")
+
+
+if __name__ == "__main__":
+    main()
