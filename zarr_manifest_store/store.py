@@ -395,6 +395,14 @@ class ManifestStore(Store):
         self._record(served)
         return served.chunk(chunk_key)
 
+    def _stored_length(self, key: str) -> int:
+        """How many bytes of a source reading chunk ``key`` costs (0: none, held here)."""
+        found = self._array_of(key)
+        if found is None:
+            return 0
+        value = found[0].chunk(found[1])
+        return value.length if isinstance(value, ChunkRef) else 0
+
     def _reads_locally(self, key: str) -> bool:
         """Whether the array of chunk ``key`` reads only local files (or bytes held here)."""
         found = self._array_of(key)

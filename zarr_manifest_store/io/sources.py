@@ -22,9 +22,11 @@ raises, it never reads as zeros or fill values.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future as ConcurrentFuture
 from typing import Any
 
 import fsspec
@@ -49,6 +51,8 @@ from zarr_manifest_store.io.report import SourceStatus, VerifyReport
 from zarr_manifest_store.manifest import Fingerprint
 
 __all__ = [
+    "MAX_CONCURRENCY",
+    "READ_BUDGET_BYTES",
     "ByteData",
     "SourceStatus",
     "Sources",
@@ -56,6 +60,13 @@ __all__ = [
     "VerifyReport",
     "coalesce",
 ]
+
+
+MAX_CONCURRENCY = 64
+"""Remote requests in flight to one host at most: object stores serve many at once, and at
+tens of milliseconds a round trip, a read's speed is its concurrency."""
+READ_BUDGET_BYTES = 256 << 20
+"""The stored bytes of remote chunks one read holds at most (fetched, or on the way)."""
 
 
 class Sources:
@@ -73,9 +84,11 @@ class Sources:
     A source without a recorded fingerprint is checked against what it
     looked like when this reader first opened it.
 
-    Tuning: ``max_concurrency`` remote requests in flight; reads of one file
+    Tuning: ``max_concurrency`` remote requests in flight to each host (bucket,
+    container or HTTP origin); reads of one file
     at most ``max_gap_bytes`` apart are merged into one request of at most
-    ``max_coalesced_bytes``; a remote attempt that takes longer than
+    ``max_coalesced_bytes``; a read of many remote chunks holds at most
+    ``read_budget_bytes`` of their stored bytes at once (fetched or on the way); a remote attempt that takes longer than
     ``timeout`` seconds, fails with a 5xx, a reset connection or a short
     body is retried up to ``retries`` times with exponential backoff, within
     ``deadline`` seconds for each request and its retries (so a stalling server costs at most that).
@@ -94,15 +107,23 @@ class Sources:
         allow: AllowList | Sequence[str] | str | None = None,
         fingerprints: Mapping[str, Iterable[Fingerprint]] | None = None,
         verify: Verify = "first-use",
-        max_concurrency: int = 16,
+        max_concurrency: int = MAX_CONCURRENCY,
         max_gap_bytes: int = MAX_GAP_BYTES,
         max_coalesced_bytes: int = MAX_COALESCED_BYTES,
+        read_budget_bytes: int = READ_BUDGET_BYTES,
         retries: int = 4,
         timeout: float = 15.0,
         deadline: float = 25.0,
     ) -> None:
         _check_tuning(
-            verify, max_concurrency, max_gap_bytes, max_coalesced_bytes, retries, timeout, deadline
+            verify,
+            {
+                "max_concurrency": max_concurrency,
+                "max_coalesced_bytes": max_coalesced_bytes,
+                "read_budget_bytes": read_budget_bytes,
+            },
+            {"max_gap_bytes": max_gap_bytes, "retries": retries},
+            {"timeout": timeout, "deadline": deadline},
         )
         self._storage_options = dict(storage_options or {})
         self._allow = AllowList.of(allow)
@@ -112,6 +133,7 @@ class Sources:
             "max_concurrency": max_concurrency,
             "max_gap_bytes": max_gap_bytes,
             "max_coalesced_bytes": max_coalesced_bytes,
+            "read_budget_bytes": read_budget_bytes,
             "retries": retries,
             "timeout": timeout,
             "deadline": deadline,
@@ -145,6 +167,11 @@ class Sources:
     @property
     def allow_list(self) -> AllowList:
         return self._allow
+
+    @property
+    def read_budget_bytes(self) -> int:
+        """The most stored bytes of remote chunks one read holds at once."""
+        return self._tuning["read_budget_bytes"]
 
     @property
     def options(self) -> dict[str, Any]:
@@ -269,44 +296,55 @@ class Sources:
         reads: list[tuple[int, int]],
         deliver: Deliver,
     ) -> None:
-        """Start one job reading ``reads`` of ``path``; ``deliver`` gets its results on ``loop``."""
+        """Start the jobs reading ``reads`` of ``path``; ``deliver`` gets results on ``loop``.
+
+        A local file is read in one job; each remote read is its own request, delivered
+        as it arrives (so its chunks decode while the others are still on the way).
+        """
         lpath = self._routes[path]
         if lpath is not None:
             job = loop.run_in_executor(None, self._local.read_batch, path, lpath, reads)
-            job.add_done_callback(lambda job: deliver(outcome(job)))
+            job.add_done_callback(lambda job: deliver(outcome(job), first=0))
             return
-        remote = asyncio.run_coroutine_threadsafe(self._remote.read(path, reads), io_loop())
-        remote.add_done_callback(lambda job: call_soon(loop, deliver, outcome(job)))
+        for i, read in enumerate(reads):
+            remote = asyncio.run_coroutine_threadsafe(self._remote.read(path, [read]), io_loop())
+            remote.add_done_callback(functools.partial(_deliver_one, loop, deliver, i))
 
     def _after_fork(self) -> None:
         for part in (self._registry, self._local, self._remote, self._gatherer):
             part.after_fork()
 
 
+def _deliver_one(
+    loop: asyncio.AbstractEventLoop, deliver: Deliver, index: int, job: ConcurrentFuture[Any]
+) -> None:
+    """Hand the outcome of the job reading planned read ``index`` to ``deliver`` on ``loop``."""
+    result = outcome(job)
+    call_soon(
+        loop,
+        functools.partial(deliver, first=index),
+        result if isinstance(result, list) else [result],
+    )
+
+
 def _check_tuning(
     verify: str,
-    max_concurrency: int,
-    max_gap_bytes: int,
-    max_coalesced_bytes: int,
-    retries: int,
-    timeout: float,
-    deadline: float,
+    positive: Mapping[str, Any],
+    non_negative: Mapping[str, Any],
+    seconds: Mapping[str, Any],
 ) -> None:
     """Refuse a verify mode or tuning value that cannot work, naming it."""
     if verify not in VERIFY_MODES:
         raise ValueError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
-    for name, value in {
-        "max_concurrency": max_concurrency,
-        "max_coalesced_bytes": max_coalesced_bytes,
-    }.items():
+    for name, value in positive.items():
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    for name, value in {"max_gap_bytes": max_gap_bytes, "retries": retries}.items():
+    for name, value in non_negative.items():
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    for name, seconds in {"timeout": timeout, "deadline": deadline}.items():
-        if not seconds > 0:
-            raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")
+    for name, value in seconds.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 _LIVE: weakref.WeakSet[Sources] = weakref.WeakSet()
