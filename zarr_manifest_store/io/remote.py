@@ -155,6 +155,20 @@ class RemoteReader:
             )
         )
 
+    async def read_head(self, path: str, length: int) -> tuple[ByteData, Fingerprint]:
+        """The first ``length`` bytes of ``path`` (fewer if it is shorter) and what it looks
+        like now, in one request where the client reports the fingerprint of a range."""
+        url = request_url(path)
+        client = self.client(url)
+        data, served = await self._retrying(
+            path, f"the first {length} bytes", lambda: client.get(url, 0, length, None)
+        )
+        if served is None:
+            served = await self.fingerprint(path)
+        if self._verify != "never":
+            self._registry.check(path, served)
+        return data, served
+
     async def fingerprint(self, path: str) -> Fingerprint:
         """What ``path`` looks like now (size and ETag, or modification time)."""
         url = request_url(path)
