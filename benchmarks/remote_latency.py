@@ -491,7 +491,7 @@ def measure(contender: str, job: dict[str, Any], figures: list[str]) -> dict[str
     if "dask" in figures:
         out |= dask_read(contender, job, counter)
     if "scan" in figures:
-        out |= scan(contender, job)
+        out |= scan(contender, job, counter)
     return out
 
 
@@ -611,16 +611,18 @@ def request_path(job: dict[str, Any], url: str) -> str:
     return signed.removeprefix(job["endpoint"])
 
 
-def scan(contender: str, job: dict[str, Any]) -> dict[str, Any]:
+def scan(contender: str, job: dict[str, Any], counter: Counter) -> dict[str, Any]:
     """Scan + combine of the 24 files with default arguments (after 2 others, for imports
     and connections); the combined shape is checked."""
     run = {"zms": scan_zms, "virtualizarr": scan_virtualizarr, "kerchunk": scan_kerchunk}
     run[contender](job, job["warm_urls"])
+    counter.ask("reset")
     start = time.perf_counter()
     shape = run[contender](job, job["urls"])
     elapsed = time.perf_counter() - start
+    stats = counter.ask("stats")
     assert tuple(shape) == (N_FILES * STEPS, NY, NX), shape
-    return {"scan s": elapsed}
+    return {"scan s": elapsed, "scan reqs": stats["requests"], "scan in flight": stats["in flight"]}
 
 
 def scan_zms(job: dict[str, Any], urls: list[str]) -> tuple[int, ...]:
