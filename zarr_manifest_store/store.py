@@ -64,13 +64,15 @@ class ManifestStore(Store):
     the store first opens it), ``"always"`` (before every read) or
     ``"never"``; a mismatch raises :class:`SourceChangedError`. Unless
     ``"never"``, every range read from S3, GCS, Azure or HTTP must also be served with
-    the ETag the object was checked with.
+    the ETag the object was checked with; a recorded fingerprint is checked on the
+    data requests themselves (no HEAD first: a random chunk costs one request).
     :meth:`verify` checks every source at once.
 
     I/O tuning, passed on to :class:`~zarr_manifest_store.io.sources.Sources`:
-    ``max_concurrency`` (remote requests in flight, 16), ``max_gap_bytes``
+    ``max_concurrency`` (remote requests in flight per host, 64), ``max_gap_bytes``
     and ``max_coalesced_bytes`` (reads of one file at most 1 MiB apart merge
-    into one request of at most 16 MiB), ``retries`` (4), ``timeout``
+    into one request of at most 16 MiB), ``read_budget_bytes`` (the stored
+    bytes of remote chunks one read holds at once, 256 MiB), ``retries`` (4), ``timeout``
     (15 s per remote attempt) and ``deadline`` (25 s for one request in all,
     retries included: a stalling server costs at most that).
 
