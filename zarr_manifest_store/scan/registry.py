@@ -191,8 +191,8 @@ class Registry:
             sources = Sources(storage_options)
             try:
                 head, fingerprint = sources.read_head(path, HEAD_BYTES)
-            except FileNotFoundError:
-                pass  # perhaps a folder: the file system's listing says below
+            except (FileNotFoundError, ValueError):
+                pass  # a folder, or options only fsspec takes: the file system says below
             else:
                 return self.identify_file(
                     Head(
