@@ -50,15 +50,12 @@ dask >= 1.5x VirtualiZarr; random <= 1.05x bare; scan >= 3x VirtualiZarr.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
-import contextlib
 import hashlib
 import http.client
 import json
 import logging
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -70,188 +67,14 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from remote_read import (  # this folder's sibling benchmark
-    BUCKET,
-    FULL_BYTES,
-    N_FILES,
-    NX,
-    NY,
-    STEPS,
-    TESTS,
-    DelayProxy,
-    storage_options,
-)
+from latency_contenders import SCANS, open_store  # this folder's siblings
+from latency_link import Counter, CountingProxy
+from remote_read import BUCKET, FULL_BYTES, N_FILES, NX, NY, STEPS, TESTS, storage_options
 
 PEERS = "/work/peers/.venv/bin/python"
 CONTENDERS = ("zms", "virtualizarr", "kerchunk", "bare")
 FIGURES = ("full", "dask", "random", "scan")
 RANDOM_READS = 40
-
-
-# ---------------------------------------------------------------------- the counting link
-
-
-class HTTPFramer:
-    """Finds HTTP/1.1 messages in one direction of a connection: request heads as they
-    arrive, response ends as they leave (``methods`` pairs responses with their requests)."""
-
-    def __init__(self, responses: bool, methods: collections.deque[str]) -> None:
-        self.responses, self.methods = responses, methods
-        self.buffer = bytearray()
-        self.state, self.left, self.method = "head", 0, ""
-
-    def feed(self, data: bytes) -> list[str]:
-        """The methods of the messages that ``data`` starts (requests) or ends (responses)."""
-        self.buffer += data
-        found: list[str] = []
-        while self.buffer or (self.state == "body" and self.left == 0):
-            if self.state == "body":
-                taken = min(self.left, len(self.buffer))
-                del self.buffer[:taken]
-                self.left -= taken
-                if self.left:
-                    break
-                self.state = "head"
-                if self.responses:
-                    found.append(self.method)
-            elif not self._head(found):
-                break
-        return found
-
-    def _head(self, found: list[str]) -> bool:
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            return False
-        lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
-        del self.buffer[: end + 4]
-        headers = {
-            k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])
-        }
-        if "chunked" in headers.get("transfer-encoding", ""):
-            raise NotImplementedError("chunked transfer encoding is not counted")
-        length = int(headers.get("content-length", 0))
-        if not self.responses:
-            self.method = lines[0].split(" ", 1)[0]
-            self.methods.append(self.method)
-            found.append(self.method)
-        else:
-            status = int(lines[0].split()[1])
-            if status < 200:
-                return True  # an interim answer
-            self.method = self.methods.popleft() if self.methods else "?"
-            if self.method == "HEAD" or status in (204, 304):
-                length = 0
-        self.state, self.left = "body", length
-        if length == 0 and not self.responses:
-            self.state = "head"
-        return True
-
-
-class CountingProxy(DelayProxy):
-    """The delayed link, counting requests (by method) and the most in flight at once.
-
-    A control port answers ``reset`` (zero the counters) and ``stats`` (a JSON line),
-    so that a worker can count what each of its reads cost.
-    """
-
-    def __init__(self, upstream: tuple[str, int], rtt: float) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.in_flight = self.most_in_flight = 0
-        super().__init__(upstream, rtt)
-        control = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._control, "127.0.0.1", 0), self.loop
-        ).result()
-        self.control_port = control.sockets[0].getsockname()[1]
-
-    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while line := (await reader.readline()).strip():
-            if line == b"reset":
-                self.counts.clear()
-                self.most_in_flight = self.in_flight
-                writer.write(b"{}\n")
-            else:
-                stats = {"requests": self.counts.total(), **self.counts}
-                stats["in flight"] = self.most_in_flight
-                writer.write(json.dumps(stats).encode() + b"\n")
-            await writer.drain()
-        writer.close()
-
-    def _requested(self, methods: list[str]) -> None:
-        self.counts.update(methods)
-        self.in_flight += len(methods)
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-
-    def _answered(self, methods: list[str]) -> None:
-        self.in_flight -= len(methods)
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            writer.close()
-            return
-        methods: collections.deque[str] = collections.deque()
-        requests, responses = HTTPFramer(False, methods), HTTPFramer(True, methods)
-        outstanding = [0]
-
-        def arrived(data: bytes) -> None:
-            found = requests.feed(data)
-            outstanding[0] += len(found)
-            self._requested(found)
-
-        def sent(data: bytes) -> None:
-            found = responses.feed(data)
-            outstanding[0] -= len(found)
-            self._answered(found)
-
-        await asyncio.gather(
-            self._relay(reader, up_writer, on_read=arrived),
-            self._relay(up_reader, writer, on_write=sent),
-        )
-        self._answered(["?"] * outstanding[0])  # requests a closed connection never answered
-
-    async def _relay(self, reader, writer, on_read=None, on_write=None) -> None:
-        """``DelayProxy._pipe`` with a look at the data as it arrives or leaves."""
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-        async def send() -> None:
-            while True:
-                due, data = await queue.get()
-                if not data:
-                    break
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                writer.write(data)
-                await writer.drain()
-                if on_write:
-                    on_write(data)
-
-        sender = asyncio.ensure_future(send())
-        with contextlib.suppress(OSError):
-            while data := await reader.read(1 << 16):
-                if on_read:
-                    on_read(data)
-                queue.put_nowait((time.monotonic() + self.delay, data))
-        queue.put_nowait((0.0, b""))
-        with contextlib.suppress(OSError):
-            await sender
-        writer.close()
-
-
-class Counter:
-    """A worker's line to the proxy's control port."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.lines = self.sock.makefile("rb")
-
-    def ask(self, what: str) -> dict[str, int]:
-        self.sock.sendall(what.encode() + b"\n")
-        return json.loads(self.lines.readline())
-
-    def counted(self, run: Any) -> tuple[Any, dict[str, int]]:
-        self.ask("reset")
-        result = run()
-        return result, self.ask("stats")
 
 
 # ---------------------------------------------------------------------- the archive
@@ -358,123 +181,6 @@ def write_document(folder: Path, backend: Backend) -> tuple[str, str]:
     return str(document), str(refs_file)
 
 
-# ---------------------------------------------------------------------- the contenders' stores
-
-
-def open_store(contender: str, job: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """(store, keyword arguments for xr.open_zarr) of a contender."""
-    s3 = job["backend"] == "s3"
-    if contender == "zms":
-        import zarr_manifest_store as zms
-
-        options = storage_options(job["endpoint"]) if s3 else None
-        store = zms.ManifestStore.open(
-            job["document"], allow=[job["prefix"]], storage_options=options
-        )
-        return store, {}
-    refs = json.loads(Path(job["refs"]).read_text())
-    if contender == "virtualizarr":
-        return virtualizarr_store(job, refs), {"consolidated": False}
-    if contender == "kerchunk":
-        return kerchunk_store(job, refs), {"consolidated": False}
-    raise ValueError(contender)
-
-
-def zarr_v3_metadata(refs: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "zarr_format": 3,
-        "node_type": "array",
-        "shape": refs["shape"],
-        "data_type": "float32",
-        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": refs["chunks"]}},
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-        "fill_value": 0.0,
-        "codecs": [
-            {"name": "bytes", "configuration": {"endian": "little"}},
-            {"name": "numcodecs.shuffle", "configuration": {"elementsize": 4}},
-            {"name": "numcodecs.zlib", "configuration": {"level": 1}},
-        ],
-        "dimension_names": ["time", "lat", "lon"],
-        "attributes": {},
-    }
-
-
-def obstore_registry(job: dict[str, Any]) -> Any:
-    from obspec_utils.registry import ObjectStoreRegistry
-    from obstore.store import HTTPStore, S3Store
-
-    if job["backend"] == "s3":
-        store = S3Store(
-            BUCKET,
-            endpoint=job["endpoint"],
-            access_key_id="testing",
-            secret_access_key="testing",
-            region="us-east-1",
-            virtual_hosted_style_request=False,
-            client_options={"allow_http": True},
-        )
-        return ObjectStoreRegistry({f"s3://{BUCKET}": store})
-    store = HTTPStore.from_url(job["endpoint"], client_options={"allow_http": True})
-    return ObjectStoreRegistry({job["endpoint"]: store})
-
-
-def virtualizarr_store(job: dict[str, Any], refs: dict[str, Any]) -> Any:
-    from virtualizarr.manifests import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
-    from zarr.core.metadata.v3 import ArrayV3Metadata
-
-    grid = [refs["shape"][i] // refs["chunks"][i] for i in range(3)]
-    paths = np.array(refs["paths"], dtype=np.dtypes.StringDType()).reshape(grid)
-    manifest = ChunkManifest.from_arrays(
-        paths=paths,
-        offsets=np.array(refs["offsets"], dtype="uint64").reshape(grid),
-        lengths=np.array(refs["lengths"], dtype="uint64").reshape(grid),
-    )
-    array = ManifestArray(
-        metadata=ArrayV3Metadata.from_dict(zarr_v3_metadata(refs)), chunkmanifest=manifest
-    )
-    return ManifestStore(ManifestGroup(arrays={"t2m": array}), registry=obstore_registry(job))
-
-
-def kerchunk_store(job: dict[str, Any], refs: dict[str, Any]) -> Any:
-    import fsspec
-    from zarr.storage import FsspecStore
-
-    zarray = {
-        "shape": refs["shape"],
-        "chunks": refs["chunks"],
-        "dtype": "<f4",
-        "compressor": {"id": "zlib", "level": 1},
-        "filters": [{"id": "shuffle", "elementsize": 4}],
-        "fill_value": None,
-        "order": "C",
-        "zarr_format": 2,
-    }
-    spec: dict[str, Any] = {
-        ".zgroup": json.dumps({"zarr_format": 2}),
-        "t2m/.zarray": json.dumps(zarray),
-        "t2m/.zattrs": json.dumps({"_ARRAY_DIMENSIONS": ["time", "lat", "lon"]}),
-    }
-    for i, (path, offset, length) in enumerate(
-        zip(refs["paths"], refs["offsets"], refs["lengths"], strict=True)
-    ):
-        spec[f"t2m/{i}.0.0"] = [path, offset, length]
-    remote, options = remote_of(job)
-    fs = fsspec.filesystem(
-        "reference",
-        fo={"version": 1, "refs": spec},
-        remote_protocol=remote,
-        remote_options=options,
-        asynchronous=True,
-    )
-    return FsspecStore(fs, read_only=True)
-
-
-def remote_of(job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    if job["backend"] == "s3":
-        return "s3", {**storage_options(job["endpoint"]), "asynchronous": True}
-    return "http", {"asynchronous": True}
-
-
 # ---------------------------------------------------------------------- one worker
 
 
@@ -491,7 +197,7 @@ def measure(contender: str, job: dict[str, Any], figures: list[str]) -> dict[str
     if "dask" in figures:
         out |= dask_read(contender, job, counter)
     if "scan" in figures:
-        out |= scan(contender, job)
+        out |= scan(contender, job, counter)
     return out
 
 
@@ -611,53 +317,17 @@ def request_path(job: dict[str, Any], url: str) -> str:
     return signed.removeprefix(job["endpoint"])
 
 
-def scan(contender: str, job: dict[str, Any]) -> dict[str, Any]:
+def scan(contender: str, job: dict[str, Any], counter: Counter) -> dict[str, Any]:
     """Scan + combine of the 24 files with default arguments (after 2 others, for imports
     and connections); the combined shape is checked."""
-    run = {"zms": scan_zms, "virtualizarr": scan_virtualizarr, "kerchunk": scan_kerchunk}
-    run[contender](job, job["warm_urls"])
+    SCANS[contender](job, job["warm_urls"])
+    counter.ask("reset")
     start = time.perf_counter()
-    shape = run[contender](job, job["urls"])
+    shape = SCANS[contender](job, job["urls"])
     elapsed = time.perf_counter() - start
+    stats = counter.ask("stats")
     assert tuple(shape) == (N_FILES * STEPS, NY, NX), shape
-    return {"scan s": elapsed}
-
-
-def scan_zms(job: dict[str, Any], urls: list[str]) -> tuple[int, ...]:
-    import zarr_manifest_store as zms
-
-    options = storage_options(job["endpoint"]) if job["backend"] == "s3" else None
-    ds = zms.open_virtual_mfdataset(
-        urls, combine="nested", concat_dim="time", storage_options=options
-    )
-    return ds["t2m"].shape
-
-
-def scan_virtualizarr(job: dict[str, Any], urls: list[str]) -> tuple[int, ...]:
-    from virtualizarr import open_virtual_mfdataset
-    from virtualizarr.parsers import HDFParser
-
-    ds = open_virtual_mfdataset(
-        urls,
-        registry=obstore_registry(job),
-        parser=HDFParser(),
-        combine="nested",
-        concat_dim="time",
-    )
-    return ds["t2m"].shape
-
-
-def scan_kerchunk(job: dict[str, Any], urls: list[str]) -> tuple[int, ...]:
-    from kerchunk.combine import MultiZarrToZarr
-    from kerchunk.hdf import SingleHdf5ToZarr
-
-    remote, options = remote_of(job)
-    options = {k: v for k, v in options.items() if k != "asynchronous"}
-    singles = [SingleHdf5ToZarr(url, storage_options=options).translate() for url in urls]
-    combined = MultiZarrToZarr(
-        singles, concat_dims=["time"], remote_protocol=remote, remote_options=options
-    ).translate()
-    return tuple(json.loads(combined["refs"]["t2m/.zarray"])["shape"])
+    return {"scan s": elapsed, "scan reqs": stats["requests"], "scan in flight": stats["in flight"]}
 
 
 # ---------------------------------------------------------------------- the run

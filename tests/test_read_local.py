@@ -277,9 +277,10 @@ def test_pickling_keeps_options_and_reads(tmp_path):
     assert clone == store
     assert clone.sources.options == {
         "verify": "always",
-        "max_concurrency": 16,
+        "max_concurrency": 64,
         "max_gap_bytes": 10,
         "max_coalesced_bytes": 1000,
+        "read_budget_bytes": 256 << 20,
         "retries": 1,
         "timeout": 15.0,
         "deadline": 25.0,

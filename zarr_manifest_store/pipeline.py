@@ -67,8 +67,10 @@ class ManifestCodecPipeline(FusedCodecPipeline):
     - Every chunk decodes through the chunk guards of :mod:`zarr_manifest_store.guards`
       (headers checked, output bounded by the chunk's size), and a chunk that fails to
       decode raises :class:`ManifestError` naming its array and key.
-    - Chunks of remote sources are fetched concurrently (the store coalesces
-      them) and decoded as they arrive.
+    - A read of remote chunks is a plan: every chunk of the selection goes to the store
+      at once (coalesced per file across the whole selection, fetched concurrently),
+      in windows that keep the stored bytes held within the store's read budget, and
+      each chunk is decoded as its range arrives.
     - A read of a single small chunk is decoded without a thread hop.
     """
 
@@ -90,11 +92,7 @@ class ManifestCodecPipeline(FusedCodecPipeline):
         if len(batch) == 1:
             return (await _read_one(*batch[0], out, drop_axes, transform),)
         if not _reads_locally(batch[0][0]):
-            # One blocking request per pool worker would serialise remote reads; fetched
-            # concurrently, the store gathers and coalesces them, and each chunk is
-            # decoded as it arrives.
-            reads = (_read_one(*item, out, drop_axes, transform) for item in batch)
-            return tuple(await asyncio.gather(*reads))
+            return tuple(await _read_planned(batch, out, drop_axes, transform))
         return await super().read(batch, out, drop_axes)
 
     def read_sync(
@@ -194,6 +192,55 @@ async def _read_one(
     if raw is None or len(raw) <= DECODE_AT_ONCE_BYTES:
         return place()
     return await asyncio.to_thread(place)
+
+
+async def _read_planned(
+    batch: list[tuple[ByteGetter, ArraySpec, SelectorTuple, SelectorTuple, bool]],
+    out: NDBuffer,
+    drop_axes: tuple[int, ...],
+    transform: ChunkTransform,
+) -> list[Any]:
+    """Read the remote chunks of one selection as one plan, its memory bounded.
+
+    One blocking request per pool worker would serialise remote reads; here every chunk
+    of a window is asked for in the same turn of the event loop, so the store gathers
+    and coalesces them per file. Windows hold at most half the store's read budget of
+    stored bytes each, and at most two are under way: the next one is fetched while the
+    one before decodes, and a selection larger than the budget streams through it.
+    """
+    running: list[asyncio.Future[list[Any]]] = []
+    results: list[Any] = []
+    try:
+        for window in _windows(batch):
+            reads = (_read_one(*item, out, drop_axes, transform) for item in window)
+            running.append(asyncio.gather(*reads))
+            if len(running) == 2:
+                results.extend(await running.pop(0))
+        for window_reads in running:
+            results.extend(await window_reads)
+    except BaseException:
+        for window_reads in running:
+            window_reads.cancel()
+        raise
+    return results
+
+
+def _windows(batch: list[Any]) -> Iterator[list[Any]]:
+    """``batch`` in consecutive windows of at most half its store's read budget of stored
+    bytes each (a single larger chunk is a window of its own)."""
+    store = batch[0][0].store
+    limit = max(1, store.sources.read_budget_bytes // 2)
+    window: list[Any] = []
+    held = 0
+    for item in batch:
+        size = store._stored_length(item[0].path)
+        if window and held + size > limit:
+            yield window
+            window, held = [], 0
+        window.append(item)
+        held += size
+    if window:
+        yield window
 
 
 def _reads_locally(byte_getter: ByteGetter) -> bool:

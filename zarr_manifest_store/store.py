@@ -72,15 +72,17 @@ class ManifestStore(Store):
     the store first opens it), ``"always"`` (before every read) or
     ``"never"``; a mismatch raises :class:`SourceChangedError`. Unless
     ``"never"``, every range read from S3, GCS, Azure or HTTP must also be served with
-    the ETag the object was checked with.
+    the ETag the object was checked with; a recorded fingerprint is checked on the
+    data requests themselves (no HEAD first: a random chunk costs one request).
     :meth:`verify` checks every source at once.
 
     I/O tuning, passed on to :class:`~zarr_manifest_store.io.sources.Sources`:
-    ``max_concurrency`` (remote requests in flight, 16), ``max_gap_bytes``
+    ``max_concurrency`` (remote requests in flight per host, 64), ``max_gap_bytes``
     and ``max_coalesced_bytes`` (reads of one file at most 1 MiB apart merge
-    into one request of at most 16 MiB), ``retries`` (4), ``timeout``
-    (15 s per remote attempt), ``deadline`` (25 s for one request in all,
-    retries included: a stalling server costs at most that) and
+    into one request of at most 16 MiB), ``read_budget_bytes`` (the stored
+    bytes of remote chunks one read holds at once, 256 MiB), ``retries`` (4),
+    ``timeout`` (15 s per remote attempt), ``deadline`` (25 s for one request in
+    all, retries included: a stalling server costs at most that) and
     ``read_ahead_bytes`` (64 MiB: the memory a remote file read chunk after
     chunk may hold in blocks read ahead; 0 turns read-ahead off).
 
@@ -434,6 +436,14 @@ class ManifestStore(Store):
         served, chunk_key = found
         self._record(served)
         return served.chunk(chunk_key)
+
+    def _stored_length(self, key: str) -> int:
+        """How many bytes of a source reading chunk ``key`` costs (0: none, held here)."""
+        found = self._array_of(key)
+        if found is None:
+            return 0
+        value = found[0].chunk(found[1])
+        return value.length if isinstance(value, ChunkRef) else 0
 
     def _reads_locally(self, key: str) -> bool:
         """Whether the array of chunk ``key`` reads only local files (or bytes held here)."""

@@ -4,8 +4,9 @@ A client answers two questions about one object: what it looks like now
 (:meth:`head`, a fingerprint) and the bytes of a range (:meth:`get`). The
 obstore client sends the ETag the source was checked with as ``If-Match``
 (S3, GCS, Azure), so the server refuses a replaced object, and returns the
-ETag each range was served with, so a server that ignores the condition is
-caught too. Its own retries are off: :mod:`~zarr_manifest_store.io.remote`
+fingerprint (size, ETag or modification time) each range was served with, so a
+server that ignores the condition is caught too, and a source can be checked on
+its first data request, without a HEAD of its own. Its own retries are off: :mod:`~zarr_manifest_store.io.remote`
 retries every protocol's requests, in one place.
 
 obstore's runtime does not survive ``fork()``: in a child forked after the
@@ -60,13 +61,13 @@ class Client(Protocol):
 
     checks_batches: bool
     """Whether the object must be checked before every batch of reads: its ranges should
-    each be verified by ETag, but this client cannot tell which ETag served them."""
+    each be verified by ETag, but this client cannot tell which object served them."""
 
     async def get(
         self, path: str, start: int, stop: int, etag: str | None
-    ) -> tuple[ByteData, str | None]:
-        """Bytes ``[start, stop)`` of ``path`` and the ETag they came with (None if unknown);
-        ``etag``, when given, is required of the object."""
+    ) -> tuple[ByteData, Fingerprint | None]:
+        """Bytes ``[start, stop)`` of ``path`` and the fingerprint of the object that served
+        them (None if unknown); ``etag``, when given, is required of the object."""
 
     async def head(self, path: str) -> Fingerprint:
         """What ``path`` looks like now."""
@@ -84,7 +85,7 @@ class ObstoreClient:
 
     async def get(
         self, path: str, start: int, stop: int, etag: str | None
-    ) -> tuple[ByteData, str | None]:
+    ) -> tuple[ByteData, Fingerprint | None]:
         options: dict[str, Any] = {"range": (start, stop)}
         if etag and self._if_match:
             options["if_match"] = f'"{etag}"'
@@ -99,19 +100,24 @@ class ObstoreClient:
             ) from None
         except FileNotFoundError:  # obstore's message names the key and appends its internals
             raise _not_found(path) from None
-        return memoryview(data), result.meta["e_tag"]
+        return memoryview(data), _fingerprint(result.meta)
 
     async def head(self, path: str) -> Fingerprint:
         try:
             meta = await obstore.head_async(self._store, _key(self._kind, path))
         except FileNotFoundError:
             raise _not_found(path) from None
-        etag = meta["e_tag"]
-        return Fingerprint(
-            size=meta["size"],
-            mtime_ns=None if etag else int(meta["last_modified"].timestamp() * 1e9),
-            etag=normalised_etag(etag) if etag else None,
-        )
+        return _fingerprint(meta)
+
+
+def _fingerprint(meta: Mapping[str, Any]) -> Fingerprint:
+    """An obstore ``ObjectMeta`` as a fingerprint (a ranged GET's carries the object's size)."""
+    etag = meta["e_tag"]
+    return Fingerprint(
+        size=meta["size"],
+        mtime_ns=None if etag else int(meta["last_modified"].timestamp() * 1e9),
+        etag=normalised_etag(etag) if etag else None,
+    )
 
 
 class FsspecClient:
@@ -130,7 +136,7 @@ class FsspecClient:
 
     async def get(
         self, path: str, start: int, stop: int, etag: str | None
-    ) -> tuple[ByteData, str | None]:
+    ) -> tuple[ByteData, Fingerprint | None]:
         if self.fs.async_impl:
             return await self.fs._cat_file(path, start=start, end=stop), None
         return await asyncio.to_thread(self.fs.cat_file, path, start=start, end=stop), None

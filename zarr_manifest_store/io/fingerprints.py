@@ -185,6 +185,10 @@ class FingerprintRegistry:
                 f"reopen the store to read its new content",
             )
 
+    def is_recorded(self, path: str) -> bool:
+        """Whether ``path`` has a fingerprint from its scan to be checked against."""
+        return bool(self._recorded.get(path))
+
     def expected_etag(self, path: str) -> str | None:
         """The ETag ``path`` must have: recorded at scan time, or seen at first use."""
         for fp in self._recorded.get(path, ()):

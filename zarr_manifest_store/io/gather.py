@@ -39,9 +39,10 @@ MAX_GAP_BYTES = 1 << 20
 MAX_COALESCED_BYTES = 16 << 20
 """No merged read grows beyond this many bytes (zarr's default)."""
 
-Deliver = Callable[[list[Any] | BaseException], None]
-"""Receives, on the reads' event loop, each planned read's bytes or exception (or one
-exception for all)."""
+Deliver = Callable[..., None]
+"""``deliver(results, first=i)`` receives, on the reads' event loop, the bytes or exception
+of the planned reads from index ``i`` on (or one exception for all): a job may deliver
+each read as it arrives."""
 
 
 def coalesce(
@@ -128,15 +129,20 @@ class Gatherer:
             try:
                 self._submit(loop, path, reads, deliver)
             except Exception as e:  # no job could start: the waiting reads must not hang
-                deliver(e)
+                deliver(e, first=0)
 
 
 def _deliverer(plan: list[tuple[int, int, list[int]]], pendings: list[_Pending]) -> Deliver:
     """Hands each planned read's bytes (or error) to the queued reads it serves (on their loop)."""
 
-    def deliver(results: list[Any] | BaseException) -> None:
+    def deliver(results: list[Any] | BaseException, first: int) -> None:
         for i, (start, stop, members) in enumerate(plan):
-            result = results if isinstance(results, BaseException) else results[i]
+            if isinstance(results, BaseException):
+                result = results
+            elif first <= i < first + len(results):
+                result = results[i - first]
+            else:
+                continue
             for m in members:
                 p = pendings[m]
                 if p.future.done():

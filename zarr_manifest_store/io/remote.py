@@ -26,6 +26,7 @@ import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec.asyn
 
@@ -37,7 +38,7 @@ from zarr_manifest_store.io.clients import (
     obstore_client,
     store_key,
 )
-from zarr_manifest_store.io.fingerprints import FingerprintRegistry, Verify, normalised_etag
+from zarr_manifest_store.io.fingerprints import FingerprintRegistry, Verify
 from zarr_manifest_store.io.gather import ByteData
 from zarr_manifest_store.io.local import too_short
 from zarr_manifest_store.io.paths import options_for, protocol_of
@@ -106,7 +107,7 @@ class RemoteReader:
         self._filesystems: dict[tuple[str, str], fsspec.AbstractFileSystem] = {}
         # State used only on the I/O loop's thread:
         self._checks: dict[str, asyncio.Future[None]] = {}
-        self._semaphore: asyncio.Semaphore | None = None
+        self._slots: dict[str, asyncio.Semaphore] = {}  # requests in flight, per host
 
     def client(self, path: str) -> Client:
         """The client that reads ``path``, made once per store and options, then reused."""
@@ -154,6 +155,20 @@ class RemoteReader:
             )
         )
 
+    async def read_head(self, path: str, length: int) -> tuple[ByteData, Fingerprint]:
+        """The first ``length`` bytes of ``path`` (fewer if it is shorter) and what it looks
+        like now, in one request where the client reports the fingerprint of a range."""
+        url = request_url(path)
+        client = self.client(url)
+        data, served = await self._retrying(
+            path, f"the first {length} bytes", lambda: client.get(url, 0, length, None)
+        )
+        if served is None:
+            served = await self.fingerprint(path)
+        if self._verify != "never":
+            self._registry.check(path, served)
+        return data, served
+
     async def fingerprint(self, path: str) -> Fingerprint:
         """What ``path`` looks like now (size and ETag, or modification time)."""
         url = request_url(path)
@@ -174,11 +189,18 @@ class RemoteReader:
 
     async def _check(self, client: Client, path: str) -> None:
         """Check an object's fingerprint: once per source, or before every read (always, and
-        for clients that cannot tell which object served a range that should be verified)."""
+        for clients that cannot tell which object served a range that should be verified).
+
+        A source with a recorded fingerprint costs no request of its own: its first data
+        request carries the check (``If-Match``, and the fingerprint the range was served
+        with, :meth:`_fetch`), so a random chunk costs one request.
+        """
         if self._verify == "never":
             return
         if self._verify == "always" or client.checks_batches:
             self._registry.check(path, await self.fingerprint(path))
+            return
+        if self._registry.is_recorded(path):
             return
         check = self._checks.get(path)
         if check is None:
@@ -198,7 +220,7 @@ class RemoteReader:
         """One range; a body shorter than asked for is retried, then reported.
 
         Unless ``verify="never"``, the range is asked for with the ETag the
-        object was checked with, and the ETag it was served with must match.
+        object was checked with, and the fingerprint it was served with must match.
         """
         etag = None if self._verify == "never" else self._registry.expected_etag(path)
         url = request_url(path)
@@ -210,7 +232,7 @@ class RemoteReader:
                 self._registry.check(path, await client.head(url))  # says what changed
                 raise
             if served and self._verify != "never":  # before the length: a new object may differ
-                self._registry.check(path, Fingerprint(etag=normalised_etag(served)))
+                self._registry.check(path, served)
             return data
 
         def complete(data: ByteData) -> bool:
@@ -234,13 +256,16 @@ class RemoteReader:
         attempt: Callable[[], Awaitable[Any]],
         complete: Callable[[Any], bool] = lambda result: True,
     ) -> Any:
-        """Run ``attempt`` under the concurrency bound and timeout, retrying transient failures.
+        """Run ``attempt`` under its host's concurrency bound and the timeout, retrying
+        transient failures.
 
         An incomplete result (``complete`` is False) is retried too, and
         returned as it is if every attempt comes back incomplete.
         """
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self._max_concurrency)
+        host = urlsplit(path).netloc
+        slots = self._slots.get(host)
+        if slots is None:
+            slots = self._slots[host] = asyncio.Semaphore(self._max_concurrency)
         loop = asyncio.get_running_loop()
         error: Exception | None = None
         result: Any = None
@@ -256,7 +281,7 @@ class RemoteReader:
                 spent += delay
             attempts += 1
             try:
-                async with self._semaphore:
+                async with slots:
                     started = loop.time()
                     try:
                         limit = min(self._timeout, self._deadline - spent)

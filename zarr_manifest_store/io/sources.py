@@ -22,6 +22,7 @@ raises, it never reads as zeros or fill values.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,6 +53,8 @@ from zarr_manifest_store.io.report import SourceStatus, VerifyReport
 from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
 
 __all__ = [
+    "MAX_CONCURRENCY",
+    "READ_BUDGET_BYTES",
     "ByteData",
     "SourceStatus",
     "Sources",
@@ -59,6 +62,13 @@ __all__ = [
     "VerifyReport",
     "coalesce",
 ]
+
+
+MAX_CONCURRENCY = 64
+"""Remote requests in flight to one host at most: object stores serve many at once, and at
+tens of milliseconds a round trip, a read's speed is its concurrency."""
+READ_BUDGET_BYTES = 256 << 20
+"""The stored bytes of remote chunks one read holds at most (fetched, or on the way)."""
 
 
 class Sources:
@@ -76,9 +86,11 @@ class Sources:
     A source without a recorded fingerprint is checked against what it
     looked like when this reader first opened it.
 
-    Tuning: ``max_concurrency`` remote requests in flight; reads of one file
+    Tuning: ``max_concurrency`` remote requests in flight to each host (bucket,
+    container or HTTP origin); reads of one file
     at most ``max_gap_bytes`` apart are merged into one request of at most
-    ``max_coalesced_bytes``; a remote attempt that takes longer than
+    ``max_coalesced_bytes``; a read of many remote chunks holds at most
+    ``read_budget_bytes`` of their stored bytes at once (fetched or on the way); a remote attempt that takes longer than
     ``timeout`` seconds, fails with a 5xx, a reset connection or a short
     body is retried up to ``retries`` times with exponential backoff, within
     ``deadline`` seconds for each request and its retries (so a stalling server costs at most that).
@@ -101,16 +113,24 @@ class Sources:
         allow: AllowList | Sequence[str] | str | None = None,
         fingerprints: Mapping[str, Iterable[Fingerprint]] | None = None,
         verify: Verify = "first-use",
-        max_concurrency: int = 16,
+        max_concurrency: int = MAX_CONCURRENCY,
         max_gap_bytes: int = MAX_GAP_BYTES,
         max_coalesced_bytes: int = MAX_COALESCED_BYTES,
+        read_budget_bytes: int = READ_BUDGET_BYTES,
         retries: int = 4,
         timeout: float = 15.0,
         deadline: float = 25.0,
         read_ahead_bytes: int = READ_AHEAD_BYTES,
     ) -> None:
         _check_tuning(
-            verify, max_concurrency, max_gap_bytes, max_coalesced_bytes, retries, timeout, deadline
+            verify,
+            {
+                "max_concurrency": max_concurrency,
+                "max_coalesced_bytes": max_coalesced_bytes,
+                "read_budget_bytes": read_budget_bytes,
+            },
+            {"max_gap_bytes": max_gap_bytes, "retries": retries},
+            {"timeout": timeout, "deadline": deadline},
         )
         if not isinstance(read_ahead_bytes, int) or read_ahead_bytes < 0:
             raise ValueError(
@@ -124,6 +144,7 @@ class Sources:
             "max_concurrency": max_concurrency,
             "max_gap_bytes": max_gap_bytes,
             "max_coalesced_bytes": max_coalesced_bytes,
+            "read_budget_bytes": read_budget_bytes,
             "retries": retries,
             "timeout": timeout,
             "deadline": deadline,
@@ -171,6 +192,11 @@ class Sources:
         return self._allow
 
     @property
+    def read_budget_bytes(self) -> int:
+        """The most stored bytes of remote chunks one read holds at once."""
+        return self._tuning["read_budget_bytes"]
+
+    @property
     def options(self) -> dict[str, Any]:
         """``verify`` and the I/O tuning, as keyword arguments that recreate this reader."""
         return dict(self._tuning)
@@ -187,6 +213,16 @@ class Sources:
         if lpath is not None:
             return local.fingerprint(path, lpath, self._allow)
         return fsspec.asyn.sync(io_loop(), self._remote.fingerprint, path)
+
+    def read_head(self, path: str, length: int) -> tuple[ByteData, Fingerprint]:
+        """The first ``length`` bytes of ``path`` (fewer if it is shorter) and its fingerprint
+        now, blocking: for a remote source one request where the client reports both."""
+        lpath = self._admit(path)
+        if lpath is not None:
+            fingerprint = local.fingerprint(path, lpath, self._allow)
+            size = fingerprint.size if fingerprint.size is not None else length
+            return self._local.read(path, lpath, 0, min(length, size)), fingerprint
+        return fsspec.asyn.sync(io_loop(), self._remote.read_head, path, length)
 
     async def read(self, path: str, offset: int, length: int) -> ByteData:
         """``length`` bytes of ``path`` from ``offset``.
@@ -308,14 +344,19 @@ class Sources:
         reads: list[tuple[int, int]],
         deliver: Deliver,
     ) -> None:
-        """Start one job reading ``reads`` of ``path``; ``deliver`` gets its results on ``loop``."""
+        """Start the jobs reading ``reads`` of ``path``; ``deliver`` gets results on ``loop``.
+
+        A local file is read in one job; each remote read is its own request, delivered
+        as it arrives (so its chunks decode while the others are still on the way).
+        """
         lpath = self._routes[path]
         if lpath is not None:
             job = loop.run_in_executor(None, self._local.read_batch, path, lpath, reads)
-            job.add_done_callback(lambda job: deliver(outcome(job)))
+            job.add_done_callback(lambda job: deliver(outcome(job), first=0))
             return
-        remote = asyncio.run_coroutine_threadsafe(self._remote.read(path, reads), io_loop())
-        remote.add_done_callback(lambda job: call_soon(loop, deliver, outcome(job)))
+        for i, read in enumerate(reads):
+            remote = asyncio.run_coroutine_threadsafe(self._remote.read(path, [read]), io_loop())
+            remote.add_done_callback(functools.partial(_deliver_one, loop, deliver, i))
 
     def _fetch_block(self, path: str, start: int, stop: int) -> ConcurrentFuture[ByteData]:
         """Start reading a read-ahead block of the remote ``path`` on the I/O loop."""
@@ -334,30 +375,36 @@ class Sources:
                 part.after_fork()
 
 
+def _deliver_one(
+    loop: asyncio.AbstractEventLoop, deliver: Deliver, index: int, job: ConcurrentFuture[Any]
+) -> None:
+    """Hand the outcome of the job reading planned read ``index`` to ``deliver`` on ``loop``."""
+    result = outcome(job)
+    call_soon(
+        loop,
+        functools.partial(deliver, first=index),
+        result if isinstance(result, list) else [result],
+    )
+
+
 def _check_tuning(
     verify: str,
-    max_concurrency: int,
-    max_gap_bytes: int,
-    max_coalesced_bytes: int,
-    retries: int,
-    timeout: float,
-    deadline: float,
+    positive: Mapping[str, Any],
+    non_negative: Mapping[str, Any],
+    seconds: Mapping[str, Any],
 ) -> None:
     """Refuse a verify mode or tuning value that cannot work, naming it."""
     if verify not in VERIFY_MODES:
         raise ValueError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
-    for name, value in {
-        "max_concurrency": max_concurrency,
-        "max_coalesced_bytes": max_coalesced_bytes,
-    }.items():
+    for name, value in positive.items():
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    for name, value in {"max_gap_bytes": max_gap_bytes, "retries": retries}.items():
+    for name, value in non_negative.items():
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    for name, seconds in {"timeout": timeout, "deadline": deadline}.items():
-        if not seconds > 0:
-            raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")
+    for name, value in seconds.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 _LIVE: weakref.WeakSet[Sources] = weakref.WeakSet()

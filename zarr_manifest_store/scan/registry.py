@@ -26,7 +26,9 @@ import fsspec
 
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.io.clients import store_key
 from zarr_manifest_store.io.paths import is_local, local_path
+from zarr_manifest_store.io.sources import Sources
 
 __all__ = ["ENTRY_POINT_GROUP", "HEAD_BYTES", "Folder", "Format", "Head", "Registry"]
 
@@ -184,6 +186,21 @@ class Registry:
                 fd = f.fileno()
                 return self.identify_file(
                     Head(path, size, head, lambda start, end: os.pread(fd, end - start, start))
+                )
+        if store_key(path)[0]:  # S3, GCS, Azure, HTTP: one ranged GET (obstore), no HEAD
+            sources = Sources(storage_options)
+            try:
+                head, fingerprint = sources.read_head(path, HEAD_BYTES)
+            except (FileNotFoundError, ValueError):
+                pass  # a folder, or options only fsspec takes: the file system says below
+            else:
+                return self.identify_file(
+                    Head(
+                        path,
+                        len(head) if fingerprint.size is None else fingerprint.size,
+                        bytes(head),
+                        lambda start, end: bytes(sources.read_sync(path, start, end - start)),
+                    )
                 )
         fs, fs_path = fsspec.core.url_to_fs(path, **dict(storage_options or {}))
         info = fs.info(fs_path)

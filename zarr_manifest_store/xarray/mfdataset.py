@@ -71,7 +71,9 @@ def open_virtual_mfdataset(
     ``scan_options``), in parallel with ``parallel="threads"``,
     ``"processes"``, ``"dask"`` (``dask.delayed`` on dask's current
     scheduler), a ``concurrent.futures.Executor`` or a
-    ``dask.distributed.Client``; then ``preprocess`` runs on each and xarray
+    ``dask.distributed.Client``. Without ``parallel``, remote files are opened
+    concurrently anyway (up to ``REMOTE_SCANS_AT_ONCE`` at a time, in threads: their
+    time goes to waiting for the network), local ones one after another; then ``preprocess`` runs on each and xarray
     combines them (``compat``, ``data_vars``, ``coords``, ``join``,
     ``fill_value`` go to ``xr.combine_by_coords`` / ``xr.combine_nested``,
     with ``xr.open_mfdataset``'s defaults). Virtual variables that xarray
@@ -247,8 +249,13 @@ def _attempt(path: str, step: Callable[[], Any]) -> Any:
         return e
 
 
+REMOTE_SCANS_AT_ONCE = 32
+"""Remote files opened at once by default: each mostly waits for its few requests."""
+
+
 def _map(opener: Opener, paths: list[str], parallel: Parallel) -> list[Any]:
-    """``opener`` over ``paths``, serially (in phases) or on the executor ``parallel`` names."""
+    """``opener`` over ``paths``: on the executor ``parallel`` names, or by default local
+    files serially (in phases) and remote ones concurrently in threads."""
     distributed = hasattr(parallel, "get_executor") and hasattr(parallel, "gather")
     if not (
         parallel in (None, False, True, "threads", "processes", "dask")
@@ -259,8 +266,14 @@ def _map(opener: Opener, paths: list[str], parallel: Parallel) -> list[Any]:
             "parallel must be None, 'threads', 'processes', 'dask', a concurrent.futures.Executor "
             f"or a dask.distributed.Client, got {parallel!r}"
         )
-    if parallel is None or parallel is False or len(paths) == 1:
+    if len(paths) == 1 or parallel is False:
         return _open_in_phases(opener, paths)
+    if parallel is None:
+        if all(is_local(path) for path in paths):
+            return _open_in_phases(opener, paths)
+        workers = min(REMOTE_SCANS_AT_ONCE, len(paths))
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(partial(_open, opener), paths))
     if parallel == "dask":
         if dask is None:
             raise ImportError("parallel='dask' needs dask: pip install 'zarr-manifest-store[dask]'")

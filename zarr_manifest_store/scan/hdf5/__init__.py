@@ -43,6 +43,7 @@ from h5py import h5f, h5p
 
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import is_local, local_path, source_path
+from zarr_manifest_store.io.remote_file import RemoteFile
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import Fingerprint
 from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, Refusals
@@ -57,9 +58,10 @@ logger = logging.getLogger(__name__)
 
 MAX_INLINE_BYTES = 2**20
 """Default limit of the bytes one dataset may materialise into its manifest."""
-REMOTE_BLOCK_SIZE = 2**20
-"""Block size of the fsspec cache that remote files are scanned through."""
-REMOTE_CACHE_BLOCKS = 64
+REMOTE_PREFETCH_BYTES = 2**20
+"""Bytes of a remote file read before h5py opens it (its superblock and, in most files, all
+of its metadata): h5py runs one call at a time process-wide, so only reads made outside
+it overlap across files scanned concurrently."""
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 """The bytes an HDF5 file starts with, after a user block of 512 bytes or a larger power of two."""
 USERBLOCK_LIMIT = 2**20
@@ -102,9 +104,8 @@ def scan_hdf5(
     if contiguous_chunk_bytes is not None and contiguous_chunk_bytes < 1:
         raise ValueError(f"contiguous_chunk_bytes must be positive, got {contiguous_chunk_bytes}")
     sources = Sources(storage_options)
-    fingerprint = sources.fingerprint(path)
     dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
-    with _open(path, sources, fingerprint) as h5file:
+    with _open(path, sources) as (h5file, fingerprint):
         if group in (None, "", "/"):
             start = h5file["/"]  # the root as a group: its links and attributes are the group's
         else:
@@ -125,31 +126,28 @@ def scan_hdf5(
 
 
 @contextlib.contextmanager
-def _open(path: str, sources: Sources, fingerprint: Fingerprint) -> Iterator[h5py.File]:
-    """The file opened with h5py: local files directly, others through an fsspec block cache."""
+def _open(path: str, sources: Sources) -> Iterator[tuple[h5py.File, Fingerprint]]:
+    """The file opened with h5py, and its fingerprint: local files directly, others as a
+    :class:`RemoteFile` (read in large cached blocks, the first ones with the fingerprint
+    in one request before h5py takes its lock)."""
     if is_local(path):
+        fingerprint = sources.fingerprint(path)
         fid = h5f.open(os.fsencode(local_path(path)), h5f.ACC_RDONLY, fapl=_file_access())
         with h5py.File(fid) as f:
-            yield f
+            yield f, fingerprint
         return
-    fs = sources.filesystem(path)
-    options: dict[str, Any] = {"cache_options": {"maxblocks": REMOTE_CACHE_BLOCKS}}
-    if fingerprint.size is not None:
-        options["size"] = fingerprint.size  # saves the request that would look the size up again
-    with (
-        fs.open(
-            path, "rb", block_size=REMOTE_BLOCK_SIZE, cache_type="blockcache", **options
-        ) as fobj,
-        h5py.File(fobj, "r") as f,
-    ):
-        yield f
-        cache = fobj.cache
-        logger.debug(
-            "scanned %s: %s cache misses, %s hits",
-            path,
-            getattr(cache, "miss_count", "?"),
-            getattr(cache, "hit_count", "?"),
-        )
+    head, fingerprint = sources.read_head(path, REMOTE_PREFETCH_BYTES)
+    sources.record({path: fingerprint})  # later reads carry the check: no HEAD of their own
+    size = fingerprint.size if fingerprint.size is not None else _size_of(path, sources)
+    fobj = RemoteFile(sources, path, size, head=bytes(head))
+    with h5py.File(fobj, "r") as f:
+        yield f, fingerprint
+    logger.debug("scanned %s in %d more request(s)", path, fobj.requests)
+
+
+def _size_of(path: str, sources: Sources) -> int:
+    """The size of a remote file whose fingerprint leaves it out (the file system's listing)."""
+    return int(sources.filesystem(path).size(path))
 
 
 @functools.cache

@@ -1,0 +1,178 @@
+"""The delayed link of ``remote_latency.py``: a TCP proxy that holds each segment for half
+the round trip in each direction, counting the HTTP requests it forwards and how many were
+in flight at once; a worker asks it for the counts over a control port."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import socket
+import time
+from typing import Any
+
+from remote_read import DelayProxy
+
+
+class HTTPFramer:
+    """Finds HTTP/1.1 messages in one direction of a connection: request heads as they
+    arrive, response ends as they leave (``methods`` pairs responses with their requests)."""
+
+    def __init__(self, responses: bool, methods: collections.deque[str]) -> None:
+        self.responses, self.methods = responses, methods
+        self.buffer = bytearray()
+        self.state, self.left, self.method = "head", 0, ""
+
+    def feed(self, data: bytes) -> list[str]:
+        """The methods of the messages that ``data`` starts (requests) or ends (responses)."""
+        self.buffer += data
+        found: list[str] = []
+        while self.buffer or (self.state == "body" and self.left == 0):
+            if self.state == "body":
+                taken = min(self.left, len(self.buffer))
+                del self.buffer[:taken]
+                self.left -= taken
+                if self.left:
+                    break
+                self.state = "head"
+                if self.responses:
+                    found.append(self.method)
+            elif not self._head(found):
+                break
+        return found
+
+    def _head(self, found: list[str]) -> bool:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+        del self.buffer[: end + 4]
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])
+        }
+        if "chunked" in headers.get("transfer-encoding", ""):
+            raise NotImplementedError("chunked transfer encoding is not counted")
+        length = int(headers.get("content-length", 0))
+        if not self.responses:
+            self.method = lines[0].split(" ", 1)[0]
+            self.methods.append(self.method)
+            found.append(self.method)
+        else:
+            status = int(lines[0].split()[1])
+            if status < 200:
+                return True  # an interim answer
+            self.method = self.methods.popleft() if self.methods else "?"
+            if self.method == "HEAD" or status in (204, 304):
+                length = 0
+        self.state, self.left = "body", length
+        if length == 0 and not self.responses:
+            self.state = "head"
+        return True
+
+
+class CountingProxy(DelayProxy):
+    """The delayed link, counting requests (by method) and the most in flight at once.
+
+    A control port answers ``reset`` (zero the counters) and ``stats`` (a JSON line),
+    so that a worker can count what each of its reads cost.
+    """
+
+    def __init__(self, upstream: tuple[str, int], rtt: float) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.in_flight = self.most_in_flight = 0
+        super().__init__(upstream, rtt)
+        control = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._control, "127.0.0.1", 0), self.loop
+        ).result()
+        self.control_port = control.sockets[0].getsockname()[1]
+
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := (await reader.readline()).strip():
+            if line == b"reset":
+                self.counts.clear()
+                self.most_in_flight = self.in_flight
+                writer.write(b"{}\n")
+            else:
+                stats = {"requests": self.counts.total(), **self.counts}
+                stats["in flight"] = self.most_in_flight
+                writer.write(json.dumps(stats).encode() + b"\n")
+            await writer.drain()
+        writer.close()
+
+    def _requested(self, methods: list[str]) -> None:
+        self.counts.update(methods)
+        self.in_flight += len(methods)
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+
+    def _answered(self, methods: list[str]) -> None:
+        self.in_flight -= len(methods)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.close()
+            return
+        methods: collections.deque[str] = collections.deque()
+        requests, responses = HTTPFramer(False, methods), HTTPFramer(True, methods)
+        outstanding = [0]
+
+        def arrived(data: bytes) -> None:
+            found = requests.feed(data)
+            outstanding[0] += len(found)
+            self._requested(found)
+
+        def sent(data: bytes) -> None:
+            found = responses.feed(data)
+            outstanding[0] -= len(found)
+            self._answered(found)
+
+        await asyncio.gather(
+            self._relay(reader, up_writer, on_read=arrived),
+            self._relay(up_reader, writer, on_write=sent),
+        )
+        self._answered(["?"] * outstanding[0])  # requests a closed connection never answered
+
+    async def _relay(self, reader, writer, on_read=None, on_write=None) -> None:
+        """``DelayProxy._pipe`` with a look at the data as it arrives or leaves."""
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def send() -> None:
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    break
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                writer.write(data)
+                await writer.drain()
+                if on_write:
+                    on_write(data)
+
+        sender = asyncio.ensure_future(send())
+        with contextlib.suppress(OSError):
+            while data := await reader.read(1 << 16):
+                if on_read:
+                    on_read(data)
+                queue.put_nowait((time.monotonic() + self.delay, data))
+        queue.put_nowait((0.0, b""))
+        with contextlib.suppress(OSError):
+            await sender
+        writer.close()
+
+
+class Counter:
+    """A worker's line to the proxy's control port."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.lines = self.sock.makefile("rb")
+
+    def ask(self, what: str) -> dict[str, int]:
+        self.sock.sendall(what.encode() + b"\n")
+        return json.loads(self.lines.readline())
+
+    def counted(self, run: Any) -> tuple[Any, dict[str, int]]:
+        self.ask("reset")
+        result = run()
+        return result, self.ask("stats")
