@@ -15,7 +15,7 @@ import zarr
 from dask.base import tokenize
 
 import zarr_manifest_store as zms
-import zarr_manifest_store.store as store_module
+import zarr_manifest_store.served_metadata as served_metadata
 from zarr_manifest_store.array import parse_array_metadata
 from zarr_manifest_store.scan.hdf5.metadata import CHUNK_KEY_ENCODING, array_metadata, regular
 
@@ -79,7 +79,7 @@ def _wide(n: int, path: str = "/data/f.bin") -> zms.ManifestGroup:
 
 
 def test_a_wide_hierarchy_is_served_without_consolidated_metadata(monkeypatch):
-    monkeypatch.setattr(store_module, "MAX_CONSOLIDATED_MEMBERS", 5)
+    monkeypatch.setattr(served_metadata, "MAX_CONSOLIDATED_MEMBERS", 5)
     small, wide = zms.ManifestStore(_wide(4)), zms.ManifestStore(_wide(5))
     assert small.supports_consolidated_metadata
     assert not wide.supports_consolidated_metadata
@@ -93,7 +93,7 @@ def test_a_wide_hierarchy_is_served_without_consolidated_metadata(monkeypatch):
 
 
 def test_xarray_opens_a_wide_hierarchy_without_a_warning(monkeypatch, tmp_path):
-    monkeypatch.setattr(store_module, "MAX_CONSOLIDATED_MEMBERS", 5)
+    monkeypatch.setattr(served_metadata, "MAX_CONSOLIDATED_MEMBERS", 5)
     source = tmp_path / "f.bin"
     source.write_bytes(np.arange(6, dtype="<f8").tobytes())
     group = _wide(6, str(source))

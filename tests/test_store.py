@@ -102,7 +102,9 @@ def test_metadata_documents_and_v2_keys(gzip_shuffle_file):
     assert array_doc["shape"] == [12, 10]
     for v2_key in (".zgroup", ".zarray", ".zattrs", ".zmetadata", "t2m/.zarray"):
         assert asyncio.run(get(v2_key)) is None
-    assert store._root_document is store._root_document  # built once
+    assert store._documents.document("zarr.json") is store._documents.document(
+        "zarr.json"
+    )  # built once
 
 
 async def test_listing_a_nested_hierarchy():

@@ -1,17 +1,14 @@
 """ManifestStore: a read-only zarr-python v3 Store that serves a manifest hierarchy.
 
-Metadata keys (``zarr.json``) are answered from each node's metadata, built when
-first asked for; a group's document carries its descendants' consolidated (up to
-``MAX_CONSOLIDATED_MEMBERS``), so that opening costs one read. Chunk keys are decoded with the array's own chunk key encoding and
-answered by reading the chunk's byte range from its source file.
+Metadata keys (``zarr.json``) are answered by :mod:`.served_metadata` (a group's
+carries its descendants' consolidated, so that opening costs one read). Chunk keys
+are decoded with the array's own chunk key encoding and answered by reading the
+chunk's byte range from its source file.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import itertools
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -28,7 +25,6 @@ from zarr.abc.store import (
 )
 from zarr.buffer import cpu, default_buffer_prototype
 
-from zarr_manifest_store._zarr import GroupMetadata
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.document.assembly import MAX_INLINE_BYTES, Limits
 from zarr_manifest_store.document.read import (
@@ -43,16 +39,10 @@ from zarr_manifest_store.io.allow import AllowList
 from zarr_manifest_store.io.sources import ByteData, Sources, Verify, VerifyReport
 from zarr_manifest_store.manifest import MAX_DENSE_CHUNKS, ChunkRef
 from zarr_manifest_store.served import ServedArray
+from zarr_manifest_store.served_metadata import METADATA_KEY, ServedMetadata
 from zarr_manifest_store.served_rows import Rows, served_array
 
 __all__ = ["ManifestStore"]
-
-METADATA_KEY = "zarr.json"
-MAX_CONSOLIDATED_MEMBERS = 2_000
-"""Most descendants a group's ``zarr.json`` consolidates. zarr parses every consolidated
-member when it opens a group (about half a millisecond each); a larger hierarchy is served
-without, so that opening reads only what is asked for (a file of 15,000 MATLAB cells opens
-in milliseconds) and xarray, told so by ``supports_consolidated_metadata``, lists it."""
 
 
 class ManifestStore(Store):
@@ -131,7 +121,7 @@ class ManifestStore(Store):
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
         self._served = {p: served_array(p, a) for p, a in self._arrays.items()}
-        self._built: dict[str, dict[str, Any]] = {}
+        self._documents = ServedMetadata(self._nodes, self._served)
         self._token: str | None = None
         self._sources = Sources(
             storage_options,
@@ -363,53 +353,8 @@ class ManifestStore(Store):
     @property
     def supports_consolidated_metadata(self) -> bool:
         """Whether the root's ``zarr.json`` consolidates the hierarchy (see
-        :data:`MAX_CONSOLIDATED_MEMBERS`); xarray asks, and opens without it when not."""
-        return len(self._nodes) - 1 <= MAX_CONSOLIDATED_MEMBERS
-
-    def _metadata(self, path: str) -> dict[str, Any]:
-        """A node's own metadata as zarr writes it, built when first asked for and kept."""
-        metadata = self._built.get(path)
-        if metadata is None:
-            metadata = _node_metadata(self._nodes[path]).to_dict()
-            if path in self._served:
-                metadata = self._served[path].served_metadata(metadata)
-            self._built[path] = metadata
-        return metadata
-
-    @functools.cached_property
-    def _root_document(self) -> bytes:
-        """The root ``zarr.json``, the one every open reads: built once and kept."""
-        return self._build_document("")
-
-    def _document(self, key: str) -> bytes | None:
-        """The ``zarr.json`` served at ``key``, or None when ``key`` names no node's.
-
-        A group's carries its descendants' metadata consolidated, so that it
-        opens in one read; a subgroup's is built when asked for, costing what
-        its subtree does, so serving never costs more than the hierarchy's size
-        per request (kept for every group, it would repeat each node once per
-        ancestor).
-        """
-        if not key.endswith(METADATA_KEY):  # a chunk key: the common case, answered first
-            return None
-        if key == METADATA_KEY:
-            return self._root_document
-        path, slash, name = key.rpartition("/")
-        if not slash or name != METADATA_KEY or path not in self._nodes:
-            return None
-        return self._build_document(path)
-
-    def _build_document(self, path: str) -> bytes:
-        node = self._nodes[path]
-        if not isinstance(node, ManifestGroup):
-            return _json_document(self._metadata(path))
-        walk = list(itertools.islice(node.walk(), MAX_CONSOLIDATED_MEMBERS + 1))
-        if len(walk) > MAX_CONSOLIDATED_MEMBERS:
-            return _json_document(self._metadata(path))
-        below = f"{path}/" if path else ""
-        members = {rel: self._metadata(below + rel) for rel, _ in walk}
-        consolidated = {"kind": "inline", "must_understand": False, "metadata": members}
-        return _json_document({**self._metadata(path), "consolidated_metadata": consolidated})
+        ``served_metadata.MAX_CONSOLIDATED_MEMBERS``); xarray asks, and lists when not."""
+        return self._documents.consolidated
 
     def _target(
         self, key: str, byte_range: ByteRequest | None
@@ -427,7 +372,7 @@ class ManifestStore(Store):
 
     def _lookup(self, key: str) -> ChunkRef | bytes | Rows | None:
         """What ``key`` holds: a document, a chunk reference, inline chunk bytes, or None."""
-        doc = self._document(key)
+        doc = self._documents.document(key)
         if doc is not None:
             return doc
         found = self._array_of(key)
@@ -488,19 +433,6 @@ class ManifestStore(Store):
                 key = base + encoding.encode_chunk_key(coords)
                 if key.startswith(prefix):
                     yield key
-
-
-def _json_document(metadata: dict[str, Any]) -> bytes:
-    """A ``zarr.json`` as zarr's ``to_buffer_dict`` writes one, but compact (Python's fast
-    encoder; indenting takes its slow one) and without zarr's check of the
-    ``array.rectilinear_chunks`` flag: whether to read a rectilinear grid is zarr's to decide."""
-    return json.dumps(metadata, allow_nan=True, separators=(",", ":")).encode()
-
-
-def _node_metadata(node: Node) -> Any:
-    if isinstance(node, ManifestArray):
-        return node.metadata
-    return GroupMetadata(attributes=dict(node.attributes))
 
 
 def _join(path: str, name: str) -> str:
