@@ -15,12 +15,24 @@ from collections.abc import Mapping
 from typing import Any
 
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.scan import hdf5, kerchunk, netcdf3
+from zarr_manifest_store.scan import dmrpp, hdf5, kerchunk, netcdf3
+from zarr_manifest_store.scan.dmrpp import scan_dmrpp
 from zarr_manifest_store.scan.registry import ENTRY_POINT_GROUP, Folder, Format, Head, Registry
 
-__all__ = ["ENTRY_POINT_GROUP", "REGISTRY", "Folder", "Format", "Head", "scan", "sniff"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "REGISTRY",
+    "Folder",
+    "Format",
+    "Head",
+    "scan",
+    "scan_dmrpp",
+    "sniff",
+]
 
-REGISTRY = Registry(builtin={f.name: f for f in (hdf5.FORMAT, netcdf3.FORMAT, kerchunk.FORMAT)})
+REGISTRY = Registry(
+    builtin={f.name: f for f in (hdf5.FORMAT, netcdf3.FORMAT, kerchunk.FORMAT, dmrpp.FORMAT)}
+)
 """The formats :func:`scan` reads: the built-in ones, then those of entry points."""
 
 
