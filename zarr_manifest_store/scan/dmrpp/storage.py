@@ -212,11 +212,11 @@ class Storage:
             index = np.full(grid, MISSING, dtype=np.uint32)
             offsets = lengths = np.zeros(grid, dtype=np.uint64)
         manifest = ChunkManifest(
-            paths=refs.paths,
+            paths=refs.paths if starts else [],
             path_index=index.reshape(grid),
             offsets=offsets.reshape(grid),
             lengths=lengths.reshape(grid),
-            fingerprints=self.fingerprints(refs),
+            fingerprints=self.fingerprints(refs) if starts else {},
         )
         return ManifestArray(metadata=metadata, manifest=manifest)
 
@@ -304,6 +304,8 @@ class _References:
             raise Refused("has a dmrpp:chunk whose offset or nBytes is not a byte count") from None
         if np.any(lengths_col == 0):
             raise Refused("has a dmrpp:chunk of 0 bytes")
+        if len(paths) > 1 and not np.any(index == 0):  # every chunk names its own file
+            paths, index = paths[1:], index - 1
         return cls(paths, index, offsets_col, lengths_col, positions)
 
     @staticmethod
