@@ -61,7 +61,9 @@ def write_dmrpp(
     )
     with h5py.File(h5path, "r") as f:
         bools: list[str] = []
-        f.visititems(lambda n, o: bools.append(n) if getattr(o, "dtype", None) == bool else None)
+        f.visititems(
+            lambda n, o: bools.append(n) if getattr(o, "dtype", None) is np.dtype(bool) else None
+        )
         if bools:
             lines.append(BOOL_ENUM)
         _group(f, lines, "    ", chunk_href or {})
@@ -75,7 +77,7 @@ def _group(group: h5py.Group, lines: list[str], indent: str, chunk_href: dict[st
     for name, obj in group.items():
         if isinstance(obj, h5py.Dataset) and h5py.h5ds.is_scale(obj.id):
             lines.append(f'{indent}<Dimension name={quoteattr(name)} size="{obj.shape[0]}"/>')
-    for name, obj in group.items():
+    for obj in group.values():
         if isinstance(obj, h5py.Dataset):
             scale_name = h5py.h5ds.get_scale_name(obj.id) if h5py.h5ds.is_scale(obj.id) else b""
             if b"This is a netCDF dimension but not a netCDF variable" in (scale_name or b""):
