@@ -159,14 +159,19 @@ def test_hrefs_resolve_against_the_dmrpp_and_chunk_overrides(tmp_path):
     with h5py.File(path, "w") as f:
         f.create_dataset("a", data=np.arange(8.0), chunks=(4,))
         f.create_dataset("b", data=np.arange(8.0), chunks=(4,))
+        f.create_dataset("c", data=np.arange(8.0))  # contiguous: one chunk, no position
     copy = data_dir / "copy.h5"
     shutil.copy(path, copy)
     dmrpp = write_dmrpp(
-        path, side_dir / "f.h5.dmrpp", href="../data/f.h5", chunk_href={"/b": "../data/copy.h5"}
+        path,
+        side_dir / "f.h5.dmrpp",
+        href="../data/f.h5",
+        chunk_href={"/b": "../data/copy.h5", "/c": "../data/copy.h5"},
     )
     g = zms.scan_dmrpp(dmrpp)
     assert g["a"].manifest.paths == (str(path),)
     assert g["b"].manifest.paths == (str(copy),)
+    assert g["c"].manifest.paths == (str(copy),)
     values = zarr.open_group(zms.ManifestStore(g), mode="r")["b"][:]
     np.testing.assert_array_equal(values, np.arange(8.0))
     # data_url names the data file instead; the placeholder href means the sidecar's own name

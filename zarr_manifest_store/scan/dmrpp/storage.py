@@ -283,20 +283,17 @@ class _References:
 
     @classmethod
     def of(cls, elements: list[Element], storage: Storage, ndim: int) -> _References:
-        offsets, lengths, positions = [], [], []
+        """One pass per column, in C where ElementTree allows (a DMR++ lists many chunks)."""
+        offsets = [c.get("offset") for c in elements]
+        lengths = [c.get("nBytes") for c in elements]
+        positions = [c.get("chunkPositionInArray", "") for c in elements] if ndim else []
+        if None in offsets or None in lengths:
+            raise Refused("has a dmrpp:chunk without 'offset' or 'nBytes'")
         paths = [storage.data_path]
         index = np.zeros(len(elements), dtype=np.uint32)
-        for i, chunk in enumerate(elements):
-            attrib = chunk.attrib
-            try:
-                offsets.append(attrib["offset"])
-                lengths.append(attrib["nBytes"])
-            except KeyError as e:
-                raise Refused(f"has a dmrpp:chunk without {e.args[0]!r}") from None
-            if ndim:
-                positions.append(attrib.get("chunkPositionInArray", ""))
-            if len(attrib) > 3:
-                index[i] = cls._extra(attrib, storage, paths)
+        usual = 3 if ndim else 2  # offset, nBytes (and chunkPositionInArray)
+        for i in [i for i, c in enumerate(elements) if len(c.attrib) > usual]:
+            index[i] = cls._extra(elements[i].attrib, storage, paths)
         try:
             offsets_col = np.array(offsets, dtype=np.uint64)
             lengths_col = np.array(lengths, dtype=np.uint64)
@@ -306,7 +303,7 @@ class _References:
             raise Refused("has a dmrpp:chunk of 0 bytes")
         if len(paths) > 1 and not np.any(index == 0):  # every chunk names its own file
             paths, index = paths[1:], index - 1
-        return cls(paths, index, offsets_col, lengths_col, positions)
+        return cls(paths, index, offsets_col, lengths_col, positions)  # type: ignore[arg-type]
 
     @staticmethod
     def _extra(attrib: dict[str, str], storage: Storage, paths: list[str]) -> int:
@@ -329,7 +326,7 @@ def _grid_positions(
 ) -> np.ndarray:
     """The flat grid positions of chunks from their ``chunkPositionInArray`` (element indices)."""
     ndim = len(chunk_shape)
-    text = ",".join(p.strip().removeprefix("[").removesuffix("]") for p in positions)
+    text = ",".join(positions).replace("[", "").replace("]", "").replace(" ", "")
     try:
         starts = np.array(text.split(",") if text else [], dtype=np.int64).reshape(-1, ndim)
     except (ValueError, OverflowError):
