@@ -110,7 +110,9 @@ def _dataset(ds: h5py.Dataset, lines: list[str], indent: str, href: str | None) 
         kind = DAP_TYPES[dtype.newbyteorder("=").str[1:] if dtype.itemsize > 1 else dtype.str[1:]]
     for axis, size in enumerate(ds.shape):
         scales = list(ds.dims[axis].values()) if "DIMENSION_LIST" in ds.attrs else []
-        if scales:
+        if h5py.h5ds.is_scale(ds.id) and ds.ndim == 1:  # a coordinate variable: its own dimension
+            lines_dim = f"{inner}<Dim name={quoteattr(ds.name)}/>"
+        elif scales:
             lines_dim = f"{inner}<Dim name={quoteattr(scales[-1].name)}/>"
         else:
             lines_dim = f'{inner}<Dim size="{size}"/>'

@@ -14,6 +14,7 @@ import pytest
 import xarray as xr
 import zarr
 from dmrpp_writer import write_dmrpp
+from test_docs import Page, sample_folder, sample_template  # noqa: F401 - the page's fixtures
 
 import zarr_manifest_store as zms
 from zarr_manifest_store.cli import main
@@ -335,3 +336,9 @@ def test_sniffing_leaves_other_xml_alone(tmp_path):
     with pytest.raises(zms.UnsupportedDatasetError, match="cannot identify"):
         zms.scan(other)
     assert os.path.exists(other)
+
+
+def test_page_docs_howto_dmrpp(sample_folder):  # noqa: F811
+    for path in sorted((sample_folder / "data").glob("era_*.nc")):
+        write_dmrpp(path)
+    assert Page("docs/howto/dmrpp.md").run() >= 3

@@ -3,7 +3,8 @@
 :func:`scan` identifies what it is given through the format registry
 (:mod:`.registry`) and hands it to the scanner for its format: ``scan_hdf5``
 (HDF5 / netCDF4), ``scan_netcdf3`` (classic, 64-bit offset, CDF5) or
-``scan_kerchunk`` (kerchunk references, JSON or a parquet folder), or one
+``scan_kerchunk`` (kerchunk references, JSON or a parquet folder),
+``scan_dmrpp`` (OPeNDAP's DMR++ sidecars of HDF5 / netCDF-4 files), or one
 that another package adds through the ``zarr_manifest_store.formats`` entry
 points (see ``docs/howto/formats.md``).
 """
@@ -41,10 +42,11 @@ def scan(url: str | os.PathLike[str] | Mapping[str, Any], **options: Any) -> Man
 
     HDF5 / netCDF4 files go to ``scan_hdf5``, netCDF3 files to
     ``scan_netcdf3``, kerchunk references (a JSON file, a parquet folder or a
-    dict) to ``scan_kerchunk``, and formats other packages register (entry
-    point group ``zarr_manifest_store.formats``) to theirs; ``options``
-    (``group``, ``drop_variables``, ``on_unsupported``, ``storage_options``,
-    ...) are passed on. Remote URLs cost a few small reads to identify. A file
+    dict) to ``scan_kerchunk``, DMR++ sidecars (``.dmrpp``) to ``scan_dmrpp``,
+    and formats other packages register (entry point group
+    ``zarr_manifest_store.formats``) to theirs; ``options`` (``group``,
+    ``drop_variables``, ``on_unsupported``, ``storage_options``, ...) are
+    passed on. Remote URLs cost a few small reads to identify. A file
     of another format raises ``UnsupportedDatasetError`` naming the bytes it
     starts with.
 
