@@ -3,8 +3,12 @@ schema, give the arrays scan_hdf5 gives for the files, and read the same values.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -342,3 +346,46 @@ def test_page_docs_howto_dmrpp(sample_folder):  # noqa: F811
     for path in sorted((sample_folder / "data").glob("era_*.nc")):
         write_dmrpp(path)
     assert Page("docs/howto/dmrpp.md").run() >= 3
+
+
+def _document(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "x.h5.dmrpp"
+    path.write_text(
+        '<Dataset xmlns="http://xml.opendap.org/ns/DAP/4.0#" '
+        'xmlns:dmrpp="http://xml.opendap.org/dap/dmrpp/1.0.0#" name="x.h5" dmrpp:href="x.h5" '
+        f'dmrpp:version="3.21.1">{body}</Dataset>'
+    )
+    (tmp_path / "x.h5").write_bytes(bytes(64))
+    return path
+
+
+def test_a_small_dmrpp_costs_memory_in_proportion_to_itself(tmp_path):
+    """Dimensions of 2**62 elements never written: a sparse manifest, not a grid in memory."""
+    huge = (
+        '<Byte name="never"><Dim size="4611686018427387904"/><dmrpp:chunks fillValue="1"/></Byte>'
+        '<Byte name="chunks"><Dim size="4611686018427387904"/><dmrpp:chunks fillValue="1">'
+        "<dmrpp:chunkDimensionSizes>1</dmrpp:chunkDimensionSizes>"
+        '<dmrpp:chunk offset="0" nBytes="1" chunkPositionInArray="[4611686018427387903]"/>'
+        "</dmrpp:chunks></Byte>"
+        '<Byte name="lying"><Dim size="4611686018427387904"/><dmrpp:chunks fillValue="1">'
+        '<dmrpp:chunk offset="0" nBytes="4611686018427387904"/></dmrpp:chunks></Byte>'
+    )
+    capped = textwrap.dedent(
+        """
+        import json, resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+        import zarr_manifest_store as zms
+        g = zms.scan_dmrpp(sys.argv[1], drop_variables="lying")
+        print(json.dumps([[g[n].manifest.sparse, g[n].manifest.nchunks] for n in ("never", "chunks")]))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", capped, str(_document(tmp_path, huge))],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == [[True, 0], [True, 1]]
+    with pytest.raises(zms.UnsupportedDatasetError, match=r"'lying'.*holds 64 bytes"):
+        zms.scan_dmrpp(_document(tmp_path, huge))
+    with pytest.raises(zms.UnsupportedDatasetError, match="has size '-5'"):
+        zms.scan_dmrpp(_document(tmp_path, '<Dimension name="d" size="-5"/>'))

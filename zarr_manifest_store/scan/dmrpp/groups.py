@@ -18,6 +18,7 @@ from xml.etree.ElementTree import Element
 import numpy as np
 
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.scan.common import Refusals, Refused, zarr_name
 from zarr_manifest_store.scan.dmrpp.storage import DMRPP, Storage
@@ -58,7 +59,7 @@ class Dimensions:
     def of(cls, group: Element, parent: Dimensions | None) -> Dimensions:
         declared = {}
         for dim in group.iterfind(f"{DAP}Dimension"):
-            declared[dim.get("name", "")] = int(dim.get("size", "0"))
+            declared[dim.get("name", "")] = dimension_size(dim)
         dims = cls(declared, parent)
         start = parent.phony_end if parent else 0
         unlabeled: dict[int, int] = {}
@@ -69,7 +70,7 @@ class Dimensions:
                 if axes and all(d.get("name") is None for d in axes):
                     counts: dict[int, int] = {}
                     for d in axes:
-                        size = int(d.get("size", "0"))
+                        size = dimension_size(d)
                         counts[size] = counts.get(size, 0) + 1
                     for size, count in counts.items():
                         unlabeled[size] = max(unlabeled.get(size, 0), count)
@@ -105,7 +106,7 @@ class Dimensions:
                     "cannot name (h5netcdf refuses it too)"
                 )
             return [n.rsplit("/", 1)[-1] for n in named], [self.size_of(n) for n in named]
-        shape = [int(d.get("size", "0")) for d in axes]
+        shape = [dimension_size(d) for d in axes]
         if not shape:
             return [], []
         if own in self.all_names():
@@ -158,6 +159,8 @@ class Walk:
                     array = self.array(child, name, prefix, dims)
                 except Refused as e:
                     self.refusals.add(rel, str(e))
+                except ValueError as e:  # zarr refusing the metadata it would make
+                    self.refusals.add(rel, f"has no valid Zarr metadata ({e})")
                 else:
                     arrays[zarr_name(name.removeprefix(NON_COORD_PREFIX))] = array
         return ManifestGroup(
@@ -205,6 +208,17 @@ class Walk:
                 )
             return np.dtype(f"S{length}")
         raise Refused(f"has DAP4 type {kind}, which has no Zarr data type")
+
+
+def dimension_size(element: Element) -> int:
+    """The ``size`` of a ``<Dimension>`` or ``<Dim>`` (UnsupportedDatasetError if it is none)."""
+    text = element.get("size", "")
+    if not text.isdigit():
+        raise UnsupportedDatasetError(
+            f"<{element.tag.removeprefix(DAP)} name={element.get('name')!r}> has size {text!r}, "
+            "which is not a size"
+        )
+    return int(text)
 
 
 def fill_value(var: Element, dtype: np.dtype) -> Any:

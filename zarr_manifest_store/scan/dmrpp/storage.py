@@ -168,6 +168,7 @@ class Storage:
                 f"stores {int(refs.lengths.sum())} bytes of contiguous data where its shape "
                 f"{list(shape)} of {dtype} takes {total}"
             )
+        self.fingerprints(refs)  # the pieces lie in their files: the blocks are as many as the bytes allow
         ends = np.cumsum(refs.lengths)[:-1]
         if len(elements) == 1:
             size = self.fingerprint(refs.paths[int(refs.index[0])]).size
@@ -208,14 +209,13 @@ class Storage:
             index[i] = refs.index[piece]
             offsets[i] = int(refs.offsets[piece]) + within
             lengths[i] = int(refs.lengths[piece]) if compressed else nbytes
-        if not starts:
-            index = np.full(grid, MISSING, dtype=np.uint32)
-            offsets = lengths = np.zeros(grid, dtype=np.uint64)
-        manifest = ChunkManifest(
+        manifest = ChunkManifest.from_entries(  # sparse when never written: no grid-sized arrays
+            shape=grid,
+            chunks=np.arange(len(starts)),
             paths=refs.paths if starts else [],
-            path_index=index.reshape(grid),
-            offsets=offsets.reshape(grid),
-            lengths=lengths.reshape(grid),
+            path_index=index,
+            offsets=offsets,
+            lengths=lengths,
             fingerprints=self.fingerprints(refs) if starts else {},
         )
         return ManifestArray(metadata=metadata, manifest=manifest)
