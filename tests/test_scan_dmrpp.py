@@ -360,9 +360,10 @@ def _document(tmp_path: Path, body: str) -> Path:
 
 
 def test_a_small_dmrpp_costs_memory_in_proportion_to_itself(tmp_path):
-    """Dimensions of 2**62 elements never written: a sparse manifest, not a grid in memory."""
+    """Dimensions of 2**62 elements never written: a sparse manifest, not a grid in memory (nor
+    a search for divisors of an odd count)."""
     huge = (
-        '<Byte name="never"><Dim size="4611686018427387904"/><dmrpp:chunks fillValue="1"/></Byte>'
+        '<Byte name="never"><Dim size="4611686018427387903"/><dmrpp:chunks fillValue="1"/></Byte>'
         '<Byte name="chunks"><Dim size="4611686018427387904"/><dmrpp:chunks fillValue="1">'
         "<dmrpp:chunkDimensionSizes>1</dmrpp:chunkDimensionSizes>"
         '<dmrpp:chunk offset="0" nBytes="1" chunkPositionInArray="[4611686018427387903]"/>'
@@ -389,3 +390,27 @@ def test_a_small_dmrpp_costs_memory_in_proportion_to_itself(tmp_path):
         zms.scan_dmrpp(_document(tmp_path, huge))
     with pytest.raises(zms.UnsupportedDatasetError, match="has size '-5'"):
         zms.scan_dmrpp(_document(tmp_path, '<Dimension name="d" size="-5"/>'))
+
+
+def test_contiguous_data_in_several_pieces(tmp_path):
+    """Contiguous bytes listed as several dmrpp:chunk pieces: row blocks that each lie in one
+    piece; a piece boundary inside a row is refused."""
+    values = np.arange(8.0).reshape(4, 2)
+    pieces = (
+        '<Float64 name="x"><Dim size="4"/><Dim size="2"/><dmrpp:chunks fillValue="0" '
+        'byteOrder="LE"><dmrpp:chunk offset="32" nBytes="32"/><dmrpp:chunk offset="0" '
+        'nBytes="32"/></dmrpp:chunks></Float64>'
+    )
+    doc = _document(tmp_path, pieces)
+    (tmp_path / "x.h5").write_bytes(values[2:].tobytes() + values[:2].tobytes())
+    g = zms.scan_dmrpp(doc)
+    assert g["x"].metadata.chunks == (2, 2)
+    np.testing.assert_array_equal(zarr.open_group(zms.ManifestStore(g), mode="r")["x"][:], values)
+    doc.write_text(
+        doc.read_text().replace(
+            'nBytes="32"/><dmrpp:chunk offset="0" nBytes="32"',
+            'nBytes="24"/><dmrpp:chunk offset="0" nBytes="40"',
+        )
+    )
+    with pytest.raises(zms.UnsupportedDatasetError, match=r"'x'.*inside a row"):
+        zms.scan_dmrpp(doc)

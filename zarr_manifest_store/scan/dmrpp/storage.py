@@ -161,14 +161,15 @@ class Storage:
         if compressed or not elements:
             if compressed and len(elements) != 1:
                 raise Refused(f"has compressed contiguous data in {len(elements)} pieces")
-            step = rows if compressed else self.rows(rows, row_bytes, 0)
+            # never written: any last-chunk padding is fill, so no divisor search of a huge count
+            step = rows if compressed else self.rows(rows, row_bytes, total)
             return self.blocks(base, refs, step, [(0, 0)] if elements else [], dtype)
         if int(refs.lengths.sum()) != total:
             raise Refused(
                 f"stores {int(refs.lengths.sum())} bytes of contiguous data where its shape "
                 f"{list(shape)} of {dtype} takes {total}"
             )
-        self.fingerprints(refs)  # the pieces lie in their files: the blocks are as many as the bytes allow
+        self.fingerprints(refs)  # the pieces lie in their files: as many blocks as their bytes allow
         ends = np.cumsum(refs.lengths)[:-1]
         if len(elements) == 1:
             size = self.fingerprint(refs.paths[int(refs.index[0])]).size
