@@ -109,6 +109,8 @@ def test_netcdf4_file_equals_scan_hdf5(netcdf4):
     got = xr.open_zarr(zms.ManifestStore(g), consolidated=False)
     want = xr.open_dataset(netcdf4, engine="h5netcdf")
     xr.testing.assert_identical(got.drop_encoding(), want.drop_encoding().load())
+    assert_same_as_hdf5(dmrpp, netcdf4, group="surface")  # dimensions of the groups above
+    assert_same_as_hdf5(dmrpp, netcdf4, drop_variables=["counts", "surface/sp"])
     tree = xr.open_zarr(zms.ManifestStore(g), group="surface", consolidated=False)
     np.testing.assert_array_equal(tree.sp.values, np.arange(15).reshape(5, 3))
 
