@@ -169,7 +169,9 @@ class Storage:
                 f"stores {int(refs.lengths.sum())} bytes of contiguous data where its shape "
                 f"{list(shape)} of {dtype} takes {total}"
             )
-        self.fingerprints(refs)  # the pieces lie in their files: as many blocks as their bytes allow
+        self.fingerprints(
+            refs
+        )  # the pieces lie in their files: as many blocks as their bytes allow
         ends = np.cumsum(refs.lengths)[:-1]
         if len(elements) == 1:
             size = self.fingerprint(refs.paths[int(refs.index[0])]).size
