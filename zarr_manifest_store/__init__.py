@@ -23,6 +23,7 @@ from zarr_manifest_store.io.sources import SourceStatus, VerifyReport
 from zarr_manifest_store.manifest import ChunkManifest, ChunkRef
 from zarr_manifest_store.ops import concat
 from zarr_manifest_store.scan import scan
+from zarr_manifest_store.scan.dmrpp import scan_dmrpp
 from zarr_manifest_store.scan.fits import scan_fits
 from zarr_manifest_store.scan.grib import scan_grib
 from zarr_manifest_store.scan.hdf5 import scan_hdf5
@@ -57,6 +58,7 @@ __all__ = [
     "open_virtual_datatree",
     "open_virtual_mfdataset",
     "scan",
+    "scan_dmrpp",
     "scan_fits",
     "scan_grib",
     "scan_hdf5",

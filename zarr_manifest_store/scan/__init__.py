@@ -4,6 +4,7 @@
 (:mod:`.registry`) and hands it to the scanner for its format: ``scan_hdf5``
 (HDF5 / netCDF4), ``scan_netcdf3`` (classic, 64-bit offset, CDF5), ``scan_grib`` (GRIB2),
 ``scan_tiff`` (TIFF, BigTIFF, GeoTIFF, COG), ``scan_fits`` (FITS images),
+``scan_dmrpp`` (OPeNDAP's DMR++ sidecars of HDF5 / netCDF-4 files),
 ``scan_kerchunk`` (kerchunk references, JSON or a parquet folder),
 ``scan_document`` (a chunk-manifest document's stored hierarchy),
 ``scan_repository`` (an Icechunk repository folder, through ``scan_icechunk``), or one
@@ -18,7 +19,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.scan import document, fits, grib, hdf5, icechunk, kerchunk, netcdf3, tiff
+from zarr_manifest_store.scan import (
+    dmrpp,
+    document,
+    fits,
+    grib,
+    hdf5,
+    icechunk,
+    kerchunk,
+    netcdf3,
+    tiff,
+)
+from zarr_manifest_store.scan.dmrpp import scan_dmrpp
 from zarr_manifest_store.scan.grib import scan_grib
 from zarr_manifest_store.scan.registry import ENTRY_POINT_GROUP, Folder, Format, Head, Registry
 from zarr_manifest_store.scan.tiff import scan_tiff
@@ -30,6 +42,7 @@ __all__ = [
     "Format",
     "Head",
     "scan",
+    "scan_dmrpp",
     "scan_grib",
     "scan_tiff",
     "sniff",
@@ -45,6 +58,7 @@ REGISTRY = Registry(
             grib.FORMAT,
             tiff.FORMAT,
             fits.FORMAT,
+            dmrpp.FORMAT,
             document.FORMAT,
             icechunk.FORMAT,
         )
@@ -59,7 +73,7 @@ def scan(url: str | os.PathLike[str] | Mapping[str, Any], **options: Any) -> Man
     HDF5 / netCDF4 files go to ``scan_hdf5``, netCDF3 files to
     ``scan_netcdf3``, kerchunk references (a JSON file, a parquet folder or a
     dict) to ``scan_kerchunk``, GRIB2 files to ``scan_grib``, TIFF / BigTIFF / GeoTIFF /
-    COG files to ``scan_tiff``, FITS files to ``scan_fits``, and formats other packages register (entry
+    COG files to ``scan_tiff``, FITS files to ``scan_fits``, DMR++ sidecars to ``scan_dmrpp``, and formats other packages register (entry
     point group ``zarr_manifest_store.formats``) to theirs; ``options``
     (``group``, ``drop_variables``, ``on_unsupported``, ``storage_options``,
     ...) are passed on; ``allow`` (the prefixes a chunk-manifest document's
