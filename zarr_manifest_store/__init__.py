@@ -27,6 +27,7 @@ from zarr_manifest_store.scan.hdf5 import scan_hdf5
 from zarr_manifest_store.scan.icechunk import scan_icechunk
 from zarr_manifest_store.scan.kerchunk import scan_kerchunk
 from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
+from zarr_manifest_store.scan.zarr import scan_zarr
 from zarr_manifest_store.store import ManifestStore
 from zarr_manifest_store.writers.icechunk import icechunk_containers, to_icechunk
 from zarr_manifest_store.writers.kerchunk import to_kerchunk
@@ -57,6 +58,7 @@ __all__ = [
     "scan_icechunk",
     "scan_kerchunk",
     "scan_netcdf3",
+    "scan_zarr",
     "to_icechunk",
     "to_kerchunk",
     "write_manifest",

@@ -3,7 +3,8 @@
 :func:`scan` identifies what it is given through the format registry
 (:mod:`.registry`) and hands it to the scanner for its format: ``scan_hdf5``
 (HDF5 / netCDF4), ``scan_netcdf3`` (classic, 64-bit offset, CDF5) or
-``scan_kerchunk`` (kerchunk references, JSON or a parquet folder), or one
+``scan_kerchunk`` (kerchunk references, JSON or a parquet folder),
+``scan_zarr`` (Zarr v2 and v3 stores), or one
 that another package adds through the ``zarr_manifest_store.formats`` entry
 points (see ``docs/howto/formats.md``).
 """
@@ -15,12 +16,24 @@ from collections.abc import Mapping
 from typing import Any
 
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.scan import hdf5, kerchunk, netcdf3
+from zarr_manifest_store.scan import hdf5, kerchunk, netcdf3, zarr
 from zarr_manifest_store.scan.registry import ENTRY_POINT_GROUP, Folder, Format, Head, Registry
+from zarr_manifest_store.scan.zarr import scan_zarr
 
-__all__ = ["ENTRY_POINT_GROUP", "REGISTRY", "Folder", "Format", "Head", "scan", "sniff"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "REGISTRY",
+    "Folder",
+    "Format",
+    "Head",
+    "scan",
+    "scan_zarr",
+    "sniff",
+]
 
-REGISTRY = Registry(builtin={f.name: f for f in (hdf5.FORMAT, netcdf3.FORMAT, kerchunk.FORMAT)})
+REGISTRY = Registry(
+    builtin={f.name: f for f in (hdf5.FORMAT, netcdf3.FORMAT, kerchunk.FORMAT, zarr.FORMAT)}
+)
 """The formats :func:`scan` reads: the built-in ones, then those of entry points."""
 
 
@@ -29,7 +42,8 @@ def scan(url: str | os.PathLike[str] | Mapping[str, Any], **options: Any) -> Man
 
     HDF5 / netCDF4 files go to ``scan_hdf5``, netCDF3 files to
     ``scan_netcdf3``, kerchunk references (a JSON file, a parquet folder or a
-    dict) to ``scan_kerchunk``, and formats other packages register (entry
+    dict) to ``scan_kerchunk``, Zarr v2 and v3 stores (folders or prefixes) to
+    ``scan_zarr``, and formats other packages register (entry
     point group ``zarr_manifest_store.formats``) to theirs; ``options``
     (``group``, ``drop_variables``, ``on_unsupported``, ``storage_options``,
     ...) are passed on. Remote URLs cost a few small reads to identify. A file
