@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-import zarr
 
 import zarr_manifest_store as zms
 from zarr_manifest_store.cli import main
@@ -35,7 +34,8 @@ def test_remote_store_is_listed_once_and_read_exactly(request, tmp_path, server,
     options = srv.storage_options
     group = zms.scan_zarr(url, storage_options=options)
     chunk = group["t2m"].manifest.get((1, 0))
-    assert chunk.path.startswith(f"{url}/t2m/") and chunk.offset == 0
+    assert chunk.path.startswith(f"{url}/t2m/")
+    assert chunk.offset == 0
     assert group["t2m"].manifest.fingerprints[chunk.path].etag
     store = zms.ManifestStore(group, storage_options=options)
     xr.testing.assert_identical(xr.open_zarr(store).load(), xr.open_zarr(local).load())
