@@ -393,3 +393,13 @@ def test_not_a_zarr_store(tmp_path):
         zms.scan_zarr(tmp_path / "empty")
     with pytest.raises(FileNotFoundError):
         zms.scan_zarr(tmp_path / "nothing")
+
+
+def test_metadata_objects_over_the_limit_are_refused_unread(tmp_path):
+    dataset(tmp_path / "s.zarr", 3, consolidated=True)
+    size = (tmp_path / "s.zarr" / "zarr.json").stat().st_size
+    with pytest.raises(
+        zms.UnsupportedDatasetError, match=r"zarr\.json is .* max_metadata_bytes=100"
+    ):
+        zms.scan_zarr(tmp_path / "s.zarr", max_metadata_bytes=100)
+    assert zms.scan_zarr(tmp_path / "s.zarr", max_metadata_bytes=size)["t2m"].shape == (6, 10)

@@ -38,6 +38,7 @@ def scan_zarr(
     drop_variables: Collection[str] | str | None = None,
     on_unsupported: Literal["raise", "skip"] = "raise",
     storage_options: Mapping[str, Any] | None = None,
+    max_metadata_bytes: int = MAX_METADATA_BYTES,
 ) -> ManifestGroup:
     """Scan a Zarr v2 or v3 store into a :class:`ManifestGroup` of references to its chunk objects.
 
@@ -47,6 +48,8 @@ def scan_zarr(
     or groups to leave out, as paths relative to it. An array that cannot be
     read exactly raises :class:`~zarr_manifest_store.UnsupportedDatasetError`
     (``on_unsupported="raise"``) or is left out with a warning (``"skip"``).
+    A metadata object (``zarr.json``, ``.zmetadata``, ...) larger than
+    ``max_metadata_bytes`` is refused, not read.
 
     >>> import zarr, numpy as np, zarr_manifest_store as zms
     >>> root = zarr.open_group("/tmp/scan_zarr_doc.zarr", mode="w", zarr_format=2)
@@ -59,7 +62,7 @@ def scan_zarr(
     """
     root = source_path(url)
     refusals = Refusals(root, on_unsupported)
-    listing = list_store(root, storage_options)
+    listing = list_store(root, storage_options, max_metadata_bytes)
     hierarchy = read_hierarchy(listing, repr(root))
     start = (group or "").strip("/")
     node = hierarchy.nodes.get(start)

@@ -67,7 +67,7 @@ def chunk_manifest(
         flat = np.ravel_multi_index(tuple(coords[inside].T), grid)
     else:
         flat = np.zeros(len(found), dtype=np.intp)
-    paths = [listing.path(keys[i]) for i in found]
+    paths = listing.paths(found)
     return ChunkManifest.from_entries(
         shape=grid,
         chunks=flat,

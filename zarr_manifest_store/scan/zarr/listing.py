@@ -29,7 +29,8 @@ from zarr_manifest_store.manifest import Fingerprint
 __all__ = ["MAX_METADATA_BYTES", "Listing", "list_store"]
 
 MAX_METADATA_BYTES = 256 << 20
-"""The largest metadata object (``zarr.json``, ``.zarray``, ``.zmetadata``...) a scan reads."""
+"""The default largest metadata object (``zarr.json``, ``.zarray``, ``.zmetadata``...) a scan
+reads (``scan_zarr(..., max_metadata_bytes=)`` raises it)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Listing:
     fs: fsspec.AbstractFileSystem | None
     """The file system remote objects are read through (None for a local folder)."""
     fs_root: str
+    max_metadata_bytes: int = MAX_METADATA_BYTES
 
     def under(self, prefix: str) -> range:
         """The positions of the keys that start with ``prefix``."""
@@ -56,26 +58,27 @@ class Listing:
         i = bisect.bisect_left(self.keys, key)
         return self.sizes[i] if i < len(self.keys) and self.keys[i] == key else None
 
-    def path(self, key: str) -> str:
-        """How a manifest names object ``key``."""
+    def paths(self, positions: Iterable[int]) -> list[str]:
+        """How a manifest names the objects at ``positions`` of the listing."""
+        base = f"{self.root.rstrip('/')}/"
         if protocol_of(self.root) in ("http", "https"):
-            key = quote(key, safe="/")
-        return f"{self.root.rstrip('/')}/{key}"
+            return [base + quote(self.keys[i], safe="/") for i in positions]
+        return [base + self.keys[i] for i in positions]
 
     def read(self, keys: Iterable[str]) -> dict[str, bytes]:
         """The bytes of metadata objects ``keys`` (held by the store), each at most
-        :data:`MAX_METADATA_BYTES`."""
-        wanted = list(keys)
+        ``max_metadata_bytes``."""
+        wanted, limit = list(keys), self.max_metadata_bytes
         for key in wanted:
             size = self.size_of(key)
-            if size is not None and size > MAX_METADATA_BYTES:
+            if size is not None and size > limit:
                 raise UnsupportedDatasetError(
-                    f"{self.path(key)!r} is a {size}-byte metadata object; a scan reads at most "
-                    f"MAX_METADATA_BYTES ({MAX_METADATA_BYTES}) bytes of one "
-                    f"(zarr_manifest_store.scan.zarr.listing.MAX_METADATA_BYTES)"
+                    f"{self.root.rstrip('/')}/{key} is a metadata object of {size} bytes, over "
+                    f"the limit max_metadata_bytes={limit}; pass a larger max_metadata_bytes "
+                    f"to scan_zarr to read it"
                 )
         if self.fs is None:
-            return {key: _read_local(os.path.join(self.root, key)) for key in wanted}
+            return {key: _read_local(os.path.join(self.root, key), limit) for key in wanted}
         remote = {f"{self.fs_root}/{key}": key for key in wanted}
         found = self.fs.cat(list(remote), on_error="return") if remote else {}
         read = {}
@@ -86,14 +89,18 @@ class Listing:
         return read
 
 
-def list_store(url: str, storage_options: Mapping[str, Any] | None) -> Listing:
+def list_store(
+    url: str,
+    storage_options: Mapping[str, Any] | None,
+    max_metadata_bytes: int = MAX_METADATA_BYTES,
+) -> Listing:
     """List every object under the store at ``url`` (a local folder or a remote prefix)."""
     if is_local(url):
         root = os.path.abspath(local_path(url))
         if not os.path.isdir(root):
             raise FileNotFoundError(f"no Zarr store (folder) at {url!r}")
         keys, sizes, fingerprints = _walk_local(root)
-        return Listing(root, keys, sizes, fingerprints, None, root)
+        return Listing(root, keys, sizes, fingerprints, None, root, max_metadata_bytes)
     fs, fs_root = fsspec.core.url_to_fs(url, **options_for(url, storage_options))
     fs_root = fs_root.rstrip("/")
     try:
@@ -119,6 +126,7 @@ def list_store(url: str, storage_options: Mapping[str, Any] | None) -> Listing:
         [fingerprint_from_info(_as_xml_api(info) if gcs else info) for _, info in rows],
         fs,
         fs_root,
+        max_metadata_bytes,
     )
 
 
@@ -150,9 +158,9 @@ def _walk_local(root: str) -> tuple[list[str], list[int], list[Fingerprint]]:
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 
-def _read_local(path: str) -> bytes:
+def _read_local(path: str, limit: int) -> bytes:
     with open(path, "rb") as f:
-        return f.read(MAX_METADATA_BYTES + 1)
+        return f.read(limit + 1)  # a file grown since it was listed is not read whole
 
 
 def _as_xml_api(info: Mapping[str, Any]) -> dict[str, Any]:
