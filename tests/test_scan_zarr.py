@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from test_docs import Page
 
 import zarr_manifest_store as zms
 from zarr_manifest_store.scan import REGISTRY
@@ -403,3 +404,8 @@ def test_metadata_objects_over_the_limit_are_refused_unread(tmp_path):
     ):
         zms.scan_zarr(tmp_path / "s.zarr", max_metadata_bytes=100)
     assert zms.scan_zarr(tmp_path / "s.zarr", max_metadata_bytes=size)["t2m"].shape == (6, 10)
+
+
+def test_page_docs_howto_zarr_sources(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert Page("docs/howto/zarr-sources.md").run() >= 4
