@@ -37,7 +37,7 @@ def test_remote_store_is_listed_once_and_read_exactly(request, tmp_path, server,
     url = f"{srv.scheme}://{bucket}/archive/s.zarr"
     fs.put(str(local), url.partition("://")[2], recursive=True)
     options = srv.storage_options
-    group = zms.scan_zarr(url, storage_options=options)
+    group = zms.scan(url, storage_options=options)  # recognised by its root metadata object
     chunk = group["t2m"].manifest.get((1, 0))
     assert chunk.path.startswith(f"{url}/t2m/")
     assert chunk.offset == 0

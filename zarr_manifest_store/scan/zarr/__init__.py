@@ -18,13 +18,14 @@ import os
 from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
+from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.document.wire import EXTENSION, GUARD, PRIOR_ART
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import source_path
 from zarr_manifest_store.scan.common import Refusals
 from zarr_manifest_store.scan.registry import Folder, Format
-from zarr_manifest_store.scan.zarr.hierarchy import Hierarchy, read_hierarchy
+from zarr_manifest_store.scan.zarr.hierarchy import Hierarchy, Node, read_hierarchy
 from zarr_manifest_store.scan.zarr.listing import MAX_METADATA_BYTES, Listing, list_store
 from zarr_manifest_store.scan.zarr.metadata import scan_array
 
@@ -110,7 +111,8 @@ def _group(
     return ManifestGroup(arrays=arrays, groups=groups, attributes=dict(attributes or {}))
 
 
-def _array(listing: Listing, node: Any, refusals: Refusals) -> Any:
+def _array(listing: Listing, node: Node, refusals: Refusals) -> ManifestArray | None:
+    """The array ``node``, or None if it is refused (and recorded in ``refusals``)."""
     try:
         return scan_array(listing, node)
     except UnsupportedDatasetError as e:

@@ -11,6 +11,7 @@ an array it lists whose metadata object is gone is reported (see
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,15 +50,16 @@ class Hierarchy:
 
     def children(self, path: str) -> list[Node]:
         """The members of group ``path``, sorted by name."""
-        prefix = f"{path}/" if path else ""
-        return sorted(
-            (
-                node
-                for p, node in self.nodes.items()
-                if p and p.startswith(prefix) and "/" not in p[len(prefix) :]
-            ),
-            key=lambda node: node.path,
-        )
+        return self._members.get(path, [])
+
+    @functools.cached_property
+    def _members(self) -> dict[str, list[Node]]:
+        """Each group's members, sorted by name: found in one pass over the nodes."""
+        members: dict[str, list[Node]] = {}
+        for path in sorted(self.nodes):
+            if path:
+                members.setdefault(path.rpartition("/")[0], []).append(self.nodes[path])
+        return members
 
 
 def read_hierarchy(listing: Listing, where: str) -> Hierarchy:
@@ -86,7 +88,8 @@ def _v3(listing: Listing, where: str) -> Hierarchy:
     for path in paths:
         if path:
             key = f"{path}/zarr.json"
-            documents[path] = consolidated.get(path) or _document(read[key], where, key)
+            known = consolidated.get(path)
+            documents[path] = known if known is not None else _document(read[key], where, key)
     nodes = {}
     for path, doc in documents.items():
         kind = doc.get("node_type")
