@@ -108,15 +108,14 @@ def test_unknown_files_are_refused_naming_their_first_bytes(tmp_path, content, s
         zms.scan(path)
 
 
-def test_folders_other_than_parquet_references_are_refused(tmp_path):
+def test_folders_other_than_parquet_references_or_zarr_stores_are_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(zms.UnsupportedDatasetError, match="not kerchunk parquet references"):
         zms.scan(tmp_path / "empty")
     store = tmp_path / "store.zarr"
     store.mkdir()
     (store / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')
-    with pytest.raises(zms.UnsupportedDatasetError, match="looks like a Zarr store"):
-        zms.scan(store)
+    assert sniff(store) == "zarr"  # Zarr stores are a format of their own (issue 21)
 
 
 def test_remote_files_over_http(http_server, netcdf3_file):

@@ -31,6 +31,7 @@ from zarr_manifest_store.scan.icechunk import scan_icechunk
 from zarr_manifest_store.scan.kerchunk import scan_kerchunk
 from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
 from zarr_manifest_store.scan.tiff import scan_tiff
+from zarr_manifest_store.scan.zarr import scan_zarr
 from zarr_manifest_store.store import ManifestStore
 from zarr_manifest_store.writers.icechunk import icechunk_containers, to_icechunk
 from zarr_manifest_store.writers.kerchunk import to_kerchunk
@@ -66,6 +67,7 @@ __all__ = [
     "scan_kerchunk",
     "scan_netcdf3",
     "scan_tiff",
+    "scan_zarr",
     "to_icechunk",
     "to_kerchunk",
     "write_manifest",

@@ -7,7 +7,8 @@
 ``scan_dmrpp`` (OPeNDAP's DMR++ sidecars of HDF5 / netCDF-4 files),
 ``scan_kerchunk`` (kerchunk references, JSON or a parquet folder),
 ``scan_document`` (a chunk-manifest document's stored hierarchy),
-``scan_repository`` (an Icechunk repository folder, through ``scan_icechunk``), or one
+``scan_repository`` (an Icechunk repository folder, through ``scan_icechunk``),
+``scan_zarr`` (Zarr v2 and v3 stores), or one
 that another package adds through the ``zarr_manifest_store.formats`` entry
 points (see ``docs/howto/formats.md``).
 """
@@ -29,11 +30,13 @@ from zarr_manifest_store.scan import (
     kerchunk,
     netcdf3,
     tiff,
+    zarr,
 )
 from zarr_manifest_store.scan.dmrpp import scan_dmrpp
 from zarr_manifest_store.scan.grib import scan_grib
 from zarr_manifest_store.scan.registry import ENTRY_POINT_GROUP, Folder, Format, Head, Registry
 from zarr_manifest_store.scan.tiff import scan_tiff
+from zarr_manifest_store.scan.zarr import scan_zarr
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -45,6 +48,7 @@ __all__ = [
     "scan_dmrpp",
     "scan_grib",
     "scan_tiff",
+    "scan_zarr",
     "sniff",
 ]
 
@@ -61,6 +65,7 @@ REGISTRY = Registry(
             dmrpp.FORMAT,
             document.FORMAT,
             icechunk.FORMAT,
+            zarr.FORMAT,
         )
     }
 )
@@ -73,7 +78,7 @@ def scan(url: str | os.PathLike[str] | Mapping[str, Any], **options: Any) -> Man
     HDF5 / netCDF4 files go to ``scan_hdf5``, netCDF3 files to
     ``scan_netcdf3``, kerchunk references (a JSON file, a parquet folder or a
     dict) to ``scan_kerchunk``, GRIB2 files to ``scan_grib``, TIFF / BigTIFF / GeoTIFF /
-    COG files to ``scan_tiff``, FITS files to ``scan_fits``, DMR++ sidecars to ``scan_dmrpp``, and formats other packages register (entry
+    COG files to ``scan_tiff``, FITS files to ``scan_fits``, DMR++ sidecars to ``scan_dmrpp``, Zarr v2 and v3 stores (folders or prefixes) to ``scan_zarr``, and formats other packages register (entry
     point group ``zarr_manifest_store.formats``) to theirs; ``options``
     (``group``, ``drop_variables``, ``on_unsupported``, ``storage_options``,
     ...) are passed on; ``allow`` (the prefixes a chunk-manifest document's

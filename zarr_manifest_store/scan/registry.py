@@ -246,8 +246,9 @@ class Registry:
             if fmt.sniff_folder(folder):  # type: ignore[misc]
                 return fmt
         hint = (
-            "; it looks like a Zarr store: open chunk-manifest documents with ManifestStore.open"
-            if folder.exists("zarr.json") or folder.exists(".zgroup")
+            "; its zarr.json is a chunk-manifest document's (open documents with "
+            "zms.ManifestStore.open) or not Zarr v3 metadata"
+            if folder.exists("zarr.json")
             else ""
         )
         raise UnsupportedDatasetError(
