@@ -146,8 +146,8 @@ class Location:
             self._check_inside(path, info, where)
             if info.st_size > limit.size:
                 raise self._too_large(key, f"{info.st_size} bytes", limit)
-            with open(fd, "rb", closefd=False) as file:
-                return self._bounded(key, file.read(limit.size + 1), limit)
+            with open(fd, "rb", closefd=False) as file:  # the size it has, and one byte
+                return self._bounded(key, file.read(info.st_size + 1), limit)  # it may grow
         finally:
             os.close(fd)
 
