@@ -64,7 +64,7 @@ def store_over(
 )
 def test_every_request_reads_exactly_its_slice(tmp_path, prefix, chunk, suffix, inline, requests):
     store = store_over(tmp_path, prefix, chunk, suffix, inline)
-    doc = store._document("zarr.json")
+    doc = store.get_sync("zarr.json").to_bytes()
     values = {"c/0": chunk, "c/1": inline, "zarr.json": doc}
 
     async def check():
