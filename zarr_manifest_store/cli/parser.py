@@ -105,8 +105,10 @@ def _add_scan(
         "scan",
         parents=[common, remote],
         help="scan files (globs allowed) into one chunk-manifest document",
-        description="Scan HDF5 / netCDF4, netCDF3 files or kerchunk references, combine them as "
-        "xr.open_mfdataset would, and write one chunk-manifest document. Nothing is copied: "
+        description="Scan files of any format zms.scan reads (HDF5 / netCDF4, netCDF3, GRIB2, "
+        "TIFF / COG, FITS, DMR++ sidecars, Zarr stores, kerchunk references, chunk-manifest "
+        "documents), combine them as xr.open_mfdataset would, and write one chunk-manifest "
+        "document (or append them to one with --append-to). Nothing is copied: "
         "the document records where every chunk's bytes lie in the original files.",
     )
     scan.add_argument(
