@@ -32,13 +32,15 @@ class SlowHTTPServer(RangeHTTPServer):
 
         class Handler(base):
             def do_GET(self) -> None:
+                # In flight while held, before any byte of the answer goes out: a client that
+                # has its answer may send its next request before this thread counts again.
                 asked = _range_length(self.headers.get("Range"))
                 outer._count(1, asked)
                 try:
                     time.sleep(delay)
-                    super().do_GET()
                 finally:
                     outer._count(-1, -asked)
+                super().do_GET()
 
         self._server.RequestHandlerClass = Handler
         self._server.socket.listen(64)  # room for every connection of a read at once
