@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import socket
-import time
 from typing import Any
 
 from remote_read import DelayProxy
@@ -129,36 +127,10 @@ class CountingProxy(DelayProxy):
             self._answered(found)
 
         await asyncio.gather(
-            self._relay(reader, up_writer, on_read=arrived),
-            self._relay(up_reader, writer, on_write=sent),
+            self._pipe(reader, up_writer, on_read=arrived),
+            self._pipe(up_reader, writer, on_write=sent),
         )
         self._answered(["?"] * outstanding[0])  # requests a closed connection never answered
-
-    async def _relay(self, reader, writer, on_read=None, on_write=None) -> None:
-        """``DelayProxy._pipe`` with a look at the data as it arrives or leaves."""
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-        async def send() -> None:
-            while True:
-                due, data = await queue.get()
-                if not data:
-                    break
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                writer.write(data)
-                await writer.drain()
-                if on_write:
-                    on_write(data)
-
-        sender = asyncio.ensure_future(send())
-        with contextlib.suppress(OSError):
-            while data := await reader.read(1 << 16):
-                if on_read:
-                    on_read(data)
-                queue.put_nowait((time.monotonic() + self.delay, data))
-        queue.put_nowait((0.0, b""))
-        with contextlib.suppress(OSError):
-            await sender
-        writer.close()
 
 
 class Counter:

@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,15 @@ class DelayProxy:
             return
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        on_read: Callable[[bytes], None] | None = None,
+        on_write: Callable[[bytes], None] | None = None,
+    ) -> None:
+        """Relay ``reader`` to ``writer``, each segment held ``delay``; ``on_read`` and
+        ``on_write`` see the data as it arrives and as it leaves (a subclass counts with them)."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def send() -> None:
@@ -95,10 +104,14 @@ class DelayProxy:
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
                 writer.write(data)
                 await writer.drain()
+                if on_write:
+                    on_write(data)
 
         sender = asyncio.ensure_future(send())
         with contextlib.suppress(OSError):
             while data := await reader.read(1 << 16):
+                if on_read:
+                    on_read(data)
                 queue.put_nowait((time.monotonic() + self.delay, data))
         queue.put_nowait((0.0, b""))
         with contextlib.suppress(OSError):
