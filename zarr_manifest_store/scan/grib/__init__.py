@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from zarr_manifest_store.errors import UnsupportedDatasetError
+from zarr_manifest_store.format_codecs.grib import CODEC_NAME, GribCodec
+from zarr_manifest_store.format_codecs.grib_sections import END, MAGIC, frame
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import source_path
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.scan.common import Refusals
-from zarr_manifest_store.scan.grib.codec import CODEC_NAME, GribCodec
 from zarr_manifest_store.scan.grib.hypercubes import Message, hypercubes
 from zarr_manifest_store.scan.grib.keys import Field, header_signature, look_up, message_times
-from zarr_manifest_store.scan.grib.sections import END, MAGIC, frame
 from zarr_manifest_store.scan.registry import Format
 
 __all__ = ["CODEC_NAME", "FORMAT", "GribCodec", "scan_grib"]
