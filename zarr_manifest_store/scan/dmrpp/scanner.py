@@ -15,7 +15,7 @@ from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import is_local, local_path, source_path
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import Fingerprint
-from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, Refusals
+from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, Refusals, dropped_names
 from zarr_manifest_store.scan.dmrpp.groups import DAP, Dimensions, Walk
 from zarr_manifest_store.scan.dmrpp.storage import DMRPP, Storage
 from zarr_manifest_store.scan.registry import HEAD_BYTES
@@ -97,7 +97,7 @@ def scan_dmrpp(
         max_inline_bytes=max_inline_bytes,
     )
     start, prefix, dims = _start(root, group, path)
-    dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
+    dropped = dropped_names(drop_variables)
     walk = Walk(storage=storage, refusals=refusals, dropped={f"{prefix}{d}" for d in dropped})
     result = walk.group(start, prefix, Dimensions.of(start, dims))
     refusals.finish()

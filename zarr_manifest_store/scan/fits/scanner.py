@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from typing import IO, Any, Literal
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, Literal
 
 try:
     from astropy.io import fits
@@ -15,18 +14,21 @@ except ImportError:  # the optional ``formats`` extra
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.io.paths import is_local, local_path, source_path
-from zarr_manifest_store.io.sources import Sources
-from zarr_manifest_store.manifest import Fingerprint
-from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, Refusals, Refused, zarr_name
+from zarr_manifest_store.io.paths import source_path
+from zarr_manifest_store.scan.common import (
+    CONTIGUOUS_CHUNK_BYTES,
+    Refusals,
+    Refused,
+    dropped_names,
+    zarr_name,
+)
 from zarr_manifest_store.scan.fits.headers import HDU, hdus
 from zarr_manifest_store.scan.fits.images import BITPIX_DTYPES, image_array, packing
 from zarr_manifest_store.scan.fits.tiles import compressed_array
+from zarr_manifest_store.scan.source import ScanSource, scan_source
 
 __all__ = ["scan_fits"]
 
-REMOTE_BLOCK_SIZE = 2**20
-"""Block size of the fsspec cache that remote files are scanned through."""
 _NOT_AN_IMAGE = {
     "groups": "is a random-groups HDU, which Zarr arrays cannot describe",
     "bintable": "is a binary table: its rows interleave the columns' values, which Zarr "
@@ -79,19 +81,13 @@ def scan_fits(
         raise ValueError(f"contiguous_chunk_bytes must be positive, got {contiguous_chunk_bytes}")
     path = source_path(url)
     refusals = Refusals(path, on_unsupported)
-    dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
-    sources = Sources(storage_options)
     try:
-        fingerprint = sources.fingerprint(path)
-        if fingerprint.size is None:
-            raise OSError(f"cannot scan {path!r}: its size is unknown to the file system")
-        scan = _Scan(path, fingerprint, sources, refusals, contiguous_chunk_bytes)
-        with _open(path, sources, fingerprint) as fileobj:
-            result = scan.group(hdus(fileobj, fingerprint.size), dropped)
+        with scan_source(path, storage_options) as source:
+            scan = _Scan(source, refusals, contiguous_chunk_bytes)
+            with source.file() as fileobj:
+                result = scan.group(hdus(fileobj, source.size), dropped_names(drop_variables))
     except Refused as e:
         raise UnsupportedDatasetError(f"{path!r} is not a FITS file astropy reads: {e}") from e
-    finally:
-        sources.close()
     refusals.finish()
     return result
 
@@ -99,16 +95,8 @@ def scan_fits(
 class _Scan:
     """One file's HDUs into arrays, refusals recorded."""
 
-    def __init__(
-        self,
-        path: str,
-        fingerprint: Fingerprint,
-        sources: Sources,
-        refusals: Refusals,
-        chunk_bytes: int | None,
-    ) -> None:
-        self.path, self.fingerprint, self.sources = path, fingerprint, sources
-        self.refusals, self.chunk_bytes = refusals, chunk_bytes
+    def __init__(self, source: ScanSource, refusals: Refusals, chunk_bytes: int | None) -> None:
+        self.source, self.refusals, self.chunk_bytes = source, refusals, chunk_bytes
 
     def group(self, found: Iterable[HDU], dropped: set[str]) -> ManifestGroup:
         """The group of every HDU with data; an empty primary HDU's cards as its attributes."""
@@ -141,8 +129,8 @@ class _Scan:
 
         if hdu.kind == "compressed":
             return compressed_array(
-                path=self.path,
-                fingerprint=self.fingerprint,
+                path=self.source.path,
+                fingerprint=self.source.fingerprint,
                 begin=hdu.begin,
                 table=hdu.cards,
                 image=image,
@@ -157,8 +145,8 @@ class _Scan:
         naxis = int(image["NAXIS"])
         shape = tuple(int(image[f"NAXIS{i}"]) for i in range(naxis, 0, -1))
         return image_array(
-            path=self.path,
-            fingerprint=self.fingerprint,
+            path=self.source.path,
+            fingerprint=self.source.fingerprint,
             begin=hdu.begin,
             shape=shape,
             pack=pack,
@@ -169,10 +157,10 @@ class _Scan:
         )
 
     def _read(self, offset: int, length: int) -> bytes:
-        size: int = self.fingerprint.size  # type: ignore[assignment]
+        size = self.source.size
         if offset + length > size:
             raise Refused(f"is truncated: its table ends at byte {offset + length} of {size}")
-        return bytes(self.sources.read_sync(self.path, offset, length))
+        return self.source.read(offset, length)
 
 
 def _names(found: list[tuple[str, int]]) -> list[str]:
@@ -181,17 +169,3 @@ def _names(found: list[tuple[str, int]]) -> list[str]:
     for name, _ in found:
         counts[name] = counts.get(name, 0) + 1
     return [name if counts[name] == 1 else f"{name}_{ver}" for name, ver in found]
-
-
-@contextlib.contextmanager
-def _open(path: str, sources: Sources, fingerprint: Fingerprint) -> Iterator[IO[bytes]]:
-    """The file: local files directly, others through an fsspec block cache."""
-    if is_local(path):
-        with open(local_path(path), "rb") as f:
-            yield f
-        return
-    fs = sources.filesystem(path)
-    with fs.open(
-        path, "rb", block_size=REMOTE_BLOCK_SIZE, cache_type="blockcache", size=fingerprint.size
-    ) as f:
-        yield f

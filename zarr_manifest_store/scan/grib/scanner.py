@@ -10,10 +10,10 @@ from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.format_codecs.grib_sections import END, MAGIC, frame
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import source_path
-from zarr_manifest_store.io.sources import Sources
-from zarr_manifest_store.scan.common import Refusals
+from zarr_manifest_store.scan.common import Refusals, dropped_names
 from zarr_manifest_store.scan.grib.hypercubes import Message, hypercubes
 from zarr_manifest_store.scan.grib.keys import Field, header_signature, look_up, message_times
+from zarr_manifest_store.scan.source import scan_source
 
 __all__ = ["scan_grib"]
 
@@ -47,20 +47,14 @@ def scan_grib(
     """
     path = source_path(url)
     refusals = Refusals(path, on_unsupported)
-    dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
-    sources = Sources(storage_options)
-    try:
-        fingerprint = sources.fingerprint(path)
-        if fingerprint.size is None:
-            raise OSError(f"cannot read {path!r}: its size is unknown to the file system")
-        found = list(_messages(path, fingerprint.size, sources.read_sync))
+    dropped = dropped_names(drop_variables)
+    with scan_source(path, storage_options) as source:
+        found = list(_messages(path, source.size, source.sources.read_sync))
         if not found:
             raise UnsupportedDatasetError(f"{path!r} holds no GRIB message")
         messages = [m for m in found if _readable(m.field, dropped, refusals)]
-    finally:
-        sources.close()
     refusals.finish()
-    groups = _named(hypercubes(messages, path, fingerprint))
+    groups = _named(hypercubes(messages, path, source.fingerprint))
     if group not in (None, "", "/"):
         if group.strip("/") not in groups:
             raise ValueError(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.io.paths import is_local, local_path, source_path
-from zarr_manifest_store.io.sources import Sources
-from zarr_manifest_store.scan.common import Refusals, Refused
+from zarr_manifest_store.io.paths import source_path
+from zarr_manifest_store.scan.common import Refusals, Refused, dropped_names
+from zarr_manifest_store.scan.source import scan_source
 from zarr_manifest_store.scan.tiff.geo import coordinates, geo_attributes, transform_of
 from zarr_manifest_store.scan.tiff.segments import Image, image_array
 
@@ -22,8 +21,6 @@ except ImportError:  # the formats extra is optional; scanning then names it
 
 __all__ = ["scan_tiff"]
 
-REMOTE_BLOCK_SIZE = 2**20
-"""Block size of the fsspec cache that remote files are scanned through."""
 _MASK = 4  # NewSubfileType: a transparency mask
 
 
@@ -59,32 +56,18 @@ def scan_tiff(
         )
     path = source_path(url)
     refusals = Refusals(path, on_unsupported)
-    dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
     prefix = "" if group in (None, "", "/") else group.strip("/") + "/"
-    dropped = {prefix + name.strip("/") for name in dropped}
-    sources = Sources(storage_options)
-    fingerprint = sources.fingerprint(path)
-    with _open(path, sources, fingerprint.size) as tif:
+    dropped = {prefix + name.strip("/") for name in dropped_names(drop_variables)}
+    with (
+        scan_source(path, storage_options) as source,
+        source.file() as f,
+        tifffile.TiffFile(f) as tif,
+    ):
+        fingerprint = source.fingerprint
         image = Image(path, fingerprint.size or 0, fingerprint, tif.byteorder)
         root = _hierarchy(tif, image, refusals, dropped, prefix)
     refusals.finish()
     return _subgroup(root, prefix, path)
-
-
-@contextlib.contextmanager
-def _open(path: str, sources: Sources, size: int | None) -> Iterator[Any]:
-    """The file opened with tifffile: local files directly, others through an fsspec block cache."""
-    if is_local(path):
-        with tifffile.TiffFile(local_path(path)) as tif:
-            yield tif
-        return
-    fs = sources.filesystem(path)
-    options: dict[str, Any] = {} if size is None else {"size": size}
-    with (
-        fs.open(path, "rb", block_size=REMOTE_BLOCK_SIZE, cache_type="blockcache", **options) as f,
-        tifffile.TiffFile(f) as tif,
-    ):
-        yield tif
 
 
 def _hierarchy(

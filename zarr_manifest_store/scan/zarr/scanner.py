@@ -10,7 +10,7 @@ from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import source_path
-from zarr_manifest_store.scan.common import Refusals
+from zarr_manifest_store.scan.common import Refusals, dropped_names
 from zarr_manifest_store.scan.zarr.hierarchy import Hierarchy, Node, read_hierarchy
 from zarr_manifest_store.scan.zarr.listing import MAX_METADATA_BYTES, Listing, list_store
 from zarr_manifest_store.scan.zarr.metadata import scan_array
@@ -55,7 +55,7 @@ def scan_zarr(
     node = hierarchy.nodes.get(start)
     if node is None or (start and node.kind != "group"):
         raise ValueError(f"{root!r} has no group {group!r}")
-    dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
+    dropped = dropped_names(drop_variables)
     base = f"{start}/" if start else ""
     for path in hierarchy.stale:
         if path.startswith(base) and not _dropped(path[len(base) :], dropped):
