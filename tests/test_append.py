@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from append_cases import first_combined, repacked_file
 from test_icechunk import packed_files
 from xarray_files import daily_files
 
@@ -29,9 +30,8 @@ def expected(files: list[Path]) -> xr.Dataset:
 
 def document(tmp_path: Path, files: list[Path], encoding: str, steps_written: int = 1) -> Path:
     """A document holding the first ``steps_written`` files, combined."""
-    first = zms.open_virtual_mfdataset([str(f) for f in files[:steps_written]], combine="by_coords")
     url = tmp_path / "doc.zarr"
-    first.virtualize.to_zarr(url, encoding=encoding)
+    first_combined(files, steps_written).virtualize.to_zarr(url, encoding=encoding)
     return url
 
 
@@ -125,14 +125,7 @@ def test_many_appends_to_a_columnar_manifest_keep_its_blocks_few(tmp_path):
 def test_differing_packing_is_refused_naming_variable_attribute_and_file(tmp_path):
     files = packed_files(tmp_path / "data")
     url = document(tmp_path, files, "json")
-    other = tmp_path / "other" / "packed9.nc"
-    other.parent.mkdir()
-    ds = xr.open_dataset(files[1]).load()
-    ds["time"] = ds.time + 100
-    packing = {"dtype": "int16", "scale_factor": 0.02, "add_offset": 10.0, "_FillValue": -32767}
-    ds.to_netcdf(
-        other, engine="h5netcdf", encoding={"p": {**packing, "chunksizes": (2, 3), "zlib": True}}
-    )
+    other = repacked_file(tmp_path / "other", files)
     message = refused_untouched(
         url, zms.open_virtual_dataset(str(other)), "scale_factor", append_dim="time"
     )

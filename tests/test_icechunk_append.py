@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from append_cases import first_combined, repacked_file
 from icechunk_repos import local_repository
 from test_icechunk import expected, open_icechunk, packed_files, write
 from xarray_files import daily_files
@@ -17,9 +18,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 def archive(tmp_path, files, steps_written=1):
     """A repository holding the first ``steps_written`` files, combined."""
-    first = zms.open_virtual_mfdataset([str(f) for f in files[:steps_written]], combine="by_coords")
     repo = local_repository(tmp_path / "repo", [f"file://{tmp_path}/"])
-    write(first, repo, "first")
+    write(first_combined(files, steps_written), repo, "first")
     return repo
 
 
@@ -85,16 +85,7 @@ def test_a_group_appends_too(tmp_path):
 def test_differing_packing_is_refused_naming_variable_attribute_and_file(tmp_path):
     files = packed_files(tmp_path / "data")
     repo = archive(tmp_path, files)
-    other = tmp_path / "other" / "packed9.nc"
-    other.parent.mkdir()
-    ds = xr.open_dataset(files[1]).load()
-    ds["time"] = ds.time + 100
-    packing = {"dtype": "int16", "scale_factor": 0.02, "add_offset": 10.0, "_FillValue": -32767}
-    ds.to_netcdf(
-        other,
-        engine="h5netcdf",
-        encoding={"p": {**packing, "chunksizes": (2, 3), "zlib": True}},
-    )
+    other = repacked_file(tmp_path / "other", files)
     message = refused_untouched(
         repo, zms.open_virtual_dataset(str(other)), "scale_factor", append_dim="time"
     )

@@ -1,6 +1,7 @@
 """The package's layout as docs/concepts.md describes it: every module sits in one row of the
-"Where things live" table, imports (also inside functions) reach only its own row or earlier
-ones, there are no import cycles, and nothing before ``xarray/`` imports xarray."""
+"Where things live" table, imports (also inside functions, and the modules a deferred scanner
+names) reach only its own row or earlier ones, there are no import cycles, and nothing before
+``xarray/`` imports xarray."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import zarr_manifest_store
 
 PACKAGE = Path(zarr_manifest_store.__file__).parent
 CONCEPTS = PACKAGE.parent / "docs" / "concepts.md"
+DEFERRED = r"zarr_manifest_store(\.\w+)+:\w+"
+"""A ``Deferred`` scanner's ``"module:function"``: an import, made on first use."""
 
 
 def table_rows() -> list[list[str]]:
@@ -45,6 +48,8 @@ def imports(path: Path) -> set[str]:
             names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
+        elif isinstance(node, ast.Constant) and re.fullmatch(DEFERRED, str(node.value)):
+            names = [node.value.partition(":")[0]]  # a scanner imported on first use
         else:
             continue
         out.update(

@@ -19,7 +19,7 @@ from test_docs import Page
 from test_scan_grib import assert_as_cfgrib, cfgrib, write_grib
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.scan.grib.codec import decode_message
+from zarr_manifest_store.format_codecs.grib import decode_message
 
 eccodes = pytest.importorskip("eccodes")
 
@@ -79,7 +79,7 @@ CHILD = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
 import zarr_manifest_store as zms
-from zarr_manifest_store.scan.grib.codec import decode_message
+from zarr_manifest_store.format_codecs.grib import decode_message
 
 for name, hexed in json.loads(sys.argv[1]).items():
     try:

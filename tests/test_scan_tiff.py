@@ -11,7 +11,7 @@ import xarray as xr
 import zarr
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.tiff_codec import CODEC_NAME
+from zarr_manifest_store.format_codecs.tiff import CODEC_NAME
 
 RNG = np.random.default_rng(21)
 

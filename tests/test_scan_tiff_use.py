@@ -15,10 +15,10 @@ from test_cli import run
 from test_docs import Page
 
 import zarr_manifest_store as zms
-from zarr_manifest_store import tiff_codec
 from zarr_manifest_store.errors import ManifestError
+from zarr_manifest_store.format_codecs import tiff as tiff_codec
+from zarr_manifest_store.format_codecs.tiff import CODEC_NAME, TiffSegmentCodec
 from zarr_manifest_store.scan import REGISTRY, sniff
-from zarr_manifest_store.tiff_codec import CODEC_NAME, TiffSegmentCodec
 
 
 def read(g, key="image"):

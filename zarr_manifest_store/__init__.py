@@ -14,7 +14,10 @@ xarray finds the ``zarr_manifest`` and ``virtual`` engines through the
 package's ``xarray.backends`` entry points.
 """
 
+from typing import Any
+
 from zarr_manifest_store import registration
+from zarr_manifest_store import scan as _scan_package
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.document import append_manifest, write_manifest
 from zarr_manifest_store.errors import ManifestError, SourceChangedError, UnsupportedDatasetError
@@ -23,15 +26,10 @@ from zarr_manifest_store.io.sources import SourceStatus, VerifyReport
 from zarr_manifest_store.manifest import ChunkManifest, ChunkRef
 from zarr_manifest_store.ops import concat
 from zarr_manifest_store.scan import scan
-from zarr_manifest_store.scan.dmrpp import scan_dmrpp
-from zarr_manifest_store.scan.fits import scan_fits
-from zarr_manifest_store.scan.grib import scan_grib
 from zarr_manifest_store.scan.hdf5 import scan_hdf5
 from zarr_manifest_store.scan.icechunk import scan_icechunk
 from zarr_manifest_store.scan.kerchunk import scan_kerchunk
 from zarr_manifest_store.scan.netcdf3 import scan_netcdf3
-from zarr_manifest_store.scan.tiff import scan_tiff
-from zarr_manifest_store.scan.zarr import scan_zarr
 from zarr_manifest_store.store import ManifestStore
 from zarr_manifest_store.writers.icechunk import icechunk_containers, to_icechunk
 from zarr_manifest_store.writers.kerchunk import to_kerchunk
@@ -72,5 +70,14 @@ __all__ = [
     "to_kerchunk",
     "write_manifest",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``scan_fits``, ``scan_tiff``, ``scan_grib``, ``scan_dmrpp``, ``scan_zarr``: imported with
+    their formats' libraries when first asked for, so that importing the package loads none."""
+    if name in __all__:  # the names not bound above
+        return getattr(_scan_package, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 registration.register()  # zarr's codec pipelines and settings: the one thing importing the package does to zarr

@@ -13,12 +13,9 @@ from __future__ import annotations
 import os
 
 from zarr import config
-from zarr.registry import register_codec, register_pipeline
+from zarr.registry import register_pipeline
 
 from zarr_manifest_store.pipeline import ManifestCodecPipeline, ManifestStorePipelines
-from zarr_manifest_store.rice import RICE_CODEC_NAME, RiceCodec
-from zarr_manifest_store.tiff_codec import CODEC_NAME as TIFF_SEGMENT
-from zarr_manifest_store.tiff_codec import TiffSegmentCodec
 
 __all__ = ["ENVIRONMENT_PREFIX", "PIPELINE_PATH", "ZARR_DEFAULTS", "register"]
 
@@ -40,15 +37,15 @@ def register() -> None:
 
     - ``ManifestStorePipelines`` and ``ManifestCodecPipeline`` join zarr's registry of
       codec pipelines (a registry entry changes nothing by itself).
-    - The codecs the scanners' arrays need and zarr lacks join zarr's registry of codecs
-      (``zarr_manifest_store.tiff_segment``: TIFF strips and tiles).
     - ``codec_pipeline.path`` is pointed at ``ManifestStorePipelines``, which gives the
       arrays of a ManifestStore a ``ManifestCodecPipeline`` and every other array
       zarr's default pipeline.
     - ``array.rectilinear_chunks`` is turned on, so that zarr (and xarray through it)
       reads the rectilinear chunk grids that combining ragged files produces.
-    - The FITS Rice codec (:mod:`zarr_manifest_store.rice`) joins zarr's registry of
-      codecs under its name, ``zarr_manifest_store.fits_rice_1``.
+
+    The codecs zarr lacks (:mod:`zarr_manifest_store.format_codecs`) are not registered
+    here: zarr finds them through the package's ``zarr.codecs`` entry points, also for
+    plain zarr-python opening a document.
 
     A setting is changed only while it holds zarr's default and the environment does
     not set it (``ZARR_CODEC_PIPELINE__PATH``, ``ZARR_ARRAY__RECTILINEAR_CHUNKS``): a
@@ -69,8 +66,6 @@ def register() -> None:
     """
     register_pipeline(ManifestStorePipelines)
     register_pipeline(ManifestCodecPipeline)
-    register_codec(TIFF_SEGMENT, TiffSegmentCodec)
-    register_codec(RICE_CODEC_NAME, RiceCodec)
     _set_unless_chosen("codec_pipeline.path", PIPELINE_PATH)
     _set_unless_chosen("array.rectilinear_chunks", True)
 

@@ -141,6 +141,12 @@ def _add_scan(
         help="with --append-to: a folder or URL prefix of the document's sources that checking "
         "the append may read (repeatable); the new files' folders are always allowed",
     )
+    _add_combining(scan)
+    _add_writing(scan)
+
+
+def _add_combining(scan: argparse.ArgumentParser) -> None:
+    """scan's options of which files and variables are read, and how they are combined."""
     scan.add_argument(
         "--combine",
         choices=["by_coords", "nested"],
@@ -171,6 +177,10 @@ def _add_scan(
     scan.add_argument(
         "--group", metavar="PATH", help="scan this group of each file instead of the root"
     )
+
+
+def _add_writing(scan: argparse.ArgumentParser) -> None:
+    """scan's options of what the document holds and whether it replaces one."""
     scan.add_argument(
         "--encoding",
         choices=["auto", "json", "columnar"],

@@ -12,8 +12,9 @@ table; the ``lengths`` property always returns ``uint64``.
 
 ``refs`` names the parts (a chunk's reference, a source's fingerprint, chunk keys,
 the sentinels), ``columns`` checks them, ``sparse`` holds the sparse form (a grid much
-larger than its entries costs memory in proportion to the entries), ``chunk_manifest``
-holds the class.
+larger than its entries costs memory in proportion to the entries), ``grid`` computes
+the columns of grid operations (``take``, ``concat``, ``with_inline``), ``axes`` moves a
+grid's axes (``transpose``, ``expand_dims``, ``squeeze``), ``chunk_manifest`` holds the class.
 """
 
 from zarr_manifest_store.manifest.chunk_manifest import ChunkManifest

@@ -9,8 +9,17 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
+from zarr_manifest_store.manifest.axes import (
+    Rearrangement,
+    insertion,
+    joined_shape,
+    lined_up,
+    permutation,
+    rearranged_columns,
+    rearranged_entries,
+    removal,
+)
 from zarr_manifest_store.manifest.columns import (
     cells,
     check_references,
@@ -387,51 +396,24 @@ class ChunkManifest:
         >>> joined.shape, joined.paths
         ((3,), ('a', 'b'))
         """
-        if not manifests:
-            raise ValueError("need at least one manifest to concatenate")
-        ndim = manifests[0].ndim
-        axis = normalize_axis_index(axis, ndim)
-        for i, m in enumerate(manifests):
-            if m.ndim != ndim or _without(m.shape, axis) != _without(manifests[0].shape, axis):
-                raise ValueError(
-                    f"manifest {i} has chunk grid {m.shape}, which does not line up with "
-                    f"{manifests[0].shape} along axes other than {axis}"
-                )
+        shapes = [m.shape for m in manifests]
+        axis = lined_up(shapes, axis)
         if any(m.sparse for m in manifests):
-            whole = (*manifests[0].shape[:axis], sum(m.shape[axis] for m in manifests))
-            whole += manifests[0].shape[axis + 1 :]
-            check_dense(whole, sum(m.nchunks for m in manifests), MAX_DENSE_CHUNKS)
+            nchunks = sum(m.nchunks for m in manifests)
+            check_dense(joined_shape(shapes, axis), nchunks, MAX_DENSE_CHUNKS)
         return ChunkManifest(**concatenated(manifests, axis), fingerprints=fingerprints)
 
     def transpose(self, axes: Sequence[int]) -> ChunkManifest:
         """The grid with its axes permuted: axis ``k`` of the result is axis ``axes[k]`` of this one."""
-        perm = normalize_axis_tuple(tuple(axes), self.ndim)
-        if len(perm) != self.ndim:
-            raise ValueError(f"axes {tuple(axes)} don't match a grid of {self.ndim} dimensions")
-        return self._regridded(
-            lambda grid: np.transpose(grid, perm), lambda c: tuple(c[k] for k in perm)
-        )
+        return self._rearranged(permutation(self.ndim, axes))
 
     def expand_dims(self, axis: int | Sequence[int]) -> ChunkManifest:
         """The grid with axes of length one inserted at ``axis`` (positions in the result)."""
-        axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
-        ndim = self.ndim + len(axes)
-        new = normalize_axis_tuple(axes, ndim)
-
-        def coords(c: ChunkCoords) -> ChunkCoords:
-            old = iter(c)
-            return tuple(0 if k in new else next(old) for k in range(ndim))
-
-        return self._regridded(lambda grid: np.expand_dims(grid, new), coords)
+        return self._rearranged(insertion(self.ndim, axis))
 
     def squeeze(self, axis: int) -> ChunkManifest:
         """The grid without ``axis``, which must have length one."""
-        axis = normalize_axis_index(axis, self.ndim)
-        if self.shape[axis] != 1:
-            raise ValueError(
-                f"cannot drop axis {axis} of a chunk grid {self.shape}: not of length 1"
-            )
-        return self._regridded(lambda grid: np.squeeze(grid, axis), lambda c: _without(c, axis))
+        return self._rearranged(removal(self.shape, axis))
 
     def with_inline(self, chunks: Mapping[ChunkCoords, bytes]) -> ChunkManifest:
         """A copy in which the chunks at these coordinates are stored inline with these bytes;
@@ -466,26 +448,12 @@ class ChunkManifest:
 
     # ------------------------------------------------------------------ internals
 
-    def _regridded(
-        self,
-        grid: Callable[[np.ndarray], np.ndarray],
-        coords: Callable[[ChunkCoords], ChunkCoords],
-    ) -> ChunkManifest:
-        """The same chunks on a rearranged grid: ``grid`` maps each column, ``coords`` each
-        inline chunk's coordinates."""
-        if self._flat is not None:  # the entries' positions mapped: no grid is allocated
-            shape = grid(np.broadcast_to(np.empty((), np.uint8), self._shape)).shape
-            cells = np.broadcast_arrays(*coords(np.unravel_index(self._flat, self._shape)))
-            inline = {coords(c): d for c, d in self._inline.items()}
-            parts = self._parts() | {"inline": inline}
-            chunks = np.ravel_multi_index(tuple(cells), shape)
-            return ChunkManifest.from_entries(shape=shape, chunks=chunks, **parts)
-        return self.replace(
-            path_index=grid(self._index),
-            offsets=grid(self._offsets),
-            lengths=grid(self._lengths),
-            inline={coords(c): d for c, d in self._inline.items()},
-        )
+    def _rearranged(self, move: Rearrangement) -> ChunkManifest:
+        """The same chunks on a grid whose axes moved (see ``manifest.axes``)."""
+        if self._flat is None:
+            return ChunkManifest(**rearranged_columns(self._parts(), move))
+        shape, chunks, parts = rearranged_entries(self._parts(), self._shape, self._flat, move)
+        return ChunkManifest.from_entries(shape=shape, chunks=chunks, **parts)
 
     def _parts(self) -> dict[str, Any]:
         """The constructor's parts (the columns are the entries' when sparse)."""
@@ -529,7 +497,3 @@ def _rebuild(
 
 def _block_extents(block: tuple[ChunkCoords, ChunkManifest]) -> dict[str, int]:
     return extents(block[1].paths, block[1].references())
-
-
-def _without(values: tuple[Any, ...], axis: int) -> tuple[Any, ...]:
-    return (*values[:axis], *values[axis + 1 :])

@@ -32,20 +32,25 @@ from zarr_manifest_store.scan import (
     tiff,
     zarr,
 )
-from zarr_manifest_store.scan.dmrpp import scan_dmrpp
-from zarr_manifest_store.scan.grib import scan_grib
-from zarr_manifest_store.scan.registry import ENTRY_POINT_GROUP, Folder, Format, Head, Registry
-from zarr_manifest_store.scan.tiff import scan_tiff
-from zarr_manifest_store.scan.zarr import scan_zarr
+from zarr_manifest_store.scan.registry import (
+    ENTRY_POINT_GROUP,
+    Deferred,
+    Folder,
+    Format,
+    Head,
+    Registry,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "REGISTRY",
+    "Deferred",
     "Folder",
     "Format",
     "Head",
     "scan",
     "scan_dmrpp",
+    "scan_fits",
     "scan_grib",
     "scan_tiff",
     "scan_zarr",
@@ -70,6 +75,19 @@ REGISTRY = Registry(
     }
 )
 """The formats :func:`scan` reads: the built-in ones, then those of entry points."""
+_DEFERRED = {
+    fmt.scan.__name__: fmt.scan
+    for fmt in REGISTRY.builtin.values()
+    if isinstance(fmt.scan, Deferred)
+}
+"""The built-in scanners imported on first use, by name: ``scan_fits``, ``scan_tiff``, ..."""
+
+
+def __getattr__(name: str) -> Any:
+    """``scan_fits``, ``scan_tiff``, ...: a deferred scanner, its module imported now."""
+    if name in _DEFERRED:
+        return _DEFERRED[name].function
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def scan(url: str | os.PathLike[str] | Mapping[str, Any], **options: Any) -> ManifestGroup:

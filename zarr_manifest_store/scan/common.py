@@ -1,10 +1,11 @@
 """What every scanner shares: refusing a dataset it cannot describe exactly, naming nodes
-the way Zarr allows, and splitting contiguous data into chunks."""
+the way Zarr allows, the names to drop, and splitting contiguous data into chunks."""
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
 from typing import Literal
 
 from zarr_manifest_store.errors import UnsupportedDatasetError
@@ -13,6 +14,7 @@ __all__ = [
     "CONTIGUOUS_CHUNK_BYTES",
     "Refusals",
     "Refused",
+    "dropped_names",
     "file_name",
     "rows_per_chunk",
     "zarr_name",
@@ -20,6 +22,13 @@ __all__ = [
 
 CONTIGUOUS_CHUNK_BYTES = 8 * 2**20
 """Default target size of the chunks that large uncompressed contiguous data is split into."""
+
+
+def dropped_names(drop_variables: str | Iterable[str] | None) -> set[str]:
+    """A scanner's ``drop_variables`` as a set of names (one name may come as a string)."""
+    if isinstance(drop_variables, str):
+        return {drop_variables}
+    return set(drop_variables or ())
 
 
 class Refused(Exception):

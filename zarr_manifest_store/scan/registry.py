@@ -8,11 +8,14 @@ formats and those other packages declare in the entry-point group
 ``zarr_manifest_store.formats`` (each entry point names a ``Format``), and
 identifies a source in three passes, so that no format pays for another's
 deeper look: signatures within the first bytes, then each format's ``sniff``,
-then signatures further in (which cost a read each).
+then signatures further in (which cost a read each). A format may name its
+scanner (:class:`Deferred`) instead of holding it, so that recognising a file
+imports none of the libraries that scanning it needs.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import inspect
 import os
@@ -30,7 +33,7 @@ from zarr_manifest_store.io.clients import store_key
 from zarr_manifest_store.io.paths import is_local, local_path
 from zarr_manifest_store.io.sources import Sources
 
-__all__ = ["ENTRY_POINT_GROUP", "HEAD_BYTES", "Folder", "Format", "Head", "Registry"]
+__all__ = ["ENTRY_POINT_GROUP", "HEAD_BYTES", "Deferred", "Folder", "Format", "Head", "Registry"]
 
 ENTRY_POINT_GROUP = "zarr_manifest_store.formats"
 """The entry-point group through which other packages add formats."""
@@ -72,11 +75,42 @@ class Folder:
 
 
 @dataclass(frozen=True)
+class Deferred:
+    """A scanner named by ``"module:function"``, imported when it is first called or its
+    signature is asked for: a format's libraries load when a file of it is scanned.
+
+    >>> scan_tiff = Deferred("zarr_manifest_store.scan.tiff.scanner:scan_tiff")
+    >>> scan_tiff.__name__, "storage_options" in inspect.signature(scan_tiff).parameters
+    ('scan_tiff', True)
+    """
+
+    target: str
+
+    @cached_property
+    def function(self) -> Callable[..., Any]:
+        """The scanner itself (its module imported)."""
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    @property
+    def __name__(self) -> str:  # what error messages call the scanner
+        return self.target.rpartition(":")[2]
+
+    @property
+    def __signature__(self) -> inspect.Signature:  # what ``inspect.signature`` reads
+        return inspect.signature(self.function)
+
+    def __call__(self, *args: Any, **options: Any) -> Any:
+        return self.function(*args, **options)
+
+
+@dataclass(frozen=True)
 class Format:
     """A format ``zms.scan`` reads: its scanner and how to recognise what it reads.
 
     ``scan(url, **options)`` returns a ManifestGroup (a mapping for the
-    formats that read mappings). ``description`` says what it reads, for the
+    formats that read mappings); a :class:`Deferred` scanner is imported when
+    first used. ``description`` says what it reads, for the
     message that refuses an unknown file. A file is recognised by one of its
     ``signatures`` at one of ``signature_offsets``, or by ``sniff(head)``;
     a folder by ``sniff_folder(folder)`` (``folder_description`` says what
@@ -88,7 +122,7 @@ class Format:
     """
 
     name: str
-    scan: Callable[..., ManifestGroup]
+    scan: Callable[..., ManifestGroup] | Deferred
     description: str
     signatures: tuple[bytes, ...] = ()
     signature_offsets: tuple[int, ...] = (0,)

@@ -20,9 +20,9 @@ from zarr_manifest_store.io.paths import is_local, local_path, source_path
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.scan import scan
 from zarr_manifest_store.store import ManifestStore
-from zarr_manifest_store.xarray.open import virtual_dataset
+from zarr_manifest_store.xarray.open import Opener, virtual_dataset
 
-__all__ = ["open_groups_as_dict", "open_virtual_datatree"]
+__all__ = ["open_groups_as_dict", "open_virtual_datatree", "virtual_groups"]
 
 
 def open_virtual_datatree(
@@ -50,38 +50,37 @@ def open_virtual_datatree(
     >>> tree["t2m"].data
     ManifestArray<shape=(24, 73, 144), dtype=float32, chunks=(6, 73, 144), references=4>
     """
-    groups = open_groups_as_dict(
-        url,
+    opener = Opener(
         group=group,
         drop_variables=drop_variables,
         loadable_variables=loadable_variables,
         decode_times=decode_times,
         storage_options=storage_options,
-        allow=allow,
-        **options,
+        scan_options=options,
     )
-    return xr.DataTree.from_dict(groups)
+    return xr.DataTree.from_dict(virtual_groups(url, opener, allow))
 
 
 def open_groups_as_dict(
-    url: str | os.PathLike[str],
-    *,
-    group: str | None = None,
-    drop_variables: str | Iterable[str] | None = None,
-    loadable_variables: Iterable[str] | None = None,
-    decode_times: Any = None,
-    storage_options: Mapping[str, Any] | None = None,
-    allow: Sequence[str] | None = None,
-    **options: Any,
+    url: str | os.PathLike[str], *, allow: Sequence[str] | None = None, **options: Any
 ) -> dict[str, xr.Dataset]:
-    """Each group as a virtual dataset, by its path in the tree (``"/"``, ``"/a"``, ``"/a/b"``)."""
+    """Each group as a virtual dataset, by its path in the tree (``"/"``, ``"/a"``, ``"/a/b"``);
+    ``options`` are :func:`open_virtual_datatree`'s (the ``virtual`` engine's ``xr.open_groups``)."""
+    return virtual_groups(url, Opener.of(options), allow)
+
+
+def virtual_groups(
+    url: str | os.PathLike[str], opener: Opener, allow: Sequence[str] | None = None
+) -> dict[str, xr.Dataset]:
+    """Each group of what ``url`` holds as ``opener`` opens a dataset, by its path in the tree."""
     path = os.fspath(url)
-    drop = [drop_variables] if isinstance(drop_variables, str) else list(drop_variables or ())
     if _is_document(path):
-        store = ManifestStore.open(path, allow=allow, storage_options=storage_options, **options)
+        store = ManifestStore.open(
+            path, allow=allow, storage_options=opener.storage_options, **opener.scan_options
+        )
         try:
-            root = _drop(_subgroup(store.root, group, path), drop)
-            return _datasets(root, loadable_variables, decode_times, storage_options, store.sources)
+            root = _drop(_subgroup(store.root, opener.group, path), opener.dropped)
+            return _datasets(root, opener, store.sources)
         finally:
             store.close()
     if allow is not None:
@@ -89,23 +88,24 @@ def open_groups_as_dict(
             f"allow= limits what a chunk-manifest document reads; {path!r} is a file to scan, "
             "which reads only itself: leave allow out"
         )
-    scanned = scan(path, drop_variables=drop, storage_options=storage_options, **options)
-    root = _subgroup(scanned, group, path)
-    groups = _datasets(root, loadable_variables, decode_times, storage_options, None)
+    scanned = scan(
+        path,
+        drop_variables=opener.dropped,
+        storage_options=opener.storage_options,
+        **opener.scan_options,
+    )
+    groups = _datasets(_subgroup(scanned, opener.group, path), opener, None)
     for ds in groups.values():
         ds.encoding["source"] = source_path(path)
     return groups
 
 
 def _datasets(
-    root: ManifestGroup,
-    loadable_variables: Iterable[str] | None,
-    decode_times: Any,
-    storage_options: Mapping[str, Any] | None,
-    sources: Sources | None,
+    root: ManifestGroup, opener: Opener, sources: Sources | None
 ) -> dict[str, xr.Dataset]:
     """One virtual dataset per group of ``root``, by tree path."""
-    load = None if loadable_variables is None else list(loadable_variables)
+    load = opener.loadable_variables
+    load = None if load is None else list(load)
     groups = [("/", root)] + [
         ("/" + path, node) for path, node in root.walk() if isinstance(node, ManifestGroup)
     ]
@@ -113,9 +113,10 @@ def _datasets(
         path: virtual_dataset(
             node,
             loadable_variables=None if load is None else [n for n in load if n in node.arrays],
-            decode_times=decode_times,
-            storage_options=storage_options,
+            decode_times=opener.decode_times,
+            storage_options=opener.storage_options,
             sources=sources,
+            max_index_elements=opener.max_index_elements,
         )
         for path, node in groups
     }

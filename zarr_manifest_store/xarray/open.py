@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -78,24 +78,37 @@ class Opener:
     Plain data, so that executors and worker processes can run it.
     """
 
-    group: str | None
-    drop_variables: str | Iterable[str] | None
-    loadable_variables: Iterable[str] | None
-    decode_times: Any
-    storage_options: Mapping[str, Any] | None
-    scan_options: Mapping[str, Any]
+    group: str | None = None
+    drop_variables: str | Iterable[str] | None = None
+    loadable_variables: Iterable[str] | None = None
+    decode_times: Any = None
+    storage_options: Mapping[str, Any] | None = None
+    scan_options: Mapping[str, Any] = field(default_factory=dict)
     max_index_elements: int = MAX_INDEX_ELEMENTS
 
     def __post_init__(self) -> None:
         refuse_virtualizarr_options(self.scan_options)
 
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> Opener:
+        """The opener of :func:`open_virtual_dataset`'s keyword ``options``; those it does
+        not name are the scanner's."""
+        named = {f.name for f in fields(cls)} - {"scan_options"}
+        rest = {k: v for k, v in options.items() if k not in named}
+        return cls(**{k: v for k, v in options.items() if k in named}, scan_options=rest)
+
+    @property
+    def dropped(self) -> list[str]:
+        """The names of ``drop_variables``, as a list."""
+        drop = self.drop_variables
+        return [drop] if isinstance(drop, str) else list(drop or ())
+
     def scan(self, url: str | os.PathLike[str]) -> ManifestGroup:
         """The file scanned into a group (the step that reads the file's layout)."""
-        drop = self.drop_variables
         return scan(
             url,
             group=self.group,
-            drop_variables=[drop] if isinstance(drop, str) else list(drop or ()),
+            drop_variables=self.dropped,
             storage_options=self.storage_options,
             **self.scan_options,
         )

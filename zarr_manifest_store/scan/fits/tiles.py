@@ -27,9 +27,9 @@ import numpy as np
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.cf import fill_value_attribute
+from zarr_manifest_store.format_codecs.rice import MISSING, RICE_CODEC_NAME, rice_available
 from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
 from zarr_manifest_store.ops.grid import chunk_grid
-from zarr_manifest_store.rice import MISSING, RICE_CODEC_NAME, rice_available
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.fits.images import Packing, array_metadata, packing
 

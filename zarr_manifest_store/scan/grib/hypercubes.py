@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.format_codecs.grib import CODEC_NAME
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
-from zarr_manifest_store.scan.grib.codec import CODEC_NAME
 from zarr_manifest_store.scan.grib.keys import Field
 
 __all__ = ["Message", "hypercubes"]

@@ -14,8 +14,8 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
-from zarr_manifest_store.scan.grib.codec import MISSING, eccodes
-from zarr_manifest_store.scan.grib.sections import Framing, identification_time
+from zarr_manifest_store.format_codecs.grib import MISSING, eccodes
+from zarr_manifest_store.format_codecs.grib_sections import Framing, identification_time
 
 __all__ = ["GLOBAL_KEYS", "Field", "header_signature", "look_up", "message_times"]
 

@@ -12,7 +12,7 @@ where the file has them: the rows past the image are never seen).
 Strips and tiles decode with Zarr's ``bytes`` codec, followed by
 ``numcodecs.zlib`` or ``zstd`` for Deflate or zstd, where that is exact; other
 compressions, predictors, JPEG and short strips with the
-:class:`~zarr_manifest_store.tiff_codec.TiffSegmentCodec`.
+:class:`~zarr_manifest_store.format_codecs.tiff.TiffSegmentCodec`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import numpy as np
 from zarr.dtype import parse_dtype
 
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.format_codecs.tiff import CODEC_NAME
 from zarr_manifest_store.manifest import MISSING, ChunkManifest, Fingerprint
 from zarr_manifest_store.scan.common import Refused
-from zarr_manifest_store.tiff_codec import CODEC_NAME
 
 __all__ = ["COMPRESSIONS", "Image", "image_array"]
 

@@ -6,7 +6,7 @@ decodes it into the big-endian integers of the array's data type, which zarr's `
 codec then reads, so that ``[bytes(big), zarr_manifest_store.fits_rice_1]`` describes
 such a tile. imagecodecs (the ``formats`` extra) does the decoding, into a buffer of
 exactly the chunk's element count: a stream that ends early or runs past it is refused.
-``registration.register`` registers the codec's name with zarr.
+zarr finds it through the package's ``zarr.codecs`` entry point.
 """
 
 from __future__ import annotations

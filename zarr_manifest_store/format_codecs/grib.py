@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 from zarr.abc.codec import ArrayBytesCodec
 
+from zarr_manifest_store.format_codecs.grib_sections import MessageError, frame
 from zarr_manifest_store.guards import ChunkRefused
-from zarr_manifest_store.scan.grib.sections import MessageError, frame
 
 if TYPE_CHECKING:
     from types import ModuleType

@@ -1,0 +1,11 @@
+"""The Zarr v3 codecs of the formats zarr lacks a codec for, each decoding within its chunk's size.
+
+- ``zarr_manifest_store.tiff_segment`` (:mod:`.tiff`): one TIFF strip or tile;
+- ``zarr_manifest_store.fits_rice_1`` (:mod:`.rice`): a FITS ``RICE_1`` tile;
+- ``zarr_manifest_store.grib`` (:mod:`.grib`, framing in :mod:`.grib_sections`): one
+  GRIB2 message.
+
+zarr finds each through the package's ``zarr.codecs`` entry points, under the name
+documents give it, and imports its module when a document first names it: nothing
+here is imported with the package, and plain zarr-python reads such documents too.
+"""
