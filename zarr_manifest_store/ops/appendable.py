@@ -19,13 +19,20 @@ from zarr_manifest_store.ops.grid import Edges, chunk_grid
 from zarr_manifest_store.ops.numpy_api import concat
 
 __all__ = [
+    "OVERLAP_CHOICES",
     "check_continues",
     "check_unchanged_encoding",
     "check_whole_last_chunk",
     "dimensions",
     "grown",
+    "overlap",
     "stand_in",
+    "truncated",
 ]
+
+OVERLAP_CHOICES = ("raise", "replace")
+"""What an append does with new labels that repeat the stored coordinate's last ones:
+refuse them (the default), or replace the stored tail they repeat."""
 
 
 def dimensions(
@@ -78,6 +85,29 @@ def grown(
     whole[axis] = edges[axis][:-1] + chunk_sizes(joined)[axis]
     document = joined.to_dict()
     document.update(shape=shape, chunk_grid=chunk_grid(whole, shape))
+    return parse_array_metadata(document)
+
+
+def truncated(name: str, stored: ArrayV3Metadata, axis: int, length: int) -> ArrayV3Metadata:
+    """The stored array's metadata cut to its first ``length`` elements along ``axis``, which
+    must end at one of its chunk boundaries (a replaced tail is whole chunks)."""
+    edges = chunk_sizes(stored)
+    ends = np.cumsum((0, *edges[axis]))
+    if length == stored.shape[axis]:
+        return stored
+    if length not in ends[:-1]:
+        raise ValueError(
+            f"cannot replace the tail of array {name!r}: the replaced part would start at "
+            f"element {length} along axis {axis}, inside a chunk (its chunks end at "
+            f"{ends[1:][-4:].tolist()}...); only whole chunks can be replaced. Nothing was written"
+        )
+    kept = int(np.searchsorted(ends, length))
+    shape = list(stored.shape)
+    shape[axis] = length
+    cut = list(edges)
+    cut[axis] = edges[axis][:kept]
+    document = stored.to_dict()
+    document.update(shape=shape, chunk_grid=chunk_grid(cut, shape))
     return parse_array_metadata(document)
 
 
@@ -136,3 +166,67 @@ def check_continues(
         f"({files or describe_sources(new.manifest)}) holds {values[:3].tolist()}...; parts must follow "
         "each other without overlap, in the same direction. Nothing was written"
     )
+
+
+def overlap(
+    name: str,
+    stored_tail: np.ndarray,
+    values: np.ndarray,
+    dim: str,
+    new: ManifestArray,
+    where: str,
+    files: str | None = None,
+    on_overlap: str = "raise",
+) -> int:
+    """How many of the stored coordinate's last labels the new part replaces (0: none).
+
+    ``stored_tail`` holds the stored coordinate's last values (at least as many as the new
+    part has, or all). New labels that do not lie past the stored ones overlap them: refused
+    by default, naming them; with ``on_overlap="replace"`` they must repeat the stored last
+    labels exactly, which the new part then replaces. The rest must continue monotonically.
+    """
+    if on_overlap not in OVERLAP_CHOICES:
+        raise ValueError(f"on_overlap must be one of {OVERLAP_CHOICES}, got {on_overlap!r}")
+    count = _overlapping(stored_tail, values)
+    if count == 0:
+        check_continues(name, stored_tail, values, dim, new, where, files)
+        return 0
+    repeated = stored_tail[-count:]
+    source = files or describe_sources(new.manifest)
+    if on_overlap == "raise":
+        raise ValueError(
+            f"cannot append: coordinate {name!r} does not continue along {dim!r}: the new part "
+            f"({source}) overlaps {where}: it starts at {_labels(values[:1])}, and the stored "
+            f"coordinate ends with {_labels(repeated)} ({count} overlapping label(s)); pass "
+            "on_overlap='replace' to replace the stored ones with the new part "
+            "(--on-overlap replace on the command line). Nothing was written"
+        )
+    if count > len(values) or not np.array_equal(
+        values[:count], repeated, equal_nan=values.dtype.kind in "fc"
+    ):
+        raise ValueError(
+            f"cannot replace: the new part ({source}) overlaps coordinate {name!r} of {where} "
+            f"along {dim!r}, but its first labels {_labels(values[:count])} are not the stored "
+            f"last ones {_labels(repeated)}; replacing needs the overlapping labels to repeat "
+            "the end of the stored coordinate exactly. Nothing was written"
+        )
+    check_continues(name, stored_tail[:-count], values, dim, new, where, files)
+    return count
+
+
+def _overlapping(stored_tail: np.ndarray, values: np.ndarray) -> int:
+    """How many of the stored last values the new ones do not lie past (in the direction of
+    the stored values, or of the new ones)."""
+    if not len(stored_tail) or not len(values):
+        return 0
+    both = stored_tail if len(stored_tail) > 1 else values
+    falling = len(both) > 1 and bool(both[-1] < both[-2])
+    first = values[0]
+    reached = stored_tail <= first if falling else stored_tail >= first
+    return int(reached.sum()) if reached.any() else 0
+
+
+def _labels(values: np.ndarray, shown: int = 4) -> str:
+    text = values[:shown].tolist()
+    more = f" ... ({len(values)} in all)" if len(values) > shown else ""
+    return f"{text}{more}"

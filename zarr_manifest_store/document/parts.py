@@ -1,0 +1,208 @@
+"""Manifests in parts: one array's references held by several manifests, end to end along an axis.
+
+An append adds a part (a JSON or columnar manifest of the new chunks only, in the
+array's ``parts/`` folder) and rewrites only the metadata that lists the parts. No
+part is ever changed, so a reader that opened the document before an append keeps
+reading exactly the parts it listed. A part may give the array fewer chunks than it
+holds (``used``): the others were replaced by a later part.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from zarr_manifest_store.document import wire
+from zarr_manifest_store.document.assembly import Limits
+from zarr_manifest_store.document.lazy import LazyChunkManifest
+from zarr_manifest_store.errors import ManifestError
+from zarr_manifest_store.io.fingerprints import differences
+from zarr_manifest_store.manifest import (
+    ChunkCoords,
+    ChunkManifest,
+    ChunkRef,
+    Fingerprint,
+    grid_size,
+)
+
+__all__ = ["Part", "PartedChunkManifest", "PartsLoader", "part_grid"]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part as read: where its chunks start along the axis, how many it gives, its manifest
+    (over the part's own grid, read lazily)."""
+
+    start: int
+    rows: int
+    manifest: LazyChunkManifest
+
+
+def part_grid(grid: tuple[int, ...], axis: int, extent: int) -> tuple[int, ...]:
+    """The chunk grid of a part ``extent`` chunks long along ``axis`` of an array's ``grid``."""
+    return tuple(extent if k == axis else n for k, n in enumerate(grid))
+
+
+@dataclass
+class PartsLoader:
+    """An array's manifest in parts: each part read by its own loader, the whole put together
+    along ``axis``."""
+
+    where: str
+    grid: tuple[int, ...]
+    axis: int
+    parts: list[Part]
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def max_dense_chunks(self) -> int:
+        return self.limits.max_dense_chunks
+
+    def block_shape(self) -> None:
+        return None  # PartedChunkManifest serves chunks from the parts themselves
+
+    def block(self, block: tuple[int, ...]) -> ChunkManifest:
+        raise NotImplementedError("a manifest in parts is read part by part")
+
+    def paths(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p for part in self.parts for p in part.manifest.paths))
+
+    def fingerprints(self) -> dict[str, Fingerprint]:
+        """Every part's fingerprints; two parts recording one source differently are refused."""
+        merged: dict[str, Fingerprint] = {}
+        for part in self.parts:
+            for path, fingerprint in part.manifest.fingerprints.items():
+                known = merged.setdefault(path, fingerprint)
+                if diff := differences(known, fingerprint):
+                    raise ManifestError(
+                        f"{self.where}: the parts record source {path!r} with fingerprints "
+                        f"that cannot both hold ({diff}); a source has one fingerprint"
+                    )
+        return merged
+
+    def load(self) -> ChunkManifest:
+        """The whole manifest: every part loaded, cut to the chunks it gives, laid end to end."""
+        if grid_size(self.grid) > self.limits.max_dense_chunks:
+            raise ManifestError(
+                f"{self.where}: the manifest's grid of {grid_size(self.grid):,} chunks in "
+                f"{len(self.parts)} parts is larger than max_dense_chunks="
+                f"{self.limits.max_dense_chunks:,}; pass a larger max_dense_chunks to "
+                f"ManifestStore.open to load it whole (reading chunks, verify and info read it "
+                f"part by part)"
+            )
+        pieces = [_cut(part.manifest.load(), self.axis, part.rows) for part in self.parts]
+        table = {p for piece in pieces for p in piece.paths}
+        fingerprints = {p: f for p, f in self.fingerprints().items() if p in table}
+        try:
+            return ChunkManifest.concat(pieces, self.axis, fingerprints=fingerprints)
+        except ValueError as e:
+            raise ManifestError(f"{self.where}: {e}") from None
+
+
+class PartedChunkManifest(LazyChunkManifest):
+    """A :class:`LazyChunkManifest` in parts: a chunk is served by the part that holds it, which
+    reads at most its block; anything about the whole loads every part."""
+
+    __slots__ = ("_starts",)
+
+    def __init__(self, loader: PartsLoader) -> None:
+        super().__init__(loader)
+        self._starts = [part.start for part in loader.parts]
+
+    def _parts(self) -> list[Part]:
+        loader = self._loader
+        assert isinstance(loader, PartsLoader)
+        return loader.parts
+
+    def get(self, coords: ChunkCoords) -> ChunkRef | bytes | None:
+        """The chunk at ``coords``, from the part that holds it."""
+        if self.loaded:
+            return super().get(coords)
+        coords = tuple(int(c) for c in coords)
+        if len(coords) != len(self._grid) or not all(
+            0 <= c < n for c, n in zip(coords, self._grid, strict=True)
+        ):
+            raise IndexError(f"chunk {coords} lies outside the chunk grid {self._grid}")
+        axis = self._axis
+        part = self._parts()[bisect.bisect_right(self._starts, coords[axis]) - 1]
+        local = tuple(c - part.start if k == axis else c for k, c in enumerate(coords))
+        return part.manifest.get(local)
+
+    @property
+    def _axis(self) -> int:
+        loader = self._loader
+        assert isinstance(loader, PartsLoader)
+        return loader.axis
+
+    def blocks(self) -> Iterator[tuple[ChunkCoords, ChunkManifest]]:
+        """Each part's stored blocks in turn (cut to the chunks the part gives), one at a time."""
+        if self.loaded:
+            yield from super().blocks()
+            return
+        axis = self._axis
+        for part in self._parts():
+            for origin, block in part.manifest.blocks():
+                if origin[axis] >= part.rows:
+                    continue
+                block = _cut(block, axis, part.rows - origin[axis])
+                yield tuple(o + part.start if k == axis else o for k, o in enumerate(origin)), block
+
+    def __reduce__(self) -> tuple[object, ...]:
+        if self.loaded:
+            return ChunkManifest.__reduce__(self)
+        return PartedChunkManifest, (self._loader,)
+
+
+def _cut(manifest: ChunkManifest, axis: int, rows: int) -> ChunkManifest:
+    """``manifest`` without its chunks past ``rows`` along ``axis``."""
+    if manifest.shape[axis] <= rows:
+        return manifest
+    positions = [np.arange(rows if k == axis else n) for k, n in enumerate(manifest.shape)]
+    return manifest.take(positions)
+
+
+def check_parts(
+    config: wire.TransformerConfig, grid: tuple[int, ...], where: str, at: str
+) -> tuple[int, list[wire.ManifestPart]]:
+    """The axis and parts of a ``parts`` configuration, checked against the array's ``grid``."""
+    parts, axis = config.parts, config.axis
+    if parts is None or axis is None:
+        raise ManifestError(f"{where}: field {at}: the parts encoding needs 'axis' and 'parts'")
+    if config.sources:
+        raise ManifestError(
+            f"{where}: field {wire.join(at, 'sources')}: a manifest in parts records each part's "
+            "fingerprints with the part"
+        )
+    if axis >= len(grid):
+        raise ManifestError(
+            f"{where}: field {wire.join(at, 'axis')}: {axis} is not an axis of the "
+            f"{len(grid)}-dimensional chunk grid"
+        )
+    if not parts or len(parts) > wire.MAX_PARTS:
+        raise ManifestError(
+            f"{where}: field {wire.join(at, 'parts')}: {len(parts)} parts; a manifest has 1 to "
+            f"MAX_PARTS={wire.MAX_PARTS} parts (fixed by the specification, "
+            "zarr_manifest_store.document.wire.MAX_PARTS): write the document anew to merge them"
+        )
+    for i, part in enumerate(parts):
+        field = wire.join(at, f"parts[{i}]")
+        if part.used is not None and part.used > part.extent:
+            raise ManifestError(
+                f"{where}: field {field}.used: {part.used} is more than the part's extent "
+                f"{part.extent}"
+            )
+        if part.encoding == "columnar" and part.sources:
+            raise ManifestError(
+                f"{where}: field {field}.sources: a columnar part records fingerprints in its "
+                "manifest group"
+            )
+    total = sum(part.rows for part in parts)
+    if total != grid[axis]:
+        raise ManifestError(
+            f"{where}: field {wire.join(at, 'parts')}: the parts give {total} chunks along axis "
+            f"{axis}, the chunk grid has {grid[axis]}"
+        )
+    return axis, parts
