@@ -27,6 +27,7 @@ from zarr_manifest_store._zarr import ArrayV3Metadata
 from zarr_manifest_store.array import ManifestArray, grid_shape
 from zarr_manifest_store.document import wire
 from zarr_manifest_store.document.grow import grow_parts
+from zarr_manifest_store.document.lazy import LazyChunkManifest
 from zarr_manifest_store.document.location import Location
 from zarr_manifest_store.document.read import read_document
 from zarr_manifest_store.document.write import PathWriter, document_json
@@ -224,6 +225,8 @@ def _check_same_values(
 def _values(array: ManifestArray, sources: Sources, *, last: int | None = None) -> np.ndarray:
     """The stored (encoded) values of an array; with ``last``, only those of the chunks along
     axis 0 that hold its last ``last`` elements (reading only those chunks' references)."""
+    manifest = array.manifest
+    chunk_at = manifest.peek if isinstance(manifest, LazyChunkManifest) else manifest.get
     sizes = array.chunk_sizes
     starts = [np.concatenate([[0], np.cumsum(s)]).astype(int) for s in sizes]
     grid = array.manifest.shape
@@ -236,7 +239,7 @@ def _values(array: ManifestArray, sources: Sources, *, last: int | None = None) 
     out = np.full(shape, array.fill_value, dtype=array.dtype)
     ranges = [range(first, n) if k == 0 else range(n) for k, n in enumerate(grid)]
     for coords in itertools.product(*ranges):
-        chunk = array.manifest.get(coords)
+        chunk = chunk_at(coords)
         if chunk is None:
             continue
         raw = chunk if isinstance(chunk, bytes) else _read(sources, chunk)

@@ -26,6 +26,7 @@ from zarr_manifest_store.manifest import (
     INLINE,
     MAX_END,
     ChunkManifest,
+    ChunkRef,
     Fingerprint,
     chunk_key,
     parse_chunk_key,
@@ -226,6 +227,21 @@ class JsonLoader:
             raise ManifestError(f"{self.where}: {e}") from None
         check_sizes(manifest, self.where, None)
         return manifest
+
+    def entry(self, coords: tuple[int, ...]) -> ChunkRef | bytes | None:
+        """One chunk, the file decoded but no manifest built (cheaper than ``load`` for one)."""
+        entries = wire.decode(
+            self.resolver.location.read(self.key), dict[str, wire.JsonEntry], self.where
+        )
+        key = chunk_key(coords)
+        entry = entries.get(key)
+        if entry is None:
+            return None
+        if entry.data is not UNSET:
+            return self._base64(key, entry.data)
+        if entry.path is UNSET or entry.offset is UNSET or entry.length is UNSET:
+            raise ManifestError(f"{self.where}: chunk {key!r}: needs path, offset and length")
+        return ChunkRef(self.resolver.resolve(entry.path, self.key), entry.offset, entry.length)
 
     def _coords(self, key: str) -> tuple[int, ...]:
         """The grid coordinates of a chunk key, checked to be canonical and in the grid."""

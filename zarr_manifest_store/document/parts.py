@@ -126,10 +126,21 @@ class PartedChunkManifest(LazyChunkManifest):
             0 <= c < n for c, n in zip(coords, self._grid, strict=True)
         ):
             raise IndexError(f"chunk {coords} lies outside the chunk grid {self._grid}")
+        part, local = self._locate(coords)
+        return part.manifest.get(local)
+
+    def _locate(self, coords: ChunkCoords) -> tuple[Part, ChunkCoords]:
+        """The part holding the chunk at ``coords`` (inside the grid), and its place in it."""
         axis = self._axis
         part = self._parts()[bisect.bisect_right(self._starts, coords[axis]) - 1]
-        local = tuple(c - part.start if k == axis else c for k, c in enumerate(coords))
-        return part.manifest.get(local)
+        return part, tuple(c - part.start if k == axis else c for k, c in enumerate(coords))
+
+    def peek(self, coords: ChunkCoords) -> ChunkRef | bytes | None:
+        """The chunk at ``coords`` read once, from the part that holds it (see ``get``)."""
+        if self.loaded:
+            return super().get(coords)
+        part, local = self._locate(coords)
+        return part.manifest.peek(local)
 
     @property
     def _axis(self) -> int:

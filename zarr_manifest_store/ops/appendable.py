@@ -71,6 +71,15 @@ def grown(
     stay; a misfit raises ``ValueError`` naming the array.
     """
     check_whole_last_chunk(name, stored, axis)
+    step = _regular_step(stored, axis)
+    if step is not None and stored.shape[axis]:  # no list of every chunk's size
+        tail = _with_length(stored, axis, step)
+        try:
+            joined = concat([stand_in(tail, label), new], axis).metadata
+        except ValueError as e:
+            raise ValueError(f"cannot append to array {name!r}: {e}") from None
+        if _regular_step(joined, axis) == step:
+            return _with_length(joined, axis, stored.shape[axis] + new.shape[axis])
     edges = chunk_sizes(stored)
     tail = stored if not edges[axis] else _last_chunk(stored, edges, axis)
     try:
@@ -88,9 +97,27 @@ def grown(
     return parse_array_metadata(document)
 
 
+def _regular_step(metadata: ArrayV3Metadata, axis: int) -> int | None:
+    """The chunk size along ``axis`` of a regular grid; None for a rectilinear one."""
+    grid = metadata.chunk_grid.to_dict()
+    if grid["name"] != "regular":  # type: ignore[index]
+        return None
+    return int(grid["configuration"]["chunk_shape"][axis])  # type: ignore[index]
+
+
+def _with_length(metadata: ArrayV3Metadata, axis: int, length: int) -> ArrayV3Metadata:
+    """A regular grid's array metadata with ``length`` elements along ``axis``."""
+    document = metadata.to_dict()
+    document["shape"] = [length if k == axis else n for k, n in enumerate(metadata.shape)]
+    return parse_array_metadata(document)
+
+
 def truncated(name: str, stored: ArrayV3Metadata, axis: int, length: int) -> ArrayV3Metadata:
     """The stored array's metadata cut to its first ``length`` elements along ``axis``, which
     must end at one of its chunk boundaries (a replaced tail is whole chunks)."""
+    step = _regular_step(stored, axis)
+    if step is not None and length % step == 0 and length < stored.shape[axis]:
+        return _with_length(stored, axis, length)
     edges = chunk_sizes(stored)
     ends = np.cumsum((0, *edges[axis]))
     if length == stored.shape[axis]:
@@ -124,11 +151,16 @@ def _last_chunk(stored: ArrayV3Metadata, edges: Edges, axis: int) -> ArrayV3Meta
 
 def check_whole_last_chunk(name: str, stored: ArrayV3Metadata, axis: int) -> None:
     """Refuse to grow an array whose last chunk along ``axis`` is stored partly empty."""
-    sizes = chunk_sizes(stored)[axis]
-    if sizes and sum(sizes) != stored.shape[axis]:
+    step = _regular_step(stored, axis)
+    if step is not None:
+        whole, size = stored.shape[axis] % step == 0, step
+    else:
+        sizes = chunk_sizes(stored)[axis]
+        whole, size = not sizes or sum(sizes) == stored.shape[axis], sizes[-1] if sizes else 0
+    if not whole:
         raise ValueError(
             f"cannot append to array {name!r}: its length {stored.shape[axis]} along axis "
-            f"{axis} is not a multiple of its chunk size {sizes[-1]}, so its last chunk is "
+            f"{axis} is not a multiple of its chunk size {size}, so its last chunk is "
             "stored at full size; chunks cannot follow it. Rewrite the array with a chunk size "
             "that divides its length"
         )
