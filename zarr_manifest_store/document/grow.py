@@ -10,8 +10,7 @@ keeps reading them.
 
 from __future__ import annotations
 
-import datetime
-import secrets
+import hashlib
 from typing import Any
 
 import msgspec
@@ -50,12 +49,14 @@ def grow_parts(
         )
     written = writer.columns(part)
     merged_sources(_recorded(writer, name, parts), written.sources, where)
-    key = f"{wire.PARTS_FOLDER}/{_part_name()}"
     if encoding == "json":
-        key += ".json"
-        files = {f"{name}/{key}": json_manifest(written)}
+        data = json_manifest(written)
+        key = f"{wire.PARTS_FOLDER}/{_part_name({'': data})}.json"
+        files = {f"{name}/{key}": data}
     else:
-        files = columnar.encode(written, f"{name}/{key}")
+        encoded = columnar.encode(written, "")
+        key = f"{wire.PARTS_FOLDER}/{_part_name(encoded)}"
+        files = {f"{name}/{key}{k}": v for k, v in encoded.items()}
     sources = written.sources if encoding == "json" else {}
     parts.append(wire.ManifestPart(key, encoding, part.shape[axis], sources=sources))
     new = {
@@ -129,8 +130,11 @@ def _recorded(
     return recorded
 
 
-def _part_name() -> str:
-    """A new part's name: when it was written, and a random suffix (names are never reused, so
-    a reader holding the old list never finds another part under a name it knows)."""
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{stamp}-{secrets.token_hex(4)}"
+def _part_name(files: dict[str, bytes]) -> str:
+    """A new part's name: a digest of its files, so that a name never holds two contents (a
+    reader holding an old list of parts never finds other references under a name it knows)."""
+    digest = hashlib.sha256()
+    for key in sorted(files):
+        digest.update(f"{len(key)}:{key}:{len(files[key])}:".encode())
+        digest.update(files[key])
+    return digest.hexdigest()[:24]
