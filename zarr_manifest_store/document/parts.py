@@ -38,7 +38,7 @@ class Part:
 
     start: int
     rows: int
-    manifest: LazyChunkManifest
+    manifest: ChunkManifest  # a LazyChunkManifest until it is pickled loaded
 
 
 def part_grid(grid: tuple[int, ...], axis: int, extent: int) -> tuple[int, ...]:
@@ -93,7 +93,7 @@ class PartsLoader:
                 f"ManifestStore.open to load it whole (reading chunks, verify and info read it "
                 f"part by part)"
             )
-        pieces = [_cut(part.manifest.load(), self.axis, part.rows) for part in self.parts]
+        pieces = [_cut(_loaded(part.manifest), self.axis, part.rows) for part in self.parts]
         table = {p for piece in pieces for p in piece.paths}
         fingerprints = {p: f for p, f in self.fingerprints().items() if p in table}
         try:
@@ -140,7 +140,10 @@ class PartedChunkManifest(LazyChunkManifest):
         if self.loaded:
             return super().get(coords)
         part, local = self._locate(coords)
-        return part.manifest.peek(local)
+        manifest = part.manifest
+        return (
+            manifest.peek(local) if isinstance(manifest, LazyChunkManifest) else manifest.get(local)
+        )
 
     @property
     def _axis(self) -> int:
@@ -165,6 +168,10 @@ class PartedChunkManifest(LazyChunkManifest):
         if self.loaded:
             return ChunkManifest.__reduce__(self)
         return PartedChunkManifest, (self._loader,)
+
+
+def _loaded(manifest: ChunkManifest) -> ChunkManifest:
+    return manifest.load() if isinstance(manifest, LazyChunkManifest) else manifest
 
 
 def _cut(manifest: ChunkManifest, axis: int, rows: int) -> ChunkManifest:
