@@ -75,6 +75,10 @@ def test_a_many_part_manifest_reads_verifies_loads_and_pickles(tmp_path, encodin
     assert dict(copy.load().items()) == items == dict(manifest.load().items())
     loaded = zms.ManifestStore.open(url, allow=[str(tmp_path)], load=True)
     xr.testing.assert_identical(xr.open_zarr(loaded, consolidated=False).load(), expected(files))
+    merged = tmp_path / "merged.zarr"  # written anew: one manifest per array again
+    zms.write_manifest(zms.scan(str(url), allow=[str(tmp_path)]), merged, encoding=encoding)
+    assert "parts" not in (merged / "t2m" / "zarr.json").read_text()
+    xr.testing.assert_identical(opened(merged, tmp_path), expected(files))
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
