@@ -79,6 +79,10 @@ def test_a_many_part_manifest_reads_verifies_loads_and_pickles(tmp_path, encodin
     zms.write_manifest(zms.scan(str(url), allow=[str(tmp_path)]), merged, encoding=encoding)
     assert "parts" not in (merged / "t2m" / "zarr.json").read_text()
     xr.testing.assert_identical(opened(merged, tmp_path), expected(files))
+    zms.write_manifest(zms.scan(str(merged), allow=[str(tmp_path)]), url, mode="w")
+    parts = (url / "t2m" / wire.PARTS_FOLDER).rglob("*")
+    assert not [p for p in parts if p.is_file()]  # replaced: its parts removed
+    xr.testing.assert_identical(opened(url, tmp_path), expected(files))
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
