@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-import zarr
 from test_icechunk import packed_files
 from xarray_files import daily_files
 
