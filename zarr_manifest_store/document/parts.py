@@ -106,16 +106,12 @@ class PartedChunkManifest(LazyChunkManifest):
     """A :class:`LazyChunkManifest` in parts: a chunk is served by the part that holds it, which
     reads at most its block; anything about the whole loads every part."""
 
-    __slots__ = ("_starts",)
+    __slots__ = ("_parted", "_starts")
 
     def __init__(self, loader: PartsLoader) -> None:
         super().__init__(loader)
+        self._parted = loader
         self._starts = [part.start for part in loader.parts]
-
-    def _parts(self) -> list[Part]:
-        loader = self._loader
-        assert isinstance(loader, PartsLoader)
-        return loader.parts
 
     def get(self, coords: ChunkCoords) -> ChunkRef | bytes | None:
         """The chunk at ``coords``, from the part that holds it."""
@@ -131,8 +127,8 @@ class PartedChunkManifest(LazyChunkManifest):
 
     def _locate(self, coords: ChunkCoords) -> tuple[Part, ChunkCoords]:
         """The part holding the chunk at ``coords`` (inside the grid), and its place in it."""
-        axis = self._axis
-        part = self._parts()[bisect.bisect_right(self._starts, coords[axis]) - 1]
+        axis = self._parted.axis
+        part = self._parted.parts[bisect.bisect_right(self._starts, coords[axis]) - 1]
         return part, tuple(c - part.start if k == axis else c for k, c in enumerate(coords))
 
     def peek(self, coords: ChunkCoords) -> ChunkRef | bytes | None:
@@ -145,19 +141,13 @@ class PartedChunkManifest(LazyChunkManifest):
             manifest.peek(local) if isinstance(manifest, LazyChunkManifest) else manifest.get(local)
         )
 
-    @property
-    def _axis(self) -> int:
-        loader = self._loader
-        assert isinstance(loader, PartsLoader)
-        return loader.axis
-
     def blocks(self) -> Iterator[tuple[ChunkCoords, ChunkManifest]]:
         """Each part's stored blocks in turn (cut to the chunks the part gives), one at a time."""
         if self.loaded:
             yield from super().blocks()
             return
-        axis = self._axis
-        for part in self._parts():
+        axis = self._parted.axis
+        for part in self._parted.parts:
             for origin, block in part.manifest.blocks():
                 if origin[axis] >= part.rows:
                     continue
@@ -167,7 +157,7 @@ class PartedChunkManifest(LazyChunkManifest):
     def __reduce__(self) -> tuple[object, ...]:
         if self.loaded:
             return ChunkManifest.__reduce__(self)
-        return PartedChunkManifest, (self._loader,)
+        return PartedChunkManifest, (self._parted,)
 
 
 def _loaded(manifest: ChunkManifest) -> ChunkManifest:
