@@ -676,6 +676,18 @@ def invalid_cases() -> Iterator[tuple[str, str, Callable[[Case], None]]]:
         "a part that gives more chunks than it holds",
         refused(INVALID, "json", in_parts(used=3)),
     )
+    def two_parts_one_manifest(case: Case) -> None:
+        part = {"manifest": "manifest.json", "encoding": "json", "extent": 2, "used": 1}
+        in_parts(used=1)(case)
+        case.array_json(
+            "a", lambda m: m["storage_transformers"][0]["configuration"]["parts"].append(part)
+        )
+
+    yield (
+        "invalid-parts-same-manifest",
+        "two parts that name one manifest",
+        refused(INVALID, "json", two_parts_one_manifest),
+    )
     yield (
         "forbidden-part-location",
         "a part whose manifest is named with '..'",

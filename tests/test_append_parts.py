@@ -16,6 +16,7 @@ from xarray_files import daily_files
 import zarr_manifest_store as zms
 from zarr_manifest_store.cli import main
 from zarr_manifest_store.document import wire
+from zarr_manifest_store.document.lazy import MAX_CACHED_BLOCKS
 from zarr_manifest_store.document.location import Location
 from zarr_manifest_store.ops.appendable import overlap
 
@@ -83,6 +84,25 @@ def test_a_many_part_manifest_reads_verifies_loads_and_pickles(tmp_path, encodin
     parts = (url / "t2m" / wire.PARTS_FOLDER).rglob("*")
     assert not [p for p in parts if p.is_file()]  # replaced: its parts removed
     xr.testing.assert_identical(opened(url, tmp_path), expected(files))
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_serving_many_parts_holds_a_bounded_cache_of_their_blocks(tmp_path, encoding):
+    """Chunks are served from the parts' blocks through one cache of MAX_CACHED_BLOCKS; with
+    the whole manifest too large to hold, nothing more is kept."""
+    files = daily_files(tmp_path / "data", (2,) * 24, time_chunk=1)
+    url = document(tmp_path, files, encoding)
+    for file in files[1:]:
+        append(url, file)
+    expected_refs = dict(
+        zms.ManifestStore.open(url, allow=[str(tmp_path)]).root["t2m"].manifest.items()
+    )
+    store = zms.ManifestStore.open(url, allow=[str(tmp_path)], max_dense_chunks=8)
+    manifest = store.root["t2m"].manifest
+    got = {c: manifest.get(c) for c in expected_refs}
+    assert got == expected_refs
+    assert not manifest.loaded
+    assert len(manifest._blocks) <= MAX_CACHED_BLOCKS
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
@@ -187,6 +207,7 @@ def test_more_parts_than_the_limit_are_refused_naming_it(parted):
         (lambda c: c["parts"][1].update(used=1), zms.ManifestError, "give 3 chunks"),
         (lambda c: c["parts"][1].update(used=3), zms.ManifestError, "more than the part's extent"),
         (lambda c: c.update(axis=3), zms.ManifestError, "not an axis"),
+        (lambda c: c["parts"][1].update(manifest="manifest.json"), zms.ManifestError, "earlier"),
         (lambda c: c["parts"][1].update(extent=2**40, used=2), zms.ManifestError, "max_chunks"),
         (lambda c: c.update(sources={}) or c.pop("axis"), zms.ManifestError, "'axis' and 'parts'"),
     ],

@@ -112,6 +112,9 @@ function readParts(config: JsonObject, where: string): { axis: number; parts: Pa
 /** The parts must give exactly the grid's chunks along their axis, each part's grid bounded. */
 function checkParts(spec: { axis: number; parts: PartSpec[] }, grid: number[], maxChunks: number, where: string): void {
   if (spec.axis >= grid.length) throw new ManifestError(`${where}: configuration.axis ${spec.axis} is not an axis of the chunk grid`);
+  if (new Set(spec.parts.map((part) => part.manifest)).size !== spec.parts.length) {
+    throw new ManifestError(`${where}: two parts name one manifest; each part has its own`);
+  }
   const total = spec.parts.reduce((sum, part) => sum + part.used, 0);
   if (total !== grid[spec.axis]) throw new ManifestError(`${where}: the parts give ${total} chunks along axis ${spec.axis}, the grid has ${grid[spec.axis]}`);
   for (const part of spec.parts) {

@@ -17,7 +17,8 @@ import numpy as np
 
 from zarr_manifest_store.document import wire
 from zarr_manifest_store.document.assembly import Limits
-from zarr_manifest_store.document.lazy import LazyChunkManifest
+from zarr_manifest_store.document.lazy import MAX_CACHED_BLOCKS, LazyChunkManifest
+from zarr_manifest_store.document.loaders import ColumnarLoader, JsonLoader
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.io.fingerprints import differences
 from zarr_manifest_store.manifest import (
@@ -31,14 +32,34 @@ from zarr_manifest_store.manifest import (
 __all__ = ["Part", "PartedChunkManifest", "PartsLoader", "part_grid"]
 
 
+PartLoader = JsonLoader | ColumnarLoader
+
+
 @dataclass(frozen=True)
 class Part:
-    """One part as read: where its chunks start along the axis, how many it gives, its manifest
-    (over the part's own grid, read lazily)."""
+    """One part as read: where its chunks start along the axis, how many it gives, and the
+    loader of its manifest (over the part's own grid)."""
 
     start: int
     rows: int
-    manifest: ChunkManifest  # a LazyChunkManifest until it is pickled loaded
+    loader: PartLoader
+
+    def blocks(self) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """``(index, origin)`` of each stored block of the part (a JSON part is one block),
+        origins in the part's grid."""
+        shape = self.loader.block_shape()
+        if shape is None:
+            yield (), (0,) * len(self.loader.grid)
+            return
+        counts = (-(-n // b) for n, b in zip(self.loader.grid, shape, strict=True))
+        for index in np.ndindex(*counts):
+            yield index, tuple(i * b for i, b in zip(index, shape, strict=True))
+
+    def block(self, index: tuple[int, ...]) -> ChunkManifest:
+        """One stored block of the part (for a JSON part, all of it)."""
+        if self.loader.block_shape() is None:
+            return self.loader.load()
+        return self.loader.block(index)
 
 
 def part_grid(grid: tuple[int, ...], axis: int, extent: int) -> tuple[int, ...]:
@@ -62,19 +83,23 @@ class PartsLoader:
         return self.limits.max_dense_chunks
 
     def block_shape(self) -> None:
-        return None  # PartedChunkManifest serves chunks from the parts themselves
+        return None  # PartedChunkManifest serves chunks from the parts' blocks
 
     def block(self, block: tuple[int, ...]) -> ChunkManifest:
         raise NotImplementedError("a manifest in parts is read part by part")
 
     def paths(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(p for part in self.parts for p in part.manifest.paths))
+        found: dict[str, None] = {}
+        for part in self.parts:
+            table = part.loader.paths()
+            found.update(dict.fromkeys(part.loader.load().paths if table is None else table))
+        return tuple(found)
 
     def fingerprints(self) -> dict[str, Fingerprint]:
         """Every part's fingerprints; two parts recording one source differently are refused."""
         merged: dict[str, Fingerprint] = {}
         for part in self.parts:
-            for path, fingerprint in part.manifest.fingerprints.items():
+            for path, fingerprint in part.loader.fingerprints().items():
                 known = merged.setdefault(path, fingerprint)
                 if diff := differences(known, fingerprint):
                     raise ManifestError(
@@ -84,7 +109,8 @@ class PartsLoader:
         return merged
 
     def load(self) -> ChunkManifest:
-        """The whole manifest: every part loaded, cut to the chunks it gives, laid end to end."""
+        """The whole manifest: each part loaded in turn and cut to the chunks it gives (the
+        rest dropped at once), the pieces laid end to end."""
         if grid_size(self.grid) > self.limits.max_dense_chunks:
             raise ManifestError(
                 f"{self.where}: the manifest's grid of {grid_size(self.grid):,} chunks in "
@@ -93,7 +119,7 @@ class PartsLoader:
                 f"ManifestStore.open to load it whole (reading chunks, verify and info read it "
                 f"part by part)"
             )
-        pieces = [_cut(_loaded(part.manifest), self.axis, part.rows) for part in self.parts]
+        pieces = [_cut(part.loader.load(), self.axis, part.rows) for part in self.parts]
         table = {p for piece in pieces for p in piece.paths}
         fingerprints = {p: f for p, f in self.fingerprints().items() if p in table}
         try:
@@ -103,8 +129,9 @@ class PartsLoader:
 
 
 class PartedChunkManifest(LazyChunkManifest):
-    """A :class:`LazyChunkManifest` in parts: a chunk is served by the part that holds it, which
-    reads at most its block; anything about the whole loads every part."""
+    """A :class:`LazyChunkManifest` in parts: a chunk is served from the stored block of the
+    part that holds it (a JSON part is one block), the blocks of every part sharing one
+    bounded cache; anything about the whole loads every part."""
 
     __slots__ = ("_parted", "_starts")
 
@@ -114,7 +141,7 @@ class PartedChunkManifest(LazyChunkManifest):
         self._starts = [part.start for part in loader.parts]
 
     def get(self, coords: ChunkCoords) -> ChunkRef | bytes | None:
-        """The chunk at ``coords``, from the part that holds it."""
+        """The chunk at ``coords``, reading at most the block of the part that holds it."""
         if self.loaded:
             return super().get(coords)
         coords = tuple(int(c) for c in coords)
@@ -122,24 +149,39 @@ class PartedChunkManifest(LazyChunkManifest):
             0 <= c < n for c, n in zip(coords, self._grid, strict=True)
         ):
             raise IndexError(f"chunk {coords} lies outside the chunk grid {self._grid}")
-        part, local = self._locate(coords)
-        return part.manifest.get(local)
-
-    def _locate(self, coords: ChunkCoords) -> tuple[Part, ChunkCoords]:
-        """The part holding the chunk at ``coords`` (inside the grid), and its place in it."""
-        axis = self._parted.axis
-        part = self._parted.parts[bisect.bisect_right(self._starts, coords[axis]) - 1]
-        return part, tuple(c - part.start if k == axis else c for k, c in enumerate(coords))
+        number, local = self._locate(coords)
+        part = self._parted.parts[number]
+        shape = part.loader.block_shape()
+        index = () if shape is None else tuple(c // b for c, b in zip(local, shape, strict=True))
+        if shape is not None:
+            local = tuple(c - i * b for c, i, b in zip(local, index, shape, strict=True))
+        key = (number, *index)
+        block = self._blocks.get(key)
+        if block is None:
+            with self._lock:
+                if self.loaded:
+                    return super().get(coords)
+                block = self._blocks.get(key)
+                if block is None:
+                    if len(self._blocks) >= MAX_CACHED_BLOCKS and self._whole_is_small():
+                        self.load()
+                        return super().get(coords)
+                    block = self._cache(key, part.block(index))
+        return block.get(local)
 
     def peek(self, coords: ChunkCoords) -> ChunkRef | bytes | None:
         """The chunk at ``coords`` read once, from the part that holds it (see ``get``)."""
         if self.loaded:
             return super().get(coords)
-        part, local = self._locate(coords)
-        manifest = part.manifest
-        return (
-            manifest.peek(local) if isinstance(manifest, LazyChunkManifest) else manifest.get(local)
-        )
+        number, local = self._locate(coords)
+        return self._parted.parts[number].loader.entry(local)
+
+    def _locate(self, coords: ChunkCoords) -> tuple[int, ChunkCoords]:
+        """The number of the part holding the chunk at ``coords``, and its place in the part."""
+        axis = self._parted.axis
+        number = bisect.bisect_right(self._starts, coords[axis]) - 1
+        start = self._starts[number]
+        return number, tuple(c - start if k == axis else c for k, c in enumerate(coords))
 
     def blocks(self) -> Iterator[tuple[ChunkCoords, ChunkManifest]]:
         """Each part's stored blocks in turn (cut to the chunks the part gives), one at a time."""
@@ -148,20 +190,16 @@ class PartedChunkManifest(LazyChunkManifest):
             return
         axis = self._parted.axis
         for part in self._parted.parts:
-            for origin, block in part.manifest.blocks():
+            for index, origin in part.blocks():
                 if origin[axis] >= part.rows:
                     continue
-                block = _cut(block, axis, part.rows - origin[axis])
+                block = _cut(part.block(index), axis, part.rows - origin[axis])
                 yield tuple(o + part.start if k == axis else o for k, o in enumerate(origin)), block
 
     def __reduce__(self) -> tuple[object, ...]:
         if self.loaded:
             return ChunkManifest.__reduce__(self)
         return PartedChunkManifest, (self._parted,)
-
-
-def _loaded(manifest: ChunkManifest) -> ChunkManifest:
-    return manifest.load() if isinstance(manifest, LazyChunkManifest) else manifest
 
 
 def _cut(manifest: ChunkManifest, axis: int, rows: int) -> ChunkManifest:
@@ -195,8 +233,15 @@ def check_parts(
             f"MAX_PARTS={wire.MAX_PARTS} parts (fixed by the specification, "
             "zarr_manifest_store.document.wire.MAX_PARTS): write the document anew to merge them"
         )
+    named: set[str] = set()
     for i, part in enumerate(parts):
         field = wire.join(at, f"parts[{i}]")
+        if part.manifest in named:
+            raise ManifestError(
+                f"{where}: field {field}.manifest: {part.manifest!r} is an earlier part's "
+                "manifest too; each part has its own (so reading the parts costs what they hold)"
+            )
+        named.add(part.manifest)
         if part.used is not None and part.used > part.extent:
             raise ManifestError(
                 f"{where}: field {field}.used: {part.used} is more than the part's extent "

@@ -298,7 +298,7 @@ class _Reader:
             else:
                 reader = ColumnarReader(self.location, key, own)
                 loader = ColumnarLoader(self.resolver, reader, self.limits)
-            parts.append(Part(start, entry.rows, LazyChunkManifest(loader)))
+            parts.append(Part(start, entry.rows, loader))
             start += entry.rows
         return PartsLoader(self.location.where(prefix.rstrip("/")), grid, axis, parts, self.limits)
 
