@@ -676,6 +676,7 @@ def invalid_cases() -> Iterator[tuple[str, str, Callable[[Case], None]]]:
         "a part that gives more chunks than it holds",
         refused(INVALID, "json", in_parts(used=3)),
     )
+
     def two_parts_one_manifest(case: Case) -> None:
         part = {"manifest": "manifest.json", "encoding": "json", "extent": 2, "used": 1}
         in_parts(used=1)(case)
