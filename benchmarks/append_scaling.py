@@ -12,9 +12,14 @@ checks, lock, writes); the median and the worst are reported, in wall-clock and 
 seconds (the CPU time of the process says more on a busy machine), with the size of the
 root ``zarr.json`` (the metadata every append reads and rewrites).
 
-    .venv/bin/python benchmarks/append_scaling.py [--years 1,10,100] [--appends 5]
+    .venv/bin/python benchmarks/append_scaling.py [--years 1,10,100] [--appends 5] [--parts 365]
 
 Target (issue 19): <= 0.2 s per append at 10 years, with each encoding.
+
+Appends add manifest parts, so a document grown day by day is read through many of them:
+``--parts N`` also compares N days written at once with one day written, then N - 1 days
+appended one by one (N parts per grown array): opening the document and looking up every
+``t2m`` chunk's reference in random order, and loading the ``t2m`` manifest whole.
 """
 
 from __future__ import annotations
@@ -129,11 +134,38 @@ def measure(years: int, encoding: str, appends: int, folder: Path) -> dict[str, 
     }
 
 
+def parts_read(days_: int, encoding: str, folder: Path) -> dict[str, dict[str, float]]:
+    """Reading a document of ``days_`` days written at once, and grown by daily appends."""
+    whole, grown = folder / f"whole-{encoding}.zarr", folder / f"grown-{encoding}.zarr"
+    for url in (whole, grown):
+        shutil.rmtree(url, ignore_errors=True)
+    zms.write_manifest(days(0, days_), whole, encoding=encoding)
+    zms.write_manifest(days(0, 1), grown, encoding=encoding)
+    for day in range(1, days_):
+        zms.append_manifest(days(day, 1), grown, append_dim="time")
+    order = np.random.default_rng(0).permutation(days_ * STEPS)
+    out = {}
+    for label, url in (("written at once", whole), (f"{days_} parts", grown)):
+        timings = {"lookups": [], "load": []}
+        for _ in range(3):
+            started = time.process_time()
+            manifest = zms.ManifestStore.open(url).root["t2m"].manifest
+            for row in order:
+                manifest.get((int(row), 0, 0))
+            timings["lookups"].append(time.process_time() - started)
+            started = time.process_time()
+            zms.ManifestStore.open(url).root["t2m"].manifest.load()
+            timings["load"].append(time.process_time() - started)
+        out[label] = {k: min(v) for k, v in timings.items()}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--years", default="1,10,100")
     parser.add_argument("--appends", type=int, default=5)
     parser.add_argument("--encodings", default="json,columnar")
+    parser.add_argument("--parts", type=int, default=0, help="also time reading N parts")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="zms-append-") as tmp:
         print(
@@ -148,6 +180,13 @@ def main() -> None:
                     f"{r['worst']:>8.3f} {r['cpu']:>6.3f} {r['cpu_worst']:>9.3f} "
                     f"{r['metadata'] / 1e3:>8.0f} kB"
                 )
+        if args.parts:
+            print(
+                f"\n{'encoding':>9} {'document':>16} {'open+lookups cpu s':>19} {'load cpu s':>11}"
+            )
+            for encoding in args.encodings.split(","):
+                for label, r in parts_read(args.parts, encoding, Path(tmp)).items():
+                    print(f"{encoding:>9} {label:>16} {r['lookups']:>19.3f} {r['load']:>11.3f}")
 
 
 if __name__ == "__main__":

@@ -648,6 +648,53 @@ def invalid_cases() -> Iterator[tuple[str, str, Callable[[Case], None]]]:
     )
     yield "invalid-major-version", "version 2.0", refused(INVALID, "json", config(version="2.0"))
 
+    def in_parts(**changes: Any) -> Callable[[Case], None]:
+        """The array's manifest as the one part of a manifest in parts (section 2.1)."""
+
+        def edit(meta: dict[str, Any]) -> None:
+            configuration = meta["storage_transformers"][0]["configuration"]
+            part = {"manifest": "manifest.json", "encoding": "json", "extent": 2, **changes}
+            if "sources" in configuration:
+                part["sources"] = configuration.pop("sources")
+            configuration.update(version="1.1", encoding="parts", axis=0, parts=[part])
+
+        return lambda case: case.array_json("a", edit)
+
+    def one_part(case: Case) -> None:
+        base(case)
+        in_parts()(case)
+        case.expect(a=data)
+
+    yield "parts-one-part", "a manifest in parts holding one part", one_part
+    yield (
+        "invalid-parts-short",
+        "manifest parts that give fewer chunks than the grid has",
+        refused(INVALID, "json", in_parts(used=1)),
+    )
+    yield (
+        "invalid-parts-used",
+        "a part that gives more chunks than it holds",
+        refused(INVALID, "json", in_parts(used=3)),
+    )
+
+    def two_parts_one_manifest(case: Case) -> None:
+        part = {"manifest": "manifest.json", "encoding": "json", "extent": 2, "used": 1}
+        in_parts(used=1)(case)
+        case.array_json(
+            "a", lambda m: m["storage_transformers"][0]["configuration"]["parts"].append(part)
+        )
+
+    yield (
+        "invalid-parts-same-manifest",
+        "two parts that name one manifest",
+        refused(INVALID, "json", two_parts_one_manifest),
+    )
+    yield (
+        "forbidden-part-location",
+        "a part whose manifest is named with '..'",
+        refused(FORBIDDEN, "json", in_parts(manifest="../a/manifest.json")),
+    )
+
     def unknown_transformer(case: Case) -> None:
         case.array_json(
             "a", lambda meta: meta["storage_transformers"][0].update(name="chunk-manifest-v9")
@@ -1073,11 +1120,51 @@ def append_cases() -> Iterator[tuple[str, str, Callable[[Case], None]]]:
 
         return build
 
-    yield "appended-json", "a document grown by four appends (JSON manifests)", appended("json")
+    def replaced(encoding: str) -> Callable[[Case], None]:
+        def build(case: Case) -> None:
+            days = [np.arange(24, dtype="int32").reshape(4, 6) + 100 * d for d in range(4)]
+            times = [np.arange(4, dtype="int64") + 4 * d for d in range(3)] + [np.arange(10, 14)]
+
+            def part(d: int, name: str) -> zms.ManifestGroup:
+                values = source_array(
+                    case.data(f"{name}.bin"), days[d], chunks=(2, 3), dimension_names=["time", "x"]
+                )
+                time = source_array(
+                    case.data(f"{name}-time.bin"), times[d], chunks=(2,), dimension_names=["time"]
+                )
+                return group(v=values, time=time)
+
+            case.write(part(0, "day0"), encoding=encoding)
+            zms.append_manifest(part(1, "day1"), case.doc, append_dim="time")
+            zms.append_manifest(part(2, "day2"), case.doc, append_dim="time")
+            redelivered = part(3, "day2-again")  # times 10..13: replaces the last half of day 2
+            zms.append_manifest(redelivered, case.doc, append_dim="time", on_overlap="replace")
+            case.expect(
+                v=np.concatenate([*days[:2], days[2][:2], days[3]]),
+                time=np.concatenate([*times[:2], times[2][:2], times[3]]),
+            )
+
+        return build
+
+    yield (
+        "appended-json",
+        "a document grown by four appends (JSON manifest parts)",
+        appended("json"),
+    )
     yield (
         "appended-columnar",
-        "a document grown by four appends (columnar: blocks, path table, inline bytes grown)",
+        "a document grown by four appends (columnar manifest parts, inline chunks among them)",
         appended("columnar"),
+    )
+    yield (
+        "appended-replaced-json",
+        "an append that replaced the last chunks (a part gives fewer chunks than it holds)",
+        replaced("json"),
+    )
+    yield (
+        "appended-replaced-columnar",
+        "an append that replaced the last chunks, columnar manifest parts",
+        replaced("columnar"),
     )
 
 

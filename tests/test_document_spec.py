@@ -52,21 +52,32 @@ def check_document(doc: Path) -> list[str]:
     for path, meta in arrays.items():
         folder = doc / path
         problems += [f"{path}/zarr.json: {e}" for e in errors("array.schema.json", meta)]
-        if (folder / "manifest.json").exists():
-            manifest = json.loads((folder / "manifest.json").read_text())
-            problems += [
-                f"{path}/manifest.json: {e}" for e in errors("manifest-json.schema.json", manifest)
-            ]
-        else:
-            group = json.loads((folder / "manifest" / "zarr.json").read_text())
-            problems += [
-                f"{path}/manifest: {e}" for e in errors("columnar-group.schema.json", group)
-            ]
-            for column in group["consolidated_metadata"]["metadata"]:
-                own = json.loads((folder / "manifest" / column / "zarr.json").read_text())
-                problems += [
-                    f"{path}/{column}: {e}" for e in errors("columnar-array.schema.json", own)
-                ]
+        for manifest in manifests(folder, meta):
+            problems += check_manifest(manifest, f"{path}/{manifest.relative_to(folder)}")
+    return problems
+
+
+def manifests(folder: Path, meta: dict) -> list[Path]:
+    """The manifests of an array: its one manifest, or each of its parts'."""
+    config = meta["storage_transformers"][0]["configuration"]
+    if config["encoding"] == "parts":
+        return [folder / part["manifest"] for part in config["parts"]]
+    json_manifest = folder / "manifest.json"
+    return [json_manifest if json_manifest.exists() else folder / "manifest"]
+
+
+def check_manifest(manifest: Path, where: str) -> list[str]:
+    """Schema errors of one manifest: a JSON file, or a columnar group and its columns."""
+    if manifest.is_file():
+        return [
+            f"{where}: {e}"
+            for e in errors("manifest-json.schema.json", json.loads(manifest.read_text()))
+        ]
+    group = json.loads((manifest / "zarr.json").read_text())
+    problems = [f"{where}: {e}" for e in errors("columnar-group.schema.json", group)]
+    for column in group["consolidated_metadata"]["metadata"]:
+        own = json.loads((manifest / column / "zarr.json").read_text())
+        problems += [f"{where}/{column}: {e}" for e in errors("columnar-array.schema.json", own)]
     return problems
 
 

@@ -8,14 +8,17 @@ import { servedType } from "./dtypes.js";
 import { ManifestError, UnsupportedError } from "./errors.js";
 import { type JsonObject, array, isObject, object, size, string } from "./fields.js";
 import type { Json } from "./json.js";
+import { MAX_PARTS, type PartSpec } from "./parts.js";
 
 /** Where an array's references are: the JSON or columnar encoding, in a file of the array's folder. */
 export interface Transformer {
-  encoding: "json" | "columnar";
+  encoding: "json" | "columnar" | "parts";
   /** Path of the manifest relative to the array's folder (`manifest.json`, `manifest`, or prior art's). */
   manifest: string;
   /** `configuration.sources` (JSON encoding), unparsed. */
   sources: Json | undefined;
+  /** The parts encoding's axis and parts (section 2.1). */
+  parts?: { axis: number; parts: PartSpec[] };
 }
 
 export interface ArrayNode {
@@ -49,6 +52,7 @@ export function readArray(path: string, metadata: JsonObject, maxChunks: number)
   }
   const { dataType, fillValue } = servedType(metadata.data_type, metadata.fill_value, where);
   const encoding = readKeyEncoding(metadata.chunk_key_encoding, where);
+  if (transformer.parts) checkParts(transformer.parts, grid, maxChunks, where);
   const codecs = array(metadata.codecs, `${where}: codecs`);
   const { storage_transformers: _t, chunk_manifest: _m, ...rest } = metadata;
   const served = { ...rest, data_type: dataType, fill_value: fillValue, codecs, attributes: metadata.attributes ?? {} };
@@ -79,9 +83,44 @@ function readTransformer(value: Json | undefined, where: string): Transformer {
   if (!match) throw new ManifestError(`${where}: configuration.version ${JSON.stringify(version)} is not MAJOR.MINOR`);
   if (Number(match[1]) !== MAJOR_VERSION) throw new ManifestError(`${where}: version ${version}: this reader knows major version ${MAJOR_VERSION}`);
   const encoding = config.encoding;
+  if (encoding === "parts") return { encoding, manifest: "", sources: undefined, parts: readParts(config, where) };
   if (encoding !== "json" && encoding !== "columnar") throw new ManifestError(`${where}: unknown encoding ${JSON.stringify(encoding)}`);
   if (encoding === "columnar" && config.sources !== undefined) throw new ManifestError(`${where}: a columnar manifest keeps its fingerprints in manifest/zarr.json`);
   return { encoding, manifest: encoding === "json" ? "manifest.json" : "manifest", sources: config.sources };
+}
+
+/** The parts encoding's configuration: an axis and 1 to MAX_PARTS parts. */
+function readParts(config: JsonObject, where: string): { axis: number; parts: PartSpec[] } {
+  if (config.sources !== undefined) throw new ManifestError(`${where}: a manifest in parts records fingerprints with each part`);
+  const axis = size(config.axis, `${where}: configuration.axis`);
+  const list = array(config.parts ?? null, `${where}: configuration.parts`);
+  if (list.length < 1 || list.length > MAX_PARTS) throw new ManifestError(`${where}: configuration.parts: ${list.length} parts, not 1 to ${MAX_PARTS}`);
+  const parts = list.map((value, i) => {
+    const at = `${where}: configuration.parts[${i}]`;
+    const part = object(value, at);
+    const encoding = part.encoding;
+    if (encoding !== "json" && encoding !== "columnar") throw new ManifestError(`${at}: unknown encoding ${JSON.stringify(encoding)}`);
+    if (encoding === "columnar" && part.sources !== undefined) throw new ManifestError(`${at}: a columnar part keeps its fingerprints in its group`);
+    const extent = size(part.extent, `${at}.extent`, 1);
+    const used = part.used === undefined ? extent : size(part.used, `${at}.used`, 1);
+    if (used > extent) throw new ManifestError(`${at}.used: ${used} is more than the extent ${extent}`);
+    return { manifest: string(part.manifest, `${at}.manifest`), encoding, extent, used, sources: part.sources } as PartSpec;
+  });
+  return { axis, parts };
+}
+
+/** The parts must give exactly the grid's chunks along their axis, each part's grid bounded. */
+function checkParts(spec: { axis: number; parts: PartSpec[] }, grid: number[], maxChunks: number, where: string): void {
+  if (spec.axis >= grid.length) throw new ManifestError(`${where}: configuration.axis ${spec.axis} is not an axis of the chunk grid`);
+  if (new Set(spec.parts.map((part) => part.manifest)).size !== spec.parts.length) {
+    throw new ManifestError(`${where}: two parts name one manifest; each part has its own`);
+  }
+  const total = spec.parts.reduce((sum, part) => sum + part.used, 0);
+  if (total !== grid[spec.axis]) throw new ManifestError(`${where}: the parts give ${total} chunks along axis ${spec.axis}, the grid has ${grid[spec.axis]}`);
+  for (const part of spec.parts) {
+    const chunks = grid.reduce((a, n, k) => a * (k === spec.axis ? part.extent : n), 1);
+    if (chunks > maxChunks) throw new ManifestError(`${where}: a part's grid of ${chunks} chunks exceeds the bound of ${maxChunks} (raise it with the maxChunks option)`);
+  }
 }
 
 function readChunkGrid(value: Json | undefined, rank: number, where: string): number[] {

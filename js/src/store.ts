@@ -16,6 +16,7 @@ import { ManifestError, MissingSourceError } from "./errors.js";
 import { type JsonObject, isObject, object } from "./fields.js";
 import { type Json, parseJsonFile, stringifyJson } from "./json.js";
 import { JsonManifest } from "./manifest-json.js";
+import { PartsManifest } from "./parts.js";
 import { type Location, absoluteLocation, checkRelative, documentLocation, isAbsolute, isInside, join } from "./paths.js";
 import type { Manifest } from "./references.js";
 import type { Source } from "./source.js";
@@ -164,18 +165,26 @@ export class ManifestStore implements AsyncReadable {
   }
 
   private async loadManifest(array: ArrayNode): Promise<Manifest> {
-    const { encoding, manifest: name, sources } = array.transformer;
-    const folder = [array.path, ...checkRelative(name)].filter(Boolean).join("/");
+    const { encoding, manifest: name, sources, parts } = array.transformer;
     let manifest: Manifest;
-    if (encoding === "columnar") {
-      manifest = await ColumnarManifest.open((file) => this.readFile(file), folder, array.grid);
+    if (parts) {
+      const grids = parts.parts.map((part) => array.grid.map((n, k) => (k === parts.axis ? part.extent : n)));
+      const opened = await Promise.all(parts.parts.map((part, i) => this.openManifest(array, part.encoding, part.manifest, part.sources, grids[i])));
+      manifest = new PartsManifest(parts.axis, parts.parts, opened, `${array.path}/zarr.json`);
     } else {
-      const bytes = await this.readFile(folder);
-      if (!bytes) throw new ManifestError(`${folder} is missing`);
-      manifest = JsonManifest.read(parseJsonFile(bytes, folder), array.grid, sources, folder);
+      manifest = await this.openManifest(array, encoding as "json" | "columnar", name, sources, array.grid);
     }
     for (const path of manifest.paths) this.resolve(path);
     return manifest;
+  }
+
+  /** One manifest (an array's, or one part of it) in the array's folder, over `grid`. */
+  private async openManifest(array: ArrayNode, encoding: "json" | "columnar", name: string, sources: Json | undefined, grid: number[]): Promise<Manifest> {
+    const folder = [array.path, ...checkRelative(name)].filter(Boolean).join("/");
+    if (encoding === "columnar") return ColumnarManifest.open((file) => this.readFile(file), folder, grid);
+    const bytes = await this.readFile(folder);
+    if (!bytes) throw new ManifestError(`${folder} is missing`);
+    return JsonManifest.read(parseJsonFile(bytes, folder), grid, sources, folder);
   }
 
   /** Where a reference's path points, or a ForbiddenPathError (section 4.2). */

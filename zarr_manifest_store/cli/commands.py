@@ -70,6 +70,7 @@ def scan(args: argparse.Namespace) -> int:
             output,
             mode="a",
             append_dim=args.append_dim,
+            on_overlap=args.on_overlap,
             allow=args.allow,
             storage_options=storage_options,
         )

@@ -134,6 +134,14 @@ def _add_scan(
         help="with --append-to: the dimension the files continue (default: time)",
     )
     scan.add_argument(
+        "--on-overlap",
+        choices=["raise", "replace"],
+        default="raise",
+        help="with --append-to: what to do with files whose labels along --append-dim repeat "
+        "the document's last ones: refuse them (default), or replace those chunks (the "
+        "repeated labels must match the document's exactly)",
+    )
+    scan.add_argument(
         "--allow",
         action="append",
         default=[],

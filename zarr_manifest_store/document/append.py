@@ -14,23 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import itertools
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from zarr_manifest_store import codecs
 from zarr_manifest_store._zarr import ArrayV3Metadata
-from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.array import ManifestArray, grid_shape
 from zarr_manifest_store.document import wire
-from zarr_manifest_store.document.grow import grow_columnar, grow_json, merged_sources, stored_chunk
+from zarr_manifest_store.document.grow import grow_parts
 from zarr_manifest_store.document.lazy import LazyChunkManifest
-from zarr_manifest_store.document.loaders import Resolver
 from zarr_manifest_store.document.location import Location
 from zarr_manifest_store.document.read import read_document
 from zarr_manifest_store.document.write import PathWriter, document_json
@@ -39,10 +36,11 @@ from zarr_manifest_store.io.paths import source_path
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import ChunkRef
 from zarr_manifest_store.ops.appendable import (
-    check_continues,
     check_unchanged_encoding,
     dimensions,
     grown,
+    overlap,
+    truncated,
 )
 from zarr_manifest_store.ops.combinable import describe_paths
 
@@ -59,16 +57,23 @@ def append_manifest(
     append_dim: str,
     allow: Sequence[str] = (),
     storage_options: Mapping[str, Any] | None = None,
+    on_overlap: str = "raise",
 ) -> None:
     """Add ``source`` (a ManifestGroup, or what serves one) to the document at ``url`` along
     the dimension ``append_dim``, without reading the document's manifests.
 
-    Checking the new part reads the last values of the stored coordinate along
-    ``append_dim``, and the values of arrays without it that do not reference
-    the same bytes: from the document's folder, the new part's folders and the
-    prefixes in ``allow``. A misfit raises ``ValueError`` naming the array and
-    the attribute, and leaves the document as it was. Another append running on
-    the same document raises ``FileExistsError`` (retry once it has finished).
+    Each grown array gets a new manifest part holding the new references; no
+    stored manifest file changes, so readers that opened the document before
+    keep reading what they opened. Checking the new part reads the last values
+    of the stored coordinate along ``append_dim`` (as many as the new part
+    has), and the values of arrays without it that do not reference the same
+    bytes: from the document's folder, the new part's folders and the prefixes
+    in ``allow``. A misfit raises ``ValueError`` naming the array and the
+    attribute, and leaves the document as it was. New labels that do not lie
+    past the stored ones are refused, unless ``on_overlap="replace"``: then they
+    must repeat the stored coordinate's last labels exactly, and the new part
+    replaces those chunks. Another append running on the same document raises
+    ``FileExistsError`` (retry once it has finished).
 
     >>> import zarr_manifest_store as zms
     >>> zms.write_manifest(zms.scan("data/era_2026-01-01.nc"), "days.zarr", mode="w")
@@ -90,7 +95,7 @@ def append_manifest(
             "append each group's dataset to its own document"
         )
     with _locked(location):
-        _append(new, location, append_dim, allow, storage_options)
+        _append(new, location, append_dim, allow, storage_options, on_overlap)
 
 
 def _append(
@@ -99,6 +104,7 @@ def _append(
     append_dim: str,
     allow: Sequence[str],
     storage_options: Mapping[str, Any] | None,
+    on_overlap: str,
 ) -> None:
     where = location.where("zarr.json")
     raw = wire.loads(location.read("zarr.json", FileNotFoundError), where)
@@ -116,16 +122,16 @@ def _append(
         )
     sources = _sources(new, location, allow, storage_options)
     try:
-        grown_arrays = _check(new, stored, append_dim, sources, location)
+        grown_arrays = _check(new, stored, append_dim, sources, location.url, on_overlap)
     finally:
         sources.close()
     members = raw["consolidated_metadata"]["metadata"]
     writer = PathWriter(location, "auto")
     files: dict[str, bytes] = {}
-    for name, (metadata, axis) in grown_arrays.items():
+    for name, (metadata, axis, kept) in grown_arrays.items():
         old = stored.arrays[name]
         document, written = _grow(
-            name, members[name], metadata, old, new.arrays[name], axis, writer
+            name, members[name], metadata, old.manifest.shape, new.arrays[name], axis, kept, writer
         )
         members[name] = document
         files.update(written)
@@ -147,28 +153,55 @@ def _check_names(new: ManifestGroup, stored: ManifestGroup, url: str) -> None:
 
 
 def _check(
-    new: ManifestGroup, stored: ManifestGroup, append_dim: str, sources: Sources, location: Location
-) -> dict[str, tuple[ArrayV3Metadata, int]]:
-    """The grown metadata and axis of each array along ``append_dim``; the others checked unchanged."""
-    out: dict[str, tuple[ArrayV3Metadata, int]] = {}
-    url, resolver = location.url, Resolver(location)
+    new: ManifestGroup,
+    stored: ManifestGroup,
+    append_dim: str,
+    sources: Sources,
+    url: str,
+    on_overlap: str,
+) -> dict[str, tuple[ArrayV3Metadata, int, int]]:
+    """The grown metadata, axis and kept chunks (along it) of each array along ``append_dim``;
+    the others checked unchanged."""
+    checked: dict[str, tuple[ArrayV3Metadata, int]] = {}
     for name, part in new.arrays.items():
         old = stored.arrays[name]
-        label = f"{url}/{name}"
         dims = dimensions(name, part, old.metadata, url)
         if append_dim not in dims:
-            check_unchanged_encoding(name, old.metadata, part, label)
+            check_unchanged_encoding(name, old.metadata, part, f"{url}/{name}")
             _check_same_values(name, old, part, sources, url)
             continue
         axis = dims.index(append_dim)
-        out[name] = (grown(name, old.metadata, part, axis, label), axis)
-        if name == append_dim:  # the dimension's coordinate: its stored values end where?
-            last = functools.partial(stored_chunk, resolver, name, old.manifest)
-            tail = _values(old, sources, last_chunk=last)
-            paths = dict.fromkeys(p for a in new.arrays.values() for p in a.manifest.paths)
-            files = describe_paths(list(paths)) if paths else None
-            check_continues(name, tail, _values(part, sources), append_dim, part, url, files)
+        checked[name] = (grown(name, old.metadata, part, axis, f"{url}/{name}"), axis)
+    replaced = _replaced(new, stored, append_dim, sources, url, on_overlap)
+    out: dict[str, tuple[ArrayV3Metadata, int, int]] = {}
+    for name, (metadata, axis) in checked.items():
+        old, part = stored.arrays[name], new.arrays[name]
+        kept = old.metadata
+        if replaced:
+            kept = truncated(name, old.metadata, axis, old.shape[axis] - replaced)
+            metadata = grown(name, kept, part, axis, f"{url}/{name}")
+        out[name] = (metadata, axis, grid_shape(kept)[axis])
     return out
+
+
+def _replaced(
+    new: ManifestGroup,
+    stored: ManifestGroup,
+    append_dim: str,
+    sources: Sources,
+    url: str,
+    on_overlap: str,
+) -> int:
+    """How many stored labels along ``append_dim`` the new part replaces; its coordinate must
+    continue the stored one (reading as many stored values as the new part has)."""
+    part, old = new.arrays.get(append_dim), stored.arrays.get(append_dim)
+    if part is None or old is None or part.ndim != 1 or part.dimension_names != (append_dim,):
+        return 0
+    values = _values(part, sources)
+    tail = _values(old, sources, last=max(len(values), 1))
+    paths = dict.fromkeys(p for a in new.arrays.values() for p in a.manifest.paths)
+    files = describe_paths(list(paths)) if paths else None
+    return overlap(append_dim, tail, values, append_dim, part, url, files, on_overlap)
 
 
 def _check_same_values(
@@ -189,24 +222,24 @@ def _check_same_values(
     )
 
 
-def _values(
-    array: ManifestArray,
-    sources: Sources,
-    *,
-    last_chunk: Callable[[tuple[int, ...]], ChunkRef | bytes | None] | None = None,
-) -> np.ndarray:
-    """The stored (encoded) values of an array; with ``last_chunk`` (which reads one chunk),
-    only those of its last chunk along axis 0."""
+def _values(array: ManifestArray, sources: Sources, *, last: int | None = None) -> np.ndarray:
+    """The stored (encoded) values of an array; with ``last``, only those of the chunks along
+    axis 0 that hold its last ``last`` elements (reading only those chunks' references)."""
+    manifest = array.manifest
+    chunk_at = manifest.peek if isinstance(manifest, LazyChunkManifest) else manifest.get
     sizes = array.chunk_sizes
     starts = [np.concatenate([[0], np.cumsum(s)]).astype(int) for s in sizes]
     grid = array.manifest.shape
-    first = grid[0] - 1 if last_chunk is not None and array.ndim and grid[0] else 0
+    first = 0
+    if last is not None and array.ndim and grid[0]:
+        position = max(array.shape[0] - last, 0)
+        first = int(np.searchsorted(starts[0], position, side="right")) - 1
     shift = [int(starts[0][first]) if k == 0 else 0 for k in range(array.ndim)]
     shape = tuple(n - s for n, s in zip(array.shape, shift, strict=True))
     out = np.full(shape, array.fill_value, dtype=array.dtype)
     ranges = [range(first, n) if k == 0 else range(n) for k, n in enumerate(grid)]
     for coords in itertools.product(*ranges):
-        chunk = (last_chunk or array.manifest.get)(coords)
+        chunk = chunk_at(coords)
         if chunk is None:
             continue
         raw = chunk if isinstance(chunk, bytes) else _read(sources, chunk)
@@ -254,27 +287,20 @@ def _grow(
     name: str,
     raw: dict[str, Any],
     metadata: ArrayV3Metadata,
-    old: ManifestArray,
+    grid: tuple[int, ...],
     part: ManifestArray,
     axis: int,
+    kept: int,
     writer: PathWriter,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The grown array's ``zarr.json`` document and the manifest files that change."""
+    """The grown array's ``zarr.json`` document and its new part's files."""
     (transformer,) = raw["storage_transformers"]
-    config = wire.convert(transformer["configuration"], wire.TransformerConfig, name)
-    origin = tuple(old.manifest.shape[k] if k == axis else 0 for k in range(old.ndim))
-    new_config = dict(transformer["configuration"])
-    if config.encoding == "json":
-        files, sources = grow_json(writer, name, part.manifest, origin)
-        merged = merged_sources(config.sources, sources, writer.location.where(name))
-        if merged:
-            new_config["sources"] = msgspec.to_builtins(merged)
-    else:
-        assert isinstance(old.manifest, LazyChunkManifest)
-        files = grow_columnar(writer, name, old.manifest, part.manifest, axis)
+    config, files = grow_parts(
+        writer, name, transformer["configuration"], grid, axis, part.manifest, kept
+    )
     document = metadata.to_dict()
     document["attributes"] = raw.get("attributes", {})
-    document["storage_transformers"] = [{**transformer, "configuration": new_config}]
+    document["storage_transformers"] = [{**transformer, "configuration": config}]
     document[wire.GUARD] = raw.get(wire.GUARD, {"must_understand": True})
     return document, files
 

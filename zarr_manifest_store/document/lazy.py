@@ -157,6 +157,14 @@ class LazyChunkManifest(ChunkManifest):
                     block = self._cache(index, self._loader.block(index))
         return block.get(local)
 
+    def peek(self, coords: ChunkCoords) -> ChunkRef | bytes | None:
+        """The chunk at ``coords`` read once, holding no more than it: a manifest read whole
+        (JSON) is decoded for it but neither built nor kept (what an append reads)."""
+        entry = getattr(self._loader, "entry", None)
+        if self.loaded or entry is None:
+            return self.get(coords)
+        return entry(tuple(int(c) for c in coords))
+
     def _whole_is_small(self) -> bool:
         return grid_size(self._grid) <= self._loader.max_dense_chunks
 

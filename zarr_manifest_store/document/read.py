@@ -24,6 +24,13 @@ from zarr_manifest_store.document.columnar import ColumnarReader
 from zarr_manifest_store.document.lazy import LazyChunkManifest
 from zarr_manifest_store.document.loaders import ColumnarLoader, JsonLoader, Resolver
 from zarr_manifest_store.document.location import MAX_METADATA_BYTES, Location, check_relative
+from zarr_manifest_store.document.parts import (
+    Part,
+    PartedChunkManifest,
+    PartsLoader,
+    check_parts,
+    part_grid,
+)
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.group import ManifestGroup
 
@@ -224,9 +231,14 @@ class _Reader:
         )
         plain = {k: v for k, v in meta.items() if k not in ("storage_transformers", wire.GUARD)}
         codecs.validate(plain, where, wire.join(at, "codecs"))
+        manifest = (
+            PartedChunkManifest(loader)
+            if isinstance(loader, PartsLoader)
+            else LazyChunkManifest(loader)
+        )
         try:
             metadata = parse_array_metadata(plain)
-            return ManifestArray(metadata=metadata, manifest=LazyChunkManifest(loader))
+            return ManifestArray(metadata=metadata, manifest=manifest)
         except Exception as e:  # zarr's parser raises what it likes on hostile input
             raise ManifestError(
                 f"{where}: {'field ' + at + ': ' if at else ''}zarr rejects the array metadata: {e}"
@@ -234,7 +246,7 @@ class _Reader:
 
     def _loader(
         self, path: str, transformer: wire.Transformer, grid: tuple[int, ...], where: str, at: str
-    ) -> JsonLoader | ColumnarLoader:
+    ) -> JsonLoader | ColumnarLoader | PartsLoader:
         prefix = f"{path}/" if path else ""
         field = wire.join(at, "configuration")
         if transformer.name == wire.PRIOR_ART:
@@ -250,6 +262,8 @@ class _Reader:
             )
         config = wire.convert(transformer.configuration, wire.TransformerConfig, where, field)
         wire.parse_version(config.version, f"{where}: field {wire.join(field, 'version')}")
+        if config.encoding == "parts":
+            return self._parts(prefix, config, grid, where, field)
         if config.encoding == "json":
             return JsonLoader(
                 self.resolver, prefix + wire.JSON_MANIFEST, grid, config.sources, self.limits
@@ -261,6 +275,32 @@ class _Reader:
             )
         reader = ColumnarReader(self.location, prefix + wire.COLUMNAR_MANIFEST, grid)
         return ColumnarLoader(self.resolver, reader, self.limits)
+
+    def _parts(
+        self,
+        prefix: str,
+        config: wire.TransformerConfig,
+        grid: tuple[int, ...],
+        where: str,
+        at: str,
+    ) -> PartsLoader:
+        """The loader of a manifest in parts: one loader per part, over the part's own grid."""
+        axis, entries = check_parts(config, grid, where, at)
+        parts, start = [], 0
+        for i, entry in enumerate(entries):
+            field = wire.join(at, f"parts[{i}]")
+            key = prefix + check_relative(entry.manifest, f"{where}: field {field}.manifest")
+            own = part_grid(grid, axis, entry.extent)
+            self._check_size(own, where, field)
+            loader: JsonLoader | ColumnarLoader
+            if entry.encoding == "json":
+                loader = JsonLoader(self.resolver, key, own, entry.sources, self.limits)
+            else:
+                reader = ColumnarReader(self.location, key, own)
+                loader = ColumnarLoader(self.resolver, reader, self.limits)
+            parts.append(Part(start, entry.rows, loader))
+            start += entry.rows
+        return PartsLoader(self.location.where(prefix.rstrip("/")), grid, axis, parts, self.limits)
 
     def _grid(self, header: wire.ArrayHeader, where: str, at: str) -> tuple[int, ...]:
         """The chunk grid's shape, checked against ``max_chunks`` before zarr expands anything."""
@@ -287,12 +327,17 @@ class _Reader:
             math.ceil(n / step) if count < 0 else count
             for n, step, count in zip(shape, steps, counts, strict=True)
         )
+        self._check_size(grid, where, "")
+        return grid
+
+    def _check_size(self, grid: tuple[int, ...], where: str, at: str) -> None:
+        """Refuse a chunk grid (an array's, or a part's at field ``at``) past ``max_chunks``."""
         if math.prod(grid) > self.max_chunks or sum(grid) > self.max_chunks:
+            what = f"field {at}: the part's chunk grid" if at else "the chunk grid"
             raise ManifestError(
-                f"{where}: the chunk grid {grid} holds more than max_chunks={self.max_chunks} "
+                f"{where}: {what} {grid} holds more than max_chunks={self.max_chunks} "
                 f"chunks; pass a larger max_chunks to open it"
             )
-        return grid
 
 
 def _check_node_path(path: str, where: str) -> None:

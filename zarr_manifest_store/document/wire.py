@@ -22,8 +22,11 @@ EXTENSION = "chunk-manifest"
 """The storage transformer name this package writes and reads."""
 PRIOR_ART = "chunk-manifest-json"
 """The storage transformer name of earlier prototypes (VirtualiZarr, zarrs); read only."""
-VERSION = (1, 0)
-"""The extension version written; readers accept any 1.x and refuse other majors."""
+VERSION = (1, 1)
+"""The extension version this package knows; readers accept any 1.x and refuse other majors.
+Writers declare the lowest version an array needs: 1.0, or 1.1 for a manifest in parts."""
+PARTS_VERSION = (1, 1)
+"""The version that added manifests in parts (the ``parts`` encoding)."""
 
 GUARD = "chunk_manifest"
 """A must-understand top-level field of every array's ``zarr.json``: readers that ignore
@@ -36,6 +39,11 @@ COLUMNAR_MANIFEST = "manifest"
 """Where the columnar encoding keeps an array's manifest group, relative to the array's folder."""
 COLUMNS = ("path_index", "offset", "length")
 """The grid-shaped arrays of a columnar manifest, in the order they are read."""
+PARTS_FOLDER = "parts"
+"""Where appends keep the new parts of an array's manifest, relative to the array's folder."""
+MAX_PARTS = 2**16
+"""How many parts one array's manifest may have (fixed by the specification): a document
+cannot make a reader open more manifest files than this for one array."""
 INLINE_COLUMN = "inline"
 """The columnar manifest's optional ``uint8`` array holding inline chunks' bytes."""
 
@@ -69,12 +77,31 @@ class SourceFingerprint(Struct, omit_defaults=True):
         return cls(size=fingerprint.size, mtime_ns=fingerprint.mtime_ns, etag=fingerprint.etag)
 
 
+class ManifestPart(Struct, omit_defaults=True):
+    """One part of a manifest in parts: a JSON or columnar manifest of a run of chunks along
+    the parts' axis, ``extent`` chunks long, of which the first ``used`` belong to the array
+    (the rest were replaced by a later part)."""
+
+    manifest: NonEmpty  # relative to the array's folder
+    encoding: Literal["json", "columnar"]
+    extent: Annotated[int, Meta(ge=1, le=MAX_END)]
+    used: Annotated[int, Meta(ge=1, le=MAX_END)] | None = None
+    sources: dict[NonEmpty, SourceFingerprint] = {}  # the JSON encoding's fingerprints
+
+    @property
+    def rows(self) -> int:
+        """How many chunks along the axis this part gives the array."""
+        return self.extent if self.used is None else self.used
+
+
 class TransformerConfig(Struct, omit_defaults=True):
     """The configuration of the ``chunk-manifest`` storage transformer."""
 
     version: Version
-    encoding: Literal["json", "columnar"]
+    encoding: Literal["json", "columnar", "parts"]
     sources: dict[NonEmpty, SourceFingerprint] = {}  # the JSON encoding's fingerprints
+    axis: Annotated[int, Meta(ge=0)] | None = None  # the parts encoding's
+    parts: list[ManifestPart] | None = None
 
 
 class PriorArtConfig(Struct):
@@ -241,9 +268,9 @@ class RectilinearGrid(Struct):
         return out
 
 
-def version_text() -> str:
-    """The version this package writes, as it appears in documents (``"1.0"``)."""
-    return ".".join(map(str, VERSION))
+def version_text(version: tuple[int, int] = (1, 0)) -> str:
+    """A version as it appears in documents (``"1.0"``)."""
+    return ".".join(map(str, version))
 
 
 def parse_version(text: str, where: str) -> tuple[int, int]:

@@ -109,7 +109,11 @@ def _document_files(location: Location) -> list[str]:
     nodes = {posixpath.dirname(k) for k in keys if posixpath.basename(k) == "zarr.json"}
     if "" not in nodes:
         return []
-    manifests = tuple(posixpath.join(n, wire.COLUMNAR_MANIFEST) + "/" for n in nodes)
+    manifests = tuple(
+        posixpath.join(n, folder) + "/"
+        for n in nodes
+        for folder in (wire.COLUMNAR_MANIFEST, wire.PARTS_FOLDER)
+    )
     json_manifests = {posixpath.join(n, wire.JSON_MANIFEST) for n in nodes}
     return [
         k

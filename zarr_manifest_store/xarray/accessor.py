@@ -100,7 +100,8 @@ class VirtualizeAccessor:
         source files of the virtual variables. ``mode="a", append_dim="time"``
         adds the dataset to an existing document along ``time`` (see
         ``zms.append_manifest``: checked as a combine checks, ``allow=`` for
-        reading the stored coordinate's sources).
+        reading the stored coordinate's sources, ``on_overlap="replace"`` to
+        replace a stored tail that the dataset's labels repeat).
 
         >>> ds = zms.open_virtual_dataset("data/era_2026-01-02.nc")
         >>> ds.virtualize.to_zarr("day2-virtual.zarr", mode="w", encoding="columnar")
