@@ -40,7 +40,7 @@ from zarr_manifest_store.io.sources import ByteData, Sources, Verify, VerifyRepo
 from zarr_manifest_store.manifest import MAX_DENSE_CHUNKS, ChunkRef
 from zarr_manifest_store.served import ServedArray
 from zarr_manifest_store.served_metadata import METADATA_KEY, ServedMetadata
-from zarr_manifest_store.served_rows import Rows, served_array
+from zarr_manifest_store.served_rows import Rows, served_arrays
 
 __all__ = ["ManifestStore"]
 
@@ -120,7 +120,7 @@ class ManifestStore(Store):
             nodes.extend(root.walk())
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
-        self._served = {p: served_array(p, a) for p, a in self._arrays.items()}
+        self._served = served_arrays(self._arrays)
         self._documents = ServedMetadata(self._nodes, self._served)
         self._token: str | None = None
         self._sources = Sources(
