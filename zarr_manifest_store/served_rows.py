@@ -202,9 +202,9 @@ class Rows:
         """The served chunk's bytes. The ranges to read go to the sources together (so that
         nearby ones coalesce), in batches of at most ``max_coalesced_bytes`` between them."""
         out, runs = self._plan(sources)
-        blocks = self.served.blocks
+        blocks, reader = self.served.blocks, self.served.path
         for batch in _batches(runs, sources.options["max_coalesced_bytes"]):
-            reads = (blocks.read(sources, r.path, r.start, r.span, r.count) for r in batch)
+            reads = (blocks.read(sources, reader, r.path, r.start, r.span, r.count) for r in batch)
             for run, data in zip(batch, await asyncio.gather(*reads), strict=True):
                 run.place(out, data)
         return out.reshape(-1)
@@ -212,9 +212,11 @@ class Rows:
     def read_sync(self, sources: Sources) -> np.ndarray:
         """The served chunk's bytes, blocking: one range at a time."""
         out, runs = self._plan(sources)
-        blocks = self.served.blocks
+        blocks, reader = self.served.blocks, self.served.path
         for run in runs:
-            run.place(out, blocks.read_sync(sources, run.path, run.start, run.span, run.count))
+            run.place(
+                out, blocks.read_sync(sources, reader, run.path, run.start, run.span, run.count)
+            )
         return out.reshape(-1)
 
     def _plan(self, sources: Sources) -> tuple[np.ndarray, list[_Run]]:
