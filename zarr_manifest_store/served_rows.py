@@ -9,10 +9,12 @@ whole extent on the other axes, a run of consecutive chunks along the first
 axis *is* one larger chunk: their bytes joined in order. :func:`served_array`
 serves such an array, if it has at least :data:`MIN_ROW_CHUNKS` chunks and its
 manifest is in memory (a stored columnar manifest not yet loaded keeps serving a
-chunk by reading only the block that holds it), in chunks of about
-:data:`ROW_CHUNK_BYTES`; the store reads a served chunk's rows
-(one read when they lie evenly spaced in one file, as records do) and joins
-them. Missing rows read as the fill value, as zarr would give them. The
+chunk by reading only the block that holds it), in chunks of the rows that lie
+within about :data:`ROW_SPAN_BYTES` of their file, so that every record variable
+of a file is served in chunks of the same records. The store reads a served
+chunk's runs of evenly spaced rows each as one range within a block of the file,
+through the blocks the arrays of a store share (:mod:`.served_blocks`), and
+joins them. Missing rows read as the fill value, as zarr would give them. The
 document is unchanged: only the chunk grid the store serves differs.
 """
 

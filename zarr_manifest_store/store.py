@@ -74,7 +74,8 @@ class ManifestStore(Store):
     ``timeout`` (15 s per remote attempt), ``deadline`` (25 s for one request in
     all, retries included: a stalling server costs at most that) and
     ``read_ahead_bytes`` (64 MiB: the memory a remote file read chunk after
-    chunk may hold in blocks read ahead; 0 turns read-ahead off).
+    chunk may hold in blocks read ahead, and, apart, the blocks of a file that
+    its record variables share, kept for the variables not read yet; 0 turns both off).
 
     Reads: concurrent ``get`` calls (zarr's, for a slice) and
     ``get_partial_values`` are gathered so that nearby ranges of one file are
