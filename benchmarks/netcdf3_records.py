@@ -26,7 +26,7 @@ store serves record variables in chunks of many records
 for all of them (``zarr_manifest_store.served_blocks``).
 
     .venv/bin/python benchmarks/netcdf3_records.py [--records 5000] [--gates 100] [--repeat 9]
-    .venv/bin/python benchmarks/netcdf3_records.py --records 6646 --gates 500   # the issue's radar size
+    .venv/bin/python benchmarks/netcdf3_records.py --records 6646 --gates 500  # radar size
 """
 
 from __future__ import annotations

@@ -96,9 +96,9 @@ class RowBlocks:
     async def read(
         self, sources: Sources, reader: str, path: str, start: int, span: int, rows: int
     ) -> ByteData:
-        """``span`` bytes of ``path`` from ``start``, holding ``rows`` rows of array ``reader``: from a block
-        kept, else read with the rest of its block (kept if other rows lie in it). A block
-        being read for another array is waited for, not read again."""
+        """``span`` bytes of ``path`` from ``start``, holding ``rows`` rows of array
+        ``reader``: from a block kept, else read with the rest of its block (kept if other
+        rows lie in it). A block being read for another array is waited for, not read again."""
         plan = self._plan(sources, path, start, span)
         while plan is not None:
             key, block_start, block_stop = plan
@@ -167,8 +167,8 @@ class RowBlocks:
 
     def _claim(self, key: Key, reader: str, rows: int) -> tuple[_Block | None, Future[None] | None]:
         """The block kept under ``key``, ``rows`` more of its rows taken by ``reader``
-        (dropped once all are); else the read of it under way for another array; else ``(None, None)``: the
-        caller reads it, and must do so within :meth:`_reading`."""
+        (dropped once all are); else the read of it under way for another array; else
+        ``(None, None)``: the caller reads it, and must do so within :meth:`_reading`."""
         with self._locked():
             block = self._blocks.get(key)
             if block is not None:
@@ -253,6 +253,7 @@ class _File:
 
     @property
     def readers(self) -> int:
+        """How many arrays read rows of the file."""
         return len(self.rows)
 
     def rows_in(self, block: int, reader: str | None = None) -> int:

@@ -175,7 +175,8 @@ def _columns(manifest: ChunkManifest) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """Path index, offset and length of each chunk of a grid of ``(rows, 1, ...)`` chunks."""
     if not manifest.sparse:
         columns = (manifest.path_index, manifest.offsets, manifest.lengths)
-        return tuple(np.asarray(c).reshape(-1).astype(np.int64) for c in columns)  # type: ignore[return-value]
+        index, offsets, lengths = (np.asarray(c).reshape(-1).astype(np.int64) for c in columns)
+        return index, offsets, lengths
     refs = manifest.entries()
     n = manifest.shape[0]
     index = np.full(n, MISSING, dtype=np.int64)
