@@ -14,8 +14,9 @@ from helpers import GZIP_SHUFFLE_CODECS, array_metadata
 from scipy.io import netcdf_file
 
 import zarr_manifest_store as zms
+from zarr_manifest_store import served_rows
 from zarr_manifest_store.io.sources import Sources
-from zarr_manifest_store.served_rows import MIN_ROW_CHUNKS, ROW_CHUNK_BYTES
+from zarr_manifest_store.served_rows import MIN_ROW_CHUNKS
 
 RECORDS, GATES = 300, 50
 
@@ -40,10 +41,14 @@ def test_record_variables_are_served_in_chunks_of_many_records(tmp_path, monkeyp
         RECORDS,
         1,
     )  # the document keeps one chunk a record
+    monkeypatch.setattr(served_rows, "ROW_SPAN_BYTES", 16 << 10)
     store = zms.ManifestStore(group)
     served = zarr.open_group(store, mode="r")["reflectivity"]
-    rows = ROW_CHUNK_BYTES // (GATES * 4)
+    stride = 8 + 2 * GATES * 4  # a record: the time, then both variables' rows
+    chunks = -(-RECORDS // ((16 << 10) // stride))  # as many records as 16 KiB of the file holds
+    rows = -(-RECORDS // chunks)  # shared evenly
     assert served.chunks == (rows, GATES)
+    assert zarr.open_group(store, mode="r")["time"].chunks == (rows,)  # aligned on records
 
     reads = []
     original = Sources.read_sync

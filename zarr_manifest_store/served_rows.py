@@ -9,10 +9,12 @@ whole extent on the other axes, a run of consecutive chunks along the first
 axis *is* one larger chunk: their bytes joined in order. :func:`served_array`
 serves such an array, if it has at least :data:`MIN_ROW_CHUNKS` chunks and its
 manifest is in memory (a stored columnar manifest not yet loaded keeps serving a
-chunk by reading only the block that holds it), in chunks of about
-:data:`ROW_CHUNK_BYTES`; the store reads a served chunk's rows
-(one read when they lie evenly spaced in one file, as records do) and joins
-them. Missing rows read as the fill value, as zarr would give them. The
+chunk by reading only the block that holds it), in chunks of the rows that lie
+within about :data:`ROW_SPAN_BYTES` of their file, so that every record variable
+of a file is served in chunks of the same records. The store reads a served
+chunk's runs of evenly spaced rows each as one range within a block of the file,
+through the blocks the arrays of a store share (:mod:`.served_blocks`), and
+joins them. Missing rows read as the fill value, as zarr would give them. The
 document is unchanged: only the chunk grid the store serves differs.
 """
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,27 +33,47 @@ from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.document.lazy import LazyChunkManifest
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.io.sources import ByteData, Sources
-from zarr_manifest_store.manifest import INLINE, MISSING, ChunkCoords
+from zarr_manifest_store.manifest import INLINE, MISSING, ChunkCoords, ChunkManifest
 from zarr_manifest_store.served import ServedArray
+from zarr_manifest_store.served_blocks import RowBlocks
 
-__all__ = ["MIN_ROW_CHUNKS", "ROW_CHUNK_BYTES", "Rows", "ServedRows", "served_array"]
+__all__ = [
+    "MIN_ROW_CHUNKS",
+    "ROW_SPAN_BYTES",
+    "Rows",
+    "ServedRows",
+    "served_array",
+    "served_arrays",
+]
 
-ROW_CHUNK_BYTES = 1 << 18
-"""About this many bytes per served chunk of an array served in rows."""
+ROW_SPAN_BYTES = 8 << 20
+"""A served chunk joins the rows that lie within about this many bytes of their file (so it
+holds at most as many): every record variable of a netCDF-3 file is served in chunks of the
+same records."""
 MIN_ROW_CHUNKS = 64
 """Arrays with fewer chunks along their first axis are served as stored."""
 
 
-def served_array(path: str, array: ManifestArray) -> ServedArray:
+def served_arrays(arrays: Mapping[str, ManifestArray]) -> dict[str, ServedArray]:
+    """How a store serves each of ``arrays`` (by path): in chunks of many rows where that is
+    exact, sharing the blocks of the files they read, else as stored."""
+    blocks = RowBlocks()
+    return {path: served_array(path, array, blocks) for path, array in arrays.items()}
+
+
+def served_array(path: str, array: ManifestArray, blocks: RowBlocks) -> ServedArray:
     """How the store serves ``array``: in chunks of many rows if that is exact, else as stored."""
-    factor = _row_factor(array)
-    return ServedRows(path, array, factor) if factor > 1 else ServedArray(path, array)
+    if _joins_rows(array):
+        return ServedRows(path, array, blocks)
+    return ServedArray(path, array)
 
 
-def _row_factor(array: ManifestArray) -> int:
-    """How many stored chunks along the first axis one served chunk joins (1: none)."""
+def _joins_rows(array: ManifestArray) -> bool:
+    """Whether ``array`` is served in chunks of many rows: its metadata says stored chunks
+    along the first axis join exactly (uncompressed whole rows of a fixed-size type), and
+    there are many of them."""
     if isinstance(array.manifest, LazyChunkManifest) and not array.manifest.loaded:
-        return 1  # a stored columnar manifest serves a chunk reading only the block holding it
+        return False  # a stored columnar manifest serves a chunk reading only the block holding it
     meta = array.metadata
     if (
         not isinstance(meta, ArrayV3Metadata)
@@ -59,26 +81,42 @@ def _row_factor(array: ManifestArray) -> int:
         or len(meta.codecs) != 1
         or not isinstance(meta.codecs[0], BytesCodec)
     ):
-        return 1
+        return False
     shape, chunks = tuple(meta.shape), tuple(meta.chunk_grid.chunk_shape)
     if not shape or chunks[1:] != shape[1:] or -(-shape[0] // chunks[0]) < MIN_ROW_CHUNKS:
-        return 1
+        return False
     dtype = meta.data_type.to_native_dtype()
-    if dtype.kind not in "biufcSV":
-        return 1
-    return max(1, ROW_CHUNK_BYTES // max(1, math.prod(chunks) * dtype.itemsize))
+    row_bytes = math.prod(chunks) * dtype.itemsize
+    return dtype.kind in "biufcSV" and 0 < row_bytes <= ROW_SPAN_BYTES // 2
 
 
 class ServedRows(ServedArray):
     """An array served with ``factor`` stored chunks joined along the first axis per chunk."""
 
-    __slots__ = ("_columns", "_fill", "factor")
+    __slots__ = ("_columns", "_factor", "_fill", "blocks")
 
-    def __init__(self, path: str, array: ManifestArray, factor: int) -> None:
+    def __init__(self, path: str, array: ManifestArray, blocks: RowBlocks) -> None:
         super().__init__(path, array)
-        self.factor = factor
+        self.blocks = blocks
         self._columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._factor: int | None = None
         self._fill: bytes | None = None
+        blocks.add(self)
+
+    @property
+    def factor(self) -> int:
+        """Stored chunks per served chunk: as many as lie within ``ROW_SPAN_BYTES`` of their
+        file (a row a usual step from the one before), the rows shared evenly between the
+        served chunks; worked out when first needed."""
+        if self._factor is None:
+            index, offsets, _ = self.rows()
+            size = len(self.fill_row)
+            steps = np.diff(offsets)[(index[1:] == index[:-1]) & (index[1:] < INLINE)]
+            steps = steps[steps >= size]
+            stride = int(np.median(steps)) if len(steps) else size
+            most = max(1, ROW_SPAN_BYTES // stride)
+            self._factor = -(-len(index) // -(-len(index) // most))
+        return self._factor
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -96,7 +134,7 @@ class ServedRows(ServedArray):
         coords = self.decode(chunk_key)
         if coords is None:
             return None
-        index = self._rows()[0]
+        index = self.rows()[0]
         first = coords[0] * self.factor
         last = min(first + self.factor, len(index))
         if (index[first:last] == MISSING).all():
@@ -105,25 +143,16 @@ class ServedRows(ServedArray):
 
     def present(self) -> Iterator[ChunkCoords]:
         """The served chunks that hold at least one stored chunk."""
-        index = self._rows()[0]
+        index = self.rows()[0]
         rest = (0,) * (self.array.manifest.ndim - 1)
         for i in range(self.grid[0]):
             if (index[i * self.factor : (i + 1) * self.factor] != MISSING).any():
                 yield (i, *rest)
 
-    def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Path index, offset and length of each stored chunk along the first axis."""
         if self._columns is None:
-            refs = self.array.manifest.entries()
-            n = self.array.manifest.shape[0]
-            index = np.full(n, MISSING, dtype=np.int64)
-            offsets = np.zeros(n, dtype=np.int64)
-            lengths = np.zeros(n, dtype=np.int64)
-            rows = np.asarray(refs.flat)
-            index[rows] = refs.path_index
-            offsets[rows] = refs.offsets
-            lengths[rows] = refs.lengths
-            self._columns = (index, offsets, lengths)
+            self._columns = _columns(self.array.manifest)
         return self._columns
 
     @property
@@ -142,6 +171,24 @@ class ServedRows(ServedArray):
         return np.full(meta.chunk_grid.chunk_shape, meta.fill_value, dtype=dtype).tobytes()
 
 
+def _columns(manifest: ChunkManifest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Path index, offset and length of each chunk of a grid of ``(rows, 1, ...)`` chunks."""
+    if not manifest.sparse:
+        columns = (manifest.path_index, manifest.offsets, manifest.lengths)
+        index, offsets, lengths = (np.asarray(c).reshape(-1).astype(np.int64) for c in columns)
+        return index, offsets, lengths
+    refs = manifest.entries()
+    n = manifest.shape[0]
+    index = np.full(n, MISSING, dtype=np.int64)
+    offsets = np.zeros(n, dtype=np.int64)
+    lengths = np.zeros(n, dtype=np.int64)
+    rows = np.asarray(refs.flat)
+    index[rows] = refs.path_index
+    offsets[rows] = refs.offsets
+    lengths[rows] = refs.lengths
+    return index, offsets, lengths
+
+
 class Rows:
     """The stored chunks ``[first, last)`` along the first axis that one served chunk joins."""
 
@@ -154,44 +201,46 @@ class Rows:
     def nbytes(self) -> int:
         return self.served.factor * len(self.served.fill_row)
 
-    async def read(self, sources: Sources) -> bytes:
-        """The served chunk's bytes, its rows read concurrently (gathered into few reads)."""
-        span = self._span(sources)
-        if span is not None:
-            path, start, stop, stride = span
-            return self._join_span(await sources.read(path, start, stop - start), stride)
-        pieces = self._pieces()
-        reads = [sources.read(*p) if isinstance(p, tuple) else _done(p) for p in pieces]
-        return self._join(await asyncio.gather(*reads))
+    async def read(self, sources: Sources) -> np.ndarray:
+        """The served chunk's bytes. The ranges to read go to the sources together (so that
+        nearby ones coalesce), in batches of at most ``max_coalesced_bytes`` between them."""
+        out, runs = self._plan(sources)
+        blocks, reader = self.served.blocks, self.served.path
+        for batch in _batches(runs, sources.options["max_coalesced_bytes"]):
+            reads = (blocks.read(sources, reader, r.path, r.start, r.span, r.count) for r in batch)
+            for run, data in zip(batch, await asyncio.gather(*reads), strict=True):
+                run.place(out, data)
+        return out.reshape(-1)
 
-    def read_sync(self, sources: Sources) -> bytes:
-        """The served chunk's bytes, blocking."""
-        span = self._span(sources)
-        if span is not None:
-            path, start, stop, stride = span
-            return self._join_span(sources.read_sync(path, start, stop - start), stride)
-        return self._join(
-            [sources.read_sync(*p) if isinstance(p, tuple) else p for p in self._pieces()]
-        )
+    def read_sync(self, sources: Sources) -> np.ndarray:
+        """The served chunk's bytes, blocking: one range at a time."""
+        out, runs = self._plan(sources)
+        blocks, reader = self.served.blocks, self.served.path
+        for run in runs:
+            run.place(
+                out, blocks.read_sync(sources, reader, run.path, run.start, run.span, run.count)
+            )
+        return out.reshape(-1)
 
-    def _span(self, sources: Sources) -> tuple[str, int, int, int] | None:
-        """``(path, start, stop, stride)`` when the rows lie evenly spaced in one file, close
-        enough to be read as one range (the sources' ``max_gap_bytes`` and
-        ``max_coalesced_bytes``, as their gathering would merge them); else None."""
-        index, offsets, lengths = (c[self.first : self.last] for c in self.served._rows())
+    def _plan(self, sources: Sources) -> tuple[np.ndarray, list[_Run]]:
+        """The served chunk with its fill and inline rows in place, and the ranges to read
+        into it: each run of rows evenly spaced in one file (at most ``max_gap_bytes`` apart)
+        within one of the file's blocks as one range."""
+        index, offsets, lengths = (c[self.first : self.last] for c in self.served.rows())
         self._check_lengths(index, lengths)
-        size = len(self.served.fill_row)
-        if index[0] >= INLINE or (index != index[0]).any():
-            return None
-        steps = np.diff(offsets)
-        stride = int(steps[0]) if len(steps) else size
-        if (steps != stride).any() or stride < size:
-            return None
-        start, stop = int(offsets[0]), int(offsets[-1]) + size
-        tuning = sources.options
-        if stride - size > tuning["max_gap_bytes"] or stop - start > tuning["max_coalesced_bytes"]:
-            return None
-        return self.served.array.manifest.paths[int(index[0])], start, stop, stride
+        fill = np.frombuffer(self.served.fill_row, dtype=np.uint8)
+        out = np.empty((self.served.factor, len(fill)), dtype=np.uint8)
+        out[len(index) :] = fill
+        out[: len(index)][index == MISSING] = fill
+        manifest, rest = self.served.array.manifest, (0,) * (self.served.array.manifest.ndim - 1)
+        for row in np.flatnonzero(index == INLINE):
+            out[row] = np.frombuffer(manifest.inline[(self.first + int(row), *rest)], np.uint8)
+        gap, block = sources.options["max_gap_bytes"], self.served.blocks.block_bytes(sources)
+        runs = [
+            _Run(manifest.paths[int(index[a])], a, b - a, int(offsets[a]), stride, len(fill))
+            for a, b, stride in _runs(index, offsets, len(fill), gap, block)
+        ]
+        return out, runs
 
     def _check_lengths(self, index: np.ndarray, lengths: np.ndarray) -> None:
         size = len(self.served.fill_row)
@@ -204,32 +253,66 @@ class Rows:
                 f"array is {size}; its reference in the document points at the wrong bytes"
             )
 
-    def _pieces(self) -> list[tuple[str, int, int] | bytes]:
-        """Each row: ``(path, offset, length)`` to read, or its bytes (inline or fill)."""
-        index, offsets, lengths = (c[self.first : self.last] for c in self.served._rows())
-        manifest, rest = self.served.array.manifest, (0,) * (self.served.array.manifest.ndim - 1)
-        pieces: list[tuple[str, int, int] | bytes] = []
-        for row, (i, offset, length) in enumerate(zip(index, offsets, lengths, strict=True)):
-            if i == MISSING:
-                pieces.append(self.served.fill_row)
-            elif i == INLINE:
-                pieces.append(bytes(manifest.inline[(self.first + row, *rest)]))
-            else:
-                pieces.append((manifest.paths[int(i)], int(offset), int(length)))
-        return pieces
 
-    def _join(self, parts: list[ByteData]) -> bytes:
-        padding = self.served.fill_row * (self.served.factor - len(parts))
-        return b"".join([*(bytes(p) if not isinstance(p, bytes) else p for p in parts), padding])
+class _Run:
+    """``count`` rows of ``size`` bytes, ``stride`` bytes apart in ``path`` from ``start``:
+    rows ``[row, row + count)`` of a served chunk, read as one range."""
 
-    def _join_span(self, data: ByteData, stride: int) -> bytes:
-        """The rows of a range read at once: every ``stride`` bytes, one row; then the padding."""
-        size, count = len(self.served.fill_row), self.last - self.first
+    __slots__ = ("count", "path", "row", "size", "start", "stride")
+
+    def __init__(self, path: str, row: int, count: int, start: int, stride: int, size: int):
+        self.path, self.row, self.count = path, row, count
+        self.start, self.stride, self.size = start, stride, size
+
+    @property
+    def span(self) -> int:
+        return (self.count - 1) * self.stride + self.size
+
+    def place(self, out: np.ndarray, data: ByteData) -> None:
+        """Copy the rows out of ``data``, the bytes of the run's range."""
         raw = np.frombuffer(data, dtype=np.uint8)
-        if stride != size:
-            raw = np.lib.stride_tricks.as_strided(raw, shape=(count, size), strides=(stride, 1))
-        return raw.tobytes() + self.served.fill_row * (self.served.factor - count)
+        if len(raw) != self.span:
+            raise OSError(f"reading {self.path!r} gave {len(raw)} bytes, not {self.span}")
+        rows = out[self.row : self.row + self.count]
+        body = (self.count - 1) * self.stride
+        rows[:-1] = raw[:body].reshape(self.count - 1, self.stride)[:, : self.size]
+        rows[-1] = raw[body:]
 
 
-async def _done(value: bytes) -> bytes:
-    return value
+def _runs(
+    index: np.ndarray, offsets: np.ndarray, size: int, max_gap: int, block: int
+) -> Iterator[tuple[int, int, int]]:
+    """``(first, stop, stride)`` of each run of rows read as one range: rows of one file,
+    evenly spaced (``stride`` bytes apart, at most ``max_gap`` between them), within one
+    aligned block of ``block`` bytes of it (a row across two blocks is a run of its own).
+    Missing and inline rows are in no run."""
+    present = index < INLINE
+    steps = np.diff(offsets)
+    home = offsets // block
+    within = home == (offsets + (size - 1)) // block
+    joins = present[:-1] & present[1:] & (index[1:] == index[:-1])
+    joins &= (steps >= size) & (steps - size <= max_gap)
+    joins &= within[:-1] & within[1:] & (home[1:] == home[:-1])
+    # a row continues the run of the row before unless the step to it differs from the last
+    continues = joins.copy()
+    continues[1:] &= ~(joins[:-1] & (steps[1:] != steps[:-1]))
+    starts = np.flatnonzero(np.concatenate(([True], ~continues)))
+    stops = np.append(starts[1:], len(index))
+    for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+        if present[a]:
+            yield a, b, int(steps[a]) if b - a > 1 else size
+
+
+def _batches(runs: list[_Run], limit: int) -> Iterator[list[_Run]]:
+    """``runs`` in consecutive batches spanning at most ``limit`` bytes between them (a
+    larger run is a batch of its own)."""
+    batch: list[_Run] = []
+    held = 0
+    for run in runs:
+        if batch and held + run.span > limit:
+            yield batch
+            batch, held = [], 0
+        batch.append(run)
+        held += run.span
+    if batch:
+        yield batch

@@ -40,7 +40,7 @@ from zarr_manifest_store.io.sources import ByteData, Sources, Verify, VerifyRepo
 from zarr_manifest_store.manifest import MAX_DENSE_CHUNKS, ChunkRef
 from zarr_manifest_store.served import ServedArray
 from zarr_manifest_store.served_metadata import METADATA_KEY, ServedMetadata
-from zarr_manifest_store.served_rows import Rows, served_array
+from zarr_manifest_store.served_rows import Rows, served_arrays
 
 __all__ = ["ManifestStore"]
 
@@ -74,7 +74,8 @@ class ManifestStore(Store):
     ``timeout`` (15 s per remote attempt), ``deadline`` (25 s for one request in
     all, retries included: a stalling server costs at most that) and
     ``read_ahead_bytes`` (64 MiB: the memory a remote file read chunk after
-    chunk may hold in blocks read ahead; 0 turns read-ahead off).
+    chunk may hold in blocks read ahead, and, apart, the blocks of a file that
+    its record variables share, kept for the variables not read yet; 0 turns both off).
 
     Reads: concurrent ``get`` calls (zarr's, for a slice) and
     ``get_partial_values`` are gathered so that nearby ranges of one file are
@@ -120,7 +121,7 @@ class ManifestStore(Store):
             nodes.extend(root.walk())
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
-        self._served = {p: served_array(p, a) for p, a in self._arrays.items()}
+        self._served = served_arrays(self._arrays)
         self._documents = ServedMetadata(self._nodes, self._served)
         self._token: str | None = None
         self._sources = Sources(

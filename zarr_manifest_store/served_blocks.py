@@ -1,0 +1,262 @@
+"""Blocks of a source file read for one array served in rows, kept for the others.
+
+The record variables of a netCDF-3 file interleave: each record holds one row of
+every record variable, so the rows of one variable lie a record apart and reading
+them reads the whole record section of the file (one range per served chunk,
+cheaper than a read per row). Every other record variable needs the same bytes:
+:class:`RowBlocks` keeps what was read, in blocks of :data:`BLOCK_BYTES` aligned
+in the file, until every row that the arrays served in rows from that file have
+in the block has been taken from it, so that loading all of them reads the file
+once, not once per variable, and holds nothing once done; a block being read for
+one array is waited for by the others (dask reads them at once), not read again.
+The blocks held never exceed the store's ``read_ahead_bytes`` (0, or
+``verify="always"``, turns the keeping off: every read then goes to the file); a
+block that does not fit is not kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, InvalidStateError
+from typing import Protocol
+
+import numpy as np
+
+from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.io.sources import ByteData, Sources
+
+__all__ = ["BLOCK_BYTES", "RowArray", "RowBlocks"]
+
+BLOCK_BYTES = 1 << 20
+"""The blocks a source file is read in and kept in (aligned at multiples of this)."""
+
+Key = tuple[str, int]
+"""A block: its source's path and its number in the file."""
+
+
+class RowArray(Protocol):
+    """An array served in rows, as the blocks see it."""
+
+    path: str
+    array: ManifestArray
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Path index, offset and length of each stored chunk along the first axis."""
+        ...
+
+
+class _Block:
+    """The bytes of one block, and how many of its rows each array took from it."""
+
+    __slots__ = ("data", "done", "taken")
+
+    def __init__(self, data: ByteData) -> None:
+        self.data = np.frombuffer(data, dtype=np.uint8)
+        self.taken: dict[str, int] = {}
+        self.done = 0  # rows taken, each array's counted up to how many it has in the block
+
+    def take(self, file: _File, number: int, reader: str, rows: int) -> bool:
+        """Count ``rows`` rows of array ``reader`` taken; whether every row is taken now
+        (an array reading its rows again counts once)."""
+        had = self.taken.get(reader, 0)
+        self.taken[reader] = had + rows
+        self.done += max(0, min(rows, file.rows_in(number, reader) - had))
+        return self.done >= file.rows_in(number)
+
+
+class RowBlocks:
+    """The blocks of source files one store's arrays served in rows share (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._arrays: list[RowArray] = []
+        self._files: dict[str, _File] = {}
+        self._blocks: dict[Key, _Block] = {}
+        self._pending: dict[Key, Future[None]] = {}  # blocks being read
+        self._held = 0
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    @property
+    def held_bytes(self) -> int:
+        """The bytes of the blocks kept now."""
+        return self._held
+
+    def add(self, served: RowArray) -> None:
+        """Count ``served`` among the arrays that read their rows through these blocks."""
+        self._arrays.append(served)
+
+    def block_bytes(self, sources: Sources) -> int:
+        """The size of a block (never more than a coalesced read of ``sources``)."""
+        return min(BLOCK_BYTES, sources.options["max_coalesced_bytes"])
+
+    async def read(
+        self, sources: Sources, reader: str, path: str, start: int, span: int, rows: int
+    ) -> ByteData:
+        """``span`` bytes of ``path`` from ``start``, holding ``rows`` rows of array
+        ``reader``: from a block kept, else read with the rest of its block (kept if other
+        rows lie in it). A block being read for another array is waited for, not read again."""
+        plan = self._plan(sources, path, start, span)
+        while plan is not None:
+            key, block_start, block_stop = plan
+            block, reading = self._claim(key, reader, rows)
+            if block is not None:
+                return block.data[start - block_start : start - block_start + span]
+            if reading is not None:
+                try:  # shielded: a cancelled waiter must not cancel the read it waits for
+                    await asyncio.shield(asyncio.wrap_future(reading))
+                except Exception:  # that read failed or was abandoned: read the rows here
+                    break
+                continue  # taken from the block now kept, or read again if it was not kept
+            with self._reading(key) as done:
+                data = await sources.read(path, block_start, block_stop - block_start)
+                block = self._keep(key, data, reader, rows, sources, done)
+            return block.data[start - block_start : start - block_start + span]
+        return await sources.read(path, start, span)
+
+    def read_sync(
+        self, sources: Sources, reader: str, path: str, start: int, span: int, rows: int
+    ) -> ByteData:
+        """:meth:`read`, blocking."""
+        plan = self._plan(sources, path, start, span)
+        while plan is not None:
+            key, block_start, block_stop = plan
+            block, reading = self._claim(key, reader, rows)
+            if block is not None:
+                return block.data[start - block_start : start - block_start + span]
+            if reading is not None:
+                try:
+                    reading.result(timeout=sources.options["deadline"])
+                except Exception:  # failed, abandoned or slow: read the rows here
+                    break
+                continue
+            with self._reading(key) as done:
+                data = sources.read_sync(path, block_start, block_stop - block_start)
+                block = self._keep(key, data, reader, rows, sources, done)
+            return block.data[start - block_start : start - block_start + span]
+        return sources.read_sync(path, start, span)
+
+    def _plan(
+        self, sources: Sources, path: str, start: int, span: int
+    ) -> tuple[Key, int, int] | None:
+        """The block holding ``[start, start + span)`` and its extent in the file; None when
+        the bytes are read directly (keeping is off, one array reads the file, or they
+        cross a block's end)."""
+        options = sources.options
+        if not options["read_ahead_bytes"] or options["verify"] == "always":
+            return None
+        size = self.block_bytes(sources)
+        first = start // size
+        if (start + span - 1) // size != first:
+            return None
+        found = self._file(path, size)
+        if found.readers < 2:
+            return None
+        block_start = first * size
+        return (path, first), block_start, max(start + span, min(block_start + size, found.end))
+
+    def _file(self, path: str, size: int) -> _File:
+        """What the arrays served in rows read of ``path``, worked out once."""
+        found = self._files.get(path)
+        if found is None:
+            found = self._files[path] = _File(path, self._arrays, size)
+        return found
+
+    def _claim(self, key: Key, reader: str, rows: int) -> tuple[_Block | None, Future[None] | None]:
+        """The block kept under ``key``, ``rows`` more of its rows taken by ``reader``
+        (dropped once all are); else the read of it under way for another array; else
+        ``(None, None)``: the caller reads it, and must do so within :meth:`_reading`."""
+        with self._locked():
+            block = self._blocks.get(key)
+            if block is not None:
+                if block.take(self._files[key[0]], key[1], reader, rows):
+                    self._held -= len(self._blocks.pop(key).data)
+                return block, None
+            reading = self._pending.get(key)
+            if reading is None:
+                self._pending[key] = Future()
+            return None, reading
+
+    @contextlib.contextmanager
+    def _reading(self, key: Key) -> Iterator[Future[None]]:
+        """The read of block ``key`` by the array that claimed it: whoever waits for it is
+        told when it ends, however it ends."""
+        done = self._pending[key]
+        try:
+            yield done
+        finally:
+            with self._locked():
+                self._pending.pop(key, None)
+            with contextlib.suppress(InvalidStateError):  # told already
+                done.set_exception(OSError(f"the read of block {key} was abandoned"))
+
+    def _keep(
+        self,
+        key: Key,
+        data: ByteData,
+        reader: str,
+        rows: int,
+        sources: Sources,
+        done: Future[None],
+    ) -> _Block:
+        """A block just read, ``rows`` of its rows taken by ``reader``: kept if more lie in
+        it and it fits within ``read_ahead_bytes``; then those waiting for it are told."""
+        block = _Block(data)
+        finished = block.take(self._files[key[0]], key[1], reader, rows)
+        with self._locked():
+            budget = sources.options["read_ahead_bytes"]
+            if key not in self._blocks and not finished and self._held + len(block.data) <= budget:
+                self._blocks[key] = block
+                self._held += len(block.data)
+            self._pending.pop(key, None)
+        with contextlib.suppress(InvalidStateError):
+            done.set_result(None)
+        return block
+
+    def _locked(self) -> threading.Lock:
+        """The lock of the blocks; in a child forked since, a new one and no blocks (another
+        thread may have held the old one when the process forked)."""
+        if self._pid != os.getpid():
+            self._lock, self._blocks, self._pending, self._held = threading.Lock(), {}, {}, 0
+            self._pid = os.getpid()
+        return self._lock
+
+
+class _File:
+    """A source file as the arrays served in rows read it in blocks of ``size`` bytes: how
+    many arrays read it, where their last row ends, and how many rows of each lie within
+    each block (a row across two blocks is read on its own, in no block)."""
+
+    __slots__ = ("end", "rows", "total")
+
+    def __init__(self, path: str, arrays: Iterable[RowArray], size: int) -> None:
+        self.rows: dict[str, np.ndarray] = {}
+        self.end = 0
+        for served in arrays:
+            paths = served.array.manifest.paths
+            if path in paths:
+                index, offsets, lengths = served.rows()
+                mine = index == paths.index(path)
+                if mine.any():
+                    first, last = offsets[mine], offsets[mine] + lengths[mine]
+                    home = first // size
+                    self.rows[served.path] = np.bincount(home[home == (last - 1) // size])
+                    self.end = max(self.end, int(last.max()))
+        blocks = max((len(r) for r in self.rows.values()), default=0)
+        self.total = sum(
+            (np.pad(r, (0, blocks - len(r))) for r in self.rows.values()),
+            start=np.zeros(blocks, np.int64),
+        )
+
+    @property
+    def readers(self) -> int:
+        """How many arrays read rows of the file."""
+        return len(self.rows)
+
+    def rows_in(self, block: int, reader: str | None = None) -> int:
+        """How many rows (of array ``reader``, or of all) lie within block number ``block``."""
+        rows = self.total if reader is None else self.rows.get(reader, self.total[:0])
+        return int(rows[block]) if block < len(rows) else 0
