@@ -65,7 +65,15 @@ def test_remote_file_reads_in_cached_blocks(http_server):
     head, fingerprint = Sources().read_head(url, 2048)
     assert (bytes(head), fingerprint.size) == (data[:2048], len(data))
     http_server.requests.clear()
-    f = RemoteFile(Sources(), url, len(data), head=bytes(head), block_bytes=1024, max_blocks=3)
+    f = RemoteFile(
+        Sources(),
+        url,
+        len(data),
+        fingerprint=fingerprint,
+        head=bytes(head),
+        block_bytes=1024,
+        max_blocks=3,
+    )
     assert f.read(100) == data[:100]  # from the head
     assert f.requests == 0
     f.seek(5000)
@@ -135,6 +143,20 @@ def test_a_small_remote_file_is_scanned_and_opened_in_one_request(remote, tmp_pa
     assert group["t"].manifest.fingerprints == ds["t"].data.manifest.fingerprints
     read = xr.open_zarr(ds.virtualize.to_store(), chunks=None)
     np.testing.assert_array_equal(read["t"].values, written["t"].values)
+
+
+def test_a_small_remote_netcdf3_file_is_scanned_and_opened_in_one_request(remote, tmp_path):
+    values = np.random.default_rng(4).normal(size=(5, 3)).astype("float32")
+    written = xr.Dataset(
+        {"t": (("time", "x"), values)}, coords={"time": np.arange(5, dtype="int32")}
+    )
+    written.to_netcdf(tmp_path / "classic.nc", engine="scipy", format="NETCDF3_64BIT")
+    url, options, counts = remote(tmp_path / "classic.nc", "classic.nc")
+    ds = zms.open_virtual_dataset(url, storage_options=options)
+    assert counts() == (1, 0)  # its format, header, fingerprint and coordinate: one block
+    read = xr.open_zarr(ds.virtualize.to_store(), chunks=None)
+    np.testing.assert_array_equal(read["t"].values, values)
+    np.testing.assert_array_equal(read["time"].values, written["time"].values)
 
 
 def test_a_larger_file_reads_on_in_few_requests_without_a_head(remote, tmp_path):

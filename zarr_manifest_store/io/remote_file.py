@@ -48,8 +48,8 @@ MAX_BLOCKS = 64
 
 class RemoteFile(io.RawIOBase):
     """``size`` bytes of the remote ``path``, read through ``sources`` in cached blocks;
-    ``head``, its first bytes if already read, is kept as the first blocks, and
-    ``fingerprint``, what the file looked like when they were read, is kept for its scan."""
+    ``fingerprint`` is what the file looked like when it was opened (kept for its scan), and
+    ``head``, its first bytes if already read, is kept as the first blocks."""
 
     def __init__(
         self,
@@ -57,8 +57,8 @@ class RemoteFile(io.RawIOBase):
         path: str,
         size: int,
         *,
+        fingerprint: Fingerprint,
         head: bytes = b"",
-        fingerprint: Fingerprint | None = None,
         block_bytes: int = BLOCK_BYTES,
         max_blocks: int = MAX_BLOCKS,
     ) -> None:
@@ -84,7 +84,7 @@ class RemoteFile(io.RawIOBase):
         size = fingerprint.size
         if size is None:  # the file system's listing says
             size = int(sources.filesystem(path).size(path))
-        return cls(sources, path, size, head=bytes(head), fingerprint=fingerprint)
+        return cls(sources, path, size, fingerprint=fingerprint, head=bytes(head))
 
     @property
     def size(self) -> int:
