@@ -170,9 +170,9 @@ def obstore_client(path: str, options: Mapping[str, Any], *, timeout: float) -> 
 
     One client serves every reader in the process that reaches the same store with the
     same options in the same environment (:data:`MAX_SHARED_CLIENTS` are kept, the least
-    recently used dropped):
-    making one costs about 10 ms of CPU (its HTTP client and TLS set-up), which a scan of
-    many files would otherwise pay per file, and it keeps its connections open for all.
+    recently used dropped): making one costs about 10 ms of CPU (its HTTP client and TLS
+    set-up), which a scan of many files would otherwise pay per file, and it keeps its
+    connections open for all of them.
 
     Raises ``ValueError`` for an option that cannot be passed on to obstore.
     """
@@ -246,7 +246,7 @@ def _key(kind: str, path: str) -> str:
 _USED_IN = 0
 """The process that made the first obstore client (0: none yet)."""
 MAX_SHARED_CLIENTS = 32
-"""obstore clients kept for reuse across readers (one per store and options)."""
+"""obstore clients kept for reuse across readers (one per store, options and environment)."""
 _SHARED: collections.OrderedDict[str, tuple[ObstoreClient, dict[str, Any]]] = (
     collections.OrderedDict()
 )

@@ -90,11 +90,6 @@ class RemoteFile(io.RawIOBase):
     def size(self) -> int:
         return self._size
 
-    @property
-    def sources(self) -> Sources:
-        """The reader its blocks are read with."""
-        return self._sources
-
     def readable(self) -> bool:
         return True
 
