@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import errno
+import json
 import os
+import threading
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -161,8 +165,14 @@ def _as_xml_api(info: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def obstore_client(path: str, options: Mapping[str, Any], *, timeout: float) -> Client | None:
-    """A new obstore client for ``path`` with fsspec-style ``options`` (requests abandoned
+    """The obstore client for ``path`` with fsspec-style ``options`` (requests abandoned
     after ``timeout`` seconds); None where obstore does not read ``path`` here.
+
+    One client serves every reader in the process that reaches the same store with the
+    same options in the same environment (:data:`MAX_SHARED_CLIENTS` are kept, the least
+    recently used dropped): making one costs about 10 ms of CPU (its HTTP client and TLS
+    set-up), which a scan of many files would otherwise pay per file, and it keeps its
+    connections open for all of them.
 
     Raises ``ValueError`` for an option that cannot be passed on to obstore.
     """
@@ -171,8 +181,31 @@ def obstore_client(path: str, options: Mapping[str, Any], *, timeout: float) -> 
     if kind is None or not obstore_usable():
         return None
     store_class, arguments = store_arguments(kind, path, options, timeout=timeout)
-    _USED_IN = os.getpid()
-    return ObstoreClient(kind, getattr(obstore.store, store_class)(**arguments))
+    environment = sorted(
+        (name, value)
+        for name, value in os.environ.items()
+        if name.upper().startswith(_ENVIRONMENT_PREFIXES) or name.upper().endswith("_PROXY")
+    )
+    key = json.dumps([store_class, arguments, environment], sort_keys=True, default=_key_part)
+    with _SHARED_LOCK:  # made under the lock: concurrent scans make one, not one each
+        if key in _SHARED:
+            _SHARED.move_to_end(key)
+            return _SHARED[key][0]
+        client = ObstoreClient(kind, getattr(obstore.store, store_class)(**arguments))
+        _USED_IN = os.getpid()
+        _SHARED[key] = (client, arguments)
+        while len(_SHARED) > MAX_SHARED_CLIENTS:
+            _SHARED.popitem(last=False)
+    return client
+
+
+def _key_part(value: Any) -> str:
+    """An argument JSON cannot write, in a cached client's key: a duration by its length,
+    anything else (a credential provider) by identity (the cache holds the arguments, so
+    their ids are not reused while the key is in it)."""
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds()} s"
+    return f"{type(value).__qualname__}@{id(value)}"
 
 
 def fsspec_client(path: str, fs: fsspec.AbstractFileSystem) -> FsspecClient:
@@ -212,6 +245,15 @@ def _key(kind: str, path: str) -> str:
 
 _USED_IN = 0
 """The process that made the first obstore client (0: none yet)."""
+MAX_SHARED_CLIENTS = 32
+"""obstore clients kept for reuse across readers (one per store, options and environment)."""
+_SHARED: collections.OrderedDict[str, tuple[ObstoreClient, dict[str, Any]]] = (
+    collections.OrderedDict()
+)
+_SHARED_LOCK = threading.Lock()
+_ENVIRONMENT_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "GCS_", "SSL_CERT_")
+"""Environment variables obstore reads when it makes a store (credentials, endpoints,
+certificates; and ``*_PROXY``): a shared client is reused only while they are unchanged."""
 
 
 def obstore_usable() -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from zarr_manifest_store.group import ManifestGroup
+from zarr_manifest_store.io.remote_file import sharing
 from zarr_manifest_store.scan import (
     dmrpp,
     document,
@@ -101,9 +102,10 @@ def scan(url: str | os.PathLike[str] | Mapping[str, Any], **options: Any) -> Man
     (``group``, ``drop_variables``, ``on_unsupported``, ``storage_options``,
     ...) are passed on; ``allow`` (the prefixes a chunk-manifest document's
     sources may lie under, besides its folder) only to formats that reference
-    other files. Remote URLs cost a few small reads to identify. A file
-    of another format raises ``UnsupportedDatasetError`` naming the bytes it
-    starts with.
+    other files. A remote file is identified from its first MiB, which an
+    HDF5 scan reads on from (a file of up to a MiB costs one request in all).
+    A file of another format raises ``UnsupportedDatasetError`` naming the
+    bytes it starts with.
 
     >>> g = scan("data/era_2026-01-01.nc")
     >>> sorted(g.arrays), g["t2m"].shape
@@ -112,12 +114,14 @@ def scan(url: str | os.PathLike[str] | Mapping[str, Any], **options: Any) -> Man
     """
     if isinstance(url, Mapping):
         fmt = REGISTRY.identify_mapping(url)
-    else:
+        _check_options(fmt, options)
+        return fmt.scan(url, **options)
+    with sharing():  # a remote file's first block, read to identify it, is the scan's too
         fmt = REGISTRY.identify(url, options.get("storage_options"))
-    if "allow" in options and fmt.options is not None and "allow" not in fmt.options:
-        options = {k: v for k, v in options.items() if k != "allow"}  # reads only the file itself
-    _check_options(fmt, options)
-    return fmt.scan(url, **options)
+        if "allow" in options and fmt.options is not None and "allow" not in fmt.options:
+            options = {k: v for k, v in options.items() if k != "allow"}  # reads only the file
+        _check_options(fmt, options)
+        return fmt.scan(url, **options)
 
 
 def sniff(url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> str:

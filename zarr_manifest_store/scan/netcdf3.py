@@ -29,7 +29,8 @@ from zarr.dtype import parse_dtype
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.cf import fill_value_attribute, json_attribute
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.io.paths import source_path
+from zarr_manifest_store.io.paths import is_local, source_path
+from zarr_manifest_store.io.remote_file import shared_remote_file
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
 from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, rows_per_chunk
@@ -278,13 +279,19 @@ def _pad4(n: int) -> int:
 def _read_header(
     path: str, storage_options: dict[str, Any] | None
 ) -> tuple[NetCDF3Header, Fingerprint]:
-    """The file's header, and its fingerprint (whose size bounds the header reads)."""
+    """The file's header, and its fingerprint (whose size bounds the header reads); a remote
+    file's from its first block, read with the fingerprint in one request (within a
+    ``sharing``, the block the format registry read to identify it)."""
     sources = Sources(storage_options)
     try:
-        fingerprint = sources.fingerprint(path)
-        if fingerprint.size is None:
-            raise OSError(f"cannot read {path!r}: its size is unknown to the file system")
-        return _HeaderParser(path, fingerprint.size, sources.read_sync).parse(), fingerprint
+        if is_local(path):
+            fingerprint = sources.fingerprint(path)
+            if fingerprint.size is None:
+                raise OSError(f"cannot read {path!r}: its size is unknown to the file system")
+            return _HeaderParser(path, fingerprint.size, sources.read_sync).parse(), fingerprint
+        remote = shared_remote_file(sources, path)
+        parser = _HeaderParser(path, remote.size, lambda _, at, n: remote.read_range(at, at + n))
+        return parser.parse(), remote.fingerprint
     finally:
         sources.close()
 

@@ -31,6 +31,7 @@ from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.clients import store_key
 from zarr_manifest_store.io.paths import is_local, local_path
+from zarr_manifest_store.io.remote_file import shared_remote_file
 from zarr_manifest_store.io.sources import Sources
 
 __all__ = ["ENTRY_POINT_GROUP", "HEAD_BYTES", "Deferred", "Folder", "Format", "Head", "Registry"]
@@ -222,18 +223,18 @@ class Registry:
                     Head(path, size, head, lambda start, end: os.pread(fd, end - start, start))
                 )
         if store_key(path)[0]:  # S3, GCS, Azure, HTTP: one ranged GET (obstore), no HEAD
-            sources = Sources(storage_options)
-            try:
-                head, fingerprint = sources.read_head(path, HEAD_BYTES)
+            try:  # its first block: within a `sharing`, the scanner reads on from it
+                remote = shared_remote_file(Sources(storage_options), path)
             except (FileNotFoundError, ValueError):
                 pass  # a folder, or options only fsspec takes: the file system says below
             else:
+                size = remote.size
                 return self.identify_file(
                     Head(
                         path,
-                        len(head) if fingerprint.size is None else fingerprint.size,
-                        bytes(head),
-                        lambda start, end: bytes(sources.read_sync(path, start, end - start)),
+                        size,
+                        remote.read_range(0, min(size, HEAD_BYTES)) if size else b"",
+                        lambda start, end: remote.read_range(start, min(end, size)),
                     )
                 )
         fs, fs_path = fsspec.core.url_to_fs(path, **dict(storage_options or {}))

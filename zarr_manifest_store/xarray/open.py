@@ -22,6 +22,7 @@ from zarr_manifest_store.cf import fill_value_from_attribute
 from zarr_manifest_store.document.read import MAX_INDEX_ELEMENTS
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import source_path
+from zarr_manifest_store.io.remote_file import sharing
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.scan import scan
 from zarr_manifest_store.xarray.values import read_values_together, sources_for
@@ -68,7 +69,8 @@ def open_virtual_dataset(
         scan_options=scan_options,
         max_index_elements=max_index_elements,
     )
-    return opener.dataset(url, opener.scan(url))
+    with sharing():  # a remote file's blocks read by the scan serve its loaded variables
+        return opener.dataset(url, opener.scan(url))
 
 
 @dataclass(frozen=True)

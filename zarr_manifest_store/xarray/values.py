@@ -20,6 +20,7 @@ from zarr.storage import StorePath
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.errors import UnsupportedDatasetError
+from zarr_manifest_store.io.remote_file import cached_bytes
 from zarr_manifest_store.io.sources import ByteData, Sources, coalesce
 from zarr_manifest_store.manifest import ChunkCoords, ChunkRef, Fingerprint
 from zarr_manifest_store.store import ManifestStore
@@ -83,7 +84,12 @@ def _read_chunks(refs: Iterable[ChunkRef], sources: Sources) -> dict[ChunkRef, B
         ranges = [(ref.offset, ref.offset + ref.length) for ref in found]
         plan = coalesce(ranges, max_gap_bytes=_GAP_READ_BYTES, max_coalesced_bytes=_MAX_READ_BYTES)
         for start, stop, members in plan:
-            data = memoryview(sources.read_sync(path, start, stop - start))
+            # The blocks the scan read, within a `sharing` (a small file's loaded
+            # coordinates are in its first block): no request of their own.
+            held = cached_bytes(sources, path, start, stop)
+            data = memoryview(
+                held if held is not None else sources.read_sync(path, start, stop - start)
+            )
             for i in members:
                 ref = found[i]
                 out[ref] = data[ref.offset - start : ref.offset - start + ref.length]

@@ -43,7 +43,7 @@ from h5py import h5f, h5p
 
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import is_local, local_path, source_path
-from zarr_manifest_store.io.remote_file import RemoteFile
+from zarr_manifest_store.io.remote_file import shared_remote_file
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import Fingerprint
 from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, Refusals
@@ -58,10 +58,6 @@ logger = logging.getLogger(__name__)
 
 MAX_INLINE_BYTES = 2**20
 """Default limit of the bytes one dataset may materialise into its manifest."""
-REMOTE_PREFETCH_BYTES = 2**20
-"""Bytes of a remote file read before h5py opens it (its superblock and, in most files, all
-of its metadata): h5py runs one call at a time process-wide, so only reads made outside
-it overlap across files scanned concurrently."""
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 """The bytes an HDF5 file starts with, after a user block of 512 bytes or a larger power of two."""
 USERBLOCK_LIMIT = 2**20
@@ -128,26 +124,21 @@ def scan_hdf5(
 @contextlib.contextmanager
 def _open(path: str, sources: Sources) -> Iterator[tuple[h5py.File, Fingerprint]]:
     """The file opened with h5py, and its fingerprint: local files directly, others as a
-    :class:`RemoteFile` (read in large cached blocks, the first ones with the fingerprint
-    in one request before h5py takes its lock)."""
+    :class:`~zarr_manifest_store.io.remote_file.RemoteFile` (read in large cached blocks,
+    the first one with the fingerprint in one request before h5py takes its lock: within
+    a ``sharing``, the one the format registry read to identify the file)."""
     if is_local(path):
         fingerprint = sources.fingerprint(path)
         fid = h5f.open(os.fsencode(local_path(path)), h5f.ACC_RDONLY, fapl=_file_access())
         with h5py.File(fid) as f:
             yield f, fingerprint
         return
-    head, fingerprint = sources.read_head(path, REMOTE_PREFETCH_BYTES)
-    sources.record({path: fingerprint})  # later reads carry the check: no HEAD of their own
-    size = fingerprint.size if fingerprint.size is not None else _size_of(path, sources)
-    fobj = RemoteFile(sources, path, size, head=bytes(head))
+    fobj = shared_remote_file(sources, path)
+    sources.record({path: fobj.fingerprint})  # checks of other reads need no HEAD of their own
+    requests = fobj.requests
     with h5py.File(fobj, "r") as f:
-        yield f, fingerprint
-    logger.debug("scanned %s in %d more request(s)", path, fobj.requests)
-
-
-def _size_of(path: str, sources: Sources) -> int:
-    """The size of a remote file whose fingerprint leaves it out (the file system's listing)."""
-    return int(sources.filesystem(path).size(path))
+        yield f, fobj.fingerprint
+    logger.debug("scanned %s in %d more request(s)", path, fobj.requests - requests)
 
 
 @functools.cache
