@@ -11,7 +11,9 @@ import h5py
 import numpy as np
 from h5py import h5, h5d, h5o, h5p, h5s
 
+from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.attributes import Attributes, decoded_name
+from zarr_manifest_store.scan.hdf5.datatypes import DataKind
 
 __all__ = ["Dataset", "links", "member"]
 
@@ -93,8 +95,16 @@ class Dataset(h5py.Dataset):
         return super().name
 
     @functools.cached_property
+    def kind(self) -> DataKind:
+        """How its HDF5 type maps to Zarr (raises Refused), worked out once per type."""
+        return DataKind.of(self.id.get_type())
+
+    @functools.cached_property
     def dtype(self) -> np.dtype:
-        return self.id.dtype
+        try:
+            return self.kind.stored
+        except Refused:  # a type Zarr cannot hold may still have a NumPy form
+            return self.id.dtype
 
     @functools.cached_property
     def create_plist(self) -> h5p.PropDCID:
