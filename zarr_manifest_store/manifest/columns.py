@@ -117,6 +117,8 @@ def unsigned(
     place: Place = None,
 ) -> np.ndarray:
     """``values`` as a read-only ``dtype`` array; a ValueError names the first bad chunk."""
+    if isinstance(values, np.ndarray) and values.dtype == dtype and shape in (None, values.shape):
+        return values.view()  # already what the checks below would make of it
     # Python sequences go through object arrays so that big or mixed ints are not turned into floats.
     arr = values if isinstance(values, np.ndarray) else np.array(values, dtype=object)
     if shape is not None and arr.shape != shape:

@@ -27,12 +27,16 @@ def array_metadata(doc: dict[str, Any]) -> ArrayV3Metadata:
     The parsed metadata is immutable, so arrays of different files may share it.
     The key is the document's ``marshal`` form: exact for the JSON types (``1``,
     ``1.0`` and ``True``, ``0.0`` and ``-0.0`` differ) and several times cheaper
-    than JSON text; anything else in it is parsed directly.
+    than JSON text. A document it does not give back as it was (marshal writes
+    NumPy values as their raw bytes) is parsed directly.
     """
     attributes = doc.get("attributes") or {}
+    rest = {k: v for k, v in doc.items() if k != "attributes"}
     try:
-        key = marshal.dumps({k: v for k, v in doc.items() if k != "attributes"})
-    except ValueError:  # not a built-in type
+        key = marshal.dumps(rest)
+    except ValueError:  # no marshal form
+        return parse_array_metadata(doc)
+    if marshal.loads(key) != rest:
         return parse_array_metadata(doc)
     parsed = _parsed_metadata(key)
     if not attributes:
