@@ -89,8 +89,16 @@ def h5py_walk(path: Path, attributes: bool = True, compact: bool = False) -> int
 def h5py_lowlevel(path: Path) -> int:
     """What a scan must read, through h5py's low-level calls alone and nothing else: every
     link, and per dataset its creation properties (layout, fill value, attribute order), type,
-    dataspace, each attribute (type, dataspace, value), and its data (compact) or storage."""
+    dataspace, each attribute (type, dataspace, value), and its data (compact) or storage.
+    NumPy dtypes are worked out once per HDF5 type, as the scan works them out."""
     count = 0
+    dtypes: dict[bytes, np.dtype] = {}
+
+    def dtype_of(tid: h5t.TypeID) -> np.dtype:
+        key = tid.encode()
+        if key not in dtypes:
+            dtypes[key] = tid.dtype
+        return dtypes[key]
 
     def group(gid: h5g.GroupID) -> None:
         nonlocal count
@@ -104,7 +112,7 @@ def h5py_lowlevel(path: Path) -> int:
             count += 1
             dcpl = oid.get_create_plist()
             layout = dcpl.get_layout()
-            dtype = oid.get_type().dtype
+            dtype = dtype_of(oid.get_type())
             space = oid.get_space()
             shape = space.get_simple_extent_dims()
             space.get_simple_extent_dims(True)
@@ -115,7 +123,8 @@ def h5py_lowlevel(path: Path) -> int:
             h5a.iterate(oid, attributes.append)
             for attribute in attributes:
                 aid = h5a.open(oid, attribute)
-                values = np.zeros(aid.get_space().get_simple_extent_dims(), aid.get_type().dtype)
+                extent = aid.get_space().get_simple_extent_dims()
+                values = np.zeros(extent, dtype_of(aid.get_type()))
                 aid.read(values)
             if layout == h5d.CHUNKED:
                 oid.chunk_iter(lambda _info: None)
