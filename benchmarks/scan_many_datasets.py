@@ -9,6 +9,8 @@ attributes. This generates such a file and times:
   (creation properties, layout, chunk index or contiguous offset), then
   the same with every attribute read too (a scan reads them all), then with the
   values of compact datasets too (all that a scan must read);
+- all that a scan reads, through h5py's low-level calls alone (the least a scan through
+  h5py can cost);
 - ``zms.scan`` of the file (target: at most 2x h5py's visit);
 - ``zarr.open_group`` on a ManifestStore of the scan, and reading one array.
 
@@ -29,7 +31,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import zarr
-from h5py import h5d, h5p, h5s, h5t
+from h5py import h5a, h5d, h5g, h5o, h5p, h5s, h5t
 
 import zarr_manifest_store as zms
 
@@ -84,6 +86,59 @@ def h5py_walk(path: Path, attributes: bool = True, compact: bool = False) -> int
     return count
 
 
+def h5py_lowlevel(path: Path) -> int:
+    """What a scan must read, through h5py's low-level calls alone and nothing else: every
+    link, and per dataset its creation properties (layout, fill value, attribute order), type,
+    dataspace, each attribute (type, dataspace, value), and its data (compact) or storage.
+    NumPy dtypes are worked out once per HDF5 type, as the scan works them out."""
+    count = 0
+    dtypes: dict[bytes, np.dtype] = {}
+
+    def dtype_of(tid: h5t.TypeID) -> np.dtype:
+        key = tid.encode()
+        if key not in dtypes:
+            dtypes[key] = tid.dtype
+        return dtypes[key]
+
+    def group(gid: h5g.GroupID) -> None:
+        nonlocal count
+        names: list[bytes] = []
+        gid.links.iterate(names.append)
+        for name in names:
+            oid = h5o.open(gid, name)
+            if isinstance(oid, h5g.GroupID):
+                group(oid)
+                continue
+            count += 1
+            dcpl = oid.get_create_plist()
+            layout = dcpl.get_layout()
+            dtype = dtype_of(oid.get_type())
+            space = oid.get_space()
+            shape = space.get_simple_extent_dims()
+            space.get_simple_extent_dims(True)
+            if dcpl.fill_value_defined() != h5d.FILL_VALUE_UNDEFINED:
+                dcpl.get_fill_value(np.zeros((1,), dtype))
+            dcpl.get_attr_creation_order()
+            attributes: list[bytes] = []
+            h5a.iterate(oid, attributes.append)
+            for attribute in attributes:
+                aid = h5a.open(oid, attribute)
+                extent = aid.get_space().get_simple_extent_dims()
+                values = np.zeros(extent, dtype_of(aid.get_type()))
+                aid.read(values)
+            if layout == h5d.CHUNKED:
+                oid.chunk_iter(lambda _info: None)
+            elif layout == h5d.COMPACT:
+                oid.read(h5s.ALL, h5s.ALL, np.empty(shape, dtype))
+            else:
+                dcpl.get_nfilters()
+                oid.get_offset()
+
+    with h5py.File(path, "r") as f:
+        group(f.id)
+    return count
+
+
 CLOCK = time.perf_counter
 
 
@@ -111,6 +166,7 @@ def main() -> None:
         visited = best(lambda: h5py_walk(path, attributes=False), args.repeat)
         walked = best(lambda: h5py_walk(path), args.repeat)
         everything = best(lambda: h5py_walk(path, compact=True), args.repeat)
+        lowlevel = best(lambda: h5py_lowlevel(path), args.repeat)
         scanned = best(lambda: zms.scan(str(path)), args.repeat)
         group = zms.scan(str(path))
         store = zms.ManifestStore(group)
@@ -121,6 +177,10 @@ def main() -> None:
         print(f"h5py visit + storage info:              {visited:.2f} s")
         print(f"h5py visit + storage info + attributes: {walked:.2f} s")
         print(f"... + compact datasets' values:          {everything:.2f} s")
+        print(
+            f"the same read with low-level calls only:  {lowlevel:.2f} s "
+            f"({lowlevel / visited:.2f}x the visit: no scan through h5py can take less)"
+        )
         print(
             f"zms.scan:                               {scanned:.2f} s "
             f"({scanned / visited:.2f}x the visit, {scanned / walked:.2f}x with attributes, "

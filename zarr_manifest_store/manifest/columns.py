@@ -52,16 +52,17 @@ def check_references(
 ) -> None:
     """Every index points into the path table, inline chunks and INLINE marks go together, and
     no chunk reaches past the largest file position."""
-    bad = (index >= len(paths)) & (index < INLINE)
-    if bad.any():
+    # Each check runs whole only where the largest index says it could fail: a file of thousands
+    # of tiny datasets builds thousands of manifests, and NumPy's cost is per call there.
+    top = int(index.max()) if index.size else 0
+    if top >= len(paths) and (bad := (index >= len(paths)) & (index < INLINE)).any():
         cell = first_cell(bad)
         raise ValueError(
             f"chunk {_key(cell, place)!r}: path_index {int(index[cell])} is outside the "
             f"path table of {len(paths)} path(s)"
         )
-    inline_mask = index == INLINE
-    if inline or inline_mask.any():  # most manifests have no inline chunk to list
-        inline_cells = {c if place is None else place(c) for c in cells(inline_mask)}
+    if inline or top >= INLINE:  # no INLINE mark when every index is below it
+        inline_cells = {c if place is None else place(c) for c in cells(index == INLINE)}
         if inline_cells != set(inline):
             coords = min(inline_cells ^ set(inline))
             raise ValueError(
@@ -116,6 +117,8 @@ def unsigned(
     place: Place = None,
 ) -> np.ndarray:
     """``values`` as a read-only ``dtype`` array; a ValueError names the first bad chunk."""
+    if isinstance(values, np.ndarray) and values.dtype == dtype and shape in (None, values.shape):
+        return values.view()  # already what the checks below would make of it
     # Python sequences go through object arrays so that big or mixed ints are not turned into floats.
     arr = values if isinstance(values, np.ndarray) else np.array(values, dtype=object)
     if shape is not None and arr.shape != shape:
@@ -136,10 +139,13 @@ def unsigned(
     if arr.dtype.kind == "i" and arr.size and (neg := arr < 0).any():
         cell = first_cell(neg)
         raise ValueError(f"chunk {_key(cell, place)!r}: {field} is negative ({int(arr[cell])})")
-    limit = np.iinfo(dtype).max
-    if arr.size and arr.dtype.itemsize > np.dtype(dtype).itemsize and (big := arr > limit).any():
-        cell = first_cell(big)
-        raise ValueError(f"chunk {_key(cell, place)!r}: {field} {int(arr[cell])} exceeds {limit}")
+    if arr.size and arr.dtype.itemsize > np.dtype(dtype).itemsize:
+        limit = np.iinfo(dtype).max
+        if (big := arr > limit).any():
+            cell = first_cell(big)
+            raise ValueError(
+                f"chunk {_key(cell, place)!r}: {field} {int(arr[cell])} exceeds {limit}"
+            )
     out = arr.astype(dtype, copy=False)
     return out.view() if out is arr or np.shares_memory(out, arr) else out
 
@@ -158,6 +164,8 @@ def _objects_to_int(arr: np.ndarray, field: str, place: Place) -> np.ndarray:
 
 def narrow(lengths: np.ndarray) -> np.ndarray:
     """Lengths in ``uint32`` when every one fits, to keep references small."""
+    if lengths.dtype == np.uint32:
+        return lengths
     if lengths.size == 0 or int(lengths.max()) <= np.iinfo(np.uint32).max:
         return lengths.astype(np.uint32, copy=False)
     return lengths
@@ -214,8 +222,9 @@ def in_grid(coords: ChunkCoords, shape: tuple[int, ...]) -> bool:
 
 def cells(mask: np.ndarray) -> Iterator[ChunkCoords]:
     """Coordinates of every True cell of ``mask`` in C order (0-d masks included)."""
-    for row in np.argwhere(mask):
-        yield tuple(int(c) for c in row)
+    if not mask.ndim:
+        return iter([()] if mask else [])
+    return zip(*(axis.tolist() for axis in mask.nonzero()), strict=True)
 
 
 def first_cell(mask: np.ndarray) -> ChunkCoords:

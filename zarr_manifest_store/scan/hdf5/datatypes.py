@@ -23,13 +23,14 @@ from zarr_manifest_store.scan.common import Refused
 __all__ = ["DataKind", "fill_undefined", "type_key"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DataKind:
     """How a dataset's HDF5 type maps to Zarr: data type, codecs, extra attributes.
 
     ``materialise`` is the reason the stored bytes cannot be read in place
     (empty when they can). A function of the HDF5 type alone, so datasets of
-    the same type (across the files of a collection too) share one.
+    the same type (across the files of a collection too) share one, which is
+    why it hashes by identity (cheap, for the memoised fill values).
     """
 
     stored: np.dtype
@@ -61,13 +62,11 @@ class DataKind:
             return self.zdtype.to_json_scalar(self.zdtype.default_scalar(), zarr_format=3)
         stored = np.zeros((1,), dtype=self.stored)  # as h5py's Dataset.fillvalue reads it
         dcpl.get_fill_value(stored)
-        value = stored.astype(self.dtype)
-        return _fill_value_json(self.zdtype, value.dtype, value.tobytes())
+        return _fill_value_json(self, stored.tobytes())
 
     @classmethod
-    def of(cls, ds: h5py.Dataset) -> DataKind:
-        """The kind of ``ds``'s type, worked out once per type (raises Refused)."""
-        tid = ds.id.get_type()
+    def of(cls, tid: h5t.TypeID) -> DataKind:
+        """The kind of a dataset's type, worked out once per type (raises Refused)."""
         try:
             key = type_key(tid)
         except Exception:  # a type HDF5 cannot serialise: worked out for this dataset alone
@@ -167,10 +166,11 @@ def _scalar_dtypes(dtype: np.dtype) -> Iterator[np.dtype]:
 
 
 @functools.lru_cache(maxsize=256)
-def _fill_value_json(zdtype: ZDType[Any, Any], dtype: np.dtype, raw: bytes) -> Any:
-    """A fill value's Zarr JSON form, memoised: files of a collection repeat their fill values."""
-    value = np.frombuffer(raw, dtype=dtype)[0]
-    return zdtype.to_json_scalar(zdtype.cast_scalar(value), zarr_format=3)
+def _fill_value_json(kind: DataKind, raw: bytes) -> Any:
+    """The Zarr JSON form of a fill value stored as ``raw``, memoised: the datasets of a file
+    and the files of a collection repeat their fill values."""
+    value = np.frombuffer(raw, dtype=kind.stored).astype(kind.dtype)[0]
+    return kind.zdtype.to_json_scalar(kind.zdtype.cast_scalar(value), zarr_format=3)
 
 
 @functools.lru_cache(maxsize=256)

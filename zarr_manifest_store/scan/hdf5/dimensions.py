@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 
 import h5py
 import numpy as np
@@ -80,12 +79,24 @@ class Dimensions:
         assert dims is not None
         return dims
 
-    def all_names(self) -> Iterator[str]:
+    @functools.cached_property
+    def all_names(self) -> frozenset[str]:
+        """The names of the dimensions of this group and the groups above it."""
+        names: set[str] = set()
         node: Dimensions | None = self
         while node is not None:
-            yield from node.scales
-            yield from (n for n in node.sizes if n.startswith("phony_dim_"))
+            names.update(node.scales)
+            names.update(n for n in node.sizes if n.startswith("phony_dim_"))
             node = node.parent
+        return frozenset(names)
+
+    @functools.cached_property
+    def names_by_size(self) -> dict[int, list[str]]:
+        """The group's dimension names of each size, in order (what unnamed axes are matched to)."""
+        by_size: dict[int, list[str]] = {}
+        for name, size in self.sizes.items():
+            by_size.setdefault(size, []).append(name)
+        return by_size
 
     def names_of(self, ds: Dataset) -> list[str]:
         """A dataset's dimension names, bare (not group paths), as h5netcdf gives them."""
@@ -108,12 +119,12 @@ class Dimensions:
             if "" in labels:
                 raise Refused("has a dimension scale that has no name in the file")
             return labels  # type: ignore[return-value]
-        if own in set(self.all_names()):
+        if own in self.all_names:
             return [own]
         names = []
         seen: dict[int, int] = {}
         for size in ds.shape:
-            candidates = [n for n, s in self.sizes.items() if s == size]
+            candidates = self.names_by_size.get(size, [])
             if seen.get(size, 0) >= len(candidates):
                 raise Refused(f"has an axis of length {size} that no dimension matches")
             names.append(candidates[seen.get(size, 0)])

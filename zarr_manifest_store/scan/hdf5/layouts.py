@@ -175,7 +175,7 @@ class Layouts:
             contiguous_chunk_bytes=None,
             max_inline_bytes=self.max_inline_bytes,
         )
-        kind = DataKind.of(ds)
+        kind = DataKind.of(ds.id.get_type())
         dcpl = ds.id.get_create_plist()
         base = {
             "shape": list(ds.shape),
@@ -274,7 +274,7 @@ class Layouts:
     ) -> dict[ChunkCoords, bytes]:
         """The chunks at ``cells`` read with h5py (or from ``reader``, the values read
         already) and encoded with ``metadata``'s codecs."""
-        chunk_shape = metadata.chunk_grid.to_dict()["configuration"]["chunk_shape"]
+        chunk_shape = metadata.chunk_grid.chunk_shape  # the scan's grids are regular
         budget = self.max_inline_bytes
         if len(cells) * math.prod(chunk_shape) * ds.dtype.itemsize > budget:
             raise Refused(
@@ -352,7 +352,9 @@ class _ExternalSegment:
         return cls(os.path.abspath(name), int(offset), int(size))
 
 
-def _plain_bytes(metadata: ArrayV3Metadata, chunk_shape: list[int], values: Any) -> bytes | None:
+def _plain_bytes(
+    metadata: ArrayV3Metadata, chunk_shape: tuple[int, ...], values: Any
+) -> bytes | None:
     """A chunk encoded by a lone ``bytes`` codec: its values in C order and the codec's byte
     order. None when that does not apply (other codecs, structured types, values that do not
     fill the chunk): zarr's own encoding then runs, which costs milliseconds a chunk."""

@@ -4,12 +4,16 @@ opened once, datasets whose properties are read once."""
 from __future__ import annotations
 
 import functools
+import math
+from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5, h5d, h5o, h5p
+from h5py import h5, h5d, h5o, h5p, h5s
 
+from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.attributes import Attributes, decoded_name
+from zarr_manifest_store.scan.hdf5.datatypes import DataKind
 
 __all__ = ["Dataset", "links", "member"]
 
@@ -58,9 +62,49 @@ class Dataset(h5py.Dataset):
     while the file is open read-only.
     """
 
+    def __init__(self, bind: h5d.DatasetID, *, readonly: bool = False) -> None:
+        # h5py's own __init__ also makes transfer properties, which only reading needs
+        super(h5py.Dataset, self).__init__(bind)
+        self._readonly = readonly
+        self._cache_props: dict[str, Any] = {}
+
+    @functools.cached_property
+    def _dxpl(self) -> h5p.PropDXID:
+        return h5p.create(h5p.DATASET_XFER)
+
+    @functools.cached_property
+    def _extent(self) -> tuple[int, tuple[int, ...] | None, tuple[int, ...] | None]:
+        """Extent type, dimensions and maximum dimensions, read from one dataspace."""
+        space = self.id.get_space()
+        return (
+            space.get_simple_extent_type(),
+            space.get_simple_extent_dims(),
+            space.get_simple_extent_dims(True),
+        )
+
+    @functools.cached_property
+    def shape(self) -> tuple[int, ...] | None:
+        return self._extent[1]
+
+    @functools.cached_property
+    def size(self) -> int | None:
+        return None if self._extent[0] == h5s.NULL else math.prod(self._extent[1])
+
+    @functools.cached_property
+    def name(self) -> str | None:
+        return super().name
+
+    @functools.cached_property
+    def kind(self) -> DataKind:
+        """How its HDF5 type maps to Zarr (raises Refused), worked out once per type."""
+        return DataKind.of(self.id.get_type())
+
     @functools.cached_property
     def dtype(self) -> np.dtype:
-        return self.id.dtype
+        try:
+            return self.kind.stored
+        except Refused:  # a type Zarr cannot hold may still have a NumPy form
+            return self.id.dtype
 
     @functools.cached_property
     def create_plist(self) -> h5p.PropDCID:
@@ -73,7 +117,8 @@ class Dataset(h5py.Dataset):
 
     @functools.cached_property
     def maxshape(self) -> tuple[int | None, ...] | None:
-        return super().maxshape
+        dims = self._extent[2]
+        return None if dims is None else tuple(None if n == h5s.UNLIMITED else n for n in dims)
 
     @functools.cached_property
     def attributes(self) -> Attributes:

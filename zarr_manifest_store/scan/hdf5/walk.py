@@ -18,7 +18,6 @@ from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.scan.common import Refusals, Refused, zarr_name
 from zarr_manifest_store.scan.hdf5.attributes import Attributes, json_attributes
-from zarr_manifest_store.scan.hdf5.datatypes import DataKind
 from zarr_manifest_store.scan.hdf5.dimensions import Dimensions, dimension_only
 from zarr_manifest_store.scan.hdf5.layouts import Layouts
 from zarr_manifest_store.scan.hdf5.metadata import CHUNK_KEY_ENCODING
@@ -75,7 +74,7 @@ class Walk:
 
     def array(self, ds: Dataset, dims: Dimensions) -> ManifestArray:
         """One dataset as a ManifestArray (raises Refused)."""
-        kind = DataKind.of(ds)
+        kind = ds.kind
         dcpl = ds.create_plist
         attributes = json_attributes(ds.attributes, kind.dtype)
         names = dims.names_of(ds)
