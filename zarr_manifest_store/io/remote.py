@@ -121,7 +121,7 @@ class RemoteReader:
         self._filesystems: dict[tuple[str, str], fsspec.AbstractFileSystem] = {}
         self._routes: dict[str, _Route] = {}
         self._slots: dict[str, Slots] = {}  # requests in flight, per host
-        # State used only on the I/O loop's thread:
+        # State used only on the I/O loop's thread (reads that may check run there):
         self._checks: dict[str, asyncio.Future[None]] = {}
 
     def client(self, path: str) -> Client:
@@ -179,7 +179,7 @@ class RemoteReader:
                 fs = self._filesystems[key] = fsspec.filesystem(protocol, **options)
             return fs
 
-    # ------------------------------------------------------------------ on the I/O loop
+    # ------------------------------------------------------ on the I/O loop (or see on_any_loop)
 
     async def read(self, path: str, start: int, stop: int) -> ByteData:
         """Bytes ``[start, stop)`` of one object: one request (retried), its check included."""
