@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ from typing import Any
 import h5py
 import numpy as np
 from helpers import GZIP_SHUFFLE_CODECS, array_metadata, hdf5_chunk_manifest
+from servers import RangeHTTPServer
 
 from zarr_manifest_store import ChunkManifest, ManifestArray, ManifestGroup, ManifestStore
 from zarr_manifest_store.io.sources import Sources
@@ -101,3 +105,42 @@ def reads_of(path: Path) -> Callable[..., bool]:
             return False
 
     return reading
+
+
+class SlowHTTPServer(RangeHTTPServer):
+    """The range server, each GET held ``delay`` seconds: counts the GETs in flight at once
+    and the bytes they asked for."""
+
+    def __init__(self, root: Path, delay: float = 0.1) -> None:
+        super().__init__(root)
+        self.lock = threading.Lock()
+        self.in_flight = self.most_in_flight = 0
+        self.bytes_in_flight = self.most_bytes_in_flight = 0
+        outer, base = self, self._server.RequestHandlerClass
+
+        class Handler(base):
+            def do_GET(self) -> None:
+                # In flight while held, before any byte of the answer goes out: a client that
+                # has its answer may send its next request before this thread counts again.
+                asked = _range_length(self.headers.get("Range"))
+                outer._count(1, asked)
+                try:
+                    time.sleep(delay)
+                finally:
+                    outer._count(-1, -asked)
+                super().do_GET()
+
+        self._server.RequestHandlerClass = Handler
+        self._server.socket.listen(64)  # room for every connection of a read at once
+
+    def _count(self, requests: int, asked: int) -> None:
+        with self.lock:
+            self.in_flight += requests
+            self.bytes_in_flight += asked
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            self.most_bytes_in_flight = max(self.most_bytes_in_flight, self.bytes_in_flight)
+
+
+def _range_length(spec: str | None) -> int:
+    found = re.fullmatch(r"bytes=(\d+)-(\d+)", spec or "")
+    return int(found.group(2)) - int(found.group(1)) + 1 if found else 0

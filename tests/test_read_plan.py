@@ -3,59 +3,24 @@ for at once (concurrency per host, bounded), memory held within the read budget.
 
 from __future__ import annotations
 
-import re
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
-from read_fixtures import CHUNK_ROWS, ROWS, manifest_for, store_over, write_source
+from read_fixtures import (
+    CHUNK_ROWS,
+    ROWS,
+    SlowHTTPServer,
+    manifest_for,
+    store_over,
+    write_source,
+)
 from servers import RangeHTTPServer
 
 import zarr_manifest_store as zms
 from zarr_manifest_store.io.sources import Sources
-
-
-class SlowHTTPServer(RangeHTTPServer):
-    """The range server, each GET held ``delay`` seconds: counts the GETs in flight at once
-    and the bytes they asked for."""
-
-    def __init__(self, root: Path, delay: float = 0.1) -> None:
-        super().__init__(root)
-        self.lock = threading.Lock()
-        self.in_flight = self.most_in_flight = 0
-        self.bytes_in_flight = self.most_bytes_in_flight = 0
-        outer, base = self, self._server.RequestHandlerClass
-
-        class Handler(base):
-            def do_GET(self) -> None:
-                # In flight while held, before any byte of the answer goes out: a client that
-                # has its answer may send its next request before this thread counts again.
-                asked = _range_length(self.headers.get("Range"))
-                outer._count(1, asked)
-                try:
-                    time.sleep(delay)
-                finally:
-                    outer._count(-1, -asked)
-                super().do_GET()
-
-        self._server.RequestHandlerClass = Handler
-        self._server.socket.listen(64)  # room for every connection of a read at once
-
-    def _count(self, requests: int, asked: int) -> None:
-        with self.lock:
-            self.in_flight += requests
-            self.bytes_in_flight += asked
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-            self.most_bytes_in_flight = max(self.most_bytes_in_flight, self.bytes_in_flight)
-
-
-def _range_length(spec: str | None) -> int:
-    found = re.fullmatch(r"bytes=(\d+)-(\d+)", spec or "")
-    return int(found.group(2)) - int(found.group(1)) + 1 if found else 0
 
 
 @pytest.fixture

@@ -185,9 +185,10 @@ class FingerprintRegistry:
                 f"reopen the store to read its new content",
             )
 
-    def is_recorded(self, path: str) -> bool:
-        """Whether ``path`` has a fingerprint from its scan to be checked against."""
-        return bool(self._recorded.get(path))
+    def knows(self, path: str) -> bool:
+        """Whether ``path`` has a fingerprint to be checked against: recorded at its scan, or
+        seen when this reader first checked it (so a data request can carry the check)."""
+        return bool(self._recorded.get(path)) or path in self._seen
 
     def expected_etag(self, path: str) -> str | None:
         """The ETag ``path`` must have: recorded at scan time, or seen at first use."""

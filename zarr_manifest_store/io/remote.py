@@ -1,7 +1,11 @@
 """Reading remote objects: checked against their fingerprints, bounded, timed out, retried.
 
 :class:`RemoteReader` runs on one I/O event loop in its own thread (fsspec's,
-:func:`io_loop`), whatever loop the caller's reads come from. Each remote
+:func:`io_loop`), whatever loop the caller's reads come from; the reads of an
+obstore client (whose requests run on its own runtime, for any loop) run on the
+caller's loop instead once their object's check is settled, with no thread hop
+(:meth:`RemoteReader.on_any_loop`). Requests in flight to one host are bounded
+wherever they run (:class:`~zarr_manifest_store.io.slots.Slots`). Each remote
 object is checked once (``verify="first-use"``) or before every read
 (``"always"``); every range is then fetched with the ETag it was checked
 with (:mod:`~zarr_manifest_store.io.clients`), so a replaced object is
@@ -25,7 +29,7 @@ import random
 import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import fsspec.asyn
@@ -34,6 +38,7 @@ from zarr_manifest_store.errors import SourceChangedError
 from zarr_manifest_store.io.clients import (
     Client,
     ObjectReplaced,
+    ObstoreClient,
     fsspec_client,
     obstore_client,
     store_key,
@@ -43,6 +48,7 @@ from zarr_manifest_store.io.gather import ByteData
 from zarr_manifest_store.io.local import too_short
 from zarr_manifest_store.io.paths import options_for, protocol_of
 from zarr_manifest_store.io.report import SourceStatus
+from zarr_manifest_store.io.slots import Slots
 from zarr_manifest_store.io.urls import request_url
 from zarr_manifest_store.manifest import Fingerprint
 
@@ -70,9 +76,17 @@ def io_loop() -> asyncio.AbstractEventLoop:
     return fsspec.asyn.get_loop()
 
 
+class _Route(NamedTuple):
+    """How one source is reached: its client, the URL requested, and its host's slots."""
+
+    client: Client
+    url: str
+    slots: Slots
+
+
 class RemoteReader:
     """Fetches ranges of remote objects for one ``Sources``; its coroutines run on
-    :func:`io_loop`.
+    :func:`io_loop`, or on any loop where :meth:`on_any_loop` says so.
 
     ``storage_options`` are fsspec-style: one dict, or a mapping from URL
     prefix to options. ``registry`` holds the fingerprints each object is
@@ -105,9 +119,10 @@ class RemoteReader:
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, ...], Client] = {}
         self._filesystems: dict[tuple[str, str], fsspec.AbstractFileSystem] = {}
-        # State used only on the I/O loop's thread:
+        self._routes: dict[str, _Route] = {}
+        self._slots: dict[str, Slots] = {}  # requests in flight, per host
+        # State used only on the I/O loop's thread (reads that may check run there):
         self._checks: dict[str, asyncio.Future[None]] = {}
-        self._slots: dict[str, asyncio.Semaphore] = {}  # requests in flight, per host
 
     def client(self, path: str) -> Client:
         """The client that reads ``path``, made once per store and options, then reused."""
@@ -122,6 +137,31 @@ class RemoteReader:
             with self._lock:
                 client = self._clients.setdefault(key, client)
         return client
+
+    def on_any_loop(self, path: str) -> bool:
+        """Whether reads of ``path`` may run on the caller's event loop rather than the I/O
+        loop: an obstore client's (its requests run on its own runtime) once no check of the
+        object is left to wait for (each data request carries it: :meth:`_check`)."""
+        if self._verify == "always":
+            return False
+        try:
+            route = self._route(path)
+        except Exception:  # the I/O loop's read reports it
+            return False
+        return isinstance(route.client, ObstoreClient) and (
+            self._verify == "never" or self._registry.knows(path)
+        )
+
+    def _route(self, path: str) -> _Route:
+        """How ``path`` is reached, worked out once (every read of a random chunk asks)."""
+        route = self._routes.get(path)
+        if route is None:
+            url = request_url(path)
+            host = urlsplit(path).netloc
+            with self._lock:
+                slots = self._slots.setdefault(host, Slots(self._max_concurrency))
+            route = self._routes[path] = _Route(self.client(url), url, slots)
+        return route
 
     def filesystem(self, path: str) -> fsspec.AbstractFileSystem:
         """The fsspec file system that lists and scans ``path`` (with its storage options),
@@ -139,29 +179,20 @@ class RemoteReader:
                 fs = self._filesystems[key] = fsspec.filesystem(protocol, **options)
             return fs
 
-    # ------------------------------------------------------------------ on the I/O loop
+    # ------------------------------------------------------ on the I/O loop (or see on_any_loop)
 
-    async def read(self, path: str, reads: list[tuple[int, int]]) -> list[Any]:
-        """Fetch ``reads`` of one object concurrently: the bytes, or the exception, of each."""
-        try:
-            client = self.client(request_url(path))
-            await self._check(client, path)
-        except Exception as e:
-            return [e] * len(reads)
-        return list(
-            await asyncio.gather(
-                *(self._fetch(client, path, start, stop) for start, stop in reads),
-                return_exceptions=True,
-            )
-        )
+    async def read(self, path: str, start: int, stop: int) -> ByteData:
+        """Bytes ``[start, stop)`` of one object: one request (retried), its check included."""
+        route = self._route(path)
+        await self._check(route.client, path)
+        return await self._fetch(route, path, start, stop)
 
     async def read_head(self, path: str, length: int) -> tuple[ByteData, Fingerprint]:
         """The first ``length`` bytes of ``path`` (fewer if it is shorter) and what it looks
         like now, in one request where the client reports the fingerprint of a range."""
-        url = request_url(path)
-        client = self.client(url)
+        client, url, _ = route = self._route(path)
         data, served = await self._retrying(
-            path, f"the first {length} bytes", lambda: client.get(url, 0, length, None)
+            route, path, f"the first {length} bytes", lambda: client.get(url, 0, length, None)
         )
         if served is None:
             served = await self.fingerprint(path)
@@ -171,9 +202,8 @@ class RemoteReader:
 
     async def fingerprint(self, path: str) -> Fingerprint:
         """What ``path`` looks like now (size and ETag, or modification time)."""
-        url = request_url(path)
-        client = self.client(url)
-        return await self._retrying(path, "the size and ETag", lambda: client.head(url))
+        client, url, _ = route = self._route(path)
+        return await self._retrying(route, path, "the size and ETag", lambda: client.head(url))
 
     async def statuses(self, extents: Mapping[str, int]) -> list[SourceStatus]:
         """Each object of ``extents`` (path -> end of its last referenced byte), checked."""
@@ -191,16 +221,17 @@ class RemoteReader:
         """Check an object's fingerprint: once per source, or before every read (always, and
         for clients that cannot tell which object served a range that should be verified).
 
-        A source with a recorded fingerprint costs no request of its own: its first data
-        request carries the check (``If-Match``, and the fingerprint the range was served
-        with, :meth:`_fetch`), so a random chunk costs one request.
+        A source with a recorded fingerprint (or one seen at its first check) costs no
+        request of its own: each data request carries the check (``If-Match``, and the
+        fingerprint the range was served with, :meth:`_fetch`), so a random chunk costs
+        one request.
         """
         if self._verify == "never":
             return
         if self._verify == "always" or client.checks_batches:
             self._registry.check(path, await self.fingerprint(path))
             return
-        if self._registry.is_recorded(path):
+        if self._registry.knows(path):
             return
         check = self._checks.get(path)
         if check is None:
@@ -216,14 +247,14 @@ class RemoteReader:
             del self._checks[path]  # undecided: the next read checks again
             raise
 
-    async def _fetch(self, client: Client, path: str, start: int, stop: int) -> ByteData:
+    async def _fetch(self, route: _Route, path: str, start: int, stop: int) -> ByteData:
         """One range; a body shorter than asked for is retried, then reported.
 
         Unless ``verify="never"``, the range is asked for with the ETag the
         object was checked with, and the fingerprint it was served with must match.
         """
         etag = None if self._verify == "never" else self._registry.expected_etag(path)
-        url = request_url(path)
+        client, url, _ = route
 
         async def attempt() -> ByteData:
             try:
@@ -244,13 +275,14 @@ class RemoteReader:
                 )
             return len(data) == stop - start
 
-        data = await self._retrying(path, f"bytes {start}..{stop}", attempt, complete)
+        data = await self._retrying(route, path, f"bytes {start}..{stop}", attempt, complete)
         if len(data) != stop - start:
             raise too_short(path, start, stop, len(data))
         return data
 
     async def _retrying(
         self,
+        route: _Route,
         path: str,
         what: str,
         attempt: Callable[[], Awaitable[Any]],
@@ -262,10 +294,7 @@ class RemoteReader:
         An incomplete result (``complete`` is False) is retried too, and
         returned as it is if every attempt comes back incomplete.
         """
-        host = urlsplit(path).netloc
-        slots = self._slots.get(host)
-        if slots is None:
-            slots = self._slots[host] = asyncio.Semaphore(self._max_concurrency)
+        slots = route.slots
         loop = asyncio.get_running_loop()
         error: Exception | None = None
         result: Any = None

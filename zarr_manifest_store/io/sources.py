@@ -175,6 +175,7 @@ class Sources:
             if read_ahead_bytes and verify != "always"
             else None
         )
+        self._requests: set[asyncio.Task[Any]] = set()  # remote reads running on callers' loops
         self._finalizer = weakref.finalize(self, local.LocalFiles.close, self._local)
         _LIVE.add(self)
 
@@ -257,11 +258,7 @@ class Sources:
             return b""
         if lpath is not None:
             return self._local.read(path, lpath, offset, offset + length)
-        reads = [(offset, offset + length)]
-        (result,) = fsspec.asyn.sync(io_loop(), self._remote.read, path, reads)
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        return fsspec.asyn.sync(io_loop(), self._remote.read, path, offset, offset + length)
 
     def verify(self, extents: Mapping[str, int]) -> VerifyReport:
         """Check each source of ``extents`` (path -> end of its last referenced byte).
@@ -347,28 +344,33 @@ class Sources:
         """Start the jobs reading ``reads`` of ``path``; ``deliver`` gets results on ``loop``.
 
         A local file is read in one job; each remote read is its own request, delivered
-        as it arrives (so its chunks decode while the others are still on the way).
+        as it arrives (so its chunks decode while the others are still on the way), run
+        on ``loop`` itself where the client allows (no thread hop each way), else on the
+        I/O loop.
         """
         lpath = self._routes[path]
         if lpath is not None:
             job = loop.run_in_executor(None, self._local.read_batch, path, lpath, reads)
             job.add_done_callback(lambda job: deliver(outcome(job), first=0))
             return
-        for i, read in enumerate(reads):
-            remote = asyncio.run_coroutine_threadsafe(self._remote.read(path, [read]), io_loop())
-            remote.add_done_callback(functools.partial(_deliver_one, loop, deliver, i))
+        here = self._remote.on_any_loop(path)
+        for i, (start, stop) in enumerate(reads):
+            request = self._remote.read(path, start, stop)
+            if here:
+                task = loop.create_task(request)
+                self._requests.add(task)  # the loop holds tasks weakly
+                task.add_done_callback(self._requests.discard)
+                task.add_done_callback(functools.partial(_deliver_here, deliver, i))
+            else:
+                remote = asyncio.run_coroutine_threadsafe(request, io_loop())
+                remote.add_done_callback(functools.partial(_deliver_one, loop, deliver, i))
 
     def _fetch_block(self, path: str, start: int, stop: int) -> ConcurrentFuture[ByteData]:
         """Start reading a read-ahead block of the remote ``path`` on the I/O loop."""
-        return asyncio.run_coroutine_threadsafe(self._remote_range(path, start, stop), io_loop())
-
-    async def _remote_range(self, path: str, start: int, stop: int) -> ByteData:
-        (result,) = await self._remote.read(path, [(start, stop)])
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        return asyncio.run_coroutine_threadsafe(self._remote.read(path, start, stop), io_loop())
 
     def _after_fork(self) -> None:
+        self._requests = set()  # they ran on the parent's loops
         parts = (self._registry, self._local, self._remote, self._gatherer, self._read_ahead)
         for part in parts:
             if part is not None:
@@ -379,12 +381,14 @@ def _deliver_one(
     loop: asyncio.AbstractEventLoop, deliver: Deliver, index: int, job: ConcurrentFuture[Any]
 ) -> None:
     """Hand the outcome of the job reading planned read ``index`` to ``deliver`` on ``loop``."""
-    result = outcome(job)
-    call_soon(
-        loop,
-        functools.partial(deliver, first=index),
-        result if isinstance(result, list) else [result],
-    )
+    call_soon(loop, functools.partial(_deliver_here, deliver, index), job)
+
+
+def _deliver_here(
+    deliver: Deliver, index: int, job: asyncio.Future[Any] | ConcurrentFuture[Any]
+) -> None:
+    """Hand the outcome of the job reading planned read ``index`` to ``deliver``."""
+    deliver([outcome(job)], first=index)
 
 
 def _check_tuning(
