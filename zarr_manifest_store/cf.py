@@ -126,14 +126,14 @@ def json_attribute(value: Any) -> Any:
 def stored_attribute(name: str, value: Any) -> tuple[Any, dict[str, Any] | None]:
     """An attribute's JSON form, and the record of its NumPy value when that form loses its type.
 
-    The record (see :func:`typed_value`) is made for complex numbers and
-    compounds, which JSON has no type for (their JSON forms: ``[real, imag]``
-    pairs, and objects of their fields), and for a ``scale_factor`` /
+    The record (see :func:`typed_value`) is made for complex numbers,
+    compounds and opaque bytes, which JSON has no type for (their JSON forms:
+    ``[real, imag]`` pairs, objects of their fields, base64 text), and for a ``scale_factor`` /
     ``add_offset`` of a type other than float64 (their type chooses the
     unpacked dtype: float32 ones unpack to float32).
     """
     array = value if isinstance(value, np.ndarray | np.generic) else None
-    if array is None or not (array.dtype.kind == "c" or array.dtype.names or name in _PACKING):
+    if array is None or not (array.dtype.kind in "cV" or name in _PACKING):
         return json_attribute(value), None
     if array.dtype.kind == "O" or any(array.dtype[n].hasobject for n in array.dtype.names or ()):
         return json_attribute(value), None  # variable-length fields: no fixed-size record
@@ -153,6 +153,9 @@ def _typed_json(array: np.ndarray) -> Any:
     if array.dtype.kind == "c":
         pairs = np.stack([array.real, array.imag], axis=-1)
         return json_attribute(pairs) if pairs.ndim > 1 else pairs.tolist()
+    if array.dtype.kind == "V":  # opaque bytes (a pickle, HyperSpy's class dumps)
+        items = [base64.standard_b64encode(v.tobytes()).decode() for v in array.ravel()]
+        return items[0] if array.ndim == 0 else _nested(items, array.shape)
     return json_attribute(array)
 
 

@@ -117,7 +117,7 @@ def check_views(
         yield {**base, "timing": {"open_dataset": reference_seconds, "open_zarr": seconds}}
         for name, (cls, reason) in compare_datasets(expected, actual, group, messages).items():
             yield {**base, "variable": name, "class": cls, "reason": reason}
-        for name, (cls, reason) in open_zarr_differences(expected, store, group).items():
+        for name, (cls, reason) in open_zarr_differences(actual, store, group).items():
             yield {**base, "variable": name, "class": cls, "reason": reason}
 
 
@@ -128,14 +128,12 @@ def open_view(store: Any, group: str) -> xr.Dataset:
     )
 
 
-def open_zarr_differences(
-    expected: xr.Dataset, store: Any, group: str
-) -> dict[str, tuple[str, str]]:
-    """Where ``xr.open_zarr``'s view differs: variables with typed attributes, the group's own.
+def open_zarr_differences(view: xr.Dataset, store: Any, group: str) -> dict[str, tuple[str, str]]:
+    """Where ``xr.open_zarr``'s view differs from the package's ``view`` (loaded).
 
-    Only those can differ from the package's view (the rest decode from the
-    same attributes); they are ``open_zarr-differs`` when only the typed
-    attributes or ``_nc...`` group attributes explain it, else ``mismatch``.
+    Only variables with typed attributes and the group's own attributes can
+    (the rest decode from the same attributes): ``open_zarr-differs`` where the
+    typed attributes or ``_nc...`` group attributes explain it, else ``mismatch``.
     """
     out: dict[str, tuple[str, str]] = {}
     try:
@@ -145,10 +143,10 @@ def open_zarr_differences(
     except Exception as e:
         return {GROUP_ATTRIBUTES: ("mismatch", f"xr.open_zarr raises {first_line(e)}")}
     for name, var in plain_view.variables.items():
-        if TYPED_ATTRIBUTES not in var.attrs or name not in expected.variables:
+        if TYPED_ATTRIBUTES not in var.attrs or name not in view.variables:
             continue
         try:
-            reason = variable_difference(expected.variables[name], var.load())
+            reason = variable_difference(view.variables[name], var.load())
         except Exception as e:
             reason = f"cannot compare: {first_line(e)}"
         if reason:
@@ -157,12 +155,12 @@ def open_zarr_differences(
     explained = {
         TYPED_ATTRIBUTES,
         *records,
-        *(k for k in expected.attrs if k.lower().startswith("_nc")),
+        *(k for k in view.attrs if k.lower().startswith("_nc")),
     }
-    reason = attributes_difference(expected.attrs, plain_view.attrs)
+    reason = attributes_difference(view.attrs, plain_view.attrs)
     if reason:
         rest = attributes_difference(
-            _without(expected.attrs, explained), _without(plain_view.attrs, explained)
+            _without(view.attrs, explained), _without(plain_view.attrs, explained)
         )
         out[GROUP_ATTRIBUTES] = (
             "mismatch" if rest else "open_zarr-differs",
