@@ -202,3 +202,38 @@ def test_typed_records_round_trip_and_refuse_malformed_ones():
         typed_attributes({TYPED_ATTRIBUTES: {"x": {"dtype": "|O", "shape": [], "data": ""}}})
     with pytest.raises(ValueError, match="malformed record for 'x'"):
         typed_attributes({TYPED_ATTRIBUTES: {"x": {"dtype": "<f4", "shape": [9], "data": "AAAA"}}})
+
+
+def test_a_malformed_record_in_a_document_is_refused_naming_the_array(tmp_path):
+    path = tmp_path / "packed.nc"
+    with h5netcdf.File(path, "w") as f:
+        f.dimensions = {"x": 2}
+        v = f.create_variable("t", ("x",), dtype="i2", data=np.array([1, 2], dtype="i2"))
+        v.attrs["scale_factor"] = np.float32(0.5)
+    group = zms.scan(str(path))
+    attributes = dict(group["t"].attributes)
+    attributes[TYPED_ATTRIBUTES] = {"scale_factor": {"dtype": "<f4", "shape": [2], "data": ""}}
+    bad = zms.ManifestGroup(
+        arrays={"t": group["t"].with_metadata(attributes=attributes)},
+        attributes=group.attributes,
+    )
+    with pytest.raises(
+        ValueError, match="array 't': attribute '_zarr_manifest_types' has a malformed"
+    ):
+        xr.open_dataset(zms.ManifestStore(bad), engine="zarr_manifest")
+
+
+def test_typed_attributes_survive_a_virtual_dataset_written_as_a_document(tmp_path):
+    path = tmp_path / "packed.nc"
+    with h5netcdf.File(path, "w") as f:
+        f.dimensions = {"x": 3}
+        v = f.create_variable("t", ("x",), dtype="i2", data=np.array([1, -2, 3], dtype="i2"))
+        v.attrs["scale_factor"] = np.float32(0.01)
+        v.attrs["add_offset"] = np.float32(-0.5)
+    zms.open_virtual_dataset(str(path)).virtualize.to_zarr(str(tmp_path / "doc.zarr"), mode="w")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        actual = xr.open_dataset(
+            tmp_path / "doc.zarr", engine="zarr_manifest", allow=[str(tmp_path)]
+        ).load()
+    xr.testing.assert_identical(actual, _reference(path, "h5netcdf"))

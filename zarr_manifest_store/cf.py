@@ -201,7 +201,7 @@ def typed_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
             dtype = np.lib.format.descr_to_dtype(_descr(record["dtype"]))
             raw = base64.standard_b64decode(record["data"])
             values = np.frombuffer(raw, dtype=dtype).reshape(record["shape"])
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, RecursionError) as e:
             raise ValueError(
                 f"attribute {TYPED_ATTRIBUTES!r} has a malformed record for {name!r} ({e}); "
                 f"expected {{'dtype': ..., 'shape': [...], 'data': base64}}"

@@ -144,12 +144,20 @@ class TypedZarrStore(ZarrStore):
 
     def open_store_variable(self, name: str) -> xr.Variable:
         variable = super().open_store_variable(name)
-        variable.attrs = typed_attributes(variable.attrs)
+        try:
+            variable.attrs = typed_attributes(variable.attrs)
+        except ValueError as e:
+            raise ValueError(f"array {name!r}: {e}") from None
         return variable
 
     def get_attrs(self) -> dict[str, Any]:
         attributes = self.zarr_group.attrs.asdict()
-        return typed_attributes({k: v for k, v in attributes.items() if not _nczarr(k)})
+        try:
+            return typed_attributes({k: v for k, v in attributes.items() if not _nczarr(k)})
+        except ValueError as e:
+            raise ValueError(
+                f"group {self.zarr_group.path!r} of {self.zarr_group.store}: {e}"
+            ) from None
 
 
 def _nczarr(name: str) -> bool:
