@@ -244,3 +244,17 @@ def test_a_file_over_a_minute_of_ours_is_slow() -> None:
     assert report.slow(result) == ["61.0 s of ours (scan, open, views), over 60 s"]
     result["view_times"][0]["timing"]["open_zarr"] = 4.0
     assert report.slow(result) == []
+
+
+def test_times_xarray_cannot_decode_are_compared_undecoded(tmp_path: Path) -> None:
+    path = tmp_path / "times.nc"
+    with netcdf_file(path, "w") as f:
+        f.createDimension("time", 2)
+        t = f.createVariable("time", "i", ("time",))
+        t[:] = [0, 2_147_483_000]  # beyond every datetime type xarray decodes to
+        t.units = "days since 1961-01-01"
+    with pytest.raises(ValueError, match="unable to decode time units"):
+        xr.open_dataset(path, engine="scipy")
+    result = check.check_file(str(path))
+    assert _classes(result["views"], "variable") == {"time": "equal", "(attributes)": "equal"}
+    assert {v["engine"] for v in result["views"]} == {"scipy, decode_times=False"}

@@ -62,23 +62,31 @@ def netcdf_kind(path: str, fmt: str) -> str:
     return "netcdf4" if found else fmt
 
 
-def load_reference(path: str, kind: str, group: str) -> tuple[xr.Dataset, str, float] | str:
-    """(the group loaded, engine, seconds) from the first engine for ``kind`` (see
-    :func:`netcdf_kind`) that opens it; else why none does."""
+DECODINGS: tuple[dict[str, Any], ...] = ({}, {"decode_times": False})
+"""Options each view is opened with: xarray's defaults, else without time decoding (a
+calendar without cftime), which still compares everything else."""
+
+
+def load_reference(
+    path: str, kind: str, group: str
+) -> tuple[xr.Dataset, str, float, dict[str, Any]] | str:
+    """(the group loaded, engine, seconds, options) from the first engine for ``kind`` (see
+    :func:`netcdf_kind`) and options (:data:`DECODINGS`) that open it; else why none does."""
     failures = []
-    for engine in ENGINES[kind]:
-        start = time.perf_counter()
-        try:
-            ds = xr.open_dataset(path, engine=engine, group=group or None)
-        except Exception as e:
-            failures.append(f"{engine}: {first_line(e)}")
-            continue
-        with ds:
+    for options in DECODINGS:
+        for engine in ENGINES[kind]:
+            start = time.perf_counter()
             try:
-                return ds.load(), engine, time.perf_counter() - start
+                ds = xr.open_dataset(path, engine=engine, group=group or None, **options)
             except Exception as e:
-                raise UnreadableReference(f"{engine}: {first_line(e)}") from e
-    return "; ".join(failures)
+                failures.append(f"{engine}: {first_line(e)}")
+                continue
+            with ds:
+                try:
+                    return ds.load(), engine, time.perf_counter() - start, options
+                except Exception as e:
+                    raise UnreadableReference(f"{engine}: {first_line(e)}") from e
+    return "; ".join(dict.fromkeys(failures))
 
 
 def check_views(
@@ -99,15 +107,18 @@ def check_views(
             yield {"group": group, "engine": "", "variable": "", "class": "unreadable",
                    "reason": f"no engine opens it: {reference}"}  # fmt: skip
             continue
-        expected, engine, reference_seconds = reference
+        expected, engine, reference_seconds, options = reference
         if fmt == "hdf5":
             expected = with_reference_paths(expected, path)
-        base = {"group": group, "engine": engine}
+        base = {
+            "group": group,
+            "engine": ", ".join([engine, *(f"{k}={v}" for k, v in options.items())]),
+        }
         start = time.perf_counter()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                actual = open_view(store, group).load()
+                actual = open_view(store, group, options).load()
         except Exception as e:
             for name in [*expected.variables, GROUP_ATTRIBUTES]:
                 reason = f"the zarr_manifest engine raises {first_line(e)}"
@@ -117,18 +128,20 @@ def check_views(
         yield {**base, "timing": {"open_dataset": reference_seconds, "open_zarr": seconds}}
         for name, (cls, reason) in compare_datasets(expected, actual, group, messages).items():
             yield {**base, "variable": name, "class": cls, "reason": reason}
-        for name, (cls, reason) in open_zarr_differences(actual, store, group).items():
+        for name, (cls, reason) in open_zarr_differences(actual, store, group, options).items():
             yield {**base, "variable": name, "class": cls, "reason": reason}
 
 
-def open_view(store: Any, group: str) -> xr.Dataset:
+def open_view(store: Any, group: str, options: dict[str, Any]) -> xr.Dataset:
     """The package's xarray view of one group of the scan (lazy)."""
     return xr.open_dataset(
-        store, engine="zarr_manifest", group=zarr_path(group) or None, chunks=None
+        store, engine="zarr_manifest", group=zarr_path(group) or None, chunks=None, **options
     )
 
 
-def open_zarr_differences(view: xr.Dataset, store: Any, group: str) -> dict[str, tuple[str, str]]:
+def open_zarr_differences(
+    view: xr.Dataset, store: Any, group: str, options: dict[str, Any]
+) -> dict[str, tuple[str, str]]:
     """Where ``xr.open_zarr``'s view differs from the package's ``view`` (loaded).
 
     Only variables with typed attributes and the group's own attributes can
@@ -139,7 +152,7 @@ def open_zarr_differences(view: xr.Dataset, store: Any, group: str) -> dict[str,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            plain_view = xr.open_zarr(store, group=zarr_path(group) or None, chunks=None)
+            plain_view = xr.open_zarr(store, group=zarr_path(group) or None, chunks=None, **options)
     except Exception as e:
         return {GROUP_ATTRIBUTES: ("mismatch", f"xr.open_zarr raises {first_line(e)}")}
     for name, var in plain_view.variables.items():
