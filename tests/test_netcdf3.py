@@ -14,6 +14,7 @@ import xarray as xr
 import zarr
 
 import zarr_manifest_store as zms
+from zarr_manifest_store.cf import TYPED_ATTRIBUTES
 from zarr_manifest_store.scan.netcdf3 import read_netcdf3_header, scan_netcdf3
 
 FORMATS = {1: "NETCDF3_CLASSIC", 2: "NETCDF3_64BIT"}
@@ -186,8 +187,9 @@ def test_default_fill_values_and_fill_value_attribute(tmp_path):
     assert np.isnan(got["filled"].values[1])
 
 
-def test_char_variable_fill_value_is_kept_but_not_masked(tmp_path):
-    """xarray's Zarr v3 backend cannot decode a bytes _FillValue: it stays the Zarr fill_value only."""
+def test_char_variable_fill_value_is_kept_and_masked_by_the_zarr_manifest_engine(tmp_path):
+    """xarray's Zarr v3 backend cannot decode a bytes _FillValue: it is the Zarr fill_value and a
+    typed record, which the zarr_manifest engine masks with, as scipy does (issue #18)."""
     path = tmp_path / "char-fill.nc"
     code = """
         nc.createDimension("n", 2)
@@ -199,11 +201,15 @@ def test_char_variable_fill_value_is_kept_but_not_masked(tmp_path):
     g = scan_netcdf3(path)
     assert g["name"].fill_value == b"x"
     assert "_FillValue" not in g["name"].attributes
-    got = open_virtual(g)
+    assert g["name"].attributes[TYPED_ATTRIBUTES]["_FillValue"]["dtype"] == "|S1"
+    got = open_virtual(g)  # xr.open_zarr: not masked
     np.testing.assert_array_equal(got["name"].values, [b"ab", b"x"])
     raw = xr.open_dataset(path, engine="scipy", mask_and_scale=False).load()
     assert raw["name"].attrs.pop("_FillValue") == b"x"
+    assert got["name"].attrs.pop(TYPED_ATTRIBUTES)
     xr.testing.assert_identical(got, raw)
+    masked = xr.open_dataset(zms.ManifestStore(g), engine="zarr_manifest").load()
+    xr.testing.assert_identical(masked, xr.open_dataset(path, engine="scipy").load())
 
 
 def test_large_non_record_variables_split_along_leading_axis(tmp_path):

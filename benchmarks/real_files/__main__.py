@@ -25,7 +25,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pins", type=Path, default=PINS, help="the pinned package list")
     parser.add_argument("--only", help="substring or glob of 'package/member path'")
     parser.add_argument("--jobs", type=int, default=1, help="files checked at once")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per file")
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds per file (a file over 60 s is slow)"
+    )
     parser.add_argument("--memory-gb", type=float, default=8.0, help="address-space cap per file")
     parser.add_argument("--report", type=Path, help="write the JSON report here")
     parser.add_argument("--max-items", type=int, default=20, help="items listed per class")

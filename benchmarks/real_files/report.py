@@ -7,12 +7,13 @@ from collections import Counter, defaultdict
 from typing import Any
 
 DATASET_CLASSES = ("exact", "refused", "missing", "wrong", "read-error", "file-error", "unreadable")
-VIEW_CLASSES = ("equal", "mismatch", "refused", "unreadable")
+VIEW_CLASSES = ("equal", "mismatch", "refused", "unreadable", "open_zarr-differs")
 SLOW_SCAN_RATIO = 2.0  # scan <= 2x h5py's visit of the file (issue 18)
 SLOW_READ_RATIO = 5.0  # xr.open_zarr(...).load() <= 5x xr.open_dataset(...).load()
 SLOW_OPEN_GROUP = 1.0  # zarr.open_group on the store, seconds
 MIN_SECONDS = 0.5  # below this, a ratio is noise
 MIN_REFERENCE = 0.05  # an empty view loads in no time at all
+SLOW_FILE = 60.0  # seconds of ours per file: scan, open, and every view loaded (issue 18)
 
 
 def signature(reason: str) -> str:
@@ -61,6 +62,10 @@ def slow(result: dict[str, Any]) -> list[str]:
     """What was slow in one file's check, against the issue's targets."""
     t = result["times"]
     out = []
+    ours = t.get("scan", 0.0) + t.get("open_group", 0.0)
+    ours += sum(vt["timing"]["open_zarr"] for vt in result["view_times"])
+    if ours > SLOW_FILE:
+        out.append(f"{ours:.1f} s of ours (scan, open, views), over {SLOW_FILE:g} s")
     scan, visit = t.get("scan", 0.0), t.get("h5py_visit")
     if visit is not None and scan > MIN_SECONDS and scan > SLOW_SCAN_RATIO * visit:
         out.append(f"scan {scan:.2f} s = {scan / visit:.1f}x h5py's visit ({visit:.2f} s)")

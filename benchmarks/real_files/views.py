@@ -1,11 +1,20 @@
-"""netCDF views: ``xr.open_zarr`` of the scan against ``xr.open_dataset`` of the file.
+"""netCDF views: the scan opened by xarray against ``xr.open_dataset`` of the file.
 
 For each group xarray can open (the root, then subgroups up to a limit), the
 first engine that opens the file is the reference: h5netcdf then netcdf4 for
-HDF5, scipy then netcdf4 for netCDF3. Each variable (and the group's own
-attributes, as ``(attributes)``) is classified ``equal``, ``mismatch`` (with
-the first difference: missing / extra variable, dimensions, dtype kind,
-values, attributes, coordinate status) or ``refused`` (a scan warning names it).
+HDF5, scipy then netcdf4 for netCDF3. The view compared is the package's,
+``xr.open_dataset(store, engine="zarr_manifest")``. Each variable (and the
+group's own attributes, as ``(attributes)``) is classified ``equal``,
+``mismatch`` (with the first difference: missing / extra variable,
+dimensions, dtype kind, values, attributes, coordinate status) or ``refused``
+(a scan warning names it). An object reference the reference engine shows is
+compared as the path of its object (the scan's form of it).
+
+``xr.open_zarr(store)`` decodes the same arrays from the same attributes, save
+those whose NumPy types JSON loses (``cf.TYPED_ATTRIBUTES``) and group
+attributes named ``_nc...``: where such a variable or group differs in that
+view, it is recorded as ``open_zarr-differs`` (documented in
+docs/howto/scanning.md); any other difference there is a ``mismatch``.
 """
 
 from __future__ import annotations
@@ -16,13 +25,23 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import h5py
 import numpy as np
 import xarray as xr
+
+from zarr_manifest_store.cf import TYPED_ATTRIBUTES
 
 from .compare import difference, plain, same
 from .datasets import first_line, named_in, reason_for, refused_by, zarr_path
 
-ENGINES = {"hdf5": ("h5netcdf", "netcdf4"), "netcdf3": ("scipy", "netcdf4")}
+ENGINES = {
+    "netcdf4": ("h5netcdf", "netcdf4"),
+    "hdf5": ("h5netcdf",),
+    "netcdf3": ("scipy", "netcdf4"),
+}
+"""Reference engines, first that opens a group wins. A plain HDF5 file is not given to
+netCDF-C (it has crashed the process on types it does not know, such as quad floats)."""
+NETCDF4_MARKS = frozenset({"_NCProperties", "_Netcdf4Dimid", "_Netcdf4Coordinates"})
 HIDDEN = frozenset({"_NCProperties", "_Netcdf4Dimid", "_Netcdf4Coordinates", "_nc3_strict"})
 GROUP_ATTRIBUTES = "(attributes)"
 ATTRIBUTE_WARNING = re.compile(r"attribute '([^']*)'")
@@ -32,53 +51,170 @@ class UnreadableReference(Exception):
     """xarray opens the file but cannot load (decode) the group itself."""
 
 
-def load_reference(path: str, fmt: str, group: str) -> tuple[xr.Dataset, str, float] | None:
-    """(the group loaded, engine, seconds) from the first engine that opens it; None: none does."""
-    for engine in ENGINES[fmt]:
-        start = time.perf_counter()
-        try:
-            ds = xr.open_dataset(path, engine=engine, group=group or None)
-        except Exception:
-            continue
-        with ds:
+def netcdf_kind(path: str, fmt: str) -> str:
+    """``netcdf4`` for an HDF5 file netCDF-C wrote (its bookkeeping attributes), else ``fmt``."""
+    if fmt != "hdf5":
+        return fmt
+    with h5py.File(path, "r") as f:
+        if NETCDF4_MARKS & set(f.attrs):
+            return "netcdf4"
+        found = f.visititems(lambda _name, obj: True if NETCDF4_MARKS & set(obj.attrs) else None)
+    return "netcdf4" if found else fmt
+
+
+DECODINGS: tuple[dict[str, Any], ...] = ({}, {"decode_times": False})
+"""Options each view is opened with: xarray's defaults, else without time decoding (a
+calendar without cftime), which still compares everything else."""
+
+
+def load_reference(
+    path: str, kind: str, group: str
+) -> tuple[xr.Dataset, str, float, dict[str, Any]] | str:
+    """(the group loaded, engine, seconds, options) from the first engine for ``kind`` (see
+    :func:`netcdf_kind`) and options (:data:`DECODINGS`) that open it; else why none does."""
+    failures = []
+    for options in DECODINGS:
+        for engine in ENGINES[kind]:
+            start = time.perf_counter()
             try:
-                return ds.load(), engine, time.perf_counter() - start
+                ds = xr.open_dataset(path, engine=engine, group=group or None, **options)
             except Exception as e:
-                raise UnreadableReference(f"{engine}: {first_line(e)}") from e
-    return None
+                failures.append(f"{engine}: {first_line(e)}")
+                continue
+            with ds:
+                try:
+                    return ds.load(), engine, time.perf_counter() - start, options
+                except Exception as e:
+                    raise UnreadableReference(f"{engine}: {first_line(e)}") from e
+    return "; ".join(dict.fromkeys(failures))
 
 
 def check_views(
     path: str, fmt: str, store: Any, groups: list[str], messages: list[str]
 ) -> Iterator[dict]:
     """Records for each group view: one per variable, plus the group's timing."""
+    kind = netcdf_kind(path, fmt)
     for group in groups:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                reference = load_reference(path, fmt, group)
+                reference = load_reference(path, kind, group)
         except UnreadableReference as e:
             yield {"group": group, "engine": "", "variable": "", "class": "unreadable",
                    "reason": f"xr.open_dataset cannot load it: {e}"}  # fmt: skip
             continue
-        if reference is None:
+        if isinstance(reference, str):
+            yield {"group": group, "engine": "", "variable": "", "class": "unreadable",
+                   "reason": f"no engine opens it: {reference}"}  # fmt: skip
             continue
-        expected, engine, reference_seconds = reference
-        base = {"group": group, "engine": engine}
+        expected, engine, reference_seconds, options = reference
+        if fmt == "hdf5":
+            expected = with_reference_paths(expected, path)
+        base = {
+            "group": group,
+            "engine": ", ".join([engine, *(f"{k}={v}" for k, v in options.items())]),
+        }
         start = time.perf_counter()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                actual = xr.open_zarr(store, group=zarr_path(group) or None, chunks=None).load()
+                actual = open_view(store, group, options).load()
         except Exception as e:
             for name in [*expected.variables, GROUP_ATTRIBUTES]:
-                reason = f"open_zarr raises {first_line(e)}"
+                reason = f"the zarr_manifest engine raises {first_line(e)}"
                 yield {**base, "variable": name, "class": "mismatch", "reason": reason}
             continue
         seconds = time.perf_counter() - start
         yield {**base, "timing": {"open_dataset": reference_seconds, "open_zarr": seconds}}
         for name, (cls, reason) in compare_datasets(expected, actual, group, messages).items():
             yield {**base, "variable": name, "class": cls, "reason": reason}
+        for name, (cls, reason) in open_zarr_differences(actual, store, group, options).items():
+            yield {**base, "variable": name, "class": cls, "reason": reason}
+
+
+def open_view(store: Any, group: str, options: dict[str, Any]) -> xr.Dataset:
+    """The package's xarray view of one group of the scan (lazy)."""
+    return xr.open_dataset(
+        store, engine="zarr_manifest", group=zarr_path(group) or None, chunks=None, **options
+    )
+
+
+def open_zarr_differences(
+    view: xr.Dataset, store: Any, group: str, options: dict[str, Any]
+) -> dict[str, tuple[str, str]]:
+    """Where ``xr.open_zarr``'s view differs from the package's ``view`` (loaded).
+
+    Only variables with typed attributes and the group's own attributes can
+    (the rest decode from the same attributes): ``open_zarr-differs`` where the
+    typed attributes or ``_nc...`` group attributes explain it, else ``mismatch``.
+    """
+    out: dict[str, tuple[str, str]] = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            plain_view = xr.open_zarr(store, group=zarr_path(group) or None, chunks=None, **options)
+    except Exception as e:
+        return {GROUP_ATTRIBUTES: ("mismatch", f"xr.open_zarr raises {first_line(e)}")}
+    for name, var in plain_view.variables.items():
+        if TYPED_ATTRIBUTES not in var.attrs or name not in view.variables:
+            continue
+        try:
+            reason = variable_difference(view.variables[name], var.load())
+        except Exception as e:
+            reason = f"cannot compare: {first_line(e)}"
+        if reason:
+            out[str(name)] = ("open_zarr-differs", f"xr.open_zarr: {reason}")
+    records = plain_view.attrs.get(TYPED_ATTRIBUTES) or {}
+    explained = {
+        TYPED_ATTRIBUTES,
+        *records,
+        *(k for k in view.attrs if k.lower().startswith("_nc")),
+    }
+    reason = attributes_difference(view.attrs, plain_view.attrs)
+    if reason:
+        rest = attributes_difference(
+            _without(view.attrs, explained), _without(plain_view.attrs, explained)
+        )
+        out[GROUP_ATTRIBUTES] = (
+            "mismatch" if rest else "open_zarr-differs",
+            f"xr.open_zarr: {reason}",
+        )
+    return out
+
+
+def _without(attrs: dict, names: set[str]) -> dict:
+    return {k: v for k, v in attrs.items() if k not in names}
+
+
+def with_reference_paths(ds: xr.Dataset, path: str) -> xr.Dataset:
+    """``ds`` with every object-reference attribute replaced by its object's path in ``path``."""
+    if not any(_has_reference(v) for a in _all_attrs(ds) for v in a.values()):
+        return ds
+    ds = ds.copy()
+    with h5py.File(path, "r") as f:
+        for attrs in _all_attrs(ds):
+            for key, value in list(attrs.items()):
+                if _has_reference(value):
+                    attrs[key] = _reference_path(value, f)
+    return ds
+
+
+def _all_attrs(ds: xr.Dataset) -> list[dict]:
+    return [ds.attrs, *(v.attrs for v in ds.variables.values())]
+
+
+def _has_reference(value: Any) -> bool:
+    if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+        return any(type(v) is h5py.Reference for v in value.flat)
+    return type(value) is h5py.Reference
+
+
+def _reference_path(value: Any, f: h5py.File) -> Any:
+    if isinstance(value, np.ndarray):
+        return np.array([_reference_path(v, f) for v in value.flat], object).reshape(value.shape)
+    if type(value) is h5py.Reference:
+        return f[value].name if value else None
+    return value
 
 
 def compare_datasets(

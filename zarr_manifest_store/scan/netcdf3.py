@@ -27,7 +27,12 @@ import numpy as np
 from zarr.dtype import parse_dtype
 
 from zarr_manifest_store.array import ManifestArray
-from zarr_manifest_store.cf import fill_value_attribute, json_attribute
+from zarr_manifest_store.cf import (
+    TYPED_ATTRIBUTES,
+    fill_value_attribute,
+    fill_value_record,
+    stored_attribute,
+)
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import is_local, source_path
 from zarr_manifest_store.io.remote_file import shared_remote_file
@@ -244,17 +249,27 @@ def _leading_rows(var: Variable, size: int, target: int | None) -> int:
 def _attributes(attrs: dict[str, np.ndarray | bytes], dtype: np.dtype | None) -> dict[str, Any]:
     """Attributes as JSON, as xarray's scipy backend shows them; ``_FillValue`` as its zarr backend reads it.
 
-    A ``char`` variable's ``_FillValue`` stays only in the Zarr ``fill_value``
-    (see ``fill_value_attribute``).
+    A ``char`` variable's ``_FillValue``, and a float ``scale_factor`` /
+    ``add_offset``, keep their NumPy values in ``TYPED_ATTRIBUTES`` (see
+    ``fill_value_record`` and ``stored_attribute``).
     """
     out: dict[str, Any] = {}
+    typed: dict[str, Any] = {}
     for name, value in attrs.items():
         if name == "_FillValue" and dtype is not None:
-            encoded = fill_value_attribute(_scalar(value, dtype), dtype.newbyteorder("="))
+            native = dtype.newbyteorder("=")
+            fill = _scalar(value, dtype)
+            encoded = fill_value_attribute(fill, native)
             if encoded is not None:
                 out[name] = encoded
-        else:
-            out[name] = json_attribute(value)
+            elif (record := fill_value_record(fill, native)) is not None:
+                typed[name] = record
+            continue
+        out[name], record = stored_attribute(name, value)
+        if record is not None:
+            typed[name] = record
+    if typed:
+        out[TYPED_ATTRIBUTES] = typed
     return out
 
 

@@ -2,7 +2,10 @@
 
 The package declares it under ``[project.entry-points."xarray.backends"]``;
 it opens a :class:`~zarr_manifest_store.ManifestStore` and hands it to
-xarray's own Zarr backend, which does the decoding.
+xarray's own Zarr backend, which does the decoding, with the attributes JSON
+cannot type given back their NumPy values first (``cf.TYPED_ATTRIBUTES``:
+float32 packing, ``char`` fill values, complex and compound attributes), so
+that the view is the one netCDF / h5netcdf / scipy give.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import xarray as xr
-from xarray.backends import BackendEntrypoint, ZarrBackendEntrypoint
+from xarray.backends import BackendEntrypoint, StoreBackendEntrypoint, ZarrStore
 
+from zarr_manifest_store.cf import typed_attributes
 from zarr_manifest_store.io.paths import is_local, local_path
 from zarr_manifest_store.store import ManifestStore
 
@@ -75,8 +79,11 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
     ) -> xr.Dataset:
         """The document at ``filename_or_obj`` (or an open ManifestStore), CF-decoded by xarray."""
         store = _store(filename_or_obj, allow, storage_options, store_options)
-        return ZarrBackendEntrypoint().open_dataset(
-            store,
+        zarr_store = TypedZarrStore.open_group(
+            store, group=group, mode="r", consolidated=False, zarr_format=3
+        )
+        return _decoded(
+            zarr_store,
             drop_variables=drop_variables,
             mask_and_scale=mask_and_scale,
             decode_times=decode_times,
@@ -84,9 +91,6 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
             decode_coords=decode_coords,
             use_cftime=use_cftime,
             decode_timedelta=decode_timedelta,
-            group=group,
-            consolidated=False,
-            zarr_format=3,
         )
 
     def open_groups_as_dict(  # type: ignore[override]
@@ -100,9 +104,14 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
         """Every group of the document as a dataset, by path (``xr.open_groups``)."""
         decoders, store_options = _split(options)
         store = _store(filename_or_obj, allow, storage_options, store_options)
-        return ZarrBackendEntrypoint().open_groups_as_dict(
-            store, consolidated=False, zarr_format=3, **decoders
+        parent = "/" + (decoders.pop("group", None) or "").strip("/")
+        stores = TypedZarrStore.open_store(
+            store, group=parent, mode="r", consolidated=False, zarr_format=3
         )
+        return {
+            _relative(path, parent): _decoded(zarr_store, **decoders)
+            for path, zarr_store in stores.items()
+        }
 
     def open_datatree(  # type: ignore[override]
         self,
@@ -113,15 +122,62 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
         **options: Any,
     ) -> xr.DataTree:
         """The document's groups as a tree (``xr.open_datatree``), CF-decoded by xarray."""
-        decoders, store_options = _split(options)
-        store = _store(filename_or_obj, allow, storage_options, store_options)
-        return ZarrBackendEntrypoint().open_datatree(
-            store, consolidated=False, zarr_format=3, **decoders
+        return xr.DataTree.from_dict(
+            self.open_groups_as_dict(
+                filename_or_obj, allow=allow, storage_options=storage_options, **options
+            )
         )
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
         """Only an open ManifestStore: a document folder looks like any Zarr store, so ask for it."""
         return isinstance(filename_or_obj, ManifestStore)
+
+
+class TypedZarrStore(ZarrStore):
+    """xarray's Zarr store, with typed attributes turned back into NumPy values before decoding.
+
+    Group attributes are shown whole: xarray's Zarr backend hides those whose
+    names start with ``_nc`` (NCZarr's bookkeeping), which h5netcdf shows.
+    """
+
+    __slots__ = ()
+
+    def open_store_variable(self, name: str) -> xr.Variable:
+        variable = super().open_store_variable(name)
+        try:
+            variable.attrs = typed_attributes(variable.attrs)
+        except ValueError as e:
+            raise ValueError(f"array {name!r}: {e}") from None
+        return variable
+
+    def get_attrs(self) -> dict[str, Any]:
+        attributes = self.zarr_group.attrs.asdict()
+        try:
+            return typed_attributes({k: v for k, v in attributes.items() if not _nczarr(k)})
+        except ValueError as e:
+            raise ValueError(
+                f"group {self.zarr_group.path!r} of {self.zarr_group.store}: {e}"
+            ) from None
+
+
+def _nczarr(name: str) -> bool:
+    return name.lower().startswith("_nczarr")
+
+
+def _decoded(zarr_store: ZarrStore, **decoders: Any) -> xr.Dataset:
+    """The dataset xarray decodes from an open Zarr store (as its Zarr backend does)."""
+    try:
+        return StoreBackendEntrypoint().open_dataset(zarr_store, **decoders)
+    except BaseException:
+        zarr_store.close()
+        raise
+
+
+def _relative(path: str, parent: str) -> str:
+    """A group's name as xarray's Zarr backend gives it: its path, or relative to ``group=``."""
+    if parent == "/":
+        return path
+    return path[len(parent) :].strip("/") or "."
 
 
 _NOT_DOCUMENTS = {b"\x89HDF\r\n\x1a\n": "an HDF5 / netCDF-4 file", b"CDF": "a netCDF-3 file"}

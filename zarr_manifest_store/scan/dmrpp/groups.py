@@ -18,6 +18,7 @@ from xml.etree.ElementTree import Element
 import numpy as np
 
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.cf import TYPED_ATTRIBUTES, stored_attribute
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.scan.common import Refusals, Refused, zarr_name
@@ -269,6 +270,7 @@ def attributes(element: Element, *, dtype: np.dtype | None = None, rel: str = ""
     attributes without one.
     """
     out: dict[str, Any] = {}
+    typed: dict[str, Any] = {}
     for attr in element.iterfind(f"{DAP}Attribute"):
         name, kind = attr.get("name", ""), attr.get("type", "")
         if name in HIDDEN_ATTRIBUTES or name in BOOKKEEPING:
@@ -292,4 +294,17 @@ def attributes(element: Element, *, dtype: np.dtype | None = None, rel: str = ""
             out[name] = attribute_value(kind, values, name)
         except Refused as e:
             warnings.warn(f"{rel or '/'}: {e}; left out", stacklevel=5)
+            continue
+        if (record := _typed_record(kind, out[name], name)) is not None:
+            typed[name] = record
+    if typed:
+        out[TYPED_ATTRIBUTES] = typed
     return out
+
+
+def _typed_record(dap_type: str, value: Any, name: str) -> dict[str, Any] | None:
+    """The typed record the HDF5 scanner keeps for this attribute (a float32 ``scale_factor``)."""
+    dtype = DAP_TYPES.get(dap_type)
+    if dtype is None or isinstance(value, str) or value == []:
+        return None
+    return stored_attribute(name, np.asarray(value, dtype=dtype))[1]

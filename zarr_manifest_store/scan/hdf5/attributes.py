@@ -14,9 +14,14 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5, h5a, h5f, h5i, h5p, h5t
+from h5py import h5, h5a, h5f, h5i, h5p, h5r, h5t
 
-from zarr_manifest_store.cf import fill_value_attribute, json_attribute
+from zarr_manifest_store.cf import (
+    TYPED_ATTRIBUTES,
+    fill_value_attribute,
+    fill_value_record,
+    stored_attribute,
+)
 from zarr_manifest_store.scan.hdf5.datatypes import type_key
 
 __all__ = ["HIDDEN_ATTRIBUTES", "Attributes", "decoded_name", "json_attributes"]
@@ -138,30 +143,39 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
     """An object's attributes as JSON, netCDF-4 bookkeeping left out.
 
     ``_FillValue`` is encoded for xarray's Zarr backend (see ``fill_value_attribute``);
-    attributes that have no JSON form (references, compounds) are left out with a warning.
+    the NumPy values of attributes whose JSON form loses their type go in
+    ``TYPED_ATTRIBUTES`` (see ``stored_attribute``); object references become the
+    paths of their objects; attributes that have no JSON form (region references,
+    variable-length sequences) are left out with a warning.
     """
     out: dict[str, Any] = {}
+    typed: dict[str, Any] = {}
     for name in attributes:
         if name in HIDDEN_ATTRIBUTES:
             continue
         try:
             value = attributes[name]
         except (OSError, TypeError, ValueError) as e:
-            warnings.warn(
-                f"{attributes.where()}: attribute {name!r} cannot be read ({e}); left out",
-                stacklevel=4,
-            )
-            continue
+            value = _wide_integers(attributes.id, name)
+            if value is None:
+                warnings.warn(
+                    f"{attributes.where()}: attribute {name!r} cannot be read ({e}); left out",
+                    stacklevel=4,
+                )
+                continue
         if isinstance(value, h5py.Empty):  # a null dataspace: as h5netcdf shows it
             out[name] = "" if value.dtype.kind in "SUO" else []
             continue
         if name == "_FillValue" and dtype is not None:
             items = np.asarray(value).ravel()
-            encoded = fill_value_attribute(items[0] if items.size else value, dtype)
+            first = items[0] if items.size else value
+            encoded = fill_value_attribute(first, dtype)
             if encoded is not None:
                 out[name] = encoded
+            elif (record := fill_value_record(first, dtype)) is not None:
+                typed[name] = record
             continue
-        converted = json_attribute(value)
+        converted, record = stored_attribute(str(name), _object_paths(value, attributes.id))
         if not _is_json(converted):
             warnings.warn(
                 f"{attributes.where()}: attribute {name!r} has no JSON form; left out",
@@ -169,7 +183,46 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
             )
             continue
         out[name] = converted
+        if record is not None:
+            typed[name] = record
+    if typed:
+        out[TYPED_ATTRIBUTES] = typed
     return out
+
+
+def _object_paths(value: Any, oid: Any) -> Any:
+    """Object references as the paths of their objects (None for a null reference); else ``value``.
+
+    h5netcdf shows an ``h5py.Reference``, which only means something with the
+    file open; its object's path is the reference's meaning without it.
+    Region references are left as they are (a path would lose the region).
+    """
+    if type(value) is h5py.Reference:
+        return h5r.get_name(value, oid).decode("utf-8", "surrogateescape") if value else None
+    if not (isinstance(value, np.ndarray) and value.dtype.kind == "O" and value.size):
+        return value
+    if not all(type(v) is h5py.Reference for v in value.flat):
+        return value
+    paths = [_object_paths(v, oid) for v in value.flat]
+    return np.array(paths, dtype=object).reshape(value.shape)
+
+
+def _wide_integers(oid: Any, name: str | bytes) -> int | list[int] | None:
+    """An attribute of integers wider than NumPy's (PyTables' 128-bit ones) as Python ints.
+
+    None if the attribute is something else.
+    """
+    attr = h5a.open(oid, name.encode() if isinstance(name, str) else name)
+    tid = attr.get_type()
+    shape = attr.get_space().shape
+    if tid.get_class() != h5t.INTEGER or tid.get_size() <= 8 or shape is None:
+        return None
+    raw = np.zeros(shape, dtype=f"V{tid.get_size()}")
+    attr.read(raw, mtype=tid)
+    order = "little" if tid.get_order() == h5t.ORDER_LE else "big"
+    signed = tid.get_sign() == h5t.SGN_2
+    ints = [int.from_bytes(v.tobytes(), order, signed=signed) for v in raw.ravel()]
+    return ints[0] if len(ints) == 1 else ints
 
 
 def _is_json(value: Any) -> bool:
@@ -177,4 +230,6 @@ def _is_json(value: Any) -> bool:
         return True
     if isinstance(value, list):
         return all(_is_json(v) for v in value)
+    if isinstance(value, dict):  # a compound's fields
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
     return False
