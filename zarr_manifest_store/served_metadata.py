@@ -5,6 +5,10 @@ carries its descendants' consolidated (up to :data:`MAX_CONSOLIDATED_MEMBERS`),
 so that opening costs one read, and a subgroup's is built when asked for, costing
 what its subtree does: serving never costs more than the hierarchy's size per
 request (kept for every group, it would repeat each node once per ancestor).
+
+A node's typed attribute records (``cf.TYPED_ATTRIBUTES``) are not served: they are
+the ``zarr_manifest`` engine's, which reads them from the node itself, and other
+readers would show them as an attribute the source file does not have.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from zarr_manifest_store._zarr import GroupMetadata
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.cf import TYPED_ATTRIBUTES
 from zarr_manifest_store.group import ManifestGroup, Node
 from zarr_manifest_store.served import ServedArray
 
@@ -77,6 +82,10 @@ class ServedMetadata:
         metadata = self._built.get(path)
         if metadata is None:
             metadata = _node_metadata(self._nodes[path]).to_dict()
+            if TYPED_ATTRIBUTES in metadata.get("attributes", ()):
+                attributes = dict(metadata["attributes"])
+                del attributes[TYPED_ATTRIBUTES]
+                metadata["attributes"] = attributes
             if path in self._served:
                 metadata = self._served[path].served_metadata(metadata)
             self._built[path] = metadata

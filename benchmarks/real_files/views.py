@@ -155,8 +155,11 @@ def open_zarr_differences(
             plain_view = xr.open_zarr(store, group=zarr_path(group) or None, chunks=None, **options)
     except Exception as e:
         return {GROUP_ATTRIBUTES: ("mismatch", f"xr.open_zarr raises {first_line(e)}")}
+    node = store.root[zarr_path(group)] if zarr_path(group) else store.root
     for name, var in plain_view.variables.items():
-        if TYPED_ATTRIBUTES not in var.attrs or name not in view.variables:
+        if name not in view.variables or name not in node:
+            continue
+        if TYPED_ATTRIBUTES not in node[name].attributes:
             continue
         try:
             reason = variable_difference(view.variables[name], var.load())
@@ -164,7 +167,7 @@ def open_zarr_differences(
             reason = f"cannot compare: {first_line(e)}"
         if reason:
             out[str(name)] = ("open_zarr-differs", f"xr.open_zarr: {reason}")
-    records = plain_view.attrs.get(TYPED_ATTRIBUTES) or {}
+    records = node.attributes.get(TYPED_ATTRIBUTES) or {}
     explained = {
         TYPED_ATTRIBUTES,
         *records,

@@ -17,7 +17,7 @@ from typing import Any
 import xarray as xr
 from xarray.backends import BackendEntrypoint, StoreBackendEntrypoint, ZarrStore
 
-from zarr_manifest_store.cf import typed_attributes
+from zarr_manifest_store.cf import TYPED_ATTRIBUTES, typed_attributes
 from zarr_manifest_store.io.paths import is_local, local_path
 from zarr_manifest_store.store import ManifestStore
 
@@ -136,8 +136,10 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
 class TypedZarrStore(ZarrStore):
     """xarray's Zarr store, with typed attributes turned back into NumPy values before decoding.
 
-    Group attributes are shown whole: xarray's Zarr backend hides those whose
-    names start with ``_nc`` (NCZarr's bookkeeping), which h5netcdf shows.
+    The typed records are read from the ManifestStore's nodes (it does not serve
+    them to Zarr readers). Group attributes are shown whole: xarray's Zarr backend
+    hides those whose names start with ``_nc`` (NCZarr's bookkeeping), which
+    h5netcdf shows.
     """
 
     __slots__ = ()
@@ -145,7 +147,7 @@ class TypedZarrStore(ZarrStore):
     def open_store_variable(self, name: str) -> xr.Variable:
         variable = super().open_store_variable(name)
         try:
-            variable.attrs = typed_attributes(variable.attrs)
+            variable.attrs = self._typed(variable.attrs, name)
         except ValueError as e:
             raise ValueError(f"array {name!r}: {e}") from None
         return variable
@@ -153,11 +155,20 @@ class TypedZarrStore(ZarrStore):
     def get_attrs(self) -> dict[str, Any]:
         attributes = self.zarr_group.attrs.asdict()
         try:
-            return typed_attributes({k: v for k, v in attributes.items() if not _nczarr(k)})
+            return self._typed({k: v for k, v in attributes.items() if not _nczarr(k)})
         except ValueError as e:
             raise ValueError(
                 f"group {self.zarr_group.path!r} of {self.zarr_group.store}: {e}"
             ) from None
+
+    def _typed(self, attributes: Mapping[str, Any], name: str = "") -> dict[str, Any]:
+        """``attributes`` of the node ``name`` (the group: ``""``), its typed records applied."""
+        root = self.zarr_group.store.root
+        path = "/".join(part for part in (self.zarr_group.path.strip("/"), name) if part)
+        records = (root[path] if path else root).attributes.get(TYPED_ATTRIBUTES)
+        return typed_attributes(
+            {**attributes, TYPED_ATTRIBUTES: records} if records else attributes
+        )
 
 
 def _nczarr(name: str) -> bool:
