@@ -12,7 +12,7 @@ ChunkManifest it loaded.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -133,28 +133,45 @@ class LazyChunkManifest(ChunkManifest):
         """The chunk at ``coords``, reading at most the manifest block that holds it."""
         if self.loaded:
             return super().get(coords)
-        coords = tuple(int(c) for c in coords)
-        if len(coords) != len(self._grid) or not all(
-            0 <= c < n for c, n in zip(coords, self._grid, strict=True)
-        ):
-            raise IndexError(f"chunk {coords} lies outside the chunk grid {self._grid}")
+        coords = self._in_grid(coords)
         blocks = self._loader.block_shape()
         if blocks is None:
             self.load()
             return super().get(coords)
         index = tuple(c // b for c, b in zip(coords, blocks, strict=True))
         local = tuple(c - i * b for c, i, b in zip(coords, index, blocks, strict=True))
-        block = self._blocks.get(index)
+        return self._from_block(index, local, coords, lambda: self._loader.block(index))
+
+    def _in_grid(self, coords: ChunkCoords) -> tuple[int, ...]:
+        """``coords`` as ints, refused unless they name a chunk of the grid."""
+        coords = tuple(int(c) for c in coords)
+        if len(coords) != len(self._grid) or not all(
+            0 <= c < n for c, n in zip(coords, self._grid, strict=True)
+        ):
+            raise IndexError(f"chunk {coords} lies outside the chunk grid {self._grid}")
+        return coords
+
+    def _from_block(
+        self,
+        key: tuple[int, ...],
+        local: ChunkCoords,
+        coords: ChunkCoords,
+        read: Callable[[], ChunkManifest],
+    ) -> ChunkRef | bytes | None:
+        """The chunk at ``local`` in the block cached under ``key`` (``read`` when it is not):
+        the chunk at ``coords`` of the whole manifest once that is loaded, or once keeping
+        more blocks would cost more than loading a small whole."""
+        block = self._blocks.get(key)
         if block is None:
             with self._lock:
                 if self.loaded:
-                    return super().get(coords)
-                block = self._blocks.get(index)
+                    return ChunkManifest.get(self, coords)
+                block = self._blocks.get(key)
                 if block is None:
                     if len(self._blocks) >= MAX_CACHED_BLOCKS and self._whole_is_small():
                         self.load()
-                        return super().get(coords)
-                    block = self._cache(index, self._loader.block(index))
+                        return ChunkManifest.get(self, coords)
+                    block = self._cache(key, read())
         return block.get(local)
 
     def peek(self, coords: ChunkCoords) -> ChunkRef | bytes | None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from zarr_manifest_store.document import wire
 from zarr_manifest_store.document.assembly import Limits
-from zarr_manifest_store.document.lazy import MAX_CACHED_BLOCKS, LazyChunkManifest
+from zarr_manifest_store.document.lazy import LazyChunkManifest
 from zarr_manifest_store.document.loaders import ColumnarLoader, JsonLoader
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.io.fingerprints import differences
@@ -144,30 +144,14 @@ class PartedChunkManifest(LazyChunkManifest):
         """The chunk at ``coords``, reading at most the block of the part that holds it."""
         if self.loaded:
             return super().get(coords)
-        coords = tuple(int(c) for c in coords)
-        if len(coords) != len(self._grid) or not all(
-            0 <= c < n for c, n in zip(coords, self._grid, strict=True)
-        ):
-            raise IndexError(f"chunk {coords} lies outside the chunk grid {self._grid}")
+        coords = self._in_grid(coords)
         number, local = self._locate(coords)
         part = self._parted.parts[number]
         shape = part.loader.block_shape()
         index = () if shape is None else tuple(c // b for c, b in zip(local, shape, strict=True))
         if shape is not None:
             local = tuple(c - i * b for c, i, b in zip(local, index, shape, strict=True))
-        key = (number, *index)
-        block = self._blocks.get(key)
-        if block is None:
-            with self._lock:
-                if self.loaded:
-                    return super().get(coords)
-                block = self._blocks.get(key)
-                if block is None:
-                    if len(self._blocks) >= MAX_CACHED_BLOCKS and self._whole_is_small():
-                        self.load()
-                        return super().get(coords)
-                    block = self._cache(key, part.block(index))
-        return block.get(local)
+        return self._from_block((number, *index), local, coords, lambda: part.block(index))
 
     def peek(self, coords: ChunkCoords) -> ChunkRef | bytes | None:
         """The chunk at ``coords`` read once, from the part that holds it (see ``get``)."""
