@@ -82,6 +82,38 @@ def to_kerchunk(
     (24, 73, 144)
     """
     root = root_of(source, "to_kerchunk")
+    fmt = _checked_format(format, url, mode, record_size, inline_threshold, categorical_threshold)
+    if fmt == "parquet" and isinstance(root, ManifestArray):
+        raise ValueError(
+            "the parquet layout keeps each array in a folder of its own: export a group "
+            "(ManifestGroup(arrays={name: array})) or use format='json'"
+        )
+    if inline_threshold:
+        root = inline_small_chunks(root, inline_threshold, source_options)
+    metadata, arrays = _v2_hierarchy(root)
+    if url is None or fmt == "dict":
+        return _json_references(metadata, arrays)
+    fs, target = fsspec.core.url_to_fs(os.fspath(url), **dict(storage_options or {}))
+    if mode == "w-" and fs.exists(target):
+        raise FileExistsError(f"{os.fspath(url)!r} exists; pass mode='w' to replace it")
+    if fmt == "parquet":
+        _write_parquet(fs, target, os.fspath(url), metadata, arrays, record_size)
+    else:
+        document = _json_references(metadata, arrays)
+        # only strings, lists and integers: no NaN to lose
+        fs.pipe_file(target, msgspec.json.encode(document))
+    return None
+
+
+def _checked_format(
+    format: str | None,
+    url: str | os.PathLike[str] | None,
+    mode: str,
+    record_size: int,
+    inline_threshold: int,
+    categorical_threshold: int,
+) -> str:
+    """The layout to write (``json``, ``parquet`` or ``dict``), once every option is valid."""
     fmt = format or _format_of(url)
     if fmt not in ("json", "parquet", "dict"):
         raise ValueError(f"format must be 'json', 'parquet' or 'dict', got {format!r}")
@@ -97,30 +129,11 @@ def to_kerchunk(
         raise ValueError(
             f"categorical_threshold must be a positive integer, got {categorical_threshold!r}"
         )
-    if inline_threshold:
-        root = inline_small_chunks(root, inline_threshold, source_options)
     if mode not in ("w-", "w"):
         raise ValueError(f"mode must be 'w-' or 'w', got {mode!r}")
     if fmt == "parquet" and url is None:
         raise ValueError("the parquet layout is a folder of files: give a url to write it to")
-    if fmt == "parquet" and isinstance(root, ManifestArray):
-        raise ValueError(
-            "the parquet layout keeps each array in a folder of its own: export a group "
-            "(ManifestGroup(arrays={name: array})) or use format='json'"
-        )
-    metadata, arrays = _v2_hierarchy(root)
-    if url is None or fmt == "dict":
-        return _json_references(metadata, arrays)
-    fs, target = fsspec.core.url_to_fs(os.fspath(url), **dict(storage_options or {}))
-    if mode == "w-" and fs.exists(target):
-        raise FileExistsError(f"{os.fspath(url)!r} exists; pass mode='w' to replace it")
-    if fmt == "parquet":
-        _write_parquet(fs, target, os.fspath(url), metadata, arrays, record_size)
-    else:
-        document = _json_references(metadata, arrays)
-        # only strings, lists and integers: no NaN to lose
-        fs.pipe_file(target, msgspec.json.encode(document))
-    return None
+    return fmt
 
 
 def inline_small_chunks(
