@@ -97,9 +97,7 @@ def open_virtual_mfdataset(
     _check_choices(combine, concat_dim, errors)
     refuse_virtualizarr_options(xarray_combine_kwargs)
     nested = _expand_paths(paths, storage_options)
-    flat = list(_leaves(nested))
-    if not flat:
-        raise OSError(f"no files to open: {paths!r} matched nothing")
+    flat = _files_in(nested, paths)
     opener = Opener(
         group=group,
         drop_variables=drop_variables,
@@ -116,20 +114,40 @@ def open_virtual_mfdataset(
     )
     datasets: list[Any] = [ds for _, ds in prepared]
     if combine == "nested":
-        join, options = xr.combine_nested, {"concat_dim": concat_dim, **xarray_combine_kwargs}
         datasets = _in_place(nested, results, datasets)
-    else:
-        join, options = xr.combine_by_coords, xarray_combine_kwargs
-    hint = _edge_chunks_hint(edge_chunks)
-    partial = _partial_variables_hint(prepared)
-    with hint, partial, edge_chunk_handling(edge_chunks, storage_options=storage_options):
-        combined = join(datasets, combine_attrs=combine_attrs, **options)
+        xarray_combine_kwargs = {"concat_dim": concat_dim, **xarray_combine_kwargs}
+    join = xr.combine_nested if combine == "nested" else xr.combine_by_coords
+    with _explaining_refusals(prepared, edge_chunks, storage_options):
+        combined = join(datasets, combine_attrs=combine_attrs, **xarray_combine_kwargs)
     combined = restore_shared(combined, shared)
     if attrs_file is not None:
         combined.attrs = _attributes_of(attrs_file, prepared)
     if storage_options:
         combined.encoding[STORAGE_OPTIONS_KEY] = dict(storage_options)
     return combined
+
+
+def _files_in(nested: Any, paths: Any) -> list[Any]:
+    """The files of the (nested) list, in order; refuse an empty one, naming what matched nothing."""
+    flat = list(_leaves(nested))
+    if not flat:
+        raise OSError(f"no files to open: {paths!r} matched nothing")
+    return flat
+
+
+@contextlib.contextmanager
+def _explaining_refusals(
+    prepared: list[tuple[str, xr.Dataset]],
+    edge_chunks: EdgeChunks,
+    storage_options: Mapping[str, Any] | None,
+) -> Iterator[None]:
+    """Around xarray's combine: the edge-chunk handling, and hints that explain its refusals."""
+    with (
+        _edge_chunks_hint(edge_chunks),
+        _partial_variables_hint(prepared),
+        edge_chunk_handling(edge_chunks, storage_options=storage_options),
+    ):
+        yield
 
 
 def _check_choices(combine: str, concat_dim: Any, errors: str) -> None:
