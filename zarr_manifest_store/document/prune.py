@@ -44,7 +44,9 @@ def prune_parts(
     (appends wait: they fail with ``FileExistsError`` and retry).
 
     >>> import zarr_manifest_store as zms
-    >>> prune_parts("archive.zarr", older_than=datetime.timedelta(days=7))
+    >>> zms.write_manifest(zms.scan("data/era_2026-01-01.nc"), "pruned.zarr", mode="w")
+    >>> zms.append_manifest(zms.scan("data/era_2026-01-02.nc"), "pruned.zarr", append_dim="time")
+    >>> prune_parts("pruned.zarr", older_than=datetime.timedelta(days=7))
     []
     """
     if older_than < datetime.timedelta(0):
