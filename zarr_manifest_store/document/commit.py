@@ -64,7 +64,8 @@ def locked(location: Location, doing: str = "append to") -> Iterator[None]:
 def _create(location: Location, data: bytes) -> None:
     """Write the lock file if it does not exist; raise ``FileExistsError`` if it does."""
     if location.local:
-        fd = os.open(os.path.join(location.url, LOCK_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        fd = os.open(os.path.join(location.url, LOCK_FILE), flags, 0o644)
         with open(fd, "wb") as f:
             f.write(data)
     else:
