@@ -45,11 +45,7 @@ def replaced_document(tmp_path: Path, encoding: str = "json"):
 
 
 def part_files(url: Path) -> set[str]:
-    return {
-        str(p.relative_to(url))
-        for p in url.glob(f"*/{wire.PARTS_FOLDER}/**/*")
-        if p.is_file()
-    }
+    return {str(p.relative_to(url)) for p in url.glob(f"*/{wire.PARTS_FOLDER}/**/*") if p.is_file()}
 
 
 def age(paths, hours: float) -> None:
