@@ -353,6 +353,7 @@ class GCSServer(_ObjectStoreServer):
         from gcp_storage_emulator.storage import Storage
 
         _serve_etags_with_downloads()
+        _honour_create_only_uploads()
         self.requests = log = RequestLog()
         self.storage = Storage(use_memory_fs=True)
 
@@ -449,6 +450,29 @@ def _serve_etags_with_downloads() -> None:
     for _, methods in server.HANDLERS:
         if methods.get(server.GET) is objects.download:
             methods[server.GET] = download
+
+
+def _honour_create_only_uploads() -> None:
+    """Make the emulator refuse an upload with ``ifGenerationMatch=0`` (create only: what
+    fsspec's ``mode="create"`` sends) of an object that exists, with 412, as GCS does (once
+    per process; the emulator ignores the condition)."""
+    from gcp_storage_emulator import server
+    from gcp_storage_emulator.handlers import objects
+
+    def insert(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
+        if request.query.get("ifGenerationMatch") == ["0"]:
+            name = request.query.get("name", [None])[0]
+            if name is None and isinstance(request.data, dict):
+                name = (request.data.get("meta") or request.data).get("name")
+            with contextlib.suppress(Exception):
+                storage.get_file_obj(request.params["bucket_name"], name)
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                return
+        objects.insert(request, response, storage, *args, **kwargs)
+
+    for _, methods in server.HANDLERS:
+        if methods.get(server.POST) is objects.insert:
+            methods[server.POST] = insert
 
 
 AZURITE = Path(__file__).parents[1] / ".venv" / "azurite" / "node_modules" / ".bin" / "azurite-blob"

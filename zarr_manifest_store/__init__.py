@@ -19,7 +19,7 @@ from typing import Any
 from zarr_manifest_store import registration
 from zarr_manifest_store import scan as _scan_package
 from zarr_manifest_store.array import ManifestArray
-from zarr_manifest_store.document import append_manifest, write_manifest
+from zarr_manifest_store.document import append_manifest, prune_parts, write_manifest
 from zarr_manifest_store.errors import ManifestError, SourceChangedError, UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.sources import SourceStatus, VerifyReport
@@ -56,6 +56,7 @@ __all__ = [
     "open_virtual_dataset",
     "open_virtual_datatree",
     "open_virtual_mfdataset",
+    "prune_parts",
     "scan",
     "scan_dmrpp",
     "scan_fits",

@@ -21,7 +21,7 @@ from zarr_manifest_store.cli.demo import run as run_demo
 from zarr_manifest_store.cli.parser import EXIT_OK, EXIT_PROBLEMS
 from zarr_manifest_store.cli.progress import Progress, scan_executor
 from zarr_manifest_store.cli.render import describe, format_bytes, plural, render
-from zarr_manifest_store.document import write_manifest
+from zarr_manifest_store.document import prune_parts, write_manifest
 from zarr_manifest_store.document.location import Location
 from zarr_manifest_store.io.paths import in_scheme_of, is_plain_path, options_for
 from zarr_manifest_store.store import ManifestStore
@@ -148,6 +148,21 @@ def to_kerchunk(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def prune_parts_command(args: argparse.Namespace) -> int:
+    """``prune-parts``: the parts a document no longer lists, removed (or listed)."""
+    gone = prune_parts(
+        args.document,
+        older_than=args.older_than,
+        storage_options=_storage_options(args),
+        dry_run=args.dry_run,
+    )
+    for key in gone:
+        print(key)
+    done = "would remove" if args.dry_run else "removed"
+    print(f"{done} {plural(len(gone), 'file')} of parts {args.document} no longer lists")
+    return EXIT_OK
+
+
 def demo(args: argparse.Namespace) -> int:
     """``demo``: a sample archive scanned, stored, reopened and timed (see :mod:`zarr_manifest_store.cli.demo`)."""
     run_demo(files=args.files, keep=args.keep)
@@ -159,6 +174,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "info": info,
     "verify": verify,
     "to-kerchunk": to_kerchunk,
+    "prune-parts": prune_parts_command,
     "demo": demo,
 }
 """The function that runs each command, by the name the parser gives it."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import re
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -36,6 +38,7 @@ def make_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_scan(commands.add_parser, common, remote)
     _add_document_commands(commands.add_parser, common, document)
+    _add_prune(commands.add_parser, common, remote)
     _add_demo(commands.add_parser, common)
     return parser
 
@@ -255,6 +258,33 @@ def _add_document_commands(
     )
 
 
+def _add_prune(
+    add_command: _AddCommand, common: argparse.ArgumentParser, remote: argparse.ArgumentParser
+) -> None:
+    """prune-parts: remove the manifest parts a grown document no longer lists."""
+    prune = add_command(
+        "prune-parts",
+        parents=[common, remote],
+        help="remove the manifest parts a grown document no longer lists",
+        description="Remove the files under each array's parts/ folder that the document's "
+        "root metadata does not list (parts replaced by --on-overlap replace, parts of killed "
+        "appends), once unlisted for --older-than. Readers that opened the document earlier "
+        "than that may lose parts they list. Holds the document's append lock.",
+    )
+    prune.add_argument("document", metavar="DOC", help="a chunk-manifest document (folder or URL)")
+    prune.add_argument(
+        "--older-than",
+        required=True,
+        type=_duration,
+        metavar="AGE",
+        help="how long a part must have been unlisted: a number and a unit, s, m, h or d "
+        "(e.g. 7d); 0s removes every unlisted part",
+    )
+    prune.add_argument(
+        "--dry-run", action="store_true", help="list what would be removed, remove nothing"
+    )
+
+
 def _add_demo(add_command: _AddCommand, common: argparse.ArgumentParser) -> None:
     """demo: what ``make demo`` runs."""
     demo = add_command(
@@ -297,6 +327,17 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _duration(text: str) -> datetime.timedelta:
+    """``--older-than``: a number and a unit (s, m, h, d) as a duration."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a number and a unit, s, m, h or d (e.g. 7d or 12h), got {text!r}"
+        )
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+    return datetime.timedelta(**{unit: float(match.group(1))})
 
 
 def _key_value(text: str) -> tuple[list[str], Any]:

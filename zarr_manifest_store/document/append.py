@@ -3,21 +3,19 @@
 The new part is checked against the document as a combine would check it
 (``ops.appendable``): same arrays, dimensions, dtypes, codecs, CF attributes,
 chunking off the dimension; the coordinate along it continuing; the other
-arrays holding the values already stored. Then only the grown arrays' files
-change: each new file is written beside its old one and renamed into place,
-the root ``zarr.json`` (whose consolidated metadata readers open) last, so a
-reader sees the old document or the new one. A lock file makes a second
-append at the same time fail cleanly instead of interleaving.
+arrays holding the values already stored. Then new manifest parts are written
+under new names, the root ``zarr.json`` (whose consolidated metadata readers
+open) is replaced in one rename or PUT, and the grown arrays' ``zarr.json``
+after it, so a reader sees the old document or the new one, on a local file
+system or object storage alike. The document's lock file makes a second append
+at the same time fail cleanly instead of interleaving (``commit``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import itertools
 import os
-import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +24,7 @@ from zarr_manifest_store import codecs
 from zarr_manifest_store._zarr import ArrayV3Metadata
 from zarr_manifest_store.array import ManifestArray, grid_shape
 from zarr_manifest_store.document import wire
+from zarr_manifest_store.document.commit import LOCK_FILE, commit_root, locked, root_version
 from zarr_manifest_store.document.grow import grow_parts
 from zarr_manifest_store.document.lazy import LazyChunkManifest
 from zarr_manifest_store.document.location import Location
@@ -45,9 +44,6 @@ from zarr_manifest_store.ops.appendable import (
 from zarr_manifest_store.ops.combinable import describe_paths
 
 __all__ = ["LOCK_FILE", "append_manifest"]
-
-LOCK_FILE = "append.lock"
-"""The file an append holds in the document folder while it writes (created exclusively)."""
 
 
 def append_manifest(
@@ -73,7 +69,9 @@ def append_manifest(
     past the stored ones are refused, unless ``on_overlap="replace"``: then they
     must repeat the stored coordinate's last labels exactly, and the new part
     replaces those chunks. Another append running on the same document raises
-    ``FileExistsError`` (retry once it has finished).
+    ``FileExistsError`` (retry once it has finished). ``url`` is a folder, or a
+    document on object storage (``s3://``, ``gs://``, ``az://``; ``storage_options``
+    as for reading).
 
     >>> import zarr_manifest_store as zms
     >>> zms.write_manifest(zms.scan("data/era_2026-01-01.nc"), "days.zarr", mode="w")
@@ -83,18 +81,12 @@ def append_manifest(
     """
     new = root_of(source, "append_manifest")
     location = Location(url, storage_options)
-    if not location.local:
-        raise ValueError(
-            f"cannot append to {location.url}: appending needs a document on a local file system "
-            "(its files are replaced by renaming, and a lock file keeps two appends apart); "
-            "append to a local copy and upload it"
-        )
     if not isinstance(new, ManifestGroup) or new.groups:
         raise ValueError(
             "append_manifest appends a ManifestGroup of arrays (a dataset), without subgroups; "
             "append each group's dataset to its own document"
         )
-    with _locked(location):
+    with locked(location):
         _append(new, location, append_dim, allow, storage_options, on_overlap)
 
 
@@ -107,6 +99,7 @@ def _append(
     on_overlap: str,
 ) -> None:
     where = location.where("zarr.json")
+    read_at = root_version(location)
     raw = wire.loads(location.read("zarr.json", FileNotFoundError), where)
     stored = read_document(location.url, storage_options=storage_options).root
     if not isinstance(stored, ManifestGroup) or stored.groups or "consolidated_metadata" not in raw:
@@ -127,17 +120,19 @@ def _append(
         sources.close()
     members = raw["consolidated_metadata"]["metadata"]
     writer = PathWriter(location, "auto")
-    files: dict[str, bytes] = {}
+    parts: dict[str, bytes] = {}
+    arrays: dict[str, bytes] = {}
     for name, (metadata, axis, kept) in grown_arrays.items():
         old = stored.arrays[name]
         document, written = _grow(
             name, members[name], metadata, old.manifest.shape, new.arrays[name], axis, kept, writer
         )
         members[name] = document
-        files.update(written)
-        files[f"{name}/zarr.json"] = document_json(document)
-    files["zarr.json"] = document_json(raw)  # renamed last: readers open through it
-    location.write(files)
+        parts.update(written)
+        arrays[f"{name}/zarr.json"] = document_json(document)
+    location.write(parts)  # new names: no reader of the old root lists them
+    commit_root(location, document_json(raw), read_at)  # readers switch to the new state
+    location.write(arrays)  # after the commit: a writer that fails to commit changes none
 
 
 def _check_names(new: ManifestGroup, stored: ManifestGroup, url: str) -> None:
@@ -303,36 +298,3 @@ def _grow(
     document["storage_transformers"] = [{**transformer, "configuration": config}]
     document[wire.GUARD] = raw.get(wire.GUARD, {"must_understand": True})
     return document, files
-
-
-@contextlib.contextmanager
-def _locked(location: Location) -> Iterator[None]:
-    """Hold the document's lock file while the block runs; refuse if another append holds it."""
-    path = os.path.join(location.url, LOCK_FILE)
-    if not os.path.isfile(os.path.join(location.url, "zarr.json")):
-        raise FileNotFoundError(f"no chunk-manifest document at {location.url} to append to")
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        holder = _lock_holder(path)
-        raise FileExistsError(
-            f"cannot append to {location.url}: another append to it is in progress ({holder}); "
-            f"retry once it has finished. If none is running (one was killed while it renamed "
-            f"its files into place, the document may hold manifests its metadata does not know, "
-            f"which readers refuse: write it again, or restore a copy), remove {path}"
-        ) from None
-    try:
-        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode())
-        os.close(fd)
-        yield
-    finally:
-        os.unlink(path)
-
-
-def _lock_holder(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read(200).strip() or "holder unknown"
-    except OSError:
-        return "holder unknown"

@@ -21,7 +21,10 @@ from zarr_manifest_store.errors import SourceChangedError
 from zarr_manifest_store.io.fingerprints import differences
 from zarr_manifest_store.manifest import ChunkManifest
 
-__all__ = ["grow_parts", "merged_sources"]
+__all__ = ["RETIRED", "grow_parts", "merged_sources"]
+
+RETIRED = ".retired"
+"""The suffix of the marker file written beside a part an append drops from the list."""
 
 
 def grow_parts(
@@ -37,9 +40,9 @@ def grow_parts(
     its first ``kept`` chunks along ``axis``, and the new part's files."""
     where = writer.location.where(f"{name}/zarr.json")
     config = wire.convert(configuration, wire.TransformerConfig, where, "configuration")
-    parts = _stored_parts(config, grid, axis, where)
-    encoding = parts[-1].encoding
-    parts = _kept(parts, kept)
+    stored = _stored_parts(config, grid, axis, where)
+    encoding = stored[-1].encoding
+    parts = _kept(stored, kept)
     if len(parts) >= wire.MAX_PARTS:
         raise ValueError(
             f"cannot append to array {name!r} of {writer.location.url}: its manifest has "
@@ -59,6 +62,7 @@ def grow_parts(
         files = {f"{name}/{key}{k}": v for k, v in encoded.items()}
     sources = written.sources if encoding == "json" else {}
     parts.append(wire.ManifestPart(key, encoding, part.shape[axis], sources=sources))
+    files.update(_retired(name, stored, parts))
     new = {
         "version": wire.version_text(wire.PARTS_VERSION),
         "encoding": "parts",
@@ -110,6 +114,18 @@ def _kept(parts: list[wire.ManifestPart], kept: int) -> list[wire.ManifestPart]:
         out.append(part if rows == part.rows else msgspec.structs.replace(part, used=rows))
         total += rows
     return out
+
+
+def _retired(
+    name: str, stored: list[wire.ManifestPart], kept: list[wire.ManifestPart]
+) -> dict[str, bytes]:
+    """Marker files for the stored parts (under ``parts/``) that the kept ones no longer list."""
+    listed = {part.manifest for part in kept}
+    return {
+        f"{name}/{part.manifest}{RETIRED}": b"dropped from the manifest by an append\n"
+        for part in stored
+        if part.manifest not in listed and part.manifest.startswith(f"{wire.PARTS_FOLDER}/")
+    }
 
 
 def _recorded(

@@ -11,6 +11,7 @@ refuses relative paths that could leave the folder.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import posixpath
 import re
@@ -241,6 +242,19 @@ class Location:
             for path in self.fs.find(self.root):
                 yield path[len(self.root) + 1 :]
 
+    def modified(self, prefix: str) -> dict[str, datetime.datetime]:
+        """Keys of the files below the folder ``prefix``, with when each was last written."""
+        path = self._path(prefix)
+        self.fs.invalidate_cache(path)
+        try:
+            found = self.fs.find(path, detail=True)
+        except FileNotFoundError:
+            return {}
+        return {
+            name[len(self.root) + 1 :]: _modified(info, self.where(name[len(self.root) + 1 :]))
+            for name, info in found.items()
+        }
+
     def remove(self, keys: Iterable[str]) -> None:
         paths = [f"{self.root}/{k}" for k in keys]  # listed by find(): already inside
         if paths:
@@ -289,6 +303,20 @@ class Location:
         except (ManifestError, PermissionError):
             return None
         return relative
+
+
+def _modified(info: Mapping[str, Any], where: str) -> datetime.datetime:
+    """When a file was last written, from its fsspec details (each file system names it its
+    own way: ``LastModified`` on S3, ``last_modified`` on Azure, ``mtime`` locally and on GCS)."""
+    for name in ("LastModified", "last_modified", "mtime", "updated"):
+        value = info.get(name)
+        if isinstance(value, int | float):
+            return datetime.datetime.fromtimestamp(value, datetime.UTC)
+        if isinstance(value, str):
+            value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if isinstance(value, datetime.datetime):
+            return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+    raise OSError(f"{where}: its file system does not say when it was last written")
 
 
 def check_relative(path: str, where: str) -> str:

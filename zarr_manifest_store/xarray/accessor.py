@@ -116,7 +116,8 @@ class VirtualizeAccessor:
             writer_options.setdefault("source_options", self._ds.encoding.get(STORAGE_OPTIONS_KEY))
         ds = self._ds
         if spec == "manifest" and writer_options.get("append_dim") is not None:
-            stored = read_document(target(url, store)).root
+            options = writer_options.get("storage_options")
+            stored = read_document(target(url, store), storage_options=options).root
             if isinstance(stored, ManifestGroup):
                 attributes = {
                     n: {**a.attributes, "dtype": a.dtype} for n, a in stored.arrays.items()
