@@ -41,7 +41,7 @@ class Walk:
         """One group: its datasets as arrays, its subgroups recursively, its attributes."""
         arrays: dict[str, ManifestArray] = {}
         groups: dict[str, ManifestGroup] = {}
-        for name, link_type in dims.links:
+        for name, link_type, _ in dims.links:
             rel = f"{prefix}{name}"
             if rel in self.dropped:
                 continue
