@@ -17,7 +17,7 @@ import functools
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["BLOCK_BYTES", "FileBytes", "Message", "Unrecognised", "object_messages"]
 
@@ -37,8 +37,7 @@ class Unrecognised(Exception):
     """Something this reader does not know exactly: the object is read through h5py instead."""
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
     """One object header message: its type, flags, body and creation order (v2 only)."""
 
     type: int
@@ -71,6 +70,8 @@ class FileBytes:
             raise Unrecognised(f"superblock version {version}")
         if self.offset_size not in (2, 4, 8) or self.length_size not in (2, 4, 8):
             raise Unrecognised("sizes of offsets and lengths")
+        self.length_code = {2: "H", 4: "I", 8: "Q"}[self.length_size]
+        """The ``struct`` code of a length."""
         self.base = self.unsigned(head[at : at + self.offset_size])
         self.undefined = (1 << (8 * self.offset_size)) - 1
 
@@ -159,9 +160,9 @@ def object_messages(file: FileBytes, address: int) -> list[Message]:
         while at + 8 <= size:
             kind, length, flags = struct.unpack_from("<HHB", raw, at)
             body = raw[at + 8 : at + 8 + length]
-            if len(body) != length:
-                raise Unrecognised("message past its header block")
-            messages.append(_checked(Message(kind, flags, body, None)))
+            if len(body) != length or flags & MUST_UNDERSTAND:
+                raise Unrecognised(f"message {kind} (flags {flags:#x}, {length} bytes)")
+            messages.append(Message(kind, flags, body, None))
             if kind == CONTINUATION:
                 blocks.append(_continuation(file, body))
             at += 8 + length
@@ -205,17 +206,11 @@ def _block_v2(raw: bytes, order: bool) -> list[Message]:
         kind, length, flags = struct.unpack_from("<BHB", raw, at)
         created = struct.unpack_from("<H", raw, at + 4)[0] if order else None
         body = raw[at + header : at + header + length]
-        if len(body) != length:
-            raise Unrecognised("message past its header block")
-        messages.append(_checked(Message(kind, flags, body, created)))
+        if len(body) != length or flags & MUST_UNDERSTAND:
+            raise Unrecognised(f"message {kind} (flags {flags:#x}, {length} bytes)")
+        messages.append(Message(kind, flags, body, created))
         at += header + length
     return messages
-
-
-def _checked(message: Message) -> Message:
-    if message.flags & MUST_UNDERSTAND:
-        raise Unrecognised(f"message {message.type} flags {message.flags:#x}")
-    return message
 
 
 def _continuation(file: FileBytes, body: bytes) -> tuple[int, int]:

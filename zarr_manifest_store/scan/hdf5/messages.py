@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from zarr_manifest_store.scan.hdf5.headers import SHARED, FileBytes, Message, Unrecognised
 
@@ -34,8 +34,7 @@ UNDEFINED_FILL = -1
 """``fill_value``'s size for a fill value the dataset does not define (HDF5's own -1)."""
 
 
-@dataclass(frozen=True)
-class Space:
+class Space(NamedTuple):
     """A dataspace as h5py reports it: shape (``()`` scalar) and maximum shape (None: unlimited)."""
 
     shape: tuple[int, ...]
@@ -46,8 +45,7 @@ class Space:
         return math.prod(self.shape)
 
 
-@dataclass(frozen=True)
-class RawAttribute:
+class RawAttribute(NamedTuple):
     """An attribute message: its name, raw datatype message, dataspace (None: null) and data."""
 
     name: bytes
@@ -78,15 +76,15 @@ def dataspace(body: bytes, file: FileBytes) -> Space | None:
         raise Unrecognised(f"dataspace version {version}")
     if flags & ~0x03:
         raise Unrecognised("dataspace flags")
-    width = file.length_size
-    if len(body) < at + rank * width * (2 if flags & 1 else 1):
+    counts = rank * (2 if flags & 1 else 1)
+    if len(body) < at + counts * file.length_size:
         raise Unrecognised("short dataspace")
-    shape = tuple(file.length(body, at + i * width) for i in range(rank))
+    values = struct.unpack_from(f"<{counts}{file.length_code}", body, at)
+    shape = values[:rank]
     if not flags & 1:
         return None if null else Space(shape, shape)
-    unlimited = (1 << (8 * width)) - 1
-    maxima = (file.length(body, at + (rank + i) * width) for i in range(rank))
-    maxshape = tuple(None if m == unlimited else m for m in maxima)
+    unlimited = (1 << (8 * file.length_size)) - 1
+    maxshape = tuple(None if m == unlimited else m for m in values[rank:])
     return None if null else Space(shape, maxshape)
 
 
