@@ -21,14 +21,14 @@ import pytest
 from h5py import h5d, h5p, h5s, h5t
 from hdf5_corpus import CASES, Case
 
-from zarr_manifest_store.scan.hdf5 import scan_file
+from zarr_manifest_store.scan.hdf5 import dimensions, scan_file
 from zarr_manifest_store.scan.hdf5.headers import FileBytes, Unrecognised, lookup3
 from zarr_manifest_store.scan.hdf5.parsed import HeaderDataset, header_dataset
 
 LIBVERS = ("earliest", "latest")
 
 
-def _scan(path: Path, read_headers: bool, **options):
+def _scan(path: Path | str, read_headers: bool, **options):
     """The scan's result (or its error) and its warnings."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -39,7 +39,7 @@ def _scan(path: Path, read_headers: bool, **options):
     return result, [str(w.message) for w in caught]
 
 
-def assert_same_scan(path: Path, **options) -> None:
+def assert_same_scan(path: Path | str, **options) -> None:
     fast, fast_warnings = _scan(path, True, **options)
     slow, slow_warnings = _scan(path, False, **options)
     assert fast == slow
@@ -266,3 +266,17 @@ def test_files_without_a_superblock_read_nothing(tmp_path: Path) -> None:
     path.write_bytes(os.urandom(100))
     with open(path, "rb") as raw, pytest.raises(Unrecognised):
         FileBytes.local(raw.fileno())
+
+
+def test_remote_files_scan_the_same_from_headers(http_server, monkeypatch) -> None:
+    path = http_server.root / "kinds.h5"
+    _kinds(path)
+    described: list[HeaderDataset | None] = []
+
+    def recorded(*args):
+        described.append(header_dataset(*args))
+        return described[-1]
+
+    monkeypatch.setattr(dimensions, "header_dataset", recorded)
+    assert_same_scan(f"{http_server.url}/kinds.h5", on_unsupported="skip")
+    assert sum(ds is not None for ds in described) >= 10  # read through the remote file

@@ -18,7 +18,11 @@ The walk reads each link, attribute and dataset property once, through
 h5py's low-level API where its high-level objects would read them again on
 every access; what depends only on an HDF5 type (how to read an attribute of
 it, its Zarr data type) is worked out once per type and shared by the files
-of a collection. Values are exactly those h5py gives.
+of a collection. Compact and contiguous datasets with plain attributes (the
+thousands of tiny datasets of a MATLAB v7.3 file) are described from their
+object headers, read from the file's bytes, without an h5py call each; any
+header it does not know exactly is read through h5py. Values are exactly
+those h5py gives.
 
 The modules: ``walk`` (groups, links, the array metadata of each dataset),
 ``objects`` (links and members as h5py gives them, read once), ``attributes``,
@@ -26,7 +30,10 @@ The modules: ``walk`` (groups, links, the array metadata of each dataset),
 dimension names), ``layouts`` (storage layouts -> chunk references),
 ``virtual`` (virtual datasets), ``chunk_index`` (``chunk_iter`` into
 columns), ``filters`` (filter pipelines -> codecs), ``text`` (variable-length
-strings in the data type h5netcdf shows), ``metadata`` (parsed once).
+strings in the data type h5netcdf shows), ``metadata`` (parsed once),
+``headers`` (object headers and global heaps from the file's bytes),
+``messages`` (their messages decoded), ``parsed`` (datasets described from
+their headers).
 """
 
 from __future__ import annotations
