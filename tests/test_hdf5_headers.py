@@ -39,9 +39,11 @@ def _scan(path: Path | str, read_headers: bool, **options):
     return result, [str(w.message) for w in caught]
 
 
-def assert_same_scan(path: Path | str, **options) -> None:
+def assert_same_scan(path: Path | str, *, fails: bool = False, **options) -> None:
+    """Both ways give the same result and warnings (the same error, where ``fails``)."""
     fast, fast_warnings = _scan(path, True, **options)
     slow, slow_warnings = _scan(path, False, **options)
+    assert isinstance(slow, tuple) == fails, slow
     assert fast == slow
     assert fast_warnings == slow_warnings
 
@@ -166,7 +168,8 @@ def _kinds(path: Path) -> None:
         f["strings"] = np.arange(3)
         _nullterm_string(f["strings"], "nullterm", b"ab\0c", h5t.STR_NULLTERM)
         _nullterm_string(f["strings"], "nullpad", b"ab\0c", h5t.STR_NULLPAD)
-        _nullterm_string(f["strings"], "spacepad", b"ab  ", h5t.STR_SPACEPAD)
+        f["spacepad"] = np.arange(3)
+        _nullterm_string(f["spacepad"], "spacepad", b"ab  ", h5t.STR_SPACEPAD)
         f["dense"] = np.arange(2)
         for i in range(12):
             f["dense"].attrs[f"a{i:02d}"] = i  # past 8: dense storage with libver latest
@@ -185,8 +188,10 @@ def test_every_kind_of_dataset_scans_the_same(libver: str, tmp_path: Path) -> No
     fast = described_from_headers(path)
     # the ordinary datasets are described from their headers (else this test proves nothing)
     assert {"/scalar", "/contiguous", "/big_endian", "/text", "/compact", "/few"} <= fast
-    assert {"/unwritten", "/unwritten_default", "/filled", "/sub/deeper/x"} <= fast
-    assert not {"/chunked", "/vlen", "/ref", "/null", "/of_named_type", "/other"} & fast
+    assert {"/unwritten", "/unwritten_default", "/filled", "/sub/deeper/x", "/strings"} <= fast
+    assert (
+        not {"/chunked", "/vlen", "/ref", "/null", "/of_named_type", "/other", "/spacepad"} & fast
+    )
     assert ("/dense" in fast) == ("/plain" in fast) == (libver == "earliest")
 
 
@@ -280,3 +285,13 @@ def test_remote_files_scan_the_same_from_headers(http_server, monkeypatch) -> No
     monkeypatch.setattr(dimensions, "header_dataset", recorded)
     assert_same_scan(f"{http_server.url}/kinds.h5", on_unsupported="skip")
     assert sum(ds is not None for ds in described) >= 10  # read through the remote file
+
+
+def test_a_null_dataset_is_refused_alone(tmp_path: Path) -> None:
+    path = tmp_path / "null.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("null", data=h5py.Empty("f4"))
+        f["x"] = np.arange(3)
+    with pytest.warns(UserWarning, match="'null': has a null dataspace"):
+        group = scan_file(str(path), on_unsupported="skip")
+    assert list(group.arrays) == ["x"]

@@ -114,7 +114,7 @@ class Dataset(h5py.Dataset):
 
     @functools.cached_property
     def ndim(self) -> int:
-        return len(self.shape)
+        return 0 if self.shape is None else len(self.shape)  # h5py's, a null dataspace's too
 
     @functools.cached_property
     def maxshape(self) -> tuple[int | None, ...] | None:
