@@ -288,14 +288,16 @@ class Layouts:
                 ds.asstr() if h5py.check_string_dtype(ds.dtype) and ds.dtype.kind == "O" else ds
             )
         inline = {}
+        whole = reader is ds and cells == [(0,) * ds.ndim]
         for cell in cells:
-            region = tuple(
-                slice(c * s, min((c + 1) * s, n))
-                for c, s, n in zip(cell, chunk_shape, ds.shape, strict=True)
-            )
             try:
-                values = _whole(ds) if reader is ds and cells == [(0,) * ds.ndim] else None
-                values = reader[region] if values is None else values
+                values = _whole(ds) if whole else None
+                if values is None:
+                    region = tuple(
+                        slice(c * s, min((c + 1) * s, n))
+                        for c, s, n in zip(cell, chunk_shape, ds.shape, strict=True)
+                    )
+                    values = reader[region]
             except UnicodeDecodeError as e:
                 raise Refused(f"holds strings that are not valid UTF-8 ({e})") from None
             except OSError as e:  # a filter whose plugin HDF5 cannot load, say
