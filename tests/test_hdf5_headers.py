@@ -11,6 +11,7 @@ headers (libver earliest) and version 2 ones (latest).
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -22,7 +23,12 @@ from h5py import h5d, h5p, h5s, h5t
 from hdf5_corpus import CASES, Case
 
 from zarr_manifest_store.scan.hdf5 import dimensions, scan_file
-from zarr_manifest_store.scan.hdf5.headers import FileBytes, Unrecognised, lookup3
+from zarr_manifest_store.scan.hdf5.headers import (
+    FileBytes,
+    Unrecognised,
+    lookup3,
+    object_messages,
+)
 from zarr_manifest_store.scan.hdf5.parsed import HeaderDataset, header_dataset
 
 LIBVERS = ("earliest", "latest")
@@ -295,3 +301,21 @@ def test_a_null_dataset_is_refused_alone(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="'null': has a null dataspace"):
         group = scan_file(str(path), on_unsupported="skip")
     assert list(group.arrays) == ["x"]
+
+
+def test_damaged_headers_are_left_to_h5py_without_looping_or_reading_the_file(
+    tmp_path: Path,
+) -> None:
+    superblock = b"\x89HDF\r\n\x1a\n" + bytes([0, 0, 0, 0, 0, 8, 8, 0]) + bytes(48)
+    prefix = struct.pack("<BBHII4x", 1, 0, 1, 1, 24)
+    looping = struct.pack("<HHB3xQQ", 0x10, 16, 0, 144, 24)  # continues at itself
+    path = tmp_path / "damaged.h5"
+    path.write_bytes(superblock.ljust(128, b"\0") + prefix + looping + bytes(64))
+    with open(path, "rb") as raw:
+        file = FileBytes.local(raw.fileno())
+        with pytest.raises(Unrecognised, match="loop"):
+            object_messages(file, 128)
+        huge = struct.pack("<BBHII4x", 1, 0, 1, 1, 1 << 30)  # a damaged size field
+        path.write_bytes(superblock.ljust(128, b"\0") + huge + bytes(64))
+    with open(path, "rb") as raw, pytest.raises(Unrecognised, match="bytes at address"):
+        object_messages(FileBytes.local(raw.fileno()), 128)

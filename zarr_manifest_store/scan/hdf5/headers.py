@@ -25,6 +25,11 @@ BLOCK_BYTES = 1 << 16
 """Object headers are read in blocks of this size: the metadata of a file usually clusters."""
 CACHED_BLOCKS = 256
 """Blocks kept per file (16 MiB)."""
+MAX_HEADER_BYTES = 1 << 20
+"""A header block or global heap collection larger than this is left to h5py (a damaged
+size field must not make the scan read a whole file)."""
+MAX_MESSAGES = 1 << 16
+"""Messages in one object header (version 1 counts them in 16 bits)."""
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 # Message flags: shared (its body is elsewhere) and the "must understand" family.
@@ -106,8 +111,8 @@ class FileBytes:
 
     def at(self, address: int, size: int) -> bytes:
         """``size`` bytes at file address ``address`` (relative to the base address)."""
-        if address == self.undefined:
-            raise Unrecognised("undefined address")
+        if address == self.undefined or size > MAX_HEADER_BYTES:
+            raise Unrecognised(f"{size} bytes at address {address}")
         return self.read(self.base + address, self.base + address + size)
 
     @staticmethod
@@ -153,8 +158,12 @@ def object_messages(file: FileBytes, address: int) -> list[Message]:
     count, size = struct.unpack_from("<H4xI", prefix, 2)
     messages: list[Message] = []
     blocks = [(address + 16, size)]
+    seen: set[int] = set()
     while blocks:
         start, size = blocks.pop(0)
+        if start in seen:
+            raise Unrecognised("continuation blocks in a loop")
+        seen.add(start)
         raw = file.at(start, size)
         at = 0
         while at + 8 <= size:
@@ -163,6 +172,8 @@ def object_messages(file: FileBytes, address: int) -> list[Message]:
             if len(body) != length or flags & MUST_UNDERSTAND:
                 raise Unrecognised(f"message {kind} (flags {flags:#x}, {length} bytes)")
             messages.append(Message(kind, flags, body, None))
+            if len(messages) > count:
+                raise Unrecognised("message count")
             if kind == CONTINUATION:
                 blocks.append(_continuation(file, body))
             at += 8 + length
@@ -185,14 +196,20 @@ def _messages_v2(file: FileBytes, address: int) -> list[Message]:
     order = bool(flags & 0x04)
     messages = _block_v2(raw[start : start + size], order)
     pending = [m for m in messages if m.type == CONTINUATION]
+    seen: set[int] = set()
     while pending:
         where, length = _continuation(file, pending.pop(0).body)
+        if where in seen:
+            raise Unrecognised("continuation blocks in a loop")
+        seen.add(where)
         block = file.at(where, length)
         if block[:4] != b"OCHK":
             raise Unrecognised("continuation block signature")
         _verify(block)
         more = _block_v2(block[4:-4], order)
         messages += more
+        if len(messages) > MAX_MESSAGES:
+            raise Unrecognised("message count")
         pending += [m for m in more if m.type == CONTINUATION]
     return messages
 
