@@ -63,8 +63,8 @@ def _same(a: object, b: object) -> bool:
 
 def _check(group: h5py.Group) -> int:
     """Compare every link and attribute under ``group`` with h5py's view; the objects compared."""
-    assert [name for name, _ in links(group, group.id.get_create_plist())] == list(group)
-    for name, link_type in links(group, group.id.get_create_plist()):
+    assert [name for name, *_ in links(group, group.id.get_create_plist())] == list(group)
+    for name, link_type, _ in links(group, group.id.get_create_plist()):
         assert (
             type(group.get(name, getlink=True))
             is {

@@ -18,7 +18,11 @@ The walk reads each link, attribute and dataset property once, through
 h5py's low-level API where its high-level objects would read them again on
 every access; what depends only on an HDF5 type (how to read an attribute of
 it, its Zarr data type) is worked out once per type and shared by the files
-of a collection. Values are exactly those h5py gives.
+of a collection. Compact and contiguous datasets with plain attributes (the
+thousands of tiny datasets of a MATLAB v7.3 file) are described from their
+object headers, read from the file's bytes, without an h5py call each; any
+header it does not know exactly is read through h5py. Values are exactly
+those h5py gives.
 
 The modules: ``walk`` (groups, links, the array metadata of each dataset),
 ``objects`` (links and members as h5py gives them, read once), ``attributes``,
@@ -26,7 +30,10 @@ The modules: ``walk`` (groups, links, the array metadata of each dataset),
 dimension names), ``layouts`` (storage layouts -> chunk references),
 ``virtual`` (virtual datasets), ``chunk_index`` (``chunk_iter`` into
 columns), ``filters`` (filter pipelines -> codecs), ``text`` (variable-length
-strings in the data type h5netcdf shows), ``metadata`` (parsed once).
+strings in the data type h5netcdf shows), ``metadata`` (parsed once),
+``headers`` (object headers and global heaps from the file's bytes),
+``messages`` (their messages decoded), ``parsed`` (datasets described from
+their headers).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, Literal
 
 import h5py
@@ -48,11 +55,19 @@ from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import Fingerprint
 from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, Refusals
 from zarr_manifest_store.scan.hdf5.dimensions import Dimensions
+from zarr_manifest_store.scan.hdf5.headers import FileBytes, Unrecognised
 from zarr_manifest_store.scan.hdf5.layouts import Layouts
 from zarr_manifest_store.scan.hdf5.walk import Walk
 from zarr_manifest_store.scan.registry import Format
 
-__all__ = ["CONTIGUOUS_CHUNK_BYTES", "FORMAT", "MAX_INLINE_BYTES", "SIGNATURE", "scan_hdf5"]
+__all__ = [
+    "CONTIGUOUS_CHUNK_BYTES",
+    "FORMAT",
+    "MAX_INLINE_BYTES",
+    "SIGNATURE",
+    "scan_file",
+    "scan_hdf5",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -95,13 +110,38 @@ def scan_hdf5(
     >>> zarr.open_group(zms.ManifestStore(g), mode="r")["t"][:].tolist()
     [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     """
+    return scan_file(
+        url,
+        group=group,
+        drop_variables=drop_variables,
+        on_unsupported=on_unsupported,
+        storage_options=storage_options,
+        contiguous_chunk_bytes=contiguous_chunk_bytes,
+        max_inline_bytes=max_inline_bytes,
+    )
+
+
+def scan_file(
+    url: str | os.PathLike[str],
+    *,
+    read_headers: bool = True,
+    group: str | None = None,
+    drop_variables: Collection[str] | str | None = None,
+    on_unsupported: Literal["raise", "skip"] = "raise",
+    storage_options: Mapping[str, Any] | None = None,
+    contiguous_chunk_bytes: int | None = CONTIGUOUS_CHUNK_BYTES,
+    max_inline_bytes: int = MAX_INLINE_BYTES,
+) -> ManifestGroup:
+    """:func:`scan_hdf5`, describing small datasets from their object headers
+    (``read_headers``, see :mod:`.parsed`) or every one through h5py (the tests
+    compare the two)."""
     path = source_path(url)
     refusals = Refusals(path, on_unsupported)
     if contiguous_chunk_bytes is not None and contiguous_chunk_bytes < 1:
         raise ValueError(f"contiguous_chunk_bytes must be positive, got {contiguous_chunk_bytes}")
     sources = Sources(storage_options)
     dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
-    with _open(path, sources) as (h5file, fingerprint):
+    with _open(path, sources, read_headers) as (h5file, fingerprint, headers):
         if group in (None, "", "/"):
             start = h5file["/"]  # the root as a group: its links and attributes are the group's
         else:
@@ -116,29 +156,43 @@ def scan_hdf5(
             max_inline_bytes=max_inline_bytes,
         )
         walk = Walk(layouts=layouts, refusals=refusals, dropped=dropped)
-        result = walk.group(start, "", Dimensions.of_ancestors(start))
+        result = walk.group(start, "", Dimensions.of_ancestors(start, headers))
     refusals.finish()
     return result
 
 
 @contextlib.contextmanager
-def _open(path: str, sources: Sources) -> Iterator[tuple[h5py.File, Fingerprint]]:
-    """The file opened with h5py, and its fingerprint: local files directly, others as a
+def _open(
+    path: str, sources: Sources, read_headers: bool
+) -> Iterator[tuple[h5py.File, Fingerprint, FileBytes | None]]:
+    """The file opened with h5py, its fingerprint, and its bytes to read object headers
+    from (None when ``read_headers`` is false or the superblock is one they do not know):
+    local files directly, others as a
     :class:`~zarr_manifest_store.io.remote_file.RemoteFile` (read in large cached blocks,
     the first one with the fingerprint in one request before h5py takes its lock: within
     a ``sharing``, the one the format registry read to identify the file)."""
     if is_local(path):
         fingerprint = sources.fingerprint(path)
         fid = h5f.open(os.fsencode(local_path(path)), h5f.ACC_RDONLY, fapl=_file_access())
-        with h5py.File(fid) as f:
-            yield f, fingerprint
+        with h5py.File(fid) as f, open(local_path(path), "rb") as raw:
+            yield f, fingerprint, _headers(read_headers, lambda: FileBytes.local(raw.fileno()))
         return
     fobj = shared_remote_file(sources, path)
     sources.record({path: fobj.fingerprint})  # checks of other reads need no HEAD of their own
     requests = fobj.requests
     with h5py.File(fobj, "r") as f:
-        yield f, fobj.fingerprint
+        headers = _headers(read_headers, lambda: FileBytes(fobj.read_range, fobj.size))
+        yield f, fobj.fingerprint, headers
     logger.debug("scanned %s in %d more request(s)", path, fobj.requests - requests)
+
+
+def _headers(read_headers: bool, open_bytes: Callable[[], FileBytes]) -> FileBytes | None:
+    if not read_headers:
+        return None
+    try:
+        return open_bytes()
+    except Unrecognised:
+        return None
 
 
 @functools.cache

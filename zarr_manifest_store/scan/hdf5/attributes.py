@@ -24,7 +24,13 @@ from zarr_manifest_store.cf import (
 )
 from zarr_manifest_store.scan.hdf5.datatypes import type_key
 
-__all__ = ["HIDDEN_ATTRIBUTES", "Attributes", "decoded_name", "json_attributes"]
+__all__ = [
+    "HIDDEN_ATTRIBUTES",
+    "Attributes",
+    "attribute_reading",
+    "decoded_name",
+    "json_attributes",
+]
 
 
 # Attributes that carry HDF5 / netCDF-4 bookkeeping, hidden as h5netcdf hides them.
@@ -107,7 +113,7 @@ def _read_attribute(oid: Any, name: bytes, h5py_attrs: h5py.AttributeManager) ->
     h5py (``h5py_attrs``, the object's attributes).
     """
     attr = h5a.open(oid, name)
-    reading = _attribute_reading(type_key(attr.get_type()))
+    reading = attribute_reading(type_key(attr.get_type()))
     if reading is None:
         return h5py_attrs[name]
     dtype, memory_type, vlen_text = reading
@@ -124,7 +130,7 @@ def _read_attribute(oid: Any, name: bytes, h5py_attrs: h5py.AttributeManager) ->
 
 
 @functools.lru_cache(maxsize=256)
-def _attribute_reading(key: tuple[Any, ...]) -> tuple[np.dtype, h5t.TypeID, bool] | None:
+def attribute_reading(key: tuple[Any, ...]) -> tuple[np.dtype, h5t.TypeID, bool] | None:
     """How h5py reads an attribute of the type a :func:`type_key` describes: dtype, memory
     type, and whether it is variable-length text.
 
@@ -175,7 +181,7 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
             elif (record := fill_value_record(first, dtype)) is not None:
                 typed[name] = record
             continue
-        converted, record = stored_attribute(str(name), _object_paths(value, attributes.id))
+        converted, record = stored_attribute(str(name), _object_paths(value, attributes))
         if not _is_json(converted):
             warnings.warn(
                 f"{attributes.where()}: attribute {name!r} has no JSON form; left out",
@@ -190,7 +196,7 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
     return out
 
 
-def _object_paths(value: Any, oid: Any) -> Any:
+def _object_paths(value: Any, attributes: Attributes) -> Any:
     """Object references as the paths of their objects (None for a null reference); else ``value``.
 
     h5netcdf shows an ``h5py.Reference``, which only means something with the
@@ -198,12 +204,14 @@ def _object_paths(value: Any, oid: Any) -> Any:
     Region references are left as they are (a path would lose the region).
     """
     if type(value) is h5py.Reference:
-        return h5r.get_name(value, oid).decode("utf-8", "surrogateescape") if value else None
+        if not value:
+            return None
+        return h5r.get_name(value, attributes.id).decode("utf-8", "surrogateescape")
     if not (isinstance(value, np.ndarray) and value.dtype.kind == "O" and value.size):
         return value
     if not all(type(v) is h5py.Reference for v in value.flat):
         return value
-    paths = [_object_paths(v, oid) for v in value.flat]
+    paths = [_object_paths(v, attributes) for v in value.flat]
     return np.array(paths, dtype=object).reshape(value.shape)
 
 

@@ -6,10 +6,12 @@ import functools
 
 import h5py
 import numpy as np
-from h5py import h5d
+from h5py import h5d, h5l
 
 from zarr_manifest_store.scan.common import Refused
+from zarr_manifest_store.scan.hdf5.headers import FileBytes
 from zarr_manifest_store.scan.hdf5.objects import Dataset, links, member
+from zarr_manifest_store.scan.hdf5.parsed import header_dataset
 
 __all__ = ["NOT_A_VARIABLE", "Dimensions", "dimension_only"]
 
@@ -26,13 +28,19 @@ class Dimensions:
     the groups above, as h5netcdf does when opening that group.
     """
 
-    def __init__(self, h5group: h5py.Group, parent: Dimensions | None) -> None:
+    def __init__(
+        self, h5group: h5py.Group, parent: Dimensions | None, headers: FileBytes | None = None
+    ) -> None:
         self.group = h5group
         self.parent = parent
+        self.headers = parent.headers if parent is not None else headers
+        """The file's bytes, to describe datasets from their headers (None: through h5py)."""
         self.create_plist = h5group.id.get_create_plist()
         self.links = links(h5group, self.create_plist)
-        """The group's links (name, link type), in h5py's order."""
-        self.members = {name: member(h5group, name) for name, _ in self.links}
+        """The group's links (name, link type, address), in h5py's order."""
+        self.members = {
+            name: self._member(name, kind, address) for name, kind, address in self.links
+        }
         """What each link leads to, opened once for the scanner too (None: nothing)."""
         self.scales: dict[str, Dataset] = {}
         unlabeled: dict[int, int] = {}
@@ -63,9 +71,25 @@ class Dimensions:
         else:
             self.phony_end = self.phony_start
 
+    def _member(
+        self, name: str | bytes, link_type: int, address: int
+    ) -> h5py.Group | h5py.Dataset | h5py.Datatype | None:
+        """What link ``name`` leads to: a dataset described from its header where it can
+        be, else as h5py opens it."""
+        if self.headers is not None and link_type == h5l.TYPE_HARD:
+            found = header_dataset(self.headers, self.group, self.group_name, name, address)
+            if found is not None:
+                return found
+        return member(self.group, name)
+
+    @functools.cached_property
+    def group_name(self) -> str:
+        return self.group.name
+
     @classmethod
-    def of_ancestors(cls, h5group: h5py.Group) -> Dimensions:
-        """The dimensions of ``h5group``, with those of every group above it."""
+    def of_ancestors(cls, h5group: h5py.Group, headers: FileBytes | None = None) -> Dimensions:
+        """The dimensions of ``h5group``, with those of every group above it (``headers``:
+        the file's bytes, to describe datasets from their headers)."""
         chain = []
         node = h5group
         while True:
@@ -75,7 +99,7 @@ class Dimensions:
             node = node.parent
         dims: Dimensions | None = None
         for node in reversed(chain):
-            dims = cls(node, dims)
+            dims = cls(node, dims, headers)
         assert dims is not None
         return dims
 

@@ -31,6 +31,7 @@ from zarr_manifest_store.scan.hdf5.chunk_index import chunk_columns
 from zarr_manifest_store.scan.hdf5.datatypes import DataKind, fill_undefined
 from zarr_manifest_store.scan.hdf5.filters import UnmappableFilter, filter_codecs, pipeline
 from zarr_manifest_store.scan.hdf5.metadata import CHUNK_KEY_ENCODING, array_metadata, regular
+from zarr_manifest_store.scan.hdf5.parsed import HeaderDataset
 from zarr_manifest_store.scan.hdf5.text import text_form
 from zarr_manifest_store.scan.hdf5.virtual import virtual_array
 
@@ -114,7 +115,7 @@ class Layouts:
 
     def contiguous(self, ds: h5py.Dataset, base: dict[str, Any]) -> ManifestArray:
         """A contiguous dataset: one byte range, split into row blocks when it is large."""
-        offset = ds.id.get_offset()
+        offset = ds.storage_offset if isinstance(ds, HeaderDataset) else ds.id.get_offset()
         if offset is None and ds.size and fill_undefined(ds.create_plist):
             raise Refused(
                 "has no fill value and was never written, which HDF5 reads as arbitrary bytes"
@@ -287,14 +288,16 @@ class Layouts:
                 ds.asstr() if h5py.check_string_dtype(ds.dtype) and ds.dtype.kind == "O" else ds
             )
         inline = {}
+        whole = reader is ds and cells == [(0,) * ds.ndim]
         for cell in cells:
-            region = tuple(
-                slice(c * s, min((c + 1) * s, n))
-                for c, s, n in zip(cell, chunk_shape, ds.shape, strict=True)
-            )
             try:
-                values = _whole(ds) if reader is ds and cells == [(0,) * ds.ndim] else None
-                values = reader[region] if values is None else values
+                values = _whole(ds) if whole else None
+                if values is None:
+                    region = tuple(
+                        slice(c * s, min((c + 1) * s, n))
+                        for c, s, n in zip(cell, chunk_shape, ds.shape, strict=True)
+                    )
+                    values = reader[region]
             except UnicodeDecodeError as e:
                 raise Refused(f"holds strings that are not valid UTF-8 ({e})") from None
             except OSError as e:  # a filter whose plugin HDF5 cannot load, say
@@ -374,9 +377,11 @@ _PLAIN_KINDS = frozenset("biufcSUmM")
 
 
 def _whole(ds: h5py.Dataset) -> np.ndarray | None:
-    """A dataset of plain numbers read whole with one low-level call (None for other types):
-    h5py's indexing costs a millisecond of selection logic, which a file of thousands of
-    tiny compact datasets pays thousands of times."""
+    """A dataset of plain numbers read whole with one low-level call (None for other types),
+    or the values its header held: h5py's indexing costs a millisecond of selection logic,
+    which a file of thousands of tiny compact datasets pays thousands of times."""
+    if isinstance(ds, HeaderDataset):
+        return ds.values
     if ds.dtype.kind not in "biuf" or ds.dtype.fields is not None or not ds.ndim:
         return None
     values = np.empty(ds.shape, dtype=ds.dtype)

@@ -18,13 +18,14 @@ from zarr_manifest_store.scan.hdf5.datatypes import DataKind
 __all__ = ["Dataset", "links", "member"]
 
 
-def links(h5group: h5py.Group, gcpl: h5p.PropGCID) -> list[tuple[str, int]]:
-    """The group's link names in h5py's order (creation order where tracked), with link types."""
+def links(h5group: h5py.Group, gcpl: h5p.PropGCID) -> list[tuple[str, int, int]]:
+    """The group's link names in h5py's order (creation order where tracked), with link
+    types and (hard links) the addresses of their objects' headers."""
     tracked = gcpl.get_link_creation_order()
     order = h5.INDEX_CRT_ORDER if tracked & h5p.CRT_ORDER_TRACKED else h5.INDEX_NAME
-    links: list[tuple[str, int]] = []
+    links: list[tuple[str, int, int]] = []
     h5group.id.links.iterate(
-        lambda name, info: links.append((decoded_name(name), info.type)),
+        lambda name, info: links.append((decoded_name(name), info.type, info.u)),
         idx_type=order,
         info=True,
     )
@@ -113,7 +114,7 @@ class Dataset(h5py.Dataset):
 
     @functools.cached_property
     def ndim(self) -> int:
-        return len(self.shape)
+        return 0 if self.shape is None else len(self.shape)  # h5py's, a null dataspace's too
 
     @functools.cached_property
     def maxshape(self) -> tuple[int | None, ...] | None:

@@ -41,7 +41,7 @@ class Walk:
         """One group: its datasets as arrays, its subgroups recursively, its attributes."""
         arrays: dict[str, ManifestArray] = {}
         groups: dict[str, ManifestGroup] = {}
-        for name, link_type in dims.links:
+        for name, link_type, _ in dims.links:
             rel = f"{prefix}{name}"
             if rel in self.dropped:
                 continue
@@ -74,6 +74,10 @@ class Walk:
 
     def array(self, ds: Dataset, dims: Dimensions) -> ManifestArray:
         """One dataset as a ManifestArray (raises Refused)."""
+        if ds.shape is None:
+            raise Refused(
+                "has a null dataspace (no shape and no values), which no Zarr array holds"
+            )
         kind = ds.kind
         dcpl = ds.create_plist
         attributes = json_attributes(ds.attributes, kind.dtype)

@@ -1,0 +1,181 @@
+"""The bodies of the object header messages a small dataset has, decoded exactly or not at all.
+
+Dataspaces, data layouts (compact and contiguous), fill values (new form) and
+attributes (versions 1-3) are decoded into plain values; a datatype stays its
+raw message, which HDF5 itself decodes once per distinct type (``H5Tdecode``,
+:mod:`.parsed`). What these functions do not know exactly — a version, a
+layout class, a shared message — raises :class:`~.headers.Unrecognised`.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import NamedTuple
+
+from zarr_manifest_store.scan.hdf5.headers import SHARED, FileBytes, Message, Unrecognised
+
+__all__ = [
+    "COMPACT",
+    "CONTIGUOUS",
+    "RawAttribute",
+    "Space",
+    "attribute",
+    "attributes_in_header",
+    "dataspace",
+    "fill_value",
+    "layout",
+    "type_size",
+]
+
+COMPACT, CONTIGUOUS = 0, 1
+"""Layout classes (chunked and virtual ones are left to h5py)."""
+UNDEFINED_FILL = -1
+"""``fill_value``'s size for a fill value the dataset does not define (HDF5's own -1)."""
+
+
+class Space(NamedTuple):
+    """A dataspace as h5py reports it: shape (``()`` scalar) and maximum shape (None: unlimited)."""
+
+    shape: tuple[int, ...]
+    maxshape: tuple[int | None, ...]
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+class RawAttribute(NamedTuple):
+    """An attribute message: its name, raw datatype message, dataspace (None: null) and data."""
+
+    name: bytes
+    datatype: bytes
+    space: Space | None
+    data: bytes
+
+
+def unshared(message: Message) -> bytes:
+    """A message's body, when it is its own (not shared in the file's shared-message heap)."""
+    if message.flags & SHARED:
+        raise Unrecognised(f"shared message {message.type}")
+    return message.body
+
+
+def dataspace(body: bytes, file: FileBytes) -> Space | None:
+    """A dataspace message: simple or scalar (None: a null dataspace)."""
+    version, rank, flags = body[0], body[1], body[2]
+    if version == 1:
+        at, null = 8, False
+        if flags & 0x02:
+            raise Unrecognised("dataspace permutation")
+    elif version == 2:
+        at, null = 4, body[3] == 2
+        if body[3] not in (0, 1, 2) or (body[3] != 1 and rank):
+            raise Unrecognised("dataspace type")
+    else:
+        raise Unrecognised(f"dataspace version {version}")
+    if flags & ~0x03:
+        raise Unrecognised("dataspace flags")
+    counts = rank * (2 if flags & 1 else 1)
+    if len(body) < at + counts * file.length_size:
+        raise Unrecognised("short dataspace")
+    values = struct.unpack_from(f"<{counts}{file.length_code}", body, at)
+    shape = values[:rank]
+    if not flags & 1:
+        return None if null else Space(shape, shape)
+    unlimited = (1 << (8 * file.length_size)) - 1
+    maxshape = tuple(None if m == unlimited else m for m in values[rank:])
+    return None if null else Space(shape, maxshape)
+
+
+def layout(body: bytes, file: FileBytes) -> tuple[int, int | None, int | bytes]:
+    """A data layout message (version 3 or 4) of a compact or contiguous dataset:
+    ``(COMPACT, None, data)`` or ``(CONTIGUOUS, address or None, size)``."""
+    version, kind = body[0], body[1]
+    if version not in (3, 4):
+        raise Unrecognised(f"layout version {version}")
+    if kind == COMPACT:
+        size = struct.unpack_from("<H", body, 2)[0]
+        data = body[4 : 4 + size]
+        if len(data) != size:
+            raise Unrecognised("short compact data")
+        return COMPACT, None, data
+    if kind == CONTIGUOUS:
+        address = file.address(body, 2)
+        size = file.length(body, 2 + file.offset_size)
+        return CONTIGUOUS, None if address == file.undefined else address, size
+    raise Unrecognised(f"layout class {kind}")
+
+
+def fill_value(body: bytes) -> bytes | None:
+    """A fill value message (new form, versions 1-3): the value's bytes (``b""``: the
+    default, zeros), or None when the dataset defines none (HDF5 reads such data as
+    whatever the file holds)."""
+    version = body[0]
+    if version in (1, 2):
+        if not body[3]:  # "fill value defined"
+            return None
+        size = struct.unpack_from("<i", body, 4)[0]
+        start = 8
+    elif version == 3:
+        flags = body[1]
+        if flags & ~0x3F or (flags & 0x30) == 0x30:
+            raise Unrecognised("fill value flags")
+        if flags & 0x10:
+            return None
+        if not flags & 0x20:
+            return b""
+        size = struct.unpack_from("<I", body, 2)[0]
+        start = 6
+    else:
+        raise Unrecognised(f"fill value version {version}")
+    value = body[start : start + max(size, 0)]
+    if size < 0 or len(value) != size:
+        raise Unrecognised("fill value size")
+    return value
+
+
+def attributes_in_header(body: bytes, file: FileBytes) -> None:
+    """Checks that an attribute info message leaves a header's attributes as plain attribute
+    messages listed by name (no creation order tracked, no dense storage), else raises."""
+    if body[0] != 0 or body[1] & 0x01:
+        raise Unrecognised("attribute creation order")
+    if body[1] & ~0x03 or file.address(body, 2) != file.undefined:
+        raise Unrecognised("dense attribute storage")
+
+
+def type_size(datatype: bytes) -> int:
+    """The size in bytes of one element of a datatype message."""
+    return struct.unpack_from("<I", datatype, 4)[0]
+
+
+def attribute(body: bytes, file: FileBytes) -> RawAttribute:
+    """An attribute message, versions 1-3, its datatype and dataspace its own."""
+    version, flags = body[0], body[1]
+    name_size, type_bytes, space_bytes = struct.unpack_from("<HHH", body, 2)
+    if version == 1:
+        at, pad = 8, 8
+    elif version in (2, 3):
+        if flags:
+            raise Unrecognised("shared attribute datatype or dataspace")
+        at, pad = (8, 1) if version == 2 else (9, 1)
+    else:
+        raise Unrecognised(f"attribute version {version}")
+    name = body[at : at + name_size]
+    at += _padded(name_size, pad)
+    datatype = body[at : at + type_bytes]
+    at += _padded(type_bytes, pad)
+    space = dataspace(body[at : at + space_bytes], file)
+    at += _padded(space_bytes, pad)
+    if not name.endswith(b"\0") or len(datatype) != type_bytes:
+        raise Unrecognised("attribute name or datatype")
+    count = 0 if space is None else space.size
+    size = count * type_size(datatype)
+    data = body[at : at + size]
+    if len(data) != size:
+        raise Unrecognised("short attribute data")
+    return RawAttribute(name[:-1], datatype, space, data)
+
+
+def _padded(size: int, pad: int) -> int:
+    return -(-size // pad) * pad

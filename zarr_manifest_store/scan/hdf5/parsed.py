@@ -1,0 +1,253 @@
+"""Datasets described from their object headers alone, exactly as h5py would describe them.
+
+A compact or contiguous dataset whose header holds only messages this module
+knows (dataspace, a datatype of integers, IEEE floats or fixed-length strings,
+fill value, layout, attributes of numbers and strings, fixed or variable
+length) becomes a :class:`HeaderDataset`: the scan's :class:`~.objects.Dataset`
+with every property a scan asks about already read, so that describing it
+makes no h5py call. Each datatype is decoded by HDF5 itself (``H5Tdecode``),
+once per distinct type, and values are taken as stored only where HDF5's
+conversion to h5py's memory type would copy them unchanged. Anything else —
+chunked or virtual layouts, external storage, filters, shared messages,
+dense or creation-ordered attributes, other types — returns
+None, and the scan opens the object with h5py instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from typing import Any
+
+import h5py
+import numpy as np
+from h5py import h5d, h5o, h5t
+
+from zarr_manifest_store.scan.common import Refused
+from zarr_manifest_store.scan.hdf5.attributes import Attributes, attribute_reading, decoded_name
+from zarr_manifest_store.scan.hdf5.datatypes import DataKind, type_key
+from zarr_manifest_store.scan.hdf5.headers import (
+    FileBytes,
+    Message,
+    Unrecognised,
+    object_messages,
+)
+from zarr_manifest_store.scan.hdf5.messages import (
+    COMPACT,
+    RawAttribute,
+    Space,
+    attribute,
+    attributes_in_header,
+    dataspace,
+    fill_value,
+    layout,
+    type_size,
+    unshared,
+)
+from zarr_manifest_store.scan.hdf5.objects import Dataset
+
+__all__ = ["HeaderDataset", "header_dataset"]
+
+DATASPACE, DATATYPE, FILL_OLD, FILL, LAYOUT, ATTRIBUTE, CONTINUATION = 1, 3, 4, 5, 8, 12, 16
+ATTRIBUTE_INFO = 21
+IGNORED = frozenset({0, FILL_OLD, 0x0D, 0x0E, CONTINUATION, 0x12, 0x16})
+"""Messages that change nothing h5py reports: padding, the old fill value (the new one
+rules), comments, modification times, continuations (followed), reference counts."""
+DATASET_CLASSES = frozenset({0, 1, 3})
+"""Datatype classes of datasets read here: fixed-point, floating-point, fixed-length string."""
+VLEN, VLEN_STRING = 9, 1
+NULLTERM, NULLPAD = 0, 1
+
+
+def header_dataset(
+    file: FileBytes, h5group: h5py.Group, group_name: str, name: str | bytes, address: int
+) -> HeaderDataset | None:
+    """The dataset whose object header is at ``address`` (linked as ``name`` from
+    ``h5group``, whose path is ``group_name``), or None when h5py must read it."""
+    if not isinstance(name, str):
+        return None
+    try:
+        return HeaderDataset.read(file, h5group, f"{group_name.rstrip('/')}/{name}", address)
+    except (Unrecognised, Refused, IndexError, KeyError, TypeError, ValueError, struct.error):
+        return None  # what this reader does not know, h5py reads
+
+
+class HeaderDataset(Dataset):
+    """A dataset described from its object header (see the module's docstring).
+
+    Its properties are set, not read through h5py; the HDF5 identifier is
+    opened only when something asks for it (a dimension scale's name, say).
+    """
+
+    def __init__(self, h5group: h5py.Group, name: str, space: Space, kind: DataKind) -> None:
+        # h5py's own __init__ needs the identifier this class avoids opening
+        self._readonly = True
+        self._cache_props: dict[str, Any] = {}
+        self._group = h5group
+        self.name = name
+        self.shape = space.shape
+        self.size = space.size
+        self.ndim = len(space.shape)
+        self.maxshape = space.maxshape
+        self.kind = kind
+        self.dtype = kind.stored
+        self.attached_scales = None
+        self.storage_offset: int | None = None
+        self.values: np.ndarray | None = None
+        """Its data, when the header holds it (a compact dataset)."""
+
+    @functools.cached_property
+    def id(self) -> h5d.DatasetID:  # type: ignore[override]
+        return h5o.open(self._group.id, self.name.rsplit("/", 1)[1].encode())
+
+    @classmethod
+    def read(cls, file: FileBytes, h5group: h5py.Group, name: str, address: int) -> HeaderDataset:
+        """The dataset at ``address`` (raises Unrecognised when it is none of those read here)."""
+        by_type: dict[int, list[Message]] = {}
+        for message in object_messages(file, address):
+            if message.type not in IGNORED:
+                by_type.setdefault(message.type, []).append(message)
+        attributes = by_type.pop(ATTRIBUTE, [])
+        for info in by_type.pop(ATTRIBUTE_INFO, []):
+            attributes_in_header(unshared(info), file)
+        if set(by_type) != {DATASPACE, DATATYPE, FILL, LAYOUT}:
+            raise Unrecognised(f"messages {sorted(by_type)}")
+        if any(len(found) != 1 for found in by_type.values()):
+            raise Unrecognised("repeated messages")
+        space = dataspace(unshared(by_type[DATASPACE][0]), file)
+        datatype = unshared(by_type[DATATYPE][0])
+        if space is None or datatype[0] & 0x0F not in DATASET_CLASSES:
+            raise Unrecognised("null dataspace or datatype class")
+        kind, exact = _dataset_type(datatype)
+        if not exact:
+            raise Unrecognised("HDF5 converts this datatype on reading")
+        ds = cls(h5group, name, space, kind)
+        itemsize = type_size(datatype)
+        fill = fill_value(unshared(by_type[FILL][0]))
+        if fill and len(fill) != itemsize:
+            raise Unrecognised("fill value size")
+        storage, address, data = layout(unshared(by_type[LAYOUT][0]), file)
+        ds.create_plist = HeaderCreation(storage, fill)
+        if storage == COMPACT:
+            if len(data) != space.size * itemsize:
+                raise Unrecognised("compact data size")
+            ds.values = np.frombuffer(data, kind.stored).reshape(space.shape).copy()
+        elif data != space.size * itemsize:
+            raise Unrecognised("contiguous data size")
+        elif address is not None:
+            ds.storage_offset = file.base + address
+        raw = [attribute(unshared(m), file) for m in attributes]
+        ds.attributes = HeaderAttributes(ds, raw, file)
+        return ds
+
+
+class HeaderCreation:
+    """The dataset creation properties a scan asks about, from the header: layout and
+    fill value (no filters, no external files: headers that have them are left to h5py)."""
+
+    def __init__(self, storage: int, fill: bytes | None) -> None:
+        self._layout = h5d.COMPACT if storage == COMPACT else h5d.CONTIGUOUS
+        self._fill = fill
+
+    def get_layout(self) -> int:
+        return self._layout
+
+    def fill_value_defined(self) -> int:
+        if self._fill is None:
+            return h5d.FILL_VALUE_UNDEFINED
+        return h5d.FILL_VALUE_USER_DEFINED if self._fill else h5d.FILL_VALUE_DEFAULT
+
+    def get_fill_value(self, values: np.ndarray) -> None:
+        """Writes the fill value into ``values`` (one element of the dataset's type)."""
+        raw = values.view(np.uint8)
+        raw[:] = np.frombuffer(self._fill, np.uint8) if self._fill else 0
+
+    def get_nfilters(self) -> int:
+        return 0
+
+    def get_external_count(self) -> int:
+        return 0
+
+
+class HeaderAttributes(Attributes):
+    """A dataset's attributes from its attribute messages, in h5py's order (by name: headers
+    that track creation order have an attribute info message, and are left to h5py)."""
+
+    def __init__(self, ds: HeaderDataset, raw: list[RawAttribute], file: FileBytes) -> None:
+        self._dataset = ds
+        ordered = sorted(raw, key=lambda a: a.name)
+        self._stored = {decoded_name(a.name): a.name for a in ordered}
+        if len(self._stored) != len(raw):
+            raise Unrecognised("repeated attribute names")
+        self._values = {decoded_name(a.name): _attribute_value(a, file) for a in ordered}
+
+    @property
+    def id(self) -> Any:  # type: ignore[override]
+        return self._dataset.id
+
+
+def _attribute_value(raw: RawAttribute, file: FileBytes) -> Any:
+    """An attribute's value, exactly as h5py's ``attrs[name]`` gives it."""
+    if raw.datatype[0] & 0x0F == VLEN:
+        if raw.datatype[1] & 0x0F != VLEN_STRING:
+            raise Unrecognised("variable-length sequence attribute")
+    elif raw.datatype[0] & 0x0F not in DATASET_CLASSES:
+        raise Unrecognised("attribute datatype class")
+    dtype, vlen, exact = _attribute_type(raw.datatype)
+    if raw.space is None:
+        return h5py.Empty(dtype)
+    if vlen:
+        values = np.array(_vlen_strings(raw.data, file), dtype=dtype)
+    elif exact:
+        values = np.frombuffer(raw.data, dtype).copy()
+    elif dtype.kind == "S" and raw.datatype[1] & 0x0F in (NULLTERM, NULLPAD):
+        # HDF5 converts to h5py's null-padded type by keeping each string up to its first NUL
+        width = dtype.itemsize
+        items = [raw.data[i : i + width].split(b"\0", 1)[0] for i in range(0, len(raw.data), width)]
+        values = np.array(items, dtype=dtype)
+    else:
+        raise Unrecognised("HDF5 converts this attribute's datatype on reading")
+    values = values.reshape(raw.space.shape)
+    return values[()] if values.ndim == 0 else values
+
+
+def _vlen_strings(data: bytes, file: FileBytes) -> list[str]:
+    """Variable-length strings from their global heap ids, decoded as h5py decodes them."""
+    step = 4 + file.offset_size + 4
+    strings = []
+    for at in range(0, len(data), step):
+        length = int.from_bytes(data[at : at + 4], "little")
+        if not length:
+            raise Unrecognised("empty variable-length string")
+        collection = file.address(data, at + 4)
+        index = int.from_bytes(data[at + 4 + file.offset_size : at + step], "little")
+        stored = file.heap_collection(collection)[index]
+        if len(stored) < length or b"\0" in stored[:length]:
+            raise Unrecognised("variable-length string")
+        strings.append(stored[:length].decode("utf-8", "surrogateescape"))
+    return strings
+
+
+@functools.lru_cache(maxsize=256)
+def _decoded(datatype: bytes) -> h5t.TypeID:
+    """A datatype message decoded by HDF5 (``H5Tdecode`` of its serialised form)."""
+    return h5t.decode(b"\x03\x00" + datatype)
+
+
+@functools.lru_cache(maxsize=256)
+def _dataset_type(datatype: bytes) -> tuple[DataKind, bool]:
+    """A dataset datatype's kind, and whether h5py reads it exactly as stored."""
+    tid = _decoded(datatype)
+    kind = DataKind.of(tid)
+    return kind, not kind.materialise and tid.equal(h5t.py_create(kind.stored))
+
+
+@functools.lru_cache(maxsize=256)
+def _attribute_type(datatype: bytes) -> tuple[np.dtype, bool, bool]:
+    """An attribute datatype's NumPy type as h5py reads it, whether it is variable-length
+    text, and whether h5py reads it exactly as stored."""
+    reading = attribute_reading(type_key(_decoded(datatype)))
+    if reading is None:
+        raise Unrecognised("attribute type left to h5py")
+    dtype, memory_type, vlen = reading
+    return dtype, vlen, _decoded(datatype).equal(memory_type)
