@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import sys
 
@@ -425,3 +426,29 @@ def test_from_dict_costs_its_entries_not_the_grid():
     assert m.nbytes < 1_000
     with pytest.raises(ValueError, match="max_dense_chunks"):
         _ = m.offsets
+
+
+@pytest.mark.parametrize("ndim", [0, 1, 3])
+def test_whole_inline_is_the_manifest_the_general_constructor_builds(ndim):
+    grid = (1,) * ndim
+    data = bytes(range(7))
+    general = ChunkManifest(
+        paths=[],
+        path_index=np.full(grid, INLINE, dtype=np.uint32),
+        offsets=np.zeros(grid, dtype=np.uint64),
+        lengths=np.zeros(grid, dtype=np.uint64),
+        inline={(0,) * ndim: data},
+    )
+    quick = ChunkManifest.whole_inline(bytearray(data), ndim)
+    assert quick.equals(general) and general.equals(quick)
+    assert quick.shape == general.shape == grid and quick.paths == general.paths == ()
+    assert quick.get((0,) * ndim) == general.get((0,) * ndim) == data
+    assert dict(quick.inline) == {(0,) * ndim: data}
+    assert type(quick.inline[(0,) * ndim]) is bytes
+    for field in ("path_index", "offsets", "lengths"):
+        mine, theirs = getattr(quick, field), getattr(general, field)
+        assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs)
+        with contextlib.suppress(ValueError):  # the columns are shared: a change must not leak
+            mine[...] = MISSING
+    assert ChunkManifest.whole_inline(data, ndim).get((0,) * ndim) == data
+    assert pickle.loads(pickle.dumps(quick)).equals(general)

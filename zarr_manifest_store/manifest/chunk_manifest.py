@@ -28,6 +28,7 @@ from zarr_manifest_store.manifest.columns import (
     inline_table,
     narrow,
     path_table,
+    single_cell_columns,
     unsigned,
 )
 from zarr_manifest_store.manifest.grid import concatenated, from_grids, inlined, taken
@@ -122,6 +123,16 @@ class ChunkManifest:
         what they looked like when scanned.
         """
         return cls(**from_grids(paths, offsets, lengths, inline), fingerprints=fingerprints)
+
+    @classmethod
+    def whole_inline(cls, data: bytes, ndim: int) -> ChunkManifest:
+        """One inline chunk holding a whole ``ndim``-axis array (a grid of one cell per axis):
+        what a scan makes of each small dataset, so it skips checks this cannot fail."""
+        manifest = cls.__new__(cls)
+        manifest._paths, manifest._fingerprints, manifest._flat = (), {}, None
+        manifest._index, manifest._offsets, manifest._lengths = single_cell_columns(ndim)
+        manifest._inline, manifest._shape = {(0,) * ndim: bytes(data)}, (1,) * ndim
+        return manifest
 
     @classmethod
     def from_dict(

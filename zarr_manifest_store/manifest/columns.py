@@ -6,6 +6,7 @@ scanner, read from a document or made by hand holds the same guarantees.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -169,6 +170,21 @@ def narrow(lengths: np.ndarray) -> np.ndarray:
     if lengths.size == 0 or int(lengths.max()) <= np.iinfo(np.uint32).max:
         return lengths.astype(np.uint32, copy=False)
     return lengths
+
+
+@functools.cache
+def single_cell_columns(ndim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read-only path-index, offset and length columns of a one-cell grid whose chunk is
+    inline: shared by every such manifest (a file of thousands of small datasets makes one each)."""
+    grid = (1,) * ndim
+    columns = (
+        np.full(grid, INLINE, dtype=np.uint32),
+        np.zeros(grid, dtype=np.uint64),
+        np.zeros(grid, dtype=np.uint32),
+    )
+    for column in columns:
+        column.flags.writeable = False
+    return columns
 
 
 def inline_table(

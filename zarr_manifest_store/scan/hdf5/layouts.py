@@ -256,12 +256,13 @@ class Layouts:
         metadata = array_metadata({**base, "chunk_grid": regular(chunk_shape), "codecs": codecs})
         cell = (0,) * ds.ndim
         inline = self.encode(ds, metadata, [cell], reason=reason, reader=reader) if ds.size else {}
-        grid = tuple(0 if n == 0 else 1 for n in shape)
-        index = np.full(grid, INLINE if inline else MISSING, dtype=np.uint32)
-        zeros = np.zeros(grid, dtype=np.uint64)
-        manifest = ChunkManifest(
-            paths=[], path_index=index, offsets=zeros, lengths=zeros, inline=inline
-        )
+        if inline:
+            manifest = ChunkManifest.whole_inline(inline[cell], len(shape))
+        else:
+            grid = tuple(0 if n == 0 else 1 for n in shape)
+            index = np.full(grid, MISSING, dtype=np.uint32)
+            zeros = np.zeros(grid, dtype=np.uint64)
+            manifest = ChunkManifest(paths=[], path_index=index, offsets=zeros, lengths=zeros)
         return ManifestArray(metadata=metadata, manifest=manifest)
 
     def encode(
