@@ -1,7 +1,7 @@
 """Writing 1,000,000 virtual references into an Icechunk repository, against VirtualiZarr 2.8.
 
     .venv/bin/python benchmarks/to_icechunk.py [--refs 1000000] [--files 1000] [--repeat 3]
-        [--peers /work/peers/.venv/bin/python]
+        [--peers /work/peers/.venv/bin/python] [--cases file,file-named,s3]
 
 The same dataset for both: one array whose chunk grid has a row of references per source
 file (``--files`` files, offsets in file order as a scanner produces them). Each run is a
@@ -11,10 +11,17 @@ the commit are timed apart:
 - ``zms.to_icechunk`` of a ManifestGroup whose files carry scan-time fingerprints (one
   modification time each: one Icechunk checksum per file), and of one without fingerprints;
 - VirtualiZarr 2.8's ``vds.vz.to_icechunk`` (in the peers' venv), which gives every
-  reference one checksum (the time of writing).
+  reference one checksum (the time of writing);
+- Icechunk's floor: one bare ``set_virtual_refs_arr`` call with the columns ready (a list of
+  the locations as written, one checksum), what any writer pays at least.
 
-Both with a repository whose container is unnamed (locations are whole URLs) and named
-(``to_icechunk`` then writes ``vcc://name/...`` locations, which Icechunk takes faster).
+Cases: local files under a container that is unnamed (``file``: locations are whole
+``file://`` URLs, which Icechunk parses, every one, holding the GIL) or named
+(``file-named``: ``to_icechunk`` writes ``vcc://name/...`` locations, which it takes as they
+are), and objects on S3 under an unnamed container (``s3``: whole ``s3://`` URLs, which it
+also takes as they are; nothing is read, so no server is needed). The write (the call, wall
+and CPU time) and the commit are timed apart, the same way for every contender, each in a
+fresh process writing into a fresh repository with the same configuration.
 
 Memory: the peak resident size during the write and commit above the size before (Linux
 ``VmHWM``, reset before the write: mostly Icechunk's own session, in Rust), and in one more
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -42,10 +50,17 @@ PEER_PYTHON = "/work/peers/.venv/bin/python"
 CHUNK = (24, 100)
 
 
-def columns(nrefs: int, nfiles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Grid-shaped paths, offsets and lengths: file ``i`` holds row ``i`` of the chunk grid."""
+BUCKET = "s3://archive-bucket/"
+
+
+def columns(
+    nrefs: int, nfiles: int, scheme: str = "file"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grid-shaped paths, offsets and lengths: file ``i`` holds row ``i`` of the chunk grid;
+    local paths, or with ``scheme="s3"`` URLs in one bucket."""
     per_file = nrefs // nfiles
-    names = np.array([f"/data/archive/file_{i:04d}.nc" for i in range(nfiles)])
+    folder = "/data/" if scheme == "file" else BUCKET
+    names = np.array([f"{folder}archive/file_{i:04d}.nc" for i in range(nfiles)])
     paths = np.repeat(names[:, None], per_file, axis=1)
     rng = np.random.default_rng(0)
     lengths = rng.integers(20_000, 40_000, (nfiles, per_file)).astype(np.uint64)
@@ -65,14 +80,23 @@ def metadata(grid: tuple[int, int]) -> dict:
     }  # fmt: skip
 
 
-def repository(folder: str, named: bool) -> Any:  # icechunk.Repository, in either venv
+def repository(folder: str, case: str) -> Any:  # icechunk.Repository, in either venv
+    """A new repository in ``folder`` declaring the case's one virtual chunk container."""
     import icechunk as ic
 
     config = ic.RepositoryConfig.default()
-    store = ic.local_filesystem_store("/data/")
-    name = "archive" if named else None
-    config.set_virtual_chunk_container(ic.VirtualChunkContainer("file:///data/", store, name=name))
+    if case == "s3":
+        container = ic.VirtualChunkContainer(BUCKET, ic.s3_store(region="us-east-1"))
+    else:
+        name = "archive" if case == "file-named" else None
+        store = ic.local_filesystem_store("/data/")
+        container = ic.VirtualChunkContainer("file:///data/", store, name=name)
+    config.set_virtual_chunk_container(container)
     return ic.Repository.create(ic.local_filesystem_storage(folder), config)
+
+
+def scheme_of(case: str) -> str:
+    return "s3" if case == "s3" else "file"
 
 
 def peak_since_reset() -> int:
@@ -101,23 +125,21 @@ def timed(write: Callable[[], None], commit: Callable[[], None], trace: bool) ->
     reset_peak()
     if trace:
         tracemalloc.start()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     write()
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     traced = tracemalloc.get_traced_memory()[1] if trace else 0
     tracemalloc.stop()
     commit()
     t2 = time.perf_counter()
-    return {"write": t1 - t0, "commit": t2 - t1, "peak": peak_since_reset() - before,
+    return {"write": t1 - t0, "cpu": c1 - c0, "commit": t2 - t1, "peak": peak_since_reset() - before,
             "python": traced}  # fmt: skip
 
 
-def ours(
-    nrefs: int, nfiles: int, fingerprints: bool, folder: str, named: bool, trace: bool
-) -> dict:
+def ours(nrefs: int, nfiles: int, fingerprints: bool, folder: str, case: str, trace: bool) -> dict:
     import zarr_manifest_store as zms
 
-    paths, offsets, lengths = columns(nrefs, nfiles)
+    paths, offsets, lengths = columns(nrefs, nfiles, scheme_of(case))
     recorded = (
         {p: zms.manifest.Fingerprint(size=10**9, mtime_ns=(1_700_000_000 + i) * 10**9)
          for i, p in enumerate(paths[:, 0].tolist())}
@@ -129,21 +151,52 @@ def ours(
     del paths
     array = zms.ManifestArray(metadata=metadata(manifest.shape), manifest=manifest)
     group = zms.ManifestGroup(arrays={"t2m": array})
-    session = repository(folder, named).writable_session("main")
+    session = repository(folder, case).writable_session("main")
     result = timed(
         lambda: zms.to_icechunk(group, session.store), lambda: session.commit("write"), trace
     )
     return {**result, "manifest": manifest.nbytes}
 
 
-def peer(nrefs: int, nfiles: int, folder: str, named: bool, trace: bool) -> dict:
+def floor(nrefs: int, nfiles: int, folder: str, case: str, trace: bool) -> dict:
+    """Icechunk alone: the array's metadata written, then one call with ready columns."""
+    from datetime import UTC, datetime
+
+    import zarr
+
+    paths, offsets, lengths = columns(nrefs, nfiles, scheme_of(case))
+    prefix = {"file": "file://", "file-named": "vcc://archive", "s3": ""}[case]
+    strip = "/data" if case == "file-named" else ""
+    locations = [prefix + p.removeprefix(strip) for p in paths.reshape(-1).tolist()]
+    offsets, lengths = offsets.reshape(-1), lengths.reshape(-1)
+    session = repository(folder, case).writable_session("main")
+    meta = metadata(paths.shape)
+    zarr.create_array(
+        session.store, name="t2m", shape=meta["shape"], chunks=CHUNK, dtype="float32",
+        compressors=None, dimension_names=meta["dimension_names"], fill_value=0.0,
+    )  # fmt: skip
+    del paths
+    checksum = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def write() -> None:
+        session.store.set_virtual_refs_arr(
+            "t2m", (nfiles, nrefs // nfiles), locations, offsets, lengths,
+            validate_containers=False, checksum=checksum,
+        )  # fmt: skip
+
+    result = timed(write, lambda: session.commit("write"), trace)
+    return {**result, "manifest": offsets.nbytes + lengths.nbytes + 8 * len(locations)}
+
+
+def peer(nrefs: int, nfiles: int, folder: str, case: str, trace: bool) -> dict:
     import xarray as xr
     from virtualizarr.manifests import ChunkManifest, ManifestArray
     from zarr.core.metadata.v3 import ArrayV3Metadata
 
-    paths, offsets, lengths = columns(nrefs, nfiles)
+    paths, offsets, lengths = columns(nrefs, nfiles, scheme_of(case))
+    prefix = "" if case == "s3" else "file://"
     manifest = ChunkManifest.from_arrays(
-        paths=np.char.add("file://", paths).astype(np.dtypes.StringDType()),
+        paths=np.char.add(prefix, paths).astype(np.dtypes.StringDType()),
         offsets=offsets,
         lengths=lengths,
     )
@@ -151,18 +204,17 @@ def peer(nrefs: int, nfiles: int, folder: str, named: bool, trace: bool) -> dict
     meta = ArrayV3Metadata.from_dict(metadata(manifest.shape_chunk_grid))
     array = ManifestArray(metadata=meta, chunkmanifest=manifest)
     vds = xr.Dataset({"t2m": (("time", "x"), array)})
-    session = repository(folder, named).writable_session("main")
+    session = repository(folder, case).writable_session("main")
     result = timed(
         lambda: vds.vz.to_icechunk(session.store), lambda: session.commit("write"), trace
     )
     return {**result, "manifest": int(manifest.nbytes)}
 
 
-def run(python: str, role: str, args: argparse.Namespace, named: bool, trace: bool = False) -> dict:
+def run(python: str, role: str, args: argparse.Namespace, case: str, trace: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         command = [python, __file__, "--role", role, "--refs", str(args.refs)]
-        command += ["--files", str(args.files), "--folder", folder]
-        command += ["--named"] if named else []
+        command += ["--files", str(args.files), "--folder", folder, "--case", case]
         command += ["--trace"] if trace else []
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -174,54 +226,71 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--peers", default=PEER_PYTHON)
-    parser.add_argument("--role", choices=["ours", "ours-bare", "peer"])
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--role", choices=["ours", "ours-bare", "peer", "floor"])
     parser.add_argument("--folder")
-    parser.add_argument("--named", action="store_true")
+    parser.add_argument("--case", choices=list(CASES), default="file")
     parser.add_argument("--trace", action="store_true")
     args = parser.parse_args()
     if args.role:
-        if args.role == "peer":
-            result = peer(args.refs, args.files, args.folder, args.named, args.trace)
-        else:
-            fingerprints = args.role == "ours"
-            result = ours(args.refs, args.files, fingerprints, args.folder, args.named, args.trace)
-        print(json.dumps(result))
+        print(json.dumps(play(args)))
         return
     contenders = [
         ("zms.to_icechunk, a checksum per file", sys.executable, "ours"),
         ("zms.to_icechunk, no fingerprints", sys.executable, "ours-bare"),
+        ("Icechunk's floor: one bare call", sys.executable, "floor"),
     ]
     if Path(args.peers).exists():
         contenders.append(("VirtualiZarr 2.8 vz.to_icechunk", args.peers, "peer"))
-    print(f"{args.refs:,} references over {args.files:,} files; median of {args.repeat} runs")
-    for named in (False, True):
-        label = "a named container (vcc://)" if named else "an unnamed container"
-        print(f"repository with {label}:")
-        compare(contenders, args, named)
+    print(
+        f"{args.refs:,} references over {args.files:,} files; median of {args.repeat} runs "
+        f"(load average {os.getloadavg()[0]:.1f} at the start)"
+    )
+    for case in args.cases.split(","):
+        print(f"repository with {CASES[case]}:")
+        compare(contenders, args, case)
 
 
-def compare(contenders: list[tuple[str, str, str]], args: argparse.Namespace, named: bool) -> None:
+CASES = {
+    "file": "an unnamed container for local files (whole file:// URLs)",
+    "file-named": "a named container for local files (vcc:// locations)",
+    "s3": "an unnamed container for S3 objects (whole s3:// URLs)",
+}
+
+
+def play(args: argparse.Namespace) -> dict:
+    """One contender's run, in this process."""
+    if args.role == "peer":
+        return peer(args.refs, args.files, args.folder, args.case, args.trace)
+    if args.role == "floor":
+        return floor(args.refs, args.files, args.folder, args.case, args.trace)
+    fingerprints = args.role == "ours"
+    return ours(args.refs, args.files, fingerprints, args.folder, args.case, args.trace)
+
+
+def compare(contenders: list[tuple[str, str, str]], args: argparse.Namespace, case: str) -> None:
     """Each round runs every contender once (in turn, so that load on the machine hits all)."""
     runs: dict[str, list[dict]] = {role: [] for _, _, role in contenders}
     for _ in range(args.repeat):
         for _, python, role in contenders:
-            runs[role].append(run(python, role, args, named))
+            runs[role].append(run(python, role, args, case))
     writes = {}
     contenders_python = {role: python for _, python, role in contenders}
     for name, _, role in contenders:
         write = statistics.median(r["write"] for r in runs[role])
+        cpu = statistics.median(r["cpu"] for r in runs[role])
         commit = statistics.median(r["commit"] for r in runs[role])
         peak = max(r["peak"] for r in runs[role]) / 2**20
         manifest = runs[role][0]["manifest"] / 2**20
-        python = run(contenders_python[role], role, args, named, trace=True)["python"] / 2**20
+        python = run(contenders_python[role], role, args, case, trace=True)["python"] / 2**20
         writes[role] = write
         print(
-            f"  {name:36s} write {write:5.2f} s  commit {commit:5.2f} s  peak RSS +{peak:4.0f} "
-            f"MiB, Python +{python:5.1f} MiB (manifest {manifest:4.1f} MiB)"
+            f"  {name:36s} write {write:5.2f} s (CPU {cpu:5.2f} s)  commit {commit:5.2f} s  "
+            f"peak RSS +{peak:4.0f} MiB, Python +{python:5.1f} MiB (manifest {manifest:4.1f} MiB)"
         )
     if "peer" in writes:
-        for role in ("ours", "ours-bare"):
-            print(f"  {role}: write {writes['peer'] / writes[role]:.1f}x as fast as VirtualiZarr's")
+        for role in ("ours", "ours-bare", "floor"):
+            print(f"  {role}: write {writes['peer'] / writes[role]:.2f}x as fast as VirtualiZarr's")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
+from xml.sax.saxutils import escape
 
 import fsspec
 
@@ -386,6 +387,33 @@ class GCSServer(_ObjectStoreServer):
                     self.send_header(name, value)
                 self.end_headers()
 
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                query = parse_qs(parts.query)
+                bucket = parts.path.strip("/")
+                if query.get("list-type") == ["2"] and bucket and "/" not in bucket:
+                    self._list_objects(bucket, query.get("prefix", [""])[0])
+                else:
+                    super().do_GET()
+
+            def _list_objects(self, bucket: str, prefix: str) -> None:
+                """The XML API's listing (ListObjectsV2, one page), which obstore lists with."""
+                try:
+                    objects, _ = storage.get_file_list(bucket, prefix=prefix or None)
+                except Exception:
+                    objects = None
+                if objects is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = _xml_listing(bucket, prefix, objects)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def handle(self) -> None:
                 # The client may give up on an answer (gcsfs races two lookups).
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -418,6 +446,22 @@ def _xml_headers(obj: dict[str, Any]) -> dict[str, str]:
         "ETag": f'"{_xml_etag(obj)}"',
         "Last-Modified": email.utils.format_datetime(updated, usegmt=True),
     }
+
+
+def _xml_listing(bucket: str, prefix: str, objects: list[dict[str, Any]]) -> bytes:
+    """A ListBucketResult of ``objects``, as GCS's XML API answers ``?list-type=2``."""
+    entries = "".join(
+        f"<Contents><Key>{escape(obj['name'])}</Key><Size>{obj['size']}</Size>"
+        f"<LastModified>{obj['updated']}</LastModified>"
+        f"<ETag>&quot;{_xml_etag(obj)}&quot;</ETag></Contents>"
+        for obj in objects
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult>'
+        f"<Name>{escape(bucket)}</Name><Prefix>{escape(prefix)}</Prefix>"
+        f"<KeyCount>{len(objects)}</KeyCount><IsTruncated>false</IsTruncated>{entries}"
+        "</ListBucketResult>"
+    ).encode()
 
 
 def _xml_etag(obj: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from xarray_files import daily_files
 
 import zarr_manifest_store as zms
 from zarr_manifest_store.scan.icechunk import path_of
+from zarr_manifest_store.writers.icechunk import write as icechunk_write
 from zarr_manifest_store.writers.icechunk.locations import location_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -105,13 +106,13 @@ def test_named_containers_get_relative_locations(tmp_path, monkeypatch):
     vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
     repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds), named=True)
     given = set()
-    original = ic.IcechunkStore.set_virtual_refs_arr
+    original = ic.IcechunkStore.set_virtual_refs_arr_async
 
-    def recording(self, array_path, chunk_grid_shape, locations, *args, **kwargs):
+    async def recording(self, array_path, chunk_grid_shape, locations, *args, **kwargs):
         given.update(locations)
-        return original(self, array_path, chunk_grid_shape, locations, *args, **kwargs)
+        return await original(self, array_path, chunk_grid_shape, locations, *args, **kwargs)
 
-    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr", recording)
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr_async", recording)
     write(vds, repo)
     assert given - {""} == {f"vcc://c0/{f.name}" for f in files}
     xr.testing.assert_identical(open_icechunk(repo), expected(files))
@@ -145,19 +146,50 @@ def test_virtual_references_go_in_bulk_one_call_per_checksum(tmp_path, monkeypat
     vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
     repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds))
     calls = []
-    original = ic.IcechunkStore.set_virtual_refs_arr
+    original = ic.IcechunkStore.set_virtual_refs_arr_async
 
-    def counting(self, array_path, chunk_grid_shape, locations, *args, **kwargs):
+    async def counting(self, array_path, chunk_grid_shape, locations, *args, **kwargs):
         calls.append((array_path, tuple(chunk_grid_shape), kwargs["checksum"]))
-        return original(self, array_path, chunk_grid_shape, locations, *args, **kwargs)
+        return await original(self, array_path, chunk_grid_shape, locations, *args, **kwargs)
 
-    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr", counting)
-    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_ref", None)  # never one call per chunk
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr_async", counting)
+    for one_per_chunk in ("set_virtual_ref", "set_virtual_ref_async"):  # never one call per chunk
+        monkeypatch.setattr(ic.IcechunkStore, one_per_chunk, None)
     write(vds, repo)
     t2m = [c for c in calls if c[0] == "t2m"]
     assert len(t2m) == 3  # 24 references, one call per file (its checksum), each 2 chunk rows
     assert {c[1] for c in t2m} == {(2, 2, 2)}
     assert sorted(c[2].timestamp() for c in t2m) == [1_700_000_000 + i * 10 for i in range(3)]
+    xr.testing.assert_identical(open_icechunk(repo), expected(files))
+
+
+def test_reference_calls_overlap_a_few_at_a_time(tmp_path, monkeypatch):
+    """Icechunk builds a call's references holding the GIL and inserts them without it: the
+    next call starts while the last one inserts, with at most IN_FLIGHT + 1 unfinished."""
+    files = daily_files(tmp_path / "data", (4, 4, 4))
+    for f in files:  # one checksum: the calls are stretches of rows, not sources
+        os.utime(f, (1_700_000_000, 1_700_000_000))
+    vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
+    repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds))
+    monkeypatch.setattr(icechunk_write, "CALL_REFERENCES", 4)  # one row of t2m's grid per call
+    started, unfinished, most = [], set(), 0
+    original = ic.IcechunkStore.set_virtual_refs_arr_async
+
+    async def tracking(self, array_path, chunk_grid_shape, *args, **kwargs):
+        nonlocal most
+        call = len(started)
+        started.append((array_path, tuple(chunk_grid_shape), kwargs["arr_offset"]))
+        unfinished.add(call)
+        most = max(most, len(unfinished))
+        try:
+            return await original(self, array_path, chunk_grid_shape, *args, **kwargs)
+        finally:
+            unfinished.discard(call)
+
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr_async", tracking)
+    write(vds, repo)
+    assert started == [("t2m", (1, 2, 2), None if i == 0 else (i, 0, 0)) for i in range(6)]
+    assert 2 <= most <= icechunk_write.IN_FLIGHT + 1
     xr.testing.assert_identical(open_icechunk(repo), expected(files))
 
 
@@ -173,13 +205,13 @@ def test_interleaved_sources_are_written_exactly(tmp_path, monkeypatch, nfiles, 
     group = zms.ManifestGroup(arrays={"t2m": zms.concat(parts, axis=0)})
     repo = local_repository(tmp_path / "repo", zms.icechunk_containers(group))
     specs = []
-    original = ic.IcechunkStore.set_virtual_refs
+    original = ic.IcechunkStore.set_virtual_refs_async
 
-    def recording(self, array_path, chunks, *args, **kwargs):
+    async def recording(self, array_path, chunks, *args, **kwargs):
         specs.extend(chunks)
-        return original(self, array_path, chunks, *args, **kwargs)
+        return await original(self, array_path, chunks, *args, **kwargs)
 
-    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs", recording)
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_async", recording)
     write(group, repo)
     assert len(specs) == (2 * nfiles * 4 if per_chunk_specs else 0)
     with warnings.catch_warnings():

@@ -23,6 +23,7 @@ from zarr_manifest_store.cli.progress import Progress, scan_executor
 from zarr_manifest_store.cli.render import describe, format_bytes, plural, render
 from zarr_manifest_store.document import prune_parts, write_manifest
 from zarr_manifest_store.document.location import Location
+from zarr_manifest_store.io.listing import glob_objects
 from zarr_manifest_store.io.paths import in_scheme_of, is_plain_path, options_for
 from zarr_manifest_store.store import ManifestStore
 from zarr_manifest_store.summary import summarize
@@ -212,7 +213,7 @@ def _expand(patterns: Sequence[str], storage_options: Mapping[str, Any] | None) 
             continue
         if is_plain_path(pattern):
             found = sorted(glob.glob(os.path.expanduser(pattern)))
-        else:
+        elif (found := glob_objects(pattern, storage_options)) is None:
             fs, _ = fsspec.core.url_to_fs(pattern, **options_for(pattern, storage_options))
             found = sorted(in_scheme_of(pattern, fs.unstrip_protocol(p)) for p in fs.glob(pattern))
         if not found:

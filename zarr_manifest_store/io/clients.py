@@ -113,6 +113,12 @@ class ObstoreClient:
             raise _not_found(path) from None
         return _fingerprint(meta)
 
+    def keys(self, folder: str) -> list[str]:
+        """The keys of every object under ``folder`` (``era/``, or ``""``: the whole store),
+        at any depth, in one paginated listing."""
+        listing = obstore.list(self._store, prefix=folder or None, chunk_size=1000)
+        return [meta["path"] for batch in listing for meta in batch]
+
 
 def _fingerprint(meta: Mapping[str, Any]) -> Fingerprint:
     """An obstore ``ObjectMeta`` as a fingerprint (a ranged GET's carries the object's size)."""

@@ -27,6 +27,7 @@ except ImportError:  # parallel="dask" says how to install it
     dask = None
 
 from zarr_manifest_store.errors import UnsupportedDatasetError
+from zarr_manifest_store.io.listing import glob_objects
 from zarr_manifest_store.io.paths import in_scheme_of, is_local, source_path
 from zarr_manifest_store.io.remote_file import sharing
 from zarr_manifest_store.io.sources import Sources
@@ -358,6 +359,9 @@ def _expand_paths(paths: Any, storage_options: Mapping[str, Any] | None) -> Any:
             return [_normalise_path(path)]
         if is_local(path):
             return sorted(os.path.abspath(p) for p in glob.glob(os.path.expanduser(path)))
+        listed = glob_objects(path, storage_options)
+        if listed is not None:
+            return listed
         fs = Sources(storage_options).filesystem(path)
         return sorted(in_scheme_of(path, fs.unstrip_protocol(p)) for p in fs.glob(path))
     if isinstance(paths, Sequence):

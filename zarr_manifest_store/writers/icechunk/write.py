@@ -1,11 +1,13 @@
 """Writing a checked plan into an Icechunk session: metadata documents, virtual references in
-bulk (``set_virtual_refs_arr``, one call per checksum), inline chunks as ordinary chunks."""
+bulk (``set_virtual_refs_arr``, a few calls per checksum, overlapping), inline chunks as
+ordinary chunks."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
-from collections.abc import Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,14 @@ __all__ = [
     "run_plan",
 ]
 
+Failed = list[tuple[int, ...]] | None
+"""What Icechunk answers a reference call: the chunks it refused, or None."""
+
+IN_FLIGHT = 2
+"""Reference calls started and not yet finished, at most: one inserting while the next builds."""
+CALL_REFERENCES = 1 << 16
+"""Chunks per reference call, at most (whole grid rows, at least one): enough calls for
+building and inserting to overlap, each large enough that its own cost vanishes."""
 BOX_SLACK = 2
 """A source's references are written as the box of chunk rows they span; when those boxes
 hold more than this many cells per reference (sources interleaved), one call with per-chunk
@@ -91,8 +101,7 @@ def group_document(attributes: Mapping[str, Any]) -> bytes:
 def run_plan(store: Any, plan: Plan, locations: Mapping[str, str]) -> None:
     """Write ``plan`` into ``store`` (an IcechunkStore of a writable session)."""
     fsspec.asyn.sync(io_loop(), _write_documents_and_inline, store, plan)
-    for write in plan.arrays:
-        _write_references(store, write, locations)
+    fsspec.asyn.sync(io_loop(), _write_all_references, store, plan, locations)
 
 
 async def _write_documents_and_inline(store: Any, plan: Plan) -> None:
@@ -119,10 +128,34 @@ def _chunk_key(coords: tuple[int, ...], offset: tuple[int, ...]) -> str:
     return "/".join(["c", *(str(c + o) for c, o in zip(coords, offset, strict=True))])
 
 
-def _write_references(store: Any, write: ArrayWrite, locations: Mapping[str, str]) -> None:
-    """The array's references: one call per distinct checksum, over the rows its sources span.
+async def _write_all_references(store: Any, plan: Plan, locations: Mapping[str, str]) -> None:
+    """Every array's references, in calls that overlap: Icechunk builds a call's references
+    (parsing each location) holding the GIL, then inserts them on its own runtime without
+    it, so the next call's building runs meanwhile. At most :data:`IN_FLIGHT` calls are
+    pending, so their temporary columns stay few."""
+    pending: collections.deque[tuple[ArrayWrite, asyncio.Future]] = collections.deque()
+    try:
+        for write in plan.arrays:
+            for call in _reference_calls(store, write, locations):
+                pending.append((write, asyncio.ensure_future(call)))
+                await asyncio.sleep(0)  # the call runs up to its insertion: its building is done
+                while len(pending) > IN_FLIGHT:
+                    done, task = pending.popleft()
+                    _check_failed(done, await task)
+        while pending:
+            done, task = pending.popleft()
+            _check_failed(done, await task)
+    finally:  # a failed call: the others started finish before the error is raised
+        await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
 
-    Temporary columns are made per call, so memory stays near the manifest's own size.
+
+def _reference_calls(
+    store: Any, write: ArrayWrite, locations: Mapping[str, str]
+) -> Iterator[Coroutine[Any, Any, Failed]]:
+    """The Icechunk calls writing one array's references: per distinct checksum, the rows its
+    sources span, a stretch of at most :data:`CALL_REFERENCES` at a time.
+
+    Each call's columns are made when it is started, so memory stays near the manifest's own size.
     """
     m = write.manifest
     if not (m.path_index < INLINE).any():
@@ -132,16 +165,16 @@ def _write_references(store: Any, write: ArrayWrite, locations: Mapping[str, str
     distinct = list(dict.fromkeys(checksums))
     refs = _References(write, table)
     if len(distinct) == 1:
-        refs.set_rows(store, 0, m.shape[0] if m.shape else 1, distinct[0])
+        yield from refs.calls(store, 0, m.shape[0] if m.shape else 1, distinct[0])
         return
     by_path = np.array([distinct.index(c) for c in checksums] + [-1], dtype=np.int32)
     groups = by_path[np.minimum(m.path_index.reshape(-1), len(m.paths))]
     boxes = _row_boxes(groups, len(distinct), refs.row)
     if sum(stop - start for start, stop in boxes) * refs.row > BOX_SLACK * groups.size:
-        _set_specs(store, write, table, groups, distinct)
+        yield _set_specs(store, write, table, groups, distinct)
         return
     for g, (start, stop) in enumerate(boxes):
-        refs.set_rows(store, start, stop, distinct[g], (groups, g))
+        yield from refs.calls(store, start, stop, distinct[g], (groups, g))
 
 
 class _References:
@@ -156,16 +189,28 @@ class _References:
         self.offsets = m.offsets.reshape(-1)
         self.lengths = m.lengths.reshape(-1)  # widened to uint64 once (a copy)
 
-    def set_rows(
+    def calls(
         self,
         store: Any,
         start: int,
         stop: int,
         checksum: Checksum,
         only: tuple[np.ndarray, int] | None = None,
-    ) -> None:
-        """One ``set_virtual_refs_arr`` call for the chunk rows ``[start, stop)`` of the grid;
+    ) -> Iterator[Coroutine[Any, Any, Failed]]:
+        """The calls for the chunk rows ``[start, stop)`` of the grid, a few rows each;
         ``only``, the checksum group of every chunk (flat) and one group, keeps that group's."""
+        step = max(1, CALL_REFERENCES // max(self.row, 1))
+        for first in range(start, stop, step):
+            yield self._call(store, first, min(first + step, stop), checksum, only)
+
+    async def _call(
+        self,
+        store: Any,
+        start: int,
+        stop: int,
+        checksum: Checksum,
+        only: tuple[np.ndarray, int] | None,
+    ) -> Failed:
         m, write = self.write.manifest, self.write
         cells = slice(start * self.row, stop * self.row)
         rows = np.minimum(self.index[cells], len(m.paths))
@@ -174,7 +219,7 @@ class _References:
             rows[groups[cells] != group] = len(m.paths)
         box = (stop - start, *m.shape[1:]) if m.shape else ()
         offset = tuple(o + (start if k == 0 else 0) for k, o in enumerate(write.offset))
-        failed = store.set_virtual_refs_arr(
+        return await store.set_virtual_refs_arr_async(
             write.path,
             box,
             self.table[rows].tolist(),
@@ -184,7 +229,6 @@ class _References:
             arr_offset=offset if any(offset) else None,
             checksum=checksum,
         )
-        _check_failed(write, failed)
 
 
 def _row_boxes(groups: np.ndarray, count: int, row: int) -> list[tuple[int, int]]:
@@ -201,9 +245,9 @@ def _row_boxes(groups: np.ndarray, count: int, row: int) -> list[tuple[int, int]
     return [(int(f) // row, int(x) // row + 1) for f, x in zip(first, last, strict=True)]
 
 
-def _set_specs(
+async def _set_specs(
     store: Any, write: ArrayWrite, table: np.ndarray, groups: np.ndarray, distinct: list[Checksum]
-) -> None:
+) -> Failed:
     """One ``set_virtual_refs`` call with a spec per chunk (sources interleaved in the grid)."""
     m = write.manifest
     index, offsets, lengths = (a.reshape(-1) for a in (m.path_index, m.offsets, m.lengths))
@@ -221,10 +265,10 @@ def _set_specs(
                 last_updated_at_checksum=None if isinstance(checksum, str) else checksum,
             )
         )
-    _check_failed(write, store.set_virtual_refs(write.path, specs, validate_containers=False))
+    return await store.set_virtual_refs_async(write.path, specs, validate_containers=False)
 
 
-def _check_failed(write: ArrayWrite, failed: list[tuple[int, ...]] | None) -> None:
+def _check_failed(write: ArrayWrite, failed: Failed) -> None:
     if failed:
         raise ValueError(
             f"array {write.path!r}: Icechunk refused {len(failed)} reference(s) (first at chunk "
