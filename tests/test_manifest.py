@@ -440,14 +440,17 @@ def test_whole_inline_is_the_manifest_the_general_constructor_builds(ndim):
         inline={(0,) * ndim: data},
     )
     quick = ChunkManifest.whole_inline(bytearray(data), ndim)
-    assert quick.equals(general) and general.equals(quick)
-    assert quick.shape == general.shape == grid and quick.paths == general.paths == ()
+    assert quick.equals(general)
+    assert general.equals(quick)
+    assert quick.shape == general.shape == grid
+    assert quick.paths == general.paths == ()
     assert quick.get((0,) * ndim) == general.get((0,) * ndim) == data
     assert dict(quick.inline) == {(0,) * ndim: data}
     assert type(quick.inline[(0,) * ndim]) is bytes
     for field in ("path_index", "offsets", "lengths"):
         mine, theirs = getattr(quick, field), getattr(general, field)
-        assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs)
+        assert mine.dtype == theirs.dtype
+        assert np.array_equal(mine, theirs)
         with contextlib.suppress(ValueError):  # the columns are shared: a change must not leak
             mine[...] = MISSING
     assert ChunkManifest.whole_inline(data, ndim).get((0,) * ndim) == data
