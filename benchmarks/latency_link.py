@@ -83,6 +83,7 @@ class CountingProxy(DelayProxy):
     def __init__(self, upstream: tuple[str, int], rtt: float) -> None:
         self.counts: collections.Counter[str] = collections.Counter()
         self.in_flight = self.most_in_flight = 0
+        self.writers: set[asyncio.StreamWriter] = set()  # of the connections open
         super().__init__(upstream, rtt)
         control = asyncio.run_coroutine_threadsafe(
             asyncio.start_server(self._control, "127.0.0.1", 0), self.loop
@@ -103,15 +104,16 @@ class CountingProxy(DelayProxy):
         writer.close()
 
     def stop(self) -> None:
-        """Cancel the relays of connections still open (kept alive), then stop."""
+        """Close the connections still open (kept alive), so that their relays end; stop."""
 
-        async def cancel_relays() -> None:
+        async def close() -> None:
+            for writer in list(self.writers):
+                writer.close()
             relays = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for relay in relays:
-                relay.cancel()
-            await asyncio.gather(*relays, return_exceptions=True)
+            if relays:
+                await asyncio.wait(relays, timeout=2)
 
-        asyncio.run_coroutine_threadsafe(cancel_relays(), self.loop).result(5)
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
         super().stop()
 
     def _requested(self, methods: list[str]) -> None:
@@ -128,6 +130,7 @@ class CountingProxy(DelayProxy):
         except OSError:
             writer.close()
             return
+        self.writers |= {writer, up_writer}
         methods: collections.deque[str] = collections.deque()
         requests, responses = HTTPFramer(False, methods), HTTPFramer(True, methods)
         outstanding = [0]
@@ -146,6 +149,7 @@ class CountingProxy(DelayProxy):
             self._pipe(reader, up_writer, on_read=arrived),
             self._pipe(up_reader, writer, on_write=sent),
         )
+        self.writers -= {writer, up_writer}
         self._answered(["?"] * outstanding[0])  # requests a closed connection never answered
 
 
