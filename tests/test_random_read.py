@@ -19,6 +19,7 @@ from servers import RangeHTTPServer
 
 import zarr_manifest_store as zms
 from zarr_manifest_store.io.clients import ObstoreClient
+from zarr_manifest_store.io.gather import Gatherer
 from zarr_manifest_store.io.remote import io_loop
 from zarr_manifest_store.io.slots import Slots
 from zarr_manifest_store.io.sources import Sources
@@ -82,6 +83,30 @@ def test_random_chunks_are_one_request_each_on_the_callers_loop(
     assert count("HEAD") == heads
     assert len(request_loops) == 2
     assert io_loop() not in request_loops
+
+
+def test_a_random_chunk_is_requested_without_waiting_to_be_gathered(request, tmp_path, monkeypatch):
+    """A remote chunk read alone has nothing to be gathered with: its request is sent from
+    the reading coroutine (no further turn of the loop, no task); a slice's chunks, which
+    arrive together, are still gathered and coalesced into one request."""
+    url, options, path, data, count = _served("http", request, tmp_path)
+    store = store_over(manifest_for(path, url, Sources(options).fingerprint(url)))
+    gathered: list[str] = []
+    original = Gatherer.read
+
+    async def read(self: Gatherer, path: str, start: int, stop: int) -> Any:
+        gathered.append(path)
+        return await original(self, path, start, stop)
+
+    monkeypatch.setattr(Gatherer, "read", read)
+    arr = zarr.open_group(store, mode="r")["v"]
+    gets = count("GET")
+    for chunk in FAR:
+        np.testing.assert_array_equal(arr[_rows(chunk)], data[_rows(chunk)])
+    assert (count("GET"), gathered) == (gets + 2, [])
+
+    np.testing.assert_array_equal(arr[_rows(8).start : _rows(12).stop], data[16:26])
+    assert (count("GET"), len(gathered)) == (gets + 3, 5)
 
 
 def test_an_unrecorded_source_is_checked_once_then_read_on_the_callers_loop(
