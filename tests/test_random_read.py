@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 import zarr
 from read_fixtures import CHUNK_ROWS, SlowHTTPServer, manifest_for, store_over, write_source
+from servers import RangeHTTPServer
 
 import zarr_manifest_store as zms
 from zarr_manifest_store.io.clients import ObstoreClient
+from zarr_manifest_store.io.gather import Gatherer
 from zarr_manifest_store.io.remote import io_loop
 from zarr_manifest_store.io.slots import Slots
 from zarr_manifest_store.io.sources import Sources
@@ -83,6 +85,30 @@ def test_random_chunks_are_one_request_each_on_the_callers_loop(
     assert io_loop() not in request_loops
 
 
+def test_a_random_chunk_is_requested_without_waiting_to_be_gathered(request, tmp_path, monkeypatch):
+    """A remote chunk read alone has nothing to be gathered with: its request is sent from
+    the reading coroutine (no further turn of the loop, no task); a slice's chunks, which
+    arrive together, are still gathered and coalesced into one request."""
+    url, options, path, data, count = _served("http", request, tmp_path)
+    store = store_over(manifest_for(path, url, Sources(options).fingerprint(url)))
+    gathered: list[str] = []
+    original = Gatherer.read
+
+    async def read(self: Gatherer, path: str, start: int, stop: int) -> Any:
+        gathered.append(path)
+        return await original(self, path, start, stop)
+
+    monkeypatch.setattr(Gatherer, "read", read)
+    arr = zarr.open_group(store, mode="r")["v"]
+    gets = count("GET")
+    for chunk in FAR:
+        np.testing.assert_array_equal(arr[_rows(chunk)], data[_rows(chunk)])
+    assert (count("GET"), gathered) == (gets + 2, [])
+
+    np.testing.assert_array_equal(arr[_rows(8).start : _rows(12).stop], data[16:26])
+    assert (count("GET"), len(gathered)) == (gets + 3, 5)
+
+
 def test_an_unrecorded_source_is_checked_once_then_read_on_the_callers_loop(
     request, tmp_path, request_loops
 ):
@@ -101,6 +127,59 @@ def test_an_unrecorded_source_is_checked_once_then_read_on_the_callers_loop(
     assert request_loops[1] is not io_loop()
     etag = Sources(options).fingerprint(url).etag
     assert [t and t.strip('"') for t in server.required_etags(bucket, "src.h5")] == [etag, etag]
+
+
+def test_each_random_chunk_of_s3_carries_the_recorded_etag(request, tmp_path):
+    """A source with a recorded fingerprint: every random chunk is one GET asking for the
+    recorded ETag (``If-Match``), so the check rides on the data request; no HEAD."""
+    url, options, path, data, count = _served("s3", request, tmp_path)
+    _, bucket, server = request.getfixturevalue("s3")
+    fingerprint = Sources(options).fingerprint(url)
+    store = store_over(manifest_for(path, url, fingerprint), storage_options=options)
+    arr = zarr.open_group(store, mode="r")["v"]
+    heads = count("HEAD")
+    for chunk in (*FAR, 9):
+        np.testing.assert_array_equal(arr[_rows(chunk)], data[_rows(chunk)])
+    assert (count("GET"), count("HEAD")) == (3, heads)
+    required = [t and t.strip('"') for t in server.required_etags(bucket, "src.h5")]
+    assert required == [fingerprint.etag] * 3
+
+
+def test_random_chunks_reuse_one_kept_alive_connection(tmp_path):
+    """Random chunks from a server that keeps connections alive (as object stores do) are
+    sent on one connection: no reconnection, which costs a round trip or more, per chunk."""
+    root = tmp_path / "served"
+    root.mkdir()
+    server = ConnectionCountingServer(root).start()
+    try:
+        path = tmp_path / "src.h5"
+        data = write_source(path)
+        shutil.copy(path, root / "src.h5")
+        url = f"{server.url}/src.h5"
+        store = store_over(manifest_for(path, url, Sources().fingerprint(url)))
+        arr = zarr.open_group(store, mode="r")["v"]
+        for chunk in (*FAR, 9, 16):
+            np.testing.assert_array_equal(arr[_rows(chunk)], data[_rows(chunk)])
+        assert server.requests.count("GET", path="/src.h5") == 4
+        assert server.connections == 1  # the fingerprint's HEAD opened it
+    finally:
+        server.stop()
+
+
+class ConnectionCountingServer(RangeHTTPServer):
+    """The range server (HTTP/1.1, connections kept alive), counting connections accepted."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.connections = 0
+        outer, base = self, self._server.RequestHandlerClass
+
+        class Handler(base):
+            def setup(self) -> None:
+                outer.connections += 1
+                super().setup()
+
+        self._server.RequestHandlerClass = Handler
 
 
 @pytest.mark.parametrize("fault", ["500", "reset", "short", "stall"])

@@ -171,8 +171,10 @@ class ReadAhead:
         self._turns.clear()
         self._held = 0
 
-    async def read(self, path: str, offset: int, length: int) -> ByteData | None:
-        """Bytes ``[offset, offset + length)`` of ``path`` from a block, or None to read plainly.
+    async def read(self, path: str, offset: int, length: int) -> tuple[ByteData | None, bool]:
+        """Bytes ``[offset, offset + length)`` of ``path`` from a block, or None to read
+        plainly, and whether the read came alone (the only read of ``path`` arriving in
+        this turn of the event loop: there is nothing to gather it with).
 
         A read that arrives with others of its file (zarr's reads of one slice) is
         left to be gathered with them: only reads that come alone start blocks.
@@ -182,16 +184,16 @@ class ReadAhead:
             block = self._covering(path, offset, stop)
         if block is None:
             if not await self._alone(path):
-                return None
+                return None, False
             with self._lock:
                 block = self._covering(path, offset, stop) or self._plan(path, offset, stop)
             if block is None:
-                return None
+                return None, True
         data = block.data
         if data is None:  # shielded: a cancelled reader must not cancel the others' block
             data = await asyncio.shield(asyncio.wrap_future(block.future))
         self._consume(block, length)
-        return memoryview(data)[offset - block.start : stop - block.start]
+        return memoryview(data)[offset - block.start : stop - block.start], False
 
     def _consume(self, block: _Block, length: int) -> None:
         """Count ``length`` bytes of ``block`` as served; drop it once all its chunks were."""

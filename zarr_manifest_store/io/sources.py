@@ -236,15 +236,20 @@ class Sources:
         lpath = self._admit(path)
         if length == 0:
             return b""
+        alone = False
         if lpath is not None:
             data = self._local.read_cached(path, offset, length)
             if data is not None:
                 return data
         elif self._read_ahead is not None:
-            data = await self._read_ahead.read(path, offset, length)
+            data, alone = await self._read_ahead.read(path, offset, length)
             if data is not None:
                 return data
         try:
+            if alone and self._remote.on_any_loop(path):
+                # Nothing to gather it with (a random chunk): its request is sent now, from
+                # this coroutine, without the gatherer's turn of the loop or a task of its own.
+                return await self._remote.read(path, offset, offset + length)
             return await self._gatherer.read(path, offset, offset + length)
         except SourceChangedError:
             if self._read_ahead is not None:  # never serve what was read before the change

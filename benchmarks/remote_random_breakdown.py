@@ -1,0 +1,243 @@
+"""Where the time of one random remote chunk goes: ours, part by part, against a bare GET.
+
+The archive, servers and delayed link of ``remote_latency.py`` (S3 on moto, kept-alive
+connections, ``--rtt`` 20 ms). A worker process reads ``--reads`` random chunks through a
+zarr array over ``ManifestStore``, each paired with a bare ranged GET of the same chunk
+(``http.client``, presigned), in turn first and second, and stamps each read
+(``time.perf_counter_ns``, one clock for both processes):
+
+- in the worker: zarr called (``arr[t]``), ``ManifestStore.get`` entered, obstore's
+  ``get_async`` called, its headers back, its body back (``bytes_async``), ``get``
+  returned, decoding started and ended, ``arr[t]`` returned;
+- on the link: the request arriving from the client, leaving for the server, the answer
+  arriving from the server, leaving for the client.
+
+It prints the median of each step over the reads that sent a request. The worker wraps
+internals of this package and of obstore (``io.clients.obstore``, ``ManifestStore.get``,
+``pipeline._named_decoder``) to stamp them: a diagnostic of this version, not a figure.
+
+    .venv/bin/python benchmarks/remote_random_breakdown.py [--reads 200] [--rtt 0.02]
+        [--data /tmp/zms-latency-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from latency_link import CountingProxy, KeepAliveFront
+from remote_latency import Backend, bare_getter, publish, write_document, write_files
+from remote_read import N_FILES, STEPS, TESTS
+
+now = time.perf_counter_ns
+
+
+class StampingProxy(CountingProxy):
+    """The delayed link, stamping every segment as it arrives and as it leaves."""
+
+    def __init__(self, upstream: tuple[str, int], rtt: float) -> None:
+        self.stamps: list[tuple[int, str]] = []
+        super().__init__(upstream, rtt)
+
+    async def _connection(self, reader: Any, writer: Any) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self.writers |= {writer, up_writer}
+
+        def stamp(what: str) -> Any:
+            return lambda data: self.stamps.append((now(), what))
+
+        await asyncio.gather(
+            self._pipe(reader, up_writer, stamp("request in"), stamp("request out")),
+            self._pipe(up_reader, writer, stamp("answer in"), stamp("answer out")),
+        )
+
+
+# ---------------------------------------------------------------------- the worker
+
+
+def stamped_reads(job: dict[str, Any], reads: int) -> list[dict[str, Any]]:
+    """Random chunks read through zarr and bare, in turn, each with its stamps."""
+    import zarr
+    from latency_contenders import open_store
+
+    import zarr_manifest_store.io.clients as clients
+    import zarr_manifest_store.pipeline as pipeline
+    from zarr_manifest_store.store import ManifestStore
+
+    stamps: dict[str, int] = {}
+    stamp_wrappers(stamps, clients, pipeline, ManifestStore)
+    store, _ = open_store("zms", job)
+    arr = zarr.open_group(store, mode="r")["t2m"]
+    bare = bare_getter(job)
+    bare(0)
+    arr[0]
+    rows = []
+    chunks = np.random.default_rng(1).integers(0, N_FILES * STEPS, reads).tolist()
+    for i, t in enumerate(chunks):
+        for who in ("zms", "bare")[:: 1 - 2 * (i % 2)]:
+            stamps.clear()
+            stamps["called"] = now()
+            if who == "zms":
+                arr[t]
+            else:
+                bare(t)
+            stamps["returned"] = now()
+            rows.append({"who": who, **stamps})
+    return rows
+
+
+def stamp_wrappers(stamps: dict[str, int], clients: Any, pipeline: Any, store_class: Any) -> None:
+    """Wrap obstore's get, the store's get and the pipeline's decoding to stamp them."""
+    obstore = clients.obstore
+
+    class Result:
+        def __init__(self, result: Any) -> None:
+            self.result, self.meta = result, result.meta
+
+        async def bytes_async(self) -> Any:
+            data = await self.result.bytes_async()
+            stamps["body back"] = now()
+            return data
+
+    class Obstore:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(obstore, name)
+
+        async def get_async(self, *args: Any, **kwargs: Any) -> Result:
+            stamps["get_async called"] = now()
+            result = await obstore.get_async(*args, **kwargs)
+            stamps["headers back"] = now()
+            return Result(result)
+
+    clients.obstore = Obstore()
+    get = store_class.get
+
+    async def stamped_get(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        stamps["store.get"] = now()
+        value = await get(self, key, *args, **kwargs)
+        stamps["store.get returned"] = now()
+        return value
+
+    store_class.get = stamped_get
+    named_decoder = pipeline._named_decoder
+
+    def stamped_decoder(transform: Any, byte_getter: Any) -> Any:
+        decode = named_decoder(transform, byte_getter)
+
+        def stamped(raw: Any, spec: Any) -> Any:
+            stamps["decoding"] = now()
+            value = decode(raw, spec)
+            stamps["decoded"] = now()
+            return value
+
+        return stamped
+
+    pipeline._named_decoder = stamped_decoder
+
+
+# ---------------------------------------------------------------------- the report
+
+
+PARTS = {
+    "zms": [
+        ("zarr: arr[t] to store.get", "called", "store.get"),
+        ("ours: store.get to obstore", "store.get", "get_async called"),
+        ("obstore: request to the link", "get_async called", "request in"),
+        ("link: request held", "request in", "request out"),
+        ("server", "request out", "answer in"),
+        ("link: answer held", "answer in", "answer out"),
+        ("obstore: answer to headers back", "answer out", "headers back"),
+        ("obstore: headers to body back", "headers back", "body back"),
+        ("ours: body to store.get returned", "body back", "store.get returned"),
+        ("zarr: to decoding", "store.get returned", "decoding"),
+        ("decoding", "decoding", "decoded"),
+        ("zarr: decoded to arr[t] returned", "decoded", "returned"),
+    ],
+    "bare": [
+        ("http.client: request to the link", "called", "request in"),
+        ("link: request held", "request in", "request out"),
+        ("server", "request out", "answer in"),
+        ("link: answer held", "answer in", "answer out"),
+        ("http.client: answer to returned", "answer out", "returned"),
+    ],
+}
+
+
+def report(rows: list[dict[str, Any]], link: list[tuple[int, str]]) -> None:
+    steps: dict[tuple[str, str], list[float]] = {}
+    totals: dict[str, list[float]] = {"zms": [], "bare": []}
+    unrequested = 0
+    for row in rows:
+        seen = [(t, what) for t, what in link if row["called"] <= t <= row["returned"]]
+        firsts = {what: t for t, what in reversed(seen)}  # each kind's first stamp
+        if "request in" not in firsts:
+            unrequested += 1  # served from a block read ahead before
+            continue
+        if "answer out" not in firsts:
+            continue  # a large block read ahead: stamped only once the client had it
+        stamps = {**firsts, "answer out": max(t for t, w in seen if w == "answer out"), **row}
+        totals[row["who"]].append(row["returned"] - row["called"])
+        for name, start, end in PARTS[row["who"]]:
+            if start in stamps and end in stamps:
+                steps.setdefault((row["who"], name), []).append(stamps[end] - stamps[start])
+    for who in ("zms", "bare"):
+        print(f"{who}: {statistics.median(totals[who]) / 1e6:.3f} ms (median of the reads)")
+        for (whose, name), values in steps.items():
+            if whose == who:
+                print(f"  {name:36} {statistics.median(values) / 1e6:7.3f} ms")
+    print(f"reads served without a request (read ahead), left out: {unrequested}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reads", type=int, default=200)
+    parser.add_argument("--rtt", type=float, default=0.02, help="round trip added, seconds")
+    parser.add_argument("--data", type=Path, default=Path("/tmp/zms-latency-bench"))
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    if args.worker:
+        print(json.dumps(stamped_reads(json.loads(args.worker[0]), int(args.worker[1]))))
+        return
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(name, "testing")
+    sys.path.insert(0, str(TESTS))
+    from servers import S3Server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    files = write_files(args.data / "files")
+    s3 = S3Server().start()
+    publish(args.data, s3, files)
+    front = KeepAliveFront()
+    proxy = StampingProxy(("127.0.0.1", int(front.url.rsplit(":", 1)[1])), args.rtt)
+    try:
+        backend = Backend("s3", proxy, files)
+        job = backend.describe(*write_document(args.data, backend))
+        proxy.stamps.clear()
+        cmd = [sys.executable, __file__, "--worker", json.dumps(job), str(args.reads)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise RuntimeError(f"the worker failed:\n{done.stderr[-3000:]}")
+        rows = json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        proxy.stop()
+        front.stop()
+        s3.stop()
+    report(rows, list(proxy.stamps))
+
+
+if __name__ == "__main__":
+    main()
