@@ -58,7 +58,9 @@ def test_dask_tasks_share_the_blocks(http_server, tmp_path):
     ds = xr.open_zarr(store, consolidated=False)
     assert ds.v.data.numblocks == (24, 1)
     np.testing.assert_array_equal(ds.v.values, data)
-    assert http_server.requests.count("GET", path=name) <= 8  # of 24 chunks
+    # of 24 chunks (one each without read-ahead): about 6 when dask's two threads keep in
+    # step, up to 13 seen on a machine at load 20
+    assert http_server.requests.count("GET", path=name) <= 16
 
 
 def test_dask_read_of_an_s3_object_takes_few_requests(s3, tmp_path):
@@ -72,8 +74,9 @@ def test_dask_read_of_an_s3_object_takes_few_requests(s3, tmp_path):
     store = store_over(manifest_for(path, url, fingerprint), storage_options=options)
     server.requests.clear()
     np.testing.assert_array_equal(xr.open_zarr(store, consolidated=False).v.values, data)
-    # of 24 chunks: about 6 when dask's two threads keep in step, a few more on a loaded machine
-    assert server.data_requests(bucket, "src.h5") <= 12
+    # of 24 chunks (one each without read-ahead): about 6 when dask's two threads keep in
+    # step, up to 13 seen on a machine at load 20
+    assert server.data_requests(bucket, "src.h5") <= 16
 
 
 def test_random_reads_are_not_read_ahead(http_server, tmp_path):
