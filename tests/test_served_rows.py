@@ -5,6 +5,8 @@ layout joined exactly."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -250,3 +252,27 @@ def test_rows_of_any_layout_are_joined_exactly(tmp_path, monkeypatch, seed):
     np.testing.assert_array_equal(group["v"][:], expected)
     np.testing.assert_array_equal(group["w"][17:250], expected[17:250])
     np.testing.assert_array_equal(xr.open_zarr(store).v.values, expected)
+
+
+def test_record_numbers_are_served_in_the_machine_byte_order(tmp_path, small_span):
+    """Big-endian rows are swapped in the copy that joins them, so zarr takes the served chunk
+    as it is; the document keeps the stored order, and the values are unchanged."""
+    path = tmp_path / "radar.nc"
+    _radar(path, 333)
+    scanned = zms.scan(str(path))
+    store = zms.ManifestStore(scanned)
+    group = zarr.open_group(store, mode="r")
+    for name in ("time", "azimuth", "reflectivity", "gates", "phase"):
+        (codec,) = group[name].metadata.codecs
+        assert codec.endian == sys.byteorder, name
+        assert scanned[name].metadata.codecs[0].endian == "big"  # the document as scanned
+        chunk = zarr.core.buffer.default_buffer_prototype()
+        raw = store.get_sync(f"{name}/c/1" + "/0" * (group[name].ndim - 1), prototype=chunk)
+        rows = group[name].chunks[0]
+        served = np.frombuffer(raw.to_bytes(), group[name].dtype).reshape(
+            -1, *group[name].shape[1:]
+        )
+        np.testing.assert_array_equal(served, _raw(path, name)[rows : 2 * rows], err_msg=name)
+    for name in ("transition", "ray_label"):  # single bytes: served as stored
+        assert group[name].metadata.codecs == scanned[name].metadata.codecs
+    _check_views(path, store)
