@@ -11,7 +11,8 @@ serves such an array, if it has at least :data:`MIN_ROW_CHUNKS` chunks and its
 manifest is in memory (a stored columnar manifest not yet loaded keeps serving a
 chunk by reading only the block that holds it), in chunks of the rows that lie
 within about :data:`ROW_SPAN_BYTES` of their file, so that every record variable
-of a file is served in chunks of the same records. The store reads a served
+of a file is served in chunks of the same records, cut together from one read of
+those records (:mod:`.served_blocks`). Otherwise the store reads a served
 chunk's runs of evenly spaced rows each as one range within a block of the file,
 through the blocks the arrays of a store share (:mod:`.served_blocks`), and
 joins them, turning numbers stored big-endian (as netCDF-3 stores them) to the
@@ -234,8 +235,12 @@ class Rows:
         return self.served.factor * self.served.row_bytes
 
     async def read(self, sources: Sources) -> np.ndarray:
-        """The served chunk's bytes. The ranges to read go to the sources together (so that
-        nearby ones coalesce), in batches of at most ``max_coalesced_bytes`` between them."""
+        """The served chunk's bytes: cut with the rest of its family's (see
+        :mod:`.served_blocks`), else read row by row, the ranges going to the sources together
+        (so that nearby ones coalesce), in batches of at most ``max_coalesced_bytes``."""
+        cut = await self.served.blocks.chunk(sources, self.served, self.first // self.served.factor)
+        if cut is not None:
+            return cut
         out, runs = self._plan(sources)
         blocks, reader, dtype = self.served.blocks, self.served.path, self.served.stored_dtype
         for batch in _batches(runs, sources.options["max_coalesced_bytes"]):
@@ -246,6 +251,9 @@ class Rows:
 
     def read_sync(self, sources: Sources) -> np.ndarray:
         """The served chunk's bytes, blocking: one range at a time."""
+        cut = self.served.blocks.chunk_sync(sources, self.served, self.first // self.served.factor)
+        if cut is not None:
+            return cut
         out, runs = self._plan(sources)
         blocks, reader, dtype = self.served.blocks, self.served.path, self.served.stored_dtype
         for run in runs:
