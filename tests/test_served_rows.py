@@ -314,3 +314,22 @@ def test_record_variables_of_a_remote_file_are_cut_from_one_request_a_chunk(
     ranged = [r for r in http_server.requests.entries if r.method == "GET" and r.range]
     assert len(ranged) <= served + 2  # + the two non-record variables
     assert store._served["phase"].blocks.held_bytes == 0
+
+
+def test_records_past_the_header_record_count_are_not_read(tmp_path, small_span):
+    """A file whose header counts fewer records than it holds (a writer stopped before
+    updating the count) reads as scipy reads it: the counted records only."""
+    path = tmp_path / "radar.nc"
+    _radar(path, 333)
+    raw = bytearray(path.read_bytes())
+    assert int.from_bytes(raw[4:8], "big") == 333
+    raw[4:8] = (250).to_bytes(4, "big")
+    path.write_bytes(bytes(raw))
+    store = zms.ManifestStore(zms.scan(str(path)))
+    group = zarr.open_group(store, mode="r")
+    assert group["phase"].shape == (250, GATES)
+    assert 250 % group["phase"].chunks[0]  # the last served chunk partial
+    with netcdf_file(path, mmap=False) as f:
+        for name, variable in f.variables.items():
+            np.testing.assert_array_equal(group[name][:], variable.data, err_msg=name)
+    _check_views(path, store)
