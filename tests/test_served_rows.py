@@ -333,3 +333,27 @@ def test_records_past_the_header_record_count_are_not_read(tmp_path, small_span)
         for name, variable in f.variables.items():
             np.testing.assert_array_equal(group[name][:], variable.data, err_msg=name)
     _check_views(path, store)
+
+
+def test_an_inline_row_of_the_wrong_length_is_refused_naming_it(tmp_path):
+    rows = 100
+    path = tmp_path / "raw.bin"
+    path.write_bytes(np.arange(rows * 4, dtype=">f4").tobytes())
+    manifest = zms.ChunkManifest.from_arrays(
+        paths=np.full((rows, 1), str(path)),
+        offsets=(np.arange(rows) * 16).reshape(rows, 1),
+        lengths=np.full((rows, 1), 16),
+    ).with_inline({(9, 0): b"\0" * 12})
+    metadata = {
+        "shape": [rows, 4],
+        "data_type": "float32",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1, 4]}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": -1.0,
+        "codecs": [{"name": "bytes", "configuration": {"endian": "big"}}],
+        "dimension_names": ["y", "x"],
+    }
+    array = zms.ManifestArray(metadata=metadata, manifest=manifest)
+    store = zms.ManifestStore(zms.ManifestGroup(arrays={"v": array}))
+    with pytest.raises(zms.ManifestError, match=r"array 'v', chunk 9 .*inline chunk is 12 bytes"):
+        zarr.open_group(store, mode="r")["v"][:]
