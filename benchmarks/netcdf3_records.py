@@ -2,31 +2,36 @@
 
 A netCDF3 record variable stores one slab per record, interleaved with the
 other record variables, so its scan has one chunk per record. This writes a
-radar-like file of ``--records`` records (as the ARM radar files of the issue):
-record variables of several types (a time coordinate, float32 angles, int8 and
-int32 flags, an 8-character label, packed int16 moments with ``_FillValue``,
-float32 and float64 fields and an int8 quality field of ``--gates`` gates)
-beside non-record variables (the range coordinate, per-sweep numbers, a name and
-a scalar). It then times, from an open file to every variable in memory:
+radar-like file like the ARM radar file of the issue (6,646 records by default,
+500 gates, about 54 MiB): record variables of several types (a time coordinate,
+float32 angles, int8 and int32 flags, an 8-character label, packed int16 moments
+with ``_FillValue``, float32 and float64 fields and an int8 quality field of
+``--gates`` gates) beside non-record variables (the range coordinate, per-sweep
+numbers, a name and a scalar); ``--small`` writes the earlier 5,000-record,
+100-gate file (8.3 MiB). It then times, from an open file to every variable in
+memory:
 
 - ``xr.open_dataset(path, engine="scipy").load()`` (the reference);
 - ``xr.open_zarr(ManifestStore(group)).load()``, default chunks (dask), and
   with ``chunks=None``; the file is scanned once beforehand (the scan is shown
-  apart), and each repeat opens a new store, so nothing is kept between them.
+  apart), and each repeat opens a new store, so nothing is kept between them;
+- the floor of zarr's and xarray's own cost: the same bytes in a zarr
+  ``MemoryStore``, chunked as the store serves them, opened the same two ways.
 
 Both sides decode alike (CF masking and scaling, times); before timing, the
 values of every variable are checked against scipy's, exactly as stored
 (``mask_and_scale=False``) and as decoded (packed variables decode to float64
-here and float32 with scipy: values close, not identical). Times are medians of
-``--repeat`` runs, wall clock and CPU time of the process.
+here and float32 with scipy: values close, not identical). The runs alternate
+(scipy, ours, the floor, ...) and the times are medians of ``--repeat`` runs,
+wall clock and CPU time of the process.
 
 Issue #18's targets: default chunks <= 5x scipy, ``chunks=None`` <= 2x. The
 store serves record variables in chunks of many records
-(``zarr_manifest_store.served_rows``), reading the file's record section once
-for all of them (``zarr_manifest_store.served_blocks``).
+(``zarr_manifest_store.served_rows``), every record variable's chunk cut from
+one read of the records it spans (``zarr_manifest_store.served_blocks``).
 
-    .venv/bin/python benchmarks/netcdf3_records.py [--records 5000] [--gates 100] [--repeat 9]
-    .venv/bin/python benchmarks/netcdf3_records.py --records 6646 --gates 500  # radar size
+    .venv/bin/python benchmarks/netcdf3_records.py [--records 6646] [--gates 500] [--repeat 7]
+    .venv/bin/python benchmarks/netcdf3_records.py --small  # 5,000 records, 100 gates
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+import zarr
 from scipy.io import netcdf_file
 
 import zarr_manifest_store as zms
@@ -91,23 +97,45 @@ def make_file(path: Path, records: int, gates: int) -> None:
         quality[:records] = rng.integers(-100, 100, (records, gates), dtype="i1")
 
 
-def median_times(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """Median wall-clock and CPU seconds of ``repeat`` calls."""
-    wall, cpu = [], []
+def memory_store(path: Path, store: zms.ManifestStore) -> zarr.storage.MemoryStore:
+    """The file's variables, as stored, in a zarr MemoryStore chunked as ``store`` serves
+    them, uncompressed: what zarr and xarray cost without reading a file."""
+    served = zarr.open_group(store, mode="r")
+    memory = zarr.storage.MemoryStore()
+    with xr.open_dataset(path, engine="scipy", mask_and_scale=False, decode_times=False) as ds:
+        encoding = {
+            name: {"chunks": served[name].chunks, "compressors": None}
+            for name in ds.variables
+            if ds[name].ndim
+        }
+        ds.load().to_zarr(memory, zarr_format=3, encoding=encoding, consolidated=True)
+    return memory
+
+
+def median_times(
+    cases: dict[str, Callable[[], object]], repeat: int
+) -> dict[str, tuple[float, float]]:
+    """Median wall-clock and CPU seconds of ``repeat`` calls of each case, in turn."""
+    wall: dict[str, list[float]] = {name: [] for name in cases}
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeat):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return statistics.median(wall), statistics.median(cpu)
+        for name, fn in cases.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in cases}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=5000)
-    parser.add_argument("--gates", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--records", type=int, default=6646)
+    parser.add_argument("--gates", type=int, default=500)
+    parser.add_argument("--small", action="store_true", help="5,000 records of 100 gates")
+    parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
+    if args.small:
+        args.records, args.gates = 5000, 100
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "records.nc"
@@ -115,6 +143,7 @@ def main() -> None:
         start = time.perf_counter()
         group = zms.scan(str(path))
         scanned = time.perf_counter() - start
+        memory = memory_store(path, zms.ManifestStore(group))
 
         def scipy_load(**options: object) -> xr.Dataset:
             with xr.open_dataset(path, engine="scipy", **options) as ds:
@@ -128,24 +157,34 @@ def main() -> None:
                 ours(chunks, mask_and_scale=False), scipy_load(mask_and_scale=False)
             )
             xr.testing.assert_allclose(ours(chunks), scipy_load())
-        reference = median_times(scipy_load, args.repeat)
-        dask = median_times(lambda: ours({}), args.repeat)
-        plain = median_times(lambda: ours(None), args.repeat)
+        cases = {
+            "scipy open_dataset + load": scipy_load,
+            "open_zarr, default chunks": lambda: ours({}),
+            "open_zarr, chunks=None": lambda: ours(None),
+            "floor: MemoryStore, default": lambda: xr.open_zarr(memory, chunks={}).load(),
+            "floor: MemoryStore, None": lambda: xr.open_zarr(memory, chunks=None).load(),
+        }
+        for fn in cases.values():  # warm up
+            fn()
+        times = median_times(cases, args.repeat)
         size = path.stat().st_size / 2**20
         records = [v for v in group.arrays if group[v].metadata.dimension_names[:1] == ("time",)]
         print(
             f"{args.records} records, {len(records)} record variables ({args.gates} gates), "
             f"{len(group.arrays) - len(records)} others; {size:.1f} MiB; scan {scanned:.3f} s"
         )
-        print("median of", args.repeat, "      wall (x scipy)      CPU (x scipy)")
-        for name, (wall, cpu) in (
-            ("scipy open_dataset + load", reference),
-            ("open_zarr, default chunks", dask),
-            ("open_zarr, chunks=None", plain),
-        ):
+        reference = times["scipy open_dataset + load"]
+        print("median of", args.repeat, "         wall (x scipy)      CPU (x scipy)")
+        for name, (wall, cpu) in times.items():
             print(
-                f"{name:26s} {wall:7.3f} s ({wall / reference[0]:4.1f}x)"
+                f"{name:29s} {wall:7.3f} s ({wall / reference[0]:4.1f}x)"
                 f"  {cpu:7.3f} s ({cpu / reference[1]:4.1f}x)"
+            )
+        for name, target in (("open_zarr, default chunks", 5), ("open_zarr, chunks=None", 2)):
+            wall, cpu = times[name]
+            print(
+                f"target {name} <= {target}x scipy: wall {wall / reference[0]:.1f}x, "
+                f"CPU {cpu / reference[1]:.1f}x"
             )
 
 

@@ -12,6 +12,15 @@ one array is waited for by the others (dask reads them at once), not read again.
 The blocks held never exceed the store's ``read_ahead_bytes`` (0, or
 ``verify="always"``, turns the keeping off: every read then goes to the file); a
 block that does not fit is not kept.
+
+Where the arrays' rows lie at the same places of one file but for a shift each
+(the record variables of a netCDF-3 file: a *family*), a served chunk is not
+read through blocks at all: the records it spans are read in one range and every
+member's served chunk is cut from them at once (a strided copy each), the others'
+kept, within the same budget, until their array takes them. Loading every
+record variable then copies each byte of the file once after reading it, as
+scipy's engine does, instead of keeping the raw blocks and copying out of them
+later.
 """
 
 from __future__ import annotations
@@ -22,12 +31,13 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, InvalidStateError
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.io.sources import ByteData, Sources
+from zarr_manifest_store.manifest import INLINE
 
 __all__ = ["BLOCK_BYTES", "RowArray", "RowBlocks"]
 
@@ -43,9 +53,21 @@ class RowArray(Protocol):
 
     path: str
     array: ManifestArray
+    stored_dtype: np.dtype
+    served_dtype: np.dtype
 
     def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Path index, offset and length of each stored chunk along the first axis."""
+        ...
+
+    @property
+    def factor(self) -> int:
+        """Stored chunks per served chunk."""
+        ...
+
+    @property
+    def fill_row(self) -> np.ndarray:
+        """One stored chunk of fill values as served."""
         ...
 
 
@@ -76,14 +98,134 @@ class RowBlocks:
         self._files: dict[str, _File] = {}
         self._blocks: dict[Key, _Block] = {}
         self._pending: dict[Key, Future[None]] = {}  # blocks being read
+        self._families: dict[str, _Family] | None = None  # by array
+        self._cuts: dict[tuple[int, int], _Cut] = {}  # by (family, chunk): kept
+        self._cutting: dict[tuple[int, int], Future[None]] = {}  # being cut
         self._held = 0
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
     @property
     def held_bytes(self) -> int:
-        """The bytes of the blocks kept now."""
+        """The bytes of the blocks and cut chunks kept now."""
         return self._held
+
+    async def chunk(self, sources: Sources, served: RowArray, number: int) -> np.ndarray | None:
+        """The bytes of served chunk ``number`` of ``served``, if its family cuts it (see the
+        module's docstring): kept from a cut for another member, else cut now for every
+        member from one read; None if the chunk is not cut so (read it row by row)."""
+        plan = self._region(sources, served, number)
+        if plan is None:
+            return None
+        family, start, span = plan
+        while True:
+            kept, cutting = self._claim_chunk(family, served.path, number)
+            if kept is not None:
+                return kept
+            if cutting is None:
+                with self._reading((family.id, number), self._cutting) as done:
+                    data = await sources.read(family.path, start, span)
+                    return self._cut_all(family, served, number, data, sources, done)
+            try:  # shielded: a cancelled waiter must not cancel the read it waits for
+                await asyncio.shield(asyncio.wrap_future(cutting))
+            except Exception:  # that read failed or was abandoned: cut it here
+                return family.cut(served, number, await sources.read(family.path, start, span))
+
+    def chunk_sync(self, sources: Sources, served: RowArray, number: int) -> np.ndarray | None:
+        """:meth:`chunk`, blocking."""
+        plan = self._region(sources, served, number)
+        if plan is None:
+            return None
+        family, start, span = plan
+        while True:
+            kept, cutting = self._claim_chunk(family, served.path, number)
+            if kept is not None:
+                return kept
+            if cutting is None:
+                with self._reading((family.id, number), self._cutting) as done:
+                    data = sources.read_sync(family.path, start, span)
+                    return self._cut_all(family, served, number, data, sources, done)
+            try:
+                cutting.result(timeout=sources.options["deadline"])
+            except Exception:  # failed, abandoned or slow: cut it here
+                return family.cut(served, number, sources.read_sync(family.path, start, span))
+
+    def _region(
+        self, sources: Sources, served: RowArray, number: int
+    ) -> tuple[_Family, int, int] | None:
+        """``served``'s family and the range of its file holding served chunk ``number`` of
+        every member; None unless it has a family and the chunk's rows are evenly spaced
+        within at most ``max_coalesced_bytes``."""
+        with self._locked():
+            if self._families is None:
+                self._families = _families(self._arrays)
+        family = self._families.get(served.path)
+        if family is None:
+            return None
+        region = family.region(number)
+        if region is None or region[1] > sources.options["max_coalesced_bytes"]:
+            return None
+        return family, *region
+
+    def _claim_chunk(
+        self, family: _Family, reader: str, number: int
+    ) -> tuple[np.ndarray | None, Future[None] | None]:
+        """Chunk ``number`` of ``reader`` if kept (dropped with the others once every member
+        took its own); else the cut under way; else ``(None, None)``: the caller cuts it,
+        within :meth:`_reading`."""
+        key = (family.id, number)
+        with self._locked():
+            cut = self._cuts.get(key)
+            if cut is not None and reader in cut.chunks:
+                cut.taken.add(reader)
+                if len(cut.taken) == len(family.members):
+                    self._held -= cut.held_bytes
+                    del self._cuts[key]
+                return cut.chunks[reader], None
+            cutting = self._cutting.get(key)
+            if cutting is None:
+                self._cutting[key] = Future()
+            return None, cutting
+
+    def _cut_all(
+        self,
+        family: _Family,
+        served: RowArray,
+        number: int,
+        data: ByteData,
+        sources: Sources,
+        done: Future[None],
+    ) -> np.ndarray:
+        """Chunk ``number`` of ``served`` cut from ``data``, and of every member yet to take it
+        (its own too, should it read it again), kept within ``read_ahead_bytes`` until every
+        member took its own; then those waiting are told."""
+        mine = family.cut(served, number, data)
+        options, key = sources.options, (family.id, number)
+        budget = options["read_ahead_bytes"] if options["verify"] != "always" else 0
+        with self._locked():
+            cut = self._cuts.setdefault(key, _Cut()) if budget else None
+            if cut is not None:
+                cut.taken.add(served.path)
+        for member in family.members if cut is not None else ():
+            if member.path in cut.chunks or (member is not served and member.path in cut.taken):
+                continue
+            if self._held + family.chunk_bytes(member) > budget:
+                continue  # checked again below, with the lock held
+            chunk = mine if member is served else family.cut(member, number, data)
+            with self._locked():
+                if self._cuts.get(key) is cut and self._held + chunk.nbytes <= budget:
+                    chunk.flags.writeable = False  # handed out to each reader of it
+                    cut.chunks[member.path] = chunk
+                    self._held += chunk.nbytes
+        with self._locked():
+            finished = cut is not None and (not cut.chunks or len(cut.taken) == len(family.members))
+            if finished and self._cuts.get(key) is cut:
+                self._held -= cut.held_bytes
+                del self._cuts[key]
+            self._cutting.pop(key, None)
+        with contextlib.suppress(InvalidStateError):
+            done.set_result(None)
+        return mine
 
     def add(self, served: RowArray) -> None:
         """Count ``served`` among the arrays that read their rows through these blocks."""
@@ -111,7 +253,7 @@ class RowBlocks:
                 except Exception:  # that read failed or was abandoned: read the rows here
                     break
                 continue  # taken from the block now kept, or read again if it was not kept
-            with self._reading(key) as done:
+            with self._reading(key, self._pending) as done:
                 data = await sources.read(path, block_start, block_stop - block_start)
                 block = self._keep(key, data, reader, rows, sources, done)
             return block.data[start - block_start : start - block_start + span]
@@ -133,7 +275,7 @@ class RowBlocks:
                 except Exception:  # failed, abandoned or slow: read the rows here
                     break
                 continue
-            with self._reading(key) as done:
+            with self._reading(key, self._pending) as done:
                 data = sources.read_sync(path, block_start, block_stop - block_start)
                 block = self._keep(key, data, reader, rows, sources, done)
             return block.data[start - block_start : start - block_start + span]
@@ -181,15 +323,17 @@ class RowBlocks:
             return None, reading
 
     @contextlib.contextmanager
-    def _reading(self, key: Key) -> Iterator[Future[None]]:
-        """The read of block ``key`` by the array that claimed it: whoever waits for it is
-        told when it ends, however it ends."""
-        done = self._pending[key]
+    def _reading(
+        self, key: tuple[Any, int], pending: dict[Any, Future[None]]
+    ) -> Iterator[Future[None]]:
+        """The read of block (or family chunk) ``key`` by the array that claimed it in
+        ``pending``: whoever waits for it is told when it ends, however it ends."""
+        done = pending[key]
         try:
             yield done
         finally:
             with self._locked():
-                self._pending.pop(key, None)
+                pending.pop(key, None)
             with contextlib.suppress(InvalidStateError):  # told already
                 done.set_exception(OSError(f"the read of block {key} was abandoned"))
 
@@ -221,6 +365,7 @@ class RowBlocks:
         thread may have held the old one when the process forked)."""
         if self._pid != os.getpid():
             self._lock, self._blocks, self._pending, self._held = threading.Lock(), {}, {}, 0
+            self._cuts, self._cutting = {}, {}
             self._pid = os.getpid()
         return self._lock
 
@@ -260,3 +405,93 @@ class _File:
         """How many rows (of array ``reader``, or of all) lie within block number ``block``."""
         rows = self.total if reader is None else self.rows.get(reader, self.total[:0])
         return int(rows[block]) if block < len(rows) else 0
+
+
+class _Cut:
+    """The served chunks cut from one read of a family's records (by array), kept, and the
+    arrays that took theirs."""
+
+    __slots__ = ("chunks", "taken")
+
+    def __init__(self) -> None:
+        self.chunks: dict[str, np.ndarray] = {}
+        self.taken: set[str] = set()
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(chunk.nbytes for chunk in self.chunks.values())
+
+
+class _Family:
+    """Arrays served in rows whose rows all lie in one file, at the same places but for a
+    shift each: the record variables of a netCDF-3 file. A served chunk of every member is
+    cut from one read of its records."""
+
+    __slots__ = ("factor", "id", "members", "path", "shifts", "starts")
+
+    def __init__(self, number: int, path: str, members: list[RowArray], starts: np.ndarray):
+        self.id, self.path, self.members = number, path, members
+        self.factor = members[0].factor
+        first = min(int(m.rows()[1][0]) for m in members)
+        self.shifts = {m.path: int(m.rows()[1][0]) - first for m in members}
+        self.starts = starts - starts[0] + first  # where each record's first member row lies
+
+    def region(self, number: int) -> tuple[int, int] | None:
+        """Where the records of served chunk ``number`` lie, ``(start, span)``; None unless
+        they are evenly spaced."""
+        starts = self.starts[number * self.factor : (number + 1) * self.factor]
+        steps = np.diff(starts)
+        if len(starts) == 0 or (len(steps) and (steps[0] <= 0 or (steps != steps[0]).any())):
+            return None
+        return int(starts[0]), self._span(starts)
+
+    def _span(self, starts: np.ndarray) -> int:
+        """The bytes from the first member row of ``starts[0]`` to the last of ``starts[-1]``."""
+        last = max(self.shifts[m.path] + m.fill_row.nbytes for m in self.members)
+        return int(starts[-1] - starts[0]) + last
+
+    def chunk_bytes(self, member: RowArray) -> int:
+        return self.factor * member.fill_row.nbytes
+
+    def cut(self, member: RowArray, number: int, data: ByteData) -> np.ndarray:
+        """Served chunk ``number`` of ``member`` cut from ``data``, the bytes of its region."""
+        first = number * self.factor
+        starts = self.starts[first : first + self.factor]
+        fill, dtype = member.fill_row, member.stored_dtype
+        stride = int(starts[1] - starts[0]) if len(starts) > 1 else fill.nbytes
+        span = self._span(starts)
+        if len(data) != span:
+            raise OSError(f"reading {self.path!r} gave {len(data)} bytes, not {span}")
+        out = np.empty((self.factor, len(fill)), dtype=member.served_dtype)
+        rows = np.ndarray(
+            (len(starts), len(fill)),
+            dtype,
+            data,
+            self.shifts[member.path],
+            (stride, dtype.itemsize),
+        )
+        out[: len(starts)] = rows
+        out[len(starts) :] = fill
+        return out.view(np.uint8).reshape(-1)
+
+
+def _families(arrays: Iterable[RowArray]) -> dict[str, _Family]:
+    """The family of each array that has one (of two members or more), by array."""
+    groups: dict[tuple[Any, ...], list[RowArray]] = {}
+    for served in arrays:
+        index, offsets, lengths = served.rows()
+        size = served.fill_row.nbytes
+        if not len(index) or index[0] >= INLINE or (index != index[0]).any():
+            continue  # rows in several files, missing or inline: read row by row
+        if (lengths != size).any():
+            continue  # refused when read, naming the chunk
+        path = served.array.manifest.paths[int(index[0])]
+        key = (served.factor, path, (offsets - offsets[0]).tobytes())
+        groups.setdefault(key, []).append(served)
+    families: dict[str, _Family] = {}
+    for number, ((_, path, _), members) in enumerate(groups.items()):
+        if len(members) < 2:
+            continue
+        family = _Family(number, path, members, members[0].rows()[1])
+        families.update((m.path, family) for m in members)
+    return families

@@ -11,17 +11,22 @@ serves such an array, if it has at least :data:`MIN_ROW_CHUNKS` chunks and its
 manifest is in memory (a stored columnar manifest not yet loaded keeps serving a
 chunk by reading only the block that holds it), in chunks of the rows that lie
 within about :data:`ROW_SPAN_BYTES` of their file, so that every record variable
-of a file is served in chunks of the same records. The store reads a served
+of a file is served in chunks of the same records, cut together from one read of
+those records (:mod:`.served_blocks`). Otherwise the store reads a served
 chunk's runs of evenly spaced rows each as one range within a block of the file,
 through the blocks the arrays of a store share (:mod:`.served_blocks`), and
-joins them. Missing rows read as the fill value, as zarr would give them. The
-document is unchanged: only the chunk grid the store serves differs.
+joins them, turning numbers stored big-endian (as netCDF-3 stores them) to the
+machine's order in that same copy, so that zarr takes the served chunk as it is
+(no byte swap of its own). Missing rows read as the fill value, as zarr would
+give them. The document is unchanged: only the chunk grid (and the ``bytes``
+codec's ``endian``) the store serves differ.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -93,15 +98,26 @@ def _joins_rows(array: ManifestArray) -> bool:
 class ServedRows(ServedArray):
     """An array served with ``factor`` stored chunks joined along the first axis per chunk."""
 
-    __slots__ = ("_columns", "_factor", "_fill", "blocks")
+    __slots__ = ("_columns", "_factor", "_fill", "blocks", "served_dtype", "stored_dtype")
 
     def __init__(self, path: str, array: ManifestArray, blocks: RowBlocks) -> None:
         super().__init__(path, array)
         self.blocks = blocks
         self._columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._factor: int | None = None
-        self._fill: bytes | None = None
+        self._fill: np.ndarray | None = None
+        self.stored_dtype, self.served_dtype = _row_dtypes(array.metadata)
         blocks.add(self)
+
+    @property
+    def swaps(self) -> bool:
+        """Whether the store serves the numbers in the machine's byte order, not as stored."""
+        return self.served_dtype != self.stored_dtype
+
+    @property
+    def row_bytes(self) -> int:
+        """The bytes of one stored chunk (one row along the first axis)."""
+        return self.fill_row.nbytes
 
     @property
     def factor(self) -> int:
@@ -110,7 +126,7 @@ class ServedRows(ServedArray):
         served chunks; worked out when first needed."""
         if self._factor is None:
             index, offsets, _ = self.rows()
-            size = len(self.fill_row)
+            size = self.row_bytes
             steps = np.diff(offsets)[(index[1:] == index[:-1]) & (index[1:] < INLINE)]
             steps = steps[steps >= size]
             stride = int(np.median(steps)) if len(steps) else size
@@ -124,11 +140,14 @@ class ServedRows(ServedArray):
         return (-(-stored[0] // self.factor), *stored[1:])
 
     def served_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
-        """The array's ``zarr.json`` with the served chunk shape."""
+        """The array's ``zarr.json`` with the served chunk shape and byte order."""
         grid = metadata["chunk_grid"]
         chunks = list(grid["configuration"]["chunk_shape"])
         chunks[0] *= self.factor
-        return {**metadata, "chunk_grid": {**grid, "configuration": {"chunk_shape": chunks}}}
+        served = {**metadata, "chunk_grid": {**grid, "configuration": {"chunk_shape": chunks}}}
+        if self.swaps:
+            served["codecs"] = [{"name": "bytes", "configuration": {"endian": sys.byteorder}}]
+        return served
 
     def chunk(self, chunk_key: str) -> Rows | None:
         coords = self.decode(chunk_key)
@@ -156,19 +175,33 @@ class ServedRows(ServedArray):
         return self._columns
 
     @property
-    def fill_row(self) -> bytes:
-        """One stored chunk of fill values, encoded as the ``bytes`` codec stores it."""
+    def fill_row(self) -> np.ndarray:
+        """One stored chunk of fill values as the store serves it: flat, of ``served_dtype``."""
         if self._fill is None:
-            self._fill = self._encoded_fill()
+            meta = self.array.metadata
+            shape, dtype = meta.chunk_grid.chunk_shape, _encoded(meta, self.swaps)
+            fill = np.full(shape, meta.fill_value, dtype=dtype).reshape(-1)
+            self._fill = fill if self.served_dtype == dtype else fill.view(self.served_dtype)
         return self._fill
 
-    def _encoded_fill(self) -> bytes:
-        meta = self.array.metadata
-        endian = meta.codecs[0].endian
-        dtype = meta.data_type.to_native_dtype()
-        if endian is not None:
-            dtype = dtype.newbyteorder("<" if endian == "little" else ">")
-        return np.full(meta.chunk_grid.chunk_shape, meta.fill_value, dtype=dtype).tobytes()
+
+def _row_dtypes(meta: ArrayV3Metadata) -> tuple[np.dtype, np.dtype]:
+    """The element type a row is copied as, as stored and as served: numbers stored in the
+    other byte order are served in the machine's (swapped in the copy); anything else is
+    copied as bytes."""
+    stored = _encoded(meta, swapped=False)
+    if stored.kind in "iufc" and stored.itemsize > 1 and not stored.isnative:
+        return stored, stored.newbyteorder("=")
+    return np.dtype(np.uint8), np.dtype(np.uint8)
+
+
+def _encoded(meta: ArrayV3Metadata, swapped: bool) -> np.dtype:
+    """The array's type with the byte order of its ``bytes`` codec (``swapped``: the machine's)."""
+    dtype = meta.data_type.to_native_dtype()
+    endian = meta.codecs[0].endian
+    if endian is None or swapped:
+        return dtype
+    return dtype.newbyteorder("<" if endian == "little" else ">")
 
 
 def _columns(manifest: ChunkManifest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -199,59 +232,76 @@ class Rows:
 
     @property
     def nbytes(self) -> int:
-        return self.served.factor * len(self.served.fill_row)
+        return self.served.factor * self.served.row_bytes
 
     async def read(self, sources: Sources) -> np.ndarray:
-        """The served chunk's bytes. The ranges to read go to the sources together (so that
-        nearby ones coalesce), in batches of at most ``max_coalesced_bytes`` between them."""
+        """The served chunk's bytes: cut with the rest of its family's (see
+        :mod:`.served_blocks`), else read row by row, the ranges going to the sources together
+        (so that nearby ones coalesce), in batches of at most ``max_coalesced_bytes``."""
+        cut = await self.served.blocks.chunk(sources, self.served, self.first // self.served.factor)
+        if cut is not None:
+            return cut
         out, runs = self._plan(sources)
-        blocks, reader = self.served.blocks, self.served.path
+        blocks, reader, dtype = self.served.blocks, self.served.path, self.served.stored_dtype
         for batch in _batches(runs, sources.options["max_coalesced_bytes"]):
             reads = (blocks.read(sources, reader, r.path, r.start, r.span, r.count) for r in batch)
             for run, data in zip(batch, await asyncio.gather(*reads), strict=True):
-                run.place(out, data)
-        return out.reshape(-1)
+                run.place(out, data, dtype)
+        return out.view(np.uint8).reshape(-1)
 
     def read_sync(self, sources: Sources) -> np.ndarray:
         """The served chunk's bytes, blocking: one range at a time."""
+        cut = self.served.blocks.chunk_sync(sources, self.served, self.first // self.served.factor)
+        if cut is not None:
+            return cut
         out, runs = self._plan(sources)
-        blocks, reader = self.served.blocks, self.served.path
+        blocks, reader, dtype = self.served.blocks, self.served.path, self.served.stored_dtype
         for run in runs:
-            run.place(
-                out, blocks.read_sync(sources, reader, run.path, run.start, run.span, run.count)
-            )
-        return out.reshape(-1)
+            data = blocks.read_sync(sources, reader, run.path, run.start, run.span, run.count)
+            run.place(out, data, dtype)
+        return out.view(np.uint8).reshape(-1)
 
     def _plan(self, sources: Sources) -> tuple[np.ndarray, list[_Run]]:
-        """The served chunk with its fill and inline rows in place, and the ranges to read
-        into it: each run of rows evenly spaced in one file (at most ``max_gap_bytes`` apart)
-        within one of the file's blocks as one range."""
-        index, offsets, lengths = (c[self.first : self.last] for c in self.served.rows())
+        """The served chunk (rows of ``served_dtype``) with its fill and inline rows in
+        place, and the ranges to read into it: each run of rows evenly spaced in one file
+        (at most ``max_gap_bytes`` apart) within one of the file's blocks as one range."""
+        served = self.served
+        index, offsets, lengths = (c[self.first : self.last] for c in served.rows())
         self._check_lengths(index, lengths)
-        fill = np.frombuffer(self.served.fill_row, dtype=np.uint8)
-        out = np.empty((self.served.factor, len(fill)), dtype=np.uint8)
+        fill, size = served.fill_row, served.row_bytes
+        out = np.empty((served.factor, len(fill)), dtype=served.served_dtype)
         out[len(index) :] = fill
         out[: len(index)][index == MISSING] = fill
-        manifest, rest = self.served.array.manifest, (0,) * (self.served.array.manifest.ndim - 1)
+        manifest, rest = served.array.manifest, (0,) * (served.array.manifest.ndim - 1)
         for row in np.flatnonzero(index == INLINE):
-            out[row] = np.frombuffer(manifest.inline[(self.first + int(row), *rest)], np.uint8)
-        gap, block = sources.options["max_gap_bytes"], self.served.blocks.block_bytes(sources)
+            out[row] = self._inline(manifest.inline[(self.first + int(row), *rest)], int(row))
+        gap, block = sources.options["max_gap_bytes"], served.blocks.block_bytes(sources)
         runs = [
-            _Run(manifest.paths[int(index[a])], a, b - a, int(offsets[a]), stride, len(fill))
-            for a, b, stride in _runs(index, offsets, len(fill), gap, block)
+            _Run(manifest.paths[int(index[a])], a, b - a, int(offsets[a]), stride, size)
+            for a, b, stride in _runs(index, offsets, size, gap, block)
         ]
         return out, runs
 
+    def _inline(self, data: bytes, row: int) -> np.ndarray:
+        """An inline row's values, as stored."""
+        if len(data) != self.served.row_bytes:
+            raise ManifestError(self._wrong_length(row, len(data), "inline chunk"))
+        return np.frombuffer(data, self.served.stored_dtype)
+
     def _check_lengths(self, index: np.ndarray, lengths: np.ndarray) -> None:
-        size = len(self.served.fill_row)
+        size = self.served.row_bytes
         wrong = np.flatnonzero((index != MISSING) & (index != INLINE) & (lengths != size))
         if len(wrong):
-            row = self.first + int(wrong[0])
             raise ManifestError(
-                f"array {self.served.path or '/'!r}, chunk {row} along its first axis: its "
-                f"reference is {int(lengths[wrong[0]])} bytes, but an uncompressed chunk of the "
-                f"array is {size}; its reference in the document points at the wrong bytes"
+                self._wrong_length(int(wrong[0]), int(lengths[wrong[0]]), "reference")
             )
+
+    def _wrong_length(self, row: int, length: int, what: str) -> str:
+        return (
+            f"array {self.served.path or '/'!r}, chunk {self.first + row} along its first axis: "
+            f"its {what} is {length} bytes, but an uncompressed chunk of the array is "
+            f"{self.served.row_bytes}; its reference in the document points at the wrong bytes"
+        )
 
 
 class _Run:
@@ -268,15 +318,13 @@ class _Run:
     def span(self) -> int:
         return (self.count - 1) * self.stride + self.size
 
-    def place(self, out: np.ndarray, data: ByteData) -> None:
-        """Copy the rows out of ``data``, the bytes of the run's range."""
-        raw = np.frombuffer(data, dtype=np.uint8)
-        if len(raw) != self.span:
-            raise OSError(f"reading {self.path!r} gave {len(raw)} bytes, not {self.span}")
-        rows = out[self.row : self.row + self.count]
-        body = (self.count - 1) * self.stride
-        rows[:-1] = raw[:body].reshape(self.count - 1, self.stride)[:, : self.size]
-        rows[-1] = raw[body:]
+    def place(self, out: np.ndarray, data: ByteData, dtype: np.dtype) -> None:
+        """Copy the rows out of ``data``, the bytes of the run's range, as elements of
+        ``dtype`` (stored) into ``out`` (served: the copy swaps their bytes if they differ)."""
+        if len(data) != self.span:
+            raise OSError(f"reading {self.path!r} gave {len(data)} bytes, not {self.span}")
+        shape, strides = (self.count, out.shape[1]), (self.stride, dtype.itemsize)
+        out[self.row : self.row + self.count] = np.ndarray(shape, dtype, data, 0, strides)
 
 
 def _runs(
