@@ -64,8 +64,9 @@ DECODE_AT_ONCE_BYTES = 64 << 10
 """A chunk read on its own is decoded on the event loop up to this stored size, else in a thread."""
 
 
+@dataclasses.dataclass(frozen=True)
 class ManifestCodecPipeline(FusedCodecPipeline):
-    """zarr's fused pipeline, with three changes for reading archives.
+    """zarr's fused pipeline, with four changes for reading archives.
 
     - Every chunk decodes through the chunk guards of :mod:`zarr_manifest_store.guards`
       (headers checked, output bounded by the chunk's size), and a chunk that fails to
@@ -75,11 +76,21 @@ class ManifestCodecPipeline(FusedCodecPipeline):
       in windows that keep the stored bytes held within the store's read budget, and
       each chunk is decoded as its range arrives.
     - A read of a single small chunk is decoded without a thread hop.
+    - A chunk of the commonest chains decodes outside the GIL, straight into the output
+      (``into``: :class:`~zarr_manifest_store.codecs.IntoDecoder`, made once per array).
     """
+
+    into: IntoDecoder | None = None
 
     @classmethod
     def from_codecs(cls, codecs: Iterable[Codec], *, batch_size: int | None = None) -> Self:
         return super().from_codecs(guard_codecs(codecs), batch_size=batch_size)
+
+    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
+        evolved = super().evolve_from_array_spec(array_spec)
+        into = IntoDecoder.of(evolved.codecs)
+        fits = into is not None and into.fits(array_spec)
+        return dataclasses.replace(evolved, into=into if fits else None)
 
     async def read(
         self,
@@ -125,8 +136,7 @@ class ManifestCodecPipeline(FusedCodecPipeline):
         transform = self.sync_transform
         if not batch or transform is None or self.supports_partial_decode:
             return None
-        into = IntoDecoder.of(self.codecs)
-        return _Decoding(transform, into if into is not None and into.fits(batch[0][1]) else None)
+        return _Decoding(transform, self.into)
 
 
 class ManifestStorePipelines(CodecPipeline):
