@@ -5,18 +5,26 @@ edge chunk re-encoded at its true size, data materialised as inline chunks, the
 encoded fill value of a missing chunk. Encoding runs the array's codecs on a
 one-chunk array in a ``MemoryStore``, through zarr's public API; decoding runs
 them through the chunk guards (:mod:`zarr_manifest_store.guards`), as reads do.
+
+:class:`IntoDecoder` is the read pipeline's fast form of the commonest chains
+(``bytes``, an optional ``shuffle``, then compressors and checksums): it decodes a
+chunk straight into its place in the output array, with every step outside the GIL.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import warnings
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import zarr
+from zarr.abc.codec import ArrayArrayCodec, BytesBytesCodec, Codec
 from zarr.buffer import default_buffer_prototype
+from zarr.codecs import BytesCodec
+from zarr.codecs import numcodecs as nc
 from zarr.dtype import parse_data_type
 from zarr.storage import MemoryStore
 
@@ -24,7 +32,10 @@ from zarr_manifest_store._zarr import ArrayConfig, ArraySpec, ArrayV3Metadata, F
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.guards import ChunkRefused, guard_codecs
 
-__all__ = ["decode_chunk", "encode_chunk", "validate"]
+if TYPE_CHECKING:
+    from zarr.abc.buffer import Buffer
+
+__all__ = ["IntoDecoder", "decode_chunk", "encode_chunk", "unshuffle", "validate"]
 
 
 def decode_chunk(metadata: ArrayV3Metadata, raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
@@ -54,6 +65,93 @@ def decode_chunk(metadata: ArrayV3Metadata, raw: bytes, shape: tuple[int, ...]) 
         raise ManifestError(
             f"a chunk of shape {shape} does not decode with its codecs: {type(e).__name__}: {e}"
         ) from e
+
+
+class IntoDecoder:
+    """Decodes a chunk of a ``bytes`` chain straight into an array, outside the GIL.
+
+    The chain (guarded: :func:`~zarr_manifest_store.guards.guard_codecs`) is
+    ``bytes`` in the data type's own byte order, then bytes-to-bytes codecs of
+    which only the first may be ``shuffle``. zarr decodes such a chunk into new
+    arrays (numcodecs' unshuffle holding the GIL, into zeroed memory) and then
+    copies it into the output; here the last step, an unshuffle or a copy done
+    by NumPy without the GIL, writes into the chunk's place in the output itself.
+    """
+
+    def __init__(self, steps: tuple[Codec, ...], elementsize: int | None, endian: str | None):
+        self._steps = steps  # the bytes-to-bytes codecs before the last, in decoding order
+        self._elementsize = elementsize  # the shuffle decoded last, if any
+        self._endian = endian  # the byte order of the stored items
+
+    @classmethod
+    def of(cls, codecs: Iterable[Codec]) -> Self | None:
+        """The decoder of an evolved, guarded codec chain; None if it is not of that form."""
+        chain = tuple(codecs)
+        if any(isinstance(c, ArrayArrayCodec) for c in chain):
+            return None
+        serializers = [c for c in chain if not isinstance(c, BytesBytesCodec)]
+        if len(serializers) != 1 or type(serializers[0]) is not BytesCodec:
+            return None
+        endian = serializers[0].endian
+        compressors = [c for c in chain if isinstance(c, BytesBytesCodec)]
+        elementsize = None
+        if compressors and isinstance(compressors[0], nc.Shuffle):
+            elementsize = compressors.pop(0).codec_config.get("elementsize")
+            if type(elementsize) is not int or elementsize < 1:
+                return None
+        if any(isinstance(c, nc.Shuffle) for c in compressors):
+            return None
+        return cls(tuple(reversed(compressors)), elementsize, endian)
+
+    def fits(self, spec: ArraySpec) -> bool:
+        """Whether chunks of ``spec`` decode here: fixed-size numbers (or booleans, dates)
+        stored in the data type's own byte order."""
+        dtype = spec.dtype.to_native_dtype()
+        order = {"=": sys.byteorder, "<": "little", ">": "big"}.get(dtype.byteorder)
+        return dtype.kind in "biufcmM" and order in (None, self._endian)
+
+    def decode_into(self, raw: Buffer, spec: ArraySpec, dest: np.ndarray) -> None:
+        """Decode chunk bytes ``raw`` of ``spec`` into ``dest``, a C-contiguous array of the
+        chunk's shape and data type; bytes of another decoded size raise ``ChunkRefused``."""
+        data = raw
+        for codec in self._steps:
+            data = codec._decode_sync(data, spec)  # type: ignore[attr-defined]
+        stored = data.as_numpy_array()
+        if stored.nbytes != dest.nbytes:
+            raise ChunkRefused(
+                f"the chunk decodes to {stored.nbytes} bytes; its {math.prod(spec.shape)} "
+                f"elements of {dest.dtype} take {dest.nbytes}"
+            )
+        target = dest.reshape(-1).view(np.uint8)
+        if self._elementsize is None:
+            target[...] = stored.view(np.uint8)
+        else:
+            unshuffle(stored.view(np.uint8), target, self._elementsize)
+
+    def decode(self, raw: Buffer, spec: ArraySpec) -> Any:
+        """The chunk as a new ``NDBuffer`` of ``spec`` (for chunks not decoded in place)."""
+        dest = np.empty(spec.shape, dtype=spec.dtype.to_native_dtype())
+        self.decode_into(raw, spec, dest)
+        return spec.prototype.nd_buffer.from_ndarray_like(dest)
+
+
+def unshuffle(src: np.ndarray, dest: np.ndarray, elementsize: int) -> None:
+    """Undo numcodecs' byte shuffle of ``src`` into ``dest`` (both ``uint8``, one size).
+
+    The shuffle stores byte ``i`` of every element together; NumPy copies each such
+    plane into its place without holding the GIL (numcodecs' loop holds it).
+    """
+    if src.nbytes % elementsize:
+        raise ChunkRefused(
+            f"shuffle: {src.nbytes} bytes are not a whole number of {elementsize}-byte elements"
+        )
+    planes = src.reshape(elementsize, -1)
+    items = dest.reshape(-1, elementsize)
+    if elementsize > 16:  # one transposing copy rather than a long loop of small ones
+        items[...] = planes.T
+        return
+    for i in range(elementsize):
+        items[:, i] = planes[i]
 
 
 def encode_chunk(metadata: ArrayV3Metadata, shape: tuple[int, ...], values: Any) -> bytes:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import bz2
 import dataclasses
+import functools
+import importlib
 import lzma
 import math
 import struct
@@ -245,7 +247,28 @@ def _stream(
 _Inflater: Callable[..., Any] = getattr(zlib, "_ZlibDecompressor", zlib.decompressobj)
 
 
-def _zlib(codec: Any, data: np.ndarray, limit: int, exact: bool) -> bytes:
+@functools.cache
+def _libdeflate() -> tuple[type[Exception], Callable[..., np.ndarray]] | None:
+    """imagecodecs' libdeflate decoder (its error and ``deflate_decode``), which inflates zlib
+    3x faster than the standard library; None without imagecodecs (the ``formats`` extra).
+    Imported on the first zlib chunk: importing the package imports no format library."""
+    try:
+        module = importlib.import_module("imagecodecs")
+    except ImportError:
+        return None
+    return module.DeflateError, module.deflate_decode
+
+
+def _zlib(codec: Any, data: np.ndarray, limit: int, exact: bool) -> bytes | np.ndarray:
+    """zlib data; a chunk of known size inflates into a buffer of that size, with libdeflate
+    where imagecodecs is installed (it refuses to write past the buffer's end)."""
+    fast = _libdeflate() if exact else None
+    if fast is not None:
+        error, deflate_decode = fast
+        try:
+            return deflate_decode(data, out=np.empty(limit, dtype=np.uint8))
+        except error:
+            pass  # the standard library's decoder below says what is wrong
     return _stream(_Inflater, data, limit, "the zlib data", members=False)
 
 

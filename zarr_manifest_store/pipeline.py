@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import dataclasses
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Self
 
-from zarr.abc.codec import Codec, CodecPipeline
+import numpy as np
+from zarr.abc.codec import Codec, CodecPipeline, GetResult
 from zarr.buffer import default_buffer_prototype
 from zarr.storage import StorePath
 
@@ -45,6 +47,7 @@ from zarr_manifest_store._zarr import (
     decode_and_scatter_chunk,
     fused_read_pool,
 )
+from zarr_manifest_store.codecs import IntoDecoder
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.guards import ChunkRefused, guard_codecs
 from zarr_manifest_store.store import ManifestStore
@@ -61,8 +64,9 @@ DECODE_AT_ONCE_BYTES = 64 << 10
 """A chunk read on its own is decoded on the event loop up to this stored size, else in a thread."""
 
 
+@dataclasses.dataclass(frozen=True)
 class ManifestCodecPipeline(FusedCodecPipeline):
-    """zarr's fused pipeline, with three changes for reading archives.
+    """zarr's fused pipeline, with four changes for reading archives.
 
     - Every chunk decodes through the chunk guards of :mod:`zarr_manifest_store.guards`
       (headers checked, output bounded by the chunk's size), and a chunk that fails to
@@ -72,11 +76,21 @@ class ManifestCodecPipeline(FusedCodecPipeline):
       in windows that keep the stored bytes held within the store's read budget, and
       each chunk is decoded as its range arrives.
     - A read of a single small chunk is decoded without a thread hop.
+    - A chunk of the commonest chains decodes outside the GIL, straight into the output
+      (``into``: :class:`~zarr_manifest_store.codecs.IntoDecoder`, made once per array).
     """
+
+    into: IntoDecoder | None = None
 
     @classmethod
     def from_codecs(cls, codecs: Iterable[Codec], *, batch_size: int | None = None) -> Self:
         return super().from_codecs(guard_codecs(codecs), batch_size=batch_size)
+
+    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
+        evolved = super().evolve_from_array_spec(array_spec)
+        into = IntoDecoder.of(evolved.codecs)
+        fits = into is not None and into.fits(array_spec)
+        return dataclasses.replace(evolved, into=into if fits else None)
 
     async def read(
         self,
@@ -85,14 +99,14 @@ class ManifestCodecPipeline(FusedCodecPipeline):
         drop_axes: tuple[int, ...] = (),
     ) -> tuple[Any, ...]:
         batch = list(batch_info)
-        transform = self.sync_transform
-        if not batch or transform is None or self.supports_partial_decode:
+        decoding = self._decoding(batch)
+        if decoding is None:
             with _naming(batch):
                 return await super().read(batch, out, drop_axes)
         if len(batch) == 1:
-            return (await _read_one(*batch[0], out, drop_axes, transform),)
+            return (await _read_one(batch[0], out, drop_axes, decoding),)
         if not _reads_locally(batch[0][0]):
-            return tuple(await _read_planned(batch, out, drop_axes, transform))
+            return tuple(await _read_planned(batch, out, drop_axes, decoding))
         return await super().read(batch, out, drop_axes)
 
     def read_sync(
@@ -104,26 +118,25 @@ class ManifestCodecPipeline(FusedCodecPipeline):
     ) -> tuple[Any, ...]:
         """zarr's synchronous read (fetch, decode, place each chunk), naming a chunk that fails."""
         batch = list(batch_info)
-        transform = self.sync_transform
-        if transform is None or self.supports_partial_decode:
+        decoding = self._decoding(batch)
+        if decoding is None:
             with _naming(batch):
                 return super().read_sync(batch, out, drop_axes, max_workers)
 
-        def read_one(item: tuple[Any, ArraySpec, SelectorTuple, SelectorTuple, bool]) -> Any:
-            byte_getter, chunk_spec, chunk_selection, out_selection, _ = item
-            return decode_and_scatter_chunk(
-                byte_getter.get_sync(prototype=chunk_spec.prototype),
-                out,
-                chunk_spec=chunk_spec,
-                chunk_selection=chunk_selection,
-                out_selection=out_selection,
-                drop_axes=drop_axes,
-                decode=_named_decoder(transform, byte_getter),
-            )
+        def read_one(item: _Item) -> Any:
+            raw = item[0].get_sync(prototype=item[1].prototype)
+            return decoding.place(raw, out, item, drop_axes)
 
         if max_workers > 1 and len(batch) > 1:
             return tuple(fused_read_pool(max_workers).map(read_one, batch))
         return tuple(map(read_one, batch))
+
+    def _decoding(self, batch: list[_Item]) -> _Decoding | None:
+        """How this read decodes each chunk itself; None where zarr's own read paths must."""
+        transform = self.sync_transform
+        if not batch or transform is None or self.supports_partial_decode:
+            return None
+        return _Decoding(transform, self.into)
 
 
 class ManifestStorePipelines(CodecPipeline):
@@ -162,15 +175,64 @@ class ManifestStorePipelines(CodecPipeline):
         return BatchedCodecPipeline.from_codecs(codecs, batch_size=batch_size)  # type: ignore[return-value]
 
 
+_Item = tuple["ByteGetter", "ArraySpec", "SelectorTuple", "SelectorTuple", bool]
+"""One chunk of a read, as zarr hands it over: where its bytes are, its spec, which of its
+elements the read wants, where they go in the output, and whether that is all of them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Decoding:
+    """How a read decodes and places its chunks: straight into the output where ``into``
+    can (a chunk read whole into a C-contiguous block of it), else through ``transform``
+    or ``into`` into a new array that zarr copies into place."""
+
+    transform: ChunkTransform
+    into: IntoDecoder | None
+
+    def place(
+        self, raw: Buffer | None, out: NDBuffer, item: _Item, drop_axes: tuple[int, ...]
+    ) -> Any:
+        """Decode the chunk ``raw`` of ``item`` into ``out``; a failure names the chunk."""
+        byte_getter, spec, chunk_selection, out_selection, is_complete = item
+        into = self.into
+        if raw is not None and into is not None and is_complete and not drop_axes:
+            region = _region(out, spec, out_selection)
+            if region is not None:
+                _named_decoder(into.decode_into, byte_getter)(raw, spec, region)
+                return GetResult(status="present")
+        decode = self.transform.decode_chunk if into is None else into.decode
+        return decode_and_scatter_chunk(
+            raw,
+            out,
+            chunk_spec=spec,
+            chunk_selection=chunk_selection,
+            out_selection=out_selection,
+            drop_axes=drop_axes,
+            decode=_named_decoder(decode, byte_getter),
+        )
+
+
+def _region(out: NDBuffer, spec: ArraySpec, out_selection: SelectorTuple) -> np.ndarray | None:
+    """The place of a chunk read whole in ``out``, as a writable view of the chunk's shape: a
+    C-contiguous block of as many elements (an indexed axis of length 1 dropped), of its data
+    type (None if it is not one, or ``out`` is not a NumPy array)."""
+    array = out.as_ndarray_like()
+    if not isinstance(array, np.ndarray) or not all(type(s) is slice for s in out_selection):
+        return None
+    region = array[out_selection]
+    if (
+        not isinstance(region, np.ndarray)
+        or region.size != math.prod(spec.shape)
+        or region.dtype != spec.dtype.to_native_dtype()
+        or not region.flags.c_contiguous
+        or not region.flags.writeable
+    ):
+        return None
+    return region.reshape(spec.shape)
+
+
 async def _read_one(
-    byte_getter: ByteGetter,
-    chunk_spec: ArraySpec,
-    chunk_selection: SelectorTuple,
-    out_selection: SelectorTuple,
-    is_complete: bool,
-    out: NDBuffer,
-    drop_axes: tuple[int, ...],
-    transform: ChunkTransform,
+    item: _Item, out: NDBuffer, drop_axes: tuple[int, ...], decoding: _Decoding
 ) -> Any:
     """A read of one chunk (a random access, a dask task): no thread hop unless it is big.
 
@@ -178,27 +240,14 @@ async def _read_one(
     the page cache without a thread); a small chunk is then decoded at once,
     in less time than handing it to a thread would take.
     """
-    raw = await byte_getter.get(prototype=chunk_spec.prototype)
-    place = functools.partial(
-        decode_and_scatter_chunk,
-        raw,
-        out,
-        chunk_spec=chunk_spec,
-        chunk_selection=chunk_selection,
-        out_selection=out_selection,
-        drop_axes=drop_axes,
-        decode=_named_decoder(transform, byte_getter),
-    )
+    raw = await item[0].get(prototype=item[1].prototype)
     if raw is None or len(raw) <= DECODE_AT_ONCE_BYTES:
-        return place()
-    return await asyncio.to_thread(place)
+        return decoding.place(raw, out, item, drop_axes)
+    return await asyncio.to_thread(decoding.place, raw, out, item, drop_axes)
 
 
 async def _read_planned(
-    batch: list[tuple[ByteGetter, ArraySpec, SelectorTuple, SelectorTuple, bool]],
-    out: NDBuffer,
-    drop_axes: tuple[int, ...],
-    transform: ChunkTransform,
+    batch: list[_Item], out: NDBuffer, drop_axes: tuple[int, ...], decoding: _Decoding
 ) -> list[Any]:
     """Read the remote chunks of one selection as one plan, its memory bounded.
 
@@ -212,7 +261,7 @@ async def _read_planned(
     results: list[Any] = []
     try:
         for window in _windows(batch):
-            reads = (_read_one(*item, out, drop_axes, transform) for item in window)
+            reads = (_read_one(item, out, drop_axes, decoding) for item in window)
             running.append(asyncio.gather(*reads))
             if len(running) == 2:
                 results.extend(await running.pop(0))
@@ -250,23 +299,21 @@ def _reads_locally(byte_getter: ByteGetter) -> bool:
     return byte_getter.store._reads_locally(byte_getter.path)
 
 
-def _named_decoder(
-    transform: ChunkTransform, byte_getter: ByteGetter
-) -> Callable[[Buffer, ArraySpec], NDBuffer]:
-    """``transform``'s decoding of the chunk ``byte_getter`` reads; a failure names the chunk.
+def _named_decoder(decode: Callable[..., Any], byte_getter: ByteGetter) -> Callable[..., Any]:
+    """``decode`` (a decoding of the chunk ``byte_getter`` reads), its failure naming the chunk.
 
     Decoding is computation on bytes already read, so whatever it raises says the
     bytes are not what the array's codecs make: a ``ManifestError``.
     """
 
-    def decode(raw: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+    def named(*args: Any) -> Any:
         try:
-            return transform.decode_chunk(raw, chunk_spec)
+            return decode(*args)
         except Exception as e:
             reason = str(e) if isinstance(e, ChunkRefused) else f"{type(e).__name__}: {e}"
             raise ManifestError(f"{_chunk_name(byte_getter)}: {reason}{_FIX}") from e
 
-    return decode
+    return named
 
 
 _FIX = "; its reference in the document points at the wrong bytes, or the document is hostile"
