@@ -80,11 +80,17 @@ def into_calls(monkeypatch: Any) -> list[Any]:
     return count_calls(monkeypatch, IntoDecoder, "decode_into")
 
 
-@pytest.mark.parametrize("name", list(CHAINS))
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    [
+        (name, dtype)
+        for name in CHAINS
+        for dtype in DTYPES
+        # one-byte items have no byte order
+        if not (dtype in ("uint8", "bool") and name.startswith("big-endian"))
+    ],
+)
 def test_every_chain_reads_exactly_whole_sliced_and_indexed(tmp_path, monkeypatch, name, dtype):
-    if dtype in ("uint8", "bool") and name.startswith("big-endian"):
-        pytest.skip("one-byte items have no byte order")
     data = values(dtype)
     arr = served(tmp_path, data, **CHAINS[name])
     calls = into_calls(monkeypatch)
