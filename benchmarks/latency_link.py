@@ -240,6 +240,7 @@ class _KeepAliveHandler(WSGIRequestHandler):
         )
         response.request_handler = self
         response.run(self.server.get_app())
+        self.wfile.flush()  # a response with no body (a HEAD's) is never flushed by wsgiref
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: one line per request otherwise."""
