@@ -326,14 +326,8 @@ class ChunkManifest:
         index, offsets, lengths = scatter(
             self._shape, self._flat, self._index, self._offsets, self._lengths
         )
-        return ChunkManifest(
-            paths=self._paths,
-            path_index=index,
-            offsets=offsets,
-            lengths=lengths,
-            inline=self._inline,
-            fingerprints=self._fingerprints,
-        )
+        columns = {"path_index": index, "offsets": offsets, "lengths": lengths}
+        return ChunkManifest(**self._parts() | columns)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The inverse of :meth:`from_dict`."""
@@ -499,11 +493,10 @@ def _rebuild(
     paths, index, offsets, lengths, inline, fingerprints, shape=None, flat=None
 ) -> ChunkManifest:  # type: ignore[no-untyped-def]
     parts = {"paths": paths, "path_index": index, "offsets": offsets, "lengths": lengths}
+    parts |= {"inline": inline, "fingerprints": fingerprints}
     if flat is None:
-        return ChunkManifest(**parts, inline=inline, fingerprints=fingerprints)
-    return ChunkManifest.from_entries(
-        shape=shape, chunks=flat, **parts, inline=inline, fingerprints=fingerprints
-    )
+        return ChunkManifest(**parts)
+    return ChunkManifest.from_entries(shape=shape, chunks=flat, **parts)
 
 
 def _block_extents(block: tuple[ChunkCoords, ChunkManifest]) -> dict[str, int]:
