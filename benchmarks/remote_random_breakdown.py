@@ -137,9 +137,9 @@ def stamp_wrappers(stamps: dict[str, int], clients: Any, pipeline: Any, store_cl
     def stamped_decoder(transform: Any, byte_getter: Any) -> Any:
         decode = named_decoder(transform, byte_getter)
 
-        def stamped(raw: Any, spec: Any) -> Any:
+        def stamped(*args: Any) -> Any:
             stamps["decoding"] = now()
-            value = decode(raw, spec)
+            value = decode(*args)
             stamps["decoded"] = now()
             return value
 
