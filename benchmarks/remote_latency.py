@@ -30,12 +30,14 @@ Figures (values checked against the files, medians over ``--rounds``):
   the requests and the most in flight for one read;
 - ``dask MB/s``: ``xr.open_zarr(store)["t2m"].values`` (dask's default: one task
   per chunk), same;
-- ``random ms``: one random chunk through a zarr array (median of 200), and
+- ``random ms``: one random chunk through a zarr array (median of 300, after 10
+  more not counted: connections, first uses), and
   the requests the first chunk of a freshly opened store costs (``first reqs``);
   each read is paired with a bare ranged GET of the same chunk on a kept-alive
   connection (``http.client``, the floor of a random read), in the same process,
   alternately before and after it: ``bare ms`` is their median, ``random / bare``
-  the median of the pairs' ratios (a busy machine slows both reads of a pair alike).
+  the median of the pairs' ratios (a busy machine slows both reads of a pair alike); the
+  report gives the median over the rounds and, in brackets, each round's.
   A read that sent no request (its chunk was read ahead by an earlier read of its
   file) is not a random remote read: its pair is left out of the three figures
   and counted in ``served unrequested``;
@@ -79,7 +81,9 @@ from remote_read import BUCKET, FULL_BYTES, N_FILES, NX, NY, STEPS, TESTS, stora
 PEERS = "/work/peers/.venv/bin/python"
 CONTENDERS = ("zms", "virtualizarr", "kerchunk")
 FIGURES = ("full", "dask", "random", "scan")
-RANDOM_READS = 200
+RANDOM_READS = 300
+RANDOM_WARMUP = 10
+"""Random reads (each with its bare GET) before those counted: connections, first uses."""
 
 
 # ---------------------------------------------------------------------- the archive
@@ -248,8 +252,10 @@ def random_reads(
     bare(0)  # the connection
     times: dict[str, list[float]] = {"random ms": [], "bare ms": []}
     unrequested = requested = 0
-    reads = np.random.default_rng(1).integers(0, N_FILES * STEPS, RANDOM_READS)
-    for i, t in enumerate(reads.tolist()):
+    reads = np.random.default_rng(1).integers(0, N_FILES * STEPS, RANDOM_WARMUP + RANDOM_READS)
+    for t in reads[:RANDOM_WARMUP].tolist():
+        arr[t], bare(t)
+    for i, t in enumerate(reads[RANDOM_WARMUP:].tolist()):
         pair: dict[str, float] = {}
         for figure in list(times)[:: 1 - 2 * (i % 2)]:
             if figure == "random ms":
@@ -488,7 +494,13 @@ def report(results: dict[tuple[str, str], list[dict[str, Any]]], rtt: float) -> 
             ratio = medians[(backend, contender)].get("random / bare")
             if ratio:
                 target = " (target <= 1.05)" if contender == "zms" else ""
-                print(f"  {backend:4} random / bare GET {contender:12} {ratio:5.3f}x{target}")
+                rounds = ", ".join(
+                    f"{r['random / bare']:.3f}" for r in results[(backend, contender)]
+                )
+                print(
+                    f"  {backend:4} random / bare GET {contender:12} {ratio:5.3f}x{target} "
+                    f"(rounds: {rounds})"
+                )
 
 
 if __name__ == "__main__":
