@@ -43,13 +43,13 @@ __all__ = [
     "FOLLOW_ON_CHUNKS",
     "READ_AHEAD_BYTES",
     "READ_AHEAD_MAX_CHUNKS",
-    "SEQUENTIAL_CHUNKS",
+    "RECENT_READS",
     "ReadAhead",
 ]
 
 READ_AHEAD_BYTES = 64 << 20
 """Default memory budget of one store's read-ahead blocks (held and in flight)."""
-SEQUENTIAL_CHUNKS = 4
+RECENT_READS = 4
 """A read with at most this many reads of other files since the previous read of its file may
 count as reading on (if it is among the :data:`FOLLOW_ON_CHUNKS` next to that read)."""
 FOLLOW_ON_CHUNKS = 2
@@ -258,7 +258,7 @@ class ReadAhead:
             return None
         previous, runs.last = runs.last, first
         self._tick += 1
-        recent, runs.tick = self._tick - runs.tick <= SEQUENTIAL_CHUNKS, self._tick
+        recent, runs.tick = self._tick - runs.tick <= RECENT_READS, self._tick
         step = first - previous
         if previous < 0 or not recent or step == 0 or abs(step) > FOLLOW_ON_CHUNKS:
             return None
