@@ -6,15 +6,18 @@ zarr array over ``ManifestStore``, each paired with a bare ranged GET of the sam
 (``http.client``, presigned), in turn first and second, and stamps each read
 (``time.perf_counter_ns``, one clock for both processes):
 
-- in the worker: zarr called (``arr[t]``), ``ManifestStore.get`` entered, obstore's
+- in the worker: zarr called (``arr[t]``), zarr's loop taking the read up, the layers of
+  this package entered (the codec pipeline, ``ManifestStore.get``, ``Sources.read``, the
+  read-ahead's answer, ``RemoteReader.read``, the obstore client), obstore's
   ``get_async`` called, its headers back, its body back (``bytes_async``), ``get``
   returned, decoding started and ended, ``arr[t]`` returned;
 - on the link: the request arriving from the client, leaving for the server, the answer
   arriving from the server, leaving for the client.
 
 It prints the median of each step over the reads that sent a request. The worker wraps
-internals of this package and of obstore (``io.clients.obstore``, ``ManifestStore.get``,
-``pipeline._named_decoder``) to stamp them: a diagnostic of this version, not a figure.
+internals of this package, of zarr (``zarr.core.array._get_selection``) and of obstore
+(``io.clients.obstore``) to stamp them: a diagnostic of this version, not a figure (each
+wrapper adds a few microseconds to its step).
 
     .venv/bin/python benchmarks/remote_random_breakdown.py [--reads 200] [--rtt 0.02]
         [--data /tmp/zms-latency-bench]
@@ -137,15 +140,46 @@ def stamp_wrappers(stamps: dict[str, int], clients: Any, pipeline: Any, store_cl
     def stamped_decoder(transform: Any, byte_getter: Any) -> Any:
         decode = named_decoder(transform, byte_getter)
 
-        def stamped(raw: Any, spec: Any) -> Any:
+        def stamped(*args: Any) -> Any:
             stamps["decoding"] = now()
-            value = decode(raw, spec)
+            value = decode(*args)
             stamps["decoded"] = now()
             return value
 
         return stamped
 
     pipeline._named_decoder = stamped_decoder
+    stamp_entries(stamps, pipeline)
+
+
+def stamp_entries(stamps: dict[str, int], pipeline: Any) -> None:
+    """Stamp where zarr's loop takes the read up, and where each layer of ours is entered."""
+    import zarr.core.array
+
+    from zarr_manifest_store.io.clients import ObstoreClient
+    from zarr_manifest_store.io.readahead import ReadAhead
+    from zarr_manifest_store.io.remote import RemoteReader
+    from zarr_manifest_store.io.sources import Sources
+
+    def stamped(owner: Any, name: str, entered: str | None, left: str | None = None) -> None:
+        original = getattr(owner, name)
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if entered:
+                stamps[entered] = now()
+            value = await original(*args, **kwargs)
+            if left:
+                stamps[left] = now()
+            return value
+
+        setattr(owner, name, wrapper)
+
+    stamped(zarr.core.array, "_get_selection", "zarr's loop")
+    stamped(pipeline.ManifestCodecPipeline, "read", "pipeline.read")
+    stamped(Sources, "read", "sources.read")
+    stamped(ReadAhead, "read", None, "read-ahead asked")
+    stamped(RemoteReader, "read", "remote.read")
+    stamped(ObstoreClient, "get", "client.get")
 
 
 # ---------------------------------------------------------------------- the report
@@ -153,8 +187,14 @@ def stamp_wrappers(stamps: dict[str, int], clients: Any, pipeline: Any, store_cl
 
 PARTS = {
     "zms": [
-        ("zarr: arr[t] to store.get", "called", "store.get"),
-        ("ours: store.get to obstore", "store.get", "get_async called"),
+        ("zarr: arr[t] to its loop", "called", "zarr's loop"),
+        ("zarr: its loop to pipeline.read", "zarr's loop", "pipeline.read"),
+        ("ours: pipeline.read to store.get", "pipeline.read", "store.get"),
+        ("ours: store.get to sources.read", "store.get", "sources.read"),
+        ("ours: read-ahead asked (loop turn)", "sources.read", "read-ahead asked"),
+        ("ours: to remote.read", "read-ahead asked", "remote.read"),
+        ("ours: remote.read to client.get", "remote.read", "client.get"),
+        ("ours: client.get to obstore", "client.get", "get_async called"),
         ("obstore: request to the link", "get_async called", "request in"),
         ("link: request held", "request in", "request out"),
         ("server", "request out", "answer in"),
@@ -179,6 +219,7 @@ PARTS = {
 def report(rows: list[dict[str, Any]], link: list[tuple[int, str]]) -> None:
     steps: dict[tuple[str, str], list[float]] = {}
     totals: dict[str, list[float]] = {"zms": [], "bare": []}
+    clients: dict[str, list[float]] = {"zms": [], "bare": []}  # outside the link and server
     unrequested = 0
     for row in rows:
         seen = [(t, what) for t, what in link if row["called"] <= t <= row["returned"]]
@@ -190,6 +231,8 @@ def report(rows: list[dict[str, Any]], link: list[tuple[int, str]]) -> None:
             continue  # a large block read ahead: stamped only once the client had it
         stamps = {**firsts, "answer out": max(t for t, w in seen if w == "answer out"), **row}
         totals[row["who"]].append(row["returned"] - row["called"])
+        on_the_link = stamps["answer out"] - stamps["request in"]
+        clients[row["who"]].append(row["returned"] - row["called"] - on_the_link)
         for name, start, end in PARTS[row["who"]]:
             if start in stamps and end in stamps:
                 steps.setdefault((row["who"], name), []).append(stamps[end] - stamps[start])
@@ -199,6 +242,12 @@ def report(rows: list[dict[str, Any]], link: list[tuple[int, str]]) -> None:
             if whose == who:
                 print(f"  {name:36} {statistics.median(values) / 1e6:7.3f} ms")
     print(f"reads served without a request (read ahead), left out: {unrequested}")
+    ours, bare = (statistics.median(clients[who]) / 1e6 for who in ("zms", "bare"))
+    floor = statistics.median(totals["bare"]) / 1e6
+    print(
+        f"time outside the link and server (median): zms {ours:.3f} ms, bare {bare:.3f} ms; "
+        f"the difference is {(ours - bare) / floor:.1%} of a bare GET's {floor:.1f} ms"
+    )
 
 
 def main() -> None:

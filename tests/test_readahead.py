@@ -16,7 +16,7 @@ from helpers import GZIP_SHUFFLE_CODECS, array_metadata
 from read_fixtures import CHUNK_ROWS, COLS, ROWS, manifest_for, store_over, write_source
 
 import zarr_manifest_store as zms
-from zarr_manifest_store.io.readahead import SEQUENTIAL_CHUNKS
+from zarr_manifest_store.io.readahead import RECENT_READS
 from zarr_manifest_store.io.sources import Sources
 
 pytestmark = pytest.mark.xdist_group("readahead")
@@ -91,7 +91,7 @@ def test_random_reads_are_not_read_ahead(http_server, tmp_path):
 
 def test_reads_that_wander_across_files_are_not_read_ahead(http_server, tmp_path):
     arrays, values = {}, {}
-    for i in range(SEQUENTIAL_CHUNKS + 2):
+    for i in range(RECENT_READS + 2):
         path = tmp_path / f"f{i}.h5"
         values[f"v{i}"] = write_source(path, seed=i)
         shutil.copy(path, http_server.root / path.name)

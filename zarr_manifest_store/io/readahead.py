@@ -3,7 +3,7 @@
 A dask task reads one chunk, so the reads of a dask computation reach the
 store one or two at a time and nothing is there to gather them: each would be
 one request, paying the round trip. :class:`ReadAhead` notices a file being
-read in order: a read that arrives alone and falls among the next few chunks
+read in order: a read that arrives alone and falls among the next two chunks
 before or after the previous read of that file (by the byte ranges the
 store's manifests reference), with few reads of other files between them. It
 then fetches, in one request, the run of chunks that follows in that
@@ -39,13 +39,24 @@ import numpy as np
 from zarr_manifest_store.io.gather import ByteData
 from zarr_manifest_store.manifest import ChunkManifest
 
-__all__ = ["READ_AHEAD_BYTES", "READ_AHEAD_MAX_CHUNKS", "SEQUENTIAL_CHUNKS", "ReadAhead"]
+__all__ = [
+    "FOLLOW_ON_CHUNKS",
+    "READ_AHEAD_BYTES",
+    "READ_AHEAD_MAX_CHUNKS",
+    "RECENT_READS",
+    "ReadAhead",
+]
 
 READ_AHEAD_BYTES = 64 << 20
 """Default memory budget of one store's read-ahead blocks (held and in flight)."""
-SEQUENTIAL_CHUNKS = 8
-"""A read among this many chunks before or after the previous read of its file, with at most
-this many reads of other files between them, counts as reading on."""
+RECENT_READS = 4
+"""A read with at most this many reads of other files since the previous read of its file may
+count as reading on (if it is among the :data:`FOLLOW_ON_CHUNKS` next to that read)."""
+FOLLOW_ON_CHUNKS = 2
+"""A read among this many chunks before or after the previous read of its file counts as reading
+on: one or two threads reading in order step by one or two chunks, while random reads of a file
+of a few dozen chunks seldom land this close (within eight, one random read in eleven started a
+block, a request of the rest of its file that it waited for)."""
 READ_AHEAD_MAX_CHUNKS = 1 << 22
 """Chunk grid cells indexed for read-ahead per store (16 bytes per chunk); arrays beyond it
 are not read ahead."""
@@ -247,9 +258,9 @@ class ReadAhead:
             return None
         previous, runs.last = runs.last, first
         self._tick += 1
-        recent, runs.tick = self._tick - runs.tick <= SEQUENTIAL_CHUNKS, self._tick
+        recent, runs.tick = self._tick - runs.tick <= RECENT_READS, self._tick
         step = first - previous
-        if previous < 0 or not recent or step == 0 or abs(step) > SEQUENTIAL_CHUNKS:
+        if previous < 0 or not recent or step == 0 or abs(step) > FOLLOW_ON_CHUNKS:
             return None
         spans = self._by_path.get(path, [])
         i = bisect.bisect_right(spans, (offset, float("inf")))  # blocks never overlap
