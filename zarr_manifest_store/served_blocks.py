@@ -129,8 +129,10 @@ class RowBlocks:
             if kept is None and reading is None:
                 with self._reading((family.id, number), self._cutting) as done:
                     kept = await sources.read(family.path, start, span)
+                    family.cut(served, number, kept, out)  # refuses bytes not of the records
                     self._keep_records(family, served.path, number, kept, sources, done)
-            elif kept is None:
+                return True
+            if kept is None:
                 try:  # shielded: a cancelled waiter must not cancel the read it waits for
                     await asyncio.shield(asyncio.wrap_future(reading))
                     continue
@@ -153,8 +155,10 @@ class RowBlocks:
             if kept is None and reading is None:
                 with self._reading((family.id, number), self._cutting) as done:
                     kept = sources.read_sync(family.path, start, span)
+                    family.cut(served, number, kept, out)  # refuses bytes not of the records
                     self._keep_records(family, served.path, number, kept, sources, done)
-            elif kept is None:
+                return True
+            if kept is None:
                 try:
                     reading.result(timeout=sources.options["deadline"])
                     continue

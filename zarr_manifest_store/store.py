@@ -122,9 +122,7 @@ class ManifestStore(Store):
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
         self._served = served_arrays(self._arrays)
-        self._joins_rows = any(  # chunks of which _read_into can write
-            isinstance(s, ServedRows) for s in self._served.values()
-        )
+        self._joins_rows = any(isinstance(s, ServedRows) for s in self._served.values())
         self._documents = ServedMetadata(self._nodes, self._served)
         self._token: str | None = None
         self._sources = Sources(
@@ -294,10 +292,9 @@ class ManifestStore(Store):
         return _buffer(target, prototype)
 
     async def _read_into(self, key: str, region: np.ndarray) -> bool:
-        """Write chunk ``key``, decoded, into ``region`` (where zarr's output takes it whole),
-        where the store joins the chunk from rows (:mod:`.served_rows`): cut from the file's
-        bytes straight into place, not into a chunk zarr then copies. False (nothing
-        written) for any other chunk."""
+        """Write chunk ``key`` decoded into ``region`` (its place in zarr's output) if the
+        store joins it from rows (:mod:`.served_rows`): cut from the file straight into
+        place, not made for zarr to copy. False (nothing written) for any other chunk."""
         rows = self._rows_into(key, region)
         if rows is None:
             return False
@@ -321,9 +318,7 @@ class ManifestStore(Store):
     def _rows_into(self, key: str, region: np.ndarray) -> tuple[Rows, np.ndarray] | None:
         """The rows chunk ``key`` joins and ``region`` as rows of them, if it is such a chunk."""
         value = self._lookup(key)
-        if not isinstance(value, Rows):
-            return None
-        rows = value.rows_of(region)
+        rows = value.rows_of(region) if isinstance(value, Rows) else None
         return None if rows is None else (value, rows)
 
     async def get_partial_values(
