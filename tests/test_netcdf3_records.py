@@ -170,3 +170,20 @@ def test_records_of_odd_sizes_padded_to_four_bytes_are_exact(tmp_path, small_spa
             assert group[name].chunks[0] > 1, name
             np.testing.assert_array_equal(group[name][:], f.variables[name].data, err_msg=name)
     _check_views(path, store)
+
+
+def test_points_and_orthogonal_selections_of_record_variables_are_exact(tmp_path, small_span):
+    """Selections zarr places point by point or index by index are not written in place."""
+    path = tmp_path / "radar.nc"
+    _radar(path, 333)
+    group = zarr.open_group(zms.ManifestStore(zms.scan(str(path))), mode="r")
+    rows, columns = np.array([0, 5, 140, 332]), np.array([1, 3, 3, 0])
+    with netcdf_file(path, mmap=False) as f:
+        for name in ("reflectivity", "phase", "ray_label"):
+            expected = f.variables[name].data
+            np.testing.assert_array_equal(
+                group[name].vindex[rows, columns], expected[rows, columns]
+            )
+            np.testing.assert_array_equal(group[name].oindex[rows, :], expected[rows, :])
+            np.testing.assert_array_equal(group[name].oindex[:, [0, 2]], expected[:, [0, 2]])
+        np.testing.assert_array_equal(group["time"].vindex[rows], f.variables["time"].data[rows])

@@ -245,9 +245,14 @@ def _direct(
     if not isinstance(store, ManifestStore) or not store._joins_rows or drop_axes:
         return None
     array = out.as_ndarray_like()
-    if not isinstance(array, np.ndarray) or not all(
-        type(s) is slice and type(c) is slice and not c.start and c.step in (1, None)
-        for s, c in zip(out_selection, chunk_selection, strict=True)
+    if (
+        not isinstance(array, np.ndarray)
+        or not isinstance(out_selection, tuple)  # points (vindex): one index
+        or len(out_selection) != len(chunk_selection)
+        or not all(type(s) is slice for s in out_selection)
+        or not all(
+            type(c) is slice and not c.start and c.step in (1, None) for c in chunk_selection
+        )
     ):
         return None
     return store, array[out_selection]
