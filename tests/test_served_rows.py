@@ -164,10 +164,17 @@ def test_blocks_are_kept_within_read_ahead_bytes_or_not_at_all(tmp_path, monkeyp
     group = zms.scan(str(path))
     lengths = _count_reads(monkeypatch)
 
-    store = zms.ManifestStore(group, read_ahead_bytes=BLOCK_BYTES)
+    store = zms.ManifestStore(group, read_ahead_bytes=size)
     np.testing.assert_array_equal(zarr.open_group(store, mode="r")["phase"][:], _raw(path, "phase"))
     held = store._served["phase"].blocks.held_bytes
-    assert 0 < held <= BLOCK_BYTES  # the other variables' rows, cut for them, within the budget
+    assert 0 < held <= size  # the records read, kept for the other variables within the budget
+    lengths.clear()
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["gates"][:], _raw(path, "gates"))
+    assert not lengths  # cut from the records kept
+
+    store = zms.ManifestStore(group, read_ahead_bytes=BLOCK_BYTES)  # less than a chunk's records
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["phase"][:], _raw(path, "phase"))
+    assert store._served["phase"].blocks.held_bytes == 0  # not kept
 
     for options in ({"read_ahead_bytes": 0}, {"verify": "always"}):
         lengths.clear()

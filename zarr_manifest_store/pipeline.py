@@ -124,6 +124,9 @@ class ManifestCodecPipeline(FusedCodecPipeline):
                 return super().read_sync(batch, out, drop_axes, max_workers)
 
         def read_one(item: _Item) -> Any:
+            direct = _direct(item, out, drop_axes)
+            if direct is not None and direct[0]._read_into_sync(item[0].path, direct[1]):
+                return GetResult(status="present")
             raw = item[0].get_sync(prototype=item[1].prototype)
             return decoding.place(raw, out, item, drop_axes)
 
@@ -231,6 +234,30 @@ def _region(out: NDBuffer, spec: ArraySpec, out_selection: SelectorTuple) -> np.
     return region.reshape(spec.shape)
 
 
+def _direct(
+    item: _Item, out: NDBuffer, drop_axes: tuple[int, ...]
+) -> tuple[ManifestStore, np.ndarray] | None:
+    """The store of a chunk read from its start and its place in ``out``, where the store
+    may write the decoded chunk itself (``ManifestStore._read_into``: rows it joins,
+    the last chunk's too, which the array's end cuts short); else None."""
+    byte_getter, _, chunk_selection, out_selection, _ = item
+    store = getattr(byte_getter, "store", None)
+    if not isinstance(store, ManifestStore) or not store._joins_rows or drop_axes:
+        return None
+    array = out.as_ndarray_like()
+    if (
+        not isinstance(array, np.ndarray)
+        or not isinstance(out_selection, tuple)  # points (vindex): one index
+        or len(out_selection) != len(chunk_selection)
+        or not all(type(s) is slice for s in out_selection)
+        or not all(
+            type(c) is slice and not c.start and c.step in (1, None) for c in chunk_selection
+        )
+    ):
+        return None
+    return store, array[out_selection]
+
+
 async def _read_one(
     item: _Item, out: NDBuffer, drop_axes: tuple[int, ...], decoding: _Decoding
 ) -> Any:
@@ -240,6 +267,9 @@ async def _read_one(
     the page cache without a thread); a small chunk is then decoded at once,
     in less time than handing it to a thread would take.
     """
+    direct = _direct(item, out, drop_axes)
+    if direct is not None and await direct[0]._read_into(item[0].path, direct[1]):
+        return GetResult(status="present")
     raw = await item[0].get(prototype=item[1].prototype)
     if raw is None or len(raw) <= DECODE_AT_ONCE_BYTES:
         return decoding.place(raw, out, item, drop_axes)

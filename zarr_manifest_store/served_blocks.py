@@ -15,12 +15,14 @@ block that does not fit is not kept.
 
 Where the arrays' rows lie at the same places of one file but for a shift each
 (the record variables of a netCDF-3 file: a *family*), a served chunk is not
-read through blocks at all: the records it spans are read in one range and every
-member's served chunk is cut from them at once (a strided copy each), the others'
-kept, within the same budget, until their array takes them. Loading every
-record variable then copies each byte of the file once after reading it, as
-scipy's engine does, instead of keeping the raw blocks and copying out of them
-later.
+read through blocks at all: the records it spans are read in one range, the
+reading member's chunk is cut from them (a strided copy, straight into zarr's
+output where the store is asked to: ``ManifestStore._read_into``), and the
+records are kept, within the same budget, until every other member has cut its
+own from them. Loading every record variable then reads the record section once
+and copies each byte of it once, as scipy's engine does; the records a read of
+one variable keeps cost no more memory than they span, and no copy is made for
+members never read.
 """
 
 from __future__ import annotations
@@ -99,56 +101,72 @@ class RowBlocks:
         self._blocks: dict[Key, _Block] = {}
         self._pending: dict[Key, Future[None]] = {}  # blocks being read
         self._families: dict[str, _Family] | None = None  # by array
-        self._cuts: dict[tuple[int, int], _Cut] = {}  # by (family, chunk): kept
-        self._cutting: dict[tuple[int, int], Future[None]] = {}  # being cut
+        self._kept: dict[tuple[int, int], ByteData] = {}  # records by (family, chunk)
+        self._took: dict[tuple[int, int], int] = {}  # which members cut it: bits of _Family.bit
+        self._cutting: dict[tuple[int, int], Future[None]] = {}  # being read
         self._held = 0
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
     @property
     def held_bytes(self) -> int:
-        """The bytes of the blocks and cut chunks kept now."""
+        """The bytes of the blocks and records kept now."""
         return self._held
 
-    async def chunk(self, sources: Sources, served: RowArray, number: int) -> np.ndarray | None:
-        """The bytes of served chunk ``number`` of ``served``, if its family cuts it (see the
-        module's docstring): kept from a cut for another member, else cut now for every
-        member from one read; None if the chunk is not cut so (read it row by row)."""
+    async def chunk_into(
+        self, sources: Sources, served: RowArray, number: int, out: np.ndarray
+    ) -> bool:
+        """Write served chunk ``number`` of ``served`` into ``out`` (see :meth:`_Family.cut`)
+        if its family cuts it (see the module's docstring): from the records kept from a
+        read for another member, else read now (and kept for the others); False if the chunk
+        is not cut so (read it row by row)."""
         plan = self._region(sources, served, number)
         if plan is None:
-            return None
+            return False
         family, start, span = plan
         while True:
-            kept, cutting = self._claim_chunk(family, served.path, number)
-            if kept is not None:
-                return kept
-            if cutting is None:
+            kept, reading = self._claim_records(family, served.path, number)
+            if kept is None and reading is None:
                 with self._reading((family.id, number), self._cutting) as done:
-                    data = await sources.read(family.path, start, span)
-                    return self._cut_all(family, served, number, data, sources, done)
-            try:  # shielded: a cancelled waiter must not cancel the read it waits for
-                await asyncio.shield(asyncio.wrap_future(cutting))
-            except Exception:  # that read failed or was abandoned: cut it here
-                return family.cut(served, number, await sources.read(family.path, start, span))
+                    kept = await sources.read(family.path, start, span)
+                    family.cut(served, number, kept, out)  # refuses bytes not of the records
+                    self._keep_records(family, served.path, number, kept, sources, done)
+                return True
+            if kept is None:
+                try:  # shielded: a cancelled waiter must not cancel the read it waits for
+                    await asyncio.shield(asyncio.wrap_future(reading))
+                    continue
+                except Exception:  # that read failed or was abandoned: read them here
+                    kept = await sources.read(family.path, start, span)
+                    self._took_alone(family, served.path, number)
+            family.cut(served, number, kept, out)
+            return True
 
-    def chunk_sync(self, sources: Sources, served: RowArray, number: int) -> np.ndarray | None:
-        """:meth:`chunk`, blocking."""
+    def chunk_into_sync(
+        self, sources: Sources, served: RowArray, number: int, out: np.ndarray
+    ) -> bool:
+        """:meth:`chunk_into`, blocking."""
         plan = self._region(sources, served, number)
         if plan is None:
-            return None
+            return False
         family, start, span = plan
         while True:
-            kept, cutting = self._claim_chunk(family, served.path, number)
-            if kept is not None:
-                return kept
-            if cutting is None:
+            kept, reading = self._claim_records(family, served.path, number)
+            if kept is None and reading is None:
                 with self._reading((family.id, number), self._cutting) as done:
-                    data = sources.read_sync(family.path, start, span)
-                    return self._cut_all(family, served, number, data, sources, done)
-            try:
-                cutting.result(timeout=sources.options["deadline"])
-            except Exception:  # failed, abandoned or slow: cut it here
-                return family.cut(served, number, sources.read_sync(family.path, start, span))
+                    kept = sources.read_sync(family.path, start, span)
+                    family.cut(served, number, kept, out)  # refuses bytes not of the records
+                    self._keep_records(family, served.path, number, kept, sources, done)
+                return True
+            if kept is None:
+                try:
+                    reading.result(timeout=sources.options["deadline"])
+                    continue
+                except Exception:  # failed, abandoned or slow: read them here
+                    kept = sources.read_sync(family.path, start, span)
+                    self._took_alone(family, served.path, number)
+            family.cut(served, number, kept, out)
+            return True
 
     def _region(
         self, sources: Sources, served: RowArray, number: int
@@ -167,65 +185,64 @@ class RowBlocks:
             return None
         return family, *region
 
-    def _claim_chunk(
+    def _claim_records(
         self, family: _Family, reader: str, number: int
-    ) -> tuple[np.ndarray | None, Future[None] | None]:
-        """Chunk ``number`` of ``reader`` if kept (dropped with the others once every member
-        took its own); else the cut under way; else ``(None, None)``: the caller cuts it,
-        within :meth:`_reading`."""
+    ) -> tuple[ByteData | None, Future[None] | None]:
+        """The records of chunk ``number`` if kept, counted taken by ``reader`` (dropped once
+        every member took its chunk); else the read of them under way; else ``(None, None)``:
+        the caller reads them, within :meth:`_reading`."""
         key = (family.id, number)
         with self._locked():
-            cut = self._cuts.get(key)
-            if cut is not None and reader in cut.chunks:
-                cut.taken.add(reader)
-                if len(cut.taken) == len(family.members):
-                    self._held -= cut.held_bytes
-                    del self._cuts[key]
-                return cut.chunks[reader], None
-            cutting = self._cutting.get(key)
-            if cutting is None:
+            kept = self._kept.get(key)
+            if kept is not None:
+                if self._take(family, key, reader, read=False):
+                    self._held -= len(self._kept.pop(key))
+                return kept, None
+            reading = self._cutting.get(key)
+            if reading is None:
                 self._cutting[key] = Future()
-            return None, cutting
+            return None, reading
 
-    def _cut_all(
+    def _keep_records(
         self,
         family: _Family,
-        served: RowArray,
+        reader: str,
         number: int,
         data: ByteData,
         sources: Sources,
         done: Future[None],
-    ) -> np.ndarray:
-        """Chunk ``number`` of ``served`` cut from ``data``, and of every member yet to take it
-        (its own too, should it read it again), kept within ``read_ahead_bytes`` until every
-        member took its own; then those waiting are told."""
-        mine = family.cut(served, number, data)
+    ) -> None:
+        """Keep ``data``, the records of chunk ``number`` just read for ``reader``, for the
+        members yet to cut theirs, if it fits within ``read_ahead_bytes`` (else they read it
+        again); then tell those waiting."""
         options, key = sources.options, (family.id, number)
         budget = options["read_ahead_bytes"] if options["verify"] != "always" else 0
         with self._locked():
-            cut = self._cuts.setdefault(key, _Cut()) if budget else None
-            if cut is not None:
-                cut.taken.add(served.path)
-        for member in family.members if cut is not None else ():
-            if member.path in cut.chunks or (member is not served and member.path in cut.taken):
-                continue
-            if self._held + family.chunk_bytes(member) > budget:
-                continue  # checked again below, with the lock held
-            chunk = mine if member is served else family.cut(member, number, data)
-            with self._locked():
-                if self._cuts.get(key) is cut and self._held + chunk.nbytes <= budget:
-                    chunk.flags.writeable = False  # handed out to each reader of it
-                    cut.chunks[member.path] = chunk
-                    self._held += chunk.nbytes
-        with self._locked():
-            finished = cut is not None and (not cut.chunks or len(cut.taken) == len(family.members))
-            if finished and self._cuts.get(key) is cut:
-                self._held -= cut.held_bytes
-                del self._cuts[key]
+            everyone = self._take(family, key, reader, read=True)
+            if not everyone and key not in self._kept and self._held + len(data) <= budget:
+                self._kept[key] = data
+                self._held += len(data)
             self._cutting.pop(key, None)
         with contextlib.suppress(InvalidStateError):
             done.set_result(None)
-        return mine
+
+    def _took_alone(self, family: _Family, reader: str, number: int) -> None:
+        """Count chunk ``number`` cut by ``reader`` from records it read for itself alone."""
+        key = (family.id, number)
+        with self._locked():
+            if self._take(family, key, reader, read=True) and key in self._kept:
+                self._held -= len(self._kept.pop(key))
+
+    def _take(self, family: _Family, key: tuple[int, int], reader: str, read: bool) -> bool:
+        """Count chunk ``key`` cut by ``reader`` (the lock held), from records kept or, if
+        ``read``, just read; whether every member has cut its own now. A member reading a
+        chunk it cut before starts a new round (the store is read again): the records it
+        read are kept for the others again."""
+        bit = family.bit[reader]
+        took = self._took.get(key, 0)
+        took = bit if read and took & bit else took | bit
+        self._took[key] = took
+        return took == family.everyone
 
     def add(self, served: RowArray) -> None:
         """Count ``served`` among the arrays that read their rows through these blocks."""
@@ -365,7 +382,7 @@ class RowBlocks:
         thread may have held the old one when the process forked)."""
         if self._pid != os.getpid():
             self._lock, self._blocks, self._pending, self._held = threading.Lock(), {}, {}, 0
-            self._cuts, self._cutting = {}, {}
+            self._kept, self._took, self._cutting = {}, {}, {}
             self._pid = os.getpid()
         return self._lock
 
@@ -407,30 +424,17 @@ class _File:
         return int(rows[block]) if block < len(rows) else 0
 
 
-class _Cut:
-    """The served chunks cut from one read of a family's records (by array), kept, and the
-    arrays that took theirs."""
-
-    __slots__ = ("chunks", "taken")
-
-    def __init__(self) -> None:
-        self.chunks: dict[str, np.ndarray] = {}
-        self.taken: set[str] = set()
-
-    @property
-    def held_bytes(self) -> int:
-        return sum(chunk.nbytes for chunk in self.chunks.values())
-
-
 class _Family:
     """Arrays served in rows whose rows all lie in one file, at the same places but for a
     shift each: the record variables of a netCDF-3 file. A served chunk of every member is
     cut from one read of its records."""
 
-    __slots__ = ("factor", "id", "members", "path", "shifts", "starts")
+    __slots__ = ("bit", "everyone", "factor", "id", "members", "path", "shifts", "starts")
 
     def __init__(self, number: int, path: str, members: list[RowArray], starts: np.ndarray):
         self.id, self.path, self.members = number, path, members
+        self.bit = {m.path: 1 << i for i, m in enumerate(members)}
+        self.everyone = (1 << len(members)) - 1
         self.factor = members[0].factor
         first = min(int(m.rows()[1][0]) for m in members)
         self.shifts = {m.path: int(m.rows()[1][0]) - first for m in members}
@@ -450,11 +454,11 @@ class _Family:
         last = max(self.shifts[m.path] + m.fill_row.nbytes for m in self.members)
         return int(starts[-1] - starts[0]) + last
 
-    def chunk_bytes(self, member: RowArray) -> int:
-        return self.factor * member.fill_row.nbytes
-
-    def cut(self, member: RowArray, number: int, data: ByteData) -> np.ndarray:
-        """Served chunk ``number`` of ``member`` cut from ``data``, the bytes of its region."""
+    def cut(self, member: RowArray, number: int, data: ByteData, out: np.ndarray) -> None:
+        """Cut served chunk ``number`` of ``member`` from ``data``, the bytes of its records,
+        into ``out``: rows of the member's ``served_dtype`` (swapped in this one copy where
+        they differ from the stored), at least as many as the chunk has; rows past them
+        take the fill value."""
         first = number * self.factor
         starts = self.starts[first : first + self.factor]
         fill, dtype = member.fill_row, member.stored_dtype
@@ -462,7 +466,6 @@ class _Family:
         span = self._span(starts)
         if len(data) != span:
             raise OSError(f"reading {self.path!r} gave {len(data)} bytes, not {span}")
-        out = np.empty((self.factor, len(fill)), dtype=member.served_dtype)
         rows = np.ndarray(
             (len(starts), len(fill)),
             dtype,
@@ -472,7 +475,6 @@ class _Family:
         )
         out[: len(starts)] = rows
         out[len(starts) :] = fill
-        return out.view(np.uint8).reshape(-1)
 
 
 def _families(arrays: Iterable[RowArray]) -> dict[str, _Family]:

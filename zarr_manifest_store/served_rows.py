@@ -11,13 +11,15 @@ serves such an array, if it has at least :data:`MIN_ROW_CHUNKS` chunks and its
 manifest is in memory (a stored columnar manifest not yet loaded keeps serving a
 chunk by reading only the block that holds it), in chunks of the rows that lie
 within about :data:`ROW_SPAN_BYTES` of their file, so that every record variable
-of a file is served in chunks of the same records, cut together from one read of
+of a file is served in chunks of the same records, each cut from one read of
 those records (:mod:`.served_blocks`). Otherwise the store reads a served
 chunk's runs of evenly spaced rows each as one range within a block of the file,
 through the blocks the arrays of a store share (:mod:`.served_blocks`), and
 joins them, turning numbers stored big-endian (as netCDF-3 stores them) to the
 machine's order in that same copy, so that zarr takes the served chunk as it is
-(no byte swap of its own). Missing rows read as the fill value, as zarr would
+(no byte swap of its own); where zarr's output takes a chunk from its start, the
+store writes it there itself (:meth:`Rows.read_into`, through
+``ManifestStore._read_into``), so that no chunk is made for zarr to copy. Missing rows read as the fill value, as zarr would
 give them. The document is unchanged: only the chunk grid (and the ``bytes``
 codec's ``endian``) the store serves differ.
 """
@@ -208,7 +210,7 @@ def _columns(manifest: ChunkManifest) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """Path index, offset and length of each chunk of a grid of ``(rows, 1, ...)`` chunks."""
     if not manifest.sparse:
         columns = (manifest.path_index, manifest.offsets, manifest.lengths)
-        index, offsets, lengths = (np.asarray(c).reshape(-1).astype(np.int64) for c in columns)
+        index, offsets, lengths = (np.asarray(c, np.int64).reshape(-1) for c in columns)
         return index, offsets, lengths
     refs = manifest.entries()
     n = manifest.shape[0]
@@ -235,52 +237,81 @@ class Rows:
         return self.served.factor * self.served.row_bytes
 
     async def read(self, sources: Sources) -> np.ndarray:
-        """The served chunk's bytes: cut with the rest of its family's (see
-        :mod:`.served_blocks`), else read row by row, the ranges going to the sources together
-        (so that nearby ones coalesce), in batches of at most ``max_coalesced_bytes``."""
-        cut = await self.served.blocks.chunk(sources, self.served, self.first // self.served.factor)
-        if cut is not None:
-            return cut
-        out, runs = self._plan(sources)
-        blocks, reader, dtype = self.served.blocks, self.served.path, self.served.stored_dtype
+        """The served chunk's bytes."""
+        out = self._empty()
+        await self.read_into(sources, out)
+        return out.view(np.uint8).reshape(-1)
+
+    def read_sync(self, sources: Sources) -> np.ndarray:
+        """The served chunk's bytes, blocking."""
+        out = self._empty()
+        self.read_into_sync(sources, out)
+        return out.view(np.uint8).reshape(-1)
+
+    async def read_into(self, sources: Sources, out: np.ndarray) -> None:
+        """Write the served chunk into ``out`` (rows of ``served_dtype``, as many as the chunk
+        has or more: those take the fill value): cut with the rest of its family's (see
+        :mod:`.served_blocks`), else read row by row, the ranges going to the sources
+        together (so that nearby ones coalesce), in batches of at most
+        ``max_coalesced_bytes``."""
+        served = self.served
+        if await served.blocks.chunk_into(sources, served, self.first // served.factor, out):
+            return
+        runs = self._plan(sources, out)
+        blocks, reader, dtype = served.blocks, served.path, served.stored_dtype
         for batch in _batches(runs, sources.options["max_coalesced_bytes"]):
             reads = (blocks.read(sources, reader, r.path, r.start, r.span, r.count) for r in batch)
             for run, data in zip(batch, await asyncio.gather(*reads), strict=True):
                 run.place(out, data, dtype)
-        return out.view(np.uint8).reshape(-1)
 
-    def read_sync(self, sources: Sources) -> np.ndarray:
-        """The served chunk's bytes, blocking: one range at a time."""
-        cut = self.served.blocks.chunk_sync(sources, self.served, self.first // self.served.factor)
-        if cut is not None:
-            return cut
-        out, runs = self._plan(sources)
-        blocks, reader, dtype = self.served.blocks, self.served.path, self.served.stored_dtype
+    def read_into_sync(self, sources: Sources, out: np.ndarray) -> None:
+        """:meth:`read_into`, blocking: one range at a time."""
+        served = self.served
+        if served.blocks.chunk_into_sync(sources, served, self.first // served.factor, out):
+            return
+        runs = self._plan(sources, out)
+        blocks, reader, dtype = served.blocks, served.path, served.stored_dtype
         for run in runs:
             data = blocks.read_sync(sources, reader, run.path, run.start, run.span, run.count)
             run.place(out, data, dtype)
-        return out.view(np.uint8).reshape(-1)
 
-    def _plan(self, sources: Sources) -> tuple[np.ndarray, list[_Run]]:
-        """The served chunk (rows of ``served_dtype``) with its fill and inline rows in
-        place, and the ranges to read into it: each run of rows evenly spaced in one file
-        (at most ``max_gap_bytes`` apart) within one of the file's blocks as one range."""
+    def rows_of(self, region: np.ndarray) -> np.ndarray | None:
+        """``region`` (where zarr's output takes this chunk from its start: all of it, or
+        the rows the array has) as the rows :meth:`read_into` writes; None if it is not
+        such a place (C-contiguous, of the array's type)."""
+        served = self.served
+        shape = served.array.metadata.chunk_grid.chunk_shape
+        if (
+            region.shape[1:] != tuple(shape[1:])
+            or len(region) not in (self.last - self.first, served.factor)
+            or region.dtype != served.array.dtype
+            or not region.flags.c_contiguous
+            or not region.flags.writeable
+        ):
+            return None
+        return region.view(np.uint8).reshape(len(region), -1).view(served.served_dtype)
+
+    def _empty(self) -> np.ndarray:
+        return np.empty((self.served.factor, len(self.served.fill_row)), self.served.served_dtype)
+
+    def _plan(self, sources: Sources, out: np.ndarray) -> list[_Run]:
+        """Put the fill and inline rows in place in ``out``, and the ranges to read into it:
+        each run of rows evenly spaced in one file (at most ``max_gap_bytes`` apart) within
+        one of the file's blocks as one range."""
         served = self.served
         index, offsets, lengths = (c[self.first : self.last] for c in served.rows())
         self._check_lengths(index, lengths)
         fill, size = served.fill_row, served.row_bytes
-        out = np.empty((served.factor, len(fill)), dtype=served.served_dtype)
         out[len(index) :] = fill
         out[: len(index)][index == MISSING] = fill
         manifest, rest = served.array.manifest, (0,) * (served.array.manifest.ndim - 1)
         for row in np.flatnonzero(index == INLINE):
             out[row] = self._inline(manifest.inline[(self.first + int(row), *rest)], int(row))
         gap, block = sources.options["max_gap_bytes"], served.blocks.block_bytes(sources)
-        runs = [
+        return [
             _Run(manifest.paths[int(index[a])], a, b - a, int(offsets[a]), stride, size)
             for a, b, stride in _runs(index, offsets, size, gap, block)
         ]
-        return out, runs
 
     def _inline(self, data: bytes, row: int) -> np.ndarray:
         """An inline row's values, as stored."""

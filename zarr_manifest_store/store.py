@@ -40,7 +40,7 @@ from zarr_manifest_store.io.sources import ByteData, Sources, Verify, VerifyRepo
 from zarr_manifest_store.manifest import MAX_DENSE_CHUNKS, ChunkRef
 from zarr_manifest_store.served import ServedArray
 from zarr_manifest_store.served_metadata import METADATA_KEY, ServedMetadata
-from zarr_manifest_store.served_rows import Rows, served_arrays
+from zarr_manifest_store.served_rows import Rows, ServedRows, served_arrays
 
 __all__ = ["ManifestStore"]
 
@@ -122,6 +122,7 @@ class ManifestStore(Store):
         self._nodes: dict[str, Node] = dict(nodes)
         self._arrays = {p: n for p, n in nodes if isinstance(n, ManifestArray)}
         self._served = served_arrays(self._arrays)
+        self._joins_rows = any(isinstance(s, ServedRows) for s in self._served.values())
         self._documents = ServedMetadata(self._nodes, self._served)
         self._token: str | None = None
         self._sources = Sources(
@@ -289,6 +290,36 @@ class ManifestStore(Store):
         except OSError as e:
             raise _naming_chunk(e, key) from e
         return _buffer(target, prototype)
+
+    async def _read_into(self, key: str, region: np.ndarray) -> bool:
+        """Write chunk ``key`` decoded into ``region`` (its place in zarr's output) if the
+        store joins it from rows (:mod:`.served_rows`): cut from the file straight into
+        place, not made for zarr to copy. False (nothing written) for any other chunk."""
+        rows = self._rows_into(key, region)
+        if rows is None:
+            return False
+        try:
+            await rows[0].read_into(self._sources, rows[1])
+        except OSError as e:
+            raise _naming_chunk(e, key) from e
+        return True
+
+    def _read_into_sync(self, key: str, region: np.ndarray) -> bool:
+        """:meth:`_read_into`, blocking."""
+        rows = self._rows_into(key, region)
+        if rows is None:
+            return False
+        try:
+            rows[0].read_into_sync(self._sources, rows[1])
+        except OSError as e:
+            raise _naming_chunk(e, key) from e
+        return True
+
+    def _rows_into(self, key: str, region: np.ndarray) -> tuple[Rows, np.ndarray] | None:
+        """The rows chunk ``key`` joins and ``region`` as rows of them, if it is such a chunk."""
+        value = self._lookup(key)
+        rows = value.rows_of(region) if isinstance(value, Rows) else None
+        return None if rows is None else (value, rows)
 
     async def get_partial_values(
         self,
