@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import re
+import sys
 import warnings
 from collections import Counter
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -14,6 +18,11 @@ import zarr
 import zarr_manifest_store as zms
 from zarr_manifest_store import served_metadata
 from zarr_manifest_store.store import ManifestStore
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
+QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 
 
 def many_nodes(path, groups: int = 3, arrays: int = 4) -> str:
@@ -102,3 +111,24 @@ def test_an_array_document_is_encoded_once(tmp_path):
     documents = store._documents
     assert documents.document("g0/v1/zarr.json") is documents.document("g0/v1/zarr.json")
     assert zarr.open_array(store, path="g0/v1", mode="r")[:].tolist() == [1.0 + i for i in range(6)]
+
+
+def test_the_checker_reads_each_warning_once_for_a_file_of_many_refusals(monkeypatch):
+    """Thousands of refused datasets, each named by its own warning: the names are found
+    once per file (they were searched once per dataset, in every message: quadratic)."""
+    datasets = importlib.import_module("benchmarks.real_files.datasets")
+    searched = Counter()
+
+    class Counting:
+        def findall(self, text):
+            searched["messages"] += 1
+            return QUOTED.findall(text)
+
+    monkeypatch.setattr(datasets, "QUOTED", Counting())
+    root = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    warned = [f"<file>: left out dataset 'g/d{i}': no Zarr type" for i in range(300)]
+    classes = [datasets.classify(f"g/d{i}", np.zeros(1), root, warned) for i in range(300)]
+    assert [c["class"] for c in classes] == ["refused"] * 300
+    assert classes[7]["reason"] == "<file>: left out dataset 'g/d7': no Zarr type"
+    assert datasets.classify("g/other", np.zeros(1), root, warned)["class"] == "missing"
+    assert searched["messages"] <= 2 * len(warned)
