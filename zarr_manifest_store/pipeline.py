@@ -163,19 +163,49 @@ class ManifestStorePipelines(CodecPipeline):
             if isinstance(grid, RegularChunkGridMetadata)
             else (1,) * array_metadata.ndim
         )
-        spec = ArraySpec(
-            shape=chunk_shape,
-            dtype=array_metadata.data_type,
-            fill_value=array_metadata.fill_value,
-            config=ArrayConfig.from_dict({}),
-            prototype=default_buffer_prototype(),
-        )
-        pipeline = ManifestCodecPipeline.from_codecs(array_metadata.codecs)
-        return pipeline.evolve_from_array_spec(spec)
+        key = _pipeline_key(array_metadata, chunk_shape)
+        pipeline = _PIPELINES.get(key)
+        if pipeline is None:
+            spec = ArraySpec(
+                shape=chunk_shape,
+                dtype=array_metadata.data_type,
+                fill_value=array_metadata.fill_value,
+                config=ArrayConfig.from_dict({}),
+                prototype=default_buffer_prototype(),
+            )
+            pipeline = ManifestCodecPipeline.from_codecs(array_metadata.codecs)
+            pipeline = pipeline.evolve_from_array_spec(spec)
+            if len(_PIPELINES) >= MAX_KEPT_PIPELINES:
+                _PIPELINES.clear()
+            _PIPELINES[key] = pipeline
+        return pipeline
 
     @classmethod
     def from_codecs(cls, codecs: Iterable[Codec], *, batch_size: int | None = None) -> Self:
         return BatchedCodecPipeline.from_codecs(codecs, batch_size=batch_size)  # type: ignore[return-value]
+
+
+MAX_KEPT_PIPELINES = 256
+"""Pipelines kept for reuse. Building one (guarding and evolving the codecs) costs about as
+much as zarr's parse of the array's metadata, and the arrays of a file mostly share a few
+codec chains: a hierarchy of 15,000 arrays builds a handful."""
+_PIPELINES: dict[tuple[Any, ...], ManifestCodecPipeline] = {}
+
+
+def _pipeline_key(metadata: ArrayV3Metadata, chunk_shape: tuple[int, ...]) -> tuple[Any, ...]:
+    """What a pipeline is built from, each part by type and ``repr`` (codecs hold dicts, so
+    they do not hash), a NumPy fill value by its bytes too (``-0.0`` is not ``0.0``, nor one
+    NaN payload another)."""
+    fill = metadata.fill_value
+    return (
+        tuple((type(c), repr(c)) for c in metadata.codecs),
+        type(metadata.data_type),
+        repr(metadata.data_type),
+        type(fill),
+        repr(fill),
+        fill.tobytes() if isinstance(fill, np.generic) else None,
+        tuple(chunk_shape),
+    )
 
 
 _Item = tuple["ByteGetter", "ArraySpec", "SelectorTuple", "SelectorTuple", bool]

@@ -43,6 +43,7 @@ class ServedMetadata:
         self._nodes = nodes
         self._served = served
         self._built: dict[str, dict[str, Any]] = {}
+        self._array_documents: dict[str, bytes] = {}
 
     @property
     def consolidated(self) -> bool:
@@ -68,7 +69,7 @@ class ServedMetadata:
     def _build(self, path: str) -> bytes:
         node = self._nodes[path]
         if not isinstance(node, ManifestGroup):
-            return _json_document(self._metadata(path))
+            return self._array_document(path)
         walk = list(itertools.islice(node.walk(), MAX_CONSOLIDATED_MEMBERS + 1))
         if len(walk) > MAX_CONSOLIDATED_MEMBERS:
             return _json_document(self._metadata(path))
@@ -76,6 +77,14 @@ class ServedMetadata:
         members = {rel: self._metadata(below + rel) for rel, _ in walk}
         consolidated = {"kind": "inline", "must_understand": False, "metadata": members}
         return _json_document({**self._metadata(path), "consolidated_metadata": consolidated})
+
+    def _array_document(self, path: str) -> bytes:
+        """An array's ``zarr.json``, encoded once and kept: walking a hierarchy (xarray lists
+        a group's members more than once) asks for each array's again."""
+        document = self._array_documents.get(path)
+        if document is None:
+            document = self._array_documents[path] = _json_document(self._metadata(path))
+        return document
 
     def _metadata(self, path: str) -> dict[str, Any]:
         """A node's own metadata as zarr writes it, built when first asked for and kept."""

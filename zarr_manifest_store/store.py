@@ -347,6 +347,12 @@ class ManifestStore(Store):
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
         prefix = prefix.rstrip("/")
+        group = self._nodes.get(prefix)
+        if isinstance(group, ManifestGroup):  # its document and its members, from the tree
+            yield METADATA_KEY
+            for name in group:
+                yield name
+            return
         base = f"{prefix}/" if prefix else ""
         seen: set[str] = set()
         for key in self._keys(base):

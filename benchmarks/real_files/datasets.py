@@ -15,6 +15,7 @@ masking or scaling), and each is classified:
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import time
 from collections.abc import Iterator
@@ -33,11 +34,18 @@ QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 
 def named_in(messages: list[str]) -> set[str]:
     """The quoted names in warnings / errors, without leading slashes."""
-    names = set()
+    return set(_first_naming(tuple(messages)))
+
+
+@functools.lru_cache(maxsize=8)
+def _first_naming(messages: tuple[str, ...]) -> dict[str, str]:
+    """Each quoted name (without leading slashes) and the first message naming it: made once
+    per file's warnings, not once per dataset (a file may refuse thousands)."""
+    first: dict[str, str] = {}
     for message in messages:
         for single, double in QUOTED.findall(message):
-            names.add((single or double).strip("/"))
-    return names
+            first.setdefault((single or double).strip("/"), message)
+    return first
 
 
 def refused_by(name: str, named: set[str]) -> bool:
@@ -93,14 +101,14 @@ def check_hdf5(
             reason = f"h5py: {first_line(e)} ({_scan_of(name, root, messages)})"
             yield {"name": name, "class": "unreadable", "reason": reason}
             continue
-        expected = _netcdf_padded(ds, expected, root, name)
-        yield {"name": name, **classify(name, expected, root, messages, failure)}
+        node = _get(root, zarr_path(name)) if root is not None else None
+        expected = _netcdf_padded(ds, expected, node)
+        yield {"name": name, **classify(name, expected, root, messages, failure, node)}
 
 
-def _netcdf_padded(ds: h5py.Dataset, values: Any, root: zarr.Group | None, name: str) -> Any:
+def _netcdf_padded(ds: h5py.Dataset, values: Any, node: zarr.Array | None) -> Any:
     """h5py's values padded with the fill value to the array's shape along unlimited axes,
     as netCDF presents a variable shorter than its unlimited dimension (the scan too)."""
-    node = _get(root, zarr_path(name)) if root is not None else None
     if node is None or not isinstance(values, np.ndarray) or node.shape == values.shape:
         return values
     unlimited = [m is None for m in (ds.maxshape or ())]
@@ -139,12 +147,18 @@ def check_netcdf3(
 
 
 def classify(
-    name: str, expected: Any, root: zarr.Group | None, messages: list[str], failure: str = ""
+    name: str,
+    expected: Any,
+    root: zarr.Group | None,
+    messages: list[str],
+    failure: str = "",
+    node: zarr.Array | None = None,
 ) -> dict:
-    """The class (and reason) of one dataset whose values h5py / scipy gave as ``expected``."""
+    """The class (and reason) of one dataset whose values h5py / scipy gave as ``expected``
+    (``node``: its array, if the caller has opened it already)."""
     if root is None:
         return {"class": "file-error", "reason": failure or "the scan failed"}
-    node = _get(root, zarr_path(name))
+    node = node if node is not None else _get(root, zarr_path(name))
     if node is None:
         if refused_by(name, named_in(messages)):
             return {"class": "refused", "reason": reason_for(name, messages)}
@@ -218,12 +232,12 @@ def _escaped(name: str) -> str:
 
 def reason_for(name: str, messages: list[str]) -> str:
     """The warning that names ``name`` or its nearest group."""
+    first = _first_naming(tuple(messages))
     parts = name.strip("/").split("/")
     for i in range(len(parts), 0, -1):
-        target = "/".join(parts[:i])
-        for message in messages:
-            if target in named_in([message]):
-                return first_line(message)
+        message = first.get("/".join(parts[:i]))
+        if message is not None:
+            return first_line(message)
     return ""
 
 

@@ -15,9 +15,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import xarray as xr
+import zarr
 from xarray.backends import BackendEntrypoint, StoreBackendEntrypoint, ZarrStore
 
 from zarr_manifest_store.cf import TYPED_ATTRIBUTES, typed_attributes
+from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import is_local, local_path
 from zarr_manifest_store.store import ManifestStore
 
@@ -105,9 +107,7 @@ class ManifestBackendEntrypoint(BackendEntrypoint):
         decoders, store_options = _split(options)
         store = _store(filename_or_obj, allow, storage_options, store_options)
         parent = "/" + (decoders.pop("group", None) or "").strip("/")
-        stores = TypedZarrStore.open_store(
-            store, group=parent, mode="r", consolidated=False, zarr_format=3
-        )
+        stores = _group_stores(store, parent)
         return {
             _relative(path, parent): _decoded(zarr_store, **decoders)
             for path, zarr_store in stores.items()
@@ -169,6 +169,34 @@ class TypedZarrStore(ZarrStore):
         return typed_attributes(
             {**attributes, TYPED_ATTRIBUTES: records} if records else attributes
         )
+
+
+def _group_stores(store: ManifestStore, parent: str) -> dict[str, ZarrStore]:
+    """xarray's Zarr store of each group at or below ``parent`` (``"/"``-led), by path.
+
+    The groups are found in the store's tree: xarray's own ``open_store`` lists every
+    group's members once to find its subgroups and again to open it, building each
+    array's zarr node twice (seconds for a file of 15,000 arrays).
+    """
+    if not isinstance(store.root, ManifestGroup):
+        return TypedZarrStore.open_store(
+            store, group=parent, mode="r", consolidated=False, zarr_format=3
+        )
+    top = zarr.open_group(store, path=parent, mode="r", use_consolidated=False, zarr_format=3)
+    below = store.root[top.path] if top.path else store.root
+    paths = [parent] + [
+        f"{parent.rstrip('/')}/{path}"
+        for path, node in below.walk()
+        if isinstance(node, ManifestGroup)
+    ]
+    return {
+        path: TypedZarrStore(
+            top if path == parent else top[path[len(parent) :].strip("/")],
+            mode="r",
+            use_zarr_fill_value_as_mask=False,
+        )
+        for path in paths
+    }
 
 
 def _nczarr(name: str) -> bool:
