@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -106,13 +108,13 @@ def test_named_containers_get_relative_locations(tmp_path, monkeypatch):
     vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
     repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds), named=True)
     given = set()
-    original = ic.IcechunkStore.set_virtual_refs_arr_async
+    original = ic.IcechunkStore.set_virtual_refs_arr
 
-    async def recording(self, array_path, chunk_grid_shape, locations, *args, **kwargs):
+    def recording(self, array_path, chunk_grid_shape, locations, *args, **kwargs):
         given.update(locations)
-        return await original(self, array_path, chunk_grid_shape, locations, *args, **kwargs)
+        return original(self, array_path, chunk_grid_shape, locations, *args, **kwargs)
 
-    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr_async", recording)
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr", recording)
     write(vds, repo)
     assert given - {""} == {f"vcc://c0/{f.name}" for f in files}
     xr.testing.assert_identical(open_icechunk(repo), expected(files))
@@ -146,13 +148,13 @@ def test_virtual_references_go_in_bulk_one_call_per_checksum(tmp_path, monkeypat
     vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
     repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds))
     calls = []
-    original = ic.IcechunkStore.set_virtual_refs_arr_async
+    original = ic.IcechunkStore.set_virtual_refs_arr
 
-    async def counting(self, array_path, chunk_grid_shape, locations, *args, **kwargs):
+    def counting(self, array_path, chunk_grid_shape, locations, *args, **kwargs):
         calls.append((array_path, tuple(chunk_grid_shape), kwargs["checksum"]))
-        return await original(self, array_path, chunk_grid_shape, locations, *args, **kwargs)
+        return original(self, array_path, chunk_grid_shape, locations, *args, **kwargs)
 
-    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr_async", counting)
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr", counting)
     for one_per_chunk in ("set_virtual_ref", "set_virtual_ref_async"):  # never one call per chunk
         monkeypatch.setattr(ic.IcechunkStore, one_per_chunk, None)
     write(vds, repo)
@@ -163,34 +165,81 @@ def test_virtual_references_go_in_bulk_one_call_per_checksum(tmp_path, monkeypat
     xr.testing.assert_identical(open_icechunk(repo), expected(files))
 
 
-def test_reference_calls_overlap_a_few_at_a_time(tmp_path, monkeypatch):
+def test_files_sharing_a_checksum_share_a_call(tmp_path, monkeypatch):
+    files = daily_files(tmp_path / "data", (4, 4, 4, 4))
+    for i, f in enumerate(files):  # two modification times, two files each
+        os.utime(f, (1_700_000_000 + i // 2, 1_700_000_000 + i // 2))
+    vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
+    repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds))
+    calls = []
+    original = ic.IcechunkStore.set_virtual_refs_arr
+
+    def counting(self, array_path, chunk_grid_shape, locations, *args, **kwargs):
+        calls.append((array_path, set(locations), kwargs["checksum"].timestamp()))
+        return original(self, array_path, chunk_grid_shape, locations, *args, **kwargs)
+
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr", counting)
+    write(vds, repo)
+    urls = [location_of(str(f)) for f in files]
+    assert sorted((c[2], sorted(c[1])) for c in calls if c[0] == "t2m") == [
+        (1_700_000_000, urls[:2]),
+        (1_700_000_001, urls[2:]),
+    ]
+    xr.testing.assert_identical(open_icechunk(repo), expected(files))
+
+
+def test_reference_calls_overlap_on_a_few_threads(tmp_path, monkeypatch):
     """Icechunk builds a call's references holding the GIL and inserts them without it: the
-    next call starts while the last one inserts, with at most IN_FLIGHT + 1 unfinished."""
+    calls come from WORKERS threads, so one inserts while the next builds, at most WORKERS at
+    a time."""
     files = daily_files(tmp_path / "data", (4, 4, 4))
     for f in files:  # one checksum: the calls are stretches of rows, not sources
         os.utime(f, (1_700_000_000, 1_700_000_000))
     vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
     repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds))
     monkeypatch.setattr(icechunk_write, "CALL_REFERENCES", 4)  # one row of t2m's grid per call
-    started, unfinished, most = [], set(), 0
-    original = ic.IcechunkStore.set_virtual_refs_arr_async
+    started, unfinished, most, threads = [], set(), 0, set()
+    lock = threading.Lock()
+    original = ic.IcechunkStore.set_virtual_refs_arr
 
-    async def tracking(self, array_path, chunk_grid_shape, *args, **kwargs):
+    def tracking(self, array_path, chunk_grid_shape, *args, **kwargs):
         nonlocal most
-        call = len(started)
-        started.append((array_path, tuple(chunk_grid_shape), kwargs["arr_offset"]))
-        unfinished.add(call)
-        most = max(most, len(unfinished))
+        with lock:
+            call = len(started)
+            started.append((array_path, tuple(chunk_grid_shape), kwargs["arr_offset"]))
+            unfinished.add(call)
+            most = max(most, len(unfinished))
+            threads.add(threading.get_ident())
         try:
-            return await original(self, array_path, chunk_grid_shape, *args, **kwargs)
+            time.sleep(0.05)  # long enough for the other thread to start the next call
+            return original(self, array_path, chunk_grid_shape, *args, **kwargs)
         finally:
-            unfinished.discard(call)
+            with lock:
+                unfinished.discard(call)
 
-    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr_async", tracking)
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr", tracking)
     write(vds, repo)
     assert started == [("t2m", (1, 2, 2), None if i == 0 else (i, 0, 0)) for i in range(6)]
-    assert 2 <= most <= icechunk_write.IN_FLIGHT + 1
+    assert most == icechunk_write.WORKERS == len(threads) == 2
     xr.testing.assert_identical(open_icechunk(repo), expected(files))
+
+
+def test_a_failed_call_stops_the_others_and_is_raised(tmp_path, monkeypatch):
+    files = daily_files(tmp_path / "data", (4, 4, 4))
+    vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
+    repo = local_repository(tmp_path / "repo", zms.icechunk_containers(vds))
+    monkeypatch.setattr(icechunk_write, "CALL_REFERENCES", 4)
+    calls = []
+
+    def refusing(self, array_path, chunk_grid_shape, *args, **kwargs):
+        calls.append(array_path)
+        return [(0, 0, 0)]  # what Icechunk answers for a location outside its containers
+
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr", refusing)
+    session = repo.writable_session("main")
+    with pytest.raises(ValueError, match="array 't2m': Icechunk refused 1 reference"):
+        zms.to_icechunk(vds.virtualize.to_group(), session.store)
+    assert 1 <= len(calls) <= icechunk_write.WORKERS  # no thread took another call
 
 
 @pytest.mark.parametrize(("nfiles", "per_chunk_specs"), [(2, False), (4, True)])
@@ -205,13 +254,13 @@ def test_interleaved_sources_are_written_exactly(tmp_path, monkeypatch, nfiles, 
     group = zms.ManifestGroup(arrays={"t2m": zms.concat(parts, axis=0)})
     repo = local_repository(tmp_path / "repo", zms.icechunk_containers(group))
     specs = []
-    original = ic.IcechunkStore.set_virtual_refs_async
+    original = ic.IcechunkStore.set_virtual_refs
 
-    async def recording(self, array_path, chunks, *args, **kwargs):
+    def recording(self, array_path, chunks, *args, **kwargs):
         specs.extend(chunks)
-        return await original(self, array_path, chunks, *args, **kwargs)
+        return original(self, array_path, chunks, *args, **kwargs)
 
-    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_async", recording)
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs", recording)
     write(group, repo)
     assert len(specs) == (2 * nfiles * 4 if per_chunk_specs else 0)
     with warnings.catch_warnings():

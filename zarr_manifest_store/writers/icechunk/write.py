@@ -1,13 +1,14 @@
 """Writing a checked plan into an Icechunk session: metadata documents, virtual references in
-bulk (``set_virtual_refs_arr``, a few calls per checksum, overlapping), inline chunks as
+bulk (``set_virtual_refs_arr``, a few calls per checksum, from two threads), inline chunks as
 ordinary chunks."""
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import functools
 import json
-from collections.abc import Coroutine, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +38,11 @@ __all__ = [
 Failed = list[tuple[int, ...]] | None
 """What Icechunk answers a reference call: the chunks it refused, or None."""
 
-IN_FLIGHT = 2
-"""Reference calls started and not yet finished, at most: one inserting while the next builds."""
+WORKERS = 2
+"""Threads making the reference calls. Icechunk builds a call's references holding the GIL
+and inserts them without it, so one thread's insertion overlaps the other's building. The
+calls block: an awaited call costs a wake-up of Icechunk's runtime and of the event loop,
+about half a millisecond that a checksum per file would pay once per file."""
 CALL_REFERENCES = 1 << 16
 """Chunks per reference call, at most (whole grid rows, at least one): enough calls for
 building and inserting to overlap, each large enough that its own cost vanishes."""
@@ -101,7 +105,8 @@ def group_document(attributes: Mapping[str, Any]) -> bytes:
 def run_plan(store: Any, plan: Plan, locations: Mapping[str, str]) -> None:
     """Write ``plan`` into ``store`` (an IcechunkStore of a writable session)."""
     fsspec.asyn.sync(io_loop(), _write_documents_and_inline, store, plan)
-    fsspec.asyn.sync(io_loop(), _write_all_references, store, plan, locations)
+    calls = (call for write in plan.arrays for call in _reference_calls(store, write, locations))
+    _run_calls(calls)
 
 
 async def _write_documents_and_inline(store: Any, plan: Plan) -> None:
@@ -128,60 +133,96 @@ def _chunk_key(coords: tuple[int, ...], offset: tuple[int, ...]) -> str:
     return "/".join(["c", *(str(c + o) for c, o in zip(coords, offset, strict=True))])
 
 
-async def _write_all_references(store: Any, plan: Plan, locations: Mapping[str, str]) -> None:
-    """Every array's references, in calls that overlap: Icechunk builds a call's references
-    (parsing each location) holding the GIL, then inserts them on its own runtime without
-    it, so the next call's building runs meanwhile. At most :data:`IN_FLIGHT` calls are
-    pending, so their temporary columns stay few."""
-    pending: collections.deque[tuple[ArrayWrite, asyncio.Future]] = collections.deque()
+@dataclass(frozen=True)
+class _Call:
+    """One blocking Icechunk call writing some of an array's references."""
+
+    write: ArrayWrite
+    run: Callable[[], Failed]
+
+
+def _run_calls(calls: Iterator[_Call]) -> None:
+    """Make ``calls`` from :data:`WORKERS` threads (this one and helpers), each taking the
+    next call when its last one is done, so at most that many calls' columns exist at once.
+    The first error stops every thread from taking another call, and is raised."""
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            while True:
+                with lock:  # the generator builds the call's columns: one thread at a time
+                    call = None if errors else next(calls, None)
+                if call is None:
+                    return
+                _check_failed(call.write, call.run())
+        except BaseException as e:  # kept for the caller's thread, which raises it
+            with lock:
+                errors.append(e)
+
+    helpers = [threading.Thread(target=work) for _ in range(WORKERS - 1)]
+    for helper in helpers:
+        helper.start()
     try:
-        for write in plan.arrays:
-            for call in _reference_calls(store, write, locations):
-                pending.append((write, asyncio.ensure_future(call)))
-                await asyncio.sleep(0)  # the call runs up to its insertion: its building is done
-                while len(pending) > IN_FLIGHT:
-                    done, task = pending.popleft()
-                    _check_failed(done, await task)
-        while pending:
-            done, task = pending.popleft()
-            _check_failed(done, await task)
-    finally:  # a failed call: the others started finish before the error is raised
-        await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
+        work()
+    finally:
+        for helper in helpers:
+            helper.join()
+    if errors:
+        raise errors[0]
 
 
 def _reference_calls(
     store: Any, write: ArrayWrite, locations: Mapping[str, str]
-) -> Iterator[Coroutine[Any, Any, Failed]]:
+) -> Iterator[_Call]:
     """The Icechunk calls writing one array's references: per distinct checksum, the rows its
-    sources span, a stretch of at most :data:`CALL_REFERENCES` at a time.
+    sources span, a stretch of at most :data:`CALL_REFERENCES` chunks at a time.
 
-    Each call's columns are made when it is started, so memory stays near the manifest's own size.
+    Each call's columns are made when a thread takes it, so memory stays near the manifest's.
     """
     m = write.manifest
     if not (m.path_index < INLINE).any():
         return
     table = np.array([locations[p] for p in m.paths] + [""], dtype=object)
-    checksums = [checksum_of(m.fingerprints.get(p)) for p in m.paths]
-    distinct = list(dict.fromkeys(checksums))
-    refs = _References(write, table)
-    if len(distinct) == 1:
-        yield from refs.calls(store, 0, m.shape[0] if m.shape else 1, distinct[0])
+    distinct: dict[Checksum, int] = {}
+    by_path = [
+        distinct.setdefault(checksum_of(m.fingerprints.get(p)), len(distinct)) for p in m.paths
+    ]
+    checksums = list(distinct)
+    refs = _References(store, write, table)
+    if len(checksums) == 1:
+        yield from refs.calls(0, m.shape[0] if m.shape else 1, checksums[0])
         return
-    by_path = np.array([distinct.index(c) for c in checksums] + [-1], dtype=np.int32)
-    groups = by_path[np.minimum(m.path_index.reshape(-1), len(m.paths))]
-    boxes = _row_boxes(groups, len(distinct), refs.row)
+    lookup = np.array([*by_path, -1], dtype=np.int32)
+    groups = lookup[np.minimum(m.path_index.reshape(-1), len(m.paths))]
+    boxes, counts = _row_boxes(groups, len(checksums), refs.row)
     if sum(stop - start for start, stop in boxes) * refs.row > BOX_SLACK * groups.size:
-        yield _set_specs(store, write, table, groups, distinct)
+        yield _Call(write, functools.partial(_set_specs, store, write, table, groups, checksums))
         return
+    sole = _sole_paths(by_path, len(checksums))
     for g, (start, stop) in enumerate(boxes):
-        yield from refs.calls(store, start, stop, distinct[g], (groups, g))
+        if counts[g] == (stop - start) * refs.row:  # the box holds this checksum's chunks only
+            yield from refs.calls(start, stop, checksums[g], path=sole[g])
+        else:
+            yield from refs.calls(start, stop, checksums[g], only=(groups, g))
+
+
+def _sole_paths(by_path: list[int], count: int) -> list[int | None]:
+    """For each checksum group, its one source (a row of the path table), or None for several."""
+    sole: list[int | None] = [None] * count
+    seen = [0] * count
+    for row, g in enumerate(by_path):
+        seen[g] += 1
+        sole[g] = row if seen[g] == 1 else None
+    return sole
 
 
 class _References:
     """One array's references, flattened, handed to Icechunk a stretch of grid rows at a time."""
 
-    def __init__(self, write: ArrayWrite, table: np.ndarray) -> None:
+    def __init__(self, store: Any, write: ArrayWrite, table: np.ndarray) -> None:
         m = write.manifest
+        self.store = store
         self.write = write
         self.table = table  # locations by path row, then "" (missing or inline chunks)
         self.row = int(np.prod(m.shape[1:], dtype=np.int64)) if m.shape else 1
@@ -191,61 +232,84 @@ class _References:
 
     def calls(
         self,
-        store: Any,
         start: int,
         stop: int,
         checksum: Checksum,
+        *,
+        path: int | None = None,
         only: tuple[np.ndarray, int] | None = None,
-    ) -> Iterator[Coroutine[Any, Any, Failed]]:
-        """The calls for the chunk rows ``[start, stop)`` of the grid, a few rows each;
-        ``only``, the checksum group of every chunk (flat) and one group, keeps that group's."""
+    ) -> Iterator[_Call]:
+        """The calls for the chunk rows ``[start, stop)`` of the grid, a few rows each. Every
+        chunk there is of source ``path`` (a row of the path table), or, with ``only`` (the
+        checksum group of every chunk, flat, and one group), those of other groups are left out."""
         step = max(1, CALL_REFERENCES // max(self.row, 1))
         for first in range(start, stop, step):
-            yield self._call(store, first, min(first + step, stop), checksum, only)
+            yield self._call(first, min(first + step, stop), checksum, path, only)
 
-    async def _call(
+    def _call(
         self,
-        store: Any,
         start: int,
         stop: int,
         checksum: Checksum,
+        path: int | None,
         only: tuple[np.ndarray, int] | None,
-    ) -> Failed:
+    ) -> _Call:
         m, write = self.write.manifest, self.write
         cells = slice(start * self.row, stop * self.row)
-        rows = np.minimum(self.index[cells], len(m.paths))
-        if only is not None:
-            groups, group = only
-            rows[groups[cells] != group] = len(m.paths)
+        if path is not None:  # one URL object, repeated
+            locations = [self.table[path]] * ((stop - start) * self.row)
+        else:
+            rows = np.minimum(self.index[cells], len(m.paths))
+            if only is not None:
+                groups, group = only
+                rows[groups[cells] != group] = len(m.paths)
+            locations = self.table[rows].tolist()
         box = (stop - start, *m.shape[1:]) if m.shape else ()
         offset = tuple(o + (start if k == 0 else 0) for k, o in enumerate(write.offset))
-        return await store.set_virtual_refs_arr_async(
-            write.path,
-            box,
-            self.table[rows].tolist(),
-            np.ascontiguousarray(self.offsets[cells]),
-            np.ascontiguousarray(self.lengths[cells]),
-            validate_containers=False,  # check_containers covered every location
-            arr_offset=offset if any(offset) else None,
-            checksum=checksum,
+        return _Call(
+            write,
+            functools.partial(
+                self.store.set_virtual_refs_arr,
+                write.path,
+                box,
+                locations,
+                np.ascontiguousarray(self.offsets[cells]),
+                np.ascontiguousarray(self.lengths[cells]),
+                validate_containers=False,  # check_containers covered every location
+                arr_offset=offset if any(offset) else None,
+                checksum=checksum,
+            ),
         )
 
 
-def _row_boxes(groups: np.ndarray, count: int, row: int) -> list[tuple[int, int]]:
-    """For each checksum group, the rows (first grid axis) its chunks span, ``[start, stop)``;
-    found a block of cells at a time, to keep the temporaries small."""
+def _row_boxes(
+    groups: np.ndarray, count: int, row: int
+) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """For each checksum group, the rows (first grid axis) its chunks span, ``[start, stop)``,
+    and how many chunks it has; found a block of cells at a time, to keep the temporaries
+    small, and from the ends of each run where the groups come in order (sources in turn)."""
     first = np.full(count, np.iinfo(np.int64).max, dtype=np.int64)
     last = np.full(count, -1, dtype=np.int64)
+    counts = np.zeros(count, dtype=np.int64)
     step = 1 << 18
     for start in range(0, groups.size, step):
         block = groups[start : start + step]
-        valid = np.flatnonzero(block >= 0)
-        np.minimum.at(first, block[valid], valid + start)
-        np.maximum.at(last, block[valid], valid + start)
-    return [(int(f) // row, int(x) // row + 1) for f, x in zip(first, last, strict=True)]
+        where = np.flatnonzero(block >= 0)
+        ids = block[where]
+        counts += np.bincount(ids, minlength=count)
+        if ids.size and (ids[1:] >= ids[:-1]).all():
+            ends = np.flatnonzero(ids[1:] != ids[:-1])
+            heads, tails = np.r_[0, ends + 1], np.r_[ends, ids.size - 1]
+            np.minimum.at(first, ids[heads], where[heads] + start)
+            np.maximum.at(last, ids[tails], where[tails] + start)
+        else:
+            np.minimum.at(first, ids, where + start)
+            np.maximum.at(last, ids, where + start)
+    boxes = [(int(f) // row, int(x) // row + 1) for f, x in zip(first, last, strict=True)]
+    return boxes, counts
 
 
-async def _set_specs(
+def _set_specs(
     store: Any, write: ArrayWrite, table: np.ndarray, groups: np.ndarray, distinct: list[Checksum]
 ) -> Failed:
     """One ``set_virtual_refs`` call with a spec per chunk (sources interleaved in the grid)."""
@@ -265,7 +329,7 @@ async def _set_specs(
                 last_updated_at_checksum=None if isinstance(checksum, str) else checksum,
             )
         )
-    return await store.set_virtual_refs_async(write.path, specs, validate_containers=False)
+    return store.set_virtual_refs(write.path, specs, validate_containers=False)
 
 
 def _check_failed(write: ArrayWrite, failed: Failed) -> None:
