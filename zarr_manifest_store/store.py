@@ -12,7 +12,6 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import Any, Self
 
 import numpy as np
@@ -265,11 +264,13 @@ class ManifestStore(Store):
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         target = self._target(key, byte_range)
-        with _naming_chunk(key):
+        try:
             if isinstance(target, tuple):
                 target = await self._sources.read(*target)
             elif isinstance(target, Rows):
                 target = _window_of(await target.read(self._sources), byte_range)
+        except OSError as e:
+            raise _naming_chunk(e, key) from e
         return _buffer(target, prototype)
 
     def get_sync(
@@ -281,11 +282,13 @@ class ManifestStore(Store):
     ) -> Buffer | None:
         """Synchronous ``get``, for zarr's synchronous codec pipeline."""
         target = self._target(key, byte_range)
-        with _naming_chunk(key):
+        try:
             if isinstance(target, tuple):
                 target = self._sources.read_sync(*target)
             elif isinstance(target, Rows):
                 target = _window_of(target.read_sync(self._sources), byte_range)
+        except OSError as e:
+            raise _naming_chunk(e, key) from e
         return _buffer(target, prototype)
 
     async def _read_into(self, key: str, region: np.ndarray) -> bool:
@@ -293,18 +296,24 @@ class ManifestStore(Store):
         store joins it from rows (:mod:`.served_rows`): cut from the file straight into
         place, not made for zarr to copy. False (nothing written) for any other chunk."""
         rows = self._rows_into(key, region)
-        if rows is not None:
-            with _naming_chunk(key):
-                await rows[0].read_into(self._sources, rows[1])
-        return rows is not None
+        if rows is None:
+            return False
+        try:
+            await rows[0].read_into(self._sources, rows[1])
+        except OSError as e:
+            raise _naming_chunk(e, key) from e
+        return True
 
     def _read_into_sync(self, key: str, region: np.ndarray) -> bool:
         """:meth:`_read_into`, blocking."""
         rows = self._rows_into(key, region)
-        if rows is not None:
-            with _naming_chunk(key):
-                rows[0].read_into_sync(self._sources, rows[1])
-        return rows is not None
+        if rows is None:
+            return False
+        try:
+            rows[0].read_into_sync(self._sources, rows[1])
+        except OSError as e:
+            raise _naming_chunk(e, key) from e
+        return True
 
     def _rows_into(self, key: str, region: np.ndarray) -> tuple[Rows, np.ndarray] | None:
         """The rows chunk ``key`` joins and ``region`` as rows of them, if it is such a chunk."""
@@ -493,14 +502,10 @@ def _window_of(data: bytes, byte_range: ByteRequest | None) -> bytes:
     return data[start:stop]
 
 
-@contextmanager
-def _naming_chunk(key: str) -> Iterator[None]:
-    """Raise an OSError again as the same kind of error, its message naming the chunk key too."""
-    try:
-        yield
-    except OSError as e:
-        message = f"{e.strerror or e} (reading chunk {key!r})"
-        raise (type(e)(e.errno, message) if e.errno is not None else type(e)(message)) from e
+def _naming_chunk(error: OSError, key: str) -> OSError:
+    """The same kind of error as ``error``, its message naming the chunk key too."""
+    message = f"{error.strerror or error} (reading chunk {key!r})"
+    return type(error)(error.errno, message) if error.errno is not None else type(error)(message)
 
 
 def _buffer(data: ByteData | None, prototype: BufferPrototype | None) -> Buffer | None:
