@@ -16,16 +16,11 @@ from typing import Any, Self
 
 import numpy as np
 from zarr.abc.buffer import Buffer, BufferPrototype
-from zarr.abc.store import (
-    ByteRequest,
-    OffsetByteRequest,
-    RangeByteRequest,
-    Store,
-    SuffixByteRequest,
-)
+from zarr.abc.store import ByteRequest, Store
 from zarr.buffer import cpu, default_buffer_prototype
 
 from zarr_manifest_store.array import ManifestArray
+from zarr_manifest_store.byte_ranges import window, window_of
 from zarr_manifest_store.document.assembly import MAX_INLINE_BYTES, Limits
 from zarr_manifest_store.document.read import (
     MAX_CHUNKS,
@@ -268,7 +263,7 @@ class ManifestStore(Store):
             if isinstance(target, tuple):
                 target = await self._sources.read(*target)
             elif isinstance(target, Rows):
-                target = _window_of(await target.read(self._sources), byte_range)
+                target = window_of(await target.read(self._sources), byte_range)
         except OSError as e:
             raise _naming_chunk(e, key) from e
         return _buffer(target, prototype)
@@ -286,7 +281,7 @@ class ManifestStore(Store):
             if isinstance(target, tuple):
                 target = self._sources.read_sync(*target)
             elif isinstance(target, Rows):
-                target = _window_of(target.read_sync(self._sources), byte_range)
+                target = window_of(target.read_sync(self._sources), byte_range)
         except OSError as e:
             raise _naming_chunk(e, key) from e
         return _buffer(target, prototype)
@@ -403,9 +398,9 @@ class ManifestStore(Store):
         if value is None or byte_range is None or isinstance(value, Rows):
             return value
         if isinstance(value, ChunkRef):
-            start, stop = _window(byte_range, value.length)
+            start, stop = window(byte_range, value.length)
             return value.path, value.offset + start, stop - start
-        start, stop = _window(byte_range, len(value))
+        start, stop = window(byte_range, len(value))
         return value[start:stop]
 
     def _lookup(self, key: str) -> ChunkRef | bytes | Rows | None:
@@ -475,31 +470,6 @@ class ManifestStore(Store):
 
 def _join(path: str, name: str) -> str:
     return f"{path}/{name}" if path else name
-
-
-def _window(byte_range: ByteRequest | None, size: int) -> tuple[int, int]:
-    """The ``[start, stop)`` slice of a value of ``size`` bytes that ``byte_range`` asks for."""
-    if byte_range is None:
-        return 0, size
-    if isinstance(byte_range, RangeByteRequest):
-        if byte_range.start < 0 or byte_range.end < byte_range.start:
-            raise ValueError(f"invalid byte range {byte_range}: need 0 <= start <= end")
-        return min(byte_range.start, size), min(byte_range.end, size)
-    if isinstance(byte_range, OffsetByteRequest):
-        if byte_range.offset < 0:
-            raise ValueError(f"invalid byte range {byte_range}: the offset is negative")
-        return min(byte_range.offset, size), size
-    if isinstance(byte_range, SuffixByteRequest):
-        if byte_range.suffix < 0:
-            raise ValueError(f"invalid byte range {byte_range}: the suffix is negative")
-        return max(0, size - byte_range.suffix), size
-    raise TypeError(f"Unexpected byte_range, got {byte_range!r}")
-
-
-def _window_of(data: bytes, byte_range: ByteRequest | None) -> bytes:
-    """The part of a joined chunk's bytes that ``byte_range`` asks for."""
-    start, stop = _window(byte_range, len(data))
-    return data[start:stop]
 
 
 def _naming_chunk(error: OSError, key: str) -> OSError:
