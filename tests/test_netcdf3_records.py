@@ -12,7 +12,7 @@ import zarr
 from scipy.io import netcdf_file
 
 import zarr_manifest_store as zms
-from tests.test_served_rows import _check_views, _radar
+from tests.test_served_rows import _check_views, _radar, unmapped  # noqa: F401
 from zarr_manifest_store import served_rows
 from zarr_manifest_store.store import ManifestStore
 
@@ -81,9 +81,10 @@ def test_parts_of_chunks_are_handed_over_and_exact(tmp_path, monkeypatch, small_
     assert keys
 
 
+@pytest.mark.usefixtures("unmapped")
 def test_reading_one_record_variable_keeps_its_records_within_the_budget(tmp_path, small_span):
-    """Reading one variable keeps the records it read for the others (at most
-    ``read_ahead_bytes``); reading the rest releases them."""
+    """Where a file is read, not mapped: reading one variable keeps the records it read for
+    the others (at most ``read_ahead_bytes``); reading the rest releases them."""
     path = tmp_path / "radar.nc"
     _radar(path, 333)
     with netcdf_file(path, mmap=False) as f:

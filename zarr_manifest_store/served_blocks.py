@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, Protocol
 
@@ -124,6 +124,8 @@ class RowBlocks:
         if plan is None:
             return False
         family, start, span = plan
+        if sources.read_mapped(family.path, start, span, family.cutter(served, number, out)):
+            return True
         while True:
             kept, reading = self._claim_records(family, served.path, number)
             if kept is None and reading is None:
@@ -150,6 +152,8 @@ class RowBlocks:
         if plan is None:
             return False
         family, start, span = plan
+        if sources.read_mapped(family.path, start, span, family.cutter(served, number, out)):
+            return True
         while True:
             kept, reading = self._claim_records(family, served.path, number)
             if kept is None and reading is None:
@@ -453,6 +457,10 @@ class _Family:
         """The bytes from the first member row of ``starts[0]`` to the last of ``starts[-1]``."""
         last = max(self.shifts[m.path] + m.fill_row.nbytes for m in self.members)
         return int(starts[-1] - starts[0]) + last
+
+    def cutter(self, member: RowArray, number: int, out: np.ndarray) -> Callable[[ByteData], None]:
+        """:meth:`cut` of served chunk ``number`` of ``member`` into ``out``, given the data."""
+        return lambda data: self.cut(member, number, data, out)
 
     def cut(self, member: RowArray, number: int, data: ByteData, out: np.ndarray) -> None:
         """Cut served chunk ``number`` of ``member`` from ``data``, the bytes of its records,

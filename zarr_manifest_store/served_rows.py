@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -257,7 +257,7 @@ class Rows:
         served = self.served
         if await served.blocks.chunk_into(sources, served, self.first // served.factor, out):
             return
-        runs = self._plan(sources, out)
+        runs = self._unmapped(sources, self._plan(sources, out), out)
         blocks, reader, dtype = served.blocks, served.path, served.stored_dtype
         for batch in _batches(runs, sources.options["max_coalesced_bytes"]):
             reads = (blocks.read(sources, reader, r.path, r.start, r.span, r.count) for r in batch)
@@ -269,7 +269,7 @@ class Rows:
         served = self.served
         if served.blocks.chunk_into_sync(sources, served, self.first // served.factor, out):
             return
-        runs = self._plan(sources, out)
+        runs = self._unmapped(sources, self._plan(sources, out), out)
         blocks, reader, dtype = served.blocks, served.path, served.stored_dtype
         for run in runs:
             data = blocks.read_sync(sources, reader, run.path, run.start, run.span, run.count)
@@ -313,6 +313,12 @@ class Rows:
             for a, b, stride in _runs(index, offsets, size, gap, block)
         ]
 
+    def _unmapped(self, sources: Sources, runs: list[_Run], out: np.ndarray) -> list[_Run]:
+        """Place each run in ``out`` straight from its file's memory map where it has one;
+        the runs left to read."""
+        dtype = self.served.stored_dtype
+        return [run for run in runs if not sources.read_mapped(*run.extent, run.placer(out, dtype))]
+
     def _inline(self, data: bytes, row: int) -> np.ndarray:
         """An inline row's values, as stored."""
         if len(data) != self.served.row_bytes:
@@ -348,6 +354,15 @@ class _Run:
     @property
     def span(self) -> int:
         return (self.count - 1) * self.stride + self.size
+
+    @property
+    def extent(self) -> tuple[str, int, int]:
+        """The run's range: path, start and span."""
+        return self.path, self.start, self.span
+
+    def placer(self, out: np.ndarray, dtype: np.dtype) -> Callable[[ByteData], None]:
+        """:meth:`place` into ``out``, given the data."""
+        return lambda data: self.place(out, data, dtype)
 
     def place(self, out: np.ndarray, data: ByteData, dtype: np.dtype) -> None:
         """Copy the rows out of ``data``, the bytes of the run's range, as elements of
