@@ -53,10 +53,12 @@ __all__ = [
     "served_arrays",
 ]
 
-ROW_SPAN_BYTES = 8 << 20
+ROW_SPAN_BYTES = 16 << 20
 """A served chunk joins the rows that lie within about this many bytes of their file (so it
 holds at most as many): every record variable of a netCDF-3 file is served in chunks of the
-same records."""
+same records, as few as a remote file's records can be read in (one read coalesces at most
+``max_coalesced_bytes``, 16 MiB by default): zarr's and dask's cost per chunk is most of what
+reading a small file's records costs."""
 MIN_ROW_CHUNKS = 64
 """Arrays with fewer chunks along their first axis are served as stored."""
 
