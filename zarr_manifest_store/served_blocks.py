@@ -15,7 +15,9 @@ block that does not fit is not kept.
 
 Where the arrays' rows lie at the same places of one file but for a shift each
 (the record variables of a netCDF-3 file: a *family*), a served chunk is not
-read through blocks at all: the records it spans are read in one range, the
+read through blocks at all. In a local file it is cut straight from the file's
+memory map (``Sources.read_mapped``): nothing is read or kept. Elsewhere the
+records it spans are read in one range, the
 reading member's chunk is cut from them (a strided copy, straight into zarr's
 output where the store is asked to: ``ManifestStore._read_into``), and the
 records are kept, within the same budget, until every other member has cut its

@@ -12,8 +12,9 @@ manifest is in memory (a stored columnar manifest not yet loaded keeps serving a
 chunk by reading only the block that holds it), in chunks of the rows that lie
 within about :data:`ROW_SPAN_BYTES` of their file, so that every record variable
 of a file is served in chunks of the same records, each cut from one read of
-those records (:mod:`.served_blocks`). Otherwise the store reads a served
-chunk's runs of evenly spaced rows each as one range within a block of the file,
+those records (:mod:`.served_blocks`). Otherwise the store copies a served
+chunk's runs of evenly spaced rows each out of the memory map of a local file,
+or reads each as one range within a block of the file,
 through the blocks the arrays of a store share (:mod:`.served_blocks`), and
 joins them, turning numbers stored big-endian (as netCDF-3 stores them) to the
 machine's order in that same copy, so that zarr takes the served chunk as it is
