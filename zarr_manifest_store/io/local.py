@@ -13,7 +13,8 @@ caller runs it in a worker thread.
 
 A reader that only copies bytes out (:meth:`LocalFiles.read_mapped`) reads them
 from a read-only memory map of the file instead, made once per descriptor and
-closed with it: no buffer is filled for it to copy from. A file that shrank
+closed with it (Python's map holds a duplicate of the descriptor: a mapped file
+takes two): no buffer is filled for it to copy from. A file that shrank
 under a mapping would kill the process (``SIGBUS``) at the first byte past its
 new end, so every mapped read first checks the file's size with ``fstat`` (a
 shorter file is refused, naming it) and, unless ``verify="never"``, that it is
