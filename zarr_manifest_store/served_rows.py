@@ -131,10 +131,7 @@ class ServedRows(ServedArray):
         served chunks; worked out when first needed."""
         if self._factor is None:
             index, offsets, _ = self.rows()
-            size = self.row_bytes
-            steps = np.diff(offsets)[(index[1:] == index[:-1]) & (index[1:] < INLINE)]
-            steps = steps[steps >= size]
-            stride = int(np.median(steps)) if len(steps) else size
+            stride = _usual_step(index, offsets, self.row_bytes)
             most = max(1, ROW_SPAN_BYTES // stride)
             self._factor = -(-len(index) // -(-len(index) // most))
         return self._factor
@@ -188,6 +185,20 @@ class ServedRows(ServedArray):
             fill = np.full(shape, meta.fill_value, dtype=dtype).reshape(-1)
             self._fill = fill if self.served_dtype == dtype else fill.view(self.served_dtype)
         return self._fill
+
+
+def _usual_step(index: np.ndarray, offsets: np.ndarray, size: int) -> int:
+    """The usual step from a row of ``size`` bytes to the next in its file: the step between
+    every two rows where all are evenly spaced in one file (netCDF-3 records: found at once,
+    this is worked out for each record variable as a store opens), else the median step
+    between rows of one file at least a row apart (``size`` if none are)."""
+    steps = np.diff(offsets)
+    evenly = len(steps) and steps[0] >= size and index[0] < INLINE and (steps == steps[0]).all()
+    if evenly and (index == index[0]).all():
+        return int(steps[0])
+    steps = steps[(index[1:] == index[:-1]) & (index[1:] < INLINE)]
+    steps = steps[steps >= size]
+    return int(np.median(steps)) if len(steps) else size
 
 
 def _row_dtypes(meta: ArrayV3Metadata) -> tuple[np.dtype, np.dtype]:
