@@ -27,10 +27,11 @@ wall clock and CPU time of the process.
 
 Issue #18's targets: default chunks <= 5x scipy, ``chunks=None`` <= 2x; the
 last lines print them, and each of ours against its floor. The store serves
-record variables in chunks of many records (``zarr_manifest_store.served_rows``),
-every record variable's chunk cut from one read of the records it spans, kept
-until each variable cut its own (``zarr_manifest_store.served_blocks``), straight
-into zarr's output.
+record variables in chunks of many records (``zarr_manifest_store.served_rows``:
+up to 16 MiB of the file, so one chunk a variable for ``--small``), every record
+variable's chunk cut from a memory map of the file (``zarr_manifest_store.served_blocks``)
+straight into zarr's output. ``--records 5000 --gates 10`` gives tiny records, where
+zarr's and xarray's cost per variable (the floor) is most of it.
 
     .venv/bin/python benchmarks/netcdf3_records.py [--records 6646] [--gates 500] [--repeat 7]
     .venv/bin/python benchmarks/netcdf3_records.py --small  # 5,000 records, 100 gates

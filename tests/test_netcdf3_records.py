@@ -12,7 +12,7 @@ import zarr
 from scipy.io import netcdf_file
 
 import zarr_manifest_store as zms
-from tests.test_served_rows import _check_views, _radar
+from tests.test_served_rows import _check_views, _radar, unmapped  # noqa: F401
 from zarr_manifest_store import served_rows
 from zarr_manifest_store.store import ManifestStore
 
@@ -81,9 +81,10 @@ def test_parts_of_chunks_are_handed_over_and_exact(tmp_path, monkeypatch, small_
     assert keys
 
 
+@pytest.mark.usefixtures("unmapped")
 def test_reading_one_record_variable_keeps_its_records_within_the_budget(tmp_path, small_span):
-    """Reading one variable keeps the records it read for the others (at most
-    ``read_ahead_bytes``); reading the rest releases them."""
+    """Where a file is read, not mapped: reading one variable keeps the records it read for
+    the others (at most ``read_ahead_bytes``); reading the rest releases them."""
     path = tmp_path / "radar.nc"
     _radar(path, 333)
     with netcdf_file(path, mmap=False) as f:
@@ -187,3 +188,17 @@ def test_points_and_orthogonal_selections_of_record_variables_are_exact(tmp_path
             np.testing.assert_array_equal(group[name].oindex[rows, :], expected[rows, :])
             np.testing.assert_array_equal(group[name].oindex[:, [0, 2]], expected[:, [0, 2]])
         np.testing.assert_array_equal(group["time"].vindex[rows], f.variables["time"].data[rows])
+
+
+def test_a_record_section_within_16_mib_is_served_in_one_chunk_a_variable(tmp_path):
+    """zarr's and dask's cost per chunk is most of what reading small records costs: every
+    record variable of a file whose records span at most ``ROW_SPAN_BYTES`` (16 MiB) is one
+    chunk (the document keeps one per record)."""
+    path = tmp_path / "radar.nc"
+    _radar(path, 15_000)
+    assert 8 << 20 < path.stat().st_size < served_rows.ROW_SPAN_BYTES
+    group = zms.scan(str(path))
+    opened = zarr.open_group(ManifestStore(group), mode="r")
+    for name in RECORD_VARIABLES:
+        assert group[name].metadata.chunk_grid.chunk_shape[0] == 1
+        assert opened[name].chunks[0] == 15_000, name

@@ -5,7 +5,10 @@ layout joined exactly."""
 
 from __future__ import annotations
 
+import errno
+import mmap
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from scipy.io import netcdf_file
 
 import zarr_manifest_store as zms
 from zarr_manifest_store import served_rows
+from zarr_manifest_store.io import local
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.served_blocks import BLOCK_BYTES
 
@@ -73,6 +77,17 @@ def _check_views(path, store: zms.ManifestStore) -> None:
 def small_span(monkeypatch):
     """Served chunks of 16 KiB of the file, so that a few hundred records make several."""
     monkeypatch.setattr(served_rows, "ROW_SPAN_BYTES", 16 << 10)
+
+
+@pytest.fixture
+def unmapped(monkeypatch):
+    """Local files read as where no memory map can be had (no address space left): into
+    buffers, through the blocks and records the store keeps."""
+
+    def no_map(*args, **kwargs):
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(local, "mmap", SimpleNamespace(mmap=no_map, PROT_READ=mmap.PROT_READ))
 
 
 def test_every_variable_equals_scipy_with_a_last_partial_chunk(tmp_path, small_span):
@@ -144,7 +159,9 @@ def _count_reads(monkeypatch) -> list[int]:
 
 
 @pytest.mark.parametrize("chunks", [{}, None])
-def test_the_record_section_is_read_once_for_every_record_variable(tmp_path, monkeypatch, chunks):
+def test_the_record_section_is_read_once_for_every_record_variable(
+    tmp_path, monkeypatch, unmapped, chunks
+):
     path = tmp_path / "radar.nc"
     _radar(path, 4000)  # about 2.3 MB: several blocks
     size = path.stat().st_size
@@ -157,7 +174,7 @@ def test_the_record_section_is_read_once_for_every_record_variable(tmp_path, mon
     assert blocks.held_bytes == 0  # every row taken: nothing kept
 
 
-def test_blocks_are_kept_within_read_ahead_bytes_or_not_at_all(tmp_path, monkeypatch):
+def test_blocks_are_kept_within_read_ahead_bytes_or_not_at_all(tmp_path, monkeypatch, unmapped):
     path = tmp_path / "radar.nc"
     _radar(path, 4000)
     size = path.stat().st_size
@@ -286,7 +303,7 @@ def test_record_numbers_are_served_in_the_machine_byte_order(tmp_path, small_spa
 
 @pytest.mark.parametrize("chunks", [{}, None])
 def test_a_served_chunk_of_every_record_variable_is_cut_from_one_read(
-    tmp_path, monkeypatch, small_span, chunks
+    tmp_path, monkeypatch, small_span, unmapped, chunks
 ):
     """The records a served chunk spans are read once, in one range, and every record
     variable's chunk is cut from them; nothing is kept once every variable took its own."""

@@ -1,34 +1,30 @@
 """Blocks of a source file read for one array served in rows, kept for the others.
 
 The record variables of a netCDF-3 file interleave: each record holds one row of
-every record variable, so the rows of one variable lie a record apart and reading
-them reads the whole record section of the file (one range per served chunk,
-cheaper than a read per row). Every other record variable needs the same bytes:
-:class:`RowBlocks` keeps what was read, in blocks of :data:`BLOCK_BYTES` aligned
-in the file, until every row that the arrays served in rows from that file have
-in the block has been taken from it, so that loading all of them reads the file
-once, not once per variable, and holds nothing once done; a block being read for
-one array is waited for by the others (dask reads them at once), not read again.
-The blocks held never exceed the store's ``read_ahead_bytes`` (0, or
-``verify="always"``, turns the keeping off: every read then goes to the file); a
-block that does not fit is not kept.
+every record variable, so reading one variable's rows reads the record section
+(one range per served chunk, cheaper than a read per row), and every other one
+needs the same bytes. :class:`RowBlocks` keeps what was read, in blocks of
+:data:`BLOCK_BYTES` aligned in the file, until every row of the arrays served in
+rows in a block has been taken from it (a block being read for one array is
+waited for by the others, not read again), within the store's
+``read_ahead_bytes`` (0, or ``verify="always"``, turns the keeping off).
 
 Where the arrays' rows lie at the same places of one file but for a shift each
 (the record variables of a netCDF-3 file: a *family*), a served chunk is not
-read through blocks at all: the records it spans are read in one range, the
-reading member's chunk is cut from them (a strided copy, straight into zarr's
-output where the store is asked to: ``ManifestStore._read_into``), and the
-records are kept, within the same budget, until every other member has cut its
-own from them. Loading every record variable then reads the record section once
-and copies each byte of it once, as scipy's engine does; the records a read of
-one variable keeps cost no more memory than they span, and no copy is made for
-members never read.
+read through blocks at all. In a local file it is cut (a strided copy, straight
+into zarr's output where the store is asked to: ``ManifestStore._read_into``)
+from the file's memory map (``Sources.read_mapped``): nothing is read or kept.
+Elsewhere the records it spans are read in one range, the reading member's
+chunk is cut from them, and they are kept, within the same budget, until every
+other member has cut its own: loading every record variable reads the record
+section once and copies each byte once, as scipy's engine does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -124,6 +120,10 @@ class RowBlocks:
         if plan is None:
             return False
         family, start, span = plan
+        if sources.read_mapped(
+            family.path, start, span, functools.partial(family.cut, served, number, out=out)
+        ):
+            return True
         while True:
             kept, reading = self._claim_records(family, served.path, number)
             if kept is None and reading is None:
@@ -150,6 +150,10 @@ class RowBlocks:
         if plan is None:
             return False
         family, start, span = plan
+        if sources.read_mapped(
+            family.path, start, span, functools.partial(family.cut, served, number, out=out)
+        ):
+            return True
         while True:
             kept, reading = self._claim_records(family, served.path, number)
             if kept is None and reading is None:

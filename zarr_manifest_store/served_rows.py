@@ -12,8 +12,9 @@ manifest is in memory (a stored columnar manifest not yet loaded keeps serving a
 chunk by reading only the block that holds it), in chunks of the rows that lie
 within about :data:`ROW_SPAN_BYTES` of their file, so that every record variable
 of a file is served in chunks of the same records, each cut from one read of
-those records (:mod:`.served_blocks`). Otherwise the store reads a served
-chunk's runs of evenly spaced rows each as one range within a block of the file,
+those records (:mod:`.served_blocks`). Otherwise the store copies a served
+chunk's runs of evenly spaced rows each out of the memory map of a local file,
+or reads each as one range within a block of the file,
 through the blocks the arrays of a store share (:mod:`.served_blocks`), and
 joins them, turning numbers stored big-endian (as netCDF-3 stores them) to the
 machine's order in that same copy, so that zarr takes the served chunk as it is
@@ -29,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -53,10 +54,12 @@ __all__ = [
     "served_arrays",
 ]
 
-ROW_SPAN_BYTES = 8 << 20
+ROW_SPAN_BYTES = 16 << 20
 """A served chunk joins the rows that lie within about this many bytes of their file (so it
 holds at most as many): every record variable of a netCDF-3 file is served in chunks of the
-same records."""
+same records, as few as a remote file's records can be read in (one read coalesces at most
+``max_coalesced_bytes``, 16 MiB by default): zarr's and dask's cost per chunk is most of what
+reading a small file's records costs."""
 MIN_ROW_CHUNKS = 64
 """Arrays with fewer chunks along their first axis are served as stored."""
 
@@ -128,10 +131,7 @@ class ServedRows(ServedArray):
         served chunks; worked out when first needed."""
         if self._factor is None:
             index, offsets, _ = self.rows()
-            size = self.row_bytes
-            steps = np.diff(offsets)[(index[1:] == index[:-1]) & (index[1:] < INLINE)]
-            steps = steps[steps >= size]
-            stride = int(np.median(steps)) if len(steps) else size
+            stride = _usual_step(index, offsets, self.row_bytes)
             most = max(1, ROW_SPAN_BYTES // stride)
             self._factor = -(-len(index) // -(-len(index) // most))
         return self._factor
@@ -185,6 +185,20 @@ class ServedRows(ServedArray):
             fill = np.full(shape, meta.fill_value, dtype=dtype).reshape(-1)
             self._fill = fill if self.served_dtype == dtype else fill.view(self.served_dtype)
         return self._fill
+
+
+def _usual_step(index: np.ndarray, offsets: np.ndarray, size: int) -> int:
+    """The usual step from a row of ``size`` bytes to the next in its file: the step between
+    every two rows where all are evenly spaced in one file (netCDF-3 records: found at once,
+    this is worked out for each record variable as a store opens), else the median step
+    between rows of one file at least a row apart (``size`` if none are)."""
+    steps = np.diff(offsets)
+    evenly = len(steps) and steps[0] >= size and index[0] < INLINE and (steps == steps[0]).all()
+    if evenly and (index == index[0]).all():
+        return int(steps[0])
+    steps = steps[(index[1:] == index[:-1]) & (index[1:] < INLINE)]
+    steps = steps[steps >= size]
+    return int(np.median(steps)) if len(steps) else size
 
 
 def _row_dtypes(meta: ArrayV3Metadata) -> tuple[np.dtype, np.dtype]:
@@ -257,7 +271,7 @@ class Rows:
         served = self.served
         if await served.blocks.chunk_into(sources, served, self.first // served.factor, out):
             return
-        runs = self._plan(sources, out)
+        runs = self._unmapped(sources, self._plan(sources, out), out)
         blocks, reader, dtype = served.blocks, served.path, served.stored_dtype
         for batch in _batches(runs, sources.options["max_coalesced_bytes"]):
             reads = (blocks.read(sources, reader, r.path, r.start, r.span, r.count) for r in batch)
@@ -269,7 +283,7 @@ class Rows:
         served = self.served
         if served.blocks.chunk_into_sync(sources, served, self.first // served.factor, out):
             return
-        runs = self._plan(sources, out)
+        runs = self._unmapped(sources, self._plan(sources, out), out)
         blocks, reader, dtype = served.blocks, served.path, served.stored_dtype
         for run in runs:
             data = blocks.read_sync(sources, reader, run.path, run.start, run.span, run.count)
@@ -313,6 +327,12 @@ class Rows:
             for a, b, stride in _runs(index, offsets, size, gap, block)
         ]
 
+    def _unmapped(self, sources: Sources, runs: list[_Run], out: np.ndarray) -> list[_Run]:
+        """Place each run in ``out`` straight from its file's memory map where it has one;
+        the runs left to read."""
+        dtype = self.served.stored_dtype
+        return [run for run in runs if not sources.read_mapped(*run.extent, run.placer(out, dtype))]
+
     def _inline(self, data: bytes, row: int) -> np.ndarray:
         """An inline row's values, as stored."""
         if len(data) != self.served.row_bytes:
@@ -348,6 +368,15 @@ class _Run:
     @property
     def span(self) -> int:
         return (self.count - 1) * self.stride + self.size
+
+    @property
+    def extent(self) -> tuple[str, int, int]:
+        """The run's range: path, start and span."""
+        return self.path, self.start, self.span
+
+    def placer(self, out: np.ndarray, dtype: np.dtype) -> Callable[[ByteData], None]:
+        """:meth:`place` into ``out``, given the data."""
+        return lambda data: self.place(out, data, dtype)
 
     def place(self, out: np.ndarray, data: ByteData, dtype: np.dtype) -> None:
         """Copy the rows out of ``data``, the bytes of the run's range, as elements of

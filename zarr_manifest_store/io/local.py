@@ -10,11 +10,24 @@ with ``SourceChangedError``. A read
 whose bytes are all in the page cache is served on the spot with
 ``preadv(RWF_NOWAIT)`` (no thread hop); every other read blocks, so the
 caller runs it in a worker thread.
+
+A reader that only copies bytes out (:meth:`LocalFiles.read_mapped`) reads them
+from a read-only memory map of the file instead, made once per descriptor and
+closed with it (Python's map holds a duplicate of the descriptor: a mapped file
+takes two): no buffer is filled for it to copy from. A file that shrank
+under a mapping would kill the process (``SIGBUS``) at the first byte past its
+new end, so every mapped read first checks the file's size with ``fstat`` (a
+shorter file is refused, naming it) and, unless ``verify="never"``, that it is
+unchanged, before and after the copy. What no check can catch is a file cut
+short *during* a copy (a fraction of a millisecond): that ends the process, as
+it does scipy's and numpy's memory-mapped readers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import mmap
 import os
 import stat
 import threading
@@ -52,9 +65,10 @@ def _preadv_nowait(fd: int, offset: int, length: int) -> np.ndarray | None:
 
 
 class _Descriptor:
-    """An open file descriptor shared by readers; closed once evicted and idle."""
+    """An open file descriptor shared by readers, and its memory map once one is made;
+    both closed once evicted and idle."""
 
-    __slots__ = ("evicted", "fd", "identity", "nowait", "stamp", "users")
+    __slots__ = ("evicted", "fd", "identity", "mappable", "mapping", "nowait", "stamp", "users")
 
     def __init__(self, fd: int, st: os.stat_result) -> None:
         self.fd = fd
@@ -63,6 +77,28 @@ class _Descriptor:
         self.users = 0
         self.evicted = False
         self.nowait = _RWF_NOWAIT is not None
+        self.mapping: mmap.mmap | None = None
+        self.mappable = st.st_size > 0
+
+    def mapped(self) -> mmap.mmap | None:
+        """The file's bytes as they were when it was opened, memory-mapped read-only (made
+        on first use, with the lock of the descriptors held); None for an empty file or
+        where none can be made (no address space left, say): then it is read."""
+        if self.mapping is None and self.mappable:
+            try:
+                self.mapping = mmap.mmap(self.fd, self.stamp[2], prot=mmap.PROT_READ)
+            except (OSError, ValueError):
+                self.mappable = False
+        return self.mapping
+
+    def close(self) -> None:
+        """Close the map (unless a view of it is still alive: it then closes with the last
+        one) and the descriptor."""
+        if self.mapping is not None:
+            with contextlib.suppress(BufferError):
+                self.mapping.close()
+            self.mapping = None
+        os.close(self.fd)
 
 
 class _Descriptors:
@@ -139,7 +175,7 @@ class _Descriptors:
         with self.lock:
             desc.users -= 1
             if desc.evicted and desc.users == 0:
-                os.close(desc.fd)
+                desc.close()
             elif len(self._open) > MAX_OPEN_FILES:
                 self._evict()  # the limit was exceeded while every descriptor was in use
 
@@ -162,7 +198,7 @@ class _Descriptors:
     def _retire(self, desc: _Descriptor) -> None:
         desc.evicted = True
         if desc.users == 0:
-            os.close(desc.fd)
+            desc.close()
 
     def _evict(self) -> None:
         """Close the least recently used idle descriptors beyond ``MAX_OPEN_FILES`` (lock held)."""
@@ -309,6 +345,32 @@ class LocalFiles:
             raise too_short(path, start, stop, len(data))
         return data
 
+    def read_mapped(
+        self, path: str, lpath: str, start: int, stop: int, copy: Callable[[np.ndarray], None]
+    ) -> bool:
+        """Call ``copy`` with bytes ``[start, stop)`` of source ``path`` (the local file
+        ``lpath``): a read-only ``uint8`` view of the file's memory map, valid only during
+        the call (page faults read what is not cached: this blocks). False, having done
+        nothing, where the file is not mapped (``verify="always"``, which follows the path
+        on every read; an empty file, or a range past the end the file had when opened, or
+        no map to be had): :meth:`read` it then."""
+        if self._verify == "always":
+            return False
+        descriptors = self.descriptors
+        desc = descriptors.acquire(path, lambda: self._open(path, lpath))
+        try:
+            with descriptors.lock:
+                mapping = desc.mapped()
+            if mapping is None or stop > len(mapping):
+                return False
+            _check_mappable(path, desc, start, stop, stamped=self._verify != "never")
+            copy(np.frombuffer(mapping, np.uint8, stop - start, start))
+            if self._verify != "never":
+                _check_stamp(path, desc)
+        finally:
+            descriptors.release(desc)
+        return True
+
     def read_batch(self, path: str, lpath: str, reads: list[tuple[int, int]]) -> list[Any]:
         """Blocking reads of one file (in a worker thread): bytes or the exception, per read."""
         out: list[Any] = []
@@ -367,13 +429,28 @@ def _check_stamp(path: str, desc: _Descriptor) -> None:
     (an ``fstat`` after the read: a write begun before it shows here)."""
     st = os.fstat(desc.fd)
     if _stamp(st) != desc.stamp:
-        opened = Fingerprint(size=desc.stamp[2], mtime_ns=desc.stamp[3])
-        raise SourceChangedError(
-            errno.ESTALE,
-            f"source file {path!r} changed while it was being read "
-            f"({differences(opened, local_fingerprint(st))}); reopen the store to read its "
-            f"new content, or rescan it",
-        )
+        raise _changed(path, desc, st)
+
+
+def _check_mappable(path: str, desc: _Descriptor, start: int, stop: int, stamped: bool) -> None:
+    """Refuse to copy ``[start, stop)`` out of the map of a file now shorter than ``stop``
+    (the copy would end the process with ``SIGBUS``) or, if ``stamped``, changed since it
+    was opened."""
+    st = os.fstat(desc.fd)
+    if st.st_size < stop:
+        raise too_short(path, start, stop, max(0, st.st_size - start))
+    if stamped and _stamp(st) != desc.stamp:
+        raise _changed(path, desc, st)
+
+
+def _changed(path: str, desc: _Descriptor, st: os.stat_result) -> SourceChangedError:
+    opened = Fingerprint(size=desc.stamp[2], mtime_ns=desc.stamp[3])
+    return SourceChangedError(
+        errno.ESTALE,
+        f"source file {path!r} changed while it was being read "
+        f"({differences(opened, local_fingerprint(st))}); reopen the store to read its "
+        f"new content, or rescan it",
+    )
 
 
 def fingerprint(path: str, lpath: str, allow: AllowList) -> Fingerprint:

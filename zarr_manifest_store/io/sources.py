@@ -25,12 +25,13 @@ import asyncio
 import functools
 import os
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future as ConcurrentFuture
 from typing import Any
 
 import fsspec
 import fsspec.asyn
+import numpy as np
 
 from zarr_manifest_store.errors import SourceChangedError
 from zarr_manifest_store.io import local
@@ -264,6 +265,19 @@ class Sources:
         if lpath is not None:
             return self._local.read(path, lpath, offset, offset + length)
         return fsspec.asyn.sync(io_loop(), self._remote.read, path, offset, offset + length)
+
+    def read_mapped(
+        self, path: str, offset: int, length: int, copy: Callable[[np.ndarray], None]
+    ) -> bool:
+        """Call ``copy`` with ``length`` bytes of the local file ``path`` from ``offset``,
+        a read-only view of its memory map valid during the call, blocking: for a reader
+        that only copies bytes out (no buffer is filled for it). False, having done nothing,
+        for a remote source or one not mapped (see ``LocalFiles.read_mapped``): ``read``
+        it then."""
+        lpath = self._admit(path)
+        if lpath is None or length == 0:
+            return False
+        return self._local.read_mapped(path, lpath, offset, offset + length, copy)
 
     def verify(self, extents: Mapping[str, int]) -> VerifyReport:
         """Check each source of ``extents`` (path -> end of its last referenced byte).
