@@ -167,3 +167,14 @@ def test_the_engine_arrays_have_attributes_of_their_own(tmp_path):
     assert "added" not in store.parsed_metadata("g0/v1").attributes
     assert metadata.shape == (6,)
     assert metadata.dimension_names == store.root["g0/v1"].metadata.dimension_names
+
+
+def test_user_paths_prints_zarrs_floor_beside_ours(tmp_path, monkeypatch, capsys):
+    """``--floor`` times the same path on MemoryStore copies of what the store serves."""
+    user_paths = importlib.import_module("benchmarks.real_files.user_paths")
+    file = many_nodes(tmp_path / "many.h5")
+    monkeypatch.setattr(sys, "argv", ["user_paths", file, "--floor", "--paths", "open_group"])
+    user_paths.main()
+    header, line = capsys.readouterr().out.splitlines()[1:3]
+    assert header.split()[1::3] == ["now", "floor", "consolidated", "ratios"]
+    assert re.search(r"\dx floor +\d+\.\d+x consolidated \(cpu\)$", line), line
