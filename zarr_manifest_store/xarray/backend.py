@@ -19,6 +19,7 @@ import zarr
 from xarray.backends import BackendEntrypoint, StoreBackendEntrypoint, ZarrStore
 from zarr.storage import StorePath
 
+from zarr_manifest_store._zarr import ArrayConfig
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.cf import TYPED_ATTRIBUTES, typed_attributes
 from zarr_manifest_store.group import ManifestGroup
@@ -155,6 +156,7 @@ class TypedZarrStore(ZarrStore):
         if not isinstance(store, ManifestStore) or not isinstance(store.root, ManifestGroup):
             return super()._fetch_members()
         base = self.zarr_group.path
+        config = ArrayConfig.from_dict({})  # zarr's defaults, read once, not once an array
         members: dict[str, zarr.Array | zarr.Group] = {}
         for name, node in (store.root[base] if base else store.root).items():
             path = f"{base}/{name}" if base else name
@@ -162,7 +164,7 @@ class TypedZarrStore(ZarrStore):
             members[name] = (
                 self.zarr_group[name]
                 if metadata is None
-                else zarr.Array(zarr.AsyncArray(metadata, StorePath(store, path)))
+                else zarr.Array(zarr.AsyncArray(metadata, StorePath(store, path), config))
             )
         return members
 
