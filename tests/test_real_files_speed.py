@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import sys
 import warnings
@@ -14,9 +15,11 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from scipy.io import netcdf_file
 
 import zarr_manifest_store as zms
 from zarr_manifest_store import served_metadata
+from zarr_manifest_store._zarr import ArrayV3Metadata
 from zarr_manifest_store.store import ManifestStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,3 +181,36 @@ def test_user_paths_prints_zarrs_floor_beside_ours(tmp_path, monkeypatch, capsys
     header, line = capsys.readouterr().out.splitlines()[1:3]
     assert header.split()[1::3] == ["now", "floor", "consolidated", "ratios"]
     assert re.search(r"\dx floor +\d+\.\d+x consolidated \(cpu\)$", line), line
+
+
+def test_parsed_metadata_is_what_zarr_parses_from_the_document_served(tmp_path):
+    """Wherever the store gives an array's metadata without its document, zarr's parse of
+    the document gives the same; record variables served in chunks of many records and NaN
+    attributes are left to the document."""
+    records = tmp_path / "records.nc"
+    with netcdf_file(records, "w", version=2) as f:
+        f.createDimension("time", None)
+        f.createVariable("time", "f8", ("time",))[:] = np.arange(100.0)
+        f.variables["time"].units = "seconds since 2026-01-01"
+        f.createVariable("label", "c", ("time",))[:] = np.array([b"a"] * 100)
+        f.createVariable("z", "i2", ("time",))[:] = np.arange(100, dtype="i2")
+        f.variables["z"].scale_factor = np.float32(0.5)
+        f.createVariable("t2", "f4", ())[...] = np.float32(1.5)
+        f.variables["t2"].valid_max = np.nan  # not a record variable
+    odd = tmp_path / "odd.h5"
+    with h5py.File(odd, "w") as f:
+        f.create_dataset("v", data=np.arange(3.0)).attrs["flags"] = np.array([1, 2], "i2")
+    parsed, left = [], []
+    for file in (many_nodes(tmp_path / "many.h5"), str(records), str(odd)):
+        store = ManifestStore(zms.scan(file))
+        for path, node in store.root.walk():
+            if isinstance(node, zms.ManifestArray):
+                ours = store.parsed_metadata(path)
+                document = json.loads(store.get_sync(f"{path}/zarr.json").to_bytes())
+                if ours is None:
+                    left.append(path)
+                else:
+                    parsed.append(path)
+                    assert ours.to_dict() == ArrayV3Metadata.from_dict(document).to_dict(), path
+    assert sorted(left) == ["label", "t2", "time", "z"]
+    assert len(parsed) == 14
