@@ -9,7 +9,9 @@ against zarr 3.4.2.
 from __future__ import annotations
 
 # The codec pipeline (pipeline.py): zarr's fused pipeline, its chunk transform and its
-# fallback for asynchronous stores are the pieces a pipeline class is built from.
+# fallback for asynchronous stores are the pieces a pipeline class is built from. The
+# zarr_manifest engine (xarray/backend.py) reads zarr's array defaults (ArrayConfig) once
+# for a group's arrays: zarr reads its configuration again for every array otherwise.
 from zarr.core.array_spec import ArrayConfig, ArraySpec
 
 # Chunk key encodings: the store decodes zarr's default and v2 keys through its own tables.

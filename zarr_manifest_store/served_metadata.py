@@ -13,13 +13,14 @@ readers would show them as an attribute the source file does not have.
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import json
 from collections.abc import Mapping
 from typing import Any
 
-from zarr_manifest_store._zarr import GroupMetadata
+from zarr_manifest_store._zarr import ArrayV3Metadata, GroupMetadata
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.cf import TYPED_ATTRIBUTES
 from zarr_manifest_store.group import ManifestGroup, Node
@@ -60,6 +61,28 @@ class ServedMetadata:
         if not slash or name != METADATA_KEY or path not in self._nodes:
             return None
         return self._build(path)
+
+    def parsed(self, path: str) -> ArrayV3Metadata | None:
+        """Array ``path``'s metadata as zarr parses it from the document served, taken from the
+        node without encoding and parsing it (zarr's parse costs about 0.17 ms an array). None
+        where that would not be exact (parse the document): the store serves another chunk grid
+        or byte order, or JSON does not give the attributes back as they are (typed attribute
+        records are left out, as in the document). The copy has attributes of its own: zarr updates an
+        array's attributes in place before it tries to write them."""
+        metadata = self._nodes[path].metadata  # type: ignore[union-attr]
+        served = self._served[path]
+        if type(served).served_metadata is not ServedArray.served_metadata:
+            return None
+        attributes = {k: v for k, v in metadata.attributes.items() if k != TYPED_ATTRIBUTES}
+        try:
+            loaded = json.loads(json.dumps(attributes, allow_nan=False))
+        except (TypeError, ValueError):
+            return None
+        if loaded != attributes:
+            return None
+        parsed = copy.copy(metadata)
+        object.__setattr__(parsed, "attributes", loaded)  # frozen: zarr sets its fields so too
+        return parsed
 
     @functools.cached_property
     def _root(self) -> bytes:

@@ -19,6 +19,7 @@ from zarr.abc.buffer import Buffer, BufferPrototype
 from zarr.abc.store import ByteRequest, Store
 from zarr.buffer import cpu, default_buffer_prototype
 
+from zarr_manifest_store._zarr import ArrayV3Metadata
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.byte_ranges import window, window_of
 from zarr_manifest_store.document.assembly import MAX_INLINE_BYTES, Limits
@@ -181,6 +182,13 @@ class ManifestStore(Store):
     def root(self) -> ManifestGroup | ManifestArray:
         """The hierarchy this store serves."""
         return self._root
+
+    def parsed_metadata(self, path: str) -> ArrayV3Metadata | None:
+        """Array ``path``'s metadata as zarr reads it from this store, taken from the tree
+        without encoding and parsing its ``zarr.json`` (the ``zarr_manifest`` engine builds
+        its arrays so); None where only the document is exact (the store serves another
+        chunk grid, or JSON does not give the attributes back as they are)."""
+        return self._documents.parsed(path)
 
     @property
     def sources(self) -> Sources:
