@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 
 import icechunk as ic
@@ -438,3 +439,58 @@ def test_group_boxes_are_whole_rows_or_else_tight():
     found = group_boxes(side_by_side, lookup, slack=1.5)
     assert found.boxes == [((0, 0), (3, 2)), ((0, 2), (3, 4)), ((0, 0), (0, 0))]
     assert found.alone() == [True, True, True]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        [[0, 0, 0], [1, 1, 1], [2, 2, 2]],  # files in turn along the first axis
+        [[0, 1, 2], [0, 1, 2], [0, 1, 2]],  # side by side
+        [[0, 0, 1, 1], [0, 2, 2, 1], [3, 2, 2, 3]],  # boxes holding other files' chunks
+        [[0, 1, 0, 1], [1, 0, 1, 0]],  # interleaved: a spec per chunk
+        [[0, -1, 1], [-1, 1, 2]],  # missing chunks
+    ],
+)
+def test_reference_calls_write_every_chunk_once_with_its_checksum(layout):
+    """Whatever the calls (boxes of rows, tight boxes, masked boxes, specs), replayed into a
+    grid they give every chunk its own location, offset, length and file's checksum once."""
+    rows = np.array(layout)
+    paths = [f"/data/f{i}.nc" for i in range(rows.max() + 1)]
+    manifest = zms.ChunkManifest(
+        paths=paths,
+        path_index=np.where(rows < 0, np.iinfo(np.uint32).max, rows).astype(np.uint32),
+        offsets=np.arange(rows.size, dtype=np.uint64).reshape(rows.shape) * 100,
+        lengths=np.full(rows.shape, 7, dtype=np.uint64),
+        fingerprints={
+            p: zms.manifest.Fingerprint(size=1, mtime_ns=i * 10**9) for i, p in enumerate(paths)
+        },
+    )
+    written: dict[tuple[int, ...], list] = {}
+
+    class Store:
+        def set_virtual_refs_arr(self, path, shape, locations, offsets, lengths, **kw):
+            origin = kw["arr_offset"] or (0,) * len(shape)
+            for flat, location in enumerate(locations):
+                if location:
+                    place = np.unravel_index(flat, shape)
+                    coords = tuple(int(o + c) for o, c in zip(origin, place, strict=True))
+                    entry = (location, int(offsets[flat]), int(lengths[flat]), kw["checksum"])
+                    written.setdefault(coords, []).append(entry)
+
+        def set_virtual_refs(self, path, specs, validate_containers):
+            for s in specs:
+                entry = (s.location, s.offset, s.length, s.last_updated_at_checksum)
+                written.setdefault(tuple(s.index), []).append(entry)
+
+    write = icechunk_write.ArrayWrite("a", manifest, (5, 0))
+    urls = {p: location_of(p) for p in paths}
+    for call in icechunk_write._reference_calls(Store(), write, urls):
+        call.run()
+    expected = {
+        (5 + i, j): [
+            (urls[paths[r]], (i * rows.shape[1] + j) * 100, 7, datetime.fromtimestamp(r, UTC))
+        ]
+        for (i, j), r in np.ndenumerate(rows)
+        if r >= 0
+    }
+    assert written == expected

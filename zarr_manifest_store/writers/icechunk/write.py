@@ -248,40 +248,23 @@ class _References:
         if not lo:  # a grid of one chunk (a 0-d array)
             yield self._call(slice(0, 1), True, (), None, checksum, path, group)
             return
-        if (hi[1:], lo[1:]) == self.rows:  # whole rows: a flat stretch of the columns
-            yield from self._row_calls(lo[0], hi[0], checksum, path, group)
-            return
-        rest = tuple(b - a for a, b in zip(lo[1:], hi[1:], strict=True))
-        step = max(1, CALL_REFERENCES // max(math.prod(rest), 1))
-        across = tuple(slice(a, b) for a, b in zip(lo[1:], hi[1:], strict=True))
-        first_axis, *other_axes = (a + o for a, o in zip(lo, self.write.offset, strict=True))
+        offset = self.write.offset  # where the manifest's grid starts in the stored array
+        whole = (hi[1:], lo[1:]) == self.rows  # whole rows: flat stretches of the columns
+        if whole:  # the common case, kept lean: a checksum per file is a call or two per file
+            rest, across, others = self.rows[0], (), offset[1:]
+        else:
+            rest = tuple(b - a for a, b in zip(lo[1:], hi[1:], strict=True))
+            across = tuple(slice(a, b) for a, b in zip(lo[1:], hi[1:], strict=True))
+            others = tuple(a + o for a, o in zip(lo[1:], offset[1:], strict=True))
+        slab = math.prod(rest)
+        step = max(1, CALL_REFERENCES // max(slab, 1))
         for first in range(lo[0], hi[0], step):
             last = min(first + step, hi[0])
-            start = (first_axis + first - lo[0], *other_axes)
+            cells = slice(first * slab, last * slab) if whole else (slice(first, last), *across)
+            start = (offset[0] + first, *others)
             yield self._call(
-                (slice(first, last), *across),
-                False,
-                (last - first, *rest),
-                start if any(start) else None,
-                checksum,
-                path,
-                group,
-            )
-
-    def _row_calls(
-        self, top: int, bottom: int, checksum: Checksum, path: int | None, group: int | None
-    ) -> Iterator[_Call]:
-        """The calls for the whole rows ``[top, bottom)`` of the grid (the common case, kept
-        lean: a checksum per file means a call or two per file)."""
-        rest, row = self.rows[0], math.prod(self.rows[0])
-        step = max(1, CALL_REFERENCES // max(row, 1))
-        first_axis, *other_axes = self.write.offset
-        for first in range(top, bottom, step):
-            last = min(first + step, bottom)
-            start = (first_axis + first, *other_axes)
-            yield self._call(
-                slice(first * row, last * row),
-                True,
+                cells,
+                whole,
                 (last - first, *rest),
                 start if any(start) else None,
                 checksum,
