@@ -23,7 +23,7 @@ import zarr_manifest_store as zms
 from zarr_manifest_store.scan.icechunk import path_of
 from zarr_manifest_store.writers.icechunk import write as icechunk_write
 from zarr_manifest_store.writers.icechunk.boxes import group_boxes
-from zarr_manifest_store.writers.icechunk.locations import location_of
+from zarr_manifest_store.writers.icechunk.locations import checksum_of, location_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -494,3 +494,13 @@ def test_reference_calls_write_every_chunk_once_with_its_checksum(layout):
         if r >= 0
     }
     assert written == expected
+
+
+def test_a_modification_time_is_rounded_up_exactly():
+    """Icechunk refuses a source modified after the checksum's second: a time a nanosecond
+    past a whole second is the next second (a float division would round it down)."""
+    second = 1_700_000_000
+    fingerprint = zms.manifest.Fingerprint(size=1, mtime_ns=second * 10**9 + 1)
+    assert checksum_of(fingerprint) == datetime.fromtimestamp(second + 1, UTC)
+    whole = zms.manifest.Fingerprint(size=1, mtime_ns=second * 10**9)
+    assert checksum_of(whole) == datetime.fromtimestamp(second, UTC)
