@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
@@ -36,6 +37,9 @@ Checksum = str | datetime | None
 _URL_SAFE = "/:@!$&'()*+,;=-._~"
 """Characters kept as they are in a location; ``?``, ``#``, ``%`` and spaces are percent-encoded."""
 
+_KEPT = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=\-._~]*")
+"""A path of characters :data:`_URL_SAFE` keeps only (and letters and digits): nothing to encode."""
+
 _PASSED_AS_IS = ("http", "https")
 """Schemes whose paths are URLs already (percent-encoded by whoever wrote them)."""
 
@@ -46,6 +50,8 @@ def location_of(path: str) -> str:
     >>> location_of("/data/a b.nc"), location_of("s3://bucket/x?.nc")
     ('file:///data/a%20b.nc', 's3://bucket/x%3F.nc')
     """
+    if path.startswith("/") and "://" not in path and _KEPT.fullmatch(path):
+        return "file://" + path  # the common absolute local path, as quote would give it
     scheme = protocol_of(path)
     if scheme in ("file", "local"):
         local = local_path(path)
