@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 
 import icechunk as ic
@@ -21,7 +22,8 @@ from xarray_files import daily_files
 import zarr_manifest_store as zms
 from zarr_manifest_store.scan.icechunk import path_of
 from zarr_manifest_store.writers.icechunk import write as icechunk_write
-from zarr_manifest_store.writers.icechunk.locations import location_of
+from zarr_manifest_store.writers.icechunk.boxes import group_boxes
+from zarr_manifest_store.writers.icechunk.locations import checksum_of, location_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -272,6 +274,36 @@ def test_interleaved_sources_are_written_exactly(tmp_path, monkeypatch, nfiles, 
     )
 
 
+def test_sources_side_by_side_are_written_as_their_own_boxes(tmp_path, monkeypatch):
+    """Sources along the last axis: each file's chunks are a box of its own (not the rows it
+    spans, which are the whole grid for every file), one call each, no per-chunk specs."""
+    files = daily_files(tmp_path / "data", (4, 4, 4))
+    for i, f in enumerate(files):
+        os.utime(f, (1_700_000_000 + i, 1_700_000_000 + i))
+    arrays = [zms.scan(str(f))["t2m"] for f in files]
+    group = zms.ManifestGroup(arrays={"t2m": zms.concat(arrays, axis=2)})
+    repo = local_repository(tmp_path / "repo", zms.icechunk_containers(group))
+    calls = []
+    original = ic.IcechunkStore.set_virtual_refs_arr
+
+    def recording(self, array_path, chunk_grid_shape, locations, *args, **kwargs):
+        calls.append((tuple(chunk_grid_shape), kwargs["arr_offset"], set(locations)))
+        return original(self, array_path, chunk_grid_shape, locations, *args, **kwargs)
+
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs_arr", recording)
+    monkeypatch.setattr(ic.IcechunkStore, "set_virtual_refs", None)  # no spec per chunk
+    write(group, repo)
+    urls = [location_of(str(f)) for f in files]
+    assert sorted(calls, key=lambda c: c[1] or (0, 0, 0)) == [
+        ((2, 2, 2), None if i == 0 else (0, 0, 2 * i), {urls[i]}) for i in range(3)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = zarr.open_array(reopen(repo).readonly_session("main").store, path="t2m")[:]
+    values = [xr.open_dataset(f).t2m.values for f in files]
+    np.testing.assert_array_equal(got, np.concatenate(values, axis=2))
+
+
 def test_changed_source_is_refused_by_icechunk(tmp_path):
     files = daily_files(tmp_path / "data", (4, 4))
     vds = zms.open_virtual_mfdataset([str(f) for f in files], combine="by_coords")
@@ -390,3 +422,85 @@ def test_to_zarr_with_spec_icechunk_writes_the_same_references(tmp_path):
     vds.virtualize.to_zarr(store=session.store, spec="icechunk")
     session.commit("seed spelling")
     xr.testing.assert_identical(open_icechunk(repo), expected(files))
+
+
+def test_group_boxes_are_whole_rows_or_else_tight():
+    """Boxes of whole rows where sources follow one another along the first axis; the
+    tightest box per axis where whole rows would hold mostly other groups' chunks; an empty
+    box for a group without chunks here (a source referenced by another array only)."""
+    missing = np.iinfo(np.uint32).max
+    lookup = np.array([0, 1, 2, -1], dtype=np.int32)  # path rows 0-2, then "no path"
+    rows = np.array([[0, 0, 0], [0, missing, 1], [1, 1, 1]], dtype=np.uint32)
+    found = group_boxes(rows, lookup, slack=2)
+    assert found.boxes == [((0, 0), (2, 3)), ((1, 0), (3, 3)), ((0, 0), (0, 3))]
+    assert found.counts.tolist() == [4, 4, 0]
+    assert found.alone() == [False, False, True]
+    side_by_side = np.array([[0, 0, 1, 1]] * 3, dtype=np.uint32)
+    found = group_boxes(side_by_side, lookup, slack=1.5)
+    assert found.boxes == [((0, 0), (3, 2)), ((0, 2), (3, 4)), ((0, 0), (0, 0))]
+    assert found.alone() == [True, True, True]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        [[0, 0, 0], [1, 1, 1], [2, 2, 2]],  # files in turn along the first axis
+        [[0, 1, 2], [0, 1, 2], [0, 1, 2]],  # side by side
+        [[0, 0, 1, 1], [0, 2, 2, 1], [3, 2, 2, 3]],  # boxes holding other files' chunks
+        [[0, 1, 0, 1], [1, 0, 1, 0]],  # interleaved: a spec per chunk
+        [[0, -1, 1], [-1, 1, 2]],  # missing chunks
+    ],
+)
+def test_reference_calls_write_every_chunk_once_with_its_checksum(layout):
+    """Whatever the calls (boxes of rows, tight boxes, masked boxes, specs), replayed into a
+    grid they give every chunk its own location, offset, length and file's checksum once."""
+    rows = np.array(layout)
+    paths = [f"/data/f{i}.nc" for i in range(rows.max() + 1)]
+    manifest = zms.ChunkManifest(
+        paths=paths,
+        path_index=np.where(rows < 0, np.iinfo(np.uint32).max, rows).astype(np.uint32),
+        offsets=np.arange(rows.size, dtype=np.uint64).reshape(rows.shape) * 100,
+        lengths=np.full(rows.shape, 7, dtype=np.uint64),
+        fingerprints={
+            p: zms.manifest.Fingerprint(size=1, mtime_ns=i * 10**9) for i, p in enumerate(paths)
+        },
+    )
+    written: dict[tuple[int, ...], list] = {}
+
+    class Store:
+        def set_virtual_refs_arr(self, path, shape, locations, offsets, lengths, **kw):
+            origin = kw["arr_offset"] or (0,) * len(shape)
+            for flat, location in enumerate(locations):
+                if location:
+                    place = np.unravel_index(flat, shape)
+                    coords = tuple(int(o + c) for o, c in zip(origin, place, strict=True))
+                    entry = (location, int(offsets[flat]), int(lengths[flat]), kw["checksum"])
+                    written.setdefault(coords, []).append(entry)
+
+        def set_virtual_refs(self, path, specs, validate_containers):
+            for s in specs:
+                entry = (s.location, s.offset, s.length, s.last_updated_at_checksum)
+                written.setdefault(tuple(s.index), []).append(entry)
+
+    write = icechunk_write.ArrayWrite("a", manifest, (5, 0))
+    urls = {p: location_of(p) for p in paths}
+    for call in icechunk_write._reference_calls(Store(), write, urls):
+        call.run()
+    expected = {
+        (5 + i, j): [
+            (urls[paths[r]], (i * rows.shape[1] + j) * 100, 7, datetime.fromtimestamp(r, UTC))
+        ]
+        for (i, j), r in np.ndenumerate(rows)
+        if r >= 0
+    }
+    assert written == expected
+
+
+def test_a_modification_time_is_rounded_up_exactly():
+    """Icechunk refuses a source modified after the checksum's second: a time a nanosecond
+    past a whole second is the next second (a float division would round it down)."""
+    second = 1_700_000_000
+    fingerprint = zms.manifest.Fingerprint(size=1, mtime_ns=second * 10**9 + 1)
+    assert checksum_of(fingerprint) == datetime.fromtimestamp(second + 1, UTC)
+    whole = zms.manifest.Fingerprint(size=1, mtime_ns=second * 10**9)
+    assert checksum_of(whole) == datetime.fromtimestamp(second, UTC)

@@ -9,15 +9,15 @@ been modified after.
 
 from __future__ import annotations
 
-import math
 import os
 import posixpath
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.io.paths import is_plain_path, local_path, protocol_of
+from zarr_manifest_store.io.paths import local_path, protocol_of
 from zarr_manifest_store.manifest import Fingerprint
 
 __all__ = [
@@ -37,6 +37,9 @@ Checksum = str | datetime | None
 _URL_SAFE = "/:@!$&'()*+,;=-._~"
 """Characters kept as they are in a location; ``?``, ``#``, ``%`` and spaces are percent-encoded."""
 
+_KEPT = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=\-._~]*")
+"""A path of characters :data:`_URL_SAFE` keeps only (and letters and digits): nothing to encode."""
+
 _PASSED_AS_IS = ("http", "https")
 """Schemes whose paths are URLs already (percent-encoded by whoever wrote them)."""
 
@@ -47,7 +50,10 @@ def location_of(path: str) -> str:
     >>> location_of("/data/a b.nc"), location_of("s3://bucket/x?.nc")
     ('file:///data/a%20b.nc', 's3://bucket/x%3F.nc')
     """
-    if is_plain_path(path) or protocol_of(path) in ("file", "local"):
+    if path.startswith("/") and "://" not in path and _KEPT.fullmatch(path):
+        return "file://" + path  # the common absolute local path, as quote would give it
+    scheme = protocol_of(path)
+    if scheme in ("file", "local"):
         local = local_path(path)
         if not os.path.isabs(local):
             raise ValueError(
@@ -56,7 +62,6 @@ def location_of(path: str) -> str:
                 "ds.virtualize.rename_paths(os.path.abspath)"
             )
         return "file://" + quote(local, safe=_URL_SAFE)
-    scheme = protocol_of(path)
     if scheme in _PASSED_AS_IS:
         return path
     bucket, _, key = path.partition("://")[2].partition("/")
@@ -165,7 +170,7 @@ def checksum_of(fingerprint: Fingerprint | None) -> Checksum:
     if fingerprint.etag:
         return fingerprint.etag
     if fingerprint.mtime_ns is not None:
-        return datetime.fromtimestamp(math.ceil(fingerprint.mtime_ns / 1e9), UTC)
+        return datetime.fromtimestamp(-(-fingerprint.mtime_ns // 10**9), UTC)  # exact ceiling
     return None
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from zarr.buffer import default_buffer_prototype
 from zarr_manifest_store._zarr import ArrayV3Metadata, GroupMetadata
 from zarr_manifest_store.io.remote import io_loop
 from zarr_manifest_store.manifest import INLINE, MISSING, ChunkManifest
+from zarr_manifest_store.writers.icechunk.boxes import Box, group_boxes, group_of_cells
 from zarr_manifest_store.writers.icechunk.locations import Checksum, checksum_of
 
 try:  # the optional dependency: the fallback for interleaved sources builds its specs
@@ -43,13 +45,14 @@ WORKERS = 2
 and inserts them without it, so one thread's insertion overlaps the other's building. The
 calls block: an awaited call costs a wake-up of Icechunk's runtime and of the event loop,
 about half a millisecond that a checksum per file would pay once per file."""
-CALL_REFERENCES = 1 << 16
-"""Chunks per reference call, at most (whole grid rows, at least one): enough calls for
-building and inserting to overlap, each large enough that its own cost vanishes."""
+CALL_REFERENCES = 1 << 14
+"""Chunks per reference call, at most (whole slabs of a box, at least one): enough calls for
+building and inserting to overlap, and a last insertion (which nothing overlaps) that is
+short; each call large enough that its own cost (about 15 microseconds) vanishes."""
 BOX_SLACK = 2
-"""A source's references are written as the box of chunk rows they span; when those boxes
-hold more than this many cells per reference (sources interleaved), one call with per-chunk
-specs is cheaper."""
+"""A checksum group's references are written as the box of chunks they span; when those
+boxes hold more than this many cells per reference (sources interleaved), one call with
+per-chunk specs is cheaper."""
 
 
 @dataclass
@@ -175,8 +178,8 @@ def _run_calls(calls: Iterator[_Call]) -> None:
 def _reference_calls(
     store: Any, write: ArrayWrite, locations: Mapping[str, str]
 ) -> Iterator[_Call]:
-    """The Icechunk calls writing one array's references: per distinct checksum, the rows its
-    sources span, a stretch of at most :data:`CALL_REFERENCES` chunks at a time.
+    """The Icechunk calls writing one array's references: per distinct checksum, the box of
+    chunks its sources span, a stretch of at most :data:`CALL_REFERENCES` chunks at a time.
 
     Each call's columns are made when a thread takes it, so memory stays near the manifest's.
     """
@@ -185,26 +188,27 @@ def _reference_calls(
         return
     table = np.array([locations[p] for p in m.paths] + [""], dtype=object)
     distinct: dict[Checksum, int] = {}
+    fingerprints = m.fingerprints
     by_path = [
-        distinct.setdefault(checksum_of(m.fingerprints.get(p)), len(distinct)) for p in m.paths
+        distinct.setdefault(checksum_of(fingerprints.get(p)), len(distinct)) for p in m.paths
     ]
     checksums = list(distinct)
-    refs = _References(store, write, table)
-    if len(checksums) == 1:
-        yield from refs.calls(0, m.shape[0] if m.shape else 1, checksums[0])
+    refs = _References(store, write, table, np.array([*by_path, -1], dtype=np.int32))
+    if len(checksums) == 1 or not m.shape:
+        yield from refs.calls(((0,) * m.ndim, m.shape), checksums[0])
         return
-    lookup = np.array([*by_path, -1], dtype=np.int32)
-    groups = lookup[np.minimum(m.path_index.reshape(-1), len(m.paths))]
-    boxes, counts = _row_boxes(groups, len(checksums), refs.row)
-    if sum(stop - start for start, stop in boxes) * refs.row > BOX_SLACK * groups.size:
-        yield _Call(write, functools.partial(_set_specs, store, write, table, groups, checksums))
+    found = group_boxes(m.path_index, refs.lookup, BOX_SLACK)
+    if found.cells() > BOX_SLACK * int(found.counts.sum()):
+        yield _Call(
+            write, functools.partial(_set_specs, store, write, table, refs.lookup, checksums)
+        )
         return
     sole = _sole_paths(by_path, len(checksums))
-    for g, (start, stop) in enumerate(boxes):
-        if counts[g] == (stop - start) * refs.row:  # the box holds this checksum's chunks only
-            yield from refs.calls(start, stop, checksums[g], path=sole[g])
+    for g, (box, alone) in enumerate(zip(found.boxes, found.alone(), strict=True)):
+        if alone:  # the box holds this checksum's chunks only
+            yield from refs.calls(box, checksums[g], path=sole[g])
         else:
-            yield from refs.calls(start, stop, checksums[g], only=(groups, g))
+            yield from refs.calls(box, checksums[g], group=g)
 
 
 def _sole_paths(by_path: list[int], count: int) -> list[int | None]:
@@ -218,103 +222,102 @@ def _sole_paths(by_path: list[int], count: int) -> list[int | None]:
 
 
 class _References:
-    """One array's references, flattened, handed to Icechunk a stretch of grid rows at a time."""
+    """One array's references, handed to Icechunk a box of chunks at a time."""
 
-    def __init__(self, store: Any, write: ArrayWrite, table: np.ndarray) -> None:
+    def __init__(
+        self, store: Any, write: ArrayWrite, table: np.ndarray, lookup: np.ndarray
+    ) -> None:
         m = write.manifest
         self.store = store
         self.write = write
         self.table = table  # locations by path row, then "" (missing or inline chunks)
-        self.row = int(np.prod(m.shape[1:], dtype=np.int64)) if m.shape else 1
-        self.index = m.path_index.reshape(-1)
-        self.offsets = m.offsets.reshape(-1)
-        self.lengths = m.lengths.reshape(-1)  # widened to uint64 once (a copy)
+        self.lookup = lookup  # checksum group by path row, then -1
+        self.none = len(table) - 1  # the row of ""
+        # grid-shaped columns, and their flat views (boxes of whole rows are flat stretches)
+        self.grid = (m.path_index, m.offsets, m.lengths)  # lengths widened once (a copy)
+        self.flat = tuple(column.reshape(-1) for column in self.grid)
+        self.rows = (tuple(m.shape[1:]), (0,) * (m.ndim - 1))  # a row's shape, its origin
 
     def calls(
-        self,
-        start: int,
-        stop: int,
-        checksum: Checksum,
-        *,
-        path: int | None = None,
-        only: tuple[np.ndarray, int] | None = None,
+        self, box: Box, checksum: Checksum, *, path: int | None = None, group: int | None = None
     ) -> Iterator[_Call]:
-        """The calls for the chunk rows ``[start, stop)`` of the grid, a few rows each. Every
-        chunk there is of source ``path`` (a row of the path table), or, with ``only`` (the
-        checksum group of every chunk, flat, and one group), those of other groups are left out."""
-        step = max(1, CALL_REFERENCES // max(self.row, 1))
-        for first in range(start, stop, step):
-            yield self._call(first, min(first + step, stop), checksum, path, only)
+        """The calls for the chunks of ``box``, a few slabs of its first axis each. Every
+        chunk there is of source ``path`` (a row of the path table), or, with ``group``,
+        those of other checksum groups are left out."""
+        lo, hi = box
+        if not lo:  # a grid of one chunk (a 0-d array)
+            yield self._call(slice(0, 1), True, (), None, checksum, path, group)
+            return
+        offset = self.write.offset  # where the manifest's grid starts in the stored array
+        whole = (hi[1:], lo[1:]) == self.rows  # whole rows: flat stretches of the columns
+        if whole:  # the common case, kept lean: a checksum per file is a call or two per file
+            rest, across, others = self.rows[0], (), offset[1:]
+        else:
+            rest = tuple(b - a for a, b in zip(lo[1:], hi[1:], strict=True))
+            across = tuple(slice(a, b) for a, b in zip(lo[1:], hi[1:], strict=True))
+            others = tuple(a + o for a, o in zip(lo[1:], offset[1:], strict=True))
+        slab = math.prod(rest)
+        step = max(1, CALL_REFERENCES // max(slab, 1))
+        for first in range(lo[0], hi[0], step):
+            last = min(first + step, hi[0])
+            cells = slice(first * slab, last * slab) if whole else (slice(first, last), *across)
+            start = (offset[0] + first, *others)
+            yield self._call(
+                cells,
+                whole,
+                (last - first, *rest),
+                start if any(start) else None,
+                checksum,
+                path,
+                group,
+            )
 
     def _call(
         self,
-        start: int,
-        stop: int,
+        cells: Any,
+        whole: bool,
+        shape: tuple[int, ...],
+        start: tuple[int, ...] | None,
         checksum: Checksum,
         path: int | None,
-        only: tuple[np.ndarray, int] | None,
+        group: int | None,
     ) -> _Call:
-        m, write = self.write.manifest, self.write
-        cells = slice(start * self.row, stop * self.row)
+        """A call for the box of ``shape`` at ``start`` in the stored array (None: at its
+        origin): the ``cells`` of the flat columns (``whole``) or of the grid-shaped ones."""
+        index, offsets, lengths = self.flat if whole else self.grid
         if path is not None:  # one URL object, repeated
-            locations = [self.table[path]] * ((stop - start) * self.row)
+            locations = [self.table[path]] * math.prod(shape)
         else:
-            rows = np.minimum(self.index[cells], len(m.paths))
-            if only is not None:
-                groups, group = only
-                rows[groups[cells] != group] = len(m.paths)
+            rows = np.minimum(index[cells].reshape(-1), self.none)
+            if group is not None:
+                rows[self.lookup[rows] != group] = self.none
             locations = self.table[rows].tolist()
-        box = (stop - start, *m.shape[1:]) if m.shape else ()
-        offset = tuple(o + (start if k == 0 else 0) for k, o in enumerate(write.offset))
+        if whole:  # flat stretches: contiguous already
+            columns = (offsets[cells], lengths[cells])
+        else:
+            columns = tuple(np.ascontiguousarray(c[cells]).reshape(-1) for c in (offsets, lengths))
         return _Call(
-            write,
+            self.write,
             functools.partial(
                 self.store.set_virtual_refs_arr,
-                write.path,
-                box,
+                self.write.path,
+                shape,
                 locations,
-                np.ascontiguousarray(self.offsets[cells]),
-                np.ascontiguousarray(self.lengths[cells]),
+                *columns,
                 validate_containers=False,  # check_containers covered every location
-                arr_offset=offset if any(offset) else None,
+                arr_offset=start,
                 checksum=checksum,
             ),
         )
 
 
-def _row_boxes(
-    groups: np.ndarray, count: int, row: int
-) -> tuple[list[tuple[int, int]], np.ndarray]:
-    """For each checksum group, the rows (first grid axis) its chunks span, ``[start, stop)``,
-    and how many chunks it has; found a block of cells at a time, to keep the temporaries
-    small, and from the ends of each run where the groups come in order (sources in turn)."""
-    first = np.full(count, np.iinfo(np.int64).max, dtype=np.int64)
-    last = np.full(count, -1, dtype=np.int64)
-    counts = np.zeros(count, dtype=np.int64)
-    step = 1 << 18
-    for start in range(0, groups.size, step):
-        block = groups[start : start + step]
-        where = np.flatnonzero(block >= 0)
-        ids = block[where]
-        counts += np.bincount(ids, minlength=count)
-        if ids.size and (ids[1:] >= ids[:-1]).all():
-            ends = np.flatnonzero(ids[1:] != ids[:-1])
-            heads, tails = np.r_[0, ends + 1], np.r_[ends, ids.size - 1]
-            np.minimum.at(first, ids[heads], where[heads] + start)
-            np.maximum.at(last, ids[tails], where[tails] + start)
-        else:
-            np.minimum.at(first, ids, where + start)
-            np.maximum.at(last, ids, where + start)
-    boxes = [(int(f) // row, int(x) // row + 1) for f, x in zip(first, last, strict=True)]
-    return boxes, counts
-
-
 def _set_specs(
-    store: Any, write: ArrayWrite, table: np.ndarray, groups: np.ndarray, distinct: list[Checksum]
+    store: Any, write: ArrayWrite, table: np.ndarray, lookup: np.ndarray, distinct: list[Checksum]
 ) -> Failed:
     """One ``set_virtual_refs`` call with a spec per chunk (sources interleaved in the grid)."""
     m = write.manifest
     index, offsets, lengths = (a.reshape(-1) for a in (m.path_index, m.offsets, m.lengths))
+    groups = group_of_cells(m.path_index, lookup)
     specs = []
     for flat in np.flatnonzero(groups >= 0).tolist():
         coords = np.unravel_index(flat, m.shape)
