@@ -104,7 +104,7 @@ class ManifestCodecPipeline(FusedCodecPipeline):
             with _naming(batch):
                 return await super().read(batch, out, drop_axes)
         if len(batch) == 1:
-            return (await _read_one(batch[0], out, drop_axes, decoding),)
+            return (await _read_one(batch[0], out, drop_axes, decoding, alone=True),)
         if not _reads_locally(batch[0][0]):
             return tuple(await _read_planned(batch, out, drop_axes, decoding))
         return await super().read(batch, out, drop_axes)
@@ -289,18 +289,28 @@ def _direct(
 
 
 async def _read_one(
-    item: _Item, out: NDBuffer, drop_axes: tuple[int, ...], decoding: _Decoding
+    item: _Item,
+    out: NDBuffer,
+    drop_axes: tuple[int, ...],
+    decoding: _Decoding,
+    *,
+    alone: bool = False,
 ) -> Any:
     """A read of one chunk (a random access, a dask task): no thread hop unless it is big.
 
     The bytes come through the store's asynchronous ``get`` (local bytes in
     the page cache without a thread); a small chunk is then decoded at once,
-    in less time than handing it to a thread would take.
+    in less time than handing it to a thread would take. ``alone``: the chunk is
+    the whole selection, so the store need not wait for other reads to gather it with.
     """
     direct = _direct(item, out, drop_axes)
     if direct is not None and await direct[0]._read_into(item[0].path, direct[1]):
         return GetResult(status="present")
-    raw = await item[0].get(prototype=item[1].prototype)
+    store = getattr(item[0], "store", None)
+    if alone and isinstance(store, ManifestStore):
+        raw = await store.get(item[0].path, item[1].prototype, alone=True)
+    else:
+        raw = await item[0].get(prototype=item[1].prototype)
     if raw is None or len(raw) <= DECODE_AT_ONCE_BYTES:
         return decoding.place(raw, out, item, drop_axes)
     return await asyncio.to_thread(decoding.place, raw, out, item, drop_axes)

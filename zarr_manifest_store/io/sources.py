@@ -176,6 +176,7 @@ class Sources:
             else None
         )
         self._requests: set[asyncio.Task[Any]] = set()  # remote reads running on callers' loops
+        self._reading: dict[asyncio.AbstractEventLoop, int] = {}  # remote reads under way, per loop
         self._finalizer = weakref.finalize(self, local.LocalFiles.close, self._local)
         _LIVE.add(self)
 
@@ -225,27 +226,38 @@ class Sources:
             return self._local.read(path, lpath, 0, min(length, size)), fingerprint
         return fsspec.asyn.sync(io_loop(), self._remote.read_head, path, length)
 
-    async def read(self, path: str, offset: int, length: int) -> ByteData:
+    async def read(self, path: str, offset: int, length: int, *, alone: bool = False) -> ByteData:
         """``length`` bytes of ``path`` from ``offset``.
 
         Reads of one event loop that arrive together are gathered and nearby
         ranges of a file coalesced. Local bytes already in the page cache, of a
         file opened (and checked) before, are returned at once without
         blocking; everything else is opened and read off the event loop.
+        ``alone`` says the caller reads nothing else now (a selection of one chunk):
+        unless other remote reads of this event loop are under way, a remote read is
+        then sent at once, without waiting a turn of the loop for reads to gather.
         """
         lpath = self._admit(path)
         if length == 0:
             return b""
-        alone = False
-        if lpath is not None:
-            data = self._local.read_cached(path, offset, length)
-            if data is not None:
-                return data
-        elif self._read_ahead is not None:
-            data, alone = await self._read_ahead.read(path, offset, length)
-            if data is not None:
-                return data
+        if lpath is None:
+            return await self._read_remote(path, offset, length, alone)
+        data = self._local.read_cached(path, offset, length)
+        if data is not None:
+            return data
+        return await self._gatherer.read(path, offset, offset + length)
+
+    async def _read_remote(self, path: str, offset: int, length: int, alone: bool) -> ByteData:
+        """:meth:`read` of a remote ``path``: from read-ahead, alone, or gathered."""
+        loop = asyncio.get_running_loop()
+        reading = self._reading
+        alone = alone and loop not in reading
+        reading[loop] = reading.get(loop, 0) + 1
         try:
+            if self._read_ahead is not None:
+                data, alone = await self._read_ahead.read(path, offset, length, alone=alone)
+                if data is not None:
+                    return data
             if alone and self._remote.on_any_loop(path):
                 # Nothing to gather it with (a random chunk): its request is sent now, from
                 # this coroutine, without the gatherer's turn of the loop or a task of its own.
@@ -255,6 +267,10 @@ class Sources:
             if self._read_ahead is not None:  # never serve what was read before the change
                 self._read_ahead.forget(path)
             raise
+        finally:
+            left = reading.pop(loop) - 1
+            if left:
+                reading[loop] = left
 
     def read_sync(self, path: str, offset: int, length: int) -> ByteData:
         """``length`` bytes of ``path`` from ``offset``, blocking; for synchronous callers."""
@@ -376,6 +392,7 @@ class Sources:
 
     def _after_fork(self) -> None:
         self._requests = set()  # they ran on the parent's loops
+        self._reading = {}
         parts = (self._registry, self._local, self._remote, self._gatherer, self._read_ahead)
         for part in parts:
             if part is not None:

@@ -1,0 +1,104 @@
+"""A selection of one remote chunk is sent at once: no turn of the event loop waited for reads
+to gather it with (unless other reads of that loop are under way, as dask's are)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from read_fixtures import CHUNK_ROWS, SlowHTTPServer, manifest_for, store_over, write_source
+
+from zarr_manifest_store.io.gather import Gatherer
+from zarr_manifest_store.io.readahead import ReadAhead
+from zarr_manifest_store.io.sources import Sources
+
+FAR = (2, 20)
+"""Two chunks of one file too far apart for the second to count as reading on."""
+
+
+def _rows(chunk: int) -> slice:
+    return slice(chunk * CHUNK_ROWS, (chunk + 1) * CHUNK_ROWS)
+
+
+@pytest.fixture
+def source(http_server, tmp_path: Path) -> tuple[str, Path, np.ndarray]:
+    """The test source on the range server, its fingerprint recorded: (url, path, values)."""
+    path = tmp_path / "src.h5"
+    data = write_source(path)
+    shutil.copy(path, http_server.root / "src.h5")
+    return f"{http_server.url}/src.h5", path, data
+
+
+@pytest.fixture
+def turns(monkeypatch) -> list[str]:
+    """The paths of the reads that waited a turn of the loop (read-ahead's, the gatherer's)."""
+    waited: list[str] = []
+    alone, gathered = ReadAhead._alone, Gatherer.read
+
+    async def read_ahead_turn(self: ReadAhead, path: str) -> bool:
+        waited.append(path)
+        return await alone(self, path)
+
+    async def gatherer_turn(self: Gatherer, path: str, start: int, stop: int) -> Any:
+        waited.append(path)
+        return await gathered(self, path, start, stop)
+
+    monkeypatch.setattr(ReadAhead, "_alone", read_ahead_turn)
+    monkeypatch.setattr(Gatherer, "read", gatherer_turn)
+    return waited
+
+
+@pytest.mark.parametrize("read_ahead_bytes", [64 << 20, 0])
+def test_a_random_chunk_waits_no_turn_of_the_loop(source, http_server, turns, read_ahead_bytes):
+    """A selection of one chunk is alone: its request is sent from the reading coroutine
+    without a turn of the loop, with read-ahead on or off (off, it was always gathered); a
+    slice's chunks still wait their turn and are coalesced into one request."""
+    url, path, data = source
+    store = store_over(
+        manifest_for(path, url, Sources().fingerprint(url)), read_ahead_bytes=read_ahead_bytes
+    )
+    arr = zarr.open_group(store, mode="r")["v"]
+    gets = http_server.requests.count("GET", path="/src.h5")
+    for chunk in FAR:
+        np.testing.assert_array_equal(arr[_rows(chunk)], data[_rows(chunk)])
+    assert turns == []
+    assert http_server.requests.count("GET", path="/src.h5") == gets + 2
+
+    np.testing.assert_array_equal(arr[_rows(8).start : _rows(12).stop], data[16:26])
+    assert http_server.requests.count("GET", path="/src.h5") == gets + 3
+    assert len(turns) >= 4  # each chunk of the slice waited to be gathered
+
+
+def test_lone_reads_arriving_while_another_is_under_way_are_still_gathered(tmp_path):
+    """Reads that say they come alone but arrive together while another read of the same loop
+    is under way (dask's tasks, one chunk each) still wait their turn: the two arriving
+    together are coalesced into one request."""
+    root = tmp_path / "served"
+    root.mkdir()
+    server = SlowHTTPServer(root, delay=0.2).start()  # the first read is still under way
+    try:
+        path = root / "src.h5"
+        write_source(path)
+        url = f"{server.url}/src.h5"
+        sources = Sources(fingerprints={url: [Sources().fingerprint(url)]})
+        manifest = manifest_for(path, url)
+        refs = [(int(manifest.offsets.flat[i]), int(manifest.lengths.flat[i])) for i in (2, 10, 11)]
+
+        async def reads() -> list[Any]:
+            first = asyncio.ensure_future(sources.read(url, *refs[0], alone=True))
+            await asyncio.sleep(0)  # sent: under way while the next two arrive
+            together = asyncio.gather(*(sources.read(url, *ref, alone=True) for ref in refs[1:]))
+            return [*await asyncio.gather(first, together)]
+
+        got = asyncio.run(reads())
+        raw = path.read_bytes()
+        assert [bytes(got[0]), *map(bytes, got[1])] == [raw[o : o + n] for o, n in refs]
+        assert server.requests.count("GET", path="/src.h5") == 2
+        assert sources._reading == {}  # nothing is left counted as under way
+    finally:
+        server.stop()
