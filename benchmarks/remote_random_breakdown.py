@@ -110,6 +110,11 @@ def stamp_wrappers(stamps: dict[str, int], clients: Any, pipeline: Any, store_cl
         def __init__(self, result: Any) -> None:
             self.result, self.meta = result, result.meta
 
+        def bytes(self) -> Any:
+            data = self.result.bytes()
+            stamps["body back"] = now()
+            return data
+
         async def bytes_async(self) -> Any:
             data = await self.result.bytes_async()
             stamps["body back"] = now()

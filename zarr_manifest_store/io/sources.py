@@ -261,7 +261,7 @@ class Sources:
             if alone and self._remote.on_any_loop(path):
                 # Nothing to gather it with (a random chunk): its request is sent now, from
                 # this coroutine, without the gatherer's turn of the loop or a task of its own.
-                return await self._remote.read(path, offset, offset + length)
+                return await self._remote.read(path, offset, offset + length, alone=True)
             return await self._gatherer.read(path, offset, offset + length)
         except SourceChangedError:
             if self._read_ahead is not None:  # never serve what was read before the change
