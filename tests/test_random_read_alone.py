@@ -201,3 +201,32 @@ def test_a_lone_body_that_stalls_ends_at_the_timeout_and_is_retried(tmp_path, bo
         assert bodies == ["at once", "at once"]
     finally:
         server.stop()
+
+
+def test_a_body_is_awaited_while_other_reads_of_the_loop_are_under_way(tmp_path, bodies):
+    """A read alone in its turn of the loop, but with another read of that loop under way (a
+    dask task's beside another's), is sent at once but its body awaited: the loop is not
+    held while other reads wait on it."""
+    root = tmp_path / "served"
+    root.mkdir()
+    server = SlowHTTPServer(root, delay=0.2).start()
+    try:
+        path = root / "src.h5"
+        write_source(path)
+        url = f"{server.url}/src.h5"
+        sources = Sources(fingerprints={url: [Sources().fingerprint(url)]})
+        manifest = manifest_for(path, url)
+        refs = [(int(manifest.offsets.flat[i]), int(manifest.lengths.flat[i])) for i in FAR]
+
+        async def reads() -> list[Any]:
+            first = asyncio.ensure_future(sources.read(url, *refs[0], alone=True))
+            await asyncio.sleep(0)  # sent: under way while the next arrives
+            return list(await asyncio.gather(first, sources.read(url, *refs[1], alone=True)))
+
+        got = asyncio.run(reads())
+        raw = path.read_bytes()
+        assert [bytes(g) for g in got] == [raw[o : o + n] for o, n in refs]
+        assert server.requests.count("GET", path="/src.h5") == 2
+        assert sorted(bodies) == ["at once", "awaited"]
+    finally:
+        server.stop()

@@ -251,17 +251,20 @@ class Sources:
         """:meth:`read` of a remote ``path``: from read-ahead, alone, or gathered."""
         loop = asyncio.get_running_loop()
         reading = self._reading
-        alone = alone and loop not in reading
+        quiet = alone and loop not in reading  # and no other read of this loop under way
         reading[loop] = reading.get(loop, 0) + 1
         try:
             if self._read_ahead is not None:
-                data, alone = await self._read_ahead.read(path, offset, length, alone=alone)
+                data, alone = await self._read_ahead.read(path, offset, length, alone=quiet)
                 if data is not None:
                     return data
+            else:
+                alone = quiet
             if alone and self._remote.on_any_loop(path):
                 # Nothing to gather it with (a random chunk): its request is sent now, from
                 # this coroutine, without the gatherer's turn of the loop or a task of its own.
-                return await self._remote.read(path, offset, offset + length, alone=True)
+                stop = offset + length
+                return await self._remote.read(path, offset, stop, at_once=quiet)
             return await self._gatherer.read(path, offset, offset + length)
         except SourceChangedError:
             if self._read_ahead is not None:  # never serve what was read before the change
