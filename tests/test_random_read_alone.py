@@ -20,7 +20,7 @@ from servers import RangeHTTPServer
 import zarr_manifest_store.io.clients as clients
 from zarr_manifest_store.io.gather import Gatherer
 from zarr_manifest_store.io.readahead import ReadAhead
-from zarr_manifest_store.io.sources import Sources
+from zarr_manifest_store.io.sources import READ_ALONE, Sources
 
 FAR = (2, 20)
 """Two chunks of one file too far apart for the second to count as reading on."""
@@ -124,9 +124,10 @@ def test_lone_reads_arriving_while_another_is_under_way_are_still_gathered(tmp_p
         refs = [(int(manifest.offsets.flat[i]), int(manifest.lengths.flat[i])) for i in (2, 10, 11)]
 
         async def reads() -> list[Any]:
-            first = asyncio.ensure_future(sources.read(url, *refs[0], alone=True))
+            READ_ALONE.set(True)  # each read says it is a selection of one chunk
+            first = asyncio.ensure_future(sources.read(url, *refs[0]))
             await asyncio.sleep(0)  # sent: under way while the next two arrive
-            together = asyncio.gather(*(sources.read(url, *ref, alone=True) for ref in refs[1:]))
+            together = asyncio.gather(*(sources.read(url, *ref) for ref in refs[1:]))
             return [*await asyncio.gather(first, together)]
 
         got = asyncio.run(reads())
@@ -219,9 +220,10 @@ def test_a_body_is_awaited_while_other_reads_of_the_loop_are_under_way(tmp_path,
         refs = [(int(manifest.offsets.flat[i]), int(manifest.lengths.flat[i])) for i in FAR]
 
         async def reads() -> list[Any]:
-            first = asyncio.ensure_future(sources.read(url, *refs[0], alone=True))
+            READ_ALONE.set(True)  # each read says it is a selection of one chunk
+            first = asyncio.ensure_future(sources.read(url, *refs[0]))
             await asyncio.sleep(0)  # sent: under way while the next arrives
-            return list(await asyncio.gather(first, sources.read(url, *refs[1], alone=True)))
+            return list(await asyncio.gather(first, sources.read(url, *refs[1])))
 
         got = asyncio.run(reads())
         raw = path.read_bytes()

@@ -50,6 +50,7 @@ from zarr_manifest_store._zarr import (
 from zarr_manifest_store.codecs import IntoDecoder
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.guards import ChunkRefused, guard_codecs
+from zarr_manifest_store.io.sources import READ_ALONE
 from zarr_manifest_store.store import ManifestStore
 
 if TYPE_CHECKING:
@@ -103,8 +104,12 @@ class ManifestCodecPipeline(FusedCodecPipeline):
         if decoding is None:
             with _naming(batch):
                 return await super().read(batch, out, drop_axes)
-        if len(batch) == 1:
-            return (await _read_one(batch[0], out, drop_axes, decoding, alone=True),)
+        if len(batch) == 1:  # the whole selection: its read has nothing to be gathered with
+            alone = READ_ALONE.set(True)
+            try:
+                return (await _read_one(batch[0], out, drop_axes, decoding),)
+            finally:
+                READ_ALONE.reset(alone)
         if not _reads_locally(batch[0][0]):
             return tuple(await _read_planned(batch, out, drop_axes, decoding))
         return await super().read(batch, out, drop_axes)
@@ -289,28 +294,18 @@ def _direct(
 
 
 async def _read_one(
-    item: _Item,
-    out: NDBuffer,
-    drop_axes: tuple[int, ...],
-    decoding: _Decoding,
-    *,
-    alone: bool = False,
+    item: _Item, out: NDBuffer, drop_axes: tuple[int, ...], decoding: _Decoding
 ) -> Any:
     """A read of one chunk (a random access, a dask task): no thread hop unless it is big.
 
     The bytes come through the store's asynchronous ``get`` (local bytes in
     the page cache without a thread); a small chunk is then decoded at once,
-    in less time than handing it to a thread would take. ``alone``: the chunk is
-    the whole selection, so the store need not wait for other reads to gather it with.
+    in less time than handing it to a thread would take.
     """
     direct = _direct(item, out, drop_axes)
     if direct is not None and await direct[0]._read_into(item[0].path, direct[1]):
         return GetResult(status="present")
-    store = getattr(item[0], "store", None)
-    if alone and isinstance(store, ManifestStore):
-        raw = await store.get(item[0].path, item[1].prototype, alone=True)
-    else:
-        raw = await item[0].get(prototype=item[1].prototype)
+    raw = await item[0].get(prototype=item[1].prototype)
     if raw is None or len(raw) <= DECODE_AT_ONCE_BYTES:
         return decoding.place(raw, out, item, drop_axes)
     return await asyncio.to_thread(decoding.place, raw, out, item, drop_axes)

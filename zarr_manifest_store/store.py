@@ -257,15 +257,11 @@ class ManifestStore(Store):
         key: str,
         prototype: BufferPrototype | None = None,
         byte_range: ByteRequest | None = None,
-        *,
-        alone: bool = False,
     ) -> Buffer | None:
-        """The value of ``key`` (its bytes in ``byte_range``); ``alone`` says the caller reads
-        nothing else now (one chunk): its remote request need not wait for others to gather."""
         target = self._target(key, byte_range)
         try:
             if isinstance(target, tuple):
-                target = await self._sources.read(*target, alone=alone)
+                target = await self._sources.read(*target)
             elif isinstance(target, Rows):
                 target = window_of(await target.read(self._sources), byte_range)
         except OSError as e:

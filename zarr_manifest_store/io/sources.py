@@ -22,6 +22,7 @@ raises, it never reads as zeros or fill values.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import os
 import weakref
@@ -54,6 +55,7 @@ from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
 
 __all__ = [
     "MAX_CONCURRENCY",
+    "READ_ALONE",
     "READ_BUDGET_BYTES",
     "ByteData",
     "SourceStatus",
@@ -63,6 +65,13 @@ __all__ = [
     "coalesce",
 ]
 
+
+READ_ALONE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "zarr_manifest_store_read_alone", default=False
+)
+"""Set while a read has nothing to be gathered with: the codec pipeline sets it in its own
+context while it reads a selection of one chunk (a random access, a dask task's chunk), so
+the store's calls (and zarr's ``Store.get``) keep their signatures."""
 
 MAX_CONCURRENCY = 64
 """Remote requests in flight to one host at most: object stores serve many at once, and at
@@ -226,32 +235,32 @@ class Sources:
             return self._local.read(path, lpath, 0, min(length, size)), fingerprint
         return fsspec.asyn.sync(io_loop(), self._remote.read_head, path, length)
 
-    async def read(self, path: str, offset: int, length: int, *, alone: bool = False) -> ByteData:
+    async def read(self, path: str, offset: int, length: int) -> ByteData:
         """``length`` bytes of ``path`` from ``offset``.
 
         Reads of one event loop that arrive together are gathered and nearby
         ranges of a file coalesced. Local bytes already in the page cache, of a
         file opened (and checked) before, are returned at once without
-        blocking; everything else is opened and read off the event loop.
-        ``alone`` says the caller reads nothing else now (a selection of one chunk):
-        unless other remote reads of this event loop are under way, a remote read is
-        then sent at once, without waiting a turn of the loop for reads to gather.
+        blocking; everything else is opened and read off the event loop. A
+        remote read made while :data:`READ_ALONE` is set (a selection of one
+        chunk) is sent at once, unless other remote reads of this event loop are
+        under way: it waits no turn of the loop for reads to gather it with.
         """
         lpath = self._admit(path)
         if length == 0:
             return b""
         if lpath is None:
-            return await self._read_remote(path, offset, length, alone)
+            return await self._read_remote(path, offset, length)
         data = self._local.read_cached(path, offset, length)
         if data is not None:
             return data
         return await self._gatherer.read(path, offset, offset + length)
 
-    async def _read_remote(self, path: str, offset: int, length: int, alone: bool) -> ByteData:
+    async def _read_remote(self, path: str, offset: int, length: int) -> ByteData:
         """:meth:`read` of a remote ``path``: from read-ahead, alone, or gathered."""
         loop = asyncio.get_running_loop()
         reading = self._reading
-        quiet = alone and loop not in reading  # and no other read of this loop under way
+        quiet = READ_ALONE.get() and loop not in reading  # no other read of this loop under way
         reading[loop] = reading.get(loop, 0) + 1
         try:
             if self._read_ahead is not None:
