@@ -110,6 +110,11 @@ def stamp_wrappers(stamps: dict[str, int], clients: Any, pipeline: Any, store_cl
         def __init__(self, result: Any) -> None:
             self.result, self.meta = result, result.meta
 
+        def bytes(self) -> Any:
+            data = self.result.bytes()
+            stamps["body back"] = now()
+            return data
+
         async def bytes_async(self) -> Any:
             data = await self.result.bytes_async()
             stamps["body back"] = now()
@@ -220,6 +225,7 @@ def report(rows: list[dict[str, Any]], link: list[tuple[int, str]]) -> None:
     steps: dict[tuple[str, str], list[float]] = {}
     totals: dict[str, list[float]] = {"zms": [], "bare": []}
     clients: dict[str, list[float]] = {"zms": [], "bare": []}  # outside the link and server
+    links: dict[str, list[float]] = {"zms": [], "bare": []}  # on the link and the server
     unrequested = 0
     for row in rows:
         seen = [(t, what) for t, what in link if row["called"] <= t <= row["returned"]]
@@ -233,6 +239,7 @@ def report(rows: list[dict[str, Any]], link: list[tuple[int, str]]) -> None:
         totals[row["who"]].append(row["returned"] - row["called"])
         on_the_link = stamps["answer out"] - stamps["request in"]
         clients[row["who"]].append(row["returned"] - row["called"] - on_the_link)
+        links[row["who"]].append(on_the_link)
         for name, start, end in PARTS[row["who"]]:
             if start in stamps and end in stamps:
                 steps.setdefault((row["who"], name), []).append(stamps[end] - stamps[start])
@@ -247,6 +254,13 @@ def report(rows: list[dict[str, Any]], link: list[tuple[int, str]]) -> None:
     print(
         f"time outside the link and server (median): zms {ours:.3f} ms, bare {bare:.3f} ms; "
         f"the difference is {(ours - bare) / floor:.1%} of a bare GET's {floor:.1f} ms"
+    )
+    # The rest of the difference of the totals: the link's timers (a segment is held to the
+    # millisecond of the proxy's event loop) and the server, both shared with the bare GET.
+    ours, bare = (statistics.median(links[who]) / 1e6 for who in ("zms", "bare"))
+    print(
+        f"time on the link and server (median): zms {ours:.3f} ms, bare {bare:.3f} ms; "
+        f"the difference is {(ours - bare) / floor:.1%} of a bare GET"
     )
 
 

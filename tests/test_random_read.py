@@ -56,9 +56,9 @@ def request_loops(monkeypatch) -> list[asyncio.AbstractEventLoop]:
     loops: list[asyncio.AbstractEventLoop] = []
     original = ObstoreClient.get
 
-    async def get(self: ObstoreClient, *args: Any) -> Any:
+    async def get(self: ObstoreClient, *args: Any, **kwargs: Any) -> Any:
         loops.append(asyncio.get_running_loop())
-        return await original(self, *args)
+        return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(ObstoreClient, "get", get)
     return loops

@@ -50,6 +50,7 @@ from zarr_manifest_store._zarr import (
 from zarr_manifest_store.codecs import IntoDecoder
 from zarr_manifest_store.errors import ManifestError
 from zarr_manifest_store.guards import ChunkRefused, guard_codecs
+from zarr_manifest_store.io.sources import READ_ALONE
 from zarr_manifest_store.store import ManifestStore
 
 if TYPE_CHECKING:
@@ -103,8 +104,12 @@ class ManifestCodecPipeline(FusedCodecPipeline):
         if decoding is None:
             with _naming(batch):
                 return await super().read(batch, out, drop_axes)
-        if len(batch) == 1:
-            return (await _read_one(batch[0], out, drop_axes, decoding),)
+        if len(batch) == 1:  # the whole selection: its read has nothing to be gathered with
+            alone = READ_ALONE.set(True)
+            try:
+                return (await _read_one(batch[0], out, drop_axes, decoding),)
+            finally:
+                READ_ALONE.reset(alone)
         if not _reads_locally(batch[0][0]):
             return tuple(await _read_planned(batch, out, drop_axes, decoding))
         return await super().read(batch, out, drop_axes)

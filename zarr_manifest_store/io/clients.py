@@ -45,6 +45,7 @@ from zarr_manifest_store.io.paths import protocol_of
 from zarr_manifest_store.manifest import Fingerprint
 
 __all__ = [
+    "AT_ONCE_BODY_BYTES",
     "Client",
     "FsspecClient",
     "ObjectReplaced",
@@ -54,6 +55,14 @@ __all__ = [
     "obstore_usable",
     "store_key",
 ]
+
+
+AT_ONCE_BODY_BYTES = 64 << 10
+"""A read that nothing else waits beside (:meth:`ObstoreClient.get`, ``at_once``) takes a body
+of at most this many bytes as soon as its headers arrived, without a second await: a body
+this small has mostly arrived with them (taking it blocked the loop 0.04 ms for 32 KiB,
+0.1 ms for 64 KiB at 20 ms round trip), where the await's hop back from obstore's runtime
+costs 0.1-0.3 ms."""
 
 
 class ObjectReplaced(SourceChangedError):
@@ -68,10 +77,11 @@ class Client(Protocol):
     each be verified by ETag, but this client cannot tell which object served them."""
 
     async def get(
-        self, path: str, start: int, stop: int, etag: str | None
+        self, path: str, start: int, stop: int, etag: str | None, *, at_once: bool = False
     ) -> tuple[ByteData, Fingerprint | None]:
         """Bytes ``[start, stop)`` of ``path`` and the fingerprint of the object that served
-        them (None if unknown); ``etag``, when given, is required of the object."""
+        them (None if unknown); ``etag``, when given, is required of the object. ``at_once``:
+        nothing else waits on the event loop meanwhile, so a small body may block it."""
 
     async def head(self, path: str) -> Fingerprint:
         """What ``path`` looks like now."""
@@ -88,14 +98,17 @@ class ObstoreClient:
         self._kind = kind
 
     async def get(
-        self, path: str, start: int, stop: int, etag: str | None
+        self, path: str, start: int, stop: int, etag: str | None, *, at_once: bool = False
     ) -> tuple[ByteData, Fingerprint | None]:
         options: dict[str, Any] = {"range": (start, stop)}
         if etag and self._if_match:
             options["if_match"] = f'"{etag}"'
         try:
             result = await obstore.get_async(self._store, _key(self._kind, path), options=options)
-            data = await result.bytes_async()
+            if at_once and stop - start <= AT_ONCE_BODY_BYTES:
+                data = result.bytes()  # a stalled body ends at the client's timeout
+            else:
+                data = await result.bytes_async()
         except PreconditionError:
             raise ObjectReplaced(
                 errno.ESTALE,
@@ -145,7 +158,7 @@ class FsspecClient:
         self.checks_batches = stands_in
 
     async def get(
-        self, path: str, start: int, stop: int, etag: str | None
+        self, path: str, start: int, stop: int, etag: str | None, *, at_once: bool = False
     ) -> tuple[ByteData, Fingerprint | None]:
         if self.fs.async_impl:
             return await self.fs._cat_file(path, start=start, end=stop), None

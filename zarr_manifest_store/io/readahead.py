@@ -182,19 +182,22 @@ class ReadAhead:
         self._turns.clear()
         self._held = 0
 
-    async def read(self, path: str, offset: int, length: int) -> tuple[ByteData | None, bool]:
+    async def read(
+        self, path: str, offset: int, length: int, *, alone: bool = False
+    ) -> tuple[ByteData | None, bool]:
         """Bytes ``[offset, offset + length)`` of ``path`` from a block, or None to read
         plainly, and whether the read came alone (the only read of ``path`` arriving in
         this turn of the event loop: there is nothing to gather it with).
 
         A read that arrives with others of its file (zarr's reads of one slice) is
         left to be gathered with them: only reads that come alone start blocks.
+        ``alone`` says the caller knows it comes alone: no turn of the loop is waited.
         """
         stop = offset + length
         with self._lock:
             block = self._covering(path, offset, stop)
         if block is None:
-            if not await self._alone(path):
+            if not alone and not await self._alone(path):
                 return None, False
             with self._lock:
                 block = self._covering(path, offset, stop) or self._plan(path, offset, stop)

@@ -181,11 +181,13 @@ class RemoteReader:
 
     # ------------------------------------------------------ on the I/O loop (or see on_any_loop)
 
-    async def read(self, path: str, start: int, stop: int) -> ByteData:
-        """Bytes ``[start, stop)`` of one object: one request (retried), its check included."""
+    async def read(self, path: str, start: int, stop: int, *, at_once: bool = False) -> ByteData:
+        """Bytes ``[start, stop)`` of one object: one request (retried), its check included.
+        ``at_once``: no other read of ours is under way on this event loop (a random chunk),
+        so a small body may be taken as soon as its headers arrived, blocking the loop."""
         route = self._route(path)
         await self._check(route.client, path)
-        return await self._fetch(route, path, start, stop)
+        return await self._fetch(route, path, start, stop, at_once)
 
     async def read_head(self, path: str, length: int) -> tuple[ByteData, Fingerprint]:
         """The first ``length`` bytes of ``path`` (fewer if it is shorter) and what it looks
@@ -247,7 +249,9 @@ class RemoteReader:
             del self._checks[path]  # undecided: the next read checks again
             raise
 
-    async def _fetch(self, route: _Route, path: str, start: int, stop: int) -> ByteData:
+    async def _fetch(
+        self, route: _Route, path: str, start: int, stop: int, at_once: bool = False
+    ) -> ByteData:
         """One range; a body shorter than asked for is retried, then reported.
 
         Unless ``verify="never"``, the range is asked for with the ETag the
@@ -258,7 +262,7 @@ class RemoteReader:
 
         async def attempt() -> ByteData:
             try:
-                data, served = await client.get(url, start, stop, etag)
+                data, served = await client.get(url, start, stop, etag, at_once=at_once)
             except ObjectReplaced:
                 self._registry.check(path, await client.head(url))  # says what changed
                 raise

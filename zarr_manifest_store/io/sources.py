@@ -22,6 +22,7 @@ raises, it never reads as zeros or fill values.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import os
 import weakref
@@ -55,6 +56,7 @@ from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
 
 __all__ = [
     "MAX_CONCURRENCY",
+    "READ_ALONE",
     "READ_BUDGET_BYTES",
     "ByteData",
     "SourceStatus",
@@ -64,6 +66,13 @@ __all__ = [
     "coalesce",
 ]
 
+
+READ_ALONE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "zarr_manifest_store_read_alone", default=False
+)
+"""Set while a read has nothing to be gathered with: the codec pipeline sets it in its own
+context while it reads a selection of one chunk (a random access, a dask task's chunk), so
+the store's calls (and zarr's ``Store.get``) keep their signatures."""
 
 MAX_CONCURRENCY = 64
 """Remote requests in flight to one host at most: object stores serve many at once, and at
@@ -177,6 +186,7 @@ class Sources:
             else None
         )
         self._requests: set[asyncio.Task[Any]] = set()  # remote reads running on callers' loops
+        self._reading: dict[asyncio.AbstractEventLoop, int] = {}  # remote reads under way, per loop
         self._finalizer = weakref.finalize(self, local.LocalFiles.close, self._local)
         _LIVE.add(self)
 
@@ -232,30 +242,48 @@ class Sources:
         Reads of one event loop that arrive together are gathered and nearby
         ranges of a file coalesced. Local bytes already in the page cache, of a
         file opened (and checked) before, are returned at once without
-        blocking; everything else is opened and read off the event loop.
+        blocking; everything else is opened and read off the event loop. A
+        remote read made while :data:`READ_ALONE` is set (a selection of one
+        chunk) is sent at once, unless other remote reads of this event loop are
+        under way: it waits no turn of the loop for reads to gather it with.
         """
         lpath = self._admit(path)
         if length == 0:
             return b""
-        alone = False
-        if lpath is not None:
-            data = self._local.read_cached(path, offset, length)
-            if data is not None:
-                return data
-        elif self._read_ahead is not None:
-            data, alone = await self._read_ahead.read(path, offset, length)
-            if data is not None:
-                return data
+        if lpath is None:
+            return await self._read_remote(path, offset, length)
+        data = self._local.read_cached(path, offset, length)
+        if data is not None:
+            return data
+        return await self._gatherer.read(path, offset, offset + length)
+
+    async def _read_remote(self, path: str, offset: int, length: int) -> ByteData:
+        """:meth:`read` of a remote ``path``: from read-ahead, alone, or gathered."""
+        loop = asyncio.get_running_loop()
+        reading = self._reading
+        quiet = READ_ALONE.get() and loop not in reading  # no other read of this loop under way
+        reading[loop] = reading.get(loop, 0) + 1
         try:
+            if self._read_ahead is not None:
+                data, alone = await self._read_ahead.read(path, offset, length, alone=quiet)
+                if data is not None:
+                    return data
+            else:
+                alone = quiet
             if alone and self._remote.on_any_loop(path):
                 # Nothing to gather it with (a random chunk): its request is sent now, from
                 # this coroutine, without the gatherer's turn of the loop or a task of its own.
-                return await self._remote.read(path, offset, offset + length)
+                stop = offset + length
+                return await self._remote.read(path, offset, stop, at_once=quiet)
             return await self._gatherer.read(path, offset, offset + length)
         except SourceChangedError:
             if self._read_ahead is not None:  # never serve what was read before the change
                 self._read_ahead.forget(path)
             raise
+        finally:
+            left = reading.pop(loop) - 1
+            if left:
+                reading[loop] = left
 
     def read_sync(self, path: str, offset: int, length: int) -> ByteData:
         """``length`` bytes of ``path`` from ``offset``, blocking; for synchronous callers."""
@@ -390,6 +418,7 @@ class Sources:
 
     def _after_fork(self) -> None:
         self._requests = set()  # they ran on the parent's loops
+        self._reading = {}
         parts = (self._registry, self._local, self._remote, self._gatherer, self._read_ahead)
         for part in parts:
             if part is not None:
