@@ -29,44 +29,20 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, InvalidStateError
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.io.sources import ByteData, Sources
-from zarr_manifest_store.manifest import INLINE
+from zarr_manifest_store.served_families import Family, RowArray, families_of
 
-__all__ = ["BLOCK_BYTES", "RowArray", "RowBlocks"]
+__all__ = ["BLOCK_BYTES", "RowBlocks"]
 
 BLOCK_BYTES = 1 << 20
 """The blocks a source file is read in and kept in (aligned at multiples of this)."""
 
 Key = tuple[str, int]
 """A block: its source's path and its number in the file."""
-
-
-class RowArray(Protocol):
-    """An array served in rows, as the blocks see it."""
-
-    path: str
-    array: ManifestArray
-    stored_dtype: np.dtype
-    served_dtype: np.dtype
-
-    def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Path index, offset and length of each stored chunk along the first axis."""
-        ...
-
-    @property
-    def factor(self) -> int:
-        """Stored chunks per served chunk."""
-        ...
-
-    @property
-    def fill_row(self) -> np.ndarray:
-        """One stored chunk of fill values as served."""
-        ...
 
 
 class _Block:
@@ -96,9 +72,9 @@ class RowBlocks:
         self._files: dict[str, _File] = {}
         self._blocks: dict[Key, _Block] = {}
         self._pending: dict[Key, Future[None]] = {}  # blocks being read
-        self._families: dict[str, _Family] | None = None  # by array
+        self._families: dict[str, Family] | None = None  # by array
         self._kept: dict[tuple[int, int], ByteData] = {}  # records by (family, chunk)
-        self._took: dict[tuple[int, int], int] = {}  # which members cut it: bits of _Family.bit
+        self._took: dict[tuple[int, int], int] = {}  # which members cut it: bits of Family.bit
         self._cutting: dict[tuple[int, int], Future[None]] = {}  # being read
         self._held = 0
         self._lock = threading.Lock()
@@ -112,7 +88,7 @@ class RowBlocks:
     async def chunk_into(
         self, sources: Sources, served: RowArray, number: int, out: np.ndarray
     ) -> bool:
-        """Write served chunk ``number`` of ``served`` into ``out`` (see :meth:`_Family.cut`)
+        """Write served chunk ``number`` of ``served`` into ``out`` (see :meth:`Family.cut`)
         if its family cuts it (see the module's docstring): from the records kept from a
         read for another member, else read now (and kept for the others); False if the chunk
         is not cut so (read it row by row)."""
@@ -174,13 +150,13 @@ class RowBlocks:
 
     def _region(
         self, sources: Sources, served: RowArray, number: int
-    ) -> tuple[_Family, int, int] | None:
+    ) -> tuple[Family, int, int] | None:
         """``served``'s family and the range of its file holding served chunk ``number`` of
         every member; None unless it has a family and the chunk's rows are evenly spaced
         within at most ``max_coalesced_bytes``."""
         with self._locked():
             if self._families is None:
-                self._families = _families(self._arrays)
+                self._families = families_of(self._arrays)
         family = self._families.get(served.path)
         if family is None:
             return None
@@ -190,7 +166,7 @@ class RowBlocks:
         return family, *region
 
     def _claim_records(
-        self, family: _Family, reader: str, number: int
+        self, family: Family, reader: str, number: int
     ) -> tuple[ByteData | None, Future[None] | None]:
         """The records of chunk ``number`` if kept, counted taken by ``reader`` (dropped once
         every member took its chunk); else the read of them under way; else ``(None, None)``:
@@ -209,7 +185,7 @@ class RowBlocks:
 
     def _keep_records(
         self,
-        family: _Family,
+        family: Family,
         reader: str,
         number: int,
         data: ByteData,
@@ -230,14 +206,14 @@ class RowBlocks:
         with contextlib.suppress(InvalidStateError):
             done.set_result(None)
 
-    def _took_alone(self, family: _Family, reader: str, number: int) -> None:
+    def _took_alone(self, family: Family, reader: str, number: int) -> None:
         """Count chunk ``number`` cut by ``reader`` from records it read for itself alone."""
         key = (family.id, number)
         with self._locked():
             if self._take(family, key, reader, read=True) and key in self._kept:
                 self._held -= len(self._kept.pop(key))
 
-    def _take(self, family: _Family, key: tuple[int, int], reader: str, read: bool) -> bool:
+    def _take(self, family: Family, key: tuple[int, int], reader: str, read: bool) -> bool:
         """Count chunk ``key`` cut by ``reader`` (the lock held), from records kept or, if
         ``read``, just read; whether every member has cut its own now. A member reading a
         chunk it cut before starts a new round (the store is read again): the records it
@@ -426,78 +402,3 @@ class _File:
         """How many rows (of array ``reader``, or of all) lie within block number ``block``."""
         rows = self.total if reader is None else self.rows.get(reader, self.total[:0])
         return int(rows[block]) if block < len(rows) else 0
-
-
-class _Family:
-    """Arrays served in rows whose rows all lie in one file, at the same places but for a
-    shift each: the record variables of a netCDF-3 file. A served chunk of every member is
-    cut from one read of its records."""
-
-    __slots__ = ("bit", "everyone", "factor", "id", "members", "path", "shifts", "starts")
-
-    def __init__(self, number: int, path: str, members: list[RowArray], starts: np.ndarray):
-        self.id, self.path, self.members = number, path, members
-        self.bit = {m.path: 1 << i for i, m in enumerate(members)}
-        self.everyone = (1 << len(members)) - 1
-        self.factor = members[0].factor
-        first = min(int(m.rows()[1][0]) for m in members)
-        self.shifts = {m.path: int(m.rows()[1][0]) - first for m in members}
-        self.starts = starts - starts[0] + first  # where each record's first member row lies
-
-    def region(self, number: int) -> tuple[int, int] | None:
-        """Where the records of served chunk ``number`` lie, ``(start, span)``; None unless
-        they are evenly spaced."""
-        starts = self.starts[number * self.factor : (number + 1) * self.factor]
-        steps = np.diff(starts)
-        if len(starts) == 0 or (len(steps) and (steps[0] <= 0 or (steps != steps[0]).any())):
-            return None
-        return int(starts[0]), self._span(starts)
-
-    def _span(self, starts: np.ndarray) -> int:
-        """The bytes from the first member row of ``starts[0]`` to the last of ``starts[-1]``."""
-        last = max(self.shifts[m.path] + m.fill_row.nbytes for m in self.members)
-        return int(starts[-1] - starts[0]) + last
-
-    def cut(self, member: RowArray, number: int, data: ByteData, out: np.ndarray) -> None:
-        """Cut served chunk ``number`` of ``member`` from ``data``, the bytes of its records,
-        into ``out``: rows of the member's ``served_dtype`` (swapped in this one copy where
-        they differ from the stored), at least as many as the chunk has; rows past them
-        take the fill value."""
-        first = number * self.factor
-        starts = self.starts[first : first + self.factor]
-        fill, dtype = member.fill_row, member.stored_dtype
-        stride = int(starts[1] - starts[0]) if len(starts) > 1 else fill.nbytes
-        span = self._span(starts)
-        if len(data) != span:
-            raise OSError(f"reading {self.path!r} gave {len(data)} bytes, not {span}")
-        rows = np.ndarray(
-            (len(starts), len(fill)),
-            dtype,
-            data,
-            self.shifts[member.path],
-            (stride, dtype.itemsize),
-        )
-        out[: len(starts)] = rows
-        out[len(starts) :] = fill
-
-
-def _families(arrays: Iterable[RowArray]) -> dict[str, _Family]:
-    """The family of each array that has one (of two members or more), by array."""
-    groups: dict[tuple[Any, ...], list[RowArray]] = {}
-    for served in arrays:
-        index, offsets, lengths = served.rows()
-        size = served.fill_row.nbytes
-        if not len(index) or index[0] >= INLINE or (index != index[0]).any():
-            continue  # rows in several files, missing or inline: read row by row
-        if (lengths != size).any():
-            continue  # refused when read, naming the chunk
-        path = served.array.manifest.paths[int(index[0])]
-        key = (served.factor, path, (offsets - offsets[0]).tobytes())
-        groups.setdefault(key, []).append(served)
-    families: dict[str, _Family] = {}
-    for number, ((_, path, _), members) in enumerate(groups.items()):
-        if len(members) < 2:
-            continue
-        family = _Family(number, path, members, members[0].rows()[1])
-        families.update((m.path, family) for m in members)
-    return families
