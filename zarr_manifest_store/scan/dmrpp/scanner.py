@@ -15,7 +15,12 @@ from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import is_local, local_path, source_path
 from zarr_manifest_store.io.sources import Sources
-from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, Refusals, dropped_names
+from zarr_manifest_store.scan.common import (
+    CONTIGUOUS_CHUNK_BYTES,
+    Refusals,
+    check_chunk_bytes,
+    dropped_names,
+)
 from zarr_manifest_store.scan.dmrpp.groups import DAP, Dimensions, Walk
 from zarr_manifest_store.scan.dmrpp.storage import DMRPP, Storage
 from zarr_manifest_store.scan.registry import HEAD_BYTES
@@ -63,8 +68,7 @@ def scan_dmrpp(
     ('/data/f1.nc',)
     """
     path = source_path(url)
-    if contiguous_chunk_bytes is not None and contiguous_chunk_bytes < 1:
-        raise ValueError(f"contiguous_chunk_bytes must be positive, got {contiguous_chunk_bytes}")
+    check_chunk_bytes(contiguous_chunk_bytes)
     refusals = Refusals(path, on_unsupported)
     sources = Sources(storage_options)
     root = _parse(path, storage_options, max_dmrpp_bytes)
