@@ -172,3 +172,34 @@ def test_a_blocking_waiter_waits_within_the_deadline_then_reads_for_itself(radar
         assert isinstance(results["phase"], OSError)
     else:
         np.testing.assert_array_equal(results["phase"], expected["phase"])
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_block_being_read_for_one_array_is_waited_for_by_another(radar, fail):
+    """Rows read through blocks (arrays not cut as a family): a second array waits for the
+    block being read for the first, and takes its rows from it; if that read fails, it reads
+    its own rows."""
+    store, _ = radar
+    gated = Gated(store._sources, fail=fail)
+    path = store._served["phase"].array.manifest.paths[0]
+    blocks = store._served["phase"].blocks
+    with open(path.removeprefix("file://"), "rb") as f:
+        whole = f.read()
+
+    async def both():
+        first = asyncio.create_task(blocks.read(gated, "phase", path, 1000, 100, 1))
+        await asyncio.to_thread(gated.started.wait, 10)
+        second = asyncio.create_task(blocks.read(gated, "gates", path, 5000, 200, 1))
+        await asyncio.sleep(0.05)
+        assert not second.done()  # waiting for the block, not reading it
+        gated.open.set()
+        return await asyncio.gather(first, second, return_exceptions=True)
+
+    first, second = asyncio.run(both())
+    assert bytes(second) == whole[5000:5200]
+    if fail:
+        assert isinstance(first, OSError)
+        assert gated.reads == 2
+    else:
+        assert bytes(first) == whole[1000:1100]
+        assert gated.reads == 1
