@@ -71,6 +71,22 @@ def _out(served) -> np.ndarray:
     return np.zeros((served.factor, len(served.fill_row)), served.served_dtype)
 
 
+async def _second_waits(gated, first, second, cancel=None):
+    """Run ``first`` until its read is held at the gate, then ``second``, which must wait for
+    that read rather than read; ``cancel`` (``"first"`` or ``"second"``) is cancelled while
+    the read is held; then the gate opens: both outcomes (values or exceptions)."""
+    one = asyncio.create_task(first)
+    await asyncio.to_thread(gated.started.wait, 10)
+    two = asyncio.create_task(second)
+    await asyncio.sleep(0.05)
+    assert not two.done()  # waiting for the read under way, not reading
+    if cancel is not None:
+        (one if cancel == "first" else two).cancel()
+        await asyncio.sleep(0.05)
+    gated.open.set()
+    return await asyncio.gather(one, two, return_exceptions=True)
+
+
 async def _cut(store, sources, name):
     served = store._served[name]
     out = _out(served)
@@ -81,17 +97,8 @@ async def _cut(store, sources, name):
 def test_a_waiter_cuts_its_chunk_from_the_records_another_read(radar):
     store, expected = radar
     gated = Gated(store._sources)
-
-    async def both():
-        first = asyncio.create_task(_cut(store, gated, "phase"))
-        await asyncio.to_thread(gated.started.wait, 10)
-        second = asyncio.create_task(_cut(store, gated, "gates"))
-        await asyncio.sleep(0.05)
-        assert not second.done()  # waiting for the read of the records, not reading them
-        gated.open.set()
-        return await asyncio.gather(first, second)
-
-    phase, gates = asyncio.run(both())
+    both = _second_waits(gated, _cut(store, gated, "phase"), _cut(store, gated, "gates"))
+    phase, gates = asyncio.run(both)
     np.testing.assert_array_equal(phase, expected["phase"])
     np.testing.assert_array_equal(gates, expected["gates"])
     assert gated.reads == 1
@@ -102,18 +109,9 @@ def test_a_waiter_cuts_its_chunk_from_the_records_another_read(radar):
 def test_a_waiter_reads_for_itself_when_the_read_it_waits_for_ends_without_records(radar, ending):
     store, expected = radar
     gated = Gated(store._sources, fail=ending == "fails")
-
-    async def both():
-        first = asyncio.create_task(_cut(store, gated, "phase"))
-        await asyncio.to_thread(gated.started.wait, 10)
-        second = asyncio.create_task(_cut(store, gated, "gates"))
-        await asyncio.sleep(0.05)
-        if ending == "is cancelled":
-            first.cancel()
-        gated.open.set()
-        return await asyncio.gather(first, second, return_exceptions=True)
-
-    first, gates = asyncio.run(both())
+    cancel = "first" if ending == "is cancelled" else None
+    both = _second_waits(gated, _cut(store, gated, "phase"), _cut(store, gated, "gates"), cancel)
+    first, gates = asyncio.run(both)
     assert isinstance(first, OSError if ending == "fails" else asyncio.CancelledError)
     np.testing.assert_array_equal(gates, expected["gates"])
     assert gated.reads == 2
@@ -122,18 +120,8 @@ def test_a_waiter_reads_for_itself_when_the_read_it_waits_for_ends_without_recor
 def test_a_cancelled_waiter_leaves_the_read_it_waits_for_to_end_and_be_kept(radar):
     store, expected = radar
     gated = Gated(store._sources)
-
-    async def both():
-        first = asyncio.create_task(_cut(store, gated, "phase"))
-        await asyncio.to_thread(gated.started.wait, 10)
-        second = asyncio.create_task(_cut(store, gated, "gates"))
-        await asyncio.sleep(0.05)
-        second.cancel()
-        await asyncio.sleep(0.05)
-        gated.open.set()
-        return await asyncio.gather(first, second, return_exceptions=True)
-
-    phase, second = asyncio.run(both())
+    both = _second_waits(gated, _cut(store, gated, "phase"), _cut(store, gated, "gates"), "second")
+    phase, second = asyncio.run(both)
     assert isinstance(second, asyncio.CancelledError)
     np.testing.assert_array_equal(phase, expected["phase"])
     blocks = store._served["phase"].blocks
@@ -186,16 +174,10 @@ def test_a_block_being_read_for_one_array_is_waited_for_by_another(radar, fail):
     with open(path.removeprefix("file://"), "rb") as f:
         whole = f.read()
 
-    async def both():
-        first = asyncio.create_task(blocks.read(gated, "phase", path, 1000, 100, 1))
-        await asyncio.to_thread(gated.started.wait, 10)
-        second = asyncio.create_task(blocks.read(gated, "gates", path, 5000, 200, 1))
-        await asyncio.sleep(0.05)
-        assert not second.done()  # waiting for the block, not reading it
-        gated.open.set()
-        return await asyncio.gather(first, second, return_exceptions=True)
-
-    first, second = asyncio.run(both())
+    first = blocks.read(gated, "phase", path, 1000, 100, 1)
+    first, second = asyncio.run(
+        _second_waits(gated, first, blocks.read(gated, "gates", path, 5000, 200, 1))
+    )
     assert bytes(second) == whole[5000:5200]
     if fail:
         assert isinstance(first, OSError)
