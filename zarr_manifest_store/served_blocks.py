@@ -18,6 +18,9 @@ Elsewhere the records it spans are read in one range, the reading member's
 chunk is cut from them, and they are kept, within the same budget, until every
 other member has cut its own: loading every record variable reads the record
 section once and copies each byte once, as scipy's engine does.
+
+Both reads (records, blocks) are written once, as generators of their steps; the
+asynchronous and the blocking method differ only in how they run a step.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
@@ -43,6 +46,12 @@ BLOCK_BYTES = 1 << 20
 
 Key = tuple[str, int]
 """A block: its source's path and its number in the file."""
+
+type Step = tuple[str, int, int] | Future[None]
+"""What a read of rows or records asks its caller for: the range ``(path, start, span)`` read
+(its bytes are sent back), or the end of another array's read of the same bytes."""
+type Steps[T] = Generator[Step, Any, T]
+"""A read as its steps: the same logic, awaited by the async method and run by the blocking one."""
 
 
 class _Block:
@@ -92,36 +101,17 @@ class RowBlocks:
         if its family cuts it (see the module's docstring): from the records kept from a
         read for another member, else read now (and kept for the others); False if the chunk
         is not cut so (read it row by row)."""
-        plan = self._region(sources, served, number)
-        if plan is None:
-            return False
-        family, start, span = plan
-        if sources.read_mapped(
-            family.path, start, span, functools.partial(family.cut, served, number, out=out)
-        ):
-            return True
-        while True:
-            kept, reading = self._claim_records(family, served.path, number)
-            if kept is None and reading is None:
-                with self._reading((family.id, number), self._cutting) as done:
-                    kept = await sources.read(family.path, start, span)
-                    family.cut(served, number, kept, out)  # refuses bytes not of the records
-                    self._keep_records(family, served.path, number, kept, sources, done)
-                return True
-            if kept is None:
-                try:  # shielded: a cancelled waiter must not cancel the read it waits for
-                    await asyncio.shield(asyncio.wrap_future(reading))
-                    continue
-                except Exception:  # that read failed or was abandoned: read them here
-                    kept = await sources.read(family.path, start, span)
-                    self._took_alone(family, served.path, number)
-            family.cut(served, number, kept, out)
-            return True
+        return await _run(self._cut(sources, served, number, out), sources)
 
     def chunk_into_sync(
         self, sources: Sources, served: RowArray, number: int, out: np.ndarray
     ) -> bool:
         """:meth:`chunk_into`, blocking."""
+        return _run_sync(self._cut(sources, served, number, out), sources)
+
+    def _cut(self, sources: Sources, served: RowArray, number: int, out: np.ndarray) -> Steps[bool]:
+        """:meth:`chunk_into` as steps (see :data:`Steps`): each read of the records, or wait
+        for another member's, handed to the caller to await or block on."""
         plan = self._region(sources, served, number)
         if plan is None:
             return False
@@ -134,16 +124,16 @@ class RowBlocks:
             kept, reading = self._claim_records(family, served.path, number)
             if kept is None and reading is None:
                 with self._reading((family.id, number), self._cutting) as done:
-                    kept = sources.read_sync(family.path, start, span)
+                    kept = yield family.path, start, span
                     family.cut(served, number, kept, out)  # refuses bytes not of the records
                     self._keep_records(family, served.path, number, kept, sources, done)
                 return True
             if kept is None:
                 try:
-                    reading.result(timeout=sources.options["deadline"])
+                    yield reading
                     continue
-                except Exception:  # failed, abandoned or slow: read them here
-                    kept = sources.read_sync(family.path, start, span)
+                except Exception:  # that read failed, was abandoned or was slow: read them here
+                    kept = yield family.path, start, span
                     self._took_alone(family, served.path, number)
             family.cut(served, number, kept, out)
             return True
@@ -238,28 +228,19 @@ class RowBlocks:
         """``span`` bytes of ``path`` from ``start``, holding ``rows`` rows of array
         ``reader``: from a block kept, else read with the rest of its block (kept if other
         rows lie in it). A block being read for another array is waited for, not read again."""
-        plan = self._plan(sources, path, start, span)
-        while plan is not None:
-            key, block_start, block_stop = plan
-            block, reading = self._claim(key, reader, rows)
-            if block is not None:
-                return block.data[start - block_start : start - block_start + span]
-            if reading is not None:
-                try:  # shielded: a cancelled waiter must not cancel the read it waits for
-                    await asyncio.shield(asyncio.wrap_future(reading))
-                except Exception:  # that read failed or was abandoned: read the rows here
-                    break
-                continue  # taken from the block now kept, or read again if it was not kept
-            with self._reading(key, self._pending) as done:
-                data = await sources.read(path, block_start, block_stop - block_start)
-                block = self._keep(key, data, reader, rows, sources, done)
-            return block.data[start - block_start : start - block_start + span]
-        return await sources.read(path, start, span)
+        return await _run(self._rows(sources, reader, path, start, span, rows), sources)
 
     def read_sync(
         self, sources: Sources, reader: str, path: str, start: int, span: int, rows: int
     ) -> ByteData:
         """:meth:`read`, blocking."""
+        return _run_sync(self._rows(sources, reader, path, start, span, rows), sources)
+
+    def _rows(
+        self, sources: Sources, reader: str, path: str, start: int, span: int, rows: int
+    ) -> Steps[ByteData]:
+        """:meth:`read` as steps (see :data:`Steps`): each read of a block or of the rows, or
+        wait for another array's read of the block, handed to the caller to await or block on."""
         plan = self._plan(sources, path, start, span)
         while plan is not None:
             key, block_start, block_stop = plan
@@ -268,15 +249,15 @@ class RowBlocks:
                 return block.data[start - block_start : start - block_start + span]
             if reading is not None:
                 try:
-                    reading.result(timeout=sources.options["deadline"])
-                except Exception:  # failed, abandoned or slow: read the rows here
+                    yield reading
+                except Exception:  # that read failed, was abandoned or was slow: read the rows here
                     break
-                continue
+                continue  # taken from the block now kept, or read again if it was not kept
             with self._reading(key, self._pending) as done:
-                data = sources.read_sync(path, block_start, block_stop - block_start)
+                data = yield path, block_start, block_stop - block_start
                 block = self._keep(key, data, reader, rows, sources, done)
             return block.data[start - block_start : start - block_start + span]
-        return sources.read_sync(path, start, span)
+        return (yield path, start, span)
 
     def _plan(
         self, sources: Sources, path: str, start: int, span: int
@@ -402,3 +383,40 @@ class _File:
         """How many rows (of array ``reader``, or of all) lie within block number ``block``."""
         rows = self.total if reader is None else self.rows.get(reader, self.total[:0])
         return int(rows[block]) if block < len(rows) else 0
+
+
+async def _run[T](steps: Steps[T], sources: Sources) -> T:
+    """Take ``steps`` to their end, awaiting each read and wait they ask for; what fails is
+    raised in the steps, which may recover."""
+    send, value = steps.send, None
+    while True:
+        try:
+            step = send(value)
+        except StopIteration as end:
+            return end.value
+        try:
+            if isinstance(step, Future):  # shielded: a cancelled waiter must not cancel the read
+                value = await asyncio.shield(asyncio.wrap_future(step))
+            else:
+                value = await sources.read(*step)
+            send = steps.send
+        except BaseException as error:  # a cancellation included: the steps end their reads
+            send, value = steps.throw, error
+
+
+def _run_sync[T](steps: Steps[T], sources: Sources) -> T:
+    """:func:`_run`, blocking: a wait for another array's read ends at ``deadline``."""
+    send, value = steps.send, None
+    while True:
+        try:
+            step = send(value)
+        except StopIteration as end:
+            return end.value
+        try:
+            if isinstance(step, Future):
+                value = step.result(timeout=sources.options["deadline"])
+            else:
+                value = sources.read_sync(*step)
+            send = steps.send
+        except BaseException as error:
+            send, value = steps.throw, error

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import fsspec
+import xarray as xr
 
 from zarr_manifest_store.cli.demo import run as run_demo
 from zarr_manifest_store.cli.parser import EXIT_OK, EXIT_PROBLEMS
@@ -43,28 +44,7 @@ def scan(args: argparse.Namespace) -> int:
             f"a chunk-manifest document already exists at {args.output}; pass --overwrite to replace it"
         )
     paths = _expand(args.paths, storage_options)
-    progress = Progress(len(paths), "scanning", sys.stderr)
-    executor, close = scan_executor(args.jobs, args.dask_scheduler, progress.advance)
-    try:
-        ds = open_virtual_mfdataset(
-            paths,
-            combine=args.combine,
-            concat_dim=args.concat_dim,
-            parallel=executor,
-            drop_variables=args.drop or None,
-            group=args.group,
-            edge_chunks=args.edge_chunks,
-            storage_options=storage_options,
-            scan_options={"on_unsupported": args.on_unsupported},
-            # xarray's defaults so far, given explicitly: no FutureWarning about their change
-            data_vars="all",
-            coords="different",
-            compat="no_conflicts",
-            join="outer",
-        )
-    finally:
-        close()
-        progress.close()
+    ds = _combined(args, paths, storage_options)
     group = ds.virtualize.to_group()
     if args.append_to:
         ds.virtualize.to_zarr(
@@ -95,6 +75,35 @@ def scan(args: argparse.Namespace) -> int:
         f"in {time.perf_counter() - started:.2f} s"
     )
     return EXIT_OK
+
+
+def _combined(
+    args: argparse.Namespace, paths: list[str], storage_options: dict[str, Any] | None
+) -> xr.Dataset:
+    """The files scanned (``--jobs`` at a time, or on ``--dask-scheduler``, their progress on
+    stderr) and combined as the options say."""
+    progress = Progress(len(paths), "scanning", sys.stderr)
+    executor, close = scan_executor(args.jobs, args.dask_scheduler, progress.advance)
+    try:
+        return open_virtual_mfdataset(
+            paths,
+            combine=args.combine,
+            concat_dim=args.concat_dim,
+            parallel=executor,
+            drop_variables=args.drop or None,
+            group=args.group,
+            edge_chunks=args.edge_chunks,
+            storage_options=storage_options,
+            scan_options={"on_unsupported": args.on_unsupported},
+            # xarray's defaults so far, given explicitly: no FutureWarning about their change
+            data_vars="all",
+            coords="different",
+            compat="no_conflicts",
+            join="outer",
+        )
+    finally:
+        close()
+        progress.close()
 
 
 def info(args: argparse.Namespace) -> int:

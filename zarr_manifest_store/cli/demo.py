@@ -61,7 +61,6 @@ def write_archive(folder: str | os.PathLike[str], files: int = 30) -> list[Path]
     rng = np.random.default_rng(2026)
     lat, lon = np.deg2rad(LAT)[:, None], np.deg2rad(LON)[None, :]
     climate = 300.0 - 45.0 * np.sin(lat) ** 2 + 3.0 * np.cos(2 * lon) * np.cos(lat)
-    compress = {"zlib": True, "complevel": 4, "shuffle": True}
     paths = []
     for day in range(files):
         start = pd.Timestamp("2026-01-01") + pd.Timedelta(days=day)
@@ -69,47 +68,55 @@ def write_archive(folder: str | os.PathLike[str], files: int = 30) -> list[Path]
         diurnal = 4.0 * np.sin(2 * np.pi * hours / 24)[:, None, None] * np.cos(lat)
         t2m = climate + diurnal + rng.normal(0, 0.5, (HOURS, LAT.size, LON.size))
         tp = np.clip(rng.gamma(0.3, 4e-4, (HOURS, LAT.size, LON.size)) - 2e-4, 0, None)
-        ds = xr.Dataset(
-            {
-                "t2m": (
-                    ("time", "lat", "lon"),
-                    t2m.astype("float32"),
-                    {"units": "K", "long_name": "2 metre temperature"},
-                ),
-                "tp": (
-                    ("time", "lat", "lon"),
-                    tp,
-                    {"units": "m", "long_name": "total precipitation"},
-                ),
-            },
-            coords={
-                "time": ("time", pd.date_range(start, periods=HOURS, freq="h")),
-                "lat": ("lat", LAT, {"units": "degrees_north", "standard_name": "latitude"}),
-                "lon": ("lon", LON, {"units": "degrees_east", "standard_name": "longitude"}),
-            },
-            attrs={
-                "Conventions": "CF-1.8",
-                "title": "zarr-manifest-store demo: hourly surface fields",
-                "source": "synthetic",
-            },
-        )
-        chunks = (TIME_CHUNK, LAT.size, LON.size)
-        encoding = {
-            "time": {"units": "hours since 2026-01-01", "calendar": "standard", "dtype": "int64"},
-            "t2m": {"chunksizes": chunks, **compress},
-            "tp": {
-                "dtype": "int16",
-                "scale_factor": 1e-6,
-                "add_offset": 0.0,
-                "_FillValue": -32767,
-                "chunksizes": chunks,
-                **compress,
-            },
-        }
         path = folder / f"era_{start:%Y-%m-%d}.nc"
-        ds.to_netcdf(path, engine="h5netcdf", encoding=encoding)
+        _day(start, t2m.astype("float32"), tp).to_netcdf(
+            path, engine="h5netcdf", encoding=_encoding()
+        )
         paths.append(path)
     return paths
+
+
+def _day(start: pd.Timestamp, t2m: np.ndarray, tp: np.ndarray) -> xr.Dataset:
+    """One day's file: hourly ``t2m`` and ``tp`` from ``start``, with CF attributes."""
+    return xr.Dataset(
+        {
+            "t2m": (
+                ("time", "lat", "lon"),
+                t2m,
+                {"units": "K", "long_name": "2 metre temperature"},
+            ),
+            "tp": (("time", "lat", "lon"), tp, {"units": "m", "long_name": "total precipitation"}),
+        },
+        coords={
+            "time": ("time", pd.date_range(start, periods=HOURS, freq="h")),
+            "lat": ("lat", LAT, {"units": "degrees_north", "standard_name": "latitude"}),
+            "lon": ("lon", LON, {"units": "degrees_east", "standard_name": "longitude"}),
+        },
+        attrs={
+            "Conventions": "CF-1.8",
+            "title": "zarr-manifest-store demo: hourly surface fields",
+            "source": "synthetic",
+        },
+    )
+
+
+def _encoding() -> dict[str, dict[str, Any]]:
+    """How a day's file stores its variables: CF time in hours, chunks of ``TIME_CHUNK``
+    hours, zlib with shuffle, ``tp`` packed into int16 (as ERA5 files are)."""
+    chunks = (TIME_CHUNK, LAT.size, LON.size)
+    compress = {"zlib": True, "complevel": 4, "shuffle": True}
+    return {
+        "time": {"units": "hours since 2026-01-01", "calendar": "standard", "dtype": "int64"},
+        "t2m": {"chunksizes": chunks, **compress},
+        "tp": {
+            "dtype": "int16",
+            "scale_factor": 1e-6,
+            "add_offset": 0.0,
+            "_FillValue": -32767,
+            "chunksizes": chunks,
+            **compress,
+        },
+    }
 
 
 def run(

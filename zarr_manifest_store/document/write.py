@@ -70,6 +70,19 @@ def write_manifest(
         )
     writer = _Writer(location, paths, encoding)
     nodes = [("", root)] if isinstance(root, ManifestArray) else [("", root), *root.walk()]
+    _check_encoding_names(encoding, nodes)
+    files: dict[str, bytes] = {}
+    documents = _node_documents(root, nodes, writer, files)
+    root_document = documents.pop("zarr.json")
+    location.remove(sorted(set(old) - set(files) - set(documents) - {"zarr.json"}))
+    location.write({**files, **documents})
+    location.write({"zarr.json": root_document})  # last: a partial write leaves no document
+
+
+def _check_encoding_names(
+    encoding: Encoding | Mapping[str, Encoding], nodes: list[tuple[str, Any]]
+) -> None:
+    """Refuse an ``encoding`` mapping that names paths which are not arrays of the hierarchy."""
     if isinstance(encoding, Mapping):
         arrays = {path for path, node in nodes if isinstance(node, ManifestArray)}
         if unknown := set(encoding) - arrays:
@@ -77,7 +90,16 @@ def write_manifest(
                 f"encoding names {sorted(unknown)}, which are not arrays of the hierarchy "
                 f"(its arrays: {sorted(arrays)})"
             )
-    files: dict[str, bytes] = {}
+
+
+def _node_documents(
+    root: ManifestGroup | ManifestArray,
+    nodes: list[tuple[str, Any]],
+    writer: _Writer,
+    files: dict[str, bytes],
+) -> dict[str, bytes]:
+    """Each node's ``zarr.json`` by its key (a group root's consolidating its members'); the
+    arrays' manifest files go into ``files``."""
     metadata: dict[str, dict[str, Any]] = {}
     for path, node in nodes:
         if isinstance(node, ManifestArray):
@@ -94,13 +116,9 @@ def write_manifest(
                 "metadata": members,
             },
         }
-    documents = {
+    return {
         posixpath.join(path, "zarr.json"): document_json(meta) for path, meta in metadata.items()
     }
-    root_document = documents.pop("zarr.json")
-    location.remove(sorted(set(old) - set(files) - set(documents) - {"zarr.json"}))
-    location.write({**files, **documents})
-    location.write({"zarr.json": root_document})  # last: a partial write leaves no document
 
 
 def _document_files(location: Location) -> list[str]:

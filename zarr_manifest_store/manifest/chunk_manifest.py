@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -13,8 +12,6 @@ import numpy.typing as npt
 from zarr_manifest_store.manifest.axes import (
     Rearrangement,
     insertion,
-    joined_shape,
-    lined_up,
     permutation,
     rearranged_columns,
     rearranged_entries,
@@ -25,11 +22,12 @@ from zarr_manifest_store.manifest.columns import (
     check_references,
     dict_entries,
     fingerprint_table,
+    grid_columns,
+    held_bytes,
     inline_table,
     narrow,
     path_table,
     single_cell_columns,
-    unsigned,
 )
 from zarr_manifest_store.manifest.grid import concatenated, from_grids, inlined, taken
 from zarr_manifest_store.manifest.refs import (
@@ -44,6 +42,7 @@ from zarr_manifest_store.manifest.sparse import (
     MAX_DENSE_CHUNKS,
     References,
     check_dense,
+    comparable,
     coords_at,
     entry_columns,
     extents,
@@ -92,17 +91,8 @@ class ChunkManifest:
         inline: Mapping[ChunkCoords, bytes] | None = None,
         fingerprints: Mapping[str, Fingerprint] | None = None,
     ) -> None:
-        self._paths = path_table(paths)
-        self._fingerprints = fingerprint_table(fingerprints or {}, self._paths)
-        self._index = unsigned(path_index, np.uint32, "path_index")
-        shape = self._index.shape
-        self._offsets = unsigned(offsets, np.uint64, "offset", shape)
-        narrowed = np.uint32 if getattr(lengths, "dtype", None) == np.uint32 else np.uint64
-        self._lengths = narrow(unsigned(lengths, narrowed, "length", shape))  # no widening
-        self._inline = inline_table(inline or {}, shape)
-        self._shape: tuple[int, ...] = shape
-        self._flat: np.ndarray | None = None  # the sparse form's chunk positions
-        self._validate()
+        columns = grid_columns(path_index, offsets, lengths)
+        self._hold(paths, fingerprints, inline, columns[0].shape, None, *columns)
 
     # ------------------------------------------------------------------ constructors
 
@@ -182,12 +172,8 @@ class ChunkManifest:
             parts = dict(zip(("path_index", "offsets", "lengths"), columns, strict=True))
             return cls(paths=paths, **parts, inline=inline, fingerprints=fingerprints)
         manifest = cls.__new__(cls)
-        manifest._paths = path_table(paths)
-        manifest._fingerprints = fingerprint_table(fingerprints or {}, manifest._paths)
-        manifest._shape, manifest._flat, manifest._index = grid, flat, index.astype(np.uint32)
-        manifest._offsets, manifest._lengths = offsets_col, narrow(lengths_col)
-        manifest._inline = inline_table(inline or {}, grid)
-        manifest._validate()
+        columns = (index.astype(np.uint32), offsets_col, narrow(lengths_col))
+        manifest._hold(paths, fingerprints, inline, grid, flat, *columns)
         return manifest
 
     # ------------------------------------------------------------------ accessors
@@ -250,13 +236,8 @@ class ChunkManifest:
     @property
     def nbytes(self) -> int:
         """Memory held by this manifest, path table and inline bytes included."""
-        table = sys.getsizeof(self._paths) + sum(map(sys.getsizeof, self._paths))
-        inline = sys.getsizeof(self._inline) + sum(
-            sys.getsizeof(k) + sys.getsizeof(v) for k, v in self._inline.items()
-        )
-        flat = 0 if self._flat is None else self._flat.nbytes
-        columns = self._index.nbytes + self._offsets.nbytes + self._lengths.nbytes + flat
-        return columns + table + inline
+        columns = (self._index, self._offsets, self._lengths, self._flat)
+        return held_bytes(self._paths, self._inline, [c for c in columns if c is not None])
 
     def get(self, coords: ChunkCoords) -> ChunkRef | bytes | None:
         """The chunk at grid ``coords``: a reference, inline bytes, or None if missing."""
@@ -265,27 +246,17 @@ class ChunkManifest:
             cell = find(self._flat, flat_position(coords, self._shape))
             if cell < 0:
                 return None
-        i = self._index.item(cell)
-        if i < INLINE:
-            return ChunkRef(self._paths[i], self._offsets.item(cell), self._lengths.item(cell))
-        return self._inline[tuple(coords)] if i == INLINE else None
+        return self._chunk(cell, coords)
 
     def items(self) -> Iterator[tuple[ChunkCoords, ChunkRef | bytes]]:
         """Every present chunk, in C order of the grid."""
         if self._flat is None:
             for coords in cells(self._index != MISSING):
-                yield coords, self.get(coords)  # type: ignore[misc]
+                yield coords, self._chunk(coords, coords)  # type: ignore[misc]
             return
         for row, flat in enumerate(self._flat.tolist()):
-            coords, i = coords_at(flat, self._shape), int(self._index[row])
-            yield (
-                coords,
-                (
-                    self._inline[coords]
-                    if i == INLINE
-                    else ChunkRef(self._paths[i], int(self._offsets[row]), int(self._lengths[row]))
-                ),
-            )
+            coords = coords_at(flat, self._shape)
+            yield coords, self._chunk(row, coords)  # type: ignore[misc]
 
     def entries(self) -> References:
         """Every present chunk as 1-d columns in C order of the grid (inline ones with the
@@ -352,11 +323,9 @@ class ChunkManifest:
             raise TypeError(
                 f"a ChunkManifest has no part(s) {sorted(unknown)}; it has {list(current)}"
             )
-        if self._flat is None:
-            return ChunkManifest(**{**current, **parts})
-        if parts.keys() & {"path_index", "offsets", "lengths"}:  # grid-shaped parts
-            return self.densify().replace(**parts)
-        return ChunkManifest.from_entries(shape=self._shape, chunks=self._flat, **current | parts)
+        if self._flat is not None and parts.keys() & {"path_index", "offsets", "lengths"}:
+            return self.densify().replace(**parts)  # grid-shaped parts
+        return _of_parts(current | parts, self._shape, self._flat)
 
     def rename_paths(self, rename: Mapping[str, str] | Callable[[str], str]) -> ChunkManifest:
         """A copy whose path table is mapped through ``rename`` (a dict or a function)."""
@@ -401,11 +370,6 @@ class ChunkManifest:
         >>> joined.shape, joined.paths
         ((3,), ('a', 'b'))
         """
-        shapes = [m.shape for m in manifests]
-        axis = lined_up(shapes, axis)
-        if any(m.sparse for m in manifests):
-            nchunks = sum(m.nchunks for m in manifests)
-            check_dense(joined_shape(shapes, axis), nchunks, MAX_DENSE_CHUNKS)
         return ChunkManifest(**concatenated(manifests, axis), fingerprints=fingerprints)
 
     def transpose(self, axes: Sequence[int]) -> ChunkManifest:
@@ -433,7 +397,8 @@ class ChunkManifest:
             return False
         if self._inline != other._inline:
             return False
-        mine, theirs = self._present(), other._present()
+        mine = comparable(self._paths, self.entries())
+        theirs = comparable(other._paths, other.entries())
         return all(np.array_equal(a, b) for a, b in zip(mine, theirs, strict=True))
 
     def __eq__(self, other: object) -> bool:
@@ -448,10 +413,16 @@ class ChunkManifest:
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        parts = (self._paths, self._index, self._offsets, self._lengths, self._inline)
-        return _rebuild, (*parts, self._fingerprints, self._shape, self._flat)
+        return _rebuild, (*self._parts().values(), self._shape, self._flat)
 
     # ------------------------------------------------------------------ internals
+
+    def _chunk(self, cell: Any, coords: ChunkCoords) -> ChunkRef | bytes | None:
+        """The chunk held in ``cell`` of the columns (a row when sparse), at grid ``coords``."""
+        i = self._index.item(cell)
+        if i < INLINE:
+            return ChunkRef(self._paths[i], self._offsets.item(cell), self._lengths.item(cell))
+        return self._inline[tuple(coords)] if i == INLINE else None
 
     def _rearranged(self, move: Rearrangement) -> ChunkManifest:
         """The same chunks on a grid whose axes moved (see ``manifest.axes``)."""
@@ -462,21 +433,26 @@ class ChunkManifest:
 
     def _parts(self) -> dict[str, Any]:
         """The constructor's parts (the columns are the entries' when sparse)."""
-        return {
-            "paths": self._paths,
-            "path_index": self._index,
-            "offsets": self._offsets,
-            "lengths": self._lengths,
-            "inline": self._inline,
-            "fingerprints": self._fingerprints,
-        }
+        held = (self._paths, self._index, self._offsets, self._lengths)
+        return dict(zip(_PARTS, (*held, self._inline, self._fingerprints), strict=True))
 
-    def _present(self) -> tuple[np.ndarray, ...]:
-        """Every present chunk's flat position, path (inline ones a marker), offset and
-        length: what :meth:`equals` compares, whatever the form."""
-        flat, index, offsets, lengths = self.entries()
-        table = np.array([*self._paths, "\0inline"], dtype=object)
-        return flat, table[np.minimum(index, len(self._paths))], offsets, lengths
+    def _hold(
+        self,
+        paths: Sequence[str],
+        fingerprints: Mapping[str, Fingerprint] | None,
+        inline: Mapping[ChunkCoords, bytes] | None,
+        shape: tuple[int, ...],
+        flat: np.ndarray | None,
+        *columns: np.ndarray,
+    ) -> None:
+        """Hold checked path-index, offset and length ``columns`` (grid-shaped, or the entries
+        at positions ``flat`` of the grid when sparse) with their tables, and check the whole."""
+        self._paths = path_table(paths)
+        self._fingerprints = fingerprint_table(fingerprints or {}, self._paths)
+        self._shape, self._flat = shape, flat
+        self._index, self._offsets, self._lengths = columns
+        self._inline = inline_table(inline or {}, shape)
+        self._validate()
 
     def _validate(self) -> None:
         flat, shape = self._flat, self._shape
@@ -489,14 +465,23 @@ class ChunkManifest:
                 arr.flags.writeable = False
 
 
-def _rebuild(
-    paths, index, offsets, lengths, inline, fingerprints, shape=None, flat=None
-) -> ChunkManifest:  # type: ignore[no-untyped-def]
-    parts = {"paths": paths, "path_index": index, "offsets": offsets, "lengths": lengths}
-    parts |= {"inline": inline, "fingerprints": fingerprints}
+_PARTS = ("paths", "path_index", "offsets", "lengths", "inline", "fingerprints")
+"""The constructor's parts, in the order a pickled manifest holds them."""
+
+
+def _rebuild(*held: Any) -> ChunkManifest:
+    """A pickled manifest: its parts, then its grid shape and (when sparse) entry positions."""
+    return _of_parts(dict(zip(_PARTS, held[:6], strict=True)), *held[6:])
+
+
+def _of_parts(
+    parts: dict[str, Any], shape: tuple[int, ...] | None = None, flat: np.ndarray | None = None
+) -> ChunkManifest:
+    """A manifest of the constructor's ``parts``: grid-shaped columns, or, given the positions
+    ``flat`` in a grid of ``shape``, the columns of those entries."""
     if flat is None:
         return ChunkManifest(**parts)
-    return ChunkManifest.from_entries(shape=shape, chunks=flat, **parts)
+    return ChunkManifest.from_entries(shape=shape, chunks=flat, **parts)  # type: ignore[arg-type]
 
 
 def _block_extents(block: tuple[ChunkCoords, ChunkManifest]) -> dict[str, int]:

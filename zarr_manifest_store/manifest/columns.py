@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,8 @@ __all__ = [
     "dict_entries",
     "fingerprint_table",
     "first_cell",
+    "grid_columns",
+    "held_bytes",
     "in_grid",
     "inline_table",
     "narrow",
@@ -161,6 +164,32 @@ def _objects_to_int(arr: np.ndarray, field: str, place: Place) -> np.ndarray:
             raise ValueError(f"chunk {_key(cell, place)!r}: {field} {what} ({v})")
         out[cell] = v
     return out
+
+
+def grid_columns(
+    path_index: npt.ArrayLike, offsets: npt.ArrayLike, lengths: npt.ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grid-shaped path-index, offset and length columns, checked; lengths held as given when
+    ``uint32``, else narrowed to it when every one fits (never widened)."""
+    index = unsigned(path_index, np.uint32, "path_index")
+    shape = index.shape
+    narrowed = np.uint32 if getattr(lengths, "dtype", None) == np.uint32 else np.uint64
+    return (
+        index,
+        unsigned(offsets, np.uint64, "offset", shape),
+        narrow(unsigned(lengths, narrowed, "length", shape)),
+    )
+
+
+def held_bytes(
+    paths: tuple[str, ...], inline: Mapping[ChunkCoords, bytes], columns: Sequence[np.ndarray]
+) -> int:
+    """Memory held by a manifest's path table, inline chunks and columns."""
+    table = sys.getsizeof(paths) + sum(map(sys.getsizeof, paths))
+    chunks = sys.getsizeof(inline) + sum(
+        sys.getsizeof(k) + sys.getsizeof(v) for k, v in inline.items()
+    )
+    return sum(c.nbytes for c in columns) + table + chunks
 
 
 def narrow(lengths: np.ndarray) -> np.ndarray:

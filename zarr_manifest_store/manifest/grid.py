@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from zarr_manifest_store.manifest.axes import joined_shape, lined_up
 from zarr_manifest_store.manifest.columns import in_grid, unsigned
 from zarr_manifest_store.manifest.refs import INLINE, MISSING, ChunkCoords, Fingerprint, chunk_key
+from zarr_manifest_store.manifest.sparse import MAX_DENSE_CHUNKS, check_dense
 
 __all__ = ["compacted", "concatenated", "from_grids", "inlined", "taken"]
 
@@ -82,7 +84,13 @@ def taken(parts: Parts, shape: tuple[int, ...], positions: Sequence[npt.ArrayLik
 
 def concatenated(manifests: Sequence[Any], axis: int) -> Parts:
     """The parts of ``concat`` (without fingerprints): grids side by side along ``axis``, one
-    path table (first use first), inline chunks moved to their new places."""
+    path table (first use first), inline chunks moved to their new places. The grids must
+    line up along the other axes; sparse ones are held as a grid, within ``MAX_DENSE_CHUNKS``."""
+    shapes = [m.shape for m in manifests]
+    axis = lined_up(shapes, axis)
+    if any(m.sparse for m in manifests):
+        nchunks = sum(m.nchunks for m in manifests)
+        check_dense(joined_shape(shapes, axis), nchunks, MAX_DENSE_CHUNKS)
     ndim = manifests[0].ndim
     # One lookup from every input's path table, stacked, to the merged table.
     paths: dict[str, int] = {}

@@ -24,6 +24,7 @@ __all__ = [
     "SPARSE_MIN_CHUNKS",
     "References",
     "check_dense",
+    "comparable",
     "coords_at",
     "entry_columns",
     "extents",
@@ -144,6 +145,14 @@ def gathered(keep: np.ndarray, *columns: np.ndarray) -> References:
         return References(range(keep.size), *(np.ravel(c) for c in columns))
     rows = np.flatnonzero(keep)
     return References(rows, *(c.reshape(-1)[rows] for c in columns))
+
+
+def comparable(paths: Sequence[str], entries: References) -> tuple[np.ndarray | range, ...]:
+    """Every chunk of ``entries`` as its flat position, path (inline ones a marker), offset
+    and length: what tells whether two manifests hold the same chunks, whatever their form."""
+    flat, index, offsets, lengths = entries
+    table = np.array([*paths, "\0inline"], dtype=object)
+    return flat, table[np.minimum(index, len(paths))], offsets, lengths
 
 
 def extents(paths: Sequence[str], refs: References) -> dict[str, int]:

@@ -14,6 +14,7 @@ __all__ = [
     "CONTIGUOUS_CHUNK_BYTES",
     "Refusals",
     "Refused",
+    "check_chunk_bytes",
     "dropped_names",
     "file_name",
     "rows_per_chunk",
@@ -113,6 +114,12 @@ def file_name(stored: str) -> str:
         if stored.startswith(escaped):
             return raw + stored[len(escaped) :]
     return stored
+
+
+def check_chunk_bytes(contiguous_chunk_bytes: int | None) -> None:
+    """Refuse a ``contiguous_chunk_bytes`` (the scanners' option) that is neither None nor positive."""
+    if contiguous_chunk_bytes is not None and contiguous_chunk_bytes < 1:
+        raise ValueError(f"contiguous_chunk_bytes must be positive, got {contiguous_chunk_bytes}")
 
 
 def rows_per_chunk(

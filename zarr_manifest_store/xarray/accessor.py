@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -28,7 +28,7 @@ from zarr_manifest_store.writers.icechunk import stored_attributes, to_icechunk
 from zarr_manifest_store.writers.kerchunk import to_kerchunk
 from zarr_manifest_store.xarray.virtual import STORAGE_OPTIONS_KEY, manifest_array, with_variables
 
-__all__ = ["References", "VirtualizeAccessor", "target", "to_group", "write_group"]
+__all__ = ["References", "VirtualizeAccessor", "serving", "target", "to_group", "write_group"]
 
 type Spec = Literal["manifest", "kerchunk", "icechunk"]
 """What ``to_zarr(spec=...)`` writes."""
@@ -75,11 +75,7 @@ class VirtualizeAccessor:
         >>> xr.open_zarr(ds.virtualize.to_store(allow=["data/"])).t2m.shape
         (24, 73, 144)
         """
-        if storage_options is None:
-            storage_options = self._ds.encoding.get(STORAGE_OPTIONS_KEY)
-        return ManifestStore(
-            self.to_group(), storage_options=storage_options, allow=allow, **store_options
-        )
+        return serving(self.to_group(), self._ds.encoding, storage_options, allow, store_options)
 
     def to_zarr(
         self,
@@ -199,12 +195,7 @@ class VirtualizeAccessor:
         >>> zms.open_virtual_dataset("data/era_2026-01-01.nc").virtualize.nrefs
         8
         """
-        return References(
-            sum(
-                int(np.count_nonzero(array.manifest.path_index < INLINE))
-                for array in self._manifest_arrays().values()
-            )
-        )
+        return References.of(self._manifest_arrays().values())
 
     def rename_paths(self, rename: str | Mapping[str, str] | Callable[[str], str]) -> xr.Dataset:
         """A copy whose chunk references point to renamed source paths (a dict or a function).
@@ -240,11 +231,30 @@ class VirtualizeAccessor:
 class References(int):
     """A count of chunk references; calling it (VirtualiZarr's ``nrefs()``) says it is a property."""
 
+    @classmethod
+    def of(cls, arrays: Iterable[ManifestArray]) -> References:
+        """How many chunk references into source files ``arrays`` hold."""
+        return cls(sum(int(np.count_nonzero(a.manifest.path_index < INLINE)) for a in arrays))
+
     def __call__(self) -> int:
         raise TypeError(
             "nrefs is a property here, not a method (VirtualiZarr's vds.vz.nrefs()): "
             "write ds.virtualize.nrefs"
         )
+
+
+def serving(
+    group: ManifestGroup,
+    opened_with: Mapping[str, Any],
+    storage_options: Mapping[str, Any] | None,
+    allow: Sequence[str] | None,
+    store_options: Mapping[str, Any],
+) -> ManifestStore:
+    """A read-only store serving ``group``: by default with the storage options its sources
+    were opened with (recorded in ``opened_with``, a dataset's encoding)."""
+    if storage_options is None:
+        storage_options = opened_with.get(STORAGE_OPTIONS_KEY)
+    return ManifestStore(group, storage_options=storage_options, allow=allow, **store_options)
 
 
 def write_group(

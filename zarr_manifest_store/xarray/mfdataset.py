@@ -120,7 +120,17 @@ def open_virtual_mfdataset(
     join = xr.combine_nested if combine == "nested" else xr.combine_by_coords
     with _explaining_refusals(prepared, edge_chunks, storage_options):
         combined = join(datasets, combine_attrs=combine_attrs, **xarray_combine_kwargs)
-    combined = restore_shared(combined, shared)
+    return _finished(restore_shared(combined, shared), attrs_file, prepared, storage_options)
+
+
+def _finished(
+    combined: xr.Dataset,
+    attrs_file: str | os.PathLike[str] | None,
+    prepared: list[tuple[str, xr.Dataset]],
+    storage_options: Mapping[str, Any] | None,
+) -> xr.Dataset:
+    """The combined dataset with the attributes of ``attrs_file`` (if named) and the storage
+    options its files are read with."""
     if attrs_file is not None:
         combined.attrs = _attributes_of(attrs_file, prepared)
     if storage_options:

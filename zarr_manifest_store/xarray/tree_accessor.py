@@ -12,11 +12,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import numpy as np
 import xarray as xr
 
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.manifest import INLINE
 from zarr_manifest_store.store import ManifestStore
 from zarr_manifest_store.writers.icechunk import to_icechunk
 from zarr_manifest_store.writers.kerchunk import to_kerchunk
@@ -24,6 +22,7 @@ from zarr_manifest_store.xarray.accessor import (
     KerchunkFormat,
     References,
     Spec,
+    serving,
     target,
     to_group,
     write_group,
@@ -58,11 +57,8 @@ class VirtualizeTreeAccessor:
         **store_options: Any,
     ) -> ManifestStore:
         """A read-only :class:`ManifestStore` serving the tree: ``xr.open_datatree`` reads it."""
-        if storage_options is None:
-            storage_options = self._tree.dataset.encoding.get(STORAGE_OPTIONS_KEY)
-        return ManifestStore(
-            self.to_group(), storage_options=storage_options, allow=allow, **store_options
-        )
+        encoding = self._tree.dataset.encoding
+        return serving(self.to_group(), encoding, storage_options, allow, store_options)
 
     def to_zarr(
         self,
@@ -94,10 +90,8 @@ class VirtualizeTreeAccessor:
     @property
     def nrefs(self) -> int:
         """How many chunk references into source files the tree's virtual variables hold."""
-        arrays = [n for _, n in self.to_group().walk() if not isinstance(n, ManifestGroup)]
-        return References(
-            sum(int(np.count_nonzero(a.manifest.path_index < INLINE)) for a in arrays)
-        )
+        nodes = self.to_group().walk()
+        return References.of(n for _, n in nodes if not isinstance(n, ManifestGroup))
 
 
 def tree_to_group(tree: xr.DataTree) -> ManifestGroup:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Collection, Mapping
 from typing import Any, Literal
@@ -14,8 +15,12 @@ from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import is_local, local_path, source_path
 from zarr_manifest_store.io.sources import Sources
-from zarr_manifest_store.manifest import Fingerprint
-from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, Refusals, dropped_names
+from zarr_manifest_store.scan.common import (
+    CONTIGUOUS_CHUNK_BYTES,
+    Refusals,
+    check_chunk_bytes,
+    dropped_names,
+)
 from zarr_manifest_store.scan.dmrpp.groups import DAP, Dimensions, Walk
 from zarr_manifest_store.scan.dmrpp.storage import DMRPP, Storage
 from zarr_manifest_store.scan.registry import HEAD_BYTES
@@ -63,35 +68,15 @@ def scan_dmrpp(
     ('/data/f1.nc',)
     """
     path = source_path(url)
-    if contiguous_chunk_bytes is not None and contiguous_chunk_bytes < 1:
-        raise ValueError(f"contiguous_chunk_bytes must be positive, got {contiguous_chunk_bytes}")
+    check_chunk_bytes(contiguous_chunk_bytes)
     refusals = Refusals(path, on_unsupported)
     sources = Sources(storage_options)
     root = _parse(path, storage_options, max_dmrpp_bytes)
     resolve = _Hrefs(path)
-    href = root.get(f"{DMRPP}href")
-    if data_url is not None:
-        data_path = source_path(data_url)
-    elif href in (None, "", PLACEHOLDER):
-        if not path.endswith(".dmrpp"):
-            raise UnsupportedDatasetError(
-                f"{path}: its dmrpp:href does not name the data file and its name does not end "
-                "with '.dmrpp'; pass data_url= to name the data file"
-            )
-        data_path = path.removesuffix(".dmrpp")
-    else:
-        data_path = resolve(href, root.get(f"{DMRPP}trust") == "true")
-    fingerprints: dict[str, Fingerprint] = {}
-
-    def fingerprint(source: str) -> Fingerprint:
-        if source not in fingerprints:
-            fingerprints[source] = sources.fingerprint(source)
-        return fingerprints[source]
-
     storage = Storage(
-        data_path=data_path,
+        data_path=_data_path(path, root, data_url, resolve),
         resolve=resolve,
-        fingerprint=fingerprint,
+        fingerprint=functools.cache(sources.fingerprint),  # each source asked once
         ordered_filters=root.get(f"{DMRPP}version") is not None,
         contiguous_chunk_bytes=contiguous_chunk_bytes,
         max_inline_bytes=max_inline_bytes,
@@ -102,6 +87,27 @@ def scan_dmrpp(
     result = walk.group(start, prefix, Dimensions.of(start, dims))
     refusals.finish()
     return result
+
+
+def _data_path(
+    path: str,
+    root: ElementTree.Element,
+    data_url: str | os.PathLike[str] | None,
+    resolve: _Hrefs,
+) -> str:
+    """The data file the DMR++ at ``path`` describes: ``data_url`` if given, else its
+    ``dmrpp:href`` resolved, else (OPeNDAP's placeholder) its own name without ``.dmrpp``."""
+    href = root.get(f"{DMRPP}href")
+    if data_url is not None:
+        return source_path(data_url)
+    if href not in (None, "", PLACEHOLDER):
+        return resolve(href, root.get(f"{DMRPP}trust") == "true")
+    if not path.endswith(".dmrpp"):
+        raise UnsupportedDatasetError(
+            f"{path}: its dmrpp:href does not name the data file and its name does not end "
+            "with '.dmrpp'; pass data_url= to name the data file"
+        )
+    return path.removesuffix(".dmrpp")
 
 
 class _Hrefs:

@@ -19,6 +19,7 @@ from zarr_manifest_store.scan.common import (
     CONTIGUOUS_CHUNK_BYTES,
     Refusals,
     Refused,
+    check_chunk_bytes,
     dropped_names,
     zarr_name,
 )
@@ -77,8 +78,7 @@ def scan_fits(
         )
     if group not in (None, "", "/"):
         raise ValueError(f"{os.fspath(url)!r} is a FITS file, which has no groups: got {group=}")
-    if contiguous_chunk_bytes is not None and contiguous_chunk_bytes < 1:
-        raise ValueError(f"contiguous_chunk_bytes must be positive, got {contiguous_chunk_bytes}")
+    check_chunk_bytes(contiguous_chunk_bytes)
     path = source_path(url)
     refusals = Refusals(path, on_unsupported)
     try:
