@@ -44,6 +44,8 @@ netCDF-C (it has crashed the process on types it does not know, such as quad flo
 NETCDF4_MARKS = frozenset({"_NCProperties", "_Netcdf4Dimid", "_Netcdf4Coordinates"})
 HIDDEN = frozenset({"_NCProperties", "_Netcdf4Dimid", "_Netcdf4Coordinates", "_nc3_strict"})
 GROUP_ATTRIBUTES = "(attributes)"
+REFUSED_ATTRIBUTES = "attributes refused:"
+"""How a difference of nothing but attributes the scan warned it left out begins."""
 ATTRIBUTE_WARNING = re.compile(r"attribute '([^']*)'")
 
 
@@ -240,12 +242,11 @@ def compare_datasets(
             reason = f"cannot compare: {first_line(e)}"
         if reason is None and (name in expected.coords) != (name in actual.coords):
             reason = "a coordinate in one view only"
-        out[str(name)] = ("mismatch", reason) if reason else ("equal", "")
+        out[str(name)] = verdict(reason)
     for name in actual.variables:
         if name not in expected.variables:
             out[str(name)] = ("mismatch", "extra variable")
-    reason = attributes_difference(expected.attrs, actual.attrs, warned)
-    out[GROUP_ATTRIBUTES] = ("mismatch", reason) if reason else ("equal", "")
+    out[GROUP_ATTRIBUTES] = verdict(attributes_difference(expected.attrs, actual.attrs, warned))
     return out
 
 
@@ -289,18 +290,26 @@ def attributes_difference(e: dict, a: dict, warned: frozenset[str] = frozenset()
     """
     e_names = {k for k in e if k not in HIDDEN}
     a_names = {k for k in a if k not in HIDDEN}
-    if e_names != a_names:
-        missing, extra = e_names - a_names, a_names - e_names
-        silent, told = missing - warned, missing & warned
+    missing, extra = e_names - a_names, a_names - e_names
+    silent, told = missing - warned, missing & warned
+    if silent or extra:
         parts = [f"missing {_names(silent)} silently" if silent else "",
                  f"missing {_names(told)} with a warning" if told else "",
                  f"extra {_names(extra)}" if extra else ""]  # fmt: skip
         return "attributes: " + ", ".join(p for p in parts if p)
-    for key in sorted(e_names):
+    for key in sorted(e_names & a_names):
         x, y = _attribute(e[key]), _attribute(a[key])
         if not same(x, y):
             return f"attribute {key!r}: {_brief(y)} where {_brief(x)} was expected"
-    return None
+    return f"{REFUSED_ATTRIBUTES} {_names(told)} left out with a warning" if told else None
+
+
+def verdict(reason: str | None) -> tuple[str, str]:
+    """A difference's class: ``equal`` (none), ``refused`` (only attributes a scan warning
+    named as left out, such as region references), else ``mismatch``."""
+    if not reason:
+        return ("equal", "")
+    return ("refused" if reason.startswith(REFUSED_ATTRIBUTES) else "mismatch", reason)
 
 
 def _names(names: set[str]) -> str:

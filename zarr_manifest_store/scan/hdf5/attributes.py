@@ -21,6 +21,7 @@ from zarr_manifest_store.cf import (
     fill_value_attribute,
     fill_value_record,
     stored_attribute,
+    text_attribute,
 )
 from zarr_manifest_store.scan.hdf5.datatypes import type_key
 
@@ -85,6 +86,13 @@ class Attributes:
     def get(self, name: str, default: Any = None) -> Any:
         """The value, or ``default`` if there is no such attribute."""
         return self[name] if name in self._stored else default
+
+    def encoding(self, name: str | bytes) -> str:
+        """The character set of text attribute ``name`` (``"ascii"`` or ``"utf-8"``)."""
+        tid = h5a.open(self.id, self._stored[name]).get_type()
+        if tid.get_class() == h5t.STRING and tid.get_cset() == h5t.CSET_UTF8:
+            return "utf-8"
+        return "ascii"
 
     def where(self) -> str:
         """``file:object``, as warnings name the object (``obj.file.filename:obj.name``)."""
@@ -181,7 +189,10 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
             elif (record := fill_value_record(first, dtype)) is not None:
                 typed[name] = record
             continue
-        converted, record = stored_attribute(str(name), _object_paths(value, attributes))
+        if _has_text_bytes(value):
+            converted, record = text_attribute(value, attributes.encoding(name))
+        else:
+            converted, record = stored_attribute(str(name), _object_paths(value, attributes))
         if not _is_json(converted):
             warnings.warn(
                 f"{attributes.where()}: attribute {name!r} has no JSON form; left out",
@@ -194,6 +205,17 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
     if typed:
         out[TYPED_ATTRIBUTES] = typed
     return out
+
+
+def _has_text_bytes(value: Any) -> bool:
+    """Whether ``value`` is fixed-length text of more than one byte with a byte past ASCII
+    (h5netcdf decodes such text in its character set, not as UTF-8)."""
+    kind_s = isinstance(value, np.bytes_ | np.ndarray) and value.dtype.kind == "S"
+    if not kind_s or value.dtype.itemsize < 2:
+        return False
+    return bool(
+        np.frombuffer(np.ascontiguousarray(value).tobytes(), np.uint8).max(initial=0) >= 0x80
+    )
 
 
 def _object_paths(value: Any, attributes: Attributes) -> Any:

@@ -1,0 +1,46 @@
+"""The corpus checker's classes for attributes a scan warned it left out (issue #18).
+
+An attribute with no exact JSON form (a region reference) is refused with a
+warning naming it: when nothing else differs, the view is ``refused``, not a
+``mismatch``; a silent omission, an extra attribute or another value stays one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
+views = importlib.import_module("benchmarks.real_files.views")
+
+WARNED = ["<file>:/: attribute 'region' has no JSON form; left out"]
+
+
+def _compare(expected_attrs: dict, actual_attrs: dict) -> tuple[str, str]:
+    expected = xr.Dataset({"t": ("x", np.arange(2.0), expected_attrs)}, attrs=expected_attrs)
+    actual = xr.Dataset({"t": ("x", np.arange(2.0), actual_attrs)}, attrs=actual_attrs)
+    out = views.compare_datasets(expected, actual, "", WARNED)
+    assert out["t"] == out["(attributes)"]
+    return out["t"]
+
+
+def test_only_warned_attributes_missing_is_refused() -> None:
+    cls, reason = _compare({"units": "m", "region": object()}, {"units": "m"})
+    assert (cls, reason) == ("refused", "attributes refused: region left out with a warning")
+
+
+def test_warned_attribute_missing_beside_another_difference_is_a_mismatch() -> None:
+    cls, reason = _compare({"units": "m", "region": 1}, {"units": "km"})
+    assert (cls, reason) == ("mismatch", "attribute 'units': 'km' where 'm' was expected")
+    cls, reason = _compare({"units": "m", "region": 1}, {})
+    assert cls == "mismatch"
+    assert "missing units silently" in reason
+    cls, reason = _compare({"region": 1}, {"extra": 2})
+    assert cls == "mismatch"
+    assert "extra extra" in reason
