@@ -212,9 +212,14 @@ def fill_value_record(value: Any, dtype: np.dtype) -> dict[str, Any] | None:
 
     xarray's Zarr backend raises on such a ``_FillValue`` attribute, so it is
     kept only as a record, which the ``zarr_manifest`` engine turns back into
-    the ``_FillValue`` scipy / h5netcdf show (they mask with it). None for the
-    types a record cannot hold (variable-length ones).
+    the ``_FillValue`` scipy / h5netcdf show (they mask with it). A
+    variable-length string's is kept as text (``np.str_``: its variable is
+    shown as text); None for the other types a record cannot hold
+    (variable-length sequences).
     """
+    if dtype.kind == "O" and isinstance(value, str | bytes):
+        text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+        return typed_value(np.str_(text))
     if dtype.kind not in "SUV":
         return None
     return typed_value(value, dtype)
