@@ -44,3 +44,13 @@ def test_warned_attribute_missing_beside_another_difference_is_a_mismatch() -> N
     cls, reason = _compare({"region": 1}, {"extra": 2})
     assert cls == "mismatch"
     assert "extra extra" in reason
+
+
+def test_variables_zarr_reserves_are_compared_under_their_stored_names() -> None:
+    expected = xr.Dataset({"__x": ("n", [1, 2]), "zarr.json": ("n", [3, 4])})
+    actual = xr.Dataset({"%5F_x": ("n", [1, 2]), "%7Aarr.json": ("n", [3, 5])})
+    out = views.compare_datasets(expected, actual, "", [])
+    assert out["__x"] == ("equal", "")
+    assert out["zarr.json"][0] == "mismatch"
+    assert out["zarr.json"][1].startswith("values")
+    assert "%5F_x" not in out

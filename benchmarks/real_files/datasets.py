@@ -220,13 +220,14 @@ def zarr_path(name: str) -> str:
     escaped)."""
     head, _, last = name.rpartition("/")
     parts = [*(head.split("/") if head else []), last.removeprefix(NON_COORD_PREFIX)]
-    return "/".join(_escaped(p) for p in parts)
+    return "/".join(escaped(p) for p in parts)
 
 
-def _escaped(name: str) -> str:
-    """A node name as the scan stores it: Zarr reserves ``__``; docs/scanning.md, "Names"."""
-    if name.startswith(("__", "%")):
-        return {"_": "%5F", "%": "%25"}[name[0]] + name[1:]
+def escaped(name: str) -> str:
+    """A node name as the scan stores it: Zarr reserves ``__`` and names no node ``.``, ``..`` or
+    ``zarr.json``; such names (and ``%...``) start percent-encoded (docs/scanning.md, "Names")."""
+    if name.startswith(("__", "%")) or name in (".", "..", "zarr.json"):
+        return "%%%02X" % ord(name[0]) + name[1:]
     return name
 
 

@@ -7,7 +7,8 @@ HDF5, scipy then netcdf4 for netCDF3. The view compared is the package's,
 group's own attributes, as ``(attributes)``) is classified ``equal``,
 ``mismatch`` (with the first difference: missing / extra variable,
 dimensions, dtype kind, values, attributes, coordinate status) or ``refused``
-(a scan warning names it). An object reference the reference engine shows is
+(a scan warning names it). A variable whose name Zarr reserves is looked for
+under the name the scan stores it by (docs/howto/scanning.md, "Names"). An object reference the reference engine shows is
 compared as the path of its object (the scan's form of it).
 
 ``xr.open_zarr(store)`` decodes the same arrays from the same attributes, save
@@ -32,7 +33,7 @@ import xarray as xr
 from zarr_manifest_store.cf import TYPED_ATTRIBUTES
 
 from .compare import difference, plain, same
-from .datasets import first_line, named_in, reason_for, refused_by, zarr_path
+from .datasets import escaped, first_line, named_in, reason_for, refused_by, zarr_path
 
 ENGINES = {
     "netcdf4": ("h5netcdf", "netcdf4"),
@@ -228,8 +229,9 @@ def compare_datasets(
     """Per variable (and the group's attributes): class and reason."""
     out: dict[str, tuple[str, str]] = {}
     named, warned = named_in(messages), warned_attributes(messages)
+    stored = {name: escaped(str(name)) for name in expected.variables}  # documented renames
     for name, var in expected.variables.items():
-        if name not in actual.variables:
+        if stored[name] not in actual.variables:
             path = f"{group}/{name}".strip("/")
             if refused_by(path, named):
                 out[str(name)] = ("refused", reason_for(path, messages))
@@ -237,14 +239,14 @@ def compare_datasets(
                 out[str(name)] = ("mismatch", "missing variable")
             continue
         try:
-            reason = variable_difference(var, actual.variables[name], warned)
+            reason = variable_difference(var, actual.variables[stored[name]], warned)
         except Exception as e:
             reason = f"cannot compare: {first_line(e)}"
-        if reason is None and (name in expected.coords) != (name in actual.coords):
+        if reason is None and (name in expected.coords) != (stored[name] in actual.coords):
             reason = "a coordinate in one view only"
         out[str(name)] = verdict(reason)
     for name in actual.variables:
-        if name not in expected.variables:
+        if name not in stored.values():
             out[str(name)] = ("mismatch", "extra variable")
     out[GROUP_ATTRIBUTES] = verdict(attributes_difference(expected.attrs, actual.attrs, warned))
     return out
