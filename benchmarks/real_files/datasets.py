@@ -227,7 +227,7 @@ def escaped(name: str) -> str:
     """A node name as the scan stores it: Zarr reserves ``__`` and names no node ``.``, ``..`` or
     ``zarr.json``; such names (and ``%...``) start percent-encoded (docs/scanning.md, "Names")."""
     if name.startswith(("__", "%")) or name in (".", "..", "zarr.json"):
-        return "%%%02X" % ord(name[0]) + name[1:]
+        return f"%{ord(name[0]):02X}{name[1:]}"
     return name
 
 
