@@ -38,7 +38,12 @@ from zarr_manifest_store.io.paths import is_local, source_path
 from zarr_manifest_store.io.remote_file import shared_remote_file
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
-from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, rows_per_chunk
+from zarr_manifest_store.scan.common import (
+    CONTIGUOUS_CHUNK_BYTES,
+    Refusals,
+    Refused,
+    rows_per_chunk,
+)
 from zarr_manifest_store.scan.registry import Format
 
 __all__ = ["FORMAT", "SIGNATURES", "NetCDF3Header", "read_netcdf3_header", "scan_netcdf3"]
@@ -145,9 +150,10 @@ def scan_netcdf3(
     ranges of the file; ``_FillValue`` (or netCDF's default fill value for the
     type) becomes the Zarr ``fill_value``, and the attributes are carried so
     that ``xr.open_zarr(ManifestStore(g))`` equals ``xr.open_dataset(url, engine="scipy")``.
-    ``group`` must be None (netCDF3 has no groups); every netCDF3 variable can
-    be described exactly, so ``on_unsupported`` is only validated, for a
-    signature shared with the other scanners. Large non-record variables are
+    ``group`` must be None (netCDF3 has no groups). A variable whose data runs
+    past the end of a truncated file is refused (``on_unsupported``: raise
+    ``UnsupportedDatasetError`` naming it, or ``"skip"`` it with a warning); the
+    others are kept. Large non-record variables are
     split along their first axis into chunks of about ``contiguous_chunk_bytes``
     (``None``: one chunk), as ``scan_hdf5`` splits contiguous datasets.
 
@@ -157,16 +163,19 @@ def scan_netcdf3(
     """
     if group not in (None, "", "/"):
         raise ValueError(f"{os.fspath(url)!r} is a netCDF3 file, which has no groups: got {group=}")
-    if on_unsupported not in ("raise", "skip"):
-        raise ValueError(f"on_unsupported must be 'raise' or 'skip', got {on_unsupported!r}")
     dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
     path = source_path(url)
+    refusals = Refusals(path, on_unsupported)  # type: ignore[arg-type]  # it checks the value
     header, fingerprint = _read_header(path, storage_options)
-    arrays = {
-        v.name: _array(v, header, path, fingerprint, contiguous_chunk_bytes)
-        for v in header.variables
-        if v.name not in dropped
-    }
+    arrays = {}
+    for v in header.variables:
+        if v.name in dropped:
+            continue
+        try:
+            arrays[v.name] = _array(v, header, path, fingerprint, contiguous_chunk_bytes)
+        except Refused as e:
+            refusals.add(v.name, str(e))
+    refusals.finish()
     return ManifestGroup(arrays=arrays, attributes=_attributes(header.attributes, None))
 
 
@@ -208,9 +217,9 @@ def _array(
         stride = length = rows * var.slab_bytes // shape[0] if shape else var.slab_bytes
         end = var.begin + var.slab_bytes
     if end > size:
-        raise ValueError(
-            f"netCDF3 file {path!r} is truncated: variable {var.name!r} ends at byte {end}, "
-            f"but the file has {size} bytes"
+        raise Refused(
+            f"the file is truncated: variable {var.name!r} ends at byte {end}, but the file has "
+            f"{size} bytes (scan the complete file)"
         )
     grid = (count, *(1 for _ in shape[1:])) if shape else ()
     offsets = (var.begin + stride * np.arange(count, dtype=np.uint64)).reshape(grid)
