@@ -32,6 +32,7 @@ from zarr_manifest_store.cf import (
     fill_value_attribute,
     fill_value_record,
     stored_attribute,
+    typed_value,
 )
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import is_local, source_path
@@ -231,7 +232,8 @@ def _array(
         fingerprints={path: fingerprint},
     )
     fill = var.attributes.get("_FillValue")
-    fill_value = var.default_fill if fill is None else _scalar(fill, var.dtype)
+    fill_value = _fill_of(fill, var.dtype) if fill is not None else None
+    fill_value = var.default_fill if fill_value is None else fill_value
     zdtype = parse_dtype(var.dtype, zarr_format=3)
     metadata = {
         "shape": list(shape),
@@ -267,12 +269,16 @@ def _attributes(attrs: dict[str, np.ndarray | bytes], dtype: np.dtype | None) ->
     for name, value in attrs.items():
         if name == "_FillValue" and dtype is not None:
             native = dtype.newbyteorder("=")
-            fill = _scalar(value, dtype)
-            encoded = fill_value_attribute(fill, native)
+            fill = _fill_of(value, dtype)
+            encoded = None if fill is None else fill_value_attribute(fill, native)
             if encoded is not None:
                 out[name] = encoded
-            elif (record := fill_value_record(fill, native)) is not None:
+            elif fill is not None and (record := fill_value_record(fill, native)) is not None:
                 typed[name] = record
+            if fill is None or np.size(value) > 1:  # as scipy shows it: xarray masks with it
+                typed[name] = typed_value(
+                    np.asarray(value).reshape(-1 if np.size(value) > 1 else ())
+                )
             continue
         out[name], record = stored_attribute(name, value)
         if record is not None:
@@ -282,15 +288,22 @@ def _attributes(attrs: dict[str, np.ndarray | bytes], dtype: np.dtype | None) ->
     return out
 
 
-def _scalar(value: np.ndarray | bytes, dtype: np.dtype) -> Any:
-    """An attribute's first value, as a value of ``dtype`` (a ``_FillValue`` may be of another type)."""
+def _fill_of(value: np.ndarray | bytes, dtype: np.dtype) -> Any:
+    """A ``_FillValue`` attribute's first value as a value of ``dtype``; None where it is not
+    one (text for a number, a number the type cannot hold exactly): netCDF readers then
+    mask nothing with it, and the variable's default fill stands for unwritten data."""
     if dtype.kind == "S":
         raw = value if isinstance(value, bytes) else np.asarray(value).tobytes()
         return raw[:1] or b"\x00"
     first = np.asarray(value).ravel()
-    if first.size == 0 or first.dtype.kind == "S":
-        raise ValueError(f"_FillValue {value!r} is not a number for a variable of type {dtype}")
-    return first[0].astype(dtype.newbyteorder("=")).item()
+    if first.size == 0 or first.dtype.kind not in "iufb":
+        return None
+    native = dtype.newbyteorder("=")
+    with np.errstate(all="ignore"):
+        converted = first[:1].astype(native)
+    if converted[0] != first[0] and not (np.isnan(first[0]) and np.isnan(converted[0])):
+        return None
+    return converted[0].item()
 
 
 def _pad4(n: int) -> int:

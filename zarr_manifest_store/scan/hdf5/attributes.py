@@ -22,6 +22,7 @@ from zarr_manifest_store.cf import (
     fill_value_record,
     stored_attribute,
     text_attribute,
+    typed_value,
 )
 from zarr_manifest_store.scan.hdf5.datatypes import type_key
 
@@ -181,12 +182,10 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
             out[name] = "" if value.dtype.kind in "SUO" else []
             continue
         if name == "_FillValue" and dtype is not None:
-            items = np.asarray(value).ravel()
-            first = items[0] if items.size else value
-            encoded = fill_value_attribute(first, dtype)
+            encoded, record = _fill_value(value, dtype)
             if encoded is not None:
                 out[name] = encoded
-            elif (record := fill_value_record(first, dtype)) is not None:
+            if record is not None:
                 typed[name] = record
             continue
         if _has_text_bytes(value):
@@ -205,6 +204,24 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
     if typed:
         out[TYPED_ATTRIBUTES] = typed
     return out
+
+
+def _fill_value(value: Any, dtype: np.dtype) -> tuple[Any, dict[str, Any] | None]:
+    """A ``_FillValue`` attribute for xarray's Zarr backend (see ``fill_value_attribute``), and its
+    typed record where that form is not what h5netcdf shows: text, several values (xarray masks
+    with each), a value that form cannot hold (NaN for integers, no value at all)."""
+    items = np.asarray(value).ravel()
+    first = items[0] if items.size else value
+    numbers = items.dtype.kind in "iufcb"
+    try:
+        encoded = fill_value_attribute(first, dtype)
+    except (TypeError, ValueError, OverflowError):
+        if not numbers:
+            raise
+        return None, typed_value(value)
+    if encoded is None:
+        return None, fill_value_record(first, dtype)
+    return encoded, typed_value(items) if items.size > 1 and numbers else None
 
 
 def _has_text_bytes(value: Any) -> bool:
