@@ -35,7 +35,8 @@ def links(h5group: h5py.Group, gcpl: h5p.PropGCID) -> list[tuple[str, int, int]]
 def member(
     h5group: h5py.Group, name: str | bytes
 ) -> h5py.Group | h5py.Dataset | h5py.Datatype | None:
-    """The object a link leads to, as ``h5group.get(name)`` opens it (None: nothing there).
+    """The object a link leads to, as ``h5group.get(name)`` opens it (None: nothing there, or
+    soft links that lead to each other).
 
     Opened with the low-level call ``get`` makes, without the File object it
     builds for each. Named data types (netCDF-4 enum types, say) are returned
@@ -43,7 +44,7 @@ def member(
     """
     try:
         oid = h5o.open(h5group.id, name.encode() if isinstance(name, str) else name)
-    except KeyError:
+    except (KeyError, RuntimeError):  # RuntimeError: soft links in a loop ("too many links")
         return None
     if isinstance(oid, h5d.DatasetID):
         return Dataset(oid, readonly=True)
