@@ -54,3 +54,24 @@ def test_variables_zarr_reserves_are_compared_under_their_stored_names() -> None
     assert out["zarr.json"][0] == "mismatch"
     assert out["zarr.json"][1].startswith("values")
     assert "%5F_x" not in out
+
+
+def test_a_streamed_netcdf3_files_records_are_the_reference_engines_limitation(tmp_path) -> None:
+    import zarr_manifest_store as zms
+    from scipy.io import netcdf_file
+
+    path = tmp_path / "streamed.nc"
+    with netcdf_file(path, "w") as f:
+        f.createDimension("t", None)
+        f.createDimension("n", 2)
+        f.createVariable("a", "i4", ("t", "n"))[:3] = np.arange(6, dtype="i4").reshape(3, 2)
+        f.createVariable("fixed", "f8", ("n",))[:] = [1.0, 2.0]
+    complete = xr.open_dataset(path, engine="scipy").load()
+    assert views.streamed_records(str(path), "netcdf3", complete) == frozenset()
+    data = bytearray(path.read_bytes())
+    data[4:8] = b"\xff\xff\xff\xff"  # numrecs: STREAMING
+    path.write_bytes(bytes(data))
+    reference = complete.isel(t=slice(0, 0))  # as netCDF-C showed a streamed file of the corpus
+    assert views.streamed_records(str(path), "netcdf3", reference) == {"a"}
+    ours = xr.open_dataset(zms.ManifestStore(zms.scan(str(path))), engine="zarr_manifest")
+    xr.testing.assert_identical(ours.load(), complete)
