@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from scipy.io import netcdf_file
+
+import zarr_manifest_store as zms
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -57,9 +60,6 @@ def test_variables_zarr_reserves_are_compared_under_their_stored_names() -> None
 
 
 def test_a_streamed_netcdf3_files_records_are_the_reference_engines_limitation(tmp_path) -> None:
-    import zarr_manifest_store as zms
-    from scipy.io import netcdf_file
-
     path = tmp_path / "streamed.nc"
     with netcdf_file(path, "w") as f:
         f.createDimension("t", None)
