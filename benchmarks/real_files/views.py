@@ -6,8 +6,9 @@ HDF5, scipy then netcdf4 for netCDF3. The view compared is the package's,
 ``xr.open_dataset(store, engine="zarr_manifest")``. Each variable (and the
 group's own attributes, as ``(attributes)``) is classified ``equal``,
 ``mismatch`` (with the first difference: missing / extra variable,
-dimensions, dtype kind, values, attributes, coordinate status) or ``refused``
-(a scan warning names it). A variable whose name Zarr reserves is looked for
+dimensions, dtype kind, values, attributes, coordinate status), ``refused``
+(a scan warning names it, or every attribute it lacks) or ``unreadable`` (the
+reference cannot show it: a streamed netCDF3 file's records, :data:`STREAMED`). A variable whose name Zarr reserves is looked for
 under the name the scan stores it by (docs/howto/scanning.md, "Names"). An object reference the reference engine shows is
 compared as the path of its object (the scan's form of it).
 
