@@ -77,13 +77,21 @@ def h5py_visit(path: str) -> tuple[float, int]:
 
 
 def hdf5_datasets(path: str) -> Iterator[tuple[str, h5py.Dataset]]:
-    """(path without leading slash, dataset) of every dataset h5py reaches by hard links."""
+    """(path without leading slash, dataset) of every dataset h5py reaches by hard links; a name
+    that is not UTF-8 (h5py gives bytes) with U+FFFD for its invalid bytes, as the scan names it."""
     found: list[tuple[str, h5py.Dataset]] = []
     with h5py.File(path, "r") as f:
-        f.visititems(
-            lambda name, obj: found.append((name, obj)) if isinstance(obj, h5py.Dataset) else None
-        )
+
+        def visit(name: str | bytes, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                found.append((_text_name(name), obj))
+
+        f.visititems(visit)
         yield from found
+
+
+def _text_name(name: str | bytes) -> str:
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
 
 
 def check_hdf5(

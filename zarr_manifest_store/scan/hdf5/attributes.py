@@ -161,12 +161,20 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
     the NumPy values of attributes whose JSON form loses their type go in
     ``TYPED_ATTRIBUTES`` (see ``stored_attribute``); object references become the
     paths of their objects; attributes that have no JSON form (region references,
-    variable-length sequences) are left out with a warning.
+    variable-length sequences, names that are not UTF-8) are left out with a warning.
     """
     out: dict[str, Any] = {}
     typed: dict[str, Any] = {}
     for name in attributes:
         if name in HIDDEN_ATTRIBUTES:
+            continue
+        if isinstance(name, bytes):  # not UTF-8 (decoded_name): JSON names are text
+            shown = name.decode("utf-8", "replace")
+            warnings.warn(
+                f"{attributes.where()}: attribute {shown!r} has a name that is not UTF-8 text; "
+                "left out",
+                stacklevel=4,
+            )
             continue
         try:
             value = attributes[name]

@@ -53,6 +53,10 @@ class Walk:
         arrays: dict[str, ManifestArray] = {}
         groups: dict[str, ManifestGroup] = {}
         for name, link_type, _ in dims.links:
+            if isinstance(name, bytes):  # not UTF-8 (decoded_name): no Zarr name holds it
+                shown = name.decode("utf-8", "replace")
+                self.refusals.add(f"{prefix}{shown}", "has a name that is not UTF-8 text")
+                continue
             rel = f"{prefix}{name}"
             if rel in self.dropped:
                 continue
