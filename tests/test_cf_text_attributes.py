@@ -59,6 +59,9 @@ def odd_text_file(tmp_path):
         d.attrs["ascii_set_utf8_bytes"] = np.bytes_("°C".encode())
         d.attrs["names"] = np.array([b"caf\xe9", b"ok"])
         d.attrs["one_byte"] = np.bytes_(b"x")
+        d.attrs["one_odd_byte"] = np.bytes_(b"\xb0")  # h5netcdf keeps characters as bytes
+        d.attrs["odd_characters"] = np.array([b"a", b"\xb0"], dtype="S1")
+        d.attrs["grid"] = np.array([[b"ab", b"c"], [b"d", b"ef"]])  # h5netcdf flattens it
         d.attrs.create("vlen", b"\xb0C\xff", dtype=h5py.string_dtype("utf-8"))
         d.attrs.create("vlens", [b"\xb0", b"fine"], dtype=h5py.string_dtype("utf-8"))
         f.attrs["title"] = np.bytes_(b"r\xe9sum\xe9")

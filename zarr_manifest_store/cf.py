@@ -181,6 +181,7 @@ def text_attribute(value: Any, encoding: str) -> tuple[Any, dict[str, Any] | Non
     U+FFFD); the record (:func:`typed_value` with ``"text": encoding``) keeps the
     bytes, which the ``zarr_manifest`` engine decodes as h5netcdf does: in
     ``encoding``, each invalid byte kept as a lone surrogate (``"surrogateescape"``).
+    Single characters (``S1``) h5netcdf leaves as bytes: their record has no ``"text"``.
     """
     items = np.asarray(value, dtype=np.bytes_)
     items = items.astype(np.dtype(items.dtype.str))  # without h5py's encoding metadata
@@ -188,6 +189,8 @@ def text_attribute(value: Any, encoding: str) -> tuple[Any, dict[str, Any] | Non
         for item in items.ravel():
             bytes(item).decode(encoding)
     except UnicodeDecodeError:
+        if items.dtype.itemsize == 1:
+            return json_attribute(items), typed_value(items)
         return json_attribute(items), {**typed_value(items), "text": encoding}
     return json_attribute(value), None
 
@@ -264,8 +267,11 @@ def typed_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _record_value(values: np.ndarray, encoding: Any) -> Any:
-    """A record's value: a NumPy scalar or array; for a text record (``encoding`` given) its
-    bytes as h5netcdf shows them, decoded, invalid bytes as lone surrogates."""
+    """A record's value: a NumPy scalar or array (a list of bytes for characters); for a text
+    record (``encoding`` given) its bytes as h5netcdf shows them, decoded, invalid bytes as
+    lone surrogates."""
+    if encoding is None and values.dtype.kind == "S" and values.ndim:
+        return values.tolist()  # characters, as h5netcdf lists them
     if encoding is None:
         return values[()] if values.ndim == 0 else values.copy()
     if values.dtype.kind != "S" or encoding not in _TEXT_ENCODINGS:

@@ -196,6 +196,8 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
             if record is not None:
                 typed[name] = record
             continue
+        if isinstance(value, np.ndarray) and value.dtype.kind == "S" and value.dtype.itemsize > 1:
+            value = value.ravel()  # h5netcdf decodes text of any shape into a flat list
         if _has_text_bytes(value):
             converted, record = text_attribute(value, attributes.encoding(name))
         else:
@@ -233,10 +235,9 @@ def _fill_value(value: Any, dtype: np.dtype) -> tuple[Any, dict[str, Any] | None
 
 
 def _has_text_bytes(value: Any) -> bool:
-    """Whether ``value`` is fixed-length text of more than one byte with a byte past ASCII
-    (h5netcdf decodes such text in its character set, not as UTF-8)."""
-    kind_s = isinstance(value, np.bytes_ | np.ndarray) and value.dtype.kind == "S"
-    if not kind_s or value.dtype.itemsize < 2:
+    """Whether ``value`` is fixed-length text with a byte past ASCII (h5netcdf decodes such
+    text in its character set, not as UTF-8, and keeps single characters as bytes)."""
+    if not (isinstance(value, np.bytes_ | np.ndarray) and value.dtype.kind == "S"):
         return False
     return bool(
         np.frombuffer(np.ascontiguousarray(value).tobytes(), np.uint8).max(initial=0) >= 0x80
