@@ -50,3 +50,38 @@ def test_string_fill_values_mask_as_netcdf_readers_mask(string_file, engine):
     assert expected["station"].isnull().values.tolist() == [False, True, False, True]
     for name in ("station", "empty_fill", "unfilled"):
         xr.testing.assert_identical(actual[name], expected[name])
+
+
+UNLIMITED_TEXT = """
+import sys, netCDF4, numpy as np
+with netCDF4.Dataset(sys.argv[1], "w") as nc:
+    nc.createDimension("t", None)
+    nc.createDimension("n", 3)
+    s = nc.createVariable("s", str, ("t",))
+    s[0], s[1] = "a", "bb"
+    sf = nc.createVariable("sf", str, ("t",), fill_value="NA")
+    sf[0] = "x"
+    c = nc.createVariable("c", "S1", ("t", "n"))
+    c[:1] = np.array([[b"a", b"b", b"c"]])
+    e = nc.createVariable("e", nc.createEnumType("u1", "e_t", {"a": 1, "b": 2}), ("t",), fill_value=2)
+    e[:2] = [1, 1]
+    f = nc.createVariable("f", "f4", ("t",))
+    f[:4] = np.arange(4)
+"""
+
+
+def test_text_variables_shorter_than_their_unlimited_dimension_are_padded(tmp_path):
+    """netCDF-C pads every variable of an unlimited dimension, strings and characters too (with
+    their fill value); h5netcdf pads only numbers and cannot open such a file at all."""
+    path = tmp_path / "unlimited_text.nc"
+    subprocess.run([sys.executable, "-c", UNLIMITED_TEXT, str(path)], check=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with xr.open_dataset(path, engine="netcdf4") as expected:
+            expected = expected.load()
+        store = zms.ManifestStore(zms.scan(str(path)))
+        with xr.open_dataset(store, engine="zarr_manifest") as actual:
+            actual = actual.load()
+    assert expected["s"].values.tolist() == ["a", "bb", "", ""]
+    for name in ("s", "sf", "c", "e", "f"):
+        xr.testing.assert_identical(actual[name], expected[name])

@@ -156,11 +156,12 @@ class Dimensions:
         return names
 
     def netcdf_shape(self, ds: Dataset, names: list[str]) -> list[int]:
-        """The shape netCDF readers present: a numeric variable on an unlimited dimension
-        at that dimension's length (h5netcdf pads it with the fill value), others as stored."""
+        """The shape netCDF readers present: a variable on an unlimited dimension at that
+        dimension's length (netCDF-C pads numbers, characters and strings with the fill value;
+        h5netcdf only numbers, and fails on the others), other variables as stored."""
         shape = list(ds.shape)
         if (
-            ds.dtype.kind not in "fiu"
+            ds.dtype.kind not in "fiuSO"
             or ds.create_plist.get_layout() != h5d.CHUNKED  # only chunked data can grow
             or None not in (ds.maxshape or ())
         ):
