@@ -10,7 +10,7 @@ from h5py import h5d, h5l
 
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.headers import FileBytes
-from zarr_manifest_store.scan.hdf5.objects import Dataset, links, member
+from zarr_manifest_store.scan.hdf5.objects import DANGLING_SCALE, Dataset, links, member
 from zarr_manifest_store.scan.hdf5.parsed import header_dataset
 
 __all__ = ["NOT_A_VARIABLE", "Dimensions", "dimension_only"]
@@ -140,6 +140,8 @@ class Dimensions:
                 "cannot name (h5netcdf refuses it too)"
             )
         if labels is not None:
+            if DANGLING_SCALE in labels:
+                raise Refused("has a dimension list that refers to a scale that no longer exists")
             if "" in labels:
                 raise Refused("has a dimension scale that has no name in the file")
             return labels  # type: ignore[return-value]
