@@ -44,3 +44,20 @@ def test_only_the_dataset_with_a_dangling_scale_is_refused(dangling):
     root = zarr.open_group(zms.ManifestStore(group), mode="r")
     np.testing.assert_array_equal(root["kept"][:], np.arange(3.0))
     assert root["kept"].metadata.dimension_names == ("x",)
+
+
+def test_a_scale_of_two_axes_is_refused_for_its_axes_not_its_name(tmp_path):
+    """A 2-D dataset made a scale was named by its own name on both axes, and zarr's metadata
+    check refused it as if h5py could not read it."""
+    path = tmp_path / "grid_scale.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("grid", data=np.ones((2, 3))).make_scale("grid")
+        f["plain"] = np.arange(4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        group = zms.scan(str(path), on_unsupported="skip")
+    messages = [str(w.message) for w in caught if "left out" in str(w.message)]
+    assert messages == [
+        f"{path}: left out dataset 'grid': has an axis of length 3 that no dimension matches"
+    ]
+    assert "plain" in group.arrays

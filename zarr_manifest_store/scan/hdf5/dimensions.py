@@ -145,7 +145,7 @@ class Dimensions:
             if "" in labels:
                 raise Refused("has a dimension scale that has no name in the file")
             return labels  # type: ignore[return-value]
-        if own in self.all_names:
+        if own in self.all_names and ds.ndim == 1:  # a scale of more axes names none of them
             return [own]
         names = []
         seen: dict[int, int] = {}
