@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
     "fill_value_record",
     "json_attribute",
     "stored_attribute",
+    "text_attribute",
     "typed_attributes",
     "typed_value",
 ]
@@ -49,6 +51,12 @@ _PACKING = frozenset({"scale_factor", "add_offset"})
 
 _JSON_TYPES = frozenset({np.dtype("float64"), np.dtype("int64"), np.dtype("bool")})
 """The NumPy types a JSON number or boolean reads back as."""
+
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+"""A byte of invalid UTF-8 as ``"surrogateescape"`` decoding keeps it."""
+
+_TEXT_ENCODINGS = ("ascii", "utf-8")
+"""The character sets of HDF5 strings, which a text record names."""
 
 _ABSENT = object()
 
@@ -130,8 +138,13 @@ def stored_attribute(name: str, value: Any) -> tuple[Any, dict[str, Any] | None]
     compounds and opaque bytes, which JSON has no type for (their JSON forms:
     ``[real, imag]`` pairs, objects of their fields, base64 text), and for a ``scale_factor`` /
     ``add_offset`` of a type other than float64 (their type chooses the
-    unpacked dtype: float32 ones unpack to float32).
+    unpacked dtype: float32 ones unpack to float32). Text read with invalid UTF-8 kept as
+    lone surrogates (h5py's variable-length strings) is a text record (:func:`text_attribute`):
+    JSON has no lone surrogates.
     """
+    escaped = _surrogate_escaped(value)
+    if escaped is not None:
+        return text_attribute(escaped, "utf-8")
     array = value if isinstance(value, np.ndarray | np.generic) else None
     if array is None or not (array.dtype.kind in "cV" or name in _PACKING):
         return json_attribute(value), None
@@ -142,6 +155,44 @@ def stored_attribute(name: str, value: Any) -> tuple[Any, dict[str, Any] | None]
     if array.dtype in _JSON_TYPES:
         return json_attribute(array), None
     return _typed_json(array), typed_value(array)
+
+
+def _surrogate_escaped(value: Any) -> np.ndarray | None:
+    """The bytes of text holding lone surrogates (invalid UTF-8 escaped); None for anything else."""
+    items = value if isinstance(value, np.ndarray) and value.dtype.kind == "O" else None
+    if isinstance(value, str):
+        items = np.asarray(value, dtype=object)
+    if items is None or not all(isinstance(v, str) for v in items.flat):
+        return None
+    if not any(_ESCAPED_BYTE.search(v) for v in items.flat if not v.isascii()):
+        return None
+    try:
+        encoded = [v.encode("utf-8", "surrogateescape") for v in items.flat]
+    except UnicodeEncodeError:  # another lone surrogate: not bytes escaped
+        return None
+    return np.array(encoded, dtype=np.bytes_).reshape(items.shape)
+
+
+def text_attribute(value: Any, encoding: str) -> tuple[Any, dict[str, Any] | None]:
+    """Text attribute bytes (``bytes``, or an array of them) as JSON, and their record where
+    they are not valid ``encoding`` (the string type's character set in HDF5).
+
+    The JSON form is the text as netCDF-C shows it (UTF-8, an invalid byte as
+    U+FFFD); the record (:func:`typed_value` with ``"text": encoding``) keeps the
+    bytes, which the ``zarr_manifest`` engine decodes as h5netcdf does: in
+    ``encoding``, each invalid byte kept as a lone surrogate (``"surrogateescape"``).
+    Single characters (``S1``) h5netcdf leaves as bytes: their record has no ``"text"``.
+    """
+    items = np.asarray(value, dtype=np.bytes_)
+    items = items.astype(np.dtype(items.dtype.str))  # without h5py's encoding metadata
+    try:
+        for item in items.ravel():
+            bytes(item).decode(encoding)
+    except UnicodeDecodeError:
+        if items.dtype.itemsize == 1:
+            return json_attribute(items), typed_value(items)
+        return json_attribute(items), {**typed_value(items), "text": encoding}
+    return json_attribute(value), None
 
 
 def _typed_json(array: np.ndarray) -> Any:
@@ -164,9 +215,14 @@ def fill_value_record(value: Any, dtype: np.dtype) -> dict[str, Any] | None:
 
     xarray's Zarr backend raises on such a ``_FillValue`` attribute, so it is
     kept only as a record, which the ``zarr_manifest`` engine turns back into
-    the ``_FillValue`` scipy / h5netcdf show (they mask with it). None for the
-    types a record cannot hold (variable-length ones).
+    the ``_FillValue`` scipy / h5netcdf show (they mask with it). A
+    variable-length string's is kept as text (``np.str_``: its variable is
+    shown as text); None for the other types a record cannot hold
+    (variable-length sequences).
     """
+    if dtype.kind == "O" and isinstance(value, str | bytes):
+        text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+        return typed_value(np.str_(text))
     if dtype.kind not in "SUV":
         return None
     return typed_value(value, dtype)
@@ -201,13 +257,30 @@ def typed_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
             dtype = np.lib.format.descr_to_dtype(_descr(record["dtype"]))
             raw = base64.standard_b64decode(record["data"])
             values = np.frombuffer(raw, dtype=dtype).reshape(record["shape"])
+            out[name] = _record_value(values, record.get("text"))
         except (KeyError, TypeError, ValueError, RecursionError) as e:
             raise ValueError(
                 f"attribute {TYPED_ATTRIBUTES!r} has a malformed record for {name!r} ({e}); "
                 f"expected {{'dtype': ..., 'shape': [...], 'data': base64}}"
             ) from None
-        out[name] = values[()] if values.ndim == 0 else values.copy()
     return out
+
+
+def _record_value(values: np.ndarray, encoding: Any) -> Any:
+    """A record's value: a NumPy scalar or array (a list of bytes for characters); for a text
+    record (``encoding`` given) its bytes as h5netcdf shows them, decoded, invalid bytes as
+    lone surrogates."""
+    if encoding is None and values.dtype.kind == "S" and values.ndim:
+        return values.tolist()  # characters, as h5netcdf lists them
+    if encoding is None:
+        return values[()] if values.ndim == 0 else values.copy()
+    if values.dtype.kind != "S" or encoding not in _TEXT_ENCODINGS:
+        raise ValueError(
+            f"a text record holds bytes and names their encoding ({', '.join(_TEXT_ENCODINGS)}), "
+            f"not {encoding!r}"
+        )
+    items = [bytes(v).decode(encoding, "surrogateescape") for v in values.ravel()]
+    return items[0] if len(items) == 1 else items
 
 
 def _json_descr(descr: Any) -> Any:
@@ -245,10 +318,8 @@ def _float_of_b64(text: Any, dtype: np.dtype) -> float:
 
 
 def _text(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    """Bytes as text the way scipy and netCDF-C show them: UTF-8, an invalid byte as U+FFFD."""
+    return raw.decode("utf-8", "replace")
 
 
 def check_cf_attributes(

@@ -77,13 +77,21 @@ def h5py_visit(path: str) -> tuple[float, int]:
 
 
 def hdf5_datasets(path: str) -> Iterator[tuple[str, h5py.Dataset]]:
-    """(path without leading slash, dataset) of every dataset h5py reaches by hard links."""
+    """(path without leading slash, dataset) of every dataset h5py reaches by hard links; a name
+    that is not UTF-8 (h5py gives bytes) with U+FFFD for its invalid bytes, as the scan names it."""
     found: list[tuple[str, h5py.Dataset]] = []
     with h5py.File(path, "r") as f:
-        f.visititems(
-            lambda name, obj: found.append((name, obj)) if isinstance(obj, h5py.Dataset) else None
-        )
+
+        def visit(name: str | bytes, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                found.append((_text_name(name), obj))
+
+        f.visititems(visit)
         yield from found
+
+
+def _text_name(name: str | bytes) -> str:
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
 
 
 def check_hdf5(
@@ -220,13 +228,14 @@ def zarr_path(name: str) -> str:
     escaped)."""
     head, _, last = name.rpartition("/")
     parts = [*(head.split("/") if head else []), last.removeprefix(NON_COORD_PREFIX)]
-    return "/".join(_escaped(p) for p in parts)
+    return "/".join(escaped(p) for p in parts)
 
 
-def _escaped(name: str) -> str:
-    """A node name as the scan stores it: Zarr reserves ``__``; docs/scanning.md, "Names"."""
-    if name.startswith(("__", "%")):
-        return {"_": "%5F", "%": "%25"}[name[0]] + name[1:]
+def escaped(name: str) -> str:
+    """A node name as the scan stores it: Zarr reserves ``__`` and names no node ``.``, ``..`` or
+    ``zarr.json``; such names (and ``%...``) start percent-encoded (docs/scanning.md, "Names")."""
+    if name.startswith(("__", "%")) or name in (".", "..", "zarr.json"):
+        return f"%{ord(name[0]):02X}{name[1:]}"
     return name
 
 

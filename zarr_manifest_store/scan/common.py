@@ -85,34 +85,36 @@ class Refusals:
         )
 
 
-_ESCAPES = {"_": "%5F", "%": "%25"}
+_RESERVED = frozenset({".", "..", "zarr.json"})
+"""Names no Zarr node can have (besides those starting with ``__``)."""
 
 
 def zarr_name(name: str) -> str:
     """A file's node name as a legal Zarr node name, reversibly (see :func:`file_name`).
 
-    Zarr reserves names starting with ``__`` (AnnData's ``__categories``, say);
-    such a name is stored with its first ``_`` written ``%5F``, and a name
-    starting with ``%`` with that ``%`` written ``%25``, so that every stored
-    name maps back to exactly one name in the file. Other names are unchanged.
+    Zarr reserves names starting with ``__`` (AnnData's ``__categories``, say),
+    and ``.``, ``..`` and ``zarr.json`` name no node; such a name, and a name
+    starting with ``%``, is stored with its first character percent-encoded
+    (``%5F_categories``, ``%7Aarr.json``), so that every stored name maps back
+    to exactly one name in the file. Other names are unchanged.
 
-    >>> zarr_name("__categories"), zarr_name("%5F"), zarr_name("_FillValue")
-    ('%5F_categories', '%255F', '_FillValue')
+    >>> zarr_name("__categories"), zarr_name("%5F"), zarr_name("_FillValue"), zarr_name(".")
+    ('%5F_categories', '%255F', '_FillValue', '%2E')
     """
-    if name.startswith(("__", "%")):
-        return _ESCAPES[name[0]] + name[1:]
+    if name.startswith(("__", "%")) or name in _RESERVED:
+        return f"%{ord(name[0]):02X}{name[1:]}"
     return name
 
 
 def file_name(stored: str) -> str:
     """The node name in the file that :func:`zarr_name` stored as ``stored``.
 
-    >>> file_name("%5F_categories"), file_name("%255F"), file_name("x")
-    ('__categories', '%5F', 'x')
+    >>> file_name("%5F_categories"), file_name("%255F"), file_name("%7Aarr.json"), file_name("x")
+    ('__categories', '%5F', 'zarr.json', 'x')
     """
-    for raw, escaped in _ESCAPES.items():
-        if stored.startswith(escaped):
-            return raw + stored[len(escaped) :]
+    code = stored[1:3]
+    if stored.startswith("%") and len(code) == 2 and all(c in "0123456789ABCDEF" for c in code):
+        return chr(int(code, 16)) + stored[3:]
     return stored
 
 

@@ -32,13 +32,19 @@ from zarr_manifest_store.cf import (
     fill_value_attribute,
     fill_value_record,
     stored_attribute,
+    typed_value,
 )
 from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.io.paths import is_local, source_path
 from zarr_manifest_store.io.remote_file import shared_remote_file
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import ChunkManifest, Fingerprint
-from zarr_manifest_store.scan.common import CONTIGUOUS_CHUNK_BYTES, rows_per_chunk
+from zarr_manifest_store.scan.common import (
+    CONTIGUOUS_CHUNK_BYTES,
+    Refusals,
+    Refused,
+    rows_per_chunk,
+)
 from zarr_manifest_store.scan.registry import Format
 
 __all__ = ["FORMAT", "SIGNATURES", "NetCDF3Header", "read_netcdf3_header", "scan_netcdf3"]
@@ -145,9 +151,10 @@ def scan_netcdf3(
     ranges of the file; ``_FillValue`` (or netCDF's default fill value for the
     type) becomes the Zarr ``fill_value``, and the attributes are carried so
     that ``xr.open_zarr(ManifestStore(g))`` equals ``xr.open_dataset(url, engine="scipy")``.
-    ``group`` must be None (netCDF3 has no groups); every netCDF3 variable can
-    be described exactly, so ``on_unsupported`` is only validated, for a
-    signature shared with the other scanners. Large non-record variables are
+    ``group`` must be None (netCDF3 has no groups). A variable whose data runs
+    past the end of a truncated file is refused (``on_unsupported``: raise
+    ``UnsupportedDatasetError`` naming it, or ``"skip"`` it with a warning); the
+    others are kept. Large non-record variables are
     split along their first axis into chunks of about ``contiguous_chunk_bytes``
     (``None``: one chunk), as ``scan_hdf5`` splits contiguous datasets.
 
@@ -157,16 +164,19 @@ def scan_netcdf3(
     """
     if group not in (None, "", "/"):
         raise ValueError(f"{os.fspath(url)!r} is a netCDF3 file, which has no groups: got {group=}")
-    if on_unsupported not in ("raise", "skip"):
-        raise ValueError(f"on_unsupported must be 'raise' or 'skip', got {on_unsupported!r}")
     dropped = {drop_variables} if isinstance(drop_variables, str) else set(drop_variables or ())
     path = source_path(url)
+    refusals = Refusals(path, on_unsupported)  # type: ignore[arg-type]  # it checks the value
     header, fingerprint = _read_header(path, storage_options)
-    arrays = {
-        v.name: _array(v, header, path, fingerprint, contiguous_chunk_bytes)
-        for v in header.variables
-        if v.name not in dropped
-    }
+    arrays = {}
+    for v in header.variables:
+        if v.name in dropped:
+            continue
+        try:
+            arrays[v.name] = _array(v, header, path, fingerprint, contiguous_chunk_bytes)
+        except Refused as e:
+            refusals.add(v.name, str(e))
+    refusals.finish()
     return ManifestGroup(arrays=arrays, attributes=_attributes(header.attributes, None))
 
 
@@ -208,9 +218,9 @@ def _array(
         stride = length = rows * var.slab_bytes // shape[0] if shape else var.slab_bytes
         end = var.begin + var.slab_bytes
     if end > size:
-        raise ValueError(
-            f"netCDF3 file {path!r} is truncated: variable {var.name!r} ends at byte {end}, "
-            f"but the file has {size} bytes"
+        raise Refused(
+            f"the file is truncated: variable {var.name!r} ends at byte {end}, but the file has "
+            f"{size} bytes (scan the complete file)"
         )
     grid = (count, *(1 for _ in shape[1:])) if shape else ()
     offsets = (var.begin + stride * np.arange(count, dtype=np.uint64)).reshape(grid)
@@ -222,7 +232,8 @@ def _array(
         fingerprints={path: fingerprint},
     )
     fill = var.attributes.get("_FillValue")
-    fill_value = var.default_fill if fill is None else _scalar(fill, var.dtype)
+    fill_value = _fill_of(fill, var.dtype) if fill is not None else None
+    fill_value = var.default_fill if fill_value is None else fill_value
     zdtype = parse_dtype(var.dtype, zarr_format=3)
     metadata = {
         "shape": list(shape),
@@ -258,12 +269,16 @@ def _attributes(attrs: dict[str, np.ndarray | bytes], dtype: np.dtype | None) ->
     for name, value in attrs.items():
         if name == "_FillValue" and dtype is not None:
             native = dtype.newbyteorder("=")
-            fill = _scalar(value, dtype)
-            encoded = fill_value_attribute(fill, native)
+            fill = _fill_of(value, dtype)
+            encoded = None if fill is None else fill_value_attribute(fill, native)
             if encoded is not None:
                 out[name] = encoded
-            elif (record := fill_value_record(fill, native)) is not None:
+            elif fill is not None and (record := fill_value_record(fill, native)) is not None:
                 typed[name] = record
+            if fill is None or np.size(value) > 1:  # as scipy shows it: xarray masks with it
+                typed[name] = typed_value(
+                    np.asarray(value).reshape(-1 if np.size(value) > 1 else ())
+                )
             continue
         out[name], record = stored_attribute(name, value)
         if record is not None:
@@ -273,15 +288,22 @@ def _attributes(attrs: dict[str, np.ndarray | bytes], dtype: np.dtype | None) ->
     return out
 
 
-def _scalar(value: np.ndarray | bytes, dtype: np.dtype) -> Any:
-    """An attribute's first value, as a value of ``dtype`` (a ``_FillValue`` may be of another type)."""
+def _fill_of(value: np.ndarray | bytes, dtype: np.dtype) -> Any:
+    """A ``_FillValue`` attribute's first value as a value of ``dtype``; None where it is not
+    one (text for a number, a number the type cannot hold exactly): netCDF readers then
+    mask nothing with it, and the variable's default fill stands for unwritten data."""
     if dtype.kind == "S":
         raw = value if isinstance(value, bytes) else np.asarray(value).tobytes()
         return raw[:1] or b"\x00"
     first = np.asarray(value).ravel()
-    if first.size == 0 or first.dtype.kind == "S":
-        raise ValueError(f"_FillValue {value!r} is not a number for a variable of type {dtype}")
-    return first[0].astype(dtype.newbyteorder("=")).item()
+    if first.size == 0 or first.dtype.kind not in "iufb":
+        return None
+    native = dtype.newbyteorder("=")
+    with np.errstate(all="ignore"):
+        converted = first[:1].astype(native)
+    if converted[0] != first[0] and not (np.isnan(first[0]) and np.isnan(converted[0])):
+        return None
+    return converted[0].item()
 
 
 def _pad4(n: int) -> int:

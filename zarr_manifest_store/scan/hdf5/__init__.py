@@ -173,17 +173,29 @@ def _open(
     a ``sharing``, the one the format registry read to identify the file)."""
     if is_local(path):
         fingerprint = sources.fingerprint(path)
-        fid = h5f.open(os.fsencode(local_path(path)), h5f.ACC_RDONLY, fapl=_file_access())
+        with _naming(path):
+            fid = h5f.open(os.fsencode(local_path(path)), h5f.ACC_RDONLY, fapl=_file_access())
         with h5py.File(fid) as f, open(local_path(path), "rb") as raw:
             yield f, fingerprint, _headers(read_headers, lambda: FileBytes.local(raw.fileno()))
         return
     fobj = shared_remote_file(sources, path)
     sources.record({path: fobj.fingerprint})  # checks of other reads need no HEAD of their own
     requests = fobj.requests
-    with h5py.File(fobj, "r") as f:
+    with _naming(path):
+        h5file = h5py.File(fobj, "r")
+    with h5file as f:
         headers = _headers(read_headers, lambda: FileBytes(fobj.read_range, fobj.size))
         yield f, fobj.fingerprint, headers
     logger.debug("scanned %s in %d more request(s)", path, fobj.requests - requests)
+
+
+@contextlib.contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """HDF5's refusal to open a file (truncated, corrupt), with the file named."""
+    try:
+        yield
+    except OSError as e:
+        raise type(e)(f"{path}: HDF5 cannot open it ({e})") from e
 
 
 def _headers(read_headers: bool, open_bytes: Callable[[], FileBytes]) -> FileBytes | None:

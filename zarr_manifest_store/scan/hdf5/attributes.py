@@ -21,6 +21,8 @@ from zarr_manifest_store.cf import (
     fill_value_attribute,
     fill_value_record,
     stored_attribute,
+    text_attribute,
+    typed_value,
 )
 from zarr_manifest_store.scan.hdf5.datatypes import type_key
 
@@ -85,6 +87,13 @@ class Attributes:
     def get(self, name: str, default: Any = None) -> Any:
         """The value, or ``default`` if there is no such attribute."""
         return self[name] if name in self._stored else default
+
+    def encoding(self, name: str | bytes) -> str:
+        """The character set of text attribute ``name`` (``"ascii"`` or ``"utf-8"``)."""
+        tid = h5a.open(self.id, self._stored[name]).get_type()
+        if tid.get_class() == h5t.STRING and tid.get_cset() == h5t.CSET_UTF8:
+            return "utf-8"
+        return "ascii"
 
     def where(self) -> str:
         """``file:object``, as warnings name the object (``obj.file.filename:obj.name``)."""
@@ -152,12 +161,20 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
     the NumPy values of attributes whose JSON form loses their type go in
     ``TYPED_ATTRIBUTES`` (see ``stored_attribute``); object references become the
     paths of their objects; attributes that have no JSON form (region references,
-    variable-length sequences) are left out with a warning.
+    variable-length sequences, names that are not UTF-8) are left out with a warning.
     """
     out: dict[str, Any] = {}
     typed: dict[str, Any] = {}
     for name in attributes:
         if name in HIDDEN_ATTRIBUTES:
+            continue
+        if isinstance(name, bytes):  # not UTF-8 (decoded_name): JSON names are text
+            shown = name.decode("utf-8", "replace")
+            warnings.warn(
+                f"{attributes.where()}: attribute {shown!r} has a name that is not UTF-8 text; "
+                "left out",
+                stacklevel=4,
+            )
             continue
         try:
             value = attributes[name]
@@ -173,15 +190,18 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
             out[name] = "" if value.dtype.kind in "SUO" else []
             continue
         if name == "_FillValue" and dtype is not None:
-            items = np.asarray(value).ravel()
-            first = items[0] if items.size else value
-            encoded = fill_value_attribute(first, dtype)
+            encoded, record = _fill_value(value, dtype)
             if encoded is not None:
                 out[name] = encoded
-            elif (record := fill_value_record(first, dtype)) is not None:
+            if record is not None:
                 typed[name] = record
             continue
-        converted, record = stored_attribute(str(name), _object_paths(value, attributes))
+        if isinstance(value, np.ndarray) and value.dtype.kind == "S" and value.dtype.itemsize > 1:
+            value = value.ravel()  # h5netcdf decodes text of any shape into a flat list
+        if _has_text_bytes(value):
+            converted, record = text_attribute(value, attributes.encoding(name))
+        else:
+            converted, record = stored_attribute(str(name), _object_paths(value, attributes))
         if not _is_json(converted):
             warnings.warn(
                 f"{attributes.where()}: attribute {name!r} has no JSON form; left out",
@@ -194,6 +214,34 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
     if typed:
         out[TYPED_ATTRIBUTES] = typed
     return out
+
+
+def _fill_value(value: Any, dtype: np.dtype) -> tuple[Any, dict[str, Any] | None]:
+    """A ``_FillValue`` attribute for xarray's Zarr backend (see ``fill_value_attribute``), and its
+    typed record where that form is not what h5netcdf shows: text, several values (xarray masks
+    with each), a value that form cannot hold (NaN for integers, no value at all)."""
+    items = np.asarray(value).ravel()
+    first = items[0] if items.size else value
+    numbers = items.dtype.kind in "iufcb"
+    try:
+        encoded = fill_value_attribute(first, dtype)
+    except (TypeError, ValueError, OverflowError):
+        if not numbers:
+            raise
+        return None, typed_value(value)
+    if encoded is None:
+        return None, fill_value_record(first, dtype)
+    return encoded, typed_value(items) if items.size > 1 and numbers else None
+
+
+def _has_text_bytes(value: Any) -> bool:
+    """Whether ``value`` is fixed-length text with a byte past ASCII (h5netcdf decodes such
+    text in its character set, not as UTF-8, and keeps single characters as bytes)."""
+    if not (isinstance(value, np.bytes_ | np.ndarray) and value.dtype.kind == "S"):
+        return False
+    return bool(
+        np.frombuffer(np.ascontiguousarray(value).tobytes(), np.uint8).max(initial=0) >= 0x80
+    )
 
 
 def _object_paths(value: Any, attributes: Attributes) -> Any:

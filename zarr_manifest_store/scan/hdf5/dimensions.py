@@ -10,7 +10,7 @@ from h5py import h5d, h5l
 
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.headers import FileBytes
-from zarr_manifest_store.scan.hdf5.objects import Dataset, links, member
+from zarr_manifest_store.scan.hdf5.objects import DANGLING_SCALE, Dataset, links, member
 from zarr_manifest_store.scan.hdf5.parsed import header_dataset
 
 __all__ = ["NOT_A_VARIABLE", "Dimensions", "dimension_only"]
@@ -140,10 +140,12 @@ class Dimensions:
                 "cannot name (h5netcdf refuses it too)"
             )
         if labels is not None:
+            if DANGLING_SCALE in labels:
+                raise Refused("has a dimension list that refers to a scale that no longer exists")
             if "" in labels:
                 raise Refused("has a dimension scale that has no name in the file")
             return labels  # type: ignore[return-value]
-        if own in self.all_names:
+        if own in self.all_names and ds.ndim == 1:  # a scale of more axes names none of them
             return [own]
         names = []
         seen: dict[int, int] = {}
@@ -156,11 +158,12 @@ class Dimensions:
         return names
 
     def netcdf_shape(self, ds: Dataset, names: list[str]) -> list[int]:
-        """The shape netCDF readers present: a numeric variable on an unlimited dimension
-        at that dimension's length (h5netcdf pads it with the fill value), others as stored."""
+        """The shape netCDF readers present: a variable on an unlimited dimension at that
+        dimension's length (netCDF-C pads numbers, characters and strings with the fill value;
+        h5netcdf only numbers, and fails on the others), other variables as stored."""
         shape = list(ds.shape)
         if (
-            ds.dtype.kind not in "fiu"
+            ds.dtype.kind not in "fiuSO"
             or ds.create_plist.get_layout() != h5d.CHUNKED  # only chunked data can grow
             or None not in (ds.maxshape or ())
         ):

@@ -290,13 +290,14 @@ class Layouts:
             )
         inline = {}
         whole = reader is ds and cells == [(0,) * ds.ndim]
+        extent = reader.shape if isinstance(reader, np.ndarray) else ds.shape  # values read: padded
         for cell in cells:
             try:
                 values = _whole(ds) if whole else None
                 if values is None:
                     region = tuple(
                         slice(c * s, min((c + 1) * s, n))
-                        for c, s, n in zip(cell, chunk_shape, ds.shape, strict=True)
+                        for c, s, n in zip(cell, chunk_shape, extent, strict=True)
                     )
                     values = reader[region]
             except UnicodeDecodeError as e:

@@ -15,7 +15,7 @@ from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.attributes import Attributes, decoded_name
 from zarr_manifest_store.scan.hdf5.datatypes import DataKind
 
-__all__ = ["Dataset", "links", "member"]
+__all__ = ["DANGLING_SCALE", "Dataset", "links", "member"]
 
 
 def links(h5group: h5py.Group, gcpl: h5p.PropGCID) -> list[tuple[str, int, int]]:
@@ -35,7 +35,8 @@ def links(h5group: h5py.Group, gcpl: h5p.PropGCID) -> list[tuple[str, int, int]]
 def member(
     h5group: h5py.Group, name: str | bytes
 ) -> h5py.Group | h5py.Dataset | h5py.Datatype | None:
-    """The object a link leads to, as ``h5group.get(name)`` opens it (None: nothing there).
+    """The object a link leads to, as ``h5group.get(name)`` opens it (None: nothing there, or
+    soft links that lead to each other).
 
     Opened with the low-level call ``get`` makes, without the File object it
     builds for each. Named data types (netCDF-4 enum types, say) are returned
@@ -43,7 +44,7 @@ def member(
     """
     try:
         oid = h5o.open(h5group.id, name.encode() if isinstance(name, str) else name)
-    except KeyError:
+    except (KeyError, RuntimeError):  # RuntimeError: soft links in a loop ("too many links")
         return None
     if isinstance(oid, h5d.DatasetID):
         return Dataset(oid, readonly=True)
@@ -131,6 +132,11 @@ class Dataset(h5py.Dataset):
         return _attached_scale_names(self, self.attributes)
 
 
+DANGLING_SCALE = "\x00dangling"
+"""The name of an axis whose ``DIMENSION_LIST`` refers to a scale that no longer exists (no
+HDF5 name holds a NUL)."""
+
+
 def _attached_scale_names(ds: h5py.Dataset, attrs: Attributes) -> list[str | None] | None:
     """Per axis, the name of the last dimension scale attached (None: no scale on that axis).
 
@@ -147,7 +153,11 @@ def _attached_scale_names(ds: h5py.Dataset, attrs: Attributes) -> list[str | Non
             names.append(None)
             continue
         found: list[h5py.h5d.DatasetID] = []
-        h5py.h5ds.iterate(ds.id, axis, found.append)  # append returns None: go on
+        try:
+            h5py.h5ds.iterate(ds.id, axis, found.append)  # append returns None: go on
+        except RuntimeError:  # a reference to a scale deleted since
+            names.append(DANGLING_SCALE)
+            continue
         path = h5py.h5i.get_name(found[-1])
         names.append(path.decode().rsplit("/", 1)[-1] if path else "")
     return None if all(n is None for n in names) else names

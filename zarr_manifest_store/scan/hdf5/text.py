@@ -32,8 +32,10 @@ Codec = dict[str, Any]
 def text_form(
     ds: h5py.Dataset, base: dict[str, Any], budget: int
 ) -> tuple[dict[str, Any], list[Codec], np.ndarray]:
-    """The array metadata, codecs and values of a dataset of variable-length strings."""
-    raw = np.asarray(ds[()], dtype=object)
+    """The array metadata, codecs and values of a dataset of variable-length strings (as long as
+    ``base``'s shape: netCDF pads a variable shorter than its unlimited dimension with its fill
+    value)."""
+    raw = _padded(np.asarray(ds[()], dtype=object), tuple(base["shape"]), ds.fillvalue)
     ascii_text = ds.id.get_type().get_cset() == h5t.CSET_ASCII
     if ascii_text and raw.ndim:
         return _ascii(raw, base, budget)
@@ -55,6 +57,16 @@ def text_form(
     }
     codecs = [{"name": "bytes", "configuration": {"endian": "little"}}]
     return meta, codecs, texts.astype(f"<U{width}")
+
+
+def _padded(raw: np.ndarray, shape: tuple[int, ...], fill: Any) -> np.ndarray:
+    """``raw`` padded to ``shape`` with the dataset's fill value (netCDF's padding)."""
+    if raw.shape == shape:
+        return raw
+    out = np.empty(shape, dtype=object)
+    out[...] = b"" if fill is None else fill
+    out[tuple(slice(0, n) for n in raw.shape)] = raw
+    return out
 
 
 def _ascii(

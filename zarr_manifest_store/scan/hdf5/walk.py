@@ -4,15 +4,16 @@ Links are followed in h5py's order; external links, dangling links and
 datasets that cannot be described exactly (h5py's own errors about one
 dataset included) are recorded as refusals; netCDF-4 dimension-only scales and
 named data types are left out as h5netcdf leaves them out; names Zarr reserves
-are escaped (``zarr_name``).
+are escaped (``zarr_name``). A link back to a group being walked (a cycle of
+hard or soft links) is refused: the tree it would describe has no end.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import h5py
-from h5py import h5l
+from h5py import h5i, h5l
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup
@@ -36,12 +37,26 @@ class Walk:
     layouts: Layouts
     refusals: Refusals
     dropped: set[str]
+    walking: list[h5py.h5g.GroupID] = field(
+        default_factory=list
+    )  # the groups open, outermost first
 
     def group(self, h5group: h5py.Group, prefix: str, dims: Dimensions) -> ManifestGroup:
         """One group: its datasets as arrays, its subgroups recursively, its attributes."""
+        self.walking.append(h5group.id)
+        try:
+            return self._members(h5group, prefix, dims)
+        finally:
+            self.walking.pop()
+
+    def _members(self, h5group: h5py.Group, prefix: str, dims: Dimensions) -> ManifestGroup:
         arrays: dict[str, ManifestArray] = {}
         groups: dict[str, ManifestGroup] = {}
         for name, link_type, _ in dims.links:
+            if isinstance(name, bytes):  # not UTF-8 (decoded_name): no Zarr name holds it
+                shown = name.decode("utf-8", "replace")
+                self.refusals.add(f"{prefix}{shown}", "has a name that is not UTF-8 text")
+                continue
             rel = f"{prefix}{name}"
             if rel in self.dropped:
                 continue
@@ -55,7 +70,13 @@ class Walk:
             if isinstance(obj, h5py.Datatype):
                 continue  # a named data type (a netCDF-4 enum type, say) is no dataset
             if obj is None:
-                self.refusals.add(rel, "is a link to an object that does not exist")
+                self.refusals.add(
+                    rel, "is a link to an object that does not exist (or to soft links in a loop)"
+                )
+            elif isinstance(obj, h5py.Group) and (held_by := self._walking(obj)):
+                self.refusals.add(
+                    rel, f"is a link to the group {held_by!r} that holds it (a cycle of links)"
+                )
             elif isinstance(obj, h5py.Group):
                 groups[zarr_name(name)] = self.group(obj, f"{rel}/", Dimensions(obj, dims))
             elif isinstance(obj, h5py.Dataset) and not (
@@ -71,6 +92,13 @@ class Walk:
                     self.refusals.add(rel, f"cannot be read with h5py ({type(e).__name__}: {e})")
         attributes = json_attributes(Attributes(h5group, dims.create_plist))
         return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes)
+
+    def _walking(self, obj: h5py.Group) -> str | None:
+        """The path of ``obj`` if it is a group being walked (one that holds this link)."""
+        for gid in self.walking:
+            if obj.id == gid:
+                return h5i.get_name(gid).decode("utf-8", "surrogateescape")
+        return None
 
     def array(self, ds: Dataset, dims: Dimensions) -> ManifestArray:
         """One dataset as a ManifestArray (raises Refused)."""

@@ -1,0 +1,76 @@
+"""Node names no Zarr node can have, stored reversibly rather than failing the file (issue #18).
+
+Found by generating netCDF-C files with odd names: a variable named
+``zarr.json`` (or ``.`` / ``..`` in HDF5) made the whole scan fail with
+``invalid member name``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+import zarr
+
+import zarr_manifest_store as zms
+from zarr_manifest_store.scan.common import file_name, zarr_name
+
+
+@pytest.mark.parametrize("name", [".", "..", "zarr.json", "%7Aarr.json", "__x", "%", "c"])
+def test_every_name_maps_back_exactly(name):
+    stored = zarr_name(name)
+    assert stored not in (".", "..", "zarr.json")
+    assert not stored.startswith("__")
+    assert file_name(stored) == name
+
+
+def test_nodes_named_as_zarr_metadata_or_dots_are_kept(tmp_path):
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as f:
+        f["zarr.json"] = np.arange(3)
+        f.create_group("..").create_dataset("v", data=[1, 2])
+        f["plain"] = np.arange(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is left out
+        group = zms.scan(str(path), on_unsupported="raise")
+    root = zarr.open_group(zms.ManifestStore(group), mode="r")
+    with h5py.File(path) as f:
+        names = {zarr_name(n) for n in f}
+        assert set(root.keys()) == names
+        np.testing.assert_array_equal(root["%7Aarr.json"][:], f["zarr.json"][:])
+        np.testing.assert_array_equal(root["%2E."]["v"][:], f[".."]["v"][:])
+
+
+@pytest.fixture
+def non_utf8_names(tmp_path):
+    """A dataset, a group and an attribute whose names are not UTF-8 (Latin-1 ``é``)."""
+    path = tmp_path / "latin1_names.h5"
+    with h5py.File(path, "w") as f:
+        ok = f.create_dataset("ok", data=np.arange(3))
+        ok.attrs["units"] = "m"
+        space = h5py.h5s.create(h5py.h5s.SCALAR)
+        h5py.h5a.create(ok.id, b"caf\xe9", h5py.h5t.NATIVE_INT32, space).write(np.array(5, "i4"))
+        data = h5py.h5d.create(
+            f.id, b"caf\xe9", h5py.h5t.NATIVE_FLOAT, h5py.h5s.create_simple((3,))
+        )
+        data.write(h5py.h5s.ALL, h5py.h5s.ALL, np.arange(3, dtype="f4"))
+        h5py.h5g.create(f.id, b"grp\xe9")
+    return path
+
+
+def test_names_that_are_not_utf8_are_refused_alone(non_utf8_names):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        group = zms.scan(str(non_utf8_names), on_unsupported="skip")
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "left out dataset 'caf\ufffd': has a name that is not UTF-8 text" in messages
+    assert "left out dataset 'grp\ufffd'" in messages
+    assert "attribute 'caf\ufffd' has a name that is not UTF-8 text; left out" in messages
+    root = zarr.open_group(zms.ManifestStore(group), mode="r")
+    assert list(root.keys()) == ["ok"]
+    assert dict(root["ok"].attrs) == {"units": "m"}
+    np.testing.assert_array_equal(root["ok"][:], np.arange(3))
+    with pytest.raises(zms.UnsupportedDatasetError, match="'caf\ufffd'"):
+        zms.scan(str(non_utf8_names))
