@@ -232,3 +232,54 @@ def test_a_body_is_awaited_while_other_reads_of_the_loop_are_under_way(tmp_path,
         assert sorted(bodies) == ["at once", "awaited"]
     finally:
         server.stop()
+
+
+def test_an_awaited_body_that_stalls_ends_at_the_timeout_and_is_retried(tmp_path, bodies):
+    """A gathered read's body (awaited) that stalls after its headers is given up at the
+    client's ``timeout`` (obstore's own: no timer of ours bounds the attempt), not when the
+    server resumes, and retried."""
+    root = tmp_path / "served"
+    root.mkdir()
+    server = BodyStallingServer(root).start()
+    server.stall_seconds = 2.0
+    try:
+        path = root / "src.h5"
+        data = write_source(path)
+        url = f"{server.url}/src.h5"
+        store = store_over(
+            manifest_for(path, url, Sources().fingerprint(url)), timeout=0.5, read_ahead_bytes=0
+        )
+        arr = zarr.open_group(store, mode="r")["v"]
+        server.stalls = 1
+        started = time.monotonic()
+        np.testing.assert_array_equal(arr[_rows(8).start : _rows(12).stop], data[16:26])
+        assert time.monotonic() - started < 1.5  # the server resumes after 2 s
+        assert server.requests.count("GET", path="/src.h5") == 2
+        assert bodies == ["awaited", "awaited"]
+    finally:
+        server.stop()
+
+
+def test_a_client_that_times_out_by_itself_is_given_no_timer(source, monkeypatch):
+    """An attempt through a client that abandons a request by itself (obstore's, made with
+    the store's ``timeout``) is not also bounded by a timer of ours; one through a client
+    without a timeout of its own (fsspec's, for a URL with a query) is."""
+    url, path, data = source
+    bounded: list[float] = []
+    wait_for = asyncio.wait_for
+
+    async def counting(awaitable: Any, timeout: float) -> Any:
+        bounded.append(timeout)
+        return await wait_for(awaitable, timeout)
+
+    monkeypatch.setattr(asyncio, "wait_for", counting)
+    fingerprint = Sources().fingerprint(url)
+    own = store_over(manifest_for(path, url, fingerprint), timeout=7)
+    np.testing.assert_array_equal(zarr.open_group(own, mode="r")["v"][_rows(3)], data[_rows(3)])
+    assert bounded == []
+
+    queried = f"{url}?v=1"
+    fsspec_read = store_over(manifest_for(path, queried, fingerprint), timeout=6)
+    arr = zarr.open_group(fsspec_read, mode="r")["v"]
+    np.testing.assert_array_equal(arr[_rows(4)], data[_rows(4)])
+    assert set(bounded) == {6}  # each attempt bounded by the store timeout

@@ -75,6 +75,9 @@ class Client(Protocol):
     checks_batches: bool
     """Whether the object must be checked before every batch of reads: its ranges should
     each be verified by ETag, but this client cannot tell which object served them."""
+    timeout: float | None
+    """Seconds after which the client itself abandons a request, body included (None: it
+    may wait for ever, so its reader bounds each attempt)."""
 
     async def get(
         self, path: str, start: int, stop: int, etag: str | None, *, at_once: bool = False
@@ -92,8 +95,9 @@ class ObstoreClient:
 
     checks_batches = False
 
-    def __init__(self, kind: str, store: Any) -> None:
+    def __init__(self, kind: str, store: Any, timeout: float | None = None) -> None:
         self._store = store
+        self.timeout = timeout
         self._if_match = kind != "http"  # HTTP servers may send weak ETags, which never match
         self._kind = kind
 
@@ -153,6 +157,8 @@ class FsspecClient:
     before every batch instead.
     """
 
+    timeout = None
+
     def __init__(self, fs: fsspec.AbstractFileSystem, *, stands_in: bool) -> None:
         self.fs = fs
         self.checks_batches = stands_in
@@ -210,7 +216,7 @@ def obstore_client(path: str, options: Mapping[str, Any], *, timeout: float) -> 
         if key in _SHARED:
             _SHARED.move_to_end(key)
             return _SHARED[key][0]
-        client = ObstoreClient(kind, getattr(obstore.store, store_class)(**arguments))
+        client = ObstoreClient(kind, getattr(obstore.store, store_class)(**arguments), timeout)
         _USED_IN = os.getpid()
         _SHARED[key] = (client, arguments)
         while len(_SHARED) > MAX_SHARED_CLIENTS:

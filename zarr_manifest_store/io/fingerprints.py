@@ -135,6 +135,7 @@ class FingerprintRegistry:
     def __init__(self, recorded: Mapping[str, Iterable[Fingerprint]] | None = None) -> None:
         self._recorded = {p: tuple(dict.fromkeys(fps)) for p, fps in (recorded or {}).items()}
         self._seen: dict[str, Fingerprint] = {}  # what a source looked like at first use
+        self._passed: dict[str, Fingerprint] = {}  # the last fingerprint that passed, per path
         self.after_fork()
 
     def after_fork(self) -> None:
@@ -162,12 +163,16 @@ class FingerprintRegistry:
                             f"({diff}): it changed between scans; rescan it",
                         )
                 self._recorded[path] = (*known, fp)
+                self._passed.pop(path, None)  # checked again, against this one too
 
     def check(self, path: str, current: Fingerprint) -> None:
         """Raise ``SourceChangedError`` if ``current`` differs from what ``path`` should be:
         from its recorded fingerprints, or from what it looked like when first seen (which
         catches what a recorded fingerprint leaves out, such as a same-size rewrite of a
-        file recorded by size alone)."""
+        file recorded by size alone). The fingerprint that passed last is not compared
+        again: every range of an object is served with the same one."""
+        if self._passed.get(path) == current:
+            return
         for fp in self._recorded.get(path, ()):
             if diff := differences(fp, current):
                 raise SourceChangedError(
@@ -184,6 +189,7 @@ class FingerprintRegistry:
                 f"source file {path!r} changed while it was being read ({diff}); "
                 f"reopen the store to read its new content",
             )
+        self._passed[path] = current
 
     def knows(self, path: str) -> bool:
         """Whether ``path`` has a fingerprint to be checked against: recorded at its scan, or

@@ -99,8 +99,9 @@ class _Runs:
 
     def index(self, offset: int) -> int:
         """The index of the chunk starting at ``offset``, or -1 if none does."""
-        i = int(np.searchsorted(self.starts, offset, side="left"))
-        return i if i < len(self.starts) and int(self.starts[i]) == offset else -1
+        starts = self.starts
+        i = int(starts.searchsorted(offset))
+        return i if i < len(starts) and starts[i] == offset else -1
 
     def run_after(self, first: int, limit: int, max_gap: int, max_bytes: int) -> tuple[int, int]:
         """The last chunk and end of the run onwards from chunk ``first``: chunks at most
@@ -196,8 +197,12 @@ class ReadAhead:
         stop = offset + length
         with self._lock:
             block = self._covering(path, offset, stop)
+            if block is None and alone:
+                block = self._plan(path, offset, stop)
+                if block is None:
+                    return None, True
         if block is None:
-            if not alone and not await self._alone(path):
+            if not await self._alone(path):
                 return None, False
             with self._lock:
                 block = self._covering(path, offset, stop) or self._plan(path, offset, stop)

@@ -120,6 +120,7 @@ class RemoteReader:
         self._clients: dict[tuple[str, ...], Client] = {}
         self._filesystems: dict[tuple[str, str], fsspec.AbstractFileSystem] = {}
         self._routes: dict[str, _Route] = {}
+        self._any_loop: set[str] = set()  # paths read on any loop (on_any_loop said so)
         self._slots: dict[str, Slots] = {}  # requests in flight, per host
         # State used only on the I/O loop's thread (reads that may check run there):
         self._checks: dict[str, asyncio.Future[None]] = {}
@@ -142,15 +143,23 @@ class RemoteReader:
         """Whether reads of ``path`` may run on the caller's event loop rather than the I/O
         loop: an obstore client's (its requests run on its own runtime) once no check of the
         object is left to wait for (each data request carries it: :meth:`_check`)."""
-        if self._verify == "always":
-            return False
+        if path in self._any_loop:
+            return True
         try:
             route = self._route(path)
         except Exception:  # the I/O loop's read reports it
             return False
-        return isinstance(route.client, ObstoreClient) and (
-            self._verify == "never" or self._registry.knows(path)
-        )
+        if not isinstance(route.client, ObstoreClient) or not self._settled(route.client, path):
+            return False
+        self._any_loop.add(path)  # for good: verify is fixed, and a known path stays known
+        return True
+
+    def _settled(self, client: Client, path: str) -> bool:
+        """Whether a read of ``path`` has no check to make or wait for before its request
+        (which carries the check: :meth:`_check`)."""
+        if self._verify == "never":
+            return True
+        return self._verify != "always" and not client.checks_batches and self._registry.knows(path)
 
     def _route(self, path: str) -> _Route:
         """How ``path`` is reached, worked out once (every read of a random chunk asks)."""
@@ -186,7 +195,8 @@ class RemoteReader:
         ``at_once``: no other read of ours is under way on this event loop (a random chunk),
         so a small body may be taken as soon as its headers arrived, blocking the loop."""
         route = self._route(path)
-        await self._check(route.client, path)
+        if not self._settled(route.client, path):
+            await self._check(route.client, path)
         return await self._fetch(route, path, start, stop, at_once)
 
     async def read_head(self, path: str, length: int) -> tuple[ByteData, Fingerprint]:
@@ -292,13 +302,14 @@ class RemoteReader:
         attempt: Callable[[], Awaitable[Any]],
         complete: Callable[[Any], bool] = lambda result: True,
     ) -> Any:
-        """Run ``attempt`` under its host's concurrency bound and the timeout, retrying
-        transient failures.
+        """Run ``attempt`` under its host's concurrency bound and the timeout (the client's
+        own where it is no longer than ours), retrying transient failures.
 
         An incomplete result (``complete`` is False) is retried too, and
         returned as it is if every attempt comes back incomplete.
         """
         slots = route.slots
+        own = route.client.timeout  # the client abandons an attempt by itself after this
         loop = asyncio.get_running_loop()
         error: Exception | None = None
         result: Any = None
@@ -318,7 +329,10 @@ class RemoteReader:
                     started = loop.time()
                     try:
                         limit = min(self._timeout, self._deadline - spent)
-                        result = await asyncio.wait_for(attempt(), limit)
+                        if own is not None and own <= limit:  # no timer of ours needed
+                            result = await attempt()
+                        else:
+                            result = await asyncio.wait_for(attempt(), limit)
                     finally:
                         spent += loop.time() - started
             except Exception as e:
