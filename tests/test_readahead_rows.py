@@ -154,12 +154,31 @@ async def _keys(store: zms.ManifestStore, prefix: str) -> list[str]:
     return [k async for k in store.list_prefix(prefix)]
 
 
-def test_compressed_or_few_chunks_are_served_as_stored(tmp_path):
-    rows = MIN_ROW_CHUNKS - 1
-    array, _ = _raw_array(tmp_path, np.arange(rows), 16)
+def test_few_small_interleaved_rows_are_joined_but_others_served_as_stored(tmp_path):
+    array, values = _raw_array(tmp_path, np.arange(3), 40)  # records among other bytes
+    store = zms.ManifestStore(zms.ManifestGroup(arrays={"v": array}))
+    small = zarr.open_group(store, mode="r")["v"]
+    assert small.chunks == (3, 4)
+    np.testing.assert_array_equal(small[:], values)
+
+    array, _ = _raw_array(tmp_path, np.arange(3), 16)  # side by side: a chunked array's
     store = zms.ManifestStore(zms.ManifestGroup(arrays={"v": array}))
     assert zarr.open_group(store, mode="r")["v"].chunks == (1, 4)
 
+    rows, width = MIN_ROW_CHUNKS - 1, served_rows.SMALL_ROW_BYTES // 4 + 1
+    meta = array_metadata((rows, width), (1, width))
+    manifest = zms.ChunkManifest.from_arrays(
+        paths=np.full((rows, 1), "/nowhere"),
+        offsets=(np.arange(rows) * width * 4).reshape(rows, 1),
+        lengths=np.full((rows, 1), width * 4),
+    )
+    store = zms.ManifestStore(
+        zms.ManifestGroup(arrays={"w": zms.ManifestArray(metadata=meta, manifest=manifest)})
+    )
+    assert zarr.open_group(store, mode="r")["w"].chunks == (1, width)
+
+
+def test_compressed_chunks_are_served_as_stored(tmp_path):
     meta = array_metadata((200, 4), (1, 4), codecs=GZIP_SHUFFLE_CODECS)
     manifest = zms.ChunkManifest.from_arrays(
         paths=np.full((200, 1), "/nowhere"),

@@ -7,7 +7,7 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
-from zarr_manifest_store._zarr import DefaultChunkKeyEncoding, V2ChunkKeyEncoding
+from zarr_manifest_store._zarr import ArrayV3Metadata, DefaultChunkKeyEncoding, V2ChunkKeyEncoding
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.io.paths import is_local
 from zarr_manifest_store.manifest import ChunkCoords, ChunkRef
@@ -65,6 +65,11 @@ class ServedArray:
 
     def served_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
         """The array's ``zarr.json`` as the store serves it."""
+        return metadata
+
+    def served_parsed(self, metadata: ArrayV3Metadata) -> ArrayV3Metadata:
+        """The array's metadata as zarr parses it from :meth:`served_metadata`'s document,
+        given its stored metadata parsed."""
         return metadata
 
     def present(self) -> Iterator[ChunkCoords]:

@@ -65,14 +65,11 @@ class ServedMetadata:
     def parsed(self, path: str) -> ArrayV3Metadata | None:
         """Array ``path``'s metadata as zarr parses it from the document served, taken from the
         node without encoding and parsing it (zarr's parse costs about 0.17 ms an array). None
-        where that would not be exact (parse the document): the store serves another chunk grid
-        or byte order, or JSON does not give the attributes back as they are (typed attribute
-        records are left out, as in the document). The copy has attributes of its own: zarr updates an
+        where that would not be exact (parse the document): JSON does not give the attributes
+        back as they are (typed attribute records are left out, as in the document). The chunk
+        grid and byte order are those served (:meth:`ServedArray.served_parsed`). The copy has attributes of its own: zarr updates an
         array's attributes in place before it tries to write them."""
         metadata = self._nodes[path].metadata  # type: ignore[union-attr]
-        served = self._served[path]
-        if type(served).served_metadata is not ServedArray.served_metadata:
-            return None
         attributes = {k: v for k, v in metadata.attributes.items() if k != TYPED_ATTRIBUTES}
         try:
             loaded = json.loads(json.dumps(attributes, allow_nan=False))
@@ -80,7 +77,7 @@ class ServedMetadata:
             return None
         if loaded != attributes:
             return None
-        parsed = copy.copy(metadata)
+        parsed = copy.copy(self._served[path].served_parsed(metadata))
         object.__setattr__(parsed, "attributes", loaded)  # frozen: zarr sets its fields so too
         return parsed
 

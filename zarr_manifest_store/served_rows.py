@@ -7,7 +7,8 @@ tasks), each costing far more than its few hundred bytes. Where chunks are
 stored uncompressed (the ``bytes`` codec alone) and each spans the array's
 whole extent on the other axes, a run of consecutive chunks along the first
 axis *is* one larger chunk: their bytes joined in order. :func:`served_array`
-serves such an array, if it has at least :data:`MIN_ROW_CHUNKS` chunks and its
+serves such an array, if it has at least :data:`MIN_ROW_CHUNKS` chunks (two of small
+interleaved rows: :data:`SMALL_ROW_BYTES`) and its
 manifest is in memory (a stored columnar manifest not yet loaded keeps serving a
 chunk by reading only the block that holds it), in chunks of the rows that lie
 within about :data:`ROW_SPAN_BYTES` of their file, so that every record variable
@@ -28,6 +29,7 @@ codec's ``endian``) the store serves differ.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -48,6 +50,7 @@ from zarr_manifest_store.served_blocks import RowBlocks
 __all__ = [
     "MIN_ROW_CHUNKS",
     "ROW_SPAN_BYTES",
+    "SMALL_ROW_BYTES",
     "Rows",
     "ServedRows",
     "served_array",
@@ -61,7 +64,13 @@ same records, as few as a remote file's records can be read in (one read coalesc
 ``max_coalesced_bytes``, 16 MiB by default): zarr's and dask's cost per chunk is most of what
 reading a small file's records costs."""
 MIN_ROW_CHUNKS = 64
-"""Arrays with fewer chunks along their first axis are served as stored."""
+"""Arrays with fewer chunks along their first axis are served as stored, unless their rows are
+small (:data:`SMALL_ROW_BYTES`)."""
+SMALL_ROW_BYTES = 64 << 10
+"""Arrays of two rows or more of at most this many bytes, evenly spaced in one file among
+other bytes (netCDF-3 records), are served in chunks of many rows however few their rows: a
+small netCDF-3 file of a few records and many record variables would cost zarr (and dask) a
+chunk a record of each."""
 
 
 def served_arrays(arrays: Mapping[str, ManifestArray]) -> dict[str, ServedArray]:
@@ -81,7 +90,7 @@ def served_array(path: str, array: ManifestArray, blocks: RowBlocks) -> ServedAr
 def _joins_rows(array: ManifestArray) -> bool:
     """Whether ``array`` is served in chunks of many rows: its metadata says stored chunks
     along the first axis join exactly (uncompressed whole rows of a fixed-size type), and
-    there are many of them."""
+    there are many of them, or a few small ones among other bytes (:data:`SMALL_ROW_BYTES`)."""
     if isinstance(array.manifest, LazyChunkManifest) and not array.manifest.loaded:
         return False  # a stored columnar manifest serves a chunk reading only the block holding it
     meta = array.metadata
@@ -93,11 +102,31 @@ def _joins_rows(array: ManifestArray) -> bool:
     ):
         return False
     shape, chunks = tuple(meta.shape), tuple(meta.chunk_grid.chunk_shape)
-    if not shape or chunks[1:] != shape[1:] or -(-shape[0] // chunks[0]) < MIN_ROW_CHUNKS:
+    if not shape or chunks[1:] != shape[1:]:
         return False
     dtype = meta.data_type.to_native_dtype()
     row_bytes = math.prod(chunks) * dtype.itemsize
-    return dtype.kind in "biufcSV" and 0 < row_bytes <= ROW_SPAN_BYTES // 2
+    if dtype.kind not in "biufcSV" or not 0 < row_bytes <= ROW_SPAN_BYTES // 2:
+        return False
+    rows = -(-shape[0] // chunks[0])
+    if rows >= MIN_ROW_CHUNKS:
+        return True
+    return rows >= 2 and row_bytes <= SMALL_ROW_BYTES and _interleaved(array.manifest, row_bytes)
+
+
+def _interleaved(manifest: ChunkManifest, row_bytes: int) -> bool:
+    """Whether the rows lie evenly spaced in one file with other bytes between them, near
+    enough for a served chunk to join them: the records of a netCDF-3 record variable,
+    interleaved with the other record variables'."""
+    index, offsets, lengths = _columns(manifest)
+    steps = np.diff(offsets)
+    return bool(
+        index[0] < INLINE
+        and (index == index[0]).all()
+        and (lengths == row_bytes).all()
+        and row_bytes < steps[0] <= ROW_SPAN_BYTES // 2
+        and (steps == steps[0]).all()
+    )
 
 
 class ServedRows(ServedArray):
@@ -150,6 +179,17 @@ class ServedRows(ServedArray):
         if self.swaps:
             served["codecs"] = [{"name": "bytes", "configuration": {"endian": sys.byteorder}}]
         return served
+
+    def served_parsed(self, metadata: ArrayV3Metadata) -> ArrayV3Metadata:
+        """:meth:`served_metadata`, parsed: the metadata with the served chunk shape and byte order."""
+        chunks = (
+            metadata.chunk_grid.chunk_shape[0] * self.factor,
+            *metadata.chunk_grid.chunk_shape[1:],
+        )
+        codecs = (BytesCodec(endian=sys.byteorder),) if self.swaps else metadata.codecs
+        return dataclasses.replace(
+            metadata, chunk_grid=RegularChunkGridMetadata(chunk_shape=chunks), codecs=codecs
+        )
 
     def chunk(self, chunk_key: str) -> Rows | None:
         coords = self.decode(chunk_key)
