@@ -12,6 +12,7 @@ import warnings
 import h5py
 import numpy as np
 import pytest
+import scipy.io
 import xarray as xr
 import zarr
 
@@ -116,3 +117,24 @@ def test_names_that_are_not_utf8_are_refused_alone(non_utf8_names):
     np.testing.assert_array_equal(root["ok"][:], np.arange(3))
     with pytest.raises(zms.UnsupportedDatasetError, match="'caf\ufffd'"):
         zms.scan(str(non_utf8_names))
+
+
+def test_netcdf3_variables_named_as_zarr_reserves_are_kept(tmp_path):
+    """netCDF-3 names may start with ``__`` or hold a ``\\``: one such variable failed the whole
+    file (``invalid member name``)."""
+    path = tmp_path / "odd_names.nc"
+    names = ["__x", "a\\b", "zarr.json", "%y", "ok"]
+    with scipy.io.netcdf_file(path, "w") as f:
+        f.createDimension("time", None)
+        f.createDimension("x", 3)
+        for i, name in enumerate(names):
+            f.createVariable(name, "i4", ("x",))[:] = np.arange(3) + i
+        f.createVariable("t\\1", "f8", ("time", "x"))[:] = np.ones((2, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is left out
+        group = zms.scan(str(path), on_unsupported="raise")
+    view = xr.open_dataset(zms.ManifestStore(group), engine="zarr_manifest").load()
+    expected = xr.open_dataset(path, engine="scipy").load()
+    renamed = expected.rename({name: zarr_name(name) for name in expected.variables})
+    xr.testing.assert_identical(view, renamed)
+    assert sorted(view.variables) == ["%25y", "%5F_x", "%61%5Cb", "%74%5C1", "%7Aarr.json", "ok"]
