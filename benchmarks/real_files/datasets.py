@@ -233,9 +233,11 @@ def zarr_path(name: str) -> str:
 
 def escaped(name: str) -> str:
     """A node name as the scan stores it: Zarr reserves ``__`` and names no node ``.``, ``..`` or
-    ``zarr.json``; such names (and ``%...``) start percent-encoded (docs/scanning.md, "Names")."""
-    if name.startswith(("__", "%")) or name in (".", "..", "zarr.json"):
-        return f"%{ord(name[0]):02X}{name[1:]}"
+    ``zarr.json``, zarr-python reads ``\\`` as ``/``; such names (and ``%...``) start
+    percent-encoded, ``%`` and ``\\`` after it too (docs/howto/scanning.md, "Names")."""
+    if name.startswith(("__", "%")) or name in (".", "..", "zarr.json") or "\\" in name:
+        first = "".join(f"%{byte:02X}" for byte in name[0].encode())
+        return first + name[1:].replace("%", "%25").replace("\\", "%5C")
     return name
 
 

@@ -4,6 +4,7 @@ the way Zarr allows, the names to drop, and splitting contiguous data into chunk
 from __future__ import annotations
 
 import math
+import urllib.parse
 import warnings
 from collections.abc import Iterable
 from typing import Literal
@@ -90,31 +91,39 @@ _RESERVED = frozenset({".", "..", "zarr.json"})
 
 
 def zarr_name(name: str) -> str:
-    """A file's node name as a legal Zarr node name, reversibly (see :func:`file_name`).
+    r"""A file's node name as a legal Zarr node name, reversibly (see :func:`file_name`).
 
     Zarr reserves names starting with ``__`` (AnnData's ``__categories``, say),
-    and ``.``, ``..`` and ``zarr.json`` name no node; such a name, and a name
+    ``.``, ``..`` and ``zarr.json`` name no node, and zarr-python reads a ``\``
+    in a path as ``/`` (HyperSpy's ``$t-\lambda$``); such a name, and a name
     starting with ``%``, is stored with its first character percent-encoded
-    (``%5F_categories``, ``%7Aarr.json``), so that every stored name maps back
-    to exactly one name in the file. Other names are unchanged.
+    (``%5F_categories``, ``%7Aarr.json``) and every ``%`` and ``\`` after it too
+    (``%24t-%5Clambda$``), so that every stored name maps back to exactly one
+    name in the file. Other names are unchanged.
 
     >>> zarr_name("__categories"), zarr_name("%5F"), zarr_name("_FillValue"), zarr_name(".")
     ('%5F_categories', '%255F', '_FillValue', '%2E')
+    >>> zarr_name("a\\b%c"), zarr_name("\u00e9\\")
+    ('%61%5Cb%25c', '%C3%A9%5C')
     """
-    if name.startswith(("__", "%")) or name in _RESERVED:
-        return f"%{ord(name[0]):02X}{name[1:]}"
+    if name.startswith(("__", "%")) or name in _RESERVED or "\\" in name:
+        rest = name[1:].replace("%", "%25").replace("\\", "%5C")
+        first = "".join(f"%{byte:02X}" for byte in name[0].encode())
+        return first + rest
     return name
 
 
 def file_name(stored: str) -> str:
-    """The node name in the file that :func:`zarr_name` stored as ``stored``.
+    r"""The node name in the file that :func:`zarr_name` stored as ``stored``.
 
     >>> file_name("%5F_categories"), file_name("%255F"), file_name("%7Aarr.json"), file_name("x")
     ('__categories', '%5F', 'zarr.json', 'x')
+    >>> file_name("%61%5Cb%25c"), file_name("%C3%A9%5C") == "\u00e9\\"
+    ('a\\b%c', True)
     """
     code = stored[1:3]
     if stored.startswith("%") and len(code) == 2 and all(c in "0123456789ABCDEF" for c in code):
-        return chr(int(code, 16)) + stored[3:]
+        return urllib.parse.unquote(stored)
     return stored
 
 

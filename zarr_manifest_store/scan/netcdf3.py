@@ -44,6 +44,7 @@ from zarr_manifest_store.scan.common import (
     Refusals,
     Refused,
     rows_per_chunk,
+    zarr_name,
 )
 from zarr_manifest_store.scan.registry import Format
 
@@ -173,7 +174,8 @@ def scan_netcdf3(
         if v.name in dropped:
             continue
         try:
-            arrays[v.name] = _array(v, header, path, fingerprint, contiguous_chunk_bytes)
+            array = _array(v, header, path, fingerprint, contiguous_chunk_bytes)
+            arrays[zarr_name(v.name)] = array  # a name Zarr reserves is escaped
         except Refused as e:
             refusals.add(v.name, str(e))
     refusals.finish()

@@ -18,7 +18,7 @@ from typing import Any
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.errors import UnsupportedDatasetError
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.scan.common import Refusals
+from zarr_manifest_store.scan.common import Refusals, zarr_name
 from zarr_manifest_store.scan.kerchunk.chunks import Targets
 from zarr_manifest_store.scan.kerchunk.references import load
 from zarr_manifest_store.scan.registry import Folder, Format, Head
@@ -99,7 +99,8 @@ def scan_kerchunk(
 def _tree(
     prefix: str, metadata: Mapping[str, Any], arrays: Mapping[str, ManifestArray]
 ) -> ManifestGroup:
-    """The group at ``prefix``, with its arrays and (implicit or explicit) subgroups."""
+    """The group at ``prefix``, with its arrays and (implicit or explicit) subgroups (names
+    Zarr reserves escaped, as the HDF5 scan escapes them)."""
     base = f"{prefix}/" if prefix else ""
     members: dict[str, ManifestArray] = {}
     subgroups: set[str] = set()
@@ -110,14 +111,15 @@ def _tree(
         if "/" in rest:
             subgroups.add(rest.partition("/")[0])
         else:
-            members[rest] = array
+            members[zarr_name(rest)] = array
     for key in metadata:
-        if key.endswith("/.zgroup") and key.startswith(base):
-            rest = key.removeprefix(base).removesuffix("/.zgroup")
-            if rest:
-                subgroups.add(rest.partition("/")[0])
+        rest = key.removeprefix(base)
+        if key.startswith(base) and rest.endswith("/.zgroup"):  # not this group's own .zgroup
+            subgroups.add(rest.partition("/")[0])
     attributes = metadata.get(f"{base}.zattrs", {})
-    groups = {name: _tree(f"{base}{name}", metadata, arrays) for name in sorted(subgroups)}
+    groups = {
+        zarr_name(name): _tree(f"{base}{name}", metadata, arrays) for name in sorted(subgroups)
+    }
     return ManifestGroup(arrays=members, groups=groups, attributes=attributes)
 
 
