@@ -119,13 +119,11 @@ def _interleaved(manifest: ChunkManifest, row_bytes: int) -> bool:
     enough for a served chunk to join them: the records of a netCDF-3 record variable,
     interleaved with the other record variables'."""
     index, offsets, lengths = _columns(manifest)
-    steps = np.diff(offsets)
-    return bool(
-        index[0] < INLINE
-        and (index == index[0]).all()
-        and (lengths == row_bytes).all()
-        and row_bytes < steps[0] <= ROW_SPAN_BYTES // 2
-        and (steps == steps[0]).all()
+    step = _even_step(index, offsets, row_bytes)
+    return (
+        step is not None
+        and row_bytes < step <= ROW_SPAN_BYTES // 2
+        and bool((lengths == row_bytes).all())
     )
 
 
@@ -232,13 +230,24 @@ def _usual_step(index: np.ndarray, offsets: np.ndarray, size: int) -> int:
     every two rows where all are evenly spaced in one file (netCDF-3 records: found at once,
     this is worked out for each record variable as a store opens), else the median step
     between rows of one file at least a row apart (``size`` if none are)."""
+    step = _even_step(index, offsets, size)
+    if step is not None:
+        return step
     steps = np.diff(offsets)
-    evenly = len(steps) and steps[0] >= size and index[0] < INLINE and (steps == steps[0]).all()
-    if evenly and (index == index[0]).all():
-        return int(steps[0])
     steps = steps[(index[1:] == index[:-1]) & (index[1:] < INLINE)]
     steps = steps[steps >= size]
     return int(np.median(steps)) if len(steps) else size
+
+
+def _even_step(index: np.ndarray, offsets: np.ndarray, size: int) -> int | None:
+    """The step between every two rows where all lie in one file, evenly spaced at least
+    ``size`` bytes apart; None where they do not."""
+    steps = np.diff(offsets)
+    if not len(steps) or steps[0] < size or index[0] >= INLINE:
+        return None
+    if (steps != steps[0]).any() or (index != index[0]).any():
+        return None
+    return int(steps[0])
 
 
 def _row_dtypes(meta: ArrayV3Metadata) -> tuple[np.dtype, np.dtype]:
