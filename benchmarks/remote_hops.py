@@ -27,10 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
-import os
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -40,9 +37,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency_link import CountingProxy, KeepAliveFront
-from remote_latency import Backend, bare_getter, publish, request_path, write_document, write_files
-from remote_read import BUCKET, N_FILES, STEPS, TESTS
+from latency_s3 import s3_behind_link, worker_result
+from remote_latency import bare_getter, request_path
+from remote_read import BUCKET, N_FILES, STEPS
 
 WARMUP = 10
 
@@ -143,33 +140,12 @@ def main() -> None:
     if args.worker:
         print(json.dumps(timed_pairs(json.loads(args.worker[0]), int(args.worker[1]))))
         return
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        os.environ.setdefault(name, "testing")
-    sys.path.insert(0, str(TESTS))
-    from servers import S3Server
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    files = write_files(args.data / "files")
-    s3 = S3Server().start()
-    publish(args.data, s3, files)
-    front = KeepAliveFront()
-    proxy = CountingProxy(("127.0.0.1", int(front.url.rsplit(":", 1)[1])), args.rtt)
-    try:
-        backend = Backend("s3", proxy, files)
-        job = backend.describe(*write_document(args.data, backend))
+    with s3_behind_link(args.data, args.rtt) as (job, _):
         for round_ in range(1, args.rounds + 1):
-            cmd = [sys.executable, __file__, "--worker", json.dumps(job), str(args.reads)]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if done.returncode:
-                raise RuntimeError(f"the worker failed:\n{done.stderr[-3000:]}")
-            ratios = json.loads(done.stdout.strip().splitlines()[-1])
+            ratios = worker_result(__file__, job, args.reads)
             shares = ", ".join(f"{name} {ratio:.3f}x" for name, ratio in ratios.items())
             runtime = ratios["obstore"] - ratios["socket on the loop"]
             print(f"round {round_}: over a bare GET: {shares}; obstore's hand-offs {runtime:.1%}")
-    finally:
-        proxy.stop()
-        front.stop()
-        s3.stop()
 
 
 if __name__ == "__main__":

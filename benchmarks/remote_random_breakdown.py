@@ -28,10 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
-import os
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -41,9 +38,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency_link import CountingProxy, KeepAliveFront
-from remote_latency import Backend, bare_getter, publish, write_document, write_files
-from remote_read import N_FILES, STEPS, TESTS
+from latency_link import CountingProxy
+from latency_s3 import s3_behind_link, worker_result
+from remote_latency import bare_getter
+from remote_read import N_FILES, STEPS
 
 now = time.perf_counter_ns
 
@@ -275,30 +273,9 @@ def main() -> None:
     if args.worker:
         print(json.dumps(stamped_reads(json.loads(args.worker[0]), int(args.worker[1]))))
         return
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        os.environ.setdefault(name, "testing")
-    sys.path.insert(0, str(TESTS))
-    from servers import S3Server
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    files = write_files(args.data / "files")
-    s3 = S3Server().start()
-    publish(args.data, s3, files)
-    front = KeepAliveFront()
-    proxy = StampingProxy(("127.0.0.1", int(front.url.rsplit(":", 1)[1])), args.rtt)
-    try:
-        backend = Backend("s3", proxy, files)
-        job = backend.describe(*write_document(args.data, backend))
+    with s3_behind_link(args.data, args.rtt, StampingProxy) as (job, proxy):
         proxy.stamps.clear()
-        cmd = [sys.executable, __file__, "--worker", json.dumps(job), str(args.reads)]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode:
-            raise RuntimeError(f"the worker failed:\n{done.stderr[-3000:]}")
-        rows = json.loads(done.stdout.strip().splitlines()[-1])
-    finally:
-        proxy.stop()
-        front.stop()
-        s3.stop()
+        rows = worker_result(__file__, job, args.reads)
     report(rows, list(proxy.stamps))
 
 
