@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from latency_random import bare_getter, request_path
 from latency_s3 import s3_behind_link, worker_result
-from remote_latency import bare_getter, request_path
 from remote_read import BUCKET, N_FILES, STEPS
 
 WARMUP = 10

@@ -39,8 +39,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency_link import CountingProxy
+from latency_random import bare_getter
 from latency_s3 import s3_behind_link, worker_result
-from remote_latency import bare_getter
 from remote_read import N_FILES, STEPS
 
 now = time.perf_counter_ns
