@@ -42,7 +42,7 @@ def text_form(
     """The array metadata, codecs and values of a dataset of variable-length strings (as long as
     ``base``'s shape: netCDF pads a variable shorter than its unlimited dimension with its fill
     value)."""
-    raw = _padded(np.asarray(ds[()], dtype=object), tuple(base["shape"]), ds.fillvalue)
+    raw = _padded(np.asarray(ds[()], dtype=object), tuple(base["shape"]), ds)
     ascii_text = ds.id.get_type().get_cset() == h5t.CSET_ASCII
     if ascii_text and raw.ndim:
         return _ascii(raw, base, budget)
@@ -66,10 +66,12 @@ def text_form(
     return meta, _codecs(bytes_codec, 4 * width * texts.size, budget), texts.astype(f"<U{width}")
 
 
-def _padded(raw: np.ndarray, shape: tuple[int, ...], fill: Any) -> np.ndarray:
-    """``raw`` padded to ``shape`` with the dataset's fill value (netCDF's padding)."""
+def _padded(raw: np.ndarray, shape: tuple[int, ...], ds: h5py.Dataset) -> np.ndarray:
+    """``raw`` padded to ``shape`` with the fill value of ``ds`` (netCDF's padding; reading the
+    fill value takes a tenth of a string dataset's scan, so only where there is padding)."""
     if raw.shape == shape:
         return raw
+    fill = ds.fillvalue
     out = np.empty(shape, dtype=object)
     out[...] = b"" if fill is None else fill
     out[tuple(slice(0, n) for n in raw.shape)] = raw
