@@ -10,7 +10,7 @@ as wide as the longest) with ``_Encoding: "ascii"``, which xarray decodes to
 ``str`` objects. (HDF5
 strings end at their first NUL, so ``<U``, which drops trailing NULs, holds
 them exactly.) Fixed-width text larger than the inline budget is stored
-compressed (zlib: it is mostly padding), and refused if it is still too large;
+compressed (gzip: it is mostly padding), and refused if it is still too large;
 only UTF-8 strings whose fixed width would take more than
 :data:`WIDE_TEXT_FACTOR` times the budget (one long string among many short
 ones) stay Zarr's ``string`` type (read as NumPy ``StringDType``).
@@ -113,9 +113,9 @@ def _text_type(numpy_type: str) -> Any:
 
 
 def _codecs(bytes_codec: Codec, nbytes: int, budget: int) -> list[Codec]:
-    """``bytes_codec``, then zlib where the fixed-width values (``nbytes``) are larger than the
-    inline budget: the encoded chunk is then held to the budget (or refused) where it is
-    stored."""
+    """``bytes_codec``, then gzip (a core Zarr codec: every reader has it) where the fixed-width
+    values (``nbytes``) are larger than the inline budget: the encoded chunk is then held to
+    the budget (or refused) where it is stored."""
     if nbytes <= budget:
         return [bytes_codec]
-    return [bytes_codec, {"name": "numcodecs.zlib", "configuration": {"level": 1}}]
+    return [bytes_codec, {"name": "gzip", "configuration": {"level": 1}}]
