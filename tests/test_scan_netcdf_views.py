@@ -83,6 +83,30 @@ def test_variable_length_strings_have_the_dtype_h5netcdf_gives(tmp_path):
                 assert actual[name].dtype == expected[name].dtype, name
 
 
+def test_text_larger_than_the_inline_budget_has_the_dtype_h5netcdf_gives(tmp_path):
+    """8,000 UTF-8 and 30,000 ASCII strings whose fixed-width form passes 1 MiB (AnnData's cell
+    names): stored compressed, not as ``StringDType`` nor refused."""
+    path = tmp_path / "many_strings.h5"
+    utf8 = np.array([f"cellé-{i:06d}" + "ACGT" * (i % 8) for i in range(8000)], object)
+    ascii_text = np.array([f"gene-{i:06d}".encode() * (1 + i % 3) for i in range(30000)], object)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("utf8", data=utf8, dtype=h5py.string_dtype())
+        f.create_dataset("ascii", data=ascii_text, dtype=h5py.string_dtype("ascii"))
+    group = zms.scan(str(path))
+    assert [c["name"] for c in group["utf8"].metadata.to_dict()["codecs"]] == [
+        "bytes",
+        "gzip",
+    ]
+    with xr.open_dataset(path, engine="h5netcdf") as expected:
+        expected = expected.load()
+        assert expected["utf8"].dtype == "<U40"
+        assert expected["ascii"].dtype == object
+        for actual in _views(path):
+            xr.testing.assert_identical(actual, expected)
+            for name in expected.variables:
+                assert actual[name].dtype == expected[name].dtype, name
+
+
 def test_attributes_show_as_h5netcdf_shows_them(tmp_path):
     path = tmp_path / "attributes.h5"
     with h5py.File(path, "w") as f:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 
 import h5py
@@ -38,6 +39,9 @@ class Dimensions:
         self.create_plist = h5group.id.get_create_plist()
         self.links = links(h5group, self.create_plist)
         """The group's links (name, link type, address), in h5py's order."""
+        own = {address: name for name, kind, address in self.links if kind == h5l.TYPE_HARD}
+        self.linked_names = collections.ChainMap(own, *([parent.linked_names] if parent else []))
+        """Hard-link names of this group and the groups above it, by object address."""
         self.members = {
             name: self._member(name, kind, address) for name, kind, address in self.links
         }
@@ -80,7 +84,10 @@ class Dimensions:
             found = header_dataset(self.headers, self.group, self.group_name, name, address)
             if found is not None:
                 return found
-        return member(self.group, name)
+        found = member(self.group, name)
+        if isinstance(found, Dataset):
+            found.linked_names = self.linked_names
+        return found
 
     @functools.cached_property
     def group_name(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import h5py
@@ -63,6 +64,10 @@ class Dataset(h5py.Dataset):
     attributes and the attached scales several times; none of them can change
     while the file is open read-only.
     """
+
+    linked_names: Mapping[int, str] = {}
+    """Names of the hard links listed so far, by the address of their objects: where a scale
+    attached to this dataset is found by name (see ``_scale_name``)."""
 
     def __init__(self, bind: h5d.DatasetID, *, readonly: bool = False) -> None:
         # h5py's own __init__ also makes transfer properties, which only reading needs
@@ -129,7 +134,7 @@ class Dataset(h5py.Dataset):
     @functools.cached_property
     def attached_scales(self) -> list[str | None] | None:
         """Per axis, the name of the last scale attached (see ``_attached_scale_names``)."""
-        return _attached_scale_names(self, self.attributes)
+        return _attached_scale_names(self, self.attributes, self.linked_names)
 
 
 DANGLING_SCALE = "\x00dangling"
@@ -137,7 +142,9 @@ DANGLING_SCALE = "\x00dangling"
 HDF5 name holds a NUL)."""
 
 
-def _attached_scale_names(ds: h5py.Dataset, attrs: Attributes) -> list[str | None] | None:
+def _attached_scale_names(
+    ds: h5py.Dataset, attrs: Attributes, linked_names: Mapping[int, str]
+) -> list[str | None] | None:
     """Per axis, the name of the last dimension scale attached (None: no scale on that axis).
 
     Several scales on one axis: the last one names it, as netCDF-C does; a scale
@@ -158,6 +165,20 @@ def _attached_scale_names(ds: h5py.Dataset, attrs: Attributes) -> list[str | Non
         except RuntimeError:  # a reference to a scale deleted since
             names.append(DANGLING_SCALE)
             continue
-        path = h5py.h5i.get_name(found[-1])
-        names.append(path.decode().rsplit("/", 1)[-1] if path else "")
+        names.append(_scale_name(found[-1], linked_names))
     return None if all(n is None for n in names) else names
+
+
+def _scale_name(scale: h5d.DatasetID, linked_names: Mapping[int, str]) -> str:
+    """The last part of the path ``H5Iget_name`` gives the scale ("" where it has none).
+
+    A scale reached through a reference has no path of its own: HDF5 searches
+    the file for one, milliseconds in a group of thousands of datasets (a scan
+    of them all took time quadratic in their number). A scale with a single
+    hard link, listed already (``linked_names``), has that link's name.
+    """
+    info = h5o.get_info(scale)
+    if info.rc == 1 and info.addr in linked_names:
+        return linked_names[info.addr]
+    path = h5py.h5i.get_name(scale)
+    return path.decode().rsplit("/", 1)[-1] if path else ""

@@ -9,12 +9,16 @@ width. Arrays of ASCII strings come back as Python ``str`` objects: they are sto
 as wide as the longest) with ``_Encoding: "ascii"``, which xarray decodes to
 ``str`` objects. (HDF5
 strings end at their first NUL, so ``<U``, which drops trailing NULs, holds
-them exactly.) Where fixed width would take more than the inline budget,
-UTF-8 strings stay Zarr's ``string`` type (read as NumPy ``StringDType``).
+them exactly.) Fixed-width text larger than the inline budget is stored
+compressed (gzip: it is mostly padding), and refused if it is still too large;
+only UTF-8 strings whose fixed width would take more than
+:data:`WIDE_TEXT_FACTOR` times the budget (one long string among many short
+ones) stay Zarr's ``string`` type (read as NumPy ``StringDType``).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import h5py
@@ -28,6 +32,9 @@ __all__ = ["text_form"]
 
 Codec = dict[str, Any]
 
+WIDE_TEXT_FACTOR = 64
+"""Fixed-width text may take this many times the inline budget before it is compressed."""
+
 
 def text_form(
     ds: h5py.Dataset, base: dict[str, Any], budget: int
@@ -35,7 +42,7 @@ def text_form(
     """The array metadata, codecs and values of a dataset of variable-length strings (as long as
     ``base``'s shape: netCDF pads a variable shorter than its unlimited dimension with its fill
     value)."""
-    raw = _padded(np.asarray(ds[()], dtype=object), tuple(base["shape"]), ds.fillvalue)
+    raw = _padded(np.asarray(ds[()], dtype=object), tuple(base["shape"]), ds)
     ascii_text = ds.id.get_type().get_cset() == h5t.CSET_ASCII
     if ascii_text and raw.ndim:
         return _ascii(raw, base, budget)
@@ -47,22 +54,24 @@ def text_form(
     except UnicodeDecodeError as e:
         raise Refused(f"holds strings that are not valid {encoding} ({e})") from None
     width = max((len(t) for t in texts.flat), default=0) or 1
-    if 4 * width * texts.size > budget:
+    if 4 * width * texts.size > WIDE_TEXT_FACTOR * budget:
         return {**base, "data_type": "string", "fill_value": ""}, [{"name": "vlen-utf8"}], texts
-    zdtype = parse_dtype(np.dtype(f"<U{width}"), zarr_format=3)
+    zdtype = _text_type(f"<U{width}")
     meta = {
         **base,
         "data_type": zdtype.to_json(zarr_format=3),
         "fill_value": zdtype.to_json_scalar("", zarr_format=3),
     }
-    codecs = [{"name": "bytes", "configuration": {"endian": "little"}}]
-    return meta, codecs, texts.astype(f"<U{width}")
+    bytes_codec = {"name": "bytes", "configuration": {"endian": "little"}}
+    return meta, _codecs(bytes_codec, 4 * width * texts.size, budget), texts.astype(f"<U{width}")
 
 
-def _padded(raw: np.ndarray, shape: tuple[int, ...], fill: Any) -> np.ndarray:
-    """``raw`` padded to ``shape`` with the dataset's fill value (netCDF's padding)."""
+def _padded(raw: np.ndarray, shape: tuple[int, ...], ds: h5py.Dataset) -> np.ndarray:
+    """``raw`` padded to ``shape`` with the fill value of ``ds`` (netCDF's padding; reading the
+    fill value takes a tenth of a string dataset's scan, so only where there is padding)."""
     if raw.shape == shape:
         return raw
+    fill = ds.fillvalue
     out = np.empty(shape, dtype=object)
     out[...] = b"" if fill is None else fill
     out[tuple(slice(0, n) for n in raw.shape)] = raw
@@ -76,15 +85,16 @@ def _ascii(
     to join) with ``_Encoding: "ascii"`` where they decode, as h5py's ``asstr`` decodes them."""
     data = [v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v for v in raw.flat]
     width = max(2, max(map(len, data), default=0))
-    if width * raw.size > budget:
+    if width * raw.size > WIDE_TEXT_FACTOR * budget:
         raise Refused(
-            f"holds {raw.size} ASCII strings of up to {width} bytes, more than the inline budget "
-            f"(max_inline_bytes={budget}); raise max_inline_bytes to materialise them"
+            f"holds {raw.size} ASCII strings of up to {width} bytes, more than "
+            f"{WIDE_TEXT_FACTOR} times the inline budget (max_inline_bytes={budget}); raise "
+            "max_inline_bytes to materialise them"
         )
     attributes = dict(base.get("attributes", {}))
     if all(b.isascii() for b in data):
         attributes["_Encoding"] = "ascii"
-    zdtype = parse_dtype(np.dtype(f"S{width}"), zarr_format=3)
+    zdtype = _text_type(f"S{width}")
     meta = {
         **base,
         "data_type": zdtype.to_json(zarr_format=3),
@@ -92,4 +102,20 @@ def _ascii(
         "attributes": attributes,
     }
     values = np.array(data, dtype=f"S{width}").reshape(raw.shape)
-    return meta, [{"name": "bytes", "configuration": {}}], values
+    return meta, _codecs({"name": "bytes", "configuration": {}}, width * raw.size, budget), values
+
+
+@functools.cache
+def _text_type(numpy_type: str) -> Any:
+    """The Zarr data type of a fixed-width text type, found once (a look-up in zarr's registry
+    costs 0.1 ms, and files hold thousands of string datasets)."""
+    return parse_dtype(np.dtype(numpy_type), zarr_format=3)
+
+
+def _codecs(bytes_codec: Codec, nbytes: int, budget: int) -> list[Codec]:
+    """``bytes_codec``, then gzip (a core Zarr codec: every reader has it) where the fixed-width
+    values (``nbytes``) are larger than the inline budget: the encoded chunk is then held to
+    the budget (or refused) where it is stored."""
+    if nbytes <= budget:
+        return [bytes_codec]
+    return [bytes_codec, {"name": "gzip", "configuration": {"level": 1}}]
