@@ -39,6 +39,29 @@ def test_local_chunks_are_read_and_decoded_through_the_synchronous_path(tmp_path
     assert len(sync_reads) == 24 + 7  # the whole array, then rows 6 to 19
 
 
+def test_many_local_chunks_go_to_the_pool_in_runs_of_neighbours(tmp_path, monkeypatch):
+    store, data, _ = local_store(tmp_path)
+    runs: list[list[object]] = []
+    pool_of = pipeline.fused_read_pool
+
+    class Recording:
+        def __init__(self, workers: int) -> None:
+            self.pool = pool_of(workers)
+
+        def map(self, fn, items):
+            items = list(items)
+            runs.extend(items)
+            return self.pool.map(fn, items)
+
+    monkeypatch.setattr(pipeline, "fused_read_pool", Recording)
+    with zarr.config.set({"codec_pipeline.max_workers": 2}):
+        np.testing.assert_array_equal(zarr.open_group(store, mode="r")["v"][:], data)
+    assert sum(map(len, runs)) == 24  # every chunk once
+    assert len(runs) == 12  # 2 workers: runs of 2, not a task a chunk
+    keys = [item[0].path for run in runs for item in run]
+    assert keys == sorted(keys, key=lambda k: [int(i) for i in k.rsplit("/c/", 1)[1].split("/")])
+
+
 def test_remote_chunks_are_fetched_together(http_server, monkeypatch):
     data = write_source(http_server.root / "src.h5")
     url = f"{http_server.url}/src.h5"
