@@ -1,0 +1,111 @@
+"""The bugs the HDF5 fuzzer (tests/h5fuzz_files.py, benchmarks/fuzz_hdf5.py) found, each on a
+small file generated here: exact or refused alone, never wrong values or a failed scan."""
+
+from __future__ import annotations
+
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+import zarr
+from h5py import h5d, h5p, h5s, h5t
+
+import zarr_manifest_store as zms
+from zarr_manifest_store.scan.hdf5 import scan_file
+
+pytestmark = pytest.mark.filterwarnings("ignore::zarr.errors.UnstableSpecificationWarning")
+
+
+def _scan_skip(path) -> tuple[zms.ManifestGroup, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        group = zms.scan(str(path), on_unsupported="skip")
+    return group, [str(w.message) for w in caught if "left out" in str(w.message)]
+
+
+def _read(group: zms.ManifestGroup, name: str) -> np.ndarray:
+    return zarr.open_group(zms.ManifestStore(group), mode="r")[name][...]
+
+
+def _dataset(f, name, shape, *, chunks=None, fill=None, fill_time=None, filters=()):
+    dcpl = h5p.create(h5p.DATASET_CREATE)
+    if chunks:
+        dcpl.set_chunk(chunks)
+    if fill is not None:
+        dcpl.set_fill_value(np.array([fill], dtype="<i4"))
+    if fill_time is not None:
+        dcpl.set_fill_time(fill_time)
+    for code in filters:
+        dcpl.set_filter(code, h5py.h5z.FLAG_OPTIONAL, ())
+    space = h5s.create_simple(shape)
+    return h5py.Dataset(h5d.create(f.id, name.encode(), h5t.STD_I32LE, space, dcpl=dcpl))
+
+
+def test_a_virtual_datasets_contiguous_source_is_described(tmp_path):
+    """A virtual dataset whose source is contiguous and never written failed the whole scan
+    (AttributeError)."""
+    with h5py.File(tmp_path / "src.h5", "w") as f:
+        f.create_dataset("a", shape=(5,), dtype="<i2", fillvalue=3)
+    layout = h5py.VirtualLayout(shape=(1, 5), dtype="<i2")
+    layout[0] = h5py.VirtualSource("src.h5", "a", shape=(5,))
+    with h5py.File(tmp_path / "vds.h5", "w") as f:
+        f.create_virtual_dataset("v", layout, fillvalue=3)
+    group = zms.scan(str(tmp_path / "vds.h5"))
+    assert _read(group, "v").tolist() == [[3, 3, 3, 3, 3]]
+
+
+@pytest.mark.parametrize("read_headers", [True, False])
+@pytest.mark.parametrize("userblock", [0, 512, 4096])
+def test_unwritten_contiguous_data_after_a_user_block_reads_as_its_fill_value(
+    tmp_path, userblock, read_headers
+):
+    """HDF5 gives an unallocated contiguous dataset the offset ``user block - 1`` (the base
+    address added to the undefined address): the scan read the user block's last byte and
+    what follows it as data, when it described the dataset through h5py (a header it does
+    not read itself: ``read_headers=False`` forces that)."""
+    path = tmp_path / "ub.h5"
+    with h5py.File(path, "w", userblock_size=userblock or None) as f:
+        f.create_dataset("never", shape=(3,), dtype="<u8", fillvalue=7)
+        f["written"] = np.arange(3, dtype="<u8")
+    with open(path, "r+b") as raw:
+        raw.write(b"\xff" * userblock)  # what a user block holds is none of HDF5's business
+    group = scan_file(str(path), read_headers=read_headers)
+    assert _read(group, "never").tolist() == [7, 7, 7]
+    assert _read(group, "written").tolist() == [0, 1, 2]
+
+
+def test_fill_time_never_refuses_only_data_never_written(tmp_path):
+    """With fill time "never" (netCDF's NC_NOFILL) HDF5 leaves the reader's buffer as it was
+    where nothing was written: such data was served as the fill value."""
+    path = tmp_path / "nofill.h5"
+    with h5py.File(path, "w") as f:
+        never = h5d.FILL_TIME_NEVER
+        _dataset(f, "contiguous", (4,), fill=5, fill_time=never)
+        _dataset(f, "chunked", (4,), chunks=(2,), fill=5, fill_time=never)[:2] = [1, 2]
+        _dataset(f, "whole", (4,), chunks=(2,), fill=5, fill_time=never)[:] = [1, 2, 3, 4]
+        _dataset(f, "ifset", (4,), chunks=(2,), fill=5)[:2] = [1, 2]
+    group, messages = _scan_skip(path)
+    assert sorted(group.arrays) == ["ifset", "whole"]
+    assert _read(group, "whole").tolist() == [1, 2, 3, 4]
+    assert _read(group, "ifset").tolist() == [1, 2, 5, 5]
+    for name in ("contiguous", "chunked"):
+        assert any(f"'{name}'" in m and "fill time 'never'" in m for m in messages), messages
+    with pytest.raises(zms.UnsupportedDatasetError, match=r"'chunked'.*fill time 'never'"):
+        zms.scan(str(path))
+
+
+def test_data_read_with_h5py_is_refused_where_never_written_without_a_fill_value(tmp_path):
+    """A filter without a Zarr codec (lzf) makes the scan read the data with h5py, which
+    gives whatever its buffer held where chunks were never written and no fill value is
+    defined (or the fill time is "never"): that was stored inline as the data."""
+    path = tmp_path / "lzf.h5"
+    lzf = h5py.h5z.FILTER_LZF
+    with h5py.File(path, "w") as f:
+        never = h5d.FILL_TIME_NEVER
+        _dataset(f, "partly", (6,), chunks=(2,), fill=5, fill_time=never, filters=[lzf])[:2] = 1
+        _dataset(f, "whole", (6,), chunks=(2,), fill=5, fill_time=never, filters=[lzf])[:] = 3
+    group, messages = _scan_skip(path)
+    assert sorted(group.arrays) == ["whole"]
+    assert _read(group, "whole").tolist() == [3] * 6
+    assert any("'partly'" in m and "never written" in m for m in messages), messages
