@@ -109,3 +109,34 @@ def test_data_read_with_h5py_is_refused_where_never_written_without_a_fill_value
     assert sorted(group.arrays) == ["whole"]
     assert _read(group, "whole").tolist() == [3] * 6
     assert any("'partly'" in m and "never written" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("libver", ["earliest", "v110", "latest"])
+@pytest.mark.parametrize(
+    ("shape", "maxshape", "chunks"),
+    [
+        ((4, 3), (4, None), (2, 1)),
+        ((4, 3), (8, None), (2, 1)),
+        ((4, 3, 5), (4, None, 5), (2, 1, 2)),
+        ((4, 3, 5), (7, 3, None), (3, 2, 2)),
+        ((5, 6), (None, 6), (2, 4)),
+    ],
+)
+def test_chunks_of_an_unlimited_axis_that_is_not_the_first_are_placed_right(
+    tmp_path, libver, shape, maxshape, chunks
+):
+    """An extensible-array chunk index (one unlimited axis, 1.10 format or later) whose
+    unlimited axis is not the first: HDF5 2.0 reports its chunks' offsets in the index's
+    swizzled order, which failed the file (IndexError) or misplaced chunks."""
+    path = tmp_path / "earray.h5"
+    data = np.arange(np.prod(shape), dtype="<i4").reshape(shape)
+    grown = tuple(n + 2 if m is None else n for n, m in zip(shape, maxshape, strict=True))
+    with h5py.File(path, "w", libver=libver) as f:
+        f.create_dataset("x", data=data, maxshape=maxshape, chunks=chunks)
+        grow = f.create_dataset("grow", data=data, maxshape=maxshape, chunks=chunks, fillvalue=-1)
+        grow.resize(grown)
+        grow[tuple(slice(n - 1, n) for n in grown)] = 99
+    group = zms.scan(str(path))
+    with h5py.File(path) as f:
+        for name in ("x", "grow"):
+            np.testing.assert_array_equal(_read(group, name), f[name][...])
