@@ -140,3 +140,38 @@ def test_chunks_of_an_unlimited_axis_that_is_not_the_first_are_placed_right(
     with h5py.File(path) as f:
         for name in ("x", "grow"):
             np.testing.assert_array_equal(_read(group, name), f[name][...])
+
+
+def test_external_files_shorter_than_their_segments_read_as_hdf5_reads_them(tmp_path):
+    """HDF5 reads what lies past the end of an external file as zeros: the scan referenced
+    those bytes, and reading the array failed (the file 'changed since it was scanned')."""
+    path = tmp_path / "ext.h5"
+    data = np.arange(12, dtype="<i4").reshape(6, 2)
+    (tmp_path / "short.bin").write_bytes(b"\x01" * 4 + data[:2].tobytes())  # rows 2.. never written
+    (tmp_path / "whole.bin").write_bytes(data.tobytes())
+    with h5py.File(path, "w") as f:
+        for name, size in (("short", 48), ("whole", h5py.h5f.UNLIMITED)):
+            file = str(tmp_path / f"{name}.bin")
+            offset = 4 if name == "short" else 0
+            f.create_dataset(name, shape=(6, 2), dtype="<i4", external=[(file, offset, size)])
+    group = zms.scan(str(path))
+    with h5py.File(path) as f:
+        for name in ("short", "whole"):
+            np.testing.assert_array_equal(_read(group, name), f[name][...])
+    assert _read(group, "short")[2:].tolist() == [[0, 0]] * 4
+
+
+def test_external_files_split_inside_a_row_are_read_whole_when_small(tmp_path):
+    """External segments that split a row cannot be chunks of a regular grid; the data is
+    read once and stored inline when small, as other such data is (it was refused)."""
+    path = tmp_path / "split.h5"
+    raw = np.arange(12, dtype="<i4").tobytes()
+    (tmp_path / "a.bin").write_bytes(raw[:20])
+    (tmp_path / "b.bin").write_bytes(raw[20:])
+    with h5py.File(path, "w") as f:
+        segments = [(str(tmp_path / "a.bin"), 0, 20), (str(tmp_path / "b.bin"), 0, 28)]
+        f.create_dataset("split", shape=(4, 3), dtype="<i4", external=segments)
+    group = zms.scan(str(path))
+    assert _read(group, "split").tolist() == np.arange(12).reshape(4, 3).tolist()
+    with pytest.raises(zms.UnsupportedDatasetError, match="inside a row"):
+        zms.scan(str(path), max_inline_bytes=16)

@@ -140,10 +140,11 @@ class Layouts:
             if position >= total:
                 break
             if position % row_bytes:
-                raise Refused(
-                    f"keeps its data in external files split at byte {position}, inside a row "
-                    f"of {row_bytes} bytes, which no regular chunk grid can follow"
+                reason = (
+                    f"it keeps its data in external files split at byte {position}, inside a "
+                    f"row of {row_bytes} bytes, which no regular chunk grid can follow"
                 )
+                return self.materialised(ds, base, ds.kind, reason)
             boundaries.append(position // row_bytes)
         rows = self.rows_per_chunk(ds, align=math.gcd(_rows(ds), *boundaries))
         blocks = []
@@ -152,6 +153,12 @@ class Layouts:
         for name in {p for p, _ in blocks}:
             if name not in self.external_fingerprints:
                 self.external_fingerprints[name] = self.sources.fingerprint(name)
+        for name, offset in blocks:
+            size = self.external_fingerprints[name].size
+            if size is not None and offset + rows * row_bytes > size:
+                # HDF5 reads what lies past the end of an external file as zeros
+                reason = f"its external file {name!r} ends before its data does"
+                return self.materialised(ds, base, ds.kind, reason)
         return self.row_blocks(ds, base, rows, blocks)
 
     def virtual(self, ds: h5py.Dataset, dcpl: h5p.PropDCID, base: dict[str, Any]) -> ManifestArray:
