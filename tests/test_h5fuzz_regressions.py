@@ -175,3 +175,25 @@ def test_external_files_split_inside_a_row_are_read_whole_when_small(tmp_path):
     assert _read(group, "split").tolist() == np.arange(12).reshape(4, 3).tolist()
     with pytest.raises(zms.UnsupportedDatasetError, match="inside a row"):
         zms.scan(str(path), max_inline_bytes=16)
+
+
+def test_compounds_zarr_packs_differently_are_read_inline_when_small(tmp_path):
+    """Compounds with padding, mixed byte orders or enum fields were refused outright; their
+    values are exact in Zarr's packed little-endian struct of the same fields."""
+    path = tmp_path / "compounds.h5"
+    padded = np.dtype(
+        {"names": ["a", "b"], "formats": ["u1", "<f8"], "offsets": [0, 8], "itemsize": 16}
+    )
+    mixed = np.dtype([("a", "<i4"), ("b", ">f8")])
+    enum = np.dtype([("e", h5py.enum_dtype({"A": 0, "B": 1}, basetype="u1")), ("x", "<u4")])
+    with h5py.File(path, "w") as f:
+        f["padded"] = np.array([(1, 2.5), (255, -1.0)], dtype=padded)
+        f.create_dataset("chunked", data=np.array([(3, 1e300)] * 5, dtype=mixed), chunks=(2,))
+        f["enum"] = np.array([(1, 7), (0, 2**32 - 1)], dtype=enum)
+        f["large"] = np.zeros(100_000, dtype=padded)
+    group, messages = _scan_skip(path)
+    assert sorted(group.arrays) == ["chunked", "enum", "padded"]
+    with h5py.File(path) as f:
+        for name in ("chunked", "enum", "padded"):
+            assert _read(group, name).tolist() == f[name][...].tolist(), name
+    assert any("'large'" in m and "max_inline_bytes" in m for m in messages), messages

@@ -315,6 +315,8 @@ class Layouts:
                 raise Refused(f"holds strings that are not valid UTF-8 ({e})") from None
             except OSError as e:  # a filter whose plugin HDF5 cannot load, say
                 raise Refused(f"cannot be referenced in place ({reason}) nor read ({e})") from None
+            if getattr(values, "dtype", None) is not None and values.dtype.fields:
+                values = values.astype(metadata.data_type.to_native_dtype())  # Zarr's packing
             inline[cell] = _plain_bytes(metadata, chunk_shape, values) or encode_chunk(
                 metadata, tuple(chunk_shape), values
             )
