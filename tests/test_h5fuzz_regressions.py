@@ -197,3 +197,33 @@ def test_compounds_zarr_packs_differently_are_read_inline_when_small(tmp_path):
         for name in ("chunked", "enum", "padded"):
             assert _read(group, name).tolist() == f[name][...].tolist(), name
     assert any("'large'" in m and "max_inline_bytes" in m for m in messages), messages
+
+
+def test_absent_sources_of_a_virtual_dataset_read_as_its_fill_value(tmp_path):
+    """HDF5 reads a virtual dataset's absent source (file or dataset) as the virtual
+    dataset's fill value: such datasets were refused; now exact, unless an absent source
+    overlaps one that exists."""
+    with h5py.File(tmp_path / "src0.h5", "w") as f:
+        f.create_dataset("a", data=np.arange(4, dtype="<i2"), chunks=(2,))
+    with h5py.File(tmp_path / "src1.h5", "w") as f:
+        f["other"] = np.zeros(4, dtype="<i2")  # no dataset 'a'
+    stack = h5py.VirtualLayout(shape=(3, 4), dtype="<i2")
+    for i, name in enumerate(["src0.h5", "src1.h5", "gone.h5"]):
+        stack[i] = h5py.VirtualSource(name, "a", shape=(4,))
+    nothing = h5py.VirtualLayout(shape=(2, 4), dtype="<i2")
+    nothing[0] = h5py.VirtualSource("gone.h5", "a", shape=(4,))
+    overlap = h5py.VirtualLayout(shape=(4,), dtype="<i2")
+    overlap[:] = h5py.VirtualSource("src0.h5", "a", shape=(4,))
+    overlap[:2] = h5py.VirtualSource("gone.h5", "a", shape=(2,))
+    path = tmp_path / "vds.h5"
+    with h5py.File(path, "w") as f:
+        f.create_virtual_dataset("stack", stack, fillvalue=-7)
+        f.create_virtual_dataset("nothing", nothing, fillvalue=3)
+        f.create_virtual_dataset("overlap", overlap, fillvalue=-1)
+    group, messages = _scan_skip(path)
+    with h5py.File(path) as f:
+        for name in ("stack", "nothing"):
+            np.testing.assert_array_equal(_read(group, name), f[name][...])
+    assert _read(group, "stack")[1:].tolist() == [[-7] * 4] * 2
+    assert "overlap" not in group.arrays
+    assert any("'overlap'" in m and "overlaps" in m for m in messages), messages

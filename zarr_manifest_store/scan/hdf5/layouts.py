@@ -59,7 +59,7 @@ class Layouts:
         if layout != h5d.CHUNKED and base["shape"] != list(ds.shape):
             base = {**base, "shape": list(ds.shape)}  # only chunked data can be padded
         if layout == h5d.VIRTUAL:
-            return self.virtual(ds, dcpl, base)
+            return self.virtual(ds, dcpl, {**base, "codecs": [kind.bytes_codec]})
         if layout == h5d.COMPACT:
             return self.materialised(ds, base, kind, "its data is stored in the object header")
         if kind.materialise:
