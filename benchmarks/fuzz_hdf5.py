@@ -28,6 +28,7 @@ as a JSON line, and ``--keep DIR`` the files of failing seeds.
 from __future__ import annotations
 
 import argparse
+import ast
 import collections
 import contextlib
 import importlib
@@ -68,7 +69,8 @@ FAILURES = frozenset(
 )
 """Classes that are bugs of the scan (or of the checker). A file h5py or HDF5 fails to write
 (``build-error``, ``build-crash``: writer bugs of random combinations) is counted, no more."""
-LEFT_OUT = re.compile(r"left out dataset '(.*?)': ", re.S)
+LEFT_OUT = re.compile(r"left out dataset ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"): ", re.S)
+"""The name a refusal warning gives, as Python writes it (``repr``: backslashes doubled)."""
 SEED_TIMEOUT = 120
 
 
@@ -120,7 +122,7 @@ def check(path: Path) -> dict[str, Any]:
         for w in caught
         if not w.category.__module__.startswith(("zarr", "numcodecs"))
     ]
-    refused = {m.group(1) for text in messages if (m := LEFT_OUT.search(text))}
+    refused = {ast.literal_eval(m.group(1)) for text in messages if (m := LEFT_OUT.search(text))}
     result["refused"] = {n: _reason(n, messages) for n in sorted(refused)}
     if group is None:
         return result
@@ -152,7 +154,9 @@ def _dataset(name: str, ds: h5py.Dataset, root: zarr.Group, messages: list, refu
         return {"name": name, "class": "unreadable", "reason": f"{_line(e)} (scan: {described})"}
     expected = datasets._netcdf_padded(ds, expected, node)
     record = {"name": name, **datasets.classify(name, expected, root, messages, "", node)}
-    if record["class"] == "refused" and name not in refused:
+    if record["class"] in ("refused", "missing") and name in refused:
+        record = {"name": name, "class": "refused", "reason": _reason(name, messages)}
+    elif record["class"] == "refused":
         record["class"] = "refused-group"
     return record
 
@@ -164,7 +168,7 @@ def _raise_check(path: Path, refused: set[str]) -> dict:
             warnings.simplefilter("ignore")
             zms.scan(str(path), on_unsupported="raise")
     except zms.UnsupportedDatasetError as e:
-        unnamed = [n for n in refused if f"'{n}'" not in str(e)]
+        unnamed = [n for n in refused if repr(n) not in str(e)]
         if refused and not unnamed:
             return {"name": "", "class": "raise-ok"}
         return {"name": "", "class": "raise-mismatch", "reason": f"unnamed {unnamed}: {_line(e)}"}
@@ -181,8 +185,8 @@ def _raise_check(path: Path, refused: set[str]) -> dict:
 
 def _reason(name: str, messages: list[str]) -> str:
     for text in messages:
-        if f"left out dataset '{name}': " in text:
-            return text.split(f"left out dataset '{name}': ", 1)[1]
+        if f"left out dataset {name!r}: " in text:
+            return text.split(f"left out dataset {name!r}: ", 1)[1]
     return ""
 
 

@@ -45,6 +45,7 @@ class Build:
         self.count = 0
         self.appendable: list[str] = []  # chunked datasets with an unlimited first axis
         self.target: h5py.Dataset | None = None  # what reference datasets point at
+        self.odd_names: set[str] = set()
 
     def chance(self, p: float) -> bool:
         return bool(self.rng.random() < p)
@@ -53,7 +54,15 @@ class Build:
         return options[int(self.rng.integers(len(options)))]
 
     def name(self, prefix: str) -> str:
+        """A new link name: ``prefix`` and a count, now and then after a name Zarr reserves or
+        escapes (``__``, ``%``, ``\\``, ``zarr.json``) or one of spaces and non-ASCII letters."""
         self.count += 1
+        if self.chance(0.08):
+            odd = self.pick(["__cat", "%", "a b", "é", "日本", "back\\slash", "zarr.json"])
+            if odd not in self.odd_names:
+                self.odd_names.add(odd)
+                return odd
+            return f"{odd}{self.count}"
         return f"{prefix}{self.count}"
 
     def note(self, feature: str) -> None:
@@ -74,6 +83,10 @@ def build(seed: int, path: Path | str) -> list[str]:
                 _dataset(b, f, parent, name)
             except (ValueError, TypeError, OSError, RuntimeError, KeyError) as e:
                 b.note(f"unbuildable:{type(e).__name__}:{str(e)[:60]}")
+        if b.chance(0.05):
+            f.create_dataset(b.name("null"), data=h5py.Empty("<f4"))
+            b.note("null_dataspace")
+        _scales(b, f)
         _links(b, f, groups)
         _attributes(b, groups)
         if kwargs.get("libver") in (("v110", "latest"), ("latest", "latest"), ("v112", "latest")):
@@ -499,6 +512,28 @@ def _links(b: Build, f: h5py.File, groups: list[h5py.Group]) -> None:
     if b.chance(0.1):
         b.pick(groups)[b.name("extmissing")] = h5py.ExternalLink("absent.h5", "/x")
         b.note("link:external-absent")
+
+
+def _scales(b: Build, f: h5py.File) -> None:
+    """A 1-D dataset made a dimension scale and attached to an axis of another (its length
+    may differ: HDF5 does not check)."""
+    found: list[h5py.Dataset] = []
+    f.visititems(lambda n, o: found.append(o) if isinstance(o, h5py.Dataset) else None)
+    scales = [d for d in found if d.ndim == 1 and d.dtype.kind in "iuf" and not d.is_virtual]
+    users = [d for d in found if d.ndim and d.dtype.kind != "V"]
+    if not scales or not users or not b.chance(0.3):
+        return
+    scale, user = b.pick(scales), b.pick(users)
+    if scale == user:
+        return
+    axis = int(b.rng.integers(user.ndim))
+    try:
+        scale.make_scale(b.pick(["", "x", "This is a netCDF dimension but not a netCDF variable"]))
+        user.dims[axis].attach_scale(scale)
+    except (ValueError, RuntimeError, KeyError):
+        return
+    same = scale.shape[0] == user.shape[axis]
+    b.note(f"scale:{scale.name}->{user.name}[{axis}]:{'same' if same else 'other'} length")
 
 
 def _attributes(b: Build, groups: list[h5py.Group]) -> None:
