@@ -201,8 +201,8 @@ def test_compounds_zarr_packs_differently_are_read_inline_when_small(tmp_path):
 
 def test_absent_sources_of_a_virtual_dataset_read_as_its_fill_value(tmp_path):
     """HDF5 reads a virtual dataset's absent source (file or dataset) as the virtual
-    dataset's fill value: such datasets were refused; now exact, unless an absent source
-    overlaps one that exists."""
+    dataset's fill value: such datasets were refused; now exact. An absent source that
+    overlaps one that exists cannot be placed: read through HDF5 and stored inline."""
     with h5py.File(tmp_path / "src0.h5", "w") as f:
         f.create_dataset("a", data=np.arange(4, dtype="<i2"), chunks=(2,))
     with h5py.File(tmp_path / "src1.h5", "w") as f:
@@ -220,10 +220,37 @@ def test_absent_sources_of_a_virtual_dataset_read_as_its_fill_value(tmp_path):
         f.create_virtual_dataset("stack", stack, fillvalue=-7)
         f.create_virtual_dataset("nothing", nothing, fillvalue=3)
         f.create_virtual_dataset("overlap", overlap, fillvalue=-1)
-    group, messages = _scan_skip(path)
+    group = zms.scan(str(path))
     with h5py.File(path) as f:
-        for name in ("stack", "nothing"):
+        for name in ("stack", "nothing", "overlap"):
             np.testing.assert_array_equal(_read(group, name), f[name][...])
     assert _read(group, "stack")[1:].tolist() == [[-7] * 4] * 2
-    assert "overlap" not in group.arrays
-    assert any("'overlap'" in m and "overlaps" in m for m in messages), messages
+    assert not group["stack"].manifest.inline
+    assert group["overlap"].manifest.inline
+
+
+def test_virtual_datasets_whose_sources_cannot_be_placed_are_read_inline_when_small(tmp_path):
+    """Part of a source, sources of different chunk shapes, boxes off chunk boundaries:
+    these were refused; HDF5's reading of them is stored inline when small."""
+    with h5py.File(tmp_path / "src.h5", "w") as f:
+        f.create_dataset("a", data=np.arange(10, dtype="<f4"), chunks=(4,))
+        f.create_dataset("b", data=np.arange(10, dtype="<f4") * 2, chunks=(5,))
+        f.create_dataset("big", data=np.arange(400_000, dtype="<f8"), chunks=(1000,))
+    mixed = h5py.VirtualLayout(shape=(2, 10), dtype="<f4")
+    mixed[0] = h5py.VirtualSource("src.h5", "a", shape=(10,))
+    mixed[1] = h5py.VirtualSource("src.h5", "b", shape=(10,))
+    part = h5py.VirtualLayout(shape=(3,), dtype="<f4")
+    part[:] = h5py.VirtualSource("src.h5", "a", shape=(10,))[2:5]
+    big = h5py.VirtualLayout(shape=(200_000,), dtype="<f8")
+    big[:] = h5py.VirtualSource("src.h5", "big", shape=(400_000,))[:200_000]
+    path = tmp_path / "vds.h5"
+    with h5py.File(path, "w") as f:
+        f.create_virtual_dataset("mixed", mixed, fillvalue=-1)
+        f.create_virtual_dataset("part", part, fillvalue=-1)
+        f.create_virtual_dataset("big", big, fillvalue=-1)
+    group, messages = _scan_skip(path)
+    with h5py.File(path) as f:
+        for name in ("mixed", "part"):
+            np.testing.assert_array_equal(_read(group, name), f[name][...])
+    assert "big" not in group.arrays
+    assert any("'big'" in m and "max_inline_bytes" in m for m in messages), messages

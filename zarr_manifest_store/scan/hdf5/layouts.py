@@ -34,7 +34,7 @@ from zarr_manifest_store.scan.hdf5.metadata import CHUNK_KEY_ENCODING, array_met
 from zarr_manifest_store.scan.hdf5.objects import Dataset
 from zarr_manifest_store.scan.hdf5.parsed import HeaderDataset
 from zarr_manifest_store.scan.hdf5.text import text_form
-from zarr_manifest_store.scan.hdf5.virtual import virtual_array
+from zarr_manifest_store.scan.hdf5.virtual import Unplaceable, virtual_array
 
 __all__ = ["Layouts"]
 
@@ -162,10 +162,14 @@ class Layouts:
         return self.row_blocks(ds, base, rows, blocks)
 
     def virtual(self, ds: h5py.Dataset, dcpl: h5p.PropDCID, base: dict[str, Any]) -> ManifestArray:
-        """A virtual dataset: its sources' chunks placed in its grid (see :mod:`.virtual`)."""
+        """A virtual dataset: its sources' chunks placed in its grid (see :mod:`.virtual`), or
+        its values read through HDF5 and stored inline when they cannot be placed."""
         if not is_local(self.path):
             raise Refused("is a virtual dataset of a remote file; scan its source files instead")
-        return virtual_array(ds, dcpl, base, self)
+        try:
+            return virtual_array(ds, dcpl, base, self)
+        except Unplaceable as e:
+            return self.materialised(ds, base, ds.kind, f"it {e}")
 
     def source_array(self, source: str, src: h5py.Dataset) -> ManifestArray:
         """Dataset ``src`` of file ``source``, a virtual dataset's source, described whole."""

@@ -23,7 +23,12 @@ from zarr_manifest_store.manifest import INLINE, MISSING, ChunkCoords, ChunkMani
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.metadata import array_metadata, regular
 
-__all__ = ["virtual_array"]
+__all__ = ["Unplaceable", "virtual_array"]
+
+
+class Unplaceable(Refused):
+    """A virtual dataset whose sources' chunks cannot be placed in one chunk grid (its values,
+    read through HDF5, may still be stored inline)."""
 
 
 class Describer(Protocol):
@@ -54,7 +59,7 @@ def virtual_array(
     codecs serve when no source exists."""
     mapped = [_piece(ds, dcpl, i, describer) for i in range(dcpl.get_virtual_count())]
     if not mapped:
-        raise Refused("is a virtual dataset without source mappings")
+        raise Unplaceable("is a virtual dataset without source mappings")
     pieces = [(start, src) for start, _, src in mapped if src is not None]
     _check_absent(mapped)
     if not pieces:  # every source is absent: all fill value
@@ -70,7 +75,7 @@ def virtual_array(
     for _, src in pieces:
         same = (src.metadata.chunks, src.metadata.codecs, src.metadata.data_type)
         if same != (chunk_shape, first.metadata.codecs, first.metadata.data_type):
-            raise Refused(
+            raise Unplaceable(
                 "is a virtual dataset whose sources differ in chunk shape, data type or "
                 "codecs, which one Zarr array cannot describe"
             )
@@ -110,10 +115,10 @@ def _place(
     cell = tuple(s // c for s, c in zip(start, chunk_shape, strict=True))
     region = tuple(slice(c, c + n) for c, n in zip(cell, m.shape, strict=True))
     if (index[region] != MISSING).any():
-        raise Refused("is a virtual dataset whose source mappings overlap")
+        raise Unplaceable("is a virtual dataset whose source mappings overlap")
     src_index = m.path_index
     if (src_index == MISSING).any() and src.metadata.to_dict()["fill_value"] != fill:
-        raise Refused(
+        raise Unplaceable(
             "is a virtual dataset with unwritten source chunks whose fill value differs "
             "from its own"
         )
@@ -135,7 +140,7 @@ def _check_absent(mapped: list[tuple[tuple[int, ...], tuple[int, ...], Any]]) ->
                 s < o + m and o < s + n
                 for s, n, o, m in zip(start, box, other_start, other_box, strict=True)
             ):
-                raise Refused(
+                raise Unplaceable(
                     "is a virtual dataset whose absent source overlaps a source that exists"
                 )
 
@@ -149,7 +154,7 @@ def _piece(
     file_name = os.fsdecode(dcpl.get_virtual_filename(i))
     dataset_name = os.fsdecode(dcpl.get_virtual_dsetname(i))
     if "%" in file_name or "%" in dataset_name:
-        raise Refused("is a virtual dataset with printf-style source names")
+        raise Unplaceable("is a virtual dataset with printf-style source names")
     source = describer.path if file_name == "." else _source_path(ds, file_name)
     if source is None:
         return start, box, None
@@ -165,13 +170,13 @@ def _piece(
             dcpl.get_virtual_srcspace(i), f"selection of {source}:{dataset_name}", src.shape
         )
         if any(src_start) or src_box != src.shape:
-            raise Refused(
+            raise Unplaceable(
                 f"is a virtual dataset mapping part of {source}:{dataset_name}; only whole "
                 "source datasets can be placed exactly"
             )
         lead = len(box) - len(src_box)  # a stack puts sources of rank n in a box of rank n+1
         if lead < 0 or any(n != 1 for n in box[:lead]) or box[lead:] != src_box:
-            raise Refused(f"is a virtual dataset that reshapes {source}:{dataset_name}")
+            raise Unplaceable(f"is a virtual dataset that reshapes {source}:{dataset_name}")
         try:
             piece = _with_leading_axes(describer.source_array(source, src), lead)
         except Refused as e:
@@ -180,7 +185,7 @@ def _piece(
             ) from None
     for s, n, c, total in zip(start, box, piece.metadata.chunks, ds.shape, strict=True):
         if s % c or (n % c and s + n != total):
-            raise Refused(
+            raise Unplaceable(
                 "is a virtual dataset whose source boxes do not fall on its chunk boundaries"
             )
     return start, box, piece
@@ -195,10 +200,10 @@ def _box(
     try:
         low, high = space.get_select_bounds()
     except Exception:  # an empty or unlimited selection has no bounds
-        raise Refused(f"is a virtual dataset whose {what} is empty or unlimited") from None
+        raise Unplaceable(f"is a virtual dataset whose {what} is empty or unlimited") from None
     shape = tuple(int(h) - int(lo) + 1 for lo, h in zip(low, high, strict=True))
     if math.prod(shape) != space.get_select_npoints():
-        raise Refused(f"is a virtual dataset whose {what} is not one solid box")
+        raise Unplaceable(f"is a virtual dataset whose {what} is not one solid box")
     return tuple(int(v) for v in low), shape
 
 
