@@ -517,10 +517,16 @@ def _links(b: Build, f: h5py.File, groups: list[h5py.Group]) -> None:
 def _scales(b: Build, f: h5py.File) -> None:
     """A 1-D dataset made a dimension scale and attached to an axis of another (its length
     may differ: HDF5 does not check)."""
-    found: list[h5py.Dataset] = []
-    f.visititems(lambda n, o: found.append(o) if isinstance(o, h5py.Dataset) else None)
-    scales = [d for d in found if d.ndim == 1 and d.dtype.kind in "iuf" and not d.is_virtual]
-    users = [d for d in found if d.ndim and d.dtype.kind != "V"]
+    found: list[tuple[h5py.Dataset, str]] = []
+
+    def visit(_name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset):
+            with contextlib.suppress(ValueError, TypeError):  # quad precision has no dtype
+                found.append((obj, obj.dtype.kind))
+
+    f.visititems(visit)
+    scales = [d for d, k in found if d.ndim == 1 and k in "iuf" and not d.is_virtual]
+    users = [d for d, k in found if d.ndim and k != "V"]
     if not scales or not users or not b.chance(0.3):
         return
     scale, user = b.pick(scales), b.pick(users)
