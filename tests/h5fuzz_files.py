@@ -466,9 +466,16 @@ def _virtual(b: Build, parent: h5py.Group, name: str, spec: TypeSpec) -> None:
     layout = h5py.VirtualLayout(shape=(rows, length), dtype=spec.dtype)
     kinds = []
     for i in range(n):
-        kind = b.pick(["file", "file", "absent", "sliced"])
+        kind = b.pick(["file", "file", "absent", "sliced", "strided", "same-file"])
         src = b.path.with_name(f"{b.path.stem}.{name}.src{i}.h5")
-        src_len = length if kind != "sliced" else length + int(b.rng.integers(1, 5))
+        src_len = {"sliced": length + int(b.rng.integers(1, 5)), "strided": 2 * length}.get(
+            kind, length
+        )
+        if kind == "same-file":  # a source in the virtual dataset's own file
+            d = parent.create_dataset(f"{name}_src{i}", data=values(spec, b.rng, (length,)))
+            layout[i] = h5py.VirtualSource(".", d.name, shape=(length,))
+            kinds.append(kind)
+            continue
         if kind != "absent":
             with h5py.File(src, "w") as g:
                 chunks = (int(b.rng.integers(1, src_len + 1)),) if b.chance(0.6) else None
@@ -482,7 +489,7 @@ def _virtual(b: Build, parent: h5py.Group, name: str, spec: TypeSpec) -> None:
                 if b.chance(0.8):
                     d[...] = values(spec, b.rng, (src_len,))
         source = h5py.VirtualSource(src.name, "a", shape=(src_len,))
-        layout[i] = source[:length] if kind == "sliced" else source
+        layout[i] = {"sliced": source[:length], "strided": source[::2]}.get(kind, source)
         kinds.append(kind)
     fill = values(spec, b.rng, (1,))[0] if b.chance(0.5) else None
     parent.create_virtual_dataset(name, layout, fillvalue=fill)
