@@ -32,6 +32,16 @@ from h5py import h5d, h5f, h5p, h5s, h5t, h5z
 
 LIBVERS = ["earliest", "v108", "v110", "v112", "latest"]
 FILTER_OPTIONAL = h5z.FLAG_OPTIONAL
+FILL_TIMES = {
+    "never": h5d.FILL_TIME_NEVER,
+    "alloc": h5d.FILL_TIME_ALLOC,
+    "ifset": h5d.FILL_TIME_IFSET,
+}
+ALLOC_TIMES = {
+    "early": h5d.ALLOC_TIME_EARLY,
+    "incr": h5d.ALLOC_TIME_INCR,
+    "late": h5d.ALLOC_TIME_LATE,
+}
 BUILT_IN = frozenset({"deflate", "shuffle", "fletcher32", "scaleoffset", "nbit", "szip"})
 
 
@@ -314,25 +324,13 @@ def _fill(b: Build, name: str, dcpl: h5p.PropDCID, spec: TypeSpec, layout: str) 
         _set_undefined_fill_value(dcpl, spec.file_type())
         b.note(f"{name}:fill:undefined")
     if b.chance(0.3):
-        time = b.pick(
-            [
-                ("never", h5d.FILL_TIME_NEVER),
-                ("alloc", h5d.FILL_TIME_ALLOC),
-                ("ifset", h5d.FILL_TIME_IFSET),
-            ]
-        )
-        dcpl.set_fill_time(time[1])
-        b.note(f"{name}:fill_time:{time[0]}")
+        time = b.pick(list(FILL_TIMES))
+        dcpl.set_fill_time(FILL_TIMES[time])
+        b.note(f"{name}:fill_time:{time}")
     if b.chance(0.3) and layout != "compact":
-        alloc = b.pick(
-            [
-                ("early", h5d.ALLOC_TIME_EARLY),
-                ("incr", h5d.ALLOC_TIME_INCR),
-                ("late", h5d.ALLOC_TIME_LATE),
-            ]
-        )
-        dcpl.set_alloc_time(alloc[1])
-        b.note(f"{name}:alloc_time:{alloc[0]}")
+        alloc = b.pick(list(ALLOC_TIMES))
+        dcpl.set_alloc_time(ALLOC_TIMES[alloc])
+        b.note(f"{name}:alloc_time:{alloc}")
 
 
 @functools.cache

@@ -133,7 +133,7 @@ def _opaque(size: int, tag: bytes) -> h5t.TypeID:
     return tid
 
 
-def _quad() -> h5t.TypeID:
+def quad() -> h5t.TypeID:
     """IEEE binary128, which NumPy cannot hold (h5py refuses to read it)."""
     tid = h5t.IEEE_F64LE.copy()
     tid.set_size(16)
@@ -222,7 +222,7 @@ def _low_level() -> list[TypeSpec]:
         _low("opaque:tag", "V5", lambda: _opaque(5, b"some tag")),
         _low("reduced:i16p12", "<i2", lambda: _reduced(h5t.STD_I16LE, 12, 2)),
         _low("reduced:u32p20", "<u4", lambda: _reduced(h5t.STD_U32LE, 20, 0)),
-        _low("quad", "V16", _quad),
+        _low("quad", "V16", quad),
         _low("array:f4x3", "<f4", lambda: _array(h5t.IEEE_F32LE, (3,))),
         _low("array:i2x2x2BE", ">i2", lambda: _array(h5t.STD_I16BE, (2, 2))),
     ]
