@@ -259,3 +259,10 @@ def test_times_xarray_cannot_decode_are_compared_undecoded(tmp_path: Path) -> No
     result = check.check_file(str(path))
     assert _classes(result["views"], "variable") == {"time": "equal", "(attributes)": "equal"}
     assert {v["engine"] for v in result["views"]} == {"scipy, decode_times=False"}
+
+
+def test_a_refused_name_holding_a_backslash_is_found_in_its_warning():
+    """Refusal warnings write names as Python's repr does (a backslash doubled): the checker
+    took such a refused dataset for a silently missing one."""
+    message = "f.h5: left out dataset 'g/back\\\\slash': holds references"
+    assert datasets.refused_by("g/back\\slash", datasets.named_in([message]))

@@ -48,6 +48,11 @@ def assert_bitwise_equal(actual: np.ndarray, expected: np.ndarray, name: str) ->
     if expected.dtype.kind == "O":
         assert actual.tolist() == expected.tolist(), name
         return
+    if expected.dtype.names:  # Zarr's structs are packed and little-endian: field by field
+        assert actual.dtype.names == expected.dtype.names, (name, actual.dtype)
+        for field in expected.dtype.names:
+            assert_bitwise_equal(actual[field], expected[field], f"{name}.{field}")
+        return
     little = expected.dtype.newbyteorder("<") if expected.dtype.itemsize > 1 else expected.dtype
     assert actual.dtype == little or actual.dtype == expected.dtype, (name, actual.dtype)
     assert (

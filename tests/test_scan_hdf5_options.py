@@ -284,11 +284,9 @@ def test_remote_external_storage_is_refused(http_server, tmp_path):
 
 def test_virtual_stack_references_the_source_files_chunks(tmp_path):
     path = build("virtual", tmp_path)
-    with pytest.raises(
-        zms.UnsupportedDatasetError, match="'part' is a virtual dataset mapping part"
-    ):
-        zms.scan_hdf5(path)
-    stack = zms.scan_hdf5(path, drop_variables=["part"])["stack"]
+    group = zms.scan_hdf5(path)
+    assert group["part"].manifest.inline  # part of a source: read through HDF5, inline
+    stack = group["stack"]
     sources = {str(tmp_path / f"virtual.src{i}.h5") for i in range(2)}
     assert set(stack.manifest.paths) == sources
     assert set(stack.manifest.fingerprints) == sources

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from h5fuzz_types import quad
 from h5py import h5d, h5p, h5s, h5t, h5z
 from zarr.dtype import parse_dtype
 
@@ -135,18 +136,7 @@ def test_an_undefined_fill_value_refuses_only_a_partly_written_dataset(tmp_path)
         zms.scan(str(path))
 
 
-def _quad_precision() -> h5t.TypeFloatID:
-    quad = h5t.IEEE_F64LE.copy()
-    quad.set_size(16)
-    quad.set_precision(128)
-    quad.set_fields(127, 112, 15, 0, 112)
-    quad.set_ebias(16383)
-    return quad
-
-
-@pytest.mark.parametrize(
-    "make_type", [_quad_precision, lambda: h5t.UNIX_D32LE.copy()], ids=["quad", "time"]
-)
+@pytest.mark.parametrize("make_type", [quad, lambda: h5t.UNIX_D32LE.copy()], ids=["quad", "time"])
 def test_a_type_without_numpy_equivalent_refuses_that_dataset_alone(tmp_path, make_type):
     path = tmp_path / "odd_type.h5"
     with h5py.File(path, "w") as f:

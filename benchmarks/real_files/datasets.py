@@ -14,6 +14,7 @@ masking or scaling), and each is classified:
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import re
@@ -45,6 +46,11 @@ def _first_naming(messages: tuple[str, ...]) -> dict[str, str]:
     for message in messages:
         for single, double in QUOTED.findall(message):
             first.setdefault((single or double).strip("/"), message)
+            if "\\" in (single or double):  # a name as Python's repr writes it: '\\' for '\'
+                with contextlib.suppress(ValueError, SyntaxError):
+                    quote = "'" if single else '"'
+                    name = ast.literal_eval(quote + (single or double) + quote)
+                    first.setdefault(name.strip("/"), message)
     return first
 
 

@@ -29,7 +29,7 @@ The modules: ``walk`` (groups, links, the array metadata of each dataset),
 ``datatypes`` (HDF5 type -> Zarr data type), ``dimensions`` (netCDF-4
 dimension names), ``layouts`` (storage layouts -> chunk references),
 ``virtual`` (virtual datasets), ``chunk_index`` (``chunk_iter`` into
-columns), ``filters`` (filter pipelines -> codecs), ``text`` (variable-length
+columns; ``earray``: the chunk offsets HDF5 2.0 misreports), ``filters`` (filter pipelines -> codecs), ``text`` (variable-length
 strings in the data type h5netcdf shows), ``metadata`` (parsed once),
 ``headers`` (object headers and global heaps from the file's bytes),
 ``messages`` (their messages decoded), ``parsed`` (datasets described from

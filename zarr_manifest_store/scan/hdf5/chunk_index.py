@@ -10,6 +10,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from zarr_manifest_store.scan.common import Refused
+from zarr_manifest_store.scan.hdf5.earray import Unswizzle, remap
+
 __all__ = ["chunk_columns"]
 
 type _Term = tuple[int, int, int]
@@ -31,8 +34,42 @@ def chunk_columns(
     lengths = array.array("I", bytes(4 * n))
     skipped: list[int] = []
     if n:
-        dsid.chunk_iter(_chunk_callback(chunks, grid, offsets, lengths, skipped.append))
+        unswizzle = remap(dsid, chunks)
+        if unswizzle is None:
+            dsid.chunk_iter(_chunk_callback(chunks, grid, offsets, lengths, skipped.append))
+        else:
+            _remapped(dsid, chunks, grid, unswizzle, (offsets, lengths, skipped))
     return np.frombuffer(offsets, np.uint64), np.frombuffer(lengths, np.uint32), skipped
+
+
+def _remapped(
+    dsid: h5py.h5d.DatasetID,
+    chunks: tuple[int, ...],
+    grid: tuple[int, ...],
+    unswizzle: Unswizzle,
+    columns: tuple[_Column, _Column, list[int]],
+) -> None:
+    """``chunk_iter`` into the columns, each reported offset corrected by ``unswizzle``."""
+    offsets, lengths, skipped = columns
+    outside: list[tuple[int, ...]] = []
+
+    def on_chunk(info: Any) -> None:
+        cell = unswizzle([o // c for o, c in zip(info[0], chunks, strict=True)])
+        if any(i >= n for i, n in zip(cell, grid, strict=True)):
+            outside.append(cell)
+            return
+        k = int(np.ravel_multi_index(cell, grid))
+        offsets[k] = info[2]
+        lengths[k] = info[3]
+        if info[1]:
+            skipped.append(k)
+
+    dsid.chunk_iter(on_chunk)
+    if outside:
+        raise Refused(
+            f"has {len(outside)} chunk(s) outside its extent (first at chunk {list(outside[0])}) "
+            "by the coordinates of its extensible-array chunk index"
+        )
 
 
 def _chunk_callback(

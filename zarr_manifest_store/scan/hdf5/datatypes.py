@@ -118,7 +118,10 @@ class DataKind:
         elif endian == "mixed":
             reason = "its compound fields mix byte orders"
         if reason and dtype.fields is not None:
-            raise Refused(f"cannot be described exactly: {reason}")
+            # Zarr's struct of the same fields, packed and little-endian: the values h5py
+            # reads are converted to it and stored inline (``materialise``)
+            packed = zdtype.to_native_dtype()
+            return cls(stored, packed, zdtype, _endian(packed), reason)
         endian = None if endian == "mixed" else endian
         return cls(stored, dtype, zdtype, endian, reason)
 

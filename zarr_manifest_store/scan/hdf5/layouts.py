@@ -31,9 +31,10 @@ from zarr_manifest_store.scan.hdf5.chunk_index import chunk_columns
 from zarr_manifest_store.scan.hdf5.datatypes import DataKind, fill_undefined
 from zarr_manifest_store.scan.hdf5.filters import UnmappableFilter, filter_codecs, pipeline
 from zarr_manifest_store.scan.hdf5.metadata import CHUNK_KEY_ENCODING, array_metadata, regular
+from zarr_manifest_store.scan.hdf5.objects import Dataset
 from zarr_manifest_store.scan.hdf5.parsed import HeaderDataset
 from zarr_manifest_store.scan.hdf5.text import text_form
-from zarr_manifest_store.scan.hdf5.virtual import virtual_array
+from zarr_manifest_store.scan.hdf5.virtual import Unplaceable, virtual_array
 
 __all__ = ["Layouts"]
 
@@ -58,15 +59,15 @@ class Layouts:
         if layout != h5d.CHUNKED and base["shape"] != list(ds.shape):
             base = {**base, "shape": list(ds.shape)}  # only chunked data can be padded
         if layout == h5d.VIRTUAL:
-            return self.virtual(ds, dcpl, base)
-        if kind.materialise:
-            return self.materialised(ds, base, kind, kind.materialise)
+            return self.virtual(ds, dcpl, {**base, "codecs": [kind.bytes_codec]})
         if layout == h5d.COMPACT:
             return self.materialised(ds, base, kind, "its data is stored in the object header")
+        if kind.materialise:
+            return self.materialised(ds, base, kind, kind.materialise, unwritten_checked=False)
         try:
             filters = filter_codecs(pipeline(dcpl))
         except UnmappableFilter as e:
-            return self.materialised(ds, base, kind, str(e))
+            return self.materialised(ds, base, kind, str(e), unwritten_checked=False)
         codecs = [kind.bytes_codec, *filters]
         if layout == h5d.CHUNKED:
             return self.chunked(ds, dcpl.get_chunk(), {**base, "codecs": codecs})
@@ -89,12 +90,7 @@ class Layouts:
         metadata = array_metadata({**base, "chunk_grid": regular(chunks), "codecs": base["codecs"]})
         offsets, lengths, skipped = chunk_columns(ds.id, chunks, grid)
         index = np.where(lengths != 0, np.uint32(0), np.uint32(MISSING)).reshape(grid)
-        unwritten = int(np.count_nonzero(lengths == 0))
-        if unwritten and fill_undefined(ds.create_plist):
-            raise Refused(
-                f"has no fill value and {unwritten} of its chunks were never written, which "
-                "HDF5 reads as arbitrary bytes"
-            )
+        _refuse_arbitrary(ds.create_plist, int(np.count_nonzero(lengths == 0)))
         inline: dict[ChunkCoords, bytes] = {}
         cells = {tuple(int(c) for c in np.unravel_index(k, grid)) for k in skipped}
         reason = "some of its chunks skipped a filter"
@@ -115,11 +111,8 @@ class Layouts:
 
     def contiguous(self, ds: h5py.Dataset, base: dict[str, Any]) -> ManifestArray:
         """A contiguous dataset: one byte range, split into row blocks when it is large."""
-        offset = ds.storage_offset if isinstance(ds, HeaderDataset) else ds.id.get_offset()
-        if offset is None and ds.size and fill_undefined(ds.create_plist):
-            raise Refused(
-                "has no fill value and was never written, which HDF5 reads as arbitrary bytes"
-            )
+        offset = ds.storage_offset if isinstance(ds, HeaderDataset) else _contiguous_offset(ds)
+        _refuse_arbitrary(ds.create_plist, int(offset is None and bool(ds.size)))
         nbytes = ds.size * ds.dtype.itemsize
         rows = self.rows_per_chunk(ds, room_after=self._room_after(offset, nbytes))
         starts = (
@@ -147,10 +140,11 @@ class Layouts:
             if position >= total:
                 break
             if position % row_bytes:
-                raise Refused(
-                    f"keeps its data in external files split at byte {position}, inside a row "
-                    f"of {row_bytes} bytes, which no regular chunk grid can follow"
+                reason = (
+                    f"it keeps its data in external files split at byte {position}, inside a "
+                    f"row of {row_bytes} bytes, which no regular chunk grid can follow"
                 )
+                return self.materialised(ds, base, ds.kind, reason)
             boundaries.append(position // row_bytes)
         rows = self.rows_per_chunk(ds, align=math.gcd(_rows(ds), *boundaries))
         blocks = []
@@ -159,16 +153,27 @@ class Layouts:
         for name in {p for p, _ in blocks}:
             if name not in self.external_fingerprints:
                 self.external_fingerprints[name] = self.sources.fingerprint(name)
+        for name, offset in blocks:
+            size = self.external_fingerprints[name].size
+            if size is not None and offset + rows * row_bytes > size:
+                # HDF5 reads what lies past the end of an external file as zeros
+                reason = f"its external file {name!r} ends before its data does"
+                return self.materialised(ds, base, ds.kind, reason)
         return self.row_blocks(ds, base, rows, blocks)
 
     def virtual(self, ds: h5py.Dataset, dcpl: h5p.PropDCID, base: dict[str, Any]) -> ManifestArray:
-        """A virtual dataset: its sources' chunks placed in its grid (see :mod:`.virtual`)."""
+        """A virtual dataset: its sources' chunks placed in its grid (see :mod:`.virtual`), or
+        its values read through HDF5 and stored inline when they cannot be placed."""
         if not is_local(self.path):
             raise Refused("is a virtual dataset of a remote file; scan its source files instead")
-        return virtual_array(ds, dcpl, base, self)
+        try:
+            return virtual_array(ds, dcpl, base, self)
+        except Unplaceable as e:
+            return self.materialised(ds, base, ds.kind, f"it {e}")
 
-    def source_array(self, source: str, ds: h5py.Dataset) -> ManifestArray:
-        """Dataset ``ds`` of file ``source``, a virtual dataset's source, described whole."""
+    def source_array(self, source: str, src: h5py.Dataset) -> ManifestArray:
+        """Dataset ``src`` of file ``source``, a virtual dataset's source, described whole."""
+        ds = Dataset(src.id, readonly=True)  # what describing it asks, read once
         layouts = Layouts(
             path=source,
             fingerprint=self.sources.fingerprint(source),
@@ -176,8 +181,8 @@ class Layouts:
             contiguous_chunk_bytes=None,
             max_inline_bytes=self.max_inline_bytes,
         )
-        kind = DataKind.of(ds.id.get_type())
-        dcpl = ds.id.get_create_plist()
+        kind = ds.kind
+        dcpl = ds.create_plist
         base = {
             "shape": list(ds.shape),
             "data_type": kind.zdtype.to_json(zarr_format=3),
@@ -237,10 +242,20 @@ class Layouts:
         return 0 if offset is None or size is None else max(0, size - offset - nbytes)
 
     def materialised(
-        self, ds: h5py.Dataset, base: dict[str, Any], kind: DataKind, reason: str
+        self,
+        ds: h5py.Dataset,
+        base: dict[str, Any],
+        kind: DataKind,
+        reason: str,
+        *,
+        unwritten_checked: bool = True,
     ) -> ManifestArray:
         """The whole dataset read with h5py and stored as one inline chunk (of the array's
-        shape, which netCDF's padding may make longer than the dataset)."""
+        shape, which netCDF's padding may make longer than the dataset); refused when some
+        of it was never written and HDF5 reads that as arbitrary bytes (unless
+        ``unwritten_checked``: compact data is always written)."""
+        if not unwritten_checked:
+            _refuse_arbitrary(ds.create_plist, _unallocated(ds))
         shape = tuple(base["shape"])
         nbytes = math.prod(shape) * kind.dtype.itemsize
         if nbytes > self.max_inline_bytes:
@@ -304,6 +319,8 @@ class Layouts:
                 raise Refused(f"holds strings that are not valid UTF-8 ({e})") from None
             except OSError as e:  # a filter whose plugin HDF5 cannot load, say
                 raise Refused(f"cannot be referenced in place ({reason}) nor read ({e})") from None
+            if getattr(values, "dtype", None) is not None and values.dtype.fields:
+                values = values.astype(metadata.data_type.to_native_dtype())  # Zarr's packing
             inline[cell] = _plain_bytes(metadata, chunk_shape, values) or encode_chunk(
                 metadata, tuple(chunk_shape), values
             )
@@ -389,6 +406,42 @@ def _whole(ds: h5py.Dataset) -> np.ndarray | None:
     values = np.empty(ds.shape, dtype=ds.dtype)
     ds.id.read(h5s.ALL, h5s.ALL, values)
     return values
+
+
+def _refuse_arbitrary(dcpl: h5p.PropDCID, unwritten: int) -> None:
+    """Refuses data of which ``unwritten`` chunks (or a contiguous block) were never written
+    when HDF5 reads those as whatever its buffer held: no fill value, or a fill time of
+    "never" (netCDF's ``NC_NOFILL``), where HDF5 leaves the reader's buffer untouched."""
+    if not unwritten:
+        return
+    if fill_undefined(dcpl):
+        why = "has no fill value"
+    elif dcpl.get_fill_time() == h5d.FILL_TIME_NEVER:
+        why = "has fill time 'never'"
+    else:
+        return
+    parts = "it was" if dcpl.get_layout() != h5d.CHUNKED else f"{unwritten} of its chunks were"
+    raise Refused(f"{why} and {parts} never written, which HDF5 reads as arbitrary bytes")
+
+
+def _contiguous_offset(ds: h5py.Dataset) -> int | None:
+    """Where contiguous data starts (None: never allocated). HDF5 adds the base address (a
+    user block's size) to the undefined address of unallocated data, so the storage size
+    tells allocated data apart."""
+    offset = ds.id.get_offset()
+    return offset if offset is not None and ds.id.get_storage_size() else None
+
+
+def _unallocated(ds: h5py.Dataset) -> int:
+    """Chunks (or a contiguous block) of ``ds`` that hold no storage in the file."""
+    dcpl = ds.create_plist
+    if not ds.size or dcpl.get_external_count():
+        return 0
+    if dcpl.get_layout() == h5d.CHUNKED:
+        grid = [-(-n // c) for n, c in zip(ds.shape, dcpl.get_chunk(), strict=True)]
+        return math.prod(grid) - ds.id.get_num_chunks()
+    offset = ds.storage_offset if isinstance(ds, HeaderDataset) else _contiguous_offset(ds)
+    return int(offset is None)
 
 
 def _padded_edges(

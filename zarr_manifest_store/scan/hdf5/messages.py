@@ -29,6 +29,8 @@ __all__ = [
 ]
 
 COMPACT, CONTIGUOUS = 0, 1
+FILL_TIME_NEVER = 1
+"""A fill value message's fill time "never" (HDF5's ``H5D_FILL_TIME_NEVER``)."""
 """Layout classes (chunked and virtual ones are left to h5py)."""
 UNDEFINED_FILL = -1
 """``fill_value``'s size for a fill value the dataset does not define (HDF5's own -1)."""
@@ -110,8 +112,11 @@ def layout(body: bytes, file: FileBytes) -> tuple[int, int | None, int | bytes]:
 def fill_value(body: bytes) -> bytes | None:
     """A fill value message (new form, versions 1-3): the value's bytes (``b""``: the
     default, zeros), or None when the dataset defines none (HDF5 reads such data as
-    whatever the file holds)."""
+    whatever the file holds). A fill time of "never" (where HDF5 reads unwritten data as
+    whatever its buffer held) raises Unrecognised: h5py describes such datasets."""
     version = body[0]
+    if (body[2] if version in (1, 2) else body[1] >> 2 & 0x03) == FILL_TIME_NEVER:
+        raise Unrecognised("fill time 'never'")
     if version in (1, 2):
         if not body[3]:  # "fill value defined"
             return None

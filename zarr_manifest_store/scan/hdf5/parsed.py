@@ -162,6 +162,9 @@ class HeaderCreation:
         raw = values.view(np.uint8)
         raw[:] = np.frombuffer(self._fill, np.uint8) if self._fill else 0
 
+    def get_fill_time(self) -> int:
+        return h5d.FILL_TIME_IFSET  # a fill time of "never" is left to h5py (``fill_value``)
+
     def get_nfilters(self) -> int:
         return 0
 

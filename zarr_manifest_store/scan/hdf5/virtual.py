@@ -3,7 +3,9 @@
 Each mapping must select a whole source dataset into one box of the virtual
 dataset that starts on a chunk boundary; all sources must share chunk shape,
 data type and codecs (as a stack of same-shaped files does). Anything else is
-refused rather than approximated.
+refused rather than approximated. A source file or dataset that does not exist
+reads as the virtual dataset's fill value, as HDF5 reads it (its chunks are
+missing), unless its box overlaps a source that exists.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from zarr_manifest_store.manifest import INLINE, MISSING, ChunkCoords, ChunkMani
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.metadata import array_metadata, regular
 
-__all__ = ["virtual_array"]
+__all__ = ["Unplaceable", "virtual_array"]
+
+
+class Unplaceable(Refused):
+    """A virtual dataset whose sources' chunks cannot be placed in one chunk grid (its values,
+    read through HDF5, may still be stored inline)."""
 
 
 class Describer(Protocol):
@@ -48,16 +55,27 @@ class Describer(Protocol):
 def virtual_array(
     ds: h5py.Dataset, dcpl: h5p.PropDCID, base: dict[str, Any], describer: Describer
 ) -> ManifestArray:
-    """A virtual dataset as one array of its sources' chunks (raises Refused)."""
-    pieces = [_piece(ds, dcpl, i, describer) for i in range(dcpl.get_virtual_count())]
-    if not pieces:
-        raise Refused("is a virtual dataset without source mappings")
+    """A virtual dataset as one array of its sources' chunks (raises Refused); ``base``'s
+    codecs serve when no source exists."""
+    mapped = [_piece(ds, dcpl, i, describer) for i in range(dcpl.get_virtual_count())]
+    if not mapped:
+        raise Unplaceable("is a virtual dataset without source mappings")
+    pieces = [(start, src) for start, _, src in mapped if src is not None]
+    _check_absent(mapped)
+    if not pieces:  # every source is absent: all fill value
+        chunk_shape = tuple(max(n, 1) for n in ds.shape)
+        grid = tuple(1 if n else 0 for n in ds.shape)
+        metadata = array_metadata({**base, "chunk_grid": regular(chunk_shape)})
+        empty = np.zeros(grid, dtype=np.uint64)
+        index = np.full(grid, MISSING, dtype=np.uint32)
+        manifest = describer.manifest([], index, empty, empty.copy(), {})
+        return ManifestArray(metadata=metadata, manifest=manifest)
     first = pieces[0][1]
     chunk_shape = first.metadata.chunks
     for _, src in pieces:
         same = (src.metadata.chunks, src.metadata.codecs, src.metadata.data_type)
         if same != (chunk_shape, first.metadata.codecs, first.metadata.data_type):
-            raise Refused(
+            raise Unplaceable(
                 "is a virtual dataset whose sources differ in chunk shape, data type or "
                 "codecs, which one Zarr array cannot describe"
             )
@@ -97,10 +115,10 @@ def _place(
     cell = tuple(s // c for s, c in zip(start, chunk_shape, strict=True))
     region = tuple(slice(c, c + n) for c, n in zip(cell, m.shape, strict=True))
     if (index[region] != MISSING).any():
-        raise Refused("is a virtual dataset whose source mappings overlap")
+        raise Unplaceable("is a virtual dataset whose source mappings overlap")
     src_index = m.path_index
     if (src_index == MISSING).any() and src.metadata.to_dict()["fill_value"] != fill:
-        raise Refused(
+        raise Unplaceable(
             "is a virtual dataset with unwritten source chunks whose fill value differs "
             "from its own"
         )
@@ -111,31 +129,54 @@ def _place(
     lengths[region] = m.lengths
 
 
+def _check_absent(mapped: list[tuple[tuple[int, ...], tuple[int, ...], Any]]) -> None:
+    """Refuses absent sources whose boxes overlap a source that exists (which of the two
+    HDF5 reads there is not this scan's to guess)."""
+    for start, box, src in mapped:
+        if src is not None:
+            continue
+        for other_start, other_box, other in mapped:
+            if other is not None and all(
+                s < o + m and o < s + n
+                for s, n, o, m in zip(start, box, other_start, other_box, strict=True)
+            ):
+                raise Unplaceable(
+                    "is a virtual dataset whose absent source overlaps a source that exists"
+                )
+
+
 def _piece(
     ds: h5py.Dataset, dcpl: h5p.PropDCID, i: int, describer: Describer
-) -> tuple[tuple[int, ...], ManifestArray]:
-    """Mapping ``i`` of a virtual dataset: where it starts, and its source described."""
+) -> tuple[tuple[int, ...], tuple[int, ...], ManifestArray | None]:
+    """Mapping ``i`` of a virtual dataset: where it starts, its box, and its source
+    described (None: the source does not exist, and reads as the fill value)."""
     start, box = _box(dcpl.get_virtual_vspace(i), "selection", ds.shape)
     file_name = os.fsdecode(dcpl.get_virtual_filename(i))
     dataset_name = os.fsdecode(dcpl.get_virtual_dsetname(i))
     if "%" in file_name or "%" in dataset_name:
-        raise Refused("is a virtual dataset with printf-style source names")
+        raise Unplaceable("is a virtual dataset with printf-style source names")
     source = describer.path if file_name == "." else _source_path(ds, file_name)
+    if source is None:
+        return start, box, None
     with h5py.File(source, "r") as f:
         src = f.get(dataset_name)
+        if src is None:
+            return start, box, None
         if not isinstance(src, h5py.Dataset):
-            raise Refused(f"is a virtual dataset whose source {source}:{dataset_name} is missing")
+            raise Refused(
+                f"is a virtual dataset whose source {source}:{dataset_name} is no dataset"
+            )
         src_start, src_box = _box(
             dcpl.get_virtual_srcspace(i), f"selection of {source}:{dataset_name}", src.shape
         )
         if any(src_start) or src_box != src.shape:
-            raise Refused(
+            raise Unplaceable(
                 f"is a virtual dataset mapping part of {source}:{dataset_name}; only whole "
                 "source datasets can be placed exactly"
             )
         lead = len(box) - len(src_box)  # a stack puts sources of rank n in a box of rank n+1
         if lead < 0 or any(n != 1 for n in box[:lead]) or box[lead:] != src_box:
-            raise Refused(f"is a virtual dataset that reshapes {source}:{dataset_name}")
+            raise Unplaceable(f"is a virtual dataset that reshapes {source}:{dataset_name}")
         try:
             piece = _with_leading_axes(describer.source_array(source, src), lead)
         except Refused as e:
@@ -144,10 +185,10 @@ def _piece(
             ) from None
     for s, n, c, total in zip(start, box, piece.metadata.chunks, ds.shape, strict=True):
         if s % c or (n % c and s + n != total):
-            raise Refused(
+            raise Unplaceable(
                 "is a virtual dataset whose source boxes do not fall on its chunk boundaries"
             )
-    return start, piece
+    return start, box, piece
 
 
 def _box(
@@ -159,17 +200,18 @@ def _box(
     try:
         low, high = space.get_select_bounds()
     except Exception:  # an empty or unlimited selection has no bounds
-        raise Refused(f"is a virtual dataset whose {what} is empty or unlimited") from None
+        raise Unplaceable(f"is a virtual dataset whose {what} is empty or unlimited") from None
     shape = tuple(int(h) - int(lo) + 1 for lo, h in zip(low, high, strict=True))
     if math.prod(shape) != space.get_select_npoints():
-        raise Refused(f"is a virtual dataset whose {what} is not one solid box")
+        raise Unplaceable(f"is a virtual dataset whose {what} is not one solid box")
     return tuple(int(v) for v in low), shape
 
 
-def _source_path(ds: h5py.Dataset, name: str) -> str:
-    """Where HDF5 finds a virtual dataset's source file: the prefix, beside the file, or cwd."""
+def _source_path(ds: h5py.Dataset, name: str) -> str | None:
+    """Where HDF5 finds a virtual dataset's source file: the prefix, beside the file, or cwd
+    (None: nowhere, and HDF5 reads the fill value)."""
     if os.path.isabs(name):
-        return name
+        return name if os.path.exists(name) else None
     origin = os.path.dirname(os.path.abspath(ds.file.filename))
     prefix = os.fsdecode(ds.id.get_access_plist().get_virtual_prefix() or b"")
     prefix = (prefix or os.environ.get("HDF5_VDS_PREFIX", "")).replace("${ORIGIN}", origin)
@@ -178,7 +220,7 @@ def _source_path(ds: h5py.Dataset, name: str) -> str:
     for candidate in candidates:
         if os.path.exists(candidate):
             return os.path.abspath(candidate)
-    raise Refused(f"is a virtual dataset whose source file {name!r} cannot be found")
+    return None
 
 
 def _with_leading_axes(array: ManifestArray, lead: int) -> ManifestArray:
