@@ -199,34 +199,35 @@ def test_compounds_zarr_packs_differently_are_read_inline_when_small(tmp_path):
     assert any("'large'" in m and "max_inline_bytes" in m for m in messages), messages
 
 
-def test_absent_sources_of_a_virtual_dataset_read_as_its_fill_value(tmp_path):
-    """HDF5 reads a virtual dataset's absent source (file or dataset) as the virtual
-    dataset's fill value: such datasets were refused; now exact. An absent source that
-    overlaps one that exists cannot be placed: read through HDF5 and stored inline."""
+def test_absent_sources_of_a_virtual_dataset_are_refused_not_kept_as_fill(tmp_path):
+    """HDF5 reads a virtual dataset's absent source (file or dataset) as fill values only
+    until the source appears; a scan would keep those fill values for good, so the virtual
+    dataset is refused, alone, naming the source, its neighbours described."""
     with h5py.File(tmp_path / "src0.h5", "w") as f:
         f.create_dataset("a", data=np.arange(4, dtype="<i2"), chunks=(2,))
     with h5py.File(tmp_path / "src1.h5", "w") as f:
         f["other"] = np.zeros(4, dtype="<i2")  # no dataset 'a'
-    stack = h5py.VirtualLayout(shape=(3, 4), dtype="<i2")
-    for i, name in enumerate(["src0.h5", "src1.h5", "gone.h5"]):
-        stack[i] = h5py.VirtualSource(name, "a", shape=(4,))
-    nothing = h5py.VirtualLayout(shape=(2, 4), dtype="<i2")
-    nothing[0] = h5py.VirtualSource("gone.h5", "a", shape=(4,))
-    overlap = h5py.VirtualLayout(shape=(4,), dtype="<i2")
-    overlap[:] = h5py.VirtualSource("src0.h5", "a", shape=(4,))
-    overlap[:2] = h5py.VirtualSource("gone.h5", "a", shape=(2,))
+    layouts = {}
+    for name, sources in {"gone": ["src0.h5", "gone.h5"], "no_a": ["src0.h5", "src1.h5"]}.items():
+        layouts[name] = h5py.VirtualLayout(shape=(2, 4), dtype="<i2")
+        for i, source in enumerate(sources):
+            layouts[name][i] = h5py.VirtualSource(source, "a", shape=(4,))
+    whole = h5py.VirtualLayout(shape=(1, 4), dtype="<i2")
+    whole[0] = h5py.VirtualSource("src0.h5", "a", shape=(4,))
     path = tmp_path / "vds.h5"
     with h5py.File(path, "w") as f:
-        f.create_virtual_dataset("stack", stack, fillvalue=-7)
-        f.create_virtual_dataset("nothing", nothing, fillvalue=3)
-        f.create_virtual_dataset("overlap", overlap, fillvalue=-1)
-    group = zms.scan(str(path))
-    with h5py.File(path) as f:
-        for name in ("stack", "nothing", "overlap"):
-            np.testing.assert_array_equal(_read(group, name), f[name][...])
-    assert _read(group, "stack")[1:].tolist() == [[-7] * 4] * 2
-    assert not group["stack"].manifest.inline
-    assert group["overlap"].manifest.inline
+        for name, layout in layouts.items():
+            f.create_virtual_dataset(name, layout, fillvalue=-7)
+        f.create_virtual_dataset("whole", whole, fillvalue=-7)
+    with pytest.warns(UserWarning) as caught:
+        group = zms.scan(str(path), on_unsupported="skip")
+    messages = [str(w.message) for w in caught]
+    assert sorted(group.arrays) == ["whole"]
+    np.testing.assert_array_equal(_read(group, "whole"), [np.arange(4)])
+    assert any("'gone.h5' cannot be found" in m and "HDF5_VDS_PREFIX" in m for m in messages)
+    assert any("src1.h5:a is missing" in m for m in messages), messages
+    with pytest.raises(zms.UnsupportedDatasetError, match="gone"):
+        zms.scan(str(path), on_unsupported="raise")
 
 
 def test_virtual_datasets_whose_sources_cannot_be_placed_are_read_inline_when_small(tmp_path):

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import h5py
 import numpy as np
 from h5py import h5s
+from h5py._objects import phil
 
 from zarr_manifest_store.scan.common import Refused
 
@@ -93,9 +94,11 @@ def _index_type(dsid: h5py.h5d.DatasetID) -> int | None:
     if call is None:
         return None
     found = ctypes.c_int(-1)
-    if call(dsid.id, ctypes.byref(found)) < 0:
-        return None
-    return found.value
+    # HDF5 is built without thread safety: h5py runs every call into it under its lock
+    # ("phil", not public), and so must a call h5py does not wrap (threads scan files at once).
+    with phil:
+        failed = call(dsid.id, ctypes.byref(found)) < 0
+    return None if failed else found.value
 
 
 @functools.cache

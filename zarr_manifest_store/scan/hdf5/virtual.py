@@ -4,8 +4,8 @@ Each mapping must select a whole source dataset into one box of the virtual
 dataset that starts on a chunk boundary; all sources must share chunk shape,
 data type and codecs (as a stack of same-shaped files does). Anything else is
 refused rather than approximated. A source file or dataset that does not exist
-reads as the virtual dataset's fill value, as HDF5 reads it (its chunks are
-missing), unless its box overlaps a source that exists.
+is refused too: HDF5 reads fill values there only until it appears (a path
+moved, a file still being written), and a scan would keep them for good.
 """
 
 from __future__ import annotations
@@ -55,21 +55,10 @@ class Describer(Protocol):
 def virtual_array(
     ds: h5py.Dataset, dcpl: h5p.PropDCID, base: dict[str, Any], describer: Describer
 ) -> ManifestArray:
-    """A virtual dataset as one array of its sources' chunks (raises Refused); ``base``'s
-    codecs serve when no source exists."""
-    mapped = [_piece(ds, dcpl, i, describer) for i in range(dcpl.get_virtual_count())]
-    if not mapped:
+    """A virtual dataset as one array of its sources' chunks (raises Refused)."""
+    pieces = [_piece(ds, dcpl, i, describer) for i in range(dcpl.get_virtual_count())]
+    if not pieces:
         raise Unplaceable("is a virtual dataset without source mappings")
-    pieces = [(start, src) for start, _, src in mapped if src is not None]
-    _check_absent(mapped)
-    if not pieces:  # every source is absent: all fill value
-        chunk_shape = tuple(max(n, 1) for n in ds.shape)
-        grid = tuple(1 if n else 0 for n in ds.shape)
-        metadata = array_metadata({**base, "chunk_grid": regular(chunk_shape)})
-        empty = np.zeros(grid, dtype=np.uint64)
-        index = np.full(grid, MISSING, dtype=np.uint32)
-        manifest = describer.manifest([], index, empty, empty.copy(), {})
-        return ManifestArray(metadata=metadata, manifest=manifest)
     first = pieces[0][1]
     chunk_shape = first.metadata.chunks
     for _, src in pieces:
@@ -129,42 +118,22 @@ def _place(
     lengths[region] = m.lengths
 
 
-def _check_absent(mapped: list[tuple[tuple[int, ...], tuple[int, ...], Any]]) -> None:
-    """Refuses absent sources whose boxes overlap a source that exists (which of the two
-    HDF5 reads there is not this scan's to guess)."""
-    for start, box, src in mapped:
-        if src is not None:
-            continue
-        for other_start, other_box, other in mapped:
-            if other is not None and all(
-                s < o + m and o < s + n
-                for s, n, o, m in zip(start, box, other_start, other_box, strict=True)
-            ):
-                raise Unplaceable(
-                    "is a virtual dataset whose absent source overlaps a source that exists"
-                )
-
-
 def _piece(
     ds: h5py.Dataset, dcpl: h5p.PropDCID, i: int, describer: Describer
-) -> tuple[tuple[int, ...], tuple[int, ...], ManifestArray | None]:
-    """Mapping ``i`` of a virtual dataset: where it starts, its box, and its source
-    described (None: the source does not exist, and reads as the fill value)."""
+) -> tuple[tuple[int, ...], ManifestArray]:
+    """Mapping ``i`` of a virtual dataset: where it starts, and its source described."""
     start, box = _box(dcpl.get_virtual_vspace(i), "selection", ds.shape)
     file_name = os.fsdecode(dcpl.get_virtual_filename(i))
     dataset_name = os.fsdecode(dcpl.get_virtual_dsetname(i))
     if "%" in file_name or "%" in dataset_name:
         raise Unplaceable("is a virtual dataset with printf-style source names")
     source = describer.path if file_name == "." else _source_path(ds, file_name)
-    if source is None:
-        return start, box, None
     with h5py.File(source, "r") as f:
         src = f.get(dataset_name)
-        if src is None:
-            return start, box, None
         if not isinstance(src, h5py.Dataset):
             raise Refused(
-                f"is a virtual dataset whose source {source}:{dataset_name} is no dataset"
+                f"is a virtual dataset whose source {source}:{dataset_name} is missing (HDF5 "
+                "reads fill values there until it exists)"
             )
         src_start, src_box = _box(
             dcpl.get_virtual_srcspace(i), f"selection of {source}:{dataset_name}", src.shape
@@ -188,7 +157,7 @@ def _piece(
             raise Unplaceable(
                 "is a virtual dataset whose source boxes do not fall on its chunk boundaries"
             )
-    return start, box, piece
+    return start, piece
 
 
 def _box(
@@ -207,11 +176,10 @@ def _box(
     return tuple(int(v) for v in low), shape
 
 
-def _source_path(ds: h5py.Dataset, name: str) -> str | None:
-    """Where HDF5 finds a virtual dataset's source file: the prefix, beside the file, or cwd
-    (None: nowhere, and HDF5 reads the fill value)."""
-    if os.path.isabs(name):
-        return name if os.path.exists(name) else None
+def _source_path(ds: h5py.Dataset, name: str) -> str:
+    """Where HDF5 finds a virtual dataset's source file: the prefix, beside the file, or cwd."""
+    if os.path.isabs(name) and os.path.exists(name):
+        return name
     origin = os.path.dirname(os.path.abspath(ds.file.filename))
     prefix = os.fsdecode(ds.id.get_access_plist().get_virtual_prefix() or b"")
     prefix = (prefix or os.environ.get("HDF5_VDS_PREFIX", "")).replace("${ORIGIN}", origin)
@@ -220,7 +188,10 @@ def _source_path(ds: h5py.Dataset, name: str) -> str | None:
     for candidate in candidates:
         if os.path.exists(candidate):
             return os.path.abspath(candidate)
-    return None
+    raise Refused(
+        f"is a virtual dataset whose source file {name!r} cannot be found (HDF5 reads fill "
+        "values there until it exists): put it beside the file or set HDF5_VDS_PREFIX"
+    )
 
 
 def _with_leading_axes(array: ManifestArray, lead: int) -> ManifestArray:
