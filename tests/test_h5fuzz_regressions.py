@@ -219,7 +219,7 @@ def test_absent_sources_of_a_virtual_dataset_are_refused_not_kept_as_fill(tmp_pa
         for name, layout in layouts.items():
             f.create_virtual_dataset(name, layout, fillvalue=-7)
         f.create_virtual_dataset("whole", whole, fillvalue=-7)
-    with pytest.warns(UserWarning) as caught:
+    with pytest.warns(UserWarning, match="virtual dataset") as caught:
         group = zms.scan(str(path), on_unsupported="skip")
     messages = [str(w.message) for w in caught]
     assert sorted(group.arrays) == ["whole"]
