@@ -128,7 +128,17 @@ def _netcdf_padded(ds: h5py.Dataset, values: Any, node: zarr.Array | None) -> An
     ):
         return values  # a real difference in shape: classify reports it
     pad = [(0, a - e) for a, e in zip(node.shape, values.shape, strict=True)]
-    return np.pad(values, pad, mode="constant", constant_values=ds.fillvalue)
+    return np.pad(values, pad, mode="constant", constant_values=_netcdf_padding(ds))
+
+
+def _netcdf_padding(ds: h5py.Dataset) -> Any:
+    """What netCDF-C pads a variable with: its ``_FillValue``, else (numbers) netCDF's default
+    fill for the type, even where HDF5's fill value differs (a variable written with NC_NOFILL)."""
+    from netCDF4 import default_fillvals
+
+    if "_FillValue" in ds.attrs or ds.dtype.kind not in "iuf":
+        return ds.attrs.get("_FillValue", ds.fillvalue)
+    return default_fillvals[f"{ds.dtype.kind}{ds.dtype.itemsize}"]
 
 
 def register_filters() -> None:
@@ -149,9 +159,19 @@ def check_netcdf3(
         yield {"name": "", "class": "unreadable", "reason": f"scipy: {first_line(e)}"}
         return
     with f:
-        for name, var in f.variables.items():
+        for raw, var in f.variables.items():
             expected = np.array(var.data, copy=True)
+            name = _netcdf3_name(raw)
             yield {"name": name, **classify(name, expected, root, messages, failure)}
+
+
+def _netcdf3_name(scipy_name: str) -> str:
+    """A name as netCDF-C (and the scan) read it: scipy decodes every name as Latin-1, the scan
+    as UTF-8 where it is valid."""
+    try:
+        return scipy_name.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return scipy_name
 
 
 def classify(
