@@ -44,6 +44,7 @@ from zarr_manifest_store.scan.common import (
     Refusals,
     Refused,
     rows_per_chunk,
+    with_stored_coordinates,
     zarr_name,
 )
 from zarr_manifest_store.scan.registry import Format
@@ -244,8 +245,8 @@ def _array(
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
         "fill_value": zdtype.to_json_scalar(fill_value, zarr_format=3),
         "codecs": [{"name": "bytes", "configuration": {"endian": "big"}}],
-        "attributes": _attributes(var.attributes, var.dtype),
-        "dimension_names": [d.name for d in dims],
+        "attributes": with_stored_coordinates(_attributes(var.attributes, var.dtype)),
+        "dimension_names": [zarr_name(d.name) for d in dims],  # as their coordinates are named
     }
     return ManifestArray(metadata=metadata, manifest=manifest)
 
@@ -448,8 +449,8 @@ class _HeaderParser:
         self._take(-n % 4, f"the padding of a {what}")
         try:
             return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            self._fail(f"a {what} is not UTF-8: {raw!r}", at=self._pos - n)
+        except UnicodeDecodeError:  # scipy's writer encodes names as Latin-1, and reads them so
+            return raw.decode("latin-1")
 
     def _dtype(self, nc_type: int, what: str) -> tuple[np.dtype, Any]:
         if nc_type not in _TYPES or (nc_type > 6 and self._version != 5):

@@ -17,7 +17,12 @@ from h5py import h5i, h5l
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.scan.common import Refusals, Refused, zarr_name
+from zarr_manifest_store.scan.common import (
+    Refusals,
+    Refused,
+    with_stored_coordinates,
+    zarr_name,
+)
 from zarr_manifest_store.scan.hdf5.attributes import Attributes, json_attributes
 from zarr_manifest_store.scan.hdf5.dimensions import Dimensions, dimension_only
 from zarr_manifest_store.scan.hdf5.layouts import Layouts
@@ -108,7 +113,7 @@ class Walk:
             )
         kind = ds.kind
         dcpl = ds.create_plist
-        attributes = json_attributes(ds.attributes, kind.dtype)
+        attributes = with_stored_coordinates(json_attributes(ds.attributes, kind.dtype))
         names = dims.names_of(ds)
         base = {
             "shape": dims.netcdf_shape(ds, names),
@@ -116,6 +121,6 @@ class Walk:
             "chunk_key_encoding": CHUNK_KEY_ENCODING,
             "fill_value": kind.fill_value_json(dcpl),
             "attributes": attributes,
-            "dimension_names": names,
+            "dimension_names": [zarr_name(n) for n in names],  # as their coordinates are named
         }
         return self.layouts.described(ds, kind, base, dcpl)

@@ -1,0 +1,73 @@
+"""Bug classes the differential fuzzer (tests/fuzz_files.py, benchmarks/fuzz_views.py) found,
+each on a file written here that reproduces it alone (issue #18)."""
+
+from __future__ import annotations
+
+import warnings
+
+import h5netcdf
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+from scipy.io import netcdf_file
+
+import zarr_manifest_store as zms
+
+
+def _view(path, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store = zms.ManifestStore(zms.scan(str(path)))
+        return xr.open_dataset(store, engine="zarr_manifest", chunks=None, **options).load()
+
+
+def test_netcdf3_names_scipy_wrote_in_latin1_are_read_as_scipy_reads_them(tmp_path):
+    path = tmp_path / "latin1.nc"
+    with netcdf_file(path, "w") as f:  # scipy encodes names as Latin-1: not UTF-8
+        f.createDimension("ä", 2)
+        v = f.createVariable("ünï", "i", ("ä",))
+        v[:] = [1, 2]
+        v.é = 3
+        f.createVariable("plain", "d", ("ä",))[:] = [0.5, 1.5]
+    with xr.open_dataset(path, engine="scipy") as expected:
+        xr.testing.assert_identical(_view(path), expected.load())
+    assert sorted(zms.scan(str(path)).arrays) == ["plain", "ünï"]
+
+
+def test_a_coordinate_whose_name_zarr_reserves_stays_its_dimensions_coordinate(tmp_path):
+    path = tmp_path / "reserved.nc"
+    with h5netcdf.File(path, "w") as f:
+        f.dimensions = {"__t": 3, "x\\y": 2}
+        f.create_variable("__t", ("__t",), "f8", data=[0.0, 1.0, 2.0])
+        f.create_variable("x\\y", ("x\\y",), "i4", data=[5, 6])
+        f.create_variable("v", ("__t", "x\\y"), "f4", data=np.ones((3, 2)))
+        f.create_variable("__lat", ("__t", "x\\y"), "f4", data=np.zeros((3, 2)))
+        f.variables["v"].attrs["coordinates"] = "__lat"  # a 2-D coordinate
+    with xr.open_dataset(path, engine="h5netcdf") as expected:  # views show the stored names
+        renamed = {"__t": "%5F_t", "x\\y": "%78%5Cy", "__lat": "%5F_lat"}
+        expected = expected.load().rename(renamed)
+    assert "%5F_lat" in expected.coords
+    actual = _view(path)
+    xr.testing.assert_identical(actual, expected)
+    assert list(actual.indexes) == ["%5F_t", "%78%5Cy"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = xr.open_zarr(zms.ManifestStore(zms.scan(str(path))), chunks=None).load()
+    xr.testing.assert_identical(plain, expected)
+
+
+def test_a_refused_dataset_is_named_as_it_is_in_the_file(tmp_path):
+    path = tmp_path / "backslash.h5"
+    with h5py.File(path, "w") as f:
+        sequences = f.create_dataset("g/a\\b", shape=(2,), dtype=h5py.vlen_dtype("i4"))
+        sequences[0] = [1, 2]
+        f["g/plain"] = np.arange(3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        group = zms.scan(str(path), on_unsupported="skip")
+    assert [str(w.message).split(": ")[1] for w in caught] == ["left out dataset 'g/a\\b'"]
+    assert sorted(group["g"].arrays) == ["plain"]
+    with pytest.raises(zms.UnsupportedDatasetError, match=r"  'g/a\\b' holds"):
+        zms.scan(str(path))
+
