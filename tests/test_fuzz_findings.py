@@ -3,6 +3,8 @@ each on a file written here that reproduces it alone (issue #18)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import h5netcdf
@@ -71,3 +73,31 @@ def test_a_refused_dataset_is_named_as_it_is_in_the_file(tmp_path):
     with pytest.raises(zms.UnsupportedDatasetError, match=r"  'g/a\\b' holds"):
         zms.scan(str(path))
 
+
+NOFILL_SCRIPT = """
+import sys, netCDF4, numpy as np
+with netCDF4.Dataset(sys.argv[1], "w") as nc:
+    nc.set_fill_off()  # HDF5's fill value stays 0; netCDF pads with its default fill
+    nc.createDimension("time", None)
+    nc.createDimension("x", 4)
+    a = nc.createVariable("a", "f8", ("time",), chunksizes=(2,))
+    b = nc.createVariable("b", "i4", ("time", "x"), chunksizes=(1, 2))
+    t = nc.createVariable("time", "f8", ("time",), chunksizes=(8,))
+    t[:7] = np.arange(7.0)
+    a[:3] = [1.0, 2.0, 3.0]  # ends inside its second chunk, four chunks past it
+    b[4, 2:] = [7, 8]  # rows 0-3 and half of row 4 never written: HDF5 reads them as 0
+"""
+
+
+def test_a_variable_written_without_fill_is_padded_as_netcdf_pads_it(tmp_path):
+    path = tmp_path / "nofill.nc"
+    subprocess.run([sys.executable, "-c", NOFILL_SCRIPT, str(path)], check=True)
+    with h5py.File(path) as f:
+        assert (f["a"].fillvalue, f["a"].shape) == (0, (3,))
+        inside = f["b"][...]
+    actual = _view(path, mask_and_scale=False)
+    with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as expected:
+        np.testing.assert_array_equal(actual["a"], expected["a"])  # 9.97e36 past the data
+        assert actual["a"].values[3:].tolist() == [9.969209968386869e36] * 4
+    np.testing.assert_array_equal(actual["b"].values[:5], inside)  # as HDF5 reads them
+    assert actual["b"].values[5:].tolist() == [[-2147483647] * 4] * 2

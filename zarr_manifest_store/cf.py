@@ -60,6 +60,14 @@ _TEXT_ENCODINGS = ("ascii", "utf-8")
 
 _ABSENT = object()
 
+NETCDF_DEFAULT_FILLS: dict[str, int | float] = {
+    "i1": -127, "u1": 255, "i2": -32767, "u2": 65535, "i4": -2147483647, "u4": 4294967295,
+    "i8": -9223372036854775806, "u8": 18446744073709551614, "f4": 9.9692099683868690e36,
+    "f8": 9.9692099683868690e36,
+}  # fmt: skip
+"""netCDF-C's default fill value of each numeric type (``NC_FILL_INT``, ...), keyed by NumPy's
+kind and size: what netCDF shows where a variable without ``_FillValue`` was never written."""
+
 
 def fill_value_attribute(value: Any, dtype: np.dtype) -> Any | None:
     """A ``_FillValue`` attribute encoded the way xarray's Zarr v3 backend decodes it.

@@ -18,6 +18,7 @@ import numpy as np
 from h5py import h5d, h5p, h5t
 from zarr.dtype import ZDType, parse_dtype
 
+from zarr_manifest_store.cf import NETCDF_DEFAULT_FILLS
 from zarr_manifest_store.scan.common import Refused
 
 __all__ = ["DataKind", "fill_undefined", "type_key"]
@@ -63,6 +64,25 @@ class DataKind:
         stored = np.zeros((1,), dtype=self.stored)  # as h5py's Dataset.fillvalue reads it
         dcpl.get_fill_value(stored)
         return _fill_value_json(self, stored.tobytes())
+
+    def padding_json(self, fill_attribute: Any, hdf5_fill: Any) -> Any:
+        """What netCDF-C pads a number variable with past its data along an unlimited
+        dimension, in Zarr's JSON form: its ``_FillValue`` attribute, else netCDF's default
+        fill for the type, whatever HDF5's fill value (``hdf5_fill``, kept for other types)
+        is — they differ where the variable was written with netCDF's ``NC_NOFILL``."""
+        key = f"{self.dtype.kind}{self.dtype.itemsize}"
+        if key not in NETCDF_DEFAULT_FILLS or self.dtype.kind not in "iuf":
+            return hdf5_fill
+        values = np.asarray(fill_attribute if fill_attribute is not None else [])
+        if values.size != 1 or values.dtype.kind not in "iuf":
+            value = NETCDF_DEFAULT_FILLS[key]
+        else:
+            value = values.ravel()[0]
+        try:
+            scalar = self.zdtype.cast_scalar(value)
+        except (TypeError, ValueError, OverflowError):
+            return hdf5_fill
+        return self.zdtype.to_json_scalar(scalar, zarr_format=3)
 
     @classmethod
     def of(cls, tid: h5t.TypeID) -> DataKind:

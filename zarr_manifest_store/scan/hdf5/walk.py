@@ -115,11 +115,15 @@ class Walk:
         dcpl = ds.create_plist
         attributes = with_stored_coordinates(json_attributes(ds.attributes, kind.dtype))
         names = dims.names_of(ds)
+        shape = dims.netcdf_shape(ds, names)
+        fill_value = kind.fill_value_json(dcpl)
+        if shape != list(ds.shape):  # netCDF pads it: chunks past the data read as its padding
+            fill_value = kind.padding_json(ds.attributes.get("_FillValue"), fill_value)
         base = {
-            "shape": dims.netcdf_shape(ds, names),
+            "shape": shape,
             "data_type": kind.zdtype.to_json(zarr_format=3),
             "chunk_key_encoding": CHUNK_KEY_ENCODING,
-            "fill_value": kind.fill_value_json(dcpl),
+            "fill_value": fill_value,
             "attributes": attributes,
             "dimension_names": [zarr_name(n) for n in names],  # as their coordinates are named
         }
