@@ -101,3 +101,24 @@ def test_a_variable_written_without_fill_is_padded_as_netcdf_pads_it(tmp_path):
         assert actual["a"].values[3:].tolist() == [9.969209968386869e36] * 4
     np.testing.assert_array_equal(actual["b"].values[:5], inside)  # as HDF5 reads them
     assert actual["b"].values[5:].tolist() == [[-2147483647] * 4] * 2
+
+
+def test_a_character_variables_missing_value_masks_it_as_netcdf_readers_do(tmp_path):
+    h5, nc3 = tmp_path / "chars.h5", tmp_path / "chars.nc"
+    with h5py.File(h5, "w") as f:
+        x = f.create_dataset("x", data=np.arange(3.0))
+        x.make_scale("x")
+        chars = f.create_dataset("c", data=np.array([b"a", b"z", b"b"], "S1"))
+        chars.dims[0].attach_scale(x)
+        chars.attrs["missing_value"] = np.bytes_(b"z")
+    with netcdf_file(nc3, "w") as f:
+        f.createDimension("x", 3)
+        f.createDimension("strlen", 1)
+        chars = f.createVariable("c", "c", ("x", "strlen"))
+        chars[:] = np.array([[b"a"], [b"z"], [b"b"]], "S1")
+        chars.missing_value = b"z"
+    for path, engine in ((h5, "h5netcdf"), (nc3, "scipy")):
+        with xr.open_dataset(path, engine=engine) as expected:
+            expected = expected.load()
+        xr.testing.assert_identical(_view(path), expected)
+    assert _view(h5)["c"].values.tolist() == [b"a", np.nan, b"b"]  # as h5netcdf masks it

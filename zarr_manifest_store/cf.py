@@ -236,6 +236,19 @@ def fill_value_record(value: Any, dtype: np.dtype) -> dict[str, Any] | None:
     return typed_value(value, dtype)
 
 
+def missing_value_record(name: str, value: Any, dtype: np.dtype | None) -> dict[str, Any] | None:
+    """The typed record of a ``missing_value`` of bytes on a character (or fixed-length bytes)
+    variable: netCDF readers show it as ``np.bytes_`` and xarray masks with it, where its JSON
+    text would mask nothing. None for any other attribute."""
+    if name != "missing_value" or dtype is None or dtype.kind != "S":
+        return None
+    items = np.asarray(value)
+    if items.dtype.kind != "S" or not items.size:
+        return None
+    items = items.astype(np.dtype(items.dtype.str))  # without h5py's encoding metadata
+    return typed_value(items.reshape(()) if items.size == 1 else items)
+
+
 def typed_value(value: Any, dtype: np.dtype | None = None) -> dict[str, Any]:
     """The record of a fixed-size NumPy value: its dtype, shape and bytes (base64).
 

@@ -20,6 +20,7 @@ from zarr_manifest_store.cf import (
     TYPED_ATTRIBUTES,
     fill_value_attribute,
     fill_value_record,
+    missing_value_record,
     stored_attribute,
     text_attribute,
     typed_value,
@@ -209,6 +210,7 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
             )
             continue
         out[name] = converted
+        record = record or missing_value_record(name, value, dtype)
         if record is not None:
             typed[name] = record
     if typed:
