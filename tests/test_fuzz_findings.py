@@ -82,10 +82,12 @@ with netCDF4.Dataset(sys.argv[1], "w") as nc:
     nc.createDimension("x", 4)
     a = nc.createVariable("a", "f8", ("time",), chunksizes=(2,))
     b = nc.createVariable("b", "i4", ("time", "x"), chunksizes=(1, 2))
+    c = nc.createVariable("c", "u4", ("time",), chunksizes=(2,), fill_value=4)  # ignored
     t = nc.createVariable("time", "f8", ("time",), chunksizes=(8,))
     t[:7] = np.arange(7.0)
     a[:3] = [1.0, 2.0, 3.0]  # ends inside its second chunk, four chunks past it
     b[4, 2:] = [7, 8]  # rows 0-3 and half of row 4 never written: HDF5 reads them as 0
+    c[:1] = [1]
 """
 
 
@@ -99,8 +101,10 @@ def test_a_variable_written_without_fill_is_padded_as_netcdf_pads_it(tmp_path):
     with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as expected:
         np.testing.assert_array_equal(actual["a"], expected["a"])  # 9.97e36 past the data
         assert actual["a"].values[3:].tolist() == [9.969209968386869e36] * 4
+        np.testing.assert_array_equal(actual["c"], expected["c"])
     np.testing.assert_array_equal(actual["b"].values[:5], inside)  # as HDF5 reads them
     assert actual["b"].values[5:].tolist() == [[-2147483647] * 4] * 2
+    assert actual["c"].values.tolist() == [1] + [4294967295] * 6  # not its _FillValue, 4
 
 
 def test_a_character_variables_missing_value_masks_it_as_netcdf_readers_do(tmp_path):

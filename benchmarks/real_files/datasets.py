@@ -132,13 +132,13 @@ def _netcdf_padded(ds: h5py.Dataset, values: Any, node: zarr.Array | None) -> An
 
 
 def _netcdf_padding(ds: h5py.Dataset) -> Any:
-    """What netCDF-C pads a variable with: its ``_FillValue``, else (numbers) netCDF's default
-    fill for the type, even where HDF5's fill value differs (a variable written with NC_NOFILL)."""
+    """What netCDF-C pads a variable with: HDF5's fill value, except for numbers written with
+    NC_NOFILL (fill time "never"), which it pads with netCDF's default fill for the type."""
     from netCDF4 import default_fillvals
 
-    if "_FillValue" in ds.attrs or ds.dtype.kind not in "iuf":
-        return ds.attrs.get("_FillValue", ds.fillvalue)
-    return default_fillvals[f"{ds.dtype.kind}{ds.dtype.itemsize}"]
+    never = ds.id.get_create_plist().get_fill_time() == h5py.h5d.FILL_TIME_NEVER
+    key = f"{ds.dtype.kind}{ds.dtype.itemsize}"
+    return default_fillvals[key] if never and key in default_fillvals else ds.fillvalue
 
 
 def register_filters() -> None:

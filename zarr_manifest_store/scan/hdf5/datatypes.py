@@ -65,23 +65,15 @@ class DataKind:
         dcpl.get_fill_value(stored)
         return _fill_value_json(self, stored.tobytes())
 
-    def padding_json(self, fill_attribute: Any, hdf5_fill: Any) -> Any:
-        """What netCDF-C pads a number variable with past its data along an unlimited
-        dimension, in Zarr's JSON form: its ``_FillValue`` attribute, else netCDF's default
-        fill for the type, whatever HDF5's fill value (``hdf5_fill``, kept for other types)
-        is — they differ where the variable was written with netCDF's ``NC_NOFILL``."""
+    def padding_json(self, dcpl: h5p.PropDCID, hdf5_fill: Any) -> Any:
+        """What netCDF-C pads a variable with past its data along an unlimited dimension, in
+        Zarr's JSON form: HDF5's fill value (``hdf5_fill``: its ``_FillValue``), except for a
+        number variable written with ``NC_NOFILL`` (HDF5's fill time "never"), which netCDF-C
+        pads with netCDF's default fill for the type, whatever its ``_FillValue``."""
         key = f"{self.dtype.kind}{self.dtype.itemsize}"
-        if key not in NETCDF_DEFAULT_FILLS or self.dtype.kind not in "iuf":
+        if dcpl.get_fill_time() != h5d.FILL_TIME_NEVER or key not in NETCDF_DEFAULT_FILLS:
             return hdf5_fill
-        values = np.asarray(fill_attribute if fill_attribute is not None else [])
-        if values.size != 1 or values.dtype.kind not in "iuf":
-            value = NETCDF_DEFAULT_FILLS[key]
-        else:
-            value = values.ravel()[0]
-        try:
-            scalar = self.zdtype.cast_scalar(value)
-        except (TypeError, ValueError, OverflowError):
-            return hdf5_fill
+        scalar = self.zdtype.cast_scalar(NETCDF_DEFAULT_FILLS[key])
         return self.zdtype.to_json_scalar(scalar, zarr_format=3)
 
     @classmethod

@@ -118,7 +118,7 @@ class Walk:
         shape = dims.netcdf_shape(ds, names)
         fill_value = kind.fill_value_json(dcpl)
         if shape != list(ds.shape):  # netCDF pads it: chunks past the data read as its padding
-            fill_value = kind.padding_json(ds.attributes.get("_FillValue"), fill_value)
+            fill_value = kind.padding_json(dcpl, fill_value)
         base = {
             "shape": shape,
             "data_type": kind.zdtype.to_json(zarr_format=3),
