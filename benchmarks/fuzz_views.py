@@ -7,7 +7,8 @@ every dataset against h5py / scipy (``exact``, ``refused`` with a warning naming
 (``equal``, ``mismatch``, ``refused``, ``unreadable``). A view that differs from the
 first engine but equals another's (netcdf4 for h5netcdf and scipy, and back) is
 ``engines-differ``: the engines disagree with each other, and that is not counted
-against the scan; nor is ``reference-crash``, a file netCDF-C crashes the process on while
+against the scan; nor is ``reference-misreads`` (:data:`NETCDF_C_MISREADS`), nor
+``reference-crash``, a file netCDF-C crashes the process on while
 loading the reference view (the check runs under faulthandler, which names the frame). A problem is a ``wrong`` / ``missing`` / ``read-error`` /
 ``file-error`` dataset or a ``mismatch`` view.
 
@@ -87,8 +88,37 @@ def _reclassified(result: dict[str, Any], path: str) -> list[dict]:
             if cls == "equal" or (cls is None and classes and "mismatch" not in classes.values()):
                 reason = f"{engine} agrees with the scan; {record['reason']}"
                 record = {**record, "class": "engines-differ", "reason": reason}
+            elif record["engine"].startswith("netcdf4") and _padded_inside(path, record):
+                reason = f"{NETCDF_C_MISREADS}; {record['reason']}"
+                record = {**record, "class": "reference-misreads", "reason": reason}
         out.append(record)
     return out
+
+
+NETCDF_C_MISREADS = (
+    "netCDF-C (4.10.1) misplaces the values of a variable shorter than an unlimited dimension "
+    "that is not its first (it reads them as if stored at the dimension's length)"
+)
+
+
+def _padded_inside(path: str, record: dict) -> bool:
+    """Whether the record's variable is shorter than an unlimited dimension that is not its
+    first axis (:data:`NETCDF_C_MISREADS`)."""
+    import h5py
+    import netCDF4
+
+    name = f"{record['group']}/{record['variable']}".strip("/")
+    with h5py.File(path, "r") as f:
+        ds = f.get(name)
+        if not isinstance(ds, h5py.Dataset) or not ds.maxshape:
+            return False
+        shape, maxshape = ds.shape, ds.maxshape
+    with netCDF4.Dataset(path) as nc:
+        var = nc[name]
+        lengths = [len(d) for d in var.get_dims()]
+    return any(
+        m is None and n < d for n, m, d in zip(shape[1:], maxshape[1:], lengths[1:], strict=True)
+    )
 
 
 def _other_engine(path: str, record: dict, messages: list[str]) -> tuple[str, dict[str, str]]:
