@@ -126,3 +126,29 @@ def test_a_character_variables_missing_value_masks_it_as_netcdf_readers_do(tmp_p
             expected = expected.load()
         xr.testing.assert_identical(_view(path), expected)
     assert _view(h5)["c"].values.tolist() == [b"a", np.nan, b"b"]  # as h5netcdf masks it
+
+
+NON_COORDINATE_SCRIPT = """
+import sys, netCDF4, numpy as np
+with netCDF4.Dataset(sys.argv[1], "w") as nc:
+    g = nc.createGroup("g")
+    g.createDimension("x", 2)
+    g.createDimension("y", 3)
+    vlen = g.createVLType(np.int32, "vlen_t")
+    x = g.createVariable("x", vlen, ("y",))  # named like a dimension, not its coordinate
+    x[0] = np.arange(2, dtype="i4")
+    g.createVariable("plain", "f4", ("x",))[:] = [1.0, 2.0]
+"""
+
+
+def test_a_refused_non_coordinate_variable_is_named_as_netcdf_names_it(tmp_path):
+    path = tmp_path / "non_coordinate.nc"
+    subprocess.run([sys.executable, "-c", NON_COORDINATE_SCRIPT, str(path)], check=True)
+    with h5py.File(path) as f:
+        assert "_nc4_non_coord_x" in f["g"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        group = zms.scan(str(path), on_unsupported="skip")
+    (message,) = [str(w.message) for w in caught if "left out" in str(w.message)]
+    assert message.endswith("(netCDF variable 'g/x')")
+    assert sorted(group["g"].arrays) == ["plain"]

@@ -20,6 +20,7 @@ from zarr_manifest_store.group import ManifestGroup
 from zarr_manifest_store.scan.common import (
     Refusals,
     Refused,
+    quoted,
     with_stored_coordinates,
     zarr_name,
 )
@@ -91,10 +92,11 @@ class Walk:
                 try:
                     arrays[array_name] = self.array(obj, dims)
                 except Refused as e:
-                    self.refusals.add(rel, str(e))
+                    self.refusals.add(rel, str(e) + _netcdf_variable(rel, name))
                 except (OSError, RuntimeError, TypeError, ValueError) as e:
                     # HDF5 refusing to read something about this one dataset: refuse it alone
-                    self.refusals.add(rel, f"cannot be read with h5py ({type(e).__name__}: {e})")
+                    reason = f"cannot be read with h5py ({type(e).__name__}: {e})"
+                    self.refusals.add(rel, reason + _netcdf_variable(rel, name))
         attributes = json_attributes(Attributes(h5group, dims.create_plist))
         return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes)
 
@@ -128,3 +130,12 @@ class Walk:
             "dimension_names": [zarr_name(n) for n in names],  # as their coordinates are named
         }
         return self.layouts.described(ds, kind, base, dcpl)
+
+
+def _netcdf_variable(rel: str, name: str) -> str:
+    """For a dataset netCDF-C named with its non-coordinate prefix, the variable's netCDF path,
+    so that a refusal names the variable netCDF readers show (``" (netCDF variable 'g/x')"``)."""
+    if not name.startswith(NON_COORD_PREFIX):
+        return ""
+    variable = rel.removesuffix(name) + name.removeprefix(NON_COORD_PREFIX)
+    return f" (netCDF variable {quoted(variable)})"
