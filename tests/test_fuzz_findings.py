@@ -152,3 +152,19 @@ def test_a_refused_non_coordinate_variable_is_named_as_netcdf_names_it(tmp_path)
     (message,) = [str(w.message) for w in caught if "left out" in str(w.message)]
     assert message.endswith("(netCDF variable 'g/x')")
     assert sorted(group["g"].arrays) == ["plain"]
+
+
+def test_a_fixed_length_strings_fill_value_shows_as_h5netcdf_shows_it(tmp_path):
+    path = tmp_path / "fixed.h5"
+    with h5py.File(path, "w") as f:
+        x = f.create_dataset("x", data=np.arange(2.0))
+        x.make_scale("x")
+        for name, fill in (("ascii", b"x y"), ("latin", b"\xc2\xb0C"), ("char", b"z")):
+            text = f.create_dataset(name, data=np.array([fill, b"ab"], "S5"), fillvalue=fill)
+            text.attrs["_FillValue"] = np.bytes_(fill)
+            text.dims[0].attach_scale(x)
+    with xr.open_dataset(path, engine="h5netcdf") as expected:
+        expected = expected.load()
+    assert expected["ascii"].values.tolist() == [b"x y", b"ab"]  # text: masks no bytes
+    assert expected["char"].values.tolist() == [np.nan, b"ab"]  # a character: masks
+    xr.testing.assert_identical(_view(path), expected)
