@@ -168,3 +168,31 @@ def test_a_fixed_length_strings_fill_value_shows_as_h5netcdf_shows_it(tmp_path):
     assert expected["ascii"].values.tolist() == [b"x y", b"ab"]  # text: masks no bytes
     assert expected["char"].values.tolist() == [np.nan, b"ab"]  # a character: masks
     xr.testing.assert_identical(_view(path), expected)
+
+
+COMPOUND_SCRIPT = """
+import sys, netCDF4, numpy as np
+with netCDF4.Dataset(sys.argv[1], "w") as nc:
+    nc.createDimension("time", None)
+    pair = nc.createCompoundType(np.dtype([("a", "<f8"), ("b", "<i8")]), "pair_t")
+    p = nc.createVariable("pair", pair, ("time",), chunksizes=(1,))
+    v = nc.createVariable("v", "f4", ("time",), chunksizes=(2,))
+    v[:3] = [1.0, 2.0, 3.0]
+    p[:1] = np.array([(0.5, 7)], dtype=[("a", "<f8"), ("b", "<i8")])
+"""
+
+
+def test_a_compound_shorter_than_its_unlimited_dimension_is_refused_alone(tmp_path):
+    path = tmp_path / "compound.nc"
+    subprocess.run([sys.executable, "-c", COMPOUND_SCRIPT, str(path)], check=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        group = zms.scan(str(path), on_unsupported="skip")
+    (message,) = [str(w.message) for w in caught if "left out" in str(w.message)]
+    assert "'pair': is shorter than its unlimited dimension 'time'" in message
+    with xr.open_dataset(path, engine="netcdf4") as expected:
+        expected = expected.drop_vars("pair").load()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        actual = xr.open_dataset(zms.ManifestStore(group), engine="zarr_manifest").load()
+    xr.testing.assert_identical(actual, expected)
