@@ -124,27 +124,32 @@ def _padded_inside(path: str, record: dict) -> bool:
 def _other_engine(path: str, record: dict, messages: list[str]) -> tuple[str, dict[str, str]]:
     """(engine, class of each variable) of the group's view against the first other engine
     (of those the corpus uses for the file: netCDF-C never reads a plain HDF5 file) that
-    opens it; ``("", {})`` if none does."""
+    opens it, with the record's options, else without time decoding (where the two engines
+    disagree on a time variable's values, one of them may not decode); ``("", {})`` if none
+    does."""
     import zarr_manifest_store as zms
 
     first, *rest = record["engine"].split(", ")
-    options = {"decode_times": False} if "decode_times=False" in rest else {}
     group = record["group"]
-    for engine in ENGINES[netcdf_kind(path, sniff_path(path) or "")]:
-        if engine == first:
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with xr.open_dataset(path, engine=engine, group=group or None, **options) as ds:
-                    expected = ds.load()
-                store = zms.ManifestStore(zms.scan(path, on_unsupported="skip"))
-                actual = open_view(store, group, options).load()
-        except Exception:
-            continue
-        found = compare_datasets(expected, actual, group, messages)
-        return engine, {name: cls for name, (cls, _) in found.items()}
+    store = zms.ManifestStore(zms.scan(path, on_unsupported="skip"))
+    for options in ({"decode_times": False} if "decode_times=False" in rest else {}, DECODED):
+        for engine in ENGINES[netcdf_kind(path, sniff_path(path) or "")]:
+            if engine == first:
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    with xr.open_dataset(path, engine=engine, group=group or None, **options) as ds:
+                        expected = ds.load()
+                    actual = open_view(store, group, options).load()
+            except Exception:
+                continue
+            found = compare_datasets(expected, actual, group, messages)
+            return engine, {name: cls for name, (cls, _) in found.items()}
     return "", {}
+
+
+DECODED = {"decode_times": False}
 
 
 def run(seeds: range, kinds: list[str], out: Any, first_kind: str | None = None) -> None:
