@@ -113,6 +113,9 @@ class Plan:
         for _ in range(int(self.rng.integers(1, 6))):
             names = {v["name"] for v in group["vars"]}
             group["vars"].append(self.variable(taken, scope, depth, names))
+        own = {d["name"] for d in dims}
+        if any(d not in own for v in group["vars"] for d in v["dims"]):
+            self.features.add("parent-dim")
         self.coordinates(group, scope, taken)
         if not self.classic and depth < 2:
             for _ in range(int(self.rng.integers(0, 3))):
@@ -146,8 +149,6 @@ class Plan:
             dims = [d for i, d in enumerate(dims) if i == 0 or not scope[d]["unlimited"]]
         if ndim == 0:
             self.features.add("scalar")
-        if dims and scope[dims[0]] is not None and depth and dims[0] not in taken:
-            self.features.add("parent-dim")
         kind = self.pick(self.types())
         self.features.add(f"type:{kind}")
         name = self.name(taken)
