@@ -113,6 +113,8 @@ def _padded_inside(path: str, record: dict) -> bool:
     import netCDF4
 
     name = f"{record['group']}/{record['variable']}".strip("/")
+    if not h5py.is_hdf5(path):  # netCDF-3: no unlimited dimension but the first
+        return False
     with h5py.File(path, "r") as f:
         ds = f.get(name)
         if not isinstance(ds, h5py.Dataset) or not ds.maxshape:

@@ -25,6 +25,7 @@ attributes of every type, and names with spaces, non-ASCII letters and leading u
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -414,11 +415,15 @@ def any_unlimited(plan: Plan) -> bool:
 def build(seed: int, path: str | Path, kind: str) -> list[str]:
     """Write the file of ``seed`` at ``path`` with the writer ``kind``; the features it combines."""
     plan = Plan(seed, kind)
-    if kind in ("netcdf4", "nc3"):
-        done = subprocess.run([sys.executable, __file__, kind, str(seed), str(path)],
-                              capture_output=True, text=True)  # fmt: skip
+    if kind in ("netcdf4", "nc3") or (kind == "h5py" and "netCDF4" in sys.modules):
+        # netCDF4's HDF5 plugin path breaks hdf5plugin's filters in a process that imported it
+        env = {k: v for k, v in os.environ.items() if k != "HDF5_PLUGIN_PATH"}  # netCDF4's
+        done = subprocess.run(
+            [sys.executable, __file__, kind, str(seed), str(path)],
+            capture_output=True, text=True, env=env,
+        )  # fmt: skip
         if done.returncode:
-            raise RuntimeError(f"seed {seed} ({kind}): netCDF4 failed: {done.stderr[-2000:]}")
+            raise RuntimeError(f"seed {seed} ({kind}): the writer failed: {done.stderr[-2000:]}")
     else:
         WRITERS[kind](plan, str(path))
     return sorted(plan.features)
@@ -704,4 +709,5 @@ WRITERS = {"h5netcdf": write_h5netcdf, "h5py": write_h5py, "scipy": write_scipy}
 
 if __name__ == "__main__":
     _kind, _seed, _path = sys.argv[1:4]
-    write_netcdf(Plan(int(_seed), _kind), _path)
+    _plan = Plan(int(_seed), _kind)
+    WRITERS.get(_kind, write_netcdf)(_plan, _path)
