@@ -196,3 +196,23 @@ def test_a_compound_shorter_than_its_unlimited_dimension_is_refused_alone(tmp_pa
         warnings.simplefilter("ignore")
         actual = xr.open_dataset(zms.ManifestStore(group), engine="zarr_manifest").load()
     xr.testing.assert_identical(actual, expected)
+
+
+NO_RECORDS_SCRIPT = """
+import sys, netCDF4
+with netCDF4.Dataset(sys.argv[1], "w", format="NETCDF3_64BIT_DATA") as nc:
+    nc.createDimension("time", None)
+    nc.createDimension("x", 2)
+    nc.createVariable("x", "f8", ("x",))[:] = [1.0, 2.0]
+    nc.createVariable("a", "i2", ("time", "x"))
+    nc.createVariable("b", "u4", ("time",))  # begins past the file's end: no record is written
+"""
+
+
+def test_record_variables_of_a_file_without_records_are_empty_not_truncated(tmp_path):
+    path = tmp_path / "no_records.nc"
+    subprocess.run([sys.executable, "-c", NO_RECORDS_SCRIPT, str(path)], check=True)
+    group = zms.scan(str(path))  # on_unsupported="raise": nothing is refused
+    assert (group["a"].shape, group["b"].shape) == ((0, 2), (0,))
+    with xr.open_dataset(path, engine="netcdf4") as expected:
+        xr.testing.assert_identical(_view(path), expected.load())

@@ -212,7 +212,8 @@ def _array(
         chunks = (1, *shape[1:])
         stride, count = header.record_bytes, header.numrecs
         length = var.slab_bytes
-        end = var.begin + (count - 1) * stride + length if count else var.begin
+        # no records: nothing to read (netCDF-C places the record variables past the file's end)
+        end = var.begin + (count - 1) * stride + length if count else 0
     else:
         shape = tuple(d.length for d in dims)  # type: ignore[misc]
         rows = _leading_rows(var, size, contiguous_chunk_bytes)
