@@ -84,8 +84,9 @@ class Layouts:
         (``base["shape"]``, netCDF's padding): the chunks past the data are
         missing (the fill value: netCDF's padding), and a stored chunk that the
         data ends inside is read and stored inline, padded as netCDF pads it. Where
-        HDF5's fill value (``hdf5_fill``) is not that padding (``NC_NOFILL``), the
-        chunks never written inside the data are read and stored inline too.
+        HDF5's fill value (``hdf5_fill``) is not that padding (``NC_NOFILL``: HDF5
+        never writes fill values), a chunk never written inside the data has no
+        defined value, and the dataset is refused.
         """
         shape = tuple(base["shape"])
         grid = tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
@@ -103,8 +104,14 @@ class Layouts:
         reason = "some of its chunks skipped a filter"
         if shape != ds.shape:
             padded = _padded_edges(ds.shape, shape, chunks, lengths.reshape(grid))
-            if hdf5_fill != base["fill_value"]:
-                padded |= _unwritten_inside(ds.shape, chunks, lengths.reshape(grid))
+            if hdf5_fill != base["fill_value"] and (  # NC_NOFILL: fill time "never"
+                unwritten := _unwritten_inside(ds.shape, chunks, lengths.reshape(grid))
+            ):
+                raise Refused(
+                    f"was written without fill values (NC_NOFILL) and {len(unwritten)} of its "
+                    "chunks inside its data were never written, which HDF5 reads as arbitrary "
+                    "bytes"
+                )
             cells |= padded
             reason = reason if skipped else "netCDF pads it past the data in its last chunks"
         if cells:
