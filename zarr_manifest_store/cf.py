@@ -60,6 +60,14 @@ _TEXT_ENCODINGS = ("ascii", "utf-8")
 
 _ABSENT = object()
 
+NETCDF_DEFAULT_FILLS: dict[str, int | float] = {
+    "i1": -127, "u1": 255, "i2": -32767, "u2": 65535, "i4": -2147483647, "u4": 4294967295,
+    "i8": -9223372036854775806, "u8": 18446744073709551614, "f4": 9.9692099683868690e36,
+    "f8": 9.9692099683868690e36,
+}  # fmt: skip
+"""netCDF-C's default fill value of each numeric type (``NC_FILL_INT``, ...), keyed by NumPy's
+kind and size: what netCDF shows where a variable without ``_FillValue`` was never written."""
+
 
 def fill_value_attribute(value: Any, dtype: np.dtype) -> Any | None:
     """A ``_FillValue`` attribute encoded the way xarray's Zarr v3 backend decodes it.
@@ -226,6 +234,19 @@ def fill_value_record(value: Any, dtype: np.dtype) -> dict[str, Any] | None:
     if dtype.kind not in "SUV":
         return None
     return typed_value(value, dtype)
+
+
+def missing_value_record(name: str, value: Any, dtype: np.dtype | None) -> dict[str, Any] | None:
+    """The typed record of a ``missing_value`` of bytes on a character (or fixed-length bytes)
+    variable: netCDF readers show it as ``np.bytes_`` and xarray masks with it, where its JSON
+    text would mask nothing. None for any other attribute."""
+    if name != "missing_value" or dtype is None or dtype.kind != "S":
+        return None
+    items = np.asarray(value)
+    if items.dtype.kind != "S" or not items.size:
+        return None
+    items = items.astype(np.dtype(items.dtype.str))  # without h5py's encoding metadata
+    return typed_value(items.reshape(()) if items.size == 1 else items)
 
 
 def typed_value(value: Any, dtype: np.dtype | None = None) -> dict[str, Any]:

@@ -134,7 +134,17 @@ def _netcdf_padded(ds: h5py.Dataset, values: Any, node: zarr.Array | None) -> An
     ):
         return values  # a real difference in shape: classify reports it
     pad = [(0, a - e) for a, e in zip(node.shape, values.shape, strict=True)]
-    return np.pad(values, pad, mode="constant", constant_values=ds.fillvalue)
+    return np.pad(values, pad, mode="constant", constant_values=_netcdf_padding(ds))
+
+
+def _netcdf_padding(ds: h5py.Dataset) -> Any:
+    """What netCDF-C pads a variable with: HDF5's fill value, except for numbers written with
+    NC_NOFILL (fill time "never"), which it pads with netCDF's default fill for the type."""
+    from netCDF4 import default_fillvals
+
+    never = ds.id.get_create_plist().get_fill_time() == h5py.h5d.FILL_TIME_NEVER
+    key = f"{ds.dtype.kind}{ds.dtype.itemsize}"
+    return default_fillvals[key] if never and key in default_fillvals else ds.fillvalue
 
 
 def register_filters() -> None:
@@ -155,9 +165,19 @@ def check_netcdf3(
         yield {"name": "", "class": "unreadable", "reason": f"scipy: {first_line(e)}"}
         return
     with f:
-        for name, var in f.variables.items():
+        for raw, var in f.variables.items():
             expected = np.array(var.data, copy=True)
+            name = _netcdf3_name(raw)
             yield {"name": name, **classify(name, expected, root, messages, failure)}
+
+
+def _netcdf3_name(scipy_name: str) -> str:
+    """A name as netCDF-C (and the scan) read it: scipy decodes every name as Latin-1, the scan
+    as UTF-8 where it is valid."""
+    try:
+        return scipy_name.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return scipy_name
 
 
 def classify(

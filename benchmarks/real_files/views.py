@@ -284,8 +284,9 @@ def compare_datasets(
 def variable_difference(
     e: xr.Variable, a: xr.Variable, warned: frozenset[str] = frozenset()
 ) -> str | None:
-    """Dimensions, dtype kind, values, attributes: the first that differs."""
-    if e.dims != a.dims:
+    """Dimensions (named as the scan stores them), dtype kind, values, attributes: the first
+    that differs."""
+    if tuple(escaped(str(d)) for d in e.dims) != a.dims:
         return f"dims {a.dims} where {e.dims} were expected"
     if e.dtype.kind != a.dtype.kind:
         kinds = f"{a.dtype} (kind {a.dtype.kind}) where {e.dtype} (kind {e.dtype.kind})"

@@ -7,7 +7,7 @@ import math
 import urllib.parse
 import warnings
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 from zarr_manifest_store.errors import UnsupportedDatasetError
 
@@ -72,18 +72,24 @@ class Refusals:
         if self.on_unsupported == "skip":
             for name, reason in self.reasons.items():
                 warnings.warn(
-                    f"{self.source}: left out dataset {name!r}: {reason}",
+                    f"{self.source}: left out dataset {quoted(name)}: {reason}",
                     UserWarning,
                     stacklevel=3,
                 )
             return
-        listing = "\n".join(f"  {name!r} {reason}" for name, reason in self.reasons.items())
+        listing = "\n".join(f"  {quoted(name)} {reason}" for name, reason in self.reasons.items())
         raise UnsupportedDatasetError(
             f"{self.source}: {len(self.reasons)} dataset(s) cannot be described exactly:\n"
             f"{listing}\n"
             "Pass on_unsupported='skip' to leave them out (with a warning each), or "
             f"drop_variables={sorted(self.reasons)!r}."
         )
+
+
+def quoted(name: str) -> str:
+    r"""A name in quotes as it is, not as ``repr`` escapes it (``'a\b'``, not ``'a\\b'``), so
+    that a warning names the very object: ``"`` quotes a name holding ``'``."""
+    return f'"{name}"' if "'" in name else f"'{name}'"
 
 
 _RESERVED = frozenset({".", "..", "zarr.json"})
@@ -111,6 +117,17 @@ def zarr_name(name: str) -> str:
         first = "".join(f"%{byte:02X}" for byte in name[0].encode())
         return first + rest
     return name
+
+
+def with_stored_coordinates(attributes: dict[str, Any]) -> dict[str, Any]:
+    """``attributes`` with the names of a CF ``coordinates`` attribute as :func:`zarr_name`
+    stores those variables, so that they stay coordinates in every view."""
+    value = attributes.get("coordinates")
+    if not isinstance(value, str):
+        return attributes
+    names = value.split()
+    stored = [zarr_name(name) for name in names]
+    return attributes if stored == names else {**attributes, "coordinates": " ".join(stored)}
 
 
 def file_name(stored: str) -> str:

@@ -44,6 +44,7 @@ from zarr_manifest_store.scan.common import (
     Refusals,
     Refused,
     rows_per_chunk,
+    with_stored_coordinates,
     zarr_name,
 )
 from zarr_manifest_store.scan.registry import Format
@@ -211,7 +212,8 @@ def _array(
         chunks = (1, *shape[1:])
         stride, count = header.record_bytes, header.numrecs
         length = var.slab_bytes
-        end = var.begin + (count - 1) * stride + length if count else var.begin
+        # no records: nothing to read (netCDF-C places the record variables past the file's end)
+        end = var.begin + (count - 1) * stride + length if count else 0
     else:
         shape = tuple(d.length for d in dims)  # type: ignore[misc]
         rows = _leading_rows(var, size, contiguous_chunk_bytes)
@@ -244,8 +246,8 @@ def _array(
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
         "fill_value": zdtype.to_json_scalar(fill_value, zarr_format=3),
         "codecs": [{"name": "bytes", "configuration": {"endian": "big"}}],
-        "attributes": _attributes(var.attributes, var.dtype),
-        "dimension_names": [d.name for d in dims],
+        "attributes": with_stored_coordinates(_attributes(var.attributes, var.dtype)),
+        "dimension_names": [zarr_name(d.name) for d in dims],  # as their coordinates are named
     }
     return ManifestArray(metadata=metadata, manifest=manifest)
 
@@ -448,8 +450,8 @@ class _HeaderParser:
         self._take(-n % 4, f"the padding of a {what}")
         try:
             return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            self._fail(f"a {what} is not UTF-8: {raw!r}", at=self._pos - n)
+        except UnicodeDecodeError:  # scipy's writer encodes names as Latin-1, and reads them so
+            return raw.decode("latin-1")
 
     def _dtype(self, nc_type: int, what: str) -> tuple[np.dtype, Any]:
         if nc_type not in _TYPES or (nc_type > 6 and self._version != 5):

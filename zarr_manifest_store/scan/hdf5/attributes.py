@@ -20,6 +20,7 @@ from zarr_manifest_store.cf import (
     TYPED_ATTRIBUTES,
     fill_value_attribute,
     fill_value_record,
+    missing_value_record,
     stored_attribute,
     text_attribute,
     typed_value,
@@ -191,6 +192,8 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
             continue
         if name == "_FillValue" and dtype is not None:
             encoded, record = _fill_value(value, dtype)
+            if record is not None and _fixed_text(value):  # h5netcdf shows it as text: no mask
+                record = {**typed_value(value), "text": attributes.encoding(name)}
             if encoded is not None:
                 out[name] = encoded
             if record is not None:
@@ -209,6 +212,7 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
             )
             continue
         out[name] = converted
+        record = record or missing_value_record(name, value, dtype)
         if record is not None:
             typed[name] = record
     if typed:
@@ -232,6 +236,16 @@ def _fill_value(value: Any, dtype: np.dtype) -> tuple[Any, dict[str, Any] | None
     if encoded is None:
         return None, fill_value_record(first, dtype)
     return encoded, typed_value(items) if items.size > 1 and numbers else None
+
+
+def _fixed_text(value: Any) -> bool:
+    """Whether ``value`` is one fixed-length string of more than one byte, which h5netcdf
+    decodes into ``str`` (it keeps single characters as bytes)."""
+    return (
+        isinstance(value, np.bytes_ | np.ndarray)
+        and value.dtype.kind == "S"
+        and (value.dtype.itemsize > 1 and np.size(value) == 1)
+    )
 
 
 def _has_text_bytes(value: Any) -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 from h5py import h5d, h5p, h5t
 from zarr.dtype import ZDType, parse_dtype
 
+from zarr_manifest_store.cf import NETCDF_DEFAULT_FILLS
 from zarr_manifest_store.scan.common import Refused
 
 __all__ = ["DataKind", "fill_undefined", "type_key"]
@@ -63,6 +64,17 @@ class DataKind:
         stored = np.zeros((1,), dtype=self.stored)  # as h5py's Dataset.fillvalue reads it
         dcpl.get_fill_value(stored)
         return _fill_value_json(self, stored.tobytes())
+
+    def padding_json(self, dcpl: h5p.PropDCID, hdf5_fill: Any) -> Any:
+        """What netCDF-C pads a variable with past its data along an unlimited dimension, in
+        Zarr's JSON form: HDF5's fill value (``hdf5_fill``: its ``_FillValue``), except for a
+        number variable written with ``NC_NOFILL`` (HDF5's fill time "never"), which netCDF-C
+        pads with netCDF's default fill for the type, whatever its ``_FillValue``."""
+        key = f"{self.dtype.kind}{self.dtype.itemsize}"
+        if dcpl.get_fill_time() != h5d.FILL_TIME_NEVER or key not in NETCDF_DEFAULT_FILLS:
+            return hdf5_fill
+        scalar = self.zdtype.cast_scalar(NETCDF_DEFAULT_FILLS[key])
+        return self.zdtype.to_json_scalar(scalar, zarr_format=3)
 
     @classmethod
     def of(cls, tid: h5t.TypeID) -> DataKind:

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 from h5py import h5d, h5l
 
-from zarr_manifest_store.scan.common import Refused
+from zarr_manifest_store.scan.common import Refused, quoted
 from zarr_manifest_store.scan.hdf5.headers import FileBytes
 from zarr_manifest_store.scan.hdf5.objects import DANGLING_SCALE, Dataset, links, member
 from zarr_manifest_store.scan.hdf5.parsed import header_dataset
@@ -170,14 +170,18 @@ class Dimensions:
         h5netcdf only numbers, and fails on the others), other variables as stored."""
         shape = list(ds.shape)
         if (
-            ds.dtype.kind not in "fiuSO"
-            or ds.create_plist.get_layout() != h5d.CHUNKED  # only chunked data can grow
+            ds.create_plist.get_layout() != h5d.CHUNKED  # only chunked data can grow
             or None not in (ds.maxshape or ())
         ):
             return shape
         for axis, name in enumerate(names):
             if ds.maxshape[axis] is None:
                 shape[axis] = max(shape[axis], self.unlimited_size(name))
+        if shape != list(ds.shape) and ds.dtype.kind not in "fiuSO":
+            raise Refused(
+                f"is shorter than its unlimited dimension {quoted(names[_shorter(ds, shape)])}, "
+                "which netCDF readers pad; the scan pads numbers and text only"
+            )
         return shape
 
     def unlimited_size(self, name: str) -> int:
@@ -224,6 +228,10 @@ def _scale_size(scale: Dataset) -> int:
         for ref, axis in scale.attributes.get("REFERENCE_LIST", []):
             size = max(size, scale.file[ref].shape[axis])
     return size
+
+
+def _shorter(ds: Dataset, shape: list[int]) -> int:
+    return next(axis for axis, n in enumerate(ds.shape) if n < shape[axis])
 
 
 def _counts(shape: tuple[int, ...]) -> dict[int, int]:

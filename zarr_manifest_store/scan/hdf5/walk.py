@@ -17,7 +17,13 @@ from h5py import h5i, h5l
 
 from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.group import ManifestGroup
-from zarr_manifest_store.scan.common import Refusals, Refused, zarr_name
+from zarr_manifest_store.scan.common import (
+    Refusals,
+    Refused,
+    quoted,
+    with_stored_coordinates,
+    zarr_name,
+)
 from zarr_manifest_store.scan.hdf5.attributes import Attributes, json_attributes
 from zarr_manifest_store.scan.hdf5.dimensions import Dimensions, dimension_only
 from zarr_manifest_store.scan.hdf5.layouts import Layouts
@@ -86,10 +92,11 @@ class Walk:
                 try:
                     arrays[array_name] = self.array(obj, dims)
                 except Refused as e:
-                    self.refusals.add(rel, str(e))
+                    self.refusals.add(rel, str(e) + _netcdf_variable(rel, name))
                 except (OSError, RuntimeError, TypeError, ValueError) as e:
                     # HDF5 refusing to read something about this one dataset: refuse it alone
-                    self.refusals.add(rel, f"cannot be read with h5py ({type(e).__name__}: {e})")
+                    reason = f"cannot be read with h5py ({type(e).__name__}: {e})"
+                    self.refusals.add(rel, reason + _netcdf_variable(rel, name))
         attributes = json_attributes(Attributes(h5group, dims.create_plist))
         return ManifestGroup(arrays=arrays, groups=groups, attributes=attributes)
 
@@ -108,14 +115,27 @@ class Walk:
             )
         kind = ds.kind
         dcpl = ds.create_plist
-        attributes = json_attributes(ds.attributes, kind.dtype)
+        attributes = with_stored_coordinates(json_attributes(ds.attributes, kind.dtype))
         names = dims.names_of(ds)
+        shape = dims.netcdf_shape(ds, names)
+        fill_value = kind.fill_value_json(dcpl)
+        if shape != list(ds.shape):  # netCDF pads it: chunks past the data read as its padding
+            fill_value = kind.padding_json(dcpl, fill_value)
         base = {
-            "shape": dims.netcdf_shape(ds, names),
+            "shape": shape,
             "data_type": kind.zdtype.to_json(zarr_format=3),
             "chunk_key_encoding": CHUNK_KEY_ENCODING,
-            "fill_value": kind.fill_value_json(dcpl),
+            "fill_value": fill_value,
             "attributes": attributes,
-            "dimension_names": names,
+            "dimension_names": [zarr_name(n) for n in names],  # as their coordinates are named
         }
         return self.layouts.described(ds, kind, base, dcpl)
+
+
+def _netcdf_variable(rel: str, name: str) -> str:
+    """For a dataset netCDF-C named with its non-coordinate prefix, the variable's netCDF path,
+    so that a refusal names the variable netCDF readers show (``" (netCDF variable 'g/x')"``)."""
+    if not name.startswith(NON_COORD_PREFIX):
+        return ""
+    variable = rel.removesuffix(name) + name.removeprefix(NON_COORD_PREFIX)
+    return f" (netCDF variable {quoted(variable)})"
