@@ -100,7 +100,7 @@ def test_a_variable_written_without_fill_is_padded_as_netcdf_pads_it(tmp_path):
         warnings.simplefilter("always")
         group = zms.scan(str(path), on_unsupported="skip")
     (message,) = [str(w.message) for w in caught if "left out" in str(w.message)]
-    assert "'b': was written without fill values (NC_NOFILL) and 9 of its chunks" in message
+    assert "'b': has fill time 'never' and 9 of its chunks were never written" in message
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         store = zms.ManifestStore(group)

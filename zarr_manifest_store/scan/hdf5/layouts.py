@@ -70,45 +70,36 @@ class Layouts:
             return self.materialised(ds, base, kind, str(e), unwritten_checked=False)
         codecs = [kind.bytes_codec, *filters]
         if layout == h5d.CHUNKED:
-            hdf5_fill = kind.fill_value_json(dcpl)
-            return self.chunked(ds, dcpl.get_chunk(), {**base, "codecs": codecs}, hdf5_fill)
+            return self.chunked(ds, dcpl.get_chunk(), {**base, "codecs": codecs})
         if dcpl.get_external_count():
             return self.external(ds, dcpl, {**base, "codecs": codecs})
         return self.contiguous(ds, {**base, "codecs": codecs})
 
     def chunked(
-        self, ds: h5py.Dataset, chunks: tuple[int, ...], base: dict[str, Any], hdf5_fill: Any
+        self, ds: h5py.Dataset, chunks: tuple[int, ...], base: dict[str, Any]
     ) -> ManifestArray:
         """A chunked dataset: one reference per stored chunk, read with ``chunk_iter``.
 
         Its array may be longer than the dataset along an unlimited dimension
         (``base["shape"]``, netCDF's padding): the chunks past the data are
         missing (the fill value: netCDF's padding), and a stored chunk that the
-        data ends inside is read and stored inline, padded as netCDF pads it. Where
-        HDF5's fill value (``hdf5_fill``) is not that padding (``NC_NOFILL``: HDF5
-        never writes fill values), a chunk never written inside the data has no
-        defined value, and the dataset is refused.
+        data ends inside is read and stored inline, padded as netCDF pads it. A
+        chunk never written inside the data, where HDF5 writes no fill value
+        (``NC_NOFILL``: fill time "never"), has no defined value: refused.
         """
         shape = tuple(base["shape"])
         grid = tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
         metadata = array_metadata({**base, "chunk_grid": regular(chunks), "codecs": base["codecs"]})
         offsets, lengths, skipped = chunk_columns(ds.id, chunks, grid)
         index = np.where(lengths != 0, np.uint32(0), np.uint32(MISSING)).reshape(grid)
-        _refuse_arbitrary(ds.create_plist, int(np.count_nonzero(lengths == 0)))
+        _refuse_arbitrary(
+            ds.create_plist, _unwritten_inside(ds.shape, chunks, lengths.reshape(grid))
+        )
         inline: dict[ChunkCoords, bytes] = {}
         cells = {tuple(int(c) for c in np.unravel_index(k, grid)) for k in skipped}
         reason = "some of its chunks skipped a filter"
         if shape != ds.shape:
-            padded = _padded_edges(ds.shape, shape, chunks, lengths.reshape(grid))
-            if hdf5_fill != base["fill_value"] and (  # NC_NOFILL: fill time "never"
-                unwritten := _unwritten_inside(ds.shape, chunks, lengths.reshape(grid))
-            ):
-                raise Refused(
-                    f"was written without fill values (NC_NOFILL) and {len(unwritten)} of its "
-                    "chunks inside its data were never written, which HDF5 reads as arbitrary "
-                    "bytes"
-                )
-            cells |= padded
+            cells |= _padded_edges(ds.shape, shape, chunks, lengths.reshape(grid))
             reason = reason if skipped else "netCDF pads it past the data in its last chunks"
         if cells:
             inline = self.encode(ds, metadata, sorted(cells), reason=reason)
@@ -471,12 +462,11 @@ def _padded_edges(
     return cells
 
 
-def _unwritten_inside(
-    stored: tuple[int, ...], chunks: tuple[int, ...], lengths: np.ndarray
-) -> set[ChunkCoords]:
-    """The chunks never written that start inside the dataset's stored extent."""
+def _unwritten_inside(stored: tuple[int, ...], chunks: tuple[int, ...], lengths: np.ndarray) -> int:
+    """How many chunks never written start inside the dataset's stored extent (those past
+    it are netCDF's padding of a variable shorter than its unlimited dimension)."""
     inside = tuple(slice(0, -(-n // c)) for n, c in zip(stored, chunks, strict=True))
-    return {tuple(int(i) for i in cell) for cell in np.argwhere(lengths[inside] == 0)}
+    return int(np.count_nonzero(lengths[inside] == 0))
 
 
 def _locate(segments: list[_ExternalSegment], position: int) -> tuple[str, int]:
