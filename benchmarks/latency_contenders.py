@@ -49,21 +49,27 @@ def zarr_v3_metadata(refs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def s3_store(job: dict[str, Any]) -> Any:
+    """An obstore store of the benchmark's bucket on the moto server behind the link."""
+    from obstore.store import S3Store
+
+    return S3Store(
+        BUCKET,
+        endpoint=job["endpoint"],
+        access_key_id="testing",
+        secret_access_key="testing",
+        region="us-east-1",
+        virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+    )
+
+
 def obstore_registry(job: dict[str, Any]) -> Any:
     from obspec_utils.registry import ObjectStoreRegistry
-    from obstore.store import HTTPStore, S3Store
+    from obstore.store import HTTPStore
 
     if job["backend"] == "s3":
-        store = S3Store(
-            BUCKET,
-            endpoint=job["endpoint"],
-            access_key_id="testing",
-            secret_access_key="testing",
-            region="us-east-1",
-            virtual_hosted_style_request=False,
-            client_options={"allow_http": True},
-        )
-        return ObjectStoreRegistry({f"s3://{BUCKET}": store})
+        return ObjectStoreRegistry({f"s3://{BUCKET}": s3_store(job)})
     store = HTTPStore.from_url(job["endpoint"], client_options={"allow_http": True})
     return ObjectStoreRegistry({job["endpoint"]: store})
 

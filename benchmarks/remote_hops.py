@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from latency_contenders import s3_store
 from latency_random import bare_getter, request_path
 from latency_s3 import s3_behind_link, worker_result
 from remote_read import BUCKET, N_FILES, STEPS
@@ -47,19 +48,10 @@ WARMUP = 10
 def fetchers(job: dict[str, Any]) -> dict[str, Any]:
     """``name -> fetch(i)``: chunk ``i``'s stored bytes, each way but the bare GET."""
     import obstore
-    from obstore.store import S3Store
     from zarr.core.sync import sync
 
     refs = json.loads(Path(job["refs"]).read_text())
-    store = S3Store(
-        BUCKET,
-        endpoint=job["endpoint"],
-        access_key_id="testing",
-        secret_access_key="testing",
-        region="us-east-1",
-        virtual_hosted_style_request=False,
-        client_options={"allow_http": True},
-    )
+    store = s3_store(job)
     targets = {url: request_path(job, url) for url in set(refs["paths"])}
     host = job["endpoint"].removeprefix("http://")
     etags: dict[str, str] = {}  # as the server named them, quotes included

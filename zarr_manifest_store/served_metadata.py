@@ -67,8 +67,9 @@ class ServedMetadata:
         node without encoding and parsing it (zarr's parse costs about 0.17 ms an array). None
         where that would not be exact (parse the document): JSON does not give the attributes
         back as they are (typed attribute records are left out, as in the document). The chunk
-        grid and byte order are those served (:meth:`ServedArray.served_parsed`). The copy has attributes of its own: zarr updates an
-        array's attributes in place before it tries to write them."""
+        grid and byte order are those served (:meth:`ServedArray.served_parsed`). The copy has
+        attributes of its own: zarr updates an array's attributes in place before it tries to
+        write them."""
         metadata = self._nodes[path].metadata  # type: ignore[union-attr]
         attributes = {k: v for k, v in metadata.attributes.items() if k != TYPED_ATTRIBUTES}
         try:

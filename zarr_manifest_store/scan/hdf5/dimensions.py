@@ -231,6 +231,7 @@ def _scale_size(scale: Dataset) -> int:
 
 
 def _shorter(ds: Dataset, shape: list[int]) -> int:
+    """The first axis along which ``ds`` is shorter than ``shape``."""
     return next(axis for axis, n in enumerate(ds.shape) if n < shape[axis])
 
 

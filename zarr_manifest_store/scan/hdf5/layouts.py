@@ -63,11 +63,11 @@ class Layouts:
         if layout == h5d.COMPACT:
             return self.materialised(ds, base, kind, "its data is stored in the object header")
         if kind.materialise:
-            return self.materialised(ds, base, kind, kind.materialise, unwritten_checked=False)
+            return self.materialised(ds, base, kind, kind.materialise, check_unwritten=True)
         try:
             filters = filter_codecs(pipeline(dcpl))
         except UnmappableFilter as e:
-            return self.materialised(ds, base, kind, str(e), unwritten_checked=False)
+            return self.materialised(ds, base, kind, str(e), check_unwritten=True)
         codecs = [kind.bytes_codec, *filters]
         if layout == h5d.CHUNKED:
             return self.chunked(ds, dcpl.get_chunk(), {**base, "codecs": codecs})
@@ -114,7 +114,7 @@ class Layouts:
 
     def contiguous(self, ds: h5py.Dataset, base: dict[str, Any]) -> ManifestArray:
         """A contiguous dataset: one byte range, split into row blocks when it is large."""
-        offset = ds.storage_offset if isinstance(ds, HeaderDataset) else _contiguous_offset(ds)
+        offset = _contiguous_offset(ds)
         _refuse_arbitrary(ds.create_plist, int(offset is None and bool(ds.size)))
         nbytes = ds.size * ds.dtype.itemsize
         rows = self.rows_per_chunk(ds, room_after=self._room_after(offset, nbytes))
@@ -251,13 +251,13 @@ class Layouts:
         kind: DataKind,
         reason: str,
         *,
-        unwritten_checked: bool = True,
+        check_unwritten: bool = False,
     ) -> ManifestArray:
         """The whole dataset read with h5py and stored as one inline chunk (of the array's
         shape, which netCDF's padding may make longer than the dataset); refused when some
-        of it was never written and HDF5 reads that as arbitrary bytes (unless
-        ``unwritten_checked``: compact data is always written)."""
-        if not unwritten_checked:
+        of it was never written and HDF5 reads that as arbitrary bytes (``check_unwritten``:
+        the callers of other layouts have checked already, and compact data is always written)."""
+        if check_unwritten:
             _refuse_arbitrary(ds.create_plist, _unallocated(ds))
         shape = tuple(base["shape"])
         nbytes = math.prod(shape) * kind.dtype.itemsize
@@ -431,6 +431,8 @@ def _contiguous_offset(ds: h5py.Dataset) -> int | None:
     """Where contiguous data starts (None: never allocated). HDF5 adds the base address (a
     user block's size) to the undefined address of unallocated data, so the storage size
     tells allocated data apart."""
+    if isinstance(ds, HeaderDataset):
+        return ds.storage_offset
     offset = ds.id.get_offset()
     return offset if offset is not None and ds.id.get_storage_size() else None
 
@@ -443,8 +445,7 @@ def _unallocated(ds: h5py.Dataset) -> int:
     if dcpl.get_layout() == h5d.CHUNKED:
         grid = [-(-n // c) for n, c in zip(ds.shape, dcpl.get_chunk(), strict=True)]
         return math.prod(grid) - ds.id.get_num_chunks()
-    offset = ds.storage_offset if isinstance(ds, HeaderDataset) else _contiguous_offset(ds)
-    return int(offset is None)
+    return int(_contiguous_offset(ds) is None)
 
 
 def _padded_edges(

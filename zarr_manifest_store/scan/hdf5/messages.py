@@ -29,9 +29,9 @@ __all__ = [
 ]
 
 COMPACT, CONTIGUOUS = 0, 1
+"""Layout classes (chunked and virtual ones are left to h5py)."""
 FILL_TIME_NEVER = 1
 """A fill value message's fill time "never" (HDF5's ``H5D_FILL_TIME_NEVER``)."""
-"""Layout classes (chunked and virtual ones are left to h5py)."""
 UNDEFINED_FILL = -1
 """``fill_value``'s size for a fill value the dataset does not define (HDF5's own -1)."""
 
