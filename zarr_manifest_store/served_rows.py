@@ -119,7 +119,7 @@ def _interleaved(manifest: ChunkManifest, row_bytes: int) -> bool:
     enough for a served chunk to join them: the records of a netCDF-3 record variable,
     interleaved with the other record variables'."""
     index, offsets, lengths = _columns(manifest)
-    step = _even_step(index, offsets, row_bytes)
+    step = _even_step(index, np.diff(offsets), row_bytes)
     return (
         step is not None
         and row_bytes < step <= ROW_SPAN_BYTES // 2
@@ -230,19 +230,18 @@ def _usual_step(index: np.ndarray, offsets: np.ndarray, size: int) -> int:
     every two rows where all are evenly spaced in one file (netCDF-3 records: found at once,
     this is worked out for each record variable as a store opens), else the median step
     between rows of one file at least a row apart (``size`` if none are)."""
-    step = _even_step(index, offsets, size)
+    steps = np.diff(offsets)
+    step = _even_step(index, steps, size)
     if step is not None:
         return step
-    steps = np.diff(offsets)
     steps = steps[(index[1:] == index[:-1]) & (index[1:] < INLINE)]
     steps = steps[steps >= size]
     return int(np.median(steps)) if len(steps) else size
 
 
-def _even_step(index: np.ndarray, offsets: np.ndarray, size: int) -> int | None:
-    """The step between every two rows where all lie in one file, evenly spaced at least
-    ``size`` bytes apart; None where they do not."""
-    steps = np.diff(offsets)
+def _even_step(index: np.ndarray, steps: np.ndarray, size: int) -> int | None:
+    """The step between every two rows (``steps``: between their offsets) where all lie in
+    one file, evenly spaced at least ``size`` bytes apart; None where they do not."""
     if not len(steps) or steps[0] < size or index[0] >= INLINE:
         return None
     if (steps != steps[0]).any() or (index != index[0]).any():
