@@ -1,14 +1,16 @@
 """Debian binary packages as pins: downloaded with apt, their files read with dpkg-deb.
 
 ``apt-get download name=version`` (Debian's own client, from the archive the machine's apt
-sources name: run ``apt-get update`` first) fetches the package, whose sha256 is checked
-against the pin as a PyPI archive's is; ``dpkg-deb --fsys-tarfile`` streams the files it
-installs as one tar, whose members are sniffed as any archive's.
+sources name; after ``apt-get update`` where apt's lists lack it) fetches the package, whose
+sha256 is checked against the pin as a PyPI archive's is; ``dpkg-deb --fsys-tarfile`` streams
+the files it installs as one tar, whose members are sniffed as any archive's.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -27,17 +29,14 @@ def download(pin: Pin, cache: Path) -> Path:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        done = subprocess.run(
-            ["apt-get", "download", f"{pin.name}={pin.version}"],
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-        )
+        done = _apt_get_download(pin, tmp)
+        if done.returncode and _apt_get_update():  # apt's lists are missing or stale
+            done = _apt_get_download(pin, tmp)
         debs = list(Path(tmp).glob("*.deb"))
         if done.returncode or len(debs) != 1:
             raise LookupError(
-                f"apt-get download {pin.name}={pin.version} failed (run apt-get update first; "
-                f"has the version left the archive?): {done.stderr.strip()[-300:]}"
+                f"apt-get download {pin.name}={pin.version} failed (apt-get update, as root? has "
+                f"the version left the archive?): {done.stderr.strip()[-300:]}"
             )
         if _sha256(debs[0]) != pin.sha256:
             raise ValueError(
@@ -45,6 +44,19 @@ def download(pin: Pin, cache: Path) -> Path:
             )
         debs[0].replace(dest)
     return dest
+
+
+def _apt_get_download(pin: Pin, folder: str) -> subprocess.CompletedProcess[str]:
+    command = ["apt-get", "download", f"{pin.name}={pin.version}"]
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True)
+
+
+@functools.cache
+def _apt_get_update() -> bool:
+    """Whether ``apt-get update`` (run once a process, as root only) brought apt's lists."""
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["apt-get", "update", "-qq"], capture_output=True).returncode == 0
 
 
 @contextmanager
