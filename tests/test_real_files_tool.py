@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -189,6 +190,38 @@ def test_archive_members_are_sniffed_not_named(tmp_path: Path, plain_file: str) 
         "pkg/tests/data/minc.mnc": "netcdf3",
     }
     assert all(Path(f.path).read_bytes() == members[f.member] for f in files)
+
+
+def test_debian_packages_are_pins_and_their_installed_files_members(
+    tmp_path: Path, plain_file: str
+) -> None:
+    """A ``[[debian]]`` pin follows the PyPI ones; a .deb's installed files (dpkg-deb reads its
+    data archive) are sniffed as any archive's members, named by their installed paths."""
+    pins = tmp_path / "packages.toml"
+    pins.write_text(
+        '[[debian]]\nname = "data"\nversion = "1:1.0-1"\nfile = "data.deb"\nsha256 = ""\n'
+        '[[package]]\nname = "pkg"\nversion = "1.0"\nfile = "pkg.tar.gz"\nsha256 = ""\n'
+    )
+    assert [(p.name, p.registry) for p in fetch.load_pins(pins)] == [
+        ("pkg", "pypi"),
+        ("data", "debian"),
+    ]
+    root = tmp_path / "build"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        "Package: data\nVersion: 1:1.0-1\nArchitecture: all\n"
+        "Maintainer: nobody <nobody@localhost>\nDescription: test data\n"
+    )
+    share = root / "usr" / "share" / "data"
+    share.mkdir(parents=True)
+    (share / "plain.cdf").write_bytes(Path(plain_file).read_bytes())
+    (share / "README").write_text("a text file, not CDF\x01")
+    deb = tmp_path / "data.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)], check=True)
+    pin = fetch.load_pins(pins)[1]
+    files = fetch.extract(pin, deb, tmp_path / "cache")
+    assert [(f.member, f.format) for f in files] == [("usr/share/data/plain.cdf", "hdf5")]
+    assert Path(files[0].path).read_bytes() == Path(plain_file).read_bytes()
 
 
 def test_reference_engine_per_kind_of_file(tmp_path: Path, plain_file: str) -> None:

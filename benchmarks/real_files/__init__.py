@@ -1,7 +1,8 @@
 """A corpus of real HDF5 / netCDF files from packages' published test data, and its checker.
 
-Pinned package archives (``packages.toml``: exact versions and PyPI's sha256)
-are downloaded from PyPI into a cache outside the repository
+Pinned package archives (``packages.toml``: exact versions and sha256s) are
+downloaded from PyPI, or as Debian binary packages with ``apt-get download``
+(``debian.py``), into a cache outside the repository
 (``~/.cache/zarr-manifest-store/real-files``, or ``--cache`` /
 ``$ZMS_REAL_FILES_CACHE``); their HDF5 and netCDF3 members, found by their
 signatures whatever their names, are checked one file per worker process
@@ -26,4 +27,5 @@ and views):
 
     .venv/bin/python -m benchmarks.real_files --report real-files.json
     .venv/bin/python -m benchmarks.real_files --only 'pymatreader/*' --timeout 300
+    .venv/bin/python -m benchmarks.real_files --only 'libncarg-data/*'  # a Debian package
 """

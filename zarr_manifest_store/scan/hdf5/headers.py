@@ -19,6 +19,9 @@ import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numpy as np
+from numcodecs.checksum32 import JenkinsLookup3
+
 __all__ = ["BLOCK_BYTES", "FileBytes", "Message", "Unrecognised", "object_messages"]
 
 BLOCK_BYTES = 1 << 16
@@ -240,45 +243,10 @@ def _verify(raw: bytes) -> None:
         raise Unrecognised("checksum mismatch")
 
 
-_MASK = 0xFFFFFFFF
-
-
-def _rot(x: int, k: int) -> int:
-    return ((x << k) | (x >> (32 - k))) & _MASK
-
-
 def lookup3(data: bytes) -> int:
-    """Bob Jenkins' ``hashlittle`` with initial value 0: HDF5's metadata checksum."""
-    a = b = c = (0xDEADBEEF + len(data)) & _MASK
-    if not data:
-        return c
-    tail = len(data) - (len(data) - 1) // 12 * 12
-    padded = data + bytes(12 - tail)
-    words = struct.unpack(f"<{len(padded) // 4}I", padded)
-    for i in range(0, len(words) - 3, 3):
-        a = (a + words[i]) & _MASK
-        b = (b + words[i + 1]) & _MASK
-        c = (c + words[i + 2]) & _MASK
-        a = (a - c) & _MASK ^ _rot(c, 4)
-        c = (c + b) & _MASK
-        b = (b - a) & _MASK ^ _rot(a, 6)
-        a = (a + c) & _MASK
-        c = (c - b) & _MASK ^ _rot(b, 8)
-        b = (b + a) & _MASK
-        a = (a - c) & _MASK ^ _rot(c, 16)
-        c = (c + b) & _MASK
-        b = (b - a) & _MASK ^ _rot(a, 19)
-        a = (a + c) & _MASK
-        c = (c - b) & _MASK ^ _rot(b, 4)
-        b = (b + a) & _MASK
-    a = (a + words[-3]) & _MASK
-    b = (b + words[-2]) & _MASK
-    c = (c + words[-1]) & _MASK
-    c = (c ^ b) - _rot(b, 14) & _MASK
-    a = (a ^ c) - _rot(c, 11) & _MASK
-    b = (b ^ a) - _rot(a, 25) & _MASK
-    c = (c ^ b) - _rot(b, 16) & _MASK
-    a = (a ^ c) - _rot(c, 4) & _MASK
-    b = (b ^ a) - _rot(a, 14) & _MASK
-    c = (c ^ b) - _rot(b, 24) & _MASK
-    return c
+    """Bob Jenkins' ``hashlittle`` with initial value 0: HDF5's metadata checksum.
+
+    numcodecs' C port of HDF5's own (``H5_checksum_lookup3``): a Python loop over the
+    12-byte blocks cost a third of the scan of a file of a thousand netCDF-4 variables.
+    """
+    return JenkinsLookup3.checksum(np.frombuffer(data, np.uint8), 0)
