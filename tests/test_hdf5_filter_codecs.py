@@ -10,7 +10,9 @@ written document. A corrupted chunk is refused naming the array and the chunk.
 from __future__ import annotations
 
 import importlib
+import json
 
+import fsspec
 import h5py
 import hdf5plugin
 import numpy as np
@@ -218,6 +220,30 @@ def test_a_corrupt_chunk_is_refused_naming_the_array_and_chunk(corruption, tmp_p
     np.testing.assert_array_equal(read_instead(array, chunk, tmp_path), np.arange(1000) % 37)
     with pytest.raises(zms.ManifestError, match=rf"array 'a', chunk 'c/0'.*({reason})"):
         read_instead(array, corrupt(chunk), tmp_path)
+
+
+def test_kerchunk_references_name_imagecodecs_numcodecs_codecs(tmp_path, monkeypatch):
+    import imagecodecs.numcodecs
+    import numcodecs.registry
+
+    for codec in (
+        imagecodecs.numcodecs.Lzf,
+        imagecodecs.numcodecs.Lz4h5,
+        imagecodecs.numcodecs.Bitshuffle,
+    ):
+        monkeypatch.setitem(numcodecs.registry.codec_registry, codec.codec_id, codec)
+    path = tmp_path / "three.h5"
+    with h5py.File(path, "w") as f:
+        for name in ("lzf+shuffle", "lz4 in 64-byte blocks", "bitshuffle of 16-element blocks"):
+            values = np.arange(1234, dtype="<i4").reshape(2, 617) // 16
+            f.create_dataset(name.split()[0], data=values, chunks=(1, 100), **FILTERS[name])
+    refs = zms.to_kerchunk(zms.scan(path))
+    assert [
+        json.loads(refs["refs"][f"{n}/.zarray"])["compressor"]["id"]
+        for n in ("lzf+shuffle", "lz4", "bitshuffle")
+    ] == ["imagecodecs_lzf", "imagecodecs_lz4h5", "imagecodecs_bitshuffle"]
+    mapper = fsspec.get_mapper("reference://", fo=refs, remote_protocol="file")
+    assert same_as_h5py(zarr.open_group(mapper, mode="r", zarr_format=2), path) == []
 
 
 def test_the_kerchunk_writer_refuses_bitshuffle_with_lz4_clearly(tmp_path):
