@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
+import sys
 
 import fsspec
 import h5py
@@ -250,3 +252,24 @@ def test_the_kerchunk_writer_refuses_bitshuffle_with_lz4_clearly(tmp_path):
     array, _ = chunk_of(tmp_path, FILTERS["bitshuffle+lz4"])
     with pytest.raises(zms.UnsupportedDatasetError, match=r"'a'.*hdf5_bitshuffle"):
         zms.to_kerchunk(zms.ManifestGroup(arrays={"a": array}))
+
+
+NO_IMAGECODECS = """
+import sys
+sys.modules["imagecodecs"] = None  # as if the formats extra were not installed
+import zarr, zarr_manifest_store as zms
+try:
+    zarr.open_group(zms.ManifestStore.open({document!r}, allow=[{folder!r}]), mode="r")["a"][...]
+except zms.ManifestError as e:
+    print(e)
+"""
+
+
+def test_reading_without_imagecodecs_names_the_chunk_and_the_extra(tmp_path):
+    array, _ = chunk_of(tmp_path, FILTERS["bitshuffle+lz4"])
+    zms.write_manifest(zms.ManifestGroup(arrays={"a": array}), tmp_path / "doc.zarr")
+    code = NO_IMAGECODECS.format(document=str(tmp_path / "doc.zarr"), folder=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "array 'a', chunk 'c/0'" in done.stdout, done.stdout + done.stderr
+    assert "pip install 'zarr-manifest-store[formats]'" in done.stdout
+    assert "hostile" not in done.stdout  # the document is not at fault

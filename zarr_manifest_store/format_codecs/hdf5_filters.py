@@ -71,7 +71,7 @@ def _imagecodecs() -> Any:
     try:
         return importlib.import_module("imagecodecs")
     except ImportError:
-        raise ChunkRefused(f"decoding this HDF5 filter {MISSING}") from None
+        raise ModuleNotFoundError(f"decoding HDF5's LZF, LZ4 and bitshuffle {MISSING}") from None
 
 
 @dataclasses.dataclass(frozen=True)
