@@ -210,8 +210,9 @@ class Hdf5BitshuffleCodec(_Hdf5Filter):
                 f"the bitshuffled data is {len(shuffled)} bytes, not whole elements of "
                 f"{self.element_size} bytes"
             )
+        out = np.empty(len(shuffled), np.uint8)  # into a buffer: 3x faster than to bytes
         return _imagecodecs().bitshuffle_decode(
-            shuffled, itemsize=self.element_size, blocksize=block
+            shuffled, itemsize=self.element_size, blocksize=block, out=out
         )
 
     def _decompress(self, data: np.ndarray, limit: int, exact: bool) -> tuple[np.ndarray, int]:
