@@ -229,9 +229,10 @@ class Hdf5BitshuffleCodec(_Hdf5Filter):
         if tail := count % block // 8 * 8:
             blocks.append(tail * self.element_size)
         out = np.empty(size, np.uint8)
+        source, into = memoryview(data), memoryview(out)  # slices of these cost least
         at, written = _HEADER, 0
         for length in blocks:
-            at = self._block(data, at, out[written : written + length])
+            at = self._block(source, at, into[written : written + length])
             written += length
         leftover = size - written
         if len(data) - at != leftover:
@@ -242,11 +243,11 @@ class Hdf5BitshuffleCodec(_Hdf5Filter):
         out[written:] = data[at:]
         return out, block
 
-    def _block(self, data: np.ndarray, at: int, out: np.ndarray) -> int:
+    def _block(self, data: memoryview, at: int, out: memoryview) -> int:
         """Decompress the block at ``at`` of ``data`` into all of ``out``; where the next starts."""
         if at + 4 > len(data):
             raise ChunkRefused("the bitshuffle data ends inside a block's size")
-        length = int.from_bytes(bytes(data[at : at + 4]), "big")
+        length = int.from_bytes(data[at : at + 4], "big")
         end = at + 4 + length
         if end > len(data):
             raise ChunkRefused(f"a {length}-byte bitshuffle block runs past the chunk's end")
