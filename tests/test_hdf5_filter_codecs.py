@@ -134,6 +134,7 @@ def test_the_filters_parameters_are_checked():
         (filters.Filter(32008, 0, (0, 4, 4, 12, 2)), "unknown parameters"),  # not 8 elements
         (filters.Filter(32008, 0, (0, 4, 0)), "unknown parameters"),  # no element size
         (filters.Filter(32008, 0, (0, 4, 4, 0, 3, 3, 9)), "unknown parameters"),
+        (filters.Filter(32008, 0, (0, 4, 4, 2**32 - 8)), "block_size must be"),
         (filters.Filter(32004, 0, (0, 1)), "unknown parameters"),
         (filters.Filter(32000, 0, (4, 261, 800, 1)), "unknown parameters"),
         (filters.Filter(32026, 0, ()), "no Zarr codec"),

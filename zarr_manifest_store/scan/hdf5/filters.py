@@ -187,7 +187,10 @@ def _bitshuffle(cd: tuple[int, ...]) -> Codec:
         raise UnmappableFilter(f"HDF5 filter 'bitshuffle' has unknown parameters {list(cd)}")
     _imagecodecs("bitshuffle")
     block = cd[3] if len(cd) > 3 and cd[3] else default_block_size(cd[2])
-    return Hdf5BitshuffleCodec(cd[2], block, compression).to_dict()
+    try:
+        return Hdf5BitshuffleCodec(cd[2], block, compression).to_dict()
+    except ValueError as e:  # sizes past what the codec takes
+        raise UnmappableFilter(f"HDF5 filter 'bitshuffle': {e}") from None
 
 
 _BUILDERS: dict[int, Callable[[tuple[int, ...]], Codec]] = {
