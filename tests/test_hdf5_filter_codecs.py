@@ -274,3 +274,21 @@ def test_reading_without_imagecodecs_names_the_chunk_and_the_extra(tmp_path):
     assert "array 'a', chunk 'c/0'" in done.stdout, done.stdout + done.stderr
     assert "pip install 'zarr-manifest-store[formats]'" in done.stdout
     assert "hostile" not in done.stdout  # the document is not at fault
+
+
+@pytest.mark.parametrize(
+    "name", ["lzf+shuffle", "lz4", "bitshuffle", "bitshuffle+lz4", "bitshuffle+zstd"]
+)
+def test_ragged_files_concatenate_with_their_edge_chunks_re_encoded(name, tmp_path):
+    parts, arrays = [], []
+    for i, length in enumerate((1000, 700)):  # 700 is not a multiple of the 256-row chunks
+        path = tmp_path / f"part{i}.h5"
+        values = (np.arange(length * 3, dtype="<i4") // 16 + i).reshape(length, 3)
+        with h5py.File(path, "w") as f:
+            f.create_dataset("a", data=values, chunks=(256, 3), **FILTERS[name])
+        parts.append(values)
+        arrays.append(zms.scan(path)["a"])
+    joined = zms.concat(arrays[::-1], edge_chunks="inline")  # the short file's last chunk inside
+    assert len(joined.manifest.inline) == 1  # decoded, cropped and encoded again
+    got = zarr.open_array(zms.ManifestStore(joined))[...]
+    np.testing.assert_array_equal(got, np.concatenate(parts[::-1]))
