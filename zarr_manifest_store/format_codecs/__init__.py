@@ -8,6 +8,9 @@
   (:mod:`.hdf5_filters`): chunks of HDF5's LZF, LZ4 and bitshuffle filters.
 
 zarr finds each through the package's ``zarr.codecs`` entry points, under the name
-documents give it, and imports its module when a document first names it: nothing
-here is imported with the package, and plain zarr-python reads such documents too.
+documents give it, and imports its module when a document first names it, so plain
+zarr-python reads such documents too. No codec library is imported with the package:
+the HDF5 scanner imports :mod:`.hdf5_filters` (and the GRIB scanner
+:mod:`.grib_sections`) for the names and checks, and imagecodecs is imported when a
+chunk is first decoded.
 """
