@@ -122,6 +122,25 @@ def test_a_document_of_an_array_whose_every_chunk_is_inline_opens(encoding, tmp_
     np.testing.assert_array_equal(zarr.open_group(store, mode="r")["noise"][...], noise)
 
 
+def test_bitshuffle_after_fletcher32_of_8_byte_elements_is_read_as_hdf5_reads_it(tmp_path):
+    """HDF5 skips that bitshuffle on every chunk (it fails on 8-byte elements + 4 bytes)."""
+    path = tmp_path / "never.h5"
+    values = np.arange(60, dtype=">f8").reshape(6, 10)
+    with h5py.File(path, "w") as f:
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk((4, 3))
+        dcpl.set_fletcher32()
+        dcpl.set_filter(32008, h5py.h5z.FLAG_OPTIONAL, (0, 2))  # bitshuffle + lz4
+        space = h5py.h5s.create_simple(values.shape)
+        dsid = h5py.h5d.create(f.id, b"d", h5py.h5t.IEEE_F64BE, space, dcpl=dcpl)
+        h5py.Dataset(dsid)[...] = values
+        assert dsid.get_chunk_info(0).filter_mask == 2  # bitshuffle skipped
+    scanned = zms.scan(path)  # materialised: read with h5py, stored inline
+    np.testing.assert_array_equal(zarr.open_array(zms.ManifestStore(scanned["d"]))[...], values)
+    with h5py.File(path) as f, pytest.raises(filters.UnmappableFilter, match="never applies"):
+        filters.filter_codecs(filters.pipeline(f["d"].id.get_create_plist()))
+
+
 def test_the_filters_parameters_are_checked():
     assert filters.filter_codecs([filters.Filter(32008, 0, (0, 4, 8, 0, 2))]) == [
         {

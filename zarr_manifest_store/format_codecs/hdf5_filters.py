@@ -269,6 +269,8 @@ class Hdf5BitshuffleCodec(_Hdf5Filter):
     def encode_bytes(self, data: bytes) -> bytes:
         codecs = _imagecodecs()
         size = self.element_size
+        if len(data) % size:  # as the filter refuses them
+            raise ValueError(f"{self.name}: {len(data)} bytes are not whole {size}-byte elements")
         if self.compression == "none":
             return bytes(codecs.bitshuffle_encode(data, itemsize=size, blocksize=self.block_size))
         count = len(data) // size

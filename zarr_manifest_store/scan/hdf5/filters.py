@@ -105,6 +105,14 @@ def filter_codecs(filters: Sequence[Filter]) -> list[Codec]:
                 f"HDF5 filter 'shuffle' of {f.cd_values[0]}-byte elements runs after "
                 "'fletcher32' appended a 4-byte checksum, which numcodecs.shuffle cannot unshuffle"
             )
+        size = f.cd_values[2] if f.id == 32008 and len(f.cd_values) > 2 else 0
+        if size and _appended(filters[:i]) % size:
+            # the bitshuffle filter fails on a chunk that is not whole elements: HDF5 skips it
+            # (when optional) on every chunk, or cannot write them
+            raise UnmappableFilter(
+                f"HDF5 filter 'bitshuffle' of {size}-byte elements runs after "
+                "'fletcher32' appended a 4-byte checksum, so it never applies"
+            )
         codecs.append(build(f.cd_values))
     return codecs
 
