@@ -25,6 +25,7 @@ import numcodecs
 import numpy as np
 import pytest
 import zarr
+from imagecodecs import lz4_encode, lzf_encode
 
 import zarr_manifest_store as zms
 from zarr_manifest_store.array import parse_array_metadata
@@ -193,6 +194,25 @@ BLOSC = {
 NC_BLOSC = {"name": "numcodecs.blosc", "configuration": {"cname": "lz4", "clevel": 5}}
 ZSTD = {"name": "zstd", "configuration": {"level": 1, "checksum": False}}
 
+HDF5_LZF = {"name": "zarr_manifest_store.hdf5_lzf", "configuration": {}}
+HDF5_LZ4 = {"name": "zarr_manifest_store.hdf5_lz4", "configuration": {}}
+HDF5_BITSHUFFLE = {
+    "name": "zarr_manifest_store.hdf5_bitshuffle",
+    "configuration": {"element_size": 4, "block_size": 1024, "compression": "lz4"},
+}
+
+
+def hdf5_header(size: int, block: int) -> bytes:
+    """The 12-byte header of HDF5's LZ4 and compressed bitshuffle chunks."""
+    return size.to_bytes(8, "big") + block.to_bytes(4, "big")
+
+
+def lz4_block(data: bytes) -> bytes:
+    """One block as both filters frame it: its 4-byte big-endian size, then raw LZ4."""
+    block = lz4_encode(data)
+    return len(block).to_bytes(4, "big") + block
+
+
 ATTACKS: dict[str, tuple[list[Any], Any]] = {
     "blosc: uncompressed copy past the chunk": ([BYTES, BLOSC], blosc_memcpy_lie),
     "blosc: block start past the chunk": ([BYTES, BLOSC], blosc_block_lie),
@@ -259,6 +279,19 @@ ATTACKS: dict[str, tuple[list[Any], Any]] = {
         lambda: bytes(4095),
     ),
     "bytes: a chunk of the wrong length": ([BYTES], lambda: bytes(100)),
+    "zarr_manifest_store.hdf5_lzf: bomb": ([BYTES, HDF5_LZF], lambda: lzf_encode(bytes(BOMB))),
+    "zarr_manifest_store.hdf5_lz4: 1 TiB declared size": (
+        [BYTES, HDF5_LZ4],
+        lambda: hdf5_header(1 << 40, 1 << 30) + lz4_block(bytes(BOMB)),
+    ),
+    "zarr_manifest_store.hdf5_bitshuffle: 1 TiB declared size": (
+        [BYTES, HDF5_BITSHUFFLE],
+        lambda: hdf5_header(1 << 40, 4096) + lz4_block(bytes(BOMB)),
+    ),
+    "zarr_manifest_store.hdf5_bitshuffle: a block that inflates past its size": (
+        [BYTES, HDF5_BITSHUFFLE],
+        lambda: hdf5_header(4 * N, 4096) + lz4_block(bytes(BOMB)),
+    ),
 }
 
 

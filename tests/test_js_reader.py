@@ -9,8 +9,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
+import zarr_manifest_store as zms
 from conformance import report, runner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,3 +81,13 @@ def test_the_readme_reports_both_implementations(js_results):
         report.README.read_text(), report.table(dict(zip(names, [python, js_results], strict=True)))
     )
     assert report.README.read_text() == expected, "run `python -m conformance.report`"
+
+
+def test_a_codec_zarrita_lacks_is_refused_as_unsupported(js_results, tmp_path):
+    """HDF5's LZF filter (the package's own codec): refused as unsupported, not crashed on."""
+    path = tmp_path / "lzf.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("a", data=np.arange(100) // 8, chunks=(50,), compression="lzf")
+    zms.write_manifest(zms.scan(path), tmp_path / "doc.zarr")
+    adapter = runner.command_adapter(ADAPTER)
+    assert adapter(tmp_path / "doc.zarr", [str(tmp_path)], tmp_path) == (None, "unsupported")

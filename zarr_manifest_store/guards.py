@@ -8,7 +8,8 @@ allocate), and a compressed stream can inflate without end (a decompression bomb
 variable-length array-to-bytes codec, by a guarded form that checks the headers
 against the bytes actually read, then decodes no further than the size the chunk can
 legitimately have: its decoded size, plus what the codecs after it add (a checksum's
-4 bytes), or the compression bound of that when a compressor comes after it. A
+4 bytes), or the compression bound of that when a compressor comes after it (a codec
+that has a ``decode_within(data, limit, exact)`` method is given that bound). A
 chunk that does not fit raises :class:`~zarr_manifest_store.errors.ManifestError`.
 
 Variable-length chunks (``vlen-utf8``, ``vlen-bytes``) have no fixed decoded size:
@@ -183,7 +184,7 @@ class _BoundedBytes(_Guarded, BytesBytesCodec):
         self, chunk_data: Buffer, chunk_spec: ArraySpec, limit: int, exact: bool
     ) -> Buffer:
         """The bytes decoded by the bounded decoder of the codec, or by the codec then checked."""
-        decode = _BOUNDED.get(type(self.codec))
+        decode = _BOUNDED.get(type(self.codec)) or getattr(type(self.codec), "decode_within", None)
         if decode is not None:
             decoded = decode(self.codec, chunk_data.as_numpy_array(), limit, exact)
             return chunk_spec.prototype.buffer.from_array_like(
@@ -398,7 +399,8 @@ _BOUNDED: dict[type, Callable[[Any, np.ndarray, int, bool], bytes | np.ndarray]]
     nc.Blosc: _blosc,
     BloscCodec: _blosc,
 }
-"""The compressors, each with its bounded decoder ``(codec, data, limit, exact) -> bytes``."""
+"""The compressors, each with its bounded decoder ``(codec, data, limit, exact) -> bytes``.
+A codec of the package's own bounds itself: its method ``decode_within(data, limit, exact)``."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -387,7 +387,8 @@ def _named_decoder(decode: Callable[..., Any], byte_getter: ByteGetter) -> Calla
     """``decode`` (a decoding of the chunk ``byte_getter`` reads), its failure naming the chunk.
 
     Decoding is computation on bytes already read, so whatever it raises says the
-    bytes are not what the array's codecs make: a ``ManifestError``.
+    bytes are not what the array's codecs make: a ``ManifestError`` (but for a codec's
+    library that is not installed, which the error names instead).
     """
 
     def named(*args: Any) -> Any:
@@ -395,7 +396,8 @@ def _named_decoder(decode: Callable[..., Any], byte_getter: ByteGetter) -> Calla
             return decode(*args)
         except Exception as e:
             reason = str(e) if isinstance(e, ChunkRefused) else f"{type(e).__name__}: {e}"
-            raise ManifestError(f"{_chunk_name(byte_getter)}: {reason}{_FIX}") from e
+            fix = "" if isinstance(e, ImportError) else _FIX
+            raise ManifestError(f"{_chunk_name(byte_getter)}: {reason}{fix}") from e
 
     return named
 

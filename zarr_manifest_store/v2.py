@@ -27,6 +27,11 @@ from zarr_manifest_store.array import ManifestArray
 from zarr_manifest_store.cf import fill_value_attribute
 from zarr_manifest_store.codecs import encode_chunk
 from zarr_manifest_store.errors import UnsupportedDatasetError
+from zarr_manifest_store.format_codecs.hdf5_filters import (
+    Hdf5BitshuffleCodec,
+    Hdf5Lz4Codec,
+    Hdf5LzfCodec,
+)
 
 __all__ = ["MAX_FILL_CHUNK", "v2_to_v3", "v3_to_v2"]
 
@@ -135,6 +140,8 @@ def _v2_codecs(
 
 def _v2_codec(name: str, codec_name: str, config: dict[str, Any]) -> dict[str, Any]:
     """The numcodecs config of one v3 codec; refused if numcodecs has no such codec."""
+    if codec_name in _HDF5_FILTERS:
+        return _hdf5_filter(name, codec_name, config)
     if codec_name.startswith("numcodecs."):
         v2 = {"id": codec_name.removeprefix("numcodecs."), **config}
     elif codec_name == "blosc":
@@ -154,6 +161,28 @@ def _v2_codec(name: str, codec_name: str, config: dict[str, Any]) -> dict[str, A
             f"array {name!r}: the codec {codec_name!r} has no Zarr v2 (numcodecs) equivalent: {e}"
         ) from e
     return v2
+
+
+_HDF5_FILTERS = (Hdf5LzfCodec.name, Hdf5Lz4Codec.name, Hdf5BitshuffleCodec.name)
+
+
+def _hdf5_filter(name: str, codec_name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The imagecodecs numcodecs codec that decodes an HDF5 filter's chunks exactly.
+
+    Readers of the references register imagecodecs' numcodecs codecs (the
+    ``imagecodecs-numcodecs`` package, or ``imagecodecs.numcodecs.register_codecs()``).
+    """
+    if codec_name == Hdf5LzfCodec.name:
+        return {"id": "imagecodecs_lzf", "header": False}
+    if codec_name == Hdf5Lz4Codec.name:
+        return {"id": "imagecodecs_lz4h5"}
+    if config.get("compression") == "none":
+        itemsize, blocksize = config["element_size"], config["block_size"]
+        return {"id": "imagecodecs_bitshuffle", "itemsize": itemsize, "blocksize": blocksize}
+    raise UnsupportedDatasetError(
+        f"array {name!r}: the codec {codec_name!r} (HDF5's bitshuffle filter with "
+        f"{config.get('compression')} compression) has no Zarr v2 (numcodecs) equivalent"
+    )
 
 
 def _decode_fill_attribute(name: str, value: Any, dtype: np.dtype) -> Any:

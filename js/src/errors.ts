@@ -3,6 +3,8 @@
  * category of section 9 of the specification (plus `unsupported`).
  */
 
+import { isZarritaError } from "zarrita";
+
 /** The refusal categories of the specification (section 9). */
 export type Category =
   | "invalid-document"
@@ -46,10 +48,15 @@ export class UnsupportedError extends ChunkManifestError {
   override name = "UnsupportedError";
 }
 
-/** The category of an error or of any error in its `cause` chain; undefined if none. */
+/**
+ * The category of an error or of any error in its `cause` chain; undefined if none.
+ * zarrita's own refusal of a codec it has no implementation of (the package's
+ * format codecs, say) is `unsupported`.
+ */
 export function categoryOf(error: unknown): Category | undefined {
   for (let e = error; e instanceof Error; e = e.cause) {
     if (e instanceof ChunkManifestError) return e.category;
+    if (isZarritaError(e, "UnknownCodecError")) return "unsupported";
   }
   return undefined;
 }

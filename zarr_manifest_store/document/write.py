@@ -168,9 +168,13 @@ class PathWriter:
             remap = np.array([row[p] for p in written], dtype=np.uint32)
             index = np.where(index < INLINE, remap[np.minimum(index, len(remap) - 1)], index)
         as_written = dict(zip(manifest.paths, written, strict=True))
+        # a source no chunk reads (every chunk of it stored inline) is not listed in a JSON
+        # manifest, so its fingerprint is not written either: readers refuse one for no path
+        used = {written[i] for i in np.unique(manifest.path_index[manifest.path_index < INLINE])}
         sources: dict[str, wire.SourceFingerprint] = {}
         for path, fp in manifest.fingerprints.items():
-            sources.setdefault(as_written[path], wire.SourceFingerprint.of(fp))
+            if as_written[path] in used:
+                sources.setdefault(as_written[path], wire.SourceFingerprint.of(fp))
         lengths = manifest.lengths
         if lengths.size and int(lengths.max()) <= np.iinfo(np.uint32).max:
             lengths = lengths.astype(np.uint32)

@@ -5,8 +5,10 @@ when reading; Zarr does the same with the bytes-to-bytes codecs that follow the
 ``bytes`` codec. So a pipeline maps one filter to one codec, in order, when a
 codec exists whose decoding is exactly the filter's: deflate is zlib framing
 (not gzip), fletcher32 appends HDF5's checksum, blosc and zstd chunks are
-plain blosc / zstd frames. Filters without such a codec (szip, lzf, lz4's and
-bitshuffle's own framings, scale-offset, n-bit, ...) raise
+plain blosc / zstd frames. LZF, LZ4 and bitshuffle have their own framings, which
+the package's codecs decode (:mod:`zarr_manifest_store.format_codecs.hdf5_filters`,
+with imagecodecs: the ``formats`` extra). Filters without such a codec (szip,
+blosc2, scale-offset, n-bit, ...), or whose parameters are not the ones known, raise
 :class:`UnmappableFilter`, and the scanner then materialises or refuses the
 dataset.
 """
@@ -17,6 +19,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import h5py
+
+from zarr_manifest_store.format_codecs.hdf5_filters import (
+    MISSING,
+    Hdf5BitshuffleCodec,
+    Hdf5Lz4Codec,
+    Hdf5LzfCodec,
+    default_block_size,
+    imagecodecs_available,
+)
 
 __all__ = [
     "FILTER_NAMES",
@@ -94,6 +105,14 @@ def filter_codecs(filters: Sequence[Filter]) -> list[Codec]:
                 f"HDF5 filter 'shuffle' of {f.cd_values[0]}-byte elements runs after "
                 "'fletcher32' appended a 4-byte checksum, which numcodecs.shuffle cannot unshuffle"
             )
+        size = f.cd_values[2] if f.id == 32008 and len(f.cd_values) > 2 else 0
+        if size and _appended(filters[:i]) % size:
+            # the bitshuffle filter fails on a chunk that is not whole elements: HDF5 skips it
+            # (when optional) on every chunk, or cannot write them
+            raise UnmappableFilter(
+                f"HDF5 filter 'bitshuffle' of {size}-byte elements runs after "
+                "'fletcher32' appended a 4-byte checksum, so it never applies"
+            )
         codecs.append(build(f.cd_values))
     return codecs
 
@@ -147,11 +166,49 @@ def _blosc(cd: tuple[int, ...]) -> Codec:
     }
 
 
+def _imagecodecs(name: str) -> None:
+    if not imagecodecs_available():
+        raise UnmappableFilter(f"HDF5 filter {name!r} {MISSING}")
+
+
+def _lzf(cd: tuple[int, ...]) -> Codec:
+    # cd_values: h5py's filter revision, the LZF version, the chunk's bytes (none decodes)
+    if len(cd) > 3:
+        raise UnmappableFilter(f"HDF5 filter 'lzf' has unknown parameters {list(cd)}")
+    _imagecodecs("lzf")
+    return Hdf5LzfCodec().to_dict()
+
+
+def _lz4(cd: tuple[int, ...]) -> Codec:
+    # cd_values: the block size to compress in, which each chunk's header repeats
+    if len(cd) > 1:
+        raise UnmappableFilter(f"HDF5 filter 'lz4' has unknown parameters {list(cd)}")
+    _imagecodecs("lz4")
+    return Hdf5Lz4Codec().to_dict()
+
+
+def _bitshuffle(cd: tuple[int, ...]) -> Codec:
+    # cd_values: major and minor version, element size, block size (elements; 0: the
+    # library's default), compression (0 none, 2 lz4, 3 zstd), zstd's level
+    compression = {0: "none", 2: "lz4", 3: "zstd"}.get(cd[4] if len(cd) > 4 else 0)
+    if not 3 <= len(cd) <= 6 or not cd[2] or (len(cd) > 3 and cd[3] % 8) or compression is None:
+        raise UnmappableFilter(f"HDF5 filter 'bitshuffle' has unknown parameters {list(cd)}")
+    _imagecodecs("bitshuffle")
+    block = cd[3] if len(cd) > 3 and cd[3] else default_block_size(cd[2])
+    try:
+        return Hdf5BitshuffleCodec(cd[2], block, compression).to_dict()
+    except ValueError as e:  # sizes past what the codec takes
+        raise UnmappableFilter(f"HDF5 filter 'bitshuffle': {e}") from None
+
+
 _BUILDERS: dict[int, Callable[[tuple[int, ...]], Codec]] = {
     1: _deflate,
     2: _shuffle,
     3: _fletcher32,
     307: _bzip2,
+    32000: _lzf,
     32001: _blosc,
+    32004: _lz4,
+    32008: _bitshuffle,
     32015: _zstd,
 }
