@@ -33,6 +33,7 @@ def chunk_columns(
     dsid: h5py.h5d.DatasetID,
     chunks: tuple[int, ...],
     grid: tuple[int, ...],
+    maxshape: tuple[int | None, ...],
     unfiltered_edges: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Offsets and lengths of every stored chunk in C order of ``grid`` (length 0: missing),
@@ -45,7 +46,7 @@ def chunk_columns(
     lengths = array.array("I", bytes(4 * n))
     skipped: list[int] = []
     if n:
-        unswizzle = remap(dsid, chunks)
+        unswizzle = remap(dsid, chunks, maxshape)
         if unswizzle is None:
             dsid.chunk_iter(_chunk_callback(chunks, grid, offsets, lengths, skipped.append))
         else:

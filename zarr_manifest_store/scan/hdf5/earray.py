@@ -25,7 +25,6 @@ from collections.abc import Sequence
 
 import h5py
 import numpy as np
-from h5py import h5s
 
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.library import query
@@ -61,17 +60,16 @@ class Unswizzle:
         return tuple(true)
 
 
-def remap(dsid: h5py.h5d.DatasetID, chunks: tuple[int, ...]) -> Unswizzle | None:
-    """How to correct the chunk offsets HDF5 reports for ``dsid`` (None: they are right;
-    raises Refused when they are wrong in a way this module does not know)."""
-    space = dsid.get_space()
-    maxshape = space.get_simple_extent_dims(True) if space.get_simple_extent_ndims() else ()
-    unlimited = [a for a, m in enumerate(maxshape) if m == h5s.UNLIMITED]
+def remap(
+    dsid: h5py.h5d.DatasetID, chunks: tuple[int, ...], maxshape: tuple[int | None, ...]
+) -> Unswizzle | None:
+    """How to correct the chunk offsets HDF5 reports for ``dsid``, of maximum shape
+    ``maxshape`` (h5py's: None for unlimited), (None: they are right; raises Refused when
+    they are wrong in a way this module does not know)."""
+    unlimited = [a for a, m in enumerate(maxshape) if m is None]
     if len(unlimited) != 1 or unlimited[0] == 0:
         return None
-    max_grid = [
-        1 if m == h5s.UNLIMITED else -(-m // c) for m, c in zip(maxshape, chunks, strict=True)
-    ]
+    max_grid = [1 if m is None else -(-m // c) for m, c in zip(maxshape, chunks, strict=True)]
     if math.prod(max_grid) == 1:  # one chunk across the fixed axes: nothing to swizzle
         return None
     behaviour = library_behaviour()

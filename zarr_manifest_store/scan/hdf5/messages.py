@@ -44,6 +44,8 @@ RESERVED_FILTERS = 256
 """Filter ids below this are HDF5's own, whose names version 2 pipelines do not store."""
 MAX_FILTERS = 32
 """HDF5's ``H5Z_MAX_NFILTERS``."""
+_UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
+"""``struct`` codes of unsigned integers by size."""
 NAME_BUFFER = 256
 """The filter name buffer h5py's ``get_filter`` passes (longer names are cut)."""
 
@@ -161,9 +163,13 @@ def chunk_dims(body: bytes, file: FileBytes) -> tuple[int, ...]:
         raise Unrecognised(f"layout version {version}")
     if len(body) < end or rank < 2:
         raise Unrecognised("short chunked layout")
-    dims = tuple(
-        int.from_bytes(body[i : i + size], "little") for i in range(at, at + rank * size, size)
-    )
+    code = _UNSIGNED.get(size)
+    if code is not None:
+        dims = struct.unpack_from(f"<{rank}{code}", body, at)
+    else:
+        dims = tuple(
+            int.from_bytes(body[i : i + size], "little") for i in range(at, at + rank * size, size)
+        )
     if not all(dims):
         raise Unrecognised("chunk dimension 0")
     return dims

@@ -22,7 +22,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5d, h5o, h5p, h5t, h5z
+from h5py import h5d, h5p, h5t, h5z
 
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.attributes import Attributes, attribute_reading, decoded_name
@@ -33,6 +33,7 @@ from zarr_manifest_store.scan.hdf5.headers import (
     Unrecognised,
     object_messages,
 )
+from zarr_manifest_store.scan.hdf5.library import open_by_address
 from zarr_manifest_store.scan.hdf5.messages import (
     CHUNKED,
     COMPACT,
@@ -86,12 +87,16 @@ class HeaderDataset(Dataset):
     opened only when something asks for it (a dimension scale's name, say).
     """
 
-    def __init__(self, h5group: h5py.Group, name: str, space: Space, kind: DataKind) -> None:
+    def __init__(
+        self, h5group: h5py.Group, name: str, address: int, space: Space, kind: DataKind
+    ) -> None:
         # h5py's own __init__ needs the identifier this class avoids opening
         self._readonly = True
         self._cache_props: dict[str, Any] = {}
         self._group = h5group
         self.name = name
+        self.address = address
+        """Where its object header lies (the dataset is opened from there when asked for)."""
         self.shape = space.shape
         self.size = space.size
         self.ndim = len(space.shape)
@@ -105,7 +110,7 @@ class HeaderDataset(Dataset):
 
     @functools.cached_property
     def id(self) -> h5d.DatasetID:  # type: ignore[override]
-        return h5o.open(self._group.id, self.name.rsplit("/", 1)[1].encode())
+        return open_by_address(self._group.id, self.address)
 
     @classmethod
     def read(cls, file: FileBytes, h5group: h5py.Group, name: str, address: int) -> HeaderDataset:
@@ -129,7 +134,7 @@ class HeaderDataset(Dataset):
         kind, exact = _dataset_type(datatype)
         if not exact:
             raise Unrecognised("HDF5 converts this datatype on reading")
-        ds = cls(h5group, name, space, kind)
+        ds = cls(h5group, name, address, space, kind)
         itemsize = type_size(datatype)
         fill = fill_value(unshared(by_type[FILL][0]))
         if fill and len(fill) != itemsize:
