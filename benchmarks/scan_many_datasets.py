@@ -16,10 +16,15 @@ attributes. This generates such a file and times:
   were described from their object headers);
 - ``zarr.open_group`` on a ManifestStore of the scan, and reading one array.
 
+``--layout chunked`` times a file of small chunked gzip datasets instead (40 floats in
+chunks of 16, two string attributes each, in 100 groups), as netCDF-4 and h5py write
+variables by default.
+
 ``--cpu`` times CPU seconds of this process instead of wall seconds (steadier on a
 shared machine; the work is single-threaded).
 
     .venv/bin/python benchmarks/scan_many_datasets.py [--datasets 15000] [--repeat 3] [--cpu]
+        [--layout compact|chunked]
 """
 
 from __future__ import annotations
@@ -62,6 +67,18 @@ def make_file(path: Path, n: int) -> None:
             if kind == 1:
                 ds.attrs["MATLAB_int_decode"] = np.int32(2)
         f.create_dataset("EEG/data", data=np.zeros((32, 1000), "f4"), chunks=(32, 100))
+
+
+def make_chunked_file(path: Path, n: int) -> None:
+    """``n`` small chunked gzip datasets of 40 floats, with two string attributes each."""
+    with h5py.File(path, "w") as f:
+        for i in range(n):
+            group = f.require_group(f"g{i % 100}")
+            ds = group.create_dataset(
+                f"v{i}", data=np.arange(40, dtype="f4") + i, chunks=(16,), compression="gzip"
+            )
+            ds.attrs["units"] = "K"
+            ds.attrs["long_name"] = f"variable {i}"
 
 
 def h5py_walk(path: Path, attributes: bool = True, compact: bool = False) -> int:
@@ -159,13 +176,15 @@ def main() -> None:
     parser.add_argument("--datasets", type=int, default=15_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cpu", action="store_true", help="time CPU seconds, not wall seconds")
+    parser.add_argument("--layout", choices=["compact", "chunked"], default="compact")
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.cpu else time.perf_counter
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "many.h5"
-        make_file(path, args.datasets)
+        chunked = args.layout == "chunked"
+        (make_chunked_file if chunked else make_file)(path, args.datasets)
         visited = best(lambda: h5py_walk(path, attributes=False), args.repeat)
         walked = best(lambda: h5py_walk(path), args.repeat)
         everything = best(lambda: h5py_walk(path, compact=True), args.repeat)
@@ -176,8 +195,12 @@ def main() -> None:
         store = zms.ManifestStore(group)
         opened = best(lambda: zarr.open_group(store, mode="r"), args.repeat)
         root = zarr.open_group(store, mode="r")
-        assert root["#refs#/d00001"][...].tolist() == [[1, 2, 3, 4]]
-        print(f"{args.datasets + 1} datasets, {path.stat().st_size / 1e6:.1f} MB")
+        if chunked:
+            assert root["g1/v1"][...].tolist() == list(range(1, 41))
+        else:
+            assert root["#refs#/d00001"][...].tolist() == [[1, 2, 3, 4]]
+        count = args.datasets + (not chunked)
+        print(f"{count} {args.layout} datasets, {path.stat().st_size / 1e6:.1f} MB")
         print(f"h5py visit + storage info:              {visited:.2f} s")
         print(f"h5py visit + storage info + attributes: {walked:.2f} s")
         print(f"... + compact datasets' values:          {everything:.2f} s")

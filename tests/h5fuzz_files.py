@@ -218,9 +218,9 @@ def _chunking(
     b.note(f"{name}:chunks:{tuple(chunks)}:maxshape:{tuple(maxshape)}")
     _filters(b, name, dcpl, spec)
     if b.chance(0.1):
-        with contextlib.suppress(AttributeError):
-            dcpl.set_chunk_opts(h5d.CHUNK_DONT_FILTER_PARTIAL_CHUNKS)
-            b.note(f"{name}:dont_filter_partial_chunks")
+        # h5py does not wrap H5Pset_chunk_opts; 0x0002: H5D_CHUNK_DONT_FILTER_PARTIAL_CHUNKS
+        assert _hdf5().H5Pset_chunk_opts(dcpl.id, 0x0002) >= 0
+        b.note(f"{name}:dont_filter_partial_chunks")
     return tuple(maxshape)
 
 
@@ -342,6 +342,7 @@ def _hdf5() -> ctypes.CDLL:
     found = [p for p in glob.glob(os.path.join(libs, "libhdf5-*")) if "_hl" not in p]
     lib = ctypes.CDLL(found[0] if found else h5py.h5.__file__)
     lib.H5Pset_link_phase_change.argtypes = [ctypes.c_int64, ctypes.c_uint, ctypes.c_uint]
+    lib.H5Pset_chunk_opts.argtypes = [ctypes.c_int64, ctypes.c_uint]
     return lib
 
 

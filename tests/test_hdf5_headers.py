@@ -195,9 +195,8 @@ def test_every_kind_of_dataset_scans_the_same(libver: str, tmp_path: Path) -> No
     # the ordinary datasets are described from their headers (else this test proves nothing)
     assert {"/scalar", "/contiguous", "/big_endian", "/text", "/compact", "/few"} <= fast
     assert {"/unwritten", "/unwritten_default", "/filled", "/sub/deeper/x", "/strings"} <= fast
-    assert (
-        not {"/chunked", "/vlen", "/ref", "/null", "/of_named_type", "/other", "/spacepad"} & fast
-    )
+    assert "/chunked" in fast
+    assert not {"/vlen", "/ref", "/null", "/of_named_type", "/other", "/spacepad"} & fast
     assert ("/dense" in fast) == ("/plain" in fast) == (libver == "earliest")
 
 

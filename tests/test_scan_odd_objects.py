@@ -197,6 +197,26 @@ def test_shuffle_after_fletcher32_is_read_exactly_or_refused(tmp_path):
     assert any("'large'" in m and "fletcher32" in m for m in messages), messages
 
 
+@pytest.mark.parametrize("libver", ["earliest", "latest"])
+def test_partial_edge_chunks_left_unfiltered_are_read_exactly(tmp_path, libver):
+    # the chunk option H5D_CHUNK_DONT_FILTER_PARTIAL_CHUNKS (0x2): HDF5 stores the chunks the
+    # extent ends inside as they are, yet reports a filter mask of 0 for them
+    path = tmp_path / "edges.h5"
+    lib = ctypes.CDLL(h5py.h5.__file__)  # h5py does not wrap H5Pset_chunk_opts
+    lib.H5Pset_chunk_opts.argtypes = [ctypes.c_int64, ctypes.c_uint]
+    with h5py.File(path, "w", libver=libver) as f:
+        dcpl = h5p.create(h5p.DATASET_CREATE)
+        dcpl.set_chunk((4, 3))
+        dcpl.set_deflate(1)
+        assert lib.H5Pset_chunk_opts(dcpl.id, 0x2) >= 0
+        _create(f, "edges", h5t.STD_I32LE, (9, 7), dcpl).close()
+        f["edges"][...] = np.arange(63).reshape(9, 7)
+    group, _ = _scan_skip(path)
+    assert _read(group, "edges").tolist() == np.arange(63).reshape(9, 7).tolist()
+    inline = group["edges"].manifest.inline
+    assert sorted(inline) == [(0, 2), (1, 2), (2, 0), (2, 1), (2, 2)]  # the partial ones
+
+
 @pytest.mark.parametrize(
     ("dtype", "endian"),
     [("<f8", "little"), (">i4", "big"), ("<u2", "big"), ("|b1", None), ("S3", None),

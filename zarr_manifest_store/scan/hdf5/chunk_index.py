@@ -1,8 +1,10 @@
-"""A chunked dataset's chunk index, read with ``chunk_iter`` in one pass into manifest columns."""
+"""A chunked dataset's chunk index, read with ``chunk_iter`` in one pass into manifest columns,
+and which of its chunks skipped a filter."""
 
 from __future__ import annotations
 
 import array
+import ctypes
 import math
 from collections.abc import Callable
 from typing import Any
@@ -12,8 +14,13 @@ import numpy as np
 
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.earray import Unswizzle, remap
+from zarr_manifest_store.scan.hdf5.library import query
+from zarr_manifest_store.scan.hdf5.parsed import HeaderCreation
 
-__all__ = ["chunk_columns"]
+__all__ = ["chunk_columns", "edges_unfiltered"]
+
+DONT_FILTER_PARTIAL_CHUNKS = 0x0002
+"""HDF5's ``H5D_CHUNK_DONT_FILTER_PARTIAL_CHUNKS`` chunk option."""
 
 type _Term = tuple[int, int, int]
 """An axis of more than one chunk, and the multiplier and divisor of its offsets in the index."""
@@ -23,10 +30,15 @@ type _Callback = Callable[[Any], None]
 
 
 def chunk_columns(
-    dsid: h5py.h5d.DatasetID, chunks: tuple[int, ...], grid: tuple[int, ...]
+    dsid: h5py.h5d.DatasetID,
+    chunks: tuple[int, ...],
+    grid: tuple[int, ...],
+    maxshape: tuple[int | None, ...],
+    unfiltered_edges: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Offsets and lengths of every stored chunk in C order of ``grid`` (length 0: missing),
-    and the flat indices of chunks whose filter mask is not zero."""
+    and the flat indices of chunks whose filter mask is not zero, or (``unfiltered_edges``:
+    see :func:`edges_unfiltered`) that the dataset's extent ends inside."""
     # array.array takes item assignment faster than numpy and hands its buffer over without a
     # copy; HDF5 chunks are smaller than 4 GiB, so lengths fit 32 bits.
     n = math.prod(grid)
@@ -34,12 +46,32 @@ def chunk_columns(
     lengths = array.array("I", bytes(4 * n))
     skipped: list[int] = []
     if n:
-        unswizzle = remap(dsid, chunks)
+        unswizzle = remap(dsid, chunks, maxshape)
         if unswizzle is None:
             dsid.chunk_iter(_chunk_callback(chunks, grid, offsets, lengths, skipped.append))
         else:
             _remapped(dsid, chunks, grid, unswizzle, (offsets, lengths, skipped))
+    if unfiltered_edges:
+        shape, already = dsid.shape, set(skipped)
+        for k in np.flatnonzero(np.frombuffer(lengths, np.uint32)):
+            cell = np.unravel_index(k, grid)
+            if k not in already and any(
+                (c + 1) * s > n for c, s, n in zip(cell, chunks, shape, strict=True)
+            ):
+                skipped.append(int(k))
     return np.frombuffer(offsets, np.uint64), np.frombuffer(lengths, np.uint32), skipped
+
+
+def edges_unfiltered(dcpl: h5py.h5p.PropDCID | HeaderCreation) -> bool:
+    """Whether HDF5 stores the dataset's partial edge chunks without its filters (the chunk
+    option "don't filter partial edge chunks"), while reporting a filter mask of zero for
+    them. Headers with that option are left to h5py (:mod:`.parsed`)."""
+    if isinstance(dcpl, HeaderCreation) or not dcpl.get_nfilters():
+        return False
+    found = query("H5Pget_chunk_opts", dcpl.id, ctypes.c_uint)
+    if found is None:
+        raise Refused("has filters, and its chunk options cannot be read")
+    return bool(found & DONT_FILTER_PARTIAL_CHUNKS)
 
 
 def _remapped(

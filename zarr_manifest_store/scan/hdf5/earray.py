@@ -25,10 +25,9 @@ from collections.abc import Sequence
 
 import h5py
 import numpy as np
-from h5py import h5s
-from h5py._objects import phil
 
 from zarr_manifest_store.scan.common import Refused
+from zarr_manifest_store.scan.hdf5.library import query
 
 __all__ = ["Unswizzle", "remap"]
 
@@ -61,17 +60,16 @@ class Unswizzle:
         return tuple(true)
 
 
-def remap(dsid: h5py.h5d.DatasetID, chunks: tuple[int, ...]) -> Unswizzle | None:
-    """How to correct the chunk offsets HDF5 reports for ``dsid`` (None: they are right;
-    raises Refused when they are wrong in a way this module does not know)."""
-    space = dsid.get_space()
-    maxshape = space.get_simple_extent_dims(True) if space.get_simple_extent_ndims() else ()
-    unlimited = [a for a, m in enumerate(maxshape) if m == h5s.UNLIMITED]
+def remap(
+    dsid: h5py.h5d.DatasetID, chunks: tuple[int, ...], maxshape: tuple[int | None, ...]
+) -> Unswizzle | None:
+    """How to correct the chunk offsets HDF5 reports for ``dsid``, of maximum shape
+    ``maxshape`` (h5py's: None for unlimited), (None: they are right; raises Refused when
+    they are wrong in a way this module does not know)."""
+    unlimited = [a for a, m in enumerate(maxshape) if m is None]
     if len(unlimited) != 1 or unlimited[0] == 0:
         return None
-    max_grid = [
-        1 if m == h5s.UNLIMITED else -(-m // c) for m, c in zip(maxshape, chunks, strict=True)
-    ]
+    max_grid = [1 if m is None else -(-m // c) for m, c in zip(maxshape, chunks, strict=True)]
     if math.prod(max_grid) == 1:  # one chunk across the fixed axes: nothing to swizzle
         return None
     behaviour = library_behaviour()
@@ -90,27 +88,7 @@ def remap(dsid: h5py.h5d.DatasetID, chunks: tuple[int, ...]) -> Unswizzle | None
 
 def _index_type(dsid: h5py.h5d.DatasetID) -> int | None:
     """The dataset's chunk index type (None: the library does not say)."""
-    call = _index_type_call()
-    if call is None:
-        return None
-    found = ctypes.c_int(-1)
-    # HDF5 is built without thread safety: h5py runs every call into it under its lock
-    # ("phil", not public), and so must a call h5py does not wrap (threads scan files at once).
-    with phil:
-        failed = call(dsid.id, ctypes.byref(found)) < 0
-    return None if failed else found.value
-
-
-@functools.cache
-def _index_type_call():
-    """HDF5's ``H5Dget_chunk_index_type`` in the library h5py uses (None if not exported)."""
-    try:
-        call = ctypes.CDLL(h5py.h5.__file__).H5Dget_chunk_index_type
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = [ctypes.c_int64, ctypes.POINTER(ctypes.c_int)]
-    call.restype = ctypes.c_int
-    return call
+    return query("H5Dget_chunk_index_type", dsid.id, ctypes.c_int)
 
 
 @functools.cache

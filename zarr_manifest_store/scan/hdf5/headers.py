@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -31,6 +32,11 @@ CACHED_BLOCKS = 256
 MAX_HEADER_BYTES = 1 << 20
 """A header block or global heap collection larger than this is left to h5py (a damaged
 size field must not make the scan read a whole file)."""
+HEAP_CACHE_BYTES = 1 << 26
+"""Bytes of parsed global heap collections kept per file (64 MiB). Collections are small
+(4 KiB usually) and a file of thousands of datasets has hundreds, each read once per
+variable-length string attribute: a cache of a fixed count of them thrashes when the scan
+visits datasets in another order than they were written."""
 MAX_MESSAGES = 1 << 16
 """Messages in one object header (version 1 counts them in 16 bits)."""
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -82,6 +88,8 @@ class FileBytes:
         """The ``struct`` code of a length."""
         self.base = self.unsigned(head[at : at + self.offset_size])
         self.undefined = (1 << (8 * self.offset_size)) - 1
+        self._heaps: OrderedDict[int, tuple[dict[int, bytes], int]] = OrderedDict()
+        self._heap_bytes = 0
 
     @classmethod
     def local(cls, fd: int) -> FileBytes:
@@ -128,9 +136,22 @@ class FileBytes:
     def length(self, raw: bytes, at: int) -> int:
         return int.from_bytes(raw[at : at + self.length_size], "little")
 
-    @functools.lru_cache(maxsize=64)  # noqa: B019 (one reader per scan)
     def heap_collection(self, address: int) -> dict[int, bytes]:
-        """The objects of the global heap collection at ``address``, by index."""
+        """The objects of the global heap collection at ``address``, by index (the collections
+        parsed last kept, up to ``HEAP_CACHE_BYTES``)."""
+        found = self._heaps.get(address)
+        if found is not None:
+            self._heaps.move_to_end(address)
+            return found[0]
+        objects, size = self._parsed_heap(address)
+        self._heaps[address] = (objects, size)
+        self._heap_bytes += size
+        while self._heap_bytes > HEAP_CACHE_BYTES and len(self._heaps) > 1:
+            _, (_, dropped) = self._heaps.popitem(last=False)
+            self._heap_bytes -= dropped
+        return objects
+
+    def _parsed_heap(self, address: int) -> tuple[dict[int, bytes], int]:
         head = self.at(address, 8 + self.length_size)
         if head[:4] != b"GCOL" or head[4] != 1:
             raise Unrecognised("global heap collection")
@@ -148,7 +169,7 @@ class FileBytes:
                 raise Unrecognised("global heap object")
             objects[index] = raw[start : start + size]
             at = start + (size + 7) // 8 * 8
-        return objects
+        return objects, total
 
 
 def object_messages(file: FileBytes, address: int) -> list[Message]:

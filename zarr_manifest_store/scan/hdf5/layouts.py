@@ -27,7 +27,7 @@ from zarr_manifest_store.io.paths import is_local
 from zarr_manifest_store.io.sources import Sources
 from zarr_manifest_store.manifest import INLINE, MISSING, ChunkCoords, ChunkManifest, Fingerprint
 from zarr_manifest_store.scan.common import Refused, rows_per_chunk
-from zarr_manifest_store.scan.hdf5.chunk_index import chunk_columns
+from zarr_manifest_store.scan.hdf5.chunk_index import chunk_columns, edges_unfiltered
 from zarr_manifest_store.scan.hdf5.datatypes import DataKind, fill_undefined
 from zarr_manifest_store.scan.hdf5.filters import UnmappableFilter, filter_codecs, pipeline
 from zarr_manifest_store.scan.hdf5.metadata import CHUNK_KEY_ENCODING, array_metadata, regular
@@ -90,7 +90,8 @@ class Layouts:
         shape = tuple(base["shape"])
         grid = tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
         metadata = array_metadata({**base, "chunk_grid": regular(chunks), "codecs": base["codecs"]})
-        offsets, lengths, skipped = chunk_columns(ds.id, chunks, grid)
+        unfiltered = edges_unfiltered(ds.create_plist)
+        offsets, lengths, skipped = chunk_columns(ds.id, chunks, grid, ds.maxshape, unfiltered)
         index = np.where(lengths != 0, np.uint32(0), np.uint32(MISSING)).reshape(grid)
         _refuse_arbitrary(
             ds.create_plist, _unwritten_inside(ds.shape, chunks, lengths.reshape(grid))
@@ -295,6 +296,8 @@ class Layouts:
         """The chunks at ``cells`` read with h5py (or from ``reader``, the values read
         already) and encoded with ``metadata``'s codecs."""
         chunk_shape = metadata.chunk_grid.chunk_shape  # the scan's grids are regular
+        if isinstance(ds, HeaderDataset) and ds.values is None:
+            ds = Dataset(ds.id, readonly=True)  # described from its header, read through h5py
         budget = self.max_inline_bytes
         if len(cells) * math.prod(chunk_shape) * ds.dtype.itemsize > budget:
             raise Refused(

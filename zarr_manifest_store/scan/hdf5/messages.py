@@ -1,7 +1,7 @@
 """The bodies of the object header messages a small dataset has, decoded exactly or not at all.
 
-Dataspaces, data layouts (compact and contiguous), fill values (new form) and
-attributes (versions 1-3) are decoded into plain values; a datatype stays its
+Dataspaces, data layouts (compact, contiguous and chunked), filter pipelines, fill
+values (new form) and attributes (versions 1-3) are decoded into plain values; a datatype stays its
 raw message, which HDF5 itself decodes once per distinct type (``H5Tdecode``,
 :mod:`.parsed`). What these functions do not know exactly — a version, a
 layout class, a shared message — raises :class:`~.headers.Unrecognised`.
@@ -16,20 +16,49 @@ from typing import NamedTuple
 from zarr_manifest_store.scan.hdf5.headers import SHARED, FileBytes, Message, Unrecognised
 
 __all__ = [
+    "CHUNKED",
     "COMPACT",
     "CONTIGUOUS",
     "RawAttribute",
     "Space",
     "attribute",
     "attributes_in_header",
+    "chunk_dims",
     "dataspace",
     "fill_value",
+    "filter_pipeline",
     "layout",
     "type_size",
 ]
 
-COMPACT, CONTIGUOUS = 0, 1
-"""Layout classes (chunked and virtual ones are left to h5py)."""
+COMPACT, CONTIGUOUS, CHUNKED = 0, 1, 2
+"""Layout classes (virtual ones are left to h5py)."""
+SINGLE_INDEX_WITH_FILTER = 0x02
+"""The one layout flag (version 4) read here: a single-chunk index holds the filtered size.
+The other, "don't filter partial edge chunks", is left to h5py."""
+INDEX_INFO_SIZES = {2: 0, 3: 1, 4: 5, 5: 6}
+"""Bytes of the index parameters after each chunk index type (version 4): implicit,
+fixed array (page bits), extensible array (five sizes), v2 B-tree (node size, split and
+merge percentages); a single chunk (1) has them only with ``SINGLE_INDEX_WITH_FILTER``."""
+RESERVED_FILTERS = 256
+"""Filter ids below this are HDF5's own, whose names version 2 pipelines do not store."""
+MAX_FILTERS = 32
+"""HDF5's ``H5Z_MAX_NFILTERS``."""
+_UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
+"""``struct`` codes of unsigned integers by size."""
+NAME_BUFFER = 256
+"""The filter name buffer h5py's ``get_filter`` passes (longer names are cut)."""
+
+
+class Filter(NamedTuple):
+    """One filter of a pipeline message; ``name`` None where the message stores none."""
+
+    id: int
+    flags: int
+    cd_values: tuple[int, ...]
+    name: bytes | None
+
+
 FILL_TIME_NEVER = 1
 """A fill value message's fill time "never" (HDF5's ``H5D_FILL_TIME_NEVER``)."""
 UNDEFINED_FILL = -1
@@ -107,6 +136,77 @@ def layout(body: bytes, file: FileBytes) -> tuple[int, int | None, int | bytes]:
         size = file.length(body, 2 + file.offset_size)
         return CONTIGUOUS, None if address == file.undefined else address, size
     raise Unrecognised(f"layout class {kind}")
+
+
+def chunk_dims(body: bytes, file: FileBytes) -> tuple[int, ...]:
+    """A chunked layout message's dimension sizes (version 3, or 4 and 5, which HDF5 2.0
+    writes alike): the chunk shape followed by the element size, as HDF5 stores them."""
+    version, kind = body[0], body[1]
+    if kind != CHUNKED:
+        raise Unrecognised(f"layout class {kind}")
+    if version == 3:
+        rank, at, size = body[2], 3 + file.offset_size, 4
+        end = at + rank * size
+    elif version in (4, 5):
+        flags, rank, size = body[2], body[3], body[4]
+        if flags & ~SINGLE_INDEX_WITH_FILTER or not 1 <= size <= 8:
+            raise Unrecognised("chunked layout flags or dimension size")
+        at = 5
+        index = at + rank * size
+        info = INDEX_INFO_SIZES.get(body[index])
+        if body[index] == 1:
+            info = file.length_size + 4 if flags else 0
+        if info is None or (flags and body[index] != 1):
+            raise Unrecognised(f"chunk index type {body[index]}")
+        end = index + 1 + info + file.offset_size
+    else:
+        raise Unrecognised(f"layout version {version}")
+    if len(body) < end or rank < 2:
+        raise Unrecognised("short chunked layout")
+    code = _UNSIGNED.get(size)
+    if code is not None:
+        dims = struct.unpack_from(f"<{rank}{code}", body, at)
+    else:
+        dims = tuple(
+            int.from_bytes(body[i : i + size], "little") for i in range(at, at + rank * size, size)
+        )
+    if not all(dims):
+        raise Unrecognised("chunk dimension 0")
+    return dims
+
+
+def filter_pipeline(body: bytes) -> list[Filter]:
+    """A filter pipeline message (version 1, or 2 that stores no names of HDF5's own filters),
+    decoded as HDF5's ``H5O__pline_decode`` decodes it."""
+    version, count = body[0], body[1]
+    if version not in (1, 2) or count > MAX_FILTERS:
+        raise Unrecognised(f"filter pipeline version {version}")
+    at = 8 if version == 1 else 2
+    filters = []
+    for _ in range(count):
+        code = struct.unpack_from("<H", body, at)[0]
+        at += 2
+        name_length = 0
+        if version == 1 or code >= RESERVED_FILTERS:
+            name_length = struct.unpack_from("<H", body, at)[0]
+            at += 2
+            if version == 1 and name_length % 8:
+                raise Unrecognised("filter name length")
+        flags, values = struct.unpack_from("<HH", body, at)
+        at += 4
+        name = None
+        if name_length:
+            stored = body[at : at + name_length]
+            if b"\0" not in stored or len(stored) != name_length:
+                raise Unrecognised("filter name")
+            name = stored.split(b"\0", 1)[0]
+            at += name_length
+        cd_values = struct.unpack_from(f"<{values}I", body, at)
+        at += 4 * (values + (version == 1 and values % 2))
+        if len(body) < at or (name is not None and len(name) >= NAME_BUFFER):
+            raise Unrecognised("short filter pipeline or long filter name")
+        filters.append(Filter(code, flags, cd_values, name))
+    return filters
 
 
 def fill_value(body: bytes) -> bytes | None:

@@ -1,16 +1,17 @@
 """Datasets described from their object headers alone, exactly as h5py would describe them.
 
-A compact or contiguous dataset whose header holds only messages this module
-knows (dataspace, a datatype of integers, IEEE floats or fixed-length strings,
-fill value, layout, attributes of numbers and strings, fixed or variable
-length) becomes a :class:`HeaderDataset`: the scan's :class:`~.objects.Dataset`
-with every property a scan asks about already read, so that describing it
-makes no h5py call. Each datatype is decoded by HDF5 itself (``H5Tdecode``),
+A compact, contiguous or chunked dataset whose header holds only messages this
+module knows (dataspace, a datatype of integers, IEEE floats or fixed-length
+strings, fill value, layout, filter pipeline, attributes of numbers and strings,
+fixed or variable length) becomes a :class:`HeaderDataset`: the scan's
+:class:`~.objects.Dataset` with every property a scan asks about already read, so
+that describing it makes no h5py call but those that read a chunked dataset's chunk
+index (HDF5's own, through the dataset opened when first asked for). Each datatype is decoded by HDF5 itself (``H5Tdecode``),
 once per distinct type, and values are taken as stored only where HDF5's
 conversion to h5py's memory type would copy them unchanged. Anything else —
-chunked or virtual layouts, external storage, filters, shared messages,
-dense or creation-ordered attributes, other types — returns
-None, and the scan opens the object with h5py instead.
+virtual layouts, external storage, shared messages, dense or creation-ordered
+attributes, other types — returns None, and the scan opens the object with h5py
+instead.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5d, h5o, h5t
+from h5py import h5d, h5p, h5t, h5z
 
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.attributes import Attributes, attribute_reading, decoded_name
@@ -32,14 +33,21 @@ from zarr_manifest_store.scan.hdf5.headers import (
     Unrecognised,
     object_messages,
 )
+from zarr_manifest_store.scan.hdf5.library import open_by_address
 from zarr_manifest_store.scan.hdf5.messages import (
+    CHUNKED,
     COMPACT,
+    CONTIGUOUS,
+    RESERVED_FILTERS,
+    Filter,
     RawAttribute,
     Space,
     attribute,
     attributes_in_header,
+    chunk_dims,
     dataspace,
     fill_value,
+    filter_pipeline,
     layout,
     type_size,
     unshared,
@@ -49,7 +57,7 @@ from zarr_manifest_store.scan.hdf5.objects import Dataset
 __all__ = ["HeaderDataset", "header_dataset"]
 
 DATASPACE, DATATYPE, FILL_OLD, FILL, LAYOUT, ATTRIBUTE, CONTINUATION = 1, 3, 4, 5, 8, 12, 16
-ATTRIBUTE_INFO = 21
+ATTRIBUTE_INFO, PIPELINE = 21, 11
 IGNORED = frozenset({0, FILL_OLD, 0x0D, 0x0E, CONTINUATION, 0x12, 0x16})
 """Messages that change nothing h5py reports: padding, the old fill value (the new one
 rules), comments, modification times, continuations (followed), reference counts."""
@@ -79,12 +87,16 @@ class HeaderDataset(Dataset):
     opened only when something asks for it (a dimension scale's name, say).
     """
 
-    def __init__(self, h5group: h5py.Group, name: str, space: Space, kind: DataKind) -> None:
+    def __init__(
+        self, h5group: h5py.Group, name: str, address: int, space: Space, kind: DataKind
+    ) -> None:
         # h5py's own __init__ needs the identifier this class avoids opening
         self._readonly = True
         self._cache_props: dict[str, Any] = {}
         self._group = h5group
         self.name = name
+        self.address = address
+        """Where its object header lies (the dataset is opened from there when asked for)."""
         self.shape = space.shape
         self.size = space.size
         self.ndim = len(space.shape)
@@ -98,7 +110,7 @@ class HeaderDataset(Dataset):
 
     @functools.cached_property
     def id(self) -> h5d.DatasetID:  # type: ignore[override]
-        return h5o.open(self._group.id, self.name.rsplit("/", 1)[1].encode())
+        return open_by_address(self._group.id, self.address)
 
     @classmethod
     def read(cls, file: FileBytes, h5group: h5py.Group, name: str, address: int) -> HeaderDataset:
@@ -108,11 +120,12 @@ class HeaderDataset(Dataset):
             if message.type not in IGNORED:
                 by_type.setdefault(message.type, []).append(message)
         attributes = by_type.pop(ATTRIBUTE, [])
+        pipeline = by_type.pop(PIPELINE, [])
         for info in by_type.pop(ATTRIBUTE_INFO, []):
             attributes_in_header(unshared(info), file)
         if set(by_type) != {DATASPACE, DATATYPE, FILL, LAYOUT}:
             raise Unrecognised(f"messages {sorted(by_type)}")
-        if any(len(found) != 1 for found in by_type.values()):
+        if len(pipeline) > 1 or any(len(found) != 1 for found in by_type.values()):
             raise Unrecognised("repeated messages")
         space = dataspace(unshared(by_type[DATASPACE][0]), file)
         datatype = unshared(by_type[DATATYPE][0])
@@ -121,36 +134,54 @@ class HeaderDataset(Dataset):
         kind, exact = _dataset_type(datatype)
         if not exact:
             raise Unrecognised("HDF5 converts this datatype on reading")
-        ds = cls(h5group, name, space, kind)
+        ds = cls(h5group, name, address, space, kind)
         itemsize = type_size(datatype)
         fill = fill_value(unshared(by_type[FILL][0]))
         if fill and len(fill) != itemsize:
             raise Unrecognised("fill value size")
-        storage, address, data = layout(unshared(by_type[LAYOUT][0]), file)
-        ds.create_plist = HeaderCreation(storage, fill)
-        if storage == COMPACT:
-            if len(data) != space.size * itemsize:
-                raise Unrecognised("compact data size")
-            ds.values = np.frombuffer(data, kind.stored).reshape(space.shape).copy()
-        elif data != space.size * itemsize:
-            raise Unrecognised("contiguous data size")
-        elif address is not None:
-            ds.storage_offset = file.base + address
+        body = unshared(by_type[LAYOUT][0])
+        if body[1] == CHUNKED:
+            ds.create_plist = _chunked(body, pipeline, fill, ds.ndim, itemsize, file)
+        elif pipeline:
+            raise Unrecognised("filters of data that is not chunked")
+        else:
+            storage, address, data = layout(body, file)
+            ds.create_plist = HeaderCreation(storage, fill)
+            if storage == COMPACT:
+                if len(data) != space.size * itemsize:
+                    raise Unrecognised("compact data size")
+                ds.values = np.frombuffer(data, kind.stored).reshape(space.shape).copy()
+            elif data != space.size * itemsize:
+                raise Unrecognised("contiguous data size")
+            elif address is not None:
+                ds.storage_offset = file.base + address
         raw = [attribute(unshared(m), file) for m in attributes]
         ds.attributes = HeaderAttributes(ds, raw, file)
         return ds
 
 
 class HeaderCreation:
-    """The dataset creation properties a scan asks about, from the header: layout and
-    fill value (no filters, no external files: headers that have them are left to h5py)."""
+    """The dataset creation properties a scan asks about, from the header: layout, chunk
+    shape, filters and fill value, each as h5py's ``PropDCID`` gives it (no external
+    files: headers that have them are left to h5py)."""
 
-    def __init__(self, storage: int, fill: bytes | None) -> None:
-        self._layout = h5d.COMPACT if storage == COMPACT else h5d.CONTIGUOUS
+    def __init__(
+        self,
+        storage: int,
+        fill: bytes | None,
+        chunks: tuple[int, ...] | None = None,
+        filters: tuple[tuple[int, int, tuple[int, ...], bytes], ...] = (),
+    ) -> None:
+        self._layout = _LAYOUTS[storage]
         self._fill = fill
+        self._chunks = chunks
+        self._filters = filters
 
     def get_layout(self) -> int:
         return self._layout
+
+    def get_chunk(self) -> tuple[int, ...] | None:
+        return self._chunks
 
     def fill_value_defined(self) -> int:
         if self._fill is None:
@@ -166,10 +197,51 @@ class HeaderCreation:
         return h5d.FILL_TIME_IFSET  # a fill time of "never" is left to h5py (``fill_value``)
 
     def get_nfilters(self) -> int:
-        return 0
+        return len(self._filters)
+
+    def get_filter(self, index: int) -> tuple[int, int, tuple[int, ...], bytes]:
+        return self._filters[index]
 
     def get_external_count(self) -> int:
         return 0
+
+
+def _chunked(
+    body: bytes,
+    pipeline: list[Message],
+    fill: bytes | None,
+    ndim: int,
+    itemsize: int,
+    file: FileBytes,
+) -> HeaderCreation:
+    """The creation properties of a chunked dataset, from its layout and filter messages."""
+    dims = chunk_dims(body, file)
+    if len(dims) != ndim + 1 or dims[-1] != itemsize:
+        raise Unrecognised("chunk rank or element size")
+    stages = filter_pipeline(unshared(pipeline[0])) if pipeline else []
+    return HeaderCreation(CHUNKED, fill, dims[:-1], tuple(map(_reported, stages)))
+
+
+_LAYOUTS = {COMPACT: h5d.COMPACT, CONTIGUOUS: h5d.CONTIGUOUS, CHUNKED: h5d.CHUNKED}
+
+
+def _reported(stage: Filter) -> tuple[int, int, tuple[int, ...], bytes]:
+    """A filter as h5py's ``get_filter`` reports it: the name the message stores, or for
+    HDF5's own filters (whose names version 2 messages leave out) the library's name."""
+    name = stage.name
+    if name is None:
+        if stage.id >= RESERVED_FILTERS:
+            raise Unrecognised("filter without a name")  # HDF5 would look up its plugin's
+        name = _library_filter_name(stage.id)
+    return stage.id, stage.flags, stage.cd_values, name
+
+
+@functools.cache
+def _library_filter_name(code: int) -> bytes:
+    """The name HDF5 reports for its own filter ``code`` where the pipeline stores none."""
+    dcpl = h5p.create(h5p.DATASET_CREATE)
+    dcpl.set_filter(code, h5z.FLAG_OPTIONAL)
+    return dcpl.get_filter(0)[3]
 
 
 class HeaderAttributes(Attributes):
