@@ -318,3 +318,32 @@ def test_damaged_headers_are_left_to_h5py_without_looping_or_reading_the_file(
         path.write_bytes(superblock.ljust(128, b"\0") + huge + bytes(64))
     with open(path, "rb") as raw, pytest.raises(Unrecognised, match="bytes at address"):
         object_messages(FileBytes.local(raw.fileno()), 128)
+
+
+@pytest.mark.parametrize("libver", LIBVERS)
+def test_a_scan_leaves_no_h5py_object_to_the_garbage_collector(tmp_path, libver):
+    """The objects a scan opens are freed when it returns, not left in reference cycles: the
+    garbage collector may free them later on any thread, and an h5py object freed takes h5py's
+    lock. A store read on a thread while the caller holds that lock (iterating an h5py file's
+    ``items()``, say) deadlocked when such a collection came on the reading thread."""
+    import gc
+
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w", libver=libver) as f:
+        f.create_dataset("compact", data=np.arange(4.0), chunks=None)
+        f.create_dataset("chunked", data=np.arange(100.0), chunks=(10,), compression="gzip")
+        f["chunked"].attrs["units"] = "K"
+        f.create_group("g").create_dataset("ref", data=f["compact"].ref)  # read through h5py
+    gc.collect()
+    collecting = gc.get_debug()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the reference dataset is refused
+            scan_file(str(path), on_unsupported="skip")
+        gc.collect()
+        left = {type(o).__qualname__ for o in gc.garbage if type(o).__module__.startswith("h5py")}
+    finally:
+        gc.set_debug(collecting)
+        gc.garbage.clear()
+    assert not left

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import struct
+import weakref
 from typing import Any
 
 import h5py
@@ -249,7 +250,10 @@ class HeaderAttributes(Attributes):
     that track creation order have an attribute info message, and are left to h5py)."""
 
     def __init__(self, ds: HeaderDataset, raw: list[RawAttribute], file: FileBytes) -> None:
-        self._dataset = ds
+        # A weak reference, as the base class keeps only the identifier: the dataset holds
+        # these attributes, and a cycle would leave its h5py objects to the garbage collector,
+        # which may free them on a thread reading a store while another holds h5py's lock.
+        self._dataset = weakref.ref(ds)
         ordered = sorted(raw, key=lambda a: a.name)
         self._stored = {decoded_name(a.name): a.name for a in ordered}
         if len(self._stored) != len(raw):
@@ -258,7 +262,10 @@ class HeaderAttributes(Attributes):
 
     @property
     def id(self) -> Any:  # type: ignore[override]
-        return self._dataset.id
+        ds = self._dataset()
+        if ds is None:
+            raise ReferenceError("the dataset of these attributes is gone")
+        return ds.id
 
 
 def _attribute_value(raw: RawAttribute, file: FileBytes) -> Any:
