@@ -37,39 +37,51 @@ from zarr_manifest_store.scan.hdf5.walk import NON_COORD_PREFIX
 
 
 def reclassified(result: dict[str, Any], path: str) -> list[dict]:
-    """The view records, a mismatch that another engine's view agrees with as ``engines-differ``
-    (that engine's view of the variable is equal; or, for a name the first engine decodes
-    otherwise, that engine's view of the whole group is), as is one that h5netcdf's view
-    agrees with once padded as netCDF-C pads (:data:`NOFILL_PADDING`)."""
-    out, others, padded = [], {}, {}
+    """The view records, each mismatch that a cause other than the scan explains classed as
+    :func:`_explained` says (its reason first)."""
+    out, others = [], {}
     for record in result["views"]:
         if record["class"] == "mismatch" and record["engine"]:
             key = (record["group"], record["engine"])
             if key not in others:
-                others[key] = _other_engine(path, record, result["warnings"])
                 h5netcdf = record["engine"].startswith("h5netcdf")
-                padded[key] = _padded_classes(path, record, result) if h5netcdf else {}
-            engine, classes = others[key]
-            if _agrees(classes, record["variable"]):
-                reason = f"{engine} agrees with the scan; {record['reason']}"
-                record = {**record, "class": "engines-differ", "reason": reason}
-            elif padded[key] and _agrees(padded[key], record["variable"]):
-                reason = f"{NOFILL_PADDING}; {record['reason']}"
-                record = {**record, "class": "engines-differ", "reason": reason}
-            elif _native_order_agrees(path, record, result["warnings"]):
-                reason = f"{BIG_ENDIAN_UNSIGNED}; {record['reason']}"
-                record = {**record, "class": "reference-misreads", "reason": reason}
-            elif record["engine"].startswith("netcdf4") and char_unmasked(path, record):
-                reason = f"{CHAR_MISSING_VALUE}; {record['reason']}"
-                record = {**record, "class": "engines-differ", "reason": reason}
-            elif record["engine"].startswith("netcdf4") and padded_inside(path, record):
-                reason = f"{NETCDF_C_MISREADS}; {record['reason']}"
-                record = {**record, "class": "reference-misreads", "reason": reason}
-            elif "values: shape" in record["reason"] and _shapeless(path, record):
-                reason = f"{SHAPELESS}; {record['reason']}"
-                record = {**record, "class": "reference-misreads", "reason": reason}
+                padded = _padded_classes(path, record, result) if h5netcdf else {}
+                others[key] = (_other_engine(path, record, result["warnings"]), padded)
+            explained = _explained(path, record, result["warnings"], *others[key])
+            if explained:
+                cls, why = explained
+                record = {**record, "class": cls, "reason": f"{why}; {record['reason']}"}
         out.append(record)
     return out
+
+
+def _explained(
+    path: str,
+    record: dict,
+    messages: list[str],
+    other: tuple[str, dict[str, str]],
+    padded: dict[str, str],
+) -> tuple[str, str] | None:
+    """(class, why) of a mismatch the first of the rules explains, else None: another engine's
+    view agrees (``other``: that engine's view of the variable is equal; or, for a name the
+    first engine decodes otherwise, its view of the whole group is), h5netcdf's view padded as
+    netCDF-C pads does (``padded``), or one of the references' faults (module docstring)."""
+    engine, classes = other
+    variable = record["variable"]
+    netcdf4 = record["engine"].startswith("netcdf4")
+    if _agrees(classes, variable):
+        return "engines-differ", f"{engine} agrees with the scan"
+    if _agrees(padded, variable):
+        return "engines-differ", NOFILL_PADDING
+    if _native_order_agrees(path, record, messages):
+        return "reference-misreads", BIG_ENDIAN_UNSIGNED
+    if netcdf4 and char_unmasked(path, record):
+        return "engines-differ", CHAR_MISSING_VALUE
+    if netcdf4 and padded_inside(path, record):
+        return "reference-misreads", NETCDF_C_MISREADS
+    if "values: shape" in record["reason"] and _shapeless(path, record):
+        return "reference-misreads", SHAPELESS
+    return None
 
 
 def _agrees(classes: dict[str, str], variable: str) -> bool:
