@@ -44,8 +44,7 @@ def reclassified(result: dict[str, Any], path: str) -> list[dict]:
         if record["class"] == "mismatch" and record["engine"]:
             key = (record["group"], record["engine"])
             if key not in others:
-                h5netcdf = record["engine"].startswith("h5netcdf")
-                padded = _padded_classes(path, record, result) if h5netcdf else {}
+                padded = _padded_classes(path, record, result)
                 others[key] = (_other_engine(path, record, result["warnings"]), padded)
             explained = _explained(path, record, result["warnings"], *others[key])
             if explained:
@@ -94,8 +93,9 @@ def _agrees(classes: dict[str, str], variable: str) -> bool:
 NOFILL_PADDING = (
     "h5netcdf pads a variable written with NC_NOFILL past its data with HDF5's fill value, "
     "netCDF-C (and the scan) with netCDF's default fill for its type: h5netcdf's view padded "
-    "so agrees with the scan (netCDF-C's own view cannot vouch for it where it misreads, "
-    "or fails to decode the times of another variable)"
+    "so (and without the variables the scan refused) agrees with the scan (netCDF-C's own "
+    "view cannot vouch for it where it misreads, or fails to decode the times of another "
+    "variable)"
 )
 
 
@@ -132,6 +132,8 @@ def _netcdf_padded(path: str, group: str, options: dict, messages: list[str]) ->
     import h5py
     import netCDF4
 
+    if not h5py.is_hdf5(path):
+        return None
     with h5py.File(path, "r") as f:
         node = f[group] if group else f
         stored = {
@@ -146,21 +148,19 @@ def _netcdf_padded(path: str, group: str, options: dict, messages: list[str]) ->
     gone = _refused(group, messages)
     with xr.open_dataset(
         path, engine="h5netcdf", group=group or None, decode_cf=False, drop_variables=gone
-    ) as raw:
-        raw = raw.load()
-    variables, padded = dict(raw.variables), False
-    for name, shape in stored.items():
-        var = variables.get(name)
-        fill = netCDF4.default_fillvals.get(var.dtype.str[1:]) if var is not None else None
-        if fill is None or var.shape == shape:
-            continue
-        values = np.full(var.shape, fill, var.dtype)
-        inside = tuple(slice(0, n) for n in shape)
-        values[inside] = var.values[inside]
-        variables[name], padded = var.copy(data=values), True
-    if not padded:
-        return None
-    return decoded(xr.Dataset(variables, attrs=raw.attrs), options)
+    ) as raw:  # not loaded whole: h5netcdf gives padded text values of another shape
+        variables, padded = dict(raw.variables), False
+        for name, shape in stored.items():
+            var = variables.get(name)
+            fill = netCDF4.default_fillvals.get(var.dtype.str[1:]) if var is not None else None
+            if fill is None or var.shape == shape:
+                continue
+            values = np.full(var.shape, fill, var.dtype)
+            inside = tuple(slice(0, n) for n in shape)
+            values[inside] = var[inside].values  # all of it can come in the stored shape
+            variables[name] = xr.Variable(var.dims, values, var.attrs, var.encoding)
+            padded = True
+        return decoded(xr.Dataset(variables, attrs=raw.attrs), options) if padded else None
 
 
 BIG_ENDIAN_UNSIGNED = (
