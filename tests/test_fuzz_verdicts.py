@@ -13,11 +13,13 @@ from pathlib import Path
 
 import h5netcdf
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
 fuzz_verdicts = importlib.import_module("benchmarks.fuzz_verdicts")
+fuzz_views = importlib.import_module("benchmarks.fuzz_views")
 fuzz_files = importlib.import_module("fuzz_files")
 check = importlib.import_module("benchmarks.real_files.check")
 
@@ -113,3 +115,12 @@ def test_a_char_missing_value_netcdf4_reads_as_text_is_the_engines_difference(tm
 
 def test_an_h5py_file_never_asks_for_compact_data_over_hdf5s_limit(tmp_path):
     fuzz_files.build(82, tmp_path / "h5py-82.h5", "h5py")  # 160,000 values drawn compact
+
+
+@pytest.mark.parametrize("seed", [871, 984])
+def test_seeds_whose_mismatches_only_the_padded_view_explains(tmp_path, seed):
+    """netCDF4 files with NC_NOFILL variables that h5netcdf gives in their stored shape (984: a
+    time variable netCDF-C pads to undecodable times) or beside refused ones (871)."""
+    record = fuzz_views.check_seed(seed, "netcdf4", tmp_path)
+    assert not record["problems"]
+    assert record["counts"]["view:engines-differ"] > 0
