@@ -5,13 +5,14 @@ For each seed and writer kind, the file is built, scanned with
 every dataset against h5py / scipy (``exact``, ``refused`` with a warning naming it,
 ``wrong``, ``missing``, ...) and every group's view against ``xr.open_dataset``
 (``equal``, ``mismatch``, ``refused``, ``unreadable``). A view that differs from the
-first engine but equals another's (netcdf4 for h5netcdf and scipy, and back) is
-``engines-differ``: the engines disagree with each other, and that is not counted
-against the scan; nor is ``reference-misreads`` (:data:`NETCDF_C_MISREADS`, or values of
-another shape than their variable's: :data:`SHAPELESS`), nor
-``reference-crash``, a file netCDF-C crashes the process on while
-loading the reference view (the check runs under faulthandler, which names the frame). A problem is a ``wrong`` / ``missing`` / ``read-error`` /
-``file-error`` dataset or a ``mismatch`` view.
+first engine but equals another's (netcdf4 for h5netcdf and scipy, and back), or one
+corrected as a narrow rule says, is ``engines-differ``: the engines disagree with each
+other, and that is not counted against the scan; nor is ``reference-misreads``, where
+the reference is at fault (benchmarks/fuzz_verdicts.py has the rules), nor
+``reference-crash``, a file netCDF-C crashes the process on while loading the
+reference view (the check runs under faulthandler, which names the frame). A problem
+is a ``wrong`` / ``missing`` / ``read-error`` / ``file-error`` dataset or a
+``mismatch`` view.
 
     .venv/bin/python benchmarks/fuzz_views.py --seeds 0:2000 [--kinds netcdf4,h5py] [--jobs 2]
 """
@@ -33,17 +34,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import fuzz_files  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
 
+from benchmarks.fuzz_verdicts import reclassified  # noqa: E402
 from benchmarks.real_files.check import check_file  # noqa: E402
-from benchmarks.real_files.fetch import sniff_path  # noqa: E402
-from benchmarks.real_files.views import (  # noqa: E402
-    ENGINES,
-    compare_datasets,
-    netcdf_kind,
-    open_view,
-)
 
 BAD_DATASETS = frozenset({"wrong", "missing", "read-error", "file-error"})
 
@@ -66,112 +59,13 @@ def check_seed(seed: int, kind: str, folder: str | Path) -> dict[str, Any]:
             problems.append(
                 f"dataset {record['name']!r}: {record['class']}: {record.get('reason')}"
             )
-    for record in _reclassified(result, str(path)):
+    for record in reclassified(result, str(path)):
         counts[f"view:{record['class']}"] += 1
         if record["class"] == "mismatch":
             where = f"{record['group']}/{record['variable']}".strip("/")
             problems.append(f"view {where!r} ({record['engine']}): {record['reason']}")
     return {"seed": seed, "kind": kind, "path": str(path), "features": features,
             "counts": dict(counts), "problems": problems}  # fmt: skip
-
-
-def _reclassified(result: dict[str, Any], path: str) -> list[dict]:
-    """The view records, a mismatch that another engine's view agrees with as ``engines-differ``
-    (that engine's view of the variable is equal; or, for a name the first engine decodes
-    otherwise, that engine's view of the whole group is)."""
-    out, others = [], {}
-    for record in result["views"]:
-        if record["class"] == "mismatch" and record["engine"]:
-            key = (record["group"], record["engine"])
-            if key not in others:
-                others[key] = _other_engine(path, record, result["warnings"])
-            engine, classes = others[key]
-            cls = classes.get(record["variable"])
-            if cls == "equal" or (cls is None and classes and "mismatch" not in classes.values()):
-                reason = f"{engine} agrees with the scan; {record['reason']}"
-                record = {**record, "class": "engines-differ", "reason": reason}
-            elif record["engine"].startswith("netcdf4") and _padded_inside(path, record):
-                reason = f"{NETCDF_C_MISREADS}; {record['reason']}"
-                record = {**record, "class": "reference-misreads", "reason": reason}
-            elif "values: shape" in record["reason"] and _shapeless(path, record):
-                reason = f"{SHAPELESS}; {record['reason']}"
-                record = {**record, "class": "reference-misreads", "reason": reason}
-        out.append(record)
-    return out
-
-
-NETCDF_C_MISREADS = (
-    "netCDF-C (4.10.1) misplaces the values of a variable shorter than an unlimited dimension "
-    "that is not its first (it reads them as if stored at the dimension's length)"
-)
-
-
-def _padded_inside(path: str, record: dict) -> bool:
-    """Whether the record's variable is shorter than an unlimited dimension that is not its
-    first axis (:data:`NETCDF_C_MISREADS`)."""
-    import h5py
-    import netCDF4
-
-    name = f"{record['group']}/{record['variable']}".strip("/")
-    if not h5py.is_hdf5(path):  # netCDF-3: no unlimited dimension but the first
-        return False
-    with h5py.File(path, "r") as f:
-        ds = f.get(name)
-        if not isinstance(ds, h5py.Dataset) or not ds.maxshape:
-            return False
-        shape, maxshape = ds.shape, ds.maxshape
-    with netCDF4.Dataset(path) as nc:
-        var = nc[name]
-        lengths = [len(d) for d in var.get_dims()]
-    return any(
-        m is None and n < d for n, m, d in zip(shape[1:], maxshape[1:], lengths[1:], strict=True)
-    )
-
-
-SHAPELESS = "the reference engine's values do not have its variable's shape"
-
-
-def _shapeless(path: str, record: dict) -> bool:
-    """Whether the reference engine gives the record's variable values of another shape than
-    the variable's (h5netcdf, for text padded along an unlimited dimension): :data:`SHAPELESS`."""
-    engine = record["engine"].split(", ")[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with xr.open_dataset(path, engine=engine, group=record["group"] or None) as ds:
-            var = ds.variables[record["variable"]]
-            shape = var.shape  # before loading, which gives the values' shape
-            return np.asarray(var.values).shape != shape
-
-
-def _other_engine(path: str, record: dict, messages: list[str]) -> tuple[str, dict[str, str]]:
-    """(engine, class of each variable) of the group's view against the first other engine
-    (of those the corpus uses for the file: netCDF-C never reads a plain HDF5 file) that
-    opens it, with the record's options, else without time decoding (where the two engines
-    disagree on a time variable's values, one of them may not decode); ``("", {})`` if none
-    does."""
-    import zarr_manifest_store as zms
-
-    first, *rest = record["engine"].split(", ")
-    group = record["group"]
-    store = zms.ManifestStore(zms.scan(path, on_unsupported="skip"))
-    for options in ({"decode_times": False} if "decode_times=False" in rest else {}, DECODED):
-        for engine in ENGINES[netcdf_kind(path, sniff_path(path) or "")]:
-            if engine == first:
-                continue
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    with xr.open_dataset(path, engine=engine, group=group or None, **options) as ds:
-                        expected = ds.load()
-                    actual = open_view(store, group, options).load()
-            except Exception:
-                continue
-            found = compare_datasets(expected, actual, group, messages)
-            return engine, {name: cls for name, (cls, _) in found.items()}
-    return "", {}
-
-
-DECODED = {"decode_times": False}
 
 
 def run(seeds: range, kinds: list[str], out: Any, first_kind: str | None = None) -> None:

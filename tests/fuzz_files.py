@@ -45,6 +45,8 @@ NC3_NAMES = ("v", "with space", "ünï", "_lead", "x.y", "a-b")
 CALENDARS = ("standard", "noleap", "360_day", "julian", "all_leap", "proleptic_gregorian")
 TIME_UNITS = ("days since 2000-01-01", "hours since 1970-01-01 00:00:00", "seconds since 2020-2-3")
 BAD_UNITS = ("days since banana", "months since 2000-01-01", "days since 0000-01-01")
+COMPACT_BYTES = 60_000
+"""Data at most this large is given the compact layout (HDF5's limit is 64 KiB less a header)."""
 TEXT = ("", "a", "héllo", "日本語", "x y", "tab\there", "°C")
 
 
@@ -208,7 +210,8 @@ class Plan:
         if not growing and self.chance(0.3):
             layout = "contiguous"
         elif not growing and self.kind == "h5py" and self.chance(0.2):
-            layout = "compact"
+            # HDF5 holds compact data in the object header: under 64 KiB (at most 32 B an item)
+            layout = "compact" if np.prod(shape) * 32 < COMPACT_BYTES else layout
         if not var["dims"]:
             layout = "contiguous" if self.kind != "h5py" or self.chance(0.5) else "compact"
         self.features.add(f"layout:{layout}")

@@ -1,17 +1,21 @@
-"""The corpus checker's classes for attributes a scan warned it left out (issue #18).
+"""The corpus checker's classes for what a scan warned it left out (issue #18).
 
 An attribute with no exact JSON form (a region reference) is refused with a
 warning naming it: when nothing else differs, the view is ``refused``, not a
 ``mismatch``; a silent omission, an extra attribute or another value stays one.
+A neighbour of a refused variable that differs only as the reference would
+without it (xarray decides coordinates over the whole group) is ``refused`` too.
 """
 
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import xarray as xr
 from scipy.io import netcdf_file
 
@@ -21,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
 views = importlib.import_module("benchmarks.real_files.views")
+check = importlib.import_module("benchmarks.real_files.check")
 
 WARNED = ["<file>:/: attribute 'region' has no JSON form; left out"]
 
@@ -75,3 +80,38 @@ def test_a_streamed_netcdf3_files_records_are_the_reference_engines_limitation(t
     assert views.streamed_records(str(path), "netcdf3", reference) == {"a"}
     ours = xr.open_dataset(zms.ManifestStore(zms.scan(str(path))), engine="zarr_manifest")
     xr.testing.assert_identical(ours.load(), complete)
+
+
+REFUSED_NEIGHBOUR_SCRIPT = """
+import sys, netCDF4, numpy as np
+with netCDF4.Dataset(sys.argv[1], "w") as nc:
+    nc.createDimension("x", 2)
+    nc.createDimension("n", 3)
+    nc.createDimension("len", 4)
+    seq = nc.createVariable("seq", nc.createVLType(np.int32, "seq_t"), ("n", "len"))
+    seq[0, 0] = np.arange(2, dtype="i4")  # no Zarr codec: refused, the only one on 'n'
+    nc.createVariable("n", "f4", ("x",))[:] = [1.0, 2.0]  # a coordinate while 'n' is in use
+    text = nc.createVariable("text", "S1", ("x", "len"))  # 'len' joined once 'seq' is gone
+    text[:] = np.array([list(b"abcd"), list(b"efgh")], "S1")
+"""
+
+
+def test_a_neighbours_difference_that_only_a_refusal_makes_is_refused(tmp_path) -> None:
+    path = tmp_path / "neighbours.nc"
+    subprocess.run([sys.executable, "-c", REFUSED_NEIGHBOUR_SCRIPT, str(path)], check=True)
+    with xr.open_dataset(path, engine="netcdf4") as expected:  # the reference, with 'seq'
+        assert "n" in expected.coords
+        assert expected["text"].dims == ("x", "len")
+    with pytest.warns(UserWarning, match="left out dataset 'seq'"):
+        store = zms.ManifestStore(zms.scan(str(path), on_unsupported="skip"))
+    ours = xr.open_dataset(store, engine="zarr_manifest")
+    assert "n" not in ours.coords  # as without 'seq'
+    assert ours["text"].dims == ("x",)
+    result = check.check_file(str(path))
+    classes = {r["variable"]: (r["class"], r["reason"]) for r in result["views"] if "class" in r}
+    for name in ("n", "text"):
+        cls, reason = classes[name]
+        assert cls == "refused"
+        assert reason.startswith(f"{views.WHOLE_GROUP}: equal to h5netcdf's view without seq; ")
+    assert classes["seq"][0] == "refused"
+    assert {cls for cls, _ in classes.values()} <= {"equal", "refused", "open_zarr-differs"}

@@ -19,7 +19,9 @@ and views):
   ``xr.open_dataset`` of the file (h5netcdf then netcdf4 for netCDF-4,
   h5netcdf for other HDF5, scipy then netcdf4 for netCDF3; without time
   decoding where xarray cannot decode the times): ``equal`` / ``mismatch`` /
-  ``refused`` / ``unreadable`` (no engine opens or loads it), and
+  ``refused`` (a warning names it, or it differs only as the reference would
+  without the variables the scan refused) / ``unreadable`` (no engine opens or
+  loads it), and
   ``open_zarr-differs`` where ``xr.open_zarr`` of the same store shows the
   documented JSON forms of typed attributes (docs/howto/scanning.md);
 - times: the scan, h5py's visit of the file with each dataset's storage info,

@@ -7,7 +7,9 @@ HDF5, scipy then netcdf4 for netCDF3. The view compared is the package's,
 group's own attributes, as ``(attributes)``) is classified ``equal``,
 ``mismatch`` (with the first difference: missing / extra variable,
 dimensions, dtype kind, values, attributes, coordinate status), ``refused``
-(a scan warning names it, or every attribute it lacks) or ``unreadable`` (the
+(a scan warning names it, or every attribute it lacks, or it differs only as
+the reference would without the variables the scan refused,
+:func:`refusal_consequences`) or ``unreadable`` (the
 reference cannot show it: a streamed netCDF3 file's records, :data:`STREAMED`). A variable whose name Zarr reserves is looked for
 under the name the scan stores it by (docs/howto/scanning.md, "Names"). An object reference the reference engine shows is
 compared as the path of its object (the scan's form of it).
@@ -136,12 +138,79 @@ def check_views(
         seconds = time.perf_counter() - start
         yield {**base, "timing": {"open_dataset": reference_seconds, "open_zarr": seconds}}
         unread = streamed_records(path, fmt, expected)
-        for name, (cls, reason) in compare_datasets(expected, actual, group, messages).items():
+        found = compare_datasets(expected, actual, group, messages)
+        found = refusal_consequences(path, fmt, group, options, found, actual, messages)
+        for name, (cls, reason) in found.items():
             if name in unread and cls == "mismatch":
                 cls, reason = "unreadable", f"{STREAMED}; ours: {reason}"
             yield {**base, "variable": name, "class": cls, "reason": reason}
         for name, (cls, reason) in open_zarr_differences(actual, store, group, options).items():
             yield {**base, "variable": name, "class": cls, "reason": reason}
+
+
+WHOLE_GROUP = (
+    "xarray decides over the whole group which variables are coordinates (those named like a "
+    "dimension any of its variables uses) and which character dimensions it joins (those no "
+    "other variable uses but as its last)"
+)
+
+
+def refusal_consequences(
+    path: str,
+    fmt: str,
+    group: str,
+    options: dict[str, Any],
+    found: dict[str, tuple[str, str]],
+    actual: xr.Dataset,
+    messages: list[str],
+) -> dict[str, tuple[str, str]]:
+    """``found``, with each mismatch that the scan's refusals alone explain as ``refused``.
+
+    A variable refused alone can change how xarray decodes its neighbours (:data:`WHOLE_GROUP`):
+    such a mismatch is ``refused`` when the variable equals the reference's view of the group
+    with the refused variables left out before xarray decodes it, as if the file had not held
+    them (:func:`reference_without`), the reference being the first engine that loads that
+    view, as for the file (:data:`ENGINES`).
+    """
+    gone = [n for n, (cls, _) in found.items() if cls == "refused" and escaped(n) not in actual]
+    mismatched = [n for n, (cls, _) in found.items() if cls == "mismatch"]
+    if not gone or not mismatched:
+        return found
+    for engine in ENGINES[netcdf_kind(path, fmt)]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                without = reference_without(path, engine, group, options, gone)
+        except Exception:
+            continue
+        if fmt == "hdf5":
+            without = with_reference_paths(without, path)
+        again = compare_datasets(without, actual, group, messages)
+        out = dict(found)
+        for name in mismatched:
+            if again.get(name) == ("equal", ""):
+                reason = f"{WHOLE_GROUP}: equal to {engine}'s view without {_names(set(gone))}"
+                out[name] = ("refused", f"{reason}; with them: {found[name][1]}")
+        return out
+    return found
+
+
+def reference_without(
+    path: str, engine: str, group: str, options: dict[str, Any], names: list[str]
+) -> xr.Dataset:
+    """The group as ``engine`` shows it with ``names`` left out before xarray decodes it: opened
+    undecoded without them, then decoded (``drop_variables`` alone leaves them out after xarray
+    has looked at their dimensions)."""
+    with xr.open_dataset(
+        path, engine=engine, group=group or None, decode_cf=False, drop_variables=names
+    ) as raw:
+        return decoded(raw, options)
+
+
+def decoded(raw: xr.Dataset, options: dict[str, Any]) -> xr.Dataset:
+    """``raw`` (opened with ``decode_cf=False``) decoded as a fresh dataset of its variables,
+    so that xarray decides coordinates and character dimensions anew (loaded)."""
+    return xr.decode_cf(xr.Dataset(dict(raw.variables), attrs=raw.attrs), **options).load()
 
 
 STREAMED = (
