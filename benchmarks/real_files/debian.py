@@ -16,10 +16,17 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, Protocol
 
-if TYPE_CHECKING:
-    from .fetch import Pin
+
+class Pin(Protocol):
+    """What a Debian pin names (``fetch.Pin`` has it): the package, its version, its
+    ``.deb`` file and that file's sha256."""
+
+    name: str
+    version: str
+    file: str
+    sha256: str
 
 
 def download(pin: Pin, cache: Path) -> Path:
