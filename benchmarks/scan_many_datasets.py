@@ -18,13 +18,15 @@ attributes. This generates such a file and times:
 
 ``--layout chunked`` times a file of small chunked gzip datasets instead (40 floats in
 chunks of 16, two string attributes each, in 100 groups), as netCDF-4 and h5py write
-variables by default.
+variables by default; ``--layout netcdf4`` the same variables written by h5netcdf as
+netCDF-4 (a dimension ``x`` in each group, so each variable has a ``DIMENSION_LIST`` of
+object references, and a ``units`` attribute).
 
 ``--cpu`` times CPU seconds of this process instead of wall seconds (steadier on a
 shared machine; the work is single-threaded).
 
     .venv/bin/python benchmarks/scan_many_datasets.py [--datasets 15000] [--repeat 3] [--cpu]
-        [--layout compact|chunked]
+        [--layout compact|chunked|netcdf4]
 """
 
 from __future__ import annotations
@@ -79,6 +81,31 @@ def make_chunked_file(path: Path, n: int) -> None:
             )
             ds.attrs["units"] = "K"
             ds.attrs["long_name"] = f"variable {i}"
+
+
+def make_netcdf4_file(path: Path, n: int) -> None:
+    """``n`` netCDF-4 variables of 40 floats on a dimension of their group, zlib-compressed in
+    chunks of 16, written by h5netcdf."""
+    import h5netcdf
+
+    with h5netcdf.File(path, "w") as f:
+        for i in range(n):
+            name = f"g{i % 100}"
+            group = f.groups[name] if name in f.groups else f.create_group(name)
+            if "x" not in group.dimensions:
+                group.dimensions["x"] = 40
+            v = group.create_variable(
+                f"v{i}",
+                ("x",),
+                "f4",
+                data=np.arange(40, dtype="f4") + i,
+                compression="gzip",
+                chunks=(16,),
+            )
+            v.attrs["units"] = "K"
+
+
+MAKERS = {"compact": make_file, "chunked": make_chunked_file, "netcdf4": make_netcdf4_file}
 
 
 def h5py_walk(path: Path, attributes: bool = True, compact: bool = False) -> int:
@@ -176,15 +203,15 @@ def main() -> None:
     parser.add_argument("--datasets", type=int, default=15_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cpu", action="store_true", help="time CPU seconds, not wall seconds")
-    parser.add_argument("--layout", choices=["compact", "chunked"], default="compact")
+    parser.add_argument("--layout", choices=sorted(MAKERS), default="compact")
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.cpu else time.perf_counter
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "many.h5"
-        chunked = args.layout == "chunked"
-        (make_chunked_file if chunked else make_file)(path, args.datasets)
+        chunked = args.layout != "compact"
+        MAKERS[args.layout](path, args.datasets)
         visited = best(lambda: h5py_walk(path, attributes=False), args.repeat)
         walked = best(lambda: h5py_walk(path), args.repeat)
         everything = best(lambda: h5py_walk(path, compact=True), args.repeat)
