@@ -16,9 +16,11 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pytest
+import zarr
 from h5py import h5d, h5p, h5s, h5t, h5z
 from test_hdf5_headers import assert_same_scan, described_from_headers
 
+import zarr_manifest_store as zms
 from zarr_manifest_store.scan.hdf5.headers import FileBytes
 from zarr_manifest_store.scan.hdf5.parsed import HeaderDataset, header_dataset
 
@@ -165,3 +167,17 @@ def test_filter_pipeline_version_1_names_and_padding(tmp_path: Path) -> None:
             filters = [theirs.get_filter(i) for i in range(theirs.get_nfilters())]
             assert [ds.create_plist.get_filter(i) for i in range(len(filters))] == filters
     assert set(_headers(path)) == {"x", "blosc"}
+
+
+def test_datasets_open_by_name_where_hdf5_cannot_open_them_by_address(tmp_path, monkeypatch):
+    """``H5Oopen_by_addr`` is a deprecated call an HDF5 may be built without: the scan then opens
+    header-described datasets by name and gives the same result."""
+    from zarr_manifest_store.scan.hdf5 import library
+
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("g/chunked", data=np.arange(100.0), chunks=(10,), compression="gzip")
+    monkeypatch.setattr(library, "_opener", lambda: None)
+    assert described_from_headers(path) == {"/g/chunked"}
+    store = zms.ManifestStore(zms.scan(str(path)))
+    assert zarr.open_group(store, mode="r")["g/chunked"][...].tolist() == np.arange(100.0).tolist()

@@ -23,7 +23,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5d, h5p, h5t, h5z
+from h5py import h5d, h5o, h5p, h5t, h5z
 
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.attributes import Attributes, attribute_reading, decoded_name
@@ -111,7 +111,10 @@ class HeaderDataset(Dataset):
 
     @functools.cached_property
     def id(self) -> h5d.DatasetID:  # type: ignore[override]
-        return open_by_address(self._group.id, self.address)
+        try:
+            return open_by_address(self._group.id, self.address)
+        except KeyError:  # an HDF5 built without H5Oopen_by_addr: by name, as h5py opens it
+            return h5o.open(self._group.id, self.name.rsplit("/", 1)[1].encode())
 
     @classmethod
     def read(cls, file: FileBytes, h5group: h5py.Group, name: str, address: int) -> HeaderDataset:
