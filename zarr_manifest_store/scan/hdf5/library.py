@@ -40,23 +40,21 @@ def query(name: str, hid: int, result: type[ctypes.c_int] | type[ctypes.c_uint])
     return None if failed else found.value
 
 
-@functools.cache
 def _function(name: str, result: type[ctypes.c_int] | type[ctypes.c_uint]) -> Any:
+    return _symbol(name, (ctypes.c_int64, ctypes.POINTER(result)), ctypes.c_int)
+
+
+def _opener() -> Any:
+    return _symbol("H5Oopen_by_addr", (ctypes.c_int64, ctypes.c_uint64), ctypes.c_int64)
+
+
+@functools.cache
+def _symbol(name: str, argtypes: tuple[Any, ...], restype: Any) -> Any:
+    """HDF5's function ``name`` in the library h5py uses, typed (None if not exported)."""
     try:
         call = getattr(ctypes.CDLL(h5py.h5.__file__), name)
     except (OSError, AttributeError):
         return None
-    call.argtypes = [ctypes.c_int64, ctypes.POINTER(result)]
-    call.restype = ctypes.c_int
-    return call
-
-
-@functools.cache
-def _opener() -> Any:
-    try:
-        call = ctypes.CDLL(h5py.h5.__file__).H5Oopen_by_addr
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = [ctypes.c_int64, ctypes.c_uint64]
-    call.restype = ctypes.c_int64
+    call.argtypes = list(argtypes)
+    call.restype = restype
     return call

@@ -50,8 +50,9 @@ NAME_BUFFER = 256
 """The filter name buffer h5py's ``get_filter`` passes (longer names are cut)."""
 
 
-class Filter(NamedTuple):
-    """One filter of a pipeline message; ``name`` None where the message stores none."""
+class PipelineStage(NamedTuple):
+    """One filter of a pipeline message as stored (``name`` None where the message stores
+    none); ``filters.Filter`` is a filter as HDF5 reports it."""
 
     id: int
     flags: int
@@ -175,7 +176,7 @@ def chunk_dims(body: bytes, file: FileBytes) -> tuple[int, ...]:
     return dims
 
 
-def filter_pipeline(body: bytes) -> list[Filter]:
+def filter_pipeline(body: bytes) -> list[PipelineStage]:
     """A filter pipeline message (version 1, or 2 that stores no names of HDF5's own filters),
     decoded as HDF5's ``H5O__pline_decode`` decodes it."""
     version, count = body[0], body[1]
@@ -205,7 +206,7 @@ def filter_pipeline(body: bytes) -> list[Filter]:
         at += 4 * (values + (version == 1 and values % 2))
         if len(body) < at or (name is not None and len(name) >= NAME_BUFFER):
             raise Unrecognised("short filter pipeline or long filter name")
-        filters.append(Filter(code, flags, cd_values, name))
+        filters.append(PipelineStage(code, flags, cd_values, name))
     return filters
 
 

@@ -6,9 +6,10 @@ strings, fill value, layout, filter pipeline, attributes of numbers and strings,
 fixed or variable length) becomes a :class:`HeaderDataset`: the scan's
 :class:`~.objects.Dataset` with every property a scan asks about already read, so
 that describing it makes no h5py call but those that read a chunked dataset's chunk
-index (HDF5's own, through the dataset opened when first asked for). Each datatype is decoded by HDF5 itself (``H5Tdecode``),
-once per distinct type, and values are taken as stored only where HDF5's
-conversion to h5py's memory type would copy them unchanged. Anything else —
+index (HDF5's own, through the dataset opened when first asked for). Each datatype
+is decoded by HDF5 itself (``H5Tdecode``), once per distinct type, and values are
+taken as stored only where HDF5's conversion to h5py's memory type would copy them
+unchanged. Anything else —
 virtual layouts, external storage, shared messages, dense or creation-ordered
 attributes, other types — returns None, and the scan opens the object with h5py
 instead.
@@ -40,7 +41,7 @@ from zarr_manifest_store.scan.hdf5.messages import (
     COMPACT,
     CONTIGUOUS,
     RESERVED_FILTERS,
-    Filter,
+    PipelineStage,
     RawAttribute,
     Space,
     attribute,
@@ -229,7 +230,7 @@ def _chunked(
 _LAYOUTS = {COMPACT: h5d.COMPACT, CONTIGUOUS: h5d.CONTIGUOUS, CHUNKED: h5d.CHUNKED}
 
 
-def _reported(stage: Filter) -> tuple[int, int, tuple[int, ...], bytes]:
+def _reported(stage: PipelineStage) -> tuple[int, int, tuple[int, ...], bytes]:
     """A filter as h5py's ``get_filter`` reports it: the name the message stores, or for
     HDF5's own filters (whose names version 2 messages leave out) the library's name."""
     name = stage.name
