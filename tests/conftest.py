@@ -63,7 +63,7 @@ def s3(s3_server):
 @pytest.fixture(scope="session")
 def gcs_server():
     """gcp-storage-emulator on 127.0.0.1, shared by the session's tests."""
-    from servers import GCSServer
+    from cloud_emulators import GCSServer
 
     yield from _running(GCSServer())
 
@@ -77,7 +77,7 @@ def gcs(gcs_server):
 @pytest.fixture(scope="session")
 def azure_server():
     """Azurite's Blob service on 127.0.0.1 (behind a counting proxy), shared by the session."""
-    from servers import AzureServer
+    from cloud_emulators import AzureServer
 
     yield from _running(AzureServer())
 

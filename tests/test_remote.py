@@ -25,7 +25,7 @@ class Uploaded:
 
     fs: Any
     bucket: str
-    server: Any  # servers.S3Server | servers.GCSServer | servers.AzureServer
+    server: Any  # servers.S3Server | cloud_emulators.GCSServer | cloud_emulators.AzureServer
     path: Path  # the local original
     data: np.ndarray
     key: str = "archive/src.h5"
