@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from document_samples import build_document
 
 # Network traffic goes only to 127.0.0.1: no real credentials, no instance-metadata probing.
 for _name, _value in {
@@ -105,3 +106,22 @@ def _fresh_bucket(server):
     fs = server.filesystem()
     server.requests.clear()
     return fs, bucket, server
+
+
+# Small chunk-manifest documents (document_samples.build_document), for the tests of hostile
+# documents.
+
+
+@pytest.fixture(params=["json", "columnar"])
+def document(request, tmp_path) -> Path:
+    return build_document(tmp_path, request.param)
+
+
+@pytest.fixture
+def json_document(tmp_path) -> Path:
+    return build_document(tmp_path, "json")
+
+
+@pytest.fixture
+def columnar_document(tmp_path) -> Path:
+    return build_document(tmp_path, "columnar")

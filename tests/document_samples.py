@@ -11,6 +11,8 @@ import zarr_manifest_store as zms
 from conformance.build import source_array
 
 ENCODINGS = ["json", "columnar"]
+PROMPTLY = 30
+"""Seconds a hostile document may take to be refused: a refusal is immediate, a hang is not."""
 
 
 def t2m_data() -> np.ndarray:
@@ -59,3 +61,37 @@ def sample_group(folder: Path, **options) -> tuple[zms.ManifestGroup, dict[str, 
 def read_all(store: zms.ManifestStore, names) -> dict[str, np.ndarray]:
     group = zarr.open_group(store, mode="r")
     return {name: group[name][...] for name in names}
+
+
+def build_document(folder: Path, encoding: str) -> Path:
+    """A small document with its sources inside: nested groups, inline and missing chunks,
+    fingerprints, and (columnar) manifests of several blocks."""
+    doc = folder / f"{encoding}.zarr"
+    data = doc / "data"
+    t = source_array(
+        data / "t.bin",
+        np.arange(60, dtype="float32").reshape(6, 10),
+        chunks=(2, 2),
+        missing={(0, 1)},
+        inline={(1, 1)},
+        fill_value=np.nan,
+        dimension_names=["y", "x"],
+        attributes={"units": "K", "nan": float("nan")},
+    )
+    c = source_array(data / "c.bin", np.arange(12, dtype="int16"), chunks=(5,))
+    group = zms.ManifestGroup(
+        arrays={"t": t},
+        groups={"sub": zms.ManifestGroup(arrays={"c": c}, attributes={"n": 1})},
+        attributes={"title": "fuzz"},
+    )
+    zms.write_manifest(group, doc, encoding=encoding)
+    return doc
+
+
+def open_and_read(doc: Path, **options) -> dict[str, np.ndarray]:
+    """Open ``doc`` (a :func:`build_document`) and read every array of it through zarr."""
+    store = zms.ManifestStore.open(doc, **options)
+    group = zarr.open_group(store, mode="r")
+    return {path: np.asarray(array[...]) for path, array in group.arrays()} | {
+        f"sub/{path}": np.asarray(array[...]) for path, array in group["sub"].arrays()
+    }

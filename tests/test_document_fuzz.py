@@ -23,11 +23,11 @@ import google_crc32c
 import numpy as np
 import pytest
 import zarr
+from document_samples import build_document
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zarr_manifest_store as zms
-from conformance.build import source_array
 
 REFUSALS = (zms.ManifestError, PermissionError)
 FUZZ = settings(
@@ -35,31 +35,6 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-def build_document(folder: Path, encoding: str) -> Path:
-    """A small document with its sources inside: nested groups, inline and missing chunks,
-    fingerprints, and (columnar) manifests of several blocks."""
-    doc = folder / f"{encoding}.zarr"
-    data = doc / "data"
-    t = source_array(
-        data / "t.bin",
-        np.arange(60, dtype="float32").reshape(6, 10),
-        chunks=(2, 2),
-        missing={(0, 1)},
-        inline={(1, 1)},
-        fill_value=np.nan,
-        dimension_names=["y", "x"],
-        attributes={"units": "K", "nan": float("nan")},
-    )
-    c = source_array(data / "c.bin", np.arange(12, dtype="int16"), chunks=(5,))
-    group = zms.ManifestGroup(
-        arrays={"t": t},
-        groups={"sub": zms.ManifestGroup(arrays={"c": c}, attributes={"n": 1})},
-        attributes={"title": "fuzz"},
-    )
-    zms.write_manifest(group, doc, encoding=encoding)
-    return doc
 
 
 def small_blocks_document(folder: Path, encoding: str) -> Path:
