@@ -34,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import fuzz_files  # noqa: E402
+import fuzz_plan  # noqa: E402
 
 from benchmarks.fuzz_verdicts import reclassified  # noqa: E402
 from benchmarks.real_files.check import check_file  # noqa: E402
@@ -126,7 +127,7 @@ def _crash(seed: int, kind: str, returncode: int, stderr: str) -> dict[str, Any]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0:200", help="START:STOP")
-    parser.add_argument("--kinds", default=",".join(fuzz_files.KINDS))
+    parser.add_argument("--kinds", default=",".join(fuzz_plan.KINDS))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--records", help="write the JSON lines here too")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
