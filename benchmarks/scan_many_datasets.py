@@ -20,18 +20,21 @@ attributes. This generates such a file and times:
 chunks of 16, two string attributes each, in 100 groups), as netCDF-4 and h5py write
 variables by default; ``--layout netcdf4`` the same variables written by h5netcdf as
 netCDF-4 (a dimension ``x`` in each group, so each variable has a ``DIMENSION_LIST`` of
-object references, and a ``units`` attribute).
+object references, and a ``units`` attribute); ``--layout netcdf-c`` the same variables
+written by netCDF-C (netCDF4-python), which also gives them ``_Netcdf4Coordinates``.
 
 ``--cpu`` times CPU seconds of this process instead of wall seconds (steadier on a
 shared machine; the work is single-threaded).
 
     .venv/bin/python benchmarks/scan_many_datasets.py [--datasets 15000] [--repeat 3] [--cpu]
-        [--layout compact|chunked|netcdf4]
+        [--layout compact|chunked|netcdf4|netcdf-c]
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -105,7 +108,35 @@ def make_netcdf4_file(path: Path, n: int) -> None:
             v.attrs["units"] = "K"
 
 
-MAKERS = {"compact": make_file, "chunked": make_chunked_file, "netcdf4": make_netcdf4_file}
+NETCDF_C = """
+import sys
+import netCDF4
+import numpy as np
+
+with netCDF4.Dataset(sys.argv[1], "w", format="NETCDF4") as f:
+    for i in range(int(sys.argv[2])):
+        name = f"g{i % 100}"
+        group = f.groups[name] if name in f.groups else f.createGroup(name)
+        if "x" not in group.dimensions:
+            group.createDimension("x", 40)
+        v = group.createVariable(f"v{i}", "f4", ("x",), zlib=True, chunksizes=(16,))
+        v[:] = np.arange(40, dtype="f4") + i
+        v.units = "K"
+"""
+
+
+def make_netcdf_c_file(path: Path, n: int) -> None:
+    """The variables of ``make_netcdf4_file`` written by netCDF-C (netCDF4-python, in a
+    subprocess: importing netCDF4 points HDF5's plugin path at its own folder)."""
+    subprocess.run([sys.executable, "-c", NETCDF_C, str(path), str(n)], check=True)
+
+
+MAKERS = {
+    "compact": make_file,
+    "chunked": make_chunked_file,
+    "netcdf4": make_netcdf4_file,
+    "netcdf-c": make_netcdf_c_file,
+}
 
 
 def h5py_walk(path: Path, attributes: bool = True, compact: bool = False) -> int:
