@@ -268,6 +268,67 @@ def test_kerchunk_references_name_imagecodecs_numcodecs_codecs(tmp_path, monkeyp
     assert same_as_h5py(zarr.open_group(mapper, mode="r", zarr_format=2), path) == []
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["lzf+shuffle", "lz4 in 64-byte blocks", "bitshuffle", "bitshuffle of 16-element blocks"],
+)
+def test_kerchunk_references_of_the_filters_import_as_their_codecs(tmp_path, name):
+    """Without imagecodecs' numcodecs codecs registered: the references our export writes
+    import as the package's own codecs, and read the same values."""
+    path = tmp_path / "one.h5"
+    values = np.arange(1234, dtype="<i4").reshape(2, 617) // 16
+    with h5py.File(path, "w") as f:
+        f.create_dataset("a", data=values, chunks=(1, 100), **FILTERS[name])
+    refs = zms.to_kerchunk(zms.scan(path))
+    imported = zms.scan_kerchunk(refs)
+    codecs = [c.to_dict()["name"] for c in imported.arrays["a"].metadata.codecs]
+    assert CODECS[next(k for k in CODECS if k in name)] in codecs
+    store = zms.ManifestStore(imported)
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["a"][...], values)
+
+
+def test_imported_bitshuffle_of_block_size_0_takes_the_library_default(tmp_path):
+    path = tmp_path / "one.h5"
+    values = np.arange(5000, dtype="<i2") // 7
+    with h5py.File(path, "w") as f:
+        f.create_dataset("a", data=values, chunks=(2500,), **FILTERS["bitshuffle"])
+    refs = zms.to_kerchunk(zms.scan(path))
+    zarray = json.loads(refs["refs"]["a/.zarray"])
+    zarray["compressor"]["blocksize"] = 0  # what imagecodecs' codec means by its default
+    refs["refs"]["a/.zarray"] = json.dumps(zarray)
+    store = zms.ManifestStore(zms.scan_kerchunk(refs))
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r")["a"][...], values)
+
+
+@pytest.mark.parametrize(
+    "compressor",
+    [
+        {"id": "imagecodecs_lzf"},  # with its 4-byte size header: not HDF5's chunks
+        {"id": "imagecodecs_bitshuffle", "itemsize": 0},
+        {"id": "imagecodecs_bitshuffle", "itemsize": 4, "blocksize": 12},
+    ],
+)
+def test_imagecodecs_settings_that_hdf5_filters_never_write_are_refused_naming_the_array(
+    compressor,
+):
+    zarray = {
+        "zarr_format": 2,
+        "shape": [4],
+        "chunks": [4],
+        "dtype": "<f4",
+        "fill_value": None,
+        "order": "C",
+        "filters": None,
+        "compressor": compressor,
+    }
+    refs = {
+        "version": 1,
+        "refs": {".zgroup": '{"zarr_format": 2}', "a/.zarray": json.dumps(zarray)},
+    }
+    with pytest.raises(zms.UnsupportedDatasetError, match=rf"'a' the codec '{compressor['id']}'"):
+        zms.scan_kerchunk(refs)
+
+
 def test_the_kerchunk_writer_refuses_bitshuffle_with_lz4_clearly(tmp_path):
     array, _ = chunk_of(tmp_path, FILTERS["bitshuffle+lz4"])
     with pytest.raises(zms.UnsupportedDatasetError, match=r"'a'.*hdf5_bitshuffle"):

@@ -13,6 +13,7 @@ import base64
 import math
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numcodecs
@@ -31,6 +32,7 @@ from zarr_manifest_store.format_codecs.hdf5_filters import (
     Hdf5BitshuffleCodec,
     Hdf5Lz4Codec,
     Hdf5LzfCodec,
+    default_block_size,
 )
 
 __all__ = ["MAX_FILL_CHUNK", "v2_to_v3", "v3_to_v2"]
@@ -80,6 +82,7 @@ def v3_to_v2(
     fill = cf_fill
     if fill is None and native.kind in "fc" and np.isnan(meta.fill_value):
         fill = meta.fill_value  # NaN masks nothing that is not already NaN
+    hdf5_filters, filters, compressor = _apart(filters, compressor)
     v2 = ArrayV2Metadata(
         shape=meta.shape,
         dtype=dtype,
@@ -91,6 +94,9 @@ def v3_to_v2(
         dimension_separator=".",
     )
     zarray = {k: v for k, v in v2.to_dict().items() if k != "attributes"}
+    zarray["filters"], zarray["compressor"] = hdf5_filters.restored(
+        zarray["filters"], zarray["compressor"]
+    )
     names = meta.dimension_names
     if names is not None and all(isinstance(n, str) for n in names):
         attributes["_ARRAY_DIMENSIONS"] = list(names)
@@ -246,8 +252,10 @@ def v2_to_v3(name: str, zarray: Mapping[str, Any], zattrs: Mapping[str, Any]) ->
     [{'name': 'bytes', 'configuration': {'endian': 'little'}},
      {'name': 'numcodecs.zlib', 'configuration': {'level': 1}}]
     """
+    hdf5_filters, filters, compressor = _apart(zarray.get("filters"), zarray.get("compressor"))
+    parsed = {**zarray, "filters": filters, "compressor": compressor}
     try:
-        v2 = ArrayV2Metadata.from_dict({**zarray, "zarr_format": 2, "attributes": {}})
+        v2 = ArrayV2Metadata.from_dict({**parsed, "zarr_format": 2, "attributes": {}})
     except UnknownCodecError as e:
         raise UnsupportedDatasetError(f"array {name!r}: {e}") from e
     except (ValueError, TypeError, KeyError) as e:
@@ -259,7 +267,8 @@ def v2_to_v3(name: str, zarray: Mapping[str, Any], zattrs: Mapping[str, Any]) ->
         codecs.append(
             {"name": "transpose", "configuration": {"order": list(range(len(v2.shape)))[::-1]}}
         )
-    filters = [f.get_config() for f in v2.filters or ()]
+    compressor = v2.compressor.get_config() if v2.compressor else None
+    filters = hdf5_filters.joined([f.get_config() for f in v2.filters or ()], compressor)
     serializer: dict[str, Any] = {
         "name": "bytes",
         "configuration": {"endian": getattr(v2.dtype, "endianness", None) or "little"},
@@ -267,7 +276,7 @@ def v2_to_v3(name: str, zarray: Mapping[str, Any], zattrs: Mapping[str, Any]) ->
     if filters and filters[0]["id"] in _VLEN:
         serializer = {"name": filters.pop(0)["id"]}
     after: list[dict[str, Any]] = []
-    for config in [*filters, *([v2.compressor.get_config()] if v2.compressor else [])]:
+    for config in filters:
         codec, is_bytes = _v3_codec(name, config, v2.dtype.to_native_dtype())
         if not is_bytes and after:
             raise UnsupportedDatasetError(
@@ -305,6 +314,8 @@ def _v3_codec(name: str, config: dict[str, Any], dtype: np.dtype) -> tuple[dict[
     """The v3 codec for a numcodecs config, and whether it is a bytes-to-bytes codec."""
     config = dict(config)
     codec_id = config.pop("id")
+    if codec_id in _IMAGECODECS_HDF5:
+        return _hdf5_filter_codec(name, codec_id, config), True
     if codec_id in _CORE_CODECS:
         if codec_id == "blosc":
             shuffle = config.get("shuffle", 1)
@@ -327,6 +338,74 @@ def _v3_codec(name: str, config: dict[str, Any], dtype: np.dtype) -> tuple[dict[
         ) from e
     is_bytes = any(c.__name__ == "BytesBytesCodec" for c in kind)
     return {"name": v3_name, "configuration": config}, is_bytes
+
+
+_IMAGECODECS_HDF5 = ("imagecodecs_lzf", "imagecodecs_lz4h5", "imagecodecs_bitshuffle")
+"""The imagecodecs numcodecs ids that kerchunk export writes for HDF5's LZF, LZ4 and
+bitshuffle filters (``_hdf5_filter``): read back as those filters' codecs, without
+imagecodecs' numcodecs registration."""
+
+
+@dataclass(frozen=True)
+class _Apart:
+    """The imagecodecs HDF5 filter configs taken out of a Zarr v2 codec chain (its filters,
+    then its compressor), by their place in it, so that zarr parses the rest: zarr knows
+    them only where imagecodecs' numcodecs codecs are registered."""
+
+    configs: dict[int, dict[str, Any]]
+    compressed: bool
+    """Whether the chain ends with a compressor."""
+
+    def joined(self, filters: list[Any] | None, compressor: Any) -> list[Any]:
+        """The whole chain: the rest (``filters``, ``compressor``) with these in their place."""
+        rest = iter([*(filters or []), *([compressor] if compressor is not None else [])])
+        count = len(filters or []) + (compressor is not None) + len(self.configs)
+        return [self.configs[i] if i in self.configs else next(rest) for i in range(count)]
+
+    def restored(self, filters: list[Any] | None, compressor: Any) -> tuple[list[Any] | None, Any]:
+        """(filters, compressor) of the whole chain."""
+        chain = self.joined(filters, compressor)
+        if self.compressed:
+            return chain[:-1] or None, chain[-1]
+        return chain or None, None
+
+
+def _apart(filters: Any, compressor: Any) -> tuple[_Apart, Any, Any]:
+    """The imagecodecs HDF5 filter configs of a v2 codec chain, and its filters and
+    compressor without them."""
+    if not isinstance(filters, list | tuple | None):
+        return _Apart({}, False), filters, compressor  # zarr's own error names what is wrong
+    chain = [*(filters or []), *([compressor] if compressor is not None else [])]
+    ours = {
+        i: dict(c)
+        for i, c in enumerate(chain)
+        if isinstance(c, Mapping) and c.get("id") in _IMAGECODECS_HDF5
+    }
+    if not ours:
+        return _Apart({}, compressor is not None), filters, compressor
+    kept = [c for i, c in enumerate(filters or []) if i not in ours]
+    if compressor is not None and len(filters or []) in ours:
+        compressor = None
+    return _Apart(ours, len(chain) > len(filters or [])), kept or None, compressor
+
+
+def _hdf5_filter_codec(name: str, codec_id: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The package's codec for an imagecodecs HDF5 filter config: the same chunk format."""
+    try:
+        if codec_id == "imagecodecs_lz4h5":  # its settings only choose how to encode
+            return Hdf5Lz4Codec().to_dict()
+        if codec_id == "imagecodecs_lzf":
+            if config.get("header", True) is not False:
+                raise ValueError("only header=False, HDF5's LZF chunks, is read")
+            return Hdf5LzfCodec().to_dict()
+        itemsize, blocksize = config.get("itemsize", 1), config.get("blocksize", 0)
+        if blocksize == 0 and type(itemsize) is int and itemsize > 0:  # the library's default
+            blocksize = default_block_size(itemsize)
+        return Hdf5BitshuffleCodec(element_size=itemsize, block_size=blocksize).to_dict()
+    except (TypeError, ValueError) as e:
+        raise UnsupportedDatasetError(
+            f"array {name!r}: the codec {codec_id!r} with {config} has no Zarr v3 equivalent: {e}"
+        ) from e
 
 
 def _encode_fill_attribute(name: str, value: Any, dtype: np.dtype) -> Any:
