@@ -71,8 +71,9 @@ class FileBytes:
     def __init__(self, read: Callable[[int, int], bytes], size: int) -> None:
         self._read = read
         self.size = size
-        self.base = self._superblock_start()
-        head = self.read(self.base, self.base + 64)
+        self.superblock = self._superblock_start()
+        """Where the superblock starts (the base address may differ)."""
+        head = self.read(self.superblock, self.superblock + 64)
         version = head[8]
         if version in (0, 1):
             self.offset_size, self.length_size = head[13], head[14]

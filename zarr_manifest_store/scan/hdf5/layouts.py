@@ -91,7 +91,7 @@ class Layouts:
         grid = tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
         metadata = array_metadata({**base, "chunk_grid": regular(chunks), "codecs": base["codecs"]})
         unfiltered = edges_unfiltered(ds.create_plist)
-        offsets, lengths, skipped = chunk_columns(ds.id, chunks, grid, ds.maxshape, unfiltered)
+        offsets, lengths, skipped = chunk_columns(ds, chunks, grid, unfiltered)
         index = np.where(lengths != 0, np.uint32(0), np.uint32(MISSING)).reshape(grid)
         _refuse_arbitrary(
             ds.create_plist, _unwritten_inside(ds.shape, chunks, lengths.reshape(grid))
