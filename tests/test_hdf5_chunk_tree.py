@@ -25,7 +25,7 @@ from h5py import h5f, h5p
 import zarr_manifest_store as zms
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5 import chunk_index, chunk_tree, scan_file
-from zarr_manifest_store.scan.hdf5.chunk_tree import ChunkTree, btree_columns, istore_k
+from zarr_manifest_store.scan.hdf5.chunk_tree import ChunkTree, btree_columns
 from zarr_manifest_store.scan.hdf5.headers import FileBytes, Unrecognised, object_messages
 from zarr_manifest_store.scan.hdf5.messages import chunk_dims
 from zarr_manifest_store.scan.hdf5.parsed import HeaderDataset, header_dataset
@@ -135,7 +135,7 @@ def test_columns_equal_chunk_iters(tmp_path: Path, libver: str, k: int | None, s
             _many_chunks(f)
     assert _compare(path) >= 12
     with open(path, "rb") as raw:
-        assert istore_k(FileBytes.local(raw.fileno())) == (k or 32)
+        assert FileBytes.local(raw.fileno()).chunk_btree_k == (k or 32)
     result = fuzz.check(path)
     assert not fuzz.failures(result), result
 

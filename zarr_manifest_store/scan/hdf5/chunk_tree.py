@@ -20,29 +20,21 @@ read (another layout version, a node larger than an object header) raises
 from __future__ import annotations
 
 import array
+import functools
 import itertools
 import math
+import operator
 import struct
-import weakref
 from typing import NamedTuple
 
 from zarr_manifest_store.scan.common import Refused
-from zarr_manifest_store.scan.hdf5.headers import (
-    MAX_HEADER_BYTES,
-    FileBytes,
-    Unrecognised,
-    object_messages,
-)
+from zarr_manifest_store.scan.hdf5.headers import MAX_HEADER_BYTES, FileBytes, Unrecognised
 
 __all__ = ["ChunkTree", "btree_columns"]
 
 LAYOUT_V3, CHUNKED = 3, 2
 RAW_DATA_NODE = 1
 """Node type of a chunk index (0: a group's symbol table)."""
-DEFAULT_K = 32
-"""HDF5's ``HDF5_BTREE_CHUNK_IK_DEF``: a node holds at most 2K children."""
-BTREE_K_MESSAGE = 0x13
-"""The superblock extension's message of non-default B-tree 'K' values."""
 _ADDRESS = {2: "H", 4: "I", 8: "Q"}
 
 type Columns = tuple[array.array, array.array, list[int]]
@@ -79,99 +71,97 @@ def btree_columns(
     columns: Columns = (array.array("Q", bytes(8 * n)), array.array("I", bytes(4 * n)), [])
     root = file.address(layout, 3)
     if root != file.undefined and n:
-        _Walk(file, dims, grid, columns).tree(root)
+        _walk(file, root, dims, grid, columns)
     return columns
 
 
-class _Walk:
-    """One walk of a tree into the columns, its node count bounded by the grid's size."""
+def _walk(
+    file: FileBytes, root: int, dims: tuple[int, ...], grid: tuple[int, ...], columns: Columns
+) -> None:
+    """Files every chunk of the tree at ``root`` in the columns, depth first; the nodes
+    visited are bounded by the grid's size (each subtree must hold chunks of its own)."""
+    entry, last_key, head, node_size, axes = _plan(dims, grid, file.offset_size, file.chunk_btree_k)
+    two_k = 2 * file.chunk_btree_k
+    if node_size > MAX_HEADER_BYTES:
+        raise Unrecognised("a chunk B-tree node larger than an object header")
+    budget = math.prod(grid) * 256  # at most a node a level per chunk (levels: one byte)
+    pending: list[tuple[int, int | None, tuple | None, tuple | None]] = [(root, None, None, None)]
+    while pending:
+        address, level, low, high = pending.pop()
+        budget -= 1
+        if address == file.undefined or file.base + address + head > file.size or budget < 0:
+            raise _damaged("a node outside the file, or more nodes than chunks")
+        raw = file.at(address, min(node_size, file.size - file.base - address))
+        used = int.from_bytes(raw[6:8], "little")
+        if raw[:5] != b"TREE\x01" or (level is not None and raw[5] != level):
+            raise _damaged("a node's signature, type or level")
+        if used > two_k or not (used or low is None) or len(raw) < head + used * entry.size:
+            raise _damaged("a node's entries used")
+        stop = head + used * entry.size
+        entries = list(entry.iter_unpack(raw[head:stop]))
+        keys = [tuple(map(operator.floordiv, e[2:-1], dims)) for e in entries]
+        keys.append(tuple(map(operator.floordiv, last_key.unpack_from(raw, stop)[2:], dims)))
+        _check_order(keys, low, high)
+        level = raw[5]
+        if level:
+            for i, e in enumerate(entries):
+                pending.append((e[-1], level - 1, keys[i], keys[i + 1]))
+        else:
+            _place(file, entries, axes, columns)
 
-    def __init__(
-        self, file: FileBytes, dims: tuple[int, ...], grid: tuple[int, ...], columns: Columns
-    ) -> None:
-        self.file = file
-        self.dims = dims
-        self.grid = grid
-        self.strides = [math.prod(grid[a + 1 :]) for a in range(len(grid))]
-        self.offsets, self.lengths, self.skipped = columns
-        ndims = len(dims)
-        self.key_size = 8 + 8 * ndims
-        code = _ADDRESS[file.offset_size]
-        self.entry = struct.Struct(f"<II{ndims}Q{code}")
-        self.last_key = struct.Struct(f"<II{ndims}Q")
-        self.two_k = 2 * istore_k(file)
-        self.budget = 0
 
-    def tree(self, root: int) -> None:
-        level = self._header(root)[0]
-        self.budget = math.prod(self.grid) * (level + 1) + 1
-        pending = [(root, level, None, None)]
-        while pending:
-            address, level, low, high = pending.pop()
-            self.budget -= 1
-            if self.budget < 0:
-                raise _damaged("more nodes than the grid has chunks")
-            entries, right = self._node(address, level, root_node=low is None)
-            keys = [self._scaled(e[2:-1]) for e in entries] + [self._scaled(right)]
-            _check_order(keys, low, high)
-            if level:
-                for i, entry in enumerate(entries):
-                    pending.append((entry[-1], level - 1, keys[i], keys[i + 1]))
-            else:
-                for entry in entries:
-                    self._chunk(entry)
+class _Plan(NamedTuple):
+    """How a tree of chunks of one shape and grid is read (the same for many datasets)."""
 
-    def _header(self, address: int) -> tuple[int, int]:
-        head = self._read(address, 8 + 2 * self.file.offset_size)
-        if head[:4] != b"TREE" or head[4] != RAW_DATA_NODE:
-            raise _damaged("a node's signature or type")
-        return head[5], int.from_bytes(head[6:8], "little")
+    entry: struct.Struct
+    """A node's entry: chunk size, filter mask, offsets (the element size's last), child."""
+    last_key: struct.Struct
+    """A node's last key: an entry without its child."""
+    head: int
+    """Bytes before a node's first key: signature, type, level, entries used, siblings."""
+    node_size: int
+    """Bytes of a node as HDF5 allocates it (2K entries)."""
+    axes: list[tuple[int, int, int]]
+    """Each axis's chunk size, chunk count and stride in the grid's C order."""
 
-    def _node(self, address: int, level: int, root_node: bool) -> tuple[list[tuple], tuple]:
-        """A node's entries (key fields, child address) and its last key's offsets."""
-        found, used = self._header(address)
-        if found != level or used > self.two_k or not (used or root_node):
-            raise _damaged("a node's level or entry count")
-        start = address + 8 + 2 * self.file.offset_size
-        raw = self._read(start, used * self.entry.size + self.key_size)
-        entries = list(self.entry.iter_unpack(raw[: used * self.entry.size]))
-        right = self.last_key.unpack_from(raw, used * self.entry.size)[2:]
-        return entries, right
 
-    def _read(self, address: int, size: int) -> bytes:
-        """``size`` bytes of a node (a node larger than a header is left to HDF5)."""
-        if size > MAX_HEADER_BYTES:
-            raise Unrecognised("a chunk B-tree node larger than an object header")
-        if address == self.file.undefined or self.file.base + address + size > self.file.size:
-            raise _damaged("a node outside the file")
-        return self.file.at(address, size)
+@functools.lru_cache(maxsize=1024)
+def _plan(dims: tuple[int, ...], grid: tuple[int, ...], offset_size: int, k: int) -> _Plan:
+    entry = struct.Struct(f"<II{len(dims)}Q{_ADDRESS[offset_size]}")
+    last_key = struct.Struct(f"<II{len(dims)}Q")
+    head = 8 + 2 * offset_size
+    node_size = head + 2 * k * entry.size + last_key.size
+    axes = [
+        (c, n, math.prod(grid[a + 1 :]))
+        for a, (c, n) in enumerate(zip(dims[:-1], grid, strict=True))
+    ]
+    return _Plan(entry, last_key, head, node_size, axes)
 
-    def _scaled(self, offsets: tuple[int, ...]) -> tuple[int, ...]:
-        """A key's offsets in chunks, as HDF5 decodes and compares them."""
-        return tuple(o // d for o, d in zip(offsets, self.dims, strict=True))
 
-    def _chunk(self, entry: tuple) -> None:
-        """Files one leaf entry (size, filter mask, offsets..., address) in the columns."""
-        size, mask, *offsets, address = entry
-        if offsets[-1] or not size:
+def _place(
+    file: FileBytes, entries: list[tuple], axes: list[tuple[int, int, int]], columns: Columns
+) -> None:
+    """Files leaf entries (size, filter mask, offsets..., address) in the columns; ``axes``
+    are each axis's chunk size, chunk count and stride in the grid (the element size last)."""
+    offsets, lengths, skipped = columns
+    for size, mask, *key, address in entries:
+        if key[-1] or not size:
             raise _damaged("a chunk's element offset or size 0")
         k = 0
-        for offset, c, n, stride in zip(
-            offsets[:-1], self.dims[:-1], self.grid, self.strides, strict=True
-        ):
+        for offset, (c, n, stride) in zip(key, axes, strict=False):  # bar the element's
             cell, rest = divmod(offset, c)
             if rest or cell >= n:
                 raise _damaged("a chunk offset off its grid")
             k += cell * stride
-        start = self.file.base + address
-        if address == self.file.undefined or start + size > self.file.size:
+        start = file.base + address
+        if address == file.undefined or start + size > file.size:
             raise _damaged("a chunk outside the file")
-        if self.lengths[k]:
+        if lengths[k]:
             raise _damaged("a chunk indexed twice")
-        self.offsets[k] = start
-        self.lengths[k] = size
+        offsets[k] = start
+        lengths[k] = size
         if mask:
-            self.skipped.append(k)
+            skipped.append(k)
 
 
 def _damaged(what: str) -> Refused:
@@ -188,37 +178,3 @@ def _check_order(keys: list[tuple], low: tuple | None, high: tuple | None) -> No
             raise _damaged("keys out of order")
     if low is not None and (keys[0] < low or (len(keys) > 1 and keys[-2] >= high)):
         raise _damaged("a node outside its parent's range")
-
-
-def istore_k(file: FileBytes) -> int:
-    """The file's K of chunk index nodes: the superblock's (version 1), or the superblock
-    extension's B-tree 'K' values message, which overrides it, or HDF5's default."""
-    k = _ISTORE_K.get(file)
-    if k is None:
-        k = _ISTORE_K[file] = _read_istore_k(file)
-    return k
-
-
-_ISTORE_K: weakref.WeakKeyDictionary[FileBytes, int] = weakref.WeakKeyDictionary()
-"""``istore_k`` of each file being scanned."""
-
-
-def _read_istore_k(file: FileBytes) -> int:
-    head = file.read(file.superblock, file.superblock + 64)
-    version, size = head[8], file.offset_size
-    k = DEFAULT_K
-    if version in (0, 1):
-        if version == 1:
-            k = int.from_bytes(head[24:26], "little")
-        extension = file.address(head, (24 if version == 0 else 28) + size)
-    else:
-        extension = file.address(head, 12 + size)
-    if extension != file.undefined:
-        for message in object_messages(file, extension):
-            if message.type == BTREE_K_MESSAGE:
-                if message.body[0] != 0:
-                    raise Unrecognised("B-tree 'K' values message version")
-                k = int.from_bytes(message.body[1:3], "little")
-    if not k:
-        raise Unrecognised("chunk B-tree K of 0")
-    return k
