@@ -25,7 +25,8 @@ from h5py import h5f, h5p
 import zarr_manifest_store as zms
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5 import chunk_index, chunk_tree, scan_file
-from zarr_manifest_store.scan.hdf5.chunk_tree import ChunkTree, btree_columns
+from zarr_manifest_store.scan.hdf5.chunk_array import array_columns
+from zarr_manifest_store.scan.hdf5.chunk_tree import Columns, StoredIndex, btree_columns
 from zarr_manifest_store.scan.hdf5.headers import FileBytes, Unrecognised, object_messages
 from zarr_manifest_store.scan.hdf5.messages import chunk_dims
 from zarr_manifest_store.scan.hdf5.parsed import HeaderDataset, header_dataset
@@ -93,9 +94,16 @@ def _many_chunks(f: h5py.File) -> None:
     sparse[::7, 1:5] = 1
 
 
-def _compare(path: Path) -> int:
-    """Asserts that every v1 B-tree dataset's columns equal ``chunk_iter``'s; how many."""
-    compared = 0
+def _columns(index: StoredIndex, grid: tuple[int, ...], maxshape) -> Columns:
+    if index.layout[0] == 3:
+        return btree_columns(index.file, index.layout, index.dims, grid)
+    return array_columns(index.file, index.layout, index.dims, grid, maxshape)
+
+
+def _compare(path: Path) -> tuple[int, int]:
+    """Asserts that the columns of every dataset whose index is read from the file equal
+    ``chunk_iter``'s; how many, and how many were left to it (paged fixed arrays)."""
+    compared = left = 0
     with h5py.File(path, "r") as f, open(path, "rb") as raw:
         file = FileBytes.local(raw.fileno())
         names: list[str] = []
@@ -109,17 +117,23 @@ def _compare(path: Path) -> int:
             parent = f[group or "/"]
             address = parent.id.links.get_info(link.encode()).u
             layout = next(m.body for m in object_messages(file, address) if m.type == LAYOUT)
-            tree = ChunkTree.of(file, layout, chunk_dims(layout, file))
-            assert tree is not None, name
+            index = StoredIndex.of(file, layout, chunk_dims(layout, file))
+            if index is None:
+                assert layout[0] > 3, name  # an extensible array or a version 2 B-tree
+                continue
             chunks = ds.chunks
             grid = tuple(-(-n // c) for n, c in zip(ds.shape, chunks, strict=True))
-            ours = tree.columns(grid)
+            try:
+                ours = _columns(index, grid, ds.maxshape)
+            except Unrecognised:
+                left += 1
+                continue
             theirs = chunk_index._iterated(ds.id, chunks, grid, ds.maxshape)
             assert ours[0] == theirs[0], name
             assert ours[1] == theirs[1], name
             assert sorted(ours[2]) == sorted(theirs[2]), name
             compared += 1
-    return compared
+    return compared, left
 
 
 @pytest.mark.parametrize("libver", ["earliest", "v108"])
@@ -133,9 +147,36 @@ def test_columns_equal_chunk_iters(tmp_path: Path, libver: str, k: int | None, s
         if seed == 0:
             _skipped_filter(f)
             _many_chunks(f)
-    assert _compare(path) >= 12
+    compared, left = _compare(path)
+    assert compared >= 12
+    assert left == 0
     with open(path, "rb") as raw:
         assert FileBytes.local(raw.fileno()).chunk_btree_k == (k or 32)
+    result = fuzz.check(path)
+    assert not fuzz.failures(result), result
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fixed_arrays_and_single_chunks_equal_chunk_iters(tmp_path: Path, seed: int) -> None:
+    """The 1.10 format's indexes of datasets without unlimited axes (and the extensible
+    arrays and version 2 B-trees of those with, left to ``chunk_iter``)."""
+    path = tmp_path / "f.h5"
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w", libver="latest", userblock_size=512 * (seed % 2)) as f:
+        _random_datasets(f, rng, 12)
+        f.create_dataset("single", data=np.arange(12.0).reshape(3, 4), chunks=(3, 4))
+        zipped = f.create_dataset("single_gzip", data=np.arange(12), chunks=(12,), compression=1)
+        zipped.id.write_direct_chunk((0,), np.arange(12, dtype="<i8").tobytes(), filter_mask=1)
+        f.create_dataset("single_unwritten", shape=(5,), chunks=(5,), dtype="i2")
+        _skipped_filter(f)
+        f.create_dataset("paged", data=np.arange(3000, dtype="<i2"), chunks=(2,))
+        f.create_dataset("paged_gzip", data=np.arange(3000.0), chunks=(2,), compression=1)
+        f.create_dataset("larger_maximum", data=np.arange(20), chunks=(3,), maxshape=(50,))
+        early = f.create_dataset("fixed_sparse", shape=(30, 8), chunks=(4, 3), dtype="u2")
+        early[5:9, 2:4] = 7
+    compared, left = _compare(path)
+    assert compared >= 8
+    assert left >= 2  # the two paged ones
     result = fuzz.check(path)
     assert not fuzz.failures(result), result
 
@@ -167,18 +208,20 @@ def test_netcdf4_files_written_by_netcdf_c(tmp_path: Path) -> None:
             big[:35] = np.arange(1050).reshape(35, 30)
     """)
     subprocess.run([sys.executable, "-c", script], check=True)
-    assert _compare(path) >= 4
+    assert _compare(path)[0] >= 4
     result = fuzz.check(path)
     assert not fuzz.failures(result), result
 
 
-def test_the_scan_opens_no_chunked_dataset(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("libver", ["earliest", "latest"])
+def test_the_scan_opens_no_chunked_dataset(tmp_path: Path, monkeypatch, libver: str) -> None:
     path = tmp_path / "f.h5"
-    with h5py.File(path, "w", libver="earliest") as f:
+    with h5py.File(path, "w", libver=libver) as f:
         for i in range(20):
             ds = f.create_dataset(f"g/v{i}", data=np.arange(40.0) + i, chunks=(16,), compression=1)
             ds.attrs["units"] = "m"
         f.create_dataset("unwritten", shape=(10, 10), chunks=(3, 3), dtype="i2")
+        f.create_dataset("single", data=np.arange(6), chunks=(6,))
 
     def opened(self):
         raise AssertionError(f"{self.name} was opened")
@@ -186,6 +229,7 @@ def test_the_scan_opens_no_chunked_dataset(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(HeaderDataset, "id", property(opened))
     arrays = zms.scan(str(path))
     assert len(arrays["g"]) == 20
+    assert arrays["single"].manifest.lengths.tolist() == [48]
     assert arrays["g/v3"].manifest.lengths.size == 3
 
 
@@ -197,8 +241,8 @@ def _root(f: h5py.File, file: FileBytes, name: str) -> int:
     parent, link = f[name].parent, name.rsplit("/", 1)[-1]
     ds = header_dataset(file, parent, parent.name, link, parent.id.links.get_info(link.encode()).u)
     assert ds is not None
-    assert ds.create_plist.tree is not None
-    return file.address(ds.create_plist.tree.layout, 3)
+    assert ds.create_plist.index is not None
+    return file.address(ds.create_plist.index.layout, 3)
 
 
 def _tree_file(path: Path) -> list[int]:
@@ -275,8 +319,8 @@ def test_hostile_trees_are_refused_then_read_by_hdf5(tmp_path: Path, mutation: s
 def _layout(f: h5py.File, file: FileBytes) -> bytes:
     ds = header_dataset(file, f, "/", "x", f.id.links.get_info(b"x").u)
     assert ds is not None
-    assert ds.create_plist.tree is not None
-    return ds.create_plist.tree.layout
+    assert ds.create_plist.index is not None
+    return ds.create_plist.index.layout
 
 
 def test_chunks_chunk_iter_lists_off_the_grid_refuse_the_dataset(tmp_path: Path) -> None:
@@ -304,3 +348,23 @@ def test_nodes_larger_than_a_header_are_read_by_hdf5(tmp_path: Path, monkeypatch
             btree_columns(file, _layout(f, file), (2, 4), (50,))
     store = zms.ManifestStore(zms.scan(str(path)))
     assert zarr.open_group(store, mode="r")["x"][...].tolist() == list(range(100))
+
+
+def test_damaged_fixed_arrays_refuse_their_dataset(tmp_path: Path) -> None:
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w", libver="latest") as f:
+        f.create_dataset("x", data=np.arange(100, dtype="<i4"), chunks=(10,), compression=1)
+        f.create_dataset("y", data=np.arange(3.0))
+    with h5py.File(path, "r") as f, open(path, "rb") as raw:
+        file = FileBytes.local(raw.fileno())
+        layout = _layout(f, file)
+        header = file.address(layout, len(layout) - 8)
+        block = file.address(file.at(header, 28), 8 + 8)
+    _patch(path, block + 6 + 8 + 3 * 17, b"\x01")  # a chunk's address: the checksum fails
+    with h5py.File(path, "r") as f, open(path, "rb") as raw:
+        file = FileBytes.local(raw.fileno())
+        with pytest.raises(Refused, match=r"damaged chunk index \(fixed array"):
+            array_columns(file, _layout(f, file), (10, 4), (10,), (100,))
+    with pytest.warns(UserWarning, match="x.*damaged chunk index"):
+        arrays = zms.scan(str(path), on_unsupported="skip")
+    assert list(arrays) == ["y"]

@@ -13,6 +13,8 @@ import h5py
 import numpy as np
 
 from zarr_manifest_store.scan.common import Refused
+from zarr_manifest_store.scan.hdf5.chunk_array import array_columns
+from zarr_manifest_store.scan.hdf5.chunk_tree import LAYOUT_V3, btree_columns
 from zarr_manifest_store.scan.hdf5.earray import Unswizzle, remap
 from zarr_manifest_store.scan.hdf5.headers import Unrecognised
 from zarr_manifest_store.scan.hdf5.library import query
@@ -39,10 +41,11 @@ def chunk_columns(
     """Offsets and lengths of every stored chunk of ``ds`` in C order of ``grid`` (length 0:
     missing), and the flat indices of chunks whose filter mask is not zero, or
     (``unfiltered_edges``: see :func:`edges_unfiltered`) that the dataset's extent ends
-    inside. A dataset described from its header whose index is a version 1 B-tree has it
-    read from the file (:mod:`.chunk_tree`) without opening the dataset; what that reader
-    does not recognise, and every other dataset, is read with ``chunk_iter``."""
-    read = _from_tree(ds.create_plist, grid)
+    inside. A dataset described from its header whose index is a version 1 B-tree, a single
+    chunk or a fixed array has it read from the file (:mod:`.chunk_tree`, :mod:`.chunk_array`)
+    without opening the dataset; what those readers do not recognise, and every other
+    dataset, is read with ``chunk_iter``."""
+    read = _from_file(ds.create_plist, grid, ds.maxshape)
     offsets, lengths, skipped = read or _iterated(ds.id, chunks, grid, ds.maxshape)
     if unfiltered_edges:
         shape, already = ds.shape, set(skipped)
@@ -55,15 +58,20 @@ def chunk_columns(
     return np.frombuffer(offsets, np.uint64), np.frombuffer(lengths, np.uint32), skipped
 
 
-def _from_tree(
-    dcpl: h5py.h5p.PropDCID | HeaderCreation, grid: tuple[int, ...]
+def _from_file(
+    dcpl: h5py.h5p.PropDCID | HeaderCreation,
+    grid: tuple[int, ...],
+    maxshape: tuple[int | None, ...],
 ) -> tuple[_Column, _Column, list[int]] | None:
-    """The columns read from a version 1 B-tree chunk index, or None where there is none
-    or it holds something :mod:`.chunk_tree` does not recognise."""
-    if not isinstance(dcpl, HeaderCreation) or dcpl.tree is None:
-        return None
+    """The columns read from a chunk index in the file, or None where the dataset has none
+    that :mod:`.chunk_tree` and :mod:`.chunk_array` read, or one they do not recognise."""
+    index = dcpl.index if isinstance(dcpl, HeaderCreation) else None
     try:
-        return dcpl.tree.columns(grid)
+        if index is None:
+            return None
+        if index.layout[0] == LAYOUT_V3:
+            return btree_columns(index.file, index.layout, index.dims, grid)
+        return array_columns(index.file, index.layout, index.dims, grid, maxshape)
     except Unrecognised:
         return None
 

@@ -30,32 +30,42 @@ from typing import NamedTuple
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.headers import MAX_HEADER_BYTES, FileBytes, Unrecognised
 
-__all__ = ["ChunkTree", "btree_columns"]
+__all__ = ["Columns", "StoredIndex", "btree_columns", "damaged", "empty_columns"]
 
 LAYOUT_V3, CHUNKED = 3, 2
+SINGLE_CHUNK, FIXED_ARRAY = 1, 3
+"""Chunk index types of layout messages version 4 and 5 read from the file."""
 RAW_DATA_NODE = 1
 """Node type of a chunk index (0: a group's symbol table)."""
 _ADDRESS = {2: "H", 4: "I", 8: "Q"}
 
 type Columns = tuple[array.array, array.array, list[int]]
+"""Chunk offsets and lengths in C order of the grid (0: never written), and the flat indices
+of chunks whose filter mask is not zero."""
 
 
-class ChunkTree(NamedTuple):
-    """Where a dataset described from its header (:mod:`.parsed`) indexes its chunks in a
-    version 1 B-tree: its file, layout message and the layout's dimension sizes."""
+class StoredIndex(NamedTuple):
+    """A chunk index that the scan reads from the file: a version 1 B-tree (here), or a
+    single chunk or fixed array (:mod:`.chunk_array`), of a dataset described from its
+    header (:mod:`.parsed`): its file, layout message and the layout's dimension sizes."""
 
     file: FileBytes
     layout: bytes
     dims: tuple[int, ...]
 
     @classmethod
-    def of(cls, file: FileBytes, layout: bytes, dims: tuple[int, ...]) -> ChunkTree | None:
-        """The tree of a chunked layout message, or None for another index than a v1 B-tree."""
-        return cls(file, layout, dims) if layout[0] == LAYOUT_V3 else None
+    def of(cls, file: FileBytes, layout: bytes, dims: tuple[int, ...]) -> StoredIndex | None:
+        """The index of a chunked layout message (checked by ``messages.chunk_dims``), or
+        None for one read through HDF5 (implicit, extensible array, version 2 B-tree)."""
+        if layout[0] == LAYOUT_V3:
+            return cls(file, layout, dims)
+        kind = layout[5 + layout[3] * layout[4]]  # versions 4 and 5: after the dimensions
+        return cls(file, layout, dims) if kind in (SINGLE_CHUNK, FIXED_ARRAY) else None
 
-    def columns(self, grid: tuple[int, ...]) -> Columns:
-        """See :func:`btree_columns`."""
-        return btree_columns(self.file, self.layout, self.dims, grid)
+
+def empty_columns(n: int) -> Columns:
+    """Columns of ``n`` chunks never written."""
+    return array.array("Q", bytes(8 * n)), array.array("I", bytes(4 * n)), []
 
 
 def btree_columns(
@@ -68,7 +78,7 @@ def btree_columns(
     if layout[0] != LAYOUT_V3 or layout[1] != CHUNKED or layout[2] != len(dims):
         raise Unrecognised("not a version 3 chunked layout of this rank")
     n = math.prod(grid)
-    columns: Columns = (array.array("Q", bytes(8 * n)), array.array("I", bytes(4 * n)), [])
+    columns = empty_columns(n)
     root = file.address(layout, 3)
     if root != file.undefined and n:
         _walk(file, root, dims, grid, columns)
@@ -90,14 +100,14 @@ def _walk(
         address, level, low, high = pending.pop()
         budget -= 1
         if address == file.undefined or file.base + address + head > file.size or budget < 0:
-            raise _damaged("a node outside the file, or more nodes than chunks")
+            raise damaged("version 1 B-tree", "a node outside the file, or more nodes than chunks")
         raw = file.at(address, min(node_size, file.size - file.base - address))
         used = int.from_bytes(raw[6:8], "little")
         if raw[:5] != b"TREE\x01" or (level is not None and raw[5] != level):
-            raise _damaged("a node's signature, type or level")
-        if used > two_k or not (used or low is None) or len(raw) < head + used * entry.size:
-            raise _damaged("a node's entries used")
+            raise damaged("version 1 B-tree", "a node's signature, type or level")
         stop = head + used * entry.size
+        if used > two_k or not (used or low is None) or len(raw) < stop + last_key.size:
+            raise damaged("version 1 B-tree", "a node's entries used")
         entries = list(entry.iter_unpack(raw[head:stop]))
         keys = [tuple(map(operator.floordiv, e[2:-1], dims)) for e in entries]
         keys.append(tuple(map(operator.floordiv, last_key.unpack_from(raw, stop)[2:], dims)))
@@ -146,28 +156,28 @@ def _place(
     offsets, lengths, skipped = columns
     for size, mask, *key, address in entries:
         if key[-1] or not size:
-            raise _damaged("a chunk's element offset or size 0")
+            raise damaged("version 1 B-tree", "a chunk's element offset or size 0")
         k = 0
         for offset, (c, n, stride) in zip(key, axes, strict=False):  # bar the element's
             cell, rest = divmod(offset, c)
             if rest or cell >= n:
-                raise _damaged("a chunk offset off its grid")
+                raise damaged("version 1 B-tree", "a chunk offset off its grid")
             k += cell * stride
         start = file.base + address
         if address == file.undefined or start + size > file.size:
-            raise _damaged("a chunk outside the file")
+            raise damaged("version 1 B-tree", "a chunk outside the file")
         if lengths[k]:
-            raise _damaged("a chunk indexed twice")
+            raise damaged("version 1 B-tree", "a chunk indexed twice")
         offsets[k] = start
         lengths[k] = size
         if mask:
             skipped.append(k)
 
 
-def _damaged(what: str) -> Refused:
-    """A tree HDF5's lookups would not read as its entries say: the dataset is refused
-    (``chunk_iter`` would list what HDF5 does not read)."""
-    return Refused(f"has a damaged chunk index (version 1 B-tree: {what})")
+def damaged(index: str, what: str) -> Refused:
+    """An index HDF5 would not read as its entries say: the dataset is refused
+    (``chunk_iter`` would list what HDF5's reading does not find)."""
+    return Refused(f"has a damaged chunk index ({index}: {what})")
 
 
 def _check_order(keys: list[tuple], low: tuple | None, high: tuple | None) -> None:
@@ -175,6 +185,6 @@ def _check_order(keys: list[tuple], low: tuple | None, high: tuple | None) -> No
     its left keys lie in its parent's range ``[low, high)``, where HDF5's search finds them."""
     for left, right in itertools.pairwise(keys):
         if not left < right:
-            raise _damaged("keys out of order")
+            raise damaged("version 1 B-tree", "keys out of order")
     if low is not None and (keys[0] < low or (len(keys) > 1 and keys[-2] >= high)):
-        raise _damaged("a node outside its parent's range")
+        raise damaged("version 1 B-tree", "a node outside its parent's range")

@@ -28,7 +28,7 @@ from h5py import h5d, h5o, h5p, h5t, h5z
 
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.attributes import Attributes, attribute_reading, decoded_name
-from zarr_manifest_store.scan.hdf5.chunk_tree import ChunkTree
+from zarr_manifest_store.scan.hdf5.chunk_tree import StoredIndex
 from zarr_manifest_store.scan.hdf5.datatypes import DataKind, type_key
 from zarr_manifest_store.scan.hdf5.headers import (
     FileBytes,
@@ -177,11 +177,11 @@ class HeaderCreation:
         fill: bytes | None,
         chunks: tuple[int, ...] | None = None,
         filters: tuple[tuple[int, int, tuple[int, ...], bytes], ...] = (),
-        tree: ChunkTree | None = None,
+        index: StoredIndex | None = None,
     ) -> None:
         self._layout = _LAYOUTS[storage]
-        self.tree = tree
-        """Its chunk index, when a version 1 B-tree (read from the file, not through HDF5)."""
+        self.index = index
+        """Its chunk index, when one read from the file, not through HDF5 (:mod:`.chunk_tree`)."""
         self._fill = fill
         self._chunks = chunks
         self._filters = filters
@@ -229,7 +229,7 @@ def _chunked(
         raise Unrecognised("chunk rank or element size")
     stages = filter_pipeline(unshared(pipeline[0])) if pipeline else []
     filters = tuple(map(_reported, stages))
-    return HeaderCreation(CHUNKED, fill, dims[:-1], filters, ChunkTree.of(file, body, dims))
+    return HeaderCreation(CHUNKED, fill, dims[:-1], filters, StoredIndex.of(file, body, dims))
 
 
 _LAYOUTS = {COMPACT: h5d.COMPACT, CONTIGUOUS: h5d.CONTIGUOUS, CHUNKED: h5d.CHUNKED}
