@@ -90,7 +90,7 @@ class Layouts:
         """
         shape = tuple(base["shape"])
         grid = tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
-        metadata = array_metadata({**base, "chunk_grid": regular(chunks), "codecs": base["codecs"]})
+        metadata = array_metadata({**base, "chunk_grid": regular(chunks)})
         unfiltered = edges_unfiltered(ds.create_plist)
         offsets, lengths, skipped = chunk_columns(ds, chunks, grid, unfiltered)
         index = np.where(lengths != 0, _STORED, _MISSING).reshape(grid)

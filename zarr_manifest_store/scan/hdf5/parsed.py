@@ -227,9 +227,15 @@ def _chunked(
     dims = chunk_dims(body, file)
     if len(dims) != ndim + 1 or dims[-1] != itemsize:
         raise Unrecognised("chunk rank or element size")
-    stages = filter_pipeline(unshared(pipeline[0])) if pipeline else []
-    filters = tuple(map(_reported, stages))
+    filters = _filters(unshared(pipeline[0])) if pipeline else ()
     return HeaderCreation(CHUNKED, fill, dims[:-1], filters, StoredIndex.of(file, body, dims))
+
+
+@functools.lru_cache(maxsize=256)
+def _filters(body: bytes) -> tuple[tuple[int, int, tuple[int, ...], bytes], ...]:
+    """A filter pipeline message's filters as h5py reports them (the datasets of a file
+    repeat a few pipelines)."""
+    return tuple(map(_reported, filter_pipeline(body)))
 
 
 _LAYOUTS = {COMPACT: h5d.COMPACT, CONTIGUOUS: h5d.CONTIGUOUS, CHUNKED: h5d.CHUNKED}
