@@ -102,7 +102,8 @@ def _columns(index: StoredIndex, grid: tuple[int, ...], maxshape) -> Columns:
 
 def _compare(path: Path) -> tuple[int, int]:
     """Asserts that the columns of every dataset whose index is read from the file equal
-    ``chunk_iter``'s; how many, and how many were left to it (paged fixed arrays)."""
+    ``chunk_iter``'s; how many, and how many were left to it (nodes or blocks larger than
+    an object header)."""
     compared = left = 0
     with h5py.File(path, "r") as f, open(path, "rb") as raw:
         file = FileBytes.local(raw.fileno())
@@ -171,12 +172,15 @@ def test_fixed_arrays_and_single_chunks_equal_chunk_iters(tmp_path: Path, seed: 
         _skipped_filter(f)
         f.create_dataset("paged", data=np.arange(3000, dtype="<i2"), chunks=(2,))
         f.create_dataset("paged_gzip", data=np.arange(3000.0), chunks=(2,), compression=1)
+        sparse = f.create_dataset("paged_sparse", shape=(5000,), chunks=(1,), dtype="i1")
+        sparse[3:7] = 1  # pages 0 and 3 of five written, the others never
+        sparse[3100:3104] = 2
         f.create_dataset("larger_maximum", data=np.arange(20), chunks=(3,), maxshape=(50,))
         early = f.create_dataset("fixed_sparse", shape=(30, 8), chunks=(4, 3), dtype="u2")
         early[5:9, 2:4] = 7
     compared, left = _compare(path)
-    assert compared >= 8
-    assert left >= 2  # the two paged ones
+    assert compared >= 11
+    assert left == 0
     result = fuzz.check(path)
     assert not fuzz.failures(result), result
 
@@ -350,21 +354,26 @@ def test_nodes_larger_than_a_header_are_read_by_hdf5(tmp_path: Path, monkeypatch
     assert zarr.open_group(store, mode="r")["x"][...].tolist() == list(range(100))
 
 
-def test_damaged_fixed_arrays_refuse_their_dataset(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunks", [10, 2000])
+def test_damaged_fixed_arrays_refuse_their_dataset(tmp_path: Path, chunks: int) -> None:
+    """A byte of a chunk's address changed: the data block's checksum fails (or, with 2000
+    chunks, the first page's, after the block's prefix and its bitmap of two pages)."""
     path = tmp_path / "f.h5"
     with h5py.File(path, "w", libver="latest") as f:
-        f.create_dataset("x", data=np.arange(100, dtype="<i4"), chunks=(10,), compression=1)
+        f.create_dataset("x", data=np.arange(10 * chunks, dtype="<i4"), chunks=(10,), compression=1)
         f.create_dataset("y", data=np.arange(3.0))
     with h5py.File(path, "r") as f, open(path, "rb") as raw:
         file = FileBytes.local(raw.fileno())
         layout = _layout(f, file)
         header = file.address(layout, len(layout) - 8)
         block = file.address(file.at(header, 28), 8 + 8)
-    _patch(path, block + 6 + 8 + 3 * 17, b"\x01")  # a chunk's address: the checksum fails
+    first = block + 6 + 8 + (1 + 4 if chunks > 1024 else 0)  # the first element
+    _patch(path, first + 3 * 17, b"\x01")
     with h5py.File(path, "r") as f, open(path, "rb") as raw:
         file = FileBytes.local(raw.fileno())
-        with pytest.raises(Refused, match=r"damaged chunk index \(fixed array"):
-            array_columns(file, _layout(f, file), (10, 4), (10,), (100,))
+        what = "a page's checksum" if chunks > 1024 else "its data block's"
+        with pytest.raises(Refused, match=f"damaged chunk index .fixed array: {what}"):
+            array_columns(file, _layout(f, file), (10, 4), (chunks,), (10 * chunks,))
     with pytest.warns(UserWarning, match="x.*damaged chunk index"):
         arrays = zms.scan(str(path), on_unsupported="skip")
     assert list(arrays) == ["y"]

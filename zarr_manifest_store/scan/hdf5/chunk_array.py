@@ -8,17 +8,21 @@ filtered, its size and filter mask) in the layout message itself; or a fixed
 array, a header ``FAHD`` and a data block ``FADB``, each checksummed, whose
 elements are the chunks' addresses (and, filtered, sizes and filter masks) in
 C order of the grid of the dataset's maximum shape, an undefined address for
-a chunk never written. Fields are read as ``H5FA__cache_hdr_deserialize``,
-``H5FA__cache_dblock_deserialize`` and ``H5Dfarray.c``'s element decoders read
-them. A fixed array whose data block is paged (more than 2^page-bits
-elements) raises :class:`~.headers.Unrecognised`, and the chunks are read with
-``chunk_iter``; one that is damaged (signature, version, checksum, an element
-outside the file) refuses its dataset.
+a chunk never written; a data block of more than 2^page-bits elements holds
+them in checksummed pages after it, and a bitmap of the pages written. Fields
+are read as ``H5FA__cache_hdr_deserialize``, ``H5FA__cache_dblock_deserialize``,
+``H5FA__cache_dblk_page_deserialize`` and ``H5Dfarray.c``'s element decoders
+read them. A fixed array that is damaged (signature, version, checksum, an
+element outside the file) refuses its dataset; a block larger than an object
+header raises :class:`~.headers.Unrecognised`, and the chunks are read with
+``chunk_iter``.
 """
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 from zarr_manifest_store.scan.hdf5.chunk_tree import (
     FIXED_ARRAY,
@@ -77,52 +81,67 @@ def array_columns(
     header = file.address(layout, at + 2)
     if header == file.undefined:  # no chunk written yet
         return columns
-    elements, client, size = _elements(file, header, max_grid)
-    strides = [math.prod(max_grid[a + 1 :]) for a in range(len(max_grid))]
+    elements, client, size = _elements(file, header, math.prod(max_grid))
     o = file.offset_size
-    for i in range(math.prod(max_grid)):
+    addresses = np.frombuffer(elements, np.uint8).reshape(-1, size)[:, :o]
+    present = np.flatnonzero((addresses != 0xFF).any(axis=1))  # an undefined address: all ones
+    cells = np.unravel_index(present, max_grid)
+    if any(np.any(c >= n) for c, n in zip(cells, grid, strict=True)):
+        raise damaged("fixed array", "a chunk outside its extent")
+    for i, k in zip(present.tolist(), np.ravel_multi_index(cells, grid).tolist(), strict=True):
         element = elements[i * size : (i + 1) * size]
-        address = file.address(element, 0)
-        if address == file.undefined:
-            continue
-        cell = [i // s % n for s, n in zip(strides, max_grid, strict=True)]
-        if any(c >= n for c, n in zip(cell, grid, strict=True)):
-            raise damaged("fixed array", "a chunk outside its extent")
-        k = sum(c * math.prod(grid[a + 1 :]) for a, c in enumerate(cell))
         nbytes, mask = chunk_bytes, 0
         if client == FILTERED:
             nbytes = int.from_bytes(element[o:-4], "little")
             mask = int.from_bytes(element[-4:], "little")
-        _place(file, columns, k, address, nbytes, mask)
+        _place(file, columns, k, file.address(element, 0), nbytes, mask)
     return columns
 
 
-def _elements(file: FileBytes, header: int, max_grid: tuple[int, ...]) -> tuple[bytes, int, int]:
-    """A fixed array's elements, its client id and element size, checked."""
+def _elements(file: FileBytes, header: int, count: int) -> tuple[bytes, int, int]:
+    """The ``count`` elements of the fixed array whose header is at ``header`` (those of
+    pages never written: undefined addresses), its client id and element size, checked."""
     o, length = file.offset_size, file.length_size
     head = _read(file, header, 8 + length + o + 4)
-    if head[:5] != b"FAHD\0" or lookup3(head[:-4]) != int.from_bytes(head[-4:], "little"):
+    if head[:5] != b"FAHD\0" or not _summed(head):
         raise damaged("fixed array", "its header's signature, version or checksum")
     client, size, page_bits = head[5], head[6], head[7]
-    count = file.length(head, 8)
     # an address; or an address, a chunk size of 1 to 8 bytes and a filter mask
     sized = size == o if client == UNFILTERED else client == FILTERED and o + 5 <= size <= o + 12
-    if not sized or count != math.prod(max_grid):
+    if not sized or file.length(head, 8) != count:
         raise damaged("fixed array", "its client, element size or count")
-    if count > 1 << page_bits:
-        raise Unrecognised("a paged fixed array")
     block = file.address(head, 8 + length)
     if block == file.undefined:  # no chunk written yet
-        return b"\xff" * (o * count), UNFILTERED, o
-    raw = _read(file, block, 6 + o + count * size + 4)
+        return b"\xff" * (count * size), client, size
+    per_page = 1 << page_bits
+    pages = -(-count // per_page) if count > per_page else 0
+    bitmap = (pages + 7) // 8
+    prefix = _read(file, block, 6 + o + bitmap + (0 if pages else count * size) + 4)
     if (
-        raw[:5] != b"FADB\0"
-        or raw[5] != client
-        or file.address(raw, 6) != header
-        or lookup3(raw[:-4]) != int.from_bytes(raw[-4:], "little")
+        prefix[:5] != b"FADB\0"
+        or prefix[5] != client
+        or file.address(prefix, 6) != header
+        or not _summed(prefix)
     ):
         raise damaged("fixed array", "its data block's signature, header or checksum")
-    return raw[6 + o : -4], client, size
+    if not pages:
+        return prefix[6 + o : -4], client, size
+    parts = []
+    for page in range(pages):  # each page its elements and checksum, after the prefix
+        n = min(per_page, count - page * per_page)
+        if not prefix[6 + o + page // 8] & 0x80 >> page % 8:  # never written
+            parts.append(b"\xff" * (n * size))
+            continue
+        raw = _read(file, block + len(prefix) + page * (per_page * size + 4), n * size + 4)
+        if not _summed(raw):
+            raise damaged("fixed array", "a page's checksum")
+        parts.append(raw[:-4])
+    return b"".join(parts), client, size
+
+
+def _summed(raw: bytes) -> bool:
+    """Whether a metadata block's last four bytes are the checksum of the others."""
+    return lookup3(raw[:-4]) == int.from_bytes(raw[-4:], "little")
 
 
 def _read(file: FileBytes, address: int, size: int) -> bytes:
