@@ -13,7 +13,10 @@ import h5py
 import numpy as np
 
 from zarr_manifest_store.scan.common import Refused
+from zarr_manifest_store.scan.hdf5.chunk_array import array_columns
+from zarr_manifest_store.scan.hdf5.chunk_tree import LAYOUT_V3, btree_columns
 from zarr_manifest_store.scan.hdf5.earray import Unswizzle, remap
+from zarr_manifest_store.scan.hdf5.headers import Unrecognised
 from zarr_manifest_store.scan.hdf5.library import query
 from zarr_manifest_store.scan.hdf5.parsed import HeaderCreation
 
@@ -30,15 +33,56 @@ type _Callback = Callable[[Any], None]
 
 
 def chunk_columns(
+    ds: h5py.Dataset,
+    chunks: tuple[int, ...],
+    grid: tuple[int, ...],
+    unfiltered_edges: bool = False,
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Offsets and lengths of every stored chunk of ``ds`` in C order of ``grid`` (length 0:
+    missing), and the flat indices of chunks whose filter mask is not zero, or
+    (``unfiltered_edges``: see :func:`edges_unfiltered`) that the dataset's extent ends
+    inside. A dataset described from its header whose index is a version 1 B-tree, a single
+    chunk or a fixed array has it read from the file (:mod:`.chunk_tree`, :mod:`.chunk_array`)
+    without opening the dataset; what those readers do not recognise, and every other
+    dataset, is read with ``chunk_iter``."""
+    read = _from_file(ds.create_plist, grid, ds.maxshape)
+    offsets, lengths, skipped = read or _iterated(ds.id, chunks, grid, ds.maxshape)
+    if unfiltered_edges:
+        shape, already = ds.shape, set(skipped)
+        for k in np.flatnonzero(np.frombuffer(lengths, np.uint32)):
+            cell = np.unravel_index(k, grid)
+            if k not in already and any(
+                (c + 1) * s > n for c, s, n in zip(cell, chunks, shape, strict=True)
+            ):
+                skipped.append(int(k))
+    return np.frombuffer(offsets, np.uint64), np.frombuffer(lengths, np.uint32), skipped
+
+
+def _from_file(
+    dcpl: h5py.h5p.PropDCID | HeaderCreation,
+    grid: tuple[int, ...],
+    maxshape: tuple[int | None, ...],
+) -> tuple[_Column, _Column, list[int]] | None:
+    """The columns read from a chunk index in the file, or None where the dataset has none
+    that :mod:`.chunk_tree` and :mod:`.chunk_array` read, or one they do not recognise."""
+    index = dcpl.index if isinstance(dcpl, HeaderCreation) else None
+    try:
+        if index is None:
+            return None
+        if index.layout[0] == LAYOUT_V3:
+            return btree_columns(index.file, index.layout, index.dims, grid)
+        return array_columns(index.file, index.layout, index.dims, grid, maxshape)
+    except Unrecognised:
+        return None
+
+
+def _iterated(
     dsid: h5py.h5d.DatasetID,
     chunks: tuple[int, ...],
     grid: tuple[int, ...],
     maxshape: tuple[int | None, ...],
-    unfiltered_edges: bool = False,
-) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Offsets and lengths of every stored chunk in C order of ``grid`` (length 0: missing),
-    and the flat indices of chunks whose filter mask is not zero, or (``unfiltered_edges``:
-    see :func:`edges_unfiltered`) that the dataset's extent ends inside."""
+) -> tuple[_Column, _Column, list[int]]:
+    """The columns read with ``chunk_iter`` (see :func:`chunk_columns`)."""
     # array.array takes item assignment faster than numpy and hands its buffer over without a
     # copy; HDF5 chunks are smaller than 4 GiB, so lengths fit 32 bits.
     n = math.prod(grid)
@@ -48,18 +92,13 @@ def chunk_columns(
     if n:
         unswizzle = remap(dsid, chunks, maxshape)
         if unswizzle is None:
-            dsid.chunk_iter(_chunk_callback(chunks, grid, offsets, lengths, skipped.append))
+            try:
+                dsid.chunk_iter(_chunk_callback(chunks, grid, offsets, lengths, skipped.append))
+            except IndexError:  # a chunk's flat index past the columns' end
+                raise Refused("has a chunk outside its extent in its chunk index") from None
         else:
             _remapped(dsid, chunks, grid, unswizzle, (offsets, lengths, skipped))
-    if unfiltered_edges:
-        shape, already = dsid.shape, set(skipped)
-        for k in np.flatnonzero(np.frombuffer(lengths, np.uint32)):
-            cell = np.unravel_index(k, grid)
-            if k not in already and any(
-                (c + 1) * s > n for c, s, n in zip(cell, chunks, shape, strict=True)
-            ):
-                skipped.append(int(k))
-    return np.frombuffer(offsets, np.uint64), np.frombuffer(lengths, np.uint32), skipped
+    return offsets, lengths, skipped
 
 
 def edges_unfiltered(dcpl: h5py.h5p.PropDCID | HeaderCreation) -> bool:

@@ -40,6 +40,10 @@ visits datasets in another order than they were written."""
 MAX_MESSAGES = 1 << 16
 """Messages in one object header (version 1 counts them in 16 bits)."""
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
+DEFAULT_CHUNK_BTREE_K = 32
+"""HDF5's ``HDF5_BTREE_CHUNK_IK_DEF``."""
+BTREE_K_MESSAGE = 0x13
+"""The superblock extension's message of non-default B-tree 'K' values."""
 
 # Message flags: shared (its body is elsewhere) and the "must understand" family.
 SHARED = 0x02
@@ -71,8 +75,9 @@ class FileBytes:
     def __init__(self, read: Callable[[int, int], bytes], size: int) -> None:
         self._read = read
         self.size = size
-        self.base = self._superblock_start()
-        head = self.read(self.base, self.base + 64)
+        self.superblock = self._superblock_start()
+        """Where the superblock starts (the base address may differ)."""
+        head = self.read(self.superblock, self.superblock + 64)
         version = head[8]
         if version in (0, 1):
             self.offset_size, self.length_size = head[13], head[14]
@@ -103,6 +108,26 @@ class FileBytes:
                 return start
             start = 512 if start == 0 else start * 2
         raise Unrecognised("no superblock")
+
+    @functools.cached_property
+    def chunk_btree_k(self) -> int:
+        """K of the version 1 B-trees that index chunks (a node holds at most 2K children):
+        the superblock's (version 1), or the superblock extension's B-tree 'K' values
+        message, which overrides it (as ``H5F__super_read`` reads them), or HDF5's default."""
+        head = self.read(self.superblock, self.superblock + 64)
+        version, size, k = head[8], self.offset_size, DEFAULT_CHUNK_BTREE_K
+        if version == 1:
+            k = int.from_bytes(head[24:26], "little")
+        extension = self.address(head, (24 if version == 0 else 28 if version == 1 else 12) + size)
+        if extension != self.undefined:
+            for message in object_messages(self, extension):
+                if message.type == BTREE_K_MESSAGE:
+                    if message.body[0] != 0:
+                        raise Unrecognised("B-tree 'K' values message version")
+                    k = int.from_bytes(message.body[1:3], "little")
+        if not k:
+            raise Unrecognised("chunk B-tree K of 0")
+        return k
 
     def read(self, start: int, stop: int) -> bytes:
         """Bytes ``start:stop`` (absolute), exactly that many (raises Unrecognised past the end)."""

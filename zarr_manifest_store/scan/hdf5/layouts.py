@@ -1,6 +1,6 @@
 """How each HDF5 storage layout becomes chunk references, under the array metadata the walk built.
 
-Chunked datasets: one reference per stored chunk, read with ``chunk_iter``;
+Chunked datasets: one reference per stored chunk, from the chunk index (:mod:`.chunk_index`);
 contiguous ones: one byte range, split along the first axis when uncompressed
 and large; external storage: ranges of the external files; virtual datasets:
 their sources' chunks, placed (:mod:`.virtual`). What has no byte range that
@@ -78,7 +78,8 @@ class Layouts:
     def chunked(
         self, ds: h5py.Dataset, chunks: tuple[int, ...], base: dict[str, Any]
     ) -> ManifestArray:
-        """A chunked dataset: one reference per stored chunk, read with ``chunk_iter``.
+        """A chunked dataset: one reference per stored chunk, read from its chunk index
+        (:func:`~.chunk_index.chunk_columns`).
 
         Its array may be longer than the dataset along an unlimited dimension
         (``base["shape"]``, netCDF's padding): the chunks past the data are
@@ -89,13 +90,15 @@ class Layouts:
         """
         shape = tuple(base["shape"])
         grid = tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
-        metadata = array_metadata({**base, "chunk_grid": regular(chunks), "codecs": base["codecs"]})
+        metadata = array_metadata({**base, "chunk_grid": regular(chunks)})
         unfiltered = edges_unfiltered(ds.create_plist)
-        offsets, lengths, skipped = chunk_columns(ds.id, chunks, grid, ds.maxshape, unfiltered)
-        index = np.where(lengths != 0, np.uint32(0), np.uint32(MISSING)).reshape(grid)
-        _refuse_arbitrary(
-            ds.create_plist, _unwritten_inside(ds.shape, chunks, lengths.reshape(grid))
-        )
+        offsets, lengths, skipped = chunk_columns(ds, chunks, grid, unfiltered)
+        index = np.where(lengths != 0, _STORED, _MISSING).reshape(grid)
+        if shape == ds.shape:  # no padding: every chunk starts inside the data
+            unwritten = lengths.size - np.count_nonzero(lengths)
+        else:
+            unwritten = _unwritten_inside(ds.shape, chunks, lengths.reshape(grid))
+        _refuse_arbitrary(ds.create_plist, int(unwritten))
         inline: dict[ChunkCoords, bytes] = {}
         cells = {tuple(int(c) for c in np.unravel_index(k, grid)) for k in skipped}
         reason = "some of its chunks skipped a filter"
@@ -396,6 +399,9 @@ def _plain_bytes(
     ordered = native.newbyteorder(order) if native.itemsize > 1 and native.kind != "S" else native
     return np.ascontiguousarray(values, dtype=ordered).tobytes()
 
+
+_STORED, _MISSING = np.uint32(0), np.uint32(MISSING)
+"""A chunk's row of the path table (the file's only row), or none."""
 
 _PLAIN_KINDS = frozenset("biufcSUmM")
 """NumPy kinds whose ``bytes`` codec encoding is the array's own bytes."""

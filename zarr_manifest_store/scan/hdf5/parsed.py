@@ -28,6 +28,7 @@ from h5py import h5d, h5o, h5p, h5t, h5z
 
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.attributes import Attributes, attribute_reading, decoded_name
+from zarr_manifest_store.scan.hdf5.chunk_tree import StoredIndex
 from zarr_manifest_store.scan.hdf5.datatypes import DataKind, type_key
 from zarr_manifest_store.scan.hdf5.headers import (
     FileBytes,
@@ -176,8 +177,11 @@ class HeaderCreation:
         fill: bytes | None,
         chunks: tuple[int, ...] | None = None,
         filters: tuple[tuple[int, int, tuple[int, ...], bytes], ...] = (),
+        index: StoredIndex | None = None,
     ) -> None:
         self._layout = _LAYOUTS[storage]
+        self.index = index
+        """Its chunk index, when one read from the file, not through HDF5 (:mod:`.chunk_tree`)."""
         self._fill = fill
         self._chunks = chunks
         self._filters = filters
@@ -223,8 +227,15 @@ def _chunked(
     dims = chunk_dims(body, file)
     if len(dims) != ndim + 1 or dims[-1] != itemsize:
         raise Unrecognised("chunk rank or element size")
-    stages = filter_pipeline(unshared(pipeline[0])) if pipeline else []
-    return HeaderCreation(CHUNKED, fill, dims[:-1], tuple(map(_reported, stages)))
+    filters = _filters(unshared(pipeline[0])) if pipeline else ()
+    return HeaderCreation(CHUNKED, fill, dims[:-1], filters, StoredIndex.of(file, body, dims))
+
+
+@functools.lru_cache(maxsize=256)
+def _filters(body: bytes) -> tuple[tuple[int, int, tuple[int, ...], bytes], ...]:
+    """A filter pipeline message's filters as h5py reports them (the datasets of a file
+    repeat a few pipelines)."""
+    return tuple(map(_reported, filter_pipeline(body)))
 
 
 _LAYOUTS = {COMPACT: h5d.COMPACT, CONTIGUOUS: h5d.CONTIGUOUS, CHUNKED: h5d.CHUNKED}
