@@ -455,3 +455,35 @@ def test_whole_inline_is_the_manifest_the_general_constructor_builds(ndim):
             mine[...] = MISSING
     assert ChunkManifest.whole_inline(data, ndim).get((0,) * ndim) == data
     assert pickle.loads(pickle.dumps(quick)).equals(general)
+
+
+def test_one_file_is_the_manifest_the_general_constructor_builds(tmp_path):
+    """A scanned chunked dataset's manifest (``one_file``: unchecked) against the same
+    columns through the checked constructor: equal, read-only, and pickled alike."""
+    import h5py
+
+    import zarr_manifest_store as zms
+
+    path = tmp_path / "chunked.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("a", shape=(10, 7), chunks=(4, 3), dtype="<i4", compression="gzip")
+        d[:8] = np.arange(56).reshape(8, 7)  # the last row of chunks never written
+    quick = zms.scan(path).arrays["a"].manifest
+    fp = quick.fingerprints[str(path)]
+    general = ChunkManifest(
+        paths=[str(path)],
+        path_index=np.array(quick.path_index),
+        offsets=np.array(quick.offsets),
+        lengths=np.array(quick.lengths),
+        fingerprints={str(path): fp},
+    )
+    assert quick.equals(general)
+    assert general.equals(quick)
+    assert 0 < quick.nchunks < np.prod(quick.shape)
+    for field in ("path_index", "offsets", "lengths"):
+        mine, theirs = getattr(quick, field), getattr(general, field)
+        assert mine.dtype == theirs.dtype
+        with contextlib.suppress(ValueError):  # a change must not reach the manifest
+            mine[...] = 7
+    assert quick.equals(general)
+    assert pickle.loads(pickle.dumps(quick)).equals(general)

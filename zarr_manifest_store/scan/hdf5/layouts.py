@@ -111,9 +111,11 @@ class Layouts:
                 index[cell] = INLINE
                 offsets[np.ravel_multi_index(cell, grid)] = 0
                 lengths[np.ravel_multi_index(cell, grid)] = 0
-        manifest = self.manifest(
-            [self.path], index, offsets.reshape(grid), lengths.reshape(grid), inline
-        )
+        columns = (index, offsets.reshape(grid), lengths.reshape(grid))
+        if inline:
+            manifest = self.manifest([self.path], *columns, inline)
+        else:  # the columns as chunk_columns reads them, in its types: nothing to check
+            manifest = ChunkManifest.one_file(self.path, self.fingerprint, *columns)
         return ManifestArray(metadata=metadata, manifest=manifest)
 
     def contiguous(self, ds: h5py.Dataset, base: dict[str, Any]) -> ManifestArray:
