@@ -33,7 +33,8 @@ columns; ``earray``: the chunk offsets HDF5 2.0 misreports), ``filters`` (filter
 strings in the data type h5netcdf shows), ``metadata`` (parsed once),
 ``headers`` (object headers and global heaps from the file's bytes),
 ``messages`` (their messages decoded), ``parsed`` (datasets described from
-their headers).
+their headers), ``header_attributes`` and ``header_scales`` (their attributes
+and the dimension scales their dimension lists name).
 """
 
 from __future__ import annotations

@@ -23,7 +23,14 @@ from typing import NamedTuple
 import numpy as np
 from numcodecs.checksum32 import JenkinsLookup3
 
-__all__ = ["BLOCK_BYTES", "FileBytes", "Message", "Unrecognised", "object_messages"]
+__all__ = [
+    "BLOCK_BYTES",
+    "NOT_RECOGNISED",
+    "FileBytes",
+    "Message",
+    "Unrecognised",
+    "object_messages",
+]
 
 BLOCK_BYTES = 1 << 16
 """Object headers are read in blocks of this size: the metadata of a file usually clusters."""
@@ -49,6 +56,11 @@ CONTINUATION = 0x10
 
 class Unrecognised(Exception):
     """Something this reader does not know exactly: the object is read through h5py instead."""
+
+
+NOT_RECOGNISED = (Unrecognised, IndexError, KeyError, TypeError, ValueError, struct.error)
+"""What reading bytes that the readers of headers do not know raises: Unrecognised, or the
+error of a structure cut short or malformed."""
 
 
 class Message(NamedTuple):
