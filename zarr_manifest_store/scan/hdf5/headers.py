@@ -252,18 +252,23 @@ def _messages_v2(file: FileBytes, address: int) -> list[Message]:
 
 def _block_v2(raw: bytes, order: bool) -> list[Message]:
     """The messages of one version 2 header block (without its signature and checksum)."""
+    unpack = (_MESSAGE_ORDERED if order else _MESSAGE).unpack_from
     header = 6 if order else 4
     messages = []
-    at = 0
-    while at + header <= len(raw):
-        kind, length, flags = struct.unpack_from("<BHB", raw, at)
-        created = struct.unpack_from("<H", raw, at + 4)[0] if order else None
-        body = raw[at + header : at + header + length]
-        if len(body) != length or flags & MUST_UNDERSTAND:
+    at, end = 0, len(raw)
+    while at + header <= end:
+        fields = unpack(raw, at)
+        kind, length, flags = fields[0], fields[1], fields[2]
+        start = at + header
+        at = start + length
+        if at > end or flags & MUST_UNDERSTAND:
             raise Unrecognised(f"message {kind} (flags {flags:#x}, {length} bytes)")
-        messages.append(Message(kind, flags, body, created))
-        at += header + length
+        messages.append(Message(kind, flags, raw[start:at], fields[3] if order else None))
     return messages
+
+
+_MESSAGE, _MESSAGE_ORDERED = struct.Struct("<BHB"), struct.Struct("<BHBH")
+"""A version 2 message's type, size and flags (and creation order, where tracked)."""
 
 
 def _continuation(file: FileBytes, body: bytes) -> tuple[int, int]:

@@ -9,6 +9,7 @@ layout class, a shared message — raises :class:`~.headers.Unrecognised`.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from typing import NamedTuple
@@ -96,6 +97,12 @@ def unshared(message: Message) -> bytes:
 
 def dataspace(body: bytes, file: FileBytes) -> Space | None:
     """A dataspace message: simple or scalar (None: a null dataspace)."""
+    return _dataspace(body, file.length_size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _dataspace(body: bytes, length_size: int) -> Space | None:
+    """``dataspace``, once per distinct message (the variables of a file share a few shapes)."""
     version, rank, flags = body[0], body[1], body[2]
     if version == 1:
         at, null = 8, False
@@ -110,13 +117,13 @@ def dataspace(body: bytes, file: FileBytes) -> Space | None:
     if flags & ~0x03:
         raise Unrecognised("dataspace flags")
     counts = rank * (2 if flags & 1 else 1)
-    if len(body) < at + counts * file.length_size:
+    if len(body) < at + counts * length_size:
         raise Unrecognised("short dataspace")
-    values = struct.unpack_from(f"<{counts}{file.length_code}", body, at)
+    values = struct.unpack_from(f"<{counts}{_UNSIGNED[length_size]}", body, at)
     shape = values[:rank]
     if not flags & 1:
         return None if null else Space(shape, shape)
-    unlimited = (1 << (8 * file.length_size)) - 1
+    unlimited = (1 << (8 * length_size)) - 1
     maxshape = tuple(None if m == unlimited else m for m in values[rank:])
     return None if null else Space(shape, maxshape)
 
