@@ -54,10 +54,14 @@ class HeaderAttributes(Attributes):
                 raise Unrecognised("repeated attribute creation indexes")
         else:
             named.sort(key=operator.itemgetter(1))
-        self._stored = {decoded_name(name): name for _, name, _ in named}
+        self._stored = {}
+        self._bodies = {}
+        for _, name, body in named:
+            shown = decoded_name(name)
+            self._stored[shown] = name
+            self._bodies[shown] = body
         if len(self._stored) != len(named):
             raise Unrecognised("repeated attribute names")
-        self._bodies = {decoded_name(name): body for _, name, body in named}
         self._values = {}
 
     def __getitem__(self, name: str | bytes) -> Any:
