@@ -1,39 +1,40 @@
 """scan_hdf5: an HDF5 / netCDF-4 file as a ManifestGroup, exact for every dataset or refused.
 
 Each dataset becomes a Zarr v3 array whose chunks are byte ranges of the file:
-chunked layouts through ``chunk_iter`` (one pass, straight into the manifest's
-columns), contiguous layouts as one range (split along the leading axis when
-uncompressed and large), external storage as ranges of the external files.
-What has no byte range that Zarr could decode exactly — compact datasets,
-variable-length strings, chunks that skipped a filter, filters without a Zarr
-codec, types HDF5 converts on reading — is read with h5py and materialised as
-inline chunks when small, and refused otherwise. netCDF-4 conventions are
-applied the way h5netcdf applies them (dimension names, unlimited dimensions
-padded to their length, strings, attributes), so that ``xr.open_zarr`` of the
-result matches ``xr.open_dataset(..., engine="h5netcdf")``. One object that
-cannot be described is refused alone (a name Zarr reserves is escaped
-instead, see ``scan.common.zarr_name``).
+chunked layouts through their chunk index (read from the file, or with ``chunk_iter``;
+straight into the manifest's columns), contiguous layouts as one range (split along
+the leading axis when uncompressed and large), external storage as ranges of the
+external files. What has no byte range that Zarr could decode exactly — compact
+datasets, variable-length strings, chunks that skipped a filter, filters without a
+Zarr codec, types HDF5 converts on reading — is read with h5py and materialised as
+inline chunks when small, and refused otherwise. netCDF-4 conventions are applied
+the way h5netcdf applies them (dimension names, unlimited dimensions padded to their
+length, strings, attributes), so that ``xr.open_zarr`` of the result matches
+``xr.open_dataset(..., engine="h5netcdf")``. One object that cannot be described is
+refused alone (a name Zarr reserves is escaped instead, see ``scan.common.zarr_name``).
 
-The walk reads each link, attribute and dataset property once, through
-h5py's low-level API where its high-level objects would read them again on
-every access; what depends only on an HDF5 type (how to read an attribute of
-it, its Zarr data type) is worked out once per type and shared by the files
-of a collection. Compact and contiguous datasets with plain attributes (the
-thousands of tiny datasets of a MATLAB v7.3 file) are described from their
-object headers, read from the file's bytes, without an h5py call each; any
-header it does not know exactly is read through h5py. Values are exactly
-those h5py gives.
+The walk reads each link, attribute and dataset property once, through h5py's
+low-level API where its high-level objects would read them again on every access;
+what depends only on an HDF5 type (how to read an attribute of it, its Zarr data
+type) is worked out once per type and shared by the files of a collection. Datasets
+with plain headers (the thousands of tiny datasets of a MATLAB v7.3 file, the
+variables of a netCDF-4 file) are described from their object headers and chunk
+indexes, read from the file's bytes, without an h5py call each; any header it does
+not know exactly is read through h5py. Values are exactly those h5py gives.
 
 The modules: ``walk`` (groups, links, the array metadata of each dataset),
 ``objects`` (links and members as h5py gives them, read once), ``attributes``,
-``datatypes`` (HDF5 type -> Zarr data type), ``dimensions`` (netCDF-4
-dimension names), ``layouts`` (storage layouts -> chunk references),
-``virtual`` (virtual datasets), ``chunk_index`` (``chunk_iter`` into
-columns; ``earray``: the chunk offsets HDF5 2.0 misreports), ``filters`` (filter pipelines -> codecs), ``text`` (variable-length
-strings in the data type h5netcdf shows), ``metadata`` (parsed once),
-``headers`` (object headers and global heaps from the file's bytes),
-``messages`` (their messages decoded), ``parsed`` (datasets described from
-their headers).
+``datatypes`` (HDF5 type -> Zarr data type), ``dimensions`` (netCDF-4 dimension
+names), ``layouts`` (storage layouts -> chunk references), ``virtual`` (virtual
+datasets), ``chunk_index`` (a chunk index into columns; ``earray``: the chunk
+offsets HDF5 2.0 misreports), ``chunk_tree`` and ``chunk_array`` (version 1
+B-tree, single-chunk and fixed-array indexes read from the file), ``filters``
+(filter pipelines -> codecs), ``text`` (variable-length strings in the data type
+h5netcdf shows), ``metadata`` (parsed once), ``headers`` (object headers and global
+heaps from the file's bytes), ``messages`` (their messages decoded), ``parsed``
+(datasets described from their headers), ``header_attributes`` and
+``header_scales`` (their attributes and the dimension scales their dimension lists
+name), ``library`` (HDF5 calls h5py does not wrap).
 """
 
 from __future__ import annotations

@@ -80,11 +80,11 @@ class Dimensions:
     ) -> h5py.Group | h5py.Dataset | h5py.Datatype | None:
         """What link ``name`` leads to: a dataset described from its header where it can
         be, else as h5py opens it."""
+        found = None
         if self.headers is not None and link_type == h5l.TYPE_HARD:
             found = header_dataset(self.headers, self.group, self.group_name, name, address)
-            if found is not None:
-                return found
-        found = member(self.group, name)
+        if found is None:
+            found = member(self.group, name)
         if isinstance(found, Dataset):
             found.linked_names = self.linked_names
         return found

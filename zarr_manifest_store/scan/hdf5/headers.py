@@ -23,7 +23,14 @@ from typing import NamedTuple
 import numpy as np
 from numcodecs.checksum32 import JenkinsLookup3
 
-__all__ = ["BLOCK_BYTES", "FileBytes", "Message", "Unrecognised", "object_messages"]
+__all__ = [
+    "BLOCK_BYTES",
+    "NOT_RECOGNISED",
+    "FileBytes",
+    "Message",
+    "Unrecognised",
+    "object_messages",
+]
 
 BLOCK_BYTES = 1 << 16
 """Object headers are read in blocks of this size: the metadata of a file usually clusters."""
@@ -53,6 +60,11 @@ CONTINUATION = 0x10
 
 class Unrecognised(Exception):
     """Something this reader does not know exactly: the object is read through h5py instead."""
+
+
+NOT_RECOGNISED = (Unrecognised, IndexError, KeyError, TypeError, ValueError, struct.error)
+"""What reading bytes that the readers of headers do not know raises: Unrecognised, or the
+error of a structure cut short or malformed."""
 
 
 class Message(NamedTuple):
@@ -265,18 +277,23 @@ def _messages_v2(file: FileBytes, address: int) -> list[Message]:
 
 def _block_v2(raw: bytes, order: bool) -> list[Message]:
     """The messages of one version 2 header block (without its signature and checksum)."""
+    unpack = (_MESSAGE_ORDERED if order else _MESSAGE).unpack_from
     header = 6 if order else 4
     messages = []
-    at = 0
-    while at + header <= len(raw):
-        kind, length, flags = struct.unpack_from("<BHB", raw, at)
-        created = struct.unpack_from("<H", raw, at + 4)[0] if order else None
-        body = raw[at + header : at + header + length]
-        if len(body) != length or flags & MUST_UNDERSTAND:
+    at, end = 0, len(raw)
+    while at + header <= end:
+        fields = unpack(raw, at)
+        kind, length, flags = fields[0], fields[1], fields[2]
+        start = at + header
+        at = start + length
+        if at > end or flags & MUST_UNDERSTAND:
             raise Unrecognised(f"message {kind} (flags {flags:#x}, {length} bytes)")
-        messages.append(Message(kind, flags, body, created))
-        at += header + length
+        messages.append(Message(kind, flags, raw[start:at], fields[3] if order else None))
     return messages
+
+
+_MESSAGE, _MESSAGE_ORDERED = struct.Struct("<BHB"), struct.Struct("<BHBH")
+"""A version 2 message's type, size and flags (and creation order, where tracked)."""
 
 
 def _continuation(file: FileBytes, body: bytes) -> tuple[int, int]:

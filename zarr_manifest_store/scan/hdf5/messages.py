@@ -9,6 +9,7 @@ layout class, a shared message — raises :class:`~.headers.Unrecognised`.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from typing import NamedTuple
@@ -22,7 +23,8 @@ __all__ = [
     "RawAttribute",
     "Space",
     "attribute",
-    "attributes_in_header",
+    "attribute_name",
+    "attribute_order",
     "chunk_dims",
     "dataspace",
     "fill_value",
@@ -95,6 +97,12 @@ def unshared(message: Message) -> bytes:
 
 def dataspace(body: bytes, file: FileBytes) -> Space | None:
     """A dataspace message: simple or scalar (None: a null dataspace)."""
+    return _dataspace(body, file.length_size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _dataspace(body: bytes, length_size: int) -> Space | None:
+    """``dataspace``, once per distinct message (the variables of a file share a few shapes)."""
     version, rank, flags = body[0], body[1], body[2]
     if version == 1:
         at, null = 8, False
@@ -109,13 +117,13 @@ def dataspace(body: bytes, file: FileBytes) -> Space | None:
     if flags & ~0x03:
         raise Unrecognised("dataspace flags")
     counts = rank * (2 if flags & 1 else 1)
-    if len(body) < at + counts * file.length_size:
+    if len(body) < at + counts * length_size:
         raise Unrecognised("short dataspace")
-    values = struct.unpack_from(f"<{counts}{file.length_code}", body, at)
+    values = struct.unpack_from(f"<{counts}{_UNSIGNED[length_size]}", body, at)
     shape = values[:rank]
     if not flags & 1:
         return None if null else Space(shape, shape)
-    unlimited = (1 << (8 * file.length_size)) - 1
+    unlimited = (1 << (8 * length_size)) - 1
     maxshape = tuple(None if m == unlimited else m for m in values[rank:])
     return None if null else Space(shape, maxshape)
 
@@ -241,13 +249,19 @@ def fill_value(body: bytes) -> bytes | None:
     return value
 
 
-def attributes_in_header(body: bytes, file: FileBytes) -> None:
-    """Checks that an attribute info message leaves a header's attributes as plain attribute
-    messages listed by name (no creation order tracked, no dense storage), else raises."""
-    if body[0] != 0 or body[1] & 0x01:
-        raise Unrecognised("attribute creation order")
-    if body[1] & ~0x03 or file.address(body, 2) != file.undefined:
+def attribute_order(body: bytes, file: FileBytes) -> bool:
+    """Whether an attribute info message tracks the creation order of its header's attributes,
+    which must all be attribute messages in the header (no dense storage), else raises."""
+    version, flags = body[0], body[1]
+    if version != 0 or flags & ~0x03:
+        raise Unrecognised(f"attribute info version {version} or flags")
+    at = 2 + (2 if flags & 0x01 else 0)  # after the maximum creation index, where tracked
+    if len(body) < at + 2 * file.offset_size:
+        raise Unrecognised("short attribute info")
+    heap, names = file.address(body, at), file.address(body, at + file.offset_size)
+    if heap != file.undefined or names != file.undefined:
         raise Unrecognised("dense attribute storage")
+    return bool(flags & 0x01)
 
 
 def type_size(datatype: bytes) -> int:
@@ -255,32 +269,43 @@ def type_size(datatype: bytes) -> int:
     return struct.unpack_from("<I", datatype, 4)[0]
 
 
+def attribute_name(body: bytes) -> bytes:
+    """The name of an attribute message, versions 1-3 (without its terminating NUL)."""
+    version = body[0]
+    if version not in (1, 2, 3):
+        raise Unrecognised(f"attribute version {version}")
+    at = 9 if version == 3 else 8  # version 3 stores the name's character set first
+    size = struct.unpack_from("<H", body, 2)[0]
+    name = body[at : at + size]
+    if len(name) != size or not name.endswith(b"\0") or b"\0" in name[:-1]:
+        raise Unrecognised("attribute name")  # HDF5 would cut it at its first NUL
+    return name[:-1]
+
+
 def attribute(body: bytes, file: FileBytes) -> RawAttribute:
     """An attribute message, versions 1-3, its datatype and dataspace its own."""
+    name = attribute_name(body)
     version, flags = body[0], body[1]
     name_size, type_bytes, space_bytes = struct.unpack_from("<HHH", body, 2)
     if version == 1:
         at, pad = 8, 8
-    elif version in (2, 3):
-        if flags:
-            raise Unrecognised("shared attribute datatype or dataspace")
-        at, pad = (8, 1) if version == 2 else (9, 1)
+    elif flags:
+        raise Unrecognised("shared attribute datatype or dataspace")
     else:
-        raise Unrecognised(f"attribute version {version}")
-    name = body[at : at + name_size]
+        at, pad = (8, 1) if version == 2 else (9, 1)
     at += _padded(name_size, pad)
     datatype = body[at : at + type_bytes]
     at += _padded(type_bytes, pad)
     space = dataspace(body[at : at + space_bytes], file)
     at += _padded(space_bytes, pad)
-    if not name.endswith(b"\0") or len(datatype) != type_bytes:
-        raise Unrecognised("attribute name or datatype")
+    if len(datatype) != type_bytes:
+        raise Unrecognised("attribute datatype")
     count = 0 if space is None else space.size
     size = count * type_size(datatype)
     data = body[at : at + size]
     if len(data) != size:
         raise Unrecognised("short attribute data")
-    return RawAttribute(name[:-1], datatype, space, data)
+    return RawAttribute(name, datatype, space, data)
 
 
 def _padded(size: int, pad: int) -> int:

@@ -3,34 +3,34 @@
 A compact, contiguous or chunked dataset whose header holds only messages this
 module knows (dataspace, a datatype of integers, IEEE floats or fixed-length
 strings, fill value, layout, filter pipeline, attributes of numbers and strings,
-fixed or variable length) becomes a :class:`HeaderDataset`: the scan's
+fixed or variable length, in the header, creation-ordered or not, and a netCDF-4
+dimension list) becomes a :class:`HeaderDataset`: the scan's
 :class:`~.objects.Dataset` with every property a scan asks about already read, so
 that describing it makes no h5py call but those that read a chunked dataset's chunk
 index (HDF5's own, through the dataset opened when first asked for). Each datatype
 is decoded by HDF5 itself (``H5Tdecode``), once per distinct type, and values are
 taken as stored only where HDF5's conversion to h5py's memory type would copy them
-unchanged. Anything else —
-virtual layouts, external storage, shared messages, dense or creation-ordered
-attributes, other types — returns None, and the scan opens the object with h5py
-instead.
+unchanged. Anything else — virtual layouts, external storage, shared messages,
+dense attribute storage, other types — returns None, and the scan opens the object
+with h5py instead.
 """
 
 from __future__ import annotations
 
 import functools
-import struct
-import weakref
 from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5d, h5o, h5p, h5t, h5z
+from h5py import h5d, h5o, h5p, h5z
 
 from zarr_manifest_store.scan.common import Refused
-from zarr_manifest_store.scan.hdf5.attributes import Attributes, attribute_reading, decoded_name
 from zarr_manifest_store.scan.hdf5.chunk_tree import StoredIndex
-from zarr_manifest_store.scan.hdf5.datatypes import DataKind, type_key
+from zarr_manifest_store.scan.hdf5.datatypes import DataKind
+from zarr_manifest_store.scan.hdf5.header_attributes import HeaderAttributes, decoded_type
+from zarr_manifest_store.scan.hdf5.header_scales import dimension_list, scale_names
 from zarr_manifest_store.scan.hdf5.headers import (
+    NOT_RECOGNISED,
     FileBytes,
     Message,
     Unrecognised,
@@ -43,10 +43,8 @@ from zarr_manifest_store.scan.hdf5.messages import (
     CONTIGUOUS,
     RESERVED_FILTERS,
     PipelineStage,
-    RawAttribute,
     Space,
-    attribute,
-    attributes_in_header,
+    attribute_order,
     chunk_dims,
     dataspace,
     fill_value,
@@ -66,8 +64,6 @@ IGNORED = frozenset({0, FILL_OLD, 0x0D, 0x0E, CONTINUATION, 0x12, 0x16})
 rules), comments, modification times, continuations (followed), reference counts."""
 DATASET_CLASSES = frozenset({0, 1, 3})
 """Datatype classes of datasets read here: fixed-point, floating-point, fixed-length string."""
-VLEN, VLEN_STRING = 9, 1
-NULLTERM, NULLPAD = 0, 1
 
 
 def header_dataset(
@@ -79,7 +75,7 @@ def header_dataset(
         return None
     try:
         return HeaderDataset.read(file, h5group, f"{group_name.rstrip('/')}/{name}", address)
-    except (Unrecognised, Refused, IndexError, KeyError, TypeError, ValueError, struct.error):
+    except (*NOT_RECOGNISED, Refused):
         return None  # what this reader does not know, h5py reads
 
 
@@ -106,7 +102,9 @@ class HeaderDataset(Dataset):
         self.maxshape = space.maxshape
         self.kind = kind
         self.dtype = kind.stored
-        self.attached_scales = None
+        self.scale_references: tuple[tuple[int, ...], ...] | None = None
+        """The scales its ``DIMENSION_LIST`` lists on each axis, by address (None: it has none)."""
+        self.file_bytes: FileBytes | None = None
         self.storage_offset: int | None = None
         self.values: np.ndarray | None = None
         """Its data, when the header holds it (a compact dataset)."""
@@ -118,17 +116,33 @@ class HeaderDataset(Dataset):
         except KeyError:  # an HDF5 built without H5Oopen_by_addr: by name, as h5py opens it
             return h5o.open(self._group.id, self.name.rsplit("/", 1)[1].encode())
 
+    @functools.cached_property
+    def attached_scales(self) -> list[str | None] | None:  # type: ignore[override]
+        """Per axis, the name of the last scale attached, from the headers where they name it
+        exactly (see ``header_scales``), else as h5py's path names it."""
+        if self.scale_references is None or not self.ndim or self.file_bytes is None:
+            return None
+        try:
+            return scale_names(self.scale_references, self.linked_names, self.file_bytes)
+        except NOT_RECOGNISED:
+            return super().attached_scales
+
     @classmethod
     def read(cls, file: FileBytes, h5group: h5py.Group, name: str, address: int) -> HeaderDataset:
         """The dataset at ``address`` (raises Unrecognised when it is none of those read here)."""
         by_type: dict[int, list[Message]] = {}
-        for message in object_messages(file, address):
+        messages = object_messages(file, address)
+        for message in messages:
             if message.type not in IGNORED:
                 by_type.setdefault(message.type, []).append(message)
         attributes = by_type.pop(ATTRIBUTE, [])
         pipeline = by_type.pop(PIPELINE, [])
-        for info in by_type.pop(ATTRIBUTE_INFO, []):
-            attributes_in_header(unshared(info), file)
+        # attributes listed by creation order: the header's flag (h5py's) and the info message's
+        tracked = [
+            attribute_order(unshared(info), file) for info in by_type.pop(ATTRIBUTE_INFO, [])
+        ]
+        if tracked not in ([], [False], [True]) or any(tracked) != (messages[0].order is not None):
+            raise Unrecognised("attribute info")
         if set(by_type) != {DATASPACE, DATATYPE, FILL, LAYOUT}:
             raise Unrecognised(f"messages {sorted(by_type)}")
         if len(pipeline) > 1 or any(len(found) != 1 for found in by_type.values()):
@@ -161,8 +175,14 @@ class HeaderDataset(Dataset):
                 raise Unrecognised("contiguous data size")
             elif address is not None:
                 ds.storage_offset = file.base + address
-        raw = [attribute(unshared(m), file) for m in attributes]
-        ds.attributes = HeaderAttributes(ds, raw, file)
+        raw = [(m.order, unshared(m)) for m in attributes]
+        ds.attributes = HeaderAttributes(ds, raw, file, any(tracked))
+        if "DIMENSION_LIST" in ds.attributes:
+            if "CLASS" in ds.attributes:  # a scale of scales: the dimension scale API's own case
+                raise Unrecognised("a dimension scale with a dimension list")
+            listed = ds.attributes.raw("DIMENSION_LIST")
+            ds.scale_references = dimension_list(listed, ds.ndim, file)
+            ds.file_bytes = file
         return ds
 
 
@@ -260,91 +280,9 @@ def _library_filter_name(code: int) -> bytes:
     return dcpl.get_filter(0)[3]
 
 
-class HeaderAttributes(Attributes):
-    """A dataset's attributes from its attribute messages, in h5py's order (by name: headers
-    that track creation order have an attribute info message, and are left to h5py)."""
-
-    def __init__(self, ds: HeaderDataset, raw: list[RawAttribute], file: FileBytes) -> None:
-        # A weak reference, as the base class keeps only the identifier: the dataset holds
-        # these attributes, and a cycle would leave its h5py objects to the garbage collector,
-        # which may free them on a thread reading a store while another holds h5py's lock.
-        self._dataset = weakref.ref(ds)
-        ordered = sorted(raw, key=lambda a: a.name)
-        self._stored = {decoded_name(a.name): a.name for a in ordered}
-        if len(self._stored) != len(raw):
-            raise Unrecognised("repeated attribute names")
-        self._values = {decoded_name(a.name): _attribute_value(a, file) for a in ordered}
-
-    @property
-    def id(self) -> Any:  # type: ignore[override]
-        ds = self._dataset()
-        if ds is None:
-            raise ReferenceError("the dataset of these attributes is gone")
-        return ds.id
-
-
-def _attribute_value(raw: RawAttribute, file: FileBytes) -> Any:
-    """An attribute's value, exactly as h5py's ``attrs[name]`` gives it."""
-    if raw.datatype[0] & 0x0F == VLEN:
-        if raw.datatype[1] & 0x0F != VLEN_STRING:
-            raise Unrecognised("variable-length sequence attribute")
-    elif raw.datatype[0] & 0x0F not in DATASET_CLASSES:
-        raise Unrecognised("attribute datatype class")
-    dtype, vlen, exact = _attribute_type(raw.datatype)
-    if raw.space is None:
-        return h5py.Empty(dtype)
-    if vlen:
-        values = np.array(_vlen_strings(raw.data, file), dtype=dtype)
-    elif exact:
-        values = np.frombuffer(raw.data, dtype).copy()
-    elif dtype.kind == "S" and raw.datatype[1] & 0x0F in (NULLTERM, NULLPAD):
-        # HDF5 converts to h5py's null-padded type by keeping each string up to its first NUL
-        width = dtype.itemsize
-        items = [raw.data[i : i + width].split(b"\0", 1)[0] for i in range(0, len(raw.data), width)]
-        values = np.array(items, dtype=dtype)
-    else:
-        raise Unrecognised("HDF5 converts this attribute's datatype on reading")
-    values = values.reshape(raw.space.shape)
-    return values[()] if values.ndim == 0 else values
-
-
-def _vlen_strings(data: bytes, file: FileBytes) -> list[str]:
-    """Variable-length strings from their global heap ids, decoded as h5py decodes them."""
-    step = 4 + file.offset_size + 4
-    strings = []
-    for at in range(0, len(data), step):
-        length = int.from_bytes(data[at : at + 4], "little")
-        if not length:
-            raise Unrecognised("empty variable-length string")
-        collection = file.address(data, at + 4)
-        index = int.from_bytes(data[at + 4 + file.offset_size : at + step], "little")
-        stored = file.heap_collection(collection)[index]
-        if len(stored) < length or b"\0" in stored[:length]:
-            raise Unrecognised("variable-length string")
-        strings.append(stored[:length].decode("utf-8", "surrogateescape"))
-    return strings
-
-
-@functools.lru_cache(maxsize=256)
-def _decoded(datatype: bytes) -> h5t.TypeID:
-    """A datatype message decoded by HDF5 (``H5Tdecode`` of its serialised form)."""
-    return h5t.decode(b"\x03\x00" + datatype)
-
-
 @functools.lru_cache(maxsize=256)
 def _dataset_type(datatype: bytes) -> tuple[DataKind, bool]:
-    """A dataset datatype's kind, and whether h5py reads it exactly as stored."""
-    tid = _decoded(datatype)
-    kind = DataKind.of(tid)
-    return kind, not kind.materialise and tid.equal(h5t.py_create(kind.stored))
-
-
-@functools.lru_cache(maxsize=256)
-def _attribute_type(datatype: bytes) -> tuple[np.dtype, bool, bool]:
-    """An attribute datatype's NumPy type as h5py reads it, whether it is variable-length
-    text, and whether h5py reads it exactly as stored."""
-    reading = attribute_reading(type_key(_decoded(datatype)))
-    if reading is None:
-        raise Unrecognised("attribute type left to h5py")
-    dtype, memory_type, vlen = reading
-    return dtype, vlen, _decoded(datatype).equal(memory_type)
+    """A dataset datatype's kind, and whether h5py reads it exactly as stored (the kind's own
+    judgement: netCDF's one-byte null-terminated chars, say, read as stored)."""
+    kind = DataKind.of(decoded_type(datatype))
+    return kind, not kind.materialise

@@ -1,0 +1,154 @@
+"""A header-described dataset's attributes, read from its attribute messages as h5py reads them.
+
+The attributes are listed from the header in h5py's order: by creation order where the
+header tracks it (netCDF-4 files do), else by name. Each value is decoded when first
+asked for: numbers and strings (fixed or variable length) from the message, exactly as
+h5py gives them; any other (object references, compounds, shared types, ...) is read
+through h5py, which opens the dataset.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import weakref
+from typing import Any
+
+import h5py
+import numpy as np
+from h5py import h5t
+
+from zarr_manifest_store.scan.hdf5.attributes import Attributes, attribute_reading, decoded_name
+from zarr_manifest_store.scan.hdf5.datatypes import type_key
+from zarr_manifest_store.scan.hdf5.headers import NOT_RECOGNISED, FileBytes, Unrecognised
+from zarr_manifest_store.scan.hdf5.messages import RawAttribute, attribute, attribute_name
+
+__all__ = ["HeaderAttributes", "decoded_type"]
+
+PLAIN_CLASSES = frozenset({0, 1, 3})
+"""Datatype classes decoded here: fixed-point, floating-point, fixed-length string."""
+VLEN, VLEN_STRING = 9, 1
+NULLTERM, NULLPAD = 0, 1
+
+
+class HeaderAttributes(Attributes):
+    """A dataset's attributes from its attribute messages (``messages``: each body with its
+    creation index), in h5py's order: by creation index where ``tracked``, else by name."""
+
+    def __init__(
+        self,
+        ds: h5py.Dataset,
+        messages: list[tuple[int | None, bytes]],
+        file: FileBytes,
+        tracked: bool,
+    ) -> None:
+        # A weak reference, as the base class keeps only the identifier: the dataset holds
+        # these attributes, and a cycle would leave its h5py objects to the garbage collector,
+        # which may free them on a thread reading a store while another holds h5py's lock.
+        self._dataset = weakref.ref(ds)
+        self._file = file
+        named = [(order, attribute_name(body), body) for order, body in messages]
+        if tracked:
+            named.sort(key=operator.itemgetter(0))
+            if len({order for order, _, _ in named}) != len(named):
+                raise Unrecognised("repeated attribute creation indexes")
+        else:
+            named.sort(key=operator.itemgetter(1))
+        self._stored = {}
+        self._bodies = {}
+        for _, name, body in named:
+            shown = decoded_name(name)
+            self._stored[shown] = name
+            self._bodies[shown] = body
+        if len(self._stored) != len(named):
+            raise Unrecognised("repeated attribute names")
+        self._values = {}
+
+    def __getitem__(self, name: str | bytes) -> Any:
+        """The value, as ``obj.attrs[name]`` gives it: decoded from its message, or read by h5py
+        where this module cannot decode it exactly."""
+        if name not in self._values:
+            try:
+                raw = attribute(self._bodies[name], self._file)
+                self._values[name] = _attribute_value(raw, self._file)
+            except NOT_RECOGNISED:
+                return super().__getitem__(name)
+        return self._values[name]
+
+    def raw(self, name: str) -> RawAttribute:
+        """Attribute ``name`` as its message stores it."""
+        return attribute(self._bodies[name], self._file)
+
+    def _live(self) -> h5py.Dataset:
+        ds = self._dataset()
+        if ds is None:
+            raise ReferenceError("the dataset of these attributes is gone")
+        return ds
+
+    @property
+    def id(self) -> Any:  # type: ignore[override]
+        return self._live().id
+
+    @property
+    def _h5py(self) -> h5py.AttributeManager:  # type: ignore[override]
+        """h5py's reading of the attributes left to it (opens the dataset)."""
+        return self._live().attrs
+
+
+def _attribute_value(raw: RawAttribute, file: FileBytes) -> Any:
+    """An attribute's value, exactly as h5py's ``attrs[name]`` gives it."""
+    if raw.datatype[0] & 0x0F == VLEN:
+        if raw.datatype[1] & 0x0F != VLEN_STRING:
+            raise Unrecognised("variable-length sequence attribute")
+    elif raw.datatype[0] & 0x0F not in PLAIN_CLASSES:
+        raise Unrecognised("attribute datatype class")
+    dtype, vlen, exact = _attribute_type(raw.datatype)
+    if raw.space is None:
+        return h5py.Empty(dtype)
+    if vlen:
+        values = np.array(_vlen_strings(raw.data, file), dtype=dtype)
+    elif exact:
+        values = np.frombuffer(raw.data, dtype).copy()
+    elif dtype.kind == "S" and raw.datatype[1] & 0x0F in (NULLTERM, NULLPAD):
+        # HDF5 converts to h5py's null-padded type by keeping each string up to its first NUL
+        width = dtype.itemsize
+        items = [raw.data[i : i + width].split(b"\0", 1)[0] for i in range(0, len(raw.data), width)]
+        values = np.array(items, dtype=dtype)
+    else:
+        raise Unrecognised("HDF5 converts this attribute's datatype on reading")
+    values = values.reshape(raw.space.shape)
+    return values[()] if values.ndim == 0 else values
+
+
+def _vlen_strings(data: bytes, file: FileBytes) -> list[str]:
+    """Variable-length strings from their global heap ids, decoded as h5py decodes them."""
+    step = 4 + file.offset_size + 4
+    strings = []
+    for at in range(0, len(data), step):
+        length = int.from_bytes(data[at : at + 4], "little")
+        if not length:
+            raise Unrecognised("empty variable-length string")
+        collection = file.address(data, at + 4)
+        index = int.from_bytes(data[at + 4 + file.offset_size : at + step], "little")
+        stored = file.heap_collection(collection)[index]
+        if len(stored) < length or b"\0" in stored[:length]:
+            raise Unrecognised("variable-length string")
+        strings.append(stored[:length].decode("utf-8", "surrogateescape"))
+    return strings
+
+
+@functools.lru_cache(maxsize=256)
+def decoded_type(datatype: bytes) -> h5t.TypeID:
+    """A datatype message decoded by HDF5 (``H5Tdecode`` of its serialised form)."""
+    return h5t.decode(b"\x03\x00" + datatype)
+
+
+@functools.lru_cache(maxsize=256)
+def _attribute_type(datatype: bytes) -> tuple[np.dtype, bool, bool]:
+    """An attribute datatype's NumPy type as h5py reads it, whether it is variable-length
+    text, and whether h5py reads it exactly as stored."""
+    reading = attribute_reading(type_key(decoded_type(datatype)))
+    if reading is None:
+        raise Unrecognised("attribute type left to h5py")
+    dtype, memory_type, vlen = reading
+    return dtype, vlen, decoded_type(datatype).equal(memory_type)
