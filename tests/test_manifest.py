@@ -487,3 +487,26 @@ def test_one_file_is_the_manifest_the_general_constructor_builds(tmp_path):
             mine[...] = 7
     assert quick.equals(general)
     assert pickle.loads(pickle.dumps(quick)).equals(general)
+
+
+def test_a_scan_keeps_few_objects_per_array_for_the_garbage_collector(tmp_path):
+    """Each full pass of Python's garbage collector walks every object it tracks, and a scan
+    of many small datasets set off several: a scanned chunked array holds a handful (its
+    metadata, manifest and array), not the chunk index's buffers or a mapping of its own."""
+    import gc
+
+    import h5py
+
+    import zarr_manifest_store as zms
+
+    path = tmp_path / "many.h5"
+    with h5py.File(path, "w") as f:
+        for i in range(300):
+            f.create_dataset(f"v{i}", data=np.arange(40, dtype="f4"), chunks=(16,))
+    zms.scan(path)  # caches filled
+    gc.collect()
+    before = len(gc.get_objects())
+    group = zms.scan(path)
+    gc.collect()
+    assert len(group.arrays) == 300
+    assert (len(gc.get_objects()) - before) / 300 <= 5

@@ -125,16 +125,19 @@ class ChunkManifest:
         return manifest
 
     @classmethod
-    def one_file(cls, path: str, fingerprint: Fingerprint, *columns: np.ndarray) -> ChunkManifest:
+    def one_file(
+        cls, fingerprints: Mapping[str, Fingerprint], *columns: np.ndarray
+    ) -> ChunkManifest:
         """Grid-shaped columns of one file's chunks as a scan reads its chunk index (``uint32``
         indices of 0 or MISSING, ``uint64`` offsets and ``uint32`` lengths inside the file),
-        nothing inline: what a scan makes of each chunked dataset, so it skips the checks."""
+        nothing inline: what a scan makes of each chunked dataset, so it skips the checks.
+        ``fingerprints`` (of that one file) is held as given: a scan's arrays share one."""
         manifest = cls.__new__(cls)
-        manifest._paths, manifest._fingerprints, manifest._flat = (path,), {path: fingerprint}, None
+        manifest._paths, manifest._fingerprints = tuple(fingerprints), fingerprints
+        manifest._index, manifest._offsets, manifest._lengths = columns
+        manifest._inline, manifest._shape, manifest._flat = {}, columns[0].shape, None
         for column in columns:
             column.flags.writeable = False
-        manifest._index, manifest._offsets, manifest._lengths = columns
-        manifest._inline, manifest._shape = {}, columns[0].shape
         return manifest
 
     @classmethod

@@ -55,7 +55,10 @@ def chunk_columns(
                 (c + 1) * s > n for c, s, n in zip(cell, chunks, shape, strict=True)
             ):
                 skipped.append(int(k))
-    return np.frombuffer(offsets, np.uint64), np.frombuffer(lengths, np.uint32), skipped
+    # Copies: a view would keep the array.array and its buffer export alive, objects the garbage
+    # collector walks on every full pass, a few per dataset in a scan of many.
+    offsets_column = np.frombuffer(offsets, np.uint64).copy()
+    return offsets_column, np.frombuffer(lengths, np.uint32).copy(), skipped
 
 
 def _from_file(

@@ -10,6 +10,7 @@ when small, and refused otherwise.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ class Layouts:
     max_inline_bytes: int
     external_fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
     """Fingerprints of the other files its arrays reference (external storage, virtual sources)."""
+
+    @functools.cached_property
+    def own_fingerprint(self) -> dict[str, Fingerprint]:
+        """The file's fingerprint by its path: one mapping its chunked arrays share."""
+        return {self.path: self.fingerprint}
 
     def described(
         self, ds: h5py.Dataset, kind: DataKind, base: dict[str, Any], dcpl: h5p.PropDCID
@@ -115,7 +121,7 @@ class Layouts:
         if inline:
             manifest = self.manifest([self.path], *columns, inline)
         else:  # the columns as chunk_columns reads them, in its types: nothing to check
-            manifest = ChunkManifest.one_file(self.path, self.fingerprint, *columns)
+            manifest = ChunkManifest.one_file(self.own_fingerprint, *columns)
         return ManifestArray(metadata=metadata, manifest=manifest)
 
     def contiguous(self, ds: h5py.Dataset, base: dict[str, Any]) -> ManifestArray:
