@@ -83,15 +83,17 @@ BAD_JSON_DOCUMENTS = {
 }
 
 
+def spoiled(doc: Path, case: str) -> tuple[Path, str]:
+    """Apply the edit of ``case`` to ``doc``: the file edited, and the problem its error names."""
+    which, edit, problem = BAD_JSON_DOCUMENTS[case]
+    file = doc / "zarr.json" if which == "zarr.json" else doc / "sub/c/manifest.json"
+    edit_json(file, edit)
+    return file, problem
+
+
 @pytest.mark.parametrize("case", sorted(BAD_JSON_DOCUMENTS))
 def test_bad_values_are_manifest_errors_naming_file_and_field(json_document, case):
-    which, edit, problem = BAD_JSON_DOCUMENTS[case]
-    file = (
-        json_document / "zarr.json"
-        if which == "zarr.json"
-        else json_document / "sub/c/manifest.json"
-    )
-    edit_json(file, edit)
+    file, problem = spoiled(json_document, case)
     with pytest.raises(zms.ManifestError, match=problem) as refused:
         open_and_read(json_document)
     assert str(file) in str(refused.value)
@@ -109,13 +111,7 @@ def test_a_lone_surrogate_in_a_columnar_path_table_is_a_manifest_error(columnar_
     ["NUL in an absolute path", "a lone surrogate in a node name", "deeply nested attributes"],
 )
 def test_the_cli_prints_one_line_naming_the_file(json_document, case):
-    which, edit, problem = BAD_JSON_DOCUMENTS[case]
-    file = (
-        json_document / "zarr.json"
-        if which == "zarr.json"
-        else json_document / "sub/c/manifest.json"
-    )
-    edit_json(file, edit)
+    file, problem = spoiled(json_document, case)
     for command in ("info", "verify"):
         result = subprocess.run(
             [sys.executable, "-m", "zarr_manifest_store.cli", command, str(json_document)],
