@@ -251,11 +251,11 @@ def _fixed_text(value: Any) -> bool:
 def _has_text_bytes(value: Any) -> bool:
     """Whether ``value`` is fixed-length text with a byte past ASCII (h5netcdf decodes such
     text in its character set, not as UTF-8, and keeps single characters as bytes)."""
-    if not (isinstance(value, np.bytes_ | np.ndarray) and value.dtype.kind == "S"):
-        return False
-    return bool(
-        np.frombuffer(np.ascontiguousarray(value).tobytes(), np.uint8).max(initial=0) >= 0x80
-    )
+    if isinstance(value, np.bytes_):
+        return not value.isascii()
+    if isinstance(value, np.ndarray) and value.dtype.kind == "S":
+        return not value.tobytes().isascii()
+    return False
 
 
 def _object_paths(value: Any, attributes: Attributes) -> Any:
