@@ -167,6 +167,8 @@ def stored_attribute(name: str, value: Any) -> tuple[Any, dict[str, Any] | None]
 
 def _surrogate_escaped(value: Any) -> np.ndarray | None:
     """The bytes of text holding lone surrogates (invalid UTF-8 escaped); None for anything else."""
+    if isinstance(value, str) and (value.isascii() or not _ESCAPED_BYTE.search(value)):
+        return None  # most attributes: no array made to find that out
     items = value if isinstance(value, np.ndarray) and value.dtype.kind == "O" else None
     if isinstance(value, str):
         items = np.asarray(value, dtype=object)
