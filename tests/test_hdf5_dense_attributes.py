@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from test_hdf5_headers import assert_same_scan, described_from_headers
 
-from zarr_manifest_store.scan.hdf5.headers import FileBytes
+from zarr_manifest_store.scan.hdf5.headers import FileBytes, Unrecognised
 from zarr_manifest_store.scan.hdf5.parsed import HeaderDataset
 
 
@@ -43,7 +43,7 @@ def _make(path: Path, count: int, track: bool, deleted: int = 0) -> dict[str, ob
 
 def _header_attributes(path: Path) -> HeaderDataset:
     with h5py.File(path, "r") as f, open(path, "rb") as raw:
-        address = h5py.h5o.get_info(f["d"].id).addr
+        address = f.id.links.get_info(b"d").u
         ds = HeaderDataset.read(FileBytes.local(raw.fileno()), f, "d", address)
         return {name: ds.attributes[name] for name in ds.attributes}
 
@@ -102,3 +102,15 @@ def test_netcdf_c_dense_attributes(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", NETCDF_C_DENSE, str(path)], check=True)
     assert described_from_headers(path) >= {"/v9", "/v40"}
     assert_same_scan(path)
+
+
+@pytest.mark.parametrize("signature", [b"FRHP", b"FHDB", b"FHIB", b"BTHD", b"BTIN", b"BTLF"])
+def test_a_damaged_block_is_left_to_h5py(tmp_path: Path, signature: bytes) -> None:
+    path = tmp_path / "damaged.h5"
+    _make(path, 500, True)
+    data = bytearray(path.read_bytes())
+    at = data.index(signature) + 20  # inside the block, under its checksum
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(Unrecognised, match="checksum mismatch"):
+        _header_attributes(path)
