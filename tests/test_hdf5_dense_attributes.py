@@ -84,6 +84,21 @@ def test_long_names_and_values(tmp_path: Path) -> None:
     assert_same_scan(path)
 
 
+def test_indirect_blocks_below_indirect_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "deep.h5"
+    with h5py.File(path, "w", libver="latest") as f:
+        d = f.create_dataset("d", data=np.arange(3.0), track_order=True)
+        for i in range(700):  # 700 KB of attributes: past the root indirect block's direct rows
+            d.attrs[f"a{i}"] = np.full(120, i, "f8")
+    with h5py.File(path, "r") as f:
+        expected = dict(f["d"].attrs)
+    found = _header_attributes(path)
+    assert list(found) == list(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(found[name], value)
+    assert_same_scan(path)
+
+
 NETCDF_C_DENSE = """
 import sys, netCDF4, numpy as np
 with netCDF4.Dataset(sys.argv[1], "w") as nc:

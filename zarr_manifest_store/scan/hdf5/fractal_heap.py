@@ -58,8 +58,10 @@ class FractalHeap:
         self._direct_rows = _log2(maximum) - _log2(self._start) + 2
         self._offset_size = (heap_bits + 7) // 8
         max_object = int.from_bytes(head[10:14], "little")
-        self._length_size = min((_log2(maximum) + 7) // 8, max_object.bit_length() // 8 + 1)
-        self._blocks: dict[int, bytes] = {}
+        self._length_size = min((_log2(maximum) + 7) // 8, (max_object.bit_length() - 1) // 8 + 1)
+        # blocks read, by address and heap offset (each checked at that offset)
+        self._blocks: dict[tuple[int, int], bytes] = {}
+        self._children: dict[tuple[int, int], list[int]] = {}
         self._budget = MAX_HEADER_BYTES
 
     def object(self, heap_id: bytes) -> bytes:
@@ -123,15 +125,19 @@ class FractalHeap:
         return raw
 
     def _indirect(self, address: int, rows: int, start: int) -> list[int]:
-        o = self._file.offset_size
-        count = rows * self._width
-        at = 5 + o + self._offset_size
-        raw = self._read(address, at + count * o + 4, b"FHIB", start)
-        _verify(raw)
-        return [self._file.address(raw, at + i * o) for i in range(count)]
+        entries = self._children.get((address, start))
+        if entries is None:
+            o = self._file.offset_size
+            count = rows * self._width
+            at = 5 + o + self._offset_size
+            raw = self._read(address, at + count * o + 4, b"FHIB", start)
+            _verify(raw)
+            entries = [self._file.address(raw, at + i * o) for i in range(count)]
+            self._children[address, start] = entries
+        return entries
 
     def _direct(self, address: int, start: int, size: int) -> bytes:
-        block = self._blocks.get(address)
+        block = self._blocks.get((address, start))
         if block is None:
             block = self._read(address, size, b"FHDB", start)
             if self._flags & CHECKSUMMED_DIRECT_BLOCKS:
@@ -139,5 +145,5 @@ class FractalHeap:
                 zeroed = block[:at] + bytes(4) + block[at + 4 :]
                 if lookup3(zeroed) != int.from_bytes(block[at : at + 4], "little"):
                     raise Unrecognised("checksum mismatch")
-            self._blocks[address] = block
+            self._blocks[address, start] = block
         return block
