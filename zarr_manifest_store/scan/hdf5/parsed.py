@@ -3,15 +3,15 @@
 A compact, contiguous or chunked dataset whose header holds only messages this
 module knows (dataspace, a datatype of integers, IEEE floats or fixed-length
 strings, fill value, layout, filter pipeline, attributes of numbers and strings,
-fixed or variable length, in the header, creation-ordered or not, and a netCDF-4
-dimension list) becomes a :class:`HeaderDataset`: the scan's
+fixed or variable length, in the header or in dense storage (``dense_attributes``),
+creation-ordered or not, and a netCDF-4 dimension list) becomes a :class:`HeaderDataset`: the scan's
 :class:`~.objects.Dataset` with every property a scan asks about already read, so
 that describing it makes no h5py call but those that read a chunked dataset's chunk
 index (HDF5's own, through the dataset opened when first asked for). Each datatype
 is decoded by HDF5 itself (``H5Tdecode``), once per distinct type, and values are
 taken as stored only where HDF5's conversion to h5py's memory type would copy them
 unchanged. Anything else — virtual layouts, external storage, shared messages,
-dense attribute storage, other types — returns None, and the scan opens the object
+huge objects in dense attribute storage, other types — returns None, and the scan opens the object
 with h5py instead.
 """
 
