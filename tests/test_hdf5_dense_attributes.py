@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from test_hdf5_headers import assert_same_scan, described_from_headers
 
-from zarr_manifest_store.scan.hdf5.headers import FileBytes, Unrecognised
+from zarr_manifest_store.scan.hdf5.headers import FileBytes, Unrecognised, lookup3
 from zarr_manifest_store.scan.hdf5.parsed import HeaderDataset
 
 
@@ -84,12 +84,16 @@ def test_long_names_and_values(tmp_path: Path) -> None:
     assert_same_scan(path)
 
 
-def test_indirect_blocks_below_indirect_blocks(tmp_path: Path) -> None:
-    path = tmp_path / "deep.h5"
+def _deep(path: Path) -> None:
     with h5py.File(path, "w", libver="latest") as f:
         d = f.create_dataset("d", data=np.arange(3.0), track_order=True)
         for i in range(700):  # 700 KB of attributes: past the root indirect block's direct rows
             d.attrs[f"a{i}"] = np.full(120, i, "f8")
+
+
+def test_indirect_blocks_below_indirect_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "deep.h5"
+    _deep(path)
     with h5py.File(path, "r") as f:
         expected = dict(f["d"].attrs)
     found = _header_attributes(path)
@@ -128,4 +132,24 @@ def test_a_damaged_block_is_left_to_h5py(tmp_path: Path, signature: bytes) -> No
     data[at] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(Unrecognised, match="checksum mismatch"):
+        _header_attributes(path)
+
+
+def test_an_indirect_block_that_holds_itself_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "loop.h5"
+    _deep(path)
+    data = bytearray(path.read_bytes())
+    root = data.index(b"FHIB\0")
+    while data[root + 13 : root + 18] != bytes(5):  # the root: at heap offset 0
+        root = data.index(b"FHIB\0", root + 1)
+    entries = root + 18  # after the heap's address (8 bytes) and the block offset (5)
+    child = entries + 8 * 4 * 8  # row 8, the first of indirect blocks (width 4)
+    assert data[child : child + 8] != b"\xff" * 8
+    data[child : child + 8] = root.to_bytes(8, "little")
+    size = 18 + 12 * 4 * 8  # the root's 12 rows
+    data[root + size : root + size + 4] = lookup3(bytes(data[root : root + size])).to_bytes(
+        4, "little"
+    )
+    path.write_bytes(bytes(data))
+    with pytest.raises(Unrecognised, match="offset"):
         _header_attributes(path)
