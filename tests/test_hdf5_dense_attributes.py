@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5netcdf
 import h5py
 import numpy as np
 import pytest
@@ -153,3 +154,17 @@ def test_an_indirect_block_that_holds_itself_is_refused(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(Unrecognised, match="offset"):
         _header_attributes(path)
+
+
+def test_h5netcdf_dense_attributes(tmp_path: Path) -> None:
+    path = tmp_path / "h5netcdf.nc"
+    with h5netcdf.File(path, "w") as f:
+        f.dimensions = {"x": 3}
+        f.create_variable("x", ("x",), "f8", data=[1.0, 2.0, 3.0])
+        v = f.create_variable("v", ("x",), "f4", data=np.ones(3, "f4"))
+        for i in range(30):
+            v.attrs[f"a{30 - i:02d}"] = f"text {i}" if i % 2 else np.int32(i)
+    with h5py.File(path, "r") as f:
+        assert list(f["v"].attrs) != sorted(f["v"].attrs)  # creation order is kept
+    assert "/v" in described_from_headers(path)
+    assert_same_scan(path)
