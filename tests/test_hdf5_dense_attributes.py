@@ -49,6 +49,17 @@ def _header_attributes(path: Path) -> HeaderDataset:
         return {name: ds.attributes[name] for name in ds.attributes}
 
 
+def _assert_read_like_h5py(path: Path) -> None:
+    """Dataset ``d``'s attributes from its header are h5py's, and so is the scan."""
+    with h5py.File(path, "r") as f:
+        expected = dict(f["d"].attrs)
+    found = _header_attributes(path)
+    assert list(found) == list(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(found[name], value)
+    assert_same_scan(path)
+
+
 @pytest.mark.parametrize("track", [False, True])
 @pytest.mark.parametrize(("count", "deleted"), [(9, 0), (50, 0), (500, 0), (60, 20)])
 def test_dense_attributes_take_the_header_path(
@@ -72,13 +83,7 @@ def test_long_names_and_values(tmp_path: Path) -> None:
         d = f.create_dataset("d", data=np.arange(3.0), track_order=True)
         for i in range(12):  # up to 2.4 KiB: objects in the heap's blocks
             d.attrs[f"{'n' * (50 * i + 1)}{i}"] = np.arange(20 * i, dtype="f8")
-    with h5py.File(path, "r") as f:
-        expected = dict(f["d"].attrs)
-    found = _header_attributes(path)
-    assert list(found) == list(expected)
-    for name, value in expected.items():
-        np.testing.assert_array_equal(found[name], value)
-    assert_same_scan(path)
+    _assert_read_like_h5py(path)
     with h5py.File(path, "a") as f:  # past the heap's largest managed object: a huge object
         f["d"].attrs["huge"] = np.arange(1000, dtype="f8")
     assert described_from_headers(path) == set()  # h5py's, as before
@@ -95,13 +100,7 @@ def _deep(path: Path) -> None:
 def test_indirect_blocks_below_indirect_blocks(tmp_path: Path) -> None:
     path = tmp_path / "deep.h5"
     _deep(path)
-    with h5py.File(path, "r") as f:
-        expected = dict(f["d"].attrs)
-    found = _header_attributes(path)
-    assert list(found) == list(expected)
-    for name, value in expected.items():
-        np.testing.assert_array_equal(found[name], value)
-    assert_same_scan(path)
+    _assert_read_like_h5py(path)
 
 
 NETCDF_C_DENSE = """
