@@ -34,7 +34,8 @@ h5netcdf shows), ``metadata`` (parsed once), ``headers`` (object headers and glo
 heaps from the file's bytes), ``messages`` (their messages decoded), ``parsed``
 (datasets described from their headers), ``header_attributes`` and
 ``header_scales`` (their attributes and the dimension scales their dimension lists
-name), ``library`` (HDF5 calls h5py does not wrap).
+name), ``dense_attributes`` with ``fractal_heap`` and ``btree2`` (attributes kept in
+dense storage), ``library`` (HDF5 calls h5py does not wrap).
 """
 
 from __future__ import annotations

@@ -29,7 +29,9 @@ __all__ = [
     "FileBytes",
     "Message",
     "Unrecognised",
+    "lookup3",
     "object_messages",
+    "verify_checksum",
 ]
 
 BLOCK_BYTES = 1 << 16
@@ -253,7 +255,7 @@ def _messages_v2(file: FileBytes, address: int) -> list[Message]:
     size = int.from_bytes(head[at : at + width], "little")
     start = at + width
     raw = file.at(address, start + size + 4)
-    _verify(raw)
+    verify_checksum(raw)
     order = bool(flags & 0x04)
     messages = _block_v2(raw[start : start + size], order)
     pending = [m for m in messages if m.type == CONTINUATION]
@@ -266,7 +268,7 @@ def _messages_v2(file: FileBytes, address: int) -> list[Message]:
         block = file.at(where, length)
         if block[:4] != b"OCHK":
             raise Unrecognised("continuation block signature")
-        _verify(block)
+        verify_checksum(block)
         more = _block_v2(block[4:-4], order)
         messages += more
         if len(messages) > MAX_MESSAGES:
@@ -300,7 +302,7 @@ def _continuation(file: FileBytes, body: bytes) -> tuple[int, int]:
     return file.address(body, 0), file.length(body, file.offset_size)
 
 
-def _verify(raw: bytes) -> None:
+def verify_checksum(raw: bytes) -> None:
     """Checks the Jenkins lookup3 checksum in the last four bytes of a metadata block."""
     if lookup3(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
         raise Unrecognised("checksum mismatch")

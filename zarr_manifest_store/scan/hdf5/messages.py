@@ -20,11 +20,12 @@ __all__ = [
     "CHUNKED",
     "COMPACT",
     "CONTIGUOUS",
+    "AttributeInfo",
     "RawAttribute",
     "Space",
     "attribute",
+    "attribute_info",
     "attribute_name",
-    "attribute_order",
     "chunk_dims",
     "dataspace",
     "fill_value",
@@ -249,9 +250,18 @@ def fill_value(body: bytes) -> bytes | None:
     return value
 
 
-def attribute_order(body: bytes, file: FileBytes) -> bool:
-    """Whether an attribute info message tracks the creation order of its header's attributes,
-    which must all be attribute messages in the header (no dense storage), else raises."""
+class AttributeInfo(NamedTuple):
+    """An attribute info message: whether creation order is tracked, and the addresses of
+    the fractal heap and name index of dense attribute storage (None: none, every
+    attribute is a message in the header)."""
+
+    tracked: bool
+    heap: int | None
+    names: int | None
+
+
+def attribute_info(body: bytes, file: FileBytes) -> AttributeInfo:
+    """An attribute info message, version 0."""
     version, flags = body[0], body[1]
     if version != 0 or flags & ~0x03:
         raise Unrecognised(f"attribute info version {version} or flags")
@@ -259,9 +269,11 @@ def attribute_order(body: bytes, file: FileBytes) -> bool:
     if len(body) < at + 2 * file.offset_size:
         raise Unrecognised("short attribute info")
     heap, names = file.address(body, at), file.address(body, at + file.offset_size)
-    if heap != file.undefined or names != file.undefined:
-        raise Unrecognised("dense attribute storage")
-    return bool(flags & 0x01)
+    if (heap == file.undefined) != (names == file.undefined):
+        raise Unrecognised("dense attribute storage without its heap or name index")
+    if heap == file.undefined:
+        return AttributeInfo(bool(flags & 0x01), None, None)
+    return AttributeInfo(bool(flags & 0x01), heap, names)
 
 
 def type_size(datatype: bytes) -> int:

@@ -3,15 +3,15 @@
 A compact, contiguous or chunked dataset whose header holds only messages this
 module knows (dataspace, a datatype of integers, IEEE floats or fixed-length
 strings, fill value, layout, filter pipeline, attributes of numbers and strings,
-fixed or variable length, in the header, creation-ordered or not, and a netCDF-4
-dimension list) becomes a :class:`HeaderDataset`: the scan's
+fixed or variable length, in the header or in dense storage (``dense_attributes``),
+creation-ordered or not, and a netCDF-4 dimension list) becomes a :class:`HeaderDataset`: the scan's
 :class:`~.objects.Dataset` with every property a scan asks about already read, so
 that describing it makes no h5py call but those that read a chunked dataset's chunk
 index (HDF5's own, through the dataset opened when first asked for). Each datatype
 is decoded by HDF5 itself (``H5Tdecode``), once per distinct type, and values are
 taken as stored only where HDF5's conversion to h5py's memory type would copy them
 unchanged. Anything else — virtual layouts, external storage, shared messages,
-dense attribute storage, other types — returns None, and the scan opens the object
+huge objects in dense attribute storage, other types — returns None, and the scan opens the object
 with h5py instead.
 """
 
@@ -27,6 +27,7 @@ from h5py import h5d, h5o, h5p, h5z
 from zarr_manifest_store.scan.common import Refused
 from zarr_manifest_store.scan.hdf5.chunk_tree import StoredIndex
 from zarr_manifest_store.scan.hdf5.datatypes import DataKind
+from zarr_manifest_store.scan.hdf5.dense_attributes import dense_attributes
 from zarr_manifest_store.scan.hdf5.header_attributes import HeaderAttributes, decoded_type
 from zarr_manifest_store.scan.hdf5.header_scales import dimension_list, scale_names
 from zarr_manifest_store.scan.hdf5.headers import (
@@ -44,7 +45,7 @@ from zarr_manifest_store.scan.hdf5.messages import (
     RESERVED_FILTERS,
     PipelineStage,
     Space,
-    attribute_order,
+    attribute_info,
     chunk_dims,
     dataspace,
     fill_value,
@@ -138,9 +139,8 @@ class HeaderDataset(Dataset):
         attributes = by_type.pop(ATTRIBUTE, [])
         pipeline = by_type.pop(PIPELINE, [])
         # attributes listed by creation order: the header's flag (h5py's) and the info message's
-        tracked = [
-            attribute_order(unshared(info), file) for info in by_type.pop(ATTRIBUTE_INFO, [])
-        ]
+        infos = [attribute_info(unshared(info), file) for info in by_type.pop(ATTRIBUTE_INFO, [])]
+        tracked = [info.tracked for info in infos]
         if tracked not in ([], [False], [True]) or any(tracked) != (messages[0].order is not None):
             raise Unrecognised("attribute info")
         if set(by_type) != {DATASPACE, DATATYPE, FILL, LAYOUT}:
@@ -176,6 +176,10 @@ class HeaderDataset(Dataset):
             elif address is not None:
                 ds.storage_offset = file.base + address
         raw = [(m.order, unshared(m)) for m in attributes]
+        if infos and infos[0].heap is not None:
+            if raw:
+                raise Unrecognised("attributes both in the header and in dense storage")
+            raw = dense_attributes(file, infos[0].heap, infos[0].names, infos[0].tracked)
         ds.attributes = HeaderAttributes(ds, raw, file, any(tracked))
         if "DIMENSION_LIST" in ds.attributes:
             if "CLASS" in ds.attributes:  # a scale of scales: the dimension scale API's own case

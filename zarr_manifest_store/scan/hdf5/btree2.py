@@ -1,0 +1,73 @@
+"""The records of a version 2 B-tree (``BTHD``, HDF5 File Format Specification III.A.2),
+read from the file: HDF5 indexes dense attribute storage with them.
+
+Every node's checksum and record counts are checked, and the walk is bounded (depth,
+records, bytes read); anything else raises Unrecognised.
+"""
+
+from __future__ import annotations
+
+from zarr_manifest_store.scan.hdf5.headers import (
+    MAX_HEADER_BYTES,
+    MAX_MESSAGES,
+    FileBytes,
+    Unrecognised,
+    verify_checksum,
+)
+
+__all__ = ["btree2_records"]
+
+NODE_PREFIX = 10
+"""Bytes of a node that are not records or child pointers: signature, version, type, checksum."""
+MAX_DEPTH = 16
+
+
+def _size_of(count: int) -> int:
+    """Bytes HDF5 encodes a count of at most ``count`` in (``H5VM_limit_enc_size``)."""
+    return (count.bit_length() - 1) // 8 + 1
+
+
+def btree2_records(file: FileBytes, address: int, kind: int, record_size: int) -> list[bytes]:
+    """Every record of the B-tree of type ``kind`` whose header is at ``address``."""
+    o, n = file.offset_size, file.length_size
+    head = file.at(address, 22 + o + n)
+    if head[:6] != b"BTHD\0" + bytes([kind]):
+        raise Unrecognised("v2 B-tree signature, version or type")
+    verify_checksum(head)
+    node_size = int.from_bytes(head[6:10], "little")
+    depth = int.from_bytes(head[12:14], "little")
+    if int.from_bytes(head[10:12], "little") != record_size or not 0 <= depth <= MAX_DEPTH:
+        raise Unrecognised("v2 B-tree record size or depth")
+    root, count = file.address(head, 16), int.from_bytes(head[16 + o : 18 + o], "little")
+    total = file.length(head, 18 + o)
+    if total > MAX_MESSAGES or node_size > MAX_HEADER_BYTES or node_size <= NODE_PREFIX:
+        raise Unrecognised("v2 B-tree too large")
+    # per depth: the largest number of records in a node, and of records below one
+    most = [(node_size - NODE_PREFIX) // record_size]
+    below, pointers = [most[0]], [0]
+    count_size = _size_of(most[0])
+    for d in range(1, depth + 1):
+        pointers.append(o + count_size + (_size_of(below[d - 1]) if d > 1 else 0))
+        most.append((node_size - NODE_PREFIX - pointers[d]) // (record_size + pointers[d]))
+        below.append((most[d] + 1) * below[d - 1] + most[d])
+    records: list[bytes] = []
+    pending = [(root, count, depth)] if total else []
+    while pending:
+        node, count, d = pending.pop()
+        if count > most[d] or len(records) + count > total:
+            raise Unrecognised("v2 B-tree record count")
+        raw = file.at(node, node_size)
+        if raw[:6] != (b"BTIN\0" if d else b"BTLF\0") + bytes([kind]):
+            raise Unrecognised("v2 B-tree node signature, version or type")
+        end = 6 + count * record_size
+        records += [raw[at : at + record_size] for at in range(6, end, record_size)]
+        if d:
+            for _ in range(count + 1):
+                child = file.address(raw, end)
+                below_count = int.from_bytes(raw[end + o : end + o + count_size], "little")
+                pending.append((child, below_count, d - 1))
+                end += pointers[d]
+        verify_checksum(raw[: end + 4])
+    if len(records) != total:
+        raise Unrecognised("v2 B-tree record count")
+    return records

@@ -1,0 +1,35 @@
+"""The attribute messages of a header with dense attribute storage (issue #18): the name
+index's records (a version 2 B-tree of type 8) give each message's fractal heap ID and
+creation index, as ``H5A__dense_build_table`` lists them; h5py's order is then the sort
+:class:`~.header_attributes.HeaderAttributes` applies to attributes in the header.
+
+A shared attribute message raises Unrecognised (the scan opens the object with h5py).
+"""
+
+from __future__ import annotations
+
+from zarr_manifest_store.scan.hdf5.btree2 import btree2_records
+from zarr_manifest_store.scan.hdf5.fractal_heap import FractalHeap
+from zarr_manifest_store.scan.hdf5.headers import FileBytes, Unrecognised
+
+__all__ = ["dense_attributes"]
+
+NAME_INDEX = 8
+"""The v2 B-tree record type of an attribute name index."""
+NAME_RECORD = 17
+"""Its records: a heap ID of 8 bytes, message flags, creation index, name hash."""
+
+
+def dense_attributes(
+    file: FileBytes, heap: int, names: int, tracked: bool
+) -> list[tuple[int | None, bytes]]:
+    """Each attribute message in the heap at ``heap`` indexed by the name index at ``names``,
+    with its creation index where ``tracked`` (else None)."""
+    objects = FractalHeap(file, heap)
+    found = []
+    for record in btree2_records(file, names, NAME_INDEX, NAME_RECORD):
+        if record[8]:
+            raise Unrecognised("shared attribute message in dense storage")
+        order = int.from_bytes(record[9:13], "little") if tracked else None
+        found.append((order, objects.object(record[:8])))
+    return found

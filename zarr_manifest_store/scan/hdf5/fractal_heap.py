@@ -1,0 +1,149 @@
+"""Managed objects of a fractal heap (``FRHP``), read from the file: HDF5 keeps there the
+attribute messages of a header with dense attribute storage.
+
+Only managed objects of an unfiltered heap are read (HDF5 File Format Specification III.G):
+a heap ID of a huge or tiny object, a filtered heap, a bad checksum or a block out of place
+raises Unrecognised, and the scan opens the object with h5py instead. The blocks read are
+bounded: at most ``MAX_HEADER_BYTES`` in all for one heap.
+"""
+
+from __future__ import annotations
+
+from zarr_manifest_store.scan.hdf5.headers import (
+    MAX_HEADER_BYTES,
+    FileBytes,
+    Unrecognised,
+    lookup3,
+    verify_checksum,
+)
+
+__all__ = ["FractalHeap"]
+
+CHECKSUMMED_DIRECT_BLOCKS = 0x02
+"""Header flag: direct blocks carry a checksum."""
+MAX_DEPTH = 16
+"""Indirect blocks below the root followed at most (a heap of 2**64 bytes needs fewer)."""
+
+
+def _log2(value: int) -> int:
+    """The exponent of ``value``, a power of two (raises Unrecognised otherwise)."""
+    if value <= 0 or value & (value - 1):
+        raise Unrecognised(f"{value} is not a power of two")
+    return value.bit_length() - 1
+
+
+class FractalHeap:
+    """The fractal heap whose header is at ``address``: :meth:`object` reads a managed object."""
+
+    def __init__(self, file: FileBytes, address: int) -> None:
+        self._file, self._address = file, address
+        o, n = file.offset_size, file.length_size
+        head = file.at(address, 26 + 12 * n + 3 * o)
+        if head[:5] != b"FRHP\0":
+            raise Unrecognised("fractal heap signature or version")
+        self.id_size = int.from_bytes(head[5:7], "little")
+        filters, self._flags = int.from_bytes(head[7:9], "little"), head[9]
+        if filters:
+            raise Unrecognised("filtered fractal heap")
+        verify_checksum(head)
+        at = 14 + 10 * n + 2 * o
+        self._width = int.from_bytes(head[at : at + 2], "little")
+        self._start = file.length(head, at + 2)
+        maximum = file.length(head, at + 2 + n)
+        heap_bits = int.from_bytes(head[at + 2 + 2 * n : at + 4 + 2 * n], "little")
+        at += 6 + 2 * n  # past the starting number of rows
+        self._root = file.address(head, at)
+        self._root_rows = int.from_bytes(head[at + o : at + o + 2], "little")
+        self._first_row_bits = _log2(self._start) + _log2(self._width)
+        self._direct_rows = _log2(maximum) - _log2(self._start) + 2
+        self._offset_size = (heap_bits + 7) // 8
+        max_object = int.from_bytes(head[10:14], "little")
+        self._length_size = min((_log2(maximum) + 7) // 8, (max_object.bit_length() - 1) // 8 + 1)
+        # blocks read, by address and heap offset (each checked at that offset)
+        self._blocks: dict[tuple[int, int], bytes] = {}
+        self._children: dict[tuple[int, int], list[int]] = {}
+        self._budget = MAX_HEADER_BYTES
+
+    def object(self, heap_id: bytes) -> bytes:
+        """The managed object of ``heap_id`` (raises Unrecognised for any other)."""
+        if len(heap_id) != self.id_size or heap_id[0] != 0:  # version 0, managed
+            raise Unrecognised("fractal heap ID of an object that is not managed")
+        at = 1 + self._offset_size
+        offset = int.from_bytes(heap_id[1:at], "little")
+        size = int.from_bytes(heap_id[at : at + self._length_size], "little")
+        if self._root_rows == 0:
+            block, start = self._direct(self._root, 0, self._start), 0
+        else:
+            block, start = self._find(offset)
+        begin = offset - start
+        if begin < self._direct_header or begin + size > len(block):
+            raise Unrecognised("fractal heap object outside its block")
+        return block[begin : begin + size]
+
+    @property
+    def _direct_header(self) -> int:
+        checksum = 4 if self._flags & CHECKSUMMED_DIRECT_BLOCKS else 0
+        return 5 + self._file.offset_size + self._offset_size + checksum
+
+    def _row_size(self, row: int) -> int:
+        return self._start if row == 0 else self._start << (row - 1)
+
+    def _find(self, offset: int) -> tuple[bytes, int]:
+        """The direct block holding heap ``offset``, and the heap offset where it starts."""
+        address, rows, start = self._root, self._root_rows, 0
+        for _ in range(MAX_DEPTH):
+            entries = self._indirect(address, rows, start)
+            row, row_start = 0, start
+            while row < rows and offset >= row_start + self._width * self._row_size(row):
+                row_start += self._width * self._row_size(row)
+                row += 1
+            if row == rows:
+                raise Unrecognised("fractal heap offset past its blocks")
+            size = self._row_size(row)
+            column = (offset - row_start) // size
+            child, start = entries[row * self._width + column], row_start + column * size
+            if row < self._direct_rows:
+                return self._direct(child, start, size), start
+            address, rows = child, _log2(size) - self._first_row_bits + 1
+        raise Unrecognised("fractal heap too deep")
+
+    def _read(self, address: int, size: int, signature: bytes, start: int) -> bytes:
+        """The block at ``address`` after checking its signature, heap and offset."""
+        if address == self._file.undefined:
+            raise Unrecognised("fractal heap block not allocated")
+        self._budget -= size
+        if self._budget < 0:
+            raise Unrecognised("fractal heap larger than read here")
+        raw = self._file.at(address, size)
+        o = self._file.offset_size
+        if (
+            raw[:5] != signature + b"\0"
+            or self._file.address(raw, 5) != self._address
+            or int.from_bytes(raw[5 + o : 5 + o + self._offset_size], "little") != start
+        ):
+            raise Unrecognised("fractal heap block signature, heap or offset")
+        return raw
+
+    def _indirect(self, address: int, rows: int, start: int) -> list[int]:
+        entries = self._children.get((address, start))
+        if entries is None:
+            o = self._file.offset_size
+            count = rows * self._width
+            at = 5 + o + self._offset_size
+            raw = self._read(address, at + count * o + 4, b"FHIB", start)
+            verify_checksum(raw)
+            entries = [self._file.address(raw, at + i * o) for i in range(count)]
+            self._children[address, start] = entries
+        return entries
+
+    def _direct(self, address: int, start: int, size: int) -> bytes:
+        block = self._blocks.get((address, start))
+        if block is None:
+            block = self._read(address, size, b"FHDB", start)
+            if self._flags & CHECKSUMMED_DIRECT_BLOCKS:
+                at = self._direct_header - 4
+                zeroed = block[:at] + bytes(4) + block[at + 4 :]
+                if lookup3(zeroed) != int.from_bytes(block[at : at + 4], "little"):
+                    raise Unrecognised("checksum mismatch")
+            self._blocks[address, start] = block
+        return block
