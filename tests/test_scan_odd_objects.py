@@ -29,7 +29,7 @@ import zarr_manifest_store as zms
 from zarr_manifest_store.array import parse_array_metadata
 from zarr_manifest_store.codecs import encode_chunk
 from zarr_manifest_store.scan.common import file_name, zarr_name
-from zarr_manifest_store.scan.hdf5.layouts import _plain_bytes
+from zarr_manifest_store.scan.hdf5.inline_chunks import plain_bytes
 
 
 def _scan_skip(path):
@@ -238,5 +238,5 @@ def test_lone_bytes_codec_chunks_encode_as_zarr_encodes_them(dtype, endian):
         }
     )
     values = np.arange(6).reshape(2, 3).astype(np.dtype(dtype))
-    assert _plain_bytes(metadata, [2, 3], values) == encode_chunk(metadata, (2, 3), values)
-    assert _plain_bytes(metadata, [2, 3], values[:1]) is None  # does not fill the chunk
+    assert plain_bytes(metadata, [2, 3], values) == encode_chunk(metadata, (2, 3), values)
+    assert plain_bytes(metadata, [2, 3], values[:1]) is None  # does not fill the chunk

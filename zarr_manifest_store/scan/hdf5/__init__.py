@@ -25,7 +25,8 @@ not know exactly is read through h5py. Values are exactly those h5py gives.
 The modules: ``walk`` (groups, links, the array metadata of each dataset),
 ``objects`` (links and members as h5py gives them, read once), ``attributes``,
 ``datatypes`` (HDF5 type -> Zarr data type), ``dimensions`` (netCDF-4 dimension
-names), ``layouts`` (storage layouts -> chunk references), ``virtual`` (virtual
+names), ``layouts`` (storage layouts -> chunk references; ``inline_chunks``: what is
+read through h5py and stored inline), ``virtual`` (virtual
 datasets), ``chunk_index`` (a chunk index into columns; ``earray``: the chunk
 offsets HDF5 2.0 misreports), ``chunk_tree`` and ``chunk_array`` (version 1
 B-tree, single-chunk and fixed-array indexes read from the file), ``filters``
