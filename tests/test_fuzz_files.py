@@ -8,17 +8,10 @@ thousands of seeds the same way. A failure names the seed, the writer and the fe
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
+import fuzz_files
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
-fuzz_views = importlib.import_module("benchmarks.fuzz_views")
-fuzz_files = importlib.import_module("fuzz_files")
+from benchmarks import fuzz_views
 
 SEEDS = {
     "netcdf4": (2, 9, 34),

@@ -5,23 +5,18 @@ here: the engines disagree and one of them, corrected as the rule says, agrees w
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
+import fuzz_files
 import h5netcdf
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
-fuzz_verdicts = importlib.import_module("benchmarks.fuzz_verdicts")
-fuzz_views = importlib.import_module("benchmarks.fuzz_views")
-fuzz_files = importlib.import_module("fuzz_files")
-check = importlib.import_module("benchmarks.real_files.check")
+from benchmarks import fuzz_verdicts, fuzz_views
+from benchmarks.real_files import check
 
 
 def _records(path: Path, variable: str) -> tuple[dict, dict, dict]:

@@ -8,7 +8,6 @@ import re
 import sys
 import warnings
 from collections import Counter
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -22,9 +21,6 @@ from zarr_manifest_store import served_metadata
 from zarr_manifest_store._zarr import ArrayV3Metadata
 from zarr_manifest_store.store import ManifestStore
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
 QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 
 

@@ -5,10 +5,8 @@ Nothing is downloaded: the corpus part is exercised on a local archive.
 
 from __future__ import annotations
 
-import importlib
 import io
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -19,16 +17,7 @@ import xarray as xr
 import zarr
 from scipy.io import netcdf_file
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
-check = importlib.import_module("benchmarks.real_files.check")
-compare = importlib.import_module("benchmarks.real_files.compare")
-datasets = importlib.import_module("benchmarks.real_files.datasets")
-fetch = importlib.import_module("benchmarks.real_files.fetch")
-report = importlib.import_module("benchmarks.real_files.report")
-runner = importlib.import_module("benchmarks.real_files.runner")
-views = importlib.import_module("benchmarks.real_files.views")
+from benchmarks.real_files import check, compare, datasets, fetch, report, runner, views
 
 
 def _classes(records: list[dict], key: str) -> dict[str, str]:

@@ -9,10 +9,8 @@ without it (xarray decides coordinates over the whole group) is ``refused`` too.
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,12 +18,7 @@ import xarray as xr
 from scipy.io import netcdf_file
 
 import zarr_manifest_store as zms
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
-views = importlib.import_module("benchmarks.real_files.views")
-check = importlib.import_module("benchmarks.real_files.check")
+from benchmarks.real_files import check, views
 
 WARNED = ["<file>:/: attribute 'region' has no JSON form; left out"]
 
