@@ -21,13 +21,14 @@ chunks of 16, two string attributes each, in 100 groups), as netCDF-4 and h5py w
 variables by default; ``--layout netcdf4`` the same variables written by h5netcdf as
 netCDF-4 (a dimension ``x`` in each group, so each variable has a ``DIMENSION_LIST`` of
 object references, and a ``units`` attribute); ``--layout netcdf-c`` the same variables
-written by netCDF-C (netCDF4-python), which also gives them ``_Netcdf4Coordinates``.
+written by netCDF-C (netCDF4-python), which also gives them ``_Netcdf4Coordinates``;
+``--layout netcdf-cf`` those with 6 more CF attributes each (kept in dense storage).
 
 ``--cpu`` times CPU seconds of this process instead of wall seconds (steadier on a
 shared machine; the work is single-threaded).
 
     .venv/bin/python benchmarks/scan_many_datasets.py [--datasets 15000] [--repeat 3] [--cpu]
-        [--layout compact|chunked|netcdf4|netcdf-c]
+        [--layout compact|chunked|netcdf4|netcdf-c|netcdf-cf]
 """
 
 from __future__ import annotations
@@ -122,13 +123,27 @@ with netCDF4.Dataset(sys.argv[1], "w", format="NETCDF4") as f:
         v = group.createVariable(f"v{i}", "f4", ("x",), zlib=True, chunksizes=(16,))
         v[:] = np.arange(40, dtype="f4") + i
         v.units = "K"
+        if sys.argv[3] == "cf":  # past 8 attributes netCDF-C stores them densely
+            v.long_name = f"variable {i}"
+            v.standard_name = "air_temperature"
+            v.valid_min = np.float32(0)
+            v.valid_max = np.float32(400)
+            v.comment = "written to time a scan of CF attributes"
+            v.source = "benchmarks/scan_many_datasets.py"
 """
 
 
-def make_netcdf_c_file(path: Path, n: int) -> None:
+def make_netcdf_c_file(path: Path, n: int, attributes: str = "units") -> None:
     """The variables of ``make_netcdf4_file`` written by netCDF-C (netCDF4-python, in a
     subprocess: importing netCDF4 points HDF5's plugin path at its own folder)."""
-    subprocess.run([sys.executable, "-c", NETCDF_C, str(path), str(n)], check=True)
+    command = [sys.executable, "-c", NETCDF_C, str(path), str(n), attributes]
+    subprocess.run(command, check=True)
+
+
+def make_netcdf_cf_file(path: Path, n: int) -> None:
+    """The variables of ``make_netcdf_c_file`` with 6 more CF attributes each (9 with
+    ``_Netcdf4Coordinates`` and ``DIMENSION_LIST``), which netCDF-C stores densely."""
+    make_netcdf_c_file(path, n, attributes="cf")
 
 
 MAKERS = {
@@ -136,6 +151,7 @@ MAKERS = {
     "chunked": make_chunked_file,
     "netcdf4": make_netcdf4_file,
     "netcdf-c": make_netcdf_c_file,
+    "netcdf-cf": make_netcdf_cf_file,
 }
 
 

@@ -73,8 +73,17 @@ class Attributes:
         self._stored = {decoded_name(n): n for n in stored}
         self._values: dict[str | bytes, Any] = {}
 
+    memo: dict[Any, Any] | None = None
+    """Attributes converted to JSON, by message and array dtype, shared by a file's objects
+    (see :meth:`message`)."""
+
     def __iter__(self) -> Iterator[str | bytes]:
         return iter(self._stored)
+
+    def message(self, name: str | bytes) -> bytes | None:
+        """The attribute message of ``name`` where it was read from the file's bytes (what its
+        value is a function of, in the file), else None."""
+        return None
 
     def __contains__(self, name: object) -> bool:
         return name in self._stored
@@ -163,61 +172,89 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
     ``TYPED_ATTRIBUTES`` (see ``stored_attribute``); object references become the
     paths of their objects; attributes that have no JSON form (region references,
     variable-length sequences, names that are not UTF-8) are left out with a warning.
+    An attribute read from its message is converted once per file and ``dtype``
+    (``Attributes.memo``): the variables of a file repeat the same attributes.
     """
     out: dict[str, Any] = {}
     typed: dict[str, Any] = {}
+    memo = attributes.memo
     for name in attributes:
         if name in HIDDEN_ATTRIBUTES:
             continue
         if isinstance(name, bytes):  # not UTF-8 (decoded_name): JSON names are text
             shown = name.decode("utf-8", "replace")
+            reason = "has a name that is not UTF-8 text"
             warnings.warn(
-                f"{attributes.where()}: attribute {shown!r} has a name that is not UTF-8 text; "
-                "left out",
-                stacklevel=4,
+                f"{attributes.where()}: attribute {shown!r} {reason}; left out", stacklevel=4
             )
             continue
-        try:
-            value = attributes[name]
-        except (OSError, TypeError, ValueError) as e:
-            value = _wide_integers(attributes.id, name)
-            if value is None:
+        message = attributes.message(name)
+        key = (message, dtype) if message is not None and len(message) <= MEMO_BYTES else None
+        converted = memo.get(key) if key is not None else None
+        if converted is None:
+            converted = _json_attribute(attributes, name, dtype)
+            if isinstance(converted, str):
                 warnings.warn(
-                    f"{attributes.where()}: attribute {name!r} cannot be read ({e}); left out",
-                    stacklevel=4,
+                    f"{attributes.where()}: attribute {name!r} {converted}; left out", stacklevel=4
                 )
                 continue
-        if isinstance(value, h5py.Empty):  # a null dataspace: as h5netcdf shows it
-            out[name] = "" if value.dtype.kind in "SUO" else []
-            continue
-        if name == "_FillValue" and dtype is not None:
-            encoded, record = _fill_value(value, dtype)
-            if record is not None and _fixed_text(value):  # h5netcdf shows it as text: no mask
-                record = {**typed_value(value), "text": attributes.encoding(name)}
-            if encoded is not None:
-                out[name] = encoded
-            if record is not None:
-                typed[name] = record
-            continue
-        if isinstance(value, np.ndarray) and value.dtype.kind == "S" and value.dtype.itemsize > 1:
-            value = value.ravel()  # h5netcdf decodes text of any shape into a flat list
-        if _has_text_bytes(value):
-            converted, record = text_attribute(value, attributes.encoding(name))
-        else:
-            converted, record = stored_attribute(str(name), _object_paths(value, attributes))
-        if not _is_json(converted):
-            warnings.warn(
-                f"{attributes.where()}: attribute {name!r} has no JSON form; left out",
-                stacklevel=4,
-            )
-            continue
-        out[name] = converted
-        record = record or missing_value_record(name, value, dtype)
+            if key is not None and _shareable(converted):
+                memo[key] = converted
+        value, record = converted
+        if value is not LEFT_OUT:
+            out[name] = list(value) if isinstance(value, list) else value
         if record is not None:
             typed[name] = record
     if typed:
         out[TYPED_ATTRIBUTES] = typed
     return out
+
+
+LEFT_OUT = object()
+"""The JSON value of an attribute only its typed record holds (a ``_FillValue`` that
+xarray's Zarr backend cannot decode)."""
+MEMO_BYTES = 1024
+"""Attribute messages larger than this are converted each time, not kept in the memo."""
+
+
+def _json_attribute(
+    attributes: Attributes, name: str, dtype: np.dtype | None
+) -> tuple[Any, dict[str, Any] | None] | str:
+    """Attribute ``name``'s JSON value and its typed record (None where the JSON value is
+    exact), or why it is left out."""
+    try:
+        value = attributes[name]
+    except (OSError, TypeError, ValueError) as e:
+        value = _wide_integers(attributes.id, name)
+        if value is None:
+            return f"cannot be read ({e})"
+    if isinstance(value, h5py.Empty):  # a null dataspace: as h5netcdf shows it
+        return ("" if value.dtype.kind in "SUO" else []), None
+    if name == "_FillValue" and dtype is not None:
+        encoded, record = _fill_value(value, dtype)
+        if record is not None and _fixed_text(value):  # h5netcdf shows it as text: no mask
+            record = {**typed_value(value), "text": attributes.encoding(name)}
+        return (LEFT_OUT if encoded is None else encoded), record
+    if isinstance(value, np.ndarray) and value.dtype.kind == "S" and value.dtype.itemsize > 1:
+        value = value.ravel()  # h5netcdf decodes text of any shape into a flat list
+    if _has_text_bytes(value):
+        converted, record = text_attribute(value, attributes.encoding(name))
+    else:
+        converted, record = stored_attribute(str(name), _object_paths(value, attributes))
+    if not _is_json(converted):
+        return "has no JSON form"
+    return converted, record or missing_value_record(name, value, dtype)
+
+
+def _shareable(converted: tuple[Any, dict[str, Any] | None]) -> bool:
+    """Whether a converted attribute can be given to several arrays: no typed record, and a
+    value that is immutable or a list of immutable values (each array gets its own list)."""
+    value, record = converted
+    if record is not None:
+        return False
+    if isinstance(value, list):
+        return all(isinstance(v, str | int | float) or v is None for v in value)
+    return isinstance(value, str | int | float) or value is None
 
 
 def _fill_value(value: Any, dtype: np.dtype) -> tuple[Any, dict[str, Any] | None]:

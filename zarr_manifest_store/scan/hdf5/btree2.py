@@ -7,6 +7,9 @@ records, bytes read); anything else raises Unrecognised.
 
 from __future__ import annotations
 
+import functools
+import struct
+
 from zarr_manifest_store.scan.hdf5.headers import (
     MAX_HEADER_BYTES,
     MAX_MESSAGES,
@@ -34,22 +37,14 @@ def btree2_records(file: FileBytes, address: int, kind: int, record_size: int) -
     if head[:6] != b"BTHD\0" + bytes([kind]):
         raise Unrecognised("v2 B-tree signature, version or type")
     verify_checksum(head)
-    node_size = int.from_bytes(head[6:10], "little")
-    depth = int.from_bytes(head[12:14], "little")
-    if int.from_bytes(head[10:12], "little") != record_size or not 0 <= depth <= MAX_DEPTH:
+    node_size, stored_record_size, depth = _HEAD.unpack_from(head, 6)
+    if stored_record_size != record_size or not 0 <= depth <= MAX_DEPTH:
         raise Unrecognised("v2 B-tree record size or depth")
     root, count = file.address(head, 16), int.from_bytes(head[16 + o : 18 + o], "little")
     total = file.length(head, 18 + o)
     if total > MAX_MESSAGES or node_size > MAX_HEADER_BYTES or node_size <= NODE_PREFIX:
         raise Unrecognised("v2 B-tree too large")
-    # per depth: the largest number of records in a node, and of records below one
-    most = [(node_size - NODE_PREFIX) // record_size]
-    below, pointers = [most[0]], [0]
-    count_size = _size_of(most[0])
-    for d in range(1, depth + 1):
-        pointers.append(o + count_size + (_size_of(below[d - 1]) if d > 1 else 0))
-        most.append((node_size - NODE_PREFIX - pointers[d]) // (record_size + pointers[d]))
-        below.append((most[d] + 1) * below[d - 1] + most[d])
+    most, pointers, count_size = _shape(node_size, record_size, depth, o)
     records: list[bytes] = []
     pending = [(root, count, depth)] if total else []
     while pending:
@@ -71,3 +66,23 @@ def btree2_records(file: FileBytes, address: int, kind: int, record_size: int) -
     if len(records) != total:
         raise Unrecognised("v2 B-tree record count")
     return records
+
+
+_HEAD = struct.Struct("<IHH")
+"""A header's node size, record size and depth (after signature, version and type)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _shape(
+    node_size: int, record_size: int, depth: int, offset_size: int
+) -> tuple[list[int], list[int], int]:
+    """Per depth, the most records a node holds and the bytes of a child pointer; and the
+    bytes of a leaf's record count (``H5B2__hdr_init``'s node info)."""
+    most = [(node_size - NODE_PREFIX) // record_size]
+    below, pointers = [most[0]], [0]
+    count_size = _size_of(most[0])
+    for d in range(1, depth + 1):
+        pointers.append(offset_size + count_size + (_size_of(below[d - 1]) if d > 1 else 0))
+        most.append((node_size - NODE_PREFIX - pointers[d]) // (record_size + pointers[d]))
+        below.append((most[d] + 1) * below[d - 1] + most[d])
+    return most, pointers, count_size

@@ -141,7 +141,7 @@ def _elements(file: FileBytes, header: int, count: int) -> tuple[bytes, int, int
 
 def _summed(raw: bytes) -> bool:
     """Whether a metadata block's last four bytes are the checksum of the others."""
-    return lookup3(raw[:-4]) == int.from_bytes(raw[-4:], "little")
+    return lookup3(raw, len(raw) - 4) == int.from_bytes(raw[-4:], "little")
 
 
 def _read(file: FileBytes, address: int, size: int) -> bytes:

@@ -9,6 +9,9 @@ bounded: at most ``MAX_HEADER_BYTES`` in all for one heap.
 
 from __future__ import annotations
 
+import functools
+import struct
+
 from zarr_manifest_store.scan.hdf5.headers import (
     MAX_HEADER_BYTES,
     FileBytes,
@@ -32,37 +35,58 @@ def _log2(value: int) -> int:
     return value.bit_length() - 1
 
 
+@functools.lru_cache(maxsize=16)
+def _header(offset_size: int, length_size: int) -> struct.Struct:
+    """A heap header up to its checksum, for a file's sizes of offsets (``O``) and lengths
+    (``L``): signature and version, heap ID length, filters' length, flags, largest managed
+    object, huge objects' next ID and index, free space and its manager, 8 sizes and counts,
+    table width, starting and largest direct block sizes, heap offset bits, starting rows,
+    root block and its rows."""
+    o, n = _UNSIGNED[offset_size], _UNSIGNED[length_size]
+    return struct.Struct(f"<5sHHBI{n}{o}{n}{o}8{n}H{n}{n}HH{o}H")
+
+
+_UNSIGNED = {2: "H", 4: "I", 8: "Q"}
+
+
+@functools.lru_cache(maxsize=64)
+def _geometry(
+    width: int, start: int, maximum: int, heap_bits: int, max_object: int
+) -> tuple[int, int, int, int]:
+    """The bits of the first row's heap offsets, the rows of direct blocks, and the sizes of
+    a heap ID's offset and length (raises Unrecognised for sizes not powers of two)."""
+    first_row_bits = _log2(start) + _log2(width)
+    direct_rows = _log2(maximum) - _log2(start) + 2
+    length_size = min((_log2(maximum) + 7) // 8, (max_object.bit_length() - 1) // 8 + 1)
+    return first_row_bits, direct_rows, (heap_bits + 7) // 8, length_size
+
+
 class FractalHeap:
     """The fractal heap whose header is at ``address``: :meth:`object` reads a managed object."""
 
     def __init__(self, file: FileBytes, address: int) -> None:
         self._file, self._address = file, address
-        o, n = file.offset_size, file.length_size
-        head = file.at(address, 26 + 12 * n + 3 * o)
-        if head[:5] != b"FRHP\0":
+        header = _header(file.offset_size, file.length_size)
+        head = file.at(address, header.size + 4)
+        fields = header.unpack_from(head)
+        if fields[0] != b"FRHP\0":
             raise Unrecognised("fractal heap signature or version")
-        self.id_size = int.from_bytes(head[5:7], "little")
-        filters, self._flags = int.from_bytes(head[7:9], "little"), head[9]
+        self.id_size, filters, self._flags, max_object = fields[1:5]
         if filters:
             raise Unrecognised("filtered fractal heap")
         verify_checksum(head)
-        at = 14 + 10 * n + 2 * o
-        self._width = int.from_bytes(head[at : at + 2], "little")
-        self._start = file.length(head, at + 2)
-        maximum = file.length(head, at + 2 + n)
-        heap_bits = int.from_bytes(head[at + 2 + 2 * n : at + 4 + 2 * n], "little")
-        at += 6 + 2 * n  # past the starting number of rows
-        self._root = file.address(head, at)
-        self._root_rows = int.from_bytes(head[at + o : at + o + 2], "little")
-        self._first_row_bits = _log2(self._start) + _log2(self._width)
-        self._direct_rows = _log2(maximum) - _log2(self._start) + 2
-        self._offset_size = (heap_bits + 7) // 8
-        max_object = int.from_bytes(head[10:14], "little")
-        self._length_size = min((_log2(maximum) + 7) // 8, (max_object.bit_length() - 1) // 8 + 1)
+        width, self._start, maximum, heap_bits, _, self._root, self._root_rows = fields[-7:]
+        self._width = width
+        geometry = _geometry(width, self._start, maximum, heap_bits, max_object)
+        self._first_row_bits, self._direct_rows, self._offset_size, self._length_size = geometry
         # blocks read, by address and heap offset (each checked at that offset)
         self._blocks: dict[tuple[int, int], bytes] = {}
         self._children: dict[tuple[int, int], list[int]] = {}
         self._budget = MAX_HEADER_BYTES
+        self._root_block: bytes | None = None
+        checksum = 4 if self._flags & CHECKSUMMED_DIRECT_BLOCKS else 0
+        self._direct_header = 5 + file.offset_size + self._offset_size + checksum
+        """Bytes of a direct block before its objects: signature, version, heap, offset, checksum."""
 
     def object(self, heap_id: bytes) -> bytes:
         """The managed object of ``heap_id`` (raises Unrecognised for any other)."""
@@ -71,19 +95,16 @@ class FractalHeap:
         at = 1 + self._offset_size
         offset = int.from_bytes(heap_id[1:at], "little")
         size = int.from_bytes(heap_id[at : at + self._length_size], "little")
-        if self._root_rows == 0:
-            block, start = self._direct(self._root, 0, self._start), 0
-        else:
+        if self._root_rows:
             block, start = self._find(offset)
+        else:  # the root is the heap's one direct block
+            if self._root_block is None:
+                self._root_block = self._direct(self._root, 0, self._start)
+            block, start = self._root_block, 0
         begin = offset - start
         if begin < self._direct_header or begin + size > len(block):
             raise Unrecognised("fractal heap object outside its block")
         return block[begin : begin + size]
-
-    @property
-    def _direct_header(self) -> int:
-        checksum = 4 if self._flags & CHECKSUMMED_DIRECT_BLOCKS else 0
-        return 5 + self._file.offset_size + self._offset_size + checksum
 
     def _row_size(self, row: int) -> int:
         return self._start if row == 0 else self._start << (row - 1)

@@ -63,6 +63,7 @@ class HeaderAttributes(Attributes):
         if len(self._stored) != len(named):
             raise Unrecognised("repeated attribute names")
         self._values = {}
+        self.memo = file.memo
 
     def __getitem__(self, name: str | bytes) -> Any:
         """The value, as ``obj.attrs[name]`` gives it: decoded from its message, or read by h5py
@@ -74,6 +75,9 @@ class HeaderAttributes(Attributes):
             except NOT_RECOGNISED:
                 return super().__getitem__(name)
         return self._values[name]
+
+    def message(self, name: str | bytes) -> bytes:
+        return self._bodies[name]
 
     def raw(self, name: str) -> RawAttribute:
         """Attribute ``name`` as its message stores it."""

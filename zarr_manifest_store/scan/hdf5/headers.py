@@ -18,7 +18,7 @@ import os
 import struct
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numcodecs.checksum32 import JenkinsLookup3
@@ -109,6 +109,9 @@ class FileBytes:
         self.undefined = (1 << (8 * self.offset_size)) - 1
         self._heaps: OrderedDict[int, tuple[dict[int, bytes], int]] = OrderedDict()
         self._heap_bytes = 0
+        self.memo: dict[Any, Any] = {}
+        """Values worked out from this file's bytes, by what they were worked out from: the
+        objects of a file repeat the same messages (their attributes, say)."""
 
     @classmethod
     def local(cls, fd: int) -> FileBytes:
@@ -163,7 +166,11 @@ class FileBytes:
         """``size`` bytes at file address ``address`` (relative to the base address)."""
         if address == self.undefined or size > MAX_HEADER_BYTES:
             raise Unrecognised(f"{size} bytes at address {address}")
-        return self.read(self.base + address, self.base + address + size)
+        start = self.base + address
+        first, within = divmod(start, BLOCK_BYTES)
+        if 0 < within + size <= BLOCK_BYTES and start + size <= self.size:  # within one block
+            return self._block(first)[within : within + size]
+        return self.read(start, start + size)
 
     @staticmethod
     def unsigned(raw: bytes) -> int:
@@ -304,14 +311,15 @@ def _continuation(file: FileBytes, body: bytes) -> tuple[int, int]:
 
 def verify_checksum(raw: bytes) -> None:
     """Checks the Jenkins lookup3 checksum in the last four bytes of a metadata block."""
-    if lookup3(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
+    if lookup3(raw, len(raw) - 4) != int.from_bytes(raw[-4:], "little"):
         raise Unrecognised("checksum mismatch")
 
 
-def lookup3(data: bytes) -> int:
-    """Bob Jenkins' ``hashlittle`` with initial value 0: HDF5's metadata checksum.
+def lookup3(data: bytes, size: int = -1) -> int:
+    """Bob Jenkins' ``hashlittle`` with initial value 0 of ``data`` (its first ``size`` bytes,
+    where given): HDF5's metadata checksum.
 
     numcodecs' C port of HDF5's own (``H5_checksum_lookup3``): a Python loop over the
     12-byte blocks cost a third of the scan of a file of a thousand netCDF-4 variables.
     """
-    return JenkinsLookup3.checksum(np.frombuffer(data, np.uint8), 0)
+    return JenkinsLookup3.checksum(np.frombuffer(data, np.uint8, size), 0)

@@ -283,6 +283,21 @@ def type_size(datatype: bytes) -> int:
 
 def attribute_name(body: bytes) -> bytes:
     """The name of an attribute message, versions 1-3 (without its terminating NUL)."""
+    if len(body) <= MEMO_BYTES:  # the objects of a file repeat the same small attributes
+        return _memo_name(body)
+    return _name(body)
+
+
+MEMO_BYTES = 1024
+"""Attribute messages up to this size have their names memoised."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _memo_name(body: bytes) -> bytes:
+    return _name(body)
+
+
+def _name(body: bytes) -> bytes:
     version = body[0]
     if version not in (1, 2, 3):
         raise Unrecognised(f"attribute version {version}")
