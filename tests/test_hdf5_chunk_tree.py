@@ -377,3 +377,57 @@ def test_damaged_fixed_arrays_refuse_their_dataset(tmp_path: Path, chunks: int) 
     with pytest.warns(UserWarning, match="x.*damaged chunk index"):
         arrays = zms.scan(str(path), on_unsupported="skip")
     assert list(arrays) == ["y"]
+
+
+def _sparse_file(path: Path, shape: tuple[int, int], written: list[tuple[int, int]]) -> int:
+    """Dataset ``x`` of ``shape`` in chunks of 2 x 2 with only the chunks ``written`` stored
+    (fill value -1), and ``y`` beside it; the address of ``x``'s B-tree root (a leaf)."""
+    with h5py.File(path, "w") as f:
+        x = f.create_dataset("x", shape, "f8", chunks=(2, 2), fillvalue=-1)
+        for i, j in written:
+            x[2 * i : 2 * i + 2, 2 * j : 2 * j + 2] = np.arange(4.0).reshape(2, 2) + 10 * i + j
+        f["y"] = np.arange(3.0)
+    with h5py.File(path, "r") as f, open(path, "rb") as raw:
+        return FileBytes.local(raw.fileno()).address(_layout(f, FileBytes.local(raw.fileno())), 3)
+
+
+def _move_chunk(path: Path, leaf: int, chunk: tuple[int, int], to: tuple[int, int]) -> None:
+    """Changes the key of ``chunk`` (its element offsets) in the B-tree leaf at ``leaf``."""
+    entry = 8 + 8 * 3 + 8  # size and mask, three offsets (the last the element's), child
+    with open(path, "rb") as raw:
+        node = FileBytes.local(raw.fileno()).at(leaf, 24 + 8 * entry)
+    used = struct.unpack_from("<H", node, 6)[0]
+    for i in range(used):
+        if struct.unpack_from("<QQ", node, 24 + i * entry + 8) == chunk:
+            _patch(path, leaf + 24 + i * entry + 8, struct.pack("<QQ", *to))
+            return
+    raise AssertionError(f"no chunk at {chunk}")
+
+
+@pytest.mark.parametrize(
+    ("shape", "written", "chunk", "to"),
+    [
+        # an inner axis past the grid: its flat index was chunk (1, 0)'s, never written
+        ((4, 6), [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2)], (0, 4), (0, 6)),
+        # an axis of one chunk at 2: the chunk was filed at (0, 1) as if the axis were 0
+        ((2, 6), [(0, 0), (0, 2)], (0, 4), (2, 2)),
+    ],
+    ids=["inner axis", "axis of one chunk"],
+)
+def test_chunks_listed_off_the_grid_on_any_axis_refuse_the_dataset(
+    tmp_path: Path, shape: tuple[int, int], written: list, chunk: tuple, to: tuple
+) -> None:
+    """HDF5's lookups never find a chunk its index lists off the grid (reading gives the fill
+    value where the scan filed the chunk): both ways of reading the index refuse it."""
+    path = tmp_path / "f.h5"
+    _move_chunk(path, _sparse_file(path, shape, written), chunk, to)
+    with h5py.File(path, "r") as f:
+        found: list[tuple[int, ...]] = []
+        f["x"].id.chunk_iter(lambda info: found.append(info.chunk_offset))
+        assert to in found  # chunk_iter lists it
+        cells = np.prod(shape) // 4
+        assert (f["x"][...] == -1).sum() == 4 * (cells - len(written) + 1)  # not found
+    for read_headers in (False, True):
+        with pytest.warns(UserWarning, match="x.*(outside its extent|damaged chunk index)"):
+            arrays = scan_file(str(path), read_headers=read_headers, on_unsupported="skip")
+        assert list(arrays) == ["y"]

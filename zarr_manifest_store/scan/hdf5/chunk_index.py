@@ -25,8 +25,9 @@ __all__ = ["chunk_columns", "edges_unfiltered"]
 DONT_FILTER_PARTIAL_CHUNKS = 0x0002
 """HDF5's ``H5D_CHUNK_DONT_FILTER_PARTIAL_CHUNKS`` chunk option."""
 
-type _Term = tuple[int, int, int]
-"""An axis of more than one chunk, and the multiplier and divisor of its offsets in the index."""
+type _Term = tuple[int, int, int, int]
+"""An axis of more than one chunk, the multiplier and divisor of its offsets in the index, and
+its extent in elements (the grid's)."""
 type _Column = array.array
 type _Skip = Callable[[int], None]
 type _Callback = Callable[[Any], None]
@@ -159,7 +160,8 @@ def _chunk_callback(
     chunk offset ``o`` along an axis of chunk size ``c`` and grid stride ``s``
     adds ``o // c * s`` to the index, which is ``o * m // q`` with ``m / q``
     the reduced fraction ``s / c`` (exact, since ``c`` divides ``o``); axes of
-    a single chunk add nothing. The callbacks for one, two and three such axes
+    a single chunk add nothing (their offsets must be 0). A chunk off the grid raises
+    IndexError. The callbacks for one, two and three such axes
     spell the sum out and keep everything in locals (default arguments): a
     loop over the axes costs about 10% of a scan, these about 2%.
     """
@@ -168,34 +170,30 @@ def _chunk_callback(
         if n > 1:
             stride = math.prod(grid[axis + 1 :])
             common = math.gcd(stride, c)
-            terms.append((axis, stride // common, c // common))
+            terms.append((axis, stride // common, c // common, n * c))
     make = _CALLBACKS.get(len(terms), _any_axes)
-    return make(terms, offsets, lengths, skipped)
+    return make(terms, offsets, lengths, skipped, len(terms) < len(grid))
 
 
 # Each callback takes info = (chunk offset, filter mask, byte offset, size); indexing beats
-# unpacking here.
+# unpacking here. A damaged index may list a chunk off the grid, which HDF5's lookups never
+# find: the first axis's overrun puts its index past the columns' end (an IndexError, as the
+# callbacks raise for the others), the inner axes' is checked against their extent (``l``),
+# and where there are axes of one chunk (``ones``) they must be at 0 (offsets are unsigned: their
+# sum is the terms').
 
 
-def _one_axis(terms: list[_Term], offsets: _Column, lengths: _Column, skip: _Skip) -> _Callback:
-    ((a, m, q),) = terms
+def _one_axis(
+    terms: list[_Term], offsets: _Column, lengths: _Column, skip: _Skip, ones: bool
+) -> _Callback:
+    ((a, m, q, _),) = terms
 
-    def on_chunk(info, offsets=offsets, lengths=lengths, skip=skip, a=a, m=m, q=q):
-        k = info[0][a] * m // q
-        offsets[k] = info[2]
-        lengths[k] = info[3]
-        if info[1]:
-            skip(k)
-
-    return on_chunk
-
-
-def _two_axes(terms: list[_Term], offsets: _Column, lengths: _Column, skip: _Skip) -> _Callback:
-    (a, m, q), (b, n, r) = terms
-
-    def on_chunk(info, offsets=offsets, lengths=lengths, skip=skip, a=a, m=m, q=q, b=b, n=n, r=r):
+    def on_chunk(info, offsets=offsets, lengths=lengths, skip=skip, a=a, m=m, q=q, ones=ones):
         o = info[0]
-        k = o[a] * m // q + o[b] * n // r
+        x = o[a]
+        if ones and sum(o) != x:
+            raise IndexError("a chunk off the grid")
+        k = x * m // q
         offsets[k] = info[2]
         lengths[k] = info[3]
         if info[1]:
@@ -204,8 +202,10 @@ def _two_axes(terms: list[_Term], offsets: _Column, lengths: _Column, skip: _Ski
     return on_chunk
 
 
-def _three_axes(terms: list[_Term], offsets: _Column, lengths: _Column, skip: _Skip) -> _Callback:
-    (a, m, q), (b, n, r), (c, p, s) = terms
+def _two_axes(
+    terms: list[_Term], offsets: _Column, lengths: _Column, skip: _Skip, ones: bool
+) -> _Callback:
+    (a, m, q, _), (b, n, r, lb) = terms
 
     def on_chunk(
         info,
@@ -218,12 +218,14 @@ def _three_axes(terms: list[_Term], offsets: _Column, lengths: _Column, skip: _S
         b=b,
         n=n,
         r=r,
-        c=c,
-        p=p,
-        s=s,
+        lb=lb,
+        ones=ones,
     ):
         o = info[0]
-        k = o[a] * m // q + o[b] * n // r + o[c] * p // s
+        x, y = o[a], o[b]
+        if y >= lb or (ones and sum(o) != x + y):
+            raise IndexError("a chunk off the grid")
+        k = x * m // q + y * n // r
         offsets[k] = info[2]
         lengths[k] = info[3]
         if info[1]:
@@ -232,15 +234,59 @@ def _three_axes(terms: list[_Term], offsets: _Column, lengths: _Column, skip: _S
     return on_chunk
 
 
-def _any_axes(terms: list[_Term], offsets: _Column, lengths: _Column, skip: _Skip) -> _Callback:
+def _three_axes(
+    terms: list[_Term], offsets: _Column, lengths: _Column, skip: _Skip, ones: bool
+) -> _Callback:
+    (a, m, q, _), (b, n, r, lb), (c, p, s, lc) = terms
+
+    def on_chunk(
+        info,
+        offsets=offsets,
+        lengths=lengths,
+        skip=skip,
+        a=a,
+        m=m,
+        q=q,
+        b=b,
+        n=n,
+        r=r,
+        lb=lb,
+        c=c,
+        p=p,
+        s=s,
+        lc=lc,
+        ones=ones,
+    ):
+        o = info[0]
+        x, y, z = o[a], o[b], o[c]
+        if y >= lb or z >= lc or (ones and sum(o) != x + y + z):
+            raise IndexError("a chunk off the grid")
+        k = x * m // q + y * n // r + z * p // s
+        offsets[k] = info[2]
+        lengths[k] = info[3]
+        if info[1]:
+            skip(k)
+
+    return on_chunk
+
+
+def _any_axes(
+    terms: list[_Term], offsets: _Column, lengths: _Column, skip: _Skip, ones: bool
+) -> _Callback:
     """Any number of axes (none, or more than three): a loop over them."""
     axes = tuple(terms)
 
-    def on_chunk(info, offsets=offsets, lengths=lengths, skip=skip, axes=axes):
+    def on_chunk(info, offsets=offsets, lengths=lengths, skip=skip, axes=axes, ones=ones):
         o = info[0]
-        k = 0
-        for a, m, q in axes:
-            k += o[a] * m // q
+        k = total = 0
+        for a, m, q, limit in axes:
+            x = o[a]
+            if x >= limit:
+                raise IndexError("a chunk off the grid")
+            k += x * m // q
+            total += x
+        if ones and sum(o) != total:
+            raise IndexError("a chunk off the grid")
         offsets[k] = info[2]
         lengths[k] = info[3]
         if info[1]:
