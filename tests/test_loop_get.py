@@ -46,13 +46,13 @@ def obstore_gets(monkeypatch) -> list[str]:
 def connects(monkeypatch) -> list[str]:
     """The hosts the event loop opened a connection to."""
     opened: list[str] = []
-    connect = loop_get._connect
+    open_connection = loop_get._open
 
-    async def spy(target: Any) -> Any:
-        opened.append(target.netloc)
-        return await connect(target)
+    async def spy(host: str, port: int, tls: Any) -> Any:
+        opened.append(f"{host}:{port}")
+        return await open_connection(host, port, tls)
 
-    monkeypatch.setattr(loop_get, "_connect", spy)
+    monkeypatch.setattr(loop_get, "_open", spy)
     return opened
 
 
@@ -103,6 +103,19 @@ def test_a_lone_s3_chunk_carries_the_checked_etag_and_a_replaced_object_is_refus
     with pytest.raises(zms.SourceChangedError, match=r"src\.h5' changed"):
         arr[_rows(FAR[1])]
     assert obstore_gets == []
+
+
+def test_an_http_path_obstore_would_encode_is_left_to_obstore(http_server, tmp_path, obstore_gets):
+    """A URL path with characters other than letters, digits and ``/._-`` is requested by
+    obstore, which decodes and encodes it its own way: the loop does not guess how."""
+    path = tmp_path / "src.h5"
+    data = write_source(path)
+    shutil.copy(path, http_server.root / "a b.h5")
+    url = f"{http_server.url}/a%20b.h5"
+    store = store_over(manifest_for(path, url, Sources().fingerprint(url)))
+    arr = zarr.open_group(store, mode="r")["v"]
+    np.testing.assert_array_equal(arr[_rows(FAR[0])], data[_rows(FAR[0])])
+    assert obstore_gets == ["a b.h5"]
 
 
 @pytest.mark.parametrize(("fault", "by_obstore"), [("500", 0), ("short", 0), ("reset", 1)])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import re
 import ssl
 import threading
 import time
@@ -28,7 +29,7 @@ import weakref
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import SplitResult, quote, urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 try:
     import obstore
@@ -41,6 +42,9 @@ from zarr_manifest_store.manifest import Fingerprint
 
 __all__ = ["HTTPStatusError", "LoopGet", "loop_get"]
 
+_PLAIN = re.compile(r"/[A-Za-z0-9/._-]*")
+"""An HTTP URL's path sent as it is: obstore encodes none of these characters (a path with
+others is left to obstore; S3's presigned paths are obstore's own, encoded already)."""
 SIGNED_FOR = 3600.0
 """Seconds a presigned URL is asked to be valid for; it is signed again after half."""
 
@@ -84,6 +88,7 @@ class LoopGet:
         self._idle: weakref.WeakKeyDictionary[Any, dict[str, _Connection]]
         self._idle = weakref.WeakKeyDictionary()  # event loop -> origin -> kept alive
         self._lock = threading.Lock()
+        self._tls: ssl.SSLContext | None = None
         self.usable = True
         """False once the store refused a request of this module: obstore sends them all."""
 
@@ -98,6 +103,8 @@ class LoopGet:
         except Exception:  # obstore cannot sign for this store: it sends every request
             self.usable = False
             return None
+        if target.username or (self._kind == "http" and not _PLAIN.fullmatch(target.path)):
+            return None  # credentials, or a path obstore may encode otherwise: obstore's
         origin = f"{target.scheme}://{target.netloc}"
         with self._lock:
             idle = self._idle.setdefault(asyncio.get_running_loop(), {})
@@ -105,7 +112,7 @@ class LoopGet:
         reused = connection is not None
         try:
             async with asyncio.timeout(timeout):
-                connection = connection or await _connect(target)
+                connection = connection or await self._connect(target)
                 data, fingerprint, keep = await _exchange(
                     connection, _request(target, start, stop, etag), url, start, stop
                 )
@@ -121,9 +128,6 @@ class LoopGet:
             raise ConnectionResetError(
                 errno.ECONNRESET, f"{url!r} closed the connection without answering"
             ) from None
-        except (ConnectionError, asyncio.IncompleteReadError) as e:
-            _close(connection)
-            raise ConnectionResetError(errno.ECONNRESET, f"{url!r} broke off its answer") from e
         except BaseException:
             _close(connection)
             raise
@@ -132,6 +136,12 @@ class LoopGet:
                 idle[origin], connection = connection, None
         _close(connection)
         return data, fingerprint
+
+    async def _connect(self, target: SplitResult) -> _Connection:
+        secure = target.scheme == "https"
+        if secure and self._tls is None:
+            self._tls = ssl.create_default_context()  # reading the certificates takes ms
+        return await _open(target.hostname, target.port or (443 if secure else 80), self._tls)
 
     def _target(self, url: str, key: str) -> str:
         """Where a GET of ``key`` goes: the object's URL (HTTP), or one obstore signed (S3)."""
@@ -146,21 +156,16 @@ class LoopGet:
 
 
 def _request(target: SplitResult, start: int, stop: int, etag: str | None) -> bytes:
-    path = quote(target.path or "/", safe="/%~!$&'()*+,;=:@")
     query = f"?{target.query}" if target.query else ""
     condition = f'If-Match: "{etag}"\r\n' if etag else ""
     return (
-        f"GET {path}{query} HTTP/1.1\r\nHost: {target.netloc}\r\n"
+        f"GET {target.path}{query} HTTP/1.1\r\nHost: {target.netloc}\r\n"
         f"Range: bytes={start}-{stop - 1}\r\n{condition}Accept-Encoding: identity\r\n\r\n"
     ).encode("latin-1")
 
 
-async def _connect(target: SplitResult) -> _Connection:
-    secure = target.scheme == "https"
-    context = ssl.create_default_context() if secure else None
-    return await asyncio.open_connection(
-        target.hostname, target.port or (443 if secure else 80), ssl=context
-    )
+async def _open(host: str | None, port: int, tls: ssl.SSLContext | None) -> _Connection:
+    return await asyncio.open_connection(host, port, ssl=tls)
 
 
 async def _exchange(
@@ -173,11 +178,9 @@ async def _exchange(
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
     except asyncio.LimitOverrunError:
         raise _LeftToObstore() from None
-    except asyncio.IncompleteReadError as e:
-        if e.partial:
-            raise
-        raise _Unanswered() from None
-    except ConnectionError:
+    except (asyncio.IncompleteReadError, ConnectionError) as e:
+        if getattr(e, "partial", b""):
+            raise _broken_off(url) from e
         raise _Unanswered() from None
     version, _, rest = head[0].partition(" ")
     code = rest[:3]
@@ -205,8 +208,16 @@ async def _exchange(
     ):
         raise _LeftToObstore()
     fingerprint = _fingerprint(headers, size)
-    data = await reader.readexactly(stop - start)
-    return data, fingerprint, "close" not in headers.get("connection", "").lower()
+    try:
+        data = await reader.readexactly(stop - start)
+    except (asyncio.IncompleteReadError, ConnectionError) as e:
+        raise _broken_off(url) from e
+    keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+    return data, fingerprint, keep
+
+
+def _broken_off(url: str) -> ConnectionResetError:
+    return ConnectionResetError(errno.ECONNRESET, f"{url!r} broke off its answer")
 
 
 def _size(content_range: str, start: int, stop: int) -> int | None:
