@@ -47,6 +47,8 @@ _PLAIN = re.compile(r"/[A-Za-z0-9/._-]*")
 others is left to obstore; S3's presigned paths are obstore's own, encoded already)."""
 SIGNED_FOR = 3600.0
 """Seconds a presigned URL is asked to be valid for; it is signed again after half."""
+MAX_SIGNED = 4096
+"""Presigned URLs kept per store (one per object read), the oldest dropped beyond."""
 
 _Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -99,7 +101,7 @@ class LoopGet:
         were served with, the range asked for with ``If-Match: etag`` when given; None where
         obstore is to read them."""
         try:
-            target = urlsplit(self._target(url, key))
+            target = urlsplit(await self._target(url, key))
         except Exception:  # obstore cannot sign for this store: it sends every request
             self.usable = False
             return None
@@ -143,15 +145,20 @@ class LoopGet:
             self._tls = ssl.create_default_context()  # reading the certificates takes ms
         return await _open(target.hostname, target.port or (443 if secure else 80), self._tls)
 
-    def _target(self, url: str, key: str) -> str:
+    async def _target(self, url: str, key: str) -> str:
         """Where a GET of ``key`` goes: the object's URL (HTTP), or one obstore signed (S3)."""
         if self._kind == "http":
             return url
         now = time.monotonic()
         renew, signed = self._signed.get(key, (0.0, ""))
         if now >= renew:
-            signed = obstore.sign(self._store, "GET", key, timedelta(seconds=SIGNED_FOR))
-            self._signed[key] = (now + SIGNED_FOR / 2, signed)
+            valid = timedelta(seconds=SIGNED_FOR)
+            signed = await obstore.sign_async(self._store, "GET", key, valid)
+            with self._lock:  # stores are shared by threads
+                self._signed.pop(key, None)
+                while len(self._signed) >= MAX_SIGNED:
+                    self._signed.pop(next(iter(self._signed)))  # the one signed longest ago
+                self._signed[key] = (now + SIGNED_FOR / 2, signed)
         return signed
 
 
