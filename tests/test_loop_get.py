@@ -105,6 +105,20 @@ def test_a_lone_s3_chunk_carries_the_checked_etag_and_a_replaced_object_is_refus
     assert obstore_gets == []
 
 
+def test_no_proxy_alone_keeps_lone_chunks_on_the_event_loop(
+    http_server, tmp_path, obstore_gets, monkeypatch
+):
+    """``NO_PROXY`` names hosts reached directly: without a proxy variable beside it, the loop
+    still sends the lone chunk (with one, obstore does: ``test_remote``'s proxy test)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    arr, data = _served(http_server, tmp_path)
+    np.testing.assert_array_equal(arr[_rows(FAR[0])], data[_rows(FAR[0])])
+    assert obstore_gets == []
+
+
 def test_an_http_path_obstore_would_encode_is_left_to_obstore(http_server, tmp_path, obstore_gets):
     """A URL path with characters other than letters, digits and ``/._-`` is requested by
     obstore, which decodes and encodes it its own way: the loop does not guess how."""

@@ -47,6 +47,8 @@ _PLAIN = re.compile(r"/[A-Za-z0-9/._-]*")
 others is left to obstore; S3's presigned paths are obstore's own, encoded already)."""
 SIGNED_FOR = 3600.0
 """Seconds a presigned URL is asked to be valid for; it is signed again after half."""
+_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+"""The environment variables that send obstore's requests through a proxy (any case)."""
 MAX_SIGNED = 4096
 """Presigned URLs kept per store (one per object read), the oldest dropped beyond."""
 
@@ -76,7 +78,8 @@ def loop_get(kind: str, store: Any, arguments: dict[str, Any]) -> LoopGet | None
     client = arguments.get("client_options", {})
     if kind not in ("http", "s3") or client.get("default_headers"):
         return None
-    if arguments.get("request_payer") or any(n.upper().endswith("_PROXY") for n in os.environ):
+    proxies = (value for name, value in os.environ.items() if name.upper() in _PROXIES)
+    if arguments.get("request_payer") or any(proxies):
         return None
     return LoopGet(kind, store)
 
