@@ -8,11 +8,11 @@ same chunk (``http.client``, presigned, in the calling thread), in turn first an
 - ``zarr's hand-off``: a no-op coroutine through zarr's ``sync`` (the calling thread hands
   it to zarr's event loop thread and waits for it back), then the bare GET: zarr's share;
 - ``obstore``: ``obstore.get_async`` (range, ``If-Match``) and ``bytes()`` on zarr's loop
-  through ``sync``, as this package reads a lone chunk: the request goes to obstore's
-  runtime threads and the answer comes back to the loop;
+  through ``sync``, as this package reads a lone chunk on GCS and Azure: the request goes to
+  obstore's runtime threads and the answer comes back to the loop;
 - ``socket on the loop``: the presigned GET (range, ``If-Match``) written and read by
-  zarr's loop itself on a kept-alive asyncio connection, through ``sync``: what a client
-  reading its sockets on the caller's loop would cost.
+  zarr's loop itself on a kept-alive asyncio connection, through ``sync``: as this package
+  reads a lone chunk on S3 and HTTP (``io/loop_get.py``).
 
 It prints, per round, the median over the pairs of each way's time over the bare GET's: the
 difference between ``obstore`` and ``socket on the loop`` is what obstore's runtime hand-offs

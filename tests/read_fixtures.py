@@ -60,6 +60,22 @@ def store_over(manifest: ChunkManifest, **store_kwargs: Any) -> ManifestStore:
     return ManifestStore(ManifestGroup(arrays={"v": array}), **store_kwargs)
 
 
+def store_on_s3(
+    s3: tuple[Any, str, Any], tmp_path: Path, key: str
+) -> tuple[ManifestStore, np.ndarray, Fingerprint]:
+    """A store over the test source uploaded as ``key`` to the ``s3`` fixture's bucket, its
+    fingerprint recorded: (store, values, fingerprint)."""
+    fs, bucket, server = s3
+    path = tmp_path / "src.h5"
+    data = write_source(path)
+    url = f"s3://{bucket}/{key}"
+    fs.put(str(path), url)
+    options = server.storage_options
+    fingerprint = Sources(options).fingerprint(url)
+    store = store_over(manifest_for(path, url, fingerprint), storage_options=options)
+    return store, data, fingerprint
+
+
 def local_store(
     tmp_path: Path, *, name: str = "src.h5", record: bool = True, **store_kwargs: Any
 ) -> tuple[ManifestStore, np.ndarray, Path]:

@@ -13,7 +13,15 @@ import pytest
 import xarray as xr
 import zarr
 from helpers import GZIP_SHUFFLE_CODECS, array_metadata
-from read_fixtures import CHUNK_ROWS, COLS, ROWS, manifest_for, store_over, write_source
+from read_fixtures import (
+    CHUNK_ROWS,
+    COLS,
+    ROWS,
+    manifest_for,
+    store_on_s3,
+    store_over,
+    write_source,
+)
 
 import zarr_manifest_store as zms
 from zarr_manifest_store.io.readahead import RECENT_READS
@@ -64,14 +72,8 @@ def test_dask_tasks_share_the_blocks(http_server, tmp_path):
 
 
 def test_dask_read_of_an_s3_object_takes_few_requests(s3, tmp_path):
-    fs, bucket, server = s3
-    path = tmp_path / "src.h5"
-    data = write_source(path)
-    url = f"s3://{bucket}/src.h5"
-    fs.put(str(path), url)
-    options = server.storage_options
-    fingerprint = Sources(options).fingerprint(url)
-    store = store_over(manifest_for(path, url, fingerprint), storage_options=options)
+    _, bucket, server = s3
+    store, data, _ = store_on_s3(s3, tmp_path, "src.h5")
     server.requests.clear()
     np.testing.assert_array_equal(xr.open_zarr(store, consolidated=False).v.values, data)
     # of 24 chunks (one each without read-ahead): about 6 when dask's two threads keep in

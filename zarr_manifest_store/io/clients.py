@@ -7,7 +7,9 @@ obstore client sends the ETag the source was checked with as ``If-Match``
 fingerprint (size, ETag or modification time) each range was served with, so a
 server that ignores the condition is caught too, and a source can be checked on
 its first data request, without a HEAD of its own. Its own retries are off: :mod:`~zarr_manifest_store.io.remote`
-retries every protocol's requests, in one place.
+retries every protocol's requests, in one place. A lone read of an S3 or HTTP object
+(``at_once``) is sent by the event loop itself (:mod:`~zarr_manifest_store.io.loop_get`),
+without obstore's runtime threads, unless the answer is one it leaves to obstore.
 
 obstore's runtime does not survive ``fork()``: in a child forked after the
 parent used it, these protocols are read through fsspec's public API
@@ -40,6 +42,7 @@ except ImportError:  # without the `remote` extra, fsspec reads every protocol
 from zarr_manifest_store.errors import SourceChangedError
 from zarr_manifest_store.io.fingerprints import fingerprint_from_info, normalised_etag
 from zarr_manifest_store.io.gather import ByteData
+from zarr_manifest_store.io.loop_get import LoopGet, loop_get
 from zarr_manifest_store.io.obstore_options import OBSTORE_KINDS, store_arguments
 from zarr_manifest_store.io.paths import protocol_of
 from zarr_manifest_store.manifest import Fingerprint
@@ -95,9 +98,12 @@ class ObstoreClient:
 
     checks_batches = False
 
-    def __init__(self, kind: str, store: Any, timeout: float | None = None) -> None:
+    def __init__(
+        self, kind: str, store: Any, timeout: float | None = None, direct: LoopGet | None = None
+    ) -> None:
         self._store = store
         self.timeout = timeout
+        self._direct = direct  # a lone read's GET sent by the event loop itself
         self._if_match = kind != "http"  # HTTP servers may send weak ETags, which never match
         self._kind = kind
 
@@ -107,8 +113,14 @@ class ObstoreClient:
         options: dict[str, Any] = {"range": (start, stop)}
         if etag and self._if_match:
             options["if_match"] = f'"{etag}"'
+        key = _key(self._kind, path)
         try:
-            result = await obstore.get_async(self._store, _key(self._kind, path), options=options)
+            if at_once and self._direct is not None and self._direct.usable:
+                condition = etag if self._if_match else None
+                got = await self._direct.get(path, key, start, stop, condition, self.timeout)
+                if got is not None:
+                    return memoryview(got[0]), got[1]
+            result = await obstore.get_async(self._store, key, options=options)
             if at_once and stop - start <= AT_ONCE_BODY_BYTES:
                 data = result.bytes()  # a stalled body ends at the client's timeout
             else:
@@ -216,7 +228,8 @@ def obstore_client(path: str, options: Mapping[str, Any], *, timeout: float) -> 
         if key in _SHARED:
             _SHARED.move_to_end(key)
             return _SHARED[key][0]
-        client = ObstoreClient(kind, getattr(obstore.store, store_class)(**arguments), timeout)
+        store = getattr(obstore.store, store_class)(**arguments)
+        client = ObstoreClient(kind, store, timeout, loop_get(kind, store, arguments))
         _USED_IN = os.getpid()
         _SHARED[key] = (client, arguments)
         while len(_SHARED) > MAX_SHARED_CLIENTS:
