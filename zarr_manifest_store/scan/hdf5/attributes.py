@@ -73,9 +73,9 @@ class Attributes:
         self._stored = {decoded_name(n): n for n in stored}
         self._values: dict[str | bytes, Any] = {}
 
-    memo: dict[Any, Any] | None = None
-    """Attributes converted to JSON, by message and array dtype, shared by a file's objects
-    (see :meth:`message`)."""
+    memo: dict[Any, dict[bytes, Any]] | None = None
+    """Attributes converted to JSON, by array dtype and message, shared by a file's objects
+    (see :meth:`message`); lists are kept as tuples (objects the garbage collector skips)."""
 
     def __iter__(self) -> Iterator[str | bytes]:
         return iter(self._stored)
@@ -177,7 +177,7 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
     """
     out: dict[str, Any] = {}
     typed: dict[str, Any] = {}
-    memo = attributes.memo
+    memo = {} if attributes.memo is None else attributes.memo.setdefault(dtype, {})
     for name in attributes:
         if name in HIDDEN_ATTRIBUTES:
             continue
@@ -189,20 +189,22 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
             )
             continue
         message = attributes.message(name)
-        key = (message, dtype) if message is not None and len(message) <= MEMO_BYTES else None
-        converted = memo.get(key) if key is not None else None
-        if converted is None:
-            converted = _json_attribute(attributes, name, dtype)
-            if isinstance(converted, str):
-                warnings.warn(
-                    f"{attributes.where()}: attribute {name!r} {converted}; left out", stacklevel=4
-                )
-                continue
-            if key is not None and _shareable(converted):
-                memo[key] = converted
+        if message is None or len(message) > MEMO_BYTES:
+            message = None
+        elif (value := memo.get(message, _UNSEEN)) is not _UNSEEN:
+            out[name] = list(value) if isinstance(value, tuple) else value
+            continue
+        converted = _json_attribute(attributes, name, dtype)
+        if isinstance(converted, str):
+            warnings.warn(
+                f"{attributes.where()}: attribute {name!r} {converted}; left out", stacklevel=4
+            )
+            continue
         value, record = converted
+        if message is not None and _shareable(value, record):
+            memo[message] = tuple(value) if isinstance(value, list) else value
         if value is not LEFT_OUT:
-            out[name] = list(value) if isinstance(value, list) else value
+            out[name] = value
         if record is not None:
             typed[name] = record
     if typed:
@@ -213,6 +215,7 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
 LEFT_OUT = object()
 """The JSON value of an attribute only its typed record holds (a ``_FillValue`` that
 xarray's Zarr backend cannot decode)."""
+_UNSEEN = object()
 MEMO_BYTES = 1024
 """Attribute messages larger than this are converted each time, not kept in the memo."""
 
@@ -246,10 +249,10 @@ def _json_attribute(
     return converted, record or missing_value_record(name, value, dtype)
 
 
-def _shareable(converted: tuple[Any, dict[str, Any] | None]) -> bool:
+def _shareable(value: Any, record: dict[str, Any] | None) -> bool:
     """Whether a converted attribute can be given to several arrays: no typed record, and a
-    value that is immutable or a list of immutable values (each array gets its own list)."""
-    value, record = converted
+    value that is immutable or a list of immutable values (kept as a tuple: each array gets
+    a list of its own)."""
     if record is not None:
         return False
     if isinstance(value, list):
