@@ -201,8 +201,11 @@ class Plan:
         if var["type"]["kind"] in ("str", "vlen"):
             return storage  # HDF5: variable-length types take no filters
         filters = self.filters(number and var["type"]["dtype"].kind in "iuf")
-        if filters.get("compression") == "szip" and int(np.prod(storage["chunks"])) < 32:
-            filters.pop("compression")  # netCDF-C refuses szip on fewer than 32 elements
+        all_unlimited = all(scope[d]["unlimited"] for d in var["dims"])
+        if filters.get("compression") == "szip" and (
+            int(np.prod(storage["chunks"])) < 32 or all_unlimited
+        ):  # netCDF-C refuses szip on fewer than 32 elements, or on no fixed dimension
+            filters.pop("compression")
         storage.update(filters)
         return storage
 
