@@ -431,3 +431,19 @@ def test_chunks_listed_off_the_grid_on_any_axis_refuse_the_dataset(
         with pytest.warns(UserWarning, match="x.*(outside its extent|damaged chunk index)"):
             arrays = scan_file(str(path), read_headers=read_headers, on_unsupported="skip")
         assert list(arrays) == ["y"]
+
+
+def test_a_chunk_listed_twice_refuses_the_dataset(tmp_path: Path) -> None:
+    """A key moved onto its neighbour's: ``chunk_iter`` lists chunk (0, 1) twice, HDF5's lookups
+    find one of the two (and the fill value at (0, 2)); both ways of reading the index refuse."""
+    path = tmp_path / "f.h5"
+    written = [(i, j) for i in range(2) for j in range(3)]
+    _move_chunk(path, _sparse_file(path, (4, 6), written), (0, 4), (0, 2))
+    with h5py.File(path, "r") as f:
+        found: list[tuple[int, ...]] = []
+        f["x"].id.chunk_iter(lambda info: found.append(info.chunk_offset))
+        assert found.count((0, 2)) == 2
+    for read_headers in (False, True):
+        with pytest.warns(UserWarning, match="x.*(listed twice|damaged chunk index)"):
+            arrays = scan_file(str(path), read_headers=read_headers, on_unsupported="skip")
+        assert list(arrays) == ["y"]

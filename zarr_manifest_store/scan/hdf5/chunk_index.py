@@ -102,6 +102,9 @@ def _iterated(
                 raise Refused("has a chunk outside its extent in its chunk index") from None
         else:
             _remapped(dsid, chunks, grid, unswizzle, (offsets, lengths, skipped))
+        # a damaged index may list a chunk twice: the columns keep the last, HDF5's lookups one
+        if np.count_nonzero(np.frombuffer(lengths, np.uint32)) != dsid.get_num_chunks():
+            raise Refused("has a chunk listed twice in its chunk index")
     return offsets, lengths, skipped
 
 
