@@ -388,7 +388,8 @@ def _sparse_file(path: Path, shape: tuple[int, int], written: list[tuple[int, in
             x[2 * i : 2 * i + 2, 2 * j : 2 * j + 2] = np.arange(4.0).reshape(2, 2) + 10 * i + j
         f["y"] = np.arange(3.0)
     with h5py.File(path, "r") as f, open(path, "rb") as raw:
-        return FileBytes.local(raw.fileno()).address(_layout(f, FileBytes.local(raw.fileno())), 3)
+        file = FileBytes.local(raw.fileno())
+        return file.address(_layout(f, file), 3)
 
 
 def _move_chunk(path: Path, leaf: int, chunk: tuple[int, int], to: tuple[int, int]) -> None:

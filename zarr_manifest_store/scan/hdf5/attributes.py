@@ -183,9 +183,10 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
             continue
         if isinstance(name, bytes):  # not UTF-8 (decoded_name): JSON names are text
             shown = name.decode("utf-8", "replace")
-            reason = "has a name that is not UTF-8 text"
             warnings.warn(
-                f"{attributes.where()}: attribute {shown!r} {reason}; left out", stacklevel=4
+                f"{attributes.where()}: attribute {shown!r} has a name that is not UTF-8 text; "
+                "left out",
+                stacklevel=4,
             )
             continue
         message = attributes.message(name)
@@ -216,6 +217,7 @@ LEFT_OUT = object()
 """The JSON value of an attribute only its typed record holds (a ``_FillValue`` that
 xarray's Zarr backend cannot decode)."""
 _UNSEEN = object()
+"""A message the memo has no JSON for (None is JSON's null)."""
 MEMO_BYTES = 1024
 """Attribute messages larger than this are converted each time, not kept in the memo."""
 

@@ -110,8 +110,9 @@ class FileBytes:
         self._heaps: OrderedDict[int, tuple[dict[int, bytes], int]] = OrderedDict()
         self._heap_bytes = 0
         self.memo: dict[Any, Any] = {}
-        """Values worked out from this file's bytes, by what they were worked out from: the
-        objects of a file repeat the same messages (their attributes, say)."""
+        """Kept for the scan of this file by its readers: the objects of a file repeat the
+        same messages (``HeaderAttributes`` keeps its attributes' JSON here, see
+        ``attributes.json_attributes``)."""
 
     @classmethod
     def local(cls, fd: int) -> FileBytes:
@@ -166,11 +167,7 @@ class FileBytes:
         """``size`` bytes at file address ``address`` (relative to the base address)."""
         if address == self.undefined or size > MAX_HEADER_BYTES:
             raise Unrecognised(f"{size} bytes at address {address}")
-        start = self.base + address
-        first, within = divmod(start, BLOCK_BYTES)
-        if 0 < within + size <= BLOCK_BYTES and start + size <= self.size:  # within one block
-            return self._block(first)[within : within + size]
-        return self.read(start, start + size)
+        return self.read(self.base + address, self.base + address + size)
 
     @staticmethod
     def unsigned(raw: bytes) -> int:
