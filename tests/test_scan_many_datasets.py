@@ -10,6 +10,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import xarray as xr
 import zarr
 from dask.base import tokenize
@@ -45,6 +46,22 @@ def test_metadata_parsed_once_per_shape_keeps_each_arrays_attributes():
     assert second.attributes == {"H5PATH": "/EEG/b"}
     assert bare.attributes == {}
     assert first.attributes == {"H5PATH": "/EEG/a", "n": [1, 2]}
+
+
+def test_metadata_memo_keeps_documents_marshal_writes_alike_apart():
+    # marshal writes a NumPy value as its raw bytes, so these two keys are the same bytes
+    numpy_fill = {**_doc({}), "fill_value": np.float64(1.5)}
+    raw_fill = {**_doc({}), "fill_value": np.float64(1.5).tobytes()}
+    assert array_metadata(numpy_fill).fill_value == 1.5
+    with pytest.raises((TypeError, ValueError)):
+        array_metadata(raw_fill)  # zarr's own refusal, not the cached NumPy document's
+    assert array_metadata(numpy_fill).fill_value == 1.5
+    # JSON values marshal exactly: each parses as zarr parses it alone
+    for fill in ("NaN", -0.0, 0.0, 1, True):
+        doc = {**_doc({}), "data_type": "bool" if fill is True else "float64", "fill_value": fill}
+        parsed, expected = array_metadata(doc), parse_array_metadata(doc)
+        assert parsed.to_dict() == expected.to_dict()
+        assert repr(parsed.fill_value) == repr(expected.fill_value)  # -0.0 is not 0.0
 
 
 def test_many_compact_datasets_read_back_exactly(tmp_path):

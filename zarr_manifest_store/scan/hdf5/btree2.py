@@ -30,8 +30,9 @@ def _size_of(count: int) -> int:
     return (count.bit_length() - 1) // 8 + 1
 
 
-def btree2_records(file: FileBytes, address: int, kind: int, record_size: int) -> list[bytes]:
-    """Every record of the B-tree of type ``kind`` whose header is at ``address``."""
+def btree2_records(file: FileBytes, address: int, kind: int, record_size: int) -> bytes:
+    """Every record of the B-tree of type ``kind`` whose header is at ``address``, one after
+    another (``record_size`` bytes each: ``struct.iter_unpack`` reads them)."""
     o, n = file.offset_size, file.length_size
     head = file.at(address, 22 + o + n)
     if head[:6] != b"BTHD\0" + bytes([kind]):
@@ -46,26 +47,28 @@ def btree2_records(file: FileBytes, address: int, kind: int, record_size: int) -
         raise Unrecognised("v2 B-tree too large")
     most, pointers, count_size = _shape(node_size, record_size, depth, o)
     records: list[bytes] = []
+    found = 0
     pending = [(root, count, depth)] if total else []
     while pending:
         node, count, d = pending.pop()
-        if count > most[d] or len(records) + count > total:
+        found += count
+        if count > most[d] or found > total:
             raise Unrecognised("v2 B-tree record count")
         raw = file.at(node, node_size)
         if raw[:6] != (b"BTIN\0" if d else b"BTLF\0") + bytes([kind]):
             raise Unrecognised("v2 B-tree node signature, version or type")
         end = 6 + count * record_size
-        records += [raw[at : at + record_size] for at in range(6, end, record_size)]
+        records.append(raw[6:end])
         if d:
             for _ in range(count + 1):
                 child = file.address(raw, end)
                 below_count = int.from_bytes(raw[end + o : end + o + count_size], "little")
                 pending.append((child, below_count, d - 1))
                 end += pointers[d]
-        verify_checksum(raw[: end + 4])
-    if len(records) != total:
+        verify_checksum(raw, end)
+    if found != total:
         raise Unrecognised("v2 B-tree record count")
-    return records
+    return records[0] if len(records) == 1 else b"".join(records)
 
 
 _HEAD = struct.Struct("<IHH")

@@ -109,15 +109,18 @@ def _walk(
         if used > two_k or not (used or low is None) or len(raw) < stop + last_key.size:
             raise damaged("version 1 B-tree", "a node's entries used")
         entries = list(entry.iter_unpack(raw[head:stop]))
-        keys = [tuple(map(operator.floordiv, e[2:-1], dims)) for e in entries]
-        keys.append(tuple(map(operator.floordiv, last_key.unpack_from(raw, stop)[2:], dims)))
-        _check_order(keys, low, high)
+        right = _scaled(last_key.unpack_from(raw, stop)[2:], dims)
         level = raw[5]
         if level:
+            keys = [_scaled(e[2:-1], dims) for e in entries]
+            keys.append(right)
+            _check_order(keys, low, high)
             for i, e in enumerate(entries):
                 pending.append((e[-1], level - 1, keys[i], keys[i + 1]))
-        else:
-            _place(file, entries, axes, columns)
+        elif entries:  # a leaf: _place checks that its keys increase, so only its ends are
+            _place(file, entries, axes, columns)  # compared with its range here
+            ends = entries if len(entries) < 3 else [entries[0], entries[-1]]
+            _check_order([*(_scaled(e[2:-1], dims) for e in ends), right], low, high)
 
 
 class _Plan(NamedTuple):
@@ -154,6 +157,7 @@ def _place(
     """Files leaf entries (size, filter mask, offsets..., address) in the columns; ``axes``
     are each axis's chunk size, chunk count and stride in the grid (the element size last)."""
     offsets, lengths, skipped = columns
+    previous = -1
     for size, mask, *key, address in entries:
         if key[-1] or not size:
             raise damaged("version 1 B-tree", "a chunk's element offset or size 0")
@@ -163,6 +167,9 @@ def _place(
             if rest or cell >= n:
                 raise damaged("version 1 B-tree", "a chunk offset off its grid")
             k += cell * stride
+        if k <= previous:  # cells in the grid: their keys increase as their places in C order
+            raise damaged("version 1 B-tree", "keys out of order")
+        previous = k
         start = file.base + address
         if address == file.undefined or start + size > file.size:
             raise damaged("version 1 B-tree", "a chunk outside the file")
@@ -172,6 +179,11 @@ def _place(
         lengths[k] = size
         if mask:
             skipped.append(k)
+
+
+def _scaled(offsets: tuple[int, ...], dims: tuple[int, ...]) -> tuple[int, ...]:
+    """A key's offsets in chunks, as HDF5 compares keys (``H5D__btree_decode_key``)."""
+    return tuple(map(operator.floordiv, offsets, dims))
 
 
 def damaged(index: str, what: str) -> Refused:

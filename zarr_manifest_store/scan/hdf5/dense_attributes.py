@@ -8,6 +8,8 @@ A shared attribute message raises Unrecognised (the scan opens the object with h
 
 from __future__ import annotations
 
+import struct
+
 from zarr_manifest_store.scan.hdf5.btree2 import btree2_records
 from zarr_manifest_store.scan.hdf5.fractal_heap import FractalHeap
 from zarr_manifest_store.scan.hdf5.headers import FileBytes, Unrecognised
@@ -16,7 +18,7 @@ __all__ = ["dense_attributes"]
 
 NAME_INDEX = 8
 """The v2 B-tree record type of an attribute name index."""
-NAME_RECORD = 17
+NAME_RECORD = struct.Struct("<8sBI4x")
 """Its records: a heap ID of 8 bytes, message flags, creation index, name hash."""
 
 
@@ -27,9 +29,9 @@ def dense_attributes(
     with its creation index where ``tracked`` (else None)."""
     objects = FractalHeap(file, heap)
     found = []
-    for record in btree2_records(file, names, NAME_INDEX, NAME_RECORD):
-        if record[8]:
+    records = btree2_records(file, names, NAME_INDEX, NAME_RECORD.size)
+    for heap_id, flags, order in NAME_RECORD.iter_unpack(records):
+        if flags:
             raise Unrecognised("shared attribute message in dense storage")
-        order = int.from_bytes(record[9:13], "little") if tracked else None
-        found.append((order, objects.object(record[:8])))
+        found.append((order if tracked else None, objects.object(heap_id)))
     return found

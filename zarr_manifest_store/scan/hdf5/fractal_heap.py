@@ -78,7 +78,10 @@ class FractalHeap:
         width, self._start, maximum, heap_bits, _, self._root, self._root_rows = fields[-7:]
         self._width = width
         geometry = _geometry(width, self._start, maximum, heap_bits, max_object)
-        self._first_row_bits, self._direct_rows, self._offset_size, self._length_size = geometry
+        self._first_row_bits, self._direct_rows, self._offset_size, length_size = geometry
+        self._offset_mask = (1 << 8 * self._offset_size) - 1
+        self._length_shift = 8 + 8 * self._offset_size
+        self._length_mask = (1 << 8 * length_size) - 1
         # blocks read, by address and heap offset (each checked at that offset)
         self._blocks: dict[tuple[int, int], bytes] = {}
         self._children: dict[tuple[int, int], list[int]] = {}
@@ -90,11 +93,11 @@ class FractalHeap:
 
     def object(self, heap_id: bytes) -> bytes:
         """The managed object of ``heap_id`` (raises Unrecognised for any other)."""
-        if len(heap_id) != self.id_size or heap_id[0] != 0:  # version 0, managed
+        fields = int.from_bytes(heap_id, "little")  # version and type, offset, length
+        if len(heap_id) != self.id_size or fields & 0xFF:  # version 0, managed
             raise Unrecognised("fractal heap ID of an object that is not managed")
-        at = 1 + self._offset_size
-        offset = int.from_bytes(heap_id[1:at], "little")
-        size = int.from_bytes(heap_id[at : at + self._length_size], "little")
+        offset = (fields >> 8) & self._offset_mask
+        size = (fields >> self._length_shift) & self._length_mask
         if self._root_rows:
             block, start = self._find(offset)
         else:  # the root is the heap's one direct block

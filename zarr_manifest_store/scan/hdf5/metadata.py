@@ -27,8 +27,10 @@ def array_metadata(doc: dict[str, Any]) -> ArrayV3Metadata:
     The parsed metadata is immutable, so arrays of different files may share it.
     The key is the document's ``marshal`` form: exact for the JSON types (``1``,
     ``1.0`` and ``True``, ``0.0`` and ``-0.0`` differ) and several times cheaper
-    than JSON text. A document it does not give back as it was (marshal writes
-    NumPy values as their raw bytes) is parsed directly.
+    than JSON text. marshal writes only the exact built-in types, and anything
+    else that has a buffer (NumPy values) as raw ``bytes``: so a key that holds
+    no ``bytes`` is the form of one document alone. A document whose key holds
+    ``bytes`` is parsed directly.
     """
     attributes = doc.get("attributes") or {}
     rest = {k: v for k, v in doc.items() if k != "attributes"}
@@ -36,21 +38,34 @@ def array_metadata(doc: dict[str, Any]) -> ArrayV3Metadata:
         key = marshal.dumps(rest)
     except ValueError:  # no marshal form
         return parse_array_metadata(doc)
-    if marshal.loads(key) != rest:
-        return parse_array_metadata(doc)
     parsed = _parsed_metadata(key)
+    if parsed is None:
+        return parse_array_metadata(doc)
     if not attributes:
         return parsed
     if not isinstance(attributes, dict):
         return parse_array_metadata(doc)  # zarr's own error for attributes that are no dict
     with_attributes = object.__new__(ArrayV3Metadata)  # copy.copy, without its generic costs
-    vars(with_attributes).update(vars(parsed), attributes=dict(attributes))
+    for name, value in vars(parsed).items():
+        object.__setattr__(with_attributes, name, value)
+    object.__setattr__(with_attributes, "attributes", dict(attributes))
     return with_attributes
 
 
 @functools.lru_cache(maxsize=1024)
-def _parsed_metadata(key: bytes) -> ArrayV3Metadata:
-    return parse_array_metadata(marshal.loads(key))
+def _parsed_metadata(key: bytes) -> ArrayV3Metadata | None:
+    """The metadata of the document whose marshal form is ``key`` (None: one with ``bytes``,
+    which stand for any object with a buffer)."""
+    doc = marshal.loads(key)
+    return None if _holds_bytes(doc) else parse_array_metadata(doc)
+
+
+def _holds_bytes(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_bytes(k) or _holds_bytes(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(map(_holds_bytes, value))
+    return isinstance(value, bytes)
 
 
 def regular(chunk_shape: tuple[int, ...]) -> dict[str, Any]:

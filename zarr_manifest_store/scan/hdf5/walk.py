@@ -72,7 +72,7 @@ class Walk:
                     rel, f"is an external link to {link.filename}:{link.path}; scan that file"
                 )
                 continue
-            obj = dims.members[name]
+            obj = dims.members.pop(name)  # let go once described: not held to the group's end
             if isinstance(obj, h5py.Datatype):
                 continue  # a named data type (a netCDF-4 enum type, say) is no dataset
             if obj is None:
