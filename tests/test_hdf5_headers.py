@@ -24,6 +24,7 @@ from hdf5_corpus import CASES, Case
 
 from zarr_manifest_store.scan.hdf5 import dimensions, scan_file
 from zarr_manifest_store.scan.hdf5.headers import (
+    BLOCK_BYTES,
     FileBytes,
     Unrecognised,
     lookup3,
@@ -336,3 +337,23 @@ def test_a_scan_leaves_no_h5py_object_to_the_garbage_collector(tmp_path, libver)
         gc.set_debug(collecting)
         gc.garbage.clear()
     assert not left
+
+
+def test_reads_across_blocks_give_exactly_the_bytes_asked(tmp_path: Path) -> None:
+    path = tmp_path / "blocks.h5"
+    with h5py.File(path, "w") as f:
+        f["data"] = np.random.default_rng(0).integers(0, 255, 5 * BLOCK_BYTES, dtype="u1")
+    data = path.read_bytes()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        file = FileBytes.local(fd)
+        rng = np.random.default_rng(1)
+        for _ in range(200):
+            start = int(rng.integers(0, len(data)))
+            stop = min(len(data), start + int(rng.integers(0, 3 * BLOCK_BYTES)))
+            assert file.read(start, stop) == data[start:stop]
+        edge = 2 * BLOCK_BYTES
+        assert file.read(edge - 1, edge + 1) == data[edge - 1 : edge + 1]
+        assert file.read(edge, edge) == b""
+    finally:
+        os.close(fd)

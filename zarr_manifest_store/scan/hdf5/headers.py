@@ -151,11 +151,13 @@ class FileBytes:
         if start < 0 or stop > self.size or start > stop:
             raise Unrecognised(f"bytes {start}:{stop} lie outside the file")
         first, last = start // BLOCK_BYTES, (stop - 1) // BLOCK_BYTES
-        if first == last:
+        if first >= last:  # one block, or none (start == stop)
             block = self._block(first)
             return block[start - first * BLOCK_BYTES : stop - first * BLOCK_BYTES]
-        joined = b"".join(self._block(i) for i in range(first, last + 1))
-        return joined[start - first * BLOCK_BYTES : stop - first * BLOCK_BYTES]
+        parts = [self._block(i) for i in range(first, last + 1)]  # only what is asked joined
+        parts[0] = parts[0][start - first * BLOCK_BYTES :]
+        parts[-1] = parts[-1][: stop - last * BLOCK_BYTES]
+        return b"".join(parts)
 
     @functools.lru_cache(maxsize=CACHED_BLOCKS)  # noqa: B019 (one reader per scan)
     def _block(self, index: int) -> bytes:
