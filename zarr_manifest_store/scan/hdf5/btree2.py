@@ -33,16 +33,15 @@ def _size_of(count: int) -> int:
 def btree2_records(file: FileBytes, address: int, kind: int, record_size: int) -> bytes:
     """Every record of the B-tree of type ``kind`` whose header is at ``address``, one after
     another (``record_size`` bytes each: ``struct.iter_unpack`` reads them)."""
-    o, n = file.offset_size, file.length_size
-    head = file.at(address, 22 + o + n)
-    if head[:6] != b"BTHD\0" + bytes([kind]):
+    o = file.offset_size
+    header = _header(o, file.length_size)
+    head = file.at(address, header.size + 4)
+    signature, node_size, stored_record_size, depth, root, count, total = header.unpack(head[:-4])
+    if signature != b"BTHD\0" + bytes([kind]):
         raise Unrecognised("v2 B-tree signature, version or type")
     verify_checksum(head)
-    node_size, stored_record_size, depth = _HEAD.unpack_from(head, 6)
     if stored_record_size != record_size or not 0 <= depth <= MAX_DEPTH:
         raise Unrecognised("v2 B-tree record size or depth")
-    root, count = file.address(head, 16), int.from_bytes(head[16 + o : 18 + o], "little")
-    total = file.length(head, 18 + o)
     if total > MAX_MESSAGES or node_size > MAX_HEADER_BYTES or node_size <= NODE_PREFIX:
         raise Unrecognised("v2 B-tree too large")
     most, pointers, count_size = _shape(node_size, record_size, depth, o)
@@ -71,8 +70,15 @@ def btree2_records(file: FileBytes, address: int, kind: int, record_size: int) -
     return records[0] if len(records) == 1 else b"".join(records)
 
 
-_HEAD = struct.Struct("<IHH")
-"""A header's node size, record size and depth (after signature, version and type)."""
+@functools.lru_cache(maxsize=16)
+def _header(offset_size: int, length_size: int) -> struct.Struct:
+    """A header up to its checksum, for a file's sizes of offsets and lengths: signature,
+    version and type; node size, record size, depth; split and merge percents (skipped);
+    the root's address and record count; the tree's record count."""
+    return struct.Struct(f"<6sIHH2x{_UNSIGNED[offset_size]}H{_UNSIGNED[length_size]}")
+
+
+_UNSIGNED = {2: "H", 4: "I", 8: "Q"}
 
 
 @functools.lru_cache(maxsize=64)

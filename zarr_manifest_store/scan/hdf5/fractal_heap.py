@@ -166,7 +166,8 @@ class FractalHeap:
             block = self._read(address, size, b"FHDB", start)
             if self._flags & CHECKSUMMED_DIRECT_BLOCKS:
                 at = self._direct_header - 4
-                zeroed = block[:at] + bytes(4) + block[at + 4 :]
+                zeroed = bytearray(block)  # the checksum is of the block with its own zeroed
+                zeroed[at : at + 4] = bytes(4)
                 if lookup3(zeroed) != int.from_bytes(block[at : at + 4], "little"):
                     raise Unrecognised("checksum mismatch")
             self._blocks[address, start] = block

@@ -131,24 +131,27 @@ class HeaderDataset(Dataset):
     @classmethod
     def read(cls, file: FileBytes, h5group: h5py.Group, name: str, address: int) -> HeaderDataset:
         """The dataset at ``address`` (raises Unrecognised when it is none of those read here)."""
-        by_type: dict[int, list[Message]] = {}
+        by_type: dict[int, Message] = {}
+        attributes: list[Message] = []
         messages = object_messages(file, address)
         for message in messages:
-            if message.type not in IGNORED:
-                by_type.setdefault(message.type, []).append(message)
-        attributes = by_type.pop(ATTRIBUTE, [])
-        pipeline = by_type.pop(PIPELINE, [])
+            if message.type == ATTRIBUTE:
+                attributes.append(message)
+            elif message.type not in IGNORED:
+                if message.type in by_type:
+                    raise Unrecognised("repeated messages")
+                by_type[message.type] = message
+        pipeline = by_type.pop(PIPELINE, None)
+        info = by_type.pop(ATTRIBUTE_INFO, None)
+        info = None if info is None else attribute_info(unshared(info), file)
         # attributes listed by creation order: the header's flag (h5py's) and the info message's
-        infos = [attribute_info(unshared(info), file) for info in by_type.pop(ATTRIBUTE_INFO, [])]
-        tracked = [info.tracked for info in infos]
-        if tracked not in ([], [False], [True]) or any(tracked) != (messages[0].order is not None):
+        tracked = info is not None and info.tracked
+        if tracked != (messages[0].order is not None):
             raise Unrecognised("attribute info")
-        if set(by_type) != {DATASPACE, DATATYPE, FILL, LAYOUT}:
+        if by_type.keys() != {DATASPACE, DATATYPE, FILL, LAYOUT}:
             raise Unrecognised(f"messages {sorted(by_type)}")
-        if len(pipeline) > 1 or any(len(found) != 1 for found in by_type.values()):
-            raise Unrecognised("repeated messages")
-        space = dataspace(unshared(by_type[DATASPACE][0]), file)
-        datatype = unshared(by_type[DATATYPE][0])
+        space = dataspace(unshared(by_type[DATASPACE]), file)
+        datatype = unshared(by_type[DATATYPE])
         if space is None or datatype[0] & 0x0F not in DATASET_CLASSES:
             raise Unrecognised("null dataspace or datatype class")
         kind, exact = _dataset_type(datatype)
@@ -156,13 +159,13 @@ class HeaderDataset(Dataset):
             raise Unrecognised("HDF5 converts this datatype on reading")
         ds = cls(h5group, name, address, space, kind)
         itemsize = type_size(datatype)
-        fill = fill_value(unshared(by_type[FILL][0]))
+        fill = fill_value(unshared(by_type[FILL]))
         if fill and len(fill) != itemsize:
             raise Unrecognised("fill value size")
-        body = unshared(by_type[LAYOUT][0])
+        body = unshared(by_type[LAYOUT])
         if body[1] == CHUNKED:
             ds.create_plist = _chunked(body, pipeline, fill, ds.ndim, itemsize, file)
-        elif pipeline:
+        elif pipeline is not None:
             raise Unrecognised("filters of data that is not chunked")
         else:
             storage, address, data = layout(body, file)
@@ -176,11 +179,11 @@ class HeaderDataset(Dataset):
             elif address is not None:
                 ds.storage_offset = file.base + address
         raw = [(m.order, unshared(m)) for m in attributes]
-        if infos and infos[0].heap is not None:
+        if info is not None and info.heap is not None:
             if raw:
                 raise Unrecognised("attributes both in the header and in dense storage")
-            raw = dense_attributes(file, infos[0].heap, infos[0].names, infos[0].tracked)
-        ds.attributes = HeaderAttributes(ds, raw, file, any(tracked))
+            raw = dense_attributes(file, info.heap, info.names, info.tracked)
+        ds.attributes = HeaderAttributes(ds, raw, file, tracked)
         if "DIMENSION_LIST" in ds.attributes:
             if "CLASS" in ds.attributes:  # a scale of scales: the dimension scale API's own case
                 raise Unrecognised("a dimension scale with a dimension list")
@@ -241,7 +244,7 @@ class HeaderCreation:
 
 def _chunked(
     body: bytes,
-    pipeline: list[Message],
+    pipeline: Message | None,
     fill: bytes | None,
     ndim: int,
     itemsize: int,
@@ -251,7 +254,7 @@ def _chunked(
     dims = chunk_dims(body, file)
     if len(dims) != ndim + 1 or dims[-1] != itemsize:
         raise Unrecognised("chunk rank or element size")
-    filters = _filters(unshared(pipeline[0])) if pipeline else ()
+    filters = () if pipeline is None else _filters(unshared(pipeline))
     return HeaderCreation(CHUNKED, fill, dims[:-1], filters, StoredIndex.of(file, body, dims))
 
 
