@@ -7,9 +7,10 @@ h5netcdf hides it; ``_FillValue`` is encoded for xarray's Zarr backend.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import h5py
@@ -75,15 +76,15 @@ class Attributes:
 
     memo: dict[Any, dict[bytes, Any]] | None = None
     """Attributes converted to JSON, by array dtype and message, shared by a file's objects
-    (see :meth:`message`); lists are kept as tuples (objects the garbage collector skips)."""
+    (see :meth:`messages`); lists are kept as tuples (objects the garbage collector skips)."""
 
     def __iter__(self) -> Iterator[str | bytes]:
         return iter(self._stored)
 
-    def message(self, name: str | bytes) -> bytes | None:
-        """The attribute message of ``name`` where it was read from the file's bytes (what its
-        value is a function of, in the file), else None."""
-        return None
+    def messages(self) -> Iterable[tuple[str | bytes, bytes | None]]:
+        """Each name with its attribute message where it was read from the file's bytes (what
+        its value is a function of, in the file), else None."""
+        return zip(self._stored, itertools.repeat(None))
 
     def __contains__(self, name: object) -> bool:
         return name in self._stored
@@ -178,7 +179,7 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
     out: dict[str, Any] = {}
     typed: dict[str, Any] = {}
     memo = {} if attributes.memo is None else attributes.memo.setdefault(dtype, {})
-    for name in attributes:
+    for name, message in attributes.messages():
         if name in HIDDEN_ATTRIBUTES:
             continue
         if isinstance(name, bytes):  # not UTF-8 (decoded_name): JSON names are text
@@ -189,7 +190,6 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
                 stacklevel=4,
             )
             continue
-        message = attributes.message(name)
         if message is None or len(message) > MEMO_BYTES:
             message = None
         elif (value := memo.get(message, _UNSEEN)) is not _UNSEEN:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import operator
 import weakref
+from collections.abc import Iterable
 from typing import Any
 
 import h5py
@@ -76,8 +77,8 @@ class HeaderAttributes(Attributes):
                 return super().__getitem__(name)
         return self._values[name]
 
-    def message(self, name: str | bytes) -> bytes:
-        return self._bodies[name]
+    def messages(self) -> Iterable[tuple[str | bytes, bytes]]:
+        return self._bodies.items()
 
     def raw(self, name: str) -> RawAttribute:
         """Attribute ``name`` as its message stores it."""
