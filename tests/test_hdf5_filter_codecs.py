@@ -141,6 +141,23 @@ def test_bitshuffle_after_fletcher32_of_8_byte_elements_is_read_as_hdf5_reads_it
         filters.filter_codecs(filters.pipeline(f["d"].id.get_create_plist()))
 
 
+def test_pipeline_codecs_converts_each_pipeline_once_and_hands_out_copies(tmp_path):
+    path = tmp_path / "pipelines.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("a", data=np.arange(8.0), chunks=(4,), compression="gzip", shuffle=True)
+        f.create_dataset("b", data=np.arange(8.0), chunks=(4,), compression="gzip", shuffle=True)
+        f.create_dataset("c", data=np.arange(8.0), chunks=(4,), compression="lzf")
+    with h5py.File(path) as f:
+        dcpls = {name: f[name].id.get_create_plist() for name in "abc"}
+        first = filters.pipeline_codecs(dcpls["a"])
+        assert first == filters.filter_codecs(filters.pipeline(dcpls["a"]))
+        first[0]["configuration"]["elementsize"] = 99  # a caller's change stays its own
+        assert filters.pipeline_codecs(dcpls["b"]) == filters.filter_codecs(
+            filters.pipeline(dcpls["b"])
+        )
+        assert filters.pipeline_codecs(dcpls["c"])[0] != first[0]
+
+
 def test_the_filters_parameters_are_checked():
     assert filters.filter_codecs([filters.Filter(32008, 0, (0, 4, 8, 0, 2))]) == [
         {

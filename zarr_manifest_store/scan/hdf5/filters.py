@@ -15,6 +15,8 @@ dataset.
 
 from __future__ import annotations
 
+import functools
+import marshal
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -35,6 +37,7 @@ __all__ = [
     "UnmappableFilter",
     "filter_codecs",
     "pipeline",
+    "pipeline_codecs",
 ]
 
 Codec = dict[str, Any]
@@ -79,12 +82,23 @@ class Filter(NamedTuple):
 
 def pipeline(dcpl: h5py.h5p.PropDCID) -> list[Filter]:
     """The filter pipeline of a dataset creation property list, in write order."""
-    stages = []
-    for i in range(dcpl.get_nfilters()):
-        code, flags, values, name = dcpl.get_filter(i)
-        label = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
-        stages.append(Filter(int(code), int(flags), tuple(int(v) for v in values), label))
-    return stages
+    return [_filter(*dcpl.get_filter(i)) for i in range(dcpl.get_nfilters())]
+
+
+def pipeline_codecs(dcpl: h5py.h5p.PropDCID) -> list[Codec]:
+    """``filter_codecs(pipeline(dcpl))``, converted once per distinct pipeline (the datasets
+    of a file repeat a few); each call gets codecs of its own."""
+    return marshal.loads(_pipeline_codecs(tuple(map(dcpl.get_filter, range(dcpl.get_nfilters())))))
+
+
+@functools.lru_cache(maxsize=256)
+def _pipeline_codecs(stages: tuple[tuple[int, int, tuple[int, ...], bytes | str], ...]) -> bytes:
+    return marshal.dumps(filter_codecs([_filter(*stage) for stage in stages]))
+
+
+def _filter(code: int, flags: int, values: tuple[int, ...], name: bytes | str) -> Filter:
+    label = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
+    return Filter(int(code), int(flags), tuple(int(v) for v in values), label)
 
 
 def filter_codecs(filters: Sequence[Filter]) -> list[Codec]:

@@ -13,7 +13,6 @@ decides (a reference to a deleted scale, a scale with several links, ...).
 from __future__ import annotations
 
 import struct
-import weakref
 from collections.abc import Mapping
 
 from h5py import h5t
@@ -28,9 +27,9 @@ DATASPACE, LINK_INFO, DATATYPE, SYMBOL_TABLE, REFERENCE_COUNT = 0x01, 0x02, 0x03
 SCALE_REFERENCES = h5t.vlen_create(h5t.STD_REF_OBJ).encode()[2:]
 """The datatype message of ``DIMENSION_LIST``: variable-length lists of old-style object
 references (``H5Tvlen_create(H5T_STD_REF_OBJ)``), each of 8 bytes."""
-_LINK_COUNTS: weakref.WeakKeyDictionary[FileBytes, dict[int, int]] = weakref.WeakKeyDictionary()
-"""The link counts of the scales looked up, by file and address (a file's few scales are
-named by thousands of datasets)."""
+_LINK_COUNTS = "hard-link counts"
+"""The key in ``FileBytes.memo`` of the link counts of the scales looked up, by address (a
+file's few scales are named by thousands of datasets)."""
 
 
 def dimension_list(raw: RawAttribute, ndim: int, file: FileBytes) -> tuple[tuple[int, ...], ...]:
@@ -74,10 +73,11 @@ def scale_names(
         if not scales:
             names.append(None)
             continue
-        if any(address not in linked_names for address in scales):
-            raise Unrecognised("a scale not linked from the groups walked")
-        counts = [_dataset_link_count(file, address) for address in scales]
-        if counts[-1] != 1:
+        for address in scales:  # each a dataset (h5py would open each), the last linked once
+            if address not in linked_names:
+                raise Unrecognised("a scale not linked from the groups walked")
+            count = _dataset_link_count(file, address)
+        if count != 1:
             raise Unrecognised("a scale of several hard links")
         names.append(linked_names[scales[-1]])
     return None if all(name is None for name in names) else names
@@ -86,7 +86,7 @@ def scale_names(
 def _dataset_link_count(file: FileBytes, address: int) -> int:
     """The hard-link count (``H5Oget_info``'s ``rc``) of the dataset whose object header is at
     ``address`` (raises Unrecognised for any other object)."""
-    counts = _LINK_COUNTS.setdefault(file, {})
+    counts = file.memo.setdefault(_LINK_COUNTS, {})
     if address not in counts:
         messages = object_messages(file, address)
         types = {m.type for m in messages}

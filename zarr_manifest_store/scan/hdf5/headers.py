@@ -111,7 +111,7 @@ class FileBytes:
         self.memo: dict[Any, Any] = {}
         """Kept for the scan of this file by its readers: the objects of a file repeat the
         same messages (``HeaderAttributes`` keeps its attributes' JSON here, see
-        ``attributes.json_attributes``)."""
+        ``attributes.json_attributes``, and ``header_scales`` its scales' link counts)."""
 
     @classmethod
     def local(cls, fd: int) -> FileBytes:

@@ -27,7 +27,7 @@ from zarr_manifest_store.manifest import INLINE, MISSING, ChunkCoords, ChunkMani
 from zarr_manifest_store.scan.common import Refused, rows_per_chunk
 from zarr_manifest_store.scan.hdf5.chunk_index import chunk_columns, edges_unfiltered
 from zarr_manifest_store.scan.hdf5.datatypes import DataKind, fill_undefined
-from zarr_manifest_store.scan.hdf5.filters import UnmappableFilter, filter_codecs, pipeline
+from zarr_manifest_store.scan.hdf5.filters import UnmappableFilter, pipeline_codecs
 from zarr_manifest_store.scan.hdf5.inline_chunks import read_inline
 from zarr_manifest_store.scan.hdf5.metadata import CHUNK_KEY_ENCODING, array_metadata, regular
 from zarr_manifest_store.scan.hdf5.objects import Dataset
@@ -69,7 +69,7 @@ class Layouts:
         if kind.materialise:
             return self.materialised(ds, base, kind, kind.materialise, check_unwritten=True)
         try:
-            filters = filter_codecs(pipeline(dcpl))
+            filters = pipeline_codecs(dcpl)
         except UnmappableFilter as e:
             return self.materialised(ds, base, kind, str(e), check_unwritten=True)
         codecs = [kind.bytes_codec, *filters]
