@@ -146,7 +146,7 @@ def test_pipeline_codecs_converts_each_pipeline_once_and_hands_out_copies(tmp_pa
     with h5py.File(path, "w") as f:
         f.create_dataset("a", data=np.arange(8.0), chunks=(4,), compression="gzip", shuffle=True)
         f.create_dataset("b", data=np.arange(8.0), chunks=(4,), compression="gzip", shuffle=True)
-        f.create_dataset("c", data=np.arange(8.0), chunks=(4,), compression="lzf")
+        f.create_dataset("c", data=np.arange(8.0), chunks=(4,), compression="gzip")
     with h5py.File(path) as f:
         dcpls = {name: f[name].id.get_create_plist() for name in "abc"}
         first = filters.pipeline_codecs(dcpls["a"])
@@ -155,7 +155,9 @@ def test_pipeline_codecs_converts_each_pipeline_once_and_hands_out_copies(tmp_pa
         assert filters.pipeline_codecs(dcpls["b"]) == filters.filter_codecs(
             filters.pipeline(dcpls["b"])
         )
-        assert filters.pipeline_codecs(dcpls["c"])[0] != first[0]
+        assert filters.pipeline_codecs(dcpls["c"]) == [
+            {"name": "numcodecs.zlib", "configuration": {"level": 4}}
+        ]
 
 
 def test_the_filters_parameters_are_checked():
