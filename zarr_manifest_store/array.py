@@ -297,8 +297,10 @@ def grid_shape(metadata: ArrayV3Metadata) -> tuple[int, ...]:
     name, config = _grid(metadata)
     if name == "regular":
         return tuple(
-            math.ceil(n / c) if c else 0
-            for n, c in zip(metadata.shape, config["chunk_shape"], strict=True)
+            [
+                -(-n // c) if c else 0
+                for n, c in zip(metadata.shape, config["chunk_shape"], strict=True)
+            ]
         )
     return tuple(
         _count_rectilinear(spec, n)

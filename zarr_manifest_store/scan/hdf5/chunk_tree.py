@@ -157,6 +157,7 @@ def _place(
     """Files leaf entries (size, filter mask, offsets..., address) in the columns; ``axes``
     are each axis's chunk size, chunk count and stride in the grid (the element size last)."""
     offsets, lengths, skipped = columns
+    base, undefined, end = file.base, file.undefined, file.size
     previous = -1
     for size, mask, *key, address in entries:
         if key[-1] or not size:
@@ -170,8 +171,8 @@ def _place(
         if k <= previous:  # cells in the grid: their keys increase as their places in C order
             raise damaged("version 1 B-tree", "keys out of order")
         previous = k
-        start = file.base + address
-        if address == file.undefined or start + size > file.size:
+        start = base + address
+        if address == undefined or start + size > end:
             raise damaged("version 1 B-tree", "a chunk outside the file")
         if lengths[k]:
             raise damaged("version 1 B-tree", "a chunk indexed twice")
