@@ -97,9 +97,12 @@ class Layouts:
         metadata = array_metadata({**base, "chunk_grid": regular(chunks)})
         unfiltered = edges_unfiltered(ds.create_plist)
         offsets, lengths, skipped = chunk_columns(ds, chunks, grid, unfiltered)
-        index = np.where(lengths != 0, _STORED, _MISSING).reshape(grid)
+        stored = np.count_nonzero(lengths)
+        index = np.zeros(grid, np.uint32)  # row 0 of the path table: the file's only row
+        if stored < lengths.size:
+            index[lengths.reshape(grid) == 0] = MISSING
         if shape == ds.shape:  # no padding: every chunk starts inside the data
-            unwritten = lengths.size - np.count_nonzero(lengths)
+            unwritten = lengths.size - stored
         else:
             unwritten = _unwritten_inside(ds.shape, chunks, lengths.reshape(grid))
         _refuse_arbitrary(ds.create_plist, int(unwritten))
@@ -338,10 +341,6 @@ class _ExternalSegment:
             origin = os.path.dirname(os.path.abspath(ds.file.filename))
             name = os.path.join(prefix.replace("${ORIGIN}", origin), name)
         return cls(os.path.abspath(name), int(offset), int(size))
-
-
-_STORED, _MISSING = np.uint32(0), np.uint32(MISSING)
-"""A chunk's row of the path table (the file's only row), or none."""
 
 
 def _refuse_arbitrary(dcpl: h5p.PropDCID, unwritten: int) -> None:
