@@ -160,6 +160,21 @@ def test_pipeline_codecs_converts_each_pipeline_once_and_hands_out_copies(tmp_pa
         ]
 
 
+def test_pipeline_codecs_keeps_values_marshal_would_turn_into_bytes(tmp_path, monkeypatch):
+    def numpy_level(cd):
+        return {"name": "numcodecs.zlib", "configuration": {"level": np.int64(cd[0])}}
+
+    monkeypatch.setitem(filters._BUILDERS, 1, numpy_level)
+    path = tmp_path / "level.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset(
+            "a", data=np.arange(8.0), chunks=(4,), compression="gzip", compression_opts=7
+        )
+    with h5py.File(path) as f:
+        codecs = filters.pipeline_codecs(f["a"].id.get_create_plist())
+    assert codecs[0]["configuration"]["level"] == 7  # not the number's bytes
+
+
 def test_the_filters_parameters_are_checked():
     assert filters.filter_codecs([filters.Filter(32008, 0, (0, 4, 8, 0, 2))]) == [
         {

@@ -117,8 +117,9 @@ def _walk(
             _check_order(keys, low, high)
             for i, e in enumerate(entries):
                 pending.append((e[-1], level - 1, keys[i], keys[i + 1]))
-        elif entries:  # a leaf: _place checks that its keys increase, so only its ends are
-            _place(file, entries, axes, columns)  # compared with its range here
+        elif entries:
+            # a leaf: _place checks that its keys increase, so only its ends meet its range here
+            _place(file, entries, axes, columns)
             ends = entries if len(entries) < 3 else [entries[0], entries[-1]]
             _check_order([*(_scaled(e[2:-1], dims) for e in ends), right], low, high)
 

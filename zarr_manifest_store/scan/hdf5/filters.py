@@ -87,13 +87,25 @@ def pipeline(dcpl: h5py.h5p.PropDCID) -> list[Filter]:
 
 def pipeline_codecs(dcpl: h5py.h5p.PropDCID) -> list[Codec]:
     """``filter_codecs(pipeline(dcpl))``, converted once per distinct pipeline (the datasets
-    of a file repeat a few); each call gets codecs of its own."""
-    return marshal.loads(_pipeline_codecs(tuple(map(dcpl.get_filter, range(dcpl.get_nfilters())))))
+    of a file repeat a few) and kept in its ``marshal`` form, so that each call gets codecs of
+    its own."""
+    stages = tuple(map(dcpl.get_filter, range(dcpl.get_nfilters())))
+    kept = _pipeline_codecs(stages)
+    return filter_codecs(pipeline(dcpl)) if kept is None else marshal.loads(kept)
 
 
 @functools.lru_cache(maxsize=256)
-def _pipeline_codecs(stages: tuple[tuple[int, int, tuple[int, ...], bytes | str], ...]) -> bytes:
-    return marshal.dumps(filter_codecs([_filter(*stage) for stage in stages]))
+def _pipeline_codecs(
+    stages: tuple[tuple[int, int, tuple[int, ...], bytes | str], ...],
+) -> bytes | None:
+    """The codecs' marshal form (None where it would not give them back as they are: marshal
+    writes any object with a buffer, a NumPy number say, as bytes)."""
+    codecs = filter_codecs([_filter(*stage) for stage in stages])
+    try:
+        kept = marshal.dumps(codecs)
+    except ValueError:  # no marshal form
+        return None
+    return kept if marshal.loads(kept) == codecs else None
 
 
 def _filter(code: int, flags: int, values: tuple[int, ...], name: bytes | str) -> Filter:
