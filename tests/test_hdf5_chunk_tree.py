@@ -298,6 +298,7 @@ def _mutations(root: int, child: int, grandchild: int, leaf: int) -> dict[str, t
         "duplicate chunk": (leaf_key + ENTRY + 8, struct.pack("<Q", 0)),
         "address past the file": (leaf_key + ENTRY - 8, struct.pack("<Q", 1 << 40)),
         "key out of order": (first_key + 8, struct.pack("<Q", 98)),
+        "leaf key out of order": (leaf_key + 8, struct.pack("<Q", 4)),  # its next chunk's is 2
     }
 
 
