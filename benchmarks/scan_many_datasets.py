@@ -22,13 +22,15 @@ variables by default; ``--layout netcdf4`` the same variables written by h5netcd
 netCDF-4 (a dimension ``x`` in each group, so each variable has a ``DIMENSION_LIST`` of
 object references, and a ``units`` attribute); ``--layout netcdf-c`` the same variables
 written by netCDF-C (netCDF4-python), which also gives them ``_Netcdf4Coordinates``;
-``--layout netcdf-cf`` those with 6 more CF attributes each (kept in dense storage).
+``--layout netcdf-cf`` those with 6 more CF attributes each (kept in dense storage);
+``--layout h5netcdf-cf`` the ``netcdf4`` variables with those 7 CF attributes written by
+h5netcdf (text as variable-length strings in the global heap, in dense storage).
 
 ``--cpu`` times CPU seconds of this process instead of wall seconds (steadier on a
 shared machine; the work is single-threaded).
 
     .venv/bin/python benchmarks/scan_many_datasets.py [--datasets 15000] [--repeat 3] [--cpu]
-        [--layout compact|chunked|netcdf4|netcdf-c|netcdf-cf]
+        [--layout compact|chunked|netcdf4|netcdf-c|netcdf-cf|h5netcdf-cf]
 """
 
 from __future__ import annotations
@@ -87,9 +89,9 @@ def make_chunked_file(path: Path, n: int) -> None:
             ds.attrs["long_name"] = f"variable {i}"
 
 
-def make_netcdf4_file(path: Path, n: int) -> None:
+def make_netcdf4_file(path: Path, n: int, cf: bool = False) -> None:
     """``n`` netCDF-4 variables of 40 floats on a dimension of their group, zlib-compressed in
-    chunks of 16, written by h5netcdf."""
+    chunks of 16, written by h5netcdf (``cf``: with 7 CF attributes, not only ``units``)."""
     import h5netcdf
 
     with h5netcdf.File(path, "w") as f:
@@ -107,6 +109,19 @@ def make_netcdf4_file(path: Path, n: int) -> None:
                 chunks=(16,),
             )
             v.attrs["units"] = "K"
+            if cf:
+                v.attrs["long_name"] = f"variable {i}"
+                v.attrs["standard_name"] = "air_temperature"
+                v.attrs["valid_min"] = np.float32(0)
+                v.attrs["valid_max"] = np.float32(400)
+                v.attrs["comment"] = "written to time a scan of CF attributes"
+                v.attrs["source"] = "benchmarks/scan_many_datasets.py"
+
+
+def make_h5netcdf_cf_file(path: Path, n: int) -> None:
+    """The variables of ``make_netcdf4_file`` with 7 CF attributes each, text among them as
+    h5netcdf writes it (variable-length strings, each in the global heap)."""
+    make_netcdf4_file(path, n, cf=True)
 
 
 NETCDF_C = """
@@ -152,6 +167,7 @@ MAKERS = {
     "netcdf4": make_netcdf4_file,
     "netcdf-c": make_netcdf_c_file,
     "netcdf-cf": make_netcdf_cf_file,
+    "h5netcdf-cf": make_h5netcdf_cf_file,
 }
 
 

@@ -33,13 +33,8 @@ def _make(path: Path, libver: str) -> None:
             d.attrs["long_name"] = np.bytes_(f"variable {i}".encode())
 
 
-@pytest.mark.parametrize("libver", ["earliest", "latest"])
-def test_repeated_attributes_are_converted_once_per_file_and_dtype(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, libver: str
-) -> None:
-    path = tmp_path / "repeated.h5"
-    _make(path, libver)
-    assert len(described_from_headers(path)) == COUNT
+def _counted_conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the attributes converted to JSON from now on (the memo's misses)."""
     converted = attributes._json_attribute
     calls: list[str] = []
 
@@ -48,6 +43,17 @@ def test_repeated_attributes_are_converted_once_per_file_and_dtype(
         return converted(attrs, name, dtype)
 
     monkeypatch.setattr(attributes, "_json_attribute", counted)
+    return calls
+
+
+@pytest.mark.parametrize("libver", ["earliest", "latest"])
+def test_repeated_attributes_are_converted_once_per_file_and_dtype(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, libver: str
+) -> None:
+    path = tmp_path / "repeated.h5"
+    _make(path, libver)
+    assert len(described_from_headers(path)) == COUNT
+    calls = _counted_conversions(monkeypatch)
     group = zms.scan(str(path))
     assert sorted(calls) == sorted(["long_name"] * COUNT + [*SHARED] * 2)  # two dtypes
     for i in range(COUNT):
@@ -67,3 +73,30 @@ def test_arrays_of_a_file_hold_lists_of_their_own(tmp_path: Path) -> None:
     assert first["valid_range"] == second["valid_range"]
     first["valid_range"].append(1000.0)
     assert second["valid_range"] == [0.0, 400.0]
+
+
+@pytest.mark.parametrize("libver", ["earliest", "latest"])
+def test_variable_length_text_is_converted_once_per_distinct_string(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, libver: str
+) -> None:
+    """h5py and h5netcdf write text as variable-length strings: each message holds the address
+    of its own copy in the global heap, so the memo keys it by the strings themselves."""
+    path = tmp_path / "text.h5"
+    text = h5py.string_dtype()
+    with h5py.File(path, "w", libver=libver) as f:
+        for i in range(COUNT):
+            d = f.create_dataset(f"v{i}", data=np.arange(4.0))
+            d.attrs.create("units", "K", dtype=text)
+            d.attrs.create("flags", ["a", "b" if i % 2 else "c"], dtype=text)
+            d.attrs.create("long_name", f"variable {i}", dtype=text)
+    assert len(described_from_headers(path)) == COUNT
+    calls = _counted_conversions(monkeypatch)
+    group = zms.scan(str(path))
+    assert sorted(calls) == sorted(["long_name"] * COUNT + ["units"] + ["flags"] * 2)
+    for i in range(COUNT):
+        found = group.arrays[f"v{i}"].metadata.attributes
+        assert found["units"] == "K"
+        assert found["flags"] == ["a", "b" if i % 2 else "c"]
+        assert found["long_name"] == f"variable {i}"
+    monkeypatch.undo()
+    assert_same_scan(path)

@@ -86,6 +86,11 @@ class Attributes:
         its value is a function of, in the file), else None."""
         return zip(self._stored, itertools.repeat(None))
 
+    def memo_key(self, name: str | bytes, message: bytes) -> Any:
+        """What the JSON of attribute ``name`` (its message ``message``) is kept under in the
+        memo: the message, unless it points elsewhere in the file (None: not kept)."""
+        return message
+
     def __contains__(self, name: object) -> bool:
         return name in self._stored
 
@@ -192,9 +197,13 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
             continue
         if message is None or len(message) > MEMO_BYTES:
             message = None
-        elif (value := memo.get(message, _UNSEEN)) is not _UNSEEN:
-            out[name] = list(value) if isinstance(value, tuple) else value
-            continue
+        else:
+            value = memo.get(message, _UNSEEN)
+            if value is _UNSEEN and (message := attributes.memo_key(name, message)) is not None:
+                value = memo.get(message, _UNSEEN)  # keyed by what the message points at
+            if value is not _UNSEEN:
+                out[name] = list(value) if isinstance(value, tuple) else value
+                continue
         converted = _json_attribute(attributes, name, dtype)
         if isinstance(converted, str):
             warnings.warn(

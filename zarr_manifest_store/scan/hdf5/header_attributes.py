@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import struct
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -22,7 +23,12 @@ from h5py import h5t
 from zarr_manifest_store.scan.hdf5.attributes import Attributes, attribute_reading, decoded_name
 from zarr_manifest_store.scan.hdf5.datatypes import type_key
 from zarr_manifest_store.scan.hdf5.headers import NOT_RECOGNISED, FileBytes, Unrecognised
-from zarr_manifest_store.scan.hdf5.messages import RawAttribute, attribute, attribute_name
+from zarr_manifest_store.scan.hdf5.messages import (
+    RawAttribute,
+    attribute,
+    attribute_name,
+    dataspace,
+)
 
 __all__ = ["HeaderAttributes", "decoded_type"]
 
@@ -80,6 +86,31 @@ class HeaderAttributes(Attributes):
     def messages(self) -> Iterable[tuple[str | bytes, bytes]]:
         return self._bodies.items()
 
+    def memo_key(self, name: str | bytes, message: bytes) -> Any:
+        """The message, or for variable-length text (whose message holds the addresses of its
+        strings in the file's global heap, different for each object) the message up to its
+        data and each string's length and bytes (None where they cannot be read here)."""
+        layout = _text_layout(message)
+        if layout is None:
+            return message
+        data_at, space_at, space_end = layout
+        file = self._file
+        step, o = 8 + file.offset_size, file.offset_size
+        try:
+            space = dataspace(message[space_at:space_end], file)
+            end = data_at + (0 if space is None else space.size) * step
+            if end > len(message):
+                return None
+            key: list[Any] = [message[:data_at]]
+            for at in range(data_at, end, step):
+                length = int.from_bytes(message[at : at + 4], "little")
+                index = int.from_bytes(message[at + 4 + o : at + step], "little")
+                stored = file.heap_collection(file.address(message, at + 4))[index]
+                key += (length, stored[:length])
+            return tuple(key)
+        except NOT_RECOGNISED:
+            return None
+
     def raw(self, name: str) -> RawAttribute:
         """Attribute ``name`` as its message stores it."""
         return attribute(self._bodies[name], self._file)
@@ -123,6 +154,20 @@ def _attribute_value(raw: RawAttribute, file: FileBytes) -> Any:
         raise Unrecognised("HDF5 converts this attribute's datatype on reading")
     values = values.reshape(raw.space.shape)
     return values[()] if values.ndim == 0 else values
+
+
+def _text_layout(body: bytes) -> tuple[int, int, int] | None:
+    """Where an attribute message of variable-length text (versions 1-3, its type and space
+    its own) has its data and its dataspace; None for any other message."""
+    if len(body) < 9 or body[0] not in (1, 2, 3) or (body[0] > 1 and body[1]):
+        return None
+    name_size, type_size, space_size = struct.unpack_from("<HHH", body, 2)
+    pad = 8 if body[0] == 1 else 1  # version 1 pads each part to 8 bytes
+    at = (8 if body[0] < 3 else 9) + -(-name_size // pad) * pad
+    if at + 2 > len(body) or body[at] & 0x0F != VLEN or body[at + 1] & 0x0F != VLEN_STRING:
+        return None
+    space_at = at + -(-type_size // pad) * pad
+    return space_at + -(-space_size // pad) * pad, space_at, space_at + space_size
 
 
 def _vlen_strings(data: bytes, file: FileBytes) -> list[str]:
