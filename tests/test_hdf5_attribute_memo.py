@@ -89,14 +89,18 @@ def test_variable_length_text_is_converted_once_per_distinct_string(
             d.attrs.create("units", "K", dtype=text)
             d.attrs.create("flags", ["a", "b" if i % 2 else "c"], dtype=text)
             d.attrs.create("long_name", f"variable {i}", dtype=text)
+            d.attrs.create("history", "x" * 2000, dtype=text)  # past MEMO_BYTES: not kept
     assert len(described_from_headers(path)) == COUNT
     calls = _counted_conversions(monkeypatch)
     group = zms.scan(str(path))
-    assert sorted(calls) == sorted(["long_name"] * COUNT + ["units"] + ["flags"] * 2)
+    assert sorted(calls) == sorted(
+        ["long_name"] * COUNT + ["history"] * COUNT + ["units"] + ["flags"] * 2
+    )
     for i in range(COUNT):
         found = group.arrays[f"v{i}"].metadata.attributes
         assert found["units"] == "K"
         assert found["flags"] == ["a", "b" if i % 2 else "c"]
         assert found["long_name"] == f"variable {i}"
+        assert found["history"] == "x" * 2000
     monkeypatch.undo()
     assert_same_scan(path)

@@ -20,7 +20,12 @@ import h5py
 import numpy as np
 from h5py import h5t
 
-from zarr_manifest_store.scan.hdf5.attributes import Attributes, attribute_reading, decoded_name
+from zarr_manifest_store.scan.hdf5.attributes import (
+    MEMO_BYTES,
+    Attributes,
+    attribute_reading,
+    decoded_name,
+)
 from zarr_manifest_store.scan.hdf5.datatypes import type_key
 from zarr_manifest_store.scan.hdf5.headers import NOT_RECOGNISED, FileBytes, Unrecognised
 from zarr_manifest_store.scan.hdf5.messages import (
@@ -89,7 +94,8 @@ class HeaderAttributes(Attributes):
     def memo_key(self, name: str | bytes, message: bytes) -> Any:
         """The message, or for variable-length text (whose message holds the addresses of its
         strings in the file's global heap, different for each object) the message up to its
-        data and each string's length and bytes (None where they cannot be read here)."""
+        data and each string's length and bytes (None where they cannot be read here, or
+        hold more than ``MEMO_BYTES``: large text is converted each time, not kept)."""
         layout = _text_layout(message)
         if layout is None:
             return message
@@ -102,8 +108,12 @@ class HeaderAttributes(Attributes):
             if end > len(message):
                 return None
             key: list[Any] = [message[:data_at]]
+            total = 0
             for at in range(data_at, end, step):
                 length = int.from_bytes(message[at : at + 4], "little")
+                total += length
+                if total > MEMO_BYTES:
+                    return None
                 index = int.from_bytes(message[at + 4 + o : at + step], "little")
                 stored = file.heap_collection(file.address(message, at + 4))[index]
                 key += (length, stored[:length])
