@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import functools
 import operator
-import struct
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import h5py
@@ -31,6 +30,7 @@ from zarr_manifest_store.scan.hdf5.headers import NOT_RECOGNISED, FileBytes, Unr
 from zarr_manifest_store.scan.hdf5.messages import (
     RawAttribute,
     attribute,
+    attribute_layout,
     attribute_name,
     dataspace,
 )
@@ -101,21 +101,17 @@ class HeaderAttributes(Attributes):
             return message
         data_at, space_at, space_end = layout
         file = self._file
-        step, o = 8 + file.offset_size, file.offset_size
         try:
             space = dataspace(message[space_at:space_end], file)
-            end = data_at + (0 if space is None else space.size) * step
+            end = data_at + (0 if space is None else space.size) * (8 + file.offset_size)
             if end > len(message):
                 return None
             key: list[Any] = [message[:data_at]]
             total = 0
-            for at in range(data_at, end, step):
-                length = int.from_bytes(message[at : at + 4], "little")
+            for length, stored in _heap_objects(message[data_at:end], file):
                 total += length
                 if total > MEMO_BYTES:
                     return None
-                index = int.from_bytes(message[at + 4 + o : at + step], "little")
-                stored = file.heap_collection(file.address(message, at + 4))[index]
                 key += (length, stored[:length])
             return tuple(key)
         except NOT_RECOGNISED:
@@ -167,34 +163,40 @@ def _attribute_value(raw: RawAttribute, file: FileBytes) -> Any:
 
 
 def _text_layout(body: bytes) -> tuple[int, int, int] | None:
-    """Where an attribute message of variable-length text (versions 1-3, its type and space
-    its own) has its data and its dataspace; None for any other message."""
-    if len(body) < 9 or body[0] not in (1, 2, 3) or (body[0] > 1 and body[1]):
+    """Where an attribute message of variable-length text has its data and its dataspace
+    (start and end); None for any other message."""
+    try:
+        type_at, _, space_at, space_bytes, data_at = attribute_layout(body)
+    except NOT_RECOGNISED:
         return None
-    name_size, type_size, space_size = struct.unpack_from("<HHH", body, 2)
-    pad = 8 if body[0] == 1 else 1  # version 1 pads each part to 8 bytes
-    at = (8 if body[0] < 3 else 9) + -(-name_size // pad) * pad
-    if at + 2 > len(body) or body[at] & 0x0F != VLEN or body[at + 1] & 0x0F != VLEN_STRING:
+    if type_at + 2 > len(body) or body[type_at] & 0x0F != VLEN:
         return None
-    space_at = at + -(-type_size // pad) * pad
-    return space_at + -(-space_size // pad) * pad, space_at, space_at + space_size
+    if body[type_at + 1] & 0x0F != VLEN_STRING:
+        return None
+    return data_at, space_at, space_at + space_bytes
 
 
 def _vlen_strings(data: bytes, file: FileBytes) -> list[str]:
     """Variable-length strings from their global heap ids, decoded as h5py decodes them."""
-    step = 4 + file.offset_size + 4
     strings = []
-    for at in range(0, len(data), step):
-        length = int.from_bytes(data[at : at + 4], "little")
+    for length, stored in _heap_objects(data, file):
         if not length:
             raise Unrecognised("empty variable-length string")
-        collection = file.address(data, at + 4)
-        index = int.from_bytes(data[at + 4 + file.offset_size : at + step], "little")
-        stored = file.heap_collection(collection)[index]
         if len(stored) < length or b"\0" in stored[:length]:
             raise Unrecognised("variable-length string")
         strings.append(stored[:length].decode("utf-8", "surrogateescape"))
     return strings
+
+
+def _heap_objects(data: bytes, file: FileBytes) -> Iterator[tuple[int, bytes]]:
+    """Each variable-length element's length and its global heap object, from the heap ids
+    of ``data`` (a length, a collection's address and an object's index each)."""
+    o = file.offset_size
+    step = 4 + o + 4
+    for at in range(0, len(data), step):
+        length = int.from_bytes(data[at : at + 4], "little")
+        index = int.from_bytes(data[at + 4 + o : at + step], "little")
+        yield length, file.heap_collection(file.address(data, at + 4))[index]
 
 
 @functools.lru_cache(maxsize=256)

@@ -313,19 +313,9 @@ def _name(body: bytes) -> bytes:
 def attribute(body: bytes, file: FileBytes) -> RawAttribute:
     """An attribute message, versions 1-3, its datatype and dataspace its own."""
     name = attribute_name(body)
-    version, flags = body[0], body[1]
-    name_size, type_bytes, space_bytes = struct.unpack_from("<HHH", body, 2)
-    if version == 1:
-        at, pad = 8, 8
-    elif flags:
-        raise Unrecognised("shared attribute datatype or dataspace")
-    else:
-        at, pad = (8, 1) if version == 2 else (9, 1)
-    at += _padded(name_size, pad)
-    datatype = body[at : at + type_bytes]
-    at += _padded(type_bytes, pad)
-    space = dataspace(body[at : at + space_bytes], file)
-    at += _padded(space_bytes, pad)
+    type_at, type_bytes, space_at, space_bytes, at = attribute_layout(body)
+    datatype = body[type_at : type_at + type_bytes]
+    space = dataspace(body[space_at : space_at + space_bytes], file)
     if len(datatype) != type_bytes:
         raise Unrecognised("attribute datatype")
     count = 0 if space is None else space.size
@@ -334,6 +324,25 @@ def attribute(body: bytes, file: FileBytes) -> RawAttribute:
     if len(data) != size:
         raise Unrecognised("short attribute data")
     return RawAttribute(name, datatype, space, data)
+
+
+def attribute_layout(body: bytes) -> tuple[int, int, int, int, int]:
+    """Where an attribute message (versions 1-3, its datatype and dataspace its own) keeps its
+    datatype and dataspace (offset and size of each) and its data (offset): version 1 pads
+    each part to 8 bytes."""
+    version, flags = body[0], body[1]
+    name_size, type_bytes, space_bytes = struct.unpack_from("<HHH", body, 2)
+    if version == 1:
+        at, pad = 8, 8
+    elif version not in (2, 3):
+        raise Unrecognised(f"attribute version {version}")
+    elif flags:
+        raise Unrecognised("shared attribute datatype or dataspace")
+    else:
+        at, pad = (8, 1) if version == 2 else (9, 1)
+    type_at = at + _padded(name_size, pad)
+    space_at = type_at + _padded(type_bytes, pad)
+    return type_at, type_bytes, space_at, space_bytes, space_at + _padded(space_bytes, pad)
 
 
 def _padded(size: int, pad: int) -> int:
