@@ -18,8 +18,10 @@ __all__ = ["dense_attributes"]
 
 NAME_INDEX = 8
 """The v2 B-tree record type of an attribute name index."""
-NAME_RECORD = struct.Struct("<8sBI4x")
-"""Its records: a heap ID of 8 bytes, message flags, creation index, name hash."""
+HEAP_ID_BYTES = 8
+NAME_RECORD = struct.Struct("<QBI4x")
+"""Its records: a heap ID of ``HEAP_ID_BYTES`` (read as one integer), message flags, creation
+index, name hash."""
 
 
 def dense_attributes(
@@ -28,10 +30,13 @@ def dense_attributes(
     """Each attribute message in the heap at ``heap`` indexed by the name index at ``names``,
     with its creation index where ``tracked`` (else None)."""
     objects = FractalHeap(file, heap)
-    found = []
+    if objects.id_size != HEAP_ID_BYTES:
+        raise Unrecognised("fractal heap ID size")
+    heap_ids, found = [], []
     records = btree2_records(file, names, NAME_INDEX, NAME_RECORD.size)
     for heap_id, flags, order in NAME_RECORD.iter_unpack(records):
         if flags:
             raise Unrecognised("shared attribute message in dense storage")
-        found.append((order if tracked else None, objects.object(heap_id)))
-    return found
+        heap_ids.append(heap_id)
+        found.append(order if tracked else None)
+    return list(zip(found, objects.objects(heap_ids), strict=True))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Iterable
 
 from zarr_manifest_store.scan.hdf5.headers import (
     MAX_HEADER_BYTES,
@@ -62,7 +63,7 @@ def _geometry(
 
 
 class FractalHeap:
-    """The fractal heap whose header is at ``address``: :meth:`object` reads a managed object."""
+    """The fractal heap whose header is at ``address``: :meth:`objects` reads managed objects."""
 
     def __init__(self, file: FileBytes, address: int) -> None:
         self._file, self._address = file, address
@@ -91,23 +92,34 @@ class FractalHeap:
         self._direct_header = 5 + file.offset_size + self._offset_size + checksum
         """Bytes of a direct block before its objects: signature, version, heap, offset, checksum."""
 
-    def object(self, heap_id: bytes) -> bytes:
-        """The managed object of ``heap_id`` (raises Unrecognised for any other)."""
-        fields = int.from_bytes(heap_id, "little")  # version and type, offset, length
-        if len(heap_id) != self.id_size or fields & 0xFF:  # version 0, managed
-            raise Unrecognised("fractal heap ID of an object that is not managed")
-        offset = (fields >> 8) & self._offset_mask
-        size = (fields >> self._length_shift) & self._length_mask
-        if self._root_rows:
-            block, start = self._find(offset)
-        else:  # the root is the heap's one direct block
-            if self._root_block is None:
-                self._root_block = self._direct(self._root, 0, self._start)
-            block, start = self._root_block, 0
-        begin = offset - start
-        if begin < self._direct_header or begin + size > len(block):
-            raise Unrecognised("fractal heap object outside its block")
-        return block[begin : begin + size]
+    def objects(self, heap_ids: Iterable[int]) -> list[bytes]:
+        """The managed objects of ``heap_ids`` (heap IDs of ``id_size`` bytes, each read as one
+        little-endian integer); raises Unrecognised for any other kind of object."""
+        offset_mask, length_shift, length_mask = (
+            self._offset_mask,
+            self._length_shift,
+            self._length_mask,
+        )
+        found = []
+        for fields in heap_ids:  # version and type, offset, length
+            if fields & 0xFF:  # version 0, managed
+                raise Unrecognised("fractal heap ID of an object that is not managed")
+            offset = (fields >> 8) & offset_mask
+            size = (fields >> length_shift) & length_mask
+            if self._root_rows:
+                block, start = self._find(offset)
+            else:  # the root is the heap's one direct block
+                block, start = self._root_direct(), 0
+            begin = offset - start
+            if begin < self._direct_header or begin + size > len(block):
+                raise Unrecognised("fractal heap object outside its block")
+            found.append(block[begin : begin + size])
+        return found
+
+    def _root_direct(self) -> bytes:
+        if self._root_block is None:
+            self._root_block = self._direct(self._root, 0, self._start)
+        return self._root_block
 
     def _row_size(self, row: int) -> int:
         return self._start if row == 0 else self._start << (row - 1)

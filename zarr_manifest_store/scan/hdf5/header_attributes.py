@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import functools
 import operator
+import struct
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import h5py
@@ -148,7 +149,10 @@ def _attribute_value(raw: RawAttribute, file: FileBytes) -> Any:
     if raw.space is None:
         return h5py.Empty(dtype)
     if vlen:
-        values = np.array(_vlen_strings(raw.data, file), dtype=dtype)
+        strings = _vlen_strings(raw.data, file)
+        if not raw.space.shape and len(strings) == 1:
+            return strings[0]  # what a scalar array of them gives: the one str
+        values = np.array(strings, dtype=dtype)
     elif exact:
         values = np.frombuffer(raw.data, dtype).copy()
     elif dtype.kind == "S" and raw.datatype[1] & 0x0F in (NULLTERM, NULLPAD):
@@ -188,15 +192,22 @@ def _vlen_strings(data: bytes, file: FileBytes) -> list[str]:
     return strings
 
 
-def _heap_objects(data: bytes, file: FileBytes) -> Iterator[tuple[int, bytes]]:
+def _heap_objects(data: bytes, file: FileBytes) -> list[tuple[int, bytes]]:
     """Each variable-length element's length and its global heap object, from the heap ids
     of ``data`` (a length, a collection's address and an object's index each)."""
-    o = file.offset_size
-    step = 4 + o + 4
-    for at in range(0, len(data), step):
-        length = int.from_bytes(data[at : at + 4], "little")
-        index = int.from_bytes(data[at + 4 + o : at + step], "little")
-        yield length, file.heap_collection(file.address(data, at + 4))[index]
+    return [
+        (length, file.heap_collection(address)[index])
+        for length, address, index in _heap_id(file.offset_size).iter_unpack(data)
+    ]
+
+
+@functools.cache
+def _heap_id(offset_size: int) -> struct.Struct:
+    """A global heap ID of a variable-length element: its length, collection and index."""
+    return struct.Struct(f"<I{_UNSIGNED[offset_size]}I")
+
+
+_UNSIGNED = {2: "H", 4: "I", 8: "Q"}
 
 
 @functools.lru_cache(maxsize=256)

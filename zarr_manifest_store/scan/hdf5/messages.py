@@ -329,9 +329,15 @@ def attribute(body: bytes, file: FileBytes) -> RawAttribute:
 def attribute_layout(body: bytes) -> tuple[int, int, int, int, int]:
     """Where an attribute message (versions 1-3, its datatype and dataspace its own) keeps its
     datatype and dataspace (offset and size of each) and its data (offset): version 1 pads
-    each part to 8 bytes."""
-    version, flags = body[0], body[1]
-    name_size, type_bytes, space_bytes = struct.unpack_from("<HHH", body, 2)
+    each part to 8 bytes. A function of the message's first 8 bytes, which the attributes of
+    a file repeat: worked out once for each."""
+    return _layout(body[:8])
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout(head: bytes) -> tuple[int, int, int, int, int]:
+    version, flags = head[0], head[1]
+    name_size, type_bytes, space_bytes = struct.unpack_from("<HHH", head, 2)
     if version == 1:
         at, pad = 8, 8
     elif version not in (2, 3):
