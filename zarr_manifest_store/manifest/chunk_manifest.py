@@ -137,7 +137,7 @@ class ChunkManifest:
         manifest._index, manifest._offsets, manifest._lengths = columns
         manifest._inline, manifest._shape, manifest._flat = {}, columns[0].shape, None
         for column in columns:
-            column.flags.writeable = False
+            column.setflags(write=False)
         return manifest
 
     @classmethod
@@ -478,7 +478,7 @@ class ChunkManifest:
         )
         for arr in (self._index, self._offsets, self._lengths, flat):
             if arr is not None:
-                arr.flags.writeable = False
+                arr.setflags(write=False)
 
 
 _PARTS = ("paths", "path_index", "offsets", "lengths", "inline", "fingerprints")

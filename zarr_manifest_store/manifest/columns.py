@@ -212,7 +212,7 @@ def single_cell_columns(ndim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         np.zeros(grid, dtype=np.uint32),
     )
     for column in columns:
-        column.flags.writeable = False
+        column.setflags(write=False)
     return columns
 
 

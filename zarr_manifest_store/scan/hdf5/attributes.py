@@ -249,6 +249,8 @@ def _json_attribute(
         if record is not None and _fixed_text(value):  # h5netcdf shows it as text: no mask
             record = {**typed_value(value), "text": attributes.encoding(name)}
         return (LEFT_OUT if encoded is None else encoded), record
+    if type(value) is str and value.isascii():  # most text (h5py's strings): its own JSON
+        return value, None
     if isinstance(value, np.ndarray) and value.dtype.kind == "S" and value.dtype.itemsize > 1:
         value = value.ravel()  # h5netcdf decodes text of any shape into a flat list
     if _has_text_bytes(value):

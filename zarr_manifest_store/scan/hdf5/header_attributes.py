@@ -70,7 +70,7 @@ class HeaderAttributes(Attributes):
         self._stored = {}
         self._bodies = {}
         for _, name, body in named:
-            shown = decoded_name(name)
+            shown = _shown_name(name)
             self._stored[shown] = name
             self._bodies[shown] = body
         if len(self._stored) != len(named):
@@ -97,17 +97,26 @@ class HeaderAttributes(Attributes):
         strings in the file's global heap, different for each object) the message up to its
         data and each string's length and bytes (None where they cannot be read here, or
         hold more than ``MEMO_BYTES``: large text is converted each time, not kept)."""
-        layout = _text_layout(message)
-        if layout is None:
-            return message
-        data_at, space_at, space_end = layout
         file = self._file
         try:
-            space = dataspace(message[space_at:space_end], file)
-            end = data_at + (0 if space is None else space.size) * (8 + file.offset_size)
+            data_at = attribute_layout(message)[4]
+        except NOT_RECOGNISED:
+            return message
+        head = message[:data_at]
+        counts = file.memo.setdefault(_TEXT_COUNTS, {})
+        count = counts.get(head, -1)
+        if count == -1:
+            try:
+                count = counts[head] = _text_count(head, file)
+            except NOT_RECOGNISED:
+                return None  # text whose dataspace is not read here
+        if count is None:
+            return message
+        try:
+            end = data_at + count * (8 + file.offset_size)
             if end > len(message):
                 return None
-            key: list[Any] = [message[:data_at]]
+            key: list[Any] = [head]
             total = 0
             for length, stored in _heap_objects(message[data_at:end], file):
                 total += length
@@ -180,6 +189,22 @@ def _text_layout(body: bytes) -> tuple[int, int, int] | None:
     return data_at, space_at, space_at + space_bytes
 
 
+def _text_count(head: bytes, file: FileBytes) -> int | None:
+    """How many strings an attribute message of variable-length text holds, from its head (the
+    message up to its data); None for a message of any other type."""
+    layout = _text_layout(head)
+    if layout is None:
+        return None
+    _, space_at, space_end = layout
+    space = dataspace(head[space_at:space_end], file)
+    return 0 if space is None else space.size
+
+
+_TEXT_COUNTS = "variable-length text attribute heads"
+"""The key in a file's memo of the string counts of its attribute messages' heads (the
+attributes of a file repeat a few: names, types and shapes)."""
+
+
 def _vlen_strings(data: bytes, file: FileBytes) -> list[str]:
     """Variable-length strings from their global heap ids, decoded as h5py decodes them."""
     strings = []
@@ -208,6 +233,12 @@ def _heap_id(offset_size: int) -> struct.Struct:
 
 
 _UNSIGNED = {2: "H", 4: "I", 8: "Q"}
+
+
+@functools.lru_cache(maxsize=4096)
+def _shown_name(name: bytes) -> str | bytes:
+    """``decoded_name``, once per distinct name (the objects of a file repeat theirs)."""
+    return decoded_name(name)
 
 
 @functools.lru_cache(maxsize=256)

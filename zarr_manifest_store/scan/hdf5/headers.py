@@ -218,9 +218,9 @@ class FileBytes:
 
 def object_messages(file: FileBytes, address: int) -> list[Message]:
     """The messages of the object header at ``address``, continuation blocks followed."""
-    prefix = file.at(address, 16)
+    prefix = file.at(address, min(V2_PREFIX, file.size - file.base - address))
     if prefix[:4] == b"OHDR":
-        return _messages_v2(file, address)
+        return _messages_v2(file, address, prefix)
     if prefix[0] != 1:
         raise Unrecognised(f"object header version {prefix[0]}")
     count, size = struct.unpack_from("<H4xI", prefix, 2)
@@ -250,15 +250,22 @@ def object_messages(file: FileBytes, address: int) -> list[Message]:
     return messages
 
 
-def _messages_v2(file: FileBytes, address: int) -> list[Message]:
-    head = file.at(address, 6 + 16 + 4 + 8)
+V2_PREFIX = 6 + 16 + 4 + 8
+"""Bytes of a version 2 object header up to its first block's size, at most: signature,
+version, flags, times, attribute phase change values, and the size."""
+
+
+def _messages_v2(file: FileBytes, address: int, head: bytes) -> list[Message]:
+    """The messages of the version 2 header at ``address`` that starts with ``head``."""
     if head[4] != 2:
         raise Unrecognised(f"object header version {head[4]}")
     flags = head[5]
     at = 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
     width = 1 << (flags & 3)
-    size = int.from_bytes(head[at : at + width], "little")
     start = at + width
+    if len(head) < start:
+        raise Unrecognised("object header past the end of the file")
+    size = int.from_bytes(head[at:start], "little")
     raw = file.at(address, start + size + 4)
     verify_checksum(raw)
     order = bool(flags & 0x04)

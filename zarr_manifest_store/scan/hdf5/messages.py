@@ -283,7 +283,7 @@ def type_size(datatype: bytes) -> int:
 
 def attribute_name(body: bytes) -> bytes:
     """The name of an attribute message, versions 1-3 (without its terminating NUL)."""
-    end = (9 if body[:1] == b"\x03" else 8) + int.from_bytes(body[2:4], "little")
+    end = (9 if body[0] == 3 else 8) + int.from_bytes(body[2:4], "little")
     if end <= MEMO_BYTES:  # the objects of a file repeat the same names: memoised on the
         return _memo_name(body[:end])  # message up to its name's end (its values may differ)
     return _name(body)
