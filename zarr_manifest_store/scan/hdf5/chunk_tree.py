@@ -121,7 +121,7 @@ def _walk(
             # a leaf: _place checks that its keys increase, so only its ends meet its range here
             _place(file, entries, axes, columns)
             ends = entries if len(entries) < 3 else [entries[0], entries[-1]]
-            _check_order([*(_scaled(e[2:-1], dims) for e in ends), right], low, high)
+            _check_order([*[_scaled(e[2:-1], dims) for e in ends], right], low, high)
 
 
 class _Plan(NamedTuple):
@@ -160,11 +160,12 @@ def _place(
     offsets, lengths, skipped = columns
     base, undefined, end = file.base, file.undefined, file.size
     previous = -1
-    for size, mask, *key, address in entries:
-        if key[-1] or not size:
+    for entry in entries:
+        size, mask, address = entry[0], entry[1], entry[-1]
+        if entry[-2] or not size:
             raise damaged("version 1 B-tree", "a chunk's element offset or size 0")
         k = 0
-        for offset, (c, n, stride) in zip(key, axes, strict=False):  # bar the element's
+        for offset, (c, n, stride) in zip(entry[2:-2], axes, strict=True):  # bar the element's
             cell, rest = divmod(offset, c)
             if rest or cell >= n:
                 raise damaged("version 1 B-tree", "a chunk offset off its grid")

@@ -80,7 +80,7 @@ def scale_names(
         if count != 1:
             raise Unrecognised("a scale of several hard links")
         names.append(linked_names[scales[-1]])
-    return None if all(name is None for name in names) else names
+    return None if names.count(None) == len(names) else names
 
 
 def _dataset_link_count(file: FileBytes, address: int) -> int:

@@ -88,6 +88,9 @@ class FileBytes:
     def __init__(self, read: Callable[[int, int], bytes], size: int) -> None:
         self._read = read
         self.size = size
+        self._block = functools.lru_cache(CACHED_BLOCKS)(functools.partial(_block, read, size))
+        """Block ``index`` of the file, the ``CACHED_BLOCKS`` read last kept (by this reader
+        alone, and without a reference to it: its blocks go with it)."""
         self.superblock = self._superblock_start()
         """Where the superblock starts (the base address may differ)."""
         head = self.read(self.superblock, self.superblock + 64)
@@ -159,11 +162,6 @@ class FileBytes:
         parts[-1] = parts[-1][: stop - last * BLOCK_BYTES]
         return b"".join(parts)
 
-    @functools.lru_cache(maxsize=CACHED_BLOCKS)  # noqa: B019 (one reader per scan)
-    def _block(self, index: int) -> bytes:
-        start = index * BLOCK_BYTES
-        return self._read(start, min(start + BLOCK_BYTES, self.size))
-
     def at(self, address: int, size: int) -> bytes:
         """``size`` bytes at file address ``address`` (relative to the base address)."""
         if address == self.undefined or size > MAX_HEADER_BYTES:
@@ -214,6 +212,12 @@ class FileBytes:
             objects[index] = raw[start : start + size]
             at = start + (size + 7) // 8 * 8
         return objects, total
+
+
+def _block(read: Callable[[int, int], bytes], size: int, index: int) -> bytes:
+    """Block ``index`` of a file of ``size`` bytes that ``read(start, stop)`` reads."""
+    start = index * BLOCK_BYTES
+    return read(start, min(start + BLOCK_BYTES, size))
 
 
 def object_messages(file: FileBytes, address: int) -> list[Message]:

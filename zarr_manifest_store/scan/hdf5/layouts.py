@@ -93,7 +93,7 @@ class Layouts:
         (``NC_NOFILL``: fill time "never"), has no defined value: refused.
         """
         shape = tuple(base["shape"])
-        grid = tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
+        grid = tuple([-(-n // c) for n, c in zip(shape, chunks, strict=True)])
         metadata = array_metadata({**base, "chunk_grid": regular(chunks)})
         unfiltered = edges_unfiltered(ds.create_plist)
         offsets, lengths, skipped = chunk_columns(ds, chunks, grid, unfiltered)

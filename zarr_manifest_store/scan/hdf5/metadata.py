@@ -32,8 +32,8 @@ def array_metadata(doc: dict[str, Any]) -> ArrayV3Metadata:
     no ``bytes`` is the form of one document alone. A document whose key holds
     ``bytes`` is parsed directly.
     """
-    attributes = doc.get("attributes") or {}
-    rest = {k: v for k, v in doc.items() if k != "attributes"}
+    rest = dict(doc)
+    attributes = rest.pop("attributes", None) or {}
     try:
         key = marshal.dumps(rest)
     except ValueError:  # no marshal form
