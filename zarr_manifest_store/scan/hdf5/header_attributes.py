@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import operator
-import struct
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -118,7 +117,7 @@ class HeaderAttributes(Attributes):
                 return None
             key: list[Any] = [head]
             total = 0
-            for length, stored in _heap_objects(message[data_at:end], file):
+            for length, stored in file.heap_objects(message[data_at:end]):
                 total += length
                 if total > MEMO_BYTES:
                     return None
@@ -208,31 +207,13 @@ attributes of a file repeat a few: names, types and shapes)."""
 def _vlen_strings(data: bytes, file: FileBytes) -> list[str]:
     """Variable-length strings from their global heap ids, decoded as h5py decodes them."""
     strings = []
-    for length, stored in _heap_objects(data, file):
+    for length, stored in file.heap_objects(data):
         if not length:
             raise Unrecognised("empty variable-length string")
         if len(stored) < length or b"\0" in stored[:length]:
             raise Unrecognised("variable-length string")
         strings.append(stored[:length].decode("utf-8", "surrogateescape"))
     return strings
-
-
-def _heap_objects(data: bytes, file: FileBytes) -> list[tuple[int, bytes]]:
-    """Each variable-length element's length and its global heap object, from the heap ids
-    of ``data`` (a length, a collection's address and an object's index each)."""
-    return [
-        (length, file.heap_collection(address)[index])
-        for length, address, index in _heap_id(file.offset_size).iter_unpack(data)
-    ]
-
-
-@functools.cache
-def _heap_id(offset_size: int) -> struct.Struct:
-    """A global heap ID of a variable-length element: its length, collection and index."""
-    return struct.Struct(f"<I{_UNSIGNED[offset_size]}I")
-
-
-_UNSIGNED = {2: "H", 4: "I", 8: "Q"}
 
 
 @functools.lru_cache(maxsize=4096)

@@ -42,16 +42,8 @@ def dimension_list(raw: RawAttribute, ndim: int, file: FileBytes) -> tuple[tuple
         or raw.space.shape != (ndim,)
     ):
         raise Unrecognised("dimension list type or shape")
-    step = 4 + file.offset_size + 4
     axes = []
-    for at in range(0, ndim * step, step):
-        count = int.from_bytes(raw.data[at : at + 4], "little")
-        if not count:
-            axes.append(())
-            continue
-        collection = file.address(raw.data, at + 4)
-        index = int.from_bytes(raw.data[at + 4 + file.offset_size : at + step], "little")
-        stored = file.heap_collection(collection)[index]
+    for count, stored in file.heap_objects(raw.data):
         if len(stored) != count * file.offset_size:
             raise Unrecognised("dimension list references")
         axes.append(struct.unpack(f"<{count}Q", stored))

@@ -37,6 +37,8 @@ BLOCK_BYTES = 1 << 16
 """Object headers are read in blocks of this size: the metadata of a file usually clusters."""
 CACHED_BLOCKS = 256
 """Blocks kept per file (16 MiB)."""
+_UNSIGNED = {2: "H", 4: "I", 8: "Q"}
+"""``struct`` codes of the sizes of offsets and lengths."""
 MAX_HEADER_BYTES = 1 << 20
 """A header block or global heap collection larger than this is left to h5py (a damaged
 size field must not make the scan read a whole file)."""
@@ -105,8 +107,10 @@ class FileBytes:
             raise Unrecognised(f"superblock version {version}")
         if self.offset_size not in (2, 4, 8) or self.length_size not in (2, 4, 8):
             raise Unrecognised("sizes of offsets and lengths")
-        self.length_code = {2: "H", 4: "I", 8: "Q"}[self.length_size]
+        self.length_code = _UNSIGNED[self.length_size]
         """The ``struct`` code of a length."""
+        self._heap_id = struct.Struct(f"<I{_UNSIGNED[self.offset_size]}I")
+        """A variable-length element's global heap ID: its length, collection and index."""
         self.base = self.unsigned(head[at : at + self.offset_size])
         self.undefined = (1 << (8 * self.offset_size)) - 1
         self._heaps: OrderedDict[int, tuple[dict[int, bytes], int]] = OrderedDict()
@@ -192,6 +196,14 @@ class FileBytes:
             _, (_, dropped) = self._heaps.popitem(last=False)
             self._heap_bytes -= dropped
         return objects
+
+    def heap_objects(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Each variable-length element's length and global heap object, from the heap IDs of
+        ``data`` (an empty element's object is ``b""``: HDF5 stores none)."""
+        return [
+            (length, self.heap_collection(address)[index] if length else b"")
+            for length, address, index in self._heap_id.iter_unpack(data)
+        ]
 
     def _parsed_heap(self, address: int) -> tuple[dict[int, bytes], int]:
         head = self.at(address, 8 + self.length_size)
