@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Iterable
 
 from zarr_manifest_store.scan.hdf5.headers import (
     MAX_HEADER_BYTES,
@@ -87,12 +86,11 @@ class FractalHeap:
         self._blocks: dict[tuple[int, int], bytes] = {}
         self._children: dict[tuple[int, int], list[int]] = {}
         self._budget = MAX_HEADER_BYTES
-        self._root_block: bytes | None = None
         checksum = 4 if self._flags & CHECKSUMMED_DIRECT_BLOCKS else 0
         self._direct_header = 5 + file.offset_size + self._offset_size + checksum
         """Bytes of a direct block before its objects: signature, version, heap, offset, checksum."""
 
-    def objects(self, heap_ids: Iterable[int]) -> list[bytes]:
+    def objects(self, heap_ids: list[int]) -> list[bytes]:
         """The managed objects of ``heap_ids`` (heap IDs of ``id_size`` bytes, each read as one
         little-endian integer); raises Unrecognised for any other kind of object."""
         offset_mask, length_shift, length_mask = (
@@ -100,26 +98,26 @@ class FractalHeap:
             self._length_shift,
             self._length_mask,
         )
+        # the root is the heap's one direct block where it has no rows
+        root = (
+            self._direct(self._root, 0, self._start) if heap_ids and not self._root_rows else None
+        )
+        header = self._direct_header
         found = []
         for fields in heap_ids:  # version and type, offset, length
             if fields & 0xFF:  # version 0, managed
                 raise Unrecognised("fractal heap ID of an object that is not managed")
             offset = (fields >> 8) & offset_mask
             size = (fields >> length_shift) & length_mask
-            if self._root_rows:
+            if root is None:
                 block, start = self._find(offset)
-            else:  # the root is the heap's one direct block
-                block, start = self._root_direct(), 0
-            begin = offset - start
-            if begin < self._direct_header or begin + size > len(block):
+                offset -= start
+            else:
+                block = root
+            if offset < header or offset + size > len(block):
                 raise Unrecognised("fractal heap object outside its block")
-            found.append(block[begin : begin + size])
+            found.append(block[offset : offset + size])
         return found
-
-    def _root_direct(self) -> bytes:
-        if self._root_block is None:
-            self._root_block = self._direct(self._root, 0, self._start)
-        return self._root_block
 
     def _row_size(self, row: int) -> int:
         return self._start if row == 0 else self._start << (row - 1)

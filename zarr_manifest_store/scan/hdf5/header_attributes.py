@@ -41,6 +41,8 @@ PLAIN_CLASSES = frozenset({0, 1, 3})
 """Datatype classes decoded here: fixed-point, floating-point, fixed-length string."""
 VLEN, VLEN_STRING = 9, 1
 NULLTERM, NULLPAD = 0, 1
+_BY_ORDER, _BY_NAME = operator.itemgetter(0), operator.itemgetter(1)
+"""Sort keys of (creation index, name, message) triples."""
 
 
 class HeaderAttributes(Attributes):
@@ -60,12 +62,9 @@ class HeaderAttributes(Attributes):
         self._dataset = weakref.ref(ds)
         self._file = file
         named = [(order, attribute_name(body), body) for order, body in messages]
-        if tracked:
-            named.sort(key=operator.itemgetter(0))
-            if len({order for order, _, _ in named}) != len(named):
-                raise Unrecognised("repeated attribute creation indexes")
-        else:
-            named.sort(key=operator.itemgetter(1))
+        named.sort(key=_BY_ORDER if tracked else _BY_NAME)
+        if tracked and len({order for order, _, _ in named}) != len(named):
+            raise Unrecognised("repeated attribute creation indexes")
         self._stored = {}
         self._bodies = {}
         for _, name, body in named:
