@@ -13,6 +13,7 @@ import struct
 from zarr_manifest_store.scan.hdf5.headers import (
     MAX_HEADER_BYTES,
     MAX_MESSAGES,
+    UNSIGNED,
     FileBytes,
     Unrecognised,
     verify_checksum,
@@ -75,10 +76,7 @@ def _header(offset_size: int, length_size: int) -> struct.Struct:
     """A header up to its checksum, for a file's sizes of offsets and lengths: signature,
     version and type; node size, record size, depth; split and merge percents (skipped);
     the root's address and record count; the tree's record count."""
-    return struct.Struct(f"<6sIHH2x{_UNSIGNED[offset_size]}H{_UNSIGNED[length_size]}")
-
-
-_UNSIGNED = {2: "H", 4: "I", 8: "Q"}
+    return struct.Struct(f"<6sIHH2x{UNSIGNED[offset_size]}H{UNSIGNED[length_size]}")
 
 
 @functools.lru_cache(maxsize=64)

@@ -28,7 +28,12 @@ import struct
 from typing import NamedTuple
 
 from zarr_manifest_store.scan.common import Refused
-from zarr_manifest_store.scan.hdf5.headers import MAX_HEADER_BYTES, FileBytes, Unrecognised
+from zarr_manifest_store.scan.hdf5.headers import (
+    MAX_HEADER_BYTES,
+    UNSIGNED,
+    FileBytes,
+    Unrecognised,
+)
 
 __all__ = ["Columns", "StoredIndex", "btree_columns", "damaged", "empty_columns"]
 
@@ -37,7 +42,6 @@ SINGLE_CHUNK, FIXED_ARRAY = 1, 3
 """Chunk index types of layout messages version 4 and 5 read from the file."""
 RAW_DATA_NODE = 1
 """Node type of a chunk index (0: a group's symbol table)."""
-_ADDRESS = {2: "H", 4: "I", 8: "Q"}
 
 type Columns = tuple[array.array, array.array, list[int]]
 """Chunk offsets and lengths in C order of the grid (0: never written), and the flat indices
@@ -141,7 +145,7 @@ class _Plan(NamedTuple):
 
 @functools.lru_cache(maxsize=1024)
 def _plan(dims: tuple[int, ...], grid: tuple[int, ...], offset_size: int, k: int) -> _Plan:
-    entry = struct.Struct(f"<II{len(dims)}Q{_ADDRESS[offset_size]}")
+    entry = struct.Struct(f"<II{len(dims)}Q{UNSIGNED[offset_size]}")
     last_key = struct.Struct(f"<II{len(dims)}Q")
     head = 8 + 2 * offset_size
     node_size = head + 2 * k * entry.size + last_key.size

@@ -14,6 +14,7 @@ import struct
 
 from zarr_manifest_store.scan.hdf5.headers import (
     MAX_HEADER_BYTES,
+    UNSIGNED,
     FileBytes,
     Unrecognised,
     lookup3,
@@ -42,11 +43,8 @@ def _header(offset_size: int, length_size: int) -> struct.Struct:
     object, huge objects' next ID and index, free space and its manager, 8 sizes and counts,
     table width, starting and largest direct block sizes, heap offset bits, starting rows,
     root block and its rows."""
-    o, n = _UNSIGNED[offset_size], _UNSIGNED[length_size]
+    o, n = UNSIGNED[offset_size], UNSIGNED[length_size]
     return struct.Struct(f"<5sHHBI{n}{o}{n}{o}8{n}H{n}{n}HH{o}H")
-
-
-_UNSIGNED = {2: "H", 4: "I", 8: "Q"}
 
 
 @functools.lru_cache(maxsize=64)

@@ -173,28 +173,18 @@ def _attribute_value(raw: RawAttribute, file: FileBytes) -> Any:
     return values[()] if values.ndim == 0 else values
 
 
-def _text_layout(body: bytes) -> tuple[int, int, int] | None:
-    """Where an attribute message of variable-length text has its data and its dataspace
-    (start and end); None for any other message."""
-    try:
-        type_at, _, space_at, space_bytes, data_at = attribute_layout(body)
-    except NOT_RECOGNISED:
-        return None
-    if type_at + 2 > len(body) or body[type_at] & 0x0F != VLEN:
-        return None
-    if body[type_at + 1] & 0x0F != VLEN_STRING:
-        return None
-    return data_at, space_at, space_at + space_bytes
-
-
 def _text_count(head: bytes, file: FileBytes) -> int | None:
     """How many strings an attribute message of variable-length text holds, from its head (the
     message up to its data); None for a message of any other type."""
-    layout = _text_layout(head)
-    if layout is None:
+    try:
+        type_at, _, space_at, space_bytes, _ = attribute_layout(head)
+    except NOT_RECOGNISED:
         return None
-    _, space_at, space_end = layout
-    space = dataspace(head[space_at:space_end], file)
+    if type_at + 2 > len(head) or head[type_at] & 0x0F != VLEN:
+        return None
+    if head[type_at + 1] & 0x0F != VLEN_STRING:
+        return None
+    space = dataspace(head[space_at : space_at + space_bytes], file)
     return 0 if space is None else space.size
 
 

@@ -25,6 +25,7 @@ from numcodecs.checksum32 import JenkinsLookup3
 __all__ = [
     "BLOCK_BYTES",
     "NOT_RECOGNISED",
+    "UNSIGNED",
     "FileBytes",
     "Message",
     "Unrecognised",
@@ -37,8 +38,8 @@ BLOCK_BYTES = 1 << 16
 """Object headers are read in blocks of this size: the metadata of a file usually clusters."""
 CACHED_BLOCKS = 256
 """Blocks kept per file (16 MiB)."""
-_UNSIGNED = {2: "H", 4: "I", 8: "Q"}
-"""``struct`` codes of the sizes of offsets and lengths."""
+UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
+"""``struct`` codes of little-endian unsigned integers by size (offsets, lengths, ...)."""
 MAX_HEADER_BYTES = 1 << 20
 """A header block or global heap collection larger than this is left to h5py (a damaged
 size field must not make the scan read a whole file)."""
@@ -107,10 +108,12 @@ class FileBytes:
             raise Unrecognised(f"superblock version {version}")
         if self.offset_size not in (2, 4, 8) or self.length_size not in (2, 4, 8):
             raise Unrecognised("sizes of offsets and lengths")
-        self.length_code = _UNSIGNED[self.length_size]
+        self.length_code = UNSIGNED[self.length_size]
         """The ``struct`` code of a length."""
-        self._heap_id = struct.Struct(f"<I{_UNSIGNED[self.offset_size]}I")
+        self._heap_id = struct.Struct(f"<I{UNSIGNED[self.offset_size]}I")
         """A variable-length element's global heap ID: its length, collection and index."""
+        self._heap_object = struct.Struct(f"<H6x{self.length_code}")
+        """The head of a global heap object: its index and size."""
         self.base = self.unsigned(head[at : at + self.offset_size])
         self.undefined = (1 << (8 * self.offset_size)) - 1
         self._heaps: OrderedDict[int, tuple[dict[int, bytes], int]] = OrderedDict()
@@ -118,7 +121,8 @@ class FileBytes:
         self.memo: dict[Any, Any] = {}
         """Kept for the scan of this file by its readers: the objects of a file repeat the
         same messages (``HeaderAttributes`` keeps its attributes' JSON here, see
-        ``attributes.json_attributes``, and ``header_scales`` its scales' link counts)."""
+        ``attributes.json_attributes``, and the string counts of its variable-length text;
+        ``header_scales`` its scales' link counts)."""
 
     @classmethod
     def local(cls, fd: int) -> FileBytes:
@@ -212,13 +216,13 @@ class FileBytes:
         total = self.length(head, 8)
         raw = self.at(address, total)
         objects: dict[int, bytes] = {}
-        head = struct.Struct(f"<H6x{self.length_code}")  # an object's index and size
+        object_head = self._heap_object
         at = 8 + self.length_size
-        while at + head.size <= total:
-            index, size = head.unpack_from(raw, at)
+        while at + object_head.size <= total:
+            index, size = object_head.unpack_from(raw, at)
             if index == 0:  # free space: the rest of the collection
                 break
-            start = at + head.size
+            start = at + object_head.size
             if start + size > total:
                 raise Unrecognised("global heap object")
             objects[index] = raw[start : start + size]
@@ -230,6 +234,11 @@ def _block(read: Callable[[int, int], bytes], size: int, index: int) -> bytes:
     """Block ``index`` of a file of ``size`` bytes that ``read(start, stop)`` reads."""
     start = index * BLOCK_BYTES
     return read(start, min(start + BLOCK_BYTES, size))
+
+
+V2_PREFIX = 6 + 16 + 4 + 8
+"""Bytes of a version 2 object header up to its first block's size, at most: signature,
+version, flags, times, attribute phase change values, and the size."""
 
 
 def object_messages(file: FileBytes, address: int) -> list[Message]:
@@ -264,11 +273,6 @@ def object_messages(file: FileBytes, address: int) -> list[Message]:
     if len(messages) != count:
         raise Unrecognised("message count")
     return messages
-
-
-V2_PREFIX = 6 + 16 + 4 + 8
-"""Bytes of a version 2 object header up to its first block's size, at most: signature,
-version, flags, times, attribute phase change values, and the size."""
 
 
 def _messages_v2(file: FileBytes, address: int, head: bytes) -> list[Message]:

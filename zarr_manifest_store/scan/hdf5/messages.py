@@ -14,7 +14,7 @@ import math
 import struct
 from typing import NamedTuple
 
-from zarr_manifest_store.scan.hdf5.headers import SHARED, FileBytes, Message, Unrecognised
+from zarr_manifest_store.scan.hdf5.headers import SHARED, UNSIGNED, FileBytes, Message, Unrecognised
 
 __all__ = [
     "CHUNKED",
@@ -47,8 +47,6 @@ RESERVED_FILTERS = 256
 """Filter ids below this are HDF5's own, whose names version 2 pipelines do not store."""
 MAX_FILTERS = 32
 """HDF5's ``H5Z_MAX_NFILTERS``."""
-_UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
-"""``struct`` codes of unsigned integers by size."""
 NAME_BUFFER = 256
 """The filter name buffer h5py's ``get_filter`` passes (longer names are cut)."""
 
@@ -120,7 +118,7 @@ def _dataspace(body: bytes, length_size: int) -> Space | None:
     counts = rank * (2 if flags & 1 else 1)
     if len(body) < at + counts * length_size:
         raise Unrecognised("short dataspace")
-    values = struct.unpack_from(f"<{counts}{_UNSIGNED[length_size]}", body, at)
+    values = struct.unpack_from(f"<{counts}{UNSIGNED[length_size]}", body, at)
     shape = values[:rank]
     if not flags & 1:
         return None if null else Space(shape, shape)
@@ -173,7 +171,7 @@ def chunk_dims(body: bytes, file: FileBytes) -> tuple[int, ...]:
         raise Unrecognised(f"layout version {version}")
     if len(body) < end or rank < 2:
         raise Unrecognised("short chunked layout")
-    code = _UNSIGNED.get(size)
+    code = UNSIGNED.get(size)
     if code is not None:
         dims = struct.unpack_from(f"<{rank}{code}", body, at)
     else:
