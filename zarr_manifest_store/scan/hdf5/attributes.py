@@ -91,6 +91,11 @@ class Attributes:
         memo: the message, unless it points elsewhere in the file (None: not kept)."""
         return message
 
+    def plain_text(self, message: bytes) -> str | None:
+        """The value of attribute message ``message`` where it is one ASCII string (its own
+        JSON) read without converting it, else None."""
+        return None
+
     def __contains__(self, name: object) -> bool:
         return name in self._stored
 
@@ -199,6 +204,8 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
             message = None
         else:
             value = memo.get(message, _UNSEEN)
+            if value is _UNSEEN and name != "_FillValue":
+                value = attributes.plain_text(message) or _UNSEEN
             if value is _UNSEEN and (message := attributes.memo_key(name, message)) is not None:
                 value = memo.get(message, _UNSEEN)  # keyed by what the message points at
             if value is not _UNSEEN:

@@ -102,19 +102,16 @@ class FractalHeap:
         )
         header = self._direct_header
         found = []
+        block = root
         for fields in heap_ids:  # version and type, offset, length
-            if fields & 0xFF:  # version 0, managed
-                raise Unrecognised("fractal heap ID of an object that is not managed")
             offset = (fields >> 8) & offset_mask
-            size = (fields >> length_shift) & length_mask
-            if root is None:
+            stop = offset + ((fields >> length_shift) & length_mask)
+            if root is None:  # in a direct block below the root's indirect block
                 block, start = self._find(offset)
-                offset -= start
-            else:
-                block = root
-            if offset < header or offset + size > len(block):
-                raise Unrecognised("fractal heap object outside its block")
-            found.append(block[offset : offset + size])
+                offset, stop = offset - start, stop - start
+            if fields & 0xFF or offset < header or stop > len(block):  # version 0, managed
+                raise Unrecognised("fractal heap ID not of a managed object in its block")
+            found.append(block[offset:stop])
         return found
 
     def _row_size(self, row: int) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import operator
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import h5py
@@ -33,6 +33,7 @@ from zarr_manifest_store.scan.hdf5.messages import (
     attribute_layout,
     attribute_name,
     dataspace,
+    type_size,
 )
 
 __all__ = ["HeaderAttributes", "decoded_type"]
@@ -63,18 +64,15 @@ class HeaderAttributes(Attributes):
         self._file = file
         named = [(order, attribute_name(body), body) for order, body in messages]
         named.sort(key=_BY_ORDER if tracked else _BY_NAME)
-        if tracked and len({order for order, _, _ in named}) != len(named):
+        if tracked and len(set(map(_BY_ORDER, named))) != len(named):
             raise Unrecognised("repeated attribute creation indexes")
-        self._stored = {}
-        self._bodies = {}
-        for _, name, body in named:
-            shown = _shown_name(name)
-            self._stored[shown] = name
-            self._bodies[shown] = body
-        if len(self._stored) != len(named):
+        self._bodies = {_shown_name(name): body for _, name, body in named}
+        """Each attribute's message, by name as h5py shows it."""
+        if len(self._bodies) != len(named):
             raise Unrecognised("repeated attribute names")
         self._values = {}
         self.memo = file.memo
+        self._text_heads = file.memo.setdefault(_TEXT_HEADS, {})
 
     def __getitem__(self, name: str | bytes) -> Any:
         """The value, as ``obj.attrs[name]`` gives it: decoded from its message, or read by h5py
@@ -90,6 +88,18 @@ class HeaderAttributes(Attributes):
     def messages(self) -> Iterable[tuple[str | bytes, bytes]]:
         return self._bodies.items()
 
+    def __iter__(self) -> Iterator[str | bytes]:
+        return iter(self._bodies)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._bodies
+
+    @functools.cached_property
+    def _stored(self) -> dict[str | bytes, bytes]:  # type: ignore[override]
+        """Each attribute's name as stored, by name as h5py shows it (for h5py's reading of
+        what is left to it)."""
+        return {shown: attribute_name(body) for shown, body in self._bodies.items()}
+
     def memo_key(self, name: str | bytes, message: bytes) -> Any:
         """The message, or for variable-length text (whose message holds the addresses of its
         strings in the file's global heap, different for each object) the message up to its
@@ -101,17 +111,14 @@ class HeaderAttributes(Attributes):
         except NOT_RECOGNISED:
             return message
         head = message[:data_at]
-        counts = file.memo.setdefault(_TEXT_COUNTS, {})
-        count = counts.get(head, -1)
-        if count == -1:
-            try:
-                count = counts[head] = _text_count(head, file)
-            except NOT_RECOGNISED:
-                return None  # text whose dataspace is not read here
-        if count is None:
+        try:
+            text = self._text_head(head)
+        except NOT_RECOGNISED:
+            return None  # text whose dataspace is not read here
+        if text is None:
             return message
         try:
-            end = data_at + count * (8 + file.offset_size)
+            end = data_at + text[0] * (8 + file.offset_size)
             if end > len(message):
                 return None
             key: list[Any] = [head]
@@ -124,6 +131,32 @@ class HeaderAttributes(Attributes):
             return tuple(key)
         except NOT_RECOGNISED:
             return None
+
+    def plain_text(self, message: bytes) -> str | None:
+        """The value of a scalar attribute of one variable-length ASCII string (its own JSON),
+        read from the global heap (``memo_key`` would read it too, to key the memo with); None
+        for any other attribute."""
+        try:
+            data_at = attribute_layout(message)[4]
+            if self._text_head(message[:data_at]) != SCALAR_STRING:
+                return None
+            length, stored = self._file.heap_object(message, data_at)
+        except NOT_RECOGNISED:
+            return None
+        text = stored[:length]
+        if len(text) != length or not length or b"\0" in text or not text.isascii():
+            return None  # an empty string, or one cut at a NUL, h5py reads
+        return text.decode("ascii")
+
+    def _text_head(self, head: bytes) -> tuple[int, bool] | None:
+        """How many strings an attribute message of variable-length text with ``head`` holds,
+        and whether it is a scalar string as h5py reads it; None for any other message (each
+        head worked out once per file: the attributes of a file repeat a few)."""
+        heads = self._text_heads
+        found = heads.get(head, _UNSEEN)
+        if found is _UNSEEN:
+            found = heads[head] = _text_head(head, self._file)
+        return found
 
     def raw(self, name: str) -> RawAttribute:
         """Attribute ``name`` as its message stores it."""
@@ -173,11 +206,11 @@ def _attribute_value(raw: RawAttribute, file: FileBytes) -> Any:
     return values[()] if values.ndim == 0 else values
 
 
-def _text_count(head: bytes, file: FileBytes) -> int | None:
-    """How many strings an attribute message of variable-length text holds, from its head (the
-    message up to its data); None for a message of any other type."""
+def _text_head(head: bytes, file: FileBytes) -> tuple[int, bool] | None:
+    """``HeaderAttributes._text_head`` of an attribute message's head (the message up to its
+    data)."""
     try:
-        type_at, _, space_at, space_bytes, _ = attribute_layout(head)
+        type_at, type_bytes, space_at, space_bytes, _ = attribute_layout(head)
     except NOT_RECOGNISED:
         return None
     if type_at + 2 > len(head) or head[type_at] & 0x0F != VLEN:
@@ -185,12 +218,22 @@ def _text_count(head: bytes, file: FileBytes) -> int | None:
     if head[type_at + 1] & 0x0F != VLEN_STRING:
         return None
     space = dataspace(head[space_at : space_at + space_bytes], file)
-    return 0 if space is None else space.size
+    if space is None:
+        return 0, False
+    datatype = head[type_at : type_at + type_bytes]
+    if space.shape or type_size(datatype) != 8 + file.offset_size:
+        return space.size, False
+    try:
+        return 1, _attribute_type(datatype)[1]  # read as text by h5py (not left to it)
+    except NOT_RECOGNISED:
+        return 1, False
 
 
-_TEXT_COUNTS = "variable-length text attribute heads"
-"""The key in a file's memo of the string counts of its attribute messages' heads (the
-attributes of a file repeat a few: names, types and shapes)."""
+SCALAR_STRING = (1, True)
+"""``_text_head`` of a scalar variable-length string."""
+_TEXT_HEADS = "variable-length text attribute heads"
+"""The key in a file's memo of its attribute messages' ``_text_head`` by head."""
+_UNSEEN = object()
 
 
 def _vlen_strings(data: bytes, file: FileBytes) -> list[str]:

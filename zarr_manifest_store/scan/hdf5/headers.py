@@ -172,9 +172,14 @@ class FileBytes:
 
     def at(self, address: int, size: int) -> bytes:
         """``size`` bytes at file address ``address`` (relative to the base address)."""
-        if address == self.undefined or size > MAX_HEADER_BYTES:
-            raise Unrecognised(f"{size} bytes at address {address}")
-        return self.read(self.base + address, self.base + address + size)
+        start = self.base + address
+        stop = start + size
+        if size > MAX_HEADER_BYTES or not 0 <= start <= stop <= self.size:
+            raise Unrecognised(f"{size} bytes at address {address}, outside the file or too many")
+        offset = start % BLOCK_BYTES
+        if offset + size <= BLOCK_BYTES:  # in one block: what most reads of a header are
+            return self._block(start // BLOCK_BYTES)[offset : offset + size]
+        return self.read(start, stop)
 
     @staticmethod
     def unsigned(raw: bytes) -> int:
@@ -203,11 +208,17 @@ class FileBytes:
 
     def heap_objects(self, data: bytes) -> list[tuple[int, bytes]]:
         """Each variable-length element's length and global heap object, from the heap IDs of
-        ``data`` (an empty element's object is ``b""``: HDF5 stores none)."""
-        return [
-            (length, self.heap_collection(address)[index] if length else b"")
-            for length, address, index in self._heap_id.iter_unpack(data)
-        ]
+        ``data`` (see :meth:`heap_object`)."""
+        size = self._heap_id.size
+        if len(data) % size:
+            raise Unrecognised("variable-length data cut short")
+        return [self.heap_object(data, at) for at in range(0, len(data), size)]
+
+    def heap_object(self, data: bytes, at: int = 0) -> tuple[int, bytes]:
+        """A variable-length element's length and global heap object, from its heap ID at
+        ``at`` of ``data`` (an empty element's object is ``b""``: HDF5 stores none)."""
+        length, address, index = self._heap_id.unpack_from(data, at)
+        return length, (self.heap_collection(address)[index] if length else b"")
 
     def _parsed_heap(self, address: int) -> tuple[dict[int, bytes], int]:
         head = self.at(address, 8 + self.length_size)
@@ -242,7 +253,8 @@ version, flags, times, attribute phase change values, and the size."""
 
 
 def object_messages(file: FileBytes, address: int) -> list[Message]:
-    """The messages of the object header at ``address``, continuation blocks followed."""
+    """The messages of the object header at ``address``, continuation blocks followed, null
+    messages (padding) left out."""
     prefix = file.at(address, min(V2_PREFIX, file.size - file.base - address))
     if prefix[:4] == b"OHDR":
         return _messages_v2(file, address, prefix)
@@ -272,7 +284,7 @@ def object_messages(file: FileBytes, address: int) -> list[Message]:
             at += 8 + length
     if len(messages) != count:
         raise Unrecognised("message count")
-    return messages
+    return [message for message in messages if message.type]
 
 
 def _messages_v2(file: FileBytes, address: int, head: bytes) -> list[Message]:
@@ -322,8 +334,15 @@ def _block_v2(raw: bytes, order: bool) -> list[Message]:
         at = start + length
         if at > end or flags & MUST_UNDERSTAND:
             raise Unrecognised(f"message {kind} (flags {flags:#x}, {length} bytes)")
-        messages.append(Message(kind, flags, raw[start:at], fields[3] if order else None))
+        if kind:  # not a null message (padding)
+            body = raw[start:at]
+            message = (kind, flags, body, fields[3] if order else None)
+            messages.append(_new_message(Message, message))
     return messages
+
+
+_new_message = tuple.__new__
+"""``Message(...)`` without the Python-level ``__new__`` of a NamedTuple (a header holds a dozen)."""
 
 
 _MESSAGE, _MESSAGE_ORDERED = struct.Struct("<BHB"), struct.Struct("<BHBH")

@@ -23,7 +23,7 @@ def array_metadata(doc: dict[str, Any]) -> ArrayV3Metadata:
     ``H5PATH``); zarr's parsing costs more than the rest of describing a small
     dataset. So the rest of the document is parsed once, and the attributes —
     JSON that zarr keeps as a plain dict, checking nothing in them — are set
-    on a copy the way zarr's own ``__init__`` sets them on a frozen instance.
+    on a copy made as ``copy.copy`` makes one (its ``__dict__`` updated).
     The parsed metadata is immutable, so arrays of different files may share it.
     The key is the document's ``marshal`` form: exact for the JSON types (``1``,
     ``1.0`` and ``True``, ``0.0`` and ``-0.0`` differ) and several times cheaper
@@ -46,9 +46,7 @@ def array_metadata(doc: dict[str, Any]) -> ArrayV3Metadata:
     if not isinstance(attributes, dict):
         return parse_array_metadata(doc)  # zarr's own error for attributes that are no dict
     with_attributes = object.__new__(ArrayV3Metadata)  # copy.copy, without its generic costs
-    for name, value in vars(parsed).items():
-        object.__setattr__(with_attributes, name, value)
-    object.__setattr__(with_attributes, "attributes", dict(attributes))
+    vars(with_attributes).update(vars(parsed), attributes=dict(attributes))
     return with_attributes
 
 

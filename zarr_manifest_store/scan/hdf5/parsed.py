@@ -60,9 +60,9 @@ __all__ = ["HeaderDataset", "header_dataset"]
 
 DATASPACE, DATATYPE, FILL_OLD, FILL, LAYOUT, ATTRIBUTE, CONTINUATION = 1, 3, 4, 5, 8, 12, 16
 ATTRIBUTE_INFO, PIPELINE = 21, 11
-IGNORED = frozenset({0, FILL_OLD, 0x0D, 0x0E, CONTINUATION, 0x12, 0x16})
-"""Messages that change nothing h5py reports: padding, the old fill value (the new one
-rules), comments, modification times, continuations (followed), reference counts."""
+IGNORED = frozenset({FILL_OLD, 0x0D, 0x0E, CONTINUATION, 0x12, 0x16})
+"""Messages that change nothing h5py reports: the old fill value (the new one rules),
+comments, modification times, continuations (followed), reference counts."""
 DATASET_CLASSES = frozenset({0, 1, 3})
 """Datatype classes of datasets read here: fixed-point, floating-point, fixed-length string."""
 
