@@ -191,13 +191,9 @@ class FileBytes:
     def length(self, raw: bytes, at: int) -> int:
         return int.from_bytes(raw[at : at + self.length_size], "little")
 
-    def heap_collection(self, address: int) -> dict[int, bytes]:
-        """The objects of the global heap collection at ``address``, by index (the collections
-        parsed last kept, up to ``HEAP_CACHE_BYTES``)."""
-        found = self._heaps.get(address)
-        if found is not None:
-            self._heaps.move_to_end(address)
-            return found[0]
+    def _heap_collection(self, address: int) -> dict[int, bytes]:
+        """The objects of the global heap collection at ``address``, by index, parsed and kept
+        (the collections parsed last are kept, up to ``HEAP_CACHE_BYTES``)."""
         objects, size = self._parsed_heap(address)
         self._heaps[address] = (objects, size)
         self._heap_bytes += size
@@ -218,7 +214,13 @@ class FileBytes:
         """A variable-length element's length and global heap object, from its heap ID at
         ``at`` of ``data`` (an empty element's object is ``b""``: HDF5 stores none)."""
         length, address, index = self._heap_id.unpack_from(data, at)
-        return length, (self.heap_collection(address)[index] if length else b"")
+        if not length:
+            return 0, b""
+        found = self._heaps.get(address)
+        if found is None:
+            return length, self._heap_collection(address)[index]
+        self._heaps.move_to_end(address)
+        return length, found[0][index]
 
     def _parsed_heap(self, address: int) -> tuple[dict[int, bytes], int]:
         head = self.at(address, 8 + self.length_size)
