@@ -23,7 +23,7 @@ def array_metadata(doc: dict[str, Any]) -> ArrayV3Metadata:
     ``H5PATH``); zarr's parsing costs more than the rest of describing a small
     dataset. So the rest of the document is parsed once, and the attributes —
     JSON that zarr keeps as a plain dict, checking nothing in them — are set
-    on a copy made as ``copy.copy`` makes one (its ``__dict__`` updated).
+    on a copy the way zarr's own ``__init__`` sets them on a frozen instance.
     The parsed metadata is immutable, so arrays of different files may share it.
     The key is the document's ``marshal`` form: exact for the JSON types (``1``,
     ``1.0`` and ``True``, ``0.0`` and ``-0.0`` differ) and several times cheaper
@@ -46,7 +46,9 @@ def array_metadata(doc: dict[str, Any]) -> ArrayV3Metadata:
     if not isinstance(attributes, dict):
         return parse_array_metadata(doc)  # zarr's own error for attributes that are no dict
     with_attributes = object.__new__(ArrayV3Metadata)  # copy.copy, without its generic costs
-    vars(with_attributes).update(vars(parsed), attributes=dict(attributes))
+    for name, value in vars(parsed).items():  # set one by one: Python keeps them inline, where
+        object.__setattr__(with_attributes, name, value)  # vars() would make a dict to collect
+    object.__setattr__(with_attributes, "attributes", dict(attributes))
     return with_attributes
 
 
