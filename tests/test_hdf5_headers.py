@@ -352,8 +352,15 @@ def test_reads_across_blocks_give_exactly_the_bytes_asked(tmp_path: Path) -> Non
             start = int(rng.integers(0, len(data)))
             stop = min(len(data), start + int(rng.integers(0, 3 * BLOCK_BYTES)))
             assert file.read(start, stop) == data[start:stop]
+            assert file.at(start - file.base, stop - start) == data[start:stop]
         edge = 2 * BLOCK_BYTES
         assert file.read(edge - 1, edge + 1) == data[edge - 1 : edge + 1]
+        assert file.at(edge - 1, 2) == data[edge - 1 : edge + 1]
+        assert file.at(edge - 1, 1) == data[edge - 1 : edge]
         assert file.read(edge, edge) == b""
+        assert file.at(len(data) - 3, 3) == data[-3:]
+        for address, size in [(len(data) - 2, 3), (len(data) + 5, 1), (8, -1), (-1, 4)]:
+            with pytest.raises(Unrecognised):  # past the end, or no bytes at all
+                file.at(address, size)
     finally:
         os.close(fd)

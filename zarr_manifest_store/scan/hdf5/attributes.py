@@ -184,7 +184,8 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
     paths of their objects; attributes that have no JSON form (region references,
     variable-length sequences, names that are not UTF-8) are left out with a warning.
     An attribute read from its message is converted once per file and ``dtype``
-    (``Attributes.memo``): the variables of a file repeat the same attributes.
+    (``Attributes.memo``): the variables of a file repeat the same attributes. One ASCII
+    string read from its message (``Attributes.plain_text``) is its own JSON: taken as it is.
     """
     out: dict[str, Any] = {}
     typed: dict[str, Any] = {}
@@ -204,8 +205,8 @@ def json_attributes(attributes: Attributes, dtype: np.dtype | None = None) -> di
             message = None
         else:
             value = memo.get(message, _UNSEEN)
-            if value is _UNSEEN and name != "_FillValue":
-                value = attributes.plain_text(message) or _UNSEEN
+            if value is _UNSEEN and name != "_FillValue":  # text that is its own JSON, or None
+                value = _UNSEEN if (text := attributes.plain_text(message)) is None else text
             if value is _UNSEEN and (message := attributes.memo_key(name, message)) is not None:
                 value = memo.get(message, _UNSEEN)  # keyed by what the message points at
             if value is not _UNSEEN:

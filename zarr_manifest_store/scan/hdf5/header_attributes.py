@@ -155,7 +155,7 @@ class HeaderAttributes(Attributes):
         heads = self._text_heads
         found = heads.get(head, _UNSEEN)
         if found is _UNSEEN:
-            found = heads[head] = _text_head(head, self._file)
+            found = heads[head] = _read_text_head(head, self._file)
         return found
 
     def raw(self, name: str) -> RawAttribute:
@@ -206,7 +206,7 @@ def _attribute_value(raw: RawAttribute, file: FileBytes) -> Any:
     return values[()] if values.ndim == 0 else values
 
 
-def _text_head(head: bytes, file: FileBytes) -> tuple[int, bool] | None:
+def _read_text_head(head: bytes, file: FileBytes) -> tuple[int, bool] | None:
     """``HeaderAttributes._text_head`` of an attribute message's head (the message up to its
     data)."""
     try:
