@@ -36,8 +36,11 @@ __all__ = [
 
 BLOCK_BYTES = 1 << 16
 """Object headers are read in blocks of this size: the metadata of a file usually clusters."""
-CACHED_BLOCKS = 256
-"""Blocks kept per file (16 MiB)."""
+CACHED_BLOCKS = 1024
+"""Blocks kept per file (64 MiB, as many bytes as ``HEAP_CACHE_BYTES``): a file written variable
+by variable interleaves their headers, dense attribute storage and chunks, and the walk takes
+them in h5py's order, not the file's; with 16 MiB, a scan of 10,000 h5netcdf variables in 52 MB
+read each block three times over (6% of its time)."""
 UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
 """``struct`` codes of little-endian unsigned integers by size (offsets, lengths, ...)."""
 MAX_HEADER_BYTES = 1 << 20
