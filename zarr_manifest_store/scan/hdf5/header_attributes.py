@@ -138,7 +138,11 @@ class HeaderAttributes(Attributes):
         for any other attribute."""
         try:
             data_at = attribute_layout(message)[4]
-            if self._text_head(message[:data_at]) != SCALAR_STRING:
+            head = message[:data_at]
+            found = self._text_heads.get(head, _UNSEEN)  # _text_head's lookup, without its call
+            if found is _UNSEEN:
+                found = self._text_head(head)
+            if found != SCALAR_STRING:
                 return None
             length, stored = self._file.heap_object(message, data_at)
         except NOT_RECOGNISED:

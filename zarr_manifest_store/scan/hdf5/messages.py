@@ -217,11 +217,13 @@ def filter_pipeline(body: bytes) -> list[PipelineStage]:
     return filters
 
 
+@functools.lru_cache(maxsize=256)
 def fill_value(body: bytes) -> bytes | None:
     """A fill value message (new form, versions 1-3): the value's bytes (``b""``: the
     default, zeros), or None when the dataset defines none (HDF5 reads such data as
     whatever the file holds). A fill time of "never" (where HDF5 reads unwritten data as
-    whatever its buffer held) raises Unrecognised: h5py describes such datasets."""
+    whatever its buffer held) raises Unrecognised: h5py describes such datasets. Once per
+    distinct message: the variables of a file repeat a few."""
     version = body[0]
     if (body[2] if version in (1, 2) else body[1] >> 2 & 0x03) == FILL_TIME_NEVER:
         raise Unrecognised("fill time 'never'")
