@@ -138,19 +138,12 @@ class HeaderAttributes(Attributes):
         for any other attribute."""
         try:
             data_at = attribute_layout(message)[4]
-            head = message[:data_at]
-            found = self._text_heads.get(head, _UNSEEN)  # _text_head's lookup, without its call
-            if found is _UNSEEN:
-                found = self._text_head(head)
-            if found != SCALAR_STRING:
+            if self._text_head(message[:data_at]) != SCALAR_STRING:
                 return None
-            length, stored = self._file.heap_object(message, data_at)
+            text = _vlen_string(*self._file.heap_object(message, data_at))
         except NOT_RECOGNISED:
-            return None
-        text = stored[:length]
-        if len(text) != length or not length or b"\0" in text or not text.isascii():
             return None  # an empty string, or one cut at a NUL, h5py reads
-        return text.decode("ascii")
+        return text if text.isascii() else None
 
     def _text_head(self, head: bytes) -> tuple[int, bool] | None:
         """How many strings an attribute message of variable-length text with ``head`` holds,
@@ -242,14 +235,16 @@ _UNSEEN = object()
 
 def _vlen_strings(data: bytes, file: FileBytes) -> list[str]:
     """Variable-length strings from their global heap ids, decoded as h5py decodes them."""
-    strings = []
-    for length, stored in file.heap_objects(data):
-        if not length:
-            raise Unrecognised("empty variable-length string")
-        if len(stored) < length or b"\0" in stored[:length]:
-            raise Unrecognised("variable-length string")
-        strings.append(stored[:length].decode("utf-8", "surrogateescape"))
-    return strings
+    return [_vlen_string(length, stored) for length, stored in file.heap_objects(data)]
+
+
+def _vlen_string(length: int, stored: bytes) -> str:
+    """A variable-length string from its length and global heap object, decoded as h5py
+    decodes it; an empty one, or one that a NUL would cut, raises Unrecognised (h5py reads it)."""
+    text = stored[:length]
+    if not length or len(text) != length or b"\0" in text:
+        raise Unrecognised("empty or short variable-length string, or one holding a NUL")
+    return text.decode("utf-8", "surrogateescape")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -92,7 +92,6 @@ class FileBytes:
     """
 
     def __init__(self, read: Callable[[int, int], bytes], size: int) -> None:
-        self._read = read
         self.size = size
         self._block = functools.lru_cache(CACHED_BLOCKS)(functools.partial(_block, read, size))
         """Block ``index`` of the file, the ``CACHED_BLOCKS`` read last kept (by this reader
@@ -124,7 +123,7 @@ class FileBytes:
         self.memo: dict[Any, Any] = {}
         """Kept for the scan of this file by its readers: the objects of a file repeat the
         same messages (``HeaderAttributes`` keeps its attributes' JSON here, see
-        ``attributes.json_attributes``, and the string counts of its variable-length text;
+        ``attributes.json_attributes``, and what the heads of its variable-length text hold;
         ``header_scales`` its scales' link counts)."""
 
     @classmethod
@@ -164,14 +163,10 @@ class FileBytes:
         """Bytes ``start:stop`` (absolute), exactly that many (raises Unrecognised past the end)."""
         if start < 0 or stop > self.size or start > stop:
             raise Unrecognised(f"bytes {start}:{stop} lie outside the file")
-        first, last = start // BLOCK_BYTES, (stop - 1) // BLOCK_BYTES
-        if first >= last:  # one block, or none (start == stop)
-            block = self._block(first)
-            return block[start - first * BLOCK_BYTES : stop - first * BLOCK_BYTES]
-        parts = [self._block(i) for i in range(first, last + 1)]  # only what is asked joined
-        parts[0] = parts[0][start - first * BLOCK_BYTES :]
-        parts[-1] = parts[-1][: stop - last * BLOCK_BYTES]
-        return b"".join(parts)
+        first = start // BLOCK_BYTES
+        blocks = [self._block(i) for i in range(first, (stop - 1) // BLOCK_BYTES + 1)]
+        skip = start - first * BLOCK_BYTES
+        return b"".join(blocks)[skip : skip + stop - start]
 
     def at(self, address: int, size: int) -> bytes:
         """``size`` bytes at file address ``address`` (relative to the base address)."""
@@ -182,7 +177,7 @@ class FileBytes:
         offset = start % BLOCK_BYTES
         if offset + size <= BLOCK_BYTES:  # in one block: what most reads of a header are
             return self._block(start // BLOCK_BYTES)[offset : offset + size]
-        return self.read(start, stop)
+        return self.read(start, stop)  # across blocks
 
     @staticmethod
     def unsigned(raw: bytes) -> int:
@@ -213,7 +208,7 @@ class FileBytes:
             raise Unrecognised("variable-length data cut short")
         return [self.heap_object(data, at) for at in range(0, len(data), size)]
 
-    def heap_object(self, data: bytes, at: int = 0) -> tuple[int, bytes]:
+    def heap_object(self, data: bytes, at: int) -> tuple[int, bytes]:
         """A variable-length element's length and global heap object, from its heap ID at
         ``at`` of ``data`` (an empty element's object is ``b""``: HDF5 stores none)."""
         length, address, index = self._heap_id.unpack_from(data, at)
