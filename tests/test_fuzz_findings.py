@@ -12,7 +12,9 @@ import h5py
 import numpy as np
 import pytest
 import xarray as xr
+from h5py import h5d, h5p, h5s, h5t
 from scipy.io import netcdf_file
+from test_scan_odd_objects import _set_undefined_fill_value
 
 import zarr_manifest_store as zms
 
@@ -110,6 +112,42 @@ def test_a_variable_written_without_fill_is_padded_as_netcdf_pads_it(tmp_path):
         assert actual["a"].values[3:].tolist() == [9.969209968386869e36] * 4
         np.testing.assert_array_equal(actual["c"], expected["c"])
     assert actual["c"].values.tolist() == [1] + [4294967295] * 6  # not its _FillValue, 4
+
+
+def test_a_variable_without_a_fill_value_is_padded_as_netcdf_pads_it(tmp_path):
+    """A dataset with no fill value (``H5Pset_fill_value`` with NULL, as PyTables writes them)
+    shorter than its unlimited dimension: netCDF-C pads numbers with its default fill, as for
+    NC_NOFILL, whatever its ``_FillValue`` (h5netcdf fails on it); text, which has no such
+    fill, is refused by name."""
+    path = tmp_path / "undefined.h5"
+    with h5py.File(path, "w") as f:
+        t = f.create_dataset("t", data=np.arange(6.0), maxshape=(None,), chunks=(2,))
+        t.make_scale("t")
+        for name, tid, values in (
+            ("n", h5t.STD_I32LE, np.array([1, 2, 3], "<i4")),
+            ("s", h5t.C_S1.copy(), np.array([b"a", b"b", b"c"], "S1")),
+        ):
+            dcpl = h5p.create(h5p.DATASET_CREATE)
+            dcpl.set_chunk((2,))
+            _set_undefined_fill_value(dcpl, tid)
+            space = h5s.create_simple((3,), (h5s.UNLIMITED,))
+            h5d.create(f.id, name.encode(), tid, space, dcpl=dcpl).close()
+            f[name][...] = values
+            f[name].dims[0].attach_scale(t)
+        f["n"].attrs["_FillValue"] = np.int32(-5)  # not what netCDF-C pads with
+        assert f["n"].id.get_create_plist().fill_value_defined() == h5d.FILL_VALUE_UNDEFINED
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        group = zms.scan(str(path), on_unsupported="skip")
+    (message,) = [str(w.message) for w in caught if "left out" in str(w.message)]
+    assert "'s': has no fill value and is shorter than its unlimited dimension" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store = zms.ManifestStore(group)
+        actual = xr.open_dataset(store, engine="zarr_manifest", mask_and_scale=False).load()
+    with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as expected:
+        np.testing.assert_array_equal(actual["n"], expected["n"])
+    assert actual["n"].values.tolist() == [1, 2, 3] + [-2147483647] * 3
 
 
 def test_a_character_variables_missing_value_masks_it_as_netcdf_readers_do(tmp_path):

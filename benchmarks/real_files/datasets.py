@@ -139,10 +139,13 @@ def _netcdf_padded(ds: h5py.Dataset, values: Any, node: zarr.Array | None) -> An
 
 def _netcdf_padding(ds: h5py.Dataset) -> Any:
     """What netCDF-C pads a variable with: HDF5's fill value, except for numbers written with
-    NC_NOFILL (fill time "never"), which it pads with netCDF's default fill for the type."""
+    NC_NOFILL (fill time "never") or without a fill value, which it pads with netCDF's default
+    fill for the type."""
     from netCDF4 import default_fillvals
 
-    never = ds.id.get_create_plist().get_fill_time() == h5py.h5d.FILL_TIME_NEVER
+    dcpl = ds.id.get_create_plist()
+    never = dcpl.get_fill_time() == h5py.h5d.FILL_TIME_NEVER
+    never |= dcpl.fill_value_defined() == h5py.h5d.FILL_VALUE_UNDEFINED
     key = f"{ds.dtype.kind}{ds.dtype.itemsize}"
     return default_fillvals[key] if never and key in default_fillvals else ds.fillvalue
 

@@ -68,10 +68,20 @@ class DataKind:
     def padding_json(self, dcpl: h5p.PropDCID, hdf5_fill: Any) -> Any:
         """What netCDF-C pads a variable with past its data along an unlimited dimension, in
         Zarr's JSON form: HDF5's fill value (``hdf5_fill``: its ``_FillValue``), except for a
-        number variable written with ``NC_NOFILL`` (HDF5's fill time "never"), which netCDF-C
-        pads with netCDF's default fill for the type, whatever its ``_FillValue``."""
+        number variable written with ``NC_NOFILL`` (HDF5's fill time "never") or without a
+        fill value, which netCDF-C pads with netCDF's default fill for the type, whatever its
+        ``_FillValue``. A variable of another type without a fill value raises Refused: no
+        reader has a value to pad it with (h5netcdf fails on it)."""
         key = f"{self.dtype.kind}{self.dtype.itemsize}"
-        if dcpl.get_fill_time() != h5d.FILL_TIME_NEVER or key not in NETCDF_DEFAULT_FILLS:
+        undefined = fill_undefined(dcpl)
+        if key not in NETCDF_DEFAULT_FILLS and undefined:
+            raise Refused(
+                "has no fill value and is shorter than its unlimited dimension, which netCDF "
+                "readers pad with no value of their own for its type"
+            )
+        if key not in NETCDF_DEFAULT_FILLS or not (
+            undefined or dcpl.get_fill_time() == h5d.FILL_TIME_NEVER
+        ):
             return hdf5_fill
         scalar = self.zdtype.cast_scalar(NETCDF_DEFAULT_FILLS[key])
         return self.zdtype.to_json_scalar(scalar, zarr_format=3)
