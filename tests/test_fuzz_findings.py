@@ -26,6 +26,19 @@ def _view(path, **options):
         return xr.open_dataset(store, engine="zarr_manifest", chunks=None, **options).load()
 
 
+def _left_out_and_view(path):
+    """The one warning of a dataset left out by a scan that skips, and the scan's view (not
+    masked or scaled)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        group = zms.scan(str(path), on_unsupported="skip")
+    (message,) = [str(w.message) for w in caught if "left out" in str(w.message)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store = zms.ManifestStore(group)
+        return message, xr.open_dataset(store, engine="zarr_manifest", mask_and_scale=False).load()
+
+
 def test_netcdf3_names_scipy_wrote_in_latin1_are_read_as_scipy_reads_them(tmp_path):
     path = tmp_path / "latin1.nc"
     with netcdf_file(path, "w") as f:  # scipy encodes names as Latin-1: not UTF-8
@@ -98,15 +111,8 @@ def test_a_variable_written_without_fill_is_padded_as_netcdf_pads_it(tmp_path):
     subprocess.run([sys.executable, "-c", NOFILL_SCRIPT, str(path)], check=True)
     with h5py.File(path) as f:
         assert (f["a"].fillvalue, f["a"].shape) == (0, (3,))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        group = zms.scan(str(path), on_unsupported="skip")
-    (message,) = [str(w.message) for w in caught if "left out" in str(w.message)]
+    message, actual = _left_out_and_view(path)
     assert "'b': has fill time 'never' and 9 of its chunks were never written" in message
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        store = zms.ManifestStore(group)
-        actual = xr.open_dataset(store, engine="zarr_manifest", mask_and_scale=False).load()
     with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as expected:
         np.testing.assert_array_equal(actual["a"], expected["a"])  # 9.97e36 past the data
         assert actual["a"].values[3:].tolist() == [9.969209968386869e36] * 4
@@ -136,15 +142,8 @@ def test_a_variable_without_a_fill_value_is_padded_as_netcdf_pads_it(tmp_path):
             f[name].dims[0].attach_scale(t)
         f["n"].attrs["_FillValue"] = np.int32(-5)  # not what netCDF-C pads with
         assert f["n"].id.get_create_plist().fill_value_defined() == h5d.FILL_VALUE_UNDEFINED
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        group = zms.scan(str(path), on_unsupported="skip")
-    (message,) = [str(w.message) for w in caught if "left out" in str(w.message)]
+    message, actual = _left_out_and_view(path)
     assert "'s': has no fill value and is shorter than its unlimited dimension" in message
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        store = zms.ManifestStore(group)
-        actual = xr.open_dataset(store, engine="zarr_manifest", mask_and_scale=False).load()
     with xr.open_dataset(path, engine="netcdf4", mask_and_scale=False) as expected:
         np.testing.assert_array_equal(actual["n"], expected["n"])
     assert actual["n"].values.tolist() == [1, 2, 3] + [-2147483647] * 3
